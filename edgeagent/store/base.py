@@ -1,0 +1,178 @@
+"""The store contract. ``SqliteStore`` (``edgeagent.store.sqlite``) is the embedded default.
+
+A backend must:
+- keep feed snapshots as *generations*. Exactly one generation per feed is ``live`` (the
+  last good one; never deleted while live), at most one is ``held`` (waiting for a
+  supervisor), older ones are ``superseded`` or ``discarded`` and may be pruned.
+- keep every decision with its full history; nothing is ever deleted.
+- keep an append-only audit log where each row carries the SHA-256 of the previous row
+  (``prev_hash``) and its own ``row_hash`` over its content and ``prev_hash``;
+  :meth:`Store.verify_audit` recomputes the chain and names the first row that fails.
+- bump ``policy_version`` on every change that alters the desired state (a decision
+  activated/revoked/expired, a generation made live), atomically with that change.
+- be safe to call from several threads; writes are serialised by the backend.
+- create its files with mode 0600 and never log entry values.
+
+Timestamps are timezone-aware UTC ``datetime``s in and out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Protocol
+
+from edgeagent.model import Action, Decision, DecisionStatus, Entry, Indicator, NoticeSource
+
+
+class GenerationStatus(StrEnum):
+    LIVE = "live"
+    HELD = "held"
+    SUPERSEDED = "superseded"
+    DISCARDED = "discarded"
+
+
+@dataclass(frozen=True, slots=True)
+class Generation:
+    """One snapshot of a feed. ``meta`` holds fetch facts (etag, serial, bytes, digest)."""
+
+    id: int
+    feed: str
+    status: GenerationStatus
+    created_at: datetime
+    entry_count: int
+    serial: str = ""
+    hold_reason: str = ""
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class NewDecision:
+    """What a person asks for; the store assigns id, created_at and history."""
+
+    indicator: Indicator
+    action: Action
+    actor: str
+    reason: str
+    reference: str
+    notice_source: NoticeSource
+    notice_received_at: datetime
+    status: DecisionStatus
+    expires_at: datetime | None = None
+    category: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    id: int
+    at: datetime
+    actor: str
+    action: str  # e.g. "decision.create", "feed.approve", "auth.denied"
+    subject: str  # e.g. "decision:12", "feed:iwf"; never a plain list entry
+    detail: Mapping[str, Any]
+    prev_hash: str
+    row_hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class AuditVerification:
+    ok: bool
+    rows: int
+    first_bad_row: int | None = None
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    id: int
+    name: str
+    role: str
+    created_at: datetime
+    revoked: bool = False
+
+
+class Store(Protocol):
+    # --- lifecycle
+    def close(self) -> None: ...
+
+    def schema_version(self) -> int: ...
+
+    def policy_version(self) -> int: ...
+
+    # --- feed generations
+    def add_generation(
+        self,
+        feed: str,
+        entries: Iterable[Entry],
+        *,
+        status: GenerationStatus,
+        serial: str = "",
+        hold_reason: str = "",
+        meta: Mapping[str, Any] | None = None,
+    ) -> Generation:
+        """Store a snapshot. ``status=LIVE`` supersedes the previous live one atomically;
+        ``HELD`` replaces (discards) any earlier held one and leaves the live one alone."""
+        ...
+
+    def live_generation(self, feed: str) -> Generation | None: ...
+
+    def held_generation(self, feed: str) -> Generation | None: ...
+
+    def generation_entries(self, generation_id: int) -> Iterator[Entry]: ...
+
+    def promote_generation(self, generation_id: int) -> Generation:
+        """Make a held generation live (the old live one becomes superseded)."""
+        ...
+
+    def discard_generation(self, generation_id: int) -> Generation: ...
+
+    def feeds(self) -> list[str]: ...
+
+    # --- decisions
+    def add_decision(self, new: NewDecision) -> Decision:
+        """Raise ``Conflict`` if an active or pending decision has the same indicator and
+        action."""
+        ...
+
+    def get_decision(self, decision_id: int) -> Decision: ...
+
+    def list_decisions(
+        self,
+        *,
+        status: DecisionStatus | None = None,
+        source: NoticeSource | None = None,
+        scope: str | None = None,
+        reference: str | None = None,
+        limit: int = 1000,
+        offset: int = 0,
+    ) -> list[Decision]: ...
+
+    def set_decision_status(
+        self,
+        decision_id: int,
+        status: DecisionStatus,
+        *,
+        actor: str,
+        reason: str,
+        approved_by: str | None = None,
+    ) -> Decision: ...
+
+    def active_decisions(self) -> Iterator[Decision]: ...
+
+    # --- audit
+    def append_audit(
+        self, actor: str, action: str, subject: str, detail: Mapping[str, Any] | None = None
+    ) -> AuditRecord: ...
+
+    def audit_since(self, since: datetime | None = None, limit: int = 1000) -> list[AuditRecord]: ...
+
+    def verify_audit(self) -> AuditVerification: ...
+
+    # --- API tokens (only SHA-256 hashes of the secrets are stored)
+    def add_token(self, name: str, role: str, token_hash: bytes) -> Token: ...
+
+    def token_by_hash(self, token_hash: bytes) -> Token | None: ...
+
+    def list_tokens(self) -> list[Token]: ...
