@@ -1,0 +1,223 @@
+"""Pure policy merge: feed snapshots + decisions + overrides -> ``DesiredState``.
+
+No I/O here. The service reads the live generations and active decisions from the store
+and hands them over as iterables; this module decides what every enforcer must show.
+
+Rules, in order:
+1. Expired entries (``expires_at`` in the past) are dropped.
+2. Entries the guardrails refuse outright (public suffixes, the root, IP prefixes shorter
+   than the limit) are dropped and counted in ``DesiredState.refused`` by reason. Entries
+   that needed a second person got that approval before they became live (a held feed
+   generation approved, a pending decision approved), so they are not re-checked here.
+3. An ``allow`` on an indicator removes a ``block`` on the *same* indicator and is kept in
+   ``allows`` so DNS can answer ``rpz-passthru`` even when a wider block covers it.
+4. An indicator listed by several sources appears once; ``sources`` names all of them.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Protocol
+
+from edgeagent import canon
+from edgeagent.errors import InvalidTarget
+from edgeagent.model import Action, DesiredState, Entry, Indicator, Scope
+
+
+class Verdict(Protocol):
+    @property
+    def allowed(self) -> bool: ...
+
+    @property
+    def reason(self) -> str: ...
+
+
+class BlockGate(Protocol):
+    """What the merge needs from the guardrails (``edgeagent.guard.Guard`` satisfies it)."""
+
+    def check_indicator(self, indicator: Indicator, action: Action) -> Verdict: ...
+
+
+def merge(
+    version: int,
+    entries: Iterable[Entry],
+    gate: BlockGate,
+    *,
+    now: datetime | None = None,
+) -> DesiredState:
+    """Build the desired state from every candidate entry (feeds and decisions alike)."""
+    when = now or datetime.now(UTC)
+    blocks: dict[Indicator, Entry] = {}
+    allows: dict[Indicator, Entry] = {}
+    sources: dict[Indicator, list[str]] = {}
+    refused: dict[str, int] = {}
+    for entry in entries:
+        if entry.expires_at is not None and entry.expires_at <= when:
+            continue
+        ind = entry.indicator
+        if entry.action is Action.BLOCK:
+            verdict = gate.check_indicator(ind, entry.action)
+            if not verdict.allowed:
+                refused[verdict.reason] = refused.get(verdict.reason, 0) + 1
+                continue
+            blocks.setdefault(ind, entry)
+        else:
+            allows.setdefault(ind, entry)
+        known = sources.get(ind)
+        if known is None:
+            sources[ind] = [entry.source]
+        elif entry.source not in known:
+            known.append(entry.source)
+    for ind in allows:
+        blocks.pop(ind, None)
+    return DesiredState(
+        version=version,
+        blocks=tuple(blocks[k] for k in sorted(blocks)),
+        allows=tuple(allows[k] for k in sorted(allows)),
+        sources={k: tuple(v) for k, v in sources.items()},
+        refused=refused,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """One entry that applies to a looked-up target, and how it applies."""
+
+    entry: Entry
+    layer: str  # "dns" or "proxy" or "routes"
+    effect: str  # "block", "divert", "passthru", "stop-page", "pass"
+
+
+@dataclass(frozen=True, slots=True)
+class Treatment:
+    """How a target is treated by the current desired state, and why."""
+
+    target_kind: str  # "url", "name" or "address"
+    canonical: str
+    dns: str  # "block", "divert", "passthru" or "none"
+    proxy: str  # "stop-page" or "pass" (URLs and names only)
+    matches: tuple[Match, ...]
+
+
+class PolicyIndex:
+    """Lookup structures over one ``DesiredState`` (built once per policy version)."""
+
+    def __init__(self, state: DesiredState) -> None:
+        self.state = state
+        self._domains: dict[str, list[Entry]] = {}
+        self._hosts: dict[str, list[Entry]] = {}
+        self._urls: dict[str, list[Entry]] = {}  # url expression -> entries
+        self._prefixes: dict[str, list[Entry]] = {}  # host -> url-prefix entries
+        self._url_hosts: dict[str, list[Entry]] = {}  # host -> url/url-prefix entries
+        self._nets: list[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, Entry]] = []
+        self._allow_names: dict[str, list[Entry]] = {}
+        for e in state.blocks:
+            self._add(e)
+        for e in state.allows:
+            if e.indicator.scope.is_name:
+                self._allow_names.setdefault(e.indicator.value, []).append(e)
+
+    def _add(self, e: Entry) -> None:
+        ind = e.indicator
+        if ind.scope is Scope.DOMAIN:
+            self._domains.setdefault(ind.value, []).append(e)
+        elif ind.scope is Scope.HOST:
+            self._hosts.setdefault(ind.value, []).append(e)
+        elif ind.scope.is_url:
+            host = canon.url_host(ind.value)
+            self._url_hosts.setdefault(host, []).append(e)
+            if ind.scope is Scope.URL:
+                self._urls.setdefault(_expression(ind.value), []).append(e)
+            else:
+                self._prefixes.setdefault(host, []).append(e)
+        else:
+            self._nets.append((ipaddress.ip_network(ind.value), e))
+
+    def explain(self, target: str) -> Treatment:
+        """Classify ``target`` (URL, host name or address) and report what applies."""
+        text = target.strip()
+        try:
+            addr = ipaddress.ip_address(text)
+        except ValueError:
+            pass
+        else:
+            hits = tuple(Match(e, "dns", "block") for net, e in self._nets if addr in net)
+            return Treatment("address", str(addr), "block" if hits else "none", "pass", hits)
+        if "/" in text or "://" in text:
+            url = canon.canonical_url(text)
+            host = canon.url_host(url)
+            proxy_hits = self._url_matches(url, host)
+            name_hits = self._name_matches(host)
+            return self._treat("url", url, name_hits, proxy_hits, host)
+        try:
+            name = canon.canonical_name(text)
+        except InvalidTarget:
+            raise
+        return self._treat("name", name, self._name_matches(name), (), name)
+
+    def _treat(
+        self,
+        kind: str,
+        canonical: str,
+        name_hits: tuple[Match, ...],
+        proxy_hits: tuple[Match, ...],
+        host: str,
+    ) -> Treatment:
+        allowed = self._allowed(host)
+        diverted = tuple(Match(e, "dns", "divert") for e in self._url_hosts.get(host, ()))
+        if allowed:
+            dns = "passthru"
+            matches = tuple(Match(e, "dns", "passthru") for e in allowed)
+            proxy = "pass"
+        elif name_hits:
+            dns, matches, proxy = "block", name_hits, "stop-page"
+        elif diverted:
+            dns, matches = "divert", diverted + proxy_hits
+            proxy = "stop-page" if proxy_hits else "pass"
+        else:
+            dns, matches, proxy = "none", (), "pass"
+        return Treatment(kind, canonical, dns, proxy, matches)
+
+    def _allowed(self, host: str) -> list[Entry]:
+        return [
+            e
+            for name in _suffixes(host)
+            for e in self._allow_names.get(name, ())
+            if name == host or e.indicator.scope is Scope.DOMAIN
+        ]
+
+    def _name_matches(self, host: str) -> tuple[Match, ...]:
+        hits = [Match(e, "dns", "block") for e in self._hosts.get(host, ())]
+        for name in _suffixes(host):
+            hits.extend(Match(e, "dns", "block") for e in self._domains.get(name, ()))
+        return tuple(hits)
+
+    def _url_matches(self, url: str, host: str) -> tuple[Match, ...]:
+        hits = [Match(e, "proxy", "stop-page") for e in self._urls.get(_expression(url), ())]
+        prefixes = self._prefixes.get(host)
+        if prefixes:
+            request = _expression(url)
+            hits.extend(
+                Match(e, "proxy", "stop-page")
+                for e in prefixes
+                if request.startswith(_prefix_expression(e.indicator.value))
+            )
+        return tuple(hits)
+
+
+def _expression(url: str) -> str:
+    return canon.url_expression(url)
+
+
+def _prefix_expression(url: str) -> str:
+    return canon.url_prefix_expression(url)
+
+
+def _suffixes(name: str) -> Iterator[str]:
+    """``a.b.example`` -> ``a.b.example``, ``b.example``, ``example``."""
+    labels = name.split(".")
+    for i in range(len(labels)):
+        yield ".".join(labels[i:])
