@@ -1,0 +1,186 @@
+"""Every Prometheus collector edgeagent exports, defined once.
+
+Labels are limited to ``feed``, ``publisher``, ``resolver``, ``proxy``, ``source``,
+``scope``, ``reason``, ``route`` and ``status`` — fixed, low-cardinality values chosen by
+the operator or the code. A list entry never becomes a label value.
+
+Each ``Metrics`` owns its own ``CollectorRegistry`` so tests and the lab can run several
+agents in one process; the daemon makes exactly one.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+from edgeagent import __version__
+
+
+class Metrics:
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        self.info = Info("edgeagent", "Agent build information", registry=r)
+        self.info.info({"version": __version__})
+
+        # policy
+        self.policy_version = Gauge(
+            "edgeagent_policy_version", "Version of the desired state in force", registry=r
+        )
+        self.policy_entries = Gauge(
+            "edgeagent_policy_entries",
+            "Effective block entries by scope",
+            ["scope"],
+            registry=r,
+        )
+        self.policy_refused = Gauge(
+            "edgeagent_policy_refused_entries",
+            "Entries kept out of the policy by the guardrails, by reason",
+            ["reason"],
+            registry=r,
+        )
+        self.decisions = Counter(
+            "edgeagent_decisions_total",
+            "Decision lifecycle events",
+            ["status"],
+            registry=r,
+        )
+
+        # feeds
+        self.feed_last_attempt = Gauge(
+            "edgeagent_feed_last_attempt_timestamp_seconds",
+            "Unix time of the last sync attempt",
+            ["feed"],
+            registry=r,
+        )
+        self.feed_last_success = Gauge(
+            "edgeagent_feed_last_success_timestamp_seconds",
+            "Unix time of the last successful sync (fetched and verified)",
+            ["feed"],
+            registry=r,
+        )
+        self.feed_max_age = Gauge(
+            "edgeagent_feed_max_age_seconds",
+            "Configured staleness limit of the feed",
+            ["feed"],
+            registry=r,
+        )
+        self.feed_entries = Gauge(
+            "edgeagent_feed_entries", "Entries in the live generation", ["feed"], registry=r
+        )
+        self.feed_rejected = Counter(
+            "edgeagent_feed_rejected_entries_total",
+            "Entries rejected during validation, by reason",
+            ["feed", "reason"],
+            registry=r,
+        )
+        self.feed_bytes = Gauge(
+            "edgeagent_feed_bytes", "Bytes of the last fetch (decompressed)", ["feed"], registry=r
+        )
+        self.feed_duration = Gauge(
+            "edgeagent_feed_sync_duration_seconds",
+            "Duration of the last sync",
+            ["feed"],
+            registry=r,
+        )
+        self.feed_held = Gauge(
+            "edgeagent_feed_held_generation",
+            "1 while a generation of the feed waits for approval",
+            ["feed"],
+            registry=r,
+        )
+        self.feed_failures = Counter(
+            "edgeagent_feed_sync_failures_total",
+            "Failed sync attempts (the last good generation stayed live)",
+            ["feed"],
+            registry=r,
+        )
+
+        # DNS enforcement
+        self.publisher_up = Gauge(
+            "edgeagent_publisher_up",
+            "1 if the publisher's last publish succeeded",
+            ["publisher"],
+            registry=r,
+        )
+        self.publish_failures = Counter(
+            "edgeagent_rpz_publish_failures_total",
+            "Failed publishes (the old zone stayed live)",
+            ["publisher"],
+            registry=r,
+        )
+        self.publish_seconds = Histogram(
+            "edgeagent_rpz_publish_duration_seconds",
+            "Time from policy change to verified publish",
+            ["publisher"],
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
+            registry=r,
+        )
+        self.rpz_serial = Gauge(
+            "edgeagent_rpz_serial", "SOA serial the agent last published", registry=r
+        )
+        self.rpz_resolver_serial = Gauge(
+            "edgeagent_rpz_resolver_serial",
+            "SOA serial the resolver serves",
+            ["resolver"],
+            registry=r,
+        )
+        self.rpz_serial_lag = Gauge(
+            "edgeagent_rpz_serial_lag",
+            "Published serial minus the serial the resolver serves",
+            ["resolver"],
+            registry=r,
+        )
+        self.rpz_canary_ok = Gauge(
+            "edgeagent_rpz_canary_ok",
+            "1 if the resolver blocked the canary at the last check",
+            ["resolver"],
+            registry=r,
+        )
+        self.rpz_not_enforceable = Gauge(
+            "edgeagent_rpz_not_enforceable_at_dns",
+            "URL-level entries that DNS cannot enforce (no filtering proxy configured)",
+            registry=r,
+        )
+
+        # proxy
+        self.proxy_canary_ok = Gauge(
+            "edgeagent_proxy_canary_ok",
+            "1 if the proxy served the stop page for the canary URL",
+            ["proxy"],
+            registry=r,
+        )
+        self.proxy_https_unenforceable = Counter(
+            "edgeagent_proxy_https_unenforceable_total",
+            "CONNECT requests to hosts with only URL-level entries (passed)",
+            registry=r,
+        )
+        self.stop_page_hits = Counter(
+            "edgeagent_stop_page_hits_total",
+            "Stop pages served, by list source (no client data)",
+            ["source"],
+            registry=r,
+        )
+
+        # takedown
+        self.takedown_open = Gauge(
+            "edgeagent_takedown_open_tickets", "Open hosting takedown tickets", registry=r
+        )
+        self.takedown_overdue = Gauge(
+            "edgeagent_takedown_open_overdue",
+            "Open tickets past their SLA target",
+            ["source"],
+            registry=r,
+        )
+        self.takedown_sla_breaches = Counter(
+            "edgeagent_takedown_sla_breaches_total",
+            "Tickets that passed their SLA target",
+            ["source"],
+            registry=r,
+        )
+
+        # API
+        self.api_requests = Counter(
+            "edgeagent_api_requests_total",
+            "Control API requests by route template and status",
+            ["route", "status"],
+            registry=r,
+        )
