@@ -95,3 +95,32 @@ def test_metric_contract_matches_the_rules() -> None:
         for match in _METRIC_USE.finditer(line)
     }
     assert used == set(contract), used ^ set(contract)
+
+
+def test_metrics_module_exports_the_contract() -> None:
+    from prometheus_client import Counter, Gauge, generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from edgeagent.metrics import Metrics
+
+    metrics = Metrics()
+    collectors: dict[str, Counter | Gauge] = {}
+    for value in vars(metrics).values():
+        if isinstance(value, Counter | Gauge):
+            for family in value.describe():
+                suffix = "_total" if family.type == "counter" else ""
+                collectors[family.name + suffix] = value
+    for name, (_kind, labels) in _contract().items():
+        assert name in collectors, f"{name} missing from edgeagent/metrics.py"
+        child = collectors[name].labels(**dict.fromkeys(labels, "contract-test"))
+        if isinstance(child, Counter):
+            child.inc()
+        else:
+            child.set(1)
+    exported = {
+        sample.name: (family.type, set(sample.labels))
+        for family in text_string_to_metric_families(generate_latest(metrics.registry).decode())
+        for sample in family.samples
+    }
+    for name, (kind, labels) in _contract().items():
+        assert exported.get(name) == (kind, labels), name
