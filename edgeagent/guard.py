@@ -1,0 +1,720 @@
+"""Guardrails: public suffixes, protected names, change limits and the generation ``Plan``.
+
+Contract (every function here is pure; the only I/O is reading list files in the
+``load*`` constructors):
+
+- A block of a public suffix (ICANN *and* private sections of the Public Suffix List) or
+  of the root is refused outright. Nobody can override it: ``Guard.enforce`` raises
+  :class:`~edgeagent.errors.PublicSuffixRefused` even when a second person signs.
+- A block touching a protected name (the name itself, a subdomain of it, or a ``domain``
+  block of a parent that would cover it) and every IP/CIDR block is allowed only with a
+  second person's approval (four-eyes): ``Guard.enforce`` raises
+  :class:`~edgeagent.errors.ProtectedNameRefused` without one.
+- IP/CIDR blocks wider than the configured minimum prefix length are refused outright.
+- A feed generation that empties the list, or removes or adds more than the configured
+  share (with an absolute floor so small lists and single decisions are never held), is
+  held: :class:`ChangeLimits` and :meth:`Plan.raise_if_unsafe` raise
+  :class:`~edgeagent.errors.ChangeLimitExceeded`.
+- Allows (``Action.ALLOW``) are always fine: unblocking never causes collateral damage.
+
+Names passed in are canonical (lower-case A-labels, no trailing dot, as produced by
+:func:`edgeagent.canon.canonical_name`); nothing here re-canonicalises them, because these
+checks run on every entry of million-entry feeds. Reasons and messages never contain an
+entry in plain text: exceptions carry ``Indicator.ref``-compatible short hashes.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import MappingProxyType
+from typing import Final
+
+import idna
+import publicsuffixlist
+
+from edgeagent.canon import canonical_name
+from edgeagent.errors import (
+    ChangeLimitExceeded,
+    ConfigError,
+    ConfigProblem,
+    GuardrailViolation,
+    InvalidTarget,
+    ProtectedNameRefused,
+    PublicSuffixRefused,
+)
+from edgeagent.model import Action, Entry, Indicator, Scope
+
+__all__ = [
+    "REASON_ADDRESS_BLOCK",
+    "REASON_COVERS_PROTECTED",
+    "REASON_PREFIX_TOO_SHORT",
+    "REASON_PROTECTED",
+    "REASON_PUBLIC_SUFFIX",
+    "SYSTEM_PSL_FILE",
+    "ChangeLimits",
+    "Guard",
+    "Plan",
+    "PrefixTooShort",
+    "ProtectedNames",
+    "PublicSuffixes",
+    "Verdict",
+    "plan_generation",
+]
+
+# Verdict reasons. They are short and stable because they become keys of
+# ``DesiredState.refused`` / ``Plan.refused`` and metric label values.
+REASON_PUBLIC_SUFFIX: Final = "public suffix"  # the root counts as one (the empty suffix)
+REASON_PREFIX_TOO_SHORT: Final = "prefix too short"
+REASON_PROTECTED: Final = "protected name"
+REASON_COVERS_PROTECTED: Final = "covers a protected name"
+REASON_ADDRESS_BLOCK: Final = "address block"
+
+SYSTEM_PSL_FILE: Final = Path("/usr/share/publicsuffix/public_suffix_list.dat")
+BUNDLED_PSL_FILE: Final = Path(publicsuffixlist.PSLFILE)
+
+_PSL_VERSION = re.compile(r"^// VERSION: (\d{4}-\d{2}-\d{2})_(\d{2})-(\d{2})-(\d{2})_UTC", re.M)
+_ICANN_BEGIN: Final = "// ===BEGIN ICANN DOMAINS==="
+_PRIVATE_BEGIN: Final = "// ===BEGIN PRIVATE DOMAINS==="
+
+
+class PrefixTooShort(GuardrailViolation):
+    """An IP/CIDR block wider than the configured minimum prefix: refused, no override."""
+
+
+# --------------------------------------------------------------------------- suffixes
+
+
+def _a_label_form(rule_name: str) -> str | None:
+    """The A-label spelling of one PSL rule name (without ``!``/``*.``), None if invalid.
+
+    The list is written in U-labels; our names are A-labels. We use the ``idna`` package
+    (IDNA2008/UTS 46), never the stdlib codec (IDNA2003 maps e.g. ``ß`` to ``ss``, a
+    different name).
+    """
+    if rule_name.isascii():
+        return rule_name
+    try:
+        return idna.encode(rule_name, uts46=True).decode("ascii")
+    except idna.IDNAError:
+        return None
+
+
+def _psl_stamp(path: Path, text: str) -> datetime:
+    """When a PSL snapshot was taken: its ``// VERSION:`` header, else the file's mtime."""
+    m = _PSL_VERSION.search(text)
+    if m:
+        return datetime.fromisoformat(f"{m[1]}T{m[2]}:{m[3]}:{m[4]}+00:00")
+    return datetime.fromtimestamp(path.stat().st_mtime, UTC)
+
+
+class PublicSuffixes:
+    """Public Suffix List (ICANN and private sections) answering ``is_public_suffix`` fast.
+
+    The rules are parsed once into three sets (exact rules, wildcard parents, exceptions),
+    so a check is at most five set lookups with no allocation beyond one slice: it runs
+    on every name of every feed. The same snapshot also feeds a
+    ``publicsuffixlist.PublicSuffixList`` for :meth:`registrable_domain`; the tests prove
+    both agree on every rule of the shipped list.
+
+    Unknown single-label names (``example``, ``test``, a TLD not yet in the snapshot) are
+    public suffixes, like the PSL's implicit ``*`` rule says: blocking a whole TLD is never
+    right, whether or not the snapshot knows it.
+    """
+
+    __slots__ = (
+        "_exact",
+        "_exceptions",
+        "_psl",
+        "_wild_parents",
+        "origin",
+        "unencodable",
+        "version",
+    )
+
+    def __init__(self, text: str, *, origin: str = "<text>", version: str = "") -> None:
+        """Parse PSL ``text``. ``origin``/``version`` are reported by ``describe``."""
+        exact: set[str] = set()
+        wild: set[str] = set()
+        exceptions: set[str] = set()
+        unencodable = 0
+        for raw in text.splitlines():
+            # The PSL format: the rule is the first whitespace-separated token; comments
+            # start with "//". This is exactly what publicsuffixlist itself does.
+            fields = raw.split()
+            if not fields or fields[0].startswith("//"):
+                continue
+            rule = fields[0].lower()
+            if rule.startswith("!"):
+                target, rule = exceptions, rule[1:]
+            elif rule.startswith("*."):
+                target, rule = wild, rule[2:]
+            else:
+                target = exact
+            a_label = _a_label_form(rule)
+            if a_label is None:
+                # No canonical name can equal this rule, so it can never match: count it
+                # so describe() shows the snapshot has rules IDNA2008 rejects.
+                unencodable += 1
+                continue
+            target.add(a_label)
+        self._exact = frozenset(exact)
+        self._wild_parents = frozenset(wild)
+        self._exceptions = frozenset(exceptions)
+        self._psl = publicsuffixlist.PublicSuffixList(text.splitlines())
+        self.origin = origin
+        self.version = version
+        self.unencodable = unencodable
+
+    @classmethod
+    def load(
+        cls,
+        path: str | Path | None = None,
+        *,
+        system_file: Path | None = SYSTEM_PSL_FILE,
+    ) -> PublicSuffixes:
+        """Load a snapshot, offline.
+
+        With ``path``: that file (it must have the ICANN and private section markers, or
+        ``ConfigError``). Without: the snapshot bundled with ``publicsuffixlist``, unless
+        ``system_file`` (Debian's ``publicsuffix`` package) exists, is well-formed and is
+        newer. "Newer" compares the ``// VERSION:`` header, or the file's mtime when the
+        header is missing (Debian's file has none). Never fetches anything.
+        """
+        if path is not None:
+            p = Path(path)
+            text = _read_psl(p)
+            if text is None:
+                raise ConfigError(
+                    str(p), [ConfigProblem(str(p), "not a readable Public Suffix List")]
+                )
+            return cls(text, origin=str(p), version=_psl_stamp(p, text).isoformat())
+        chosen = BUNDLED_PSL_FILE
+        text = _read_psl(chosen)
+        if text is None:  # pragma: no cover - a broken installation of publicsuffixlist
+            raise ConfigError(str(chosen), [ConfigProblem(str(chosen), "bundled PSL unreadable")])
+        stamp = _psl_stamp(chosen, text)
+        if system_file is not None:
+            sys_text = _read_psl(system_file)
+            if sys_text is not None:
+                sys_stamp = _psl_stamp(system_file, sys_text)
+                if sys_stamp > stamp:
+                    chosen, text, stamp = system_file, sys_text, sys_stamp
+        return cls(text, origin=str(chosen), version=stamp.isoformat())
+
+    def is_public_suffix(self, name: str) -> bool:
+        """True when the canonical ``name`` is a public suffix; the root ``""`` is one too.
+
+        ``com``, ``co.uk`` -> True; ``example.co.uk`` -> False. Wildcard rules make their
+        parent and every direct child public, except the children named by an exception
+        rule (``!``).
+        """
+        if not name:
+            return True
+        if name in self._exceptions:
+            return False
+        if name in self._exact or name in self._wild_parents:
+            return True
+        dot = name.find(".")
+        if dot < 0:
+            return True  # the implicit "*" rule: every top-level label
+        return name[dot + 1 :] in self._wild_parents
+
+    def registrable_domain(self, name: str) -> str | None:
+        """The name's registrable domain (public suffix plus one label), ``None`` if none."""
+        result = self._psl.privatesuffix(name)
+        return result if isinstance(result, str) else None
+
+    def describe(self) -> str:
+        """One line for summaries: where the snapshot came from and how old it is."""
+        skipped = f", {self.unencodable} rules not IDNA2008" if self.unencodable else ""
+        return f"{self.origin} ({self.version or 'unknown version'}{skipped})"
+
+
+def _read_psl(path: Path) -> str | None:
+    """The text of a well-formed PSL file, or ``None`` if missing, unreadable or malformed."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    if _ICANN_BEGIN not in text or _PRIVATE_BEGIN not in text:
+        return None
+    return text
+
+
+# --------------------------------------------------------------------------- protected
+
+
+def _parent_suffixes(name: str) -> Iterator[str]:
+    """``a.b.c`` -> ``a.b.c``, ``b.c``, ``c`` (most specific first), without splitting."""
+    i = 0
+    while True:
+        yield name[i:]
+        j = name.find(".", i)
+        if j < 0:
+            return
+        i = j + 1
+
+
+class ProtectedNames:
+    """Names that must not be blocked by accident (high-traffic, infrastructure, reference).
+
+    A protected name protects itself and all its subdomains (:meth:`protects`); a
+    ``domain`` block of one of its parents would cover it too (:meth:`covers_protected`).
+    Both are set lookups: one per label for ``protects``, exactly one for
+    ``covers_protected`` (every suffix of every protected name is precomputed).
+    """
+
+    __slots__ = ("_names", "_suffixes")
+
+    def __init__(self, names: Iterable[str] = ()) -> None:
+        """Build from canonical names (use :meth:`load_dir` for list files)."""
+        self._names = frozenset(names)
+        suffixes: set[str] = set()
+        for n in self._names:
+            suffixes.update(_parent_suffixes(n))
+        if self._names:
+            suffixes.add("")  # the root is a parent of everything
+        self._suffixes = frozenset(suffixes)
+
+    @classmethod
+    def parse(
+        cls,
+        lines: Iterable[str],
+        source: str,
+        *,
+        public_suffixes: PublicSuffixes | None = None,
+    ) -> tuple[set[str], list[ConfigProblem]]:
+        """Parse list lines; return the names and every problem as ``source:LINE``.
+
+        Format: one name per line; ``#`` starts a comment (whole line or trailing); blank
+        lines are ignored. A name is canonicalised with ``canonical_name`` (so ``Example.``
+        is accepted as ``example``); anything it rejects is a problem. With
+        ``public_suffixes``, a public suffix is a problem too: protecting ``com`` would
+        put every block under it behind four-eyes, and suffixes are refused anyway.
+        """
+        names: set[str] = set()
+        problems: list[ConfigProblem] = []
+        for number, raw in enumerate(lines, start=1):
+            text = raw.split("#", 1)[0].strip()
+            if not text:
+                continue
+            where = f"{source}:{number}"
+            if len(text.split()) != 1:
+                problems.append(ConfigProblem(where, "expected one name per line"))
+                continue
+            try:
+                name = canonical_name(text)
+            except InvalidTarget as exc:
+                problems.append(ConfigProblem(where, exc.reason))
+                continue
+            if public_suffixes is not None and public_suffixes.is_public_suffix(name):
+                problems.append(ConfigProblem(where, "is a public suffix (always refused)"))
+                continue
+            names.add(name)
+        return names, problems
+
+    @classmethod
+    def load_files(
+        cls, paths: Iterable[str | Path], *, public_suffixes: PublicSuffixes | None = None
+    ) -> ProtectedNames:
+        """Load list files; raise ``ConfigError`` listing every bad line of every file."""
+        names: set[str] = set()
+        problems: list[ConfigProblem] = []
+        for p in paths:
+            path = Path(p)
+            try:
+                text = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                problems.append(ConfigProblem(path.name, f"cannot read: {exc.__class__.__name__}"))
+                continue
+            found, bad = cls.parse(text.splitlines(), path.name, public_suffixes=public_suffixes)
+            names |= found
+            problems += bad
+        if problems:
+            raise ConfigError("protected names", problems)
+        return cls(names)
+
+    @classmethod
+    def load_dir(
+        cls, directory: str | Path, *, public_suffixes: PublicSuffixes | None = None
+    ) -> ProtectedNames:
+        """Load every ``*.txt`` in ``directory`` (sorted); a missing directory is an error."""
+        d = Path(directory)
+        if not d.is_dir():
+            raise ConfigError("protected names", [ConfigProblem(str(d), "not a directory")])
+        return cls.load_files(sorted(d.glob("*.txt")), public_suffixes=public_suffixes)
+
+    def match(self, name: str) -> str | None:
+        """The protected name that ``name`` equals or lies under (most specific), or None."""
+        # An explicit loop, not _parent_suffixes(): a generator costs twice the time here,
+        # and this runs on every name of every feed.
+        names = self._names
+        if not names:
+            return None
+        i = 0
+        while True:
+            candidate = name[i:] if i else name
+            if candidate in names:
+                return candidate
+            j = name.find(".", i)
+            if j < 0:
+                return None
+            i = j + 1
+
+    def protects(self, name: str) -> bool:
+        """True when ``name`` is a protected name or a subdomain of one."""
+        return self.match(name) is not None
+
+    def covers_protected(self, domain: str) -> bool:
+        """True when a ``domain`` block of ``domain`` (name and subdomains) hits a protected name.
+
+        That is: ``domain`` equals a protected name or is one of its parents. (A protected
+        name's *subdomains* are answered by :meth:`protects`.)
+        """
+        return domain in self._suffixes
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._names
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted(self._names))
+
+
+# --------------------------------------------------------------------------- limits
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeLimits:
+    """How much one feed generation may change before it is held for approval.
+
+    A generation is held when it is empty (and the last one was not, or it is the first),
+    when it removes more than ``max(floor, previous * max_removal_share)`` entries, or adds
+    more than ``max(floor, previous * max_addition_share)``. The ``floor`` keeps small
+    lists and single decisions from ever being held for size; an empty list is held
+    regardless, because "the feed suddenly returned nothing" is the classic failure.
+    """
+
+    max_removal_share: float = 0.25
+    max_addition_share: float = 1.0
+    floor: int = 50
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not 0.0 <= self.max_removal_share <= 1.0:
+            problems.append(ConfigProblem("max_removal_share", "must be between 0 and 1"))
+        if self.max_addition_share < 0.0:
+            problems.append(ConfigProblem("max_addition_share", "must not be negative"))
+        if self.floor < 0:
+            problems.append(ConfigProblem("floor", "must not be negative"))
+        if problems:
+            raise ConfigError("change limits", problems)
+
+    def problems(self, previous: int, proposed: int, added: int, removed: int) -> list[str]:
+        """Every reason the change would be held (empty list: within limits)."""
+        if proposed == 0:
+            if previous > 0:
+                return [f"empty list (previous generation had {previous} entries)"]
+            return ["empty first generation"]
+        if previous == 0:
+            return []  # a first generation with content: nothing to compare against
+        reasons = []
+        removal_limit = max(self.floor, previous * self.max_removal_share)
+        if removed > removal_limit:
+            reasons.append(
+                f"shrink: {removed} of {previous} entries removed "
+                f"(limit {int(removal_limit)}, {self.max_removal_share:.0%})"
+            )
+        addition_limit = max(self.floor, previous * self.max_addition_share)
+        if added > addition_limit:
+            reasons.append(
+                f"growth: {added} entries added to {previous} "
+                f"(limit {int(addition_limit)}, {self.max_addition_share:.0%})"
+            )
+        return reasons
+
+    def check_generation(
+        self, feed: str, previous: int, proposed: int, added: int, removed: int
+    ) -> None:
+        """Raise ``ChangeLimitExceeded`` (every reason joined) if the change must be held."""
+        reasons = self.problems(previous, proposed, added, removed)
+        if reasons:
+            raise ChangeLimitExceeded(
+                f"feed {feed} held: " + "; ".join(reasons),
+                feed=feed,
+                previous=previous,
+                proposed=proposed,
+                added=added,
+                removed=removed,
+            )
+
+
+# --------------------------------------------------------------------------- guard
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What the guardrails say about one indicator with one action.
+
+    ``allowed=False``: refused outright, no override (``reason`` says why).
+    ``allowed=True, needs_second_person=True``: allowed only with a second person's
+    approval. ``allowed=True, needs_second_person=False``: fine (``reason`` is empty).
+    """
+
+    allowed: bool
+    needs_second_person: bool
+    reason: str
+
+
+_OK: Final = Verdict(True, False, "")
+_PUBLIC: Final = Verdict(False, False, REASON_PUBLIC_SUFFIX)
+_SHORT: Final = Verdict(False, False, REASON_PREFIX_TOO_SHORT)
+_PROTECTED: Final = Verdict(True, True, REASON_PROTECTED)
+_COVERS: Final = Verdict(True, True, REASON_COVERS_PROTECTED)
+_ADDRESS: Final = Verdict(True, True, REASON_ADDRESS_BLOCK)
+
+
+def _is_ip_literal(host: str) -> bool:
+    """True for URL hosts that are addresses (``[2001:db8::1]``, ``192.0.2.1``)."""
+    if host.startswith("[") or ":" in host:
+        return True
+    # A TLD is never all digits, so only a dotted-numeric host can be an IPv4 literal.
+    if host[-1:].isdigit():
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError:
+            return False
+        return True
+    return False
+
+
+@dataclass(frozen=True, slots=True)
+class Guard:
+    """The guardrails every block passes: see the module docstring for the rules."""
+
+    public_suffixes: PublicSuffixes
+    protected: ProtectedNames
+    limits: ChangeLimits = field(default_factory=ChangeLimits)
+    min_prefix_v4: int = 24
+    min_prefix_v6: int = 48
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not 0 <= self.min_prefix_v4 <= 32:
+            problems.append(ConfigProblem("min_prefix_v4", "must be between 0 and 32"))
+        if not 0 <= self.min_prefix_v6 <= 128:
+            problems.append(ConfigProblem("min_prefix_v6", "must be between 0 and 128"))
+        if problems:
+            raise ConfigError("guard", problems)
+
+    @classmethod
+    def load(
+        cls,
+        protected_dir: str | Path,
+        *,
+        psl_file: str | Path | None = None,
+        limits: ChangeLimits | None = None,
+        min_prefix_v4: int = 24,
+        min_prefix_v6: int = 48,
+    ) -> Guard:
+        """Build from the protected-names directory and a PSL snapshot (see ``load``s)."""
+        suffixes = PublicSuffixes.load(psl_file)
+        protected = ProtectedNames.load_dir(protected_dir, public_suffixes=suffixes)
+        return cls(
+            suffixes,
+            protected,
+            limits if limits is not None else ChangeLimits(),
+            min_prefix_v4,
+            min_prefix_v6,
+        )
+
+    def check_indicator(self, indicator: Indicator, action: Action) -> Verdict:
+        """Judge one indicator for ``action`` (pure, a few set lookups)."""
+        if action is not Action.BLOCK:
+            return _OK
+        scope = indicator.scope
+        if scope is Scope.DOMAIN or scope is Scope.HOST:
+            name = indicator.value
+            if self.public_suffixes.is_public_suffix(name):
+                return _PUBLIC
+            if self.protected.protects(name):
+                return _PROTECTED
+            if scope is Scope.DOMAIN and self.protected.covers_protected(name):
+                return _COVERS
+            return _OK
+        if scope is Scope.URL or scope is Scope.URL_PREFIX:
+            # A URL entry diverts its host to the proxy: diverting a TLD is never right,
+            # diverting a protected (high-traffic) host needs four eyes.
+            host = indicator.host or ""
+            if host and _is_ip_literal(host):
+                return _OK
+            if self.public_suffixes.is_public_suffix(host):
+                return _PUBLIC
+            if self.protected.protects(host):
+                return _PROTECTED
+            return _OK
+        # IP / CIDR: refuse wide prefixes; every address block needs four eyes because
+        # one address usually serves many unrelated sites.
+        value = indicator.value
+        if scope is Scope.CIDR:
+            address, _, length = value.rpartition("/")
+            minimum = self.min_prefix_v6 if ":" in address else self.min_prefix_v4
+            if int(length) < minimum:
+                return _SHORT
+        return _ADDRESS
+
+    def enforce(
+        self,
+        indicator: Indicator,
+        action: Action,
+        *,
+        second_person: str | None,
+        actor: str,
+    ) -> Verdict:
+        """Return the verdict if the change may go ahead as asked, else raise.
+
+        Raises ``PublicSuffixRefused`` (public suffix or root; no override, whoever signs),
+        ``PrefixTooShort`` (no override), or ``ProtectedNameRefused`` when a second person
+        is needed and ``second_person`` is missing, blank or the same as ``actor``.
+        """
+        verdict = self.check_indicator(indicator, action)
+        target = f"{indicator.scope}:{indicator.value}"  # hashes to Indicator.ref
+        if not verdict.allowed:
+            if verdict.reason == REASON_PUBLIC_SUFFIX:
+                raise PublicSuffixRefused(
+                    "a block of a public suffix or the root is never allowed", target
+                )
+            raise PrefixTooShort(
+                f"prefix shorter than /{self.min_prefix_v4} (IPv4) or "
+                f"/{self.min_prefix_v6} (IPv6) is never allowed",
+                target,
+            )
+        if verdict.needs_second_person:
+            second = (second_person or "").strip()
+            if not second:
+                raise ProtectedNameRefused(
+                    f"{verdict.reason}: needs a second person's approval", target
+                )
+            if second.casefold() == actor.strip().casefold():
+                raise ProtectedNameRefused(
+                    f"{verdict.reason}: the second person must differ from the actor", target
+                )
+        return verdict
+
+
+# --------------------------------------------------------------------------- plan
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What a new feed generation would change, judged before anything is published.
+
+    Modelled on octoDNS's plan-before-apply: build it with :func:`plan_generation`, ask
+    :meth:`safety_problems`, and publish only if :meth:`raise_if_unsafe` passes (or a
+    supervisor approves the held generation). ``refused`` counts entries the guard keeps
+    out by reason (they never reach the proposed set); ``needs_approval`` names entries
+    that need a second person by ``Indicator.ref``. ``accepted`` holds the deduplicated
+    proposed entries (refused ones removed), ready to store.
+    """
+
+    feed: str
+    previous_count: int
+    proposed_count: int
+    added: int
+    removed: int
+    refused: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    needs_approval: tuple[str, ...] = ()
+    limits: ChangeLimits = field(default_factory=ChangeLimits)
+    accepted: tuple[Entry, ...] = field(default=(), repr=False, compare=False)
+
+    @property
+    def has_changes(self) -> bool:
+        return bool(self.added or self.removed)
+
+    def safety_problems(self, limits: ChangeLimits | None = None) -> list[str]:
+        """Every reason this generation would be held; empty when it is safe to publish."""
+        lim = limits if limits is not None else self.limits
+        reasons = lim.problems(self.previous_count, self.proposed_count, self.added, self.removed)
+        refused_total = sum(self.refused.values())
+        if refused_total:
+            detail = ", ".join(f"{n} {r}" for r, n in sorted(self.refused.items()))
+            reasons.append(f"{refused_total} entries refused by the guardrails ({detail})")
+        if self.needs_approval:
+            reasons.append(f"{len(self.needs_approval)} entries need a second person's approval")
+        return reasons
+
+    def raise_if_unsafe(self, limits: ChangeLimits | None = None) -> None:
+        """Raise ``ChangeLimitExceeded`` naming every safety problem, if there is any."""
+        reasons = self.safety_problems(limits)
+        if reasons:
+            raise ChangeLimitExceeded(
+                f"feed {self.feed} held: " + "; ".join(reasons),
+                feed=self.feed,
+                previous=self.previous_count,
+                proposed=self.proposed_count,
+                added=self.added,
+                removed=self.removed,
+            )
+
+    def summary(self) -> str:
+        """One line for logs and the CLI (counts only, never entries)."""
+        return (
+            f"feed {self.feed}: {self.previous_count} -> {self.proposed_count} "
+            f"(+{self.added} -{self.removed}), refused {sum(self.refused.values())}, "
+            f"needs approval {len(self.needs_approval)}"
+        )
+
+
+def plan_generation(
+    feed: str,
+    previous: Iterable[Indicator],
+    proposed: Iterable[Entry],
+    guard: Guard,
+) -> Plan:
+    """Diff a proposed generation against the previous one's indicators, through ``guard``.
+
+    One pass over ``proposed`` (each entry judged once, duplicates by indicator dropped,
+    first one kept) and set membership against ``previous``: linear, about a second for
+    a million entries. Refused entries are counted, not proposed.
+    """
+    prev = previous if isinstance(previous, (set, frozenset)) else set(previous)
+    check = guard.check_indicator
+    seen: set[Indicator] = set()
+    accepted: list[Entry] = []
+    refused: dict[str, int] = {}
+    approval: list[str] = []
+    added = 0
+    for entry in proposed:
+        ind = entry.indicator
+        if ind in seen:
+            continue
+        seen.add(ind)
+        verdict = check(ind, entry.action)
+        if not verdict.allowed:
+            refused[verdict.reason] = refused.get(verdict.reason, 0) + 1
+            continue
+        if verdict.needs_second_person:
+            approval.append(ind.ref)
+        accepted.append(entry)
+        if ind not in prev:
+            added += 1
+    proposed_count = len(accepted)
+    kept = proposed_count - added
+    return Plan(
+        feed=feed,
+        previous_count=len(prev),
+        proposed_count=proposed_count,
+        added=added,
+        removed=len(prev) - kept,
+        refused=MappingProxyType(refused),
+        needs_approval=tuple(sorted(approval)),
+        limits=guard.limits,
+        accepted=tuple(accepted),
+    )
