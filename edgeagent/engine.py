@@ -35,6 +35,10 @@ class PolicyEngine:
         self._snapshot: PolicySnapshot | None = None
         self._generation_cache: dict[int, tuple[Entry, ...]] = {}
 
+    @property
+    def loaded(self) -> bool:
+        return self._snapshot is not None
+
     def current(self) -> PolicySnapshot:
         version = self.store.policy_version()
         snap = self._snapshot

@@ -1,0 +1,244 @@
+"""``edgeagent`` command line. The only module that prints.
+
+Exit codes: 0 success, 1 a check failed (e.g. the audit chain), 2 bad usage or bad
+config, 3 the requested object does not exist or a guardrail refused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from edgeagent import __version__
+from edgeagent.config import DEFAULT_CONFIG_PATH, Settings, load_config, summary
+from edgeagent.errors import ConfigError, EdgeAgentError, InvalidTarget
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_REFUSED = 0, 1, 2, 3
+ROLES = ("noc", "analyst", "supervisor", "admin")
+
+
+def _err(text: str) -> None:
+    print(f"edgeagent: {text}", file=sys.stderr)
+
+
+def resolve_config(explicit: str | None) -> tuple[Path | None, bool]:
+    """Which config to read: ``-c``, else ``$EDGEAGENT_CONFIG``, else the default path.
+
+    Returns (path, explicit). ``None`` means the embedded defaults: allowed only when no
+    path was asked for and the default file does not exist.
+    """
+    if explicit:
+        return Path(explicit), True
+    env = os.environ.get("EDGEAGENT_CONFIG")
+    if env:
+        return Path(env), True
+    if DEFAULT_CONFIG_PATH.exists():
+        return DEFAULT_CONFIG_PATH, False
+    return None, False
+
+
+def _settings(args: argparse.Namespace) -> tuple[Settings, Path | None]:
+    path, _ = resolve_config(args.config)
+    if path is None:
+        _err(f"no config at {DEFAULT_CONFIG_PATH}: using the embedded defaults")
+    return load_config(path), path
+
+
+def _agent(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from edgeagent.service import Agent
+
+    settings, _ = _settings(args)
+    return Agent.build(settings)
+
+
+# -- commands
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    path, _ = resolve_config(args.config)
+    settings = load_config(path)
+    print(f"config OK: {path if path else '<embedded defaults>'}")
+    for line in summary(settings):
+        print(f"  {line}")
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from edgeagent import logs
+    from edgeagent.service import Agent, Daemon
+
+    settings, path = _settings(args)
+    logs.configure(settings.agent.log_level, settings.agent.log_format)
+    agent = Agent.build(settings)
+    try:
+        asyncio.run(Daemon(agent, path).run())
+    finally:
+        agent.close()
+    return EXIT_OK
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    agent = _agent(args)
+    try:
+        plan = agent.plan()
+    finally:
+        agent.close()
+    if args.json:
+        print(json.dumps(plan, indent=2))
+        return EXIT_OK
+    print(f"policy version {plan['policy_version']}")
+    held = plan["held_generations"]
+    if not held:
+        print("no held feed generations")
+    for h in held:
+        print(
+            f"HELD feed {h['feed']} generation {h['generation']}: {h['entries']} entries "
+            f"(live {h['live_entries']}) — {h['reason']}"
+        )
+    print(f"pending decisions: {plan['pending_decisions']}")
+    for reason, n in sorted(plan["refused_entries"].items()):
+        print(f"refused by guardrails: {n} ({reason})")
+    return EXIT_OK
+
+
+def cmd_lookup(args: argparse.Namespace) -> int:
+    agent = _agent(args)
+    try:
+        snap = agent.policy()
+        treatment = snap.index.explain(args.target)
+        agent.store.append_audit(
+            f"cli:{os.environ.get('USER', 'unknown')}",
+            "lookup",
+            f"target:{treatment.canonical and _ref(treatment.canonical)}",
+            {"dns": treatment.dns, "proxy": treatment.proxy},
+        )
+    finally:
+        agent.close()
+    print(f"{treatment.target_kind}: {treatment.canonical}")
+    print(f"  DNS:   {treatment.dns}")
+    print(f"  proxy: {treatment.proxy}")
+    if not treatment.matches:
+        print("  no entry applies")
+    for m in treatment.matches:
+        e = m.entry
+        sources = ", ".join(snap.state.sources.get(e.indicator, (e.source,)))
+        print(
+            f"  - {m.layer} {m.effect}: {e.indicator.scope} {e.indicator.value} "
+            f"[{e.action}] from {sources}" + (f" ref {e.reference}" if e.reference else "")
+        )
+    return EXIT_OK
+
+
+def _ref(text: str) -> str:
+    from edgeagent.errors import short_hash
+
+    return short_hash(text)
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    agent = _agent(args)
+    try:
+        result = agent.store.verify_audit()
+    finally:
+        agent.close()
+    if result.ok:
+        print(f"audit chain OK: {result.rows} rows")
+        return EXIT_OK
+    print(f"audit chain BROKEN at row {result.first_bad_row}: {result.reason}")
+    return EXIT_FAILED
+
+
+def cmd_token_create(args: argparse.Namespace) -> int:
+    from edgeagent.tokens import new_token
+
+    agent = _agent(args)
+    try:
+        secret, digest = new_token()
+        token = agent.store.add_token(args.name, args.role, digest)
+        agent.store.append_audit(
+            f"cli:{os.environ.get('USER', 'unknown')}",
+            "token.create",
+            f"token:{token.id}",
+            {"name": args.name, "role": args.role},
+        )
+    finally:
+        agent.close()
+    print(f"token {token.id} for {args.name} ({args.role}); shown once, store it now:")
+    print(secret)
+    return EXIT_OK
+
+
+# -- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "-c",
+        "--config",
+        metavar="FILE",
+        help=f"config file (default: $EDGEAGENT_CONFIG, else {DEFAULT_CONFIG_PATH})",
+    )
+    p = argparse.ArgumentParser(
+        prog="edgeagent",
+        description="Keeps child sexual abuse material out of reach at an ISP's edge.",
+    )
+    p.add_argument("--version", action="version", version=f"edgeagent {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, func: Callable[[argparse.Namespace], int], help_: str):  # type: ignore[no-untyped-def]
+        sp = sub.add_parser(name, parents=[common], help=help_, description=help_)
+        sp.set_defaults(func=func)
+        return sp
+
+    add("run", cmd_run, "run the daemon (API, feeds, publishers, verifier)")
+    add("check-config", cmd_check_config, "validate the config and print a summary")
+    add("plan", cmd_plan, "show held feed generations and pending decisions").add_argument(
+        "--json", action="store_true", help="machine-readable output"
+    )
+    lk = add("lookup", cmd_lookup, "how a URL, name or address is treated, and why")
+    lk.add_argument("target", help="URL, host name or IP address")
+
+    audit = sub.add_parser("audit", help="audit log commands")
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
+    av = audit_sub.add_parser(
+        "verify", parents=[common], help="verify the audit hash chain; names the first bad row"
+    )
+    av.set_defaults(func=cmd_audit_verify)
+
+    token = sub.add_parser("token", help="API token commands")
+    token_sub = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
+    tc = token_sub.add_parser("create", parents=[common], help="create an API token")
+    tc.add_argument("--role", required=True, choices=ROLES)
+    tc.add_argument("--name", required=True, help="who holds it (the audit actor)")
+    tc.set_defaults(func=cmd_token_create)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except ConfigError as exc:
+        _err(f"invalid config {exc.source}:")
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    except InvalidTarget as exc:
+        _err(f"invalid target: {exc.reason}")
+        return EXIT_USAGE
+    except EdgeAgentError as exc:
+        _err(str(exc))
+        return EXIT_REFUSED
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,353 @@
+"""The daemon: one asyncio process with the API, the scheduler, publishers and verifier.
+
+``Agent`` composes the long-lived parts from validated ``Settings`` (store, guardrails,
+policy engine, decision lifecycle, metrics); the CLI uses it too, for one-shot commands.
+``Daemon`` runs an ``Agent``: listeners, scheduled jobs, systemd notifications and
+signals:
+
+- ``READY=1`` once the policy is loaded and the API listens;
+- ``WATCHDOG=1`` from the event loop at half of ``$WATCHDOG_USEC`` (a stalled loop stops
+  the pings, and systemd restarts us);
+- ``SIGHUP``: ``RELOADING=1``, the config is read and validated again; on any error the
+  old settings stay and the error is logged; listener addresses need a restart;
+- ``SIGTERM``/``SIGINT``: stop accepting, drain in-flight requests, stop jobs, close the
+  store, ``STOPPING=1``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import ssl
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from edgeagent.config import Settings, load_config
+from edgeagent.decisions import DecisionService
+from edgeagent.engine import PolicyEngine, PolicySnapshot
+from edgeagent.errors import EdgeAgentError
+from edgeagent.guard import ChangeLimits, Guard, ProtectedNames, PublicSuffixes
+from edgeagent.logs import fields
+from edgeagent.metrics import Metrics
+from edgeagent.sdnotify import SystemdNotifier, watchdog_interval
+from edgeagent.store import open_store
+from edgeagent.store.base import Store
+
+log = logging.getLogger("edgeagent.service")
+
+
+def build_guard(settings: Settings) -> Guard:
+    suffixes = PublicSuffixes.load()
+    protected = ProtectedNames.load_files(settings.guard.protected_lists, public_suffixes=suffixes)
+    limits = ChangeLimits(
+        max_removal_share=settings.guard.max_removal_share,
+        max_addition_share=settings.guard.max_addition_share,
+        floor=settings.guard.change_floor,
+    )
+    return Guard(
+        suffixes,
+        protected,
+        limits,
+        settings.guard.cidr_min_prefix_v4,
+        settings.guard.cidr_min_prefix_v6,
+    )
+
+
+@dataclass
+class Agent:
+    """The agent's parts, built once from settings; shared by the daemon and the CLI."""
+
+    settings: Settings
+    store: Store
+    guard: Guard
+    engine: PolicyEngine
+    decisions: DecisionService
+    metrics: Metrics = field(default_factory=Metrics)
+
+    @classmethod
+    def build(cls, settings: Settings) -> Agent:
+        path = settings.store_path
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        store = open_store(path)
+        guard = build_guard(settings)
+        return cls(
+            settings=settings,
+            store=store,
+            guard=guard,
+            engine=PolicyEngine(store, guard),
+            decisions=DecisionService(
+                store, guard, public_needs_approval=settings.api.public_reports_need_approval
+            ),
+        )
+
+    def close(self) -> None:
+        self.store.close()
+
+    def policy(self) -> PolicySnapshot:
+        snap = self.engine.current()
+        self._export_policy_metrics(snap)
+        return snap
+
+    def _export_policy_metrics(self, snap: PolicySnapshot) -> None:
+        m = self.metrics
+        m.policy_version.set(snap.state.version)
+        counts = snap.state.count_by_scope()
+        for scope in ("domain", "host", "url", "url-prefix", "ip", "cidr"):
+            m.policy_entries.labels(scope=scope).set(counts.get(scope, 0))
+        for reason, n in snap.state.refused.items():
+            m.policy_refused.labels(reason=reason).set(n)
+
+    def status(self) -> dict[str, Any]:
+        snap = self.policy()
+        by_source: dict[str, int] = {}
+        for entry in snap.state.blocks:
+            key = (
+                entry.source.split(":", 1)[0]
+                if entry.source.startswith("decision:")
+                else (entry.source)
+            )
+            by_source[key] = by_source.get(key, 0) + 1
+        return {
+            "policy_version": snap.state.version,
+            "entries": {
+                "blocks": len(snap.state.blocks),
+                "allows": len(snap.state.allows),
+                "by_scope": snap.state.count_by_scope(),
+                "by_source": by_source,
+                "refused": dict(snap.state.refused),
+            },
+            "pending_decisions": snap.pending_decisions,
+            "held_feeds": list(snap.held_feeds),
+        }
+
+    def plan(self) -> dict[str, Any]:
+        """Held generations and pending decisions: what waits for a person."""
+        snap = self.policy()
+        held = []
+        for feed in self.store.feeds():
+            gen = self.store.held_generation(feed)
+            if gen is None:
+                continue
+            live = self.store.live_generation(feed)
+            held.append(
+                {
+                    "feed": feed,
+                    "generation": gen.id,
+                    "entries": gen.entry_count,
+                    "live_entries": live.entry_count if live else 0,
+                    "reason": gen.hold_reason,
+                    "created_at": gen.created_at.isoformat(),
+                }
+            )
+        return {
+            "policy_version": snap.state.version,
+            "held_generations": held,
+            "pending_decisions": snap.pending_decisions,
+            "refused_entries": dict(snap.state.refused),
+        }
+
+
+Job = Callable[[], Awaitable[None]]
+
+
+class Daemon:
+    """Runs an :class:`Agent` until told to stop."""
+
+    def __init__(self, agent: Agent, config_path: Path | None) -> None:
+        self.agent = agent
+        self.config_path = config_path
+        self.notifier = SystemdNotifier()
+        self._stop = asyncio.Event()
+        self._policy_changed = asyncio.Event()
+        self._runners: list[web.AppRunner] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.started_at = time.time()
+        self.api_url = ""
+        self.metrics_url = ""
+
+    # -- lifecycle
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def policy_changed(self) -> None:
+        """Thread-safe: called after a decision write; wakes the reconciler."""
+        loop = self._loop
+        if loop is not None:
+            loop.call_soon_threadsafe(self._policy_changed.set)
+
+    async def run(self, on_ready: Callable[[Daemon], None] | None = None) -> None:
+        self._loop = asyncio.get_running_loop()
+        settings = self.agent.settings
+        snap = await asyncio.to_thread(self.agent.policy)
+        log.info(
+            "policy loaded",
+            extra=fields(version=snap.state.version, blocks=len(snap.state.blocks)),
+        )
+        await self._start_listeners(settings)
+        self._install_signals()
+        self._tasks.append(asyncio.create_task(self._reconciler(), name="reconciler"))
+        interval = watchdog_interval()
+        if interval:
+            self._tasks.append(asyncio.create_task(self._watchdog(interval), name="watchdog"))
+        self.notifier.ready(f"policy v{snap.state.version}; api {self.api_url}")
+        log.info("ready", extra=fields(api=self.api_url, metrics=self.metrics_url))
+        if on_ready is not None:
+            on_ready(self)
+        try:
+            await self._stop.wait()
+        finally:
+            await self._shutdown()
+
+    async def _start_listeners(self, settings: Settings) -> None:
+        from edgeagent.api.app import create_app, create_metrics_app
+        from edgeagent.api.context import ApiContext
+
+        if settings.api.enabled:
+            ctx = ApiContext(
+                store=self.agent.store,
+                decisions=self.agent.decisions,
+                policy=lambda: self.agent.policy().index,
+                feeds=self._feed_status,
+                publishers=self._publisher_status,
+                plan=self.agent.plan,
+                readiness=self.readiness,
+                on_change=self.policy_changed,
+                max_body_bytes=settings.api.max_body_bytes,
+                lookup_rate_per_minute=settings.api.lookup_rate_per_minute,
+                metrics=self.agent.metrics,
+            )
+            ssl_ctx = _api_ssl_context(settings)
+            port = await self._serve(create_app(ctx), settings.api.host, settings.api.port, ssl_ctx)
+            scheme = "https" if ssl_ctx else "http"
+            self.api_url = f"{scheme}://{_url_host(settings.api.host)}:{port}"
+        if settings.metrics.enabled:
+            app = create_metrics_app(self.agent.metrics.registry, self.readiness)
+            port = await self._serve(app, settings.metrics.host, settings.metrics.port, None)
+            self.metrics_url = f"http://{_url_host(settings.metrics.host)}:{port}/metrics"
+
+    async def _serve(
+        self, app: web.Application, host: str, port: int, ssl_ctx: ssl.SSLContext | None
+    ) -> int:
+        # access_log=None: aiohttp's access log would record client addresses.
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=10)
+        await runner.setup()
+        site = web.TCPSite(runner, host, port, ssl_context=ssl_ctx)
+        await site.start()
+        self._runners.append(runner)
+        server = site._server  # the bound socket tells the real port when port=0
+        sockets = getattr(server, "sockets", None) or []
+        return int(sockets[0].getsockname()[1]) if sockets else port
+
+    def _install_signals(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self.request_stop)
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signal.SIGHUP, self.reload)
+
+    def reload(self) -> None:
+        """SIGHUP: validate the config again; keep the old one on any error."""
+        self.notifier.reloading()
+        try:
+            new = load_config(self.config_path)
+        except EdgeAgentError as exc:
+            log.error("reload refused, old config stays", extra=fields(error=str(exc)))
+        else:
+            changed = _restart_only_changes(self.agent.settings, new)
+            self.agent.settings = new
+            self.agent.decisions.public_needs_approval = new.api.public_reports_need_approval
+            log.info("config reloaded", extra=fields(needs_restart=changed))
+            self._policy_changed.set()
+        self.notifier.ready("reloaded")
+
+    async def _watchdog(self, interval: float) -> None:
+        while True:
+            self.notifier.watchdog()
+            await asyncio.sleep(interval)
+
+    async def _reconciler(self) -> None:
+        """Rebuild the policy whenever a decision or a feed changed it."""
+        while True:
+            await self._policy_changed.wait()
+            self._policy_changed.clear()
+            try:
+                snap = await asyncio.to_thread(self.agent.policy)
+                log.info("policy rebuilt", extra=fields(version=snap.state.version))
+            except Exception:
+                log.exception("policy rebuild failed; the last good state stays")
+
+    async def _shutdown(self) -> None:
+        self.notifier.stopping()
+        log.info("stopping: draining requests")
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for runner in reversed(self._runners):
+            await runner.cleanup()
+        self._runners.clear()
+        log.info("stopped")
+
+    # -- status callables for the API
+    def readiness(self) -> list[str]:
+        reasons: list[str] = []
+        if not self.agent.engine.loaded:
+            reasons.append("policy not loaded")
+        return reasons
+
+    def _feed_status(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for feed in self.agent.store.feeds():
+            live = self.agent.store.live_generation(feed)
+            held = self.agent.store.held_generation(feed)
+            out[feed] = {
+                "live_generation": live.id if live else None,
+                "entries": live.entry_count if live else 0,
+                "updated_at": live.created_at.isoformat() if live else None,
+                "held_generation": held.id if held else None,
+            }
+        return out
+
+    def _publisher_status(self) -> dict[str, Any]:
+        return {}
+
+
+def _api_ssl_context(settings: Settings) -> ssl.SSLContext | None:
+    api = settings.api
+    if api.tls_cert_file is None:
+        return None
+    from edgeagent.api.app import make_ssl_context
+
+    return make_ssl_context(
+        api.tls_cert_file, api.tls_key_file, api.client_ca_file, api.require_client_cert
+    )
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def _restart_only_changes(old: Settings, new: Settings) -> list[str]:
+    changed = []
+    if (old.api.host, old.api.port) != (new.api.host, new.api.port):
+        changed.append("api.listen")
+    if (old.metrics.host, old.metrics.port) != (new.metrics.host, new.metrics.port):
+        changed.append("metrics.listen")
+    if old.store_path != new.store_path:
+        changed.append("store.path")
+    return changed
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
