@@ -1,0 +1,1 @@
+"""RPZ publishers: one contract (base.py), one module per plug-in."""

@@ -1,0 +1,209 @@
+"""The publisher contract: how one version of the RPZ reaches resolvers.
+
+A publisher is a small lifecycle plug-in (in the style of certbot's ``Installer`` and
+octoDNS providers). :meth:`Publisher.publish` runs, in this order, and every plug-in must
+honour each step:
+
+1. **validate** -- :meth:`Publisher.prepare` builds the artefact for ``release`` (a zone
+   file, an UPDATE message, an HTTP body) and checks it *before any resolver can see it*:
+   parse-checked zone text, no absolute or out-of-zone owner, the SOA serial of the
+   release. A failure here raises :class:`~edgeagent.errors.PublishError` and changes
+   nothing anywhere.
+2. **apply** -- :meth:`Publisher.apply` makes the prepared artefact live (atomic rename +
+   reload command, UPDATE, NOTIFY). It must be all-or-nothing from a resolver's point of
+   view: a resolver sees the old version or the new one.
+3. **verify** -- :meth:`Publisher.verify` proves the new version is served: it queries the
+   canary at every configured resolver and reads the serial it serves (never trust an exit
+   code: ``rndc reload`` exits 0 on a broken zone).
+4. **keep old on failure** -- if apply or verify fails, :meth:`Publisher.rollback` puts the
+   previous artefact back where the plug-in can (a renamed-away zone file) so that the last
+   good version stays live, and ``publish`` raises ``PublishError``. :meth:`cleanup` always
+   runs last and removes temporary material.
+
+Plug-ins never log or put list entries in error messages (use short hashes), and never
+need to be told about the previous release: what is live is their own business.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+import dns.exception
+import dns.message
+import dns.query
+import dns.rcode
+import dns.rdatatype
+
+from edgeagent.errors import PublishError
+from edgeagent.model import DesiredState
+from edgeagent.rpz.compiler import (
+    Record,
+    RpzSettings,
+    StatsCounter,
+    exception_records,
+    exception_zone_text,
+    policy_records,
+    policy_zone_text,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ZoneRelease:
+    """One version of the policy and exception zones, ready to publish.
+
+    The zone text and records are produced on demand (streams, never held whole);
+    a test may subclass this to alter the text, e.g. to prove a broken zone is refused.
+    """
+
+    state: DesiredState
+    settings: RpzSettings
+    serial: int
+
+    def policy_text(self, counter: StatsCounter | None = None) -> Iterator[str]:
+        return policy_zone_text(self.state, self.settings, self.serial, counter)
+
+    def exception_text(self, counter: StatsCounter | None = None) -> Iterator[str]:
+        return exception_zone_text(self.state, self.settings, self.serial, counter)
+
+    def policy_records(self) -> Iterator[Record]:
+        return policy_records(self.state, self.settings, self.serial)
+
+    def exception_records(self) -> Iterator[Record]:
+        return exception_records(self.state, self.settings)
+
+
+@dataclass(frozen=True, slots=True)
+class ResolverTarget:
+    """A resolver to verify against: where to send the canary query."""
+
+    name: str
+    host: str
+    port: int = 53
+
+
+@dataclass(frozen=True, slots=True)
+class CanaryResult:
+    """What one resolver answered for the canary."""
+
+    target: ResolverTarget
+    blocked: bool
+    serial: int | None
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class PublishResult:
+    """A successful publish: the serial now live and each resolver's canary answer."""
+
+    publisher: str
+    serial: int
+    canaries: tuple[CanaryResult, ...]
+    seconds: float
+
+
+P = TypeVar("P")
+
+
+class Publisher(ABC, Generic[P]):
+    """Base class; see the module docstring for the contract. ``P`` is the prepared artefact."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def publish(self, release: ZoneRelease) -> PublishResult:
+        """validate -> apply -> verify; on failure keep (or restore) the old version."""
+        started = time.monotonic()
+        prepared = self.prepare(release)
+        try:
+            try:
+                self.apply(prepared)
+                canaries = self.verify(release)
+            except PublishError:
+                self.rollback(prepared)
+                raise
+            except Exception as exc:
+                self.rollback(prepared)
+                raise PublishError(self.name, f"{type(exc).__name__} during apply") from exc
+        finally:
+            self.cleanup(prepared)
+        return PublishResult(self.name, release.serial, canaries, time.monotonic() - started)
+
+    @abstractmethod
+    def prepare(self, release: ZoneRelease) -> P:
+        """Build and validate the artefact; raise ``PublishError`` if it is not fit to serve."""
+
+    @abstractmethod
+    def apply(self, prepared: P) -> None:
+        """Make the prepared artefact live (atomic from a resolver's point of view)."""
+
+    @abstractmethod
+    def verify(self, release: ZoneRelease) -> tuple[CanaryResult, ...]:
+        """Prove every resolver serves ``release``; raise ``PublishError`` if one does not."""
+
+    def rollback(self, prepared: P) -> None:
+        """Restore the previous artefact after a failed apply/verify, where possible."""
+
+    def cleanup(self, prepared: P) -> None:
+        """Remove temporary material; runs after success and failure alike."""
+
+
+CANARY_PREFIX = "edgeagent-canary serial="
+
+
+def query_canary(target: ResolverTarget, canary: str, timeout: float = 2.0) -> CanaryResult:
+    """Ask ``target`` for the canary's TXT record: is it blocked, and at which serial?
+
+    The compiler gives the canary a TXT ``edgeagent-canary serial=N``; seeing it proves the
+    policy zone is applied and says which version. Any other answer is ``blocked=False``.
+    """
+    started = time.monotonic()
+    q = dns.message.make_query(canary, dns.rdatatype.TXT)
+    serial: int | None = None
+    try:
+        r = dns.query.udp(q, target.host, port=target.port, timeout=timeout)
+    except (dns.exception.DNSException, OSError):
+        return CanaryResult(target, False, None, time.monotonic() - started)
+    if r.rcode() == dns.rcode.NOERROR:
+        for rrset in r.answer:
+            if rrset.rdtype != dns.rdatatype.TXT:
+                continue
+            for rd in rrset:
+                text = b"".join(rd.strings).decode("ascii", "replace")
+                if text.startswith(CANARY_PREFIX) and text[len(CANARY_PREFIX) :].isdigit():
+                    serial = int(text[len(CANARY_PREFIX) :])
+    return CanaryResult(target, serial is not None, serial, time.monotonic() - started)
+
+
+def wait_for_serial(
+    targets: tuple[ResolverTarget, ...],
+    canary: str,
+    serial: int,
+    timeout: float,
+    publisher: str,
+) -> tuple[CanaryResult, ...]:
+    """Poll every target until its canary shows ``serial``; ``PublishError`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    pending = list(targets)
+    done: list[CanaryResult] = []
+    delay = 0.02
+    while pending:
+        still: list[ResolverTarget] = []
+        for t in pending:
+            res = query_canary(t, canary, timeout=min(1.0, max(0.1, timeout)))
+            if res.serial == serial:
+                done.append(res)
+            else:
+                still.append(t)
+        pending = still
+        if not pending:
+            break
+        if time.monotonic() >= deadline:
+            names = ", ".join(t.name for t in pending)
+            raise PublishError(publisher, f"serial {serial} not served by: {names}")
+        time.sleep(delay)
+        delay = min(delay * 2, 0.5)
+    return tuple(done)
