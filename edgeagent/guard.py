@@ -681,8 +681,9 @@ def plan_generation(
     """Diff a proposed generation against the previous one's indicators, through ``guard``.
 
     One pass over ``proposed`` (each entry judged once, duplicates by indicator dropped,
-    first one kept) and set membership against ``previous``: linear, about a second for
-    a million entries. Refused entries are counted, not proposed.
+    first one kept) and set membership against ``previous``: linear, about 3.5 s for a
+    million entries on a 2-core machine (mostly the per-entry guard check).
+    Refused entries are counted, not proposed.
     """
     prev = previous if isinstance(previous, (set, frozenset)) else set(previous)
     check = guard.check_indicator
