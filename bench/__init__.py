@@ -1,0 +1,98 @@
+"""Benchmark harness: ``python -m bench [--quick] [NAME ...]`` (or ``./dev bench``).
+
+Contract for a benchmark module ``bench/<name>.py``: a function that runs the measurement
+and returns a list of result rows, either :class:`Row` values or mappings with the same
+keys (``figure``, ``value``, ``unit``, ``goal``, ``anchor``; ``command`` optional). It may
+take a size argument; register it in :data:`REGISTRY` with a small wrapper that imports the
+module lazily (so one missing or broken module never stops the others) and picks the size
+for a quick or a full run.
+
+Each benchmark runs in its own subprocess, so imports, caches and peak RSS of one do not
+contaminate another's figures; the harness adds that process's peak RSS as a row. Results
+accumulate in ``bench/results.json`` (benchmarks not run this time keep their last rows)
+and ``BENCHMARKS.md`` is rendered from it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One measured figure, shown as one line of a BENCHMARKS.md table.
+
+    ``goal`` is the target as text (e.g. ``">= 100,000/s"``, ``"<= 10 s"``) or ``""``;
+    ``anchor`` says where the goal or a comparison figure comes from (issue, other product);
+    ``command`` reproduces the figure (the harness fills it in when empty).
+    """
+
+    figure: str
+    value: float
+    unit: str
+    goal: str = ""
+    anchor: str = ""
+    command: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "figure": self.figure,
+            "value": self.value,
+            "unit": self.unit,
+            "goal": self.goal,
+            "anchor": self.anchor,
+            "command": self.command,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Row:
+        return cls(
+            figure=str(data["figure"]),
+            value=float(data["value"]),
+            unit=str(data.get("unit", "")),
+            goal=str(data.get("goal", "")),
+            anchor=str(data.get("anchor", "")),
+            command=str(data.get("command", "")),
+        )
+
+
+def as_rows(result: object) -> list[Row]:
+    """Normalise what a benchmark module returned into rows; reject anything else."""
+    if not isinstance(result, list | tuple):
+        raise TypeError(f"a benchmark must return a list of rows, not {type(result).__name__}")
+    rows: list[Row] = []
+    for item in result:
+        if isinstance(item, Row):
+            rows.append(item)
+        elif isinstance(item, Mapping):
+            rows.append(Row.from_json(item))
+        else:
+            raise TypeError(f"a result row must be a Row or a mapping, not {type(item).__name__}")
+    return rows
+
+
+Benchmark = Callable[[bool], list[Row]]
+"""A registered benchmark: called with ``quick``; returns its rows."""
+
+
+def _store_ingest(quick: bool) -> list[Row]:
+    """Feed ingest into the store: parse, validate and store a domain list (issue 4)."""
+    from bench import store_ingest
+
+    return as_rows(store_ingest.run(100_000 if quick else 1_000_000))
+
+
+def _canon(quick: bool) -> list[Row]:
+    """canonical_name throughput on synthetic host names (hNNNNNN.example)."""
+    from bench import canon_bench
+
+    return canon_bench.run(100_000 if quick else 1_000_000)
+
+
+REGISTRY: dict[str, Benchmark] = {
+    "store_ingest": _store_ingest,
+    "canon": _canon,
+}
+"""Benchmark name -> runner, in the order BENCHMARKS.md lists them."""
