@@ -173,6 +173,28 @@ def cmd_token_create(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_lab(args: argparse.Namespace) -> int:
+    from edgeagent import logs
+    from edgeagent.lab import Lab, run_lab
+
+    logs.configure("warning", "text")
+
+    def announce(lab: Lab) -> None:
+        info = lab.info
+        print(f"edgeagent lab ready in {info['dir']}")
+        print(f"  API      {info.get('api')}")
+        print(f"  metrics  {info.get('metrics')}")
+        for key in ("resolvers", "proxy", "origin", "stop_page", "hosted_example"):
+            if key in info:
+                print(f"  {key:<8} {json.dumps(info[key])}")
+        print(f"  tokens and URLs: {lab.plan.info_path}")
+        print("  try:  TOKEN=$(jq -r .tokens.analyst " + str(lab.plan.info_path) + ")")
+        print("Ctrl-C stops the lab and removes its directory.", flush=True)
+
+    run_lab(Path(args.dir) if args.dir else None, args.keep, announce)
+    return EXIT_OK
+
+
 # -- parser
 
 
@@ -203,6 +225,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     lk = add("lookup", cmd_lookup, "how a URL, name or address is treated, and why")
     lk.add_argument("target", help="URL, host name or IP address")
+
+    lab = sub.add_parser("lab", help="run the agent and its peers on loopback for trying it out")
+    lab.add_argument("--dir", help="lab directory (default: a new temporary directory)")
+    lab.add_argument("--keep", action="store_true", help="keep the lab directory on exit")
+    lab.set_defaults(func=cmd_lab)
 
     audit = sub.add_parser("audit", help="audit log commands")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
