@@ -1,0 +1,977 @@
+"""TOML configuration -> validated, frozen :class:`Settings`.
+
+Contract:
+
+* :func:`load_config` reads a TOML file with :mod:`tomllib`, validates it against the
+  pydantic models below (unknown keys are errors, types are strict: TOML already has
+  integers, booleans and arrays, so ``"60"`` for a number is a mistake, not a hint) and
+  returns frozen settings. On failure it raises :class:`edgeagent.errors.ConfigError`
+  listing *every* problem found, each with the dotted key path (``feeds.iwf.url``,
+  ``resolvers[0].port``) and a plain reason. Values never appear in reasons (a URL may
+  carry a token, a value may be a list entry); only the kind of value does.
+* Relative paths in a file are relative to that file's directory, so a config can point
+  at files next to it. Paths in the embedded defaults are absolute.
+* Every ``*_file`` key names a file that must exist and be readable when the config is
+  checked; these checks run in the same pass as the schema checks. Secrets come from a
+  ``*_file`` key or from a ``*_env`` key naming an environment variable (which must be
+  set); they are never inline. Read them with :func:`read_secret` when needed, so a
+  rotated secret is picked up without a reload and secrets never sit in ``Settings``.
+* :func:`default_settings` gives a working single-host setup without any file: store
+  under the state directory, API and metrics on loopback, the bundled synthetic feeds.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import tomllib
+from collections.abc import Mapping, Sequence
+from datetime import date, datetime, time
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar
+from urllib.parse import urlsplit
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
+
+import edgeagent
+from edgeagent import canon
+from edgeagent.errors import ConfigError, ConfigProblem, InvalidTarget
+from edgeagent.model import NoticeSource, Scope
+
+_T = TypeVar("_T")
+
+DEFAULT_CONFIG_PATH = Path("/etc/edgeagent/edgeagent.toml")
+BUNDLED_LISTS_DIR = Path(edgeagent.__file__).resolve().parent.parent / "blocklists"
+STORE_FILE_NAME = "edgeagent.sqlite3"
+PROXY_INDEX_FILE_NAME = "proxy-index.bin"
+
+
+def config_path_from_env() -> Path:
+    """``$EDGEAGENT_CONFIG`` if set and non-empty, else :data:`DEFAULT_CONFIG_PATH`."""
+    value = os.environ.get("EDGEAGENT_CONFIG", "")
+    return Path(value) if value else DEFAULT_CONFIG_PATH
+
+
+def default_state_dir() -> Path:
+    """State directory when the config names none.
+
+    ``$STATE_DIRECTORY`` (set by systemd's ``StateDirectory=``; first entry if several),
+    else ``$EDGEAGENT_STATE_DIR``, else ``./var/edgeagent`` under the working directory.
+    """
+    systemd = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
+    chosen = systemd or os.environ.get("EDGEAGENT_STATE_DIR", "") or "var/edgeagent"
+    return (Path.cwd() / chosen).resolve()
+
+
+# --------------------------------------------------------------------------- field types
+# Each validator raises ValueError with a reason that is shown as-is to the operator.
+
+
+def _resolve(value: Path, info: ValidationInfo) -> Path:
+    """Make a path absolute against the config file's directory (or the cwd)."""
+    base = (info.context or {}).get("base_dir") or Path.cwd()
+    return (Path(base) / value.expanduser()).resolve()
+
+
+def _existing(what: str) -> AfterValidator:
+    def check(value: Path) -> Path:
+        if not value.exists():
+            raise ValueError(f"{what} {value} does not exist")
+        if what.endswith("file") and not value.is_file():
+            raise ValueError(f"{what} {value} is not a regular file")
+        if not os.access(value, os.R_OK):
+            raise ValueError(f"{what} {value} is not readable")
+        return value
+
+    return AfterValidator(check)
+
+
+def _env_is_set(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+        raise ValueError("not a valid environment variable name")
+    if not os.environ.get(value):
+        raise ValueError(f"environment variable {value} is not set")
+    return value
+
+
+def _http_url(value: str) -> str:
+    if any(c.isspace() or ord(c) < 32 for c in value):
+        raise ValueError("not a valid URL: contains whitespace or control characters")
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError as exc:
+        raise ValueError(f"not a valid URL: {exc}") from None
+    if parts.scheme not in ("http", "https"):
+        raise ValueError("not a valid URL: must start with http:// or https://")
+    if not parts.hostname:
+        raise ValueError("not a valid URL: no host")
+    if parts.username is not None or parts.password is not None:
+        # Credentials in a URL end up in logs and process lists; use the auth table.
+        raise ValueError("URL must not contain a user name or password (use auth)")
+    return value
+
+
+def _dns_name(value: str) -> str:
+    try:
+        return canon.canonical_name(value)
+    except InvalidTarget as exc:
+        raise ValueError(exc.reason) from None
+
+
+def _host(value: str) -> str:
+    """An IP literal or a host name (for servers the agent connects to)."""
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        return _dns_name(value)
+
+
+def _ip_literal(value: str) -> str:
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise ValueError("not a valid IP address") from None
+
+
+def _to_network(value: object) -> object:
+    if not isinstance(value, str):
+        raise ValueError(f"expected a string, got {_toml_type(value)}")
+    try:
+        return ipaddress.ip_network(value)
+    except ValueError:
+        raise ValueError("not a valid IP network (address/prefix length, host bits zero)") from None
+
+
+def _cron(value: str) -> str:
+    from apscheduler.triggers.cron import CronTrigger  # only needed when cron is used
+
+    try:
+        CronTrigger.from_crontab(value, timezone="UTC")
+    except ValueError as exc:
+        raise ValueError(f"not a valid cron expression: {exc}") from None
+    return value
+
+
+def _file_mode(value: int) -> int:
+    if not 0 <= value <= 0o777:
+        raise ValueError("not a file mode (write it in octal, e.g. 0o640)")
+    if value & 0o007:
+        raise ValueError("must not grant access to others (list entries are confidential)")
+    return value
+
+
+def _email(value: str) -> str:
+    if not re.fullmatch(r"[^@\s]+@[^@\s]+", value):
+        raise ValueError("not a valid e-mail address")
+    return value
+
+
+SecretFile = Annotated[Path, Strict(False), AfterValidator(_resolve), _existing("secret file")]
+InputFile = Annotated[Path, Strict(False), AfterValidator(_resolve), _existing("file")]
+InputPath = Annotated[Path, Strict(False), AfterValidator(_resolve), _existing("path")]
+OutputPath = Annotated[Path, Strict(False), AfterValidator(_resolve)]
+EnvName = Annotated[str, AfterValidator(_env_is_set)]
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
+DnsName = Annotated[str, AfterValidator(_dns_name)]
+Host = Annotated[str, AfterValidator(_host)]
+ListenHost = Annotated[str, AfterValidator(_ip_literal)]
+IpAddress = Annotated[str, AfterValidator(_ip_literal)]
+IpNetwork = Annotated[ipaddress.IPv4Network | ipaddress.IPv6Network, BeforeValidator(_to_network)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+ListenPort = Annotated[int, Field(ge=0, le=65535)]  # 0: let the kernel pick (tests)
+Seconds = Annotated[float, Field(gt=0)]
+Share = Annotated[float, Field(ge=0)]
+Count = Annotated[int, Field(ge=0)]
+FileMode = Annotated[int, AfterValidator(_file_mode)]
+Email = Annotated[str, AfterValidator(_email)]
+Cron = Annotated[str, AfterValidator(_cron)]
+# Feed and publisher names appear in metric labels and file names: keep them tame.
+Name = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
+Source = Annotated[NoticeSource, Strict(False)]
+# TOML arrays become tuples (frozen); items keep their strict types.
+Items = Annotated[tuple[_T, ...], Strict(False)]
+DnsAction = Literal["nxdomain", "nodata", "stop-page", "divert"]
+
+
+class _Model(BaseModel):
+    """Base of every section: unknown keys are errors, values are frozen and strict."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+def _one_secret(model: BaseModel, stem: str, *, required: bool) -> None:
+    """At most one of ``<stem>_file`` / ``<stem>_env``; exactly one when ``required``."""
+    given = [k for k in (f"{stem}_file", f"{stem}_env") if getattr(model, k) is not None]
+    if len(given) > 1:
+        raise ValueError(f"set {stem}_file or {stem}_env, not both")
+    if required and not given:
+        raise ValueError(f"{stem}_file or {stem}_env is required")
+
+
+# ------------------------------------------------------------------------------- sections
+
+
+class AgentSettings(_Model):
+    """``[agent]``: process-wide settings."""
+
+    state_dir: OutputPath = Field(default_factory=default_state_dir)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["json", "text"] = "json"
+
+
+class StoreSettings(_Model):
+    """``[store]``: where decisions, feed generations and the audit log live."""
+
+    backend: Literal["sqlite"] = "sqlite"
+    path: OutputPath | None = None  # None: <state_dir>/edgeagent.sqlite3
+
+
+class ApiSettings(_Model):
+    """``[api]``: the control API."""
+
+    enabled: bool = True
+    host: ListenHost = "127.0.0.1"
+    port: ListenPort = 8640
+    max_body_bytes: Annotated[int, Field(ge=1024)] = 1_048_576
+    tls_cert_file: InputFile | None = None
+    tls_key_file: SecretFile | None = None
+    client_ca_file: InputFile | None = None
+    require_client_cert: bool = False
+    public_reports_need_approval: bool = True
+    lookup_rate_per_minute: Annotated[int, Field(ge=1)] = 30
+
+    @model_validator(mode="after")
+    def _tls_consistent(self) -> ApiSettings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("set both tls_cert_file and tls_key_file, or neither")
+        if self.require_client_cert and (self.client_ca_file is None or not self.tls_cert_file):
+            raise ValueError("require_client_cert needs client_ca_file and TLS")
+        return self
+
+
+class MetricsSettings(_Model):
+    """``[metrics]``: Prometheus ``/metrics``, ``/healthz``, ``/readyz``."""
+
+    enabled: bool = True
+    host: ListenHost = "127.0.0.1"
+    port: ListenPort = 9640
+
+
+def _bundled_protected() -> tuple[Path, ...]:
+    return (BUNDLED_LISTS_DIR / "protected",)
+
+
+class GuardSettings(_Model):
+    """``[guard]``: what may never be blocked and how much a feed may change unattended."""
+
+    protected_lists: Items[InputPath] = Field(default_factory=_bundled_protected)
+    max_removal_share: Annotated[float, Field(ge=0, le=1)] = 0.25
+    max_addition_share: Share = 1.0
+    change_floor: Count = 50
+    cidr_min_prefix_v4: Annotated[int, Field(ge=0, le=32)] = 24
+    cidr_min_prefix_v6: Annotated[int, Field(ge=0, le=128)] = 48
+
+
+# --- feeds
+
+
+class BasicAuth(_Model):
+    kind: Literal["basic"]
+    username: str
+    password_file: SecretFile | None = None
+    password_env: EnvName | None = None
+
+    @model_validator(mode="after")
+    def _secret(self) -> BasicAuth:
+        _one_secret(self, "password", required=True)
+        return self
+
+
+class BearerAuth(_Model):
+    kind: Literal["bearer"]
+    token_file: SecretFile | None = None
+    token_env: EnvName | None = None
+
+    @model_validator(mode="after")
+    def _secret(self) -> BearerAuth:
+        _one_secret(self, "token", required=True)
+        return self
+
+
+class ClientCertAuth(_Model):
+    kind: Literal["client-cert"]
+    cert_file: InputFile
+    key_file: SecretFile
+
+
+FeedAuth = Annotated[BasicAuth | BearerAuth | ClientCertAuth, Field(discriminator="kind")]
+
+
+class _FeedCommon(_Model):
+    """Keys every feed kind has."""
+
+    enabled: bool = True
+    source: Source = NoticeSource.HOTLINE
+    authority: str = ""  # shown on the stop page, e.g. "Example Hotline"
+    category: str = "csam"
+    action: DnsAction | None = None  # None: [rpz] default_action
+    interval_seconds: Annotated[int, Field(ge=10)] | None = None
+    cron: Cron | None = None
+    jitter_seconds: Count = 60
+
+    @model_validator(mode="after")
+    def _schedule(self) -> _FeedCommon:
+        if self.interval_seconds is not None and self.cron is not None:
+            raise ValueError("set interval_seconds or cron, not both")
+        return self
+
+    @property
+    def schedule_interval(self) -> int | None:
+        """Seconds between syncs; ``None`` when ``cron`` is used. Default one hour."""
+        if self.cron is not None:
+            return None
+        return self.interval_seconds if self.interval_seconds is not None else 3600
+
+
+class _Fetched(_FeedCommon):
+    """A list read from ``url`` (HTTP with the transport options) or a local ``path``."""
+
+    url: HttpUrl | None = None
+    path: OutputPath | None = None  # may appear later (e.g. dropped in by another job)
+    auth: FeedAuth | None = None
+    ca_file: InputFile | None = None
+    timeout_seconds: Seconds = 30.0
+    total_deadline_seconds: Seconds = 600.0
+    min_rate_bytes_per_second: Count = 0
+    max_bytes: Annotated[int, Field(ge=1024)] = 512 * 1024 * 1024
+    retries: Count = 3
+    digest_url: HttpUrl | None = None
+    signature_url: HttpUrl | None = None
+    public_key_file: InputFile | None = None
+
+    @model_validator(mode="after")
+    def _source_consistent(self) -> _Fetched:
+        if (self.url is None) == (self.path is None):
+            raise ValueError("set url or path (exactly one)")
+        if self.path is not None:
+            http_only = ("auth", "ca_file", "digest_url", "signature_url")
+            used = [k for k in http_only if getattr(self, k) is not None]
+            if used:
+                raise ValueError(f"{', '.join(used)} only apply to a feed with url")
+        if (self.signature_url is None) != (self.public_key_file is None):
+            raise ValueError("signature_url and public_key_file go together")
+        return self
+
+
+class UrlListFeed(_Fetched):
+    """Hotline page list: one URL per line, or CSV / JSON lines with id, url, category."""
+
+    kind: Literal["url-list"]
+    format: Literal["lines", "csv", "jsonl"] = "lines"
+
+
+class HashedUrlListFeed(_Fetched):
+    """Hex SHA-256 of canonical lookup expressions (feeds the proxy index only)."""
+
+    kind: Literal["hashed-url-list"]
+    format: Literal["lines", "csv"] = "lines"
+
+
+class DomainListFeed(_Fetched):
+    """One domain per line (comments allowed): whole-domain entries."""
+
+    kind: Literal["domain-list"]
+    format: Literal["lines", "csv"] = "lines"
+
+
+class LocalFileFeed(_FeedCommon):
+    """A list the ISP keeps itself (e.g. a court order), every entry of one ``scope``."""
+
+    kind: Literal["local-file"]
+    path: OutputPath
+    format: Literal["lines", "csv", "jsonl"] = "lines"
+    scope: Annotated[Scope, Strict(False)] = Scope.DOMAIN
+
+
+class RpzAxfrFeed(_FeedCommon):
+    """An upstream RPZ zone pulled by AXFR/IXFR, optionally with TSIG."""
+
+    kind: Literal["rpz-axfr"]
+    server: Host
+    port: Port = 53
+    zone: DnsName
+    tsig_key_name: DnsName | None = None
+    tsig_algorithm: Literal["hmac-sha256", "hmac-sha384", "hmac-sha512"] = "hmac-sha256"
+    tsig_secret_file: SecretFile | None = None
+    tsig_secret_env: EnvName | None = None
+    timeout_seconds: Seconds = 30.0
+    use_ixfr: bool = True
+
+    @model_validator(mode="after")
+    def _tsig(self) -> RpzAxfrFeed:
+        _one_secret(self, "tsig_secret", required=self.tsig_key_name is not None)
+        if self.tsig_key_name is None and (self.tsig_secret_file or self.tsig_secret_env):
+            raise ValueError("a TSIG secret needs tsig_key_name")
+        return self
+
+
+Feed = Annotated[
+    UrlListFeed | HashedUrlListFeed | DomainListFeed | LocalFileFeed | RpzAxfrFeed,
+    Field(discriminator="kind"),
+]
+
+
+# --- DNS
+
+
+class RpzSettings(_Model):
+    """``[rpz]``: the policy zones the agent compiles and how resolvers are checked."""
+
+    zone: DnsName = "block.rpz.invalid"
+    exception_zone: DnsName = "allow.rpz.invalid"
+    default_action: Literal["nxdomain", "nodata", "stop-page"] = "nxdomain"
+    stop_page_host: DnsName | None = None
+    proxy_ipv4: Annotated[ipaddress.IPv4Address, Strict(False)] | None = None
+    proxy_ipv6: Annotated[ipaddress.IPv6Address, Strict(False)] | None = None
+    canary_name: DnsName = "canary.edgeagent.example"
+    ttl: Annotated[int, Field(ge=0)] = 60
+    soa_mname: DnsName = "localhost"
+    soa_rname: DnsName = "hostmaster.edgeagent.invalid"
+    soa_refresh: Annotated[int, Field(ge=1)] = 300
+    soa_retry: Annotated[int, Field(ge=1)] = 60
+    soa_expire: Annotated[int, Field(ge=1)] = 1_209_600
+    soa_minimum: Annotated[int, Field(ge=0)] = 60
+    verify_interval_seconds: Annotated[int, Field(ge=5)] = 60
+    serial_grace_seconds: Annotated[int, Field(ge=0)] = 120
+
+    @model_validator(mode="after")
+    def _zones_differ(self) -> RpzSettings:
+        if self.zone == self.exception_zone:
+            raise ValueError("zone and exception_zone must differ")
+        return self
+
+    @property
+    def can_divert(self) -> bool:
+        """True when URL-level entries can be diverted to a filtering proxy."""
+        return self.proxy_ipv4 is not None or self.proxy_ipv6 is not None
+
+
+class Endpoint(_Model):
+    host: Host
+    port: Port = 53
+
+
+class BindUpdatePublisher(_Model):
+    """RFC 2136 UPDATE with TSIG to a BIND hidden primary (the fleet path)."""
+
+    kind: Literal["bind-update"]
+    enabled: bool = True
+    server: Host
+    port: Port = 53
+    tsig_key_name: DnsName
+    tsig_algorithm: Literal["hmac-sha256", "hmac-sha384", "hmac-sha512"] = "hmac-sha256"
+    tsig_secret_file: SecretFile | None = None
+    tsig_secret_env: EnvName | None = None
+    timeout_seconds: Seconds = 5.0
+    retries: Count = 5
+
+    @model_validator(mode="after")
+    def _secret(self) -> BindUpdatePublisher:
+        _one_secret(self, "tsig_secret", required=True)
+        return self
+
+
+class HttpNotifyPublisher(_Model):
+    """Serve the zones over HTTP (Unbound ``rpz: url:``) and send DNS NOTIFY."""
+
+    kind: Literal["http-notify"]
+    enabled: bool = True
+    host: ListenHost = "127.0.0.1"
+    port: ListenPort = 8653
+    allowed_clients: Items[IpNetwork] = (
+        ipaddress.IPv4Network("127.0.0.0/8"),
+        ipaddress.IPv6Network("::1/128"),
+    )
+    notify: Items[Endpoint] = ()
+    retries: Count = 5
+
+
+class ZonefilePublisher(_Model):
+    """Write ``<directory>/<zone>.zone`` atomically, then run ``reload_command``."""
+
+    kind: Literal["zonefile"]
+    enabled: bool = True
+    directory: OutputPath
+    group: str | None = None
+    mode: FileMode = 0o640
+    check_command: Items[str] = ()
+    reload_command: Items[str] = ()
+    retries: Count = 5
+
+
+Publisher = Annotated[
+    BindUpdatePublisher | HttpNotifyPublisher | ZonefilePublisher,
+    Field(discriminator="kind"),
+]
+
+
+class ResolverSettings(_Model):
+    """``[[resolvers]]``: a resolver the agent verifies (canary and SOA serial)."""
+
+    name: Name
+    host: Host
+    port: Port = 53
+    kind: Literal["bind", "unbound", "other"] = "other"
+    serial_check: Literal["query", "rndc", "unbound-control", "none"] = "query"
+
+
+# --- proxy and routes
+
+
+class ProxySettings(_Model):
+    """``[proxy]``: hashed index for the Squid helper, stop page, proxy canary."""
+
+    enabled: bool = False
+    index_path: OutputPath | None = None  # None: <state_dir>/proxy-index.bin
+    group: str | None = None
+    stop_page_listen_host: ListenHost = "127.0.0.1"
+    stop_page_listen_port: ListenPort = 8641
+    status: Literal[451, 403] = 451
+    fail_mode: Literal["open", "closed"] = "open"
+    canary_url: HttpUrl = "http://canary.edgeagent.example/edgeagent-canary"
+    proxies: Items[Endpoint] = ()
+    appeal_url: HttpUrl | None = None
+    help_url: HttpUrl | None = None
+    templates_dir: InputPath | None = None
+
+
+class RoutesSettings(_Model):
+    """``[routes]``: divert addresses of hosts with URL-level entries to the proxy."""
+
+    enabled: bool = False
+    dry_run: bool = False
+    table: Annotated[int, Field(ge=1, le=252)] = 100
+    rule_priority: Annotated[int, Field(ge=1, le=32765)] = 1000
+    proxy_next_hop: IpAddress | None = None
+    ports: Items[Port] = (80,)
+    max_routes: Annotated[int, Field(ge=1)] = 10_000
+    min_prefix_v4: Annotated[int, Field(ge=0, le=32)] = 24
+    min_prefix_v6: Annotated[int, Field(ge=0, le=128)] = 48
+    protected_ranges: Items[IpNetwork] = ()
+    reconcile_interval_seconds: Annotated[int, Field(ge=1)] = 30
+
+    @model_validator(mode="after")
+    def _next_hop(self) -> RoutesSettings:
+        if self.enabled and self.proxy_next_hop is None:
+            raise ValueError("enabled routes need proxy_next_hop")
+        return self
+
+
+# --- takedown
+
+
+class CustomerSource(_Model):
+    """``[[takedown.customers]]``: where customer address assignments come from."""
+
+    kind: Literal["csv", "json", "ripe", "http"]
+    path: InputFile | None = None
+    url: HttpUrl | None = None
+    token_file: SecretFile | None = None
+    token_env: EnvName | None = None
+
+    @model_validator(mode="after")
+    def _where(self) -> CustomerSource:
+        if self.kind == "http" and (self.url is None or self.path is not None):
+            raise ValueError("kind http needs url (and no path)")
+        if self.kind != "http" and (self.path is None or self.url is not None):
+            raise ValueError(f"kind {self.kind} needs path (and no url)")
+        _one_secret(self, "token", required=False)
+        return self
+
+
+class SmtpSettings(_Model):
+    """``[takedown.smtp]``: e-mail notices to the hosting team (STARTTLS)."""
+
+    host: Host
+    port: Port = 587
+    starttls: bool = True
+    username: str | None = None
+    password_file: SecretFile | None = None
+    password_env: EnvName | None = None
+    sender: Email
+    recipients: Annotated[Items[Email], Field(min_length=1)]
+    timeout_seconds: Seconds = 30.0
+
+    @model_validator(mode="after")
+    def _secret(self) -> SmtpSettings:
+        _one_secret(self, "password", required=self.username is not None)
+        return self
+
+
+class WebhookSettings(_Model):
+    """``[takedown.webhook]``: HMAC-signed JSON notices."""
+
+    url: HttpUrl
+    secret_file: SecretFile | None = None
+    secret_env: EnvName | None = None
+    timeout_seconds: Seconds = 10.0
+
+    @model_validator(mode="after")
+    def _secret(self) -> WebhookSettings:
+        _one_secret(self, "secret", required=True)
+        return self
+
+
+class TakedownSettings(_Model):
+    """``[takedown]``: locate listed URLs in the ISP's own space and drive tickets."""
+
+    enabled: bool = False
+    own_prefixes: Items[IpNetwork] = ()
+    customers: Items[CustomerSource] = ()
+    resolvers: Items[Endpoint] = ()  # must NOT apply the blocking policy
+    sla_minutes: Annotated[int, Field(ge=1)] = 60
+    sla_minutes_by_source: dict[Source, Annotated[int, Field(ge=1)]] = Field(default_factory=dict)
+    renotify_minutes: Annotated[int, Field(ge=1)] = 240
+    require_authorisation_for: Items[Source] = ()
+    retention_days: Annotated[int, Field(ge=1)] = 365
+    probe: bool = False
+    smtp: SmtpSettings | None = None
+    webhook: WebhookSettings | None = None
+
+    @model_validator(mode="after")
+    def _usable(self) -> TakedownSettings:
+        if self.enabled and not self.own_prefixes:
+            raise ValueError("enabled takedown needs own_prefixes")
+        return self
+
+
+# --------------------------------------------------------------------------------- root
+
+
+class Settings(_Model):
+    """The whole validated configuration. Build it with :func:`load_config`."""
+
+    agent: AgentSettings = Field(default_factory=AgentSettings)
+    store: StoreSettings = StoreSettings()
+    api: ApiSettings = ApiSettings()
+    metrics: MetricsSettings = MetricsSettings()
+    guard: GuardSettings = Field(default_factory=GuardSettings)
+    feeds: dict[Name, Feed] = Field(default_factory=dict)
+    rpz: RpzSettings = RpzSettings()
+    publishers: dict[Name, Publisher] = Field(default_factory=dict)
+    resolvers: Items[ResolverSettings] = ()
+    proxy: ProxySettings = ProxySettings()
+    routes: RoutesSettings = RoutesSettings()
+    takedown: TakedownSettings = TakedownSettings()
+
+    @property
+    def store_path(self) -> Path:
+        return self.store.path or self.agent.state_dir / STORE_FILE_NAME
+
+    @property
+    def proxy_index_path(self) -> Path:
+        return self.proxy.index_path or self.agent.state_dir / PROXY_INDEX_FILE_NAME
+
+    def feed_action(self, name: str) -> DnsAction:
+        """The DNS action for name-level entries of feed ``name``."""
+        return self.feeds[name].action or self.rpz.default_action
+
+
+def _cross_checks(s: Settings) -> list[ConfigProblem]:
+    """Rules spanning sections, with the key path that should change."""
+    problems: list[ConfigProblem] = []
+    if s.rpz.default_action == "stop-page" and s.rpz.stop_page_host is None:
+        problems.append(ConfigProblem("rpz.stop_page_host", "required by default_action"))
+    for name, feed in s.feeds.items():
+        if feed.action == "stop-page" and s.rpz.stop_page_host is None:
+            problems.append(
+                ConfigProblem(f"feeds.{name}.action", "stop-page needs rpz.stop_page_host")
+            )
+        if feed.action == "divert" and not s.rpz.can_divert:
+            problems.append(
+                ConfigProblem(f"feeds.{name}.action", "divert needs rpz.proxy_ipv4/proxy_ipv6")
+            )
+    seen: set[str] = set()
+    for i, resolver in enumerate(s.resolvers):
+        if resolver.name in seen:
+            problems.append(ConfigProblem(f"resolvers[{i}].name", "duplicate resolver name"))
+        seen.add(resolver.name)
+    return problems
+
+
+# ---------------------------------------------------------------------- error conversion
+
+_EXPECTED = {
+    "int_type": "an integer",
+    "int_from_float": "an integer",
+    "float_type": "a number",
+    "bool_type": "a boolean (true or false)",
+    "string_type": "a string",
+    "list_type": "an array",
+    "tuple_type": "an array",
+    "dict_type": "a table",
+    "model_type": "a table",
+    "model_attributes_type": "a table",
+    "path_type": "a path (string)",
+    "literal_error": "one of {expected}",
+    "enum": "one of {expected}",
+}
+_BOUNDS = {
+    "greater_than": "must be greater than {gt}",
+    "greater_than_equal": "must be at least {ge}",
+    "less_than": "must be less than {lt}",
+    "less_than_equal": "must be at most {le}",
+    "too_short": "must have at least {min_length} item(s)",
+    "too_long": "must have at most {max_length} item(s)",
+    "string_too_short": "must not be empty",
+    "ip_v4_address": "not a valid IPv4 address",
+    "ip_v6_address": "not a valid IPv6 address",
+    "ip_any_network": "not a valid IP network (address/prefix length, host bits zero)",
+}
+
+
+def _toml_type(value: object) -> str:
+    """The TOML word for a value's type (what the operator wrote)."""
+    if isinstance(value, bool):
+        return "boolean"
+    for kind, word in (
+        (int, "integer"),
+        (float, "float"),
+        (str, "string"),
+        (list, "array"),
+        (dict, "table"),
+        (datetime, "date-time"),
+        (date, "date"),
+        (time, "time"),
+    ):
+        if isinstance(value, kind):
+            return word
+    return type(value).__name__
+
+
+def _quoted_choices(expected: str) -> str:
+    """``"'a', 'b' or 'c'"`` -> ``"a, b, c"`` (pydantic's list of allowed values)."""
+    found = re.findall(r"'([^']*)'", expected)
+    return ", ".join(found) if found else expected.replace(" or ", ", ")
+
+
+def _key_path(loc: Sequence[int | str], data: object, missing: bool) -> str:
+    """Dotted key path of ``loc``, following the TOML data.
+
+    pydantic inserts segments that are not keys (the tag of a union member); they are
+    dropped by walking the input alongside. Only a ``missing`` error may name a key that
+    is not in the input.
+    """
+    out = ""
+    node = data
+    for i, seg in enumerate(loc):
+        if isinstance(node, Mapping) and isinstance(seg, str) and seg in node:
+            out += f".{seg}"
+            node = node[seg]
+        elif isinstance(node, list) and isinstance(seg, int) and 0 <= seg < len(node):
+            out += f"[{seg}]"
+            node = node[seg]
+        elif missing and i == len(loc) - 1 and isinstance(seg, str):
+            out += f".{seg}"
+    return out.lstrip(".")
+
+
+def _problem(err: Mapping[str, Any], data: object) -> ConfigProblem:
+    kind = str(err["type"])
+    ctx = err.get("ctx") or {}
+    path = _key_path(err["loc"], data, missing=kind == "missing")
+    if kind == "extra_forbidden":
+        return ConfigProblem(path, "unknown key")
+    if kind == "missing":
+        return ConfigProblem(path, "required key missing")
+    if kind == "union_tag_invalid":
+        allowed = _quoted_choices(str(ctx.get("expected_tags", "")))
+        return ConfigProblem(f"{path}.kind", f"unknown kind; allowed: {allowed}")
+    if kind == "union_tag_not_found":
+        return ConfigProblem(f"{path}.kind", "required key missing")
+    if kind == "value_error":
+        return ConfigProblem(path, str(ctx.get("error", err["msg"])))
+    if kind == "string_pattern_mismatch" and err["loc"][-1] == "[key]":
+        return ConfigProblem(
+            path, "invalid name: use lower-case letters, digits, '-' and '_' (max 63)"
+        )
+    if kind in _BOUNDS:
+        return ConfigProblem(path, _BOUNDS[kind].format(**ctx))
+    if kind in _EXPECTED:
+        expected = _EXPECTED[kind].format(expected=_quoted_choices(str(ctx.get("expected", ""))))
+        got = _toml_type(err.get("input"))
+        if kind in ("literal_error", "enum"):
+            return ConfigProblem(path, f"must be {expected}")
+        return ConfigProblem(path, f"expected {expected}, got {got}")
+    # Fallback: pydantic's short message, without the echoed input.
+    return ConfigProblem(path, str(err["msg"]).rstrip(".").lower())
+
+
+def _validate(data: Mapping[str, Any], source: str, base_dir: Path) -> Settings:
+    try:
+        settings = Settings.model_validate(data, context={"base_dir": base_dir})
+    except ValidationError as exc:
+        problems = [_problem(e, data) for e in exc.errors(include_url=False)]
+        raise ConfigError(source, problems) from None
+    cross = _cross_checks(settings)
+    if cross:
+        raise ConfigError(source, cross)
+    return settings
+
+
+# ---------------------------------------------------------------------------- public API
+
+
+def load_config(path: Path | None) -> Settings:
+    """Read and validate the TOML file at ``path``; ``None`` gives :func:`default_settings`.
+
+    Raises :class:`ConfigError` with every problem found (syntax errors stop at the first,
+    as TOML parsing cannot go on past one).
+    """
+    if path is None:
+        return default_settings()
+    source = str(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise ConfigError(source, [ConfigProblem("", f"cannot read file: {reason}")]) from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        problem = ConfigProblem("", f"not UTF-8 text (byte {exc.start})")
+        raise ConfigError(source, [problem]) from None
+    except tomllib.TOMLDecodeError as exc:
+        problem = ConfigProblem("", f"TOML syntax error: {exc}")
+        raise ConfigError(source, [problem]) from None
+    return _validate(data, source, path.resolve().parent)
+
+
+def default_settings(state_dir: Path | None = None) -> Settings:
+    """Embedded defaults: a working single-host agent on loopback with the sample feeds.
+
+    Store under ``state_dir`` (default :func:`default_state_dir`), API on
+    127.0.0.1:8640, metrics on 127.0.0.1:9640, the synthetic feeds and protected names
+    bundled in the repository's ``blocklists/``.
+    """
+    samples = BUNDLED_LISTS_DIR / "samples"
+    data: dict[str, Any] = {
+        "agent": {"state_dir": str(state_dir or default_state_dir())},
+        "feeds": {
+            "hotline-sample": {
+                "kind": "url-list",
+                "path": str(samples / "hotline-urls.csv"),
+                "format": "csv",
+                "source": "hotline",
+                "authority": "Example Hotline (synthetic sample)",
+                "interval_seconds": 300,
+            },
+            "police-sample": {
+                "kind": "domain-list",
+                "path": str(samples / "police-domains.txt"),
+                "source": "law-enforcement",
+                "authority": "Example Police (synthetic sample)",
+                "interval_seconds": 300,
+            },
+        },
+    }
+    return _validate(data, "<embedded defaults>", Path.cwd())
+
+
+def read_secret(file: Path | None, env: str | None) -> str:
+    """The secret from ``file`` (trailing newline removed) or environment variable ``env``.
+
+    Raises :class:`ConfigError` (never showing the secret) when neither is given, the file
+    cannot be read, the variable is unset, or the secret is empty.
+    """
+    if file is not None:
+        try:
+            value = file.read_text(encoding="utf-8").rstrip("\r\n")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = getattr(exc, "strerror", None) or "not UTF-8 text"
+            problem = ConfigProblem("", f"cannot read secret: {reason}")
+            raise ConfigError(str(file), [problem]) from None
+        source = str(file)
+    elif env is not None:
+        value = os.environ.get(env, "")
+        source = f"${env}"
+    else:
+        raise ConfigError("<secret>", [ConfigProblem("", "no secret file or variable given")])
+    if not value:
+        raise ConfigError(source, [ConfigProblem("", "secret is empty")])
+    return value
+
+
+def summary(settings: Settings) -> list[str]:
+    """A one-screen human summary for ``edgeagent check-config`` (no secrets, no entries)."""
+    s = settings
+
+    def onoff(flag: bool) -> str:
+        return "on" if flag else "off"
+
+    lines = [
+        f"state dir   {s.agent.state_dir}",
+        f"store       {s.store.backend} {s.store_path}",
+        f"api         {_listen(s.api.host, s.api.port, s.api.enabled)}"
+        + (" (TLS" + (", client certs required)" if s.api.require_client_cert else ")"))
+        * (s.api.tls_cert_file is not None),
+        f"metrics     {_listen(s.metrics.host, s.metrics.port, s.metrics.enabled)}",
+        f"guard       removals <= {s.guard.max_removal_share:.0%}, additions <= "
+        f"{s.guard.max_addition_share:.0%}, floor {s.guard.change_floor}, "
+        f"{len(s.guard.protected_lists)} protected list(s)",
+        f"feeds       {len(s.feeds)}",
+    ]
+    for name, feed in sorted(s.feeds.items()):
+        every = f"every {feed.schedule_interval}s" if feed.cron is None else f"cron {feed.cron}"
+        where = "file" if getattr(feed, "url", None) is None else "http"
+        if feed.kind == "rpz-axfr":
+            where = "axfr"
+        state = "" if feed.enabled else " (disabled)"
+        lines.append(
+            f"  {name:<16} {feed.kind:<16} {where:<5} {every}, {feed.source.value}, "
+            f"action {s.feed_action(name)}{state}"
+        )
+    lines.append(
+        f"rpz         zones {s.rpz.zone} / {s.rpz.exception_zone}, canary "
+        f"{s.rpz.canary_name}, default {s.rpz.default_action}"
+    )
+    lines.append(f"publishers  {len(s.publishers)}")
+    for name, pub in sorted(s.publishers.items()):
+        state = "" if pub.enabled else " (disabled)"
+        lines.append(f"  {name:<16} {pub.kind}{state}")
+    lines.append(f"resolvers   {len(s.resolvers)}")
+    lines.extend(f"  {r.name:<16} {r.kind:<8} {r.host}:{r.port}" for r in s.resolvers)
+    lines.append(
+        f"proxy       {onoff(s.proxy.enabled)}"
+        + (f", stop page {s.proxy.status}, fail-{s.proxy.fail_mode}" if s.proxy.enabled else "")
+    )
+    lines.append(
+        f"routes      {onoff(s.routes.enabled)}" + (" (dry run)" if s.routes.dry_run else "")
+    )
+    lines.append(
+        f"takedown    {onoff(s.takedown.enabled)}"
+        + (
+            f", {len(s.takedown.own_prefixes)} own prefix(es), SLA {s.takedown.sla_minutes} min"
+            if s.takedown.enabled
+            else ""
+        )
+    )
+    return lines
+
+
+def _listen(host: str, port: int, enabled: bool) -> str:
+    if not enabled:
+        return "off"
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

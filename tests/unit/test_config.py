@@ -1,0 +1,480 @@
+"""Config loading: the example and the defaults load; every mistake is named at once."""
+
+from __future__ import annotations
+
+import re
+import typing
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel, ValidationError
+
+from edgeagent import config
+from edgeagent.config import (
+    DEFAULT_CONFIG_PATH,
+    ConfigError,
+    Settings,
+    config_path_from_env,
+    default_settings,
+    load_config,
+    read_secret,
+    summary,
+)
+from edgeagent.errors import ConfigProblem
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE = REPO / "config" / "edgeagent.example.toml"
+FIXTURES = REPO / "tests" / "fixtures" / "config"
+
+
+def problems_of(path: Path) -> set[str]:
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert info.value.source == str(path)
+    return {str(p) for p in info.value.problems}
+
+
+def write(tmp_path: Path, text: str, name: str = "edgeagent.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+# ------------------------------------------------------------------------------ happy
+
+
+def test_example_loads_as_shipped(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("STATE_DIRECTORY", raising=False)
+    settings = load_config(EXAMPLE)
+    assert set(settings.feeds) >= {"hotline-sample", "police-sample"}
+    hotline = settings.feeds["hotline-sample"]
+    assert hotline.kind == "url-list"
+    assert hotline.format == "csv"
+    assert getattr(hotline, "path", None) == REPO / "blocklists/samples/hotline-urls.csv"
+    assert settings.guard.protected_lists == (REPO / "blocklists" / "protected",)
+    assert settings.publishers["local-zonefile"].kind == "zonefile"
+    lines = summary(settings)
+    assert any("hotline-sample" in line and "url-list" in line for line in lines)
+    assert len(lines) < 40  # one screen
+
+
+def test_example_documents_every_key() -> None:
+    text = EXAMPLE.read_text(encoding="utf-8")
+    undocumented = []
+    for model in _models(Settings):
+        if model is Settings:
+            continue  # its fields are the [sections]
+        for key in model.model_fields:
+            as_key = rf"(?m)^\s*#?.*\b{re.escape(key)}\s*="
+            as_table = rf"(?m)^\s*#?\s*\[\[?[a-z.]+\.{re.escape(key)}\]"
+            if not (re.search(as_key, text) or re.search(as_table, text)):
+                undocumented.append(f"{model.__name__}.{key}")
+    assert undocumented == []
+
+
+def _models(root: type[BaseModel]) -> list[type[BaseModel]]:
+    """Every model reachable from ``root`` through its field annotations."""
+    found: list[type[BaseModel]] = []
+    todo: list[object] = [root]
+    while todo:
+        item = todo.pop()
+        if isinstance(item, type) and issubclass(item, BaseModel):
+            if item in found:
+                continue
+            found.append(item)
+            todo.extend(f.annotation for f in item.model_fields.values())
+        else:
+            todo.extend(typing.get_args(item))
+    return found
+
+
+def test_embedded_defaults(tmp_path: Path) -> None:
+    settings = default_settings(tmp_path / "state")
+    assert settings.store_path == tmp_path / "state" / "edgeagent.sqlite3"
+    assert (settings.api.host, settings.api.port) == ("127.0.0.1", 8640)
+    assert (settings.metrics.host, settings.metrics.port) == ("127.0.0.1", 9640)
+    kinds = {name: feed.kind for name, feed in settings.feeds.items()}
+    assert kinds == {"hotline-sample": "url-list", "police-sample": "domain-list"}
+    samples = REPO / "blocklists" / "samples"
+    assert getattr(settings.feeds["hotline-sample"], "path", None) == samples / "hotline-urls.csv"
+    assert getattr(settings.feeds["police-sample"], "path", None) == samples / "police-domains.txt"
+    assert settings.guard.protected_lists == (REPO / "blocklists" / "protected",)
+    assert settings.feed_action("police-sample") == "nxdomain"
+
+
+def test_load_config_none_gives_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("EDGEAGENT_STATE_DIR", str(tmp_path))
+    monkeypatch.delenv("STATE_DIRECTORY", raising=False)
+    assert load_config(None) == default_settings(tmp_path)
+
+
+def test_state_dir_precedence(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("STATE_DIRECTORY", raising=False)
+    monkeypatch.delenv("EDGEAGENT_STATE_DIR", raising=False)
+    assert default_settings().agent.state_dir == tmp_path / "var" / "edgeagent"
+    monkeypatch.setenv("EDGEAGENT_STATE_DIR", "/srv/edgeagent")
+    assert default_settings().agent.state_dir == Path("/srv/edgeagent")
+    monkeypatch.setenv("STATE_DIRECTORY", "/var/lib/edgeagent:/var/lib/other")
+    assert default_settings().agent.state_dir == Path("/var/lib/edgeagent")
+
+
+def test_config_path_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("EDGEAGENT_CONFIG", raising=False)
+    assert config_path_from_env() == DEFAULT_CONFIG_PATH == Path("/etc/edgeagent/edgeagent.toml")
+    monkeypatch.setenv("EDGEAGENT_CONFIG", "/srv/agent.toml")
+    assert config_path_from_env() == Path("/srv/agent.toml")
+
+
+def test_settings_are_frozen(tmp_path: Path) -> None:
+    settings = default_settings(tmp_path)
+    with pytest.raises(ValidationError):
+        settings.api.port = 1  # type: ignore[misc]
+    assert isinstance(settings.routes.ports, tuple)
+
+
+def test_relative_paths_follow_the_config_file(tmp_path: Path) -> None:
+    (tmp_path / "lists").mkdir()
+    path = write(
+        tmp_path,
+        '[agent]\nstate_dir = "state"\n'
+        '[guard]\nprotected_lists = ["lists"]\n'
+        '[feeds.court]\nkind = "local-file"\npath = "lists/court.txt"\nscope = "host"\n',
+    )
+    settings = load_config(path)
+    assert settings.agent.state_dir == tmp_path / "state"
+    assert settings.store_path == tmp_path / "state" / "edgeagent.sqlite3"
+    assert settings.guard.protected_lists == (tmp_path / "lists",)
+    assert getattr(settings.feeds["court"], "path", None) == tmp_path / "lists" / "court.txt"
+
+
+FULL = """
+[api]
+tls_cert_file = "tls/api.crt"
+tls_key_file = "secrets/api.key"
+client_ca_file = "tls/ca.crt"
+require_client_cert = true
+
+[feeds.iwf]
+kind = "url-list"
+url = "https://feeds.example/urls.jsonl"
+format = "jsonl"
+action = "stop-page"
+ca_file = "tls/ca.crt"
+signature_url = "https://feeds.example/urls.jsonl.sig"
+public_key_file = "tls/feed.pub"
+auth = { kind = "basic", username = "isp", password_file = "secrets/feed-password" }
+
+[feeds.hashes]
+kind = "hashed-url-list"
+url = "https://feeds.example/hashes.txt"
+auth = { kind = "bearer", token_env = "EDGEAGENT_TEST_TOKEN" }
+
+[feeds.police]
+kind = "domain-list"
+url = "https://feeds.example/domains.txt"
+action = "divert"
+cron = "0 */12 * * *"
+auth = { kind = "client-cert", cert_file = "tls/client.crt", key_file = "secrets/client.key" }
+
+[feeds.upstream]
+kind = "rpz-axfr"
+server = "192.0.2.10"
+zone = "rpz.upstream.example"
+tsig_key_name = "upstream.example"
+tsig_secret_file = "secrets/tsig"
+
+[rpz]
+stop_page_host = "stop.isp.example"
+proxy_ipv4 = "192.0.2.80"
+proxy_ipv6 = "2001:db8::80"
+
+[publishers.primary]
+kind = "bind-update"
+server = "127.0.0.1"
+port = 5300
+tsig_key_name = "edgeagent-update.example"
+tsig_secret_env = "EDGEAGENT_TEST_TOKEN"
+
+[publishers.unbound]
+kind = "http-notify"
+host = "::1"
+port = 0
+notify = [{ host = "127.0.0.1", port = 5301 }]
+
+[[resolvers]]
+name = "bind-1"
+host = "127.0.0.1"
+port = 5302
+kind = "bind"
+
+[proxy]
+enabled = true
+proxies = [{ host = "127.0.0.1", port = 3128 }]
+
+[routes]
+enabled = true
+proxy_next_hop = "192.0.2.80"
+ports = [80, 8080]
+
+[takedown]
+enabled = true
+own_prefixes = ["203.0.113.0/24", "2001:db8:100::/48"]
+sla_minutes_by_source = { hotline = 60, law-enforcement = 30 }
+require_authorisation_for = ["law-enforcement"]
+
+[[takedown.customers]]
+kind = "csv"
+path = "customers.csv"
+
+[[takedown.customers]]
+kind = "http"
+url = "https://ipam.isp.example/assignments"
+token_file = "secrets/ipam-token"
+
+[takedown.smtp]
+host = "127.0.0.1"
+port = 2525
+username = "edgeagent"
+password_file = "secrets/smtp"
+sender = "edgeagent@isp.example"
+recipients = ["abuse@isp.example"]
+
+[takedown.webhook]
+url = "http://127.0.0.1:8099/hook"
+secret_file = "secrets/webhook"
+"""
+
+FULL_FILES = (
+    "tls/api.crt",
+    "tls/ca.crt",
+    "tls/feed.pub",
+    "tls/client.crt",
+    "secrets/api.key",
+    "secrets/feed-password",
+    "secrets/client.key",
+    "secrets/tsig",
+    "secrets/ipam-token",
+    "secrets/smtp",
+    "secrets/webhook",
+    "customers.csv",
+)
+
+
+def make_full(tmp_path: Path) -> Path:
+    for name in FULL_FILES:
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text("fake-test-value\n", encoding="utf-8")
+    return write(tmp_path, FULL)
+
+
+def test_every_feature_with_secrets(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("EDGEAGENT_TEST_TOKEN", "fake-token")
+    settings = load_config(make_full(tmp_path))
+    iwf = settings.feeds["iwf"]
+    assert isinstance(iwf, config.UrlListFeed)
+    assert isinstance(iwf.auth, config.BasicAuth)
+    assert read_secret(iwf.auth.password_file, iwf.auth.password_env) == "fake-test-value"
+    hashes = settings.feeds["hashes"]
+    assert isinstance(hashes, config.HashedUrlListFeed)
+    assert isinstance(hashes.auth, config.BearerAuth)
+    assert read_secret(hashes.auth.token_file, hashes.auth.token_env) == "fake-token"
+    assert settings.feeds["police"].schedule_interval is None
+    assert settings.feed_action("police") == "divert"
+    primary = settings.publishers["primary"]
+    assert isinstance(primary, config.BindUpdatePublisher)
+    assert primary.port == 5300
+    assert settings.takedown.sla_minutes_by_source[config.NoticeSource.LAW_ENFORCEMENT] == 30
+    text = "\n".join(summary(settings))
+    assert "fake" not in text  # no secret in the summary
+    assert "TLS, client certs required" in text
+
+
+def test_secrets_missing_are_reported_together(tmp_path: Path) -> None:
+    path = make_full(tmp_path)
+    for name in ("secrets/tsig", "secrets/webhook", "tls/feed.pub"):
+        (tmp_path / name).unlink()
+    problems = problems_of(path)  # EDGEAGENT_TEST_TOKEN unset as well
+    assert problems == {
+        f"feeds.upstream.tsig_secret_file: secret file {tmp_path}/secrets/tsig does not exist",
+        f"takedown.webhook.secret_file: secret file {tmp_path}/secrets/webhook does not exist",
+        f"feeds.iwf.public_key_file: file {tmp_path}/tls/feed.pub does not exist",
+        "feeds.hashes.auth.token_env: environment variable EDGEAGENT_TEST_TOKEN is not set",
+        "publishers.primary.tsig_secret_env: environment variable EDGEAGENT_TEST_TOKEN is not set",
+    }
+
+
+# ------------------------------------------------------------------------------ mistakes
+
+
+def expectations(path: Path) -> set[str]:
+    found = re.findall(r"(?m)^# expect: (.+)$", path.read_text(encoding="utf-8"))
+    return {line.replace("{dir}", str(path.parent)) for line in found}
+
+
+@pytest.mark.parametrize(
+    "fixture",
+    sorted(p for p in FIXTURES.glob("*.toml") if "syntax" not in p.name),
+    ids=lambda p: p.stem,
+)
+def test_bad_config_fixture(monkeypatch: pytest.MonkeyPatch, fixture: Path) -> None:
+    monkeypatch.delenv("EDGEAGENT_TEST_SURELY_UNSET", raising=False)
+    expected = expectations(fixture)
+    assert len(expected) >= 3
+    assert problems_of(fixture) == expected
+
+
+def test_three_and_four_mistakes_name_every_key() -> None:
+    three = {p.split(":")[0] for p in problems_of(FIXTURES / "three-mistakes.toml")}
+    assert three == {"api.listen", "feeds.hotline.interval_seconds", "feeds.police.url"}
+    four = {p.split(":")[0] for p in problems_of(FIXTURES / "four-mistakes.toml")}
+    assert four == {
+        "metrics.colour",
+        "guard.change_floor",
+        "takedown.webhook.url",
+        "feeds.hotline.auth.token_file",
+    }
+
+
+def test_syntax_error_names_line_and_column() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(FIXTURES / "syntax-error.toml")
+    (problem,) = info.value.problems
+    assert problem.path == ""
+    assert problem.reason.startswith("TOML syntax error")
+    assert "line 5" in problem.reason
+    assert "column" in problem.reason
+
+
+def test_unreadable_and_non_utf8_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path / "absent.toml")
+    assert info.value.problems == (
+        ConfigProblem("", "cannot read file: No such file or directory"),
+    )
+    bad = tmp_path / "latin1.toml"
+    bad.write_bytes(b'[agent]\nlog_level = "caf\xe9"\n')
+    with pytest.raises(ConfigError) as info:
+        load_config(bad)
+    assert "not UTF-8" in info.value.problems[0].reason
+
+
+def test_reasons_never_echo_values(tmp_path: Path) -> None:
+    secretish = "s3cr3t-token-value"
+    path = write(
+        tmp_path,
+        f'[feeds.a]\nkind = "url-list"\nurl = "https://isp:{secretish}@feeds.example/x"\n'
+        f'[feeds.b]\nkind = "url-list"\nurl = "ftp://{secretish}.example/x"\n'
+        f'[api]\nport = "{secretish}"\n',
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert len(info.value.problems) == 3
+    assert secretish not in str(info.value)
+    assert "URL must not contain a user name or password (use auth)" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            '[feeds.a]\nkind = "domain-list"\npath = "x"\n'
+            'interval_seconds = 60\ncron = "* * * * *"',
+            ConfigProblem("feeds.a", "set interval_seconds or cron, not both"),
+        ),
+        (
+            '[feeds.a]\nkind = "domain-list"\ncron = "61 * * * *"\npath = "x"',
+            ConfigProblem(
+                "feeds.a.cron",
+                "not a valid cron expression: Error validating expression '61': "
+                "the last value (61) is higher than the maximum value (59)",
+            ),
+        ),
+        (
+            '[feeds.a]\nkind = "domain-list"',
+            ConfigProblem("feeds.a", "set url or path (exactly one)"),
+        ),
+        (
+            '[feeds.a]\nkind = "domain-list"\npath = "x"\ndigest_url = "https://feeds.example/d"',
+            ConfigProblem("feeds.a", "digest_url only apply to a feed with url"),
+        ),
+        (
+            '[feeds.a]\nkind = "domain-list"\npath = "x"\naction = "stop-page"',
+            ConfigProblem("feeds.a.action", "stop-page needs rpz.stop_page_host"),
+        ),
+        (
+            '[feeds.a]\nkind = "domain-list"\npath = "x"\naction = "divert"',
+            ConfigProblem("feeds.a.action", "divert needs rpz.proxy_ipv4/proxy_ipv6"),
+        ),
+        (
+            '[rpz]\ndefault_action = "stop-page"',
+            ConfigProblem("rpz.stop_page_host", "required by default_action"),
+        ),
+        (
+            '[[resolvers]]\nname = "r"\nhost = "192.0.2.1"\n'
+            '[[resolvers]]\nname = "r"\nhost = "192.0.2.2"',
+            ConfigProblem("resolvers[1].name", "duplicate resolver name"),
+        ),
+        (
+            '[api]\ntls_cert_file = "/etc/hostname"',
+            ConfigProblem("api", "set both tls_cert_file and tls_key_file, or neither"),
+        ),
+        (
+            "[takedown]\nenabled = true",
+            ConfigProblem("takedown", "enabled takedown needs own_prefixes"),
+        ),
+        (
+            '[takedown.smtp]\nhost = "127.0.0.1"\nsender = "a@isp.example"\nrecipients = []',
+            ConfigProblem("takedown.smtp.recipients", "must have at least 1 item(s)"),
+        ),
+        (
+            "[proxy]\ncanary_url = 5",
+            ConfigProblem("proxy.canary_url", "expected a string, got integer"),
+        ),
+    ],
+)
+def test_rule_reported_at_its_key(tmp_path: Path, text: str, expected: ConfigProblem) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text))
+    assert info.value.problems == (expected,)
+
+
+def test_zone_names_go_through_canon(tmp_path: Path) -> None:
+    path = write(tmp_path, '[rpz]\nzone = "bad name.example"\ncanary_name = "a;b.example"\n')
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert [p.path for p in info.value.problems] == ["rpz.zone", "rpz.canary_name"]
+    assert all(p.reason for p in info.value.problems)
+    ok = load_config(write(tmp_path, '[rpz]\nzone = "RPZ.Example."\n', "ok.toml"))
+    assert ok.rpz.zone == "rpz.example"
+
+
+# ------------------------------------------------------------------------------ secrets
+
+
+def test_read_secret(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    secret = tmp_path / "secret"
+    secret.write_text("fake-secret\r\n", encoding="utf-8")
+    assert read_secret(secret, None) == "fake-secret"
+    monkeypatch.setenv("EDGEAGENT_TEST_SECRET", "fake-env-secret")
+    assert read_secret(None, "EDGEAGENT_TEST_SECRET") == "fake-env-secret"
+    monkeypatch.delenv("EDGEAGENT_TEST_SECRET")
+    for file, env in ((None, "EDGEAGENT_TEST_SECRET"), (tmp_path / "gone", None), (None, None)):
+        with pytest.raises(ConfigError):
+            read_secret(file, env)
+    empty = tmp_path / "empty"
+    empty.write_text("\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        read_secret(empty, None)
+    assert info.value.problems[0].reason == "secret is empty"
+
+
+def test_file_and_env_together_is_an_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("EDGEAGENT_TEST_SECRET", "fake")
+    (tmp_path / "tok").write_text("fake\n", encoding="utf-8")
+    path = write(
+        tmp_path,
+        '[feeds.a]\nkind = "url-list"\nurl = "https://feeds.example/a"\n'
+        'auth = { kind = "bearer", token_file = "tok", token_env = "EDGEAGENT_TEST_SECRET" }\n',
+    )
+    assert problems_of(path) == {"feeds.a.auth: set token_file or token_env, not both"}
