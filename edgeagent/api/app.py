@@ -1,0 +1,242 @@
+"""Building the control API and the metrics applications, and serving them.
+
+``create_app(ctx)`` wires the route table (:mod:`edgeagent.api.routes`) behind the role
+check and an error middleware that answers every failure as
+``{"error": {"field", "message", "code"}}``. ``create_metrics_app(registry, readiness)``
+serves ``/metrics``, ``/healthz`` and ``/readyz`` for a separate listen address.
+
+Serve both with :func:`start_site` (or ``web.AppRunner(app, access_log=None)``): aiohttp's
+default access log records client addresses, which we must not keep.
+
+Status codes chosen here: four-eyes (the creator approving) is ``403`` with code
+``four-eyes``; an oversized body is ``413`` with field ``body``; a target the guardrails
+refuse (public suffix, root) is ``400`` on ``target``.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+from aiohttp import hdrs, web
+from aiohttp.typedefs import Handler
+from prometheus_client import CollectorRegistry
+from prometheus_client.aiohttp import make_aiohttp_handler
+
+from edgeagent.api import handlers
+from edgeagent.api.auth import (
+    ANONYMOUS,
+    LOOKUP_LIMITER,
+    Denied,
+    RateLimiter,
+    Role,
+    authenticate,
+    authorize,
+    bearer_secret,
+)
+from edgeagent.api.context import CONTEXT, OPENAPI_DOCUMENT, STORE_WRITER, ApiContext
+from edgeagent.api.openapi import build_document
+from edgeagent.api.routes import ROUTES, Route
+from edgeagent.api.tls import make_ssl_context
+from edgeagent.api.validation import ApiError, bad_input
+from edgeagent.decisions import FourEyesRequired
+from edgeagent.errors import (
+    Conflict,
+    GuardrailViolation,
+    InvalidTarget,
+    InvalidTransition,
+    NotFound,
+)
+
+__all__ = [
+    "bound_port",
+    "create_app",
+    "create_metrics_app",
+    "make_ssl_context",
+    "start_site",
+]
+
+log = logging.getLogger(__name__)
+
+_HTTP_CODES = {
+    404: "not-found",
+    405: "method-not-allowed",
+    413: "body-too-large",
+    415: "unsupported-media-type",
+}
+
+
+def create_app(ctx: ApiContext, routes: Sequence[Route] = ROUTES) -> web.Application:
+    """The control API application for ``ctx``. Serve with ``access_log=None``."""
+    app = web.Application(
+        client_max_size=ctx.max_body_bytes,
+        middlewares=[_error_middleware],
+    )
+    app[CONTEXT] = ctx
+    app[LOOKUP_LIMITER] = RateLimiter(ctx.lookup_rate_per_minute, ctx.clock)
+    app[handlers.ENTRY_COUNTS] = handlers.EntryCounts()
+    app[OPENAPI_DOCUMENT] = build_document(routes)
+    app.cleanup_ctx.append(_store_writer)
+    for route in routes:
+        app.router.add_route(route.method, route.path, _guarded(route), name=route.operation_id)
+    return app
+
+
+async def _store_writer(app: web.Application) -> AsyncIterator[None]:
+    """The single thread that performs store writes; drained on shutdown."""
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="edgeagent-api-store")
+    app[STORE_WRITER] = executor
+    yield
+    # Let writes already accepted finish: their callers may still get an answer.
+    executor.shutdown(wait=True, cancel_futures=False)
+
+
+def _guarded(route: Route) -> Handler:
+    """Wrap ``route.handler`` in authentication and the role check; audit refusals."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        if route.role is Role.PUBLIC:
+            return await route.handler(request, ANONYMOUS)
+        ctx = request.app[CONTEXT]
+        try:
+            who = await handlers.read(authenticate, ctx.store, bearer_secret(request))
+            authorize(who, route.role)
+        except Denied as denied:
+            await handlers.write(
+                request.app,
+                ctx.store.append_audit,
+                denied.actor,
+                "auth.denied",
+                # The route template, never the raw path: a path may carry a list entry.
+                f"route:{route.method} {route.path}",
+                {"status": denied.status, "reason": denied.reason},
+            )
+            if denied.status == 401:
+                raise ApiError(
+                    401,
+                    "unauthorized",
+                    denied.reason,
+                    headers={hdrs.WWW_AUTHENTICATE: 'Bearer realm="edgeagent"'},
+                ) from None
+            raise ApiError(403, "forbidden", denied.reason) from None
+        return await route.handler(request, who)
+
+    handler.__name__ = route.handler.__name__
+    return handler
+
+
+@web.middleware
+async def _error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        response = await handler(request)
+    except ApiError as exc:
+        response = _error(exc)
+    except web.HTTPException as exc:
+        response = _http_error(exc)
+    except FourEyesRequired as exc:
+        response = _error(ApiError(403, "four-eyes", str(exc)))
+    except Conflict as exc:
+        response = _error(ApiError(409, "conflict", str(exc)))
+    except InvalidTransition as exc:
+        response = _error(ApiError(409, "invalid-transition", str(exc), "status"))
+    except NotFound as exc:
+        response = _error(ApiError(404, "not-found", f"{exc.kind} not found"))
+    except (InvalidTarget, GuardrailViolation) as exc:
+        # The reasons name the rule, not the entry (entries appear only as short hashes).
+        response = _error(bad_input("target", exc.reason))
+    except Exception:
+        # Log the type and place only: request data may hold list entries.
+        log.exception("unhandled error in %s %s", request.method, _route_label(request))
+        response = _error(ApiError(500, "internal", "internal error"))
+    _count(request, response.status)
+    return response
+
+
+def _error(exc: ApiError) -> web.Response:
+    return web.json_response(exc.body(), status=exc.status, headers=exc.headers or None)
+
+
+def _http_error(exc: web.HTTPException) -> web.Response:
+    field = "body" if exc.status == 413 else None
+    message = exc.reason if exc.status != 413 else "request body too large"
+    headers: dict[str, str] = {}
+    if hdrs.ALLOW in exc.headers:
+        headers["Allow"] = exc.headers[hdrs.ALLOW]
+    code = _HTTP_CODES.get(exc.status, "http-error")
+    return _error(ApiError(exc.status, code, message, field, headers=headers))
+
+
+def _route_label(request: web.Request) -> str:
+    info = request.match_info
+    if info.http_exception is not None or info.route.resource is None:
+        return "unmatched"
+    return info.route.resource.canonical
+
+
+def _count(request: web.Request, status: int) -> None:
+    metrics = request.app[CONTEXT].metrics
+    if metrics is not None:
+        metrics.api_requests.labels(route=_route_label(request), status=str(status)).inc()
+
+
+# --- metrics app
+
+
+def create_metrics_app(
+    registry: CollectorRegistry,
+    readiness: Callable[[], Sequence[str]] | None = None,
+) -> web.Application:
+    """``/metrics`` (Prometheus text), ``/healthz`` and ``/readyz``; no token, no body.
+
+    Meant for a separate listen address reachable by the monitoring system only.
+    """
+
+    def _ready() -> Sequence[str]:
+        return ()
+
+    check = readiness or _ready
+
+    async def healthz(request: web.Request) -> web.StreamResponse:
+        return web.json_response({"status": "ok"})
+
+    async def readyz(request: web.Request) -> web.StreamResponse:
+        return await handlers.ready_response(check)
+
+    app = web.Application(client_max_size=1024)
+    app.router.add_get("/metrics", make_aiohttp_handler(registry), allow_head=False)
+    app.router.add_get("/healthz", healthz, allow_head=False)
+    app.router.add_get("/readyz", readyz, allow_head=False)
+    return app
+
+
+# --- serving
+
+
+async def start_site(
+    app: web.Application,
+    host: str,
+    port: int,
+    *,
+    ssl_context: ssl.SSLContext | None = None,
+    shutdown_timeout: float = 10.0,
+) -> web.AppRunner:
+    """Start serving ``app`` on ``host:port`` with the access log off.
+
+    Returns the runner; ``await runner.cleanup()`` drains and stops it. ``port=0`` picks a
+    free port: read it back with :func:`bound_port`.
+    """
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=shutdown_timeout)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, ssl_context=ssl_context, reuse_address=True)
+    await site.start()
+    return runner
+
+
+def bound_port(runner: web.AppRunner) -> int:
+    """The TCP port the first site of ``runner`` listens on."""
+    for addr in runner.addresses:
+        if isinstance(addr, tuple):
+            return int(addr[1])
+    raise RuntimeError("runner has no TCP site")

@@ -1,0 +1,160 @@
+"""Bearer tokens, roles and the per-token rate limiter.
+
+Roles are cumulative: ``noc`` < ``analyst`` < ``supervisor`` < ``admin``. A route declares
+the lowest role it needs (see :mod:`edgeagent.api.routes`); :func:`authenticate` turns the
+``Authorization`` header into a :class:`Principal` or raises :class:`Denied`.
+
+Tokens are looked up by the SHA-256 digest of the presented secret. The lookup compares
+digests, never secrets, so its timing tells an attacker nothing about any real secret;
+when the store hands back the stored digest we also compare it with
+:func:`hmac.compare_digest` as a second, constant-time check.
+
+Audit records of denied attempts name the token (``name``) or ``anonymous`` — never the
+presented secret, and never the raw request path (a path may carry a list entry).
+"""
+
+from __future__ import annotations
+
+import hmac
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Self
+
+from aiohttp import hdrs, web
+
+from edgeagent.store.base import Store
+from edgeagent.tokens import hash_token
+
+_MAX_TOKEN_CHARS = 512  # anything longer is not one of ours; don't even hash it
+
+
+class Role(IntEnum):
+    """API roles, ordered: a higher role may do everything a lower one may.
+
+    ``PUBLIC`` is not a token role: it marks routes that need no token (health probes)
+    and is the role of the anonymous principal.
+    """
+
+    PUBLIC = 0
+    NOC = 1
+    ANALYST = 2
+    SUPERVISOR = 3
+    ADMIN = 4
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+    @classmethod
+    def parse(cls, text: str) -> Self:
+        """``"analyst"`` -> ``Role.ANALYST``; ``ValueError`` for anything else.
+
+        ``public`` is refused: no token can hold it.
+        """
+        role = cls.__members__.get(text.strip().upper())
+        if role is None or role == 0:
+            raise ValueError(f"unknown role {text!r}")
+        return role
+
+    @classmethod
+    def token_roles(cls) -> tuple[str, ...]:
+        """The role names a token may hold, lowest first."""
+        return tuple(r.label for r in cls if r)
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: the token's name (the audit actor) and its role."""
+
+    name: str
+    role: Role
+    token_id: int
+
+
+ANONYMOUS = Principal("anonymous", Role.PUBLIC, 0)
+
+
+class Denied(Exception):
+    """Authentication (401) or authorisation (403) failed.
+
+    ``actor`` is the token name, or ``anonymous`` when no valid token was presented.
+    ``reason`` is safe to show and to audit.
+    """
+
+    def __init__(self, status: int, actor: str, reason: str) -> None:
+        self.status = status
+        self.actor = actor
+        self.reason = reason
+        super().__init__(reason)
+
+
+def bearer_secret(request: web.BaseRequest) -> str | None:
+    """The token in ``Authorization: Bearer <token>``, or ``None`` if absent/malformed."""
+    header = request.headers.get(hdrs.AUTHORIZATION, "")
+    scheme, _, secret = header.partition(" ")
+    secret = secret.strip()
+    if scheme.lower() != "bearer" or not secret or len(secret) > _MAX_TOKEN_CHARS:
+        return None
+    return secret
+
+
+def authenticate(store: Store, secret: str | None) -> Principal:
+    """Resolve a presented secret to a principal; raise ``Denied(401)`` if it is not valid.
+
+    Blocking (one store read): call it from a worker thread.
+    """
+    if secret is None:
+        raise Denied(401, "anonymous", "missing or malformed bearer token")
+    digest = hash_token(secret)
+    token = store.token_by_hash(digest)
+    if token is None:
+        raise Denied(401, "anonymous", "unknown token")
+    stored = getattr(token, "token_hash", None)
+    if isinstance(stored, bytes) and not hmac.compare_digest(stored, digest):
+        raise Denied(401, "anonymous", "unknown token")
+    if token.revoked:
+        raise Denied(401, token.name, "token revoked")
+    try:
+        role = Role.parse(token.role)
+    except ValueError:
+        raise Denied(403, token.name, "token has no valid role") from None
+    return Principal(token.name, role, token.id)
+
+
+def authorize(who: Principal, needed: Role) -> None:
+    """Raise ``Denied(403)`` unless ``who`` holds ``needed`` or a higher role."""
+    if who.role < needed:
+        raise Denied(403, who.name, f"role {who.role.label} below required {needed.label}")
+
+
+class RateLimiter:
+    """Token bucket per key: ``per_minute`` requests a minute, bursts up to ``per_minute``.
+
+    Thread-safe; ``clock`` is monotonic seconds.
+    """
+
+    def __init__(self, per_minute: int, clock: Callable[[], float]) -> None:
+        if per_minute < 1:
+            raise ValueError("per_minute must be >= 1")
+        self.capacity = float(per_minute)
+        self.rate = per_minute / 60.0
+        self._clock = clock
+        self._buckets: dict[object, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def take(self, key: object) -> float:
+        """Spend one request for ``key``. Returns 0 if allowed, else seconds to wait."""
+        now = self._clock()
+        with self._lock:
+            tokens, last = self._buckets.get(key, (self.capacity, now))
+            tokens = min(self.capacity, tokens + (now - last) * self.rate)
+            if tokens >= 1.0:
+                self._buckets[key] = (tokens - 1.0, now)
+                return 0.0
+            self._buckets[key] = (tokens, now)
+            return (1.0 - tokens) / self.rate
+
+
+LOOKUP_LIMITER = web.AppKey("edgeagent_api_lookup_limiter", RateLimiter)

@@ -1,0 +1,78 @@
+"""What the control API needs from the daemon, and the typed keys it keeps on the app.
+
+The daemon builds one :class:`ApiContext` and hands it to
+:func:`edgeagent.api.app.create_app`. Everything the API reads about the rest of the agent
+comes through a callable here, so the API never imports the daemon and tests can supply
+small fakes. The callables are called from worker threads (they may touch the store), must
+be cheap, and must never return list entries in the feeds/publishers/plan sections: those
+are shown to every role, ``noc`` included.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from edgeagent.decisions import DecisionService
+from edgeagent.metrics import Metrics
+from edgeagent.policy import PolicyIndex
+from edgeagent.store.base import Store
+
+
+def _empty() -> Mapping[str, Any]:
+    return {}
+
+
+def _ready() -> Sequence[str]:
+    return ()
+
+
+def _nothing() -> None:
+    return None
+
+
+def _no_policy() -> PolicyIndex | None:
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class ApiContext:
+    """Services and settings for one API application.
+
+    - ``store``, ``decisions``: the store and the lifecycle rules on top of it.
+    - ``policy``: the :class:`PolicyIndex` in force, or ``None`` while none is loaded.
+    - ``feeds``, ``publishers``: per-feed / per-publisher state for ``GET /v1/status``.
+    - ``plan``: held generations and other pending work for ``GET /v1/plan``.
+    - ``readiness``: reasons the agent is not ready; empty means ready (``/readyz``).
+    - ``on_change``: called (from a worker thread) after every successful decision
+      write, so the daemon can rebuild and republish the policy at once.
+    - ``max_body_bytes``: request body cap; larger bodies get 413.
+    - ``lookup_rate_per_minute``: ``GET /v1/lookup`` budget per token.
+    - ``metrics``: if given, every request is counted by route template and status.
+    - ``clock``: monotonic seconds, for the rate limiter (tests replace it).
+    """
+
+    store: Store
+    decisions: DecisionService
+    policy: Callable[[], PolicyIndex | None] = _no_policy
+    feeds: Callable[[], Mapping[str, Any]] = _empty
+    publishers: Callable[[], Mapping[str, Any]] = _empty
+    plan: Callable[[], Mapping[str, Any]] = _empty
+    readiness: Callable[[], Sequence[str]] = _ready
+    on_change: Callable[[], None] = _nothing
+    max_body_bytes: int = 64 * 1024
+    lookup_rate_per_minute: int = 60
+    metrics: Metrics | None = None
+    clock: Callable[[], float] = field(default=time.monotonic)
+
+
+CONTEXT = web.AppKey("edgeagent_api_context", ApiContext)
+# One thread for store writes: the store serialises writes anyway, and a single writer
+# thread keeps them in arrival order without lock contention.
+STORE_WRITER = web.AppKey("edgeagent_api_store_writer", ThreadPoolExecutor)
+OPENAPI_DOCUMENT = web.AppKey("edgeagent_api_openapi", dict[str, Any])

@@ -1,0 +1,404 @@
+"""Request handlers. Each takes the request and the authenticated :class:`Principal`.
+
+Handlers only translate HTTP <-> domain: the lifecycle rules live in
+:class:`edgeagent.decisions.DecisionService`, the treatment rules in
+:class:`edgeagent.policy.PolicyIndex`. Domain errors propagate and are turned into JSON
+errors by the middleware in :mod:`edgeagent.api.app`.
+
+The store is synchronous. Writes go to the app's single store-writer thread (keeping
+them in arrival order); reads and the daemon's callables run in the default thread pool,
+so the event loop never waits on SQLite.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import threading
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from functools import partial
+from typing import Any, TypeVar
+
+from aiohttp import web
+
+from edgeagent.api.auth import LOOKUP_LIMITER, Principal, Role
+from edgeagent.api.context import CONTEXT, OPENAPI_DOCUMENT, STORE_WRITER, ApiContext
+from edgeagent.api.validation import (
+    ApiError,
+    AuditQuery,
+    DecisionApprove,
+    DecisionCreate,
+    DecisionListQuery,
+    DecisionRevoke,
+    LookupQuery,
+    bad_input,
+    parse_body,
+    parse_query,
+)
+from edgeagent.decisions import DecisionRequest
+from edgeagent.errors import EdgeAgentError, short_hash
+from edgeagent.model import Decision, DecisionStatus, DesiredState, Indicator
+from edgeagent.policy import PolicyIndex
+from edgeagent.store.base import AuditRecord
+
+T = TypeVar("T")
+
+_PENDING_SHOWN = 1000
+
+
+async def write(app: web.Application, fn: Callable[..., T], /, *args: Any) -> T:
+    """Run a blocking store write on the app's writer thread."""
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(app[STORE_WRITER], partial(fn, *args))
+
+
+async def read(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+    """Run a blocking read (store or daemon callable) in the default thread pool."""
+    return await asyncio.to_thread(fn, *args, **kwargs)
+
+
+def _json(data: Mapping[str, Any], status: int = 200, **headers: str) -> web.Response:
+    return web.json_response(data, status=status, headers=headers or None)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def decision_json(d: Decision) -> dict[str, Any]:
+    """A decision as the API shows it (roles analyst and above only: it holds the target)."""
+    return {
+        "id": d.id,
+        "target": d.indicator.value,
+        "target_ref": d.indicator.ref,
+        "scope": d.indicator.scope.value,
+        "action": d.action.value,
+        "status": d.status.value,
+        "reason": d.reason,
+        "reference": d.reference,
+        "source": d.notice_source.value,
+        "notice_received_at": _iso(d.notice_received_at),
+        "created_at": _iso(d.created_at),
+        "expires_at": _iso(d.expires_at),
+        "category": d.category,
+        "actor": d.actor,
+        "approved_by": d.approved_by,
+        "history": [
+            {"at": _iso(h.at), "actor": h.actor, "status": h.status.value, "reason": h.reason}
+            for h in d.history
+        ],
+    }
+
+
+def _audit_json(r: AuditRecord) -> dict[str, Any]:
+    return {
+        "id": r.id,
+        "at": _iso(r.at),
+        "actor": r.actor,
+        "action": r.action,
+        "subject": r.subject,
+        "detail": dict(r.detail),
+        "prev_hash": r.prev_hash,
+        "row_hash": r.row_hash,
+    }
+
+
+def _decision_id(request: web.Request) -> int:
+    text = request.match_info["id"]
+    if not text.isdigit() or len(text) > 18:
+        raise ApiError(404, "not-found", "no such decision", "id")
+    return int(text)
+
+
+def _query(request: web.Request, model: type[Any]) -> Any:
+    return parse_query(request.query, list(request.query.keys()), model)
+
+
+def _then_notify(ctx: ApiContext, fn: Callable[[], Decision]) -> Decision:
+    """Run a decision write, then tell the daemon the policy may have changed."""
+    decision = fn()
+    ctx.on_change()
+    return decision
+
+
+# --- decisions
+
+
+async def create_decision(request: web.Request, who: Principal) -> web.Response:
+    ctx = request.app[CONTEXT]
+    body = parse_body(await request.read(), DecisionCreate)
+    try:
+        # Canonicalise here too, so that anything the parser rejects — not only the
+        # InvalidTarget it raises on purpose — becomes a 400 on "target".
+        Indicator.parse(body.scope, body.target)
+    except ValueError as exc:
+        if isinstance(exc, EdgeAgentError):
+            raise
+        raise bad_input("target", f"not a valid {body.scope.value} target") from None
+    req = DecisionRequest(
+        target=body.target,
+        scope=body.scope,
+        action=body.action,
+        reason=body.reason,
+        reference=body.reference,
+        source=body.source,
+        notice_received_at=body.notice_received_at,
+        expires_at=body.expires_at,
+        category=body.category,
+    )
+    decision = await write(
+        request.app, _then_notify, ctx, partial(ctx.decisions.create, req, who.name)
+    )
+    return _json(decision_json(decision), 201, Location=f"/v1/decisions/{decision.id}")
+
+
+async def list_decisions(request: web.Request, who: Principal) -> web.Response:
+    ctx = request.app[CONTEXT]
+    q: DecisionListQuery = _query(request, DecisionListQuery)
+    found = await read(
+        ctx.store.list_decisions,
+        status=q.status,
+        source=q.source,
+        scope=q.scope.value if q.scope else None,
+        reference=q.reference,
+        limit=q.limit + 1,  # one more tells whether there is a next page
+        offset=q.offset,
+    )
+    more = len(found) > q.limit
+    return _json(
+        {
+            "items": [decision_json(d) for d in found[: q.limit]],
+            "limit": q.limit,
+            "offset": q.offset,
+            "next_offset": q.offset + q.limit if more else None,
+        }
+    )
+
+
+async def get_decision(request: web.Request, who: Principal) -> web.Response:
+    ctx = request.app[CONTEXT]
+    decision = await read(ctx.store.get_decision, _decision_id(request))
+    return _json(decision_json(decision))
+
+
+async def revoke_decision(request: web.Request, who: Principal) -> web.Response:
+    ctx = request.app[CONTEXT]
+    decision_id = _decision_id(request)
+    body = parse_body(await request.read(), DecisionRevoke)
+    decision = await write(
+        request.app,
+        _then_notify,
+        ctx,
+        partial(ctx.decisions.revoke, decision_id, who.name, body.reason),
+    )
+    return _json(decision_json(decision))
+
+
+async def approve_decision(request: web.Request, who: Principal) -> web.Response:
+    ctx = request.app[CONTEXT]
+    decision_id = _decision_id(request)
+    raw = await request.read()
+    body = parse_body(raw, DecisionApprove) if raw.strip() else DecisionApprove()
+    decision = await write(
+        request.app,
+        _then_notify,
+        ctx,
+        partial(ctx.decisions.approve, decision_id, who.name, body.reason),
+    )
+    return _json(decision_json(decision))
+
+
+# --- status and plan
+
+
+class EntryCounts:
+    """Entry counts of the desired state in force, computed once per state (100k+ entries)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._state: DesiredState | None = None
+        self._counts: dict[str, Any] = {}
+
+    def of(self, state: DesiredState) -> dict[str, Any]:
+        with self._lock:
+            if self._state is not state:
+                self._counts = _count(state)
+                self._state = state
+            return self._counts
+
+
+ENTRY_COUNTS = web.AppKey("edgeagent_api_entry_counts", EntryCounts)
+
+
+def _count(state: DesiredState) -> dict[str, Any]:
+    by_source: dict[str, int] = {}
+    for e in state.blocks:
+        for src in state.sources.get(e.indicator, (e.source,)):
+            # Decisions are counted together: one label per decision id would grow forever.
+            key = "decisions" if src.startswith("decision:") else src
+            by_source[key] = by_source.get(key, 0) + 1
+    return {
+        "total": len(state.blocks),
+        "allows": len(state.allows),
+        "by_scope": state.count_by_scope(),
+        "by_source": dict(sorted(by_source.items())),
+        "refused": dict(state.refused),
+    }
+
+
+def _status_sync(ctx: ApiContext, counts: EntryCounts) -> dict[str, Any]:
+    index = ctx.policy()
+    pending = ctx.store.list_decisions(status=DecisionStatus.PENDING_APPROVAL, limit=_PENDING_SHOWN)
+    return {
+        "policy_version": index.state.version if index else ctx.store.policy_version(),
+        "policy_loaded": index is not None,
+        "entries": counts.of(index.state) if index else {},
+        "decisions": {DecisionStatus.PENDING_APPROVAL.value: len(pending)},
+        "feeds": dict(ctx.feeds()),
+        "publishers": dict(ctx.publishers()),
+    }
+
+
+async def status(request: web.Request, who: Principal) -> web.Response:
+    return _json(await read(_status_sync, request.app[CONTEXT], request.app[ENTRY_COUNTS]))
+
+
+def _plan_sync(ctx: ApiContext, show_targets: bool) -> dict[str, Any]:
+    pending = ctx.store.list_decisions(status=DecisionStatus.PENDING_APPROVAL, limit=_PENDING_SHOWN)
+    items = []
+    for d in pending:
+        item: dict[str, Any] = {
+            "id": d.id,
+            "scope": d.indicator.scope.value,
+            "action": d.action.value,
+            "source": d.notice_source.value,
+            "reference": d.reference,
+            "actor": d.actor,
+            "created_at": _iso(d.created_at),
+        }
+        if show_targets:
+            item["target"] = d.indicator.value
+        items.append(item)
+    return {"pending_decisions": len(items), "pending": items, "plan": dict(ctx.plan())}
+
+
+async def plan(request: web.Request, who: Principal) -> web.Response:
+    ctx = request.app[CONTEXT]
+    # List entries only for roles that may see them; the NOC gets the shape, not targets.
+    return _json(await read(_plan_sync, ctx, who.role >= Role.ANALYST))
+
+
+# --- lookup
+
+
+async def lookup(request: web.Request, who: Principal) -> web.Response:
+    ctx = request.app[CONTEXT]
+    wait = request.app[LOOKUP_LIMITER].take(who.token_id)
+    if wait > 0:
+        await write(request.app, ctx.store.append_audit, who.name, "lookup.limited", "lookup", {})
+        raise ApiError(
+            429,
+            "rate-limited",
+            "lookup rate limit reached; retry later",
+            headers={"Retry-After": str(max(1, math.ceil(wait)))},
+        )
+    q: LookupQuery = _query(request, LookupQuery)
+    index: PolicyIndex | None = await read(ctx.policy)
+    if index is None:
+        raise ApiError(503, "policy-not-loaded", "no policy loaded yet")
+    try:
+        treatment = index.explain(q.target)
+    except ValueError as exc:
+        await write(
+            request.app,
+            ctx.store.append_audit,
+            who.name,
+            "lookup",
+            f"target:{short_hash(q.target)}",
+            {"result": "invalid"},
+        )
+        reason = exc.reason if hasattr(exc, "reason") else "not a URL, host name or address"
+        raise bad_input("target", str(reason)) from None
+    await write(
+        request.app,
+        ctx.store.append_audit,
+        who.name,
+        "lookup",
+        f"target:{short_hash(treatment.canonical)}",
+        {
+            "kind": treatment.target_kind,
+            "dns": treatment.dns,
+            "proxy": treatment.proxy,
+            "matches": len(treatment.matches),
+            "policy_version": index.state.version,
+        },
+    )
+    return _json(
+        {
+            "target_kind": treatment.target_kind,
+            "canonical": treatment.canonical,
+            "policy_version": index.state.version,
+            "dns": treatment.dns,
+            "proxy": treatment.proxy,
+            "matches": [
+                {
+                    "layer": m.layer,
+                    "effect": m.effect,
+                    "scope": m.entry.indicator.scope.value,
+                    "target": m.entry.indicator.value,
+                    "action": m.entry.action.value,
+                    "source": m.entry.source,
+                    "reference": m.entry.reference,
+                    "category": m.entry.category,
+                }
+                for m in treatment.matches
+            ],
+        }
+    )
+
+
+# --- audit
+
+
+async def audit(request: web.Request, who: Principal) -> web.Response:
+    ctx = request.app[CONTEXT]
+    q: AuditQuery = _query(request, AuditQuery)
+    records = await read(ctx.store.audit_since, q.since, q.limit)
+    return _json({"items": [_audit_json(r) for r in records]})
+
+
+async def audit_verify(request: web.Request, who: Principal) -> web.Response:
+    ctx = request.app[CONTEXT]
+    result = await read(ctx.store.verify_audit)
+    return _json(
+        {
+            "ok": result.ok,
+            "rows": result.rows,
+            "first_bad_row": result.first_bad_row,
+            "reason": result.reason,
+        }
+    )
+
+
+# --- documents and probes
+
+
+async def openapi(request: web.Request, who: Principal) -> web.Response:
+    document: dict[str, Any] = request.app[OPENAPI_DOCUMENT]
+    return _json(document)
+
+
+async def healthz(request: web.Request, who: Principal) -> web.Response:
+    """Alive: answered by the event loop itself, so a 200 proves the loop runs."""
+    return _json({"status": "ok"})
+
+
+async def readyz(request: web.Request, who: Principal) -> web.Response:
+    return await ready_response(request.app[CONTEXT].readiness)
+
+
+async def ready_response(readiness: Callable[[], Any]) -> web.Response:
+    """200 ``{"ready": true}`` or 503 with the reasons ``readiness()`` gives."""
+    reasons = [str(r) for r in await read(readiness)]
+    return _json({"ready": not reasons, "reasons": reasons}, 200 if not reasons else 503)

@@ -1,0 +1,318 @@
+"""Request and response shapes, and turning bad input into ``400`` errors naming the field.
+
+Bodies are parsed strictly (no type coercion, unknown fields refused) with pydantic, which
+also gives the JSON Schemas the OpenAPI document publishes: one definition serves both.
+Query strings are parsed leniently on types (everything arrives as text) but still refuse
+unknown and repeated parameters.
+
+Every error the API returns has the shape ``{"error": {"field", "message", "code"}}``;
+``field`` is ``null`` when the problem is not one input field. Messages never echo the
+submitted value: it may be a list entry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, TypeVar
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+)
+
+from edgeagent.model import Action, DecisionStatus, NoticeSource, Scope
+
+M = TypeVar("M", bound=BaseModel)
+
+_CLOCK_SKEW = timedelta(minutes=5)
+_MAX_FIELD_NAME = 64
+
+
+class ApiError(Exception):
+    """An error answered as JSON: HTTP ``status``, machine ``code``, ``field`` or None."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        field: str | None = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        self.status = status
+        self.code = code
+        self.message = message
+        self.field = field
+        self.headers = dict(headers or {})
+        super().__init__(message)
+
+    def body(self) -> dict[str, Any]:
+        return {"error": {"field": self.field, "message": self.message, "code": self.code}}
+
+
+def bad_input(field: str, message: str) -> ApiError:
+    return ApiError(400, "invalid-input", message, field)
+
+
+# --- request bodies (strict)
+
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=1000)]
+Reference = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Target = Annotated[str, StringConstraints(min_length=1, max_length=2048)]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class DecisionCreate(_Body):
+    """``POST /v1/decisions``."""
+
+    target: Target = Field(description="URL, host name, domain, address or prefix")
+    scope: Scope
+    action: Action
+    reason: Text = Field(description="why (shown in the audit log)")
+    reference: Reference = Field(description="case reference (hotline or police reference)")
+    source: NoticeSource = Field(description="who reported the material")
+    notice_received_at: AwareDatetime | None = Field(
+        default=None, description="when the notice reached the ISP; default: now"
+    )
+    expires_at: AwareDatetime | None = Field(default=None, description="optional end")
+    category: Annotated[str, StringConstraints(max_length=64)] = ""
+
+    @field_validator("notice_received_at")
+    @classmethod
+    def _not_in_future(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value > datetime.now(UTC) + _CLOCK_SKEW:
+            raise ValueError("must not be in the future")
+        return value
+
+    @field_validator("expires_at")
+    @classmethod
+    def _in_future(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value <= datetime.now(UTC):
+            raise ValueError("must be in the future")
+        return value
+
+
+class DecisionRevoke(_Body):
+    """``POST /v1/decisions/{id}/revoke``."""
+
+    reason: Text
+
+
+class DecisionApprove(_Body):
+    """``POST /v1/decisions/{id}/approve``."""
+
+    reason: Annotated[str, StringConstraints(strip_whitespace=True, max_length=1000)] = ""
+
+
+# --- query strings (lenient on types, strict on names)
+
+
+class _Query(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DecisionListQuery(_Query):
+    status: DecisionStatus | None = None
+    source: NoticeSource | None = None
+    scope: Scope | None = None
+    reference: Reference | None = None
+    limit: int = Field(default=100, ge=1, le=1000)
+    offset: int = Field(default=0, ge=0, le=1_000_000_000)
+
+
+class AuditQuery(_Query):
+    since: AwareDatetime | None = Field(
+        default=None, description="ISO 8601 with zone, e.g. 2026-01-01T00:00:00Z"
+    )
+    limit: int = Field(default=1000, ge=1, le=1000)
+
+
+class LookupQuery(_Query):
+    target: Target
+
+
+# --- responses (published in the OpenAPI document; tests validate real answers)
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorDetail(_Out):
+    field: str | None
+    message: str
+    code: str
+
+
+class ErrorOut(_Out):
+    error: ErrorDetail
+
+
+class DecisionEventOut(_Out):
+    at: datetime
+    actor: str
+    status: DecisionStatus
+    reason: str
+
+
+class DecisionOut(_Out):
+    id: int
+    target: str = Field(description="canonical target")
+    target_ref: str = Field(description="short hash naming the target in logs")
+    scope: Scope
+    action: Action
+    status: DecisionStatus
+    reason: str
+    reference: str
+    source: NoticeSource
+    notice_received_at: datetime
+    created_at: datetime
+    expires_at: datetime | None
+    category: str
+    actor: str
+    approved_by: str | None
+    history: list[DecisionEventOut]
+
+
+class DecisionListOut(_Out):
+    items: list[DecisionOut]
+    limit: int
+    offset: int
+    next_offset: int | None
+
+
+class StatusOut(_Out):
+    policy_version: int
+    policy_loaded: bool
+    entries: dict[str, Any] = Field(description="counts: total, by_scope, by_source, allows")
+    decisions: dict[str, int] = Field(description="decision counts by status")
+    feeds: dict[str, Any]
+    publishers: dict[str, Any]
+
+
+class PendingDecisionOut(_Out):
+    id: int
+    scope: Scope
+    action: Action
+    source: NoticeSource
+    reference: str
+    actor: str
+    created_at: datetime
+    target: str | None = Field(default=None, description="only for analyst and above")
+
+
+class PlanOut(_Out):
+    pending_decisions: int
+    pending: list[PendingDecisionOut]
+    plan: dict[str, Any]
+
+
+class LookupMatchOut(_Out):
+    layer: str
+    effect: str
+    scope: Scope
+    target: str
+    action: Action
+    source: str
+    reference: str
+    category: str
+
+
+class LookupOut(_Out):
+    target_kind: str
+    canonical: str
+    policy_version: int
+    dns: str
+    proxy: str
+    matches: list[LookupMatchOut]
+
+
+class AuditRecordOut(_Out):
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    subject: str
+    detail: dict[str, Any]
+    prev_hash: str
+    row_hash: str
+
+
+class AuditListOut(_Out):
+    items: list[AuditRecordOut]
+
+
+class AuditVerifyOut(_Out):
+    ok: bool
+    rows: int
+    first_bad_row: int | None
+    reason: str
+
+
+class HealthOut(_Out):
+    status: str
+
+
+class ReadyOut(_Out):
+    ready: bool
+    reasons: list[str]
+
+
+# --- parsing
+
+
+def parse_body(raw: bytes, model: type[M]) -> M:
+    """Parse a JSON request body into ``model`` or raise ``ApiError(400)`` naming the field."""
+    if not raw.strip():
+        raise bad_input("body", "a JSON object is required")
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as exc:
+        raise _first_problem(exc) from None
+
+
+def parse_query(query: Mapping[str, str], keys: list[str], model: type[M]) -> M:
+    """Parse query parameters (``keys`` in order, repeats included) into ``model``."""
+    seen: set[str] = set()
+    for key in keys:
+        if key in seen:
+            raise bad_input(_field_name(key), "parameter given more than once")
+        seen.add(key)
+    try:
+        return model.model_validate(dict(query))
+    except ValidationError as exc:
+        raise _first_problem(exc) from None
+
+
+def _first_problem(exc: ValidationError) -> ApiError:
+    err = exc.errors(include_url=False, include_input=False, include_context=False)[0]
+    loc = err.get("loc", ())
+    field = ".".join(str(p) for p in loc) if loc else "body"
+    kind = err.get("type", "")
+    message = str(err.get("msg", "invalid value"))
+    if kind == "json_invalid":
+        message = "malformed JSON"
+    elif kind in ("model_type", "model_attributes_type", "dict_type"):
+        message = "a JSON object is required"
+    elif kind == "extra_forbidden":
+        message = "unknown field"
+    elif kind == "missing":
+        message = "required"
+    elif message.startswith("Value error, "):
+        message = message.removeprefix("Value error, ")
+    return bad_input(_field_name(field), message)
+
+
+def _field_name(name: str) -> str:
+    # The name comes from the client: keep it short. It is echoed only to that client.
+    return name if len(name) <= _MAX_FIELD_NAME else name[:_MAX_FIELD_NAME] + "…"
