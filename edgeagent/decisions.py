@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
-from edgeagent.errors import Conflict, InvalidTransition, PublicSuffixRefused
+from edgeagent.errors import Conflict, GuardrailViolation, InvalidTransition, PublicSuffixRefused
 from edgeagent.model import Action, Decision, DecisionStatus, Indicator, NoticeSource, Scope
 from edgeagent.store.base import NewDecision, Store
 
@@ -73,7 +73,7 @@ class DecisionService:
                 f"target:{indicator.ref}",
                 {"reason": verdict.reason, "scope": indicator.scope.value},
             )
-            raise PublicSuffixRefused(verdict.reason, indicator.value)
+            raise _refusal(verdict.reason, f"{indicator.scope}:{indicator.value}")
         pending = verdict.needs_second_person or (
             self.public_needs_approval and request.source is NoticeSource.PUBLIC
         )
@@ -160,3 +160,12 @@ def _next(status: DecisionStatus) -> list[str]:
         DecisionStatus.ACTIVE: ["revoked", "expired"],
     }
     return allowed.get(status, [])
+
+
+def _refusal(reason: str, target: str) -> GuardrailViolation:
+    """The named exception for a guardrail refusal (its target hash equals Indicator.ref)."""
+    from edgeagent.guard import REASON_PREFIX_TOO_SHORT, PrefixTooShort
+
+    if reason == REASON_PREFIX_TOO_SHORT:
+        return PrefixTooShort(reason, target)
+    return PublicSuffixRefused(reason, target)
