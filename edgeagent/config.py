@@ -273,10 +273,27 @@ def _bundled_protected() -> tuple[Path, ...]:
     return (BUNDLED_LISTS_DIR / "protected",)
 
 
+def _expand_lists(paths: tuple[Path, ...]) -> tuple[Path, ...]:
+    """Replace each directory by its ``*.txt`` files (sorted), so consumers get files."""
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found = sorted(p for p in path.glob("*.txt") if p.is_file())
+            if not found:
+                raise ValueError(f"directory {path} holds no *.txt list")
+            files.extend(found)
+        else:
+            files.append(path)
+    return tuple(files)
+
+
 class GuardSettings(_Model):
     """``[guard]``: what may never be blocked and how much a feed may change unattended."""
 
-    protected_lists: Items[InputPath] = Field(default_factory=_bundled_protected)
+    # Files, or directories standing for their *.txt files; holds files once validated.
+    protected_lists: Annotated[Items[InputPath], AfterValidator(_expand_lists)] = Field(
+        default_factory=_bundled_protected, validate_default=True
+    )
     max_removal_share: Annotated[float, Field(ge=0, le=1)] = 0.25
     max_addition_share: Share = 1.0
     change_floor: Count = 50
@@ -943,10 +960,8 @@ def summary(settings: Settings) -> list[str]:
             f"  {name:<16} {feed.kind:<16} {where:<5} {every}, {feed.source.value}, "
             f"action {s.feed_action(name)}{state}"
         )
-    lines.append(
-        f"rpz         zones {s.rpz.zone} / {s.rpz.exception_zone}, canary "
-        f"{s.rpz.canary_name}, default {s.rpz.default_action}"
-    )
+    lines.append(f"rpz         {s.rpz.zone} (exceptions {s.rpz.exception_zone})")
+    lines.append(f"            default {s.rpz.default_action}, canary {s.rpz.canary_name}")
     lines.append(f"publishers  {len(s.publishers)}")
     for name, pub in sorted(s.publishers.items()):
         state = "" if pub.enabled else " (disabled)"

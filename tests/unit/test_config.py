@@ -25,6 +25,7 @@ from edgeagent.errors import ConfigProblem
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "config" / "edgeagent.example.toml"
 FIXTURES = REPO / "tests" / "fixtures" / "config"
+PROTECTED = tuple(sorted((REPO / "blocklists" / "protected").glob("*.txt")))
 
 
 def problems_of(path: Path) -> set[str]:
@@ -51,7 +52,7 @@ def test_example_loads_as_shipped(monkeypatch: pytest.MonkeyPatch) -> None:
     assert hotline.kind == "url-list"
     assert hotline.format == "csv"
     assert getattr(hotline, "path", None) == REPO / "blocklists/samples/hotline-urls.csv"
-    assert settings.guard.protected_lists == (REPO / "blocklists" / "protected",)
+    assert settings.guard.protected_lists == PROTECTED
     assert settings.publishers["local-zonefile"].kind == "zonefile"
     lines = summary(settings)
     assert any("hotline-sample" in line and "url-list" in line for line in lines)
@@ -98,7 +99,7 @@ def test_embedded_defaults(tmp_path: Path) -> None:
     samples = REPO / "blocklists" / "samples"
     assert getattr(settings.feeds["hotline-sample"], "path", None) == samples / "hotline-urls.csv"
     assert getattr(settings.feeds["police-sample"], "path", None) == samples / "police-domains.txt"
-    assert settings.guard.protected_lists == (REPO / "blocklists" / "protected",)
+    assert settings.guard.protected_lists == PROTECTED
     assert settings.feed_action("police-sample") == "nxdomain"
 
 
@@ -119,6 +120,21 @@ def test_state_dir_precedence(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -
     assert default_settings().agent.state_dir == Path("/var/lib/edgeagent")
 
 
+def test_protected_lists_files_and_directories(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "one.txt").write_text("a.example\n", encoding="utf-8")
+    ok = load_config(write(tmp_path, '[guard]\nprotected_lists = ["one.txt"]\n', "ok.toml"))
+    assert ok.guard.protected_lists == (tmp_path / "one.txt",)
+    bad = write(tmp_path, '[guard]\nprotected_lists = ["empty", "gone.txt"]\n')
+    assert problems_of(bad) == {
+        f"guard.protected_lists[1]: path {tmp_path}/gone.txt does not exist"
+    }
+    bad = write(tmp_path, '[guard]\nprotected_lists = ["empty"]\n')
+    assert problems_of(bad) == {
+        f"guard.protected_lists: directory {tmp_path}/empty holds no *.txt list"
+    }
+
+
 def test_config_path_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("EDGEAGENT_CONFIG", raising=False)
     assert config_path_from_env() == DEFAULT_CONFIG_PATH == Path("/etc/edgeagent/edgeagent.toml")
@@ -135,6 +151,9 @@ def test_settings_are_frozen(tmp_path: Path) -> None:
 
 def test_relative_paths_follow_the_config_file(tmp_path: Path) -> None:
     (tmp_path / "lists").mkdir()
+    (tmp_path / "lists" / "b.txt").write_text("b.example\n", encoding="utf-8")
+    (tmp_path / "lists" / "a.txt").write_text("a.example\n", encoding="utf-8")
+    (tmp_path / "lists" / "README.md").write_text("not a list\n", encoding="utf-8")
     path = write(
         tmp_path,
         '[agent]\nstate_dir = "state"\n'
@@ -144,7 +163,7 @@ def test_relative_paths_follow_the_config_file(tmp_path: Path) -> None:
     settings = load_config(path)
     assert settings.agent.state_dir == tmp_path / "state"
     assert settings.store_path == tmp_path / "state" / "edgeagent.sqlite3"
-    assert settings.guard.protected_lists == (tmp_path / "lists",)
+    assert settings.guard.protected_lists == (tmp_path / "lists/a.txt", tmp_path / "lists/b.txt")
     assert getattr(settings.feeds["court"], "path", None) == tmp_path / "lists" / "court.txt"
 
 
