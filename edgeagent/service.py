@@ -33,7 +33,7 @@ from aiohttp import web
 from edgeagent.config import Settings, load_config
 from edgeagent.decisions import DecisionService
 from edgeagent.engine import PolicyEngine, PolicySnapshot
-from edgeagent.errors import EdgeAgentError
+from edgeagent.errors import ConfigError, ConfigProblem, EdgeAgentError
 from edgeagent.guard import ChangeLimits, Guard, ProtectedNames, PublicSuffixes
 from edgeagent.logs import fields
 from edgeagent.metrics import Metrics
@@ -237,15 +237,11 @@ class Daemon:
     async def _serve(
         self, app: web.Application, host: str, port: int, ssl_ctx: ssl.SSLContext | None
     ) -> int:
-        # access_log=None: aiohttp's access log would record client addresses.
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=10)
-        await runner.setup()
-        site = web.TCPSite(runner, host, port, ssl_context=ssl_ctx)
-        await site.start()
+        from edgeagent.api.app import bound_port, start_site
+
+        runner = await start_site(app, host, port, ssl_context=ssl_ctx)
         self._runners.append(runner)
-        server = site._server  # the bound socket tells the real port when port=0
-        sockets = getattr(server, "sockets", None) or []
-        return int(sockets[0].getsockname()[1]) if sockets else port
+        return bound_port(runner)
 
     def _install_signals(self) -> None:
         loop = asyncio.get_running_loop()
@@ -327,8 +323,10 @@ def _api_ssl_context(settings: Settings) -> ssl.SSLContext | None:
     api = settings.api
     if api.tls_cert_file is None:
         return None
-    from edgeagent.api.app import make_ssl_context
+    from edgeagent.api.tls import make_ssl_context
 
+    if api.tls_key_file is None:
+        raise ConfigError("api", [ConfigProblem("api.tls_key_file", "required with tls_cert_file")])
     return make_ssl_context(
         api.tls_cert_file, api.tls_key_file, api.client_ca_file, api.require_client_cert
     )
