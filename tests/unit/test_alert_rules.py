@@ -6,6 +6,7 @@ labels; that list is the contract edgeagent/metrics.py implements.
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 from pathlib import Path
@@ -15,6 +16,7 @@ from tests.conftest import require_binary
 RULES_DIR = Path(__file__).resolve().parents[2] / "config" / "prometheus"
 RULES = RULES_DIR / "edgeagent-alerts.yml"
 RULE_TESTS = RULES_DIR / "edgeagent-alerts.test.yml"
+DASHBOARD = RULES_DIR.parent / "grafana" / "edgeagent.json"
 
 EXPECTED_ALERTS = {
     "EdgeagentDown",
@@ -124,3 +126,28 @@ def test_metrics_module_exports_the_contract() -> None:
     }
     for name, (kind, labels) in _contract().items():
         assert exported.get(name) == (kind, labels), name
+
+
+def test_grafana_dashboard_queries_are_valid_promql_on_contract(tmp_path: Path) -> None:
+    dashboard = json.loads(DASHBOARD.read_text())
+    exprs = [target["expr"] for panel in dashboard["panels"] for target in panel.get("targets", [])]
+    assert len(exprs) >= 9
+    used = {match.group(0) for expr in exprs for match in _METRIC_USE.finditer(expr)}
+    assert used == set(_contract()), used ^ set(_contract())
+    # promtool parses every query when it is wrapped as a recording rule (JSON is YAML).
+    rules = {
+        "groups": [
+            {
+                "name": "dashboard",
+                "rules": [
+                    {"record": f"edgeagent_dashboard:query_{i}", "expr": expr}
+                    for i, expr in enumerate(exprs)
+                ],
+            }
+        ]
+    }
+    wrapped = tmp_path / "dashboard-queries.yml"
+    wrapped.write_text(json.dumps(rules))
+    result = _promtool("check", "rules", str(wrapped))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"SUCCESS: {len(exprs)} rules found" in result.stdout, result.stdout
