@@ -1,0 +1,178 @@
+"""Versioned SQLite schema for :class:`edgeagent.store.sqlite.SqliteStore`.
+
+The schema version lives in ``PRAGMA user_version`` (0 = empty database). ``MIGRATIONS[i]``
+takes a database from version ``i`` to ``i + 1``; each is a tuple of single SQL statements
+(not a script: ``executescript`` would commit behind our back) so that :func:`migrate` can
+run every pending step, and the version bump, inside one ``BEGIN IMMEDIATE`` transaction.
+A crash half-way leaves the database at its old version, untouched.
+
+Rules for adding a migration: append, never edit a released one; keep entry values out of
+any message; a data migration is plain SQL over the existing rows.
+
+Timestamps are INTEGER microseconds since the Unix epoch (UTC), except ``audit.at``, which
+is ISO-8601 text because its exact bytes are part of the hash chain and a person reading
+the raw table should be able to follow it.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from edgeagent.errors import StoreError
+
+_V1: tuple[str, ...] = (
+    # Single-row counter bumped with every change of desired state.
+    """CREATE TABLE policy (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        version INTEGER NOT NULL
+    )""",
+    "INSERT INTO policy (id, version) VALUES (1, 0)",
+    # Feed snapshots. status '_loading' is internal: a generation being filled in batches,
+    # invisible to every reader until it is finalised as live or held.
+    """CREATE TABLE generations (
+        id INTEGER PRIMARY KEY,
+        feed TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN
+            ('_loading', 'live', 'held', 'superseded', 'discarded')),
+        created_at INTEGER NOT NULL,
+        status_changed_at INTEGER NOT NULL,
+        entry_count INTEGER NOT NULL DEFAULT 0,
+        serial TEXT NOT NULL DEFAULT '',
+        hold_reason TEXT NOT NULL DEFAULT '',
+        meta TEXT NOT NULL DEFAULT '{}'
+    )""",
+    # At most one live and one held generation per feed, whatever the callers do.
+    "CREATE UNIQUE INDEX generations_one_live ON generations (feed) WHERE status = 'live'",
+    "CREATE UNIQUE INDEX generations_one_held ON generations (feed) WHERE status = 'held'",
+    "CREATE INDEX generations_feed ON generations (feed, id)",
+    # Bulk table with no secondary index at all: the rowid is (generation_id << 32) + n, so
+    # one generation is one contiguous rowid range: ingest appends at the end of the b-tree,
+    # streaming and pruning are range scans, and there is no index to maintain. (A foreign
+    # key would need an index on the child column, so there is none; the store deletes a
+    # generation's range itself.)
+    """CREATE TABLE generation_entries (
+        id INTEGER PRIMARY KEY,
+        scope TEXT NOT NULL,
+        value TEXT NOT NULL,
+        action TEXT NOT NULL,
+        category TEXT NOT NULL DEFAULT '',
+        reference TEXT NOT NULL DEFAULT '',
+        first_seen INTEGER,
+        last_seen INTEGER,
+        expires_at INTEGER
+    )""",
+    """CREATE TABLE decisions (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        scope TEXT NOT NULL,
+        value TEXT NOT NULL,
+        action TEXT NOT NULL CHECK (action IN ('block', 'allow')),
+        actor TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        reference TEXT NOT NULL,
+        notice_source TEXT NOT NULL,
+        notice_received_at INTEGER NOT NULL,
+        created_at INTEGER NOT NULL,
+        status TEXT NOT NULL CHECK (status IN
+            ('active', 'pending-approval', 'revoked', 'expired', 'rejected')),
+        expires_at INTEGER,
+        category TEXT NOT NULL DEFAULT '',
+        approved_by TEXT
+    )""",
+    # The duplicate rule lives in the database so two concurrent writers cannot both win.
+    """CREATE UNIQUE INDEX decisions_one_open ON decisions (scope, value, action)
+        WHERE status IN ('active', 'pending-approval')""",
+    "CREATE INDEX decisions_status ON decisions (status)",
+    "CREATE INDEX decisions_reference ON decisions (reference)",
+    """CREATE TABLE decision_events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        decision_id INTEGER NOT NULL REFERENCES decisions (id),
+        at INTEGER NOT NULL,
+        actor TEXT NOT NULL,
+        status TEXT NOT NULL,
+        reason TEXT NOT NULL
+    )""",
+    "CREATE INDEX decision_events_decision ON decision_events (decision_id, id)",
+    """CREATE TABLE audit (
+        id INTEGER PRIMARY KEY,
+        at TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        detail TEXT NOT NULL,
+        prev_hash TEXT NOT NULL,
+        row_hash TEXT NOT NULL
+    )""",
+    "CREATE INDEX audit_at ON audit (at)",
+    # Defence in depth only: anyone who can write the file can drop these triggers, which
+    # is why every row also carries the hash chain that verify_audit checks.
+    """CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+        BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END""",
+    """CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+        BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END""",
+)
+
+_V2: tuple[str, ...] = (
+    # API tokens: only the SHA-256 of the secret is kept.
+    """CREATE TABLE tokens (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        name TEXT NOT NULL,
+        role TEXT NOT NULL,
+        token_hash BLOB NOT NULL UNIQUE CHECK (length(token_hash) = 32),
+        created_at INTEGER NOT NULL,
+        revoked INTEGER NOT NULL DEFAULT 0
+    )""",
+    "CREATE UNIQUE INDEX tokens_active_name ON tokens (name) WHERE revoked = 0",
+    # The last audit row's id and hash, written in the same transaction as the row: a
+    # verifier that finds fewer rows than the head names knows the tail was cut off.
+    """CREATE TABLE audit_head (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        last_id INTEGER NOT NULL,
+        last_hash TEXT NOT NULL
+    )""",
+    # Data migration: seed the head from whatever a v1 database already holds.
+    """INSERT INTO audit_head (id, last_id, last_hash)
+        SELECT 1, COALESCE(MAX(id), 0),
+               COALESCE((SELECT row_hash FROM audit ORDER BY id DESC LIMIT 1), '')
+        FROM audit""",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2)
+"""``MIGRATIONS[i]`` upgrades version ``i`` to ``i + 1``."""
+
+CURRENT_VERSION = len(MIGRATIONS)
+
+
+def user_version(conn: sqlite3.Connection) -> int:
+    """The schema version recorded in the database header."""
+    row = conn.execute("PRAGMA user_version").fetchone()
+    return int(row[0])
+
+
+def migrate(conn: sqlite3.Connection, target: int = CURRENT_VERSION) -> int:
+    """Bring the database to ``target`` in one transaction; return the version reached.
+
+    ``conn`` must be in autocommit mode (``isolation_level=None``). Raise ``StoreError``
+    if the database is newer than ``target`` (written by a newer edgeagent: refusing is the
+    only safe choice, since this code does not know what the extra schema means).
+    """
+    if not 0 <= target <= CURRENT_VERSION:
+        raise StoreError(f"unknown schema version {target} (this code knows 0..{CURRENT_VERSION})")
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        found = user_version(conn)
+        if found > target:
+            raise StoreError(
+                f"database schema version {found} is newer than this edgeagent supports "
+                f"({target}); upgrade edgeagent or restore a matching backup"
+            )
+        for version in range(found, target):
+            for statement in MIGRATIONS[version]:
+                conn.execute(statement)
+        # PRAGMA user_version is transactional: it commits or rolls back with the steps.
+        conn.execute(f"PRAGMA user_version = {int(target)}")
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return target

@@ -1,0 +1,1101 @@
+"""``SqliteStore``: the embedded default :class:`edgeagent.store.base.Store`.
+
+Durability and safety choices, and why:
+
+- WAL with ``synchronous=FULL``: a decision or audit row whose write has returned survives
+  ``kill -9`` and power loss (FULL fsyncs the WAL on every commit).
+- One writer connection guarded by a lock: the daemon is one process; every public call is
+  short and serialised. Each write is one ``BEGIN IMMEDIATE`` transaction, so the
+  ``policy_version`` bump is atomic with the change that caused it.
+- Long reads (streaming a generation's entries, active decisions, verifying the audit chain)
+  use a private read-only connection: WAL gives them a stable snapshot and they never hold
+  the writer lock while the caller consumes rows at its own pace.
+- Ingest of a generation runs in batches of ``batch_size`` rows, each its own transaction,
+  into a generation in the internal ``_loading`` state that no reader sees; a last short
+  transaction makes it live or held. Other writers (decisions, audit) interleave between
+  batches instead of waiting for a million-row insert. A crash leaves only an invisible
+  ``_loading`` generation, removed later by :meth:`SqliteStore.prune_generations`.
+- Files are 0600: the database is created with ``os.open(..., 0o600)`` before SQLite sees it,
+  the umask is 0o077 while connecting, and the -wal/-shm files are chmodded (SQLite also
+  copies the database file's mode to them).
+- The audit table refuses UPDATE and DELETE by trigger. That stops mistakes, not attackers:
+  anyone who can write the file can drop the trigger. The hash chain (``prev_hash``,
+  ``row_hash``) and the ``audit_head`` row are what make tampering detectable.
+
+Entry values never appear in exception messages: indicators are named by ``Indicator.ref``.
+The store writes no audit rows by itself; callers audit what they do (``append_audit``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from enum import Enum
+from itertools import islice
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from edgeagent.errors import Conflict, InvalidTransition, NotFound, StoreError
+from edgeagent.model import (
+    Action,
+    Decision,
+    DecisionEvent,
+    DecisionStatus,
+    Entry,
+    Indicator,
+    NoticeSource,
+    Scope,
+)
+from edgeagent.store import migrations
+from edgeagent.store.base import (
+    AuditRecord,
+    AuditVerification,
+    Generation,
+    GenerationStatus,
+    NewDecision,
+    Token,
+)
+
+ZERO_HASH = "0" * 64
+"""``prev_hash`` of the first audit row."""
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US = timedelta(microseconds=1)
+_LOADING = "_loading"
+_OPEN_STATUSES = (DecisionStatus.ACTIVE.value, DecisionStatus.PENDING_APPROVAL.value)
+_TRANSITIONS: dict[DecisionStatus, tuple[DecisionStatus, ...]] = {
+    DecisionStatus.PENDING_APPROVAL: (
+        DecisionStatus.ACTIVE,
+        DecisionStatus.REJECTED,
+        DecisionStatus.REVOKED,
+        DecisionStatus.EXPIRED,
+    ),
+    DecisionStatus.ACTIVE: (DecisionStatus.REVOKED, DecisionStatus.EXPIRED),
+}
+_SCOPES = {s.value: s for s in Scope}
+_ACTIONS = {a.value: a for a in Action}
+_GEN_COLS = "id, feed, status, created_at, entry_count, serial, hold_reason, meta"
+_DEC_COLS = (
+    "id, scope, value, action, actor, reason, reference, notice_source, notice_received_at, "
+    "created_at, status, expires_at, category, approved_by"
+)
+_ENTRY_INSERT = (
+    "INSERT INTO generation_entries (id, scope, value, action, category, reference, "
+    "first_seen, last_seen, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_GEN_SHIFT = 32  # entry rowid = (generation id << 32) + position: one range per generation
+_MAX_ENTRIES = (1 << _GEN_SHIFT) - 1
+_IN_CHUNK = 500  # ids per "IN (...)" query; well under SQLite's variable limit
+
+
+# --- value conversions ----------------------------------------------------------------
+
+
+def _to_us(dt: datetime) -> int:
+    """Exact microseconds since the epoch; refuses naive datetimes (ambiguous zone)."""
+    if dt.tzinfo is None or dt.utcoffset() is None:
+        raise StoreError("naive datetime given; the store takes timezone-aware UTC times")
+    return (dt - _EPOCH) // _US
+
+
+def _opt_us(dt: datetime | None) -> int | None:
+    return None if dt is None else _to_us(dt)
+
+
+def _from_us(value: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=value)
+
+
+def _opt_from_us(value: int | None) -> datetime | None:
+    return None if value is None else _EPOCH + timedelta(microseconds=value)
+
+
+def _iso(dt: datetime) -> str:
+    """Fixed-width ISO-8601 UTC text: sorts lexically in time order."""
+    if dt.tzinfo is None or dt.utcoffset() is None:
+        raise StoreError("naive datetime given; the store takes timezone-aware UTC times")
+    return dt.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, datetime):
+        return _iso(value)
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, set | frozenset):
+        return sorted(value, key=str)
+    raise TypeError(f"cannot store a {type(value).__name__} in JSON")
+
+
+def canonical_json(value: Mapping[str, Any]) -> str:
+    """Canonical JSON: sorted keys, compact separators, ASCII only, no NaN.
+
+    Datetimes become ISO-8601 UTC text, enums their value, bytes hex, sets sorted lists,
+    other mappings (e.g. a record's read-only ``detail``) plain objects.
+    """
+    try:
+        return json.dumps(
+            value,
+            sort_keys=True,
+            separators=(",", ":"),
+            ensure_ascii=True,
+            allow_nan=False,
+            default=_json_default,
+        )
+    except (TypeError, ValueError) as exc:
+        raise StoreError(f"detail is not JSON-serialisable: {exc}") from None
+
+
+AuditFields = tuple[int, str, str, str, str, str, str]
+"""``(id, at, actor, action, subject, detail, prev_hash)``: the audit columns, in table order,
+that ``row_hash`` covers."""
+
+
+def audit_row_hash(fields: AuditFields) -> str:
+    """SHA-256 (hex) of one audit row.
+
+    The hashed bytes are the compact, ASCII-only JSON array
+    ``[id, at, actor, action, subject, detail, prev_hash]`` where ``detail`` is the stored
+    canonical JSON *text* (a string inside the array) and ``at`` the stored ISO text. An
+    independent verifier can recompute it from the raw table with a few lines of code.
+    """
+    payload = json.dumps(
+        list(fields),
+        ensure_ascii=True,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(payload.encode("ascii")).hexdigest()
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class SqliteStore:
+    """SQLite implementation of :class:`edgeagent.store.base.Store`.
+
+    ``path`` must be a file path (not ``:memory:``): streaming readers open their own
+    connections to it. ``clock`` supplies "now" (tests inject a fixed clock).
+    ``batch_size`` is the number of entries per ingest transaction.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        clock: Callable[[], datetime] = _utcnow,
+        busy_timeout_ms: int = 10_000,
+        batch_size: int = 50_000,
+    ) -> None:
+        self._path = Path(path).absolute()
+        self._clock = clock
+        self._busy_timeout_ms = int(busy_timeout_ms)
+        self._batch_size = max(1, int(batch_size))
+        self._lock = threading.RLock()
+        self._closed = False
+        self._conn = self._connect()
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        path = str(self._path)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise StoreError(f"cannot open store file {path}: {exc.strerror}") from None
+        try:
+            if os.fstat(fd).st_mode & 0o077:
+                os.fchmod(fd, 0o600)  # an existing file made readable by others: tighten it
+        except OSError as exc:
+            raise StoreError(f"store file {path} is readable by others: {exc.strerror}") from None
+        finally:
+            os.close(fd)
+        old_umask = os.umask(0o077)
+        try:
+            conn = sqlite3.connect(
+                path,
+                isolation_level=None,  # we issue BEGIN/COMMIT ourselves
+                check_same_thread=False,  # guarded by self._lock instead
+                timeout=self._busy_timeout_ms / 1000,
+            )
+            try:
+                self._configure(conn)
+                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                if str(mode).lower() != "wal":
+                    raise StoreError(f"store {path}: WAL journal mode unavailable (got {mode})")
+                migrations.migrate(conn)
+            except BaseException:
+                conn.close()
+                raise
+        except sqlite3.Error as exc:
+            raise StoreError(f"store {path}: {exc}") from None
+        finally:
+            os.umask(old_umask)
+        self._chmod_sidecars()
+        return conn
+
+    def _configure(self, conn: sqlite3.Connection) -> None:
+        conn.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
+        conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute("PRAGMA synchronous = FULL")
+        # Keep a checkpointed WAL from staying at the size of the largest ingest.
+        conn.execute("PRAGMA journal_size_limit = 67108864")
+
+    def _chmod_sidecars(self) -> None:
+        for suffix in ("-wal", "-shm"):
+            side = Path(f"{self._path}{suffix}")
+            try:
+                if side.stat().st_mode & 0o077:
+                    side.chmod(0o600)
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                raise StoreError(f"cannot restrict {side}: {exc.strerror}") from None
+
+    def _reader(self) -> sqlite3.Connection:
+        """A private read-only connection for one long read (closed by the caller)."""
+        uri = self._path.as_uri() + "?mode=ro"
+        try:
+            conn = sqlite3.connect(
+                uri,
+                uri=True,
+                isolation_level=None,
+                check_same_thread=False,  # a stream may be consumed by a worker thread
+                timeout=self._busy_timeout_ms / 1000,
+            )
+            conn.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
+        except sqlite3.Error as exc:
+            raise StoreError(f"store {self._path}: {exc}") from None
+        return conn
+
+    def close(self) -> None:
+        """Close the writer connection; later calls raise ``StoreError``. Idempotent."""
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._conn.close()
+
+    def __enter__(self) -> SqliteStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One serialised write transaction; rolls back on any exception."""
+        with self._lock:
+            if self._closed:
+                raise StoreError("store is closed")
+            conn = self._conn
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise StoreError(f"store write failed: {exc}") from None
+            self._chmod_sidecars_once()
+
+    _sidecars_checked = False
+
+    def _chmod_sidecars_once(self) -> None:
+        # The -wal/-shm files may first appear with the first write; check them once.
+        if not self._sidecars_checked:
+            self._chmod_sidecars()
+            self._sidecars_checked = True
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        """A short consistent read on the shared connection."""
+        with self._lock:
+            if self._closed:
+                raise StoreError("store is closed")
+            conn = self._conn
+            try:
+                conn.execute("BEGIN")
+                try:
+                    yield conn
+                finally:
+                    if conn.in_transaction:
+                        conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise StoreError(f"store read failed: {exc}") from None
+
+    def _now(self) -> datetime:
+        return self._clock()
+
+    def schema_version(self) -> int:
+        """The schema version of the open database (``migrations.CURRENT_VERSION``)."""
+        with self._read() as c:
+            return migrations.user_version(c)
+
+    def policy_version(self) -> int:
+        """Counter bumped with every change of desired state."""
+        with self._read() as c:
+            return int(c.execute("SELECT version FROM policy WHERE id = 1").fetchone()[0])
+
+    @staticmethod
+    def _bump_policy(c: sqlite3.Connection) -> None:
+        c.execute("UPDATE policy SET version = version + 1 WHERE id = 1")
+
+    # --- feed generations ---------------------------------------------------------------
+
+    @staticmethod
+    def _generation(row: Sequence[Any]) -> Generation:
+        return Generation(
+            id=int(row[0]),
+            feed=str(row[1]),
+            status=GenerationStatus(row[2]),
+            created_at=_from_us(row[3]),
+            entry_count=int(row[4]),
+            serial=str(row[5]),
+            hold_reason=str(row[6]),
+            meta=MappingProxyType(json.loads(row[7])),
+        )
+
+    def _get_generation(self, c: sqlite3.Connection, generation_id: int) -> Generation:
+        row = c.execute(
+            f"SELECT {_GEN_COLS} FROM generations WHERE id = ? AND status != ?",
+            (generation_id, _LOADING),
+        ).fetchone()
+        if row is None:
+            raise NotFound("generation", str(generation_id))
+        return self._generation(row)
+
+    def add_generation(
+        self,
+        feed: str,
+        entries: Iterable[Entry],
+        *,
+        status: GenerationStatus,
+        serial: str = "",
+        hold_reason: str = "",
+        meta: Mapping[str, Any] | None = None,
+    ) -> Generation:
+        """Store a snapshot of ``feed`` as ``live`` or ``held``.
+
+        ``LIVE`` supersedes the previous live generation, discards a held one (it is older
+        than this snapshot, so promoting it later would go backwards) and bumps
+        ``policy_version``, all in one transaction. ``HELD`` discards an earlier held one
+        and leaves the live one alone. Entries are consumed once, streaming; if the
+        iterable raises, nothing becomes visible and the exception propagates.
+        """
+        status = GenerationStatus(status)
+        if status not in (GenerationStatus.LIVE, GenerationStatus.HELD):
+            raise StoreError(f"a new generation must be live or held, not {status.value}")
+        meta_json = canonical_json(meta or {})
+        now = _to_us(self._now())
+        with self._write() as c:
+            cur = c.execute(
+                "INSERT INTO generations (feed, status, created_at, status_changed_at, serial, "
+                "hold_reason, meta) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (feed, _LOADING, now, now, serial, hold_reason, meta_json),
+            )
+            gen_id = int(cur.lastrowid or 0)
+        counter = [0]
+        rows = self._entry_rows(gen_id, entries, counter)
+        try:
+            while True:
+                before = counter[0]
+                with self._write() as c:
+                    c.executemany(_ENTRY_INSERT, islice(rows, self._batch_size))
+                if counter[0] - before < self._batch_size:
+                    break
+            with self._write() as c:
+                changed = _to_us(self._now())
+                self._clear_slot(c, feed, GenerationStatus.HELD, changed)
+                if status is GenerationStatus.LIVE:
+                    self._clear_slot(c, feed, GenerationStatus.LIVE, changed)
+                cur = c.execute(
+                    "UPDATE generations SET status = ?, entry_count = ?, status_changed_at = ? "
+                    "WHERE id = ? AND status = ?",
+                    (status.value, counter[0], changed, gen_id, _LOADING),
+                )
+                if cur.rowcount != 1:
+                    raise StoreError(f"generation {gen_id} of feed {feed} vanished while loading")
+                if status is GenerationStatus.LIVE:
+                    self._bump_policy(c)
+                return self._get_generation(c, gen_id)
+        except BaseException:
+            self._drop_loading(gen_id)
+            raise
+
+    @staticmethod
+    def _entry_rows(
+        gen_id: int, entries: Iterable[Entry], counter: list[int]
+    ) -> Iterator[tuple[Any, ...]]:
+        # Hot loop for million-entry feeds. StrEnum members bind as their text directly, and
+        # timestamps are converted once per distinct object: a feed usually stamps every
+        # entry with the same fetch time, and the exact conversion is the costly part.
+        base = gen_id << _GEN_SHIFT
+        memo: dict[int, tuple[datetime, int]] = {}
+
+        def us(dt: datetime | None) -> int | None:
+            if dt is None:
+                return None
+            hit = memo.get(id(dt))
+            if hit is not None and hit[0] is dt:
+                return hit[1]
+            value = _to_us(dt)
+            if len(memo) > 64:
+                memo.clear()
+            memo[id(dt)] = (dt, value)  # keeps dt alive, so its id cannot be reused
+            return value
+
+        for n, e in enumerate(entries, 1):
+            if n > _MAX_ENTRIES:
+                raise StoreError(f"a generation holds at most {_MAX_ENTRIES} entries")
+            counter[0] = n
+            ind = e.indicator
+            yield (
+                base + n,
+                ind.scope,
+                ind.value,
+                e.action,
+                e.category,
+                e.reference,
+                us(e.first_seen),
+                us(e.last_seen),
+                us(e.expires_at),
+            )
+
+    def _drop_loading(self, gen_id: int) -> None:
+        """Best-effort removal of a generation whose ingest failed (else pruned later)."""
+        try:
+            with self._write() as c:
+                self._delete_generation(c, gen_id)
+        except StoreError:
+            pass
+
+    @staticmethod
+    def _delete_generation(c: sqlite3.Connection, gen_id: int) -> None:
+        lo = gen_id << _GEN_SHIFT
+        c.execute(
+            "DELETE FROM generation_entries WHERE id > ? AND id <= ?", (lo, lo + _MAX_ENTRIES)
+        )
+        c.execute("DELETE FROM generations WHERE id = ?", (gen_id,))
+
+    @staticmethod
+    def _clear_slot(c: sqlite3.Connection, feed: str, slot: GenerationStatus, changed: int) -> None:
+        """Move the feed's live generation to superseded, or its held one to discarded."""
+        new = (
+            GenerationStatus.SUPERSEDED
+            if slot is GenerationStatus.LIVE
+            else GenerationStatus.DISCARDED
+        )
+        c.execute(
+            "UPDATE generations SET status = ?, status_changed_at = ? "
+            "WHERE feed = ? AND status = ?",
+            (new.value, changed, feed, slot.value),
+        )
+
+    def live_generation(self, feed: str) -> Generation | None:
+        """The feed's live generation, or ``None`` if it never had one."""
+        return self._slot(feed, GenerationStatus.LIVE)
+
+    def held_generation(self, feed: str) -> Generation | None:
+        """The feed's generation waiting for a supervisor, if any."""
+        return self._slot(feed, GenerationStatus.HELD)
+
+    def _slot(self, feed: str, status: GenerationStatus) -> Generation | None:
+        with self._read() as c:
+            row = c.execute(
+                f"SELECT {_GEN_COLS} FROM generations WHERE feed = ? AND status = ?",
+                (feed, status.value),
+            ).fetchone()
+        return None if row is None else self._generation(row)
+
+    def get_generation(self, generation_id: int) -> Generation:
+        """One generation by id; ``NotFound`` if unknown, pruned or still loading."""
+        with self._read() as c:
+            return self._get_generation(c, generation_id)
+
+    def generations(self, feed: str) -> list[Generation]:
+        """Every visible generation of ``feed``, newest first."""
+        with self._read() as c:
+            rows = c.execute(
+                f"SELECT {_GEN_COLS} FROM generations WHERE feed = ? AND status != ? "
+                "ORDER BY id DESC",
+                (feed, _LOADING),
+            ).fetchall()
+        return [self._generation(r) for r in rows]
+
+    def generation_entries(self, generation_id: int) -> Iterator[Entry]:
+        """Stream a generation's entries in insertion order; ``source`` is the feed name.
+
+        Raises ``NotFound`` at once for an unknown generation. Rows come from a private
+        read-only snapshot, never all in memory; the connection closes when the iterator is
+        exhausted or discarded.
+        """
+        gen = self.get_generation(generation_id)
+        return self._stream_entries(gen.id, gen.feed)
+
+    def _stream_entries(self, gen_id: int, feed: str) -> Iterator[Entry]:
+        conn = self._reader()
+        try:
+            cur = conn.execute(
+                "SELECT scope, value, action, category, reference, first_seen, last_seen, "
+                "expires_at FROM generation_entries WHERE id > ? AND id <= ? ORDER BY id",
+                (gen_id << _GEN_SHIFT, (gen_id << _GEN_SHIFT) + _MAX_ENTRIES),
+            )
+            scopes, actions = _SCOPES, _ACTIONS
+            memo: dict[int, datetime] = {}
+
+            def conv(value: int | None) -> datetime | None:
+                # Entries of one feed share few distinct timestamps: build each once.
+                if value is None:
+                    return None
+                dt = memo.get(value)
+                if dt is None:
+                    if len(memo) > 1024:
+                        memo.clear()
+                    dt = memo[value] = _from_us(value)
+                return dt
+
+            for scope, value, action, category, reference, fs, ls, ex in cur:
+                yield Entry(
+                    Indicator(scopes[scope], value),
+                    actions[action],
+                    feed,
+                    category,
+                    reference,
+                    conv(fs),
+                    conv(ls),
+                    conv(ex),
+                )
+        except sqlite3.Error as exc:
+            raise StoreError(f"reading generation {gen_id} failed: {exc}") from None
+        finally:
+            conn.close()
+
+    def promote_generation(self, generation_id: int) -> Generation:
+        """Make a held generation live; the old live one becomes superseded."""
+        with self._write() as c:
+            gen = self._get_generation(c, generation_id)
+            if gen.status is not GenerationStatus.HELD:
+                allowed = ["discarded"] if gen.status is GenerationStatus.SUPERSEDED else []
+                raise InvalidTransition(gen.status.value, GenerationStatus.LIVE.value, allowed)
+            changed = _to_us(self._now())
+            self._clear_slot(c, gen.feed, GenerationStatus.LIVE, changed)
+            c.execute(
+                "UPDATE generations SET status = ?, status_changed_at = ? WHERE id = ?",
+                (GenerationStatus.LIVE.value, changed, generation_id),
+            )
+            self._bump_policy(c)
+            return self._get_generation(c, generation_id)
+
+    def discard_generation(self, generation_id: int) -> Generation:
+        """Discard a held (or superseded) generation. The live one cannot be discarded:
+        the last good snapshot stays until a newer one replaces it. Idempotent."""
+        with self._write() as c:
+            gen = self._get_generation(c, generation_id)
+            if gen.status is GenerationStatus.DISCARDED:
+                return gen
+            if gen.status is GenerationStatus.LIVE:
+                raise InvalidTransition(gen.status.value, GenerationStatus.DISCARDED.value, [])
+            c.execute(
+                "UPDATE generations SET status = ?, status_changed_at = ? WHERE id = ?",
+                (GenerationStatus.DISCARDED.value, _to_us(self._now()), generation_id),
+            )
+            return self._get_generation(c, generation_id)
+
+    def prune_generations(
+        self, feed: str, keep: int, *, stale_loading_after: timedelta = timedelta(hours=1)
+    ) -> int:
+        """Delete all but the ``keep`` newest superseded/discarded generations of ``feed``
+        (with their entries), plus ingests abandoned longer than ``stale_loading_after``.
+
+        Live and held generations are never touched. Returns how many were deleted. Each
+        generation goes in its own transaction so other writers are not held up long.
+        """
+        if keep < 0:
+            raise StoreError("keep must be >= 0")
+        stale_before = _to_us(self._now() - stale_loading_after)
+        with self._read() as c:
+            old = [
+                int(r[0])
+                for r in c.execute(
+                    "SELECT id FROM generations WHERE feed = ? AND status IN (?, ?) "
+                    "ORDER BY id DESC LIMIT -1 OFFSET ?",
+                    (
+                        feed,
+                        GenerationStatus.SUPERSEDED.value,
+                        GenerationStatus.DISCARDED.value,
+                        keep,
+                    ),
+                )
+            ]
+            old += [
+                int(r[0])
+                for r in c.execute(
+                    "SELECT id FROM generations WHERE feed = ? AND status = ? AND created_at < ?",
+                    (feed, _LOADING, stale_before),
+                )
+            ]
+        deleted = 0
+        for gen_id in old:
+            with self._write() as c:
+                # Re-check inside the transaction: never delete something made live since.
+                row = c.execute("SELECT status FROM generations WHERE id = ?", (gen_id,)).fetchone()
+                if row is None or row[0] in (
+                    GenerationStatus.LIVE.value,
+                    GenerationStatus.HELD.value,
+                ):
+                    continue
+                self._delete_generation(c, gen_id)
+                deleted += 1
+        return deleted
+
+    def feeds(self) -> list[str]:
+        """Names of every feed with at least one visible generation, sorted."""
+        with self._read() as c:
+            rows = c.execute(
+                "SELECT DISTINCT feed FROM generations WHERE status != ? ORDER BY feed",
+                (_LOADING,),
+            ).fetchall()
+        return [str(r[0]) for r in rows]
+
+    # --- decisions ----------------------------------------------------------------------
+
+    @staticmethod
+    def _load_decisions(c: sqlite3.Connection, rows: Sequence[Sequence[Any]]) -> list[Decision]:
+        """Build decisions (with their histories) from ``_DEC_COLS`` rows."""
+        history: dict[int, list[DecisionEvent]] = {int(r[0]): [] for r in rows}
+        ids = list(history)
+        for start in range(0, len(ids), _IN_CHUNK):
+            chunk = ids[start : start + _IN_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            for did, at, actor, status, reason in c.execute(
+                "SELECT decision_id, at, actor, status, reason FROM decision_events "
+                f"WHERE decision_id IN ({marks}) ORDER BY id",
+                chunk,
+            ):
+                history[int(did)].append(
+                    DecisionEvent(_from_us(at), actor, DecisionStatus(status), reason)
+                )
+        return [
+            Decision(
+                id=int(r[0]),
+                indicator=Indicator(Scope(r[1]), r[2]),
+                action=Action(r[3]),
+                actor=r[4],
+                reason=r[5],
+                reference=r[6],
+                notice_source=NoticeSource(r[7]),
+                notice_received_at=_from_us(r[8]),
+                created_at=_from_us(r[9]),
+                status=DecisionStatus(r[10]),
+                expires_at=_opt_from_us(r[11]),
+                category=r[12],
+                approved_by=r[13],
+                history=tuple(history[int(r[0])]),
+            )
+            for r in rows
+        ]
+
+    def _get_decision(self, c: sqlite3.Connection, decision_id: int) -> Decision:
+        row = c.execute(
+            f"SELECT {_DEC_COLS} FROM decisions WHERE id = ?", (decision_id,)
+        ).fetchone()
+        if row is None:
+            raise NotFound("decision", str(decision_id))
+        return self._load_decisions(c, [row])[0]
+
+    def add_decision(self, new: NewDecision) -> Decision:
+        """Record a decision (``active`` or ``pending-approval``) and its first event.
+
+        Raise ``Conflict`` if an active or pending decision has the same indicator and
+        action; a unique partial index enforces this, so concurrent writers cannot race.
+        An active decision bumps ``policy_version`` in the same transaction.
+        """
+        if new.status not in (DecisionStatus.ACTIVE, DecisionStatus.PENDING_APPROVAL):
+            raise InvalidTransition("new", new.status.value, list(_OPEN_STATUSES))
+        ind = new.indicator
+        received = _to_us(new.notice_received_at)
+        expires = _opt_us(new.expires_at)
+        with self._write() as c:
+            now = _to_us(self._now())
+            try:
+                cur = c.execute(
+                    "INSERT INTO decisions (scope, value, action, actor, reason, reference, "
+                    "notice_source, notice_received_at, created_at, status, expires_at, "
+                    "category) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        ind.scope.value,
+                        ind.value,
+                        new.action.value,
+                        new.actor,
+                        new.reason,
+                        new.reference,
+                        new.notice_source.value,
+                        received,
+                        now,
+                        new.status.value,
+                        expires,
+                        new.category,
+                    ),
+                )
+            except sqlite3.IntegrityError:
+                row = c.execute(
+                    "SELECT id, status FROM decisions WHERE scope = ? AND value = ? AND "
+                    "action = ? AND status IN (?, ?)",
+                    (ind.scope.value, ind.value, new.action.value, *_OPEN_STATUSES),
+                ).fetchone()
+                which = f"decision {row[0]} ({row[1]})" if row else "an open decision"
+                raise Conflict(
+                    f"{which} already has action {new.action.value} for indicator {ind.ref}"
+                ) from None
+            did = int(cur.lastrowid or 0)
+            c.execute(
+                "INSERT INTO decision_events (decision_id, at, actor, status, reason) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (did, now, new.actor, new.status.value, new.reason),
+            )
+            if new.status is DecisionStatus.ACTIVE:
+                self._bump_policy(c)
+            return self._get_decision(c, did)
+
+    def get_decision(self, decision_id: int) -> Decision:
+        """One decision with its full history; ``NotFound`` if unknown."""
+        with self._read() as c:
+            return self._get_decision(c, decision_id)
+
+    def list_decisions(
+        self,
+        *,
+        status: DecisionStatus | None = None,
+        source: NoticeSource | None = None,
+        scope: str | None = None,
+        reference: str | None = None,
+        limit: int = 1000,
+        offset: int = 0,
+    ) -> list[Decision]:
+        """Decisions matching every given filter, oldest first (by id), with histories.
+
+        ``source`` filters on the notice source; ``scope`` on the indicator scope.
+        """
+        if limit < 0 or offset < 0:
+            raise StoreError("limit and offset must be >= 0")
+        where: list[str] = []
+        params: list[Any] = []
+        for column, value in (
+            ("status", status),
+            ("notice_source", source),
+            ("scope", scope),
+            ("reference", reference),
+        ):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(str(value.value if isinstance(value, Enum) else value))
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        with self._read() as c:
+            rows = c.execute(
+                f"SELECT {_DEC_COLS} FROM decisions {clause} ORDER BY id LIMIT ? OFFSET ?",
+                (*params, limit, offset),
+            ).fetchall()
+            return self._load_decisions(c, rows)
+
+    def set_decision_status(
+        self,
+        decision_id: int,
+        status: DecisionStatus,
+        *,
+        actor: str,
+        reason: str,
+        approved_by: str | None = None,
+    ) -> Decision:
+        """Move a decision to ``status`` and append the event to its history.
+
+        Allowed: pending-approval -> active/rejected/revoked/expired; active ->
+        revoked/expired; anything else raises ``InvalidTransition``. ``approved_by`` is
+        recorded when given. Entering or leaving ``active`` bumps ``policy_version``.
+        """
+        status = DecisionStatus(status)
+        with self._write() as c:
+            row = c.execute("SELECT status FROM decisions WHERE id = ?", (decision_id,)).fetchone()
+            if row is None:
+                raise NotFound("decision", str(decision_id))
+            self._transition(
+                c, decision_id, DecisionStatus(row[0]), status, actor=actor, reason=reason
+            )
+            if approved_by is not None:
+                c.execute(
+                    "UPDATE decisions SET approved_by = ? WHERE id = ?", (approved_by, decision_id)
+                )
+            return self._get_decision(c, decision_id)
+
+    def _transition(
+        self,
+        c: sqlite3.Connection,
+        decision_id: int,
+        current: DecisionStatus,
+        status: DecisionStatus,
+        *,
+        actor: str,
+        reason: str,
+    ) -> None:
+        allowed = _TRANSITIONS.get(current, ())
+        if status not in allowed:
+            raise InvalidTransition(current.value, status.value, [a.value for a in allowed])
+        c.execute("UPDATE decisions SET status = ? WHERE id = ?", (status.value, decision_id))
+        c.execute(
+            "INSERT INTO decision_events (decision_id, at, actor, status, reason) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (decision_id, _to_us(self._now()), actor, status.value, reason),
+        )
+        if (current is DecisionStatus.ACTIVE) != (status is DecisionStatus.ACTIVE):
+            self._bump_policy(c)
+
+    def expire_due_decisions(
+        self, now: datetime | None = None, *, actor: str = "system"
+    ) -> list[Decision]:
+        """Mark active decisions whose ``expires_at`` is at or before ``now`` as expired
+        (one transaction, one event each); return them."""
+        cutoff = _to_us(now if now is not None else self._now())
+        with self._write() as c:
+            ids = [
+                int(r[0])
+                for r in c.execute(
+                    "SELECT id FROM decisions WHERE status = ? AND expires_at IS NOT NULL "
+                    "AND expires_at <= ? ORDER BY id",
+                    (DecisionStatus.ACTIVE.value, cutoff),
+                )
+            ]
+            for did in ids:
+                self._transition(
+                    c,
+                    did,
+                    DecisionStatus.ACTIVE,
+                    DecisionStatus.EXPIRED,
+                    actor=actor,
+                    reason="expired",
+                )
+            rows = [
+                c.execute(f"SELECT {_DEC_COLS} FROM decisions WHERE id = ?", (d,)).fetchone()
+                for d in ids
+            ]
+            return self._load_decisions(c, rows)
+
+    def active_decisions(self) -> Iterator[Decision]:
+        """Stream every active decision (with history) from a private read snapshot."""
+        with self._lock:
+            if self._closed:
+                raise StoreError("store is closed")
+        return self._stream_active()
+
+    def _stream_active(self) -> Iterator[Decision]:
+        conn = self._reader()
+        try:
+            conn.execute("BEGIN")  # one snapshot for decisions and their events
+            cur = conn.execute(
+                f"SELECT {_DEC_COLS} FROM decisions WHERE status = ? ORDER BY id",
+                (DecisionStatus.ACTIVE.value,),
+            )
+            while chunk := cur.fetchmany(_IN_CHUNK):
+                yield from self._load_decisions(conn, chunk)
+        except sqlite3.Error as exc:
+            raise StoreError(f"reading active decisions failed: {exc}") from None
+        finally:
+            conn.close()
+
+    # --- audit --------------------------------------------------------------------------
+
+    def append_audit(
+        self, actor: str, action: str, subject: str, detail: Mapping[str, Any] | None = None
+    ) -> AuditRecord:
+        """Append one row to the hash chain (durable when this returns).
+
+        ``subject`` names an object (``decision:12``, ``feed:iwf``), never a plain entry.
+        """
+        detail_json = canonical_json(detail or {})
+        with self._write() as c:
+            at = _iso(self._now())
+            last = c.execute("SELECT id, row_hash FROM audit ORDER BY id DESC LIMIT 1").fetchone()
+            row_id, prev = (1, ZERO_HASH) if last is None else (int(last[0]) + 1, str(last[1]))
+            row_hash = audit_row_hash((row_id, at, actor, action, subject, detail_json, prev))
+            c.execute(
+                "INSERT INTO audit (id, at, actor, action, subject, detail, prev_hash, row_hash) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (row_id, at, actor, action, subject, detail_json, prev, row_hash),
+            )
+            c.execute(
+                "UPDATE audit_head SET last_id = ?, last_hash = ? WHERE id = 1", (row_id, row_hash)
+            )
+        return AuditRecord(
+            id=row_id,
+            at=datetime.fromisoformat(at),
+            actor=actor,
+            action=action,
+            subject=subject,
+            detail=MappingProxyType(json.loads(detail_json)),
+            prev_hash=prev,
+            row_hash=row_hash,
+        )
+
+    def audit_since(self, since: datetime | None = None, limit: int = 1000) -> list[AuditRecord]:
+        """Audit rows at or after ``since`` (all if ``None``), oldest first, at most ``limit``."""
+        if limit < 0:
+            raise StoreError("limit must be >= 0")
+        with self._read() as c:
+            rows = c.execute(
+                "SELECT id, at, actor, action, subject, detail, prev_hash, row_hash FROM audit "
+                "WHERE at >= ? ORDER BY id LIMIT ?",
+                ("" if since is None else _iso(since), limit),
+            ).fetchall()
+        return [
+            AuditRecord(
+                id=int(r[0]),
+                at=datetime.fromisoformat(r[1]),
+                actor=r[2],
+                action=r[3],
+                subject=r[4],
+                detail=MappingProxyType(json.loads(r[5])),
+                prev_hash=r[6],
+                row_hash=r[7],
+            )
+            for r in rows
+        ]
+
+    def verify_audit(self) -> AuditVerification:
+        """Recompute the whole chain from a read snapshot; name the first row that fails.
+
+        Detects an edited row (its ``row_hash`` no longer matches), a deleted row (an id
+        gap, or the next row's ``prev_hash`` no longer matches), reordered rows (a
+        ``prev_hash`` mismatch) and rows cut from the end (fewer rows than ``audit_head``
+        records). ``rows`` is the number of rows read. A tamperer who rewrites every later
+        row *and* the head is only caught against a copy of the head kept elsewhere (logs,
+        metrics), which is why the head is exposed.
+        """
+        conn = self._reader()
+        try:
+            conn.execute("BEGIN")
+            head = conn.execute("SELECT last_id, last_hash FROM audit_head WHERE id = 1").fetchone()
+            cur = conn.execute(
+                "SELECT id, at, actor, action, subject, detail, prev_hash, row_hash "
+                "FROM audit ORDER BY id"
+            )
+            return self._verify_rows(cur, head)
+        except sqlite3.Error as exc:
+            raise StoreError(f"reading the audit log failed: {exc}") from None
+        finally:
+            conn.close()
+
+    @staticmethod
+    def _verify_rows(
+        rows: Iterable[Sequence[Any]], head: Sequence[Any] | None
+    ) -> AuditVerification:
+        expected_id, expected_prev, n = 1, ZERO_HASH, 0
+        for row_id, at, actor, action, subject, detail, prev_hash, row_hash in rows:
+            n += 1
+            if row_id != expected_id:
+                return AuditVerification(
+                    False, n, row_id, f"id gap: expected row {expected_id} (rows deleted)"
+                )
+            if prev_hash != expected_prev:
+                return AuditVerification(
+                    False,
+                    n,
+                    row_id,
+                    "prev_hash does not match the previous row (rows deleted or reordered)",
+                )
+            recomputed = audit_row_hash((row_id, at, actor, action, subject, detail, prev_hash))
+            if recomputed != row_hash:
+                return AuditVerification(False, n, row_id, "row_hash mismatch (row edited)")
+            expected_id, expected_prev = row_id + 1, row_hash
+        if head is None:
+            return AuditVerification(False, n, expected_id, "audit head missing")
+        last_id = expected_id - 1
+        if int(head[0]) != last_id or (last_id and str(head[1]) != expected_prev):
+            return AuditVerification(
+                False,
+                n,
+                last_id + 1,
+                f"log ends at row {last_id} but the head records row {head[0]} "
+                "(rows removed from the end)",
+            )
+        return AuditVerification(True, n)
+
+    def audit_head(self) -> tuple[int, str]:
+        """``(last_id, last_hash)`` of the chain: publish it elsewhere as an anchor."""
+        with self._read() as c:
+            row = c.execute("SELECT last_id, last_hash FROM audit_head WHERE id = 1").fetchone()
+        return (0, "") if row is None else (int(row[0]), str(row[1]))
+
+    # --- API tokens ---------------------------------------------------------------------
+
+    @staticmethod
+    def _token(row: Sequence[Any]) -> Token:
+        return Token(
+            id=int(row[0]),
+            name=row[1],
+            role=row[2],
+            created_at=_from_us(row[3]),
+            revoked=bool(row[4]),
+        )
+
+    def add_token(self, name: str, role: str, token_hash: bytes) -> Token:
+        """Record a token by the SHA-256 (32 bytes) of its secret; the secret is never stored.
+
+        ``Conflict`` if the hash exists or an unrevoked token has the same name.
+        """
+        if len(token_hash) != 32:
+            raise StoreError("token_hash must be a 32-byte SHA-256 digest")
+        with self._write() as c:
+            try:
+                cur = c.execute(
+                    "INSERT INTO tokens (name, role, token_hash, created_at) VALUES (?, ?, ?, ?)",
+                    (name, role, bytes(token_hash), _to_us(self._now())),
+                )
+            except sqlite3.IntegrityError:
+                raise Conflict(f"a token named {name!r} or with this secret exists") from None
+            row = c.execute(
+                "SELECT id, name, role, created_at, revoked FROM tokens WHERE id = ?",
+                (cur.lastrowid,),
+            ).fetchone()
+        return self._token(row)
+
+    def token_by_hash(self, token_hash: bytes) -> Token | None:
+        """The token with this secret hash, revoked ones included (check ``revoked``)."""
+        with self._read() as c:
+            row = c.execute(
+                "SELECT id, name, role, created_at, revoked FROM tokens WHERE token_hash = ?",
+                (bytes(token_hash),),
+            ).fetchone()
+        return None if row is None else self._token(row)
+
+    def list_tokens(self) -> list[Token]:
+        """Every token (no hashes), oldest first."""
+        with self._read() as c:
+            rows = c.execute(
+                "SELECT id, name, role, created_at, revoked FROM tokens ORDER BY id"
+            ).fetchall()
+        return [self._token(r) for r in rows]
+
+    def revoke_token(self, token_id: int) -> Token:
+        """Revoke a token (kept for the record); ``NotFound`` if unknown. Idempotent."""
+        with self._write() as c:
+            c.execute("UPDATE tokens SET revoked = 1 WHERE id = ?", (token_id,))
+            row = c.execute(
+                "SELECT id, name, role, created_at, revoked FROM tokens WHERE id = ?", (token_id,)
+            ).fetchone()
+            if row is None:
+                raise NotFound("token", str(token_id))
+        return self._token(row)
