@@ -47,7 +47,7 @@ from pydantic import (
 import edgeagent
 from edgeagent import canon
 from edgeagent.errors import ConfigError, ConfigProblem, InvalidTarget
-from edgeagent.model import NoticeSource, Scope
+from edgeagent.model import NoticeSource
 
 _T = TypeVar("_T")
 
@@ -331,6 +331,13 @@ class ClientCertAuth(_Model):
     kind: Literal["client-cert"]
     cert_file: InputFile
     key_file: SecretFile
+    key_password_file: SecretFile | None = None  # only for an encrypted key
+    key_password_env: EnvName | None = None
+
+    @model_validator(mode="after")
+    def _secret(self) -> ClientCertAuth:
+        _one_secret(self, "key_password", required=False)
+        return self
 
 
 FeedAuth = Annotated[BasicAuth | BearerAuth | ClientCertAuth, Field(discriminator="kind")]
@@ -347,6 +354,11 @@ class _FeedCommon(_Model):
     interval_seconds: Annotated[int, Field(ge=10)] | None = None
     cron: Cron | None = None
     jitter_seconds: Count = 60
+    misfire_grace_seconds: Annotated[int, Field(ge=1)] = 300
+    # Per-feed change limits; None: the [guard] values.
+    max_removal_share: Annotated[float, Field(ge=0, le=1)] | None = None
+    max_addition_share: Share | None = None
+    change_floor: Count | None = None
 
     @model_validator(mode="after")
     def _schedule(self) -> _FeedCommon:
@@ -369,11 +381,15 @@ class _Fetched(_FeedCommon):
     path: OutputPath | None = None  # may appear later (e.g. dropped in by another job)
     auth: FeedAuth | None = None
     ca_file: InputFile | None = None
-    timeout_seconds: Seconds = 30.0
-    total_deadline_seconds: Seconds = 600.0
+    connect_timeout_seconds: Seconds = 10.0
+    read_timeout_seconds: Seconds = 30.0
+    total_deadline_seconds: Seconds = 300.0
     min_rate_bytes_per_second: Count = 0
-    max_bytes: Annotated[int, Field(ge=1024)] = 512 * 1024 * 1024
+    max_bytes: Annotated[int, Field(ge=1024)] = 256 * 1024 * 1024
+    max_decompressed_bytes: Annotated[int, Field(ge=1024)] = 1024 * 1024 * 1024
     retries: Count = 3
+    backoff_base_seconds: Seconds = 1.0
+    backoff_max_seconds: Seconds = 60.0
     digest_url: HttpUrl | None = None
     signature_url: HttpUrl | None = None
     public_key_file: InputFile | None = None
@@ -414,12 +430,12 @@ class DomainListFeed(_Fetched):
 
 
 class LocalFileFeed(_FeedCommon):
-    """A list the ISP keeps itself (e.g. a court order), every entry of one ``scope``."""
+    """A list the ISP keeps itself (e.g. a court order), in the format of ``content``."""
 
     kind: Literal["local-file"]
     path: OutputPath
+    content: Literal["url-list", "hashed-url-list", "domain-list"] = "domain-list"
     format: Literal["lines", "csv", "jsonl"] = "lines"
-    scope: Annotated[Scope, Strict(False)] = Scope.DOMAIN
 
 
 class RpzAxfrFeed(_FeedCommon):

@@ -158,7 +158,7 @@ def test_relative_paths_follow_the_config_file(tmp_path: Path) -> None:
         tmp_path,
         '[agent]\nstate_dir = "state"\n'
         '[guard]\nprotected_lists = ["lists"]\n'
-        '[feeds.court]\nkind = "local-file"\npath = "lists/court.txt"\nscope = "host"\n',
+        '[feeds.court]\nkind = "local-file"\npath = "lists/court.txt"\ncontent = "url-list"\n',
     )
     settings = load_config(path)
     assert settings.agent.state_dir == tmp_path / "state"
