@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import os
 import re
+import signal
+import socket
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import require_binary
+from tests.conftest import free_port, require_binary
 
 ROOT = Path(__file__).resolve().parents[2]
 UNIT = ROOT / "systemd" / "edgeagent.service"
@@ -174,3 +177,106 @@ def test_tmpfiles_creates_setgid_shared_directories(tmp_path: Path) -> None:
         assert stat.S_IMODE(info.st_mode) == 0o2750, name
         assert info.st_gid == gid, name
         assert info.st_uid == top.st_uid != 0, name
+
+
+def _unit_capabilities() -> str:
+    """The unit's ambient capabilities in setpriv's syntax: ``-all,+net_admin,...``."""
+    caps = _unit_settings()["AmbientCapabilities"][0].split()
+    return ",".join(["-all", *(f"+{cap.removeprefix('CAP_').lower()}" for cap in caps)])
+
+
+# CAP_NET_BIND_SERVICE (10), CAP_NET_ADMIN (12), CAP_NET_RAW (13): linux/capability.h.
+_UNIT_CAP_MASK = (1 << 10) | (1 << 12) | (1 << 13)
+
+
+def _proc_status(pid: int) -> dict[str, str]:
+    lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    return {key: value.strip() for key, _, value in (line.partition(":") for line in lines)}
+
+
+def _receive(sock: socket.socket, want: bytes, deadline: float) -> list[bytes]:
+    """Datagrams from the notify socket until one contains ``want`` (or time runs out)."""
+    seen: list[bytes] = []
+    while time.monotonic() < deadline:
+        sock.settimeout(max(0.05, deadline - time.monotonic()))
+        try:
+            message = sock.recv(4096)
+        except TimeoutError:
+            break
+        seen.append(message)
+        if want in message.split(b"\n"):
+            return seen
+    raise AssertionError(f"no {want!r} from the daemon; got {seen!r}")
+
+
+def test_daemon_honours_the_units_notify_watchdog_reload_and_stop(tmp_path: Path) -> None:
+    """Run the real daemon the way the unit does, as far as this machine allows.
+
+    No systemd here, so the test plays its part: a notify socket (Type=notify,
+    NotifyAccess=main), WATCHDOG_USEC/WATCHDOG_PID (WatchdogSec=), SIGHUP (ExecReload=),
+    SIGTERM (stop); the process gets only the unit's capabilities, no_new_privs and
+    UMask=0077. It stays uid 0 because this machine's Python lives under /root (0700).
+    """
+    setpriv = require_binary("setpriv")
+    agent = Path(sys.executable).parent / "edgeagent"
+    state = tmp_path / "state"
+    config = tmp_path / "edgeagent.toml"
+    config.write_text(
+        f'[agent]\nstate_dir = "{state}"\n'
+        f"[api]\nport = {free_port(udp=False)}\n"
+        f"[metrics]\nport = {free_port(udp=False)}\n"
+    )
+    notify_path = tmp_path / "notify"
+    caps = _unit_capabilities()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(str(notify_path))
+        env = {
+            **os.environ,
+            "NOTIFY_SOCKET": str(notify_path),
+            "WATCHDOG_USEC": "1000000",  # ask for WATCHDOG=1 every 0.5 s
+        }
+        # systemd sets WATCHDOG_PID to the main process; `exec` keeps the shell's pid.
+        proc = subprocess.Popen(
+            [
+                "/bin/sh",
+                "-c",
+                'WATCHDOG_PID=$$; export WATCHDOG_PID; exec "$@"',
+                "sh",
+                setpriv,
+                "--no-new-privs",
+                f"--bounding-set={caps}",
+                f"--inh-caps={caps}",
+                f"--ambient-caps={caps}",
+                "--",
+                str(agent),
+                "run",
+                "-c",
+                str(config),
+            ],
+            env=env,
+            umask=0o077,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            deadline = time.monotonic() + 30
+            _receive(sock, b"READY=1", deadline)
+            status = _proc_status(proc.pid)
+            assert status["NoNewPrivs"] == "1"
+            assert int(status["CapBnd"], 16) == _UNIT_CAP_MASK
+            assert int(status["CapAmb"], 16) == _UNIT_CAP_MASK
+            _receive(sock, b"WATCHDOG=1", time.monotonic() + 5)
+            proc.send_signal(signal.SIGHUP)
+            _receive(sock, b"RELOADING=1", time.monotonic() + 10)
+            _receive(sock, b"READY=1", time.monotonic() + 10)
+            proc.send_signal(signal.SIGTERM)
+            _, stderr = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    assert proc.returncode == 0, stderr.decode(errors="replace")
+    store_files = [path for path in state.iterdir() if path.is_file()]
+    assert store_files, "the daemon created no store"
+    for path in store_files:
+        assert stat.S_IMODE(path.stat().st_mode) & 0o077 == 0, path.name
