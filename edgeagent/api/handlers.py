@@ -112,7 +112,7 @@ def _decision_id(request: web.Request) -> int:
 
 
 def _query(request: web.Request, model: type[Any]) -> Any:
-    return parse_query(request.query, list(request.query.keys()), model)
+    return parse_query(list(request.query.items()), model)
 
 
 def _then_notify(ctx: ApiContext, fn: Callable[[], Decision]) -> Decision:

@@ -12,7 +12,7 @@ submitted value: it may be a list entry.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, TypeVar
 
@@ -281,15 +281,15 @@ def parse_body(raw: bytes, model: type[M]) -> M:
         raise _first_problem(exc) from None
 
 
-def parse_query(query: Mapping[str, str], keys: list[str], model: type[M]) -> M:
-    """Parse query parameters (``keys`` in order, repeats included) into ``model``."""
-    seen: set[str] = set()
-    for key in keys:
-        if key in seen:
+def parse_query(pairs: Sequence[tuple[str, str]], model: type[M]) -> M:
+    """Parse query parameters (all ``(name, value)`` pairs, repeats included) into ``model``."""
+    query: dict[str, str] = {}
+    for key, value in pairs:
+        if key in query:
             raise bad_input(_field_name(key), "parameter given more than once")
-        seen.add(key)
+        query[key] = value
     try:
-        return model.model_validate(dict(query))
+        return model.model_validate(query)
     except ValidationError as exc:
         raise _first_problem(exc) from None
 

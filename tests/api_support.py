@@ -1,0 +1,163 @@
+"""Helpers for the control API tests: a real store, the real guard, one token per role.
+
+- ``make_guard(directory)``: the real :class:`edgeagent.guard.Guard` with one protected
+  name (``protected.example``).
+- ``add_tokens(store)``: tokens ``noc``, ``analyst``, ``analyst2``, ``supervisor``,
+  ``supervisor2``, ``admin`` (name = role, with a second analyst and supervisor for
+  four-eyes); returns name -> secret.
+- ``ApiHarness``: the app on an aiohttp ``TestServer`` with a ``call()`` shortcut.
+- ``serve(store_path, host, port)`` / ``python -m tests.api_support STORE PORT``: the API
+  over an existing store, in the foreground, for subprocess tests and the benchmark.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from aiohttp.test_utils import TestClient, TestServer
+
+from edgeagent.api import ApiContext, create_app, start_site
+from edgeagent.decisions import DecisionService
+from edgeagent.engine import PolicyEngine
+from edgeagent.guard import Guard
+from edgeagent.store import open_store
+from edgeagent.store.base import Store
+from edgeagent.tokens import new_token
+
+TOKEN_ROLES = {
+    "noc": "noc",
+    "analyst": "analyst",
+    "analyst2": "analyst",
+    "supervisor": "supervisor",
+    "supervisor2": "supervisor",
+    "admin": "admin",
+}
+
+
+def make_guard(directory: Path) -> Guard:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "protected.txt").write_text("protected.example\n", encoding="utf-8")
+    return Guard.load(directory)
+
+
+def add_tokens(store: Store) -> dict[str, str]:
+    secrets: dict[str, str] = {}
+    for name, role in TOKEN_ROLES.items():
+        secret, digest = new_token()
+        store.add_token(name, role, digest)
+        secrets[name] = secret
+    return secrets
+
+
+def make_context(
+    store: Store, guard: Guard, *, public_needs_approval: bool = True, **settings: Any
+) -> ApiContext:
+    """An ``ApiContext`` wired like the daemon does: real service, real policy engine."""
+    engine = PolicyEngine(store, guard)
+    service = DecisionService(store, guard, public_needs_approval=public_needs_approval)
+    return ApiContext(
+        store=store, decisions=service, policy=lambda: engine.current().index, **settings
+    )
+
+
+@dataclass
+class ApiHarness:
+    """The API on a loopback test server. Use ``async with``; ``call()`` returns
+    ``(status, json_body)``."""
+
+    store: Store
+    context: ApiContext
+    tokens: dict[str, str]
+    client: TestClient[Any, Any] | None = field(default=None, init=False)
+
+    async def __aenter__(self) -> ApiHarness:
+        server = TestServer(create_app(self.context))
+        self.client = TestClient(server)
+        await self.client.start_server()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.client is not None
+        await self.client.close()
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        who: str | None = "analyst",
+        *,
+        json: Any = None,
+        data: bytes | str | None = None,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> tuple[int, Any]:
+        assert self.client is not None
+        hdrs = dict(headers or {})
+        if who is not None:
+            hdrs["Authorization"] = f"Bearer {self.tokens[who]}"
+        resp = await self.client.request(
+            method, path, json=json, data=data, params=params, headers=hdrs
+        )
+        body = await resp.json() if resp.content_type == "application/json" else await resp.text()
+        return resp.status, body
+
+    def with_settings(self, **settings: Any) -> ApiHarness:
+        return ApiHarness(self.store, replace(self.context, **settings), self.tokens)
+
+
+def decision_body(target: str = "h1.example", **overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "target": target,
+        "scope": "host",
+        "action": "block",
+        "reason": "hotline report",
+        "reference": "CASE-1",
+        "source": "hotline",
+    }
+    body.update(overrides)
+    return body
+
+
+async def serve(
+    store_path: Path,
+    host: str,
+    port: int,
+    *,
+    guard_dir: Path,
+    ready: Callable[[int], None] | None = None,
+) -> None:
+    """Serve the API over the store at ``store_path`` until SIGTERM/SIGINT."""
+    store = open_store(store_path)
+    ctx = make_context(store, make_guard(guard_dir), public_needs_approval=False)
+    runner = await start_site(create_app(ctx), host, port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    if ready is not None:
+        ready(port)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+        store.close()
+
+
+def _main(argv: list[str]) -> None:
+    store_path, port = Path(argv[0]), int(argv[1])
+
+    def announce(bound: int) -> None:
+        sys.stdout.write(f"READY {bound}\n")
+        sys.stdout.flush()
+
+    asyncio.run(serve(store_path, "127.0.0.1", port, guard_dir=Path(argv[2]), ready=announce))
+
+
+if __name__ == "__main__":
+    _main(sys.argv[1:])

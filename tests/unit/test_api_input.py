@@ -1,0 +1,165 @@
+"""Bad input: each mistake is a 400 naming the field (413 for an oversized body)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from edgeagent.api.validation import ErrorOut
+from edgeagent.store import open_store
+from tests.api_support import ApiHarness, add_tokens, decision_body, make_context, make_guard
+
+
+@pytest.fixture
+async def api(tmp_path: Path) -> AsyncIterator[ApiHarness]:
+    store = open_store(tmp_path / "store.db")
+    tokens = add_tokens(store)
+    ctx = make_context(store, make_guard(tmp_path / "protected"), max_body_bytes=4096)
+    async with ApiHarness(store, ctx, tokens) as harness:
+        yield harness
+    store.close()
+
+
+def _without(key: str) -> dict[str, Any]:
+    body = decision_body()
+    del body[key]
+    return body
+
+
+BAD_BODIES = [
+    pytest.param(decision_body(colour="red"), "colour", "unknown field", id="unknown-field"),
+    pytest.param(decision_body(target=42), "target", "string", id="target-not-string"),
+    pytest.param(decision_body(reason=["x"]), "reason", "string", id="reason-not-string"),
+    pytest.param(decision_body(scope="subnet"), "scope", "", id="bad-scope"),
+    pytest.param(decision_body(action="delete"), "action", "", id="bad-action"),
+    pytest.param(decision_body(source="twitter"), "source", "", id="bad-source"),
+    pytest.param(decision_body(reason="   "), "reason", "", id="blank-reason"),
+    pytest.param(_without("reference"), "reference", "required", id="missing-reference"),
+    pytest.param(_without("target"), "target", "required", id="missing-target"),
+    pytest.param(
+        decision_body(notice_received_at="yesterday"), "notice_received_at", "", id="bad-date"
+    ),
+    pytest.param(
+        decision_body(notice_received_at="2026-01-01T00:00:00"),
+        "notice_received_at",
+        "timezone",
+        id="naive-date",
+    ),
+    pytest.param(
+        decision_body(notice_received_at="2999-01-01T00:00:00Z"),
+        "notice_received_at",
+        "future",
+        id="notice-in-future",
+    ),
+    pytest.param(
+        decision_body(expires_at="2001-01-01T00:00:00Z"), "expires_at", "future", id="expired"
+    ),
+    pytest.param([decision_body()], "body", "object", id="array-body"),
+    pytest.param("just text", "body", "object", id="string-body"),
+    pytest.param(decision_body(target="*.example"), "target", "", id="wildcard-target"),
+    pytest.param(decision_body(target="bad name.example"), "target", "", id="space-in-name"),
+    pytest.param(decision_body(target="com"), "target", "public suffix", id="tld-block"),
+    pytest.param(
+        decision_body(target="co.uk", scope="domain"), "target", "public suffix", id="psl"
+    ),
+    pytest.param(decision_body(target="."), "target", "", id="root"),
+    pytest.param(
+        decision_body(target="http://com/", scope="url"), "target", "public suffix", id="url-tld"
+    ),
+    pytest.param(decision_body(target="192.0.2.0/8", scope="cidr"), "target", "", id="wide-cidr"),
+    pytest.param(decision_body(target="not-an-ip", scope="ip"), "target", "", id="bad-ip"),
+    pytest.param(decision_body(target="http://[::1/", scope="url"), "target", "", id="bad-url"),
+]
+
+
+@pytest.mark.parametrize(("body", "field", "words"), BAD_BODIES)
+async def test_bad_body_is_400_naming_the_field(
+    api: ApiHarness, body: Any, field: str, words: str
+) -> None:
+    status, out = await api.call("POST", "/v1/decisions", json=body)
+    assert status == 400, out
+    err = ErrorOut.model_validate(out).error
+    assert err.field == field
+    assert words in err.message
+    assert err.code == "invalid-input"
+    assert api.store.list_decisions() == []
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        pytest.param(b'{"target": "x.example",', id="truncated"),
+        pytest.param(b"{'target': 'x.example'}", id="single-quotes"),
+        pytest.param(b"\xff\xfe{}", id="not-utf8"),
+        pytest.param(b"", id="empty"),
+    ],
+)
+async def test_malformed_json_is_400_on_body(api: ApiHarness, raw: bytes) -> None:
+    status, out = await api.call(
+        "POST", "/v1/decisions", data=raw, headers={"Content-Type": "application/json"}
+    )
+    assert status == 400
+    assert out["error"]["field"] == "body"
+
+
+async def test_oversized_body_is_413_on_body(api: ApiHarness) -> None:
+    body = json.dumps(decision_body(reason="x" * 5000))
+    status, out = await api.call(
+        "POST", "/v1/decisions", data=body, headers={"Content-Type": "application/json"}
+    )
+    assert status == 413
+    assert out["error"] == {
+        "field": "body",
+        "message": "request body too large",
+        "code": "body-too-large",
+    }
+
+
+async def test_error_message_never_echoes_the_target(api: ApiHarness) -> None:
+    status, out = await api.call("POST", "/v1/decisions", json=decision_body(target="com"))
+    assert status == 400
+    assert "com" not in out["error"]["message"].replace("public suffix", "")
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"status": "gone"}, "status"),
+        ({"limit": "0"}, "limit"),
+        ({"limit": "many"}, "limit"),
+        ({"offset": "-1"}, "offset"),
+        ({"colour": "red"}, "colour"),
+        ({"scope": "subnet"}, "scope"),
+    ],
+)
+async def test_bad_query_is_400_naming_the_parameter(
+    api: ApiHarness, params: dict[str, str], field: str
+) -> None:
+    status, out = await api.call("GET", "/v1/decisions", params=params)
+    assert status == 400
+    assert out["error"]["field"] == field
+
+
+async def test_repeated_query_parameter_is_400(api: ApiHarness) -> None:
+    status, out = await api.call("GET", "/v1/decisions?status=active&status=revoked")
+    assert status == 400
+    assert out["error"]["field"] == "status"
+
+
+async def test_bad_audit_since_is_400(api: ApiHarness) -> None:
+    status, out = await api.call("GET", "/v1/audit", "supervisor", params={"since": "2026-01-01"})
+    assert status == 400
+    assert out["error"]["field"] == "since"
+
+
+async def test_unknown_path_and_method_are_json(api: ApiHarness) -> None:
+    status, out = await api.call("GET", "/v1/nothing")
+    assert status == 404
+    assert out["error"]["code"] == "not-found"
+    status, out = await api.call("DELETE", "/v1/decisions")
+    assert status == 405
+    assert out["error"]["code"] == "method-not-allowed"
