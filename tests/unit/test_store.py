@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import signal
 import sqlite3
 import stat
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -528,3 +532,42 @@ def test_tokens_store_hash_only(store: SqliteStore, db: Path) -> None:
     data = b"".join(f.read_bytes() for f in db.parent.glob(f"{db.name}*"))
     assert digest in data
     assert secret not in data
+
+
+_KILL_CHILD = """
+import sys
+from datetime import UTC, datetime
+from edgeagent.model import Action, DecisionStatus, Indicator, NoticeSource, Scope
+from edgeagent.store.base import NewDecision
+from edgeagent.store.sqlite import SqliteStore
+
+s = SqliteStore(sys.argv[1])
+d = s.add_decision(NewDecision(
+    indicator=Indicator(Scope.HOST, "killed.example"), action=Action.BLOCK, actor="a",
+    reason="r", reference="c", notice_source=NoticeSource.PUBLIC,
+    notice_received_at=datetime.now(UTC), status=DecisionStatus.ACTIVE,
+))
+s.append_audit("a", "decision.create", f"decision:{d.id}")
+print(d.id, flush=True)
+sys.stdin.read()  # wait to be killed, connection still open
+"""
+
+
+def test_writes_survive_kill_9(db: Path) -> None:
+    child = subprocess.Popen(
+        [sys.executable, "-c", _KILL_CHILD, str(db)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout is not None
+    decision_id = int(child.stdout.readline())
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    assert child.returncode == -signal.SIGKILL
+    s = SqliteStore(db)
+    assert s.get_decision(decision_id).status is DecisionStatus.ACTIVE
+    assert s.policy_version() == 1
+    result = s.verify_audit()
+    assert (result.ok, result.rows) == (True, 1)
+    s.close()
