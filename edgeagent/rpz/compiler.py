@@ -161,7 +161,11 @@ class RpzSettings:
 
 @dataclass(frozen=True, slots=True)
 class CompileStats:
-    """What one compilation did. ``by_scope`` counts block entries that became triggers."""
+    """What one compilation did.
+
+    ``by_scope`` counts block entries that became triggers (``url`` covers ``url`` and
+    ``url-prefix`` entries whose host is diverted).
+    """
 
     by_scope: Mapping[str, int]
     allows: int
@@ -294,7 +298,7 @@ def _policy_owners(
     domains: set[str] = set()
     host_blocks: set[str] = set()
     url_hosts: list[str] = []
-    n_domain = n_host = n_ip = 0
+    n_domain = n_host = n_ip = n_cidr = 0
     past_domains = False
     S_DOMAIN, S_HOST, S_URL, S_PREFIX = Scope.DOMAIN, Scope.HOST, Scope.URL, Scope.URL_PREFIX
     owner_ok = _owner_ok
@@ -338,10 +342,13 @@ def _policy_owners(
             if trigger is None:
                 c.refused_ip_prefix += 1
                 continue
-            n_ip += 1
+            if scope is Scope.IP:
+                n_ip += 1
+            else:
+                n_cidr += 1
             yield trigger, rrs
     by_scope = c.by_scope
-    for key, n in (("domain", n_domain), ("host", n_host), ("ip", n_ip)):
+    for key, n in (("domain", n_domain), ("host", n_host), ("ip", n_ip), ("cidr", n_cidr)):
         if n:
             by_scope[key] = by_scope.get(key, 0) + n
 
