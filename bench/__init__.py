@@ -78,10 +78,21 @@ Benchmark = Callable[[bool], list[Row]]
 
 
 def _store_ingest(quick: bool) -> list[Row]:
-    """Feed ingest into the store: parse, validate and store a domain list (issue 4)."""
+    """Store a 1,000,000-entry feed generation in SQLite and stream it back (issue 4)."""
     from bench import store_ingest
 
-    return as_rows(store_ingest.run(100_000 if quick else 1_000_000))
+    n = 100_000 if quick else 1_000_000
+    result = store_ingest.run(n)
+    # store_ingest.run returns named figures (a mapping), not rows. The goals are issue 4's
+    # for a 1M-line list (parse, validate and store in <= 10 s, <= 500 MB); storing is only
+    # part of that.
+    anchor = "issue 4: 1M domains parsed, validated and stored in <= 10 s, <= 500 MB"
+    return [
+        Row(f"store {n:,} entries (one generation)", result["seconds"], "s", "<= 10 s", anchor),
+        Row("store rate", result["entries_per_second"], "entries/s", ">= 100,000/s", anchor),
+        Row(f"stream {n:,} entries back", result["stream_seconds"], "s", "", ""),
+        Row("peak RSS during ingest", result["peak_rss_mib"], "MiB", "<= 477 MiB (500 MB)", anchor),
+    ]
 
 
 def _canon(quick: bool) -> list[Row]:

@@ -14,6 +14,7 @@ import dataclasses
 import json
 import os
 import platform
+import re
 import resource
 import subprocess
 import sys
@@ -127,6 +128,19 @@ def _fmt(value: float) -> str:
     return f"{value:.3g}"
 
 
+_GOAL = re.compile(r"^\s*(<=|>=)\s*([0-9][0-9,]*(?:\.[0-9]+)?)")
+
+
+def goal_met(row: Row) -> str:
+    """``yes``/``no`` for a goal of the form ``<= N ...`` or ``>= N ...`` (value's unit)."""
+    match = _GOAL.match(row.goal)
+    if match is None:
+        return ""
+    bound = float(match.group(2).replace(",", ""))
+    ok = row.value <= bound if match.group(1) == "<=" else row.value >= bound
+    return "yes" if ok else "**no**"
+
+
 def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
@@ -167,14 +181,15 @@ def render(results: dict[str, Any]) -> str:
             f"Run {machine['date']}, {mode}, {entry['seconds']:.1f} s, on {machine['cpu']} "
             f"({machine['cores']} cores, {machine['ram_gib']} GiB, Python {machine['python']}).",
             "",
-            "| Figure | Value | Unit | Goal | Anchor | Command |",
-            "|---|---:|---|---|---|---|",
+            "| Figure | Value | Unit | Goal | Met | Anchor | Command |",
+            "|---|---:|---|---|---|---|---|",
         ]
         for raw in entry["rows"]:
             row = Row.from_json(raw)
             lines.append(
                 f"| {_cell(row.figure)} | {_fmt(row.value)} | {_cell(row.unit)} | "
-                f"{_cell(row.goal)} | {_cell(row.anchor)} | `{_cell(row.command)}` |"
+                f"{_cell(row.goal)} | {goal_met(row)} | {_cell(row.anchor)} | "
+                f"`{_cell(row.command)}` |"
             )
         lines.append("")
     return "\n".join(lines)
@@ -230,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
         }
         for raw in outcome["rows"]:
             row = Row.from_json(raw)
-            goal = f"  (goal {row.goal})" if row.goal else ""
+            goal = f"  (goal {row.goal}: {goal_met(row) or '?'})" if row.goal else ""
             print(f"  {row.figure}: {_fmt(row.value)} {row.unit}{goal}", file=sys.stderr)
     results["machine"] = machine
     _write_atomic(args.results, json.dumps(results, indent=2, ensure_ascii=False) + "\n")
