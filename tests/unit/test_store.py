@@ -571,3 +571,15 @@ def test_writes_survive_kill_9(db: Path) -> None:
     result = s.verify_audit()
     assert (result.ok, result.rows) == (True, 1)
     s.close()
+
+
+def test_open_stream_does_not_block_writers(store: SqliteStore) -> None:
+    gen = store.add_generation("feedA", entries(100), status=GenerationStatus.LIVE)
+    stream = store.generation_entries(gen.id)
+    first = next(stream)
+    # While the stream is open on its snapshot, writes go ahead, and the stream is unaffected.
+    store.add_decision(new_decision())
+    newer = store.add_generation("feedA", entries(3), status=GenerationStatus.LIVE)
+    assert store.prune_generations("feedA", keep=5) == 0
+    assert [first, *stream] == list(entries(100))
+    assert store.live_generation("feedA") == newer
