@@ -61,9 +61,8 @@ def make_context(
     """An ``ApiContext`` wired like the daemon does: real service, real policy engine."""
     engine = PolicyEngine(store, guard)
     service = DecisionService(store, guard, public_needs_approval=public_needs_approval)
-    return ApiContext(
-        store=store, decisions=service, policy=lambda: engine.current().index, **settings
-    )
+    settings.setdefault("policy", lambda: engine.current().index)
+    return ApiContext(store=store, decisions=service, **settings)
 
 
 @dataclass

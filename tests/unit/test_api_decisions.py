@@ -144,6 +144,7 @@ async def test_revoke_then_revoke_again(api: ApiHarness) -> None:
         "POST", f"/v1/decisions/{did}/revoke", "supervisor", json={"reason": "again"}
     )
     assert status == 409
+    assert err["error"]["code"] == "invalid-transition"
     # Once revoked, the same target may be decided again.
     assert (await api.call("POST", "/v1/decisions", json=decision_body("r.example")))[0] == 201
 

@@ -64,7 +64,7 @@ BAD_BODIES = [
     pytest.param(decision_body(target="bad name.example"), "target", "", id="space-in-name"),
     pytest.param(decision_body(target="com"), "target", "public suffix", id="tld-block"),
     pytest.param(
-        decision_body(target="co.uk", scope="domain"), "target", "public suffix", id="psl"
+        decision_body(target="com", scope="domain"), "target", "public suffix", id="tld-domain"
     ),
     pytest.param(decision_body(target="."), "target", "", id="root"),
     pytest.param(

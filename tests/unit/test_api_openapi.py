@@ -1,0 +1,146 @@
+"""The OpenAPI document matches the real router, route for route, and is well formed."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from edgeagent.api import create_app
+from edgeagent.api.openapi import build_document, openapi_path
+from edgeagent.api.routes import ROUTES
+from edgeagent.store import open_store
+from tests.api_support import ApiHarness, add_tokens, make_context, make_guard
+
+METHODS = {"get", "post", "put", "patch", "delete"}
+
+
+@pytest.fixture
+async def api(tmp_path: Path) -> AsyncIterator[ApiHarness]:
+    store = open_store(tmp_path / "store.db")
+    tokens = add_tokens(store)
+    ctx = make_context(store, make_guard(tmp_path / "protected"))
+    async with ApiHarness(store, ctx, tokens) as harness:
+        yield harness
+    store.close()
+
+
+def _router_operations(app: web.Application) -> set[tuple[str, str]]:
+    ops = set()
+    for route in app.router.routes():
+        resource = route.resource
+        assert resource is not None
+        ops.add((route.method.lower(), resource.canonical))
+    return ops
+
+
+def _document_operations(doc: dict[str, Any]) -> set[tuple[str, str]]:
+    return {
+        (method, path)
+        for path, item in doc["paths"].items()
+        for method in item
+        if method in METHODS
+    }
+
+
+async def test_document_matches_router_both_ways(api: ApiHarness) -> None:
+    status, doc = await api.call("GET", "/v1/openapi.json", "noc")
+    assert status == 200
+    assert api.client is not None
+    router_ops = _router_operations(api.client.server.app)  # type: ignore[union-attr]
+    assert router_ops == _document_operations(doc)
+    assert len(router_ops) == len(ROUTES)
+
+
+def test_every_operation_declares_role_and_security() -> None:
+    doc = build_document(ROUTES)
+    assert doc["openapi"] == "3.1.0"
+    for path, item in doc["paths"].items():
+        for method, op in item.items():
+            role = op["x-required-role"]
+            assert role in {"public", "noc", "analyst", "supervisor", "admin"}, (path, method)
+            if role == "public":
+                assert op["security"] == []
+            else:
+                assert op["security"] == [{"bearer": []}]
+                assert {"401", "403"} <= set(op["responses"])
+            assert op["operationId"]
+    assert doc["components"]["securitySchemes"]["bearer"] == {"type": "http", "scheme": "bearer"}
+
+
+def test_roles_in_document_equal_route_table() -> None:
+    doc = build_document(ROUTES)
+    for r in ROUTES:
+        op = doc["paths"][openapi_path(r.path)][r.method.lower()]
+        assert op["x-required-role"] == r.role.label
+
+
+def _refs(node: Any) -> list[str]:
+    if isinstance(node, dict):
+        found = [node["$ref"]] if isinstance(node.get("$ref"), str) else []
+        for value in node.values():
+            found.extend(_refs(value))
+        return found
+    if isinstance(node, list):
+        return [ref for item in node for ref in _refs(item)]
+    return []
+
+
+def test_every_reference_resolves() -> None:
+    doc = build_document(ROUTES)
+    schemas = doc["components"]["schemas"]
+    refs = _refs(doc)
+    assert refs
+    for ref in refs:
+        prefix = "#/components/schemas/"
+        assert ref.startswith(prefix), ref
+        assert ref.removeprefix(prefix) in schemas, ref
+
+
+def test_decision_request_and_error_schemas() -> None:
+    doc = build_document(ROUTES)
+    post = doc["paths"]["/v1/decisions"]["post"]
+    ref = post["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    create = doc["components"]["schemas"][ref.rsplit("/", 1)[1]]
+    assert create["additionalProperties"] is False
+    assert set(create["required"]) == {"target", "scope", "action", "reason", "reference", "source"}
+    assert post["responses"]["201"]["content"]["application/json"]["schema"]["$ref"].endswith(
+        "/DecisionOut"
+    )
+    for code in ("400", "409", "413"):
+        schema = post["responses"][code]["content"]["application/json"]["schema"]
+        assert schema["$ref"].endswith("/ErrorOut")
+    scope = doc["components"]["schemas"]["Scope"]
+    assert set(scope["enum"]) == {"domain", "host", "url", "url-prefix", "ip", "cidr"}
+
+
+def test_path_and_query_parameters() -> None:
+    doc = build_document(ROUTES)
+    get_one = doc["paths"]["/v1/decisions/{id}"]["get"]
+    assert get_one["parameters"] == [
+        {"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}
+    ]
+    listing = {p["name"]: p for p in doc["paths"]["/v1/decisions"]["get"]["parameters"]}
+    assert set(listing) == {"status", "source", "scope", "reference", "limit", "offset"}
+    assert not listing["limit"]["required"]
+    lookup = doc["paths"]["/v1/lookup"]["get"]
+    assert lookup["parameters"][0]["name"] == "target"
+    assert lookup["parameters"][0]["required"] is True
+    assert "429" in lookup["responses"]
+
+
+def test_openapi_path_conversion() -> None:
+    assert openapi_path(r"/v1/decisions/{id:\d+}/revoke") == "/v1/decisions/{id}/revoke"
+    assert openapi_path("/v1/status") == "/v1/status"
+
+
+async def test_document_served_equals_built(tmp_path: Path) -> None:
+    store = open_store(tmp_path / "s.db")
+    app = create_app(make_context(store, make_guard(tmp_path / "p")))
+    from edgeagent.api.context import OPENAPI_DOCUMENT
+
+    assert app[OPENAPI_DOCUMENT] == build_document(ROUTES)
+    store.close()
