@@ -298,6 +298,7 @@ def _policy_owners(
     domains: set[str] = set()
     host_blocks: set[str] = set()
     url_hosts: list[str] = []
+    ip_owners: set[str] = set()
     n_domain = n_host = n_ip = n_cidr = 0
     past_domains = False
     S_DOMAIN, S_HOST, S_URL, S_PREFIX = Scope.DOMAIN, Scope.HOST, Scope.URL, Scope.URL_PREFIX
@@ -342,6 +343,9 @@ def _policy_owners(
             if trigger is None:
                 c.refused_ip_prefix += 1
                 continue
+            if trigger in ip_owners:
+                continue  # e.g. ip 192.0.2.1 and cidr 192.0.2.1/32: one owner, first wins
+            ip_owners.add(trigger)
             if scope is Scope.IP:
                 n_ip += 1
             else:

@@ -120,6 +120,11 @@ def test_domain_and_host_same_name_gives_one_owner() -> None:
     assert owners.count("d.example") == 1
 
 
+def test_ip_and_cidr_with_same_owner_give_one_record() -> None:
+    s = state(block(Scope.IP, "192.0.2.1"), block(Scope.CIDR, "192.0.2.1/32", "decision:3"))
+    assert [r[0] for r in policy_records(s, PROXY, 1)].count("32.1.2.0.192.rpz-ip") == 1
+
+
 def test_unsorted_blocks_are_refused() -> None:
     s = DesiredState(1, (block(Scope.HOST, "h.example"), block(Scope.DOMAIN, "d.example")), ())
     with pytest.raises(ValueError, match="sorted"):
