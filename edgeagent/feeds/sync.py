@@ -28,7 +28,7 @@ import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
@@ -419,6 +419,12 @@ async def _run_sync(ctx: _Ctx, run: _Run) -> SyncResult:
         return _finish(run, SyncOutcome.UNCHANGED, "same serial and content", live, board)
     if live is not None and live.meta.get("sha256") == run.sha256:
         return _finish(run, SyncOutcome.UNCHANGED, "same content", live, board)
+    held = await asyncio.to_thread(store.held_generation, spec.name)
+    if held is not None and held.meta.get("sha256") == run.sha256:
+        # Re-storing the same held list would only churn generation ids under review.
+        return _finish(
+            run, SyncOutcome.UNCHANGED, "same content as the held generation", live, board
+        )
     parser = _PARSERS.get(spec.list_kind)
     if parser is None:
         raise FeedError(spec.name, f"no list parser for {spec.list_kind}")
@@ -594,11 +600,22 @@ def schedule_feeds(
 
 def status_dict(status: FeedStatus, now: datetime | None = None) -> Mapping[str, Any]:
     """A JSON-ready view of a status (for the API and ``edgeagent sync``)."""
-    d = asdict(status)
+    d: dict[str, Any] = {
+        f: getattr(status, f)
+        for f in (
+            "feed",
+            "last_reason",
+            "entries",
+            "bytes",
+            "duration",
+            "held_generation",
+            "consecutive_failures",
+        )
+    }
     d["rejects"] = dict(status.rejects)
     for key in ("last_attempt", "last_success"):
-        if d[key] is not None:
-            d[key] = d[key].isoformat()
+        value = getattr(status, key)
+        d[key] = value.isoformat() if value is not None else None
     d["last_outcome"] = str(status.last_outcome) if status.last_outcome else None
     d["age"] = status.age(now or datetime.now(UTC))
     return d
