@@ -253,7 +253,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return func(args)
     except ConfigError as exc:
-        _err(f"invalid config {exc.source}:")
+        _err(f"invalid config {exc.source}: {len(exc.problems)} problem(s)")
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
         return EXIT_USAGE

@@ -1,0 +1,144 @@
+"""The ``edgeagent`` command line, run as a user would: a real process, real files."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE = REPO / "config" / "edgeagent.example.toml"
+FIXTURES = REPO / "tests" / "fixtures" / "config"
+
+
+def edgeagent(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "edgeagent.cli", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.fixture
+def state_config(tmp_path: Path) -> Path:
+    """A minimal config with its own state directory (no feeds, no listeners used)."""
+    cfg = tmp_path / "edgeagent.toml"
+    cfg.write_text(f'[agent]\nstate_dir = "{tmp_path / "state"}"\n', encoding="utf-8")
+    return cfg
+
+
+def test_version() -> None:
+    result = edgeagent("--version")
+    assert result.returncode == 0
+    assert result.stdout.startswith("edgeagent ")
+
+
+def test_check_config_accepts_the_shipped_example() -> None:
+    result = edgeagent("check-config", "-c", str(EXAMPLE))
+    assert result.returncode == 0, result.stderr
+    assert "config OK" in result.stdout
+    assert "feeds" in result.stdout
+
+
+def test_check_config_names_every_mistake_and_exits_2() -> None:
+    result = edgeagent("check-config", "-c", str(FIXTURES / "three-mistakes.toml"))
+    assert result.returncode == 2
+    for key in ("api.listen", "feeds.hotline.interval_seconds", "feeds.police.url"):
+        assert key in result.stderr
+    assert "3 problem(s)" in result.stderr
+
+
+def test_check_config_missing_file_is_a_usage_error(tmp_path: Path) -> None:
+    result = edgeagent("check-config", "-c", str(tmp_path / "nope.toml"))
+    assert result.returncode == 2
+    assert "cannot read file" in result.stderr
+
+
+def test_config_from_environment_variable(state_config: Path) -> None:
+    result = edgeagent("check-config", env={"EDGEAGENT_CONFIG": str(state_config)})
+    assert result.returncode == 0
+    assert str(state_config) in result.stdout
+
+
+def test_token_create_prints_the_secret_once_and_stores_only_a_hash(state_config: Path) -> None:
+    result = edgeagent(
+        "token", "create", "--role", "analyst", "--name", "ana", "-c", str(state_config)
+    )
+    assert result.returncode == 0, result.stderr
+    secret = result.stdout.strip().splitlines()[-1]
+    assert len(secret) > 30
+    db = state_config.parent / "state" / "edgeagent.sqlite3"
+    raw = db.read_bytes() + b"".join(p.read_bytes() for p in db.parent.glob("*-wal"))
+    assert secret.encode() not in raw
+    assert oct(db.stat().st_mode & 0o777) == "0o600"
+
+
+def test_bad_role_is_refused(state_config: Path) -> None:
+    result = edgeagent("token", "create", "--role", "root", "--name", "x", "-c", str(state_config))
+    assert result.returncode == 2
+    assert "invalid choice" in result.stderr
+
+
+def test_audit_verify_names_an_edited_row(state_config: Path) -> None:
+    for name in ("a", "b", "c"):
+        ok = edgeagent("token", "create", "--role", "noc", "--name", name, "-c", str(state_config))
+        assert ok.returncode == 0
+    good = edgeagent("audit", "verify", "-c", str(state_config))
+    assert good.returncode == 0, good.stdout + good.stderr
+    assert "3 rows" in good.stdout
+
+    db = state_config.parent / "state" / "edgeagent.sqlite3"
+    con = sqlite3.connect(db)
+    triggers = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='trigger'")]
+    for trig in triggers:  # a tamperer with file access can drop them: the chain still holds
+        con.execute(f'DROP TRIGGER "{trig}"')
+    con.execute("UPDATE audit SET actor = 'mallory' WHERE id = 2")
+    con.commit()
+    con.close()
+
+    bad = edgeagent("audit", "verify", "-c", str(state_config))
+    assert bad.returncode == 1
+    assert "row 2" in bad.stdout
+
+
+def test_lookup_explains_a_decision(state_config: Path, tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from edgeagent.config import load_config
+    from edgeagent.decisions import DecisionRequest
+    from edgeagent.model import Action, NoticeSource, Scope
+    from edgeagent.service import Agent
+
+    agent = Agent.build(load_config(state_config))
+    try:
+        agent.decisions.create(
+            DecisionRequest(
+                target="http://mixed.example/listed.html",
+                scope=Scope.URL,
+                action=Action.BLOCK,
+                reason="hotline report",
+                reference="CASE-7",
+                source=NoticeSource.HOTLINE,
+                notice_received_at=datetime.now(UTC),
+            ),
+            actor="ana",
+        )
+    finally:
+        agent.close()
+    listed = edgeagent("lookup", "http://MIXED.example/./listed.html", "-c", str(state_config))
+    assert listed.returncode == 0, listed.stderr
+    assert "DNS:   divert" in listed.stdout
+    assert "proxy: stop-page" in listed.stdout
+    assert "CASE-7" in listed.stdout
+    sibling = edgeagent("lookup", "http://mixed.example/other.html", "-c", str(state_config))
+    assert "proxy: pass" in sibling.stdout
+    bad = edgeagent("lookup", "*.example", "-c", str(state_config))
+    assert bad.returncode == 2
+    assert "invalid target" in bad.stderr
