@@ -126,7 +126,7 @@ def cmd_lookup(args: argparse.Namespace) -> int:
         print("  no entry applies")
     for m in treatment.matches:
         e = m.entry
-        sources = ", ".join(snap.state.sources.get(e.indicator, (e.source,)))
+        sources = ", ".join(snap.state.sources_of(e))
         print(
             f"  - {m.layer} {m.effect}: {e.indicator.scope} {e.indicator.value} "
             f"[{e.action}] from {sources}" + (f" ref {e.reference}" if e.reference else "")

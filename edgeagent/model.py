@@ -166,7 +166,8 @@ class DesiredState:
     """What every enforcer must show at ``version``: blocks and allows after policy merge.
 
     ``blocks`` and ``allows`` are sorted by indicator and free of duplicates: an indicator
-    listed by several sources appears once, with every source in ``sources``.
+    listed by several sources appears once; ``sources`` names all of them for indicators
+    with more than one source (use :meth:`sources_of`).
     ``refused`` counts entries the guardrails kept out, by reason.
     """
 
@@ -175,6 +176,9 @@ class DesiredState:
     allows: tuple[Entry, ...]
     sources: dict[Indicator, tuple[str, ...]] = field(default_factory=dict, compare=False)
     refused: dict[str, int] = field(default_factory=dict, compare=False)
+
+    def sources_of(self, entry: Entry) -> tuple[str, ...]:
+        return self.sources.get(entry.indicator, (entry.source,))
 
     def count_by_scope(self) -> dict[str, int]:
         counts: dict[str, int] = {}

@@ -52,7 +52,9 @@ def merge(
     when = now or datetime.now(UTC)
     blocks: dict[Indicator, Entry] = {}
     allows: dict[Indicator, Entry] = {}
-    sources: dict[Indicator, list[str]] = {}
+    # Only indicators listed by more than one source get a ``sources`` row: the common
+    # single-source case costs no memory beyond the entry itself (1M-entry policies).
+    extra_sources: dict[Indicator, list[str]] = {}
     refused: dict[str, int] = {}
     for entry in entries:
         if entry.expires_at is not None and entry.expires_at <= when:
@@ -63,21 +65,20 @@ def merge(
             if not verdict.allowed:
                 refused[verdict.reason] = refused.get(verdict.reason, 0) + 1
                 continue
-            blocks.setdefault(ind, entry)
+            first = blocks.setdefault(ind, entry)
         else:
-            allows.setdefault(ind, entry)
-        known = sources.get(ind)
-        if known is None:
-            sources[ind] = [entry.source]
-        elif entry.source not in known:
-            known.append(entry.source)
+            first = allows.setdefault(ind, entry)
+        if first is not entry and first.source != entry.source:
+            known = extra_sources.setdefault(ind, [first.source])
+            if entry.source not in known:
+                known.append(entry.source)
     for ind in allows:
         blocks.pop(ind, None)
     return DesiredState(
         version=version,
         blocks=tuple(blocks[k] for k in sorted(blocks)),
         allows=tuple(allows[k] for k in sorted(allows)),
-        sources={k: tuple(v) for k, v in sources.items()},
+        sources={k: tuple(v) for k, v in extra_sources.items()},
         refused=refused,
     )
 
