@@ -9,6 +9,7 @@ A ``# serial: N`` header is the feed's serial (see ``integrity.extract_serial``)
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 from edgeagent.errors import InvalidTarget
@@ -20,22 +21,35 @@ __all__ = ["parse", "parse_name"]
 
 REASON_NOT_A_NAME = "not-a-name"
 REASON_INVALID = "invalid-name"
+# Plain ASCII letters/digits/hyphen/underscore/dots (most lines of big lists): none of
+# the pre-checks below can fire, so they are skipped; canon still validates the name.
+_PLAIN = re.compile(r"[A-Za-z0-9_.-]{1,253}")
+_NOT_IN_NAME = frozenset("/:@ \t")
 
 
 def parse_name(value: str, scope: Scope, number: int, category: str) -> Item:
     """One name token -> Accepted or Rejected (shared with the URL list's domain marker)."""
-    problem = line_problem(value)
-    if problem is not None:
-        return Rejected.of(problem, value, number)
-    if "*" in value:
-        return Rejected.of(REASON_WILDCARD, value, number)
-    if any(c in value for c in "/:@ \t") or not value:
-        return Rejected.of(REASON_NOT_A_NAME, value, number)
+    if _PLAIN.fullmatch(value) is None:
+        refused = _precheck(value, number)
+        if refused is not None:
+            return refused
     try:
         ind = Indicator.parse(scope, value)
     except InvalidTarget:
         return Rejected.of(REASON_INVALID, value, number)
     return Accepted(ind, category=category, line=number)
+
+
+def _precheck(value: str, number: int) -> Rejected | None:
+    """Reasons to refuse a token that is not plain LDH text, before canonicalisation."""
+    problem = line_problem(value)
+    if problem is not None:
+        return Rejected.of(problem, value, number)
+    if "*" in value:
+        return Rejected.of(REASON_WILDCARD, value, number)
+    if not value or not _NOT_IN_NAME.isdisjoint(value):
+        return Rejected.of(REASON_NOT_A_NAME, value, number)
+    return None
 
 
 def parse(data: bytes, spec: FeedSpec) -> Iterator[Item]:

@@ -55,6 +55,8 @@ def lines(text: str) -> Iterator[tuple[int, str]]:
 def strip_comment(line: str) -> str:
     """The line without a whole-line ``#`` comment or a trailing `` #`` comment."""
     s = line.strip(" \t")
+    if "#" not in s:  # fast path: most lines of big lists carry no comment
+        return s
     if s.startswith("#"):
         return ""
     cut = s.find(" #")
