@@ -1,0 +1,239 @@
+"""Takedown locator: 10,000 URL entries against 50,000 customer prefixes, DNS included.
+
+Goal (issue 7): locate 10,000 URL entries against 50,000 customer prefixes in <= 5 s
+including resolution through a local Unbound (10,000 synthetic names served as
+``local-data`` on a loopback high port); one address lookup in the prefix set <= 20 µs.
+
+:func:`unbound_server` is also used by the takedown integration tests: a real ``unbound``
+started in the foreground from a temp config on loopback, stopped on exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import dns.exception
+import dns.message
+import dns.query
+import dns.rcode
+
+from bench import Row
+
+
+def _free_port() -> int:
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+            tcp.bind(("127.0.0.1", 0))
+            port = int(tcp.getsockname()[1])
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            try:
+                udp.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free port")
+
+
+def _unbound_binary() -> str:
+    for d in (os.environ.get("PATH", ""), "/usr/sbin:/usr/local/sbin:/sbin"):
+        found = shutil.which("unbound", path=d)
+        if found:
+            return found
+    raise RuntimeError("unbound not installed (Debian package 'unbound')")
+
+
+@contextlib.contextmanager
+def unbound_server(
+    records: Sequence[tuple[str, str, str]], *, zones: Sequence[str] = ("hosted.test",)
+) -> Iterator[tuple[str, int]]:
+    """Run ``unbound -d`` on ``127.0.0.1:<free port>`` serving ``records``.
+
+    ``records`` are ``(name, type, value)``; each of ``zones`` is a ``static`` local zone
+    (so other names in it answer NXDOMAIN without recursion). Yields ``(address, port)``
+    once a probe query answers; stops the daemon afterwards.
+    """
+    with tempfile.TemporaryDirectory(prefix="edgeagent-unbound-") as tmp:
+        port = _free_port()
+        lines = [
+            "server:",
+            "  interface: 127.0.0.1",
+            f"  port: {port}",
+            "  do-daemonize: no",
+            '  chroot: ""',
+            '  username: ""',
+            f'  directory: "{tmp}"',
+            f'  pidfile: "{tmp}/unbound.pid"',
+            "  use-syslog: no",
+            "  verbosity: 0",
+            "  log-queries: no",
+            "  num-threads: 1",
+            "  access-control: 127.0.0.0/8 allow",
+            "  do-not-query-localhost: no",
+            '  module-config: "iterator"',
+            "  msg-cache-size: 64m",
+            "  rrset-cache-size: 64m",
+            '  local-zone: "test." nodefault',
+            '  local-zone: "invalid." nodefault',
+        ]
+        lines += [f'  local-zone: "{z}." static' for z in zones]
+        lines += [f'  local-data: "{n}. 300 IN {t} {v}"' for n, t, v in records]
+        lines += ["remote-control:", "  control-enable: no", ""]
+        conf = Path(tmp) / "unbound.conf"
+        conf.write_text("\n".join(lines), encoding="utf-8")
+        proc = subprocess.Popen(
+            [_unbound_binary(), "-d", "-c", str(conf)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            _wait_ready(proc, port, zones[0] if zones else "test")
+            yield "127.0.0.1", port
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            if proc.stderr is not None:
+                proc.stderr.close()
+
+
+def _wait_ready(proc: subprocess.Popen[bytes], port: int, zone: str) -> None:
+    deadline = time.monotonic() + 30
+    q = dns.message.make_query(f"ready-probe.{zone}.", "A")
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+            raise RuntimeError(f"unbound exited with {proc.returncode}: {err[-2000:]}")
+        try:
+            r = dns.query.udp(q, "127.0.0.1", port=port, timeout=0.3)
+            if r.rcode() in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
+                return
+        except (dns.exception.Timeout, OSError):
+            pass
+        time.sleep(0.05)
+    raise RuntimeError("unbound did not answer within 30 s")
+
+
+def measure(n_urls: int = 10_000, n_prefixes: int = 50_000) -> dict[str, Any]:
+    """Run the benchmark; returns the figures (seconds, µs, counts)."""
+    import netaddr
+
+    from edgeagent.model import Indicator, Scope
+    from edgeagent.takedown.base import Assignment
+    from edgeagent.takedown.customers import AssignmentIndex, CustomerRegistry, OwnSpace
+    from edgeagent.takedown.locate import Locator
+
+    # Synthetic customer space: IPv6 documentation prefix 2001:db8::/32 split into /64s
+    # (50,000 customers fit easily), plus the IPv4 documentation /24s as own space.
+    base = int(netaddr.IPNetwork("2001:db8::/32").first)
+    assignments = [
+        Assignment(
+            version=6,
+            first=base + (i << 64),
+            last=base + (i << 64) + (1 << 64) - 1,
+            prefix=f"2001:db8:{i >> 16:x}:{i & 0xFFFF:x}::/64",
+            customer_id=f"c{i:05d}",
+            service_id=f"s{i:05d}",
+            contact=f"noc{i}@hosted.test",
+            origin=f"bench:{i + 2}",
+        )
+        for i in range(n_prefixes)
+    ]
+    t0 = time.perf_counter()
+    registry = CustomerRegistry(())
+    registry.index = AssignmentIndex(assignments)
+    build_s = time.perf_counter() - t0
+    own = OwnSpace(["2001:db8::/32", "198.51.100.0/24", "203.0.113.0/24", "192.0.2.0/24"])
+
+    records: list[tuple[str, str, str]] = []
+    for i in range(n_urls):
+        c = (i * 7919) % n_prefixes
+        addr = f"2001:db8:{c >> 16:x}:{c & 0xFFFF:x}::{(i % 250) + 1:x}"
+        records.append((f"h{i:05d}.hosted.test", "AAAA", addr))
+        if i % 10 == 0:
+            records.append((f"h{i:05d}.hosted.test", "A", f"198.51.100.{(i % 250) + 1}"))
+    indicators = [
+        Indicator(Scope.URL, f"http://h{i:05d}.hosted.test/p/{i}.html") for i in range(n_urls)
+    ]
+
+    # Single-address lookups: own-space test and assignment lookup.
+    probe = [
+        netaddr.IPAddress(f"2001:db8:{c >> 16:x}:{c & 0xFFFF:x}::1")
+        for c in range(0, n_prefixes, 7)
+    ]
+    now = datetime.now(UTC)
+    t0 = time.perf_counter()
+    for ip in probe:
+        _ = ip in own
+    own_us = (time.perf_counter() - t0) / len(probe) * 1e6
+    t0 = time.perf_counter()
+    for ip in probe:
+        registry.lookup(ip, now)
+    lookup_us = (time.perf_counter() - t0) / len(probe) * 1e6
+
+    with unbound_server(records) as (addr, port):
+        locator = Locator(own, registry, [(addr, port)], timeout=3.0)
+        t0 = time.perf_counter()
+        locations = asyncio.run(locator.locate(indicators, at=now))
+        locate_s = time.perf_counter() - t0
+    matched = sum(1 for loc in locations if loc.customers)
+    failed = sum(1 for loc in locations if loc.error)
+    return {
+        "urls": n_urls,
+        "prefixes": n_prefixes,
+        "index_build_s": build_s,
+        "locate_s": locate_s,
+        "located": matched,
+        "errors": failed,
+        "own_space_lookup_us": own_us,
+        "assignment_lookup_us": lookup_us,
+    }
+
+
+def run(n_urls: int = 10_000, n_prefixes: int = 50_000) -> dict[str, Any]:
+    """The figures as a dict (see :func:`measure`)."""
+    return measure(n_urls, n_prefixes)
+
+
+def rows(n_urls: int = 10_000, n_prefixes: int = 50_000) -> list[Row]:
+    """The figures as harness rows (register with ``rows``)."""
+    r = measure(n_urls, n_prefixes)
+    anchor = "issue 7: takedown locate"
+    return [
+        Row(
+            f"locate {n_urls:,} URLs vs {n_prefixes:,} prefixes (DNS via local Unbound)",
+            r["locate_s"],
+            "s",
+            "<= 5 s",
+            anchor,
+        ),
+        Row("own-space test, one address", r["own_space_lookup_us"], "µs", "<= 20 µs", anchor),
+        Row(
+            "customer assignment lookup, one address",
+            r["assignment_lookup_us"],
+            "µs",
+            "<= 20 µs",
+            anchor,
+        ),
+        Row("assignment index build", r["index_build_s"], "s", "", anchor),
+    ]
+
+
+if __name__ == "__main__":
+    import json
+
+    print(json.dumps(run(), indent=2))

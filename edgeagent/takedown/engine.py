@@ -1,0 +1,709 @@
+"""``TakedownService``: locate listed URLs in own space, open and drive tickets, notify.
+
+How the daemon uses it (all methods are coroutines on the daemon's event loop):
+
+* ``await svc.refresh_customers()`` at start and on a schedule (customer exports).
+* ``await svc.on_entries(entries, notice_received_at, reference, source)`` whenever
+  ``url``/``url-prefix``/``host`` block entries arrive (a decision or a feed generation):
+  locates them, opens one ticket per customer and case (or adds URLs to the open one),
+  and notifies the hosting team at once. URLs outside own space create no ticket.
+* every minute: ``for job in svc.due_jobs(): await svc.run_job(job)`` (or
+  ``await svc.run_due()``): SLA reminders, escalation at the deadline, re-notify while the
+  content is live, retries of failed notices, periodic re-check of where URLs resolve.
+* ``await svc.transition(id, to, actor, reason)`` for people (the API).
+
+Every change is written to the ticket store and audited in the main store with subject
+``ticket:<id>``; audit details name URLs only by short hash. Before every notice after the
+first, the URLs are re-resolved: URLs that moved to another customer are taken off this
+ticket (and open one for the new customer), URLs that left own space are marked moved.
+Notifier failures are retried ``notify_attempts`` times, recorded on the ticket (each
+attempt) and retried later by ``due_jobs``; the SLA clock is not affected by them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from edgeagent.config import TakedownSettings, read_secret
+from edgeagent.errors import short_hash
+from edgeagent.model import Action, Entry, Indicator
+from edgeagent.store.base import Store
+from edgeagent.takedown.base import (
+    INSTRUCTION,
+    Assignment,
+    CustomerLookup,
+    Notice,
+    Notifier,
+    NotifyError,
+)
+from edgeagent.takedown.customers import (
+    CustomerRegistry,
+    FileExport,
+    HttpIpam,
+    OwnSpace,
+    RefreshReport,
+)
+from edgeagent.takedown.evidence import RetentionPolicy, build_bundle
+from edgeagent.takedown.locate import Location, Locator, locatable
+from edgeagent.takedown.notify import SmtpNotifier, WebhookNotifier
+from edgeagent.takedown.report import TakedownReport, build_report
+from edgeagent.takedown.tickets import (
+    LIVE_STATES,
+    Ticket,
+    TicketEvent,
+    TicketState,
+    TicketUrl,
+    add_event,
+    add_urls,
+    apply_transition,
+    check_transition,
+)
+from edgeagent.takedown.ticketstore import TicketStore
+
+log = logging.getLogger(__name__)
+
+TICKET_STORE_FILE_NAME = "takedown.sqlite3"
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class TakedownPolicy:
+    """The rules the service applies (from ``[takedown]``; see :meth:`from_settings`).
+
+    ``require_authorisation_for`` holds notice sources and/or jurisdictions for which a
+    law-enforcement authorisation must be recorded before ``temporarily-removed``.
+    """
+
+    sla_minutes: int = 60
+    sla_minutes_by_source: Mapping[str, int] = field(default_factory=dict)
+    renotify_minutes: int = 240
+    reminder_fraction: float = 0.5
+    recheck_minutes: int = 30
+    retry_minutes: int = 5
+    notify_attempts: int = 3
+    retry_backoff_seconds: float = 1.0
+    require_authorisation_for: frozenset[str] = frozenset()
+    retention: RetentionPolicy = field(default_factory=RetentionPolicy)
+
+    def sla(self, source: str) -> timedelta:
+        return timedelta(minutes=self.sla_minutes_by_source.get(source, self.sla_minutes))
+
+    def needs_authorisation(self, ticket: Ticket) -> bool:
+        wanted = self.require_authorisation_for
+        return ticket.source in wanted or (
+            bool(ticket.jurisdiction) and ticket.jurisdiction in wanted
+        )
+
+    @classmethod
+    def from_settings(cls, s: TakedownSettings) -> TakedownPolicy:
+        return cls(
+            sla_minutes=s.sla_minutes,
+            sla_minutes_by_source={str(k.value): v for k, v in s.sla_minutes_by_source.items()},
+            renotify_minutes=s.renotify_minutes,
+            require_authorisation_for=frozenset(str(x.value) for x in s.require_authorisation_for),
+            retention=RetentionPolicy(default_days=s.retention_days),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """A scheduled action on a ticket: ``reminder``, ``escalation``, ``renotify``,
+    ``retry-notice`` or ``recheck``, due at ``due_at``."""
+
+    kind: str
+    ticket_id: int
+    due_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What :meth:`TakedownService.on_entries` did: tickets touched, and counts of
+    entries that were outside own space, unresolvable, or own but unassigned."""
+
+    tickets: tuple[Ticket, ...]
+    outside: int
+    unresolved: int
+    unassigned: int
+
+
+class TakedownService:
+    """See the module docstring."""
+
+    def __init__(
+        self,
+        store: Store,
+        tickets: TicketStore,
+        locator: Locator,
+        notifiers: Sequence[Notifier],
+        policy: TakedownPolicy | None = None,
+        *,
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        self.store = store
+        self.tickets = tickets
+        self.locator = locator
+        self.notifiers = tuple(notifiers)
+        self.policy = policy or TakedownPolicy()
+        self.clock = clock
+        self._locks: dict[int, asyncio.Lock] = {}
+        self._open_lock = asyncio.Lock()
+
+    # ------------------------------------------------------------------ construction
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: TakedownSettings,
+        store: Store,
+        state_dir: Path,
+        *,
+        smtp_ssl_context: Any = None,
+        webhook_ssl_context: Any = None,
+    ) -> TakedownService:
+        """Build the service from ``[takedown]``; tickets in ``state_dir/takedown.sqlite3``.
+
+        Call ``await svc.refresh_customers()`` before the first ``on_entries``.
+        """
+        sources: list[CustomerLookup] = []
+        for i, c in enumerate(settings.customers):
+            if c.kind == "http":
+                token = (
+                    read_secret(c.token_file, c.token_env)
+                    if c.token_file is not None or c.token_env is not None
+                    else None
+                )
+                sources.append(HttpIpam(str(c.url), token, label=f"ipam{i}"))
+            else:
+                assert c.path is not None
+                sources.append(FileExport(Path(c.path), c.kind, label=f"{c.kind}{i}"))
+        own = OwnSpace(str(p) for p in settings.own_prefixes)
+        resolvers = [(r.host, r.port) for r in settings.resolvers] or [("127.0.0.1", 53)]
+        locator = Locator(own, CustomerRegistry(sources), resolvers)
+        notifiers: list[Notifier] = []
+        if settings.smtp is not None:
+            m = settings.smtp
+            password = (
+                read_secret(m.password_file, m.password_env) if m.username is not None else None
+            )
+            notifiers.append(
+                SmtpNotifier(
+                    m.host,
+                    m.port,
+                    m.sender,
+                    tuple(m.recipients),
+                    starttls=m.starttls,
+                    username=m.username,
+                    password=password,
+                    timeout=m.timeout_seconds,
+                    ssl_context=smtp_ssl_context,
+                )
+            )
+        if settings.webhook is not None:
+            w = settings.webhook
+            secret = read_secret(w.secret_file, w.secret_env).encode()
+            notifiers.append(WebhookNotifier(w.url, secret, w.timeout_seconds, webhook_ssl_context))
+        ticket_store = TicketStore(Path(state_dir) / TICKET_STORE_FILE_NAME)
+        return cls(store, ticket_store, locator, notifiers, TakedownPolicy.from_settings(settings))
+
+    async def refresh_customers(self) -> RefreshReport:
+        """Reload customer sources; failures keep old data and are audited."""
+        report = await self.locator.customers.refresh()
+        for name, err in report.failed.items():
+            await self._audit(
+                "system",
+                "takedown.customers-rejected",
+                f"customer-source:{name}",
+                {"problems": [str(p) for p in err.problems[:50]], "count": len(err.problems)},
+            )
+        if report.overlaps:
+            await self._audit(
+                "system",
+                "takedown.customers-overlap",
+                "customer-sources",
+                {
+                    "overlaps": [o.describe() for o in report.overlaps[:50]],
+                    "count": len(report.overlaps),
+                },
+            )
+        return report
+
+    # ------------------------------------------------------------------------ intake
+
+    async def on_entries(
+        self,
+        entries: Iterable[Entry | Indicator],
+        notice_received_at: datetime,
+        reference: str,
+        source: str,
+        *,
+        jurisdiction: str = "",
+        hold: bool = False,
+        actor: str = "system",
+    ) -> Outcome:
+        """Locate block entries and open/extend tickets; notify new work at once."""
+        received = notice_received_at.astimezone(UTC)
+        indicators: list[Indicator] = []
+        for item in entries:
+            if isinstance(item, Entry):
+                if item.action is not Action.BLOCK:
+                    continue
+                ind = item.indicator
+            else:
+                ind = item
+            if locatable(ind):
+                indicators.append(ind)
+        locations = await self.locator.locate(indicators, at=received)
+        groups: dict[str, tuple[Assignment, list[TicketUrl]]] = {}
+        outside = unresolved = unassigned = 0
+        now = self.clock()
+        for loc in locations:
+            if not loc.answers:
+                unresolved += 1
+                continue
+            if not loc.matches:
+                outside += 1
+                continue
+            for cust in self._by_customer(loc):
+                assignment, addrs = cust
+                if assignment is None:
+                    unassigned += 1
+                    await self._audit(
+                        actor,
+                        "takedown.unassigned",
+                        f"entry:{loc.indicator.ref}",
+                        {"addresses": list(addrs), "reference_hash": short_hash(reference)},
+                    )
+                    continue
+                url = TicketUrl(loc.indicator.value, loc.indicator.ref, addrs, now, now)
+                slot = groups.setdefault(assignment.customer_id, (assignment, []))
+                slot[1].append(url)
+        touched: list[Ticket] = []
+        for assignment, urls in groups.values():
+            ticket, fresh = await self._open_or_extend(
+                assignment,
+                tuple(urls),
+                received=received,
+                reference=reference,
+                source=source,
+                jurisdiction=jurisdiction,
+                hold=hold,
+                actor=actor,
+            )
+            if fresh:
+                ticket = await self._notify_locked(ticket.id, "notice", recheck=False)
+            touched.append(ticket)
+        return Outcome(tuple(touched), outside, unresolved, unassigned)
+
+    @staticmethod
+    def _by_customer(loc: Location) -> list[tuple[Assignment | None, tuple[str, ...]]]:
+        out: dict[str, tuple[Assignment | None, list[str]]] = {}
+        for m in loc.matches:
+            key = m.assignment.customer_id if m.assignment is not None else ""
+            slot = out.setdefault(key, (m.assignment, []))
+            slot[1].append(m.address)
+        return [(a, tuple(addrs)) for a, addrs in out.values()]
+
+    async def _open_or_extend(
+        self,
+        a: Assignment,
+        urls: tuple[TicketUrl, ...],
+        *,
+        received: datetime,
+        reference: str,
+        source: str,
+        jurisdiction: str,
+        hold: bool,
+        actor: str,
+    ) -> tuple[Ticket, bool]:
+        """``(ticket, needs_notice)``: the open ticket for this customer and case."""
+        now = self.clock()
+        async with self._open_lock:
+            existing = await asyncio.to_thread(self.tickets.find_open, a.customer_id, reference)
+            if existing is None:
+                ticket = Ticket(
+                    id=0,
+                    reference=reference,
+                    source=source,
+                    jurisdiction=jurisdiction,
+                    customer_id=a.customer_id,
+                    service_id=a.service_id,
+                    contact=a.contact,
+                    assignment_origin=a.origin,
+                    notice_received_at=received,
+                    opened_at=now,
+                    deadline=received + self.policy.sla(source),
+                    state=TicketState.RECEIVED,
+                    urls=urls,
+                    events=(
+                        TicketEvent(
+                            now, actor, "open", "listed URL hosted in own space", "", "received"
+                        ),
+                    ),
+                    hold=hold,
+                )
+                ticket = await asyncio.to_thread(self.tickets.create, ticket)
+                await self._audit(
+                    actor,
+                    "ticket.open",
+                    f"ticket:{ticket.id}",
+                    {
+                        "customer_id": a.customer_id,
+                        "service_id": a.service_id,
+                        "source": source,
+                        "reference_hash": short_hash(reference),
+                        "urls": [u.ref for u in urls],
+                        "hold": hold,
+                    },
+                )
+                return ticket, True
+        async with self._lock(existing.id):
+            current = await asyncio.to_thread(self.tickets.get, existing.id)
+            before = {u.url for u in current.urls}
+            updated = add_urls(current, urls, actor, now)
+            if hold and not updated.hold:
+                updated = replace(updated, hold=True)
+            updated = await asyncio.to_thread(self.tickets.update, updated)
+            new = [u.ref for u in urls if u.url not in before]
+            if new:
+                await self._audit(actor, "ticket.add-urls", f"ticket:{updated.id}", {"urls": new})
+        return updated, bool(new)
+
+    # ------------------------------------------------------------------- transitions
+
+    async def transition(
+        self,
+        ticket_id: int,
+        to: TicketState | str,
+        actor: str,
+        reason: str,
+        *,
+        authorisation: str | None = None,
+    ) -> Ticket:
+        """Move a ticket; raises ``InvalidTransition`` (allowed states named) or
+        ``AuthorisationRequired``. ``authorisation`` records a law-enforcement
+        authorisation reference first (audited) when given."""
+        async with self._lock(ticket_id):
+            t = await asyncio.to_thread(self.tickets.get, ticket_id)
+            now = self.clock()
+            if authorisation:
+                t = self._with_authorisation(t, actor, authorisation, now)
+            target = check_transition(t, to, needs_authorisation=self.policy.needs_authorisation(t))
+            before = t.state
+            t = apply_transition(t, target, actor, reason, now)
+            t = await asyncio.to_thread(self.tickets.update, t)
+            if authorisation:
+                await self._audit(
+                    actor,
+                    "ticket.authorise",
+                    f"ticket:{t.id}",
+                    {"reference_hash": short_hash(authorisation)},
+                )
+            await self._audit(
+                actor,
+                "ticket.transition",
+                f"ticket:{t.id}",
+                {"from": before.value, "to": target.value, "reason": reason},
+            )
+            return t
+
+    @staticmethod
+    def _with_authorisation(t: Ticket, actor: str, ref: str, now: datetime) -> Ticket:
+        ev = TicketEvent(now, actor, "authorise", "law-enforcement authorisation recorded")
+        return add_event(t, ev, authorisation=ref)
+
+    async def record_authorisation(self, ticket_id: int, actor: str, reference: str) -> Ticket:
+        """Record a law-enforcement authorisation (its reference) on a ticket."""
+        async with self._lock(ticket_id):
+            t = await asyncio.to_thread(self.tickets.get, ticket_id)
+            t = self._with_authorisation(t, actor, reference, self.clock())
+            t = await asyncio.to_thread(self.tickets.update, t)
+        await self._audit(
+            actor, "ticket.authorise", f"ticket:{t.id}", {"reference_hash": short_hash(reference)}
+        )
+        return t
+
+    async def set_hold(self, ticket_id: int, actor: str, hold: bool, reason: str) -> Ticket:
+        """Set or clear the law-enforcement hold (no notice reaches the customer)."""
+        return await self._flag(ticket_id, actor, reason, "hold", hold=hold)
+
+    async def set_legal_hold(self, ticket_id: int, actor: str, hold: bool, reason: str) -> Ticket:
+        """Set or clear the legal hold on the evidence (blocks deletion at any age)."""
+        return await self._flag(ticket_id, actor, reason, "legal-hold", legal_hold=hold)
+
+    async def _flag(
+        self, ticket_id: int, actor: str, reason: str, what: str, **change: bool
+    ) -> Ticket:
+        async with self._lock(ticket_id):
+            t = await asyncio.to_thread(self.tickets.get, ticket_id)
+            value = next(iter(change.values()))
+            ev = TicketEvent(
+                self.clock(), actor, what, reason, detail=(("set", str(value).lower()),)
+            )
+            t = await asyncio.to_thread(self.tickets.update, add_event(t, ev, **change))
+        await self._audit(
+            actor, f"ticket.{what}", f"ticket:{t.id}", {"set": value, "reason": reason}
+        )
+        return t
+
+    # ------------------------------------------------------------------------- reads
+
+    async def get(self, ticket_id: int) -> Ticket:
+        return await asyncio.to_thread(self.tickets.get, ticket_id)
+
+    async def list_tickets(
+        self,
+        *,
+        state: str | None = None,
+        open_only: bool = False,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[Ticket]:
+        return await asyncio.to_thread(
+            self.tickets.list_tickets, state=state, open_only=open_only, limit=limit, offset=offset
+        )
+
+    async def report(self, start: datetime, end: datetime) -> TakedownReport:
+        """Time-to-takedown over tickets whose notice arrived in ``[start, end)``."""
+        tickets = await asyncio.to_thread(
+            self.tickets.received_between, start.astimezone(UTC), end.astimezone(UTC)
+        )
+        return build_report(tickets, start, end)
+
+    async def evidence(self, ticket_id: int, actor: str) -> dict[str, Any]:
+        """The evidence bundle; the export itself is audited with the manifest hash."""
+        t = await asyncio.to_thread(self.tickets.get, ticket_id)
+        subject = f"ticket:{t.id}"
+        records = await asyncio.to_thread(
+            self.store.audit_since, t.opened_at - timedelta(seconds=1), 100_000
+        )
+        mine = [r for r in records if r.subject == subject]
+        head = await asyncio.to_thread(self.store.audit_head)
+        bundle = build_bundle(
+            t,
+            mine,
+            audit_head=head,
+            policy=self.policy.retention,
+            exported_by=actor,
+            now=self.clock(),
+        )
+        await self._audit(
+            actor, "evidence.export", subject, {"manifest_sha256": bundle["manifest_sha256"]}
+        )
+        return bundle
+
+    # ------------------------------------------------------------------- scheduling
+
+    def due_jobs(self, now: datetime | None = None) -> list[Job]:
+        """Jobs due at ``now`` for every open ticket (blocking read; cheap)."""
+        at = now or self.clock()
+        jobs: list[Job] = []
+        p = self.policy
+        for t in self.tickets.open_tickets():
+            live = t.state in LIVE_STATES and t.removed_at is None and bool(t.live_urls)
+            if t.notify_failures > 0:
+                last = t.events[-1].at
+                due = last + timedelta(minutes=p.retry_minutes)
+                if at >= due:
+                    jobs.append(Job("retry-notice", t.id, due))
+            if not live:
+                continue
+            sla = t.deadline - t.notice_received_at
+            remind_at = t.notice_received_at + sla * p.reminder_fraction
+            if not t.reminded and at >= remind_at and at < t.deadline:
+                jobs.append(Job("reminder", t.id, remind_at))
+            if not t.escalated and at >= t.deadline:
+                jobs.append(Job("escalation", t.id, t.deadline))
+            if t.last_notified_at is not None:
+                due = t.last_notified_at + timedelta(minutes=p.renotify_minutes)
+                if at >= due:
+                    jobs.append(Job("renotify", t.id, due))
+            checked = max(u.checked_at for u in t.urls)
+            due = checked + timedelta(minutes=p.recheck_minutes)
+            if at >= due:
+                jobs.append(Job("recheck", t.id, due))
+        return jobs
+
+    async def run_job(self, job: Job) -> Ticket:
+        """Run one job from :meth:`due_jobs`."""
+        if job.kind == "recheck":
+            async with self._lock(job.ticket_id):
+                return await self._recheck(job.ticket_id, "system")
+        kind = {"retry-notice": "notice"}.get(job.kind, job.kind)
+        t = await self._notify_locked(job.ticket_id, kind, recheck=True)
+        if job.kind in ("reminder", "escalation"):
+            async with self._lock(t.id):
+                t = await asyncio.to_thread(self.tickets.get, t.id)
+                if job.kind == "reminder":
+                    t = replace(t, reminded=True)
+                else:
+                    t = replace(t, escalated=True)
+                t = await asyncio.to_thread(self.tickets.update, t)
+        return t
+
+    async def run_due(self, now: datetime | None = None) -> list[Job]:
+        """Run every due job; a failing job is logged and the others still run."""
+        jobs = await asyncio.to_thread(self.due_jobs, now)
+        for job in jobs:
+            try:
+                await self.run_job(job)
+            except Exception:
+                log.exception("takedown job %s on ticket %d failed", job.kind, job.ticket_id)
+        return jobs
+
+    # -------------------------------------------------------------------- notifying
+
+    def _lock(self, ticket_id: int) -> asyncio.Lock:
+        return self._locks.setdefault(ticket_id, asyncio.Lock())
+
+    async def _notify_locked(self, ticket_id: int, kind: str, *, recheck: bool) -> Ticket:
+        async with self._lock(ticket_id):
+            t = await asyncio.to_thread(self.tickets.get, ticket_id)
+            if recheck:
+                t = await self._recheck(ticket_id, "system")
+            return await self._notify(t, kind)
+
+    async def _notify(self, t: Ticket, kind: str) -> Ticket:
+        live = t.live_urls
+        if not live:
+            ev = TicketEvent(self.clock(), "system", "notify-skipped", "no URL still hosted here")
+            return await asyncio.to_thread(self.tickets.update, add_event(t, ev))
+        notice = Notice(
+            ticket_id=t.id,
+            kind=kind,
+            reference=t.reference,
+            source=t.source,
+            customer_id=t.customer_id,
+            service_id=t.service_id,
+            customer_contact="" if t.hold else t.contact,
+            urls=tuple(u.url for u in live),
+            addresses=tuple(u.addresses for u in live),
+            notice_received_at=t.notice_received_at,
+            deadline=t.deadline,
+            hold=t.hold,
+            instruction=INSTRUCTION,
+        )
+        failures = 0
+        for notifier in self.notifiers:
+            ok = False
+            for attempt in range(1, self.policy.notify_attempts + 1):
+                try:
+                    await notifier.send(notice)
+                    ok = True
+                except NotifyError as exc:
+                    ev = TicketEvent(
+                        self.clock(),
+                        "system",
+                        "notify",
+                        f"failed: {exc.reason}",
+                        detail=(
+                            ("channel", notifier.channel),
+                            ("attempt", str(attempt)),
+                            ("kind", kind),
+                        ),
+                    )
+                    t = add_event(t, ev)
+                    if attempt < self.policy.notify_attempts:
+                        await asyncio.sleep(self.policy.retry_backoff_seconds * attempt)
+                    continue
+                ev = TicketEvent(
+                    self.clock(),
+                    "system",
+                    "notify",
+                    "delivered",
+                    detail=(
+                        ("channel", notifier.channel),
+                        ("attempt", str(attempt)),
+                        ("kind", kind),
+                    ),
+                )
+                t = add_event(t, ev)
+                break
+            if not ok:
+                failures += 1
+            await self._audit(
+                "system",
+                "ticket.notify" if ok else "ticket.notify-failed",
+                f"ticket:{t.id}",
+                {
+                    "channel": notifier.channel,
+                    "kind": kind,
+                    "hold": t.hold,
+                    "urls": [u.ref for u in live],
+                },
+            )
+        changes: dict[str, Any] = {"notify_failures": t.notify_failures + 1 if failures else 0}
+        if failures < len(self.notifiers):
+            changes["last_notified_at"] = self.clock()
+        return await asyncio.to_thread(self.tickets.update, replace(t, **changes))
+
+    async def _recheck(self, ticket_id: int, actor: str) -> Ticket:
+        """Re-resolve the ticket's live URLs; mark moved/gone ones; open tickets for
+        URLs now at another own customer. Caller holds the ticket lock."""
+        t = await asyncio.to_thread(self.tickets.get, ticket_id)
+        now = self.clock()
+        indicators = [Indicator.parse(_scope_of(u.url), u.url) for u in t.live_urls]
+        locations = await self.locator.locate(indicators, at=now)
+        by_url = {loc.indicator.value: loc for loc in locations}
+        urls: list[TicketUrl] = []
+        elsewhere: list[Indicator] = []
+        changed: list[str] = []
+        for u in t.urls:
+            loc = by_url.get(u.url)
+            if u.status != "live" or loc is None:
+                urls.append(u)
+                continue
+            here = tuple(
+                m.address
+                for m in loc.matches
+                if m.assignment is not None and m.assignment.customer_id == t.customer_id
+            )
+            if here:
+                urls.append(replace(u, addresses=here, checked_at=now))
+                continue
+            status = "gone" if not loc.answers else "moved"
+            urls.append(replace(u, checked_at=now, status=status))
+            changed.append(u.ref)
+            if any(m.assignment is not None for m in loc.matches):
+                elsewhere.append(loc.indicator)
+        ev = TicketEvent(
+            now,
+            actor,
+            "recheck",
+            f"{len(changed)} URL(s) no longer hosted here",
+            detail=(("changed", ",".join(changed)),),
+        )
+        t = await asyncio.to_thread(
+            self.tickets.update, replace(add_event(t, ev), urls=tuple(urls))
+        )
+        if changed:
+            await self._audit(actor, "ticket.recheck", f"ticket:{t.id}", {"moved": changed})
+        if elsewhere:
+            # Content moved to another own customer: same case, new ticket there.
+            await self.on_entries(
+                elsewhere,
+                t.notice_received_at,
+                t.reference,
+                t.source,
+                jurisdiction=t.jurisdiction,
+                hold=t.hold,
+                actor=actor,
+            )
+        return t
+
+    async def _audit(
+        self, actor: str, action: str, subject: str, detail: Mapping[str, Any]
+    ) -> None:
+        await asyncio.to_thread(self.store.append_audit, actor, action, subject, dict(detail))
+
+
+def _scope_of(url: str) -> str:
+    return "url" if "://" in url else "host"
