@@ -618,3 +618,14 @@ def canonical_cidr(text: str) -> str:
         return str(ipaddress.ip_network(value, strict=False))
     except ValueError as exc:
         raise InvalidTarget("not an IP prefix", text) from exc
+
+
+_HEX64 = frozenset("0123456789abcdef")
+
+
+def canonical_digest(text: str) -> str:
+    """A SHA-256 digest as 64 lower-case hex digits (hashed-list entries)."""
+    value = text.strip().lower()
+    if len(value) != 64 or not _HEX64.issuperset(value):
+        raise InvalidTarget("not a SHA-256 digest (64 hex digits)", text)
+    return value

@@ -23,6 +23,10 @@ class Scope(StrEnum):
     URL_PREFIX = "url-prefix"  # every URL under a path prefix on one host
     IP = "ip"  # one address
     CIDR = "cidr"  # a prefix
+    # SHA-256 (hex) of a canonical lookup expression, from a hashed list: the agent never
+    # holds the plain URL, so it feeds the proxy index only (no DNS diversion, no
+    # takedown location: the host is unknown).
+    URL_HASH = "url-hash"
 
     @property
     def is_name(self) -> bool:
@@ -81,11 +85,13 @@ class Indicator:
             return cls(sc, canon.canonical_url(text))
         if sc is Scope.IP:
             return cls(sc, canon.canonical_ip(text))
+        if sc is Scope.URL_HASH:
+            return cls(sc, canon.canonical_digest(text))
         return cls(sc, canon.canonical_cidr(text))
 
     @property
     def host(self) -> str | None:
-        """The host name this indicator lives on (``None`` for addresses)."""
+        """The host name this indicator lives on (``None`` for addresses and hashes)."""
         if self.scope.is_name:
             return self.value
         if self.scope.is_url:

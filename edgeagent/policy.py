@@ -115,6 +115,7 @@ class PolicyIndex:
         self._url_hosts: dict[str, list[Entry]] = {}  # host -> url/url-prefix entries
         self._nets: list[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, Entry]] = []
         self._allow_names: dict[str, list[Entry]] = {}
+        self._hashes: dict[str, list[Entry]] = {}  # hex digest of a lookup expression
         for e in state.blocks:
             self._add(e)
         for e in state.allows:
@@ -127,6 +128,8 @@ class PolicyIndex:
             self._domains.setdefault(ind.value, []).append(e)
         elif ind.scope is Scope.HOST:
             self._hosts.setdefault(ind.value, []).append(e)
+        elif ind.scope is Scope.URL_HASH:
+            self._hashes.setdefault(ind.value, []).append(e)
         elif ind.scope.is_url:
             host = canon.url_host(ind.value)
             self._url_hosts.setdefault(host, []).append(e)
@@ -179,7 +182,10 @@ class PolicyIndex:
             dns, matches = "divert", diverted + proxy_hits
             proxy = "stop-page" if proxy_hits else "pass"
         else:
-            dns, matches, proxy = "none", (), "pass"
+            # Hashed-list hits need no diversion where all port-80 traffic goes through
+            # the proxy; they are the only way a non-diverted URL can still match.
+            dns, matches = "none", proxy_hits
+            proxy = "stop-page" if proxy_hits else "pass"
         return Treatment(kind, canonical, dns, proxy, matches)
 
     def _allowed(self, host: str) -> list[Entry]:
@@ -198,6 +204,10 @@ class PolicyIndex:
 
     def _url_matches(self, url: str, host: str) -> tuple[Match, ...]:
         hits = [Match(e, "proxy", "stop-page") for e in self._urls.get(_expression(url), ())]
+        if self._hashes:
+            for expr in canon.lookup_expressions(url):
+                digest = canon.expression_hash(expr).hex()
+                hits.extend(Match(e, "proxy", "stop-page") for e in self._hashes.get(digest, ()))
         prefixes = self._prefixes.get(host)
         if prefixes:
             request = _expression(url)

@@ -338,6 +338,12 @@ def _policy_owners(
         elif scope is S_URL or scope is S_PREFIX:
             past_domains = True
             url_hosts.append(canon_url_host(name))
+        elif scope is Scope.URL_HASH:
+            # Hashed-list entries name no host: the proxy index enforces them, DNS cannot
+            # divert for them (see DESIGN.md: such feeds name their hosts separately, or
+            # the deployment diverts all port-80 traffic).
+            past_domains = True
+            c.not_enforceable_at_dns += 1
         else:
             trigger = _ip_trigger(name, scope, settings)
             if trigger is None:

@@ -125,3 +125,21 @@ def test_addresses_and_allows(index: PolicyIndex) -> None:
 def test_unlisted_name(index: PolicyIndex) -> None:
     t = index.explain("clean.example")
     assert (t.dns, t.proxy, t.matches) == ("none", "pass", ())
+
+
+def test_hashed_entries_match_at_the_proxy_only(guard: Guard) -> None:
+    from edgeagent import canon
+
+    digest = canon.expression_hash("hashed.example/secret/page.html").hex()
+    state = merge(1, [entry("url-hash", digest.upper(), source="hashed-feed")], guard)
+    assert state.blocks[0].indicator.value == digest
+    treatment = PolicyIndex(state).explain("http://HASHED.example/secret/page.html")
+    assert (treatment.dns, treatment.proxy) == ("none", "stop-page")
+    assert PolicyIndex(state).explain("http://hashed.example/other").proxy == "pass"
+
+
+def test_a_malformed_digest_is_refused() -> None:
+    from edgeagent.errors import InvalidTarget
+
+    with pytest.raises(InvalidTarget, match="SHA-256"):
+        Indicator.parse("url-hash", "abc123")
