@@ -1,0 +1,578 @@
+"""The proxy's hashed index: digests of list entries, never the entries themselves.
+
+Built from a :class:`~edgeagent.model.DesiredState` by :func:`write_index` and read by the
+Squid helper through :class:`IndexReader`. The proxy host only ever holds this file: one
+SHA-256 digest per entry, so a stolen index does not reveal the list.
+
+What is hashed (``scope`` tag, a NUL, then the canonical expression)::
+
+    url         "url\\0"    + canon.url_expression(value)      host + path + query
+    url-prefix  "prefix\\0" + host + path, trailing "/" removed   ("/" stays "/")
+    host        "host\\0"   + name
+    domain      "domain\\0" + name
+    (marker)    "urlhost\\0" + host of every url / url-prefix block (CONNECT accounting)
+
+Scope tags keep the four kinds apart: a ``host`` entry never matches a subdomain, a
+``domain`` entry matches the name and every subdomain, a ``url`` entry matches one page
+(any scheme, any port, as in Safe Browsing), a ``url-prefix`` entry matches its path and
+every path below it on the exact host, at any depth. A prefix entry is stored without its
+trailing slash so that ``/a/b/`` and ``/a/b`` are one prefix and the request side needs one
+probe per path segment. ``ip``/``cidr`` entries are not the proxy's business (routes/RPZ).
+
+Optional *hashed* digests (untagged SHA-256 of Safe Browsing lookup expressions, from a
+hashed URL list feed) are stored alongside; they are probed with
+:func:`edgeagent.canon.lookup_expressions` only when the index holds any.
+
+File layout (little-endian), version 1::
+
+    header   magic "EAPXIDX1", version u32, prefix_bits u32, count u64,
+             policy_version u64, per-kind counts 6 x u32, filter_bits u32,
+             sources_len u32, sha256 of everything after the header (32 bytes)
+    table    (2**prefix_bits + 1) x u32: index of the first digest whose top
+             prefix_bits bits are >= the slot; slot i's digests are [table[i], table[i+1])
+    digests  count x 32 bytes, sorted
+    tags     count x u16: bits 0-11 source number, bits 12-13 kind (block/allow/marker)
+    filter   2**filter_bits bits: bit (crc32(tagged expression) mod 2**filter_bits) is
+             set for every tagged entry; a clear bit proves "not listed" without hashing
+    sources  UTF-8 source labels joined by "\\n" (feed names, "decision"; not secret)
+
+Memory: 32 + 2 bytes per entry, the table (2-4 bytes per entry: its width follows the
+count) and the filter (1-2 bytes per entry), i.e. <= 40 bytes per entry. The filter is a
+one-hash Bloom filter over CRC-32 (about 8 bits per entry, so most probes of an unlisted
+request cost one CRC and one byte read instead of a SHA-256); it reveals nothing the
+digests do not (anyone holding the file can test a guessed URL against them anyway).
+Marker digests add one entry per distinct host with URL-level blocks. The file is mmapped
+read-only.
+Allow entries win over blocks (like the RPZ exception zone, which is consulted first).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import mmap
+import os
+import re
+import struct
+import zlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgeagent import canon
+from edgeagent.atomic import write_atomic
+from edgeagent.errors import EdgeAgentError, InvalidTarget
+from edgeagent.model import DesiredState, Entry, Scope
+
+MAGIC = b"EAPXIDX1"
+VERSION = 1
+INDEX_MODE = 0o640
+MAX_PREFIX_PROBES = 32
+"""Longest path depth probed for url-prefix entries (deeper paths use their first 32)."""
+
+_HEADER = struct.Struct("<8sIIQQ6III32s")
+HEADER_SIZE = _HEADER.size
+_PAIR = struct.Struct("<II")
+_TAG = struct.Struct("<H")
+
+KIND_BLOCK = 0
+KIND_ALLOW = 1
+KIND_MARKER = 2
+_KIND_SHIFT = 12
+_SOURCE_MASK = 0x0FFF
+MAX_SOURCES = _SOURCE_MASK + 1
+
+# Per-kind counters in the header, in this order.
+_COUNT_NAMES = ("url", "url-prefix", "host", "domain", "hashed", "allow")
+
+_SOURCE_CHARS = re.compile(r"[^a-z0-9_.-]+")
+
+
+class IndexFileError(EdgeAgentError):
+    """An index file that cannot be used (missing, truncated, wrong magic or checksum)."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"proxy index {path}: {reason}")
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """A listed request: which kind of entry matched and the source label it came from."""
+
+    scope: str  # "url", "url-prefix", "host", "domain" or "hashed"
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class IndexStats:
+    """What :func:`write_index` wrote: counts only, nothing identifying an entry."""
+
+    path: Path
+    count: int
+    policy_version: int
+    counts: dict[str, int]
+    size_bytes: int
+
+
+# --------------------------------------------------------------------------- expressions
+
+_T_URL = b"url\0"
+_T_PREFIX = b"prefix\0"
+_T_HOST = b"host\0"
+_T_DOMAIN = b"domain\0"
+_T_URLHOST = b"urlhost\0"
+
+
+def _key(tag: bytes, expr: str) -> bytes:
+    """The tagged expression whose SHA-256 is stored (and whose CRC-32 feeds the filter)."""
+    return tag + expr.encode("utf-8")
+
+
+def _prefix_key(host: str, path: str) -> str:
+    """Canonical url-prefix expression: trailing slashes removed, the root stays ``/``."""
+    stripped = path.rstrip("/")
+    return host + (stripped or "/")
+
+
+def entry_key(scope: Scope, value: str) -> bytes:
+    """Tagged expression of a canonical indicator ``value`` of ``scope`` (module docstring).
+
+    Raises :class:`InvalidTarget` for address scopes, which the proxy does not enforce.
+    """
+    if scope is Scope.URL:
+        return _key(_T_URL, canon.url_expression(value))
+    if scope is Scope.URL_PREFIX:
+        expr = canon.url_prefix_expression(value)
+        slash = expr.find("/")
+        return _key(_T_PREFIX, _prefix_key(expr[:slash], expr[slash:]))
+    if scope is Scope.HOST:
+        return _key(_T_HOST, value)
+    if scope is Scope.DOMAIN:
+        return _key(_T_DOMAIN, value)
+    raise InvalidTarget("address entries are not enforced by the proxy", value)
+
+
+def entry_digest(scope: Scope, value: str) -> bytes:
+    """SHA-256 of :func:`entry_key`: what the index stores for the entry."""
+    return hashlib.sha256(entry_key(scope, value)).digest()
+
+
+def source_label(source: str) -> str:
+    """Stop-page source label of an entry source: ``decision:<id>`` -> ``decision``.
+
+    Labels name feeds (configuration, not list content) and contain only
+    ``[a-z0-9_.-]``, so they are safe in a Squid helper reply and a query string.
+    """
+    base = "decision" if source.startswith("decision:") else source
+    label = _SOURCE_CHARS.sub("-", base.lower()).strip("-")[:64]
+    return label or "unknown"
+
+
+# Already-canonical http(s) URLs without port, escapes, dot segments or doubled slashes:
+# canon.canonical_url returns them unchanged, so the helper skips it (Squid hands over
+# such URLs almost always). Host: LDH/_ labels, no "xn--", last label starts with a
+# letter (so never an IPv4 form). tests/unit/test_proxy_index.py checks the equivalence.
+_FAST_URL = re.compile(
+    r"https?://"
+    r"(?:[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?\.)*[a-z_](?:[a-z0-9_-]{0,61}[a-z0-9_])?"
+    r"/[!$&'()*+,\-./0-9:;=@A-Z_a-z~]*"
+    r"(?:\?[^\x00-\x20#%\x7f-\U0010ffff]*)?"
+)
+
+
+def fast_canonical_url(url: str) -> str:
+    """``canon.canonical_url(url)``, skipping the full parse when ``url`` is canonical."""
+    if _FAST_URL.fullmatch(url) is not None:
+        q = url.find("?")
+        head = url if q < 0 else url[:q]
+        if "/." not in head and "//" not in head[8:] and "xn--" not in head:
+            host_end = head.index("/", 8)
+            if host_end - head.index("//") - 2 <= 253:
+                return url
+    return canon.canonical_url(url)
+
+
+# --------------------------------------------------------------------------- writer
+
+
+def _records(
+    state: DesiredState, hashed: Iterable[tuple[bytes, str]], sources: dict[str, int]
+) -> Iterator[tuple[bytes, bytes | None, int, str]]:
+    """(digest, tagged key or None, tag, count name) for every indexed entry."""
+
+    def number(label: str) -> int:
+        n = sources.get(label)
+        if n is None:
+            if len(sources) >= MAX_SOURCES:
+                raise IndexFileError("<build>", f"more than {MAX_SOURCES} sources")
+            n = sources[label] = len(sources)
+        return n
+
+    def tag(entry: Entry, kind: int) -> int:
+        return (kind << _KIND_SHIFT) | number(source_label(entry.source))
+
+    for entry in state.blocks:
+        ind = entry.indicator
+        if ind.scope.is_address:
+            continue
+        key = entry_key(ind.scope, ind.value)
+        yield hashlib.sha256(key).digest(), key, tag(entry, KIND_BLOCK), ind.scope.value
+        if ind.scope.is_url:
+            host = canon.url_expression(ind.value).split("/", 1)[0]
+            key = _key(_T_URLHOST, host)
+            yield hashlib.sha256(key).digest(), key, tag(entry, KIND_MARKER), ""
+    for entry in state.allows:
+        ind = entry.indicator
+        if ind.scope.is_address:
+            continue
+        key = entry_key(ind.scope, ind.value)
+        yield hashlib.sha256(key).digest(), key, tag(entry, KIND_ALLOW), "allow"
+    for digest, source in hashed:
+        if len(digest) != 32:
+            raise IndexFileError("<build>", "hashed entry is not a 32-byte SHA-256 digest")
+        yield digest, None, (KIND_BLOCK << _KIND_SHIFT) | number(source_label(source)), "hashed"
+
+
+def _prefix_bits(count: int) -> int:
+    """Table width: two to four digests per slot (one C-level search), 8 to 22 bits."""
+    return max(8, min(22, count.bit_length() - 2))
+
+
+def _filter_bits(count: int) -> int:
+    """Filter width: 8 to 16 bits per entry, at least 2**16 bits, at most 2**28."""
+    return max(16, min(28, (8 * count).bit_length()))
+
+
+def build_index(
+    state: DesiredState, hashed: Iterable[tuple[bytes, str]] = ()
+) -> tuple[bytes, dict[str, int]]:
+    """Serialise the index for ``state`` (plus optional hashed SB digests) to bytes.
+
+    Returns the file content and per-kind counts. A digest present as both block and allow
+    is kept once, as allow; duplicate blocks are kept once (first source wins).
+    """
+    sources: dict[str, int] = {}
+    counts = dict.fromkeys(_COUNT_NAMES, 0)
+    chosen: dict[bytes, int] = {}
+    keys: list[bytes] = []
+    for digest, key, tag, name in _records(state, hashed, sources):
+        old = chosen.get(digest)
+        if old is None or (tag >> _KIND_SHIFT == KIND_ALLOW and old >> _KIND_SHIFT != KIND_ALLOW):
+            chosen[digest] = tag
+        if old is None:
+            if name:
+                counts[name] += 1
+            if key is not None:
+                keys.append(key)
+    digests = sorted(chosen)
+    count = len(digests)
+    bits = _prefix_bits(count)
+    shift = 32 - bits
+    slots = 1 << bits
+    # starts[s] = first index whose slot >= s.
+    slot_of = [int.from_bytes(d[:4], "big") >> shift for d in digests]
+    table = bytearray(4 * (slots + 1))
+    pos = 0
+    for slot in range(slots + 1):
+        while pos < count and slot_of[pos] < slot:
+            pos += 1
+        struct.pack_into("<I", table, 4 * slot, pos)
+    tags = bytearray(2 * count)
+    for i, d in enumerate(digests):
+        _TAG.pack_into(tags, 2 * i, chosen[d])
+    fbits = _filter_bits(count)
+    fmask = (1 << fbits) - 1
+    bloom = bytearray(1 << (fbits - 3))
+    for key in keys:
+        h = zlib.crc32(key) & fmask
+        bloom[h >> 3] |= 1 << (h & 7)
+    names = sorted(sources, key=sources.__getitem__)
+    source_blob = "\n".join(names).encode("utf-8")
+    body = b"".join((bytes(table), b"".join(digests), bytes(tags), bytes(bloom), source_blob))
+    header = _HEADER.pack(
+        MAGIC,
+        VERSION,
+        bits,
+        count,
+        state.version,
+        *(counts[n] for n in _COUNT_NAMES),
+        fbits,
+        len(source_blob),
+        hashlib.sha256(body).digest(),
+    )
+    return header + body, counts
+
+
+def write_index(
+    state: DesiredState,
+    path: str | os.PathLike[str],
+    *,
+    group: str | int | None = None,
+    hashed: Iterable[tuple[bytes, str]] = (),
+) -> IndexStats:
+    """Build the index and swap it in atomically: temp file (0640, ``group``), verify, rename.
+
+    The temporary file is re-opened with :class:`IndexReader` (checksum and layout) before
+    the rename, so a reader never sees a file it would refuse.
+    """
+    data, counts = build_index(state, hashed)
+
+    def check(tmp: Path) -> None:
+        IndexReader.open(tmp).close()
+
+    write_atomic(path, data, INDEX_MODE, group=group, check=check)
+    count = _HEADER.unpack_from(data)[3]
+    return IndexStats(Path(path), count, state.version, counts, len(data))
+
+
+# --------------------------------------------------------------------------- reader
+
+
+@dataclass(frozen=True, slots=True)
+class FileIdentity:
+    """What the helper compares to notice a replaced index (rename gives a new inode)."""
+
+    dev: int
+    ino: int
+    mtime_ns: int
+    size: int
+
+    @classmethod
+    def of(cls, path: str | os.PathLike[str]) -> FileIdentity:
+        st = os.stat(path)
+        return cls(st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+class IndexReader:
+    """A verified, memory-mapped index. Use :meth:`open`; :meth:`match` answers requests.
+
+    Read-only after open. ``close()`` unmaps the file.
+    """
+
+    def __init__(self, path: Path, mm: mmap.mmap, identity: FileIdentity) -> None:
+        self.path = path
+        self.identity = identity
+        self._mm = mm
+        fields = _HEADER.unpack_from(mm)
+        self.prefix_bits: int = fields[2]
+        self.count: int = fields[3]
+        self.policy_version: int = fields[4]
+        self.counts = dict(zip(_COUNT_NAMES, fields[5:11], strict=True))
+        self._shift = 32 - self.prefix_bits
+        self._table = HEADER_SIZE
+        self._digests = self._table + 4 * ((1 << self.prefix_bits) + 1)
+        self._tags = self._digests + 32 * self.count
+        self._bloom = self._tags + 2 * self.count
+        self._fmask = (1 << fields[11]) - 1
+        src_off = self._bloom + (1 << (fields[11] - 3))
+        self.sources: tuple[str, ...] = tuple(
+            mm[src_off : src_off + fields[12]].decode("utf-8").split("\n")
+        )
+        c = self.counts
+        self._any_url = c["url"] > 0
+        self._any_prefix = c["url-prefix"] > 0
+        self._any_host = c["host"] > 0
+        self._any_domain = c["domain"] > 0
+        self._any_hashed = c["hashed"] > 0
+        self._any_allow = c["allow"] > 0
+        self._any_marker = c["url"] + c["url-prefix"] > 0
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str]) -> IndexReader:
+        """Map ``path`` and verify magic, version, sizes and checksum.
+
+        Raises :class:`IndexFileError` (never a partial reader) when the file is unusable.
+        """
+        p = Path(path)
+        try:
+            fd = os.open(p, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise IndexFileError(str(p), f"cannot open: {exc.strerror}") from exc
+        try:
+            st = os.fstat(fd)
+            if st.st_size < HEADER_SIZE:
+                raise IndexFileError(str(p), "truncated header")
+            mm = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+        finally:
+            os.close(fd)
+        try:
+            _verify(str(p), mm)
+        except BaseException:
+            mm.close()
+            raise
+        identity = FileIdentity(st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
+        return cls(p, mm, identity)
+
+    def close(self) -> None:
+        self._mm.close()
+
+    def __enter__(self) -> IndexReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- probing
+
+    def _find(self, digest: bytes) -> int:
+        """Tag of ``digest`` or -1. One C-level search inside the digest's table slot."""
+        mm = self._mm
+        lo, hi = _PAIR.unpack_from(
+            mm, self._table + 4 * (int.from_bytes(digest[:4], "big") >> self._shift)
+        )
+        if lo == hi:
+            return -1
+        base = self._digests
+        pos = mm.find(digest, base + 32 * lo, base + 32 * hi)
+        while pos >= 0:
+            rel = pos - base
+            if rel % 32 == 0:
+                return int(_TAG.unpack_from(mm, self._tags + rel // 16)[0])
+            # A match straddling two digests: astronomically unlikely, but be exact.
+            pos = mm.find(digest, pos + 1, base + 32 * hi)
+        return -1
+
+    def _probe(self, key: bytes) -> int:
+        """Tag of a tagged expression or -1; the CRC filter answers most misses."""
+        h = zlib.crc32(key) & self._fmask
+        if not (self._mm[self._bloom + (h >> 3)] >> (h & 7)) & 1:
+            return -1
+        return self._find(hashlib.sha256(key).digest())
+
+    def contains(self, digest: bytes) -> bool:
+        """True if ``digest`` is in the index as any kind (tests, diagnostics)."""
+        return self._find(digest) >= 0
+
+    def _keys(self, c: str) -> list[tuple[bytes, str]]:
+        """Tagged probe keys of canonical URL ``c``, most specific first."""
+        b = c.encode("ascii")  # canonical URLs are ASCII
+        rest = b.index(b"://") + 3
+        slash = b.index(b"/", rest)
+        authority, tail = b[rest:slash], b[slash:]
+        if authority.startswith(b"["):
+            host, is_ip = authority[: authority.index(b"]") + 1], True
+        else:
+            colon = authority.find(b":")
+            host = authority if colon < 0 else authority[:colon]
+            is_ip = host[host.rfind(b".") + 1 :].isdigit()
+        keys: list[tuple[bytes, str]] = []
+        if self._any_url:
+            keys.append((_T_URL + host + tail, "url"))
+        if self._any_prefix:
+            q = tail.find(b"?")
+            path = tail if q < 0 else tail[:q]
+            base = _T_PREFIX + host
+            keys.append((base + b"/", "url-prefix"))
+            pos = 0
+            for _ in range(MAX_PREFIX_PROBES):
+                pos = path.find(b"/", pos + 1)
+                if pos < 0:
+                    last = path.rstrip(b"/")
+                    if last:
+                        keys.append((base + last, "url-prefix"))
+                    break
+                keys.append((base + path[:pos], "url-prefix"))
+        if not is_ip:
+            self._name_keys(host, keys)
+        return keys
+
+    def _name_keys(self, host: bytes, keys: list[tuple[bytes, str]]) -> None:
+        if self._any_host:
+            keys.append((_T_HOST + host, "host"))
+        if self._any_domain:
+            name = host
+            while True:
+                keys.append((_T_DOMAIN + name, "domain"))
+                dot = name.find(b".")
+                if dot < 0:
+                    break
+                name = name[dot + 1 :]
+
+    def _decide(self, keys: list[tuple[bytes, str]]) -> Match | None:
+        """Probe ``keys`` in order; first block wins unless any allow is present."""
+        hit: Match | None = None
+        probe = self._probe
+        for key, scope in keys:
+            t = probe(key)
+            if t < 0:
+                continue
+            kind = t >> _KIND_SHIFT
+            if kind == KIND_ALLOW:
+                return None
+            if kind == KIND_BLOCK and hit is None:
+                n = t & _SOURCE_MASK
+                hit = Match(scope, self.sources[n] if n < len(self.sources) else "unknown")
+                if not self._any_allow:
+                    return hit
+        return hit
+
+    def match(self, url: str) -> Match | None:
+        """The entry that lists ``url`` (any spelling), or ``None``.
+
+        ``url`` is canonicalised like :func:`edgeagent.canon.canonical_url`; a URL that
+        cannot be canonicalised raises :class:`InvalidTarget`. Probes: the exact-URL
+        expression, each ``/``-boundary prefix of the path on the exact host (up to
+        :data:`MAX_PREFIX_PROBES`), the exact host, and every name suffix for domains.
+        An allow entry among the hits wins.
+        """
+        c = fast_canonical_url(url)
+        hit = self._decide(self._keys(c))
+        if hit is None and self._any_hashed and not self._any_allow_hit(c):
+            for expr in canon.lookup_expressions(c):
+                t = self._find(hashlib.sha256(expr.encode("utf-8")).digest())
+                if t >= 0 and t >> _KIND_SHIFT == KIND_BLOCK:
+                    n = t & _SOURCE_MASK
+                    return Match("hashed", self.sources[n] if n < len(self.sources) else "")
+        return hit
+
+    def _any_allow_hit(self, c: str) -> bool:
+        if not self._any_allow:
+            return False
+        return any(self._probe(k) >> _KIND_SHIFT == KIND_ALLOW for k, _ in self._keys(c))
+
+    def match_host(self, host: str) -> tuple[Match | None, bool]:
+        """For CONNECT: ``(host/domain match or None, host has URL-level entries)``.
+
+        ``host`` is a name or IP literal without port. Names are canonicalised with
+        :func:`edgeagent.canon.canonical_name`; IP literals only get the marker check.
+        """
+        h = host.strip("[]")
+        is_ip = ":" in h or h.replace(".", "").isdigit()
+        if is_ip:
+            name = canon.canonical_ip(h)
+            if ":" in name:
+                name = f"[{name}]"
+            hb = name.encode("ascii")
+        else:
+            hb = canon.canonical_name(host).encode("ascii")
+            keys: list[tuple[bytes, str]] = []
+            self._name_keys(hb, keys)
+            hit = self._decide(keys)
+            if hit is not None:
+                return hit, False
+        marked = self._any_marker and self._probe(_T_URLHOST + hb) >= 0
+        return None, marked
+
+
+def _verify(path: str, mm: mmap.mmap) -> None:
+    size = len(mm)
+    fields = _HEADER.unpack_from(mm)
+    magic, version, bits, count = fields[0], fields[1], fields[2], fields[3]
+    if magic != MAGIC:
+        raise IndexFileError(path, "not a proxy index (bad magic)")
+    if version != VERSION:
+        raise IndexFileError(path, f"unsupported index version {version}")
+    if not 8 <= bits <= 24:
+        raise IndexFileError(path, "bad prefix width")
+    fbits = fields[11]
+    if not 16 <= fbits <= 28:
+        raise IndexFileError(path, "bad filter width")
+    expected = HEADER_SIZE + 4 * ((1 << bits) + 1) + 34 * count + (1 << (fbits - 3)) + fields[12]
+    if size != expected:
+        raise IndexFileError(path, f"size {size} does not match header ({expected})")
+    # Release the views before returning: an exported buffer would block mm.close().
+    with memoryview(mm) as view, view[HEADER_SIZE:] as body:
+        digest = hashlib.sha256(body).digest()
+    if digest != fields[13]:
+        raise IndexFileError(path, "checksum mismatch")
