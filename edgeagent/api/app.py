@@ -28,11 +28,12 @@ from prometheus_client.aiohttp import make_aiohttp_handler
 from edgeagent.api import handlers
 from edgeagent.api.auth import (
     ANONYMOUS,
+    AUTHENTICATOR,
     LOOKUP_LIMITER,
+    Authenticator,
     Denied,
     RateLimiter,
     Role,
-    authenticate,
     authorize,
     bearer_secret,
 )
@@ -76,6 +77,7 @@ def create_app(ctx: ApiContext, routes: Sequence[Route] = ROUTES) -> web.Applica
     )
     app[CONTEXT] = ctx
     app[LOOKUP_LIMITER] = RateLimiter(ctx.lookup_rate_per_minute, ctx.clock)
+    app[AUTHENTICATOR] = Authenticator(ctx.store, ctx.token_cache_seconds, ctx.clock)
     app[handlers.ENTRY_COUNTS] = handlers.EntryCounts()
     app[OPENAPI_DOCUMENT] = build_document(routes)
     app.cleanup_ctx.append(_store_writer)
@@ -101,7 +103,11 @@ def _guarded(route: Route) -> Handler:
             return await route.handler(request, ANONYMOUS)
         ctx = request.app[CONTEXT]
         try:
-            who = await handlers.read(authenticate, ctx.store, bearer_secret(request))
+            secret = bearer_secret(request)
+            auth = request.app[AUTHENTICATOR]
+            who = auth.cached(secret)
+            if who is None:
+                who = await handlers.read(auth.check, secret)
             authorize(who, route.role)
         except Denied as denied:
             await handlers.write(

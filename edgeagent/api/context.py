@@ -53,6 +53,8 @@ class ApiContext:
       write, so the daemon can rebuild and republish the policy at once.
     - ``max_body_bytes``: request body cap; larger bodies get 413.
     - ``lookup_rate_per_minute``: ``GET /v1/lookup`` budget per token.
+    - ``token_cache_seconds``: how long a verified token is trusted without asking the
+      store again (so a revoked token stops working within this time; 0 disables).
     - ``metrics``: if given, every request is counted by route template and status.
     - ``clock``: monotonic seconds, for the rate limiter (tests replace it).
     """
@@ -67,6 +69,7 @@ class ApiContext:
     on_change: Callable[[], None] = _nothing
     max_body_bytes: int = 64 * 1024
     lookup_rate_per_minute: int = 60
+    token_cache_seconds: float = 2.0
     metrics: Metrics | None = None
     clock: Callable[[], float] = field(default=time.monotonic)
 

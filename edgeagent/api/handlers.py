@@ -38,7 +38,7 @@ from edgeagent.api.validation import (
 )
 from edgeagent.decisions import DecisionRequest
 from edgeagent.errors import EdgeAgentError, short_hash
-from edgeagent.model import Decision, DecisionStatus, DesiredState, Indicator
+from edgeagent.model import Decision, DecisionStatus, DesiredState, Indicator, Scope
 from edgeagent.policy import PolicyIndex
 from edgeagent.store.base import AuditRecord
 
@@ -128,17 +128,18 @@ def _then_notify(ctx: ApiContext, fn: Callable[[], Decision]) -> Decision:
 async def create_decision(request: web.Request, who: Principal) -> web.Response:
     ctx = request.app[CONTEXT]
     body = parse_body(await request.read(), DecisionCreate)
+    scope = Scope(body.scope)
     try:
         # Canonicalise here too, so that anything the parser rejects — not only the
         # InvalidTarget it raises on purpose — becomes a 400 on "target".
-        Indicator.parse(body.scope, body.target)
+        Indicator.parse(scope, body.target)
     except ValueError as exc:
         if isinstance(exc, EdgeAgentError):
             raise
-        raise bad_input("target", f"not a valid {body.scope.value} target") from None
+        raise bad_input("target", f"not a valid {scope.value} target") from None
     req = DecisionRequest(
         target=body.target,
-        scope=body.scope,
+        scope=scope,
         action=body.action,
         reason=body.reason,
         reference=body.reference,
@@ -160,7 +161,7 @@ async def list_decisions(request: web.Request, who: Principal) -> web.Response:
         ctx.store.list_decisions,
         status=q.status,
         source=q.source,
-        scope=q.scope.value if q.scope else None,
+        scope=q.scope,
         reference=q.reference,
         limit=q.limit + 1,  # one more tells whether there is a next page
         offset=q.offset,

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
     AwareDatetime,
@@ -66,6 +66,9 @@ def bad_input(field: str, message: str) -> ApiError:
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=1000)]
 Reference = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Target = Annotated[str, StringConstraints(min_length=1, max_length=2048)]
+# Scopes a person may decide on (issue 3). ``url-hash`` entries come from hashed feeds only:
+# nobody should type a digest into a decision.
+DecisionScope = Literal["domain", "host", "url", "url-prefix", "ip", "cidr"]
 
 
 class _Body(BaseModel):
@@ -76,7 +79,7 @@ class DecisionCreate(_Body):
     """``POST /v1/decisions``."""
 
     target: Target = Field(description="URL, host name, domain, address or prefix")
-    scope: Scope
+    scope: DecisionScope
     action: Action
     reason: Text = Field(description="why (shown in the audit log)")
     reference: Reference = Field(description="case reference (hotline or police reference)")
@@ -124,7 +127,7 @@ class _Query(BaseModel):
 class DecisionListQuery(_Query):
     status: DecisionStatus | None = None
     source: NoticeSource | None = None
-    scope: Scope | None = None
+    scope: DecisionScope | None = None
     reference: Reference | None = None
     limit: int = Field(default=100, ge=1, le=1000)
     offset: int = Field(default=0, ge=0, le=1_000_000_000)

@@ -169,3 +169,24 @@ async def test_probes_need_no_token(api: ApiHarness, path: str) -> None:
     status, out = await api.call("GET", path, None)
     assert status == 200
     assert out in ({"status": "ok"}, {"ready": True, "reasons": []})
+
+
+async def test_revocation_applies_within_token_cache_ttl(tmp_path: Path) -> None:
+    store = open_store(tmp_path / "s.db")
+    tokens = add_tokens(store)
+    now = [100.0]
+    ctx = make_context(
+        store, make_guard(tmp_path / "p"), token_cache_seconds=2.0, clock=lambda: now[0]
+    )
+    async with ApiHarness(store, ctx, tokens) as api:
+        assert (await api.call("GET", "/v1/status", "noc"))[0] == 200
+        token = next(t for t in store.list_tokens() if t.name == "noc")
+        store.revoke_token(token.id)
+        # Still trusted from the cache for up to token_cache_seconds ...
+        assert (await api.call("GET", "/v1/status", "noc"))[0] == 200
+        now[0] += 2.5
+        # ... then the store is asked again.
+        status, out = await api.call("GET", "/v1/status", "noc")
+    store.close()
+    assert status == 401
+    assert out["error"]["message"] == "token revoked"

@@ -35,6 +35,7 @@ BAD_BODIES = [
     pytest.param(decision_body(target=42), "target", "string", id="target-not-string"),
     pytest.param(decision_body(reason=["x"]), "reason", "string", id="reason-not-string"),
     pytest.param(decision_body(scope="subnet"), "scope", "", id="bad-scope"),
+    pytest.param(decision_body(scope="url-hash"), "scope", "", id="hash-scope"),
     pytest.param(decision_body(action="delete"), "action", "", id="bad-action"),
     pytest.param(decision_body(source="twitter"), "source", "", id="bad-source"),
     pytest.param(decision_body(reason="   "), "reason", "", id="blank-reason"),

@@ -113,7 +113,7 @@ def test_decision_request_and_error_schemas() -> None:
     for code in ("400", "409", "413"):
         schema = post["responses"][code]["content"]["application/json"]["schema"]
         assert schema["$ref"].endswith("/ErrorOut")
-    scope = doc["components"]["schemas"]["Scope"]
+    scope = create["properties"]["scope"]
     assert set(scope["enum"]) == {"domain", "host", "url", "url-prefix", "ip", "cidr"}
 
 
