@@ -96,7 +96,7 @@ def parse_block(text: str) -> list[netaddr.IPNetwork]:
             if first.version != last.version or first > last:
                 raise ValueError("range ends out of order or of different families")
             return list(netaddr.IPRange(first, last).cidrs())
-        net = netaddr.IPNetwork(raw, flags=netaddr.INET_PTON)
+        net = netaddr.IPNetwork(raw)
     except (netaddr.AddrFormatError, ValueError, TypeError, IndexError) as exc:
         if isinstance(exc, ValueError) and "range" in str(exc):
             raise

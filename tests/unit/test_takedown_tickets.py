@@ -1,0 +1,212 @@
+"""Ticket state machine, ticket store, evidence bundle and time-to-takedown report."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import stat
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from edgeagent.errors import Conflict, InvalidTransition, NotFound
+from edgeagent.takedown.evidence import (
+    RetentionPolicy,
+    build_bundle,
+    may_delete,
+    retain_until,
+    verify_bundle,
+)
+from edgeagent.takedown.report import build_report, percentile, report_csv
+from edgeagent.takedown.tickets import (
+    AuthorisationRequired,
+    Ticket,
+    TicketEvent,
+    TicketState,
+    TicketUrl,
+    add_urls,
+    apply_transition,
+    check_transition,
+    ticket_from_json,
+    ticket_to_json,
+)
+from edgeagent.takedown.ticketstore import SCHEMA_VERSION, TicketStore
+
+S = TicketState
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def make_ticket(source: str = "hotline", **kw: object) -> Ticket:
+    url = TicketUrl("http://shop.hosted.test/a", "ref1", ("198.51.100.10",), T0, T0)
+    base = Ticket(
+        id=0,
+        reference="HL-1",
+        source=source,
+        jurisdiction="",
+        customer_id="cust-a",
+        service_id="srv-1",
+        contact="noc@a.example",
+        assignment_origin="crm:2",
+        notice_received_at=T0,
+        opened_at=T0 + timedelta(minutes=1),
+        deadline=T0 + timedelta(minutes=60),
+        state=S.RECEIVED,
+        urls=(url,),
+        events=(TicketEvent(T0, "system", "open", "opened", "", "received"),),
+    )
+    return replace(base, **kw)  # type: ignore[arg-type]
+
+
+def walk(t: Ticket, *states: TicketState, start: datetime = T0) -> Ticket:
+    for i, s in enumerate(states, start=1):
+        target = check_transition(t, s, needs_authorisation=False)
+        t = apply_transition(t, target, "alice", f"step {i}", start + timedelta(minutes=10 * i))
+    return t
+
+
+def test_full_takedown_path_sets_removal_time_once() -> None:
+    t = walk(
+        make_ticket(),
+        S.UNDER_REVIEW,
+        S.TEMPORARILY_REMOVED,
+        S.REFERRED,
+        S.CONFIRMED_ILLEGAL,
+        S.REMOVED_AND_PRESERVED,
+        S.EVIDENCE_ISSUED,
+    )
+    assert t.state is S.EVIDENCE_ISSUED and t.closed
+    assert t.removed_at == T0 + timedelta(minutes=20)  # temporarily-removed, not later
+    assert t.minutes_to_removal == 20
+    assert [e.to_state for e in t.events][-1] == "evidence-issued"
+    assert all(e.actor == "alice" for e in t.events[1:])
+
+
+@pytest.mark.parametrize("from_state", [S.UNDER_REVIEW, S.TEMPORARILY_REMOVED, S.REFERRED])
+def test_found_legal_and_restored(from_state: TicketState) -> None:
+    t = replace(make_ticket(), state=from_state)
+    t = walk(t, S.FOUND_LEGAL, S.RESTORED)
+    assert t.state is S.RESTORED and t.closed
+
+
+def test_illegal_transition_names_allowed_states() -> None:
+    t = make_ticket()
+    with pytest.raises(InvalidTransition) as err:
+        check_transition(t, S.REMOVED_AND_PRESERVED, needs_authorisation=False)
+    assert err.value.allowed == ("under-review",)
+    assert "allowed: under-review" in str(err.value)
+    with pytest.raises(InvalidTransition) as err2:
+        check_transition(t, "deleted", needs_authorisation=False)
+    assert err2.value.requested == "deleted"
+    done = replace(t, state=S.EVIDENCE_ISSUED)
+    with pytest.raises(InvalidTransition, match="allowed: none"):
+        check_transition(done, S.RECEIVED, needs_authorisation=False)
+    confirmed = replace(t, state=S.CONFIRMED_ILLEGAL)
+    with pytest.raises(InvalidTransition):
+        check_transition(confirmed, S.FOUND_LEGAL, needs_authorisation=False)
+
+
+def test_authorisation_required_before_temporary_removal() -> None:
+    t = replace(make_ticket(source="law-enforcement"), state=S.UNDER_REVIEW)
+    with pytest.raises(AuthorisationRequired) as err:
+        check_transition(t, S.TEMPORARILY_REMOVED, needs_authorisation=True)
+    assert "authorisation" in str(err.value)
+    assert err.value.allowed == ("temporarily-removed", "found-legal")
+    ok = replace(t, authorisation="LE-2026-7")
+    assert check_transition(ok, S.TEMPORARILY_REMOVED, needs_authorisation=True) is (
+        S.TEMPORARILY_REMOVED
+    )
+
+
+def test_add_urls_batches_and_dedupes() -> None:
+    t = make_ticket()
+    later = T0 + timedelta(minutes=5)
+    again = TicketUrl("http://shop.hosted.test/a", "ref1", ("198.51.100.11",), later, later)
+    new = TicketUrl("http://shop.hosted.test/b", "ref2", ("198.51.100.10",), later, later)
+    t2 = add_urls(t, (again, new), "system", later)
+    assert [u.url for u in t2.urls] == ["http://shop.hosted.test/a", "http://shop.hosted.test/b"]
+    assert t2.urls[0].addresses == ("198.51.100.11",)
+    assert t2.events[-1].action == "add-urls"
+
+
+def test_json_round_trip() -> None:
+    t = walk(make_ticket(hold=True, authorisation="LE-1"), S.UNDER_REVIEW)
+    assert ticket_from_json(ticket_to_json(t)) == t
+
+
+def test_ticket_store_persists_with_safe_settings(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "takedown.sqlite3"
+    store = TicketStore(path)
+    t = store.create(make_ticket())
+    assert t.id == 1 and t.version == 0
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    t2 = store.update(walk(t, S.UNDER_REVIEW))
+    assert t2.version == 1
+    with pytest.raises(Conflict):
+        store.update(walk(t, S.UNDER_REVIEW))  # stale version
+    with pytest.raises(NotFound):
+        store.get(99)
+    assert store.find_open("cust-a", "HL-1") == t2
+    assert store.find_open("cust-a", "HL-2") is None
+    assert [x.id for x in store.list_tickets(state="under-review")] == [1]
+    assert store.received_between(T0, T0 + timedelta(seconds=1))[0].id == 1
+    store.close()
+    reopened = TicketStore(path)
+    assert reopened.get(1) == t2
+    reopened.close()
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    db.close()
+
+
+def test_evidence_bundle_verifies_and_detects_tampering() -> None:
+    t = walk(replace(make_ticket(), id=7), S.UNDER_REVIEW, S.TEMPORARILY_REMOVED)
+    policy = RetentionPolicy(by_jurisdiction={"xx": 730})
+    bundle = build_bundle(
+        t, [], audit_head=(42, "ab" * 32), policy=policy, exported_by="sup", now=T0
+    )
+    assert verify_bundle(bundle) == []
+    assert bundle["manifest"]["audit_anchor"] == {"last_id": 42, "last_hash": "ab" * 32}
+    assert bundle["manifest"]["retention_days"] == 365
+    tampered = {**bundle, "files": {**bundle["files"], "urls.json": "[]"}}
+    assert verify_bundle(tampered) == ["urls.json: hash does not match"]
+    forged = {**bundle, "manifest": {**bundle["manifest"], "legal_hold": True}}
+    assert "manifest hash does not match" in verify_bundle(forged)
+    assert verify_bundle({"nope": 1}) == ["not an evidence bundle"]
+
+
+def test_retention_and_legal_hold() -> None:
+    policy = RetentionPolicy(default_days=365, by_jurisdiction={"xx": 730})
+    closed = walk(replace(make_ticket(), state=S.UNDER_REVIEW), S.FOUND_LEGAL, S.RESTORED)
+    end = retain_until(closed, policy)
+    assert end == closed.events[-1].at + timedelta(days=365)
+    assert not may_delete(closed, policy, end - timedelta(seconds=1))
+    assert may_delete(closed, policy, end)
+    assert not may_delete(replace(closed, legal_hold=True), policy, end + timedelta(days=9999))
+    assert not may_delete(replace(closed, jurisdiction="xx"), policy, end)
+    assert not may_delete(make_ticket(), policy, end + timedelta(days=9999))  # still open
+
+
+def test_report_figures_and_csv() -> None:
+    tickets = [
+        walk(replace(make_ticket("hotline"), id=i), S.UNDER_REVIEW, S.TEMPORARILY_REMOVED)
+        for i in range(3)
+    ]  # removed after 20 minutes each
+    slow = walk(replace(make_ticket("public"), id=9), S.UNDER_REVIEW)
+    slow = apply_transition(slow, S.TEMPORARILY_REMOVED, "bob", "late", T0 + timedelta(minutes=90))
+    live = replace(make_ticket("public"), id=10)
+    rep = build_report([*tickets, slow, live], T0, T0 + timedelta(days=1))
+    total, hotline, public = rep.rows
+    assert (total.count, total.removed) == (5, 4)
+    assert total.median_minutes == 20 and total.within_60 == 3 / 5 and total.within_120 == 4 / 5
+    assert hotline.group == "hotline" and hotline.within_60 == 1.0
+    assert public.group == "public" and public.within_60 == 0.0 and public.within_120 == 0.5
+    assert public.p90_minutes == 90
+    text = report_csv(rep)
+    assert text.splitlines()[0].startswith("group,count,removed,median_minutes")
+    assert text.splitlines()[1] == "all,5,4,20.000,69.000,0.600,0.800"
+    js = rep.to_json()
+    assert js["total"]["count"] == 5 and set(js["by_source"]) == {"hotline", "public"}
+    assert percentile([], 50) is None and percentile([1.0, 3.0], 50) == 2.0
