@@ -44,22 +44,29 @@ def test_csv_time_ranged_lookup_picks_the_customer_at_notice_time() -> None:
     idx = AssignmentIndex(parse_csv("t", CSV_OK))
     a = idx.lookup("198.51.100.10", T0)
     b = idx.lookup("198.51.100.10", T1)
-    assert a is not None and a.customer_id == "cust-a" and a.origin == "t:2"
-    assert b is not None and b.customer_id == "cust-b"
+    assert a is not None
+    assert a.customer_id == "cust-a"
+    assert a.origin == "t:2"
+    assert b is not None
+    assert b.customer_id == "cust-b"
     c = idx.lookup("198.51.100.40", T1)
-    assert c is not None and c.customer_id == "cust-c"
+    assert c is not None
+    assert c.customer_id == "cust-c"
     assert idx.lookup("198.51.100.48", T1) is None
     d = idx.lookup("2001:db8:1:ffff::9", T1)
-    assert d is not None and d.service_id == "srv-4"
+    assert d is not None
+    assert d.service_id == "srv-4"
 
 
 def test_more_specific_assignment_wins() -> None:
     text = "prefix,customer_id\n198.51.100.0/24,reseller\n198.51.100.64/26,end-customer\n"
     idx = AssignmentIndex(parse_csv("t", text))
     hit = idx.lookup("198.51.100.70", T1)
-    assert hit is not None and hit.customer_id == "end-customer"
+    assert hit is not None
+    assert hit.customer_id == "end-customer"
     other = idx.lookup("198.51.100.7", T1)
-    assert other is not None and other.customer_id == "reseller"
+    assert other is not None
+    assert other.customer_id == "reseller"
 
 
 def test_malformed_csv_lists_every_bad_line() -> None:
@@ -77,8 +84,10 @@ def test_malformed_csv_lists_every_bad_line() -> None:
     lines = [p.line for p in err.value.problems]
     assert lines == [3, 4, 5, 6, 7]
     reasons = " ".join(p.reason for p in err.value.problems)
-    assert "host bits" in reasons and "customer_id is empty" in reasons
-    assert "valid_from" in reasons and "valid_to is not after" in reasons
+    assert "host bits" in reasons
+    assert "customer_id is empty" in reasons
+    assert "valid_from" in reasons
+    assert "valid_to is not after" in reasons
     assert "line 3" in str(err.value)
     # The message names lines and columns, never the offending values.
     assert "not-a-prefix" not in str(err.value)
@@ -127,7 +136,8 @@ address:        nowhere
         ("ORG-HA1", "HOSTING-A", "abuse@a.example"),
         ("HOSTING-B", "HOSTING-B", "noc@b.example"),
     ]
-    assert items[0].origin == "ripe:2" and items[1].origin == "ripe:8"
+    assert items[0].origin == "ripe:2"
+    assert items[1].origin == "ripe:8"
     with pytest.raises(ExportError) as err:
         parse_ripe("ripe", "inetnum: 198.51.100.9 - 198.51.100.1\nnetname: X\n\ngarbage line\n")
     assert [p.line for p in err.value.problems] == [1, 4]
@@ -153,16 +163,20 @@ async def test_registry_keeps_previous_data_when_an_export_turns_bad(tmp_path: P
     ripe.write_text("inet6num: 2001:db8:9::/48\nnetname: R9\n", encoding="utf-8")
     reg = CustomerRegistry([FileExport(path, "csv", "crm"), RipeExport(ripe, "ripe")])
     first = await reg.refresh()
-    assert first.loaded == {"crm": 4, "ripe": 1} and not first.failed
+    assert first.loaded == {"crm": 4, "ripe": 1}
+    assert not first.failed
     path.write_text(CSV_OK + "garbage,,\n", encoding="utf-8")
     second = await reg.refresh()
-    assert "crm" in second.failed and second.failed["crm"].problems[0].line == 6
+    assert "crm" in second.failed
+    assert second.failed["crm"].problems[0].line == 6
     hit = reg.lookup("198.51.100.10", T1)
-    assert hit is not None and hit.customer_id == "cust-b"  # previous data still served
+    assert hit is not None
+    assert hit.customer_id == "cust-b"
     path.write_text(CSV_OK.replace("cust-b", "cust-z"), encoding="utf-8")
     await reg.refresh()
     again = reg.lookup("198.51.100.10", T1)
-    assert again is not None and again.customer_id == "cust-z"
+    assert again is not None
+    assert again.customer_id == "cust-z"
 
 
 async def test_unreadable_export_is_a_reported_failure(tmp_path: Path) -> None:

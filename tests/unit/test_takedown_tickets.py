@@ -76,7 +76,8 @@ def test_full_takedown_path_sets_removal_time_once() -> None:
         S.REMOVED_AND_PRESERVED,
         S.EVIDENCE_ISSUED,
     )
-    assert t.state is S.EVIDENCE_ISSUED and t.closed
+    assert t.state is S.EVIDENCE_ISSUED
+    assert t.closed
     assert t.removed_at == T0 + timedelta(minutes=20)  # temporarily-removed, not later
     assert t.minutes_to_removal == 20
     assert [e.to_state for e in t.events][-1] == "evidence-issued"
@@ -87,7 +88,8 @@ def test_full_takedown_path_sets_removal_time_once() -> None:
 def test_found_legal_and_restored(from_state: TicketState) -> None:
     t = replace(make_ticket(), state=from_state)
     t = walk(t, S.FOUND_LEGAL, S.RESTORED)
-    assert t.state is S.RESTORED and t.closed
+    assert t.state is S.RESTORED
+    assert t.closed
 
 
 def test_illegal_transition_names_allowed_states() -> None:
@@ -139,7 +141,8 @@ def test_ticket_store_persists_with_safe_settings(tmp_path: Path) -> None:
     path = tmp_path / "state" / "takedown.sqlite3"
     store = TicketStore(path)
     t = store.create(make_ticket())
-    assert t.id == 1 and t.version == 0
+    assert t.id == 1
+    assert t.version == 0
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     t2 = store.update(walk(t, S.UNDER_REVIEW))
     assert t2.version == 1
@@ -200,13 +203,20 @@ def test_report_figures_and_csv() -> None:
     rep = build_report([*tickets, slow, live], T0, T0 + timedelta(days=1))
     total, hotline, public = rep.rows
     assert (total.count, total.removed) == (5, 4)
-    assert total.median_minutes == 20 and total.within_60 == 3 / 5 and total.within_120 == 4 / 5
-    assert hotline.group == "hotline" and hotline.within_60 == 1.0
-    assert public.group == "public" and public.within_60 == 0.0 and public.within_120 == 0.5
+    assert total.median_minutes == 20
+    assert total.within_60 == 3 / 5
+    assert total.within_120 == 4 / 5
+    assert hotline.group == "hotline"
+    assert hotline.within_60 == 1.0
+    assert public.group == "public"
+    assert public.within_60 == 0.0
+    assert public.within_120 == 0.5
     assert public.p90_minutes == 90
     text = report_csv(rep)
     assert text.splitlines()[0].startswith("group,count,removed,median_minutes")
     assert text.splitlines()[1] == "all,5,4,20.000,69.000,0.600,0.800"
     js = rep.to_json()
-    assert js["total"]["count"] == 5 and set(js["by_source"]) == {"hotline", "public"}
-    assert percentile([], 50) is None and percentile([1.0, 3.0], 50) == 2.0
+    assert js["total"]["count"] == 5
+    assert set(js["by_source"]) == {"hotline", "public"}
+    assert percentile([], 50) is None
+    assert percentile([1.0, 3.0], 50) == 2.0
