@@ -1,0 +1,163 @@
+"""Squid helper: channel-ID protocol in a subprocess, index swaps, corrupt files, fail modes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from edgeagent.model import Action, DesiredState, Entry, Indicator
+from edgeagent.proxy.index import write_index
+from edgeagent.proxy.squid_helper import Helper, read_stats
+
+LISTED = "http://mixed.site.test/gallery/listed.html"
+SIBLING = "http://mixed.site.test/gallery/sibling.html"
+
+
+def _state(version: int, *items: tuple[str, str]) -> DesiredState:
+    return DesiredState(
+        version, tuple(Entry(Indicator.parse(s, v), Action.BLOCK, "iwf") for s, v in items), ()
+    )
+
+
+class HelperProcess:
+    """The real console entry point in a subprocess, spoken to line by line."""
+
+    def __init__(self, index: Path, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "edgeagent.proxy.squid_helper", "--index", str(index), *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+
+    def ask(self, *lines: str) -> list[str]:
+        assert self.proc.stdin is not None
+        assert self.proc.stdout is not None
+        self.proc.stdin.write("".join(line + "\n" for line in lines).encode())
+        self.proc.stdin.flush()
+        return [self.proc.stdout.readline().decode().rstrip("\n") for _ in lines]
+
+    def close(self) -> str:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        self.proc.wait(timeout=10)
+        assert self.proc.stderr is not None
+        return self.proc.stderr.read().decode()
+
+
+@pytest.fixture
+def index(tmp_path: Path) -> Path:
+    path = tmp_path / "proxy-index.bin"
+    write_index(
+        _state(1, ("url", LISTED), ("domain", "whole.domain.test"), ("host", "h.site.test")),
+        path,
+    )
+    return path
+
+
+def test_channel_protocol_over_stdio(index: Path, tmp_path: Path) -> None:
+    stats = tmp_path / "stats-%p.json"
+    h = HelperProcess(index, "--stats-file", str(stats))
+    try:
+        answers = h.ask(
+            f"0 {LISTED} GET",
+            f"1 {SIBLING} GET",
+            "2 http://MIXED.site.test:80/gallery/./listed.html GET",
+            "3 whole.domain.test:443 CONNECT",
+            "4 mixed.site.test:443 CONNECT",
+            "5 unlisted.site.test:443 CONNECT",
+            "6 http://a.whole.domain.test/ POST",
+            "7 http://%zz%[bad/ GET",
+        )
+    finally:
+        err = h.close()
+    assert answers == [
+        "0 OK message=iwf",
+        "1 ERR",
+        "2 OK message=iwf",
+        "3 OK message=iwf",
+        "4 ERR",
+        "5 ERR",
+        "6 OK message=iwf",
+        "7 ERR",
+    ]
+    assert "listed.html" not in err  # no URL in cache.log
+    files = list(tmp_path.glob("stats-*.json"))
+    assert len(files) == 1
+    counters = read_stats(files)
+    assert counters["requests"] == 8
+    assert counters["listed"] == 4
+    assert counters["https_unenforceable"] == 1
+    assert counters["connect_refused"] == 1
+    assert counters["invalid"] == 1
+    assert counters["policy_version"] == 1
+    assert "listed.html" not in files[0].read_text()
+
+
+def test_new_index_is_noticed_without_restart(index: Path) -> None:
+    h = HelperProcess(index, "--check-interval", "0")
+    try:
+        assert h.ask(f"0 {SIBLING}") == ["0 ERR"]
+        write_index(_state(2, ("url", SIBLING)), index)
+        assert h.ask(f"1 {SIBLING}", f"2 {LISTED}") == ["1 OK message=iwf", "2 ERR"]
+    finally:
+        err = h.close()
+    assert "policy version 2" in err
+
+
+def test_corrupt_or_missing_index_keeps_the_last_good_one(index: Path) -> None:
+    h = HelperProcess(index, "--check-interval", "0")
+    try:
+        assert h.ask(f"0 {LISTED}") == ["0 OK message=iwf"]
+        data = bytearray(index.read_bytes())
+        data[-1] ^= 0xFF
+        tmp = index.with_suffix(".new")
+        tmp.write_bytes(bytes(data))
+        os.replace(tmp, index)
+        assert h.ask(f"1 {LISTED}") == ["1 OK message=iwf"]
+        index.unlink()
+        assert h.ask(f"2 {LISTED}") == ["2 OK message=iwf"]
+    finally:
+        err = h.close()
+    assert "checksum mismatch" in err
+    assert "keeping the last good index" in err
+
+
+@pytest.mark.parametrize(
+    ("mode", "expected"), [("open", "ERR"), ("closed", "OK message=unavailable")]
+)
+def test_fail_mode_before_first_index(tmp_path: Path, mode: str, expected: str) -> None:
+    index = tmp_path / "later.bin"
+    h = HelperProcess(index, "--fail-mode", mode, "--check-interval", "0")
+    try:
+        assert h.ask(f"0 {LISTED}") == [f"0 {expected}"]
+        write_index(_state(3, ("url", LISTED)), index)
+        assert h.ask(f"1 {LISTED}", f"2 {SIBLING}") == ["1 OK message=iwf", "2 ERR"]
+    finally:
+        err = h.close()
+    assert f"fail-{mode}" in err
+
+
+def test_in_process_counts_before_load_and_reload_throttle(tmp_path: Path) -> None:
+    index = tmp_path / "i.bin"
+    helper = Helper(index, fail_closed=True, check_interval=3600)
+    assert helper.answer(f"9 {LISTED}".encode()) == b"9 OK message=unavailable"
+    assert helper.stats.before_load_refused == 1
+    write_index(_state(4, ("url", LISTED)), index)
+    assert not helper.maybe_reload()  # throttled: next look in an hour
+    assert helper.maybe_reload(force=True)
+    assert helper.answer(LISTED.encode()) == b"OK message=iwf"
+
+
+def test_read_stats_sums_files_and_skips_bad_ones(tmp_path: Path) -> None:
+    (tmp_path / "a.json").write_text(json.dumps({"requests": 2, "policy_version": 5}))
+    (tmp_path / "b.json").write_text(json.dumps({"requests": 3, "policy_version": 4}))
+    (tmp_path / "c.json").write_text("{not json")
+    total = read_stats(sorted(tmp_path.glob("*.json")))
+    assert total["requests"] == 5
+    assert total["policy_version"] == 4
