@@ -13,10 +13,14 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from edgeagent import __version__
 from edgeagent.config import DEFAULT_CONFIG_PATH, Settings, load_config, summary
 from edgeagent.errors import ConfigError, EdgeAgentError, InvalidTarget
+
+if TYPE_CHECKING:
+    from edgeagent.service import Agent
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_REFUSED = 0, 1, 2, 3
 ROLES = ("noc", "analyst", "supervisor", "admin")
@@ -34,7 +38,7 @@ def resolve_config(explicit: str | None) -> tuple[Path | None, bool]:
     """
     if explicit:
         return Path(explicit), True
-    env = os.environ.get("EDGEAGENT_CONFIG")
+    env = os.environ.get("EDGEAGENT_CONFIG")  # an empty value means "not set"
     if env:
         return Path(env), True
     if DEFAULT_CONFIG_PATH.exists():
@@ -49,7 +53,7 @@ def _settings(args: argparse.Namespace) -> tuple[Settings, Path | None]:
     return load_config(path), path
 
 
-def _agent(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _agent(args: argparse.Namespace) -> Agent:
     from edgeagent.service import Agent
 
     settings, _ = _settings(args)
@@ -173,6 +177,51 @@ def cmd_token_create(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_sync(args: argparse.Namespace) -> int:
+    """One sync now, per feed; a progress line on stderr for long parses."""
+    agent = _agent(args)
+
+    shown = False
+
+    def progress(feed: str, n: int) -> None:
+        nonlocal shown
+        if n >= 100_000:  # only long parses get a progress line
+            shown = True
+            print(f"\r{feed}: {n:,} lines parsed", end="", file=sys.stderr, flush=True)
+
+    async def run() -> list[Any]:
+        try:
+            if args.feed:
+                return [await agent.feeds.sync(args.feed, progress)]
+            return await agent.feeds.sync_all(progress)
+        finally:
+            await agent.feeds.close()
+
+    try:
+        results = asyncio.run(run())
+    finally:
+        agent.close()
+    if shown:
+        print("", file=sys.stderr)
+    failed = 0
+    for r in results:
+        line = f"{r.feed:<20} {r.outcome!s:<9} entries {r.entries:>9,}"
+        line += f"  +{r.added:,} -{r.removed:,}"
+        rejected = sum(r.rejects.values())
+        if rejected:
+            reasons = ", ".join(f"{k} {v}" for k, v in sorted(r.rejects.items()))
+            line += f"  rejected {rejected:,} ({reasons})"
+        if r.reject_samples:
+            line += f"  e.g. {', '.join(r.reject_samples)}"
+        if r.reason:
+            line += f"  — {r.reason}"
+        print(f"{line}  [{r.duration:.2f}s]")
+        failed += r.outcome == "failed"
+    if not results:
+        print("no enabled feeds")
+    return EXIT_FAILED if failed else EXIT_OK
+
+
 def cmd_lab(args: argparse.Namespace) -> int:
     from edgeagent import logs
     from edgeagent.lab import Lab, run_lab
@@ -225,6 +274,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     lk = add("lookup", cmd_lookup, "how a URL, name or address is treated, and why")
     lk.add_argument("target", help="URL, host name or IP address")
+
+    sy = add("sync", cmd_sync, "sync feeds now and print per-feed counts")
+    sy.add_argument("--feed", metavar="NAME", help="only this feed")
 
     lab = sub.add_parser("lab", help="run the agent and its peers on loopback for trying it out")
     lab.add_argument("--dir", help="lab directory (default: a new temporary directory)")

@@ -23,7 +23,7 @@ import signal
 import ssl
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,8 @@ from edgeagent.config import Settings, load_config
 from edgeagent.decisions import DecisionService
 from edgeagent.engine import PolicyEngine, PolicySnapshot
 from edgeagent.errors import ConfigError, ConfigProblem, EdgeAgentError
+from edgeagent.feeds.runner import FeedRunner
+from edgeagent.feeds.specs import feed_specs
 from edgeagent.guard import ChangeLimits, Guard, ProtectedNames, PublicSuffixes
 from edgeagent.logs import fields
 from edgeagent.metrics import Metrics
@@ -70,14 +72,17 @@ class Agent:
     guard: Guard
     engine: PolicyEngine
     decisions: DecisionService
-    metrics: Metrics = field(default_factory=Metrics)
+    feeds: FeedRunner
+    metrics: Metrics
 
     @classmethod
     def build(cls, settings: Settings) -> Agent:
         path = settings.store_path
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        store = open_store(path)
+        specs = feed_specs(settings)  # reads feed secrets: fail before opening anything
         guard = build_guard(settings)
+        store = open_store(path)
+        metrics = Metrics()
         return cls(
             settings=settings,
             store=store,
@@ -86,6 +91,8 @@ class Agent:
             decisions=DecisionService(
                 store, guard, public_needs_approval=settings.api.public_reports_need_approval
             ),
+            feeds=FeedRunner(specs, store, guard, metrics),
+            metrics=metrics,
         )
 
     def close(self) -> None:
@@ -195,6 +202,7 @@ class Daemon:
         await self._start_listeners(settings)
         self._install_signals()
         self._tasks.append(asyncio.create_task(self._reconciler(), name="reconciler"))
+        self._start_scheduler()
         interval = watchdog_interval()
         if interval:
             self._tasks.append(asyncio.create_task(self._watchdog(interval), name="watchdog"))
@@ -202,6 +210,8 @@ class Daemon:
         log.info("ready", extra=fields(api=self.api_url, metrics=self.metrics_url))
         if on_ready is not None:
             on_ready(self)
+        # First sync right away (the schedule's first run is one interval later).
+        self._tasks.append(asyncio.create_task(self._initial_sync(), name="initial-sync"))
         try:
             await self._stop.wait()
         finally:
@@ -242,6 +252,20 @@ class Daemon:
         runner = await start_site(app, host, port, ssl_context=ssl_ctx)
         self._runners.append(runner)
         return bound_port(runner)
+
+    def _start_scheduler(self) -> None:
+        from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+        self.agent.feeds.on_change = self.policy_changed
+        self.scheduler = AsyncIOScheduler(timezone=UTC)
+        self.agent.feeds.schedule(self.scheduler)
+        self.scheduler.start()
+
+    async def _initial_sync(self) -> None:
+        try:
+            await self.agent.feeds.sync_all()
+        except Exception:
+            log.exception("initial feed sync failed")
 
     def _install_signals(self) -> None:
         loop = asyncio.get_running_loop()
@@ -285,6 +309,9 @@ class Daemon:
     async def _shutdown(self) -> None:
         self.notifier.stopping()
         log.info("stopping: draining requests")
+        scheduler = getattr(self, "scheduler", None)
+        if scheduler is not None and scheduler.running:
+            scheduler.shutdown(wait=False)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -293,6 +320,7 @@ class Daemon:
         for runner in reversed(self._runners):
             await runner.cleanup()
         self._runners.clear()
+        await self.agent.feeds.close()
         log.info("stopped")
 
     # -- status callables for the API
@@ -300,20 +328,11 @@ class Daemon:
         reasons: list[str] = []
         if not self.agent.engine.loaded:
             reasons.append("policy not loaded")
+        reasons.extend(f"feed {name} is stale" for name in self.agent.feeds.stale())
         return reasons
 
     def _feed_status(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for feed in self.agent.store.feeds():
-            live = self.agent.store.live_generation(feed)
-            held = self.agent.store.held_generation(feed)
-            out[feed] = {
-                "live_generation": live.id if live else None,
-                "entries": live.entry_count if live else 0,
-                "updated_at": live.created_at.isoformat() if live else None,
-                "held_generation": held.id if held else None,
-            }
-        return out
+        return self.agent.feeds.status()
 
     def _publisher_status(self) -> dict[str, Any]:
         return {}

@@ -142,3 +142,20 @@ def test_lookup_explains_a_decision(state_config: Path, tmp_path: Path) -> None:
     bad = edgeagent("lookup", "*.example", "-c", str(state_config))
     assert bad.returncode == 2
     assert "invalid target" in bad.stderr
+
+
+def test_sync_against_the_bundled_samples_prints_per_feed_counts(tmp_path: Path) -> None:
+    env = {"EDGEAGENT_STATE_DIR": str(tmp_path / "state"), "EDGEAGENT_CONFIG": ""}
+    first = edgeagent("sync", env=env)
+    assert first.returncode == 0, first.stderr
+    lines = {line.split()[0]: line for line in first.stdout.splitlines()}
+    assert set(lines) == {"hotline-sample", "police-sample"}
+    for line in lines.values():
+        assert " live " in line
+        assert "rejected" in line  # the samples carry injection lines on purpose
+    again = edgeagent("sync", "--feed", "police-sample", env=env)
+    assert again.returncode == 0
+    assert "unchanged" in again.stdout
+    unknown = edgeagent("sync", "--feed", "nope", env=env)
+    assert unknown.returncode == 3
+    assert "feed nope not found" in unknown.stderr
