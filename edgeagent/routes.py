@@ -38,7 +38,12 @@ Two stages, kept apart so the dangerous one can be tested without a kernel:
   touches them). "Ours" means routes and rules carrying the configured route protocol
   number (``rt_proto``, default 200, shown by ``ip route`` as ``proto 200``), so an
   operator's hand-made routes in the same table are told apart. In dry-run mode it only
-  reports what it would do. It needs ``CAP_NET_ADMIN`` and nothing else.
+  reports what it would do. In the agent's own namespace it needs ``CAP_NET_ADMIN`` and
+  nothing else (a ``netns`` name, used by tests, also needs ``CAP_SYS_ADMIN`` to enter it).
+  Cost measured here: 10,000 routes installed in 3.4 s, a no-change pass over them in
+  1.3 s, both on the event loop (pyroute2 parses dumps in the loop); a daemon serving
+  latency-sensitive requests on the same loop may prefer a worker thread with its own
+  loop and reconciler.
 
 Confidentiality: a host name never leaves :func:`plan_routes` in plain text; refusals and
 routes carry ``errors.short_hash`` of it. Destinations are kept as addresses (they are
@@ -49,6 +54,7 @@ what the kernel table shows anyway) but log lines use their short hash too, beca
 from __future__ import annotations
 
 import asyncio
+import bisect
 import ipaddress
 import logging
 import socket
@@ -114,8 +120,36 @@ REASONS: Final = (
     REASON_CDN_RANGE,
 )
 
+
+class _RangeSet:
+    """Address ranges merged by a netaddr ``IPSet``, probed by bisection.
+
+    ``IPSet.__contains__`` tries every prefix length (128 for IPv6) per probe, about
+    100 us each; a plan of 10,000 routes probes several sets per destination, so probes go
+    to sorted disjoint ``(first, last)`` integer intervals instead.
+    """
+
+    __slots__ = ("_firsts", "_lasts")
+
+    def __init__(self, nets: Iterable[object]) -> None:
+        merged = netaddr.IPSet([str(n) for n in nets])
+        self._firsts: dict[int, list[int]] = {4: [], 6: []}
+        self._lasts: dict[int, list[int]] = {4: [], 6: []}
+        # iter_ipranges yields disjoint ranges in ascending order, IPv4 first.
+        for rng in merged.iter_ipranges():
+            self._firsts[rng.version].append(int(rng.first))
+            self._lasts[rng.version].append(int(rng.last))
+
+    def overlaps(self, net: IPNetwork) -> bool:
+        """True if any address of ``net`` is in the set."""
+        first = int(net.network_address)
+        last = int(net.broadcast_address)
+        i = bisect.bisect_right(self._firsts[net.version], last) - 1
+        return i >= 0 and self._lasts[net.version][i] >= first
+
+
 # Space a route must never cover, whatever the configuration says.
-_NEVER: Final = netaddr.IPSet(
+_NEVER: Final = _RangeSet(
     [
         "0.0.0.0/8",
         "127.0.0.0/8",
@@ -305,16 +339,6 @@ def _as_network(item: AddressLike) -> IPNetwork:
     return ipaddress.ip_network(item.strip(), strict=True)
 
 
-def _ipset(nets: Iterable[IPNetwork]) -> netaddr.IPSet:
-    return netaddr.IPSet([str(n) for n in nets])
-
-
-def _overlaps(net: IPNetwork, ranges: netaddr.IPSet) -> bool:
-    if net.num_addresses == 1:
-        return netaddr.IPAddress(str(net.network_address)) in ranges
-    return bool(ranges & netaddr.IPSet([str(net)]))
-
-
 def _net_key(net: IPNetwork) -> tuple[int, int, int]:
     """Sort key: IPv4 before IPv6, then by address and prefix length."""
     return (net.version, int(net.network_address), net.prefixlen)
@@ -348,17 +372,19 @@ def plan_routes(
     Raises :class:`RouteLimitExceeded` when more than ``settings.max_routes`` routes
     survive the guardrails. See the module docstring for the order of the checks.
     """
-    protected_addr_set = netaddr.IPSet()
+    third_party: list[IPNetwork] = []
     for item in protected_addresses:
         try:
-            protected_addr_set.add(str(_unmap(_as_network(item))))
-        except ValueError:
+            third_party.append(_unmap(_as_network(item)))
+        except (ValueError, TypeError):
             continue  # an unparseable protected address protects nothing
-    protected_set = _ipset(settings.protected_ranges)
-    cdn_set = _ipset(settings.cdn_ranges)
+    protected_addr_set = _RangeSet(third_party)
+    protected_set = _RangeSet(settings.protected_ranges)
+    cdn_set = _RangeSet(settings.cdn_ranges)
 
     wanted: dict[IPNetwork, set[str]] = {}
     refused: dict[tuple[str, str, str], Refusal] = {}
+    verdicts: dict[IPNetwork, str | None] = {}
 
     def refuse(ref: str, net: IPNetwork | None, reason: str) -> None:
         refused.setdefault((ref, str(net), reason), Refusal(ref, net, reason))
@@ -371,7 +397,11 @@ def plan_routes(
             except (ValueError, TypeError):
                 refuse(ref, None, REASON_INVALID)
                 continue
-            reason = _check(net, settings, protected_addr_set, protected_set, cdn_set)
+            if net in verdicts:  # shared front ends: many hosts, one address
+                reason = verdicts[net]
+            else:
+                reason = _check(net, settings, protected_addr_set, protected_set, cdn_set)
+                verdicts[net] = reason
             if reason is not None:
                 refuse(ref, net, reason)
             else:
@@ -392,12 +422,12 @@ def plan_routes(
 def _check(
     net: IPNetwork,
     settings: RouteSettings,
-    protected_addrs: netaddr.IPSet,
-    protected: netaddr.IPSet,
-    cdn: netaddr.IPSet,
+    protected_addrs: _RangeSet,
+    protected: _RangeSet,
+    cdn: _RangeSet,
 ) -> str | None:
     """The first guardrail ``net`` fails, or None if it may be diverted."""
-    if _overlaps(net, _NEVER) or net.is_reserved:
+    if _NEVER.overlaps(net) or net.is_reserved:
         return REASON_NOT_ROUTABLE
     if not settings.allow_non_global and not _is_global(net):
         return REASON_NOT_GLOBAL
@@ -409,11 +439,11 @@ def _check(
         return REASON_NO_NEXT_HOP
     if hop in net:
         return REASON_NEXT_HOP
-    if _overlaps(net, protected_addrs):
+    if protected_addrs.overlaps(net):
         return REASON_PROTECTED_ADDRESS
-    if _overlaps(net, protected):
+    if protected.overlaps(net):
         return REASON_PROTECTED_RANGE
-    if _overlaps(net, cdn):
+    if cdn.overlaps(net):
         return REASON_CDN_RANGE
     return None
 
