@@ -598,11 +598,15 @@ class RoutesSettings(_Model):
     table: Annotated[int, Field(ge=1, le=252)] = 100
     rule_priority: Annotated[int, Field(ge=1, le=32765)] = 1000
     proxy_next_hop: IpAddress | None = None
+    proxy_next_hop_v6: IpAddress | None = None  # the IPv6 next hop, when v6 is diverted
     ports: Items[Port] = (80,)
     max_routes: Annotated[int, Field(ge=1)] = 10_000
     min_prefix_v4: Annotated[int, Field(ge=0, le=32)] = 24
     min_prefix_v6: Annotated[int, Field(ge=0, le=128)] = 48
     protected_ranges: Items[IpNetwork] = ()
+    cdn_ranges: Items[IpNetwork] = ()
+    allow_non_global: bool = False  # labs and tests divert documentation addresses
+    route_protocol: Annotated[int, Field(ge=5, le=255)] = 200
     reconcile_interval_seconds: Annotated[int, Field(ge=1)] = 30
 
     @model_validator(mode="after")
