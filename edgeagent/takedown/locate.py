@@ -445,11 +445,20 @@ def _probe(ip: netaddr.IPAddress, ifname: str, timeout: float) -> str:
         pkt: Any = Ether(dst="ff:ff:ff:ff:ff:ff") / ARP(pdst=str(ip))
         reply = srp1(pkt, iface=ifname, timeout=timeout, verbose=False)
         return str(reply[ARP].hwsrc) if reply is not None and ARP in reply else ""
-    from scapy.layers.inet6 import ICMPv6ND_NA, ICMPv6ND_NS, IPv6
+    from scapy.arch import get_if_hwaddr
+    from scapy.layers.inet6 import ICMPv6ND_NA, ICMPv6ND_NS, ICMPv6NDOptSrcLLAddr, IPv6
 
     solicited = netaddr.IPAddress("ff02::1:ff00:0") + (int(ip) & 0xFFFFFF)
     low = int(ip) & 0xFFFFFF
     mcast_mac = f"33:33:ff:{low >> 16:02x}:{(low >> 8) & 0xFF:02x}:{low & 0xFF:02x}"
-    pkt = Ether(dst=mcast_mac) / IPv6(dst=str(solicited)) / ICMPv6ND_NS(tgt=str(ip))
+    own_mac = get_if_hwaddr(ifname)
+    # Hop limit 255 and a source link-layer option, or the kernel ignores the solicitation
+    # (RFC 4861 7.1.1).
+    pkt = (
+        Ether(src=own_mac, dst=mcast_mac)
+        / IPv6(dst=str(solicited), hlim=255)
+        / ICMPv6ND_NS(tgt=str(ip))
+        / ICMPv6NDOptSrcLLAddr(lladdr=own_mac)
+    )
     reply = srp1(pkt, iface=ifname, timeout=timeout, verbose=False)
     return str(reply[Ether].src) if reply is not None and ICMPv6ND_NA in reply else ""
