@@ -37,7 +37,7 @@ from edgeagent.api.validation import (
     parse_query,
 )
 from edgeagent.decisions import DecisionRequest
-from edgeagent.errors import EdgeAgentError, short_hash
+from edgeagent.errors import EdgeAgentError, InvalidTarget, short_hash
 from edgeagent.model import Decision, DecisionStatus, DesiredState, Indicator, Scope
 from edgeagent.policy import PolicyIndex
 from edgeagent.store.base import AuditRecord
@@ -319,8 +319,8 @@ async def lookup(request: web.Request, who: Principal) -> web.Response:
             f"target:{short_hash(q.target)}",
             {"result": "invalid"},
         )
-        reason = exc.reason if hasattr(exc, "reason") else "not a URL, host name or address"
-        raise bad_input("target", str(reason)) from None
+        reason = exc.reason if isinstance(exc, InvalidTarget) else "not a URL, name or address"
+        raise bad_input("target", reason) from None
     await write(
         request.app,
         ctx.store.append_audit,
