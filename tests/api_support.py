@@ -146,11 +146,15 @@ async def serve(
     changed = asyncio.Event()
     loop = asyncio.get_running_loop()
     service = DecisionService(store, guard, public_needs_approval=False)
+
+    def on_change() -> None:
+        loop.call_soon_threadsafe(changed.set)
+
     ctx = ApiContext(
         store=store,
         decisions=service,
         policy=lambda: engine.current().index,
-        on_change=lambda: loop.call_soon_threadsafe(changed.set),
+        on_change=on_change,
     )
     await asyncio.to_thread(engine.current)  # policy loaded before we listen
     # As the daemon should: move the long-lived policy out of the collector's view, or
