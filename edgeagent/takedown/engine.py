@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeagent.config import TakedownSettings, read_secret
-from edgeagent.errors import short_hash
+from edgeagent.errors import ConfigError, ConfigProblem, short_hash
 from edgeagent.model import Action, Entry, Indicator
 from edgeagent.store.base import Store
 from edgeagent.takedown.base import (
@@ -171,7 +171,8 @@ class TakedownService:
     ) -> TakedownService:
         """Build the service from ``[takedown]``; tickets in ``state_dir/takedown.sqlite3``.
 
-        Call ``await svc.refresh_customers()`` before the first ``on_entries``.
+        Call ``await svc.refresh_customers()`` before the first ``on_entries``. Raises
+        ``ConfigError`` when no non-filtering resolver is configured.
         """
         sources: list[CustomerLookup] = []
         for i, c in enumerate(settings.customers):
@@ -186,7 +187,14 @@ class TakedownService:
                 assert c.path is not None
                 sources.append(FileExport(Path(c.path), c.kind, label=f"{c.kind}{i}"))
         own = OwnSpace(str(p) for p in settings.own_prefixes)
-        resolvers = [(r.host, r.port) for r in settings.resolvers] or [("127.0.0.1", 53)]
+        resolvers = [(r.host, r.port) for r in settings.resolvers]
+        if not resolvers:
+            # Never fall back to the system resolver: it may apply the blocking policy and
+            # answer with the stop page's address, which would locate nothing (or worse).
+            raise ConfigError(
+                "[takedown]",
+                [ConfigProblem("takedown.resolvers", "needs a resolver without the policy")],
+            )
         locator = Locator(own, CustomerRegistry(sources), resolvers)
         notifiers: list[Notifier] = []
         if settings.smtp is not None:
