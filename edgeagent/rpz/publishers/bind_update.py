@@ -198,9 +198,11 @@ class BindUpdatePublisher(Publisher[UpdatePlan]):
         s = release.settings
         plan = UpdatePlan(release.serial)
         try:
+            # The exception zone first: the policy zone carries the canary, so when a
+            # resolver shows the new serial, the allows of this version are in as well.
             for zone, records, canary in (
-                (s.zone, release.policy_records(), _canary_owner(s)),
                 (s.exception_zone, release.exception_records(), None),
+                (s.zone, release.policy_records(), _canary_owner(s)),
             ):
                 zp = self._plan_zone(zone, frozenset(records), release, canary)
                 if zp is not None:

@@ -240,9 +240,11 @@ class HttpNotifyPublisher(Publisher[_Staged]):
     # -- validate -----------------------------------------------------------------------
     def prepare(self, release: ZoneRelease) -> _Staged:
         s = release.settings
+        # The exception zone first (renamed and notified first): the policy zone carries
+        # the canary, so a resolver showing the new serial has this version's allows.
         jobs: list[tuple[str, Callable[[], Iterator[str]]]] = [
-            (s.zone, release.policy_text),
             (s.exception_zone, release.exception_text),
+            (s.zone, release.policy_text),
         ]
         staged = _Staged()
         try:
