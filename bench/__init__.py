@@ -102,8 +102,37 @@ def _canon(quick: bool) -> list[Row]:
     return canon_bench.run(100_000 if quick else 1_000_000)
 
 
+def _feed_ingest(quick: bool) -> list[Row]:
+    """Issue 4: parse, validate and store a domain list and a URL list (full local sync)."""
+    from bench import feed_ingest
+
+    rows: list[Row] = []
+    anchor = "issue 4 goal"
+    for kind, n in (("domain", 100_000 if quick else 1_000_000), ("url", 100_000)):
+        r = feed_ingest.run(kind, n)
+        goal = "<= 10 s" if kind == "domain" and n == 1_000_000 else ""
+        rows.append(Row(f"sync {n:,}-line {kind} list", r["sync_total_s"], "s", goal, anchor))
+        rows.append(
+            Row(f"  of which parse + validate ({kind})", r["parse_validate_s"], "s", "", "")
+        )
+        mem_goal = "<= 500 MB" if kind == "domain" and n == 1_000_000 else ""
+        rows.append(Row(f"peak RSS ({kind} list)", r["peak_rss_mb"], "MB", mem_goal, anchor))
+    return rows
+
+
+def _takedown_locate(quick: bool) -> list[Row]:
+    """Issue 7: locate URL entries against customer prefixes through a local Unbound."""
+    from bench import takedown_locate
+
+    if quick:
+        return takedown_locate.rows(2_000, 10_000)
+    return takedown_locate.rows()
+
+
 REGISTRY: dict[str, Benchmark] = {
     "store_ingest": _store_ingest,
     "canon": _canon,
+    "feed_ingest": _feed_ingest,
+    "takedown_locate": _takedown_locate,
 }
 """Benchmark name -> runner, in the order BENCHMARKS.md lists them."""
