@@ -42,6 +42,8 @@ from edgeagent.metrics import Metrics
 from edgeagent.sdnotify import SystemdNotifier, watchdog_interval
 from edgeagent.store import open_store
 from edgeagent.store.base import Store
+from edgeagent.takedown.engine import TakedownService
+from edgeagent.takedown.intake import TakedownIntake
 
 log = logging.getLogger("edgeagent.service")
 
@@ -74,6 +76,8 @@ class Agent:
     decisions: DecisionService
     feeds: FeedRunner
     metrics: Metrics
+    takedown: TakedownService | None = None
+    intake: TakedownIntake | None = None
 
     @classmethod
     def build(cls, settings: Settings) -> Agent:
@@ -83,6 +87,14 @@ class Agent:
         guard = build_guard(settings)
         store = open_store(path)
         metrics = Metrics()
+        takedown = intake = None
+        if settings.takedown.enabled:
+            takedown = TakedownService.from_settings(
+                settings.takedown, store, settings.agent.state_dir
+            )
+            intake = TakedownIntake(
+                store.get_decision, lambda feed: str(settings.feeds[feed].source)
+            )
         return cls(
             settings=settings,
             store=store,
@@ -93,6 +105,8 @@ class Agent:
             ),
             feeds=FeedRunner(specs, store, guard, metrics),
             metrics=metrics,
+            takedown=takedown,
+            intake=intake,
         )
 
     def close(self) -> None:
@@ -259,9 +273,55 @@ class Daemon:
         self.agent.feeds.on_change = self.policy_changed
         self.scheduler = AsyncIOScheduler(timezone=UTC)
         self.agent.feeds.schedule(self.scheduler)
+        if self.agent.takedown is not None:
+            self._schedule_takedown(self.scheduler)
         self.scheduler.start()
 
+    def _schedule_takedown(self, scheduler: Any) -> None:
+        svc = self.agent.takedown
+        assert svc is not None
+        common = {"max_instances": 1, "coalesce": True, "misfire_grace_time": 60}
+        scheduler.add_job(svc.run_due, "interval", seconds=30, id="takedown:due", **common)
+        scheduler.add_job(
+            svc.refresh_customers, "interval", hours=1, id="takedown:customers", **common
+        )
+        scheduler.add_job(
+            self._relocate_all, "interval", minutes=15, id="takedown:relocate", **common
+        )
+
+    async def _relocate_all(self) -> None:
+        if self.agent.intake is not None:
+            self.agent.intake.forget()
+        await self._takedown_intake(await asyncio.to_thread(self.agent.policy))
+
+    async def _takedown_intake(self, snap: PolicySnapshot) -> None:
+        """Locate new url/host entries and open or extend hosting tickets."""
+        svc, intake = self.agent.takedown, self.agent.intake
+        if svc is None or intake is None:
+            return
+        cases = await asyncio.to_thread(intake.new_cases, snap.state)
+        for case in cases:
+            try:
+                out = await svc.on_entries(
+                    case.entries, case.notice_received_at, case.reference, case.source
+                )
+            except Exception:
+                log.exception("takedown intake failed for a case; it is retried on the next pass")
+                intake.forget()
+                continue
+            if out.tickets:
+                log.info(
+                    "takedown tickets opened or extended",
+                    extra=fields(tickets=[t.id for t in out.tickets], outside=out.outside),
+                )
+
     async def _initial_sync(self) -> None:
+        if self.agent.takedown is not None:
+            try:
+                await self.agent.takedown.refresh_customers()
+            except Exception:
+                log.exception("customer data could not be loaded; the previous data stays")
+            await self._takedown_intake(await asyncio.to_thread(self.agent.policy))
         try:
             await self.agent.feeds.sync_all()
         except Exception:
@@ -305,6 +365,8 @@ class Daemon:
                 log.info("policy rebuilt", extra=fields(version=snap.state.version))
             except Exception:
                 log.exception("policy rebuild failed; the last good state stays")
+                continue
+            await self._takedown_intake(snap)
 
     async def _shutdown(self) -> None:
         self.notifier.stopping()
