@@ -36,9 +36,9 @@ File layout (little-endian), version 1::
              set for every tagged entry; a clear bit proves "not listed" without hashing
     sources  UTF-8 source labels joined by "\\n" (feed names, "decision"; not secret)
 
-Memory: 32 + 2 bytes per entry, the table (2-4 bytes per entry: its width follows the
-count) and the filter (1-2 bytes per entry), i.e. <= 40 bytes per entry. The filter is a
-one-hash Bloom filter over CRC-32 (about 8 bits per entry, so most probes of an unlisted
+Memory: 32 + 2 bytes per entry, the table (0.5-1 byte per entry: its width follows the
+count) and the filter (0.5-1 byte per entry), i.e. <= 40 bytes per entry. The filter is a
+one-hash Bloom filter over CRC-32 (4-8 bits per entry, so most probes of an unlisted
 request cost one CRC and one byte read instead of a SHA-256); it reveals nothing the
 digests do not (anyone holding the file can test a guessed URL against them anyway).
 Marker digests add one entry per distinct host with URL-level blocks. The file is mmapped
@@ -235,13 +235,13 @@ def _records(
 
 
 def _prefix_bits(count: int) -> int:
-    """Table width: two to four digests per slot (one C-level search), 8 to 22 bits."""
-    return max(8, min(22, count.bit_length() - 2))
+    """Table width: four to eight digests per slot (one C-level search), 8 to 22 bits."""
+    return max(8, min(22, count.bit_length() - 3))
 
 
 def _filter_bits(count: int) -> int:
-    """Filter width: 8 to 16 bits per entry, at least 2**16 bits, at most 2**28."""
-    return max(16, min(28, (8 * count).bit_length()))
+    """Filter width: 4 to 8 bits per entry (power of two), 2**16 to 2**28 bits."""
+    return max(16, min(28, (8 * count).bit_length() - 1))
 
 
 def build_index(
