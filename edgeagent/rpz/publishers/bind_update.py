@@ -166,6 +166,8 @@ class BindUpdatePublisher(Publisher[UpdatePlan]):
         self._live: dict[str, _Live] = {}
         self.attempts = 0  # UPDATE messages sent, retries included (for tests and metrics)
         self.resyncs = 0
+        # Highest SOA serial read from the primary: the caller's next serial must exceed it.
+        self.primary_serial_seen: int | None = None
 
     # -- what is live -------------------------------------------------------------------
     @property
@@ -391,7 +393,11 @@ class BindUpdatePublisher(Publisher[UpdatePlan]):
                 continue
             for rrset in r.answer:
                 if rrset.rdtype == dns.rdatatype.SOA and rrset.name == origin:
-                    return int(rrset[0].serial)
+                    serial = int(rrset[0].serial)
+                    seen = self.primary_serial_seen
+                    if seen is None or serial_gt(serial, seen):
+                        self.primary_serial_seen = serial
+                    return serial
             last = "no SOA in answer"
         raise PublishError(
             self.name, f"cannot read the SOA of zone {origin.to_text()} at the primary: {last}"

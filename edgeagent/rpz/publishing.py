@@ -1,0 +1,432 @@
+"""RPZ publishing for the daemon: one release, every publisher, verification, status.
+
+:class:`RpzPublishing` is built from :class:`~edgeagent.config.Settings`:
+
+* ``[rpz]`` -> :class:`~edgeagent.rpz.compiler.RpzSettings` (zones, SOA, canary, stop
+  page host, the filtering proxy's ``proxy_ipv4``/``proxy_ipv6`` for ``divert``, each
+  feed's ``action``);
+* ``[publishers.NAME]`` -> one plug-in per enabled entry (``bind-update``,
+  ``http-notify``, ``zonefile``);
+* ``[[resolvers]]`` -> the :class:`~edgeagent.rpz.verify.Verifier`'s targets. A
+  publisher's own verify step waits for the resolvers it feeds: ``http-notify`` those it
+  notifies, ``bind-update`` the ``kind = "bind"`` ones, ``zonefile`` all the rest.
+
+:meth:`RpzPublishing.publish` (called from a worker thread on every policy change) takes
+the next serial, persists it (0600 file in the state directory, written atomically before
+anything is published, so a restart always continues upward), compiles the zone text
+once, and hands the same release to every publisher *in parallel*: each verifies against
+its own resolvers, and a failing publisher never stops the others. A state whose version
+was already published everywhere is not published again (cheap when nothing changed);
+publishers that failed get the same release again on the next call.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgeagent.atomic import write_atomic
+from edgeagent.config import (
+    BindUpdatePublisher as BindUpdateConfig,
+)
+from edgeagent.config import (
+    HttpNotifyPublisher as HttpNotifyConfig,
+)
+from edgeagent.config import (
+    Settings,
+    read_secret,
+)
+from edgeagent.config import (
+    ZonefilePublisher as ZonefileConfig,
+)
+from edgeagent.errors import EdgeAgentError, PublishError
+from edgeagent.metrics import Metrics
+from edgeagent.model import DesiredState
+from edgeagent.rpz.compiler import CompileStats, RpzAction, RpzSettings, StatsCounter
+from edgeagent.rpz.publishers.base import Publisher, PublishResult, ResolverTarget, ZoneRelease
+from edgeagent.rpz.publishers.bind_update import BindUpdatePublisher
+from edgeagent.rpz.publishers.http_notify import HttpNotifyPublisher, NotifyTarget, ZoneServer
+from edgeagent.rpz.publishers.zonefile import ZonefilePublisher
+from edgeagent.rpz.verify import ResolverCheck, VerificationState, Verifier
+from edgeagent.rpz.zonetext import next_serial, serial_gt
+
+log = logging.getLogger(__name__)
+
+SERIAL_FILE = "rpz-serial.json"
+HTTP_DIR = "rpz-http"
+
+
+@dataclass(frozen=True, slots=True)
+class CachedRelease(ZoneRelease):
+    """A release whose zone texts are compiled once and shared by every publisher.
+
+    ``policy_chunks``/``exception_chunks`` hold the streamed text (a few tens of bytes
+    per record); the record form for ``bind-update`` is still produced on demand.
+    """
+
+    policy_chunks: tuple[str, ...] = ()
+    exception_chunks: tuple[str, ...] = ()
+
+    def policy_text(self, counter: StatsCounter | None = None) -> Iterator[str]:
+        return iter(self.policy_chunks)
+
+    def exception_text(self, counter: StatsCounter | None = None) -> Iterator[str]:
+        return iter(self.exception_chunks)
+
+
+def compile_release(
+    state: DesiredState, settings: RpzSettings, serial: int
+) -> tuple[CachedRelease, CompileStats]:
+    """Compile both zone texts once; return the shareable release and its figures."""
+    counter = StatsCounter()
+    plain = ZoneRelease(state, settings, serial)
+    policy = tuple(plain.policy_text(counter))
+    exception = tuple(plain.exception_text(counter))
+    release = CachedRelease(state, settings, serial, policy, exception)
+    return release, counter.freeze()
+
+
+def rpz_settings(settings: Settings) -> RpzSettings:
+    """``[rpz]`` (and each feed's ``action``) as the compiler's settings."""
+    r = settings.rpz
+    source_actions = {
+        name: RpzAction(feed.action) for name, feed in settings.feeds.items() if feed.action
+    }
+    kwargs: dict[str, Any] = {}
+    if r.stop_page_host is not None:
+        kwargs["stop_page_host"] = r.stop_page_host
+    return RpzSettings(
+        zone=r.zone,
+        exception_zone=r.exception_zone,
+        mname=r.soa_mname,
+        rname=r.soa_rname,
+        ns=r.soa_mname,
+        ttl=r.ttl,
+        timers=(r.soa_refresh, r.soa_retry, r.soa_expire, r.soa_minimum),
+        proxy_ipv4=str(r.proxy_ipv4) if r.proxy_ipv4 is not None else None,
+        proxy_ipv6=str(r.proxy_ipv6) if r.proxy_ipv6 is not None else None,
+        canary=r.canary_name,
+        default_action=RpzAction(r.default_action),
+        source_actions=source_actions,
+        **kwargs,
+    )
+
+
+@dataclass(slots=True)
+class PublisherStatus:
+    """What one publisher did last (mutable; copied into :meth:`RpzPublishing.status`)."""
+
+    kind: str
+    serial: int | None = None  # last serial published successfully
+    last_success: float | None = None
+    last_error: str | None = None
+    last_error_at: float | None = None
+    pending: bool = False  # the current release has not reached it yet
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "serial": self.serial,
+            "last_success": self.last_success,
+            "last_error": self.last_error,
+            "last_error_at": self.last_error_at,
+            "up": self.last_error is None and self.serial is not None,
+        }
+
+
+@dataclass(slots=True)
+class _Current:
+    version: int
+    release: CachedRelease
+    stats: CompileStats
+    published_at: float
+    done: set[str] = field(default_factory=set)
+
+
+class SerialStore:
+    """The last serial handed out, in a small 0600 JSON file written atomically."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def load(self) -> int | None:
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            raise PublishError("rpz", f"unreadable serial file: {type(exc).__name__}") from exc
+        serial = data.get("serial") if isinstance(data, dict) else None
+        if not isinstance(serial, int) or not 0 <= serial < 1 << 32:
+            raise PublishError("rpz", "serial file holds no valid serial")
+        return serial
+
+    def save(self, serial: int) -> None:
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        write_atomic(self.path, json.dumps({"serial": serial}) + "\n", 0o600)
+
+
+class RpzPublishing:
+    """Compile, publish to every enabled publisher, verify every resolver, report."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        metrics: Metrics | None = None,
+        *,
+        publishers: Sequence[Publisher[Any]] | None = None,
+        verify_timeout: float = 10.0,
+    ) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.rpz = rpz_settings(settings)
+        self.state_dir = Path(settings.agent.state_dir)
+        self.serials = SerialStore(self.state_dir / SERIAL_FILE)
+        self._servers: list[ZoneServer] = []
+        self._lock = threading.Lock()
+        self._current: _Current | None = None
+        self._last_serial = self.serials.load()
+        self.verify_timeout = verify_timeout
+        self.publishers: list[Publisher[Any]] = (
+            list(publishers) if publishers is not None else self._build_publishers()
+        )
+        self._status = {p.name: PublisherStatus(_kind(p)) for p in self.publishers}
+        self.verifier = Verifier(
+            [
+                ResolverCheck(
+                    ResolverTarget(r.name, r.host, r.port),
+                    counts_for_readiness=r.serial_check != "none",
+                )
+                for r in settings.resolvers
+            ],
+            self.rpz.canary,
+            grace_seconds=settings.rpz.serial_grace_seconds,
+            metrics=metrics,
+        )
+
+    # -- construction -------------------------------------------------------------------
+    def _build_publishers(self) -> list[Publisher[Any]]:
+        s = self.settings
+        resolvers = [(r, ResolverTarget(r.name, r.host, r.port)) for r in s.resolvers]
+        enabled = {n: p for n, p in sorted(s.publishers.items()) if p.enabled}
+        notified = {
+            (e.host, e.port)
+            for p in enabled.values()
+            if isinstance(p, HttpNotifyConfig)
+            for e in p.notify
+        }
+        has_bind = any(isinstance(p, BindUpdateConfig) for p in enabled.values())
+        out: list[Publisher[Any]] = []
+        for name, cfg in enabled.items():
+            if isinstance(cfg, BindUpdateConfig):
+                targets = [t for r, t in resolvers if r.kind == "bind"]
+                out.append(
+                    BindUpdatePublisher(
+                        name,
+                        server=cfg.server,
+                        port=cfg.port,
+                        key_name=cfg.tsig_key_name,
+                        secret=read_secret(cfg.tsig_secret_file, cfg.tsig_secret_env),
+                        algorithm=cfg.tsig_algorithm,
+                        targets=targets,
+                        timeout=cfg.timeout_seconds,
+                        retries=cfg.retries,
+                        verify_timeout=self.verify_timeout,
+                    )
+                )
+            elif isinstance(cfg, HttpNotifyConfig):
+                mine = {(e.host, e.port) for e in cfg.notify}
+                pub = HttpNotifyPublisher(
+                    name,
+                    directory=self.state_dir / HTTP_DIR / name,
+                    notify=[NotifyTarget(e.host, e.port) for e in cfg.notify],
+                    targets=[t for _, t in resolvers if (t.host, t.port) in mine],
+                    retries=cfg.retries,
+                    verify_timeout=self.verify_timeout,
+                )
+                out.append(pub)
+                self._servers.append(
+                    pub.server(
+                        [self.rpz.zone, self.rpz.exception_zone],
+                        host=cfg.host,
+                        port=cfg.port,
+                        allowed=cfg.allowed_clients,
+                    )
+                )
+            elif isinstance(cfg, ZonefileConfig):
+                targets = [
+                    t
+                    for r, t in resolvers
+                    if (t.host, t.port) not in notified and not (has_bind and r.kind == "bind")
+                ]
+                out.append(
+                    ZonefilePublisher(
+                        name,
+                        policy_path=cfg.directory / f"{self.rpz.zone}.zone",
+                        exception_path=cfg.directory / f"{self.rpz.exception_zone}.zone",
+                        reload_commands=[cfg.reload_command] if cfg.reload_command else [],
+                        targets=targets,
+                        group=cfg.group,
+                        mode=cfg.mode,
+                        checkzone=cfg.check_command[0] if cfg.check_command else "named-checkzone",
+                        verify_timeout=self.verify_timeout,
+                    )
+                )
+        return out
+
+    # -- lifecycle ------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Start the HTTP zone servers of ``http-notify`` publishers."""
+        for server in self._servers:
+            await server.start()
+
+    async def close(self) -> None:
+        for server in self._servers:
+            await server.close()
+
+    @property
+    def servers(self) -> tuple[ZoneServer, ...]:
+        return tuple(self._servers)
+
+    # -- publishing -----------------------------------------------------------------------
+    def publish(self, state: DesiredState) -> list[PublishResult]:
+        """Publish ``state`` to every publisher still missing it; return the successes.
+
+        Failures are recorded (status, metrics, log) and retried with the same release
+        on the next call; they never stop the other publishers. If a publisher finds its
+        target already at or past the release's serial (a lost serial file, another
+        writer), the state is re-released once with a serial above it.
+        """
+        with self._lock:
+            results: list[PublishResult] = []
+            for _round in range(2):
+                cur = self._current
+                floor = self._pending_floor(cur)
+                if cur is None or cur.version != state.version or floor is not None:
+                    cur = self._current = self._new_release(state, floor)
+                todo = [p for p in self.publishers if p.name not in cur.done]
+                if not todo:
+                    break
+                with ThreadPoolExecutor(max_workers=len(todo)) as pool:
+                    outcomes = list(pool.map(self._publish_one, todo, [cur.release] * len(todo)))
+                for p, outcome in zip(todo, outcomes, strict=True):
+                    if isinstance(outcome, PublishResult):
+                        cur.done.add(p.name)
+                        results.append(outcome)
+                self._note_publisher_serials()
+                if self._pending_floor(cur) is None:
+                    break
+            return results
+
+    def _pending_floor(self, cur: _Current | None) -> int | None:
+        """A serial some not-yet-published target already has at or above ``cur``'s.
+
+        ``None`` when the current release can still go out as it is.
+        """
+        if cur is None:
+            return None
+        best: int | None = None
+        for p in self.publishers:
+            if p.name in cur.done:
+                continue
+            seen = getattr(p, "primary_serial_seen", None)
+            ahead = isinstance(seen, int) and not serial_gt(cur.release.serial, seen)
+            if ahead and isinstance(seen, int) and (best is None or serial_gt(seen, best)):
+                best = seen
+        return best
+
+    def _new_release(self, state: DesiredState, floor: int | None = None) -> _Current:
+        base = self._last_serial
+        if floor is not None and (base is None or serial_gt(floor, base)):
+            base = floor
+        serial = next_serial(base)
+        # Persist before anything is published: a restart must never reuse a serial.
+        self.serials.save(serial)
+        self._last_serial = serial
+        release, stats = compile_release(state, self.rpz, serial)
+        if self.metrics is not None:
+            self.metrics.rpz_serial.set(serial)
+            self.metrics.rpz_not_enforceable.set(stats.not_enforceable_at_dns)
+        self.verifier.note_published(serial)
+        return _Current(state.version, release, stats, time.time())
+
+    def _publish_one(self, p: Publisher[Any], release: ZoneRelease) -> PublishResult | str:
+        st = self._status[p.name]
+        started = time.monotonic()
+        try:
+            result = p.publish(release)
+        except EdgeAgentError as exc:
+            reason = exc.reason if isinstance(exc, PublishError) else type(exc).__name__
+            return self._failed(p, st, reason)
+        except Exception as exc:  # a bug in one plug-in must not stop the others
+            log.exception("publisher %s crashed", p.name)
+            return self._failed(p, st, f"unexpected {type(exc).__name__}")
+        st.serial, st.last_success, st.pending = release.serial, time.time(), False
+        st.last_error = st.last_error_at = None
+        if self.metrics is not None:
+            self.metrics.publisher_up.labels(publisher=p.name).set(1)
+            self.metrics.publish_seconds.labels(publisher=p.name).observe(
+                time.monotonic() - started
+            )
+        log.info("publisher %s: serial %d live", p.name, release.serial)
+        return result
+
+    def _failed(self, p: Publisher[Any], st: PublisherStatus, reason: str) -> str:
+        st.last_error, st.last_error_at = reason, time.time()
+        if self.metrics is not None:
+            self.metrics.publisher_up.labels(publisher=p.name).set(0)
+            self.metrics.publish_failures.labels(publisher=p.name).inc()
+        log.warning("publisher %s failed: %s", p.name, reason)
+        return reason
+
+    def _note_publisher_serials(self) -> None:
+        # bind-update may have used serials above the release's (a diff split into several
+        # UPDATEs): the next release must be newer than every one of them.
+        for p in self.publishers:
+            live = getattr(p, "live_serial", None)
+            if isinstance(live, int) and (
+                self._last_serial is None or serial_gt(live, self._last_serial)
+            ):
+                self._last_serial = live
+                self.serials.save(live)
+
+    # -- verification and status ----------------------------------------------------------
+    def verify_all(self) -> VerificationState:
+        """Query every resolver's canary now; updates metrics and :attr:`verification`."""
+        return self.verifier.check()
+
+    @property
+    def verification(self) -> VerificationState:
+        """The last verification (for ``/readyz``): not ready while a resolver is stale."""
+        return self.verifier.last
+
+    def status(self) -> dict[str, Any]:
+        """For ``/v1/status``: per publisher and per resolver, no list data."""
+        cur = self._current
+        stats = cur.stats if cur is not None else None
+        return {
+            "serial": self._last_serial,
+            "policy_version": cur.version if cur is not None else None,
+            "published_at": cur.published_at if cur is not None else None,
+            "not_enforceable_at_dns": stats.not_enforceable_at_dns if stats else 0,
+            "records": stats.records if stats else 0,
+            "publishers": {n: s.to_dict() for n, s in sorted(self._status.items())},
+            "verification": self.verifier.last.to_dict(),
+        }
+
+
+def _kind(p: Publisher[Any]) -> str:
+    if isinstance(p, BindUpdatePublisher):
+        return "bind-update"
+    if isinstance(p, HttpNotifyPublisher):
+        return "http-notify"
+    if isinstance(p, ZonefilePublisher):
+        return "zonefile"
+    return type(p).__name__
