@@ -18,7 +18,7 @@ from typing import Protocol
 
 from edgeagent.errors import Conflict, GuardrailViolation, InvalidTransition, PublicSuffixRefused
 from edgeagent.model import Action, Decision, DecisionStatus, Indicator, NoticeSource, Scope
-from edgeagent.store.base import NewDecision, Store
+from edgeagent.store.base import AuditNote, NewDecision, Store
 
 
 class GuardVerdict(Protocol):
@@ -78,7 +78,17 @@ class DecisionService:
             self.public_needs_approval and request.source is NoticeSource.PUBLIC
         )
         now = datetime.now(UTC)
-        decision = self.store.add_decision(
+        detail = {
+            "target": indicator.ref,
+            "scope": indicator.scope.value,
+            "action": request.action.value,
+            "status": "pending-approval" if pending else "active",
+            "reason": request.reason,
+            "reference": request.reference,
+            "needs_second_person": verdict.needs_second_person,
+            "guard": verdict.reason,
+        }
+        return self.store.add_decision(
             NewDecision(
                 indicator=indicator,
                 action=request.action,
@@ -90,24 +100,9 @@ class DecisionService:
                 status=DecisionStatus.PENDING_APPROVAL if pending else DecisionStatus.ACTIVE,
                 expires_at=request.expires_at,
                 category=request.category,
-            )
+            ),
+            AuditNote("decision.create", detail),
         )
-        self.store.append_audit(
-            actor,
-            "decision.create",
-            decision.source,
-            {
-                "target": indicator.ref,
-                "scope": indicator.scope.value,
-                "action": request.action.value,
-                "status": decision.status.value,
-                "reason": request.reason,
-                "reference": request.reference,
-                "needs_second_person": verdict.needs_second_person,
-                "guard": verdict.reason,
-            },
-        )
-        return decision
 
     def approve(self, decision_id: int, actor: str, reason: str = "") -> Decision:
         current = self.store.get_decision(decision_id)
@@ -115,25 +110,26 @@ class DecisionService:
             raise InvalidTransition(current.status.value, "active", _next(current.status))
         if current.actor == actor:
             raise FourEyesRequired("the creator cannot approve their own decision")
-        done = self.store.set_decision_status(
+        return self.store.set_decision_status(
             decision_id,
             DecisionStatus.ACTIVE,
             actor=actor,
             reason=reason or "approved",
             approved_by=actor,
+            audit=AuditNote("decision.approve", {"reason": reason}),
         )
-        self.store.append_audit(actor, "decision.approve", done.source, {"reason": reason})
-        return done
 
     def revoke(self, decision_id: int, actor: str, reason: str) -> Decision:
         current = self.store.get_decision(decision_id)
         if current.status not in (DecisionStatus.ACTIVE, DecisionStatus.PENDING_APPROVAL):
             raise InvalidTransition(current.status.value, "revoked", _next(current.status))
-        done = self.store.set_decision_status(
-            decision_id, DecisionStatus.REVOKED, actor=actor, reason=reason
+        return self.store.set_decision_status(
+            decision_id,
+            DecisionStatus.REVOKED,
+            actor=actor,
+            reason=reason,
+            audit=AuditNote("decision.revoke", {"reason": reason}),
         )
-        self.store.append_audit(actor, "decision.revoke", done.source, {"reason": reason})
-        return done
 
     def expire_due(self, now: datetime | None = None) -> list[Decision]:
         """Mark active decisions whose ``expires_at`` has passed as expired."""
@@ -143,15 +139,16 @@ class DecisionService:
             for d in self.store.active_decisions()
             if d.expires_at is not None and d.expires_at <= when
         ]
-        done = []
-        for d in due:
-            done.append(
-                self.store.set_decision_status(
-                    d.id, DecisionStatus.EXPIRED, actor="system", reason="expired"
-                )
+        return [
+            self.store.set_decision_status(
+                d.id,
+                DecisionStatus.EXPIRED,
+                actor="system",
+                reason="expired",
+                audit=AuditNote("decision.expire"),
             )
-            self.store.append_audit("system", "decision.expire", d.source, {})
-        return done
+            for d in due
+        ]
 
 
 def _next(status: DecisionStatus) -> list[str]:

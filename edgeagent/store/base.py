@@ -65,6 +65,16 @@ class NewDecision:
 
 
 @dataclass(frozen=True, slots=True)
+class AuditNote:
+    """An audit row to write in the same transaction as a decision change.
+
+    The actor is the change's actor and the subject ``decision:<id>``."""
+
+    action: str
+    detail: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class AuditRecord:
     id: int
     at: datetime
@@ -142,9 +152,9 @@ class Store(Protocol):
     def feeds(self) -> list[str]: ...
 
     # --- decisions
-    def add_decision(self, new: NewDecision) -> Decision:
+    def add_decision(self, new: NewDecision, audit: AuditNote | None = None) -> Decision:
         """Raise ``Conflict`` if an active or pending decision has the same indicator and
-        action."""
+        action. ``audit`` is written in the same transaction."""
         ...
 
     def get_decision(self, decision_id: int) -> Decision: ...
@@ -168,6 +178,7 @@ class Store(Protocol):
         actor: str,
         reason: str,
         approved_by: str | None = None,
+        audit: AuditNote | None = None,
     ) -> Decision: ...
 
     def active_decisions(self) -> Iterator[Decision]: ...

@@ -55,6 +55,7 @@ from edgeagent.model import (
 )
 from edgeagent.store import migrations
 from edgeagent.store.base import (
+    AuditNote,
     AuditRecord,
     AuditVerification,
     Generation,
@@ -719,7 +720,7 @@ class SqliteStore:
             raise NotFound("decision", str(decision_id))
         return self._load_decisions(c, [row])[0]
 
-    def add_decision(self, new: NewDecision) -> Decision:
+    def add_decision(self, new: NewDecision, audit: AuditNote | None = None) -> Decision:
         """Record a decision (``active`` or ``pending-approval``) and its first event.
 
         Raise ``Conflict`` if an active or pending decision has the same indicator and
@@ -771,6 +772,8 @@ class SqliteStore:
             )
             if new.status is DecisionStatus.ACTIVE:
                 self._bump_policy(c)
+            if audit is not None:  # same transaction: no decision without its audit row
+                self._audit_in(c, new.actor, audit.action, f"decision:{did}", audit.detail)
             return self._get_decision(c, did)
 
     def get_decision(self, decision_id: int) -> Decision:
@@ -821,6 +824,7 @@ class SqliteStore:
         actor: str,
         reason: str,
         approved_by: str | None = None,
+        audit: AuditNote | None = None,
     ) -> Decision:
         """Move a decision to ``status`` and append the event to its history.
 
@@ -840,6 +844,8 @@ class SqliteStore:
                 c.execute(
                     "UPDATE decisions SET approved_by = ? WHERE id = ?", (approved_by, decision_id)
                 )
+            if audit is not None:
+                self._audit_in(c, actor, audit.action, f"decision:{decision_id}", audit.detail)
             return self._get_decision(c, decision_id)
 
     def _transition(
@@ -925,20 +931,31 @@ class SqliteStore:
 
         ``subject`` names an object (``decision:12``, ``feed:iwf``), never a plain entry.
         """
-        detail_json = canonical_json(detail or {})
         with self._write() as c:
-            at = _iso(self._now())
-            last = c.execute("SELECT id, row_hash FROM audit ORDER BY id DESC LIMIT 1").fetchone()
-            row_id, prev = (1, ZERO_HASH) if last is None else (int(last[0]) + 1, str(last[1]))
-            row_hash = audit_row_hash((row_id, at, actor, action, subject, detail_json, prev))
-            c.execute(
-                "INSERT INTO audit (id, at, actor, action, subject, detail, prev_hash, row_hash) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (row_id, at, actor, action, subject, detail_json, prev, row_hash),
-            )
-            c.execute(
-                "UPDATE audit_head SET last_id = ?, last_hash = ? WHERE id = 1", (row_id, row_hash)
-            )
+            return self._audit_in(c, actor, action, subject, detail)
+
+    def _audit_in(
+        self,
+        c: sqlite3.Connection,
+        actor: str,
+        action: str,
+        subject: str,
+        detail: Mapping[str, Any] | None,
+    ) -> AuditRecord:
+        """Append an audit row inside the caller's write transaction."""
+        detail_json = canonical_json(detail or {})
+        at = _iso(self._now())
+        last = c.execute("SELECT id, row_hash FROM audit ORDER BY id DESC LIMIT 1").fetchone()
+        row_id, prev = (1, ZERO_HASH) if last is None else (int(last[0]) + 1, str(last[1]))
+        row_hash = audit_row_hash((row_id, at, actor, action, subject, detail_json, prev))
+        c.execute(
+            "INSERT INTO audit (id, at, actor, action, subject, detail, prev_hash, row_hash) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (row_id, at, actor, action, subject, detail_json, prev, row_hash),
+        )
+        c.execute(
+            "UPDATE audit_head SET last_id = ?, last_hash = ? WHERE id = 1", (row_id, row_hash)
+        )
         return AuditRecord(
             id=row_id,
             at=datetime.fromisoformat(at),
