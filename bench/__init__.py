@@ -129,10 +129,20 @@ def _takedown_locate(quick: bool) -> list[Row]:
     return takedown_locate.rows()
 
 
+def _rpz(quick: bool) -> list[Row]:
+    """RPZ compile, resolver load anchors, decision -> blocked, one-change push (issue 5)."""
+    from bench import rpz_bench
+
+    if quick:
+        return rpz_bench.run(n_full=100_000, n_policy=10_000, decisions=10)
+    return rpz_bench.run()
+
+
 REGISTRY: dict[str, Benchmark] = {
     "store_ingest": _store_ingest,
     "canon": _canon,
     "feed_ingest": _feed_ingest,
     "takedown_locate": _takedown_locate,
+    "rpz": _rpz,
 }
 """Benchmark name -> runner, in the order BENCHMARKS.md lists them."""
