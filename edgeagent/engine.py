@@ -1,30 +1,37 @@
 """Keeps the desired state in step with the store.
 
-``PolicyEngine.current()`` returns the ``DesiredState`` and its ``PolicyIndex`` for the
-store's ``policy_version``, rebuilding only when that version moved. Feed generations are
-immutable once stored, so their entries are cached by generation id: a decision changes
-the policy at the cost of one merge, without re-reading the feeds.
+``PolicyEngine.current()`` returns the ``DesiredState`` for the store's
+``policy_version``, rebuilding only when that version moved, and cheaply:
+
+- the feeds' merged state is cached by the set of live generation ids (generations are
+  immutable), so a decision never re-reads or re-merges the feeds;
+- decisions are laid over it with :func:`edgeagent.policy.overlay`, at the cost of the
+  decisions only;
+- the lookup index is built on first use per version (only ``lookup`` needs it).
 """
 
 from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
 
 from edgeagent.model import DecisionStatus, DesiredState, Entry
-from edgeagent.policy import BlockGate, PolicyIndex, merge
+from edgeagent.policy import BasePolicy, BlockGate, PolicyIndex, merge, overlay
 from edgeagent.store.base import Store
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class PolicySnapshot:
     state: DesiredState
-    index: PolicyIndex
     live_generations: dict[str, int]  # feed -> generation id
     pending_decisions: int
     held_feeds: tuple[str, ...]
+
+    @cached_property
+    def index(self) -> PolicyIndex:
+        return PolicyIndex(self.state)
 
 
 class PolicyEngine:
@@ -33,7 +40,8 @@ class PolicyEngine:
         self.gate = gate
         self._lock = threading.Lock()
         self._snapshot: PolicySnapshot | None = None
-        self._generation_cache: dict[int, tuple[Entry, ...]] = {}
+        self._feed_key: tuple[tuple[str, int], ...] | None = None
+        self._feed_part: BasePolicy | None = None
 
     @property
     def loaded(self) -> bool:
@@ -61,21 +69,16 @@ class PolicyEngine:
                 live[feed] = gen.id
             if self.store.held_generation(feed) is not None:
                 held.append(feed)
-        cache = {gid: self._entries_of(gid) for gid in live.values()}
-        self._generation_cache = cache  # drop superseded generations from memory
-        decisions = list(self.store.active_decisions())
+        key = tuple(sorted(live.items()))
+        if self._feed_part is None or key != self._feed_key:
+            entries: list[Entry] = list(
+                itertools.chain.from_iterable(self.store.generation_entries(gid) for _, gid in key)
+            )
+            self._feed_part = BasePolicy.of(merge(0, entries, self.gate))
+            self._feed_key = key
+        decisions = [d.as_entry() for d in self.store.active_decisions()]
+        state = overlay(self._feed_part, decisions, self.gate, version)
         pending = len(
             self.store.list_decisions(status=DecisionStatus.PENDING_APPROVAL, limit=1_000_000)
         )
-        feed_entries: Iterator[Entry] = itertools.chain.from_iterable(cache.values())
-        # Decisions first: where a person and a feed list the same target, the entry shown
-        # (reference, category) is the person's.
-        entries = itertools.chain((d.as_entry() for d in decisions), feed_entries)
-        state = merge(version, entries, self.gate)
-        return PolicySnapshot(state, PolicyIndex(state), live, pending, tuple(held))
-
-    def _entries_of(self, generation_id: int) -> tuple[Entry, ...]:
-        cached = self._generation_cache.get(generation_id)
-        if cached is None:
-            cached = tuple(self.store.generation_entries(generation_id))
-        return cached
+        return PolicySnapshot(state, live, pending, tuple(held))

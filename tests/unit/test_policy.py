@@ -6,11 +6,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from edgeagent.config import BUNDLED_LISTS_DIR
 from edgeagent.guard import Guard
 from edgeagent.model import Action, Entry, Indicator, Scope
-from edgeagent.policy import PolicyIndex, merge
+from edgeagent.policy import BasePolicy, PolicyIndex, merge, overlay
 
 
 @pytest.fixture(scope="module")
@@ -143,3 +145,26 @@ def test_a_malformed_digest_is_refused() -> None:
 
     with pytest.raises(InvalidTarget, match="SHA-256"):
         Indicator.parse("url-hash", "abc123")
+
+
+_values = st.sampled_from(["a.example", "b.example", "c.example", "x.b.example"])
+_entries = st.builds(
+    entry,
+    st.sampled_from(["domain", "host"]),
+    _values,
+    st.sampled_from(["block", "allow"]),
+    st.sampled_from(["feed-a", "feed-b", "decision:1", "decision:2"]),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(feeds=st.lists(_entries, max_size=12), decisions=st.lists(_entries, max_size=6))
+def test_overlay_equals_a_full_merge(
+    guard: Guard, feeds: list[Entry], decisions: list[Entry]
+) -> None:
+    full = merge(5, [*decisions, *feeds], guard)
+    fast = overlay(BasePolicy.of(merge(0, feeds, guard)), decisions, guard, 5)
+    assert fast.blocks == full.blocks
+    assert fast.allows == full.allows
+    for e in full.blocks + full.allows:
+        assert fast.sources_of(e) == full.sources_of(e)
