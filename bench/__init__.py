@@ -138,11 +138,19 @@ def _rpz(quick: bool) -> list[Row]:
     return rpz_bench.run()
 
 
+def _api_throughput(quick: bool) -> list[Row]:
+    """Issue 3: POST /v1/decisions throughput and p99 with a 100,000-entry policy."""
+    from bench import api_throughput
+
+    return as_rows(api_throughput.rows(quick))
+
+
 REGISTRY: dict[str, Benchmark] = {
     "store_ingest": _store_ingest,
     "canon": _canon,
     "feed_ingest": _feed_ingest,
     "takedown_locate": _takedown_locate,
+    "api_throughput": _api_throughput,
     "rpz": _rpz,
 }
 """Benchmark name -> runner, in the order BENCHMARKS.md lists them."""
