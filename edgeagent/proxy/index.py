@@ -49,6 +49,7 @@ Allow entries win over blocks (like the RPZ exception zone, which is consulted f
 from __future__ import annotations
 
 import hashlib
+import itertools
 import mmap
 import os
 import re
@@ -212,9 +213,13 @@ def _records(
     def tag(entry: Entry, kind: int) -> int:
         return (kind << _KIND_SHIFT) | number(source_label(entry.source))
 
+    hashed_entries: list[tuple[bytes, str]] = []
     for entry in state.blocks:
         ind = entry.indicator
         if ind.scope.is_address:
+            continue
+        if ind.scope is Scope.URL_HASH:  # already a digest of a lookup expression
+            hashed_entries.append((bytes.fromhex(ind.value), entry.source))
             continue
         key = entry_key(ind.scope, ind.value)
         yield hashlib.sha256(key).digest(), key, tag(entry, KIND_BLOCK), ind.scope.value
@@ -224,11 +229,11 @@ def _records(
             yield hashlib.sha256(key).digest(), key, tag(entry, KIND_MARKER), ""
     for entry in state.allows:
         ind = entry.indicator
-        if ind.scope.is_address:
+        if ind.scope.is_address or ind.scope is Scope.URL_HASH:
             continue
         key = entry_key(ind.scope, ind.value)
         yield hashlib.sha256(key).digest(), key, tag(entry, KIND_ALLOW), "allow"
-    for digest, source in hashed:
+    for digest, source in itertools.chain(hashed_entries, hashed):
         if len(digest) != 32:
             raise IndexFileError("<build>", "hashed entry is not a 32-byte SHA-256 digest")
         yield digest, None, (KIND_BLOCK << _KIND_SHIFT) | number(source_label(source)), "hashed"

@@ -247,3 +247,22 @@ def test_fast_path_agrees_with_canonical_url(scheme: str, host: str, rest: str) 
             fast_canonical_url(url)
         return
     assert fast_canonical_url(url) == expected
+
+
+def test_hashed_list_entries_in_the_policy_reach_the_index(tmp_path: Path) -> None:
+    from edgeagent import canon
+    from edgeagent.model import Action, DesiredState, Entry, Indicator, Scope
+    from edgeagent.proxy.index import IndexReader, write_index
+
+    digest = canon.expression_hash("hashed.example/secret/").hex()
+    state = DesiredState(
+        3, (Entry(Indicator(Scope.URL_HASH, digest), Action.BLOCK, "hashed-feed"),), ()
+    )
+    path = tmp_path / "index.bin"
+    write_index(state, path)
+    reader = IndexReader.open(path)
+    try:
+        assert reader.match("http://hashed.example/secret/page.html") is not None
+        assert reader.match("http://hashed.example/public/page.html") is None
+    finally:
+        reader.close()
