@@ -40,6 +40,7 @@ from edgeagent.feeds.specs import feed_specs
 from edgeagent.guard import ChangeLimits, Guard, ProtectedNames, PublicSuffixes
 from edgeagent.logs import fields
 from edgeagent.metrics import Metrics
+from edgeagent.proxy.publishing import ProxyPublishing
 from edgeagent.sdnotify import SystemdNotifier, watchdog_interval
 from edgeagent.store import open_store
 from edgeagent.store.base import Store
@@ -79,6 +80,7 @@ class Agent:
     metrics: Metrics
     takedown: TakedownService | None = None
     intake: TakedownIntake | None = None
+    proxy: ProxyPublishing | None = None
 
     @classmethod
     def build(cls, settings: Settings) -> Agent:
@@ -108,6 +110,7 @@ class Agent:
             metrics=metrics,
             takedown=takedown,
             intake=intake,
+            proxy=ProxyPublishing(settings, metrics) if settings.proxy.enabled else None,
         )
 
     def close(self) -> None:
@@ -218,6 +221,7 @@ class Daemon:
             extra=fields(version=snap.state.version, blocks=len(snap.state.blocks)),
         )
         await self._start_listeners(settings)
+        await self._enforce(snap)
         self._install_signals()
         self._tasks.append(asyncio.create_task(self._reconciler(), name="reconciler"))
         self._start_scheduler()
@@ -234,6 +238,18 @@ class Daemon:
             await self._stop.wait()
         finally:
             await self._shutdown()
+
+    async def _enforce(self, snap: PolicySnapshot) -> None:
+        """Push one policy version to every enforcer; each keeps its old state on error."""
+        proxy = self.agent.proxy
+        if proxy is not None:
+            await asyncio.to_thread(proxy.publish, snap.state)
+
+    async def _verify(self) -> None:
+        """Periodic proof that enforcement works now (canaries)."""
+        proxy = self.agent.proxy
+        if proxy is not None:
+            await asyncio.to_thread(proxy.check_canaries)
 
     async def _start_listeners(self, settings: Settings) -> None:
         from edgeagent.api.app import create_app, create_metrics_app
@@ -257,6 +273,8 @@ class Daemon:
             port = await self._serve(create_app(ctx), settings.api.host, settings.api.port, ssl_ctx)
             scheme = "https" if ssl_ctx else "http"
             self.api_url = f"{scheme}://{_url_host(settings.api.host)}:{port}"
+        if self.agent.proxy is not None:
+            await self.agent.proxy.start()
         if settings.metrics.enabled:
             app = create_metrics_app(self.agent.metrics.registry, self.readiness)
             port = await self._serve(app, settings.metrics.host, settings.metrics.port, None)
@@ -282,6 +300,15 @@ class Daemon:
             "interval",
             seconds=60,
             id="decisions:expire",
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=60,
+        )
+        self.scheduler.add_job(
+            self._verify,
+            "interval",
+            seconds=self.agent.settings.rpz.verify_interval_seconds,
+            id="verify",
             max_instances=1,
             coalesce=True,
             misfire_grace_time=60,
@@ -386,6 +413,7 @@ class Daemon:
             except Exception:
                 log.exception("policy rebuild failed; the last good state stays")
                 continue
+            await self._enforce(snap)
             await self._takedown_intake(snap)
 
     async def _shutdown(self) -> None:
@@ -403,6 +431,8 @@ class Daemon:
             await runner.cleanup()
         self._runners.clear()
         await self.agent.feeds.close()
+        if self.agent.proxy is not None:
+            await self.agent.proxy.close()
         log.info("stopped")
 
     # -- status callables for the API
@@ -411,13 +441,18 @@ class Daemon:
         if not self.agent.engine.loaded:
             reasons.append("policy not loaded")
         reasons.extend(f"feed {name} is stale" for name in self.agent.feeds.stale())
+        if self.agent.proxy is not None:
+            reasons.extend(f"proxy canary failing at {p}" for p in self.agent.proxy.failing())
         return reasons
 
     def _feed_status(self) -> dict[str, Any]:
         return self.agent.feeds.status()
 
     def _publisher_status(self) -> dict[str, Any]:
-        return {}
+        out: dict[str, Any] = {}
+        if self.agent.proxy is not None:
+            out["proxy-index"] = self.agent.proxy.status()
+        return out
 
 
 def _api_ssl_context(settings: Settings) -> ssl.SSLContext | None:
