@@ -99,18 +99,32 @@ class FeedRunner:
 
         return schedule_feeds(scheduler, list(self.specs.values()), run)
 
-    def approve(self, name: str, actor: str, reason: str = "") -> Generation:
+    def approve(
+        self, name: str, actor: str, reason: str = "", generation_id: int | None = None
+    ) -> Generation:
         gen = approve_held(
-            self.store, self.spec(name).name, actor=actor, reason=reason, board=self.board
+            self.store,
+            self.spec(name).name,
+            actor=actor,
+            reason=reason,
+            generation_id=generation_id,
+            board=self.board,
         )
         self._export(self.board.get(name))
         if self.on_change:
             self.on_change()
         return gen
 
-    def discard(self, name: str, actor: str, reason: str = "") -> Generation:
+    def discard(
+        self, name: str, actor: str, reason: str = "", generation_id: int | None = None
+    ) -> Generation:
         gen = discard_held(
-            self.store, self.spec(name).name, actor=actor, reason=reason, board=self.board
+            self.store,
+            self.spec(name).name,
+            actor=actor,
+            reason=reason,
+            generation_id=generation_id,
+            board=self.board,
         )
         self._export(self.board.get(name))
         return gen
