@@ -1,0 +1,339 @@
+"""A diverted client, end to end: policy resolver -> proxy address -> Squid -> origin.
+
+Real components only, on loopback addresses (any 127.0.0.0/8 address works on Linux):
+
+- an authoritative ``named`` for ``test.`` (127.0.0.1, high port);
+- ``127.0.6.53:53`` a resolver WITHOUT the diversion policy (Unbound, stub to it): what
+  Squid resolves through (``dns_nameservers``, which takes no port);
+- the shipped BIND and Unbound resolver snippets (``resolvers/``), forwarding ``test.`` to
+  the authoritative server and loading the RPZ compiled by ``edgeagent.rpz.compiler``
+  from a ``DesiredState`` with one ``url`` entry: its host is diverted by local data to
+  the proxy address;
+- ``127.0.6.80`` the shipped Squid config with the helper and the index written from the
+  same ``DesiredState`` (``accel vhost`` port for origin-form requests, explicit port);
+- ``127.0.6.10`` the origin (aiohttp), serving both pages of ``mixed.site.test`` and the
+  unlisted host; the stop page (aiohttp) on 127.0.0.1.
+
+The client resolves with dnspython through a policy resolver and sends an origin-form
+request (no proxy setting) to the address it got, on the test's port (diversion is about
+the address; origin and Squid's accel port share one high port number).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import os
+import shutil
+import socket
+import tempfile
+import textwrap
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dns.message
+import dns.query
+import dns.rcode
+import dns.rdatatype
+import pytest
+from aiohttp import web
+
+from edgeagent.model import Action, DesiredState, Entry, Indicator
+from edgeagent.proxy.index import write_index
+from edgeagent.proxy.stoppage import StopPageSettings, StopPageSource, create_stop_page_app
+from edgeagent.rpz.compiler import RpzSettings
+from edgeagent.rpz.publishers.base import ZoneRelease
+from edgeagent.rpz.publishers.zonefile import ZonefilePublisher
+from tests.conftest import require_binary
+from tests.integration.resolvers import (
+    RunningDaemon,
+    start_authoritative,
+    start_named,
+    start_unbound,
+    stop_all,
+)
+from tests.integration.squidproxy import RunningSquid, start_squid, start_unfiltered_resolver
+
+pytestmark = pytest.mark.integration
+
+PROXY_ADDR = "127.0.6.80"  # the diversion target: Squid (and, for 443, the pass-through)
+ORIGIN_ADDR = "127.0.6.10"
+DNS_ADDR = "127.0.6.53"  # unfiltered DNS, port 53
+CLIENT_ADDR = "127.0.6.99"  # the diverted client's source address
+STOP_HOST = "127.0.0.1"
+
+SITE = "mixed.site.test"
+UNLISTED = "unlisted.site.test"
+LISTED_PATH = "/gallery/listed.html"
+SIBLING_PATH = "/gallery/sibling.html"
+
+ZONE = textwrap.dedent(
+    f"""\
+    $TTL 60
+    @ SOA ns.test. hostmaster.test. 1 60 60 600 60
+    @ NS ns.test.
+    ns A {DNS_ADDR}
+    mixed.site A {ORIGIN_ADDR}
+    unlisted.site A {ORIGIN_ADDR}
+    """
+)
+
+STATE = DesiredState(
+    1,
+    (Entry(Indicator.parse("url", f"http://{SITE}{LISTED_PATH}"), Action.BLOCK, "iwf"),),
+    (),
+)
+RPZ = RpzSettings(proxy_ipv4=PROXY_ADDR)
+
+
+@dataclass
+class Origin:
+    """The origin and the stop page in a background event loop; records what arrived."""
+
+    port: int
+    hits: list[dict[str, str]] = field(default_factory=list)
+    stop_hits: list[str] = field(default_factory=list)
+    loop: asyncio.AbstractEventLoop = field(default_factory=asyncio.new_event_loop)
+    runners: list[web.AppRunner] = field(default_factory=list)
+    stop_port: int = 0
+
+    def __post_init__(self) -> None:
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self._serve(self._origin_app(), ORIGIN_ADDR, self.port)
+        settings = StopPageSettings(sources={"iwf": StopPageSource("the Example Hotline")})
+        app = create_stop_page_app(settings, on_hit=self.stop_hits.append)
+        self.stop_port = self._serve(app, STOP_HOST, 0)
+
+    def _origin_app(self) -> web.Application:
+        async def page(request: web.Request) -> web.Response:
+            self.hits.append(
+                {
+                    "host": request.host,
+                    "path": request.path,
+                    "xff": request.headers.get("X-Forwarded-For", ""),
+                    "via": request.headers.get("Via", ""),
+                }
+            )
+            return web.Response(text=f"origin {request.host.split(':')[0]} {request.path}")
+
+        app = web.Application()
+        app.router.add_get("/{tail:.*}", page)
+        return app
+
+    def _serve(self, app: web.Application, host: str, port: int) -> int:
+        async def go() -> int:
+            runner = web.AppRunner(app, access_log=None)
+            await runner.setup()
+            site = web.TCPSite(runner, host, port)
+            await site.start()
+            self.runners.append(runner)
+            server = site._server
+            assert isinstance(server, asyncio.Server)
+            return int(server.sockets[0].getsockname()[1])
+
+        return asyncio.run_coroutine_threadsafe(go(), self.loop).result(10)
+
+    def close(self) -> None:
+        async def down() -> None:
+            for r in self.runners:
+                await r.cleanup()
+
+        asyncio.run_coroutine_threadsafe(down(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+
+
+@dataclass
+class Env:
+    origin: Origin
+    squid: RunningSquid
+    resolvers: dict[str, RunningDaemon]
+    port: int
+
+
+def _shared_free_port(*addrs: str) -> int:
+    """A TCP port free on every address in ``addrs`` (origin and Squid use the same one)."""
+    for _ in range(100):
+        with socket.socket() as first:
+            first.bind((addrs[0], 0))
+            port = int(first.getsockname()[1])
+            try:
+                for addr in addrs[1:]:
+                    with socket.socket() as other:
+                        other.bind((addr, port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no shared free port")
+
+
+@pytest.fixture(scope="module")
+def env() -> Iterator[Env]:
+    for program in ("named", "unbound", "squid"):
+        require_binary(program)
+    base = Path(tempfile.mkdtemp(prefix="edgeagent-divert-"))
+    os.chmod(base, 0o755)  # Squid's helper (user proxy) reads the index here
+    zone_dir = base / "zones"
+    zone_dir.mkdir()
+    ZonefilePublisher(
+        "zonefile",
+        policy_path=zone_dir / "rpz.zone",
+        exception_path=zone_dir / "rpz-exceptions.zone",
+    ).publish(ZoneRelease(STATE, RPZ, 1))
+    index = base / "proxy-index.bin"
+    write_index(STATE, index, group="proxy")
+
+    port = _shared_free_port(PROXY_ADDR, ORIGIN_ADDR)
+    origin = Origin(port)
+    auth = plain = named = unbound = None
+    squid: RunningSquid | None = None
+    try:
+        auth = start_authoritative(base / "auth", {"test": ZONE})
+        plain = start_unfiltered_resolver(base / "plain", DNS_ADDR, {"test": auth.port})
+        named = start_named(base / "named", zone_dir, forwards={"test": auth.port})
+        unbound = start_unbound(base / "unbound", zone_dir, stubs={"test": auth.port})
+        squid = start_squid(
+            base / "squid",
+            index,
+            f"http://{STOP_HOST}:{origin.stop_port}",
+            {},  # no hosts file entries: Squid resolves through the unfiltered DNS only
+            listen=PROXY_ADDR,
+            accel_port=port,
+            resolver=DNS_ADDR,
+        )
+        yield Env(origin, squid, {"named": named, "unbound": unbound}, port)
+    finally:
+        if squid is not None:
+            squid.stop()
+        stop_all(unbound, named, plain, auth)
+        origin.close()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def resolve(d: RunningDaemon, name: str, rtype: str = "A") -> tuple[int, list[str]]:
+    """(rcode, addresses) as a client of the policy resolver ``d`` sees them."""
+    q = dns.message.make_query(name, rtype)
+    r = dns.query.udp(q, d.host, port=d.port, timeout=5)
+    addrs = [
+        rr.to_text() for rrset in r.answer for rr in rrset if rrset.rdtype == q.question[0].rdtype
+    ]
+    return r.rcode(), addrs
+
+
+def get(
+    addr: str, port: int, target: str, host: str | None = None
+) -> tuple[int, dict[str, str], str]:
+    """``GET target`` from the client address, exactly as spelled, no proxy setting."""
+    conn = http.client.HTTPConnection(addr, port, timeout=10, source_address=(CLIENT_ADDR, 0))
+    try:
+        conn.putrequest("GET", target, skip_host=host is not None, skip_accept_encoding=True)
+        if host is not None:
+            conn.putheader("Host", host)
+        conn.endheaders()
+        resp = conn.getresponse()
+        body = resp.read().decode("utf-8", "replace")
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, body
+    finally:
+        conn.close()
+
+
+def browse(env: Env, resolver: str, name: str, path: str) -> tuple[int, dict[str, str], str]:
+    """What a browser without a proxy setting does: resolve ``name``, connect, send."""
+    rcode, addrs = resolve(env.resolvers[resolver], name)
+    assert rcode == dns.rcode.NOERROR
+    assert len(addrs) == 1
+    return get(addrs[0], env.port, path, host=f"{name}:{env.port}")
+
+
+RESOLVERS = ["named", "unbound"]
+
+
+@pytest.mark.parametrize("resolver", RESOLVERS)
+def test_listed_host_resolves_to_the_proxy_never_nxdomain(env: Env, resolver: str) -> None:
+    d = env.resolvers[resolver]
+    assert resolve(d, SITE) == (dns.rcode.NOERROR, [PROXY_ADDR])
+    # No AAAA for the proxy here: NODATA, still not NXDOMAIN (the site must keep working).
+    assert resolve(d, SITE, "AAAA") == (dns.rcode.NOERROR, [])
+    assert resolve(d, UNLISTED) == (dns.rcode.NOERROR, [ORIGIN_ADDR])
+
+
+@pytest.mark.parametrize("resolver", RESOLVERS)
+def test_diverted_client_gets_the_stop_page_for_the_listed_page(env: Env, resolver: str) -> None:
+    status, headers, _ = browse(env, resolver, SITE, LISTED_PATH)
+    assert status == 302
+    location = headers["location"]
+    assert location == f"http://{STOP_HOST}:{env.origin.stop_port}/blocked?source=iwf"
+    # The browser follows the redirect to the agent's stop page: 451 (RFC 7725).
+    conn = http.client.HTTPConnection(STOP_HOST, env.origin.stop_port, timeout=10)
+    try:
+        conn.request("GET", location.split(str(env.origin.stop_port), 1)[1])
+        resp = conn.getresponse()
+        body = resp.read().decode()
+    finally:
+        conn.close()
+    assert resp.status == 451
+    assert 'rel="blocked-by"' in (resp.getheader("Link") or "")
+    assert "the Example Hotline" in body
+    assert "iwf" in env.origin.stop_hits
+
+
+@pytest.mark.parametrize(
+    ("path", "host"),
+    [
+        ("/gallery/./listed.html", SITE),
+        ("//gallery//listed%2Ehtml", SITE),
+        ("/%67allery/listed.html", "MIXED.Site.TEST."),
+    ],
+)
+def test_diverted_spellings_of_the_listed_page_are_refused(env: Env, path: str, host: str) -> None:
+    status, headers, _ = get(PROXY_ADDR, env.port, path, host=f"{host}:{env.port}")
+    assert status == 302
+    assert headers["location"].endswith("/blocked?source=iwf")
+
+
+@pytest.mark.parametrize("resolver", RESOLVERS)
+def test_diverted_sibling_page_reaches_the_origin_through_squid(env: Env, resolver: str) -> None:
+    before = len(env.origin.hits)
+    status, headers, body = browse(env, resolver, SITE, SIBLING_PATH)
+    assert status == 200, body
+    assert body == f"origin {SITE} {SIBLING_PATH}"
+    assert "squid" in headers.get("via", "").lower()  # it went through the proxy ...
+    hit = env.origin.hits[before]
+    # ... which resolved the name WITHOUT the diversion (else it would have looped to
+    # itself) and told the origin who the client is (the 2008 lesson).
+    assert hit["path"] == SIBLING_PATH
+    assert hit["xff"] == CLIENT_ADDR
+    assert "squid" in hit["via"].lower()
+
+
+@pytest.mark.parametrize("resolver", RESOLVERS)
+def test_unlisted_host_is_untouched(env: Env, resolver: str) -> None:
+    before = len(env.origin.hits)
+    status, headers, body = browse(env, resolver, UNLISTED, LISTED_PATH)
+    assert status == 200
+    assert body == f"origin {UNLISTED} {LISTED_PATH}"
+    assert "via" not in headers  # direct to the origin, no proxy on the path
+    hit = env.origin.hits[before]
+    assert (hit["xff"], hit["via"]) == ("", "")
+
+
+def test_explicit_proxy_gives_the_same_answers(env: Env) -> None:
+    proxy = env.squid.proxy_port
+    status, headers, _ = get(PROXY_ADDR, proxy, f"http://{SITE}:{env.port}{LISTED_PATH}")
+    assert status == 302
+    assert headers["location"].endswith("/blocked?source=iwf")
+    for host, path in ((SITE, SIBLING_PATH), (UNLISTED, LISTED_PATH)):
+        status, _, body = get(PROXY_ADDR, proxy, f"http://{host}:{env.port}{path}")
+        assert status == 200
+        assert body == f"origin {host} {path}"
+        assert env.origin.hits[-1]["xff"] == CLIENT_ADDR
+
+
+def test_squid_config_resolves_through_the_unfiltered_server(env: Env) -> None:
+    conf = env.squid.conf.read_text()
+    assert f"dns_nameservers {DNS_ADDR}" in conf
+    assert f"http_port {PROXY_ADDR}:{env.port} accel vhost" in conf
+    assert (env.squid.workdir / "hosts").read_text() == ""
