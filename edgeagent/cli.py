@@ -12,6 +12,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -222,6 +223,40 @@ def cmd_sync(args: argparse.Namespace) -> int:
     return EXIT_FAILED if failed else EXIT_OK
 
 
+def _when(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 date/time: {text!r}") from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def cmd_report_takedown(args: argparse.Namespace) -> int:
+    """Time-to-takedown report as CSV (stdout, or a file written atomically)."""
+    from edgeagent.atomic import write_atomic
+    from edgeagent.takedown.report import report_csv
+
+    agent = _agent(args)
+    try:
+        if agent.takedown is None:
+            _err("takedown is not enabled in this config ([takedown] enabled = true)")
+            return EXIT_USAGE
+        end = args.to or datetime.now(UTC)
+        start = args.from_ or end - timedelta(days=30)
+        if start >= end:
+            _err("--from must be before --to")
+            return EXIT_USAGE
+        text = report_csv(asyncio.run(agent.takedown.report(start, end)))
+    finally:
+        agent.close()
+    if args.output:
+        write_atomic(Path(args.output), text.encode(), 0o640)
+        print(f"report {start.isoformat()} .. {end.isoformat()} written to {args.output}")
+    else:
+        print(text, end="")
+    return EXIT_OK
+
+
 def cmd_lab(args: argparse.Namespace) -> int:
     from edgeagent import logs
     from edgeagent.lab import Lab, run_lab
@@ -277,6 +312,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     sy = add("sync", cmd_sync, "sync feeds now and print per-feed counts")
     sy.add_argument("--feed", metavar="NAME", help="only this feed")
+
+    report = sub.add_parser("report", help="reports")
+    report_sub = report.add_subparsers(dest="report_command", required=True, metavar="KIND")
+    rt = report_sub.add_parser(
+        "takedown",
+        parents=[common],
+        help="time to takedown (count, median, p90, share within 60/120 min) as CSV",
+    )
+    rt.add_argument("--from", dest="from_", type=_when, help="notices from (default: 30 days ago)")
+    rt.add_argument("--to", type=_when, help="notices before (default: now)")
+    rt.add_argument("-o", "--output", help="write the CSV to this file instead of stdout")
+    rt.set_defaults(func=cmd_report_takedown)
 
     lab = sub.add_parser("lab", help="run the agent and its peers on loopback for trying it out")
     lab.add_argument("--dir", help="lab directory (default: a new temporary directory)")

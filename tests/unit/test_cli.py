@@ -159,3 +159,30 @@ def test_sync_against_the_bundled_samples_prints_per_feed_counts(tmp_path: Path)
     unknown = edgeagent("sync", "--feed", "nope", env=env)
     assert unknown.returncode == 3
     assert "feed nope not found" in unknown.stderr
+
+
+def test_report_takedown_writes_csv(tmp_path: Path) -> None:
+    cfg = tmp_path / "edgeagent.toml"
+    cfg.write_text(
+        f'[agent]\nstate_dir = "{tmp_path / "state"}"\n'
+        "[takedown]\nenabled = true\n"
+        'own_prefixes = ["198.51.100.0/24"]\n'
+        'resolvers = [{ host = "127.0.0.1", port = 5353 }]\n',
+        encoding="utf-8",
+    )
+    out = tmp_path / "report.csv"
+    result = edgeagent("report", "takedown", "--from", "2026-01-01", "-o", str(out), "-c", str(cfg))
+    assert result.returncode == 0, result.stderr
+    header, first = out.read_text(encoding="utf-8").splitlines()[:2]
+    assert "median" in header
+    assert "p90" in header
+    assert first.startswith("all,0")
+    bad = edgeagent("report", "takedown", "--from", "yesterday", "-c", str(cfg))
+    assert bad.returncode == 2
+    assert "ISO 8601" in bad.stderr
+
+
+def test_report_takedown_needs_takedown_enabled(state_config: Path) -> None:
+    result = edgeagent("report", "takedown", "-c", str(state_config))
+    assert result.returncode == 2
+    assert "takedown is not enabled" in result.stderr
