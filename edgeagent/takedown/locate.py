@@ -94,64 +94,33 @@ def locatable(indicator: Indicator) -> bool:
     return indicator.scope in _URL_SCOPES
 
 
-class Locator:
-    """Resolve hosts through ``resolvers`` (``(address, port)``) and match the answers.
+class HostResolver:
+    """Resolve many host names (A and AAAA) through ``resolvers`` (``(address, port)``).
 
-    ``concurrency`` bounds queries in flight; ``timeout`` is per query and resolver.
+    Used by the locator and by route diversion; both need resolvers that do not apply
+    the blocking policy. ``concurrency`` bounds queries in flight; ``timeout`` is per
+    query and resolver.
     """
 
     def __init__(
         self,
-        own: OwnSpace,
-        customers: CustomerRegistry,
         resolvers: Sequence[tuple[str, int]],
         *,
         timeout: float = 2.0,
         concurrency: int = 64,
     ) -> None:
         if not resolvers:
-            raise ValueError("the locator needs at least one non-filtering resolver")
-        self.own = own
-        self.customers = customers
+            raise ValueError("resolution needs at least one non-filtering resolver")
         self.resolvers = tuple(resolvers)
         self.timeout = timeout
         self._sem = asyncio.Semaphore(concurrency)
 
-    async def locate(
-        self, indicators: Iterable[Indicator], at: datetime | None = None
-    ) -> list[Location]:
-        """One :class:`Location` per locatable indicator, in input order.
-
-        ``at`` is the notice time used to pick the assignment (default: now).
-        """
-        when = at or datetime.now(UTC)
-        wanted = [i for i in indicators if locatable(i)]
-        hosts: dict[str, None] = {}
-        for ind in wanted:
-            host = ind.host
-            if host:
-                hosts.setdefault(host, None)
+    async def resolve_many(self, hosts: Iterable[str]) -> dict[str, tuple[tuple[Answer, ...], str]]:
+        """``host -> (answers, error)`` for every distinct host."""
+        unique = list(dict.fromkeys(hosts))
         async with _Mux.open(self.resolvers) as muxes:
-            results = await asyncio.gather(*(self._resolve(h, muxes) for h in hosts))
-        by_host = dict(zip(hosts, results, strict=True))
-        out: list[Location] = []
-        for ind in wanted:
-            host = ind.host or ""
-            answers, error = by_host.get(host, ((), "no host"))
-            out.append(
-                Location(ind, host, answers, self.match((a.address for a in answers), when), error)
-            )
-        return out
-
-    def match(self, addresses: Iterable[str], at: datetime | None = None) -> tuple[Match, ...]:
-        """Own addresses among ``addresses`` with their assignment at ``at``."""
-        when = at or datetime.now(UTC)
-        found: list[Match] = []
-        for text in dict.fromkeys(addresses):
-            ip = parse_address(text)
-            if ip in self.own:
-                found.append(Match(str(ip), True, self.customers.lookup(ip, when)))
-        return tuple(found)
+            results = await asyncio.gather(*(self._resolve(h, muxes) for h in unique))
+        return dict(zip(unique, results, strict=True))
 
     async def resolve(self, host: str) -> tuple[tuple[Answer, ...], str]:
         """``(answers, error)`` for ``host``; an IP literal answers itself."""
@@ -194,6 +163,62 @@ class Locator:
                 kind = dns.rdatatype.to_text(rdtype)
                 return tuple(Answer(a, kind, ttl, when, label) for a, ttl in records), ""
         return (), error
+
+
+class Locator:
+    """Resolve hosts through ``resolvers`` (``(address, port)``) and match the answers.
+
+    ``concurrency`` bounds queries in flight; ``timeout`` is per query and resolver.
+    """
+
+    def __init__(
+        self,
+        own: OwnSpace,
+        customers: CustomerRegistry,
+        resolvers: Sequence[tuple[str, int]],
+        *,
+        timeout: float = 2.0,
+        concurrency: int = 64,
+    ) -> None:
+        if not resolvers:
+            raise ValueError("the locator needs at least one non-filtering resolver")
+        self.own = own
+        self.customers = customers
+        self.resolver = HostResolver(resolvers, timeout=timeout, concurrency=concurrency)
+        self.resolvers = self.resolver.resolvers
+
+    async def locate(
+        self, indicators: Iterable[Indicator], at: datetime | None = None
+    ) -> list[Location]:
+        """One :class:`Location` per locatable indicator, in input order.
+
+        ``at`` is the notice time used to pick the assignment (default: now).
+        """
+        when = at or datetime.now(UTC)
+        wanted = [i for i in indicators if locatable(i)]
+        by_host = await self.resolver.resolve_many(ind.host for ind in wanted if ind.host)
+        out: list[Location] = []
+        for ind in wanted:
+            host = ind.host or ""
+            answers, error = by_host.get(host, ((), "no host"))
+            out.append(
+                Location(ind, host, answers, self.match((a.address for a in answers), when), error)
+            )
+        return out
+
+    def match(self, addresses: Iterable[str], at: datetime | None = None) -> tuple[Match, ...]:
+        """Own addresses among ``addresses`` with their assignment at ``at``."""
+        when = at or datetime.now(UTC)
+        found: list[Match] = []
+        for text in dict.fromkeys(addresses):
+            ip = parse_address(text)
+            if ip in self.own:
+                found.append(Match(str(ip), True, self.customers.lookup(ip, when)))
+        return tuple(found)
+
+    async def resolve(self, host: str) -> tuple[tuple[Answer, ...], str]:
+        """``(answers, error)`` for ``host``; an IP literal answers itself."""
+        return await self.resolver.resolve(host)
 
 
 class _Mux(asyncio.DatagramProtocol):
