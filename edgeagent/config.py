@@ -608,11 +608,15 @@ class RoutesSettings(_Model):
     allow_non_global: bool = False  # labs and tests divert documentation addresses
     route_protocol: Annotated[int, Field(ge=5, le=255)] = 200
     reconcile_interval_seconds: Annotated[int, Field(ge=1)] = 30
+    # Resolvers for the diverted hosts' addresses; they must NOT apply the policy.
+    resolvers: Items[Endpoint] = ()
 
     @model_validator(mode="after")
     def _next_hop(self) -> RoutesSettings:
         if self.enabled and self.proxy_next_hop is None:
             raise ValueError("enabled routes need proxy_next_hop")
+        if self.enabled and not self.resolvers:
+            raise ValueError("enabled routes need resolvers (without the blocking policy)")
         return self
 
 

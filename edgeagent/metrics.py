@@ -160,6 +160,32 @@ class Metrics:
             registry=r,
         )
 
+        # route diversion
+        self.routes_installed = Gauge(
+            "edgeagent_routes_installed", "Diversion routes installed (ours)", registry=r
+        )
+        self.routes_refused = Gauge(
+            "edgeagent_routes_refused",
+            "Addresses the route guardrails refused at the last reconcile, by reason",
+            ["reason"],
+            registry=r,
+        )
+        self.routes_foreign = Gauge(
+            "edgeagent_routes_foreign",
+            "Routes in the diversion table that are not the agent's",
+            registry=r,
+        )
+        self.routes_repaired = Counter(
+            "edgeagent_routes_repaired_total",
+            "Routes or rules put back after someone removed them",
+            registry=r,
+        )
+        self.routes_failures = Counter(
+            "edgeagent_routes_reconcile_failures_total",
+            "Reconcile passes that failed (routes left as they were)",
+            registry=r,
+        )
+
         # takedown
         self.takedown_open = Gauge(
             "edgeagent_takedown_open_tickets", "Open hosting takedown tickets", registry=r

@@ -33,6 +33,7 @@ from aiohttp import web
 
 from edgeagent.config import Settings, load_config
 from edgeagent.decisions import DecisionService
+from edgeagent.diversion import RouteDiversion
 from edgeagent.engine import PolicyEngine, PolicySnapshot
 from edgeagent.errors import ConfigError, ConfigProblem, EdgeAgentError
 from edgeagent.feeds.runner import FeedRunner
@@ -81,6 +82,7 @@ class Agent:
     takedown: TakedownService | None = None
     intake: TakedownIntake | None = None
     proxy: ProxyPublishing | None = None
+    routes: RouteDiversion | None = None
 
     @classmethod
     def build(cls, settings: Settings) -> Agent:
@@ -111,6 +113,9 @@ class Agent:
             takedown=takedown,
             intake=intake,
             proxy=ProxyPublishing(settings, metrics) if settings.proxy.enabled else None,
+            routes=RouteDiversion(settings, metrics, guard.protected)
+            if settings.routes.enabled
+            else None,
         )
 
     def close(self) -> None:
@@ -244,6 +249,15 @@ class Daemon:
         proxy = self.agent.proxy
         if proxy is not None:
             await asyncio.to_thread(proxy.publish, snap.state)
+        # Routes stay installed when the agent stops (enforcement must not lapse with a
+        # restart); they are withdrawn only by a pass that plans none.
+        if self.agent.routes is not None:
+            await self.agent.routes.reconcile(snap.state)
+
+    async def _reconcile_routes(self) -> None:
+        if self.agent.routes is not None:
+            snap = await asyncio.to_thread(self.agent.policy)
+            await self.agent.routes.reconcile(snap.state)
 
     async def _verify(self) -> None:
         """Periodic proof that enforcement works now (canaries)."""
@@ -313,6 +327,16 @@ class Daemon:
             coalesce=True,
             misfire_grace_time=60,
         )
+        if self.agent.routes is not None:
+            self.scheduler.add_job(
+                self._reconcile_routes,
+                "interval",
+                seconds=self.agent.settings.routes.reconcile_interval_seconds,
+                id="routes:reconcile",
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=60,
+            )
         if self.agent.takedown is not None:
             self._schedule_takedown(self.scheduler)
         self.scheduler.start()
@@ -452,6 +476,8 @@ class Daemon:
         out: dict[str, Any] = {}
         if self.agent.proxy is not None:
             out["proxy-index"] = self.agent.proxy.status()
+        if self.agent.routes is not None:
+            out["routes"] = self.agent.routes.status()
         return out
 
 

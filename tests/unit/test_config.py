@@ -235,6 +235,7 @@ proxies = [{ host = "127.0.0.1", port = 3128 }]
 enabled = true
 proxy_next_hop = "192.0.2.80"
 ports = [80, 8080]
+resolvers = [{ host = "192.0.2.53" }]
 
 [takedown]
 enabled = true
@@ -497,3 +498,10 @@ def test_file_and_env_together_is_an_error(monkeypatch: pytest.MonkeyPatch, tmp_
         'auth = { kind = "bearer", token_file = "tok", token_env = "EDGEAGENT_TEST_SECRET" }\n',
     )
     assert problems_of(path) == {"feeds.a.auth: set token_file or token_env, not both"}
+
+
+def test_enabled_routes_need_resolvers_without_the_policy(tmp_path: Path) -> None:
+    path = tmp_path / "routes.toml"
+    path.write_text('[routes]\nenabled = true\nproxy_next_hop = "192.0.2.80"\n', "utf-8")
+    problems = problems_of(path)
+    assert any(p.startswith("routes") and "resolvers" in p for p in problems), problems
