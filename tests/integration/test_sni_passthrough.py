@@ -1,0 +1,328 @@
+"""Diverted HTTPS passes through sniproxy, by SNI, to the real origin, untouched.
+
+Real components on loopback addresses (any 127.0.0.0/8 address works on Linux):
+
+- an authoritative ``named`` for ``test.`` (127.0.0.1, high port);
+- ``127.0.7.53:53`` an Unbound WITHOUT the diversion policy: sniproxy's resolver (udns
+  takes an address only, so port 53);
+- the shipped BIND resolver snippet loading the RPZ compiled from a ``DesiredState`` with
+  one ``url`` entry: ``mixed.site.test`` is diverted to ``127.0.7.80``;
+- ``127.0.7.80`` Debian's ``sniproxy`` run from ``resolvers/sniproxy/sniproxy.conf``
+  (placeholders filled, nothing else changed);
+- ``127.0.7.10`` a TLS origin (aiohttp) with a throwaway certificate for
+  ``mixed.site.test``.
+
+The pass-through listens on the same port number as the origin (443 in production, a free
+high port here): the shipped table connects to the SNI name on the listener's port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import shutil
+import socket
+import ssl
+import subprocess
+import tempfile
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import dns.message
+import dns.query
+import dns.rcode
+import pytest
+from aiohttp import web
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from edgeagent.model import Action, DesiredState, Entry, Indicator
+from edgeagent.rpz.compiler import RpzSettings
+from edgeagent.rpz.publishers.base import ZoneRelease
+from edgeagent.rpz.publishers.zonefile import ZonefilePublisher
+from tests.conftest import require_binary
+from tests.integration.resolvers import (
+    REPO,
+    RunningDaemon,
+    render,
+    start_authoritative,
+    start_named,
+    stop_all,
+)
+from tests.integration.squidproxy import start_unfiltered_resolver
+
+pytestmark = pytest.mark.integration
+
+SNIPROXY_CONF = REPO / "resolvers" / "sniproxy" / "sniproxy.conf"
+PROXY_ADDR = "127.0.7.80"
+ORIGIN_ADDR = "127.0.7.10"
+DNS_ADDR = "127.0.7.53"
+SITE = "mixed.site.test"
+LISTED_PATH = "/gallery/listed.html"
+
+ZONE = textwrap.dedent(
+    f"""\
+    $TTL 60
+    @ SOA ns.test. hostmaster.test. 1 60 60 600 60
+    @ NS ns.test.
+    ns A 127.0.0.1
+    mixed.site A {ORIGIN_ADDR}
+    """
+)
+STATE = DesiredState(
+    1,
+    (Entry(Indicator.parse("url", f"http://{SITE}{LISTED_PATH}"), Action.BLOCK, "iwf"),),
+    (),
+)
+RPZ = RpzSettings(proxy_ipv4=PROXY_ADDR)
+
+
+def throwaway_cert(workdir: Path) -> tuple[Path, Path, bytes]:
+    """Self-signed EC certificate for ``SITE``: (cert file, key file, cert DER)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, SITE)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(SITE)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = workdir / "origin.crt", workdir / "origin.key"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    key_file.chmod(0o600)
+    return cert_file, key_file, cert.public_bytes(serialization.Encoding.DER)
+
+
+class TlsOrigin:
+    """aiohttp over TLS on ``ORIGIN_ADDR:port`` in a background loop; records paths."""
+
+    def __init__(self, port: int, cert: Path, key: Path) -> None:
+        self.hits: list[str] = []
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(cert, key)
+
+        async def page(request: web.Request) -> web.Response:
+            self.hits.append(request.path)
+            return web.Response(text=f"origin {request.host.split(':')[0]} {request.path}")
+
+        app = web.Application()
+        app.router.add_get("/{tail:.*}", page)
+        self.runner = web.AppRunner(app, access_log=None)
+
+        async def go() -> None:
+            await self.runner.setup()
+            await web.TCPSite(self.runner, ORIGIN_ADDR, port, ssl_context=ctx).start()
+
+        asyncio.run_coroutine_threadsafe(go(), self.loop).result(10)
+
+    def close(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+
+
+@dataclass
+class Env:
+    port: int
+    policy: RunningDaemon
+    origin: TlsOrigin
+    cert_file: Path
+    cert_der: bytes
+    conf: Path
+    workdir: Path
+
+
+def _shared_free_port(*addrs: str) -> int:
+    for _ in range(100):
+        with socket.socket() as first:
+            first.bind((addrs[0], 0))
+            port = int(first.getsockname()[1])
+            try:
+                for addr in addrs[1:]:
+                    with socket.socket() as other:
+                        other.bind((addr, port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no shared free port")
+
+
+def start_sniproxy(workdir: Path, port: int) -> tuple[subprocess.Popen[bytes], Path]:
+    """Render the shipped config and run ``sniproxy -f`` until it accepts connections."""
+    conf = workdir / "sniproxy.conf"
+    conf.write_text(
+        render(
+            SNIPROXY_CONF,
+            {
+                "LISTEN": PROXY_ADDR,
+                "PORT": str(port),
+                "RESOLVER": DNS_ADDR,
+                "WORK_DIR": str(workdir),
+                "USER": "daemon",
+            },
+        )
+    )
+    with (workdir / "sniproxy.out").open("wb") as out:
+        proc = subprocess.Popen(
+            ["sniproxy", "-f", "-c", str(conf)], stdout=out, stderr=subprocess.STDOUT
+        )
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"sniproxy exited {proc.returncode}")
+        try:
+            with socket.create_connection((PROXY_ADDR, port), timeout=0.3):
+                return proc, conf
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError("sniproxy not listening")
+
+
+@pytest.fixture(scope="module")
+def env() -> Iterator[Env]:
+    for program in ("named", "unbound", "sniproxy"):
+        require_binary(program)
+    base = Path(tempfile.mkdtemp(prefix="edgeagent-sni-"))
+    zone_dir = base / "zones"
+    zone_dir.mkdir()
+    ZonefilePublisher(
+        "zonefile",
+        policy_path=zone_dir / "rpz.zone",
+        exception_path=zone_dir / "rpz-exceptions.zone",
+    ).publish(ZoneRelease(STATE, RPZ, 1))
+    cert_file, key_file, der = throwaway_cert(base)
+    port = _shared_free_port(PROXY_ADDR, ORIGIN_ADDR)
+    origin = TlsOrigin(port, cert_file, key_file)
+    auth = plain = policy = None
+    sni: subprocess.Popen[bytes] | None = None
+    try:
+        auth = start_authoritative(base / "auth", {"test": ZONE})
+        plain = start_unfiltered_resolver(base / "plain", DNS_ADDR, {"test": auth.port})
+        policy = start_named(base / "named", zone_dir, forwards={"test": auth.port})
+        sni_dir = base / "sniproxy"
+        sni_dir.mkdir()
+        sni, conf = start_sniproxy(sni_dir, port)
+        yield Env(port, policy, origin, cert_file, der, conf, sni_dir)
+    finally:
+        if sni is not None and sni.poll() is None:
+            sni.terminate()
+            try:
+                sni.wait(10)
+            except subprocess.TimeoutExpired:
+                sni.kill()
+                sni.wait(5)
+        stop_all(policy, plain, auth)
+        origin.close()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def resolve(d: RunningDaemon, name: str) -> list[str]:
+    q = dns.message.make_query(name, "A")
+    r = dns.query.udp(q, d.host, port=d.port, timeout=5)
+    assert r.rcode() == dns.rcode.NOERROR  # diverted, never NXDOMAIN
+    return [rr.to_text() for rrset in r.answer for rr in rrset]
+
+
+def https_get(
+    env: Env, addr: str, path: str, sni: str | None = SITE
+) -> tuple[bytes | None, str, str]:
+    """TLS to ``addr`` with ``sni`` verifying the origin's certificate, then ``GET path``.
+
+    Returns (peer certificate DER, negotiated SNI name as sent, response text).
+    """
+    ctx = ssl.create_default_context(cafile=str(env.cert_file))
+    if sni is None:
+        ctx.check_hostname = False
+    with (
+        socket.create_connection((addr, env.port), timeout=10) as raw,
+        ctx.wrap_socket(raw, server_hostname=sni) as tls,
+    ):
+        der = tls.getpeercert(binary_form=True)
+        tls.sendall(f"GET {path} HTTP/1.1\r\nHost: {SITE}\r\nConnection: close\r\n\r\n".encode())
+        chunks = []
+        while chunk := tls.recv(65536):
+            chunks.append(chunk)
+    return der, sni or "", b"".join(chunks).decode("utf-8", "replace")
+
+
+# What a closed pass-through looks like to a TLS client: the connection ends during the
+# handshake (sniproxy's handshake_failure alert, EOF or reset). A timeout is NOT among
+# them: it would hide a hang.
+CLOSED = (ssl.SSLError, ConnectionResetError, BrokenPipeError)
+
+
+def test_diverted_https_passes_through_to_the_origin_untouched(env: Env) -> None:
+    addrs = resolve(env.policy, SITE)
+    assert addrs == [PROXY_ADDR]  # the client is diverted ...
+    der, _, text = https_get(env, addrs[0], "/gallery/sibling.html")
+    # ... and the TLS session is the origin's own: same certificate, verified for the
+    # name, no interception (the pass-through holds no key).
+    assert der == env.cert_der
+    assert text.startswith("HTTP/1.1 200")
+    assert text.endswith(f"origin {SITE} /gallery/sibling.html")
+    assert env.origin.hits[-1] == "/gallery/sibling.html"
+
+
+def test_listed_page_over_https_is_not_enforceable_at_url_level(env: Env) -> None:
+    """The documented limit: inside TLS the path is invisible, so the listed page passes.
+
+    Refusing the whole host would block every innocent page on it; the compiler counts
+    these hosts and the README says so.
+    """
+    der, _, text = https_get(env, PROXY_ADDR, LISTED_PATH)
+    assert der == env.cert_der
+    assert text.endswith(f"origin {SITE} {LISTED_PATH}")
+
+
+def test_client_hello_without_sni_is_closed(env: Env) -> None:
+    before = len(env.origin.hits)
+    with pytest.raises(CLOSED):
+        https_get(env, PROXY_ADDR, "/", sni=None)
+    assert len(env.origin.hits) == before
+
+
+def test_name_the_unfiltered_resolver_does_not_know_is_closed(env: Env) -> None:
+    before = len(env.origin.hits)
+    with pytest.raises(CLOSED):
+        https_get(env, PROXY_ADDR, "/", sni="absent.site.test")
+    assert len(env.origin.hits) == before
+
+
+def test_no_client_addresses_or_names_in_sniproxy_logs(env: Env) -> None:
+    for sni in (None, "absent.site.test", SITE):
+        try:
+            https_get(env, PROXY_ADDR, "/", sni=sni)
+        except CLOSED:
+            assert sni != SITE
+    time.sleep(0.2)  # sniproxy writes its log asynchronously
+    logs = "".join(p.read_text(errors="replace") for p in env.workdir.glob("*.log"))
+    assert "127.0." not in logs
+    assert "site.test" not in logs
+    text = env.conf.read_text()
+    assert "access_log" not in text.replace("No access_log", "")
+    assert f"nameserver {DNS_ADDR}" in text
+    assert not list(env.workdir.glob("*access*"))
