@@ -42,6 +42,7 @@ from edgeagent.guard import ChangeLimits, Guard, ProtectedNames, PublicSuffixes
 from edgeagent.logs import fields
 from edgeagent.metrics import Metrics
 from edgeagent.proxy.publishing import ProxyPublishing
+from edgeagent.rpz.publishing import RpzPublishing
 from edgeagent.sdnotify import SystemdNotifier, watchdog_interval
 from edgeagent.store import open_store
 from edgeagent.store.base import Store
@@ -83,6 +84,7 @@ class Agent:
     intake: TakedownIntake | None = None
     proxy: ProxyPublishing | None = None
     routes: RouteDiversion | None = None
+    rpz: RpzPublishing | None = None
 
     @classmethod
     def build(cls, settings: Settings) -> Agent:
@@ -115,6 +117,9 @@ class Agent:
             proxy=ProxyPublishing(settings, metrics) if settings.proxy.enabled else None,
             routes=RouteDiversion(settings, metrics, guard.protected)
             if settings.routes.enabled
+            else None,
+            rpz=RpzPublishing(settings, metrics)
+            if any(p.enabled for p in settings.publishers.values()) or settings.resolvers
             else None,
         )
 
@@ -245,14 +250,24 @@ class Daemon:
             await self._shutdown()
 
     async def _enforce(self, snap: PolicySnapshot) -> None:
-        """Push one policy version to every enforcer; each keeps its old state on error."""
-        proxy = self.agent.proxy
-        if proxy is not None:
-            await asyncio.to_thread(proxy.publish, snap.state)
+        """Push one policy version to every enforcer at once; each keeps its old state on
+        error, and a slow one (a resolver that takes its time to confirm) never holds up
+        the others."""
+        jobs: list[Awaitable[object]] = []
+        if self.agent.rpz is not None:
+            jobs.append(asyncio.to_thread(self.agent.rpz.publish, snap.state))
+        if self.agent.proxy is not None:
+            jobs.append(asyncio.to_thread(self.agent.proxy.publish, snap.state))
         # Routes stay installed when the agent stops (enforcement must not lapse with a
         # restart); they are withdrawn only by a pass that plans none.
         if self.agent.routes is not None:
-            await self.agent.routes.reconcile(snap.state)
+            jobs.append(self.agent.routes.reconcile(snap.state))
+        for outcome in await asyncio.gather(*jobs, return_exceptions=True):
+            if isinstance(outcome, BaseException):
+                log.error(
+                    "an enforcer failed; its last good state stays",
+                    exc_info=(type(outcome), outcome, outcome.__traceback__),
+                )
 
     async def _reconcile_routes(self) -> None:
         if self.agent.routes is not None:
@@ -261,6 +276,8 @@ class Daemon:
 
     async def _verify(self) -> None:
         """Periodic proof that enforcement works now (canaries)."""
+        if self.agent.rpz is not None:
+            await asyncio.to_thread(self.agent.rpz.verify_all)
         proxy = self.agent.proxy
         if proxy is not None:
             await asyncio.to_thread(proxy.check_canaries)
@@ -289,6 +306,8 @@ class Daemon:
             self.api_url = f"{scheme}://{_url_host(settings.api.host)}:{port}"
         if self.agent.proxy is not None:
             await self.agent.proxy.start()
+        if self.agent.rpz is not None:
+            await self.agent.rpz.start()
         if settings.metrics.enabled:
             app = create_metrics_app(self.agent.metrics.registry, self.readiness)
             port = await self._serve(app, settings.metrics.host, settings.metrics.port, None)
@@ -457,6 +476,8 @@ class Daemon:
         await self.agent.feeds.close()
         if self.agent.proxy is not None:
             await self.agent.proxy.close()
+        if self.agent.rpz is not None:
+            await self.agent.rpz.close()
         log.info("stopped")
 
     # -- status callables for the API
@@ -467,6 +488,8 @@ class Daemon:
         reasons.extend(f"feed {name} is stale" for name in self.agent.feeds.stale())
         if self.agent.proxy is not None:
             reasons.extend(f"proxy canary failing at {p}" for p in self.agent.proxy.failing())
+        if self.agent.rpz is not None:
+            reasons.extend(self.agent.rpz.verification.reasons)
         return reasons
 
     def _feed_status(self) -> dict[str, Any]:
@@ -474,6 +497,8 @@ class Daemon:
 
     def _publisher_status(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
+        if self.agent.rpz is not None:
+            out["rpz"] = self.agent.rpz.status()
         if self.agent.proxy is not None:
             out["proxy-index"] = self.agent.proxy.status()
         if self.agent.routes is not None:
