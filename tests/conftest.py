@@ -33,6 +33,8 @@ _PACKAGES = {
     "unbound-checkconf": "unbound",
     "unbound-control": "unbound",
     "squid": "squid",
+    "pdns_recursor": "pdns-recursor",
+    "kresd": "knot-resolver",
     "promtool": "prometheus",
     "prometheus": "prometheus",
     "sniproxy": "sniproxy",
