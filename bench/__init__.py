@@ -145,6 +145,20 @@ def _api_throughput(quick: bool) -> list[Row]:
     return as_rows(api_throughput.rows(quick))
 
 
+def _proxy_helper(quick: bool) -> list[Row]:
+    """Issue 6: Squid helper canonicalise + look up, one core, 1,000,000-entry index."""
+    from bench import proxy_helper
+
+    return proxy_helper.run(100_000 if quick else 1_000_000)
+
+
+def _squid_e2e(quick: bool) -> list[Row]:
+    """Issue 6: Squid with the helper vs. a url_regex ACL vs. no filtering (wrk)."""
+    from bench import squid_e2e
+
+    return squid_e2e.rows(quick)
+
+
 REGISTRY: dict[str, Benchmark] = {
     "store_ingest": _store_ingest,
     "canon": _canon,
@@ -152,5 +166,7 @@ REGISTRY: dict[str, Benchmark] = {
     "takedown_locate": _takedown_locate,
     "api_throughput": _api_throughput,
     "rpz": _rpz,
+    "proxy_helper": _proxy_helper,
+    "squid_e2e": _squid_e2e,
 }
 """Benchmark name -> runner, in the order BENCHMARKS.md lists them."""
