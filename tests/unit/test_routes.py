@@ -241,6 +241,7 @@ def test_settings_from_config_section() -> None:
     cfg = RoutesSettings(
         enabled=True,
         proxy_next_hop="192.0.2.2",
+        resolvers=({"host": "192.0.2.53"},),  # type: ignore[arg-type]
         ports=(8080, 80, 80),
         table=101,
         protected_ranges=("203.0.113.0/26",),  # type: ignore[arg-type]
