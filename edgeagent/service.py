@@ -190,9 +190,6 @@ class Agent:
         }
 
 
-Job = Callable[[], Awaitable[None]]
-
-
 class Daemon:
     """Runs an :class:`Agent` until told to stop."""
 
@@ -328,48 +325,33 @@ class Daemon:
         self.agent.feeds.on_change = self.policy_changed
         self.scheduler = AsyncIOScheduler(timezone=UTC)
         self.agent.feeds.schedule(self.scheduler)
-        self.scheduler.add_job(
-            self._expire_decisions,
-            "interval",
-            seconds=60,
-            id="decisions:expire",
-            max_instances=1,
-            coalesce=True,
-            misfire_grace_time=60,
-        )
-        self.scheduler.add_job(
-            self._verify,
-            "interval",
-            seconds=self.agent.settings.rpz.verify_interval_seconds,
-            id="verify",
-            max_instances=1,
-            coalesce=True,
-            misfire_grace_time=60,
-        )
+        settings = self.agent.settings
+        self._every(60, "decisions:expire", self._expire_decisions)
+        self._every(settings.rpz.verify_interval_seconds, "verify", self._verify)
         if self.agent.routes is not None:
-            self.scheduler.add_job(
+            self._every(
+                settings.routes.reconcile_interval_seconds,
+                "routes:reconcile",
                 self._reconcile_routes,
-                "interval",
-                seconds=self.agent.settings.routes.reconcile_interval_seconds,
-                id="routes:reconcile",
-                max_instances=1,
-                coalesce=True,
-                misfire_grace_time=60,
             )
-        if self.agent.takedown is not None:
-            self._schedule_takedown(self.scheduler)
+        svc = self.agent.takedown
+        if svc is not None:
+            self._every(30, "takedown:due", svc.run_due)
+            self._every(3600, "takedown:customers", svc.refresh_customers)
+            self._every(900, "takedown:relocate", self._relocate_all)
         self.scheduler.start()
 
-    def _schedule_takedown(self, scheduler: Any) -> None:
-        svc = self.agent.takedown
-        assert svc is not None
-        common = {"max_instances": 1, "coalesce": True, "misfire_grace_time": 60}
-        scheduler.add_job(svc.run_due, "interval", seconds=30, id="takedown:due", **common)
-        scheduler.add_job(
-            svc.refresh_customers, "interval", hours=1, id="takedown:customers", **common
-        )
-        scheduler.add_job(
-            self._relocate_all, "interval", minutes=15, id="takedown:relocate", **common
+    def _every(self, seconds: float, job_id: str, func: Callable[[], Awaitable[object]]) -> None:
+        """A periodic job: one run at a time, missed runs collapsed, an explicit misfire
+        grace (APScheduler's default of 1 s skips runs after any loop stall)."""
+        self.scheduler.add_job(
+            func,
+            "interval",
+            seconds=seconds,
+            id=job_id,
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=60,
         )
 
     async def _relocate_all(self) -> None:
