@@ -25,7 +25,7 @@ import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -139,29 +139,6 @@ class Agent:
             m.policy_entries.labels(scope=scope).set(counts.get(scope, 0))
         for reason, n in snap.state.refused.items():
             m.policy_refused.labels(reason=reason).set(n)
-
-    def status(self) -> dict[str, Any]:
-        snap = self.policy()
-        by_source: dict[str, int] = {}
-        for entry in snap.state.blocks:
-            key = (
-                entry.source.split(":", 1)[0]
-                if entry.source.startswith("decision:")
-                else (entry.source)
-            )
-            by_source[key] = by_source.get(key, 0) + 1
-        return {
-            "policy_version": snap.state.version,
-            "entries": {
-                "blocks": len(snap.state.blocks),
-                "allows": len(snap.state.allows),
-                "by_scope": snap.state.count_by_scope(),
-                "by_source": by_source,
-                "refused": dict(snap.state.refused),
-            },
-            "pending_decisions": snap.pending_decisions,
-            "held_feeds": list(snap.held_feeds),
-        }
 
     def plan(self) -> dict[str, Any]:
         """Held generations and pending decisions: what waits for a person."""
@@ -514,7 +491,3 @@ def _restart_only_changes(old: Settings, new: Settings) -> list[str]:
     if old.store_path != new.store_path:
         changed.append("store.path")
     return changed
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
