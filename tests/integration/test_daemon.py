@@ -1,0 +1,129 @@
+"""The daemon as a newcomer meets it: token, decision with HTTP, status, metrics, revoke,
+audit verify; a broken config on SIGHUP keeps the old one; SIGTERM stops it cleanly."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import free_port
+
+AGENT = str(Path(sys.executable).parent / "edgeagent")
+
+
+def _http(method: str, url: str, token: str | None = None, body: Any = None) -> tuple[int, Any]:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method)
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            raw = resp.read()
+            status = resp.status
+    except urllib.error.HTTPError as exc:
+        raw, status = exc.read(), exc.code
+    text = raw.decode()
+    return status, json.loads(text) if text.startswith(("{", "[")) else text
+
+
+def _wait(url: str, deadline: float) -> None:
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError(f"{url} never answered")
+
+
+def test_newcomer_flow_reload_and_stop(tmp_path: Path) -> None:
+    api_port, metrics_port = free_port(udp=False), free_port(udp=False)
+    config = tmp_path / "edgeagent.toml"
+    good = (
+        f'[agent]\nstate_dir = "{tmp_path / "state"}"\nlog_format = "json"\n'
+        f"[api]\nport = {api_port}\n[metrics]\nport = {metrics_port}\n"
+    )
+    config.write_text(good)
+
+    def cli(*args: str) -> str:
+        out = subprocess.run(
+            [AGENT, *args, "-c", str(config)], capture_output=True, text=True, check=True
+        )
+        return out.stdout
+
+    analyst = cli("token", "create", "--role", "analyst", "--name", "ana").split()[-1]
+    supervisor = cli("token", "create", "--role", "supervisor", "--name", "sam").split()[-1]
+    log = (tmp_path / "daemon.log").open("w")
+    proc = subprocess.Popen([AGENT, "run", "-c", str(config)], stdout=log, stderr=log)
+    try:
+        api = f"http://127.0.0.1:{api_port}"
+        _wait(f"http://127.0.0.1:{metrics_port}/healthz", time.monotonic() + 30)
+
+        status, created = _http(
+            "POST",
+            f"{api}/v1/decisions",
+            analyst,
+            {
+                "target": "http://Mixed.example/listed/page.html",
+                "scope": "url",
+                "action": "block",
+                "reason": "hotline report",
+                "reference": "CASE-42",
+                "source": "hotline",
+            },
+        )
+        assert status == 201, created
+        assert created["target"] == "http://mixed.example/listed/page.html"
+        assert created["status"] == "active"
+
+        deadline = time.monotonic() + 10
+        while True:
+            _, st = _http("GET", f"{api}/v1/status", analyst)
+            if st["entries"]["by_scope"].get("url") == 1 or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert st["entries"]["by_scope"]["url"] == 1
+        _, metrics = _http("GET", f"http://127.0.0.1:{metrics_port}/metrics")
+        assert 'edgeagent_policy_entries{scope="url"} 1.0' in metrics
+        assert "mixed.example" not in metrics  # never an entry in a label
+
+        status, _ = _http(
+            "POST", f"{api}/v1/decisions/{created['id']}/revoke", analyst, {"reason": "x"}
+        )
+        assert status == 403  # revoking is a supervisor's
+        status, revoked = _http(
+            "POST", f"{api}/v1/decisions/{created['id']}/revoke", supervisor, {"reason": "appeal"}
+        )
+        assert (status, revoked["status"]) == (200, "revoked")
+        status, verified = _http("GET", f"{api}/v1/audit/verify", supervisor)
+        assert status == 200
+        assert verified["ok"] is True
+
+        # A broken config on SIGHUP: logged, the old one stays, the API keeps answering.
+        config.write_text(good + "[api]\nbogus = 1\n")
+        proc.send_signal(signal.SIGHUP)
+        time.sleep(1.0)
+        assert proc.poll() is None
+        status, _ = _http("GET", f"{api}/v1/status", analyst)
+        assert status == 200
+        config.write_text(good)
+
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        log.close()
+    lines = (tmp_path / "daemon.log").read_text().splitlines()
+    records = [json.loads(line) for line in lines if line.startswith("{")]
+    assert any(r["msg"] == "reload refused, old config stays" for r in records)
+    assert any(r["msg"] == "stopped" for r in records)
+    text = "\n".join(lines)
+    assert "mixed.example" not in text.lower()  # no list entry in the logs
