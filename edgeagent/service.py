@@ -259,6 +259,8 @@ class Daemon:
     async def _start_listeners(self, settings: Settings) -> None:
         from edgeagent.api.app import create_app, create_metrics_app
         from edgeagent.api.context import ApiContext
+        from edgeagent.api.routes import ROUTES
+        from edgeagent.api.takedown_routes import takedown_routes
 
         if settings.api.enabled:
             ctx = ApiContext(
@@ -275,7 +277,11 @@ class Daemon:
                 metrics=self.agent.metrics,
             )
             ssl_ctx = _api_ssl_context(settings)
-            port = await self._serve(create_app(ctx), settings.api.host, settings.api.port, ssl_ctx)
+            routes = ROUTES
+            if self.agent.takedown is not None:
+                routes = (*ROUTES, *takedown_routes(self.agent.takedown))
+            app = create_app(ctx, routes=routes)
+            port = await self._serve(app, settings.api.host, settings.api.port, ssl_ctx)
             scheme = "https" if ssl_ctx else "http"
             self.api_url = f"{scheme}://{_url_host(settings.api.host)}:{port}"
         if self.agent.proxy is not None:

@@ -1,0 +1,204 @@
+"""Foreground daemons for the lab and the integration tests: spawn, wait, stop.
+
+Every process is started in the foreground (``named -g``, ``unbound -d``, ``squid -N``,
+``sniproxy -f``) as a direct child, so it stays in the caller's process group: a signal
+to the group (Ctrl-C in a terminal, ``kill -- -PGID``) reaches all of them. A
+:class:`ProcessGroup` remembers every child it started so that the lab can stop them all,
+newest first, on shutdown and on any start-up failure.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dns.exception
+import dns.message
+import dns.query
+import dns.rdatatype
+
+import edgeagent
+from edgeagent.errors import EdgeAgentError
+
+HOST = "127.0.0.1"
+# The shipped resolver and proxy snippets (a source checkout; the lab runs from one).
+SNIPPETS_DIR = Path(edgeagent.__file__).resolve().parent.parent / "resolvers"
+
+
+class DaemonError(EdgeAgentError, RuntimeError):
+    """A daemon did not start (exited, or never answered); the message carries its log tail."""
+
+
+def free_port(host: str = HOST) -> int:
+    """A port free for both UDP and TCP on ``host`` right now (DNS daemons bind both)."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+            tcp.bind((host, 0))
+            port = int(tcp.getsockname()[1])
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+                try:
+                    udp.bind((host, port))
+                except OSError:
+                    continue
+            return port
+    raise DaemonError(f"no free port on {host}")
+
+
+def free_tcp_port(*hosts: str) -> int:
+    """A TCP port free on every one of ``hosts`` (default 127.0.0.1) right now."""
+    addrs = hosts or (HOST,)
+    for _ in range(100):
+        with socket.socket() as first:
+            first.bind((addrs[0], 0))
+            port = int(first.getsockname()[1])
+            try:
+                for addr in addrs[1:]:
+                    with socket.socket() as other:
+                        other.bind((addr, port))
+            except OSError:
+                continue
+            return port
+    raise DaemonError(f"no TCP port free on all of {addrs}")
+
+
+def render(template: Path, values: dict[str, str]) -> str:
+    """``template``'s text with every ``@KEY@`` filled; an unfilled placeholder is an error."""
+    text = template.read_text(encoding="utf-8")
+    for key, value in values.items():
+        text = text.replace(f"@{key}@", value)
+    left = set(re.findall(r"@([A-Z_]+)@", text)) - {"NAME"}
+    if left:
+        raise ValueError(f"unfilled placeholders in {template.name}: {sorted(left)}")
+    return text
+
+
+@dataclass
+class RunningDaemon:
+    """A started daemon; :meth:`stop` ends it (idempotent)."""
+
+    name: str
+    proc: subprocess.Popen[bytes]
+    port: int
+    workdir: Path
+    log: Path
+    # Reload command template for the zonefile publisher ({zone} is substituted).
+    reload_argv: tuple[str, ...] = ()
+    extra: dict[str, str] = field(default_factory=dict)
+    address: str = HOST
+
+    @property
+    def host(self) -> str:
+        return self.address
+
+    def running(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self, timeout: float = 10.0) -> None:
+        stop_process(self.proc, timeout)
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    """SIGTERM, wait up to ``timeout`` seconds, then SIGKILL (idempotent)."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+
+
+class ProcessGroup:
+    """Every child started through it, stopped newest first by :meth:`stop_all`."""
+
+    def __init__(self) -> None:
+        self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
+
+    def add(self, name: str, proc: subprocess.Popen[bytes]) -> None:
+        self.procs.append((name, proc))
+
+    def stop_all(self) -> None:
+        while self.procs:
+            _name, proc = self.procs.pop()
+            with contextlib.suppress(Exception):
+                stop_process(proc)
+
+
+def spawn(
+    name: str,
+    argv: list[str],
+    workdir: Path,
+    group: ProcessGroup | None = None,
+    log_name: str | None = None,
+) -> tuple[subprocess.Popen[bytes], Path]:
+    """Start ``argv`` in ``workdir`` with stdout+stderr to ``<workdir>/<name>.log``.
+
+    The child stays in our process group (no new session) so that it dies with the group.
+    """
+    log = workdir / (log_name or f"{name}.log")
+    with log.open("wb") as fh:
+        proc = subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, cwd=workdir)
+    if group is not None:
+        group.add(name, proc)
+    return proc, log
+
+
+def wait_answering(d: RunningDaemon, qname: str = "localhost.", timeout: float = 20.0) -> None:
+    """Block until ``d`` answers a UDP query (any rcode); raise with its log if it died."""
+    deadline = time.monotonic() + timeout
+    q = dns.message.make_query(qname, dns.rdatatype.SOA)
+    while True:
+        if d.proc.poll() is not None:
+            raise DaemonError(f"{d.name} exited {d.proc.returncode}:\n{d.log_text()[-3000:]}")
+        try:
+            dns.query.udp(q, d.host, port=d.port, timeout=0.3)
+            return
+        except (dns.exception.Timeout, OSError):
+            pass
+        if time.monotonic() > deadline:
+            d.stop()
+            raise DaemonError(f"{d.name} not answering:\n{d.log_text()[-3000:]}")
+        time.sleep(0.05)
+
+
+def wait_listening(
+    proc: subprocess.Popen[bytes],
+    name: str,
+    endpoints: list[tuple[str, int]],
+    log: Path,
+    timeout: float = 30.0,
+) -> None:
+    """Block until every ``(host, port)`` accepts TCP; stop ``proc`` and raise on failure."""
+    deadline = time.monotonic() + timeout
+    pending = list(endpoints)
+    while pending:
+        if proc.poll() is not None:
+            tail = log.read_text(errors="replace")[-3000:] if log.exists() else ""
+            raise DaemonError(f"{name} exited {proc.returncode}:\n{tail}")
+        try:
+            with socket.create_connection(pending[0], timeout=0.3):
+                pending.pop(0)
+                continue
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            stop_process(proc)
+            tail = log.read_text(errors="replace")[-3000:] if log.exists() else ""
+            raise DaemonError(f"{name} not listening on {pending[0]}:\n{tail}")
+        time.sleep(0.05)
+
+
+def check_config(argv: list[str]) -> None:
+    """Run a config checker (``named-checkconf``, ``squid -k parse``); raise with its output."""
+    out = subprocess.run(argv, capture_output=True, check=False)
+    if out.returncode != 0:
+        text = (out.stdout + out.stderr).decode(errors="replace")[-3000:]
+        raise DaemonError(f"{argv[0]} rejected the config:\n{text}")

@@ -1,0 +1,365 @@
+"""Real ``named`` and ``unbound`` from the SHIPPED snippets in ``resolvers/``.
+
+Used by ``edgeagent lab`` and by the integration tests (one piece of code for both):
+
+- :func:`start_authoritative`: a non-recursive ``named`` serving synthetic zones;
+- :func:`start_primary`: ``resolvers/bind/named.conf.rpz-primary`` (hidden primary that
+  takes the ``bind-update`` publisher's UPDATEs);
+- :func:`start_secondary`: ``resolvers/bind/named.conf.rpz-secondary`` (a resolver that
+  transfers the policy zones from the primary);
+- :func:`start_unbound_http`: ``resolvers/unbound/unbound-rpz-http.conf`` (fetches the
+  zones from the ``http-notify`` publisher);
+- :func:`start_named`/:func:`start_unbound`: the zone-file resolver snippets;
+- :func:`start_unfiltered_resolver`: an Unbound WITHOUT the policy on port 53 of a
+  loopback address (what Squid and sniproxy resolve through; they take no port).
+
+The snippets' ``@PLACEHOLDERS@`` are filled and nothing else changes; the site-local
+include carries only lab plumbing (forward/stub zones to the authoritative server).
+Daemons listen on 127.0.0.1 unless told otherwise and run in the foreground.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from pathlib import Path
+
+from edgeagent.lab.daemons import (
+    HOST,
+    SNIPPETS_DIR,
+    ProcessGroup,
+    RunningDaemon,
+    check_config,
+    free_port,
+    render,
+    spawn,
+    wait_answering,
+)
+from edgeagent.rpz.publishers.base import ZoneRelease
+
+BIND_RESOLVER_SNIPPET = SNIPPETS_DIR / "bind" / "named.conf.rpz-resolver"
+PRIMARY_SNIPPET = SNIPPETS_DIR / "bind" / "named.conf.rpz-primary"
+SECONDARY_SNIPPET = SNIPPETS_DIR / "bind" / "named.conf.rpz-secondary"
+UNBOUND_SNIPPET = SNIPPETS_DIR / "unbound" / "unbound-rpz.conf"
+UNBOUND_HTTP_SNIPPET = SNIPPETS_DIR / "unbound" / "unbound-rpz-http.conf"
+UPDATE_KEY = "edgeagent-update"
+TRANSFER_KEY = "edgeagent-transfer"
+
+
+def tsig_key(path: Path, name: str) -> str:
+    """Write a BIND key file for ``name`` (hmac-sha256, mode 0600); return the secret."""
+    secret = base64.b64encode(os.urandom(32)).decode()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(f'key "{name}" {{\n    algorithm hmac-sha256;\n    secret "{secret}";\n}};\n')
+    os.chmod(path, 0o600)
+    return secret
+
+
+def rndc_key(path: Path) -> None:
+    """A fresh ``rndc-key`` for a resolver's control channel."""
+    tsig_key(path, "rndc-key")
+
+
+def bootstrap_zones(zone_dir: Path, release: ZoneRelease) -> None:
+    """Initial ``rpz.zone`` and ``rpz-exceptions.zone`` (named needs them to load the zones;
+    Unbound's ``zonefile:`` starts from them until the agent's first NOTIFY)."""
+    zone_dir.mkdir(parents=True, exist_ok=True)
+    (zone_dir / "rpz.zone").write_text("".join(release.policy_text()), encoding="utf-8")
+    (zone_dir / "rpz-exceptions.zone").write_text(
+        "".join(release.exception_text()), encoding="utf-8"
+    )
+
+
+def _forward_conf(forwards: dict[str, int] | None, target: str = HOST) -> str:
+    return "".join(
+        f'zone "{z}" {{ type forward; forward only; forwarders {{ {target} port {p}; }}; }};\n'
+        for z, p in (forwards or {}).items()
+    )
+
+
+def _stub_conf(stubs: dict[str, int] | None, target: str = HOST) -> str:
+    # Lab plumbing: the stub servers live on loopback.
+    return "server:\n    do-not-query-localhost: no\n" + "".join(
+        f'stub-zone:\n    name: "{z}"\n    stub-addr: {target}@{p}\n'
+        for z, p in (stubs or {}).items()
+    )
+
+
+def _tlds(zones: dict[str, int]) -> list[str]:
+    return sorted({z.rstrip(".").rsplit(".", 1)[-1] for z in zones})
+
+
+def _named(
+    name: str, conf: Path, workdir: Path, port: int, group: ProcessGroup | None, **kw: object
+) -> RunningDaemon:
+    check_config(["named-checkconf", str(conf)])
+    proc, log = spawn(name, ["named", "-g", "-n", "1", "-c", str(conf)], workdir, group)
+    d = RunningDaemon(name, proc, port, workdir, log, **kw)  # type: ignore[arg-type]
+    wait_answering(d)
+    return d
+
+
+def start_authoritative(
+    workdir: Path,
+    zones: dict[str, str],
+    *,
+    port: int | None = None,
+    group: ProcessGroup | None = None,
+    name: str = "auth-named",
+) -> RunningDaemon:
+    """A non-recursive ``named`` serving ``zones`` (name -> zone text) on 127.0.0.1."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = port or free_port()
+    zone_conf = []
+    for zname, text in zones.items():
+        f = workdir / f"{zname}.zone"
+        f.write_text(text, encoding="utf-8")
+        zone_conf.append(f'zone "{zname}" {{ type primary; file "{f}"; }};')
+    conf = workdir / "named.conf"
+    conf.write_text(
+        "options {\n"
+        f'  directory "{workdir}";\n  pid-file "{workdir}/named.pid";\n'
+        f"  listen-on port {port} {{ {HOST}; }};\n  listen-on-v6 {{ none; }};\n"
+        "  recursion no;\n  dnssec-validation no;\n  allow-query { any; };\n  querylog no;\n"
+        "};\n" + "\n".join(zone_conf) + "\n",
+        encoding="utf-8",
+    )
+    return _named(name, conf, workdir, port, group)
+
+
+def start_named(
+    workdir: Path,
+    zone_dir: Path,
+    forwards: dict[str, int] | None = None,
+    *,
+    group: ProcessGroup | None = None,
+) -> RunningDaemon:
+    """The shipped zone-file BIND resolver, forwarding each zone in ``forwards`` to a port."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    port, control = free_port(), free_port()
+    key = workdir / "rndc.key"
+    rndc_key(key)
+    local = workdir / "local.conf"
+    local.write_text(_forward_conf(forwards), encoding="utf-8")
+    conf = workdir / "named.conf"
+    conf.write_text(
+        render(
+            BIND_RESOLVER_SNIPPET,
+            {
+                "RNDC_KEY": str(key),
+                "CONTROL_PORT": str(control),
+                "WORK_DIR": str(workdir),
+                "PORT": str(port),
+                "LISTEN": HOST,
+                "DNSSEC_VALIDATION": "no",
+                "ZONE_DIR": str(zone_dir),
+                "LOCAL_CONF": str(local),
+            },
+        ),
+        encoding="utf-8",
+    )
+    reload_argv = ("rndc", "-s", HOST, "-p", str(control), "-k", str(key), "reload", "{zone}")
+    return _named(
+        "named", conf, workdir, port, group, reload_argv=reload_argv, extra={"conf": str(conf)}
+    )
+
+
+def start_primary(
+    workdir: Path,
+    zone_dir: Path,
+    secondaries: list[int],
+    *,
+    port: int | None = None,
+    group: ProcessGroup | None = None,
+) -> RunningDaemon:
+    """The shipped hidden-primary snippet, with fresh update and transfer keys.
+
+    ``extra`` holds ``update_secret``, ``update_key`` (path), ``transfer_key`` (path) and
+    ``transfer_secret``. ``zone_dir`` must hold the bootstrap zones (:func:`bootstrap_zones`).
+    """
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = port or free_port()
+    update_secret = tsig_key(workdir / "update.key", UPDATE_KEY)
+    transfer_secret = tsig_key(workdir / "transfer.key", TRANSFER_KEY)
+    notify = "".join(f"{HOST} port {p}; " for p in secondaries) or "127.0.0.1 port 9; "
+    conf = workdir / "named.conf"
+    conf.write_text(
+        render(
+            PRIMARY_SNIPPET,
+            {
+                "UPDATE_KEY": str(workdir / "update.key"),
+                "TRANSFER_KEY": str(workdir / "transfer.key"),
+                "WORK_DIR": str(workdir),
+                "PORT": str(port),
+                "LISTEN": HOST,
+                "ZONE_DIR": str(zone_dir),
+                "SECONDARIES": notify,
+            },
+        ),
+        encoding="utf-8",
+    )
+    extra = {
+        "update_secret": update_secret,
+        "update_key": str(workdir / "update.key"),
+        "transfer_key": str(workdir / "transfer.key"),
+        "transfer_secret": transfer_secret,
+    }
+    return _named("primary", conf, workdir, port, group, extra=extra)
+
+
+def start_secondary(
+    workdir: Path,
+    primary: RunningDaemon,
+    port: int,
+    forwards: dict[str, int] | None = None,
+    *,
+    group: ProcessGroup | None = None,
+) -> RunningDaemon:
+    """The shipped secondary-resolver snippet, transferring from ``primary``."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    control = free_port()
+    key = workdir / "rndc.key"
+    rndc_key(key)
+    local = workdir / "local.conf"
+    local.write_text(_forward_conf(forwards), encoding="utf-8")
+    conf = workdir / "named.conf"
+    conf.write_text(
+        render(
+            SECONDARY_SNIPPET,
+            {
+                "RNDC_KEY": str(key),
+                "TRANSFER_KEY": primary.extra["transfer_key"],
+                "CONTROL_PORT": str(control),
+                "WORK_DIR": str(workdir),
+                "PORT": str(port),
+                "LISTEN": HOST,
+                "DNSSEC_VALIDATION": "no",
+                "PRIMARY": f"{HOST} port {primary.port}",
+                "LOCAL_CONF": str(local),
+            },
+        ),
+        encoding="utf-8",
+    )
+    return _named("secondary", conf, workdir, port, group, extra={"conf": str(conf)})
+
+
+def _unbound(
+    conf: Path, workdir: Path, port: int, group: ProcessGroup | None, **kw: object
+) -> RunningDaemon:
+    check_config(["unbound-checkconf", str(conf)])
+    proc, log = spawn("unbound", ["unbound", "-d", "-c", str(conf)], workdir, group)
+    d = RunningDaemon("unbound", proc, port, workdir, log, **kw)  # type: ignore[arg-type]
+    wait_answering(d)
+    return d
+
+
+def start_unbound(
+    workdir: Path,
+    zone_dir: Path,
+    stubs: dict[str, int] | None = None,
+    *,
+    group: ProcessGroup | None = None,
+) -> RunningDaemon:
+    """The shipped zone-file Unbound snippet, with a stub zone per entry of ``stubs``."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    local = workdir / "local.conf"
+    local.write_text(_stub_conf(stubs), encoding="utf-8")
+    conf = workdir / "unbound.conf"
+    conf.write_text(
+        render(
+            UNBOUND_SNIPPET,
+            {
+                "LISTEN": HOST,
+                "PORT": str(port),
+                "WORK_DIR": str(workdir),
+                "USERNAME": "",
+                "CONTROL_SOCKET": str(workdir / "unbound.ctl"),
+                "ZONE_DIR": str(zone_dir),
+                "LOCAL_CONF": str(local),
+            },
+        ),
+        encoding="utf-8",
+    )
+    reload_argv = ("unbound-control", "-c", str(conf), "auth_zone_reload", "{zone}")
+    return _unbound(conf, workdir, port, group, reload_argv=reload_argv, extra={"conf": str(conf)})
+
+
+def start_unbound_http(
+    workdir: Path,
+    agent_url: str,
+    stubs: dict[str, int] | None = None,
+    *,
+    port: int | None = None,
+    group: ProcessGroup | None = None,
+) -> RunningDaemon:
+    """The shipped Unbound HTTP snippet, fetching the zones from ``agent_url`` (loopback).
+
+    Its ``zonefile:`` copies live in ``workdir``: bootstrap them there
+    (:func:`bootstrap_zones`) to start before the agent serves anything.
+    """
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = port or free_port()
+    local = workdir / "local.conf"
+    local.write_text(_stub_conf(stubs), encoding="utf-8")
+    conf = workdir / "unbound.conf"
+    conf.write_text(
+        render(
+            UNBOUND_HTTP_SNIPPET,
+            {
+                "LISTEN": HOST,
+                "PORT": str(port),
+                "WORK_DIR": str(workdir),
+                "USERNAME": "",
+                "CONTROL_SOCKET": str(workdir / "unbound.ctl"),
+                "ZONE_DIR": str(workdir),
+                "AGENT_URL": agent_url,
+                "AGENT_ADDR": HOST,
+                "LOCAL_CONF": str(local),
+            },
+        ),
+        encoding="utf-8",
+    )
+    return _unbound(conf, workdir, port, group, extra={"conf": str(conf)})
+
+
+def start_unfiltered_resolver(
+    workdir: Path,
+    address: str,
+    stubs: dict[str, int],
+    *,
+    group: ProcessGroup | None = None,
+) -> RunningDaemon:
+    """A recursive Unbound WITHOUT the diversion policy on ``address`` port 53.
+
+    What Squid (``dns_nameservers``) and sniproxy (``resolver { nameserver }``) resolve
+    through: both take an address only, hence port 53 (needs root; Unbound binds any
+    127.0.0.0/8 address, named only interface addresses). ``stubs`` maps zones to
+    authoritative servers on 127.0.0.1. It also listens on 127.0.0.1:<free port>
+    (``.port``) for :func:`wait_answering`.
+    """
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    conf = workdir / "unbound.conf"
+    conf.write_text(
+        "server:\n"
+        f"    interface: {address}@53\n    interface: {HOST}@{port}\n"
+        f'    directory: "{workdir}"\n    chroot: ""\n    username: ""\n'
+        f'    pidfile: "{workdir}/unbound.pid"\n    use-syslog: no\n'
+        "    log-queries: no\n    log-replies: no\n"
+        '    module-config: "iterator"\n    do-not-query-localhost: no\n'
+        "    access-control: 127.0.0.0/8 allow\n    do-ip6: no\n"
+        # Unbound answers special-use names (test., invalid.) itself unless told not to.
+        + "".join(f'    local-zone: "{tld}." nodefault\n' for tld in _tlds(stubs))
+        + "remote-control:\n    control-enable: no\n"
+        + "".join(
+            f'stub-zone:\n    name: "{z}"\n    stub-addr: {HOST}@{p}\n' for z, p in stubs.items()
+        ),
+        encoding="utf-8",
+    )
+    check_config(["unbound-checkconf", str(conf)])
+    proc, log = spawn("unfiltered-unbound", ["unbound", "-d", "-c", str(conf)], workdir, group)
+    d = RunningDaemon("unfiltered-unbound", proc, port, workdir, log)
+    wait_answering(d)
+    return d
