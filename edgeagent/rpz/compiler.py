@@ -231,7 +231,7 @@ class _RRs:
 _Owner = tuple[str, _RRs]
 
 
-def _owner_ok(name: str, extra: int) -> bool:
+def owner_ok(name: str, extra: int) -> bool:
     """Hot-path twin of :func:`safe_owner`: may ``name`` (plus ``extra`` chars) be an owner?"""
     return (
         _NAME_FULLMATCH(name) is not None
@@ -240,7 +240,8 @@ def _owner_ok(name: str, extra: int) -> bool:
     )
 
 
-def _ip_trigger(value: str, scope: Scope, settings: RpzSettings) -> str | None:
+def ip_trigger(value: str, scope: Scope, settings: RpzSettings) -> str | None:
+    """The rpz-ip owner of an ``ip``/``cidr`` block value; ``None`` if the prefix is too wide."""
     if ":" not in value:
         # IPv4 fast path: the value is canonical dotted quad, optionally with /len.
         addr, _, plen_s = value.partition("/")
@@ -266,6 +267,11 @@ def _canary_owners(settings: RpzSettings, serial: int) -> Iterator[_Owner]:
             (("A", settings.canary_ipv4), ("TXT", txt_rdata(f"edgeagent-canary serial={serial}")))
         ),
     )
+
+
+def canary_records(settings: RpzSettings, serial: int) -> tuple[Record, ...]:
+    """The canary's records at ``serial`` (part of every policy-zone version)."""
+    return tuple((o, t, d) for o, rrs in _canary_owners(settings, serial) for t, d in rrs.pairs)
 
 
 def _under_blocked_domain(host: str, domains: set[str]) -> bool:
@@ -302,7 +308,7 @@ def _policy_owners(
     n_domain = n_host = n_ip = n_cidr = 0
     past_domains = False
     S_DOMAIN, S_HOST, S_URL, S_PREFIX = Scope.DOMAIN, Scope.HOST, Scope.URL, Scope.URL_PREFIX
-    owner_ok = _owner_ok
+    name_ok = owner_ok
     wild_extra = 3 + len(zone)  # "*." + name + "." + zone
     host_extra = 1 + len(zone)
     for e in state.blocks:
@@ -318,7 +324,7 @@ def _policy_owners(
                 raise ValueError("DesiredState.blocks is not sorted by indicator")
             if name in domains:
                 continue
-            if not owner_ok(name, wild_extra):
+            if not name_ok(name, wild_extra):
                 c.refused_name += 1
                 continue
             domains.add(name)
@@ -329,7 +335,7 @@ def _policy_owners(
             past_domains = True
             if name in domains or name in host_blocks:
                 continue  # the domain's (or first host entry's) records already cover it
-            if not owner_ok(name, host_extra):
+            if not name_ok(name, host_extra):
                 c.refused_name += 1
                 continue
             host_blocks.add(name)
@@ -345,7 +351,7 @@ def _policy_owners(
             past_domains = True
             c.not_enforceable_at_dns += 1
         else:
-            trigger = _ip_trigger(name, scope, settings)
+            trigger = ip_trigger(name, scope, settings)
             if trigger is None:
                 c.refused_ip_prefix += 1
                 continue
@@ -376,7 +382,7 @@ def _policy_owners(
         if host in diverted:
             _count_url(by_scope)
             continue
-        if not owner_ok(host, host_extra) or _is_ip_literal(host):
+        if not name_ok(host, host_extra) or is_ip_literal(host):
             # An address literal or unusual host cannot be diverted by name.
             c.not_enforceable_at_dns += 1
             continue
@@ -389,7 +395,8 @@ def _count_url(by_scope: dict[str, int]) -> None:
     by_scope["url"] = by_scope.get("url", 0) + 1
 
 
-def _is_ip_literal(host: str) -> bool:
+def is_ip_literal(host: str) -> bool:
+    """Is the URL host an address literal (it cannot be diverted by name)?"""
     # Numeric last label: an IPv4 literal (DNS names never end in an all-digit label).
     return host.rpartition(".")[2].isdigit()
 
@@ -409,7 +416,8 @@ def _exception_owners(
             owners = (safe_owner(name, zone), safe_owner(name, zone, wildcard=True))
         elif scope is Scope.HOST:
             owners = (safe_owner(name, zone),)
-        elif scope.is_url:
+        elif scope.is_url or scope is Scope.URL_HASH:
+            # A hashed allow names no host either: proxy-only, like URL allows.
             c.allows_not_at_dns += 1
             continue
         else:

@@ -4,9 +4,12 @@ The fleet path: the agent changes the policy zones on one hidden primary; the pr
 serves them to any number of secondary resolvers by IXFR + NOTIFY. Per
 :mod:`edgeagent.rpz.publishers.base`:
 
-* validate (:meth:`BindUpdatePublisher.prepare`): the release's records are diffed
-  (:func:`~edgeagent.rpz.compiler.diff_records`) against the record set the publisher last
-  made live, so one changed entry costs O(1) records, not the zone. Every *added* record
+* validate (:meth:`BindUpdatePublisher.prepare`): the release is diffed against the release
+  the publisher last made live. The diff is computed from the entries
+  (:mod:`edgeagent.rpz.delta`: only changed entries are compiled, so one changed entry in a
+  1M-entry policy costs milliseconds and O(1) records); when that path declines (many
+  changes, settings changed, a release whose record stream is not the compiler's) both
+  full record sets are compared (:func:`~edgeagent.rpz.compiler.diff_records`). Every *added* record
   is checked before anything is sent: a relative owner strictly inside the zone, a known
   type, rdata that parses, at most one CNAME per owner. The primary's SOA serial is read
   (TSIG-signed query); when it is not the serial this publisher last set (first publish,
@@ -56,6 +59,7 @@ import dns.update
 
 from edgeagent.errors import PublishError
 from edgeagent.rpz.compiler import Record, RpzSettings, diff_records
+from edgeagent.rpz.delta import Delta, exception_delta, policy_delta
 from edgeagent.rpz.publishers.base import (
     CanaryResult,
     Publisher,
@@ -93,7 +97,7 @@ class ZonePlan:
     removed: int
     added: int
     final_serial: int
-    desired: frozenset[Record]
+    release: ZoneRelease
     resynced: bool
 
     def wire_sizes(self) -> tuple[int, ...]:
@@ -124,7 +128,7 @@ class _Live:
     """What this publisher knows is live at the primary for one zone."""
 
     serial: int
-    records: frozenset[Record]
+    release: ZoneRelease  # the version of the zone's content now live
 
 
 class BindUpdatePublisher(Publisher[UpdatePlan]):
@@ -166,6 +170,7 @@ class BindUpdatePublisher(Publisher[UpdatePlan]):
         self._live: dict[str, _Live] = {}
         self.attempts = 0  # UPDATE messages sent, retries included (for tests and metrics)
         self.resyncs = 0
+        self.full_diffs = 0  # diffs over full record sets (the O(change) path declined)
         # Highest SOA serial read from the primary: the caller's next serial must exceed it.
         self.primary_serial_seen: int | None = None
 
@@ -188,8 +193,8 @@ class BindUpdatePublisher(Publisher[UpdatePlan]):
         primary's serial turns out different, the normal resync still happens.
         """
         s = release.settings
-        self._live[s.zone] = _Live(release.serial, frozenset(release.policy_records()))
-        self._live[s.exception_zone] = _Live(release.serial, frozenset(release.exception_records()))
+        self._live[s.zone] = _Live(release.serial, release)
+        self._live[s.exception_zone] = _Live(release.serial, release)
 
     def forget_live(self) -> None:
         """Drop the in-memory copy: the next publish resyncs from an AXFR."""
@@ -202,11 +207,11 @@ class BindUpdatePublisher(Publisher[UpdatePlan]):
         try:
             # The exception zone first: the policy zone carries the canary, so when a
             # resolver shows the new serial, the allows of this version are in as well.
-            for zone, records, canary in (
-                (s.exception_zone, release.exception_records(), None),
-                (s.zone, release.policy_records(), _canary_owner(s)),
+            for zone, policy, canary in (
+                (s.exception_zone, False, None),
+                (s.zone, True, _canary_owner(s)),
             ):
-                zp = self._plan_zone(zone, frozenset(records), release, canary)
+                zp = self._plan_zone(zone, policy, release, canary)
                 if zp is not None:
                     plan.zones.append(zp)
         except PublishError:
@@ -218,27 +223,33 @@ class BindUpdatePublisher(Publisher[UpdatePlan]):
     def _plan_zone(
         self,
         zone: str,
-        desired: frozenset[Record],
+        policy: bool,
         release: ZoneRelease,
         canary: str | None,
     ) -> ZonePlan | None:
         origin = dns.name.from_text(zone)
         live = self._live.get(zone)
         primary_serial = self._primary_serial(origin)
-        resynced = False
-        if live is None or live.serial != primary_serial:
-            live = _Live(primary_serial, self._axfr(origin))
-            self.resyncs += 1
-            resynced = True
-        if not serial_gt(release.serial, live.serial):
+        resynced = live is None or live.serial != primary_serial
+        live_serial = primary_serial  # equal to live.serial unless resynced
+        if not serial_gt(release.serial, live_serial):
             raise PublishError(
                 self.name,
                 f"zone {zone}: release serial {release.serial} is not newer than "
-                f"the primary's {live.serial}",
+                f"the primary's {live_serial}",
             )
-        removed, added = diff_records(live.records, desired)
+        if live is None or resynced:
+            # Full resync: what the primary really serves, read back by AXFR.
+            self.resyncs += 1
+            removed, added = diff_records(self._axfr(origin), _records(release, policy))
+        else:
+            delta = _delta(live.release, release, policy)
+            if delta is None:
+                self.full_diffs += 1
+                delta = diff_records(_records(live.release, policy), _records(release, policy))
+            removed, added = delta
         if not removed and not added:
-            self._live[zone] = _Live(live.serial, desired)
+            self._live[zone] = _Live(live_serial, release)
             return None
         self._validate(zone, origin, added)
         messages = self._messages(
@@ -255,7 +266,7 @@ class BindUpdatePublisher(Publisher[UpdatePlan]):
             len(removed),
             len(added),
             (release.serial + len(messages) - 1) % (1 << 32),
-            desired,
+            release,
             resynced,
         )
 
@@ -338,7 +349,7 @@ class BindUpdatePublisher(Publisher[UpdatePlan]):
                         # known exactly, so the next publish starts from an AXFR.
                         self._live.pop(zp.zone, None)
                     raise
-            self._live[zp.zone] = _Live(zp.final_serial, zp.desired)
+            self._live[zp.zone] = _Live(zp.final_serial, zp.release)
             prepared.applied.append(zp.zone)
 
     def _send(self, m: dns.update.UpdateMessage, zone: str) -> None:
@@ -432,6 +443,31 @@ class BindUpdatePublisher(Publisher[UpdatePlan]):
                 self.name, f"AXFR of zone {origin.to_text()} failed: {type(exc).__name__}"
             ) from exc
         return frozenset(out)
+
+
+def _compiler_records(release: ZoneRelease) -> bool:
+    """Is the release's record stream the compiler's (so entries determine it)?
+
+    A release type that overrides it (a test injecting a broken record) is diffed in full,
+    so whatever it yields is validated like any other record.
+    """
+    cls = type(release)
+    return (
+        cls.policy_records is ZoneRelease.policy_records
+        and cls.exception_records is ZoneRelease.exception_records
+    )
+
+
+def _delta(old: ZoneRelease, new: ZoneRelease, policy: bool) -> Delta | None:
+    if old.settings != new.settings or not (_compiler_records(old) and _compiler_records(new)):
+        return None
+    if policy:
+        return policy_delta(old.state, old.serial, new.state, new.serial, new.settings)
+    return exception_delta(old.state, new.state, new.settings)
+
+
+def _records(release: ZoneRelease, policy: bool) -> frozenset[Record]:
+    return frozenset(release.policy_records() if policy else release.exception_records())
 
 
 def _canary_owner(settings: RpzSettings) -> str:
