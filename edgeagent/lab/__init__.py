@@ -50,7 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeagent.config import BUNDLED_LISTS_DIR, load_config
-from edgeagent.lab.daemons import ProcessGroup, free_port, free_tcp_port
+from edgeagent.lab.daemons import DaemonError, ProcessGroup, free_port, free_tcp_port
 from edgeagent.lab.proxy import start_sniproxy, start_squid
 from edgeagent.lab.resolvers import (
     UPDATE_KEY,
@@ -300,6 +300,25 @@ def _has_group(name: str) -> bool:
     return True
 
 
+def _check_traversable(directory: Path, group: str = "proxy") -> None:
+    """Fail early unless user ``proxy`` (Squid's helper) can reach ``directory``.
+
+    Otherwise the helper cannot read the index and Squid fails open: nothing is blocked.
+    """
+    try:
+        gid = grp.getgrnam(group).gr_gid
+    except KeyError:
+        return  # no such user on this system: Squid runs as someone else
+    for parent in [directory, *directory.parents]:
+        st = parent.stat()
+        if st.st_mode & 0o001 or (st.st_gid == gid and st.st_mode & 0o010):
+            continue
+        raise DaemonError(
+            f"Squid's helper (user {group}) cannot reach {directory}: {parent} is not "
+            "searchable by others; choose a lab directory under /tmp"
+        )
+
+
 def _write_private(path: Path, text: str) -> None:
     """Temp file (0600), fsync, rename."""
     tmp = path.with_name(f".{path.name}.tmp")
@@ -357,6 +376,7 @@ class Lab:
         # Squid's helper runs as `proxy`: it must traverse the lab directory.
         self.directory.mkdir(parents=True, exist_ok=True)
         os.chmod(self.directory, 0o711)  # noqa: S103 - traverse only, no listing
+        _check_traversable(self.directory)
         webhook_secret = self._write_secrets()
         (plan.directory / "customers.csv").write_text(CUSTOMERS_CSV, encoding="utf-8")
 

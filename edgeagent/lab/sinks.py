@@ -7,8 +7,8 @@ directory (mode 0600), so a newcomer can ``ls`` and ``cat`` them:
   writes ``<n>.eml`` (the message as received) per delivery;
 - :class:`WebhookSink` (aiohttp) checks the HMAC signature with the agent's shared
   secret; a valid delivery is written as ``<n>.json`` ``{"signature_valid": true,
-  "timestamp", "payload"}`` and answered 204, an invalid one as ``rejected-<n>.json`` and
-  answered 401.
+  "timestamp", "signature", "payload", "body"}`` and answered 204, an invalid one as
+  ``rejected-<n>.json`` and answered 401.
 """
 
 from __future__ import annotations
@@ -110,7 +110,14 @@ class WebhookSink:
             payload: Any = json.loads(body)
         except ValueError:
             payload = None
-        record = {"signature_valid": ok, "timestamp": timestamp, "payload": payload}
+        record = {
+            "signature_valid": ok,
+            "timestamp": timestamp,
+            "signature": request.headers.get(SIGNATURE_HEADER, ""),
+            "payload": payload,
+            # The body exactly as signed, so anyone can check the signature again.
+            "body": body.decode("utf-8", errors="replace"),
+        }
         name = f"{next(self._count)}.json" if ok else f"rejected-{next(self._count)}.json"
         _write_private(self.directory / name, json.dumps(record, indent=2).encode())
         return web.Response(status=204 if ok else 401)

@@ -1,0 +1,289 @@
+"""``edgeagent lab`` end to end, as a newcomer uses it.
+
+The lab runs as a subprocess (its own session, so its process group is ours to signal);
+everything is real: named (hidden primary, secondary resolver, authoritative lab.test),
+Unbound fed over HTTP, Squid with the helper, sniproxy, the origin, SMTP and webhook
+sinks, and the daemon. The tests run in file order and share the lab; the last one stops
+it with SIGTERM and checks that nothing is left behind.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import dns.message
+import dns.query
+import dns.rcode
+import dns.rdatatype
+import pytest
+
+from edgeagent.takedown.notify import verify_signature
+from tests.conftest import require_binary
+
+pytestmark = pytest.mark.integration
+
+T = TypeVar("T")
+START_TIMEOUT = 60.0
+
+
+class Lab:
+    def __init__(self, proc: subprocess.Popen[bytes], directory: Path, info: dict[str, Any]):
+        self.proc = proc
+        self.directory = directory
+        self.info = info
+
+    def api(self, method: str, path: str, body: Any = None, role: str = "analyst") -> Any:
+        req = urllib.request.Request(
+            self.info["api"] + path,
+            method=method,
+            data=json.dumps(body).encode() if body is not None else None,
+            headers={
+                "Authorization": f"Bearer {self.info['tokens'][role]}",
+                "Content-Type": "application/json",
+            },
+        )
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return json.loads(resp.read())
+
+    def decide(self, target: str, scope: str, reference: str) -> dict[str, Any]:
+        body = {
+            "target": target,
+            "scope": scope,
+            "action": "block",
+            "reason": "lab end-to-end test",
+            "reference": reference,
+            "source": "hotline",
+        }
+        out: dict[str, Any] = self.api("POST", "/v1/decisions", body)
+        assert out["status"] == "active"
+        return out
+
+
+def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 10.0) -> T:
+    """Poll ``probe`` until it returns something truthy; fail naming ``what``."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = probe()
+        except (OSError, http.client.HTTPException) as exc:
+            last = exc
+        if last:
+            return last  # type: ignore[no-any-return]
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[Lab]:
+    for program in ("named", "unbound", "squid", "sniproxy"):
+        require_binary(program)
+    # Not under pytest's 0700 tmp tree: Squid's helper (user proxy) must reach the index.
+    base = Path(tempfile.mkdtemp(prefix="edgeagent-lab-e2e-"))
+    base.chmod(0o711)  # searchable, not listable
+    directory = base / "lab"
+    out = (base / "lab.out").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgeagent.cli", "lab", "--dir", str(directory)],
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # its own process group, signalled as a whole below
+    )
+    out.close()
+    try:
+        info_path = directory / "lab.json"
+
+        def ready() -> dict[str, Any] | None:
+            if proc.poll() is not None:
+                log = (base / "lab.out").read_text(errors="replace")
+                raise AssertionError(f"lab exited {proc.returncode}:\n{log[-4000:]}")
+            return json.loads(info_path.read_text()) if info_path.exists() else None
+
+        info = wait_for("lab.json", ready, START_TIMEOUT)
+        yield Lab(proc, directory, info)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+# ------------------------------------------------------------------------------ helpers
+
+
+def ask(resolver: dict[str, Any], name: str) -> dns.message.Message:
+    q = dns.message.make_query(name, dns.rdatatype.A)
+    return dns.query.udp(q, resolver["host"], port=resolver["port"], timeout=2)
+
+
+def addresses(r: dns.message.Message) -> set[str]:
+    return {rd.to_text() for rrset in r.answer if rrset.rdtype == dns.rdatatype.A for rd in rrset}
+
+
+def get(host: str, port: int, path: str, host_header: str | None = None) -> tuple[int, str, str]:
+    """One GET; returns (status, Location, body). ``path`` may be absolute (proxy form)."""
+    conn = http.client.HTTPConnection(host, port, timeout=5)
+    try:
+        headers = {"Host": host_header} if host_header else {}
+        conn.request("GET", path, headers=headers)
+        resp = conn.getresponse()
+        return resp.status, resp.getheader("Location") or "", resp.read().decode(errors="replace")
+    finally:
+        conn.close()
+
+
+def follow_to_stop_page(status: int, location: str) -> int:
+    """Squid refuses a listed URL with a redirect to the agent's stop page: follow it."""
+    assert status == 302, status
+    assert "/blocked" in location
+    parts = urlsplit(location)
+    assert parts.hostname is not None
+    stop_status, _, body = get(parts.hostname, parts.port or 80, f"{parts.path}?{parts.query}")
+    assert "blocked" in body.lower()
+    return stop_status
+
+
+# -------------------------------------------------------------------------------- tests
+
+
+def test_lab_json_has_every_key(lab: Lab) -> None:
+    info = lab.info
+    for key in ("api", "metrics", "tokens", "resolvers", "sites", "origin", "stop_page"):
+        assert info[key], key
+    assert {r["name"] for r in info["resolvers"]} == {"bind-secondary", "unbound"}
+    assert set(info["tokens"]) == {"noc", "analyst", "supervisor", "admin"}
+    assert Path(info["rpz_zone_file"]).is_file()
+    assert info["proxy"]["port"] > 0
+    assert info["hosted_example"]["customer"]
+    # The sites start unblocked: they resolve to the origin at both resolvers.
+    origin = urlsplit(info["origin"]).hostname
+    for r in info["resolvers"]:
+        assert addresses(ask(r, info["sites"][0])) == {origin}
+
+
+def test_url_decision_diverts_the_site_and_blocks_only_that_page(lab: Lab) -> None:
+    info = lab.info
+    site, proxy = info["sites"][0], info["proxy"]
+    lab.decide(f"http://{site}/gallery/listed.html", "url", "LAB-E2E-URL")
+    for r in info["resolvers"]:
+
+        def diverted(r: dict[str, Any] = r) -> bool:
+            answer = ask(r, site)
+            assert answer.rcode() == dns.rcode.NOERROR  # never NXDOMAIN for a url entry
+            return addresses(answer) == {proxy["host"]}
+
+        wait_for(f"{site} diverted at {r['name']}", diverted, 5)
+    address = next(iter(addresses(ask(info["resolvers"][0], site))))
+    port = info["web_port"]
+    # No proxy setting: the client sends origin-form requests to the address it resolved.
+    # The helper picks the new index up within about a second (and Squid caches its
+    # answers for one): poll briefly.
+    status, location, _ = wait_for(
+        "the stop page redirect",
+        lambda: (got := get(address, port, "/gallery/listed.html", site))[0] == 302 and got,
+        15,
+    )
+    assert follow_to_stop_page(status, location) == 451
+    status, _, body = get(address, port, "/gallery/sibling.html", site)
+    assert status == 200
+    assert "Origin content for /gallery/sibling.html" in body
+    # With the explicit proxy (curl -x).
+    status, location, _ = get(proxy["host"], proxy["port"], f"http://{site}/gallery/listed.html")
+    assert follow_to_stop_page(status, location) == 451
+    status, _, body = get(proxy["host"], proxy["port"], f"http://{site}/gallery/sibling.html")
+    assert status == 200
+    assert "Origin content for /gallery/sibling.html" in body
+
+
+def test_domain_decision_blocks_then_revoke_restores(lab: Lab) -> None:
+    info = lab.info
+    site = info["sites"][1]
+    origin = urlsplit(info["origin"]).hostname
+    decision = lab.decide(site, "domain", "LAB-E2E-DOMAIN")
+    for r in info["resolvers"]:
+        wait_for(
+            f"NXDOMAIN for {site} at {r['name']}",
+            lambda r=r: ask(r, site).rcode() == dns.rcode.NXDOMAIN,
+            5,
+        )
+    lab.api("POST", f"/v1/decisions/{decision['id']}/revoke", {"reason": "test over"}, "supervisor")
+    for r in info["resolvers"]:
+        wait_for(
+            f"{site} resolving again at {r['name']}",
+            lambda r=r: addresses(ask(r, site)) == {origin},
+            5,
+        )
+
+
+def test_hosted_url_opens_a_ticket_with_mail_and_signed_webhook(lab: Lab) -> None:
+    info = lab.info
+    hosted = info["hosted_example"]
+    lab.decide(f"http://{hosted['host']}/files/listed.html", "url", "LAB-E2E-HOSTED")
+
+    def ticket() -> dict[str, Any] | None:
+        items = lab.api("GET", "/v1/tickets")["items"]
+        mine = [t for t in items if t["customer_id"] == hosted["customer"]]
+        return mine[0] if mine else None
+
+    found = wait_for("a takedown ticket", ticket, 60)
+    assert found["customer_id"] == hosted["customer"]
+    mails = wait_for(
+        "a mail in the SMTP sink", lambda: sorted(Path(info["smtp_sink"]).glob("*.eml")), 60
+    )
+    assert b"LAB-E2E-HOSTED" in mails[0].read_bytes()
+    hooks = wait_for(
+        "a webhook delivery", lambda: sorted(Path(info["webhook_sink"]).glob("[0-9]*.json")), 60
+    )
+    record = json.loads(hooks[0].read_text())
+    assert record["signature_valid"] is True
+    secret = (lab.directory / "secrets" / "webhook-hmac").read_text().strip().encode()
+    assert verify_signature(
+        secret, record["timestamp"], record["body"].encode(), record["signature"], max_age=3600
+    )
+    assert record["payload"]["customer_id"] == hosted["customer"]
+    assert not list(Path(info["webhook_sink"]).glob("rejected-*.json"))
+
+
+def test_status_metrics_and_readiness(lab: Lab) -> None:
+    info = lab.info
+    status = lab.api("GET", "/v1/status")
+    assert status["policy_loaded"] is True
+    rpz = status["publishers"]["rpz"]["publishers"]
+    assert all(p["up"] for p in rpz.values()), rpz
+    base = info["metrics"].removesuffix("/metrics")
+
+    def canaries_ok() -> bool:
+        with urllib.request.urlopen(info["metrics"], timeout=5) as resp:
+            text = resp.read().decode()
+        lines = [ln for ln in text.splitlines() if ln.startswith("edgeagent_rpz_canary_ok{")]
+        proxy = [ln for ln in text.splitlines() if ln.startswith("edgeagent_proxy_canary_ok{")]
+        ok = all(ln.endswith(" 1.0") for ln in lines + proxy)
+        return ok and len(lines) == len(info["resolvers"]) and len(proxy) == 1
+
+    wait_for("canary ok at every resolver and the proxy", canaries_ok, 20)
+    with urllib.request.urlopen(base + "/readyz", timeout=5) as resp:
+        assert resp.status == 200
+
+
+def test_sigterm_stops_every_process_and_removes_the_directory(lab: Lab) -> None:
+    assert lab.proc.poll() is None
+    os.killpg(lab.proc.pid, signal.SIGTERM)
+    assert lab.proc.wait(timeout=30) == 0
+    left = subprocess.run(
+        ["pgrep", "-f", str(lab.directory)], capture_output=True, text=True, check=False
+    )
+    assert left.stdout.strip() == "", left.stdout
+    assert not lab.directory.exists()
