@@ -191,11 +191,12 @@ def test_url_decision_diverts_the_site_and_blocks_only_that_page(lab: Lab) -> No
     # No proxy setting: the client sends origin-form requests to the address it resolved.
     # The helper picks the new index up within about a second (and Squid caches its
     # answers for one): poll briefly.
-    status, location, _ = wait_for(
-        "the stop page redirect",
-        lambda: (got := get(address, port, "/gallery/listed.html", site))[0] == 302 and got,
-        15,
-    )
+
+    def redirected() -> tuple[int, str, str] | None:
+        got = get(address, port, "/gallery/listed.html", site)
+        return got if got[0] == 302 else None
+
+    status, location, _ = wait_for("the stop page redirect", redirected, 15)
     assert follow_to_stop_page(status, location) == 451
     status, _, body = get(address, port, "/gallery/sibling.html", site)
     assert status == 200
@@ -213,19 +214,18 @@ def test_domain_decision_blocks_then_revoke_restores(lab: Lab) -> None:
     site = info["sites"][1]
     origin = urlsplit(info["origin"]).hostname
     decision = lab.decide(site, "domain", "LAB-E2E-DOMAIN")
+
+    def nxdomain(r: dict[str, Any]) -> Callable[[], bool]:
+        return lambda: ask(r, site).rcode() == dns.rcode.NXDOMAIN
+
+    def resolves(r: dict[str, Any]) -> Callable[[], bool]:
+        return lambda: addresses(ask(r, site)) == {origin}
+
     for r in info["resolvers"]:
-        wait_for(
-            f"NXDOMAIN for {site} at {r['name']}",
-            lambda r=r: ask(r, site).rcode() == dns.rcode.NXDOMAIN,
-            5,
-        )
+        wait_for(f"NXDOMAIN for {site} at {r['name']}", nxdomain(r), 5)
     lab.api("POST", f"/v1/decisions/{decision['id']}/revoke", {"reason": "test over"}, "supervisor")
     for r in info["resolvers"]:
-        wait_for(
-            f"{site} resolving again at {r['name']}",
-            lambda r=r: addresses(ask(r, site)) == {origin},
-            5,
-        )
+        wait_for(f"{site} resolving again at {r['name']}", resolves(r), 5)
 
 
 def test_hosted_url_opens_a_ticket_with_mail_and_signed_webhook(lab: Lab) -> None:
