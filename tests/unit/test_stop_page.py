@@ -35,10 +35,13 @@ async def test_451_with_blocked_by_link_and_text(caplog: pytest.LogCaptureFixtur
         create_stop_page_app(SETTINGS, on_hit=hits.append), "127.0.0.1", port
     )
     try:
-        async with aiohttp.ClientSession() as session, session.get(
-            f"http://127.0.0.1:{port}/blocked?source=iwf",
-            headers={"X-Forwarded-For": "192.0.2.9"},
-        ) as resp:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(
+                f"http://127.0.0.1:{port}/blocked?source=iwf",
+                headers={"X-Forwarded-For": "192.0.2.9"},
+            ) as resp,
+        ):
             body = await resp.text()
     finally:
         await runner.cleanup()
