@@ -9,7 +9,9 @@
   ``http-notify``, ``zonefile``);
 * ``[[resolvers]]`` -> the :class:`~edgeagent.rpz.verify.Verifier`'s targets. A
   publisher's own verify step waits for the resolvers it feeds: ``http-notify`` those it
-  notifies, ``bind-update`` the ``kind = "bind"`` ones, ``zonefile`` all the rest.
+  notifies, ``bind-update`` the ``kind = "bind"`` ones (plus, without a ``zonefile``
+  publisher, the ``kind = "unbound"`` ones nobody notifies: they transfer from the hidden
+  primary by IXFR), ``zonefile`` all the rest.
 
 :meth:`RpzPublishing.publish` (called from a worker thread on every policy change) takes
 the next serial, persists it (0600 file in the state directory, written atomically before
@@ -223,10 +225,23 @@ class RpzPublishing:
             for e in p.notify
         }
         has_bind = any(isinstance(p, BindUpdateConfig) for p in enabled.values())
+        has_zonefile = any(isinstance(p, ZonefileConfig) for p in enabled.values())
         out: list[Publisher[Any]] = []
         for name, cfg in enabled.items():
             if isinstance(cfg, BindUpdateConfig):
-                targets = [t for r, t in resolvers if r.kind == "bind"]
+                # BIND secondaries, and -- when no zonefile publisher feeds them -- the
+                # Unbound resolvers no http-notify publisher feeds: those transfer from
+                # the hidden primary (resolvers/unbound/unbound-rpz-primary.conf).
+                targets = [
+                    t
+                    for r, t in resolvers
+                    if r.kind == "bind"
+                    or (
+                        r.kind == "unbound"
+                        and not has_zonefile
+                        and (t.host, t.port) not in notified
+                    )
+                ]
                 out.append(
                     BindUpdatePublisher(
                         name,

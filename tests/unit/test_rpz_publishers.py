@@ -168,6 +168,21 @@ def test_builds_publishers_from_config(tmp_path: Path) -> None:
     assert [r.target.name for r in pub.verifier.resolvers] == ["bind1", "unb1"]
 
 
+def test_unbound_fed_by_the_primary_is_verified_by_bind_update(tmp_path: Path) -> None:
+    secret = tmp_path / "tsig.secret"
+    secret.write_text("c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0\n")
+    s = settings(
+        tmp_path,
+        f'[publishers.primary]\nkind = "bind-update"\nserver = "127.0.0.1"\nport = 5300\n'
+        f'tsig_key_name = "edgeagent-update"\ntsig_secret_file = "{secret}"\n'
+        '[[resolvers]]\nname = "bind1"\nhost = "127.0.0.1"\nport = 5302\nkind = "bind"\n'
+        '[[resolvers]]\nname = "unb1"\nhost = "127.0.0.1"\nport = 5301\nkind = "unbound"\n',
+    )
+    pub = RpzPublishing(s)
+    (primary,) = pub.publishers
+    assert [t.name for t in primary.targets] == ["bind1", "unb1"]  # type: ignore[attr-defined]
+
+
 # ------------------------------------------------------------------------- verification
 
 
