@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import ipaddress
 import os
-import subprocess
 import textwrap
 import time
 import urllib.error
@@ -33,6 +32,15 @@ import dns.tsig
 import pytest
 
 from edgeagent.errors import PublishError
+from edgeagent.lab.resolvers import (
+    TRANSFER_KEY,
+    UPDATE_KEY,
+    bootstrap_zones,
+    start_primary,
+    start_secondary,
+    start_unbound_http,
+    tsig_key,
+)
 from edgeagent.model import Action, DesiredState, Entry, Indicator, Scope
 from edgeagent.rpz.compiler import RpzAction, RpzSettings
 from edgeagent.rpz.publishers.base import ResolverTarget, ZoneRelease, query_canary
@@ -48,7 +56,6 @@ from tests.integration.resolvers import (
     HOST,
     REPO,
     RunningDaemon,
-    _rndc_key,
     _spawn,
     free_port,
     render,
@@ -59,152 +66,19 @@ from tests.integration.resolvers import (
 
 pytestmark = pytest.mark.integration
 
-PRIMARY_SNIPPET = REPO / "resolvers" / "bind" / "named.conf.rpz-primary"
-SECONDARY_SNIPPET = REPO / "resolvers" / "bind" / "named.conf.rpz-secondary"
-UNBOUND_HTTP_SNIPPET = REPO / "resolvers" / "unbound" / "unbound-rpz-http.conf"
-UPDATE_KEY = "edgeagent-update"
-TRANSFER_KEY = "edgeagent-transfer"
-
 
 # ------------------------------------------------------------------------------ daemons
-
-
-def tsig_key(path: Path, name: str) -> str:
-    """Write a BIND key file for ``name`` (hmac-sha256, mode 0600); return the secret."""
-    secret = base64.b64encode(os.urandom(32)).decode()
-    path.write_text(f'key "{name}" {{\n    algorithm hmac-sha256;\n    secret "{secret}";\n}};\n')
-    path.chmod(0o600)
-    return secret
-
-
-def bootstrap_zones(zone_dir: Path, release: ZoneRelease) -> None:
-    """Initial zone files for the primary (named needs them to load the dynamic zones)."""
-    zone_dir.mkdir(parents=True, exist_ok=True)
-    (zone_dir / "rpz.zone").write_text("".join(release.policy_text()))
-    (zone_dir / "rpz-exceptions.zone").write_text("".join(release.exception_text()))
-
-
-def start_primary(
-    workdir: Path, zone_dir: Path, secondaries: list[int], *, port: int | None = None
-) -> RunningDaemon:
-    """The shipped hidden-primary snippet; ``extra`` holds both keys' secrets."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    port = port or free_port()
-    update_secret = tsig_key(workdir / "update.key", UPDATE_KEY)
-    transfer_secret = tsig_key(workdir / "transfer.key", TRANSFER_KEY)
-    notify = "".join(f"{HOST} port {p}; " for p in secondaries) or "127.0.0.1 port 9; "
-    conf = workdir / "named.conf"
-    conf.write_text(
-        render(
-            PRIMARY_SNIPPET,
-            {
-                "UPDATE_KEY": str(workdir / "update.key"),
-                "TRANSFER_KEY": str(workdir / "transfer.key"),
-                "WORK_DIR": str(workdir),
-                "PORT": str(port),
-                "LISTEN": HOST,
-                "ZONE_DIR": str(zone_dir),
-                "SECONDARIES": notify,
-            },
-        )
-    )
-    subprocess.run(["named-checkconf", str(conf)], check=True, capture_output=True)
-    proc, log = _spawn("primary", ["named", "-g", "-n", "1", "-c", str(conf)], workdir)
-    d = RunningDaemon(
-        "primary",
-        proc,
-        port,
-        workdir,
-        log,
-        extra={
-            "update_secret": update_secret,
-            "transfer_key": str(workdir / "transfer.key"),
-            "transfer_secret": transfer_secret,
-        },
-    )
-    wait_answering(d)
-    return d
-
-
-def start_secondary(
-    workdir: Path,
-    primary: RunningDaemon,
-    port: int,
-    forwards: dict[str, int] | None = None,
-) -> RunningDaemon:
-    """The shipped secondary-resolver snippet, transferring from ``primary``."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    control = free_port()
-    key = workdir / "rndc.key"
-    _rndc_key(key)
-    local = workdir / "local.conf"
-    local.write_text(
-        "".join(
-            f'zone "{z}" {{ type forward; forward only; forwarders {{ {HOST} port {p}; }}; }};\n'
-            for z, p in (forwards or {}).items()
-        )
-    )
-    conf = workdir / "named.conf"
-    conf.write_text(
-        render(
-            SECONDARY_SNIPPET,
-            {
-                "RNDC_KEY": str(key),
-                "TRANSFER_KEY": primary.extra["transfer_key"],
-                "CONTROL_PORT": str(control),
-                "WORK_DIR": str(workdir),
-                "PORT": str(port),
-                "LISTEN": HOST,
-                "DNSSEC_VALIDATION": "no",
-                "PRIMARY": f"{HOST} port {primary.port}",
-                "LOCAL_CONF": str(local),
-            },
-        )
-    )
-    subprocess.run(["named-checkconf", str(conf)], check=True, capture_output=True)
-    proc, log = _spawn("secondary", ["named", "-g", "-n", "1", "-c", str(conf)], workdir)
-    d = RunningDaemon("secondary", proc, port, workdir, log, extra={"conf": str(conf)})
-    wait_answering(d)
-    return d
-
-
-def start_unbound_http(
-    workdir: Path, agent_url: str, stubs: dict[str, int] | None = None
-) -> RunningDaemon:
-    """The shipped Unbound HTTP snippet, fetching from ``agent_url`` (on 127.0.0.1)."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    local = workdir / "local.conf"
-    # Test plumbing only: the agent and the stub servers live on 127.0.0.1.
-    local.write_text(
-        "server:\n    do-not-query-localhost: no\n"
-        + "".join(
-            f'stub-zone:\n    name: "{z}"\n    stub-addr: {HOST}@{p}\n'
-            for z, p in (stubs or {}).items()
-        )
-    )
-    conf = workdir / "unbound.conf"
-    conf.write_text(
-        render(
-            UNBOUND_HTTP_SNIPPET,
-            {
-                "LISTEN": HOST,
-                "PORT": str(port),
-                "WORK_DIR": str(workdir),
-                "USERNAME": "",
-                "CONTROL_SOCKET": str(workdir / "unbound.ctl"),
-                "ZONE_DIR": str(workdir),
-                "AGENT_URL": agent_url,
-                "AGENT_ADDR": HOST,
-                "LOCAL_CONF": str(local),
-            },
-        )
-    )
-    subprocess.run(["unbound-checkconf", str(conf)], check=True, capture_output=True)
-    proc, log = _spawn("unbound", ["unbound", "-d", "-c", str(conf)], workdir)
-    d = RunningDaemon("unbound", proc, port, workdir, log, extra={"conf": str(conf)})
-    wait_answering(d)
-    return d
+# The launchers are shared with `edgeagent lab` (edgeagent.lab.resolvers); re-exported
+# here for the benchmarks that import them from this module.
+__all__ = [
+    "TRANSFER_KEY",
+    "UPDATE_KEY",
+    "bootstrap_zones",
+    "start_primary",
+    "start_secondary",
+    "start_unbound_http",
+    "tsig_key",
+]
 
 
 def wait_serial(d: RunningDaemon, canary: str, serial: int, timeout: float = 20.0) -> None:
