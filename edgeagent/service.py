@@ -259,6 +259,7 @@ class Daemon:
     async def _start_listeners(self, settings: Settings) -> None:
         from edgeagent.api.app import create_app, create_metrics_app
         from edgeagent.api.context import ApiContext
+        from edgeagent.api.feed_routes import feed_routes
         from edgeagent.api.routes import ROUTES
         from edgeagent.api.takedown_routes import takedown_routes
 
@@ -277,9 +278,9 @@ class Daemon:
                 metrics=self.agent.metrics,
             )
             ssl_ctx = _api_ssl_context(settings)
-            routes = ROUTES
+            routes = (*ROUTES, *feed_routes(self.agent.feeds))
             if self.agent.takedown is not None:
-                routes = (*ROUTES, *takedown_routes(self.agent.takedown))
+                routes = (*routes, *takedown_routes(self.agent.takedown))
             app = create_app(ctx, routes=routes)
             port = await self._serve(app, settings.api.host, settings.api.port, ssl_ctx)
             scheme = "https" if ssl_ctx else "http"

@@ -101,6 +101,8 @@ def test_newcomer_flow_reload_and_stop(tmp_path: Path) -> None:
             "POST", f"{api}/v1/decisions/{created['id']}/revoke", supervisor, {"reason": "appeal"}
         )
         assert (status, revoked["status"]) == (200, "revoked")
+        status, feeds = _http("GET", f"{api}/v1/feeds", analyst)
+        assert (status, feeds) == (200, {"feeds": {}})  # the feed routes are served
         status, verified = _http("GET", f"{api}/v1/audit/verify", supervisor)
         assert status == 200
         assert verified["ok"] is True
