@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
+from edgeagent.canon import canonical_name
 from edgeagent.errors import InvalidTarget
 from edgeagent.feeds.base import Accepted, FeedSpec, Item, Rejected
 from edgeagent.feeds.textutil import REASON_WILDCARD, decode, line_problem, lines, strip_comment
@@ -34,7 +35,8 @@ def parse_name(value: str, scope: Scope, number: int, category: str) -> Item:
         if refused is not None:
             return refused
     try:
-        ind = Indicator.parse(scope, value)
+        # Scope is known to be a name scope here: canonicalise directly (hot path).
+        ind = Indicator(scope, canonical_name(value))
     except InvalidTarget:
         return Rejected.of(REASON_INVALID, value, number)
     return Accepted(ind, category=category, line=number)
