@@ -23,6 +23,7 @@ APScheduler 3.x ``AsyncIOScheduler``.
 from __future__ import annotations
 
 import asyncio
+import gc
 import hashlib
 import logging
 import threading
@@ -255,7 +256,24 @@ class _Ctx:
 def _store_generation(
     ctx: _Ctx, run: _Run, live: Generation | None, make_items: Callable[[], Iterable[Item]]
 ) -> SyncResult:
-    """Blocking part (parse, plan, store): runs in a worker thread."""
+    """Blocking part (parse, plan, store): runs in a worker thread.
+
+    The cyclic garbage collector is paused meanwhile: a million-line list allocates
+    millions of acyclic objects, and the collector's full passes over them cost more than
+    a second while finding nothing to free.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _store_generation_now(ctx, run, live, make_items)
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _store_generation_now(
+    ctx: _Ctx, run: _Run, live: Generation | None, make_items: Callable[[], Iterable[Item]]
+) -> SyncResult:
     spec = run.spec
     store, guard, progress, board = ctx.store, ctx.guard, ctx.progress, ctx.board
     rejects = RejectCounter()

@@ -466,6 +466,7 @@ class SqliteStore:
                 raise StoreError(f"a generation holds at most {_MAX_ENTRIES} entries")
             counter[0] = n
             ind = e.indicator
+            first, last, expires = e.first_seen, e.last_seen, e.expires_at
             yield (
                 base + n,
                 ind.scope,
@@ -473,9 +474,10 @@ class SqliteStore:
                 e.action,
                 e.category,
                 e.reference,
-                us(e.first_seen),
-                us(e.last_seen),
-                us(e.expires_at),
+                # Most feed entries carry no timestamps: skip the call then.
+                None if first is None else us(first),
+                None if last is None else us(last),
+                None if expires is None else us(expires),
             )
 
     def _drop_loading(self, gen_id: int) -> None:
