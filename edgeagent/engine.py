@@ -17,6 +17,7 @@ import threading
 from dataclasses import dataclass
 from functools import cached_property
 
+from edgeagent.bulk import paused_gc
 from edgeagent.model import DecisionStatus, DesiredState, Entry
 from edgeagent.policy import BasePolicy, BlockGate, PolicyIndex, merge, overlay
 from edgeagent.store.base import Store
@@ -71,10 +72,8 @@ class PolicyEngine:
                 held.append(feed)
         key = tuple(sorted(live.items()))
         if self._feed_part is None or key != self._feed_key:
-            entries: list[Entry] = list(
-                itertools.chain.from_iterable(self.store.generation_entries(gid) for _, gid in key)
-            )
-            self._feed_part = BasePolicy.of(merge(0, entries, self.gate))
+            with paused_gc():
+                self._feed_part = self._merge_feeds(key)
             self._feed_key = key
         decisions = [d.as_entry() for d in self.store.active_decisions()]
         state = overlay(self._feed_part, decisions, self.gate, version)
@@ -82,3 +81,9 @@ class PolicyEngine:
             self.store.list_decisions(status=DecisionStatus.PENDING_APPROVAL, limit=1_000_000)
         )
         return PolicySnapshot(state, live, pending, tuple(held))
+
+    def _merge_feeds(self, key: tuple[tuple[str, int], ...]) -> BasePolicy:
+        entries: list[Entry] = list(
+            itertools.chain.from_iterable(self.store.generation_entries(gid) for _, gid in key)
+        )
+        return BasePolicy.of(merge(0, entries, self.gate))

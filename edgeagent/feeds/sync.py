@@ -23,7 +23,6 @@ APScheduler 3.x ``AsyncIOScheduler``.
 from __future__ import annotations
 
 import asyncio
-import gc
 import hashlib
 import logging
 import threading
@@ -36,6 +35,7 @@ from typing import Any
 
 import aiohttp
 
+from edgeagent.bulk import paused_gc
 from edgeagent.errors import EdgeAgentError, FeedError, NotFound
 from edgeagent.feeds import domainlist, hashedlist, integrity, localfile, rpz_axfr, urllist
 from edgeagent.feeds.base import (
@@ -262,13 +262,8 @@ def _store_generation(
     millions of acyclic objects, and the collector's full passes over them cost more than
     a second while finding nothing to free.
     """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with paused_gc():
         return _store_generation_now(ctx, run, live, make_items)
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def _store_generation_now(
