@@ -28,8 +28,8 @@ Deliberate differences from Safe Browsing:
    browser puts on the wire and what the DNS side blocks.
 2. The host must be a valid host name (see above), a valid IPv4 address (any SB form:
    decimal, octal, hex, fewer than four parts) or a bracketed IPv6 literal (compressed
-   form). SB keeps anything, escaped (``http://%20leadingspace.com/``,
-   ``http://host%23.com/``); here those raise :class:`InvalidTarget`.
+   form). SB keeps anything, escaped (``http://%20leadingspace.example/``,
+   ``http://host%23.example/``); here those raise :class:`InvalidTarget`.
 3. Non-default ports are kept in the canonical URL (SB drops every port); ``:80`` for
    http and ``:443`` for https are dropped. Lookup expressions never contain the port,
    as in SB, so hashed SB-style lists (which have no ports) match on any port: an entry
