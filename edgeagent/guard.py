@@ -209,8 +209,8 @@ class PublicSuffixes:
     def is_public_suffix(self, name: str) -> bool:
         """True when the canonical ``name`` is a public suffix; the root ``""`` is one too.
 
-        ``com``, ``co.uk`` -> True; a registrable name under ``co.uk`` -> False. Wildcard rules make their
-        parent and every direct child public, except the children named by an exception
+        ``com``, ``co.uk`` -> True; a registrable name under ``co.uk`` -> False.
+        Wildcard rules make their parent and every direct child public, except the children named by an exception
         rule (``!``).
         """
         if not name:
