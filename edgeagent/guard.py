@@ -210,8 +210,8 @@ class PublicSuffixes:
         """True when the canonical ``name`` is a public suffix; the root ``""`` is one too.
 
         ``com``, ``co.uk`` -> True; a registrable name under ``co.uk`` -> False.
-        Wildcard rules make their parent and every direct child public, except the children named by an exception
-        rule (``!``).
+        Wildcard rules make their parent and every direct child public, except the
+        children named by an exception rule (``!``).
         """
         if not name:
             return True
