@@ -36,9 +36,12 @@ class PolicySnapshot:
 
 
 class PolicyEngine:
-    def __init__(self, store: Store, gate: BlockGate) -> None:
+    def __init__(self, store: Store, gate: BlockGate, feeds: frozenset[str] | None = None) -> None:
         self.store = store
         self.gate = gate
+        # The configured feeds: a feed removed from the config stops counting even though
+        # its last generation stays in the store. ``None``: every feed in the store.
+        self.feeds = feeds
         self._lock = threading.Lock()
         self._snapshot: PolicySnapshot | None = None
         self._feed_key: tuple[tuple[str, int], ...] | None = None
@@ -47,6 +50,12 @@ class PolicyEngine:
     @property
     def loaded(self) -> bool:
         return self._snapshot is not None
+
+    def set_feeds(self, feeds: frozenset[str] | None) -> None:
+        """Change the configured feeds (on reload); the next ``current()`` rebuilds."""
+        with self._lock:
+            self.feeds = feeds
+            self._snapshot = None
 
     def current(self) -> PolicySnapshot:
         version = self.store.policy_version()
@@ -65,6 +74,8 @@ class PolicyEngine:
         live: dict[str, int] = {}
         held: list[str] = []
         for feed in self.store.feeds():
+            if self.feeds is not None and feed not in self.feeds:
+                continue
             gen = self.store.live_generation(feed)
             if gen is not None:
                 live[feed] = gen.id

@@ -99,14 +99,12 @@ class Agent:
             takedown = TakedownService.from_settings(
                 settings.takedown, store, settings.agent.state_dir
             )
-            intake = TakedownIntake(
-                store.get_decision, lambda feed: str(settings.feeds[feed].source)
-            )
+            intake = TakedownIntake(store.get_decision, lambda feed: _feed_source(settings, feed))
         return cls(
             settings=settings,
             store=store,
             guard=guard,
-            engine=PolicyEngine(store, guard),
+            engine=PolicyEngine(store, guard, frozenset(settings.feeds)),
             decisions=DecisionService(
                 store, guard, public_needs_approval=settings.api.public_reports_need_approval
             ),
@@ -401,6 +399,7 @@ class Daemon:
             changed = _restart_only_changes(self.agent.settings, new)
             self.agent.settings = new
             self.agent.decisions.public_needs_approval = new.api.public_reports_need_approval
+            self.agent.engine.set_feeds(frozenset(new.feeds))
             log.info("config reloaded", extra=fields(needs_restart=changed))
             self._policy_changed.set()
         self.notifier.ready("reloaded")
@@ -485,6 +484,12 @@ def _api_ssl_context(settings: Settings) -> ssl.SSLContext | None:
     )
 
 
+def _feed_source(settings: Settings, feed: str) -> str:
+    """The notice source of a feed's entries (``internal`` for a feed no longer configured)."""
+    spec = settings.feeds.get(feed)
+    return str(spec.source) if spec is not None else "internal"
+
+
 def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
@@ -497,4 +502,7 @@ def _restart_only_changes(old: Settings, new: Settings) -> list[str]:
         changed.append("metrics.listen")
     if old.store_path != new.store_path:
         changed.append("store.path")
+    if old.feeds != new.feeds:
+        # Removed feeds stop counting at once; new or changed ones sync after a restart.
+        changed.append("feeds")
     return changed
