@@ -573,12 +573,15 @@ class SqliteStore:
                     dt = memo[value] = _from_us(value)
                 return dt
 
+            # A feed's entries share a handful of categories: one string object each, not
+            # one per entry (about 50 bytes an entry in a million-entry policy).
+            categories: dict[str, str] = {}
             for scope, value, action, category, reference, fs, ls, ex in cur:
                 yield Entry(
                     Indicator(scopes[scope], value),
                     actions[action],
                     feed,
-                    category,
+                    categories.setdefault(category, category),
                     reference,
                     conv(fs),
                     conv(ls),
