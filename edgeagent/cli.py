@@ -223,6 +223,21 @@ def cmd_sync(args: argparse.Namespace) -> int:
     return EXIT_FAILED if failed else EXIT_OK
 
 
+def cmd_feed_held(args: argparse.Namespace) -> int:
+    """Approve or discard a feed's held generation (audited with the operator's name)."""
+    agent = _agent(args)
+    actor = f"cli:{os.environ.get('USER', 'unknown')}"
+    try:
+        act = agent.feeds.approve if args.feed_command == "approve" else agent.feeds.discard
+        gen = act(args.name, actor, args.reason, args.generation)
+    finally:
+        agent.close()
+    print(
+        f"feed {args.name}: generation {gen.id} ({gen.entry_count:,} entries) is now {gen.status}"
+    )
+    return EXIT_OK
+
+
 def _when(text: str) -> datetime:
     try:
         value = datetime.fromisoformat(text)
@@ -312,6 +327,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     sy = add("sync", cmd_sync, "sync feeds now and print per-feed counts")
     sy.add_argument("--feed", metavar="NAME", help="only this feed")
+
+    feed = sub.add_parser("feed", help="held feed generations")
+    feed_sub = feed.add_subparsers(dest="feed_command", required=True, metavar="ACTION")
+    for action, text in (
+        ("approve", "make the held generation live"),
+        ("discard", "discard the held generation; the live one stays"),
+    ):
+        fp = feed_sub.add_parser(action, parents=[common], help=text, description=text)
+        fp.add_argument("name", help="feed name (see `edgeagent plan`)")
+        fp.add_argument("--reason", required=True, help="why (audited)")
+        fp.add_argument(
+            "--generation", type=int, help="the generation you reviewed (default: the held one)"
+        )
+        fp.set_defaults(func=cmd_feed_held)
 
     report = sub.add_parser("report", help="reports")
     report_sub = report.add_subparsers(dest="report_command", required=True, metavar="KIND")

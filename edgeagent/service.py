@@ -178,6 +178,7 @@ class Daemon:
         self._tasks: list[asyncio.Task[None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self.started_at = time.time()
+        self.enforced_version: int | None = None
         self.api_url = ""
         self.metrics_url = ""
 
@@ -225,6 +226,7 @@ class Daemon:
         """Push one policy version to every enforcer at once; each keeps its old state on
         error, and a slow one (a resolver that takes its time to confirm) never holds up
         the others."""
+        self.enforced_version = snap.state.version
         jobs: list[Awaitable[object]] = []
         if self.agent.rpz is not None:
             jobs.append(asyncio.to_thread(self.agent.rpz.publish, snap.state))
@@ -247,7 +249,12 @@ class Daemon:
             await self.agent.routes.reconcile(snap.state)
 
     async def _verify(self) -> None:
-        """Periodic proof that enforcement works now (canaries)."""
+        """Periodic proof that enforcement works now (canaries); also picks up policy
+        changes made by another process on the same store (e.g. ``edgeagent feed
+        approve``), which no in-process event announces."""
+        version = await asyncio.to_thread(self.agent.store.policy_version)
+        if version != self.enforced_version:
+            self._policy_changed.set()
         if self.agent.rpz is not None:
             await asyncio.to_thread(self.agent.rpz.verify_all)
         proxy = self.agent.proxy

@@ -186,3 +186,31 @@ def test_report_takedown_needs_takedown_enabled(state_config: Path) -> None:
     result = edgeagent("report", "takedown", "-c", str(state_config))
     assert result.returncode == 2
     assert "takedown is not enabled" in result.stderr
+
+
+def test_feed_approve_and_discard_a_held_generation(tmp_path: Path) -> None:
+    lst = tmp_path / "police.txt"
+    cfg = tmp_path / "edgeagent.toml"
+    cfg.write_text(
+        f'[agent]\nstate_dir = "{tmp_path / "state"}"\n'
+        f'[feeds.police]\nkind = "domain-list"\npath = "{lst}"\n',
+        encoding="utf-8",
+    )
+    lst.write_text("".join(f"s{i}.listed.example\n" for i in range(200)), encoding="utf-8")
+    assert " live " in edgeagent("sync", "-c", str(cfg)).stdout
+    lst.write_text("s1.listed.example\n", encoding="utf-8")  # a 99.5 % shrink: held
+    held = edgeagent("sync", "-c", str(cfg))
+    assert " held " in held.stdout
+    plan = edgeagent("plan", "-c", str(cfg))
+    assert "HELD feed police" in plan.stdout
+
+    missing = edgeagent("feed", "approve", "police", "-c", str(cfg))
+    assert missing.returncode == 2
+    assert "--reason" in missing.stderr
+    done = edgeagent("feed", "discard", "police", "--reason", "broken export", "-c", str(cfg))
+    assert done.returncode == 0, done.stderr
+    assert "discarded" in done.stdout
+    again = edgeagent("feed", "approve", "police", "--reason", "x", "-c", str(cfg))
+    assert again.returncode == 3
+    assert "not found" in again.stderr
+    assert "no held feed generations" in edgeagent("plan", "-c", str(cfg)).stdout
