@@ -210,8 +210,15 @@ def _records(
             n = sources[label] = len(sources)
         return n
 
+    by_source: dict[tuple[str, int], int] = {}  # (entry source, kind) -> tag
+
     def tag(entry: Entry, kind: int) -> int:
-        return (kind << _KIND_SHIFT) | number(source_label(entry.source))
+        # Millions of entries share a handful of sources: label each source once.
+        key = (entry.source, kind)
+        found = by_source.get(key)
+        if found is None:
+            found = by_source[key] = (kind << _KIND_SHIFT) | number(source_label(entry.source))
+        return found
 
     hashed_entries: list[tuple[bytes, str]] = []
     for entry in state.blocks:
