@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.conftest import free_port
+from tests.pki import issue, write_pair
 
 AGENT = str(Path(sys.executable).parent / "edgeagent")
 
@@ -129,3 +130,65 @@ def test_newcomer_flow_reload_and_stop(tmp_path: Path) -> None:
     assert any(r["msg"] == "stopped" for r in records)
     text = "\n".join(lines)
     assert "mixed.example" not in text.lower()  # no list entry in the logs
+
+
+def test_mtls_is_a_config_switch(tmp_path: Path) -> None:
+    """``[api] tls_cert_file/tls_key_file/client_ca_file/require_client_cert`` in the
+    daemon: no client certificate, no connection; with one, the token still decides."""
+    import ssl
+
+    ca_cert, ca_key = issue("edgeagent test CA", None, ca=True)
+    write_pair(tmp_path / "ca", ca_cert, ca_key)
+    server_cert, server_key = issue("api.example", (ca_cert.subject, ca_key), server=True)
+    write_pair(tmp_path / "server", server_cert, server_key)
+    client_cert, client_key = issue("ntd.example", (ca_cert.subject, ca_key))
+    write_pair(tmp_path / "client", client_cert, client_key)
+
+    api_port, metrics_port = free_port(udp=False), free_port(udp=False)
+    config = tmp_path / "edgeagent.toml"
+    config.write_text(
+        f'[agent]\nstate_dir = "{tmp_path / "state"}"\n'
+        f"[api]\nport = {api_port}\n"
+        f'tls_cert_file = "{tmp_path / "server.crt"}"\n'
+        f'tls_key_file = "{tmp_path / "server.key"}"\n'
+        f'client_ca_file = "{tmp_path / "ca.crt"}"\n'
+        "require_client_cert = true\n"
+        f"[metrics]\nport = {metrics_port}\n"
+    )
+    token = subprocess.run(
+        [AGENT, "token", "create", "--role", "noc", "--name", "noc", "-c", str(config)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()[-1]
+    proc = subprocess.Popen(
+        [AGENT, "run", "-c", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        _wait(f"http://127.0.0.1:{metrics_port}/healthz", time.monotonic() + 30)
+        url = f"https://127.0.0.1:{api_port}/v1/status"
+        bare = ssl.create_default_context(cafile=str(tmp_path / "ca.crt"))
+        with_cert = ssl.create_default_context(cafile=str(tmp_path / "ca.crt"))
+        with_cert.load_cert_chain(str(tmp_path / "client.crt"), str(tmp_path / "client.key"))
+
+        def get(ctx: ssl.SSLContext, bearer: str | None) -> int:
+            req = urllib.request.Request(url)
+            if bearer:
+                req.add_header("Authorization", f"Bearer {bearer}")
+            try:
+                with urllib.request.urlopen(req, timeout=10, context=ctx) as resp:
+                    return int(resp.status)
+            except urllib.error.HTTPError as exc:
+                return int(exc.code)
+
+        try:
+            get(bare, token)
+        except (urllib.error.URLError, ssl.SSLError, ConnectionError):
+            pass  # refused in the handshake: no client certificate
+        else:
+            raise AssertionError("a client without a certificate got an answer")
+        assert get(with_cert, None) == 401
+        assert get(with_cert, token) == 200
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
