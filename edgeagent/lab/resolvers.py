@@ -136,33 +136,43 @@ def start_named(
     group: ProcessGroup | None = None,
 ) -> RunningDaemon:
     """The shipped zone-file BIND resolver, forwarding each zone in ``forwards`` to a port."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    port, control = free_port(), free_port()
-    key = workdir / "rndc.key"
-    rndc_key(key)
-    local = workdir / "local.conf"
-    local.write_text(_forward_conf(forwards), encoding="utf-8")
-    conf = workdir / "named.conf"
-    conf.write_text(
-        render(
-            BIND_RESOLVER_SNIPPET,
-            {
-                "RNDC_KEY": str(key),
-                "CONTROL_PORT": str(control),
-                "WORK_DIR": str(workdir),
-                "PORT": str(port),
-                "LISTEN": HOST,
-                "DNSSEC_VALIDATION": "no",
-                "ZONE_DIR": str(zone_dir),
-                "LOCAL_CONF": str(local),
-            },
-        ),
-        encoding="utf-8",
+    port = free_port()
+    conf, control, key = _bind_resolver_conf(
+        workdir, BIND_RESOLVER_SNIPPET, port, forwards, {"ZONE_DIR": str(zone_dir)}
     )
     reload_argv = ("rndc", "-s", HOST, "-p", str(control), "-k", str(key), "reload", "{zone}")
     return _named(
         "named", conf, workdir, port, group, reload_argv=reload_argv, extra={"conf": str(conf)}
     )
+
+
+def _bind_resolver_conf(
+    workdir: Path,
+    snippet: Path,
+    port: int,
+    forwards: dict[str, int] | None,
+    values: dict[str, str],
+) -> tuple[Path, int, Path]:
+    """Render a shipped BIND resolver snippet with its own rndc key and control port and
+    the site-local forwards; returns (config path, control port, rndc key path)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    control = free_port()
+    key = workdir / "rndc.key"
+    rndc_key(key)
+    local = workdir / "local.conf"
+    local.write_text(_forward_conf(forwards), encoding="utf-8")
+    conf = workdir / "named.conf"
+    common = {
+        "RNDC_KEY": str(key),
+        "CONTROL_PORT": str(control),
+        "WORK_DIR": str(workdir),
+        "PORT": str(port),
+        "LISTEN": HOST,
+        "DNSSEC_VALIDATION": "no",
+        "LOCAL_CONF": str(local),
+    }
+    conf.write_text(render(snippet, {**common, **values}), encoding="utf-8")
+    return conf, control, key
 
 
 def start_primary(
@@ -217,30 +227,11 @@ def start_secondary(
     group: ProcessGroup | None = None,
 ) -> RunningDaemon:
     """The shipped secondary-resolver snippet, transferring from ``primary``."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    control = free_port()
-    key = workdir / "rndc.key"
-    rndc_key(key)
-    local = workdir / "local.conf"
-    local.write_text(_forward_conf(forwards), encoding="utf-8")
-    conf = workdir / "named.conf"
-    conf.write_text(
-        render(
-            SECONDARY_SNIPPET,
-            {
-                "RNDC_KEY": str(key),
-                "TRANSFER_KEY": primary.extra["transfer_key"],
-                "CONTROL_PORT": str(control),
-                "WORK_DIR": str(workdir),
-                "PORT": str(port),
-                "LISTEN": HOST,
-                "DNSSEC_VALIDATION": "no",
-                "PRIMARY": f"{HOST} port {primary.port}",
-                "LOCAL_CONF": str(local),
-            },
-        ),
-        encoding="utf-8",
-    )
+    values = {
+        "TRANSFER_KEY": primary.extra["transfer_key"],
+        "PRIMARY": f"{HOST} port {primary.port}",
+    }
+    conf, _, _ = _bind_resolver_conf(workdir, SECONDARY_SNIPPET, port, forwards, values)
     return _named("secondary", conf, workdir, port, group, extra={"conf": str(conf)})
 
 
@@ -254,6 +245,30 @@ def _unbound(
     return d
 
 
+def _unbound_conf(
+    workdir: Path,
+    snippet: Path,
+    port: int,
+    stubs: dict[str, int] | None,
+    values: dict[str, str],
+) -> Path:
+    """Render a shipped Unbound snippet with a stub zone per entry of ``stubs``."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    local = workdir / "local.conf"
+    local.write_text(_stub_conf(stubs), encoding="utf-8")
+    conf = workdir / "unbound.conf"
+    common = {
+        "LISTEN": HOST,
+        "PORT": str(port),
+        "WORK_DIR": str(workdir),
+        "USERNAME": "",
+        "CONTROL_SOCKET": str(workdir / "unbound.ctl"),
+        "LOCAL_CONF": str(local),
+    }
+    conf.write_text(render(snippet, {**common, **values}), encoding="utf-8")
+    return conf
+
+
 def start_unbound(
     workdir: Path,
     zone_dir: Path,
@@ -262,26 +277,8 @@ def start_unbound(
     group: ProcessGroup | None = None,
 ) -> RunningDaemon:
     """The shipped zone-file Unbound snippet, with a stub zone per entry of ``stubs``."""
-    workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    local = workdir / "local.conf"
-    local.write_text(_stub_conf(stubs), encoding="utf-8")
-    conf = workdir / "unbound.conf"
-    conf.write_text(
-        render(
-            UNBOUND_SNIPPET,
-            {
-                "LISTEN": HOST,
-                "PORT": str(port),
-                "WORK_DIR": str(workdir),
-                "USERNAME": "",
-                "CONTROL_SOCKET": str(workdir / "unbound.ctl"),
-                "ZONE_DIR": str(zone_dir),
-                "LOCAL_CONF": str(local),
-            },
-        ),
-        encoding="utf-8",
-    )
+    conf = _unbound_conf(workdir, UNBOUND_SNIPPET, port, stubs, {"ZONE_DIR": str(zone_dir)})
     reload_argv = ("unbound-control", "-c", str(conf), "auth_zone_reload", "{zone}")
     return _unbound(conf, workdir, port, group, reload_argv=reload_argv, extra={"conf": str(conf)})
 
@@ -299,28 +296,9 @@ def start_unbound_http(
     Its ``zonefile:`` copies live in ``workdir``: bootstrap them there
     (:func:`bootstrap_zones`) to start before the agent serves anything.
     """
-    workdir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
-    local = workdir / "local.conf"
-    local.write_text(_stub_conf(stubs), encoding="utf-8")
-    conf = workdir / "unbound.conf"
-    conf.write_text(
-        render(
-            UNBOUND_HTTP_SNIPPET,
-            {
-                "LISTEN": HOST,
-                "PORT": str(port),
-                "WORK_DIR": str(workdir),
-                "USERNAME": "",
-                "CONTROL_SOCKET": str(workdir / "unbound.ctl"),
-                "ZONE_DIR": str(workdir),
-                "AGENT_URL": agent_url,
-                "AGENT_ADDR": HOST,
-                "LOCAL_CONF": str(local),
-            },
-        ),
-        encoding="utf-8",
-    )
+    values = {"ZONE_DIR": str(workdir), "AGENT_URL": agent_url, "AGENT_ADDR": HOST}
+    conf = _unbound_conf(workdir, UNBOUND_HTTP_SNIPPET, port, stubs, values)
     return _unbound(conf, workdir, port, group, extra={"conf": str(conf)})
 
 
