@@ -25,7 +25,6 @@ import asyncio
 import http.client
 import os
 import shutil
-import socket
 import tempfile
 import textwrap
 import threading
@@ -46,7 +45,7 @@ from edgeagent.proxy.stoppage import StopPageSettings, StopPageSource, create_st
 from edgeagent.rpz.compiler import RpzSettings
 from edgeagent.rpz.publishers.base import ZoneRelease
 from edgeagent.rpz.publishers.zonefile import ZonefilePublisher
-from tests.conftest import require_binary
+from tests.conftest import require_binary, shared_free_port
 from tests.integration.resolvers import (
     RunningDaemon,
     start_authoritative,
@@ -154,22 +153,6 @@ class Env:
     port: int
 
 
-def _shared_free_port(*addrs: str) -> int:
-    """A TCP port free on every address in ``addrs`` (origin and Squid use the same one)."""
-    for _ in range(100):
-        with socket.socket() as first:
-            first.bind((addrs[0], 0))
-            port = int(first.getsockname()[1])
-            try:
-                for addr in addrs[1:]:
-                    with socket.socket() as other:
-                        other.bind((addr, port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no shared free port")
-
-
 @pytest.fixture(scope="module")
 def env() -> Iterator[Env]:
     for program in ("named", "unbound", "squid"):
@@ -186,7 +169,7 @@ def env() -> Iterator[Env]:
     index = base / "proxy-index.bin"
     write_index(STATE, index, group="proxy")
 
-    port = _shared_free_port(PROXY_ADDR, ORIGIN_ADDR)
+    port = shared_free_port(PROXY_ADDR, ORIGIN_ADDR)
     origin = Origin(port)
     auth = plain = named = unbound = None
     squid: RunningSquid | None = None

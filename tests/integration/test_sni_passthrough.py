@@ -46,7 +46,7 @@ from edgeagent.model import Action, DesiredState, Entry, Indicator
 from edgeagent.rpz.compiler import RpzSettings
 from edgeagent.rpz.publishers.base import ZoneRelease
 from edgeagent.rpz.publishers.zonefile import ZonefilePublisher
-from tests.conftest import require_binary
+from tests.conftest import require_binary, shared_free_port
 from tests.integration.resolvers import (
     REPO,
     RunningDaemon,
@@ -155,21 +155,6 @@ class Env:
     workdir: Path
 
 
-def _shared_free_port(*addrs: str) -> int:
-    for _ in range(100):
-        with socket.socket() as first:
-            first.bind((addrs[0], 0))
-            port = int(first.getsockname()[1])
-            try:
-                for addr in addrs[1:]:
-                    with socket.socket() as other:
-                        other.bind((addr, port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no shared free port")
-
-
 def start_sniproxy(workdir: Path, port: int) -> tuple[subprocess.Popen[bytes], Path]:
     """Render the shipped config and run ``sniproxy -f`` until it accepts connections."""
     conf = workdir / "sniproxy.conf"
@@ -215,7 +200,7 @@ def env() -> Iterator[Env]:
         exception_path=zone_dir / "rpz-exceptions.zone",
     ).publish(ZoneRelease(STATE, RPZ, 1))
     cert_file, key_file, der = throwaway_cert(base)
-    port = _shared_free_port(PROXY_ADDR, ORIGIN_ADDR)
+    port = shared_free_port(PROXY_ADDR, ORIGIN_ADDR)
     origin = TlsOrigin(port, cert_file, key_file)
     auth = plain = policy = None
     sni: subprocess.Popen[bytes] | None = None
