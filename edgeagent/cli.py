@@ -24,6 +24,12 @@ if TYPE_CHECKING:
     from edgeagent.service import Agent
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_REFUSED = 0, 1, 2, 3
+
+
+class UsageError(Exception):
+    """The command cannot run as asked (exit 2); the message says what to do instead."""
+
+
 ROLES = ("noc", "analyst", "supervisor", "admin")
 
 
@@ -58,7 +64,30 @@ def _agent(args: argparse.Namespace) -> Agent:
     from edgeagent.service import Agent
 
     settings, _ = _settings(args)
+    _refuse_foreign_state_dir(settings.agent.state_dir)
     return Agent.build(settings)
+
+
+def _refuse_foreign_state_dir(state_dir: Path) -> None:
+    """Root must not create files in a state directory another user owns.
+
+    The daemon runs as its own user (``edgeagent`` under the shipped unit); a store, ticket
+    store or serial file created by root there (mode 0600) would lock the daemon out.
+    """
+    if os.geteuid() != 0 or not state_dir.exists():
+        return
+    owner = state_dir.stat().st_uid
+    if owner != 0:
+        import pwd
+
+        try:
+            name = pwd.getpwuid(owner).pw_name
+        except KeyError:
+            name = str(owner)
+        raise UsageError(
+            f"{state_dir} belongs to {name}: run this as that user "
+            f"(sudo -u {name} edgeagent ...), so the daemon can still open what it writes"
+        )
 
 
 # -- commands
@@ -387,6 +416,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except InvalidTarget as exc:
         _err(f"invalid target: {exc.reason}")
+        return EXIT_USAGE
+    except UsageError as exc:
+        _err(str(exc))
         return EXIT_USAGE
     except EdgeAgentError as exc:
         _err(str(exc))

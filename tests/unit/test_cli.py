@@ -214,3 +214,17 @@ def test_feed_approve_and_discard_a_held_generation(tmp_path: Path) -> None:
     assert again.returncode == 3
     assert "not found" in again.stderr
     assert "no held feed generations" in edgeagent("plan", "-c", str(cfg)).stdout
+
+
+def test_root_does_not_write_into_the_service_users_state_dir(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.fail("this test checks root's behaviour; run the suite as root (CI does)")
+    state = tmp_path / "state"
+    state.mkdir()
+    os.chown(state, 65534, 65534)  # as if created by the service user (nobody here)
+    cfg = tmp_path / "edgeagent.toml"
+    cfg.write_text(f'[agent]\nstate_dir = "{state}"\n', encoding="utf-8")
+    result = edgeagent("token", "create", "--role", "noc", "--name", "n", "-c", str(cfg))
+    assert result.returncode == 2
+    assert "sudo -u" in result.stderr
+    assert list(state.iterdir()) == []  # nothing created as root
