@@ -20,6 +20,7 @@ from pathlib import Path
 import dns.exception
 import dns.message
 import dns.query
+import dns.rdataclass
 import dns.rdatatype
 
 import edgeagent
@@ -151,10 +152,15 @@ def spawn(
     return proc, log
 
 
-def wait_answering(d: RunningDaemon, qname: str = "localhost.", timeout: float = 20.0) -> None:
-    """Block until ``d`` answers a UDP query (any rcode); raise with its log if it died."""
+def wait_answering(d: RunningDaemon, qname: str = "version.bind.", timeout: float = 20.0) -> None:
+    """Block until ``d`` answers a UDP query (any rcode); raise with its log if it died.
+
+    The probe is a CHAOS-class query: every server answers it from memory (or refuses it)
+    at once, where an ordinary name would send a recursive resolver to the root servers
+    (unreachable here) for seconds before it answered.
+    """
     deadline = time.monotonic() + timeout
-    q = dns.message.make_query(qname, dns.rdatatype.SOA)
+    q = dns.message.make_query(qname, dns.rdatatype.TXT, dns.rdataclass.CH)
     while True:
         if d.proc.poll() is not None:
             raise DaemonError(f"{d.name} exited {d.proc.returncode}:\n{d.log_text()[-3000:]}")
