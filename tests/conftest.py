@@ -84,23 +84,6 @@ def free_port(host: str = "127.0.0.1", *, udp: bool = True) -> int:
     raise RuntimeError(f"no port free for both TCP and UDP on {host}")
 
 
-def shared_free_port(*addrs: str) -> int:
-    """A TCP port free on every address in ``addrs`` (e.g. an origin and a proxy that must
-    listen on the same port of different loopback addresses)."""
-    for _ in range(100):
-        with socket.socket() as first:
-            first.bind((addrs[0], 0))
-            port = int(first.getsockname()[1])
-            try:
-                for addr in addrs[1:]:
-                    with socket.socket() as other:
-                        other.bind((addr, port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no shared free port")
-
-
 @pytest.fixture
 def free_port_factory() -> Callable[..., int]:
     """The :func:`free_port` helper as a fixture."""

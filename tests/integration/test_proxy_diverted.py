@@ -39,13 +39,14 @@ import dns.rdatatype
 import pytest
 from aiohttp import web
 
+from edgeagent.lab.daemons import free_tcp_port
 from edgeagent.model import Action, DesiredState, Entry, Indicator
 from edgeagent.proxy.index import write_index
 from edgeagent.proxy.stoppage import StopPageSettings, StopPageSource, create_stop_page_app
 from edgeagent.rpz.compiler import RpzSettings
 from edgeagent.rpz.publishers.base import ZoneRelease
 from edgeagent.rpz.publishers.zonefile import ZonefilePublisher
-from tests.conftest import require_binary, shared_free_port
+from tests.conftest import require_binary
 from tests.integration.resolvers import (
     RunningDaemon,
     start_authoritative,
@@ -169,7 +170,7 @@ def env() -> Iterator[Env]:
     index = base / "proxy-index.bin"
     write_index(STATE, index, group="proxy")
 
-    port = shared_free_port(PROXY_ADDR, ORIGIN_ADDR)
+    port = free_tcp_port(PROXY_ADDR, ORIGIN_ADDR)
     origin = Origin(port)
     auth = plain = named = unbound = None
     squid: RunningSquid | None = None

@@ -42,11 +42,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from edgeagent.lab.daemons import free_tcp_port
 from edgeagent.model import Action, DesiredState, Entry, Indicator
 from edgeagent.rpz.compiler import RpzSettings
 from edgeagent.rpz.publishers.base import ZoneRelease
 from edgeagent.rpz.publishers.zonefile import ZonefilePublisher
-from tests.conftest import require_binary, shared_free_port
+from tests.conftest import require_binary
 from tests.integration.resolvers import (
     REPO,
     RunningDaemon,
@@ -200,7 +201,7 @@ def env() -> Iterator[Env]:
         exception_path=zone_dir / "rpz-exceptions.zone",
     ).publish(ZoneRelease(STATE, RPZ, 1))
     cert_file, key_file, der = throwaway_cert(base)
-    port = shared_free_port(PROXY_ADDR, ORIGIN_ADDR)
+    port = free_tcp_port(PROXY_ADDR, ORIGIN_ADDR)
     origin = TlsOrigin(port, cert_file, key_file)
     auth = plain = policy = None
     sni: subprocess.Popen[bytes] | None = None
