@@ -369,6 +369,18 @@ def _is_scheme(raw: bytes, m: re.Match[bytes]) -> bool:
     return _PORT_AFTER_COLON.match(raw, end) is None
 
 
+def unescape_until_stable(raw: bytes) -> bytes:
+    """Percent-unescape ``raw`` until no ``%XX`` is left (the step :func:`canonical_url`
+    applies to the whole URL); the proxy's path filter uses it on request paths."""
+    return _unescape(raw) if b"%" in raw else raw
+
+
+def resolve_path(path: bytes) -> bytes:
+    """``.``/``..``/``//`` resolution of an unescaped path starting with ``/`` (as in
+    :func:`canonical_url`)."""
+    return _resolve_path(path)
+
+
 def _unescape(raw: bytes) -> bytes:
     """Percent-unescape until no ``%XX`` is left (SB's "until stable").
 

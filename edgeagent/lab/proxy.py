@@ -71,6 +71,23 @@ def helper_command() -> str:
     return f"/usr/bin/env PYTHONPATH={path} /usr/bin/python3 -m edgeagent.proxy.squid_helper"
 
 
+PREFILTER_DIR = SNIPPETS_DIR / "squid" / "ecap"
+
+
+def prefilter_module() -> Path:
+    """The built eCAP path prefilter (``./dev`` builds it with ``make -C``).
+
+    Raises :class:`FileNotFoundError` naming the build command when it is missing.
+    """
+    module = PREFILTER_DIR / "build" / "edgeagent-prefilter.so"
+    if not module.is_file():
+        raise FileNotFoundError(
+            f"{module} is missing: run `make -C {PREFILTER_DIR}` "
+            "(Debian packages g++ make libecap3-dev libssl-dev)"
+        )
+    return module
+
+
 def render_squid_conf(
     workdir: Path,
     index: Path,
@@ -103,6 +120,7 @@ def render_squid_conf(
                 "ACCEL_PORT": str(accel_port),
                 "INTERCEPT_PORT": "0",
                 "HELPER": helper_command(),
+                "PREFILTER": str(prefilter_module()),
                 "INDEX": str(index),
                 "FAIL_MODE": fail_mode,
                 "STATS_FILE": str(stats_file or workdir / "helper-%p.json"),

@@ -382,10 +382,13 @@ class IndexReader:
             mm[src_off : src_off + fields[12]].decode("utf-8").split("\n")
         )
         c = self.counts
-        self._any_url = c["url"] > 0
-        self._any_prefix = c["url-prefix"] > 0
-        self._any_host = c["host"] > 0
-        self._any_domain = c["domain"] > 0
+        # Allow entries are counted apart from the blocks of their scope: with any allow
+        # in the index every kind of key is probed, or an allow could never be found.
+        allows = c["allow"] > 0
+        self._any_url = c["url"] > 0 or allows
+        self._any_prefix = c["url-prefix"] > 0 or allows
+        self._any_host = c["host"] > 0 or allows
+        self._any_domain = c["domain"] > 0 or allows
         self._any_hashed = c["hashed"] > 0
         self._any_allow = c["allow"] > 0
         self._any_marker = c["url"] + c["url-prefix"] > 0
@@ -542,6 +545,36 @@ class IndexReader:
         if not self._any_allow:
             return False
         return any(self._probe(k) >> _KIND_SHIFT == KIND_ALLOW for k, _ in self._keys(c))
+
+    @property
+    def has_allows(self) -> bool:
+        """True if the index holds any allow entry."""
+        return bool(self._any_allow)
+
+    def match_whole_host(self, host: str) -> Match | None:
+        """The block that covers every URL on ``host``, ignoring allow entries, or None.
+
+        ``host`` entries, ``domain`` entries on it or a parent, and a ``url-prefix`` entry
+        for its root path (``/``). ``host`` is a name or an IP literal (bracketed or not),
+        without port; names are canonicalised with :func:`edgeagent.canon.canonical_name`.
+        The caller decides what allow entries mean (:attr:`has_allows`).
+        """
+        h = host.strip("[]")
+        keys: list[tuple[bytes, str]] = []
+        if ":" in h or h.replace(".", "").isdigit():
+            name = canon.canonical_ip(h)
+            hb = (f"[{name}]" if ":" in name else name).encode("ascii")
+        else:
+            hb = canon.canonical_name(host).encode("ascii")
+            self._name_keys(hb, keys)
+        if self._any_prefix:
+            keys.append((_T_PREFIX + hb + b"/", "url-prefix"))
+        for key, scope in keys:
+            t = self._probe(key)
+            if t >= 0 and t >> _KIND_SHIFT == KIND_BLOCK:
+                n = t & _SOURCE_MASK
+                return Match(scope, self.sources[n] if n < len(self.sources) else "unknown")
+        return None
 
     def match_host(self, host: str) -> tuple[Match | None, bool]:
         """For CONNECT: ``(host/domain match or None, host has URL-level entries)``.

@@ -1,8 +1,9 @@
 """The proxy side of the daemon: index on every policy change, stop page, canary.
 
 - :meth:`ProxyPublishing.publish` writes the hashed index for a desired state, with the
-  canary URL always listed, atomically (0640, the proxy's group). The Squid helper notices
-  the new file within a second.
+  canary URL always listed, atomically (0640, the proxy's group), after the path filter
+  for Squid's eCAP prefilter (``INDEX.paths``, :mod:`edgeagent.proxy.pathfilter`). The
+  Squid helper notices the new index within a second, the prefilter within 0.25 s.
 - The stop page is served by the agent (``[proxy] stop_page_listen_*``); every hit counts
   ``edgeagent_stop_page_hits_total{source}`` and nothing else is kept.
 - :meth:`check_canaries` fetches the canary URL through every configured proxy and sets
@@ -26,6 +27,7 @@ from edgeagent.metrics import Metrics
 from edgeagent.model import Action, DesiredState, Entry, Indicator, Scope
 from edgeagent.proxy.canary import proxy_canary
 from edgeagent.proxy.index import source_label, write_index
+from edgeagent.proxy.pathfilter import filter_path, write_path_filter
 from edgeagent.proxy.squid_helper import read_stats
 from edgeagent.proxy.stoppage import (
     StopPageSettings,
@@ -76,7 +78,11 @@ class ProxyPublishing:
         with_canary = replace(state, blocks=(*state.blocks, self.canary))
         try:
             self.index_path.parent.mkdir(parents=True, exist_ok=True)
-            stats = write_index(with_canary, self.index_path, group=self.settings.proxy.group)
+            group = self.settings.proxy.group
+            # The path filter first: a newer filter only sends more requests to the helper,
+            # an older one could hide a new block until the next look (0.25 s).
+            write_path_filter(with_canary, filter_path(self.index_path), group=group)
+            stats = write_index(with_canary, self.index_path, group=group)
         except Exception as exc:
             self.last_error = f"{type(exc).__name__}: {exc}"
             self.metrics.publisher_up.labels(publisher="proxy-index").set(0)

@@ -6,6 +6,20 @@ Protocol (Squid ``concurrency=N``, format ``%URI %METHOD``; see resolvers/squid/
     answer:   <channel-id> OK message=<source>\\n   listed: Squid denies, deny_info uses %o
               <channel-id> ERR\\n                    not listed: pass
 
+With ``--mode host`` (format ``%DST``, ACL argument ``block`` or ``check``)::
+
+    request:  <channel-id> <host> block|check\n
+    answer:   <channel-id> OK message=<source>\n   the host is refused as a whole (block),
+                                                 or each URL must be asked (check)
+              <channel-id> ERR\n                    otherwise
+
+A host is refused as a whole for a ``host`` or ``domain`` entry or a ``url-prefix`` entry
+for its root; when the policy has allow entries (which may carve pages out of a blocked
+host) such a host is answered ``check`` instead, and Squid asks about every URL on it.
+Squid caches host answers (ttl 1 s), so ``host_refused`` counts host lookups, not
+requests; the stop page counts refused requests. Before any index has loaded,
+``--fail-mode closed`` makes ``block`` refuse every host.
+
 ``CONNECT`` requests carry ``host:port`` instead of a URL. A CONNECT to a host covered by
 a ``host`` or ``domain`` entry is refused (OK). A CONNECT to a host that only has
 URL-level entries is passed (ERR) and counted as ``https_unenforceable``: inside TLS the
@@ -57,6 +71,8 @@ class HelperStats:
     requests: int = 0
     listed: int = 0
     connect_refused: int = 0
+    host_refused: int = 0
+    host_unsure: int = 0
     https_unenforceable: int = 0
     invalid: int = 0
     before_load_passed: int = 0
@@ -84,9 +100,11 @@ class Helper:
         *,
         fail_closed: bool = False,
         check_interval: float = 1.0,
+        host_mode: bool = False,
     ) -> None:
         self.index_path = Path(index_path)
         self.fail_closed = fail_closed
+        self.host_mode = host_mode
         self.check_interval = check_interval
         self.stats = HelperStats()
         self.reader: IndexReader | None = None
@@ -147,8 +165,39 @@ class Helper:
         else:
             channel, url_b = parts[0], parts[1]
             method = parts[2] if len(parts) > 2 else b""
-        verdict = self._verdict(url_b, method)
+        if self.host_mode:
+            verdict = self._host_verdict(url_b, method)
+        else:
+            verdict = self._verdict(url_b, method)
         return verdict if not channel else channel + b" " + verdict
+
+    def _host_verdict(self, host_b: bytes, question: bytes) -> bytes:
+        """``--mode host``: OK when ``host_b`` is refused whole (``block``) or needs
+        per-URL answers (``check``); see the module docstring."""
+        stats = self.stats
+        stats.requests += 1
+        reader = self.reader
+        if reader is None:
+            if self.fail_closed and question != b"check":
+                stats.before_load_refused += 1
+                return b"OK message=" + UNAVAILABLE_SOURCE.encode()
+            return b"ERR"
+        try:
+            hit = reader.match_whole_host(host_b.decode("utf-8", "surrogateescape"))
+        except (InvalidTarget, UnicodeError, ValueError):
+            stats.invalid += 1
+            return b"ERR"
+        if hit is None:
+            return b"ERR"
+        if reader.has_allows:
+            if question != b"check":
+                return b"ERR"
+            stats.host_unsure += 1
+            return b"OK"
+        if question == b"check":
+            return b"ERR"
+        stats.host_refused += 1
+        return b"OK message=" + hit.source.encode()
 
     def _verdict(self, url_b: bytes, method: bytes) -> bytes:
         stats = self.stats
@@ -274,6 +323,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Squid external_acl_type helper: OK for listed URLs, ERR otherwise.",
     )
     p.add_argument("--index", required=True, help="proxy index file written by the agent")
+    p.add_argument(
+        "--mode",
+        choices=("url", "host"),
+        default="url",
+        help="url: decide each request (%%URI %%METHOD); host: whole-host answers (%%DST)",
+    )
     p.add_argument("--fail-mode", choices=("open", "closed"), default="open")
     p.add_argument(
         "--check-interval", type=float, default=1.0, help="seconds between looks for a new index"
@@ -290,7 +345,10 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr, level=logging.INFO, format="edgeagent-squid-helper: %(message)s"
     )
     helper = Helper(
-        args.index, fail_closed=args.fail_mode == "closed", check_interval=args.check_interval
+        args.index,
+        fail_closed=args.fail_mode == "closed",
+        check_interval=args.check_interval,
+        host_mode=args.mode == "host",
     )
     stats_file = stats_path(args.stats_file) if args.stats_file else None
     try:

@@ -42,6 +42,7 @@ from aiohttp import web
 from edgeagent.lab.daemons import free_tcp_port
 from edgeagent.model import Action, DesiredState, Entry, Indicator
 from edgeagent.proxy.index import write_index
+from edgeagent.proxy.pathfilter import filter_path, write_path_filter
 from edgeagent.proxy.stoppage import StopPageSettings, StopPageSource, create_stop_page_app
 from edgeagent.rpz.compiler import RpzSettings
 from edgeagent.rpz.publishers.base import ZoneRelease
@@ -168,6 +169,7 @@ def env() -> Iterator[Env]:
         exception_path=zone_dir / "rpz-exceptions.zone",
     ).publish(ZoneRelease(STATE, RPZ, 1))
     index = base / "proxy-index.bin"
+    write_path_filter(STATE, filter_path(index), group="proxy")
     write_index(STATE, index, group="proxy")
 
     port = free_tcp_port(PROXY_ADDR, ORIGIN_ADDR)

@@ -18,6 +18,7 @@ from aiohttp import web
 from edgeagent.model import Action, DesiredState, Entry, Indicator
 from edgeagent.proxy.canary import proxy_canary
 from edgeagent.proxy.index import write_index
+from edgeagent.proxy.pathfilter import filter_path, write_path_filter
 from edgeagent.proxy.stoppage import StopPageSettings, StopPageSource, create_stop_page_app
 from tests.conftest import require_binary
 from tests.integration.squidproxy import HOST, RunningSquid, render_conf, start_squid
@@ -112,6 +113,7 @@ def env() -> Iterator[tuple[Servers, RunningSquid, Path]]:
         ),
         (),
     )
+    write_path_filter(state, filter_path(index), group="proxy")
     write_index(state, index, group="proxy")
     hosts = {SITE: HOST, "unlisted.site.test": HOST, "canary.edgeagent.example": HOST}
     squid = start_squid(work / "squid", index, f"http://{HOST}:{servers.stop_port}", hosts)
@@ -192,6 +194,28 @@ def test_stop_page_through_the_redirect(env: tuple[Servers, RunningSquid, Path])
     assert "child sexual abuse material" in body
     assert "the Example Hotline" in body
     assert "iwf" in servers.hits
+
+
+@pytest.mark.parametrize("via", ["proxy", "accel"])
+def test_whole_domain_is_refused_for_plain_http(
+    env: tuple[Servers, RunningSquid, Path], via: str
+) -> None:
+    """Host-level entries: the cached per-host ACL, no per-URL question needed."""
+    servers, squid, _ = env
+    host = f"www.whole.domain.test:{servers.origin_port}"
+    if via == "proxy":
+        status, headers, _ = raw_get(squid.proxy_port, f"http://{host}/any/page.html")
+    else:
+        status, headers, _ = raw_get(squid.accel_port, "/any/page.html", host=host)
+    assert status == 302
+    assert headers["location"].endswith("/blocked?source=iwf")
+
+
+def test_prefilter_loaded_the_path_filter(env: tuple[Servers, RunningSquid, Path]) -> None:
+    servers, squid, _ = env
+    raw_get(squid.proxy_port, f"http://{SITE}:{servers.origin_port}/gallery/sibling.html")
+    # The listed page and the canary: two url keys; the domain entry is host-level.
+    assert "edgeagent prefilter: path filter loaded: 2 keys" in squid.log_text()
 
 
 def test_connect_policy(env: tuple[Servers, RunningSquid, Path]) -> None:

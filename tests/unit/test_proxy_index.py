@@ -266,3 +266,16 @@ def test_hashed_list_entries_in_the_policy_reach_the_index(tmp_path: Path) -> No
         assert reader.match("http://hashed.example/public/page.html") is None
     finally:
         reader.close()
+
+
+def test_allow_of_another_scope_than_any_block(tmp_path: Path) -> None:
+    """A url allow inside a domain block is found although the index has no url block."""
+    state = DesiredState(
+        1,
+        (Entry(Indicator.parse("domain", "carve.domain.test"), Action.BLOCK, "iwf"),),
+        (Entry(Indicator.parse("url", "http://www.carve.domain.test/ok.html"), Action.ALLOW, "x"),),
+    )
+    write_index(state, tmp_path / "a.bin")
+    with IndexReader.open(tmp_path / "a.bin") as reader:
+        assert reader.match("http://www.carve.domain.test:8080/ok.html") is None
+        assert reader.match("http://www.carve.domain.test/other.html") is not None

@@ -161,3 +161,67 @@ def test_read_stats_sums_files_and_skips_bad_ones(tmp_path: Path) -> None:
     total = read_stats(sorted(tmp_path.glob("*.json")))
     assert total["requests"] == 5
     assert total["policy_version"] == 4
+
+
+def test_host_mode_over_stdio(tmp_path: Path) -> None:
+    """``--mode host``: whole-host blocks, url-prefix for the root, allows make it "check"."""
+    index = tmp_path / "proxy-index.bin"
+    write_index(
+        _state(
+            1,
+            ("url", LISTED),
+            ("domain", "whole.domain.test"),
+            ("host", "h.site.test"),
+            ("url-prefix", "http://root.site.test/"),
+            ("url-prefix", "http://192.0.2.7/"),
+        ),
+        index,
+    )
+    h = HelperProcess(index, "--mode", "host")
+    try:
+        answers = h.ask(
+            "0 a.whole.domain.test block",
+            "1 H.Site.Test block",
+            "2 sub.h.site.test block",
+            "3 root.site.test block",
+            "4 192.0.2.7 block",
+            "5 mixed.site.test block",
+            "6 a.whole.domain.test check",
+            "7 %zz block",
+        )
+    finally:
+        h.close()
+    assert answers == [
+        "0 OK message=iwf",
+        "1 OK message=iwf",
+        "2 ERR",
+        "3 OK message=iwf",
+        "4 OK message=iwf",
+        "5 ERR",  # URL-level entries only: the path prefilter and per-URL answers decide
+        "6 ERR",
+        "7 ERR",
+    ]
+    # With an allow entry in the policy a blocked host is "check", never "block".
+    write_index(
+        DesiredState(
+            2,
+            (Entry(Indicator.parse("domain", "whole.domain.test"), Action.BLOCK, "iwf"),),
+            (Entry(Indicator.parse("url", "http://a.whole.domain.test/ok"), Action.ALLOW, "x"),),
+        ),
+        index,
+    )
+    h = HelperProcess(index, "--mode", "host")
+    try:
+        assert h.ask("0 a.whole.domain.test block", "1 a.whole.domain.test check") == [
+            "0 ERR",
+            "1 OK",
+        ]
+    finally:
+        h.close()
+
+
+def test_host_mode_fail_closed_before_any_index(tmp_path: Path) -> None:
+    helper = Helper(tmp_path / "missing.bin", fail_closed=True, host_mode=True)
+    assert helper.answer(b"0 a.site.test block") == b"0 OK message=unavailable"
+    assert helper.answer(b"1 a.site.test check") == b"1 ERR"
+    assert Helper(tmp_path / "missing.bin", host_mode=True).answer(b"2 a.test block") == b"2 ERR"

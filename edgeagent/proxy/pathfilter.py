@@ -1,0 +1,244 @@
+"""The proxy's path filter: a host-blind, conservative "could this request be listed?" test.
+
+Why it exists: Squid's per-request ``external_acl_type`` round trip costs Squid itself
+about as much CPU as proxying an unfiltered request (``python -m bench squid_e2e``), so
+asking the helper about every URL on a diverted host halves Squid's capacity. The eCAP
+adapter in ``resolvers/squid/ecap/`` answers Squid's ``wantsUrl(path)`` question in
+process from this file, and only requests it cannot rule out go to the helper, which stays
+the one place that canonicalises URLs and decides. The filter never decides "listed"; a
+wrong "maybe" costs one helper round trip, and a missing or unreadable filter makes the
+adapter say "maybe" to everything (the helper then sees every request, as without it).
+
+Host-level entries are not in the filter: ``host``/``domain`` entries and url-prefix
+entries for a whole host (path ``/``) are answered by the helper's cached ``--mode host``
+ACL on the request host. Hashed (Safe Browsing) entries cannot be reduced to a path, so an
+index with any of them gets a filter flagged *match all*.
+
+Keys (what both sides hash): the request's path and query as Squid passes them, taken
+through the same steps :mod:`edgeagent.canon` applies to a URL's path — cut at ``#``,
+percent-unescape until stable, split at the first ``?``, ``\\`` read as ``/`` before it,
+``.``/``..``/``//`` resolved — but left unescaped. For an entry the same bytes are
+recovered from its canonical URL by unescaping it (canonical paths only escape bytes that
+unescaping restores). Then::
+
+    url         SHA-256("u\\0" + path [+ "?" + query])[:8]      exact page
+    url-prefix  SHA-256("p\\0" + path without trailing "/")[:8]  every "/" boundary
+                of the request path, and the whole path, is probed (as the index does)
+
+The adapter refuses to judge (answers "maybe") any raw path with a byte outside
+``!``..``~``: whitespace trimming and Unicode decoding are the helper's business.
+``tests/unit/test_pathfilter.py`` checks that a request and its canonical form give the
+same probes, and that the C++ adapter computes byte-identical probes for a corpus.
+
+File layout (little-endian)::
+
+    header  magic "EAPXPTH1", version u32, flags u32 (bit 0: match all), count u64,
+            policy_version u64, sha256 of the body (32 bytes)
+    body    count x u64 keys (first 8 digest bytes, little-endian), sorted, unique
+
+8 bytes per url/url-prefix entry; written 0640 with the proxy's group, atomically, before
+the index, so a new block is never hidden by an older filter for longer than the
+adapter's check interval (0.25 s).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import mmap
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgeagent import canon
+from edgeagent.atomic import write_atomic
+from edgeagent.errors import EdgeAgentError
+from edgeagent.model import DesiredState, Scope
+
+MAGIC = b"EAPXPTH1"
+VERSION = 1
+FLAG_MATCH_ALL = 1
+FILTER_MODE = 0o640
+MAX_PREFIX_PROBES = 32
+"""Path boundaries probed for url-prefix entries; the index probes the same number."""
+
+_HEADER = struct.Struct("<8sIIQQ32s")
+HEADER_SIZE = _HEADER.size
+_URL_TAG = b"u\0"
+_PREFIX_TAG = b"p\0"
+
+
+class PathFilterError(EdgeAgentError):
+    """A filter file that cannot be used (missing, truncated, bad magic or checksum)."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"proxy path filter {path}: {reason}")
+
+
+def filter_path(index_path: str | os.PathLike[str]) -> Path:
+    """Where the filter for ``index_path`` lives: beside it, ``.paths`` appended."""
+    return Path(f"{os.fspath(index_path)}.paths")
+
+
+def _key(tag: bytes, data: bytes) -> int:
+    return int.from_bytes(hashlib.sha256(tag + data).digest()[:8], "little")
+
+
+# --------------------------------------------------------------------------- request side
+
+
+def request_parts(raw: bytes) -> tuple[bytes, bytes | None] | None:
+    """``(path, query)`` of a raw request path as Squid passes it, or ``None`` (judge not).
+
+    ``None`` for anything the filter does not judge: a byte outside ``!``..``~`` or a
+    path not starting with ``/``. The C++ adapter implements exactly this function.
+    """
+    if not raw.startswith(b"/") or any(b < 0x21 or b > 0x7E for b in raw):
+        return None
+    cut = raw.find(b"#")
+    if cut >= 0:
+        raw = raw[:cut]
+    raw = canon.unescape_until_stable(raw)
+    q = raw.find(b"?")
+    head, query = (raw, None) if q < 0 else (raw[:q], raw[q + 1 :])
+    if b"\\" in head:
+        head = head.replace(b"\\", b"/")
+    return canon.resolve_path(head), query
+
+
+def probe_keys(raw: bytes) -> list[int] | None:
+    """Keys probed for a raw request path (url first, then prefixes); ``None``: judge not."""
+    parts = request_parts(raw)
+    if parts is None:
+        return None
+    path, query = parts
+    keys = [_key(_URL_TAG, path if query is None else path + b"?" + query)]
+    pos = 0
+    for _ in range(MAX_PREFIX_PROBES):
+        pos = path.find(b"/", pos + 1)
+        if pos < 0:
+            last = path.rstrip(b"/")
+            if last:
+                keys.append(_key(_PREFIX_TAG, last))
+            break
+        keys.append(_key(_PREFIX_TAG, path[:pos]))
+    return keys
+
+
+# --------------------------------------------------------------------------- entry side
+
+
+def entry_filter_key(scope: Scope, value: str) -> int | None:
+    """Key of a canonical ``url``/``url-prefix`` indicator; ``None`` for host-level ones."""
+    if scope is Scope.URL:
+        tail = canon.url_expression(value)
+        return _key(_URL_TAG, canon.unescape_until_stable(tail[tail.index("/") :].encode("ascii")))
+    if scope is Scope.URL_PREFIX:
+        expr = canon.url_prefix_expression(value)
+        path = expr[expr.index("/") :].rstrip("/")
+        if not path:
+            return None  # the whole host: the helper's host ACL answers it
+        return _key(_PREFIX_TAG, canon.unescape_until_stable(path.encode("ascii")))
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class PathFilterStats:
+    """What :func:`write_path_filter` wrote."""
+
+    path: Path
+    count: int
+    match_all: bool
+    size_bytes: int
+
+
+def build_path_filter(state: DesiredState, *, any_hashed: bool = False) -> tuple[bytes, bool]:
+    """File content for ``state``'s blocks; ``(data, match_all)``.
+
+    ``match_all`` when the policy has hashed entries (from the state or ``any_hashed``):
+    their paths are unknown, so every request must go to the helper.
+    """
+    match_all = any_hashed
+    keys: set[int] = set()
+    for entry in state.blocks:
+        scope = entry.indicator.scope
+        if scope is Scope.URL_HASH:
+            match_all = True
+        elif scope.is_url:
+            key = entry_filter_key(scope, entry.indicator.value)
+            if key is not None:
+                keys.add(key)
+    ordered = sorted(keys)
+    body = struct.pack(f"<{len(ordered)}Q", *ordered)
+    header = _HEADER.pack(
+        MAGIC,
+        VERSION,
+        FLAG_MATCH_ALL if match_all else 0,
+        len(ordered),
+        state.version,
+        hashlib.sha256(body).digest(),
+    )
+    return header + body, match_all
+
+
+def write_path_filter(
+    state: DesiredState,
+    path: str | os.PathLike[str],
+    *,
+    group: str | int | None = None,
+    any_hashed: bool = False,
+) -> PathFilterStats:
+    """Build the filter and swap it in atomically (temp file 0640, verified, renamed)."""
+    data, match_all = build_path_filter(state, any_hashed=any_hashed)
+
+    def check(tmp: Path) -> None:
+        PathFilter.open(tmp)
+
+    write_atomic(path, data, FILTER_MODE, group=group, check=check)
+    count = _HEADER.unpack_from(data)[3]
+    return PathFilterStats(Path(path), count, match_all, len(data))
+
+
+# --------------------------------------------------------------------------- reader
+
+
+@dataclass(frozen=True, slots=True)
+class PathFilter:
+    """A verified filter in memory (tests and diagnostics; the adapter has its own)."""
+
+    keys: frozenset[int]
+    match_all: bool
+    policy_version: int
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str]) -> PathFilter:
+        """Read and verify ``path``; raises :class:`PathFilterError` if unusable."""
+        p = os.fspath(path)
+        try:
+            with open(p, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+                data = bytes(mm)
+        except (OSError, ValueError) as exc:
+            raise PathFilterError(p, f"cannot read: {exc}") from exc
+        if len(data) < HEADER_SIZE:
+            raise PathFilterError(p, "truncated header")
+        magic, version, flags, count, policy_version, digest = _HEADER.unpack_from(data)
+        if magic != MAGIC:
+            raise PathFilterError(p, "not a path filter (bad magic)")
+        if version != VERSION:
+            raise PathFilterError(p, f"unsupported filter version {version}")
+        if len(data) != HEADER_SIZE + 8 * count:
+            raise PathFilterError(p, f"size {len(data)} does not match header")
+        body = data[HEADER_SIZE:]
+        if hashlib.sha256(body).digest() != digest:
+            raise PathFilterError(p, "checksum mismatch")
+        keys = frozenset(struct.unpack(f"<{count}Q", body))
+        return cls(keys, bool(flags & FLAG_MATCH_ALL), policy_version)
+
+    def wants(self, raw: bytes) -> bool:
+        """What the adapter answers for raw request path ``raw``: True = ask the helper."""
+        if self.match_all:
+            return True
+        keys = probe_keys(raw)
+        return keys is None or any(k in self.keys for k in keys)
