@@ -1,19 +1,25 @@
 """Squid end to end: the helper vs. a ``url_regex`` ACL vs. no filtering (issue 6).
 
 One shipped Squid config (``resolvers/squid/squid.conf``, rendered as the tests do) run
-three ways in the same process, one after the other, against the same loopback origin:
+four ways in the same process, one after the other, against the same loopback origin:
 
-- ``helper``: as shipped, ``edgeagent-squid-helper`` over a 100,000-entry index;
-- ``url_regex``: the helper lines replaced by ``acl edgeagent_listed url_regex -i FILE``
+- ``helper``: as shipped: the eCAP path prefilter (``resolvers/squid/ecap``) over the
+  index's path filter, the cached ``--mode host`` ACL, and ``edgeagent-squid-helper`` for
+  the requests the prefilter cannot rule out, over a 100,000-entry index;
+- ``helper_every_url``: the documented fallback without eCAP: the helper is asked about
+  every URL (``http_access deny edgeagent_listed``);
+- ``url_regex``: the agent's lines replaced by ``acl edgeagent_listed url_regex -i FILE``
   with 10,000 patterns (what an operator without the agent would write);
-- ``none``: the helper lines and the ``deny`` removed.
+- ``none``: every filtering line removed.
 
 Load: ``wrk`` (Debian package ``wrk``), one thread, 32 keep-alive connections, for
 ``seconds`` each, origin-form requests to Squid's accel port (the diverted-client path)
 with a ``Host`` header. Every request has a new URL (a per-connection counter in the Lua
 script) on one of 16 hosts that have URL-level entries, so Squid's external-ACL cache
 (``ttl=1``) never answers for the helper: each request is one helper lookup. None of the
-URLs is listed (the common case on a diverted host: the innocent pages).
+URLs is listed (the common case on a diverted host: the innocent pages), and none shares a
+path with an entry, so with the prefilter no request is asked per URL: what is measured is
+the in-process check plus the cached host ACL.
 
 Each variant is measured ``rounds`` times, interleaved (none, helper, url_regex, none,
 ...), and the best rate is kept: the machine may be shared, and the best of interleaved
@@ -45,6 +51,8 @@ ANCHOR = "issue 6: the helper costs <= 15 % against no filtering"
 HOST = "127.0.0.1"
 HOSTS = 16  # distinct request hosts (all with URL-level entries in the index)
 CONNECTIONS = 32
+VARIANTS = ("none", "helper", "helper_candidates", "helper_every_url", "url_regex")
+CANDIDATE_EVERY = 20  # helper_candidates: one request in 20 is a prefilter candidate
 ROOT = Path(__file__).resolve().parent.parent
 
 LUA = """\
@@ -54,11 +62,16 @@ local port = "{port}"
 function init(args)
   counter = math.random(1, 1000000) * 1000
 end
+local candidate_every = {candidate_every}
 function request()
   counter = counter + 1
   local h = counter % hosts
-  return wrk.format("GET", "/p/page-" .. counter .. ".html",
-                    {{["Host"] = "h" .. h .. ".site.test:" .. port}})
+  local path = "/p/page-" .. counter .. ".html"
+  if candidate_every > 0 and counter % candidate_every == 0 then
+    -- a path listed on another host: the prefilter must pass it to the helper
+    path = "/p/listed-20.html"
+  end
+  return wrk.format("GET", path, {{["Host"] = "h" .. h .. ".site.test:" .. port}})
 end
 """
 
@@ -87,18 +100,35 @@ def _regex_file(path: Path, n: int) -> None:
     path.write_text("".join(lines))
 
 
+_AGENT_LINE = re.compile(
+    r"^(?:external_acl_type edgeagent_|acl edgeagent_(?!clients)|ecap_|loadable_modules |"
+    r"adaptation_access |http_access deny (?:CONNECT )?edgeagent_|adapted_http_access |"
+    r"deny_info ).*$",
+    re.M,
+)
+_ALLOW_CLIENTS = "http_access allow edgeagent_clients"
+
+
 def _variant(conf_text: str, variant: str, regex_file: Path) -> str:
     """The shipped config with the filtering lines swapped for ``variant``."""
-    ext = re.compile(r"^external_acl_type edgeagent_url .*$", re.M)
-    acl = re.compile(r"^acl edgeagent_listed external edgeagent_url$", re.M)
-    if variant == "helper":
+    if variant in ("helper", "helper_candidates"):
         return conf_text
-    out = ext.sub("", conf_text)
+    if variant == "helper_every_url":
+        cut = conf_text.index("ecap_enable on")
+        text = conf_text[:cut] + re.sub(
+            r"^(?:ecap_|loadable_modules |adaptation_access |acl edgeagent_maybe_listed |"
+            r"adapted_http_access ).*$",
+            "",
+            conf_text[cut:],
+            flags=re.M,
+        )
+        return text.replace(_ALLOW_CLIENTS, f"http_access deny edgeagent_listed\n{_ALLOW_CLIENTS}")
+    out = _AGENT_LINE.sub("", conf_text)
     if variant == "url_regex":
-        return acl.sub(f'acl edgeagent_listed url_regex -i "{regex_file}"', out)
-    out = acl.sub("", out)
-    out = re.sub(r"^http_access deny edgeagent_listed$", "", out, flags=re.M)
-    return re.sub(r"^deny_info .* edgeagent_listed$", "", out, flags=re.M)
+        acl = f'acl edgeagent_listed url_regex -i "{regex_file}"'
+        rule = f"{acl}\nhttp_access deny edgeagent_listed"
+        return out.replace(_ALLOW_CLIENTS, f"{rule}\n{_ALLOW_CLIENTS}")
+    return out
 
 
 def _wait_port(port: int, proc: subprocess.Popen[bytes], what: str) -> None:
@@ -202,8 +232,9 @@ def rows(quick: bool) -> list[Row]:
 
 def run(seconds: int, rounds: int) -> list[Row]:
     """``rounds`` interleaved rounds of ``seconds`` per variant; best rate of each."""
+    from edgeagent.lab.proxy import render_squid_conf
     from edgeagent.proxy.index import write_index
-    from tests.integration.squidproxy import render_conf
+    from edgeagent.proxy.pathfilter import filter_path, write_path_filter
 
     if shutil.which("wrk") is None:
         raise RuntimeError("wrk not found: apt-get install wrk")
@@ -212,7 +243,9 @@ def run(seconds: int, rounds: int) -> list[Row]:
         base = Path(tmp)
         os.chmod(base, 0o755)
         index = base / "idx.bin"
-        write_index(_state(entries), index, group="proxy")
+        state = _state(entries)
+        write_path_filter(state, filter_path(index), group="proxy")
+        write_index(state, index, group="proxy")
         regex = base / "listed.regex"
         _regex_file(regex, patterns)
         os.chmod(regex, 0o644)
@@ -226,7 +259,11 @@ def run(seconds: int, rounds: int) -> list[Row]:
             assert origin.stdout is not None
             origin_port = int(origin.stdout.readline())
             script = base / "load.lua"
-            script.write_text(LUA.format(hosts=HOSTS, port=origin_port))
+            script.write_text(LUA.format(hosts=HOSTS, port=origin_port, candidate_every=0))
+            candidates = base / "candidates.lua"
+            candidates.write_text(
+                LUA.format(hosts=HOSTS, port=origin_port, candidate_every=CANDIDATE_EVERY)
+            )
             origin_rate = _wrk(origin_port, script, seconds)
             rates: dict[str, float] = {}
             cpus: dict[str, float] = {}
@@ -235,13 +272,16 @@ def run(seconds: int, rounds: int) -> list[Row]:
             work = base / "squid"
             work.mkdir()
             os.chmod(work, 0o777)  # Squid (user proxy) writes its log, pid and stats here
-            shipped, _, accel_port = render_conf(work, index, "http://stop.edgeagent.test", hosts)
+            shipped, _, accel_port = render_squid_conf(
+                work, index, "http://stop.edgeagent.test", hosts=hosts
+            )
             # One variant at a time, same work dir and ports: only the filtering differs.
             for _ in range(rounds):
-                for variant in ("none", "helper", "url_regex"):
+                for variant in VARIANTS:
                     conf = work / f"squid-{variant}.conf"
                     conf.write_text(_variant(shipped.read_text(), variant, regex))
-                    rate, cpu = _measure_squid(conf, accel_port, script, seconds)
+                    load = candidates if variant == "helper_candidates" else script
+                    rate, cpu = _measure_squid(conf, accel_port, load, seconds)
                     if rate > rates.get(variant, 0.0):
                         rates[variant], cpus[variant] = rate, cpu
         finally:
@@ -252,11 +292,20 @@ def run(seconds: int, rounds: int) -> list[Row]:
         f"wrk -t1 -c{CONNECTIONS} -d{seconds}s, unique URLs on {HOSTS} diverted hosts, "
         f"best of {rounds} interleaved round(s)"
     )
-    helper_name = f"Squid + helper, {entries:,}-entry index"
+    helper_name = f"Squid + helper with the path prefilter (shipped), {entries:,}-entry index"
+    every_name = f"Squid + helper asked for every URL (no eCAP), {entries:,}-entry index"
     regex_name = f"Squid + url_regex ACL, {patterns:,} patterns"
     return [
         Row("Squid, no filtering", none, "requests/s", "", load),
         Row(helper_name, rates["helper"], "requests/s", "", load),
+        Row(
+            f"{helper_name}, 1 request in {CANDIDATE_EVERY} a candidate",
+            rates["helper_candidates"],
+            "requests/s",
+            "",
+            "a path listed on another host: prefilter says maybe, the helper says no",
+        ),
+        Row(every_name, rates["helper_every_url"], "requests/s", "", "the fallback without eCAP"),
         Row(regex_name, rates["url_regex"], "requests/s", "", "the alternative without the agent"),
         Row(
             "helper cost vs. no filtering (rate)",
@@ -266,10 +315,27 @@ def run(seconds: int, rounds: int) -> list[Row]:
             ANCHOR,
         ),
         Row(
+            f"helper, 1 in {CANDIDATE_EVERY} a candidate: cost vs. no filtering (rate)",
+            100.0 * (1.0 - rates["helper_candidates"] / none),
+            "%",
+        ),
+        Row(
+            "helper for every URL: cost vs. no filtering (rate)",
+            100.0 * (1.0 - rates["helper_every_url"] / none),
+            "%",
+        ),
+        Row(
             "url_regex cost vs. no filtering (rate)", 100.0 * (1.0 - rates["url_regex"] / none), "%"
         ),
         Row("CPU per request: Squid, no filtering", cpus["none"], "us", "", "Squid process tree"),
         Row(f"CPU per request: {helper_name}", cpus["helper"], "us", "", "Squid + helper children"),
+        Row(
+            f"CPU per request: {every_name}",
+            cpus["helper_every_url"],
+            "us",
+            "",
+            "Squid + helper children",
+        ),
         Row(f"CPU per request: {regex_name}", cpus["url_regex"], "us", "", "Squid process tree"),
         Row(
             "helper cost vs. no filtering (CPU per request)",
