@@ -44,8 +44,10 @@ File layout (little-endian)::
     body    count x u64 keys (first 8 digest bytes, little-endian), sorted, unique
 
 8 bytes per url/url-prefix entry; written 0640 with the proxy's group, atomically, before
-the index, so a new block is never hidden by an older filter for longer than the
-adapter's check interval (0.25 s).
+the index. The adapter (option ``index=``) uses a filter only while its policy version
+equals the one in the index header; a filter older than the index (not written, not
+readable, not yet renamed) could hide a new entry, so until they match again every
+request is asked.
 """
 
 from __future__ import annotations

@@ -107,7 +107,20 @@ def test_prefilter_swaps_and_failures(env: tuple[Servers, RunningSquid, Path]) -
     assert _get(env, f"www.{CARVED}", "/ok.html") == 200
     assert _get(env, f"www.{CARVED}", "/./ok.html") == 200
     assert _get(env, SITE, "/p/x") == 200
+
+    # 5. A new index whose filter never came (the agent could not write it, say): the
+    #    stale filter must not hide the new entry; the adapter notices the version
+    #    mismatch and asks about every request until the filter catches up.
+    v4 = _state(4, ("domain", CARVED), ("url", f"http://{SITE}/c/newer.html"))
+    write_index(v4, index, group="proxy")
+    _within(3, lambda: _get(env, SITE, "/c/newer.html") == 302)
+    write_path_filter(v4, fpath, group="proxy")
+    time.sleep(0.6)
+    assert _get(env, SITE, "/c/newer.html") == 302
+    assert _get(env, SITE, "/c/other.html") == 200
     log = env[1].log_text()
+    assert "path filter (policy version 3) does not match the index (4)" in log
+    assert "path filter in step with the index (policy version 4)" in log
     assert "path filter refused (truncated header); keeping the last good one" in log
     assert "/ok.html" not in log
     assert CARVED not in log

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -238,6 +239,32 @@ def test_adapter_keys_match_the_python_reference(probe_main: Path, tmp_path: Pat
         assert wants == ("1" if reference.wants(raw) else "0"), raw
         wanted += wants == "1"
     assert 0 < wanted < len(corpus)
+
+
+def test_adapter_uses_the_filter_only_in_step_with_the_index(
+    probe_main: Path, tmp_path: Path
+) -> None:
+    """A filter whose policy version is not the index's (stale, or the index is missing)
+    could hide a new entry: the adapter then asks about every request."""
+    state = _state(("url", f"http://{HOST}/a"))
+    fpath = tmp_path / "idx.bin.paths"
+    write_path_filter(state, fpath)  # policy version 7
+    index = tmp_path / "idx.bin"
+
+    def answers() -> list[str]:
+        res = subprocess.run(
+            [str(probe_main), str(fpath), "--index", str(index)],
+            input=b"/a\n/b\n",
+            capture_output=True,
+            check=True,
+        )
+        return [ln.rsplit(" ", 1)[1] for ln in res.stdout.decode().splitlines()]
+
+    assert answers() == ["wants=1", "wants=1"]  # no index yet
+    index.write_bytes(build_index(state)[0])
+    assert answers() == ["wants=1", "wants=0"]
+    index.write_bytes(build_index(replace(state, version=8))[0])
+    assert answers() == ["wants=1", "wants=1"]
 
 
 def test_adapter_without_a_usable_filter_asks_for_everything(

@@ -11,8 +11,9 @@
 // implements request_parts() and probe_keys() from there byte for byte
 // (tests/unit/test_pathfilter.py compares the two on a corpus through probe-main).
 //
-// Failure handling: no filter loaded (missing, unreadable, bad checksum) -> "true" for
-// every request, i.e. the helper sees everything, as without this adapter. A bad new file
+// Failure handling: no filter loaded (missing, unreadable, bad checksum), or a filter
+// whose policy version is not the index's (option index=) -> "true" for every request,
+// i.e. the helper sees everything, as without this adapter. A bad new file
 // keeps the last good one. The file is looked at every 250 ms (stat only) and read
 // into memory whole (8 bytes per url/url-prefix entry).
 // Never throws into Squid: every failure degrades to "ask the helper".
@@ -240,6 +241,7 @@ class Filter {
         f->keys_.resize(static_cast<size_t>(count));
         if (count) std::memcpy(f->keys_.data(), p + kHeaderSize, 8 * count);
         f->matchAll_ = flags & kFlagMatchAll;
+        std::memcpy(&f->policyVersion_, p + 24, 8);
         f->ino_ = st.st_ino;
         f->fsize_ = st.st_size;
         f->mtime_ = st.st_mtim;
@@ -250,6 +252,7 @@ class Filter {
         return std::binary_search(keys_.begin(), keys_.end(), key);
     }
     bool matchAll() const { return matchAll_; }
+    uint64_t policyVersion() const { return policyVersion_; }
     size_t count() const { return keys_.size(); }
     bool same(const struct stat &st) const {
         return st.st_ino == ino_ && st.st_size == fsize_ &&
@@ -260,6 +263,7 @@ class Filter {
     Filter() = default;
     std::vector<uint64_t> keys_;  // sorted (the writer sorts; binary_search needs it)
     bool matchAll_ = false;
+    uint64_t policyVersion_ = 0;
     ino_t ino_ = 0;
     off_t fsize_ = 0;
     timespec mtime_{};
@@ -268,19 +272,25 @@ class Filter {
 // The decision, independent of eCAP (probe-main and the service use it).
 class Prefilter {
   public:
-    explicit Prefilter(std::string path = std::string()) : path_(std::move(path)) {}
+    // `index`: the helper's index; when given, the filter is only used while both carry
+    // the same policy version (a filter older than the index could hide a new entry).
+    explicit Prefilter(std::string path = std::string(), std::string index = std::string())
+        : path_(std::move(path)), indexPath_(std::move(index)) {}
 
-    void setPath(const std::string &path) {
+    void setPaths(const std::string &path, const std::string &index) {
         path_ = path;
+        indexPath_ = index;
         current_.reset();
         nextCheckNs_ = 0;
         badSet_ = false;
+        indexIdent_ = {};
+        indexVersion_ = -1;
     }
 
     // True: the request may be listed, ask the helper.
     bool wants(const std::string &raw) {
         maybeReload();
-        if (!current_ || current_->matchAll()) return true;
+        if (!current_ || current_->matchAll() || !inStep_) return true;
         // Squid asks twice per request (candidate check, then the service plan): answer
         // the repeat from memory. A reload resets the memory (current_ changes).
         if (memoFilter_ == current_.get() && raw == memoRaw_) return memoAnswer_;
@@ -313,16 +323,61 @@ class Prefilter {
         return ts.tv_sec * 1000000000L + ts.tv_nsec;
     }
 
+    static bool sameFile(const struct stat &a, const struct stat &b) {
+        return a.st_ino == b.st_ino && a.st_size == b.st_size &&
+               a.st_mtim.tv_sec == b.st_mtim.tv_sec && a.st_mtim.tv_nsec == b.st_mtim.tv_nsec;
+    }
+
+    // Policy version in the index header (magic "EAPXIDX1", u64 at offset 24), or -1.
+    static int64_t indexVersion(const std::string &path) {
+        const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+        if (fd < 0) return -1;
+        unsigned char head[32];
+        const ssize_t n = read(fd, head, sizeof head);
+        close(fd);
+        if (n != static_cast<ssize_t>(sizeof head) || std::memcmp(head, "EAPXIDX1", 8) != 0)
+            return -1;
+        uint64_t version;
+        std::memcpy(&version, head + 24, 8);
+        return static_cast<int64_t>(version);
+    }
+
     void maybeReload() {
         const long now = nowNs();
         if (now < nextCheckNs_) return;
         nextCheckNs_ = now + kCheckIntervalNs;
+        reloadFilter();
+        if (!indexPath_.empty()) {
+            struct stat ist;
+            if (stat(indexPath_.c_str(), &ist) != 0) {
+                indexVersion_ = -1;
+                indexIdent_ = {};
+            } else if (!sameFile(ist, indexIdent_)) {
+                indexIdent_ = ist;
+                indexVersion_ = indexVersion(indexPath_);
+            }
+        }
+        const bool inStep = indexPath_.empty() ||
+                            (current_ && static_cast<int64_t>(current_->policyVersion()) ==
+                                             indexVersion_);
+        if (current_ && !indexPath_.empty() && inStep != inStep_) {
+            note_ += (note_.empty() ? "" : "; ");
+            note_ += inStep ? "path filter in step with the index (policy version " +
+                                  std::to_string(current_->policyVersion()) + ")"
+                            : "path filter (policy version " +
+                                  std::to_string(current_->policyVersion()) +
+                                  ") does not match the index (" +
+                                  std::to_string(indexVersion_) +
+                                  "): every request goes to the helper";
+        }
+        inStep_ = inStep;
+    }
+
+    void reloadFilter() {
         struct stat st;
         if (path_.empty() || stat(path_.c_str(), &st) != 0) return;  // keep what we have
         if (current_ && current_->same(st)) return;
-        if (badSet_ && st.st_ino == bad_.st_ino && st.st_size == bad_.st_size &&
-            st.st_mtim.tv_sec == bad_.st_mtim.tv_sec && st.st_mtim.tv_nsec == bad_.st_mtim.tv_nsec)
-            return;  // already refused this exact file
+        if (badSet_ && sameFile(st, bad_)) return;  // already refused this exact file
         std::string why;
         std::shared_ptr<const Filter> f = Filter::open(path_, why);
         if (!f) {
@@ -339,6 +394,10 @@ class Prefilter {
     }
 
     std::string path_;
+    std::string indexPath_;
+    struct stat indexIdent_{};
+    int64_t indexVersion_ = -1;
+    bool inStep_ = false;
     std::shared_ptr<const Filter> current_;
     long nextCheckNs_ = 0;
     struct stat bad_{};
@@ -364,7 +423,8 @@ class Service : public libecap::adapter::Service {
     void describe(std::ostream &os) const override { os << "edgeagent path prefilter"; }
     void configure(const libecap::Options &cfg) override {
         const libecap::Area path = cfg.option(libecap::Name("filter"));
-        prefilter_.setPath(path.toString());
+        const libecap::Area index = cfg.option(libecap::Name("index"));
+        prefilter_.setPaths(path.toString(), index.toString());
     }
     void reconfigure(const libecap::Options &cfg) override { configure(cfg); }
     bool wantsUrl(const char *url) const override {
@@ -428,16 +488,24 @@ const bool Registered = libecap::RegisterVersionedService(new Service);
 // Reads raw request paths, one per line, from stdin; prints for each:
 //   "-" when not judged, else the probe keys in hex (16 digits each, space-separated),
 //   then, with a filter file argument, " wants=0|1".
-// `probe-main FILTER --count`: prints only "<lines> <wanted> <seconds>" (the benchmark's
-// in-process cost per request, without the printing).
+// `probe-main FILTER [--index INDEX] [--count]`: with --index, the filter is used only
+// while it carries the index's policy version; --count prints only
+// "<lines> <wanted> <seconds>" (the benchmark's in-process cost, without the printing).
 #include <chrono>
 #include <cstdio>
 
 int main(int argc, char **argv) {
-    edgeagent::Prefilter prefilter(argc > 1 ? argv[1] : "");
+    std::string filter = argc > 1 ? argv[1] : "", index;
+    bool count = false;
+    for (int i = 2; i < argc; ++i) {
+        const std::string arg = argv[i];
+        if (arg == "--count") count = true;
+        else if (arg == "--index" && i + 1 < argc) index = argv[++i];
+    }
+    edgeagent::Prefilter prefilter(filter, index);
     std::string line;
     std::vector<uint64_t> keys;
-    if (argc > 2 && std::string(argv[2]) == "--count") {
+    if (count) {
         std::vector<std::string> lines;
         while (std::getline(std::cin, line)) lines.push_back(line);
         prefilter.wants("/");  // load the filter outside the timed loop
