@@ -124,3 +124,33 @@ def test_prefilter_swaps_and_failures(env: tuple[Servers, RunningSquid, Path]) -
     assert "path filter refused (truncated header); keeping the last good one" in log
     assert "/ok.html" not in log
     assert CARVED not in log
+
+
+@pytest.mark.parametrize("mode", ["closed", "open"])
+def test_fail_mode_before_any_index(mode: str) -> None:
+    """No index and no filter yet: ``closed`` refuses every request (the cached host ACL
+    refuses every host, so nothing depends on the prefilter), ``open`` passes them."""
+    require_binary("squid")
+    servers = Servers()
+    work = Path(tempfile.mkdtemp(prefix="edgeagent-failmode-"))
+    os.chmod(work, 0o755)
+    squid = start_squid(
+        work / "squid",
+        work / "missing-index.bin",
+        f"http://{HOST}:{servers.stop_port}",
+        {SITE: HOST},
+        fail_mode=mode,
+    )
+    try:
+        status, headers, _ = raw_get(
+            squid.accel_port, "/any/page.html", host=f"{SITE}:{servers.origin_port}"
+        )
+        if mode == "closed":
+            assert status == 302
+            assert headers["location"].endswith("/blocked?source=unavailable")
+        else:
+            assert status == 200
+    finally:
+        squid.stop()
+        servers.close()
+        shutil.rmtree(work, ignore_errors=True)
