@@ -280,3 +280,37 @@ def test_adapter_without_a_usable_filter_asks_for_everything(
             "wants=1",
             "wants=1",
         ]
+
+
+def test_adapter_under_sanitizers_on_random_bytes(tmp_path: Path) -> None:
+    """Arbitrary bytes (what a client can put in a request path) through the driver built
+    with AddressSanitizer and UBSan: no finding, and the same keys as the reference."""
+    res = subprocess.run(
+        ["make", "-s", "-C", str(PREFILTER_DIR), "build/probe-main-asan"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert res.returncode == 0, res.stderr
+    rnd = random.Random(7)
+    alphabet = b"/%.\\?#abcAF0129ef\x00\x01\x7f\x80\xff "
+    corpus = [b"/"] + [
+        bytes(rnd.choice(alphabet) for _ in range(rnd.randint(0, 300))) for _ in range(5000)
+    ]
+    fpath = tmp_path / "f.paths"
+    write_path_filter(
+        _state(("url", f"http://{HOST}/a/b/"), ("url-prefix", f"http://{HOST}/x")), fpath
+    )
+    run = subprocess.run(
+        [str(PREFILTER_DIR / "build" / "probe-main-asan"), str(fpath)],
+        input=b"\n".join(corpus) + b"\n",
+        capture_output=True,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr.decode(errors="replace")[-2000:]
+    lines = run.stdout.decode().splitlines()
+    assert len(lines) == len(corpus)
+    for raw, line in zip(corpus, lines, strict=True):
+        keys = probe_keys(raw)
+        expected = "-" if keys is None else " ".join(f"{k:016x}" for k in keys)
+        assert line.rpartition(" wants=")[0] == expected, raw
