@@ -10,6 +10,8 @@ agents in one process; the daemon makes exactly one.
 
 from __future__ import annotations
 
+import contextlib
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 from edgeagent import __version__
@@ -210,3 +212,28 @@ class Metrics:
             ["route", "status"],
             registry=r,
         )
+
+    def forget_feed(self, feed: str) -> None:
+        """Drop every series of ``feed`` (it left the configuration): a feed that is gone
+        must not keep its last timestamps and raise a staleness alert."""
+        collectors = (
+            self.feed_last_attempt,
+            self.feed_last_success,
+            self.feed_max_age,
+            self.feed_entries,
+            self.feed_bytes,
+            self.feed_duration,
+            self.feed_held,
+            self.feed_failures,
+        )
+        for collector in collectors:
+            with contextlib.suppress(KeyError):
+                collector.remove(feed)
+        reasons = {
+            sample.labels["reason"]
+            for metric in self.feed_rejected.collect()
+            for sample in metric.samples
+            if sample.labels.get("feed") == feed
+        }
+        for reason in reasons:
+            self.feed_rejected.remove(feed, reason)

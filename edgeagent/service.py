@@ -9,7 +9,9 @@ signals:
 - ``WATCHDOG=1`` from the event loop at half of ``$WATCHDOG_USEC`` (a stalled loop stops
   the pings, and systemd restarts us);
 - ``SIGHUP``: ``RELOADING=1``, the config is read and validated again; on any error the
-  old settings stay and the error is logged; listener addresses need a restart;
+  old settings stay and the error is logged. Feeds take effect at once: a removed feed
+  stops counting and its metric series go, a new or changed feed is (re)scheduled and
+  synced. Listener addresses and the store path need a restart (logged);
 - ``SIGTERM``/``SIGINT``: stop accepting, drain in-flight requests, stop jobs, close the
   store, ``STOPPING=1``.
 """
@@ -36,6 +38,7 @@ from edgeagent.decisions import DecisionService
 from edgeagent.diversion import RouteDiversion
 from edgeagent.engine import PolicyEngine, PolicySnapshot
 from edgeagent.errors import ConfigError, ConfigProblem, EdgeAgentError
+from edgeagent.feeds.base import FeedSpec
 from edgeagent.feeds.runner import FeedRunner
 from edgeagent.feeds.specs import feed_specs
 from edgeagent.guard import ChangeLimits, Guard, ProtectedNames, PublicSuffixes
@@ -400,6 +403,8 @@ class Daemon:
         self.notifier.reloading()
         try:
             new = load_config(self.config_path)
+            # Feed secrets are read here too: a missing one refuses the whole reload.
+            specs = feed_specs(new) if new.feeds != self.agent.settings.feeds else None
         except EdgeAgentError as exc:
             log.error("reload refused, old config stays", extra=fields(error=str(exc)))
         else:
@@ -407,9 +412,35 @@ class Daemon:
             self.agent.settings = new
             self.agent.decisions.public_needs_approval = new.api.public_reports_need_approval
             self.agent.engine.set_feeds(frozenset(new.feeds))
+            if specs is not None:
+                self._reload_feeds(specs)
             log.info("config reloaded", extra=fields(needs_restart=changed))
             self._policy_changed.set()
         self.notifier.ready("reloaded")
+
+    def _reload_feeds(self, specs: list[FeedSpec]) -> None:
+        """New, changed and removed feeds take effect now: jobs replaced, new ones synced."""
+        feeds = self.agent.feeds
+        changed, removed = feeds.replace_specs(specs)
+        scheduler = getattr(self, "scheduler", None)
+        if scheduler is not None:
+            from apscheduler.jobstores.base import JobLookupError
+
+            for name in [*removed, *(n for n in changed if not feeds.specs[n].enabled)]:
+                with contextlib.suppress(JobLookupError):
+                    scheduler.remove_job(f"feed:{name}")
+            feeds.schedule(scheduler, [n for n in changed if feeds.specs[n].enabled])
+        for name in changed:
+            if feeds.specs[name].enabled:
+                task = asyncio.get_running_loop().create_task(self._sync_reloaded(name))
+                self._tasks.append(task)
+        log.info("feeds reloaded", extra=fields(changed=changed, removed=removed))
+
+    async def _sync_reloaded(self, name: str) -> None:
+        try:
+            await self.agent.feeds.sync(name)
+        except Exception:
+            log.exception("sync of a reloaded feed failed", extra=fields(feed=name))
 
     async def _watchdog(self, interval: float) -> None:
         while True:
@@ -509,7 +540,4 @@ def _restart_only_changes(old: Settings, new: Settings) -> list[str]:
         changed.append("metrics.listen")
     if old.store_path != new.store_path:
         changed.append("store.path")
-    if old.feeds != new.feeds:
-        # Removed feeds stop counting at once; new or changed ones sync after a restart.
-        changed.append("feeds")
     return changed

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -45,21 +45,40 @@ class FeedRunner:
         max_age: Callable[[FeedSpec], float] | None = None,
         on_change: Callable[[], None] | None = None,
     ) -> None:
-        self.specs = {s.name: s for s in specs}
+        self.specs: dict[str, FeedSpec] = {}
         self.store = store
         self.guard = guard
         self.metrics = metrics
         self.board = StatusBoard()
         self.on_change = on_change
         self._session: aiohttp.ClientSession | None = None
-        self.board.load(store, self.specs)
+        self._max_age_of = max_age
+        self.max_age: dict[str, float] = {}
+        self.replace_specs(specs)
+
+    def replace_specs(self, specs: Sequence[FeedSpec]) -> tuple[list[str], list[str]]:
+        """Take a (reloaded) configuration's feeds; return (new or changed, removed) names.
+
+        Statuses of new feeds are read from the store; the metric series of removed feeds
+        are dropped (a feed that is gone must not raise a staleness alert).
+        """
+        new = {s.name: s for s in specs}
+        changed = sorted(name for name, spec in new.items() if self.specs.get(name) != spec)
+        removed = sorted(set(self.specs) - set(new))
+        fresh = [name for name in new if name not in self.specs]
+        self.specs = new
+        self.board.load(self.store, fresh)
         # Staleness limit: three missed intervals unless the caller says otherwise.
         self.max_age = {
-            s.name: max_age(s) if max_age else 3 * (s.interval or 43200.0) for s in specs
+            s.name: self._max_age_of(s) if self._max_age_of else 3 * (s.interval or 43200.0)
+            for s in specs
         }
-        for spec in self.specs.values():
-            metrics.feed_max_age.labels(feed=spec.name).set(self.max_age[spec.name])
+        for spec in new.values():
+            self.metrics.feed_max_age.labels(feed=spec.name).set(self.max_age[spec.name])
             self._export(self.board.get(spec.name))
+        for name in removed:
+            self.metrics.forget_feed(name)
+        return changed, removed
 
     async def close(self) -> None:
         if self._session is not None:
@@ -93,11 +112,14 @@ class FeedRunner:
             if spec.enabled
         ]
 
-    def schedule(self, scheduler: Any) -> list[Any]:
+    def schedule(self, scheduler: Any, names: Iterable[str] | None = None) -> list[Any]:
+        """Schedule every feed, or only ``names`` (jobs ``feed:<name>`` are replaced)."""
+
         async def run(spec: FeedSpec) -> None:
             await self.sync(spec.name)
 
-        return schedule_feeds(scheduler, list(self.specs.values()), run)
+        wanted = self.specs.values() if names is None else [self.specs[n] for n in names]
+        return schedule_feeds(scheduler, list(wanted), run)
 
     def approve(
         self, name: str, actor: str, reason: str = "", generation_id: int | None = None

@@ -192,3 +192,76 @@ def test_mtls_is_a_config_switch(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_sighup_adds_changes_and_removes_feeds(tmp_path: Path) -> None:
+    """Feeds in a reloaded config take effect without a restart: a new feed is synced at
+    once, a removed one leaves the policy, the feed list and the metrics."""
+    api_port, metrics_port = free_port(udp=False), free_port(udp=False)
+    config = tmp_path / "edgeagent.toml"
+    base = (
+        f'[agent]\nstate_dir = "{tmp_path / "state"}"\nlog_format = "json"\n'
+        f"[api]\nport = {api_port}\n[metrics]\nport = {metrics_port}\n"
+    )
+    listing = tmp_path / "domains.txt"
+    listing.write_text("one.reload.test\ntwo.reload.test\n")
+    feed = (
+        '[feeds.police-reload]\nkind = "domain-list"\nsource = "law-enforcement"\n'
+        f'interval_seconds = 3600\npath = "{listing}"\nformat = "lines"\n'
+    )
+    config.write_text(base)
+    token = subprocess.run(
+        [AGENT, "token", "create", "--role", "analyst", "--name", "ana", "-c", str(config)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()[-1]
+    api = f"http://127.0.0.1:{api_port}"
+
+    def domains() -> int:
+        _, st = _http("GET", f"{api}/v1/status", token)
+        return int(st["entries"]["by_scope"].get("domain", 0))
+
+    def until(check: Any) -> None:
+        deadline = time.monotonic() + 15
+        while not check():
+            assert time.monotonic() < deadline, "not within 15 s"
+            time.sleep(0.1)
+
+    log = (tmp_path / "daemon.log").open("w")
+    proc = subprocess.Popen([AGENT, "run", "-c", str(config)], stdout=log, stderr=log)
+    try:
+        _wait(f"http://127.0.0.1:{metrics_port}/healthz", time.monotonic() + 30)
+        assert domains() == 0
+
+        config.write_text(base + feed)  # a new feed
+        proc.send_signal(signal.SIGHUP)
+        until(lambda: domains() == 2)
+        _, feeds = _http("GET", f"{api}/v1/feeds", token)
+        assert feeds["feeds"]["police-reload"]["entries"] == 2
+
+        listing.write_text("one.reload.test\ntwo.reload.test\nthree.reload.test\n")
+        config.write_text(base + feed.replace("3600", "1800"))  # a changed feed: re-synced
+        proc.send_signal(signal.SIGHUP)
+        until(lambda: domains() == 3)
+
+        config.write_text(base)  # removed
+        proc.send_signal(signal.SIGHUP)
+        until(lambda: domains() == 0)
+        _, feeds = _http("GET", f"{api}/v1/feeds", token)
+        assert feeds == {"feeds": {}}
+        _, metrics = _http("GET", f"http://127.0.0.1:{metrics_port}/metrics")
+        assert 'feed="police-reload"' not in metrics
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        log.close()
+    records = [
+        json.loads(line)
+        for line in (tmp_path / "daemon.log").read_text().splitlines()
+        if line.startswith("{")
+    ]
+    assert any(r["msg"] == "feeds reloaded" for r in records)
