@@ -46,6 +46,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+// Keys are the first 8 digest bytes read as a little-endian u64, on both sides and in the
+// file; a big-endian build would need byte swaps.
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "little-endian hosts only");
+
 namespace edgeagent {
 
 static const char kMagic[8] = {'E', 'A', 'P', 'X', 'P', 'T', 'H', '1'};
