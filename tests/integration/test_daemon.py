@@ -3,12 +3,14 @@ audit verify; a broken config on SIGHUP keeps the old one; SIGTERM stops it clea
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +45,35 @@ def _wait(url: str, deadline: float) -> None:
     raise AssertionError(f"{url} never answered")
 
 
+def _token(config: Path, role: str, name: str) -> str:
+    out = subprocess.run(
+        [AGENT, "token", "create", "--role", role, "--name", name, "-c", str(config)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return out.stdout.split()[-1]
+
+
+@contextlib.contextmanager
+def _daemon(
+    config: Path, metrics_port: int, log_path: Path | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``edgeagent run`` until it answers /healthz; killed on the way out if still up."""
+    log = log_path.open("w") if log_path is not None else None
+    out: Any = log if log is not None else subprocess.DEVNULL
+    proc = subprocess.Popen([AGENT, "run", "-c", str(config)], stdout=out, stderr=out)
+    try:
+        _wait(f"http://127.0.0.1:{metrics_port}/healthz", time.monotonic() + 30)
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if log is not None:
+            log.close()
+
+
 def test_newcomer_flow_reload_and_stop(tmp_path: Path) -> None:
     api_port, metrics_port = free_port(udp=False), free_port(udp=False)
     config = tmp_path / "edgeagent.toml"
@@ -52,19 +83,10 @@ def test_newcomer_flow_reload_and_stop(tmp_path: Path) -> None:
     )
     config.write_text(good)
 
-    def cli(*args: str) -> str:
-        out = subprocess.run(
-            [AGENT, *args, "-c", str(config)], capture_output=True, text=True, check=True
-        )
-        return out.stdout
-
-    analyst = cli("token", "create", "--role", "analyst", "--name", "ana").split()[-1]
-    supervisor = cli("token", "create", "--role", "supervisor", "--name", "sam").split()[-1]
-    log = (tmp_path / "daemon.log").open("w")
-    proc = subprocess.Popen([AGENT, "run", "-c", str(config)], stdout=log, stderr=log)
-    try:
+    analyst = _token(config, "analyst", "ana")
+    supervisor = _token(config, "supervisor", "sam")
+    with _daemon(config, metrics_port, tmp_path / "daemon.log") as proc:
         api = f"http://127.0.0.1:{api_port}"
-        _wait(f"http://127.0.0.1:{metrics_port}/healthz", time.monotonic() + 30)
 
         status, created = _http(
             "POST",
@@ -119,11 +141,6 @@ def test_newcomer_flow_reload_and_stop(tmp_path: Path) -> None:
 
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        log.close()
     lines = (tmp_path / "daemon.log").read_text().splitlines()
     records = [json.loads(line) for line in lines if line.startswith("{")]
     assert any(r["msg"] == "reload refused, old config stays" for r in records)
@@ -155,17 +172,8 @@ def test_mtls_is_a_config_switch(tmp_path: Path) -> None:
         "require_client_cert = true\n"
         f"[metrics]\nport = {metrics_port}\n"
     )
-    token = subprocess.run(
-        [AGENT, "token", "create", "--role", "noc", "--name", "noc", "-c", str(config)],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()[-1]
-    proc = subprocess.Popen(
-        [AGENT, "run", "-c", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
-        _wait(f"http://127.0.0.1:{metrics_port}/healthz", time.monotonic() + 30)
+    token = _token(config, "noc", "noc")
+    with _daemon(config, metrics_port):
         url = f"https://127.0.0.1:{api_port}/v1/status"
         bare = ssl.create_default_context(cafile=str(tmp_path / "ca.crt"))
         with_cert = ssl.create_default_context(cafile=str(tmp_path / "ca.crt"))
@@ -189,9 +197,6 @@ def test_mtls_is_a_config_switch(tmp_path: Path) -> None:
             raise AssertionError("a client without a certificate got an answer")
         assert get(with_cert, None) == 401
         assert get(with_cert, token) == 200
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 def test_sighup_adds_changes_and_removes_feeds(tmp_path: Path) -> None:
@@ -210,12 +215,7 @@ def test_sighup_adds_changes_and_removes_feeds(tmp_path: Path) -> None:
         f'interval_seconds = 3600\npath = "{listing}"\nformat = "lines"\n'
     )
     config.write_text(base)
-    token = subprocess.run(
-        [AGENT, "token", "create", "--role", "analyst", "--name", "ana", "-c", str(config)],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()[-1]
+    token = _token(config, "analyst", "ana")
     api = f"http://127.0.0.1:{api_port}"
 
     def domains() -> int:
@@ -228,10 +228,7 @@ def test_sighup_adds_changes_and_removes_feeds(tmp_path: Path) -> None:
             assert time.monotonic() < deadline, "not within 15 s"
             time.sleep(0.1)
 
-    log = (tmp_path / "daemon.log").open("w")
-    proc = subprocess.Popen([AGENT, "run", "-c", str(config)], stdout=log, stderr=log)
-    try:
-        _wait(f"http://127.0.0.1:{metrics_port}/healthz", time.monotonic() + 30)
+    with _daemon(config, metrics_port, tmp_path / "daemon.log") as proc:
         assert domains() == 0
 
         config.write_text(base + feed)  # a new feed
@@ -254,11 +251,6 @@ def test_sighup_adds_changes_and_removes_feeds(tmp_path: Path) -> None:
         assert 'feed="police-reload"' not in metrics
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        log.close()
     records = [
         json.loads(line)
         for line in (tmp_path / "daemon.log").read_text().splitlines()
