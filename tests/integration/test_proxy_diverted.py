@@ -21,15 +21,13 @@ the address; origin and Squid's accel port share one high port number).
 
 from __future__ import annotations
 
-import asyncio
 import http.client
 import os
 import shutil
 import tempfile
 import textwrap
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import dns.message
@@ -56,6 +54,7 @@ from tests.integration.resolvers import (
     stop_all,
 )
 from tests.integration.squidproxy import RunningSquid, start_squid, start_unfiltered_resolver
+from tests.integration.webapps import BackgroundApps
 
 pytestmark = pytest.mark.integration
 
@@ -89,24 +88,18 @@ STATE = DesiredState(
 RPZ = RpzSettings(proxy_ipv4=PROXY_ADDR)
 
 
-@dataclass
-class Origin:
+class Origin(BackgroundApps):
     """The origin and the stop page in a background event loop; records what arrived."""
 
-    port: int
-    hits: list[dict[str, str]] = field(default_factory=list)
-    stop_hits: list[str] = field(default_factory=list)
-    loop: asyncio.AbstractEventLoop = field(default_factory=asyncio.new_event_loop)
-    runners: list[web.AppRunner] = field(default_factory=list)
-    stop_port: int = 0
-
-    def __post_init__(self) -> None:
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        self._serve(self._origin_app(), ORIGIN_ADDR, self.port)
+    def __init__(self, port: int) -> None:
+        super().__init__()
+        self.port = port
+        self.hits: list[dict[str, str]] = []
+        self.stop_hits: list[str] = []
+        self.serve(self._origin_app(), ORIGIN_ADDR, port)
         settings = StopPageSettings(sources={"iwf": StopPageSource("the Example Hotline")})
         app = create_stop_page_app(settings, on_hit=self.stop_hits.append)
-        self.stop_port = self._serve(app, STOP_HOST, 0)
+        self.stop_port = self.serve(app, STOP_HOST)
 
     def _origin_app(self) -> web.Application:
         async def page(request: web.Request) -> web.Response:
@@ -123,28 +116,6 @@ class Origin:
         app = web.Application()
         app.router.add_get("/{tail:.*}", page)
         return app
-
-    def _serve(self, app: web.Application, host: str, port: int) -> int:
-        async def go() -> int:
-            runner = web.AppRunner(app, access_log=None)
-            await runner.setup()
-            site = web.TCPSite(runner, host, port)
-            await site.start()
-            self.runners.append(runner)
-            server = site._server
-            assert isinstance(server, asyncio.Server)
-            return int(server.sockets[0].getsockname()[1])
-
-        return asyncio.run_coroutine_threadsafe(go(), self.loop).result(10)
-
-    def close(self) -> None:
-        async def down() -> None:
-            for r in self.runners:
-                await r.cleanup()
-
-        asyncio.run_coroutine_threadsafe(down(), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
 
 
 @dataclass

@@ -18,7 +18,6 @@ high port here): the shipped table connects to the SNI name on the listener's po
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import shutil
 import socket
@@ -26,7 +25,6 @@ import ssl
 import subprocess
 import tempfile
 import textwrap
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -57,6 +55,7 @@ from tests.integration.resolvers import (
     stop_all,
 )
 from tests.integration.squidproxy import start_unfiltered_resolver
+from tests.integration.webapps import BackgroundApps
 
 pytestmark = pytest.mark.integration
 
@@ -114,14 +113,12 @@ def throwaway_cert(workdir: Path) -> tuple[Path, Path, bytes]:
     return cert_file, key_file, cert.public_bytes(serialization.Encoding.DER)
 
 
-class TlsOrigin:
+class TlsOrigin(BackgroundApps):
     """aiohttp over TLS on ``ORIGIN_ADDR:port`` in a background loop; records paths."""
 
     def __init__(self, port: int, cert: Path, key: Path) -> None:
+        super().__init__()
         self.hits: list[str] = []
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ctx.load_cert_chain(cert, key)
 
@@ -131,18 +128,7 @@ class TlsOrigin:
 
         app = web.Application()
         app.router.add_get("/{tail:.*}", page)
-        self.runner = web.AppRunner(app, access_log=None)
-
-        async def go() -> None:
-            await self.runner.setup()
-            await web.TCPSite(self.runner, ORIGIN_ADDR, port, ssl_context=ctx).start()
-
-        asyncio.run_coroutine_threadsafe(go(), self.loop).result(10)
-
-    def close(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
+        self.serve(app, ORIGIN_ADDR, port, ssl_context=ctx)
 
 
 @dataclass

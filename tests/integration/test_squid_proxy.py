@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import http.client
 import os
 import shutil
 import subprocess
 import tempfile
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +20,7 @@ from edgeagent.proxy.pathfilter import filter_path, write_path_filter
 from edgeagent.proxy.stoppage import StopPageSettings, StopPageSource, create_stop_page_app
 from tests.conftest import require_binary
 from tests.integration.squidproxy import HOST, RunningSquid, render_conf, start_squid
+from tests.integration.webapps import BackgroundApps
 
 pytestmark = pytest.mark.integration
 
@@ -29,20 +28,17 @@ SITE = "mixed.site.test"
 CANARY = "http://canary.edgeagent.example/edgeagent-canary"
 
 
-class Servers:
+class Servers(BackgroundApps):
     """Origin and stop page (aiohttp) in a background thread with its own loop."""
 
     def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
+        super().__init__()
         self.hits: list[str] = []
-        self.runners: list[web.AppRunner] = []
-        self.origin_port = self._start(self._origin_app())
+        self.origin_port = self.serve(self._origin_app(), HOST)
         settings = StopPageSettings(
             sources={"iwf": StopPageSource("the Example Hotline"), "decision": StopPageSource("us")}
         )
-        self.stop_port = self._start(create_stop_page_app(settings, on_hit=self.hits.append))
+        self.stop_port = self.serve(create_stop_page_app(settings, on_hit=self.hits.append), HOST)
 
     @staticmethod
     def _origin_app() -> web.Application:
@@ -55,28 +51,6 @@ class Servers:
         app = web.Application()
         app.router.add_get("/{tail:.*}", page)
         return app
-
-    def _start(self, app: web.Application) -> int:
-        async def go() -> int:
-            runner = web.AppRunner(app, access_log=None)
-            await runner.setup()
-            site = web.TCPSite(runner, HOST, 0)
-            await site.start()
-            self.runners.append(runner)
-            server = site._server
-            assert server is not None
-            return int(server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
-
-        return asyncio.run_coroutine_threadsafe(go(), self.loop).result(10)
-
-    def close(self) -> None:
-        async def down() -> None:
-            for r in self.runners:
-                await r.cleanup()
-
-        asyncio.run_coroutine_threadsafe(down(), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
 
 
 def raw_get(port: int, target: str, host: str | None = None) -> tuple[int, dict[str, str], str]:
