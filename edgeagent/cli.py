@@ -97,6 +97,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     path, _ = resolve_config(args.config)
     settings = load_config(path)
     print(f"config OK: {path if path else '<embedded defaults>'}")
+    for warning in settings.warnings:
+        print(f"  warning: {warning}")
     for line in summary(settings):
         print(f"  {line}")
     return EXIT_OK

@@ -22,34 +22,50 @@ Contract:
 
 from __future__ import annotations
 
+import copy
 import ipaddress
 import os
 import re
 import tomllib
 from collections.abc import Mapping, Sequence
-from datetime import date, datetime, time
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
-from urllib.parse import urlsplit
+from typing import Annotated, Any, Literal
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    Strict,
-    ValidationError,
-    ValidationInfo,
-    model_validator,
-)
+from pydantic import AfterValidator, Field, PrivateAttr, Strict, ValidationError, model_validator
 
 import edgeagent
-from edgeagent import canon
-from edgeagent.errors import ConfigError, ConfigProblem, InvalidTarget
+from edgeagent.configtypes import (
+    ConfigModel,
+    Count,
+    Cron,
+    DnsAction,
+    DnsName,
+    Email,
+    Endpoint,
+    EnvName,
+    FileMode,
+    Host,
+    HttpUrl,
+    InputFile,
+    InputPath,
+    IpAddress,
+    IpNetwork,
+    Items,
+    ListenHost,
+    ListenPort,
+    Name,
+    OutputPath,
+    Port,
+    Seconds,
+    SecretFile,
+    Share,
+    Source,
+    one_secret,
+    toml_type,
+)
+from edgeagent.errors import ConfigError, ConfigProblem
 from edgeagent.model import NoticeSource
-
-_T = TypeVar("_T")
+from edgeagent.plugins import concrete_model, rename_old_kinds
 
 DEFAULT_CONFIG_PATH = Path("/etc/edgeagent/edgeagent.toml")
 BUNDLED_LISTS_DIR = Path(edgeagent.__file__).resolve().parent.parent / "blocklists"
@@ -74,156 +90,10 @@ def default_state_dir() -> Path:
     return (Path.cwd() / chosen).resolve()
 
 
-# --------------------------------------------------------------------------- field types
-# Each validator raises ValueError with a reason that is shown as-is to the operator.
-
-
-def _resolve(value: Path, info: ValidationInfo) -> Path:
-    """Make a path absolute against the config file's directory (or the cwd)."""
-    base = (info.context or {}).get("base_dir") or Path.cwd()
-    return (Path(base) / value.expanduser()).resolve()
-
-
-def _existing(what: str) -> AfterValidator:
-    def check(value: Path) -> Path:
-        if not value.exists():
-            raise ValueError(f"{what} {value} does not exist")
-        if what.endswith("file") and not value.is_file():
-            raise ValueError(f"{what} {value} is not a regular file")
-        if not os.access(value, os.R_OK):
-            raise ValueError(f"{what} {value} is not readable")
-        return value
-
-    return AfterValidator(check)
-
-
-def _env_is_set(value: str) -> str:
-    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
-        raise ValueError("not a valid environment variable name")
-    if not os.environ.get(value):
-        raise ValueError(f"environment variable {value} is not set")
-    return value
-
-
-def _http_url(value: str) -> str:
-    if any(c.isspace() or ord(c) < 32 for c in value):
-        raise ValueError("not a valid URL: contains whitespace or control characters")
-    try:
-        parts = urlsplit(value)
-        parts.port  # noqa: B018 - raises ValueError for a bad port
-    except ValueError as exc:
-        raise ValueError(f"not a valid URL: {exc}") from None
-    if parts.scheme not in ("http", "https"):
-        raise ValueError("not a valid URL: must start with http:// or https://")
-    if not parts.hostname:
-        raise ValueError("not a valid URL: no host")
-    if parts.username is not None or parts.password is not None:
-        # Credentials in a URL end up in logs and process lists; use the auth table.
-        raise ValueError("URL must not contain a user name or password (use auth)")
-    return value
-
-
-def _dns_name(value: str) -> str:
-    try:
-        return canon.canonical_name(value)
-    except InvalidTarget as exc:
-        raise ValueError(exc.reason) from None
-
-
-def _host(value: str) -> str:
-    """An IP literal or a host name (for servers the agent connects to)."""
-    try:
-        return str(ipaddress.ip_address(value))
-    except ValueError:
-        return _dns_name(value)
-
-
-def _ip_literal(value: str) -> str:
-    try:
-        return str(ipaddress.ip_address(value))
-    except ValueError:
-        raise ValueError("not a valid IP address") from None
-
-
-def _to_network(value: object) -> object:
-    if not isinstance(value, str):
-        raise ValueError(f"expected a string, got {_toml_type(value)}")
-    try:
-        return ipaddress.ip_network(value)
-    except ValueError:
-        raise ValueError("not a valid IP network (address/prefix length, host bits zero)") from None
-
-
-def _cron(value: str) -> str:
-    from apscheduler.triggers.cron import CronTrigger  # only needed when cron is used
-
-    try:
-        CronTrigger.from_crontab(value, timezone="UTC")
-    except ValueError as exc:
-        raise ValueError(f"not a valid cron expression: {exc}") from None
-    return value
-
-
-def _file_mode(value: int) -> int:
-    if not 0 <= value <= 0o777:
-        raise ValueError("not a file mode (write it in octal, e.g. 0o640)")
-    if value & 0o007:
-        raise ValueError("must not grant access to others (list entries are confidential)")
-    return value
-
-
-def _email(value: str) -> str:
-    if not re.fullmatch(r"[^@\s]+@[^@\s]+", value):
-        raise ValueError("not a valid e-mail address")
-    return value
-
-
-SecretFile = Annotated[Path, Strict(False), AfterValidator(_resolve), _existing("secret file")]
-InputFile = Annotated[Path, Strict(False), AfterValidator(_resolve), _existing("file")]
-InputPath = Annotated[Path, Strict(False), AfterValidator(_resolve), _existing("path")]
-OutputPath = Annotated[Path, Strict(False), AfterValidator(_resolve)]
-EnvName = Annotated[str, AfterValidator(_env_is_set)]
-HttpUrl = Annotated[str, AfterValidator(_http_url)]
-DnsName = Annotated[str, AfterValidator(_dns_name)]
-Host = Annotated[str, AfterValidator(_host)]
-ListenHost = Annotated[str, AfterValidator(_ip_literal)]
-IpAddress = Annotated[str, AfterValidator(_ip_literal)]
-IpNetwork = Annotated[ipaddress.IPv4Network | ipaddress.IPv6Network, BeforeValidator(_to_network)]
-Port = Annotated[int, Field(ge=1, le=65535)]
-ListenPort = Annotated[int, Field(ge=0, le=65535)]  # 0: let the kernel pick (tests)
-Seconds = Annotated[float, Field(gt=0)]
-Share = Annotated[float, Field(ge=0)]
-Count = Annotated[int, Field(ge=0)]
-FileMode = Annotated[int, AfterValidator(_file_mode)]
-Email = Annotated[str, AfterValidator(_email)]
-Cron = Annotated[str, AfterValidator(_cron)]
-# Feed and publisher names appear in metric labels and file names: keep them tame.
-Name = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
-Source = Annotated[NoticeSource, Strict(False)]
-# TOML arrays become tuples (frozen); items keep their strict types.
-Items = Annotated[tuple[_T, ...], Strict(False)]
-DnsAction = Literal["nxdomain", "nodata", "stop-page", "divert"]
-
-
-class _Model(BaseModel):
-    """Base of every section: unknown keys are errors, values are frozen and strict."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
-
-
-def _one_secret(model: BaseModel, stem: str, *, required: bool) -> None:
-    """At most one of ``<stem>_file`` / ``<stem>_env``; exactly one when ``required``."""
-    given = [k for k in (f"{stem}_file", f"{stem}_env") if getattr(model, k) is not None]
-    if len(given) > 1:
-        raise ValueError(f"set {stem}_file or {stem}_env, not both")
-    if required and not given:
-        raise ValueError(f"{stem}_file or {stem}_env is required")
-
-
 # ------------------------------------------------------------------------------- sections
 
 
-class AgentSettings(_Model):
+class AgentSettings(ConfigModel):
     """``[agent]``: process-wide settings."""
 
     state_dir: OutputPath = Field(default_factory=default_state_dir)
@@ -231,14 +101,14 @@ class AgentSettings(_Model):
     log_format: Literal["json", "text"] = "json"
 
 
-class StoreSettings(_Model):
+class StoreSettings(ConfigModel):
     """``[store]``: where decisions, feed generations and the audit log live."""
 
     backend: Literal["sqlite"] = "sqlite"
     path: OutputPath | None = None  # None: <state_dir>/edgeagent.sqlite3
 
 
-class ApiSettings(_Model):
+class ApiSettings(ConfigModel):
     """``[api]``: the control API."""
 
     enabled: bool = True
@@ -261,7 +131,7 @@ class ApiSettings(_Model):
         return self
 
 
-class MetricsSettings(_Model):
+class MetricsSettings(ConfigModel):
     """``[metrics]``: Prometheus ``/metrics``, ``/healthz``, ``/readyz``."""
 
     enabled: bool = True
@@ -287,7 +157,7 @@ def _expand_lists(paths: tuple[Path, ...]) -> tuple[Path, ...]:
     return tuple(files)
 
 
-class GuardSettings(_Model):
+class GuardSettings(ConfigModel):
     """``[guard]``: what may never be blocked and how much a feed may change unattended."""
 
     # Files, or directories standing for their *.txt files; holds files once validated.
@@ -304,7 +174,7 @@ class GuardSettings(_Model):
 # --- feeds
 
 
-class BasicAuth(_Model):
+class BasicAuth(ConfigModel):
     kind: Literal["basic"]
     username: str
     password_file: SecretFile | None = None
@@ -312,22 +182,22 @@ class BasicAuth(_Model):
 
     @model_validator(mode="after")
     def _secret(self) -> BasicAuth:
-        _one_secret(self, "password", required=True)
+        one_secret(self, "password", required=True)
         return self
 
 
-class BearerAuth(_Model):
+class BearerAuth(ConfigModel):
     kind: Literal["bearer"]
     token_file: SecretFile | None = None
     token_env: EnvName | None = None
 
     @model_validator(mode="after")
     def _secret(self) -> BearerAuth:
-        _one_secret(self, "token", required=True)
+        one_secret(self, "token", required=True)
         return self
 
 
-class ClientCertAuth(_Model):
+class ClientCertAuth(ConfigModel):
     kind: Literal["client-cert"]
     cert_file: InputFile
     key_file: SecretFile
@@ -336,14 +206,14 @@ class ClientCertAuth(_Model):
 
     @model_validator(mode="after")
     def _secret(self) -> ClientCertAuth:
-        _one_secret(self, "key_password", required=False)
+        one_secret(self, "key_password", required=False)
         return self
 
 
 FeedAuth = Annotated[BasicAuth | BearerAuth | ClientCertAuth, Field(discriminator="kind")]
 
 
-class _FeedCommon(_Model):
+class _FeedCommon(ConfigModel):
     """Keys every feed kind has."""
 
     enabled: bool = True
@@ -454,7 +324,7 @@ class RpzAxfrFeed(_FeedCommon):
 
     @model_validator(mode="after")
     def _tsig(self) -> RpzAxfrFeed:
-        _one_secret(self, "tsig_secret", required=self.tsig_key_name is not None)
+        one_secret(self, "tsig_secret", required=self.tsig_key_name is not None)
         if self.tsig_key_name is None and (self.tsig_secret_file or self.tsig_secret_env):
             raise ValueError("a TSIG secret needs tsig_key_name")
         return self
@@ -469,7 +339,7 @@ Feed = Annotated[
 # --- DNS
 
 
-class RpzSettings(_Model):
+class RpzSettings(ConfigModel):
     """``[rpz]``: the policy zones the agent compiles and how resolvers are checked."""
 
     zone: DnsName = "block.rpz.invalid"
@@ -501,12 +371,7 @@ class RpzSettings(_Model):
         return self.proxy_ipv4 is not None or self.proxy_ipv6 is not None
 
 
-class Endpoint(_Model):
-    host: Host
-    port: Port = 53
-
-
-class BindUpdatePublisher(_Model):
+class BindUpdatePublisher(ConfigModel):
     """RFC 2136 UPDATE with TSIG to a BIND hidden primary (the fleet path)."""
 
     kind: Literal["bind-update"]
@@ -522,11 +387,11 @@ class BindUpdatePublisher(_Model):
 
     @model_validator(mode="after")
     def _secret(self) -> BindUpdatePublisher:
-        _one_secret(self, "tsig_secret", required=True)
+        one_secret(self, "tsig_secret", required=True)
         return self
 
 
-class HttpNotifyPublisher(_Model):
+class HttpNotifyPublisher(ConfigModel):
     """Serve the zones over HTTP (Unbound ``rpz: url:``) and send DNS NOTIFY."""
 
     kind: Literal["http-notify"]
@@ -541,7 +406,7 @@ class HttpNotifyPublisher(_Model):
     retries: Count = 5
 
 
-class ZonefilePublisher(_Model):
+class ZonefilePublisher(ConfigModel):
     """Write ``<directory>/<zone>.zone`` atomically, then run ``reload_command``."""
 
     kind: Literal["zonefile"]
@@ -560,7 +425,7 @@ Publisher = Annotated[
 ]
 
 
-class ResolverSettings(_Model):
+class ResolverSettings(ConfigModel):
     """``[[resolvers]]``: a resolver the agent verifies (canary and SOA serial)."""
 
     name: Name
@@ -573,7 +438,7 @@ class ResolverSettings(_Model):
 # --- proxy and routes
 
 
-class ProxySettings(_Model):
+class ProxySettings(ConfigModel):
     """``[proxy]``: hashed index for the Squid helper, stop page, proxy canary."""
 
     enabled: bool = False
@@ -590,7 +455,7 @@ class ProxySettings(_Model):
     templates_dir: InputPath | None = None
 
 
-class RoutesSettings(_Model):
+class RoutesSettings(ConfigModel):
     """``[routes]``: divert addresses of hosts with URL-level entries to the proxy."""
 
     enabled: bool = False
@@ -623,7 +488,7 @@ class RoutesSettings(_Model):
 # --- takedown
 
 
-class CustomerSource(_Model):
+class CustomerSource(ConfigModel):
     """``[[takedown.customers]]``: where customer address assignments come from."""
 
     kind: Literal["csv", "json", "ripe", "http"]
@@ -638,11 +503,11 @@ class CustomerSource(_Model):
             raise ValueError("kind http needs url (and no path)")
         if self.kind != "http" and (self.path is None or self.url is not None):
             raise ValueError(f"kind {self.kind} needs path (and no url)")
-        _one_secret(self, "token", required=False)
+        one_secret(self, "token", required=False)
         return self
 
 
-class SmtpSettings(_Model):
+class SmtpSettings(ConfigModel):
     """``[takedown.smtp]``: e-mail notices to the hosting team (STARTTLS)."""
 
     host: Host
@@ -657,11 +522,11 @@ class SmtpSettings(_Model):
 
     @model_validator(mode="after")
     def _secret(self) -> SmtpSettings:
-        _one_secret(self, "password", required=self.username is not None)
+        one_secret(self, "password", required=self.username is not None)
         return self
 
 
-class WebhookSettings(_Model):
+class WebhookSettings(ConfigModel):
     """``[takedown.webhook]``: HMAC-signed JSON notices."""
 
     url: HttpUrl
@@ -671,11 +536,11 @@ class WebhookSettings(_Model):
 
     @model_validator(mode="after")
     def _secret(self) -> WebhookSettings:
-        _one_secret(self, "secret", required=True)
+        one_secret(self, "secret", required=True)
         return self
 
 
-class TakedownSettings(_Model):
+class TakedownSettings(ConfigModel):
     """``[takedown]``: locate listed URLs in the ISP's own space and drive tickets."""
 
     enabled: bool = False
@@ -701,7 +566,7 @@ class TakedownSettings(_Model):
 # --------------------------------------------------------------------------------- root
 
 
-class Settings(_Model):
+class Settings(ConfigModel):
     """The whole validated configuration. Build it with :func:`load_config`."""
 
     agent: AgentSettings = Field(default_factory=AgentSettings)
@@ -716,6 +581,13 @@ class Settings(_Model):
     proxy: ProxySettings = ProxySettings()
     routes: RoutesSettings = RoutesSettings()
     takedown: TakedownSettings = TakedownSettings()
+
+    _warnings: tuple[ConfigProblem, ...] = PrivateAttr(default=())
+
+    @property
+    def warnings(self) -> tuple[ConfigProblem, ...]:
+        """Deprecations found while loading (old kind names): log or show them."""
+        return self._warnings
 
     @property
     def store_path(self) -> Path:
@@ -783,25 +655,6 @@ _BOUNDS = {
 }
 
 
-def _toml_type(value: object) -> str:
-    """The TOML word for a value's type (what the operator wrote)."""
-    if isinstance(value, bool):
-        return "boolean"
-    for kind, word in (
-        (int, "integer"),
-        (float, "float"),
-        (str, "string"),
-        (list, "array"),
-        (dict, "table"),
-        (datetime, "date-time"),
-        (date, "date"),
-        (time, "time"),
-    ):
-        if isinstance(value, kind):
-            return word
-    return type(value).__name__
-
-
 def _quoted_choices(expected: str) -> str:
     """``"'a', 'b' or 'c'"`` -> ``"a, b, c"`` (pydantic's list of allowed values)."""
     found = re.findall(r"'([^']*)'", expected)
@@ -852,7 +705,7 @@ def _problem(err: Mapping[str, Any], data: object) -> ConfigProblem:
         return ConfigProblem(path, _BOUNDS[kind].format(**ctx))
     if kind in _EXPECTED:
         expected = _EXPECTED[kind].format(expected=_quoted_choices(str(ctx.get("expected", ""))))
-        got = _toml_type(err.get("input"))
+        got = toml_type(err.get("input"))
         if kind in ("literal_error", "enum"):
             return ConfigProblem(path, f"must be {expected}")
         return ConfigProblem(path, f"expected {expected}, got {got}")
@@ -860,15 +713,24 @@ def _problem(err: Mapping[str, Any], data: object) -> ConfigProblem:
     return ConfigProblem(path, str(err["msg"]).rstrip(".").lower())
 
 
+def settings_model() -> type[Settings]:
+    """The root model as the plug-in registries stand now (see :mod:`edgeagent.plugins`)."""
+    return concrete_model(Settings)
+
+
 def _validate(data: Mapping[str, Any], source: str, base_dir: Path) -> Settings:
+    raw: dict[str, Any] = copy.deepcopy(dict(data))
+    model = settings_model()
+    warnings = rename_old_kinds(model, raw)
     try:
-        settings = Settings.model_validate(data, context={"base_dir": base_dir})
+        settings = model.model_validate(raw, context={"base_dir": base_dir})
     except ValidationError as exc:
-        problems = [_problem(e, data) for e in exc.errors(include_url=False)]
+        problems = [_problem(e, raw) for e in exc.errors(include_url=False)]
         raise ConfigError(source, problems) from None
     cross = _cross_checks(settings)
     if cross:
         raise ConfigError(source, cross)
+    settings._warnings = tuple(warnings)
     return settings
 
 
@@ -929,30 +791,6 @@ def default_settings(state_dir: Path | None = None) -> Settings:
         },
     }
     return _validate(data, "<embedded defaults>", Path.cwd())
-
-
-def read_secret(file: Path | None, env: str | None) -> str:
-    """The secret from ``file`` (trailing newline removed) or environment variable ``env``.
-
-    Raises :class:`ConfigError` (never showing the secret) when neither is given, the file
-    cannot be read, the variable is unset, or the secret is empty.
-    """
-    if file is not None:
-        try:
-            value = file.read_text(encoding="utf-8").rstrip("\r\n")
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = getattr(exc, "strerror", None) or "not UTF-8 text"
-            problem = ConfigProblem("", f"cannot read secret: {reason}")
-            raise ConfigError(str(file), [problem]) from None
-        source = str(file)
-    elif env is not None:
-        value = os.environ.get(env, "")
-        source = f"${env}"
-    else:
-        raise ConfigError("<secret>", [ConfigProblem("", "no secret file or variable given")])
-    if not value:
-        raise ConfigError(source, [ConfigProblem("", "secret is empty")])
-    return value
 
 
 def summary(settings: Settings) -> list[str]:

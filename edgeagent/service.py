@@ -198,6 +198,8 @@ class Daemon:
     async def run(self, on_ready: Callable[[Daemon], None] | None = None) -> None:
         self._loop = asyncio.get_running_loop()
         settings = self.agent.settings
+        for warning in settings.warnings:
+            log.warning("config: %s", warning)
         snap = await asyncio.to_thread(self.agent.policy)
         # The policy is long-lived: keep the collector from walking it on every full
         # collection (a 100k-entry policy otherwise halves API throughput).
@@ -408,6 +410,8 @@ class Daemon:
         except EdgeAgentError as exc:
             log.error("reload refused, old config stays", extra=fields(error=str(exc)))
         else:
+            for warning in new.warnings:
+                log.warning("config: %s", warning)
             changed = _restart_only_changes(self.agent.settings, new)
             self.agent.settings = new
             self.agent.decisions.public_needs_approval = new.api.public_reports_need_approval

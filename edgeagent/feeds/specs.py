@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from edgeagent import config as cfg
+from edgeagent.configtypes import read_secret
 from edgeagent.feeds.base import (
     BasicAuth,
     BearerAuth,
@@ -44,7 +45,7 @@ def feed_spec(name: str, feed: cfg.Feed) -> FeedSpec:
     if isinstance(feed, cfg.RpzAxfrFeed):
         tsig = None
         if feed.tsig_key_name is not None:
-            secret = cfg.read_secret(feed.tsig_secret_file, feed.tsig_secret_env)
+            secret = read_secret(feed.tsig_secret_file, feed.tsig_secret_env)
             tsig = TsigKey(feed.tsig_key_name, secret, feed.tsig_algorithm)
         return FeedSpec(
             kind=FeedKind.RPZ,
@@ -88,16 +89,16 @@ def feed_spec(name: str, feed: cfg.Feed) -> FeedSpec:
     auth: BasicAuth | BearerAuth | None = None
     client_cert: ClientCert | None = None
     if isinstance(feed.auth, cfg.BasicAuth):
-        password = cfg.read_secret(feed.auth.password_file, feed.auth.password_env)
+        password = read_secret(feed.auth.password_file, feed.auth.password_env)
         auth = BasicAuth(feed.auth.username, password)
     elif isinstance(feed.auth, cfg.BearerAuth):
-        auth = BearerAuth(cfg.read_secret(feed.auth.token_file, feed.auth.token_env))
+        auth = BearerAuth(read_secret(feed.auth.token_file, feed.auth.token_env))
     elif isinstance(feed.auth, cfg.ClientCertAuth):
         password_set = feed.auth.key_password_file or feed.auth.key_password_env
         client_cert = ClientCert(
             Path(feed.auth.cert_file),
             Path(feed.auth.key_file),
-            cfg.read_secret(feed.auth.key_password_file, feed.auth.key_password_env)
+            read_secret(feed.auth.key_password_file, feed.auth.key_password_env)
             if password_set
             else None,
         )

@@ -30,7 +30,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from edgeagent.config import TakedownSettings, read_secret
+from edgeagent.config import TakedownSettings
+from edgeagent.configtypes import read_secret
 from edgeagent.errors import ConfigError, ConfigProblem, short_hash
 from edgeagent.model import Action, Entry, Indicator
 from edgeagent.store.base import Store

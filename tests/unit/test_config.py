@@ -17,9 +17,9 @@ from edgeagent.config import (
     config_path_from_env,
     default_settings,
     load_config,
-    read_secret,
     summary,
 )
+from edgeagent.configtypes import read_secret
 from edgeagent.errors import ConfigProblem
 
 REPO = Path(__file__).resolve().parents[2]
