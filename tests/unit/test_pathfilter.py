@@ -9,8 +9,10 @@ compare its keys and answers with the Python reference byte for byte.
 
 from __future__ import annotations
 
+import os
 import random
 import subprocess
+import tempfile
 from dataclasses import replace
 from pathlib import Path
 
@@ -156,7 +158,11 @@ def test_property_index_match_implies_filter_maybe(
         entries.append(("url-prefix", f"http://{HOST}{prefix}"))
     state = _state(*entries)
     data, _ = build_index(state)
-    idx_file = Path(f"/tmp/edgeagent-pf-{seed}.bin")
+    # A private file per example: a shared name lets a concurrent run rewrite it under the
+    # reader's mmap (SIGBUS).
+    fd, name = tempfile.mkstemp(prefix="edgeagent-pf-", suffix=".bin")
+    os.close(fd)
+    idx_file = Path(name)
     idx_file.write_bytes(data)
     try:
         reader = IndexReader.open(idx_file)
