@@ -722,8 +722,10 @@ def _validate(data: Mapping[str, Any], source: str, base_dir: Path) -> Settings:
     raw: dict[str, Any] = copy.deepcopy(dict(data))
     model = settings_model()
     warnings = rename_old_kinds(model, raw)
+    # Section validators may append deprecations (ConfigProblem) to context["warnings"].
+    context: dict[str, Any] = {"base_dir": base_dir, "warnings": warnings}
     try:
-        settings = model.model_validate(raw, context={"base_dir": base_dir})
+        settings = model.model_validate(raw, context=context)
     except ValidationError as exc:
         problems = [_problem(e, raw) for e in exc.errors(include_url=False)]
         raise ConfigError(source, problems) from None

@@ -4,8 +4,9 @@ A *family* (feed kinds, RPZ publishers, enforcers, notifiers, customer sources, 
 backends) is a package whose ``base.py`` docstring is the contract and which creates one
 :class:`Registry`. A *plug-in* is a class with
 
-* ``KIND`` -- the value of ``kind`` that selects it in the config file;
-* ``Config`` -- its own config model, a :class:`PluginConfig` whose ``kind`` field is
+* ``KIND`` -- the value of the family's selector key (``kind``; ``backend`` for store
+  backends) that selects it in the config file;
+* ``Config`` -- its own config model, a :class:`PluginConfig` whose selector field is
   ``Literal[KIND]``; the model checks everything that concerns the plug-in alone;
 * a ``from_config`` constructor whose signature the family's contract defines.
 
@@ -37,9 +38,8 @@ from edgeagent.errors import ConfigProblem, EdgeAgentError
 
 
 class PluginConfig(ConfigModel):
-    """Base of a plug-in's own config model; ``kind`` selects the plug-in."""
-
-    kind: str
+    """Base of a plug-in's own config model. Its selector field (``kind`` unless the
+    family's registry says otherwise) is declared by each plug-in as ``Literal[KIND]``."""
 
 
 class Plugin(Protocol):
@@ -62,17 +62,18 @@ class Registry(Generic[P]):
 
     _generation: ClassVar[int] = 0  # bumped on every registration: invalidates models
 
-    def __init__(self, family: str) -> None:
+    def __init__(self, family: str, *, key: str = "kind") -> None:
         self.family = family
+        self.key = key  # the config key whose value selects a kind
         self._kinds: dict[str, type[P]] = {}
         self._aliases: dict[str, str] = {}
 
     def register(self, plugin: type[P], *, aliases: Sequence[str] = ()) -> type[P]:
         """Add ``plugin`` (usable as a class decorator); ``aliases`` are old spellings."""
         kind = plugin.KIND
-        declared = get_args(plugin.Config.model_fields["kind"].annotation)
-        if declared != (kind,):
-            raise TypeError(f"{plugin.__name__}.Config.kind must be Literal[{kind!r}]")
+        field = plugin.Config.model_fields.get(self.key)
+        if field is None or get_args(field.annotation) != (kind,):
+            raise TypeError(f"{plugin.__name__}.Config.{self.key} must be Literal[{kind!r}]")
         if kind in self._kinds or kind in self._aliases:
             raise TypeError(f"{self.family} kind {kind!r} registered twice")
         self._kinds[kind] = plugin
@@ -96,10 +97,11 @@ class Registry(Generic[P]):
 
     def plugin(self, config: PluginConfig) -> type[P]:
         """The plug-in class that ``config`` configures."""
+        kind = getattr(config, self.key, None)
         try:
-            return self._kinds[config.kind]
+            return self._kinds[str(kind)]
         except KeyError:
-            raise UnknownKind(f"no {self.family} kind {config.kind!r}") from None
+            raise UnknownKind(f"no {self.family} kind {kind!r}") from None
 
     def canonical(self, kind: str) -> str | None:
         """The current name for ``kind`` if it is an old spelling, else ``None``."""
@@ -112,7 +114,7 @@ class Registry(Generic[P]):
             raise TypeError(f"no {self.family} kind registered")
         if len(models) == 1:
             return models[0]
-        return Annotated[Union[models], Field(discriminator="kind")]  # noqa: UP007
+        return Annotated[Union[models], Field(discriminator=self.key)]  # noqa: UP007
 
 
 Shape = Literal["one", "optional", "dict", "tuple"]
@@ -214,14 +216,14 @@ def rename_old_kinds(
         key = f"{path}.{name}" if path else name
         plug = _plugin_field(info)
         if plug is not None:
+            selector = plug.registry.key
             for item_key, item in _items(value, plug.shape, key):
-                kind = item.get("kind")
+                kind = item.get(selector)
                 new = plug.registry.canonical(kind) if isinstance(kind, str) else None
                 if new is not None:
-                    item["kind"] = new
-                    warnings.append(
-                        ConfigProblem(f"{item_key}.kind", f'"{kind}" is an old name; write "{new}"')
-                    )
+                    item[selector] = new
+                    reason = f'"{kind}" is an old name; write "{new}"'
+                    warnings.append(ConfigProblem(f"{item_key}.{selector}", reason))
             continue
         section = _section_model(info.annotation)
         if section is not None and isinstance(value, MutableMapping):

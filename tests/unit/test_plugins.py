@@ -12,7 +12,7 @@ from edgeagent.plugins import PluginConfig, PluginField, Registry, concrete_mode
 
 
 class WidgetConfig(PluginConfig):
-    pass
+    kind: str
 
 
 class Widget:
