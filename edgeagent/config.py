@@ -33,7 +33,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, PrivateAttr, Strict, ValidationError, model_validator
 
-import edgeagent
+from edgeagent.bundled import bundled_path
 from edgeagent.configtypes import (
     ConfigModel,
     Count,
@@ -68,7 +68,7 @@ from edgeagent.model import NoticeSource
 from edgeagent.plugins import concrete_model, rename_old_kinds
 
 DEFAULT_CONFIG_PATH = Path("/etc/edgeagent/edgeagent.toml")
-BUNDLED_LISTS_DIR = Path(edgeagent.__file__).resolve().parent.parent / "blocklists"
+BUNDLED_LISTS_DIR = bundled_path("blocklists")
 STORE_FILE_NAME = "edgeagent.sqlite3"
 PROXY_INDEX_FILE_NAME = "proxy-index.bin"
 
@@ -769,7 +769,7 @@ def default_settings(state_dir: Path | None = None) -> Settings:
 
     Store under ``state_dir`` (default :func:`default_state_dir`), API on
     127.0.0.1:8640, metrics on 127.0.0.1:9640, the synthetic feeds and protected names
-    bundled in the repository's ``blocklists/``.
+    shipped in ``blocklists/``.
     """
     samples = BUNDLED_LISTS_DIR / "samples"
     data: dict[str, Any] = {

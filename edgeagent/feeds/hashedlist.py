@@ -9,7 +9,9 @@ prefix), ``#`` comments. Each hash is that of a lookup expression as produced by
 A hash cannot be canonicalised or checked against public suffixes, but it can be
 compared with the hashes of the *host-root expressions* (``host/``) of every protected
 name: a match would block a protected site's home page, so it is refused
-(:func:`refuse_protected`). Such feeds give DNS no host names to divert (see DESIGN.md).
+(:func:`refuse_protected`). Such feeds give DNS no host names to divert: either the feed
+names its hosts alongside (loaded as a URL or domain list), or the deployment diverts all
+port-80 traffic to the proxy.
 """
 
 from __future__ import annotations

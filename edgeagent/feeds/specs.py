@@ -1,7 +1,7 @@
 """Map validated ``[feeds.NAME]`` settings onto :class:`FeedSpec` (secrets read here).
 
-Config names follow the issue (``hashed-url-list``, ``rpz-axfr``); the feed package's
-kinds are shorter (``hashed-list``, ``rpz``). A list feed configured with ``path`` instead
+Config names say what the operator receives (``hashed-url-list``, ``rpz-axfr``); the feed
+package's kinds are shorter (``hashed-list``, ``rpz``). A list feed configured with ``path`` instead
 of ``url`` is read as a ``local-file`` feed of the same content.
 """
 

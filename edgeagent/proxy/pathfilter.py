@@ -28,12 +28,13 @@ unescaping restores). Then::
 The adapter refuses to judge (answers "maybe") any raw path with a byte outside
 ``!``..``~``: whitespace trimming and Unicode decoding are the helper's business.
 
-One canonicaliser (PITFALLS): the C++ adapter repeats the path steps of
-:mod:`edgeagent.canon` (unescape, split, resolve: about 60 lines), which is the kind of
-second implementation PITFALLS warns about. It is accepted here because the speed goal
-cannot be met otherwise (every external-ACL lookup costs Squid half a request), and it is
-contained: the adapter never decides "listed", it only hashes, and the Python functions
-below are the reference it must equal byte for byte. ``tests/unit/test_pathfilter.py``
+One canonicaliser is the rule, because two implementations drift apart and a spelling
+one of them misses is a listed page let through. The C++ adapter nevertheless repeats the
+path steps of :mod:`edgeagent.canon` (unescape, split, resolve: about 60 lines). It is
+accepted here because the speed goal cannot be met otherwise (every external-ACL lookup
+costs Squid half a request), and it is contained: the adapter never decides "listed", it
+only hashes, and the Python functions below are the reference it must equal byte for
+byte. ``tests/unit/test_pathfilter.py``
 checks that every spelling the index lists gets a "maybe" (property test against the real
 index), and that the adapter's keys equal these functions' keys on a generated corpus.
 
