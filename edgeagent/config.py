@@ -63,13 +63,15 @@ from edgeagent.configtypes import (
     one_secret,
     toml_type,
 )
-from edgeagent.errors import ConfigError, ConfigProblem
+from edgeagent.errors import ConfigError, ConfigProblem, StoreError
 from edgeagent.model import NoticeSource
-from edgeagent.plugins import concrete_model, rename_old_kinds
+from edgeagent.plugins import PluginField, concrete_model, rename_old_kinds
+from edgeagent.store.base import StoreConfig
+from edgeagent.store.kinds import STORE_BACKENDS
+from edgeagent.store.sqlite import SqliteStore, SqliteStoreConfig
 
 DEFAULT_CONFIG_PATH = Path("/etc/edgeagent/edgeagent.toml")
 BUNDLED_LISTS_DIR = Path(edgeagent.__file__).resolve().parent.parent / "blocklists"
-STORE_FILE_NAME = "edgeagent.sqlite3"
 PROXY_INDEX_FILE_NAME = "proxy-index.bin"
 
 
@@ -99,13 +101,6 @@ class AgentSettings(ConfigModel):
     state_dir: OutputPath = Field(default_factory=default_state_dir)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "text"] = "json"
-
-
-class StoreSettings(ConfigModel):
-    """``[store]``: where decisions, feed generations and the audit log live."""
-
-    backend: Literal["sqlite"] = "sqlite"
-    path: OutputPath | None = None  # None: <state_dir>/edgeagent.sqlite3
 
 
 class ApiSettings(ConfigModel):
@@ -570,7 +565,8 @@ class Settings(ConfigModel):
     """The whole validated configuration. Build it with :func:`load_config`."""
 
     agent: AgentSettings = Field(default_factory=AgentSettings)
-    store: StoreSettings = StoreSettings()
+    # Where decisions, feed generations and the audit log live.
+    store: Annotated[StoreConfig, PluginField(STORE_BACKENDS, "one")] = SqliteStoreConfig()
     api: ApiSettings = ApiSettings()
     metrics: MetricsSettings = MetricsSettings()
     guard: GuardSettings = Field(default_factory=GuardSettings)
@@ -589,9 +585,26 @@ class Settings(ConfigModel):
         """Deprecations found while loading (old kind names): log or show them."""
         return self._warnings
 
+    @model_validator(mode="before")
+    @classmethod
+    def _sqlite_by_default(cls, data: Any) -> Any:
+        """A ``[store]`` without ``backend`` is the embedded SQLite store (as it always was)."""
+        store = data.get("store") if isinstance(data, Mapping) else None
+        if isinstance(store, Mapping) and STORE_BACKENDS.key not in store:
+            return {**data, "store": {STORE_BACKENDS.key: SqliteStore.KIND, **store}}
+        return data
+
     @property
     def store_path(self) -> Path:
-        return self.store.path or self.agent.state_dir / STORE_FILE_NAME
+        """The database file of the SQLite backend (other backends keep no file here)."""
+        if not isinstance(self.store, SqliteStoreConfig):
+            raise StoreError(f"store backend {self.store.backend} has no store file")
+        return self.store.file(self.agent.state_dir)
+
+    @property
+    def store_location(self) -> str:
+        """Where the configured store lives (for people; no secrets)."""
+        return self.store.location(self.agent.state_dir)
 
     @property
     def proxy_index_path(self) -> Path:
@@ -661,6 +674,11 @@ def _quoted_choices(expected: str) -> str:
     return ", ".join(found) if found else expected.replace(" or ", ", ")
 
 
+def _selector(ctx: Mapping[str, Any]) -> str:
+    """The key that selects a plug-in (``kind``, ``backend``) from a union error."""
+    return str(ctx.get("discriminator", "'kind'")).strip("'")
+
+
 def _key_path(loc: Sequence[int | str], data: object, missing: bool) -> str:
     """Dotted key path of ``loc``, following the TOML data.
 
@@ -692,9 +710,10 @@ def _problem(err: Mapping[str, Any], data: object) -> ConfigProblem:
         return ConfigProblem(path, "required key missing")
     if kind == "union_tag_invalid":
         allowed = _quoted_choices(str(ctx.get("expected_tags", "")))
-        return ConfigProblem(f"{path}.kind", f"unknown kind; allowed: {allowed}")
+        key = _selector(ctx)
+        return ConfigProblem(f"{path}.{key}", f"unknown {key}; allowed: {allowed}")
     if kind == "union_tag_not_found":
-        return ConfigProblem(f"{path}.kind", "required key missing")
+        return ConfigProblem(f"{path}.{_selector(ctx)}", "required key missing")
     if kind == "value_error":
         return ConfigProblem(path, str(ctx.get("error", err["msg"])))
     if kind == "string_pattern_mismatch" and err["loc"][-1] == "[key]":
@@ -804,7 +823,7 @@ def summary(settings: Settings) -> list[str]:
 
     lines = [
         f"state dir   {s.agent.state_dir}",
-        f"store       {s.store.backend} {s.store_path}",
+        f"store       {s.store.backend} {s.store_location}",
         f"api         {_listen(s.api.host, s.api.port, s.api.enabled)}"
         + (" (TLS" + (", client certs required)" if s.api.require_client_cert else ")"))
         * (s.api.tls_cert_file is not None),

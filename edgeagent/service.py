@@ -91,11 +91,9 @@ class Agent:
 
     @classmethod
     def build(cls, settings: Settings) -> Agent:
-        path = settings.store_path
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         specs = feed_specs(settings)  # reads feed secrets: fail before opening anything
         guard = build_guard(settings)
-        store = open_store(path)
+        store = open_store(settings.store, settings.agent.state_dir)
         metrics = Metrics()
         takedown = intake = None
         if settings.takedown.enabled:
@@ -542,6 +540,6 @@ def _restart_only_changes(old: Settings, new: Settings) -> list[str]:
         changed.append("api.listen")
     if (old.metrics.host, old.metrics.port) != (new.metrics.host, new.metrics.port):
         changed.append("metrics.listen")
-    if old.store_path != new.store_path:
-        changed.append("store.path")
+    if old.store_location != new.store_location:
+        changed.append("store")
     return changed

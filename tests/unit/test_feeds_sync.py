@@ -23,7 +23,7 @@ from edgeagent.feeds.sync import (
 )
 from edgeagent.guard import Guard, ProtectedNames, PublicSuffixes
 from edgeagent.model import Scope
-from edgeagent.store import open_store
+from edgeagent.store import SqliteStore
 from edgeagent.store.base import GenerationStatus, Store
 
 SAMPLES = Path(__file__).resolve().parents[2] / "blocklists" / "samples"
@@ -36,7 +36,7 @@ def guard() -> Guard:
 
 @pytest.fixture
 def store(tmp_path: Path) -> Store:
-    s = open_store(tmp_path / "store.db")
+    s = SqliteStore(tmp_path / "store.db")
     yield s  # type: ignore[misc]
     s.close()
 
