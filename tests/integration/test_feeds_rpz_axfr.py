@@ -160,7 +160,7 @@ def _expected() -> tuple[set[tuple[Scope, str, Action]], dict[str, int]]:
 def _spec(named: Named, secret: str | None = None) -> FeedSpec:
     return FeedSpec(
         name="upstream-rpz",
-        kind=FeedKind.RPZ,
+        kind=FeedKind.RPZ_AXFR,
         server="127.0.0.1",
         port=named.port,
         zone=ZONE,

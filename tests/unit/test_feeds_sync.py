@@ -161,7 +161,7 @@ async def test_hashed_list_refuses_protected_root(
     spec = FeedSpec(
         name="hashed",
         kind=FeedKind.LOCAL_FILE,
-        content=FeedKind.HASHED_LIST,
+        content=FeedKind.HASHED_URL_LIST,
         path=SAMPLES / "hashed-urls.txt",
     )
     res = await sync_feed(spec, store, guard, board=StatusBoard())
