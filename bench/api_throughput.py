@@ -24,7 +24,7 @@ from typing import Any
 import aiohttp
 
 from edgeagent.model import Action, Entry, Indicator, Scope
-from edgeagent.store import open_store
+from edgeagent.store import SqliteStore
 from edgeagent.store.base import GenerationStatus
 from edgeagent.tokens import new_token
 
@@ -134,7 +134,7 @@ def run(
     """
     with tempfile.TemporaryDirectory() as tmp:
         store_path = Path(tmp) / "store.db"
-        store = open_store(store_path)
+        store = SqliteStore(store_path)
         store.add_generation("bench", _feed(n_policy), status=GenerationStatus.LIVE)
         secret, digest = new_token()
         store.add_token("bench", "analyst", digest)

@@ -636,7 +636,7 @@ _HEX64 = frozenset("0123456789abcdef")
 
 
 def canonical_digest(text: str) -> str:
-    """A SHA-256 digest as 64 lower-case hex digits (hashed-list entries)."""
+    """A SHA-256 digest as 64 lower-case hex digits (hashed-url-list entries)."""
     value = text.strip().lower()
     if len(value) != 64 or not _HEX64.issuperset(value):
         raise InvalidTarget("not a SHA-256 digest (64 hex digits)", text)

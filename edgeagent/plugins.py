@@ -43,10 +43,15 @@ class PluginConfig(ConfigModel):
 
 
 class Plugin(Protocol):
-    """What a registry needs of a plug-in class."""
+    """What a registry needs of a plug-in class.
+
+    ``Config`` is a :class:`PluginConfig` subclass; it is typed ``type[Any]`` because a
+    family's base narrows it to its own config base (``type[FeedConfig]``), which a
+    protocol's class variable (invariant) would refuse.
+    """
 
     KIND: ClassVar[str]
-    Config: ClassVar[type[PluginConfig]]
+    Config: ClassVar[type[Any]]
 
 
 P = TypeVar("P", bound=Plugin)

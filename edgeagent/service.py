@@ -39,8 +39,7 @@ from edgeagent.diversion import RouteDiversion
 from edgeagent.engine import PolicyEngine, PolicySnapshot
 from edgeagent.errors import ConfigError, ConfigProblem, EdgeAgentError
 from edgeagent.feeds.base import FeedSpec
-from edgeagent.feeds.runner import FeedRunner
-from edgeagent.feeds.specs import feed_specs
+from edgeagent.feeds.runner import FeedRunner, feed_specs
 from edgeagent.guard import ChangeLimits, Guard, ProtectedNames, PublicSuffixes
 from edgeagent.logs import fields
 from edgeagent.metrics import Metrics
@@ -91,11 +90,9 @@ class Agent:
 
     @classmethod
     def build(cls, settings: Settings) -> Agent:
-        path = settings.store_path
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        specs = feed_specs(settings)  # reads feed secrets: fail before opening anything
+        specs = feed_specs(settings.feeds)  # reads feed secrets: fail before opening anything
         guard = build_guard(settings)
-        store = open_store(path)
+        store = open_store(settings.store, settings.agent.state_dir)
         metrics = Metrics()
         takedown = intake = None
         if settings.takedown.enabled:
@@ -406,7 +403,7 @@ class Daemon:
         try:
             new = load_config(self.config_path)
             # Feed secrets are read here too: a missing one refuses the whole reload.
-            specs = feed_specs(new) if new.feeds != self.agent.settings.feeds else None
+            specs = feed_specs(new.feeds) if new.feeds != self.agent.settings.feeds else None
         except EdgeAgentError as exc:
             log.error("reload refused, old config stays", extra=fields(error=str(exc)))
         else:
@@ -542,6 +539,6 @@ def _restart_only_changes(old: Settings, new: Settings) -> list[str]:
         changed.append("api.listen")
     if (old.metrics.host, old.metrics.port) != (new.metrics.host, new.metrics.port):
         changed.append("metrics.listen")
-    if old.store_path != new.store_path:
-        changed.append("store.path")
+    if old.store_location != new.store_location:
+        changed.append("store")
     return changed

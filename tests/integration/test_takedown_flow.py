@@ -34,7 +34,7 @@ from edgeagent.api import create_app
 from edgeagent.api.routes import ROUTES
 from edgeagent.api.takedown_routes import takedown_routes
 from edgeagent.model import Action, Entry, Indicator, Scope
-from edgeagent.store import open_store
+from edgeagent.store import SqliteStore
 from edgeagent.store.base import Store
 from edgeagent.takedown.customers import CustomerRegistry, FileExport, OwnSpace
 from edgeagent.takedown.engine import Job, TakedownPolicy, TakedownService
@@ -175,7 +175,7 @@ async def env(tmp_path: Path, resolver: tuple[str, int]) -> AsyncIterator[Env]:
 
     csv_path = tmp_path / "customers.csv"
     csv_path.write_text(CUSTOMERS, encoding="utf-8")
-    store = open_store(tmp_path / "edgeagent.sqlite3")
+    store = SqliteStore(tmp_path / "edgeagent.sqlite3")
     registry = CustomerRegistry([FileExport(csv_path, "csv", "crm")])
     locator = Locator(
         OwnSpace(["198.51.100.0/24", "2001:db8:ffff::/48"]), registry, [resolver], timeout=2.0

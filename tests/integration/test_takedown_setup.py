@@ -16,7 +16,7 @@ from aiohttp import web
 from bench.takedown_locate import unbound_server
 from edgeagent.config import TakedownSettings
 from edgeagent.model import Indicator, Scope
-from edgeagent.store import open_store
+from edgeagent.store import SqliteStore
 from edgeagent.takedown.customers import HttpIpam
 from edgeagent.takedown.engine import TakedownService
 from edgeagent.takedown.notify import SmtpNotifier, WebhookNotifier
@@ -88,7 +88,7 @@ async def test_service_from_settings(tmp_path: Path, ipam: dict[str, Any]) -> No
                 "webhook": {"url": "http://127.0.0.1:9/hook", "secret_file": str(secret)},
             }
         )
-        store = open_store(tmp_path / "edgeagent.sqlite3")
+        store = SqliteStore(tmp_path / "edgeagent.sqlite3")
         svc = TakedownService.from_settings(settings, store, tmp_path)
         try:
             assert stat.S_IMODE(os.stat(tmp_path / "takedown.sqlite3").st_mode) == 0o600
