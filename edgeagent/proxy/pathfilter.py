@@ -36,12 +36,13 @@ The adapter refuses to judge (answers "maybe") any raw path with a byte outside
 
 One canonicaliser: the C++ adapter repeats the path steps of :mod:`edgeagent.canon`
 (unescape, split, readings, resolve: about 90 lines), although two implementations drift
-apart and a spelling one of them misses is a listed page let through. It is accepted
-here because the speed goal cannot be met otherwise (every external-ACL lookup costs
-Squid half a request), and it is contained: the adapter never decides "listed", it only hashes, and the Python functions
-below are the reference it must equal byte for byte. ``tests/unit/test_pathfilter.py``
-checks that every spelling the index lists gets a "maybe" (property test against the real
-index), and that the adapter's keys equal these functions' keys on a generated corpus.
+apart and a spelling one of them misses is a listed page let through. It is accepted here
+because the speed goal cannot be met otherwise (every external-ACL lookup costs Squid half
+a request), and it is contained: the adapter never decides "listed", it only hashes, and
+the Python functions below are the reference it must equal byte for byte.
+``tests/unit/test_pathfilter.py`` checks that every spelling the index lists gets a
+"maybe" (property test against the real index), and that the adapter's keys equal these
+functions' keys on a generated corpus.
 
 File layout (little-endian), version 2 (version 1 keyed url entries with their query)::
 
