@@ -46,7 +46,9 @@ class Plugin(Protocol):
     """What a registry needs of a plug-in class."""
 
     KIND: ClassVar[str]
-    Config: ClassVar[type[PluginConfig]]
+    # A PluginConfig subclass. Typed Any because a ClassVar is invariant: a family's base
+    # class narrows it to its own config base (type[NotifierConfig]), which must still fit.
+    Config: ClassVar[type[Any]]
 
 
 P = TypeVar("P", bound=Plugin)
