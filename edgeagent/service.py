@@ -49,8 +49,8 @@ from edgeagent.rpz.publishing import RpzPublishing
 from edgeagent.sdnotify import SystemdNotifier, watchdog_interval
 from edgeagent.store import open_store
 from edgeagent.store.base import Store
-from edgeagent.takedown.engine import TakedownService
 from edgeagent.takedown.intake import TakedownIntake
+from edgeagent.takedown.service import TakedownService
 
 log = logging.getLogger("edgeagent.service")
 

@@ -21,7 +21,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstrai
 from edgeagent.api.auth import Principal, Role
 from edgeagent.api.routes import Route
 from edgeagent.api.validation import ApiError, bad_input, parse_body, parse_query
-from edgeagent.takedown.engine import TakedownService
+from edgeagent.takedown.service import TakedownService
 from edgeagent.takedown.tickets import TicketState, ticket_to_json
 
 _ID = r"{id:\d+}"

@@ -11,7 +11,7 @@ Contract:
 * :func:`build_bundle` returns a JSON bundle ``{"files": {name: text}, "manifest": {...}}``
   where the manifest lists the SHA-256 of every file and is itself chained to the audit
   log: it names the audit head (``last_id``/``last_hash``) at export time, and
-  the engine appends an ``evidence.export`` audit record carrying the manifest hash.
+  the service appends an ``evidence.export`` audit record carrying the manifest hash.
 * :func:`verify_bundle` recomputes every hash and the manifest hash; it returns the list of
   problems (empty = verifies).
 """

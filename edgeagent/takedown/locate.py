@@ -43,8 +43,9 @@ import netaddr
 
 from edgeagent import canon
 from edgeagent.model import Indicator, Scope
-from edgeagent.takedown.base import Assignment
-from edgeagent.takedown.customers import CustomerRegistry, OwnSpace, parse_address
+from edgeagent.takedown.customers.base import Assignment
+from edgeagent.takedown.customers.directory import CustomerDirectory
+from edgeagent.takedown.space import OwnSpace, parse_address
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +60,7 @@ class Answer:
 
 
 @dataclass(frozen=True, slots=True)
-class Match:
+class LocatedAddress:
     """An answer address, whether it is ours, and the assignment at the notice time."""
 
     address: str
@@ -74,7 +75,7 @@ class Location:
     indicator: Indicator
     host: str
     answers: tuple[Answer, ...]
-    matches: tuple[Match, ...]
+    matches: tuple[LocatedAddress, ...]
     error: str = ""
 
     @property
@@ -174,7 +175,7 @@ class Locator:
     def __init__(
         self,
         own: OwnSpace,
-        customers: CustomerRegistry,
+        customers: CustomerDirectory,
         resolvers: Sequence[tuple[str, int]],
         *,
         timeout: float = 2.0,
@@ -206,14 +207,16 @@ class Locator:
             )
         return out
 
-    def match(self, addresses: Iterable[str], at: datetime | None = None) -> tuple[Match, ...]:
+    def match(
+        self, addresses: Iterable[str], at: datetime | None = None
+    ) -> tuple[LocatedAddress, ...]:
         """Own addresses among ``addresses`` with their assignment at ``at``."""
         when = at or datetime.now(UTC)
-        found: list[Match] = []
+        found: list[LocatedAddress] = []
         for text in dict.fromkeys(addresses):
             ip = parse_address(text)
             if ip in self.own:
-                found.append(Match(str(ip), True, self.customers.lookup(ip, when)))
+                found.append(LocatedAddress(str(ip), True, self.customers.lookup(ip, when)))
         return tuple(found)
 
     async def resolve(self, host: str) -> tuple[tuple[Answer, ...], str]:

@@ -25,37 +25,27 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from edgeagent.config import TakedownSettings
-from edgeagent.configtypes import read_secret
 from edgeagent.errors import ConfigError, ConfigProblem, short_hash
 from edgeagent.model import Action, Entry, Indicator
 from edgeagent.store.base import Store
-from edgeagent.takedown.base import (
-    INSTRUCTION,
-    Assignment,
-    CustomerLookup,
-    Notice,
-    Notifier,
-    NotifyError,
-)
-from edgeagent.takedown.customers import (
-    CustomerRegistry,
-    FileExport,
-    HttpIpam,
-    OwnSpace,
-    RefreshReport,
-)
-from edgeagent.takedown.evidence import RetentionPolicy, build_bundle
+from edgeagent.takedown.customers.base import Assignment
+from edgeagent.takedown.customers.directory import CustomerDirectory, RefreshReport
+from edgeagent.takedown.customers.kinds import CUSTOMER_SOURCE_KINDS
+from edgeagent.takedown.delivery import deliver
+from edgeagent.takedown.evidence import build_bundle
 from edgeagent.takedown.locate import Location, Locator, locatable
-from edgeagent.takedown.notify import SmtpNotifier, WebhookNotifier
+from edgeagent.takedown.notifiers.base import Notifier
+from edgeagent.takedown.notifiers.kinds import NOTIFIER_KINDS
 from edgeagent.takedown.report import TakedownReport, build_report
+from edgeagent.takedown.rules import Job, TakedownPolicy, due_jobs
+from edgeagent.takedown.settings import TakedownSettings
+from edgeagent.takedown.space import OwnSpace
 from edgeagent.takedown.tickets import (
-    LIVE_STATES,
     Ticket,
     TicketEvent,
     TicketState,
@@ -74,55 +64,6 @@ TICKET_STORE_FILE_NAME = "takedown.sqlite3"
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-@dataclass(frozen=True, slots=True)
-class TakedownPolicy:
-    """The rules the service applies (from ``[takedown]``; see :meth:`from_settings`).
-
-    ``require_authorisation_for`` holds notice sources and/or jurisdictions for which a
-    law-enforcement authorisation must be recorded before ``temporarily-removed``.
-    """
-
-    sla_minutes: int = 60
-    sla_minutes_by_source: Mapping[str, int] = field(default_factory=dict)
-    renotify_minutes: int = 240
-    reminder_fraction: float = 0.5
-    recheck_minutes: int = 30
-    retry_minutes: int = 5
-    notify_attempts: int = 3
-    retry_backoff_seconds: float = 1.0
-    require_authorisation_for: frozenset[str] = frozenset()
-    retention: RetentionPolicy = field(default_factory=RetentionPolicy)
-
-    def sla(self, source: str) -> timedelta:
-        return timedelta(minutes=self.sla_minutes_by_source.get(source, self.sla_minutes))
-
-    def needs_authorisation(self, ticket: Ticket) -> bool:
-        wanted = self.require_authorisation_for
-        return ticket.source in wanted or (
-            bool(ticket.jurisdiction) and ticket.jurisdiction in wanted
-        )
-
-    @classmethod
-    def from_settings(cls, s: TakedownSettings) -> TakedownPolicy:
-        return cls(
-            sla_minutes=s.sla_minutes,
-            sla_minutes_by_source={str(k.value): v for k, v in s.sla_minutes_by_source.items()},
-            renotify_minutes=s.renotify_minutes,
-            require_authorisation_for=frozenset(str(x.value) for x in s.require_authorisation_for),
-            retention=RetentionPolicy(default_days=s.retention_days),
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class Job:
-    """A scheduled action on a ticket: ``reminder``, ``escalation``, ``renotify``,
-    ``retry-notice`` or ``recheck``, due at ``due_at``."""
-
-    kind: str
-    ticket_id: int
-    due_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,31 +103,18 @@ class TakedownService:
 
     @classmethod
     def from_settings(
-        cls,
-        settings: TakedownSettings,
-        store: Store,
-        state_dir: Path,
-        *,
-        smtp_ssl_context: Any = None,
-        webhook_ssl_context: Any = None,
+        cls, settings: TakedownSettings, store: Store, state_dir: Path
     ) -> TakedownService:
         """Build the service from ``[takedown]``; tickets in ``state_dir/takedown.sqlite3``.
 
-        Call ``await svc.refresh_customers()`` before the first ``on_entries``. Raises
-        ``ConfigError`` when no non-filtering resolver is configured.
+        Customer sources and notifiers come from their registries; their secrets are read
+        now. Call ``await svc.refresh_customers()`` before the first ``on_entries``.
+        Raises ``ConfigError`` when no non-filtering resolver is configured.
         """
-        sources: list[CustomerLookup] = []
-        for i, c in enumerate(settings.customers):
-            if c.kind == "http":
-                token = (
-                    read_secret(c.token_file, c.token_env)
-                    if c.token_file is not None or c.token_env is not None
-                    else None
-                )
-                sources.append(HttpIpam(str(c.url), token, label=f"ipam{i}"))
-            else:
-                assert c.path is not None
-                sources.append(FileExport(Path(c.path), c.kind, label=f"{c.kind}{i}"))
+        sources = []
+        for i, config in enumerate(settings.customers):
+            kind = CUSTOMER_SOURCE_KINDS.plugin(config)
+            sources.append(kind.from_config(config, name=f"{kind.KIND}{i}"))
         own = OwnSpace(str(p) for p in settings.own_prefixes)
         resolvers = [(r.host, r.port) for r in settings.resolvers]
         if not resolvers:
@@ -196,30 +124,11 @@ class TakedownService:
                 "[takedown]",
                 [ConfigProblem("takedown.resolvers", "needs a resolver without the policy")],
             )
-        locator = Locator(own, CustomerRegistry(sources), resolvers)
-        notifiers: list[Notifier] = []
-        if settings.smtp is not None:
-            m = settings.smtp
-            password = (
-                read_secret(m.password_file, m.password_env) if m.username is not None else None
-            )
-            notifiers.append(
-                SmtpNotifier(
-                    m.host,
-                    m.port,
-                    m.sender,
-                    tuple(m.recipients),
-                    starttls=m.starttls,
-                    username=m.username,
-                    password=password,
-                    timeout=m.timeout_seconds,
-                    ssl_context=smtp_ssl_context,
-                )
-            )
-        if settings.webhook is not None:
-            w = settings.webhook
-            secret = read_secret(w.secret_file, w.secret_env).encode()
-            notifiers.append(WebhookNotifier(w.url, secret, w.timeout_seconds, webhook_ssl_context))
+        locator = Locator(own, CustomerDirectory(sources), resolvers)
+        notifiers = [
+            NOTIFIER_KINDS.plugin(n).from_config(n, name=name)
+            for name, n in settings.notifiers.items()
+        ]
         ticket_store = TicketStore(Path(state_dir) / TICKET_STORE_FILE_NAME)
         return cls(store, ticket_store, locator, notifiers, TakedownPolicy.from_settings(settings))
 
@@ -513,33 +422,7 @@ class TakedownService:
 
     def due_jobs(self, now: datetime | None = None) -> list[Job]:
         """Jobs due at ``now`` for every open ticket (blocking read; cheap)."""
-        at = now or self.clock()
-        jobs: list[Job] = []
-        p = self.policy
-        for t in self.tickets.open_tickets():
-            live = t.state in LIVE_STATES and t.removed_at is None and bool(t.live_urls)
-            if t.notify_failures > 0:
-                last = t.events[-1].at
-                due = last + timedelta(minutes=p.retry_minutes)
-                if at >= due:
-                    jobs.append(Job("retry-notice", t.id, due))
-            if not live:
-                continue
-            sla = t.deadline - t.notice_received_at
-            remind_at = t.notice_received_at + sla * p.reminder_fraction
-            if not t.reminded and at >= remind_at and at < t.deadline:
-                jobs.append(Job("reminder", t.id, remind_at))
-            if not t.escalated and at >= t.deadline:
-                jobs.append(Job("escalation", t.id, t.deadline))
-            if t.last_notified_at is not None:
-                due = t.last_notified_at + timedelta(minutes=p.renotify_minutes)
-                if at >= due:
-                    jobs.append(Job("renotify", t.id, due))
-            checked = max(u.checked_at for u in t.urls)
-            due = checked + timedelta(minutes=p.recheck_minutes)
-            if at >= due:
-                jobs.append(Job("recheck", t.id, due))
-        return jobs
+        return due_jobs(self.tickets.open_tickets(), self.policy, now or self.clock())
 
     async def run_job(self, job: Job) -> Ticket:
         """Run one job from :meth:`due_jobs`."""
@@ -585,72 +468,29 @@ class TakedownService:
         if not live:
             ev = TicketEvent(self.clock(), "system", "notify-skipped", "no URL still hosted here")
             return await asyncio.to_thread(self.tickets.update, add_event(t, ev))
-        notice = Notice(
-            ticket_id=t.id,
-            kind=kind,
-            reference=t.reference,
-            source=t.source,
-            customer_id=t.customer_id,
-            service_id=t.service_id,
-            customer_contact="" if t.hold else t.contact,
-            urls=tuple(u.url for u in live),
-            addresses=tuple(u.addresses for u in live),
-            notice_received_at=t.notice_received_at,
-            deadline=t.deadline,
-            hold=t.hold,
-            instruction=INSTRUCTION,
+        sent = await deliver(
+            t,
+            kind,
+            self.notifiers,
+            attempts=self.policy.notify_attempts,
+            backoff_seconds=self.policy.retry_backoff_seconds,
+            clock=self.clock,
         )
-        failures = 0
-        for notifier in self.notifiers:
-            ok = False
-            for attempt in range(1, self.policy.notify_attempts + 1):
-                try:
-                    await notifier.send(notice)
-                    ok = True
-                except NotifyError as exc:
-                    ev = TicketEvent(
-                        self.clock(),
-                        "system",
-                        "notify",
-                        f"failed: {exc.reason}",
-                        detail=(
-                            ("channel", notifier.channel),
-                            ("attempt", str(attempt)),
-                            ("kind", kind),
-                        ),
-                    )
-                    t = add_event(t, ev)
-                    if attempt < self.policy.notify_attempts:
-                        await asyncio.sleep(self.policy.retry_backoff_seconds * attempt)
-                    continue
-                ev = TicketEvent(
-                    self.clock(),
-                    "system",
-                    "notify",
-                    "delivered",
-                    detail=(
-                        ("channel", notifier.channel),
-                        ("attempt", str(attempt)),
-                        ("kind", kind),
-                    ),
-                )
-                t = add_event(t, ev)
-                break
-            if not ok:
-                failures += 1
+        t = sent.ticket
+        for notifier, ok in sent.delivered:
             await self._audit(
                 "system",
                 "ticket.notify" if ok else "ticket.notify-failed",
                 f"ticket:{t.id}",
                 {
-                    "channel": notifier.channel,
+                    "channel": notifier.name,
                     "kind": kind,
                     "hold": t.hold,
                     "urls": [u.ref for u in live],
                 },
             )
-        changes: dict[str, Any] = {"notify_failures": t.notify_failures + 1 if failures else 0}
-        if failures < len(self.notifiers):
+        changes: dict[str, Any] = {"notify_failures": t.notify_failures + 1 if sent.failures else 0}
+        if sent.failures < len(self.notifiers):
             changes["last_notified_at"] = self.clock()
         return await asyncio.to_thread(self.tickets.update, replace(t, **changes))
 

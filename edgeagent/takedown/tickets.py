@@ -15,7 +15,7 @@ Contract:
   jurisdiction requires a recorded law-enforcement authorisation before
   ``temporarily-removed`` and none is recorded.
 * Every change is a new frozen :class:`Ticket` with a :class:`TicketEvent` appended
-  (named actor, reason, time); persistence and audit are the engine's job.
+  (named actor, reason, time); persistence and audit are the service's job.
 * ``hold`` (law-enforcement hold): notices reach the ISP's hosting team only.
 * The SLA clock starts at ``notice_received_at``; ``removed_at`` is the first time the
   content left public access (``temporarily-removed`` or ``removed-and-preserved``).
