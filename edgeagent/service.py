@@ -100,7 +100,7 @@ class Agent:
         takedown = intake = None
         if settings.takedown.enabled:
             takedown = TakedownService.from_settings(
-                settings.takedown, store, settings.agent.state_dir
+                settings.takedown, store, settings.agent.state_dir, metrics=metrics
             )
             intake = TakedownIntake(store.get_decision, lambda feed: _feed_source(settings, feed))
         return cls(

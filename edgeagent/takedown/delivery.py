@@ -20,6 +20,7 @@ from edgeagent.takedown.tickets import Ticket, TicketEvent, add_event
 def notice_for(t: Ticket, kind: str) -> Notice:
     """The notice of ``kind`` for the ticket's live URLs (the contact left out on hold)."""
     live = t.live_urls
+    addresses = {a for u in live for a in u.addresses}
     return Notice(
         ticket_id=t.id,
         kind=kind,
@@ -34,6 +35,7 @@ def notice_for(t: Ticket, kind: str) -> Notice:
         deadline=t.deadline,
         hold=t.hold,
         instruction=INSTRUCTION,
+        segments=tuple(d for d in t.segments if d.address in addresses),
     )
 
 

@@ -3,8 +3,10 @@
 Contract:
 
 * The record holds the notice (reference, source, time), the URLs with their resolution
-  answers and times, the customer assignment, and every action on the ticket, plus the
-  audit records about it. Never content: the ISP preserves content at the hosting side.
+  answers and times, where the addresses sat on the agent host's segments (interface,
+  next hop, MAC, how and when learned), the customer assignment, and every action on the
+  ticket, plus the audit records about it. Never content: the ISP preserves content at
+  the hosting side.
 * Retention: :class:`RetentionPolicy` gives days per jurisdiction (default 365) counted
   from the ticket's close (or from its last event while open); :func:`may_delete` is
   False before that, and always while a legal hold is set. Nothing is deleted early.
@@ -107,6 +109,7 @@ def build_bundle(
                 "origin": ticket.assignment_origin,
             }
         ),
+        "segments.json": _canonical(t["segments"]),
         "actions.json": _canonical(t["events"]),
         "ticket.json": _canonical(t),
         "audit.json": _canonical([_audit_json(r) for r in audit]),

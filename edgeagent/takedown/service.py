@@ -12,6 +12,10 @@ How the daemon uses it (all methods are coroutines on the daemon's event loop):
   content is live, retries of failed notices, periodic re-check of where URLs resolve.
 * ``await svc.transition(id, to, actor, reason)`` for people (the API).
 
+A ticket records where its addresses sit on the segments of the host the agent runs on
+(the ``segments`` locator: interface, next hop, MAC, how and when learned), looked up once
+per address; notices and evidence carry it.
+
 Every change is written to the ticket store and audited in the main store with subject
 ``ticket:<id>``; audit details name URLs only by short hash. Before every notice after the
 first, the URLs are re-resolved: URLs that moved to another customer are taken off this
@@ -30,7 +34,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from edgeagent.errors import ConfigError, ConfigProblem, short_hash
+from edgeagent.errors import ConfigError, ConfigProblem, NotFound, short_hash
+from edgeagent.metrics import Metrics
 from edgeagent.model import Action, Entry, Indicator
 from edgeagent.store.base import Store
 from edgeagent.takedown.customers.base import Assignment
@@ -38,11 +43,13 @@ from edgeagent.takedown.customers.directory import CustomerDirectory, RefreshRep
 from edgeagent.takedown.customers.kinds import CUSTOMER_SOURCE_KINDS
 from edgeagent.takedown.delivery import deliver
 from edgeagent.takedown.evidence import build_bundle
-from edgeagent.takedown.locate import Location, Locator, locatable
+from edgeagent.takedown.locate import Locator, locatable
 from edgeagent.takedown.notifiers.base import Notifier
 from edgeagent.takedown.notifiers.kinds import NOTIFIER_KINDS
 from edgeagent.takedown.report import TakedownReport, build_report
 from edgeagent.takedown.rules import Job, TakedownPolicy, due_jobs
+from edgeagent.takedown.segment import SegmentDetail
+from edgeagent.takedown.segment_locator import SegmentLocator
 from edgeagent.takedown.settings import TakedownSettings
 from edgeagent.takedown.space import OwnSpace
 from edgeagent.takedown.tickets import (
@@ -54,6 +61,7 @@ from edgeagent.takedown.tickets import (
     add_urls,
     apply_transition,
     check_transition,
+    with_segments,
 )
 from edgeagent.takedown.ticketstore import TicketStore
 
@@ -88,6 +96,7 @@ class TakedownService:
         notifiers: Sequence[Notifier],
         policy: TakedownPolicy | None = None,
         *,
+        segments: SegmentLocator | None = None,
         clock: Callable[[], datetime] = _utcnow,
     ) -> None:
         self.store = store
@@ -95,6 +104,7 @@ class TakedownService:
         self.locator = locator
         self.notifiers = tuple(notifiers)
         self.policy = policy or TakedownPolicy()
+        self.segments = segments
         self.clock = clock
         self._locks: dict[int, asyncio.Lock] = {}
         self._open_lock = asyncio.Lock()
@@ -103,7 +113,12 @@ class TakedownService:
 
     @classmethod
     def from_settings(
-        cls, settings: TakedownSettings, store: Store, state_dir: Path
+        cls,
+        settings: TakedownSettings,
+        store: Store,
+        state_dir: Path,
+        *,
+        metrics: Metrics | None = None,
     ) -> TakedownService:
         """Build the service from ``[takedown]``; tickets in ``state_dir/takedown.sqlite3``.
 
@@ -129,8 +144,16 @@ class TakedownService:
             NOTIFIER_KINDS.plugin(n).from_config(n, name=name)
             for name, n in settings.notifiers.items()
         ]
+        segments = SegmentLocator(
+            own,
+            settings.probe,
+            probe_timeout=settings.probe_timeout_seconds,
+            probes_per_minute=settings.probe_rate_per_minute,
+            metrics=metrics,
+        )
         ticket_store = TicketStore(Path(state_dir) / TICKET_STORE_FILE_NAME)
-        return cls(store, ticket_store, locator, notifiers, TakedownPolicy.from_settings(settings))
+        policy = TakedownPolicy.from_settings(settings)
+        return cls(store, ticket_store, locator, notifiers, policy, segments=segments)
 
     async def refresh_customers(self) -> RefreshReport:
         """Reload customer sources; failures keep old data and are audited."""
@@ -190,8 +213,7 @@ class TakedownService:
             if not loc.matches:
                 outside += 1
                 continue
-            for cust in self._by_customer(loc):
-                assignment, addrs = cust
+            for assignment, addrs in loc.by_customer():
                 if assignment is None:
                     unassigned += 1
                     await self._audit(
@@ -206,9 +228,11 @@ class TakedownService:
                 slot[1].append(url)
         touched: list[Ticket] = []
         for assignment, urls in groups.values():
+            segments = await self._new_segments(assignment.customer_id, reference, urls)
             ticket, fresh = await self._open_or_extend(
                 assignment,
                 tuple(urls),
+                segments,
                 received=received,
                 reference=reference,
                 source=source,
@@ -221,19 +245,23 @@ class TakedownService:
             touched.append(ticket)
         return Outcome(tuple(touched), outside, unresolved, unassigned)
 
-    @staticmethod
-    def _by_customer(loc: Location) -> list[tuple[Assignment | None, tuple[str, ...]]]:
-        out: dict[str, tuple[Assignment | None, list[str]]] = {}
-        for m in loc.matches:
-            key = m.assignment.customer_id if m.assignment is not None else ""
-            slot = out.setdefault(key, (m.assignment, []))
-            slot[1].append(m.address)
-        return [(a, tuple(addrs)) for a, addrs in out.values()]
+    async def _new_segments(
+        self, customer_id: str, reference: str, urls: Iterable[TicketUrl]
+    ) -> tuple[SegmentDetail, ...]:
+        """On-segment detail of the addresses the customer's open ticket has none for
+        (looked up before the ticket is locked: a probe may take a second)."""
+        if self.segments is None:
+            return ()
+        existing = await asyncio.to_thread(self.tickets.find_open, customer_id, reference)
+        known = {d.address for d in existing.segments} if existing is not None else set()
+        wanted = [a for u in urls for a in u.addresses if a not in known]
+        return await self.segments.lookup_many(wanted)
 
     async def _open_or_extend(
         self,
         a: Assignment,
         urls: tuple[TicketUrl, ...],
+        segments: tuple[SegmentDetail, ...],
         *,
         received: datetime,
         reference: str,
@@ -267,6 +295,7 @@ class TakedownService:
                         ),
                     ),
                     hold=hold,
+                    segments=segments,
                 )
                 ticket = await asyncio.to_thread(self.tickets.create, ticket)
                 await self._audit(
@@ -286,7 +315,7 @@ class TakedownService:
         async with self._lock(existing.id):
             current = await asyncio.to_thread(self.tickets.get, existing.id)
             before = {u.url for u in current.urls}
-            updated = add_urls(current, urls, actor, now)
+            updated = with_segments(add_urls(current, urls, actor, now), segments)
             if hold and not updated.hold:
                 updated = replace(updated, hold=True)
             updated = await asyncio.to_thread(self.tickets.update, updated)
@@ -373,6 +402,20 @@ class TakedownService:
         return t
 
     # ------------------------------------------------------------------------- reads
+
+    async def locate_on_segment(self, address: str, actor: str) -> SegmentDetail:
+        """Where ``address`` sits on this host's segments now, for a person (audited); may
+        probe, under the rules tickets follow. ``NotFound`` without a segment locator."""
+        if self.segments is None:
+            raise NotFound("on-segment locator", "")
+        detail = await self.segments.lookup(address)
+        await self._audit(
+            actor,
+            "takedown.segment-lookup",
+            f"address:{detail.address}",
+            {"on_segment": detail.on_segment, "probe": detail.probe},
+        )
+        return detail
 
     async def get(self, ticket_id: int) -> Ticket:
         return await asyncio.to_thread(self.tickets.get, ticket_id)

@@ -6,7 +6,8 @@ in :mod:`edgeagent.takedown.customers` and :mod:`edgeagent.takedown.notifiers`.
 
 Old spellings still load, each with a deprecation warning naming the key:
 ``[takedown.smtp]`` and ``[takedown.webhook]`` become the notifiers ``smtp`` and
-``webhook`` of those kinds.
+``webhook`` of those kinds; ``probe = false`` / ``true`` become ``"never"`` /
+``"when-not-cached"``.
 """
 
 from __future__ import annotations
@@ -23,10 +24,12 @@ from edgeagent.takedown.customers.base import CustomerSourceConfig
 from edgeagent.takedown.customers.kinds import CUSTOMER_SOURCE_KINDS
 from edgeagent.takedown.notifiers.base import NotifierConfig
 from edgeagent.takedown.notifiers.kinds import NOTIFIER_KINDS
+from edgeagent.takedown.segment import ProbeMode
 
 # Tables that were one notifier each before notifiers became a family; each is now the
 # notifier of that name and kind (so an error in one still names the key as written).
 _OLD_NOTIFIER_TABLES = ("smtp", "webhook")
+_OLD_PROBE_VALUES: dict[bool, ProbeMode] = {False: "never", True: "when-not-cached"}
 
 
 def _warn(info: ValidationInfo, problem: ConfigProblem) -> None:
@@ -49,7 +52,9 @@ class TakedownSettings(ConfigModel):
     renotify_minutes: Annotated[int, Field(ge=1)] = 240
     require_authorisation_for: Items[Source] = ()
     retention_days: Annotated[int, Field(ge=1)] = 365
-    probe: bool = False
+    probe: ProbeMode = "never"
+    probe_timeout_seconds: Annotated[float, Field(gt=0, le=10)] = 1.0
+    probe_rate_per_minute: Annotated[int, Field(ge=1)] = 30
     notifiers: Annotated[dict[Name, NotifierConfig], PluginField(NOTIFIER_KINDS, "dict")] = Field(
         default_factory=dict
     )
@@ -57,16 +62,20 @@ class TakedownSettings(ConfigModel):
     @model_validator(mode="before")
     @classmethod
     def _old_spellings(cls, data: Any, info: ValidationInfo) -> Any:
-        if not isinstance(data, Mapping) or not any(k in data for k in _OLD_NOTIFIER_TABLES):
+        if not isinstance(data, Mapping):
             return data
         out = dict(data)
+        probe = out.get("probe")
+        if isinstance(probe, bool):
+            out["probe"] = _OLD_PROBE_VALUES[probe]
+            reason = f'true/false is an old spelling; write "{out["probe"]}"'
+            _warn(info, ConfigProblem("takedown.probe", reason))
+        old_tables = [k for k in _OLD_NOTIFIER_TABLES if k in out]
         notifiers = out.get("notifiers", {})
-        if not isinstance(notifiers, Mapping):
-            return data  # validation names the bad "notifiers"
+        if not old_tables or not isinstance(notifiers, Mapping):
+            return out  # validation names a bad "notifiers"
         merged = dict(notifiers)
-        for key in _OLD_NOTIFIER_TABLES:
-            if key not in out:
-                continue
+        for key in old_tables:
             table = out.pop(key)
             if key in merged:
                 raise ValueError(f"set takedown.notifiers.{key} or takedown.{key}, not both")

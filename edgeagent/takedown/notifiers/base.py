@@ -19,9 +19,10 @@ A notifier MUST:
   the ticket.
 
 A notifier MUST NOT send content or attachments: a notice is metadata only (case
-reference, URLs, addresses, customer and service ids, deadline, the instruction to
-isolate and preserve). When ``notice.hold`` is set (law-enforcement hold) it must reach
-the ISP's hosting team only: ``customer_contact`` is then empty and must not be used.
+reference, URLs, addresses and where they sit on the agent host's segments, customer and
+service ids, deadline, the instruction to isolate and preserve). When ``notice.hold`` is
+set (law-enforcement hold) it must reach the ISP's hosting team only:
+``customer_contact`` is then empty and must not be used.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from typing import ClassVar
 
 from edgeagent.errors import EdgeAgentError
 from edgeagent.plugins import PluginConfig
+from edgeagent.takedown.segment import SegmentDetail
 
 INSTRUCTION = (
     "Isolate the listed content from public access and preserve it together with the "
@@ -46,7 +48,8 @@ class Notice:
     """What a notifier sends for one ticket (metadata only, see the module docstring).
 
     ``kind`` is ``"notice"``, ``"reminder"``, ``"escalation"`` or ``"renotify"``.
-    ``addresses`` pairs each URL with the addresses it resolved to, in URL order.
+    ``addresses`` pairs each URL with the addresses it resolved to, in URL order;
+    ``segments`` says where those addresses sit (interface, next hop, MAC), if known.
     """
 
     ticket_id: int
@@ -62,6 +65,7 @@ class Notice:
     deadline: datetime
     hold: bool
     instruction: str
+    segments: tuple[SegmentDetail, ...] = ()
 
 
 class NotifyError(EdgeAgentError):

@@ -73,6 +73,9 @@ def render_text(n: Notice) -> tuple[str, str]:
     lines += ["", "Listed URLs and the addresses they resolve to:"]
     for url, addrs in zip(n.urls, n.addresses, strict=True):
         lines.append(f"  {url}  ->  {', '.join(addrs)}")
+    if n.segments:
+        lines += ["", "Where the addresses sit, seen from the host the agent runs on:"]
+        lines += [f"  {d.describe()}" for d in n.segments]
     lines += ["", n.instruction, ""]
     return subject, "\n".join(lines)
 

@@ -44,7 +44,8 @@ class WebhookNotifierConfig(NotifierConfig):
 
 
 def notice_json(n: Notice) -> dict[str, Any]:
-    """The notice as JSON: case, customer, URLs with addresses, deadline, instruction."""
+    """The notice as JSON: case, customer, URLs with addresses and where they sit,
+    deadline, instruction."""
     return {
         "ticket_id": n.ticket_id,
         "kind": n.kind,
@@ -61,6 +62,7 @@ def notice_json(n: Notice) -> dict[str, Any]:
         "notice_received_at": n.notice_received_at.isoformat(),
         "deadline": n.deadline.isoformat(),
         "instruction": n.instruction,
+        "segments": [d.to_json() for d in n.segments],
     }
 
 
