@@ -39,7 +39,6 @@ from edgeagent.configtypes import (
     Count,
     DnsAction,
     DnsName,
-    Email,
     Endpoint,
     EnvName,
     FileMode,
@@ -58,7 +57,6 @@ from edgeagent.configtypes import (
     Seconds,
     SecretFile,
     Share,
-    Source,
     one_secret,
     toml_type,
 )
@@ -69,6 +67,7 @@ from edgeagent.plugins import PluginField, concrete_model, rename_old_kinds
 from edgeagent.store.base import StoreConfig
 from edgeagent.store.kinds import STORE_BACKENDS
 from edgeagent.store.sqlite import SqliteStore, SqliteStoreConfig
+from edgeagent.takedown.settings import TakedownSettings
 
 DEFAULT_CONFIG_PATH = Path("/etc/edgeagent/edgeagent.toml")
 BUNDLED_LISTS_DIR = bundled_path("blocklists")
@@ -312,84 +311,6 @@ class RoutesSettings(ConfigModel):
             raise ValueError("enabled routes need proxy_next_hop")
         if self.enabled and not self.resolvers:
             raise ValueError("enabled routes need resolvers (without the blocking policy)")
-        return self
-
-
-# --- takedown
-
-
-class CustomerSource(ConfigModel):
-    """``[[takedown.customers]]``: where customer address assignments come from."""
-
-    kind: Literal["csv", "json", "ripe", "http"]
-    path: InputFile | None = None
-    url: HttpUrl | None = None
-    token_file: SecretFile | None = None
-    token_env: EnvName | None = None
-
-    @model_validator(mode="after")
-    def _where(self) -> CustomerSource:
-        if self.kind == "http" and (self.url is None or self.path is not None):
-            raise ValueError("kind http needs url (and no path)")
-        if self.kind != "http" and (self.path is None or self.url is not None):
-            raise ValueError(f"kind {self.kind} needs path (and no url)")
-        one_secret(self, "token", required=False)
-        return self
-
-
-class SmtpSettings(ConfigModel):
-    """``[takedown.smtp]``: e-mail notices to the hosting team (STARTTLS)."""
-
-    host: Host
-    port: Port = 587
-    starttls: bool = True
-    username: str | None = None
-    password_file: SecretFile | None = None
-    password_env: EnvName | None = None
-    sender: Email
-    recipients: Annotated[Items[Email], Field(min_length=1)]
-    timeout_seconds: Seconds = 30.0
-
-    @model_validator(mode="after")
-    def _secret(self) -> SmtpSettings:
-        one_secret(self, "password", required=self.username is not None)
-        return self
-
-
-class WebhookSettings(ConfigModel):
-    """``[takedown.webhook]``: HMAC-signed JSON notices."""
-
-    url: HttpUrl
-    secret_file: SecretFile | None = None
-    secret_env: EnvName | None = None
-    timeout_seconds: Seconds = 10.0
-
-    @model_validator(mode="after")
-    def _secret(self) -> WebhookSettings:
-        one_secret(self, "secret", required=True)
-        return self
-
-
-class TakedownSettings(ConfigModel):
-    """``[takedown]``: locate listed URLs in the ISP's own space and drive tickets."""
-
-    enabled: bool = False
-    own_prefixes: Items[IpNetwork] = ()
-    customers: Items[CustomerSource] = ()
-    resolvers: Items[Endpoint] = ()  # must NOT apply the blocking policy
-    sla_minutes: Annotated[int, Field(ge=1)] = 60
-    sla_minutes_by_source: dict[Source, Annotated[int, Field(ge=1)]] = Field(default_factory=dict)
-    renotify_minutes: Annotated[int, Field(ge=1)] = 240
-    require_authorisation_for: Items[Source] = ()
-    retention_days: Annotated[int, Field(ge=1)] = 365
-    probe: bool = False
-    smtp: SmtpSettings | None = None
-    webhook: WebhookSettings | None = None
-
-    @model_validator(mode="after")
-    def _usable(self) -> TakedownSettings:
-        if self.enabled and not self.own_prefixes:
-            raise ValueError("enabled takedown needs own_prefixes")
         return self
 
 

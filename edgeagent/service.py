@@ -48,8 +48,8 @@ from edgeagent.rpz.publishing import RpzPublishing
 from edgeagent.sdnotify import SystemdNotifier, watchdog_interval
 from edgeagent.store import open_store
 from edgeagent.store.base import Store
-from edgeagent.takedown.engine import TakedownService
 from edgeagent.takedown.intake import TakedownIntake
+from edgeagent.takedown.service import TakedownService
 
 log = logging.getLogger("edgeagent.service")
 
@@ -97,7 +97,7 @@ class Agent:
         takedown = intake = None
         if settings.takedown.enabled:
             takedown = TakedownService.from_settings(
-                settings.takedown, store, settings.agent.state_dir
+                settings.takedown, store, settings.agent.state_dir, metrics=metrics
             )
             intake = TakedownIntake(store.get_decision, lambda feed: _feed_source(settings, feed))
         return cls(
