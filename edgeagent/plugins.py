@@ -51,8 +51,6 @@ class Plugin(Protocol):
     """
 
     KIND: ClassVar[str]
-    # A PluginConfig subclass. Typed Any because a ClassVar is invariant: a family's base
-    # class narrows it to its own config base (type[NotifierConfig]), which must still fit.
     Config: ClassVar[type[Any]]
 
 

@@ -17,7 +17,7 @@ import pytest
 from edgeagent.config import ConfigError, load_config
 from edgeagent.errors import ConfigProblem
 from edgeagent.model import Action, Entry, Indicator, Scope
-from edgeagent.store import open_store
+from edgeagent.store import SqliteStore
 from edgeagent.takedown.customers.csv import CsvExportConfig
 from edgeagent.takedown.customers.http import HttpIpamConfig
 from edgeagent.takedown.notifiers.base import Notice, Notifier, NotifierConfig
@@ -183,7 +183,7 @@ label = "the NTD desk"
 """
     settings = load_config(write(tmp_path, text))
     assert isinstance(settings.takedown.notifiers["desk"], RecordingNotifierConfig)
-    store = open_store(tmp_path / "edgeagent.sqlite3")
+    store = SqliteStore(tmp_path / "edgeagent.sqlite3")
     svc = TakedownService.from_settings(settings.takedown, store, tmp_path)
     try:
         await svc.refresh_customers()
