@@ -132,6 +132,26 @@ def _file_mode(value: int) -> int:
     return value
 
 
+JURISDICTION_PATTERN = r"^[A-Z]{2}(-[A-Z0-9]{1,3})?$"
+_JURISDICTION_REASON = "not a jurisdiction: an ISO 3166 code such as NL or DE-BY"
+
+
+def _jurisdiction(value: str) -> str:
+    if not re.fullmatch(JURISDICTION_PATTERN, value):
+        raise ValueError(_JURISDICTION_REASON)
+    return value
+
+
+def _source_or_jurisdiction(value: object) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"expected a string, got {toml_type(value)}")
+    sources = [s.value for s in NoticeSource]
+    if value in sources or re.fullmatch(JURISDICTION_PATTERN, value):
+        return value
+    named = ", ".join(sources)
+    raise ValueError(f"neither a notice source ({named}) nor an ISO 3166 jurisdiction code")
+
+
 def _email(value: str) -> str:
     if not re.fullmatch(r"[^@\s]+@[^@\s]+", value):
         raise ValueError("not a valid e-mail address")
@@ -160,6 +180,11 @@ Cron = Annotated[str, AfterValidator(_cron)]
 # Feed and publisher names appear in metric labels and file names: keep them tame.
 Name = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
 Source = Annotated[NoticeSource, Strict(False)]
+# Where the law that governs a case applies: ISO 3166-1 alpha-2, or a 3166-2 subdivision.
+Jurisdiction = Annotated[str, AfterValidator(_jurisdiction)]
+# A rule key that names either a notice source or a jurisdiction (the two never collide:
+# sources are lower case, jurisdictions upper case).
+SourceOrJurisdiction = Annotated[str, BeforeValidator(_source_or_jurisdiction)]
 # TOML arrays become tuples (frozen); items keep their strict types.
 Items = Annotated[tuple[_T, ...], Strict(False)]
 DnsAction = Literal["nxdomain", "nodata", "stop-page", "divert"]

@@ -6,6 +6,9 @@ Shared by the control API and the CLI so both enforce the same rules:
 - a block that needs a second person (protected names, IP/CIDR) starts
   ``pending-approval``, and so does any decision from a ``public`` report when the
   config says public reports need review;
+- a decision carries the law-enforcement ``hold`` (takedown notices reach the hosting
+  team only) as asked, or by default when its notice source is one the config holds for;
+  and the ``jurisdiction`` whose law governs the case;
 - approval must come from someone other than the creator;
 - every write lands in the audit log with actor, what and why (entries by short ref only).
 """
@@ -49,6 +52,8 @@ class DecisionRequest:
     notice_received_at: datetime | None = None
     expires_at: datetime | None = None
     category: str = ""
+    hold: bool | None = None  # None: on when ``source`` is one the service holds for
+    jurisdiction: str = ""
 
 
 class FourEyesRequired(Conflict):
@@ -58,10 +63,18 @@ class FourEyesRequired(Conflict):
 class DecisionService:
     """Applies the lifecycle rules on top of a store and the guardrails."""
 
-    def __init__(self, store: Store, gate: DecisionGate, *, public_needs_approval: bool) -> None:
+    def __init__(
+        self,
+        store: Store,
+        gate: DecisionGate,
+        *,
+        public_needs_approval: bool,
+        hold_for: frozenset[NoticeSource] = frozenset({NoticeSource.LAW_ENFORCEMENT}),
+    ) -> None:
         self.store = store
         self.gate = gate
         self.public_needs_approval = public_needs_approval
+        self.hold_for = hold_for
 
     def create(self, request: DecisionRequest, actor: str) -> Decision:
         indicator = Indicator.parse(request.scope, request.target)
@@ -78,6 +91,7 @@ class DecisionService:
             self.public_needs_approval and request.source is NoticeSource.PUBLIC
         )
         now = datetime.now(UTC)
+        hold = request.source in self.hold_for if request.hold is None else request.hold
         detail = {
             "target": indicator.ref,
             "scope": indicator.scope.value,
@@ -87,6 +101,8 @@ class DecisionService:
             "reference": request.reference,
             "needs_second_person": verdict.needs_second_person,
             "guard": verdict.reason,
+            "hold": hold,
+            "jurisdiction": request.jurisdiction,
         }
         return self.store.add_decision(
             NewDecision(
@@ -100,6 +116,8 @@ class DecisionService:
                 status=DecisionStatus.PENDING_APPROVAL if pending else DecisionStatus.ACTIVE,
                 expires_at=request.expires_at,
                 category=request.category,
+                hold=hold,
+                jurisdiction=request.jurisdiction,
             ),
             AuditNote("decision.create", detail),
         )

@@ -139,7 +139,13 @@ class DecisionEvent:
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """A block or allow made by a person, with the case it belongs to."""
+    """A block or allow made by a person, with the case it belongs to.
+
+    ``hold`` (law-enforcement hold): takedown notices for this case reach the ISP's
+    hosting team only, never the customer. ``jurisdiction`` (an ISO 3166 code, or empty)
+    is where the law governing the case applies; per-jurisdiction takedown rules
+    (authorisation first, retention) match on it.
+    """
 
     id: int
     indicator: Indicator
@@ -155,6 +161,8 @@ class Decision:
     category: str = ""
     approved_by: str | None = None
     history: tuple[DecisionEvent, ...] = ()
+    hold: bool = False
+    jurisdiction: str = ""
 
     @property
     def source(self) -> str:

@@ -48,7 +48,7 @@ from edgeagent.rpz.publishing import RpzPublishing
 from edgeagent.sdnotify import SystemdNotifier, watchdog_interval
 from edgeagent.store import open_store
 from edgeagent.store.base import Store
-from edgeagent.takedown.intake import TakedownIntake
+from edgeagent.takedown.intake import CaseOrigin, TakedownIntake
 from edgeagent.takedown.service import TakedownService
 
 log = logging.getLogger("edgeagent.service")
@@ -99,14 +99,17 @@ class Agent:
             takedown = TakedownService.from_settings(
                 settings.takedown, store, settings.agent.state_dir, metrics=metrics
             )
-            intake = TakedownIntake(store.get_decision, lambda feed: _feed_source(settings, feed))
+            intake = TakedownIntake(store.get_decision, lambda feed: _feed_origin(settings, feed))
         return cls(
             settings=settings,
             store=store,
             guard=guard,
             engine=PolicyEngine(store, guard, frozenset(settings.feeds)),
             decisions=DecisionService(
-                store, guard, public_needs_approval=settings.api.public_reports_need_approval
+                store,
+                guard,
+                public_needs_approval=settings.api.public_reports_need_approval,
+                hold_for=frozenset(settings.takedown.hold_for),
             ),
             feeds=FeedRunner(specs, store, guard, metrics),
             metrics=metrics,
@@ -359,7 +362,12 @@ class Daemon:
         for case in cases:
             try:
                 out = await svc.on_entries(
-                    case.entries, case.notice_received_at, case.reference, case.source
+                    case.entries,
+                    case.notice_received_at,
+                    case.reference,
+                    case.origin.source,
+                    jurisdiction=case.origin.jurisdiction,
+                    hold=case.origin.hold,
                 )
             except Exception:
                 log.exception("takedown intake failed for a case; it is retried on the next pass")
@@ -412,6 +420,7 @@ class Daemon:
             changed = _restart_only_changes(self.agent.settings, new)
             self.agent.settings = new
             self.agent.decisions.public_needs_approval = new.api.public_reports_need_approval
+            self.agent.decisions.hold_for = frozenset(new.takedown.hold_for)
             self.agent.engine.set_feeds(frozenset(new.feeds))
             if specs is not None:
                 self._reload_feeds(specs)
@@ -523,10 +532,14 @@ def _api_ssl_context(settings: Settings) -> ssl.SSLContext | None:
     )
 
 
-def _feed_source(settings: Settings, feed: str) -> str:
-    """The notice source of a feed's entries (``internal`` for a feed no longer configured)."""
+def _feed_origin(settings: Settings, feed: str) -> CaseOrigin:
+    """Notice source, jurisdiction and hold of a feed's takedown cases (``internal``, no
+    jurisdiction, no hold for a feed no longer configured)."""
     spec = settings.feeds.get(feed)
-    return str(spec.source) if spec is not None else "internal"
+    if spec is None:
+        return CaseOrigin("internal")
+    hold = spec.source in settings.takedown.hold_for if spec.hold is None else spec.hold
+    return CaseOrigin(spec.source.value, spec.jurisdiction or "", hold)
 
 
 def _url_host(host: str) -> str:

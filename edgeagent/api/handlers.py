@@ -84,6 +84,8 @@ def decision_json(d: Decision) -> dict[str, Any]:
         "category": d.category,
         "actor": d.actor,
         "approved_by": d.approved_by,
+        "hold": d.hold,
+        "jurisdiction": d.jurisdiction,
         "history": [
             {"at": _iso(h.at), "actor": h.actor, "status": h.status.value, "reason": h.reason}
             for h in d.history
@@ -147,6 +149,8 @@ async def create_decision(request: web.Request, who: Principal) -> web.Response:
         notice_received_at=body.notice_received_at,
         expires_at=body.expires_at,
         category=body.category,
+        hold=body.hold,
+        jurisdiction=body.jurisdiction,
     )
     decision = await write(
         request.app, _then_notify, ctx, partial(ctx.decisions.create, req, who.name)

@@ -7,9 +7,9 @@ Include them with::
 
 Roles: ``analyst`` reads tickets, moves them and reads the report, and asks where an own
 address sits on the agent host's segments (which may send one ARP/ND probe, under the
-service's probe rules; audited); ``supervisor`` exports evidence (the bundle is itself
-audited). Ticket bodies hold URLs: they are shown to
-``analyst`` and above only, like decisions.
+service's probe rules; audited); ``supervisor`` sets and releases the law-enforcement
+hold and exports evidence (the bundle is itself audited). Ticket bodies hold URLs: they
+are shown to ``analyst`` and above only, like decisions.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from aiohttp import web
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, IPvAnyAddress, StringConstraints
 
 from edgeagent.api.auth import Principal, Role
-from edgeagent.api.routes import Route
+from edgeagent.api.routes import Route, RouteHandler
 from edgeagent.api.validation import ApiError, bad_input, parse_body, parse_query
 from edgeagent.takedown.service import TakedownService
 from edgeagent.takedown.tickets import TicketState, ticket_to_json
@@ -42,6 +42,14 @@ class TicketTransition(BaseModel):
         default=None,
         description="law-enforcement authorisation reference, recorded before the move",
     )
+
+
+class TicketReason(BaseModel):
+    """A change that needs only its reason (hold, release)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    reason: _Text = Field(description="why (audited)")
 
 
 class TicketListQuery(BaseModel):
@@ -110,6 +118,15 @@ def takedown_routes(service: TakedownService) -> tuple[Route, ...]:
         )
         return web.json_response(ticket_to_json(ticket))
 
+    def set_hold(hold: bool) -> RouteHandler:
+        async def handler(request: web.Request, who: Principal) -> web.StreamResponse:
+            ticket_id = _ticket_id(request)
+            body = parse_body(await request.read(), TicketReason)
+            ticket = await service.set_hold(ticket_id, who.name, hold, body.reason)
+            return web.json_response(ticket_to_json(ticket))
+
+        return handler
+
     async def evidence(request: web.Request, who: Principal) -> web.StreamResponse:
         bundle = await service.evidence(_ticket_id(request), who.name)
         return web.json_response(bundle)
@@ -167,6 +184,26 @@ def takedown_routes(service: TakedownService) -> tuple[Route, ...]:
             "transitionTicket",
             "Move a ticket to the next state (refusals name the allowed ones)",
             body=TicketTransition,
+            errors=(400, 404, 409),
+        ),
+        Route(
+            "POST",
+            f"/v1/tickets/{_ID}/hold",
+            Role.SUPERVISOR,
+            set_hold(True),
+            "holdTicket",
+            "Law-enforcement hold: from now on notices reach the hosting team only",
+            body=TicketReason,
+            errors=(400, 404, 409),
+        ),
+        Route(
+            "POST",
+            f"/v1/tickets/{_ID}/release",
+            Role.SUPERVISOR,
+            set_hold(False),
+            "releaseTicket",
+            "Release the law-enforcement hold (later notices may reach the customer)",
+            body=TicketReason,
             errors=(400, 404, 409),
         ),
         Route(

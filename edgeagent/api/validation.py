@@ -26,6 +26,7 @@ from pydantic import (
     field_validator,
 )
 
+from edgeagent.configtypes import JURISDICTION_PATTERN
 from edgeagent.model import Action, DecisionStatus, NoticeSource, Scope
 
 M = TypeVar("M", bound=BaseModel)
@@ -89,6 +90,15 @@ class DecisionCreate(_Body):
     )
     expires_at: AwareDatetime | None = Field(default=None, description="optional end")
     category: Annotated[str, StringConstraints(max_length=64)] = ""
+    hold: bool | None = Field(
+        default=None,
+        description="law-enforcement hold: takedown notices reach the ISP's hosting team "
+        "only, never the customer; default: on for the sources the config holds for "
+        "(law-enforcement)",
+    )
+    jurisdiction: Annotated[str, StringConstraints(pattern=JURISDICTION_PATTERN)] = Field(
+        default="", description="ISO 3166 code of the jurisdiction governing the case"
+    )
 
     @field_validator("notice_received_at")
     @classmethod
@@ -185,6 +195,8 @@ class DecisionOut(_Out):
     actor: str
     approved_by: str | None
     history: list[DecisionEventOut]
+    hold: bool = Field(description="law-enforcement hold: notices to the hosting team only")
+    jurisdiction: str
 
 
 class DecisionListOut(_Out):

@@ -68,6 +68,7 @@ from edgeagent.configtypes import (
     EnvName,
     HttpUrl,
     InputFile,
+    Jurisdiction,
     OutputPath,
     Seconds,
     SecretFile,
@@ -346,6 +347,10 @@ class FeedConfig(PluginConfig):
     kind: str
     enabled: bool = True
     source: Source = NoticeSource.HOTLINE
+    # Takedown cases opened for this feed's entries: the jurisdiction whose law governs
+    # them, and the law-enforcement hold (None: as [takedown] hold_for says for source).
+    jurisdiction: Jurisdiction | None = None
+    hold: bool | None = None
     authority: str = ""  # shown on the stop page, e.g. "Example Hotline"
     category: str = "csam"
     action: DnsAction | None = None  # None: [rpz] default_action

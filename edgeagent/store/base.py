@@ -73,6 +73,8 @@ class NewDecision:
     status: DecisionStatus
     expires_at: datetime | None = None
     category: str = ""
+    hold: bool = False
+    jurisdiction: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -136,7 +136,14 @@ _V2: tuple[str, ...] = (
         FROM audit""",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2)
+_V3: tuple[str, ...] = (
+    # Law-enforcement hold (notices reach the hosting team only) and the jurisdiction
+    # whose law governs the case; decisions made before both existed have neither.
+    "ALTER TABLE decisions ADD COLUMN hold INTEGER NOT NULL DEFAULT 0 CHECK (hold IN (0, 1))",
+    "ALTER TABLE decisions ADD COLUMN jurisdiction TEXT NOT NULL DEFAULT ''",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3)
 """``MIGRATIONS[i]`` upgrades version ``i`` to ``i + 1``."""
 
 CURRENT_VERSION = len(MIGRATIONS)

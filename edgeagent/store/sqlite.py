@@ -91,7 +91,7 @@ _ACTIONS = {a.value: a for a in Action}
 _GEN_COLS = "id, feed, status, created_at, entry_count, serial, hold_reason, meta"
 _DEC_COLS = (
     "id, scope, value, action, actor, reason, reference, notice_source, notice_received_at, "
-    "created_at, status, expires_at, category, approved_by"
+    "created_at, status, expires_at, category, approved_by, hold, jurisdiction"
 )
 _ENTRY_INSERT = (
     "INSERT INTO generation_entries (id, scope, value, action, category, reference, "
@@ -742,6 +742,8 @@ class SqliteStore(StoreBackend[SqliteStoreConfig]):
                 category=r[12],
                 approved_by=r[13],
                 history=tuple(history[int(r[0])]),
+                hold=bool(r[14]),
+                jurisdiction=r[15],
             )
             for r in rows
         ]
@@ -772,7 +774,8 @@ class SqliteStore(StoreBackend[SqliteStoreConfig]):
                 cur = c.execute(
                     "INSERT INTO decisions (scope, value, action, actor, reason, reference, "
                     "notice_source, notice_received_at, created_at, status, expires_at, "
-                    "category) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "category, hold, jurisdiction) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         ind.scope.value,
                         ind.value,
@@ -786,6 +789,8 @@ class SqliteStore(StoreBackend[SqliteStoreConfig]):
                         new.status.value,
                         expires,
                         new.category,
+                        int(new.hold),
+                        new.jurisdiction,
                     ),
                 )
             except sqlite3.IntegrityError:

@@ -17,14 +17,16 @@ from edgeagent.takedown.notifiers.base import INSTRUCTION, Notice, Notifier, Not
 from edgeagent.takedown.tickets import Ticket, TicketEvent, add_event
 
 
-def notice_for(t: Ticket, kind: str) -> Notice:
-    """The notice of ``kind`` for the ticket's live URLs (the contact left out on hold)."""
+def notice_for(t: Ticket, kind: str, *, hosting_team: bool) -> Notice:
+    """The notice of ``kind`` for the ticket's live URLs, as one channel may see it: on
+    law-enforcement hold the customer's contact is left out, and so is the case reference
+    for a channel that reaches anyone outside the hosting team (``hosting_team`` false)."""
     live = t.live_urls
     addresses = {a for u in live for a in u.addresses}
     return Notice(
         ticket_id=t.id,
         kind=kind,
-        reference=t.reference,
+        reference="" if t.hold and not hosting_team else t.reference,
         source=t.source,
         customer_id=t.customer_id,
         service_id=t.service_id,
@@ -61,9 +63,9 @@ async def deliver(
     clock: Callable[[], datetime],
 ) -> Delivery:
     """Send the notice of ``kind`` for ``t`` through every notifier (see the module doc)."""
-    notice = notice_for(t, kind)
     outcomes: list[tuple[Notifier, bool]] = []
     for notifier in notifiers:
+        notice = notice_for(t, kind, hosting_team=notifier.hosting_team)
         ok = False
         for attempt in range(1, attempts + 1):
             try:

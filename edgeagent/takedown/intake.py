@@ -7,7 +7,9 @@ locator once on arrival. :meth:`forget` clears that memory for the periodic full
 
 A case is ``(source, reference)``: one decision, or one feed line's reference. Its
 clock starts at the decision's ``notice_received_at``, or at the entry's ``first_seen``
-for feed entries (when the agent first saw the hotline's listing).
+for feed entries (when the agent first saw the hotline's listing). Its notice source,
+jurisdiction and law-enforcement hold come from the decision, or from the feed's
+configuration (:class:`CaseOrigin`).
 """
 
 from __future__ import annotations
@@ -21,21 +23,34 @@ from edgeagent.takedown.locate import locatable
 
 
 @dataclass(frozen=True, slots=True)
+class CaseOrigin:
+    """Who reported a case and under which rules: the notice source (public, hotline,
+    law-enforcement, internal), the jurisdiction (ISO 3166 code or empty) and whether
+    the law-enforcement hold applies."""
+
+    source: str
+    jurisdiction: str = ""
+    hold: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Case:
     entries: tuple[Entry, ...]
     notice_received_at: datetime
     reference: str
-    source: str  # notice source: public, hotline, law-enforcement, internal
+    origin: CaseOrigin
 
 
 class TakedownIntake:
+    """See the module docstring. ``feed_origin`` gives a feed's :class:`CaseOrigin`."""
+
     def __init__(
         self,
         decision: Callable[[int], Decision],
-        feed_source: Callable[[str], str],
+        feed_origin: Callable[[str], CaseOrigin],
     ) -> None:
         self._decision = decision
-        self._feed_source = feed_source
+        self._feed_origin = feed_origin
         self._seen: set[Indicator] = set()
 
     def forget(self) -> None:
@@ -53,15 +68,16 @@ class TakedownIntake:
 
     def _group(self, entries: Iterable[Entry], now: datetime) -> list[Case]:
         groups: dict[tuple[str, str], list[Entry]] = {}
-        meta: dict[tuple[str, str], tuple[datetime, str]] = {}
+        meta: dict[tuple[str, str], tuple[datetime, CaseOrigin]] = {}
         for e in entries:
             if e.source.startswith("decision:"):
                 d = self._decision(int(e.source.split(":", 1)[1]))
                 key = (e.source, d.reference)
-                meta[key] = (d.notice_received_at, d.notice_source.value)
+                origin = CaseOrigin(d.notice_source.value, d.jurisdiction, d.hold)
+                meta[key] = (d.notice_received_at, origin)
             else:
                 key = (e.source, e.reference or e.source)
-                meta.setdefault(key, (e.first_seen or now, self._feed_source(e.source)))
+                meta.setdefault(key, (e.first_seen or now, self._feed_origin(e.source)))
             groups.setdefault(key, []).append(e)
         return [
             Case(tuple(items), meta[key][0], key[1], meta[key][1]) for key, items in groups.items()

@@ -18,8 +18,9 @@ from edgeagent.takedown.tickets import LIVE_STATES, Ticket
 class TakedownPolicy:
     """The rules the service applies (from ``[takedown]``; see :meth:`from_settings`).
 
-    ``require_authorisation_for`` holds notice sources and/or jurisdictions for which a
-    law-enforcement authorisation must be recorded before ``temporarily-removed``.
+    ``require_authorisation_for`` holds notice sources and/or jurisdictions (ISO 3166
+    codes) for which a law-enforcement authorisation must be recorded before
+    ``temporarily-removed``.
     """
 
     sla_minutes: int = 60
@@ -48,7 +49,7 @@ class TakedownPolicy:
             sla_minutes=s.sla_minutes,
             sla_minutes_by_source={str(k.value): v for k, v in s.sla_minutes_by_source.items()},
             renotify_minutes=s.renotify_minutes,
-            require_authorisation_for=frozenset(str(x.value) for x in s.require_authorisation_for),
+            require_authorisation_for=frozenset(s.require_authorisation_for),
             retention=RetentionPolicy(default_days=s.retention_days),
         )
 

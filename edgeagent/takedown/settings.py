@@ -17,8 +17,17 @@ from typing import Annotated, Any
 
 from pydantic import Field, ValidationInfo, model_validator
 
-from edgeagent.configtypes import ConfigModel, Endpoint, IpNetwork, Items, Name, Source
+from edgeagent.configtypes import (
+    ConfigModel,
+    Endpoint,
+    IpNetwork,
+    Items,
+    Name,
+    Source,
+    SourceOrJurisdiction,
+)
 from edgeagent.errors import ConfigProblem
+from edgeagent.model import NoticeSource
 from edgeagent.plugins import PluginField
 from edgeagent.takedown.customers.base import CustomerSourceConfig
 from edgeagent.takedown.customers.kinds import CUSTOMER_SOURCE_KINDS
@@ -50,7 +59,12 @@ class TakedownSettings(ConfigModel):
     sla_minutes: Annotated[int, Field(ge=1)] = 60
     sla_minutes_by_source: dict[Source, Annotated[int, Field(ge=1)]] = Field(default_factory=dict)
     renotify_minutes: Annotated[int, Field(ge=1)] = 240
-    require_authorisation_for: Items[Source] = ()
+    # Sources whose cases start on law-enforcement hold unless the decision or the feed
+    # says otherwise: notices reach the hosting team only, never the customer.
+    hold_for: Items[Source] = (NoticeSource.LAW_ENFORCEMENT,)
+    # Sources and/or jurisdictions (ISO 3166 codes) whose tickets need a recorded
+    # law-enforcement authorisation before the content is isolated.
+    require_authorisation_for: Items[SourceOrJurisdiction] = ()
     retention_days: Annotated[int, Field(ge=1)] = 365
     probe: ProbeMode = "never"
     probe_timeout_seconds: Annotated[float, Field(gt=0, le=10)] = 1.0

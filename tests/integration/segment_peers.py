@@ -6,15 +6,19 @@ starts a real Unbound serving ``RECORDS_JSON`` (``[[name, type, value], ...]``),
 sink (aiosmtpd; one ``DIR/mail/<n>.eml`` per message) and a webhook sink checking the
 HMAC (``DIR/hooks/<n>.json``), all on 127.0.0.1 of that namespace. It prints one JSON
 line ``{"dns_port", "smtp_port", "webhook_url"}`` when ready and stops when its stdin
-closes.
+closes. :func:`running` does all that from a test (``prefix`` runs it in a namespace).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import subprocess
 import sys
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from bench.takedown_locate import unbound_server
 from edgeagent.lab.sinks import SmtpSink, WebhookSink
@@ -33,6 +37,40 @@ async def serve(directory: Path, records: list[tuple[str, str, str]], secret: by
         finally:
             await hook.close()
             await smtp.close()
+
+
+@contextlib.contextmanager
+def running(
+    directory: Path,
+    records: Sequence[tuple[str, str, str]],
+    secret: bytes,
+    *,
+    prefix: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
+) -> Iterator[dict[str, Any]]:
+    """The peers in a subprocess (``prefix``, e.g. ``ip netns exec NS``, runs it
+    elsewhere) until the block ends; yields their ``dns_port``, ``smtp_port`` and
+    ``webhook_url``."""
+    repo = Path(__file__).resolve().parents[2]
+    argv = [*prefix, sys.executable, "-m", "tests.integration.segment_peers", str(directory)]
+    proc = subprocess.Popen(
+        [*argv, json.dumps(records), secret.hex()],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env=env, cwd=repo, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line, proc.stderr.read() if proc.stderr else "peers exited"
+        yield json.loads(line)
+    finally:
+        if proc.stdin is not None:
+            proc.stdin.close()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def main() -> None:

@@ -192,7 +192,10 @@ async def env(tmp_path: Path, resolver: tuple[str, int]) -> AsyncIterator[Env]:
             ssl_context=client_tls,
             timeout=10,
         ),
-        WebhookNotifier(f"http://127.0.0.1:{hook_port}/hook", SECRET, timeout=10),
+        # A ticket system other teams read too: not the hosting team.
+        WebhookNotifier(
+            f"http://127.0.0.1:{hook_port}/hook", SECRET, timeout=10, hosting_team=False
+        ),
     ]
     policy = TakedownPolicy(
         retry_backoff_seconds=0.05,
@@ -349,9 +352,14 @@ async def test_law_enforcement_hold_and_authorisation(env: Env) -> None:
     assert envelope.rcpt_tos == ["hosting@isp.example"]  # the customer is not tipped off
     body = (envelope.original_content or b"").decode()
     assert "LAW-ENFORCEMENT HOLD" in body
+    assert "LE-9" in body  # the hosting team knows the police reference
     assert "noc@cust-a.example" not in body
-    assert env.hook.received[-1]["forward_to_customer"] is False
-    assert env.hook.received[-1]["customer_contact"] == ""
+    hook = env.hook.received[-1]
+    assert hook["forward_to_customer"] is False
+    assert hook["customer_contact"] == ""
+    # The ticket system is read outside the hosting team: no police reference there.
+    assert hook["reference"] == ""
+    assert "LE-9" not in json.dumps(hook)
 
     t = await env.service.transition(t.id, "under-review", "alice", "checking")
     with pytest.raises(Exception, match="law-enforcement authorisation") as err:

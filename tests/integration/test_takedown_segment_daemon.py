@@ -10,12 +10,10 @@ the mail the sink received, the webhook, the evidence record and the probe metri
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 import secrets
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,7 +27,6 @@ from tests.integration.segment_netns import (
     CACHED,
     CACHED_MAC,
     FOREIGN,
-    REPO,
     ROUTED,
     SERVER,
     SERVER6,
@@ -41,6 +38,7 @@ from tests.integration.segment_netns import (
     ns_env,
     topology,
 )
+from tests.integration.segment_peers import running
 from tests.integration.test_daemon import AGENT, _token
 
 pytestmark = pytest.mark.netns
@@ -113,29 +111,6 @@ class Agent:
         return found
 
 
-@contextlib.contextmanager
-def _peers(topo: Topology, directory: Path, secret: bytes) -> Iterator[dict[str, Any]]:
-    proc = subprocess.Popen(
-        ["ip", "netns", "exec", topo.agent_ns, sys.executable, "-m",
-         "tests.integration.segment_peers", str(directory), json.dumps(RECORDS), secret.hex()],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        env=ns_env(), cwd=REPO, text=True,
-    )  # fmt: skip
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        assert line, proc.stderr.read() if proc.stderr else "peers exited"
-        yield json.loads(line)
-    finally:
-        if proc.stdin is not None:
-            proc.stdin.close()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 def _config(tmp: Path, peers: dict[str, Any], secret_file: Path) -> Path:
     (tmp / "customers.csv").write_text(CUSTOMERS, encoding="utf-8")
     config = tmp / "edgeagent.toml"
@@ -179,7 +154,16 @@ def agent(tmp_path: Path) -> Iterator[Agent]:
     secret = secrets.token_hex(32)
     secret_file = tmp_path / "webhook-hmac"
     secret_file.write_text(secret, encoding="utf-8")
-    with topology() as topo, _peers(topo, tmp_path / "peers", secret.encode()) as peers:
+    with (
+        topology() as topo,
+        running(
+            tmp_path / "peers",
+            RECORDS,
+            secret.encode(),
+            prefix=("ip", "netns", "exec", topo.agent_ns),
+            env=ns_env(),
+        ) as peers,
+    ):
         config = _config(tmp_path, peers, secret_file)
         tokens = {role: _token(config, role, role) for role in ("analyst", "supervisor")}
         log = (tmp_path / "daemon.log").open("w")

@@ -220,3 +220,40 @@ async def test_on_change_called_after_writes(tmp_path: Path) -> None:
         await api.call("POST", "/v1/decisions", json={})  # refused: no change
     store.close()
     assert len(calls) == 2
+
+
+async def test_law_enforcement_decisions_are_held_by_default(api: ApiHarness) -> None:
+    status, police = await api.call(
+        "POST",
+        "/v1/decisions",
+        json=decision_body("le.example", source="law-enforcement", jurisdiction="NL"),
+    )
+    assert status == 201, police
+    assert (police["hold"], police["jurisdiction"]) == (True, "NL")
+    status, hotline = await api.call("POST", "/v1/decisions", json=decision_body("hl.example"))
+    assert (hotline["hold"], hotline["jurisdiction"]) == (False, "")
+    # Either default can be overridden, and GET shows what was stored.
+    status, lifted = await api.call(
+        "POST",
+        "/v1/decisions",
+        json=decision_body("le2.example", source="law-enforcement", hold=False),
+    )
+    status, held = await api.call(
+        "POST", "/v1/decisions", json=decision_body("hl2.example", hold=True)
+    )
+    for created, expected in ((lifted, False), (held, True)):
+        status, body = await api.call("GET", f"/v1/decisions/{created['id']}")
+        assert status == 200
+        assert DecisionOut.model_validate(body).hold is expected
+        assert api.store.get_decision(created["id"]).hold is expected
+    create = next(r for r in api.store.audit_since() if r.action == "decision.create")
+    assert (create.detail["hold"], create.detail["jurisdiction"]) == (True, "NL")
+
+
+@pytest.mark.parametrize("value", ["nl", "Netherlands", "NL-", "N1", 5])
+async def test_jurisdiction_must_be_an_iso_code(api: ApiHarness, value: object) -> None:
+    status, body = await api.call(
+        "POST", "/v1/decisions", json=decision_body("j.example", jurisdiction=value)
+    )
+    assert status == 400
+    assert body["error"]["field"] == "jurisdiction"

@@ -132,7 +132,10 @@ def test_v1_db_migrates_to_current(db: Path) -> None:
 
     s = SqliteStore(db)
     assert s.schema_version() == migrations.CURRENT_VERSION
-    assert s.get_decision(1).indicator.value == "old.example"
+    old = s.get_decision(1)
+    assert old.indicator.value == "old.example"
+    # Decisions from before the law-enforcement hold have no hold and no jurisdiction.
+    assert (old.hold, old.jurisdiction) == (False, "")
     # The v2 data migration seeded the audit head from the existing row.
     assert s.audit_head() == (1, "f" * 64)
     token = s.add_token("ops", "operator", hashlib.sha256(b"secret").digest())
@@ -583,3 +586,13 @@ def test_open_stream_does_not_block_writers(store: SqliteStore) -> None:
     assert store.prune_generations("feedA", keep=5) == 0
     assert [first, *stream] == list(entries(100))
     assert store.live_generation("feedA") == newer
+
+
+def test_hold_and_jurisdiction_are_stored(store: SqliteStore) -> None:
+    from dataclasses import replace
+
+    held = replace(new_decision("held.example"), hold=True, jurisdiction="DE-BY")
+    d = store.add_decision(held)
+    assert (d.hold, d.jurisdiction) == (True, "DE-BY")
+    (listed,) = store.list_decisions(reference="case-1")
+    assert (listed.hold, listed.jurisdiction) == (True, "DE-BY")

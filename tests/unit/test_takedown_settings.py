@@ -138,11 +138,12 @@ class RecordingNotifier(Notifier):
 
     name: str
     label: str = ""
+    hosting_team: bool = True
 
     @classmethod
     def from_config(cls, config: NotifierConfig, *, name: str) -> RecordingNotifier:
         assert isinstance(config, RecordingNotifierConfig)
-        return cls(name, config.label)
+        return cls(name, config.label, config.hosting_team)
 
     async def send(self, notice: Notice) -> None:
         RecordingNotifier.sent.append((self.name, self.label, notice))
@@ -204,3 +205,40 @@ label = "the NTD desk"
     finally:
         svc.tickets.close()
         store.close()
+
+
+# ------------------------------------------------------------- hold and jurisdictions
+
+BASE = """
+[takedown]
+enabled = true
+own_prefixes = ["198.51.100.0/24"]
+resolvers = [{ host = "127.0.0.1", port = 53 }]
+"""
+
+
+def test_hold_for_defaults_to_law_enforcement_and_is_configurable(tmp_path: Path) -> None:
+    assert load_config(write(tmp_path, BASE)).takedown.hold_for == ("law-enforcement",)
+    settings = load_config(write(tmp_path, BASE + 'hold_for = ["law-enforcement", "hotline"]\n'))
+    assert settings.takedown.hold_for == ("law-enforcement", "hotline")
+    assert load_config(write(tmp_path, BASE + "hold_for = []\n")).takedown.hold_for == ()
+    (problem,) = problems(write(tmp_path, BASE + 'hold_for = ["police"]\n'))
+    assert problem.path == "takedown.hold_for[0]"
+
+
+def test_authorisation_rules_name_sources_or_jurisdictions(tmp_path: Path) -> None:
+    text = BASE + 'require_authorisation_for = ["law-enforcement", "DE", "ES-CT"]\n'
+    settings = load_config(write(tmp_path, text))
+    assert settings.takedown.require_authorisation_for == ("law-enforcement", "DE", "ES-CT")
+    (problem,) = problems(write(tmp_path, BASE + 'require_authorisation_for = ["de"]\n'))
+    assert problem.path == "takedown.require_authorisation_for[0]"
+    assert "jurisdiction" in problem.reason
+
+
+def test_feeds_carry_jurisdiction_and_hold(tmp_path: Path) -> None:
+    (tmp_path / "list.txt").write_text("bad.example\n", encoding="utf-8")
+    feed = '[feeds.police]\nkind = "domain-list"\npath = "list.txt"\nsource = "law-enforcement"\n'
+    settings = load_config(write(tmp_path, feed + 'jurisdiction = "BE"\nhold = false\n'))
+    assert (settings.feeds["police"].jurisdiction, settings.feeds["police"].hold) == ("BE", False)
+    (problem,) = problems(write(tmp_path, feed + 'jurisdiction = "Belgium"\n'))
+    assert problem.path == "feeds.police.jurisdiction"

@@ -12,7 +12,9 @@ A notifier MUST:
   ``from_config(config, name=...)``, which reads any secret it needs (so a missing secret
   fails at start, not at the first notice) and does no I/O besides;
 * carry ``name``, the ``NAME`` of its table: tickets and audit records name the channel
-  a notice went through with it;
+  a notice went through with it, and ``hosting_team`` from its config (``hosting_team``
+  in every notifier's table, default true: every recipient of the channel belongs to the
+  ISP's hosting team);
 * on ``await send(notice)`` make exactly one delivery attempt of one :class:`Notice`, and
   raise :class:`NotifyError` on failure with a reason that holds no URL and no secret.
   Retries, back-off and recording are the service's job, so every attempt is visible on
@@ -20,9 +22,11 @@ A notifier MUST:
 
 A notifier MUST NOT send content or attachments: a notice is metadata only (case
 reference, URLs, addresses and where they sit on the agent host's segments, customer and
-service ids, deadline, the instruction to isolate and preserve). When ``notice.hold`` is
-set (law-enforcement hold) it must reach the ISP's hosting team only:
-``customer_contact`` is then empty and must not be used.
+service ids, deadline, the instruction). When ``notice.hold`` is set (law-enforcement
+hold) nothing may reach the customer: ``customer_contact`` is then empty and must not be
+used, and nothing may say the notice is for the customer. A held case's reference (the
+police reference) is named to the hosting team only: a channel with ``hosting_team =
+false`` gets held notices with ``reference`` empty, and must not name it any other way.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ INSTRUCTION = (
     "customer data: do NOT delete it, do not open or forward it. Evidence may be "
     "requested by law enforcement. Confirm removal to the NTD team."
 )
+WITHHELD = "(withheld: law-enforcement hold)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +53,7 @@ class Notice:
     """What a notifier sends for one ticket (metadata only, see the module docstring).
 
     ``kind`` is ``"notice"``, ``"reminder"``, ``"escalation"`` or ``"renotify"``.
+    ``reference`` is empty when withheld from this channel (see the module docstring).
     ``addresses`` pairs each URL with the addresses it resolved to, in URL order;
     ``segments`` says where those addresses sit (interface, next hop, MAC), if known.
     """
@@ -78,7 +84,14 @@ class NotifyError(EdgeAgentError):
 
 
 class NotifierConfig(PluginConfig):
-    """Base of every notifier's config model (``[takedown.notifiers.NAME]``)."""
+    """Base of every notifier's config model (``[takedown.notifiers.NAME]``).
+
+    ``hosting_team = false`` marks a channel that reaches anyone outside the ISP's hosting
+    team (a shared ticket system, an on-call service): held cases' references are
+    withheld from it.
+    """
+
+    hosting_team: bool = True
 
 
 class Notifier(ABC):
@@ -87,6 +100,7 @@ class Notifier(ABC):
     KIND: ClassVar[str]
     Config: ClassVar[type[NotifierConfig]]
     name: str  # the NAME of [takedown.notifiers.NAME]: the channel recorded on tickets
+    hosting_team: bool  # every recipient is in the ISP's hosting team
 
     @classmethod
     @abstractmethod

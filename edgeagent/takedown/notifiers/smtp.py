@@ -29,7 +29,13 @@ from edgeagent.configtypes import (
     one_secret,
     read_secret,
 )
-from edgeagent.takedown.notifiers.base import Notice, Notifier, NotifierConfig, NotifyError
+from edgeagent.takedown.notifiers.base import (
+    WITHHELD,
+    Notice,
+    Notifier,
+    NotifierConfig,
+    NotifyError,
+)
 
 
 class SmtpNotifierConfig(NotifierConfig):
@@ -55,9 +61,11 @@ class SmtpNotifierConfig(NotifierConfig):
 def render_text(n: Notice) -> tuple[str, str]:
     """``(subject, body)`` of the e-mail for ``n``."""
     kind = {"notice": "Takedown notice", "reminder": "Reminder", "escalation": "ESCALATION"}
-    subject = f"[{n.reference}] {kind.get(n.kind, 'Takedown notice')}: ticket {n.ticket_id}"
+    subject = f"{kind.get(n.kind, 'Takedown notice')}: ticket {n.ticket_id}"
+    if n.reference:
+        subject = f"[{n.reference}] {subject}"
     lines = [
-        f"Case reference:   {n.reference}",
+        f"Case reference:   {n.reference or WITHHELD}",
         f"Ticket:           {n.ticket_id}",
         f"Reported by:      {n.source}",
         f"Customer:         {n.customer_id}",
@@ -100,6 +108,7 @@ class SmtpNotifier(Notifier):
     timeout: float = 30.0
     ssl_context: ssl.SSLContext | None = None
     name: str = "smtp"
+    hosting_team: bool = True
 
     @classmethod
     def from_config(cls, config: NotifierConfig, *, name: str) -> SmtpNotifier:
@@ -115,6 +124,7 @@ class SmtpNotifier(Notifier):
             password=read_secret(config.password_file, config.password_env) if login else None,
             timeout=config.timeout_seconds,
             name=name,
+            hosting_team=config.hosting_team,
         )
 
     async def send(self, notice: Notice) -> None:

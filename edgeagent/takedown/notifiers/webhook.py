@@ -95,12 +95,19 @@ class WebhookNotifier(Notifier):
     timeout: float = 10.0
     ssl_context: ssl.SSLContext | None = None
     name: str = "webhook"
+    hosting_team: bool = True
 
     @classmethod
     def from_config(cls, config: NotifierConfig, *, name: str) -> WebhookNotifier:
         assert isinstance(config, WebhookNotifierConfig)
         secret = read_secret(config.secret_file, config.secret_env).encode()
-        return cls(config.url, secret, config.timeout_seconds, name=name)
+        return cls(
+            config.url,
+            secret,
+            config.timeout_seconds,
+            name=name,
+            hosting_team=config.hosting_team,
+        )
 
     async def send(self, notice: Notice) -> None:
         body = json.dumps(notice_json(notice), separators=(",", ":"), sort_keys=True).encode()

@@ -1,0 +1,312 @@
+"""Notice and takedown through the daemon, as the NTD team works a day's cases.
+
+``edgeagent run`` on loopback with its real peers:
+
+- a real Unbound serving the hosted names (the locator's resolver, no policy), an SMTP
+  sink (aiosmtpd) and a webhook sink checking the HMAC
+  (:mod:`tests.integration.segment_peers`, one subprocess);
+- an authoritative ``named`` for the synthetic ``test.`` zone and a real Unbound from
+  the shipped HTTP snippet taking the agent's RPZ (``http-notify``): what a subscriber's
+  resolver answers.
+
+Decisions go in through the API, tickets are worked through the API, and the evidence is
+what the sinks received, what the resolver answers and what ``/metrics`` says.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import subprocess
+import textwrap
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from email import message_from_bytes
+from email.message import Message
+from pathlib import Path
+from typing import Any, TypeVar
+
+import dns.message
+import dns.query
+import dns.rcode
+import dns.rdatatype
+import pytest
+
+from edgeagent.lab.daemons import stop_process
+from edgeagent.lab.resolvers import bootstrap_zones, start_authoritative, start_unbound_http
+from edgeagent.model import DesiredState
+from edgeagent.rpz.publishers.base import ZoneRelease
+from tests.integration.resolvers import RunningDaemon, stop_all
+from tests.integration.segment_peers import running
+from tests.integration.test_daemon import AGENT, _http, _token, _wait
+
+pytestmark = pytest.mark.integration
+
+T = TypeVar("T")
+RPZ_ZONE, RPZ_EXCEPTIONS = "rpz.edgeagent.invalid", "rpz-exceptions.edgeagent.invalid"
+HOSTING = "hosting@isp.example"
+RECORDS = [
+    ("le.hosted.test", "A", "192.0.2.10"),
+    ("legal.hosted.test", "A", "192.0.2.11"),
+    ("sla.hosted.test", "A", "192.0.2.12"),
+    ("auth.hosted.test", "A", "192.0.2.13"),
+    ("dom.hosted.test", "A", "192.0.2.70"),
+    ("www.dom.hosted.test", "A", "192.0.2.71"),
+]
+CUSTOMERS = """prefix,customer_id,service_id,contact
+192.0.2.0/26,cust-a,web-1,noc@cust-a.example
+192.0.2.64/26,cust-b,web-2,noc@cust-b.example
+"""
+ZONE_TEXT = (
+    "$TTL 60\n@ SOA ns.test. hostmaster.test. 1 60 60 600 60\n@ NS ns.test.\nns A 127.0.0.1\n"
+    + "".join(f"{name.removesuffix('.test')} {rtype} {value}\n" for name, rtype, value in RECORDS)
+)
+
+
+@dataclass
+class Ntd:
+    """The running daemon and what its peers received."""
+
+    directory: Path
+    api: str
+    metrics: str
+    tokens: dict[str, str]
+    resolver: RunningDaemon
+    config: Path
+
+    def call(self, method: str, path: str, who: str = "analyst", body: Any = None) -> Any:
+        status, answer = _http(method, f"{self.api}{path}", self.tokens[who], body)
+        return status, answer
+
+    def decide(self, who: str = "analyst", **fields: Any) -> dict[str, Any]:
+        body = {"action": "block", "reason": "notice", "scope": "url", **fields}
+        status, answer = self.call("POST", "/v1/decisions", who, body)
+        assert status == 201, answer
+        return dict(answer)
+
+    def ticket(self, reference: str, *, notified: bool = True) -> dict[str, Any]:
+        """The ticket of case ``reference``, once it exists (and has been notified)."""
+
+        def found() -> dict[str, Any] | None:
+            status, body = self.call("GET", "/v1/tickets?limit=1000")
+            assert status == 200, body
+            for t in body["items"]:
+                if t["reference"] == reference and (t["last_notified_at"] or not notified):
+                    return dict(t)
+            return None
+
+        return wait_for(f"a ticket for {reference}", found)
+
+    def mails(self) -> list[tuple[list[str], Message, str]]:
+        """Every message the SMTP sink received: (recipients, message, raw text)."""
+        out = []
+        for path in sorted((self.directory / "peers" / "mail").glob("*.eml")):
+            raw = path.read_bytes()
+            msg = message_from_bytes(raw)
+            rcpts = [a.strip() for a in str(msg["X-Lab-Rcpt-To"]).split(",")]
+            out.append((rcpts, msg, raw.decode()))
+        return out
+
+    def hooks(self) -> list[dict[str, Any]]:
+        out = []
+        for path in sorted((self.directory / "peers" / "hooks").glob("*.json")):
+            record = json.loads(path.read_text())
+            assert record["signature_valid"], path.name
+            out.append(dict(record["payload"]))
+        return out
+
+    def ask(self, name: str) -> dns.message.Message:
+        q = dns.message.make_query(name, "A")
+        return dns.query.udp(q, self.resolver.host, port=self.resolver.port, timeout=3)
+
+
+def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 60.0) -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value is not None:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.3)
+
+
+def _config(tmp: Path, peers: dict[str, Any], ports: dict[str, int], secret_file: Path) -> str:
+    return textwrap.dedent(
+        f"""
+        [agent]
+        state_dir = "{tmp / "state"}"
+        log_format = "json"
+
+        [api]
+        port = {ports["api"]}
+
+        [metrics]
+        port = {ports["metrics"]}
+
+        [rpz]
+        zone = "{RPZ_ZONE}"
+        exception_zone = "{RPZ_EXCEPTIONS}"
+        default_action = "nxdomain"
+        verify_interval_seconds = 5
+
+        [publishers.unbound-http]
+        kind = "http-notify"
+        host = "127.0.0.1"
+        port = {ports["http_notify"]}
+        notify = [{{ host = "127.0.0.1", port = {ports["unbound"]} }}]
+        retries = 3
+
+        [[resolvers]]
+        name = "unbound"
+        host = "127.0.0.1"
+        port = {ports["unbound"]}
+        kind = "unbound"
+
+        [takedown]
+        enabled = true
+        own_prefixes = ["192.0.2.0/24"]
+        resolvers = [{{ host = "127.0.0.1", port = {peers["dns_port"]} }}]
+
+        [[takedown.customers]]
+        kind = "csv"
+        path = "{tmp / "customers.csv"}"
+
+        [takedown.notifiers.hosting-mail]
+        kind = "smtp"
+        host = "127.0.0.1"
+        port = {peers["smtp_port"]}
+        starttls = false  # the sink is plain SMTP on loopback
+        sender = "ntd@isp.example"
+        recipients = ["{HOSTING}"]
+
+        [takedown.notifiers.ticket-hook]
+        kind = "webhook"
+        hosting_team = false  # a ticket system other teams read
+        url = "{peers["webhook_url"]}"
+        secret_file = "{secret_file}"
+        """
+    )
+
+
+@pytest.fixture(scope="module")
+def ntd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ntd]:
+    tmp = tmp_path_factory.mktemp("ntd")
+    secret = secrets.token_hex(32)
+    secret_file = tmp / "webhook-hmac"
+    secret_file.write_text(secret, encoding="utf-8")
+    (tmp / "customers.csv").write_text(CUSTOMERS, encoding="utf-8")
+    auth = unbound = None
+    with running(tmp / "peers", RECORDS, secret.encode()) as peers:
+        try:
+            auth = start_authoritative(tmp / "auth", {"test": ZONE_TEXT})
+            ports = {name: _free_tcp() for name in ("api", "metrics", "http_notify")}
+            unbound_dir = tmp / "unbound"
+            bootstrap_zones(unbound_dir, _empty_release())
+            unbound = start_unbound_http(
+                unbound_dir, f"http://127.0.0.1:{ports['http_notify']}", {"test": auth.port}
+            )
+            ports["unbound"] = unbound.port
+            config = tmp / "edgeagent.toml"
+            config.write_text(_config(tmp, peers, ports, secret_file), encoding="utf-8")
+            tokens = {
+                name: _token(config, role, name)
+                for name, role in (
+                    ("analyst", "analyst"),
+                    ("analyst2", "analyst"),
+                    ("supervisor", "supervisor"),
+                )
+            }
+            log = (tmp / "daemon.log").open("w")
+            daemon = subprocess.Popen([AGENT, "run", "-c", str(config)], stdout=log, stderr=log)
+            try:
+                _wait(f"http://127.0.0.1:{ports['metrics']}/healthz", time.monotonic() + 30)
+                yield Ntd(
+                    tmp,
+                    f"http://127.0.0.1:{ports['api']}",
+                    f"http://127.0.0.1:{ports['metrics']}/metrics",
+                    tokens,
+                    unbound,
+                    config,
+                )
+            finally:
+                stop_process(daemon, timeout=30)
+                log.close()
+        finally:
+            stop_all(unbound, auth)
+
+
+def _free_tcp() -> int:
+    from tests.conftest import free_port
+
+    return free_port(udp=False)
+
+
+def _empty_release() -> ZoneRelease:
+    from edgeagent.config import Settings
+    from edgeagent.rpz.publishing import rpz_settings
+
+    settings = Settings.model_validate(
+        {"rpz": {"zone": RPZ_ZONE, "exception_zone": RPZ_EXCEPTIONS}}
+    )
+    return ZoneRelease(DesiredState(0, (), ()), rpz_settings(settings), 0)
+
+
+def _addresses(r: dns.message.Message) -> set[str]:
+    return {rd.to_text() for rrset in r.answer if rrset.rdtype == dns.rdatatype.A for rd in rrset}
+
+
+# ------------------------------------------------------------------------------ tests
+
+
+def test_a_police_notice_tips_off_no_one(ntd: Ntd) -> None:
+    police_ref = "POL-2026-0042"
+    decision = ntd.decide(
+        target="http://le.hosted.test/listed/1.html",
+        reference=police_ref,
+        source="law-enforcement",
+        jurisdiction="NL",
+    )
+    assert (decision["hold"], decision["jurisdiction"]) == (True, "NL")
+    status, shown = ntd.call("GET", f"/v1/decisions/{decision['id']}")
+    assert (shown["hold"], shown["jurisdiction"]) == (True, "NL")
+
+    ticket = ntd.ticket(police_ref)
+    assert (ticket["hold"], ticket["jurisdiction"]) == (True, "NL")
+    assert ticket["customer_id"] == "cust-a"
+
+    mails = [
+        (r, m, raw) for r, m, raw in ntd.mails() if m["X-EdgeAgent-Ticket"] == str(ticket["id"])
+    ]
+    assert mails, "the hosting team got the notice"
+    for rcpts, msg, raw in mails:
+        assert "noc@cust-a.example" not in raw  # not a recipient, not a word in it
+        assert rcpts == [HOSTING]
+        assert police_ref in str(msg["Subject"])  # the hosting team knows the case
+    hooks = [h for h in ntd.hooks() if h["ticket_id"] == ticket["id"]]
+    assert hooks
+    for hook in hooks:
+        assert hook["forward_to_customer"] is False
+        assert hook["customer_contact"] == ""
+        assert police_ref not in json.dumps(hook)  # the ticket system is outside the team
+
+    # A supervisor releases the hold (audited); a hotline case never started held.
+    status, released = ntd.call(
+        "POST", f"/v1/tickets/{ticket['id']}/release", "supervisor", {"reason": "police agree"}
+    )
+    assert status == 200, released
+    assert released["hold"] is False
+    status, _ = ntd.call("POST", f"/v1/tickets/{ticket['id']}/hold", "analyst", {"reason": "x"})
+    assert status == 403
+    status, held = ntd.call(
+        "POST", f"/v1/tickets/{ticket['id']}/hold", "supervisor", {"reason": "new request"}
+    )
+    assert held["hold"] is True
+    status, audit = ntd.call("GET", "/v1/audit", "supervisor")
+    flags = [
+        (r["action"], r["detail"]["set"])
+        for r in audit["items"]
+        if r["subject"] == f"ticket:{ticket['id']}" and r["action"] == "ticket.hold"
+    ]
+    assert flags == [("ticket.hold", False), ("ticket.hold", True)]
