@@ -57,6 +57,7 @@ from edgeagent.configtypes import (
     Seconds,
     SecretFile,
     Share,
+    TimeZoneName,
     one_secret,
     toml_type,
 )
@@ -100,6 +101,9 @@ class AgentSettings(ConfigModel):
     state_dir: OutputPath = Field(default_factory=default_state_dir)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "text"] = "json"
+    # Where the NTD team's wall clock is: dates and times given without a zone (API, CLI)
+    # mean this zone, and so do the takedown business hours.
+    time_zone: TimeZoneName = "UTC"
 
 
 class ApiSettings(ConfigModel):

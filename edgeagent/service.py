@@ -41,6 +41,7 @@ from edgeagent.errors import ConfigError, ConfigProblem, EdgeAgentError
 from edgeagent.feeds.base import FeedSpec
 from edgeagent.feeds.runner import FeedRunner, feed_specs
 from edgeagent.guard import ChangeLimits, Guard, ProtectedNames, PublicSuffixes
+from edgeagent.localtime import zone
 from edgeagent.logs import fields
 from edgeagent.metrics import Metrics
 from edgeagent.proxy.publishing import ProxyPublishing
@@ -97,7 +98,11 @@ class Agent:
         takedown = intake = None
         if settings.takedown.enabled:
             takedown = TakedownService.from_settings(
-                settings.takedown, store, settings.agent.state_dir, metrics=metrics
+                settings.takedown,
+                store,
+                settings.agent.state_dir,
+                metrics=metrics,
+                time_zone=zone(settings.agent.time_zone),
             )
             intake = TakedownIntake(store.get_decision, lambda feed: _feed_origin(settings, feed))
         return cls(

@@ -22,7 +22,8 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, IPvAnyAddress,
 
 from edgeagent.api.auth import Principal, Role
 from edgeagent.api.routes import Route, RouteHandler
-from edgeagent.api.validation import ApiError, bad_input, parse_body, parse_query
+from edgeagent.api.validation import ApiError, ZonedDatetime, bad_input, parse_body, parse_query
+from edgeagent.takedown.records import Authorisation
 from edgeagent.takedown.service import TakedownService
 from edgeagent.takedown.tickets import TicketState, ticket_to_json
 
@@ -31,23 +32,34 @@ _Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, ma
 _Ref = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 
 
-class TicketTransition(BaseModel):
-    """``POST /v1/tickets/{id}/transition``."""
-
+class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class AuthorisationBody(_Body):
+    """``POST /v1/tickets/{id}/authorisation``: a law-enforcement authorisation to isolate."""
+
+    by: _Text = Field(description="the officer or agency who authorised")
+    reference: _Ref = Field(description="their reference")
+    at: ZonedDatetime = Field(description="when they authorised")
+
+    def record(self) -> Authorisation:
+        return Authorisation(self.by, self.reference, self.at)
+
+
+class TicketTransition(_Body):
+    """``POST /v1/tickets/{id}/transition``."""
 
     to: TicketState = Field(description="target state")
     reason: _Text = Field(description="why (audited)")
-    authorisation: _Ref | None = Field(
+    authorisation: AuthorisationBody | None = Field(
         default=None,
-        description="law-enforcement authorisation reference, recorded before the move",
+        description="a law-enforcement authorisation, recorded before the move",
     )
 
 
-class TicketReason(BaseModel):
+class TicketReason(_Body):
     """A change that needs only its reason (hold, release)."""
-
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
     reason: _Text = Field(description="why (audited)")
 
@@ -110,12 +122,21 @@ def takedown_routes(service: TakedownService) -> tuple[Route, ...]:
         ticket = await service.get(_ticket_id(request))
         return web.json_response(ticket_to_json(ticket))
 
+    zone = {"time_zone": service.time_zone}
+
     async def transition(request: web.Request, who: Principal) -> web.StreamResponse:
         ticket_id = _ticket_id(request)
-        body = parse_body(await request.read(), TicketTransition)
+        body = parse_body(await request.read(), TicketTransition, zone)
+        authorisation = body.authorisation.record() if body.authorisation else None
         ticket = await service.transition(
-            ticket_id, body.to, who.name, body.reason, authorisation=body.authorisation
+            ticket_id, body.to, who.name, body.reason, authorisation=authorisation
         )
+        return web.json_response(ticket_to_json(ticket))
+
+    async def authorise(request: web.Request, who: Principal) -> web.StreamResponse:
+        ticket_id = _ticket_id(request)
+        body = parse_body(await request.read(), AuthorisationBody, zone)
+        ticket = await service.record_authorisation(ticket_id, who.name, body.record())
         return web.json_response(ticket_to_json(ticket))
 
     def set_hold(hold: bool) -> RouteHandler:
@@ -184,6 +205,17 @@ def takedown_routes(service: TakedownService) -> tuple[Route, ...]:
             "transitionTicket",
             "Move a ticket to the next state (refusals name the allowed ones)",
             body=TicketTransition,
+            errors=(400, 404, 409),
+        ),
+        Route(
+            "POST",
+            f"/v1/tickets/{_ID}/authorisation",
+            Role.ANALYST,
+            authorise,
+            "authoriseTicket",
+            "Record a law-enforcement authorisation (who, reference, when); where one was "
+            "awaited, the hosting team then gets the instruction to isolate",
+            body=AuthorisationBody,
             errors=(400, 404, 409),
         ),
         Route(

@@ -19,14 +19,18 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import (
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
     ValidationError,
+    ValidationInfo,
+    WithJsonSchema,
     field_validator,
 )
 
 from edgeagent.configtypes import JURISDICTION_PATTERN
+from edgeagent.localtime import WHEN_FORMATS, parse_when
 from edgeagent.model import Action, DecisionStatus, NoticeSource, Scope
 
 M = TypeVar("M", bound=BaseModel)
@@ -61,6 +65,27 @@ class ApiError(Exception):
 def bad_input(field: str, message: str) -> ApiError:
     return ApiError(400, "invalid-input", message, field)
 
+
+# --- dates and times as people type them
+
+
+def _when_in_zone(value: Any, info: ValidationInfo) -> Any:
+    """Text with or without a zone (or a bare date) becomes an aware datetime; without a
+    zone it is the wall clock of the ``time_zone`` in the validation context (UTC when
+    the caller gives none)."""
+    if not isinstance(value, str):
+        return value
+    local = (info.context or {}).get("time_zone", UTC)
+    return parse_when(value, local)
+
+
+ZonedDatetime = Annotated[
+    AwareDatetime,
+    BeforeValidator(_when_in_zone),
+    WithJsonSchema(
+        {"type": "string", "description": f"{WHEN_FORMATS}; without a zone: the configured one"}
+    ),
+]
 
 # --- request bodies (strict)
 
@@ -286,17 +311,21 @@ class ReadyOut(_Out):
 # --- parsing
 
 
-def parse_body(raw: bytes, model: type[M]) -> M:
-    """Parse a JSON request body into ``model`` or raise ``ApiError(400)`` naming the field."""
+def parse_body(raw: bytes, model: type[M], context: Mapping[str, Any] | None = None) -> M:
+    """Parse a JSON request body into ``model`` or raise ``ApiError(400)`` naming the field.
+
+    ``context`` reaches the validators (``time_zone`` for :data:`ZonedDatetime`)."""
     if not raw.strip():
         raise bad_input("body", "a JSON object is required")
     try:
-        return model.model_validate_json(raw)
+        return model.model_validate_json(raw, context=dict(context or {}))
     except ValidationError as exc:
         raise _first_problem(exc) from None
 
 
-def parse_query(pairs: Sequence[tuple[str, str]], model: type[M]) -> M:
+def parse_query(
+    pairs: Sequence[tuple[str, str]], model: type[M], context: Mapping[str, Any] | None = None
+) -> M:
     """Parse query parameters (all ``(name, value)`` pairs, repeats included) into ``model``."""
     query: dict[str, str] = {}
     for key, value in pairs:
@@ -304,7 +333,7 @@ def parse_query(pairs: Sequence[tuple[str, str]], model: type[M]) -> M:
             raise bad_input(_field_name(key), "parameter given more than once")
         query[key] = value
     try:
-        return model.model_validate(query)
+        return model.model_validate(query, context=dict(context or {}))
     except ValidationError as exc:
         raise _first_problem(exc) from None
 

@@ -13,11 +13,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from edgeagent.takedown.notifiers.base import INSTRUCTION, Notice, Notifier, NotifyError
+from edgeagent.takedown.notifiers.base import Notice, Notifier, NotifyError
 from edgeagent.takedown.tickets import Ticket, TicketEvent, add_event
 
 
-def notice_for(t: Ticket, kind: str, *, hosting_team: bool) -> Notice:
+def notice_for(t: Ticket, kind: str, instruction: str, *, hosting_team: bool) -> Notice:
     """The notice of ``kind`` for the ticket's live URLs, as one channel may see it: on
     law-enforcement hold the customer's contact is left out, and so is the case reference
     for a channel that reaches anyone outside the hosting team (``hosting_team`` false)."""
@@ -36,7 +36,7 @@ def notice_for(t: Ticket, kind: str, *, hosting_team: bool) -> Notice:
         notice_received_at=t.notice_received_at,
         deadline=t.deadline,
         hold=t.hold,
-        instruction=INSTRUCTION,
+        instruction=instruction,
         segments=tuple(d for d in t.segments if d.address in addresses),
     )
 
@@ -58,6 +58,7 @@ async def deliver(
     kind: str,
     notifiers: Sequence[Notifier],
     *,
+    instruction: str,
     attempts: int,
     backoff_seconds: float,
     clock: Callable[[], datetime],
@@ -65,7 +66,7 @@ async def deliver(
     """Send the notice of ``kind`` for ``t`` through every notifier (see the module doc)."""
     outcomes: list[tuple[Notifier, bool]] = []
     for notifier in notifiers:
-        notice = notice_for(t, kind, hosting_team=notifier.hosting_team)
+        notice = notice_for(t, kind, instruction, hosting_team=notifier.hosting_team)
         ok = False
         for attempt in range(1, attempts + 1):
             try:

@@ -12,6 +12,11 @@ How the daemon uses it (all methods are coroutines on the daemon's event loop):
   content is live, retries of failed notices, periodic re-check of where URLs resolve.
 * ``await svc.transition(id, to, actor, reason)`` for people (the API).
 
+Where the rules require a law-enforcement authorisation before isolation (by source or
+jurisdiction), every notice tells the hosting team to preserve the content unaltered and
+await instruction; :meth:`TakedownService.record_authorisation` records who authorised,
+their reference and when, and only then sends the instruction to isolate (``isolate``).
+
 A ticket records where its addresses sit on the segments of the host the agent runs on
 (the ``segments`` locator: interface, next hop, MAC, how and when learned), looked up once
 per address; notices and evidence carry it.
@@ -30,7 +35,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -44,8 +49,9 @@ from edgeagent.takedown.customers.kinds import CUSTOMER_SOURCE_KINDS
 from edgeagent.takedown.delivery import deliver
 from edgeagent.takedown.evidence import build_bundle
 from edgeagent.takedown.locate import Locator, locatable
-from edgeagent.takedown.notifiers.base import Notifier
+from edgeagent.takedown.notifiers.base import INSTRUCTION, PRESERVE_INSTRUCTION, Notifier
 from edgeagent.takedown.notifiers.kinds import NOTIFIER_KINDS
+from edgeagent.takedown.records import Authorisation
 from edgeagent.takedown.report import TakedownReport, build_report
 from edgeagent.takedown.rules import Job, TakedownPolicy, due_jobs
 from edgeagent.takedown.segment import SegmentDetail
@@ -53,6 +59,7 @@ from edgeagent.takedown.segment_locator import SegmentLocator
 from edgeagent.takedown.settings import TakedownSettings
 from edgeagent.takedown.space import OwnSpace
 from edgeagent.takedown.tickets import (
+    LIVE_STATES,
     Ticket,
     TicketEvent,
     TicketState,
@@ -98,8 +105,10 @@ class TakedownService:
         *,
         segments: SegmentLocator | None = None,
         clock: Callable[[], datetime] = _utcnow,
+        time_zone: tzinfo = UTC,
     ) -> None:
         self.store = store
+        self.time_zone = time_zone  # the NTD team's wall clock
         self.tickets = tickets
         self.locator = locator
         self.notifiers = tuple(notifiers)
@@ -119,8 +128,10 @@ class TakedownService:
         state_dir: Path,
         *,
         metrics: Metrics | None = None,
+        time_zone: tzinfo = UTC,
     ) -> TakedownService:
-        """Build the service from ``[takedown]``; tickets in ``state_dir/takedown.sqlite3``.
+        """Build the service from ``[takedown]``; tickets in ``state_dir/takedown.sqlite3``;
+        ``time_zone`` is the NTD team's (``[agent] time_zone``).
 
         Customer sources and notifiers come from their registries; their secrets are read
         now. Call ``await svc.refresh_customers()`` before the first ``on_entries``.
@@ -153,7 +164,15 @@ class TakedownService:
         )
         ticket_store = TicketStore(Path(state_dir) / TICKET_STORE_FILE_NAME)
         policy = TakedownPolicy.from_settings(settings)
-        return cls(store, ticket_store, locator, notifiers, policy, segments=segments)
+        return cls(
+            store,
+            ticket_store,
+            locator,
+            notifiers,
+            policy,
+            segments=segments,
+            time_zone=time_zone,
+        )
 
     async def refresh_customers(self) -> RefreshReport:
         """Reload customer sources; failures keep old data and are audited."""
@@ -333,27 +352,19 @@ class TakedownService:
         actor: str,
         reason: str,
         *,
-        authorisation: str | None = None,
+        authorisation: Authorisation | None = None,
     ) -> Ticket:
         """Move a ticket; raises ``InvalidTransition`` (allowed states named) or
-        ``AuthorisationRequired``. ``authorisation`` records a law-enforcement
-        authorisation reference first (audited) when given."""
+        ``AuthorisationRequired``. ``authorisation`` is recorded first (as by
+        :meth:`record_authorisation`, instruction to isolate included) when given."""
+        if authorisation is not None:
+            await self.record_authorisation(ticket_id, actor, authorisation)
         async with self._lock(ticket_id):
             t = await asyncio.to_thread(self.tickets.get, ticket_id)
-            now = self.clock()
-            if authorisation:
-                t = self._with_authorisation(t, actor, authorisation, now)
             target = check_transition(t, to, needs_authorisation=self.policy.needs_authorisation(t))
             before = t.state
-            t = apply_transition(t, target, actor, reason, now)
+            t = apply_transition(t, target, actor, reason, self.clock())
             t = await asyncio.to_thread(self.tickets.update, t)
-            if authorisation:
-                await self._audit(
-                    actor,
-                    "ticket.authorise",
-                    f"ticket:{t.id}",
-                    {"reference_hash": short_hash(authorisation)},
-                )
             await self._audit(
                 actor,
                 "ticket.transition",
@@ -362,21 +373,35 @@ class TakedownService:
             )
             return t
 
-    @staticmethod
-    def _with_authorisation(t: Ticket, actor: str, ref: str, now: datetime) -> Ticket:
-        ev = TicketEvent(now, actor, "authorise", "law-enforcement authorisation recorded")
-        return add_event(t, ev, authorisation=ref)
-
-    async def record_authorisation(self, ticket_id: int, actor: str, reference: str) -> Ticket:
-        """Record a law-enforcement authorisation (its reference) on a ticket."""
+    async def record_authorisation(
+        self, ticket_id: int, actor: str, authorisation: Authorisation
+    ) -> Ticket:
+        """Record a law-enforcement authorisation (who, their reference, when; stamped
+        with ``actor`` and now) and, where the ticket was waiting for one and its content
+        is not yet removed, send the hosting team the instruction to isolate."""
         async with self._lock(ticket_id):
             t = await asyncio.to_thread(self.tickets.get, ticket_id)
-            t = self._with_authorisation(t, actor, reference, self.clock())
-            t = await asyncio.to_thread(self.tickets.update, t)
-        await self._audit(
-            actor, "ticket.authorise", f"ticket:{t.id}", {"reference_hash": short_hash(reference)}
-        )
+            now = self.clock()
+            waiting = self._awaiting_authorisation(t)
+            record = replace(authorisation, recorded_by=actor, recorded_at=now)
+            ev = TicketEvent(now, actor, "authorise", "law-enforcement authorisation recorded")
+            t = await asyncio.to_thread(self.tickets.update, add_event(t, ev, authorisation=record))
+            await self._audit(
+                actor,
+                "ticket.authorise",
+                f"ticket:{t.id}",
+                {
+                    "by": record.by,
+                    "reference_hash": short_hash(record.reference),
+                    "authorised_at": record.at.isoformat(),
+                },
+            )
+            if waiting and t.state in LIVE_STATES:
+                t = await self._notify(t, "isolate")
         return t
+
+    def _awaiting_authorisation(self, t: Ticket) -> bool:
+        return t.authorisation is None and self.policy.needs_authorisation(t)
 
     async def set_hold(self, ticket_id: int, actor: str, hold: bool, reason: str) -> Ticket:
         """Set or clear the law-enforcement hold (no notice reaches the customer)."""
@@ -515,6 +540,7 @@ class TakedownService:
             t,
             kind,
             self.notifiers,
+            instruction=PRESERVE_INSTRUCTION if self._awaiting_authorisation(t) else INSTRUCTION,
             attempts=self.policy.notify_attempts,
             backoff_seconds=self.policy.retry_backoff_seconds,
             clock=self.clock,

@@ -12,8 +12,10 @@ Contract:
   same customer are added to it (:func:`add_urls`).
 * :func:`check_transition` raises :class:`edgeagent.errors.InvalidTransition` naming the
   allowed states, or :class:`AuthorisationRequired` (a subclass) when the source or
-  jurisdiction requires a recorded law-enforcement authorisation before
-  ``temporarily-removed`` and none is recorded.
+  jurisdiction requires a recorded law-enforcement authorisation
+  (:class:`edgeagent.takedown.records.Authorisation`: who, their reference, when) before
+  ``temporarily-removed`` and none is recorded. Until then the hosting team is told to
+  preserve the content unaltered and await instruction, not to isolate it.
 * Every change is a new frozen :class:`Ticket` with a :class:`TicketEvent` appended
   (named actor, reason, time); persistence and audit are the service's job.
 * ``hold`` (law-enforcement hold): notices reach the ISP's hosting team only.
@@ -31,6 +33,7 @@ from enum import StrEnum
 from typing import Any
 
 from edgeagent.errors import InvalidTransition
+from edgeagent.takedown.records import Authorisation
 from edgeagent.takedown.segment import SegmentDetail
 
 
@@ -125,7 +128,7 @@ class Ticket:
     urls: tuple[TicketUrl, ...]
     events: tuple[TicketEvent, ...]
     hold: bool = False
-    authorisation: str = ""
+    authorisation: Authorisation | None = None
     removed_at: datetime | None = None
     last_notified_at: datetime | None = None
     notify_failures: int = 0
@@ -166,7 +169,7 @@ def check_transition(
         raise InvalidTransition(ticket.state.value, str(to), names) from None
     if target not in allowed:
         raise InvalidTransition(ticket.state.value, target.value, names)
-    if target is S.TEMPORARILY_REMOVED and needs_authorisation and not ticket.authorisation:
+    if target is S.TEMPORARILY_REMOVED and needs_authorisation and ticket.authorisation is None:
         raise AuthorisationRequired(ticket.state.value, target.value, names)
     return target
 
@@ -239,7 +242,7 @@ def ticket_to_json(t: Ticket) -> dict[str, Any]:
         "state": t.state.value,
         "allowed_next": [s.value for s in allowed_next(t.state)],
         "hold": t.hold,
-        "authorisation": t.authorisation,
+        "authorisation": None if t.authorisation is None else t.authorisation.to_json(),
         "removed_at": _iso(t.removed_at),
         "minutes_to_removal": t.minutes_to_removal,
         "last_notified_at": _iso(t.last_notified_at),
@@ -295,7 +298,7 @@ def ticket_from_json(d: dict[str, Any]) -> Ticket:
         deadline=need("deadline"),
         state=TicketState(d["state"]),
         hold=bool(d["hold"]),
-        authorisation=str(d["authorisation"]),
+        authorisation=_authorisation(d),
         removed_at=_dt(d["removed_at"]),
         last_notified_at=_dt(d["last_notified_at"]),
         notify_failures=int(d["notify_failures"]),
@@ -333,3 +336,17 @@ def ticket_from_json(d: dict[str, Any]) -> Ticket:
 
 def need_dt(v: Any) -> datetime:
     return datetime.fromisoformat(str(v))
+
+
+def _authorisation(d: dict[str, Any]) -> Authorisation | None:
+    value = d.get("authorisation")
+    if isinstance(value, dict):
+        return Authorisation.from_json(value)
+    if not value:
+        return None
+    # Stored before authorisations named who and when: the reference alone, recorded
+    # at the time of the ticket's "authorise" event.
+    events = [e for e in d["events"] if e["action"] == "authorise"]
+    when = need_dt(events[-1]["at"] if events else d["opened_at"])
+    actor = str(events[-1]["actor"]) if events else ""
+    return Authorisation("", str(value), when, actor, when)

@@ -14,7 +14,7 @@ import json
 import ssl
 import time
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from email import message_from_bytes
 from pathlib import Path
 from typing import Any
@@ -47,9 +47,11 @@ from edgeagent.takedown.notifiers.webhook import (
     WebhookNotifier,
     verify_signature,
 )
+from edgeagent.takedown.records import Authorisation
 from edgeagent.takedown.rules import Job, TakedownPolicy
 from edgeagent.takedown.service import TakedownService
 from edgeagent.takedown.space import OwnSpace
+from edgeagent.takedown.tickets import AuthorisationRequired
 from edgeagent.takedown.ticketstore import TicketStore
 from tests.api_support import add_tokens, make_context, make_guard
 from tests.conftest import free_port, require_binary
@@ -365,12 +367,64 @@ async def test_law_enforcement_hold_and_authorisation(env: Env) -> None:
     with pytest.raises(Exception, match="law-enforcement authorisation") as err:
         await env.service.transition(t.id, "temporarily-removed", "alice", "pull it")
     assert "found-legal" in str(err.value)
+    given = Authorisation("Officer B, Example Police", "POLICE-REF-77", now)
     t = await env.service.transition(
-        t.id, "temporarily-removed", "alice", "pull it", authorisation="POLICE-REF-77"
+        t.id, "temporarily-removed", "alice", "pull it", authorisation=given
     )
-    assert t.authorisation == "POLICE-REF-77"
+    assert t.authorisation is not None
+    assert (t.authorisation.reference, t.authorisation.recorded_by) == ("POLICE-REF-77", "alice")
     assert t.removed_at is not None
     assert "POLICE-REF-77" not in audit_text(env.store)
+
+
+async def test_authorisation_first_preserve_then_isolate(env: Env) -> None:
+    """Where a law-enforcement authorisation must come first, the hosting team is told to
+    preserve and wait; the isolate instruction goes out only once the authorisation
+    (who, reference, when) is recorded, and only then may the content be isolated."""
+    now = dt.datetime.now(UTC) - dt.timedelta(minutes=40)
+    out = await env.service.on_entries(
+        [url_entry("http://shop.hosted.test/auth")], now, "LE-10", "law-enforcement", hold=True
+    )
+    t = out.tickets[0]
+
+    def last_mail() -> str:
+        msg = message_from_bytes(env.mail.messages[-1][0].original_content or b"")
+        return str(msg["Subject"]) + "\n" + msg.get_payload(decode=True).decode()
+
+    first = last_mail()
+    assert "PRESERVE, DO NOT ALTER, AWAIT INSTRUCTION" in first
+    assert "Isolate the listed content" not in first
+    assert "PRESERVE, DO NOT ALTER" in env.hook.received[-1]["instruction"]
+    # Reminders say the same while no authorisation is recorded.
+    await env.service.run_due()
+    assert "Reminder" in last_mail()
+    assert "PRESERVE, DO NOT ALTER, AWAIT INSTRUCTION" in last_mail()
+    t = await env.service.transition(t.id, "under-review", "alice", "checking")
+    with pytest.raises(AuthorisationRequired):
+        await env.service.transition(t.id, "temporarily-removed", "alice", "pull it")
+    sent = len(env.mail.messages)
+
+    at = now + dt.timedelta(minutes=20)
+    given = Authorisation("Officer C, Example Police", "POL-AUTH-1", at)
+    t = await env.service.record_authorisation(t.id, "sam", given)
+    recorded = next(e for e in t.events if e.action == "authorise")
+    assert t.authorisation == replace(given, recorded_by="sam", recorded_at=recorded.at)
+    assert len(env.mail.messages) == sent + 1
+    isolate = last_mail()
+    assert "Instruction to isolate" in isolate
+    assert "Isolate the listed content" in isolate
+    assert "PRESERVE, DO NOT ALTER" not in isolate
+    assert env.hook.received[-1]["kind"] == "isolate"
+    t = await env.service.transition(t.id, "temporarily-removed", "alice", "isolated")
+    assert t.state.value == "temporarily-removed"
+    (authorise,) = [
+        r
+        for r in env.store.audit_since(None)
+        if r.action == "ticket.authorise" and r.subject == f"ticket:{t.id}"
+    ]
+    assert authorise.detail["by"] == "Officer C, Example Police"
+    assert authorise.detail["authorised_at"] == at.isoformat()
+    assert "POL-AUTH-1" not in audit_text(env.store)
 
 
 async def test_recheck_moves_urls_to_the_new_customer(env: Env) -> None:

@@ -138,6 +138,7 @@ def _config(tmp: Path, peers: dict[str, Any], ports: dict[str, int], secret_file
         [agent]
         state_dir = "{tmp / "state"}"
         log_format = "json"
+        time_zone = "Europe/Berlin"
 
         [api]
         port = {ports["api"]}
@@ -168,6 +169,7 @@ def _config(tmp: Path, peers: dict[str, Any], ports: dict[str, int], secret_file
         enabled = true
         own_prefixes = ["192.0.2.0/24"]
         resolvers = [{{ host = "127.0.0.1", port = {peers["dns_port"]} }}]
+        require_authorisation_for = ["DE"]
 
         [[takedown.customers]]
         kind = "csv"
@@ -310,3 +312,50 @@ def test_a_police_notice_tips_off_no_one(ntd: Ntd) -> None:
         if r["subject"] == f"ticket:{ticket['id']}" and r["action"] == "ticket.hold"
     ]
     assert flags == [("ticket.hold", False), ("ticket.hold", True)]
+
+
+def test_where_the_law_wants_an_authorisation_first_the_host_preserves_and_waits(
+    ntd: Ntd,
+) -> None:
+    ntd.decide(
+        target="http://auth.hosted.test/listed/2.html",
+        reference="HL-DE-7",
+        source="hotline",
+        jurisdiction="DE",
+    )
+    ticket = ntd.ticket("HL-DE-7")
+    tid = ticket["id"]
+    assert (ticket["jurisdiction"], ticket["hold"], ticket["authorisation"]) == ("DE", False, None)
+
+    def texts() -> list[str]:
+        return [raw for _, m, raw in ntd.mails() if m["X-EdgeAgent-Ticket"] == str(tid)]
+
+    (first,) = texts()
+    assert "PRESERVE, DO NOT ALTER, AWAIT INSTRUCTION" in first
+    assert "Isolate the listed content" not in first
+    for to in ("under-review", "temporarily-removed"):
+        status, body = ntd.call(
+            "POST", f"/v1/tickets/{tid}/transition", body={"to": to, "reason": "checked"}
+        )
+    assert status == 409
+    assert "authorisation" in body["error"]["message"]
+
+    # Recorded with a wall-clock time of the configured zone (Berlin, winter: +01:00).
+    status, body = ntd.call(
+        "POST",
+        f"/v1/tickets/{tid}/authorisation",
+        body={"by": "LKA Example, Officer D", "reference": "LKA-2026-9", "at": "2026-03-02T14:30"},
+    )
+    assert status == 200, body
+    assert body["authorisation"]["at"] == "2026-03-02T14:30:00+01:00"
+    assert body["authorisation"]["recorded_by"] == "analyst"
+    isolate = wait_for("the instruction to isolate", lambda: texts()[1:] or None)
+    assert "Instruction to isolate" in isolate[0]
+    assert "Isolate the listed content" in isolate[0]
+    status, body = ntd.call(
+        "POST",
+        f"/v1/tickets/{tid}/transition",
+        body={"to": "temporarily-removed", "reason": "isolated by the hosting team"},
+    )
+    assert status == 200, body
+    assert body["state"] == "temporarily-removed"

@@ -20,6 +20,7 @@ from edgeagent.errors import ConfigProblem
 from edgeagent.metrics import Metrics
 from edgeagent.takedown.delivery import notice_for
 from edgeagent.takedown.evidence import RetentionPolicy, build_bundle, verify_bundle
+from edgeagent.takedown.notifiers.base import INSTRUCTION
 from edgeagent.takedown.notifiers.smtp import render_text
 from edgeagent.takedown.notifiers.webhook import notice_json
 from edgeagent.takedown.segment import SegmentDetail
@@ -195,7 +196,7 @@ def test_ticket_keeps_the_latest_detail_per_address_and_round_trips() -> None:
 
 def test_notice_mail_webhook_and_evidence_carry_the_detail() -> None:
     t = with_segments(ticket(), DETAILS)
-    notice = notice_for(t, "notice", hosting_team=True)
+    notice = notice_for(t, "notice", INSTRUCTION, hosting_team=True)
     assert notice.segments == DETAILS[:1]  # only the live URLs' addresses
     _, text = render_text(notice)
     assert f"192.0.2.10: on the segment of eth1, MAC {MAC} (probe answered {T0.isoformat()})" in (

@@ -19,6 +19,7 @@ from edgeagent.takedown.evidence import (
     retain_until,
     verify_bundle,
 )
+from edgeagent.takedown.records import Authorisation
 from edgeagent.takedown.report import build_report, percentile, report_csv
 from edgeagent.takedown.tickets import (
     AuthorisationRequired,
@@ -115,7 +116,7 @@ def test_authorisation_required_before_temporary_removal() -> None:
         check_transition(t, S.TEMPORARILY_REMOVED, needs_authorisation=True)
     assert "authorisation" in str(err.value)
     assert err.value.allowed == ("temporarily-removed", "found-legal")
-    ok = replace(t, authorisation="LE-2026-7")
+    ok = replace(t, authorisation=Authorisation("Officer A, Example Police", "LE-2026-7", T0))
     assert check_transition(ok, S.TEMPORARILY_REMOVED, needs_authorisation=True) is (
         S.TEMPORARILY_REMOVED
     )
@@ -133,8 +134,19 @@ def test_add_urls_batches_and_dedupes() -> None:
 
 
 def test_json_round_trip() -> None:
-    t = walk(make_ticket(hold=True, authorisation="LE-1"), S.UNDER_REVIEW)
+    authorisation = Authorisation("Example Police", "LE-1", T0, "ana", T0 + timedelta(hours=1))
+    t = walk(make_ticket(hold=True, authorisation=authorisation), S.UNDER_REVIEW)
     assert ticket_from_json(ticket_to_json(t)) == t
+
+
+def test_tickets_stored_with_a_bare_authorisation_reference_still_load() -> None:
+    t = make_ticket()
+    recorded = T0 + timedelta(minutes=7)
+    event = TicketEvent(recorded, "sam", "authorise", "law-enforcement authorisation recorded")
+    old = {**ticket_to_json(replace(t, events=(*t.events, event))), "authorisation": "LE-7"}
+    loaded = ticket_from_json(old).authorisation
+    assert loaded == Authorisation("", "LE-7", recorded, "sam", recorded)
+    assert ticket_from_json({**old, "authorisation": ""}).authorisation is None
 
 
 def test_ticket_store_persists_with_safe_settings(tmp_path: Path) -> None:

@@ -45,6 +45,14 @@ INSTRUCTION = (
     "customer data: do NOT delete it, do not open or forward it. Evidence may be "
     "requested by law enforcement. Confirm removal to the NTD team."
 )
+# The first notice where a law-enforcement authorisation must come before isolation: in
+# some jurisdictions removing the material without one is itself unlawful.
+PRESERVE_INSTRUCTION = (
+    "PRESERVE, DO NOT ALTER, AWAIT INSTRUCTION. Keep the listed content and the customer "
+    "data exactly as they are: do not alter, move, delete, open or forward anything, and "
+    "do not isolate it yet. A law-enforcement authorisation is required first; the NTD "
+    "team will send the instruction to isolate once it is recorded."
+)
 WITHHELD = "(withheld: law-enforcement hold)"
 
 
@@ -52,7 +60,10 @@ WITHHELD = "(withheld: law-enforcement hold)"
 class Notice:
     """What a notifier sends for one ticket (metadata only, see the module docstring).
 
-    ``kind`` is ``"notice"``, ``"reminder"``, ``"escalation"`` or ``"renotify"``.
+    ``kind`` is ``"notice"``, ``"reminder"``, ``"escalation"``, ``"renotify"`` or
+    ``"isolate"`` (the instruction to isolate, once an authorisation is recorded).
+    ``instruction`` is what the hosting team must do now: :data:`INSTRUCTION`, or
+    :data:`PRESERVE_INSTRUCTION` while an authorisation is awaited.
     ``reference`` is empty when withheld from this channel (see the module docstring).
     ``addresses`` pairs each URL with the addresses it resolved to, in URL order;
     ``segments`` says where those addresses sit (interface, next hop, MAC), if known.

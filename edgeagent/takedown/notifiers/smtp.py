@@ -60,7 +60,12 @@ class SmtpNotifierConfig(NotifierConfig):
 
 def render_text(n: Notice) -> tuple[str, str]:
     """``(subject, body)`` of the e-mail for ``n``."""
-    kind = {"notice": "Takedown notice", "reminder": "Reminder", "escalation": "ESCALATION"}
+    kind = {
+        "notice": "Takedown notice",
+        "reminder": "Reminder",
+        "escalation": "ESCALATION",
+        "isolate": "Instruction to isolate",
+    }
     subject = f"{kind.get(n.kind, 'Takedown notice')}: ticket {n.ticket_id}"
     if n.reference:
         subject = f"[{n.reference}] {subject}"
