@@ -125,6 +125,16 @@ class InvalidTransition(EdgeAgentError):
         super().__init__(f"cannot go from {current!r} to {requested!r}; allowed: {options}")
 
 
+class InvalidRequest(EdgeAgentError):
+    """A request the rules cannot accept as given: something they need is missing, or it
+    names something unknown. ``field`` is the request field to fix."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        self.field = field
+        self.reason = reason
+        super().__init__(f"{field}: {reason}")
+
+
 class FeedError(EdgeAgentError):
     """A feed could not be fetched, verified or parsed; the last good generation stays."""
 

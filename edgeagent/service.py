@@ -95,6 +95,12 @@ class Agent:
         guard = build_guard(settings)
         store = open_store(settings.store, settings.agent.state_dir)
         metrics = Metrics()
+        decisions = DecisionService(
+            store,
+            guard,
+            public_needs_approval=settings.api.public_reports_need_approval,
+            hold_for=frozenset(settings.takedown.hold_for),
+        )
         takedown = intake = None
         if settings.takedown.enabled:
             takedown = TakedownService.from_settings(
@@ -103,6 +109,7 @@ class Agent:
                 settings.agent.state_dir,
                 metrics=metrics,
                 time_zone=zone(settings.agent.time_zone),
+                decisions=decisions,
             )
             intake = TakedownIntake(store.get_decision, lambda feed: _feed_origin(settings, feed))
         return cls(
@@ -110,12 +117,7 @@ class Agent:
             store=store,
             guard=guard,
             engine=PolicyEngine(store, guard, frozenset(settings.feeds)),
-            decisions=DecisionService(
-                store,
-                guard,
-                public_needs_approval=settings.api.public_reports_need_approval,
-                hold_for=frozenset(settings.takedown.hold_for),
-            ),
+            decisions=decisions,
             feeds=FeedRunner(specs, store, guard, metrics),
             metrics=metrics,
             takedown=takedown,
@@ -322,6 +324,8 @@ class Daemon:
         from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
         self.agent.feeds.on_change = self.policy_changed
+        if self.agent.takedown is not None:
+            self.agent.takedown.on_policy_change = self.policy_changed
         self.scheduler = AsyncIOScheduler(timezone=UTC)
         self.agent.feeds.schedule(self.scheduler)
         settings = self.agent.settings

@@ -46,6 +46,7 @@ from edgeagent.decisions import FourEyesRequired
 from edgeagent.errors import (
     Conflict,
     GuardrailViolation,
+    InvalidRequest,
     InvalidTarget,
     InvalidTransition,
     NotFound,
@@ -149,6 +150,8 @@ async def _error_middleware(request: web.Request, handler: Handler) -> web.Strea
         response = _error(ApiError(409, "invalid-transition", str(exc), "status"))
     except NotFound as exc:
         response = _error(ApiError(404, "not-found", f"{exc.kind} not found"))
+    except InvalidRequest as exc:
+        response = _error(bad_input(exc.field, exc.reason))
     except (InvalidTarget, GuardrailViolation) as exc:
         # The reasons name the rule, not the entry (entries appear only as short hashes).
         response = _error(bad_input("target", exc.reason))

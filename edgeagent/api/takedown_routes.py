@@ -23,13 +23,20 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, IPvAnyAddress,
 from edgeagent.api.auth import Principal, Role
 from edgeagent.api.routes import Route, RouteHandler
 from edgeagent.api.validation import ApiError, ZonedDatetime, bad_input, parse_body, parse_query
-from edgeagent.takedown.records import Authorisation
+from edgeagent.takedown.records import (
+    Authorisation,
+    Outcome,
+    OutcomeKind,
+    Preservation,
+    Referral,
+)
 from edgeagent.takedown.service import TakedownService
 from edgeagent.takedown.tickets import TicketState, ticket_to_json
 
 _ID = r"{id:\d+}"
 _Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=1000)]
 _Ref = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+_Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-fA-F]{64}$")]
 
 
 class _Body(BaseModel):
@@ -47,6 +54,33 @@ class AuthorisationBody(_Body):
         return Authorisation(self.by, self.reference, self.at)
 
 
+class ReferralBody(_Body):
+    """Where the case went: required to move to ``referred``."""
+
+    recipient: _Ref = Field(description="a hotline or agency of [takedown] referral_recipients")
+    reference: _Ref = Field(description="the recipient's reference")
+    at: ZonedDatetime = Field(description="when it was referred")
+
+    def record(self) -> Referral:
+        return Referral(self.recipient, self.reference, self.at)
+
+
+class PreservationBody(_Body):
+    """Where and by whom the content was preserved: required for ``removed-and-preserved``."""
+
+    location: _Text = Field(description="where the preserved copy is kept")
+    preserved_by: _Text = Field(description="who at the hosting side preserved it")
+    content_sha256: Annotated[list[_Sha256], Field(min_length=1, max_length=1000)] = Field(
+        description="SHA-256 of each preserved file, as the hosting team computed it "
+        "(the agent never fetches content)"
+    )
+    at: ZonedDatetime = Field(description="when it was preserved")
+
+    def record(self) -> Preservation:
+        hashes = tuple(h.lower() for h in self.content_sha256)
+        return Preservation(self.location, self.preserved_by, hashes, self.at)
+
+
 class TicketTransition(_Body):
     """``POST /v1/tickets/{id}/transition``."""
 
@@ -56,6 +90,18 @@ class TicketTransition(_Body):
         default=None,
         description="a law-enforcement authorisation, recorded before the move",
     )
+    referral: ReferralBody | None = Field(default=None, description="required for referred")
+    preservation: PreservationBody | None = Field(
+        default=None, description="required for removed-and-preserved"
+    )
+
+
+class OutcomeBody(_Body):
+    """``POST /v1/tickets/{id}/outcomes``: a measure on the customer's account."""
+
+    kind: OutcomeKind
+    reason: _Text = Field(description="why (audited)")
+    at: ZonedDatetime | None = Field(default=None, description="when it was taken (default now)")
 
 
 class TicketReason(_Body):
@@ -127,10 +173,24 @@ def takedown_routes(service: TakedownService) -> tuple[Route, ...]:
     async def transition(request: web.Request, who: Principal) -> web.StreamResponse:
         ticket_id = _ticket_id(request)
         body = parse_body(await request.read(), TicketTransition, zone)
-        authorisation = body.authorisation.record() if body.authorisation else None
         ticket = await service.transition(
-            ticket_id, body.to, who.name, body.reason, authorisation=authorisation
+            ticket_id,
+            body.to,
+            who.name,
+            body.reason,
+            authorisation=body.authorisation.record() if body.authorisation else None,
+            referral=body.referral.record() if body.referral else None,
+            preservation=body.preservation.record() if body.preservation else None,
         )
+        # A first person's found-legal is a proposal: accepted, not yet done.
+        status = 200 if ticket.state is body.to else 202
+        return web.json_response(ticket_to_json(ticket), status=status)
+
+    async def outcome(request: web.Request, who: Principal) -> web.StreamResponse:
+        ticket_id = _ticket_id(request)
+        body = parse_body(await request.read(), OutcomeBody, zone)
+        record = Outcome(body.kind, body.reason, body.at or datetime.now(UTC))
+        ticket = await service.record_outcome(ticket_id, who.name, record)
         return web.json_response(ticket_to_json(ticket))
 
     async def authorise(request: web.Request, who: Principal) -> web.StreamResponse:
@@ -203,8 +263,22 @@ def takedown_routes(service: TakedownService) -> tuple[Route, ...]:
             Role.ANALYST,
             transition,
             "transitionTicket",
-            "Move a ticket to the next state (refusals name the allowed ones)",
+            "Move a ticket to the next state (refusals name the allowed ones); referred "
+            "needs the referral, removed-and-preserved the preservation details; "
+            "found-legal from a first person is a proposal (202), a second person "
+            "confirms it and the case's blocks are revoked",
             body=TicketTransition,
+            errors=(400, 403, 404, 409),
+            also=(202,),
+        ),
+        Route(
+            "POST",
+            f"/v1/tickets/{_ID}/outcomes",
+            Role.ANALYST,
+            outcome,
+            "recordTicketOutcome",
+            "Record a measure on the customer's account (e.g. suspended)",
+            body=OutcomeBody,
             errors=(400, 404, 409),
         ),
         Route(

@@ -32,6 +32,7 @@ class TakedownPolicy:
     notify_attempts: int = 3
     retry_backoff_seconds: float = 1.0
     require_authorisation_for: frozenset[str] = frozenset()
+    referral_recipients: Mapping[str, str] = field(default_factory=dict)
     retention: RetentionPolicy = field(default_factory=RetentionPolicy)
 
     def sla(self, source: str) -> timedelta:
@@ -50,6 +51,7 @@ class TakedownPolicy:
             sla_minutes_by_source={str(k.value): v for k, v in s.sla_minutes_by_source.items()},
             renotify_minutes=s.renotify_minutes,
             require_authorisation_for=frozenset(s.require_authorisation_for),
+            referral_recipients=dict(s.referral_recipients),
             retention=RetentionPolicy(default_days=s.retention_days),
         )
 

@@ -39,9 +39,10 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
 
-from edgeagent.errors import ConfigError, ConfigProblem, NotFound, short_hash
+from edgeagent.decisions import DecisionService, FourEyesRequired
+from edgeagent.errors import ConfigError, ConfigProblem, InvalidRequest, NotFound, short_hash
 from edgeagent.metrics import Metrics
-from edgeagent.model import Action, Entry, Indicator
+from edgeagent.model import Action, Decision, DecisionStatus, Entry, Indicator
 from edgeagent.store.base import Store
 from edgeagent.takedown.customers.base import Assignment
 from edgeagent.takedown.customers.directory import CustomerDirectory, RefreshReport
@@ -49,9 +50,14 @@ from edgeagent.takedown.customers.kinds import CUSTOMER_SOURCE_KINDS
 from edgeagent.takedown.delivery import deliver
 from edgeagent.takedown.evidence import build_bundle
 from edgeagent.takedown.locate import Locator, locatable
-from edgeagent.takedown.notifiers.base import INSTRUCTION, PRESERVE_INSTRUCTION, Notifier
+from edgeagent.takedown.notifiers.base import (
+    FOUND_LEGAL_INSTRUCTION,
+    INSTRUCTION,
+    PRESERVE_INSTRUCTION,
+    Notifier,
+)
 from edgeagent.takedown.notifiers.kinds import NOTIFIER_KINDS
-from edgeagent.takedown.records import Authorisation
+from edgeagent.takedown.records import Authorisation, Outcome, Preservation, Referral
 from edgeagent.takedown.report import TakedownReport, build_report
 from edgeagent.takedown.rules import Job, TakedownPolicy, due_jobs
 from edgeagent.takedown.segment import SegmentDetail
@@ -68,6 +74,7 @@ from edgeagent.takedown.tickets import (
     add_urls,
     apply_transition,
     check_transition,
+    required_record,
     with_segments,
 )
 from edgeagent.takedown.ticketstore import TicketStore
@@ -82,7 +89,7 @@ def _utcnow() -> datetime:
 
 
 @dataclass(frozen=True, slots=True)
-class Outcome:
+class IntakeResult:
     """What :meth:`TakedownService.on_entries` did: tickets touched, and counts of
     entries that were outside own space, unresolvable, or own but unassigned."""
 
@@ -106,9 +113,14 @@ class TakedownService:
         segments: SegmentLocator | None = None,
         clock: Callable[[], datetime] = _utcnow,
         time_zone: tzinfo = UTC,
+        decisions: DecisionService | None = None,
     ) -> None:
         self.store = store
         self.time_zone = time_zone  # the NTD team's wall clock
+        # Found-legal revokes the case's blocks through the decision lifecycle, then
+        # calls on_policy_change (the daemon's reconciler) so the resolvers follow.
+        self.decisions = decisions
+        self.on_policy_change: Callable[[], None] | None = None
         self.tickets = tickets
         self.locator = locator
         self.notifiers = tuple(notifiers)
@@ -129,9 +141,11 @@ class TakedownService:
         *,
         metrics: Metrics | None = None,
         time_zone: tzinfo = UTC,
+        decisions: DecisionService | None = None,
     ) -> TakedownService:
         """Build the service from ``[takedown]``; tickets in ``state_dir/takedown.sqlite3``;
-        ``time_zone`` is the NTD team's (``[agent] time_zone``).
+        ``time_zone`` is the NTD team's (``[agent] time_zone``); ``decisions`` revokes a
+        case's blocks when it is found legal.
 
         Customer sources and notifiers come from their registries; their secrets are read
         now. Call ``await svc.refresh_customers()`` before the first ``on_entries``.
@@ -172,6 +186,7 @@ class TakedownService:
             policy,
             segments=segments,
             time_zone=time_zone,
+            decisions=decisions,
         )
 
     async def refresh_customers(self) -> RefreshReport:
@@ -208,7 +223,7 @@ class TakedownService:
         jurisdiction: str = "",
         hold: bool = False,
         actor: str = "system",
-    ) -> Outcome:
+    ) -> IntakeResult:
         """Locate block entries and open/extend tickets; notify new work at once."""
         received = notice_received_at.astimezone(UTC)
         indicators: list[Indicator] = []
@@ -262,7 +277,7 @@ class TakedownService:
             if fresh:
                 ticket = await self._notify_locked(ticket.id, "notice", recheck=False)
             touched.append(ticket)
-        return Outcome(tuple(touched), outside, unresolved, unassigned)
+        return IntakeResult(tuple(touched), outside, unresolved, unassigned)
 
     async def _new_segments(
         self, customer_id: str, reference: str, urls: Iterable[TicketUrl]
@@ -353,25 +368,125 @@ class TakedownService:
         reason: str,
         *,
         authorisation: Authorisation | None = None,
+        referral: Referral | None = None,
+        preservation: Preservation | None = None,
     ) -> Ticket:
-        """Move a ticket; raises ``InvalidTransition`` (allowed states named) or
-        ``AuthorisationRequired``. ``authorisation`` is recorded first (as by
-        :meth:`record_authorisation`, instruction to isolate included) when given."""
+        """Move a ticket; raises ``InvalidTransition`` (allowed states named),
+        ``AuthorisationRequired``, ``InvalidRequest`` (a record the state needs is missing
+        or names an unknown recipient) or ``FourEyesRequired``.
+
+        ``authorisation`` is recorded first (as by :meth:`record_authorisation`,
+        instruction to isolate included) when given; ``referral`` and ``preservation``
+        are recorded with the move (stamped with ``actor`` and now). ``found-legal`` from
+        one person is recorded as a proposal (the ticket keeps its state); a different
+        person's request confirms it, revokes the case's blocks and tells the hosting
+        team (see :meth:`_found_legal`)."""
         if authorisation is not None:
             await self.record_authorisation(ticket_id, actor, authorisation)
         async with self._lock(ticket_id):
             t = await asyncio.to_thread(self.tickets.get, ticket_id)
             target = check_transition(t, to, needs_authorisation=self.policy.needs_authorisation(t))
-            before = t.state
-            t = apply_transition(t, target, actor, reason, self.clock())
+            now = self.clock()
+            given = {"referral": referral, "preservation": preservation}
+            needed = required_record(target)
+            if needed is not None and given[needed[0]] is None:
+                raise InvalidRequest(needed[0], f"required to move to {target.value}: {needed[1]}")
+            if referral is not None and target is TicketState.REFERRED:
+                self._check_recipient(referral.recipient)
+                t = replace(t, referral=replace(referral, recorded_by=actor, recorded_at=now))
+            if preservation is not None and target is TicketState.REMOVED_AND_PRESERVED:
+                stamped = replace(preservation, recorded_by=actor, recorded_at=now)
+                t = replace(t, preservation=stamped)
+            if target is TicketState.FOUND_LEGAL:
+                if not t.found_legal_proposed_by:
+                    return await self._propose_found_legal(t, actor, reason, now)
+                if t.found_legal_proposed_by == actor:
+                    raise FourEyesRequired(
+                        "found-legal needs a second person: proposed by the same identity"
+                    )
+            before, proposed_by = t.state, t.found_legal_proposed_by
+            t = apply_transition(t, target, actor, reason, now)
             t = await asyncio.to_thread(self.tickets.update, t)
-            await self._audit(
-                actor,
-                "ticket.transition",
-                f"ticket:{t.id}",
-                {"from": before.value, "to": target.value, "reason": reason},
-            )
+            detail: dict[str, Any] = {"from": before.value, "to": target.value, "reason": reason}
+            if target is TicketState.FOUND_LEGAL:
+                detail["proposed_by"] = proposed_by
+            await self._audit(actor, "ticket.transition", f"ticket:{t.id}", detail)
+            if target is TicketState.FOUND_LEGAL:
+                t = await self._found_legal(t, actor, proposed_by)
             return t
+
+    def _check_recipient(self, recipient: str) -> None:
+        known = self.policy.referral_recipients
+        if recipient not in known:
+            names = ", ".join(sorted(known)) or "none configured"
+            raise InvalidRequest(
+                "referral.recipient",
+                f"not a hotline or agency of takedown.referral_recipients ({names})",
+            )
+
+    async def _propose_found_legal(
+        self, t: Ticket, actor: str, reason: str, now: datetime
+    ) -> Ticket:
+        """First person's found-legal: recorded, nothing else changes. Caller holds the lock."""
+        ev = TicketEvent(now, actor, "propose-found-legal", reason)
+        t = await asyncio.to_thread(
+            self.tickets.update, add_event(t, ev, found_legal_proposed_by=actor)
+        )
+        await self._audit(
+            actor, "ticket.found-legal-proposed", f"ticket:{t.id}", {"reason": reason}
+        )
+        return t
+
+    async def _found_legal(self, t: Ticket, actor: str, proposed_by: str) -> Ticket:
+        """Confirmed found-legal: revoke the case's blocking decisions and tell the hosting
+        team the content may be restored. Caller holds the lock."""
+        revoked: list[int] = []
+        if self.decisions is not None:
+            why = f"ticket {t.id} found legal (proposed by {proposed_by}, confirmed by {actor})"
+            for decision in await asyncio.to_thread(self._case_blocks, t):
+                await asyncio.to_thread(self.decisions.revoke, decision.id, actor, why)
+                revoked.append(decision.id)
+        if revoked and self.on_policy_change is not None:
+            self.on_policy_change()
+        ev = TicketEvent(
+            self.clock(),
+            actor,
+            "revoke-blocks",
+            f"{len(revoked)} blocking decision(s) revoked",
+            detail=(("decisions", ",".join(str(i) for i in revoked)),),
+        )
+        t = await asyncio.to_thread(self.tickets.update, add_event(t, ev))
+        await self._audit(actor, "ticket.revoke-blocks", f"ticket:{t.id}", {"decisions": revoked})
+        return await self._notify(t, "found-legal")
+
+    def _case_blocks(self, t: Ticket) -> list[Decision]:
+        """Active or pending block decisions of the ticket's case on its targets."""
+        targets = {u.url for u in t.urls}
+        open_states = (DecisionStatus.ACTIVE, DecisionStatus.PENDING_APPROVAL)
+        return [
+            d
+            for d in self.store.list_decisions(reference=t.reference, limit=100_000)
+            if d.action is Action.BLOCK and d.status in open_states and d.indicator.value in targets
+        ]
+
+    async def record_outcome(self, ticket_id: int, actor: str, outcome: Outcome) -> Ticket:
+        """Record a measure on the customer's account (stamped with ``actor`` and now)."""
+        async with self._lock(ticket_id):
+            t = await asyncio.to_thread(self.tickets.get, ticket_id)
+            now = self.clock()
+            record = replace(outcome, recorded_by=actor, recorded_at=now)
+            ev = TicketEvent(
+                now, actor, "outcome", outcome.reason, detail=(("kind", outcome.kind.value),)
+            )
+            t = add_event(t, ev, outcomes=(*t.outcomes, record))
+            t = await asyncio.to_thread(self.tickets.update, t)
+        await self._audit(
+            actor,
+            "ticket.outcome",
+            f"ticket:{t.id}",
+            {"kind": outcome.kind.value, "at": outcome.at.isoformat(), "reason": outcome.reason},
+        )
+        return t
 
     async def record_authorisation(
         self, ticket_id: int, actor: str, authorisation: Authorisation
@@ -536,11 +651,17 @@ class TakedownService:
         if not live:
             ev = TicketEvent(self.clock(), "system", "notify-skipped", "no URL still hosted here")
             return await asyncio.to_thread(self.tickets.update, add_event(t, ev))
+        if kind == "found-legal":
+            instruction = FOUND_LEGAL_INSTRUCTION
+        elif self._awaiting_authorisation(t):
+            instruction = PRESERVE_INSTRUCTION
+        else:
+            instruction = INSTRUCTION
         sent = await deliver(
             t,
             kind,
             self.notifiers,
-            instruction=PRESERVE_INSTRUCTION if self._awaiting_authorisation(t) else INSTRUCTION,
+            instruction=instruction,
             attempts=self.policy.notify_attempts,
             backoff_seconds=self.policy.retry_backoff_seconds,
             clock=self.clock,

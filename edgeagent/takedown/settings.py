@@ -65,6 +65,11 @@ class TakedownSettings(ConfigModel):
     # Sources and/or jurisdictions (ISO 3166 codes) whose tickets need a recorded
     # law-enforcement authorisation before the content is isolated.
     require_authorisation_for: Items[SourceOrJurisdiction] = ()
+    # Hotlines and agencies a case may be referred to: id -> full name. A ticket moves to
+    # "referred" only naming one of them (with their reference and the time).
+    referral_recipients: dict[Name, Annotated[str, Field(min_length=1)]] = Field(
+        default_factory=dict
+    )
     retention_days: Annotated[int, Field(ge=1)] = 365
     probe: ProbeMode = "never"
     probe_timeout_seconds: Annotated[float, Field(gt=0, le=10)] = 1.0

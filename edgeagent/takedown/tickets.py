@@ -16,6 +16,14 @@ Contract:
   (:class:`edgeagent.takedown.records.Authorisation`: who, their reference, when) before
   ``temporarily-removed`` and none is recorded. Until then the hosting team is told to
   preserve the content unaltered and await instruction, not to isolate it.
+* ``referred`` needs a :class:`edgeagent.takedown.records.Referral` (recipient, their
+  reference, when) and ``removed-and-preserved`` a
+  :class:`edgeagent.takedown.records.Preservation` (where, by whom, the hosting team's
+  content hashes): :func:`required_record` names the one a state needs.
+* ``found-legal`` needs two people: the first one's request is recorded as a proposal
+  (``found_legal_proposed_by``), a different person confirms it; any other move clears
+  the proposal. Confirming revokes the blocks of the case (the service's job).
+* ``outcomes`` record measures on the customer's account (e.g. suspension).
 * Every change is a new frozen :class:`Ticket` with a :class:`TicketEvent` appended
   (named actor, reason, time); persistence and audit are the service's job.
 * ``hold`` (law-enforcement hold): notices reach the ISP's hosting team only.
@@ -33,7 +41,7 @@ from enum import StrEnum
 from typing import Any
 
 from edgeagent.errors import InvalidTransition
-from edgeagent.takedown.records import Authorisation
+from edgeagent.takedown.records import Authorisation, Outcome, Preservation, Referral
 from edgeagent.takedown.segment import SegmentDetail
 
 
@@ -129,6 +137,10 @@ class Ticket:
     events: tuple[TicketEvent, ...]
     hold: bool = False
     authorisation: Authorisation | None = None
+    referral: Referral | None = None
+    preservation: Preservation | None = None
+    outcomes: tuple[Outcome, ...] = ()
+    found_legal_proposed_by: str = ""
     removed_at: datetime | None = None
     last_notified_at: datetime | None = None
     notify_failures: int = 0
@@ -174,15 +186,37 @@ def check_transition(
     return target
 
 
+# The record a state needs before a ticket may enter it (the field of the request).
+_REQUIRED_RECORDS = {
+    S.REFERRED: ("referral", "the recipient (a hotline or agency), their reference and when"),
+    S.REMOVED_AND_PRESERVED: (
+        "preservation",
+        "where the content is preserved, by whom, and its SHA-256 from the hosting team",
+    ),
+}
+
+
+def required_record(to: TicketState) -> tuple[str, str] | None:
+    """``(field, what it must say)`` of the record ``to`` needs, if any."""
+    return _REQUIRED_RECORDS.get(to)
+
+
 def apply_transition(
     ticket: Ticket, to: TicketState, actor: str, reason: str, at: datetime
 ) -> Ticket:
-    """The ticket after a checked transition, with the event appended."""
+    """The ticket after a checked transition, with the event appended (a pending
+    found-legal proposal ends with any move)."""
     removed_at = ticket.removed_at
     if to in REMOVED_STATES and removed_at is None:
         removed_at = at
     event = TicketEvent(at, actor, "transition", reason, ticket.state.value, to.value)
-    return replace(ticket, state=to, removed_at=removed_at, events=(*ticket.events, event))
+    return replace(
+        ticket,
+        state=to,
+        removed_at=removed_at,
+        found_legal_proposed_by="",
+        events=(*ticket.events, event),
+    )
 
 
 def add_event(ticket: Ticket, event: TicketEvent, **changes: Any) -> Ticket:
@@ -243,6 +277,10 @@ def ticket_to_json(t: Ticket) -> dict[str, Any]:
         "allowed_next": [s.value for s in allowed_next(t.state)],
         "hold": t.hold,
         "authorisation": None if t.authorisation is None else t.authorisation.to_json(),
+        "referral": None if t.referral is None else t.referral.to_json(),
+        "preservation": None if t.preservation is None else t.preservation.to_json(),
+        "outcomes": [o.to_json() for o in t.outcomes],
+        "found_legal_proposed_by": t.found_legal_proposed_by,
         "removed_at": _iso(t.removed_at),
         "minutes_to_removal": t.minutes_to_removal,
         "last_notified_at": _iso(t.last_notified_at),
@@ -299,6 +337,11 @@ def ticket_from_json(d: dict[str, Any]) -> Ticket:
         state=TicketState(d["state"]),
         hold=bool(d["hold"]),
         authorisation=_authorisation(d),
+        # Tickets stored before referrals, preservation and outcomes were recorded.
+        referral=Referral.from_json(d["referral"]) if d.get("referral") else None,
+        preservation=Preservation.from_json(d["preservation"]) if d.get("preservation") else None,
+        outcomes=tuple(Outcome.from_json(o) for o in d.get("outcomes", ())),
+        found_legal_proposed_by=str(d.get("found_legal_proposed_by", "")),
         removed_at=_dt(d["removed_at"]),
         last_notified_at=_dt(d["last_notified_at"]),
         notify_failures=int(d["notify_failures"]),

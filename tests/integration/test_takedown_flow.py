@@ -33,7 +33,9 @@ from bench.takedown_locate import unbound_server
 from edgeagent.api import create_app
 from edgeagent.api.routes import ROUTES
 from edgeagent.api.takedown_routes import takedown_routes
-from edgeagent.model import Action, Entry, Indicator, Scope
+from edgeagent.decisions import DecisionRequest, DecisionService, FourEyesRequired
+from edgeagent.errors import InvalidRequest
+from edgeagent.model import Action, DecisionStatus, Entry, Indicator, NoticeSource, Scope
 from edgeagent.store import SqliteStore
 from edgeagent.store.base import Store
 from edgeagent.takedown.customers.csv import CsvExport
@@ -47,7 +49,7 @@ from edgeagent.takedown.notifiers.webhook import (
     WebhookNotifier,
     verify_signature,
 )
-from edgeagent.takedown.records import Authorisation
+from edgeagent.takedown.records import Authorisation, Outcome, OutcomeKind, Preservation, Referral
 from edgeagent.takedown.rules import Job, TakedownPolicy
 from edgeagent.takedown.service import TakedownService
 from edgeagent.takedown.space import OwnSpace
@@ -202,9 +204,16 @@ async def env(tmp_path: Path, resolver: tuple[str, int]) -> AsyncIterator[Env]:
     policy = TakedownPolicy(
         retry_backoff_seconds=0.05,
         require_authorisation_for=frozenset({"law-enforcement"}),
+        referral_recipients={"example-hotline": "Example Hotline"},
     )
+    decisions = DecisionService(store, make_guard(tmp_path / "guard"), public_needs_approval=False)
     service = TakedownService(
-        store, TicketStore(tmp_path / "takedown.sqlite3"), locator, notifiers, policy
+        store,
+        TicketStore(tmp_path / "takedown.sqlite3"),
+        locator,
+        notifiers,
+        policy,
+        decisions=decisions,
     )
     report = await service.refresh_customers()
     assert report.loaded == {"crm": 2}
@@ -531,3 +540,92 @@ async def test_api_transitions_evidence_and_report(env: Env) -> None:
         )
         assert status == 400
     assert env.store.verify_audit().ok
+
+
+async def test_referral_and_preservation_are_required_on_record(env: Env) -> None:
+    now = dt.datetime.now(UTC)
+    out = await env.service.on_entries(
+        [url_entry("http://shop.hosted.test/ref")], now, "HL-11", "hotline"
+    )
+    tid = out.tickets[0].id
+    for to in ("under-review", "temporarily-removed"):
+        await env.service.transition(tid, to, "alice", "hosting team isolated it")
+    with pytest.raises(InvalidRequest) as err:
+        await env.service.transition(tid, "referred", "alice", "sent to the hotline")
+    assert err.value.field == "referral"
+    unknown = Referral("some-agency", "X-1", now)
+    with pytest.raises(InvalidRequest) as err:
+        await env.service.transition(tid, "referred", "alice", "sent", referral=unknown)
+    assert err.value.field == "referral.recipient"
+    assert "example-hotline" in err.value.reason
+    referral = Referral("example-hotline", "HOTLINE-REF-5", now - dt.timedelta(minutes=2))
+    t = await env.service.transition(tid, "referred", "alice", "sent", referral=referral)
+    assert t.referral == replace(referral, recorded_by="alice", recorded_at=t.events[-1].at)
+    t = await env.service.transition(tid, "confirmed-illegal", "alice", "hotline confirmed")
+
+    with pytest.raises(InvalidRequest) as err:
+        await env.service.transition(tid, "removed-and-preserved", "alice", "gone")
+    assert err.value.field == "preservation"
+    digest = "ab" * 32
+    kept = Preservation("hosting evidence vault, case shelf 3", "J. Doe (hosting)", (digest,), now)
+    t = await env.service.transition(
+        tid, "removed-and-preserved", "alice", "gone", preservation=kept
+    )
+    assert t.preservation is not None
+    assert (t.preservation.content_sha256, t.preservation.recorded_by) == ((digest,), "alice")
+    t = await env.service.record_outcome(
+        tid, "alice", Outcome(OutcomeKind.ACCOUNT_SUSPENDED, "terms of service 4.2", now)
+    )
+    assert [o.kind for o in t.outcomes] == [OutcomeKind.ACCOUNT_SUSPENDED]
+    stored = await env.service.get(tid)
+    assert (stored.referral, stored.preservation, stored.outcomes) == (
+        t.referral,
+        t.preservation,
+        t.outcomes,
+    )
+    actions = [r.action for r in env.store.audit_since(None) if r.subject == f"ticket:{tid}"]
+    assert actions[-1] == "ticket.outcome"
+    assert "HOTLINE-REF-5" in json.dumps(t.referral.to_json() if t.referral else {})
+
+
+async def test_found_legal_needs_two_people_and_revokes_the_case_blocks(env: Env) -> None:
+    url = "http://shop.hosted.test/legal.html"
+    decisions = env.service.decisions
+    assert decisions is not None
+    request = DecisionRequest(url, Scope.URL, Action.BLOCK, "report", "HL-12", NoticeSource.HOTLINE)
+    decision = decisions.create(request, "ana")
+    revoked: list[bool] = []
+    env.service.on_policy_change = lambda: revoked.append(True)
+    out = await env.service.on_entries(
+        [decision.as_entry()], decision.notice_received_at, "HL-12", "hotline"
+    )
+    tid = out.tickets[0].id
+    await env.service.transition(tid, "under-review", "ana", "checking")
+
+    t = await env.service.transition(tid, "found-legal", "ana", "it is a museum photo")
+    assert (t.state.value, t.found_legal_proposed_by) == ("under-review", "ana")
+    assert decisions.store.get_decision(decision.id).status is DecisionStatus.ACTIVE
+    with pytest.raises(FourEyesRequired):
+        await env.service.transition(tid, "found-legal", "ana", "really")
+    assert revoked == []
+
+    mails = len(env.mail.messages)
+    t = await env.service.transition(tid, "found-legal", "sam", "agreed: legal")
+    assert t.state.value == "found-legal"
+    assert t.found_legal_proposed_by == ""
+    gone = decisions.store.get_decision(decision.id)
+    assert gone.status is DecisionStatus.REVOKED
+    assert gone.history[-1].actor == "sam"
+    assert revoked == [True]
+    # The hosting team is told the content may be restored.
+    assert len(env.mail.messages) == mails + 1
+    last = message_from_bytes(env.mail.messages[-1][0].original_content or b"")
+    assert "Found legal" in str(last["Subject"])
+    assert env.hook.received[-1]["kind"] == "found-legal"
+    transition = [
+        r
+        for r in env.store.audit_since(None)
+        if r.subject == f"ticket:{tid}" and r.action == "ticket.transition"
+    ][-1]
+    assert transition.detail["proposed_by"] == "ana"
+    assert transition.actor == "sam"

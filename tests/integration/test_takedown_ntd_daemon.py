@@ -170,6 +170,7 @@ def _config(tmp: Path, peers: dict[str, Any], ports: dict[str, int], secret_file
         own_prefixes = ["192.0.2.0/24"]
         resolvers = [{{ host = "127.0.0.1", port = {peers["dns_port"]} }}]
         require_authorisation_for = ["DE"]
+        referral_recipients = {{ example-hotline = "Example Hotline" }}
 
         [[takedown.customers]]
         kind = "csv"
@@ -359,3 +360,75 @@ def test_where_the_law_wants_an_authorisation_first_the_host_preserves_and_waits
     )
     assert status == 200, body
     assert body["state"] == "temporarily-removed"
+
+
+def test_found_legal_needs_two_people_and_unblocks_at_the_resolver(ntd: Ntd) -> None:
+    name = "legal.hosted.test"
+    decision = ntd.decide(target=name, scope="host", reference="HL-LEGAL-1", source="hotline")
+    blocked = wait_for(
+        "the block at the resolver",
+        lambda: True if ntd.ask(name).rcode() == dns.rcode.NXDOMAIN else None,
+    )
+    assert blocked
+    ticket = ntd.ticket("HL-LEGAL-1")
+    tid = ticket["id"]
+    status, body = ntd.call(
+        "POST", f"/v1/tickets/{tid}/transition", body={"to": "under-review", "reason": "look"}
+    )
+    assert status == 200, body
+
+    legal = {"to": "found-legal", "reason": "a museum's catalogue photo"}
+    status, body = ntd.call("POST", f"/v1/tickets/{tid}/transition", "analyst", legal)
+    assert status == 202, body
+    assert (body["state"], body["found_legal_proposed_by"]) == ("under-review", "analyst")
+    status, body = ntd.call("POST", f"/v1/tickets/{tid}/transition", "analyst", legal)
+    assert status == 403
+    assert body["error"]["code"] == "four-eyes"
+    assert ntd.ask(name).rcode() == dns.rcode.NXDOMAIN  # one person changed nothing
+
+    status, body = ntd.call("POST", f"/v1/tickets/{tid}/transition", "analyst2", legal)
+    assert status == 200, body
+    assert body["state"] == "found-legal"
+    status, revoked = ntd.call("GET", f"/v1/decisions/{decision['id']}")
+    assert revoked["status"] == "revoked"
+    answer = wait_for(
+        "the name to resolve again",
+        lambda: ntd.ask(name) if ntd.ask(name).rcode() == dns.rcode.NOERROR else None,
+    )
+    assert _addresses(answer) == {"192.0.2.11"}
+    restore = wait_for(
+        "the found-legal notice",
+        lambda: [raw for _, m, raw in ntd.mails() if "Found legal" in str(m["Subject"])] or None,
+    )
+    assert "may be restored" in " ".join(restore[0].split())
+
+
+def test_referral_needs_its_recipient(ntd: Ntd) -> None:
+    ntd.decide(target="http://sla.hosted.test/ref.html", reference="HL-REF-2", source="hotline")
+    tid = ntd.ticket("HL-REF-2")["id"]
+    for to in ("under-review", "temporarily-removed"):
+        status, body = ntd.call(
+            "POST", f"/v1/tickets/{tid}/transition", body={"to": to, "reason": "done"}
+        )
+        assert status == 200, body
+    status, body = ntd.call(
+        "POST", f"/v1/tickets/{tid}/transition", body={"to": "referred", "reason": "sent"}
+    )
+    assert status == 400
+    assert body["error"]["field"] == "referral"
+    referral = {"recipient": "nobody", "reference": "R-1", "at": "2026-03-02"}
+    status, body = ntd.call(
+        "POST",
+        f"/v1/tickets/{tid}/transition",
+        body={"to": "referred", "reason": "sent", "referral": referral},
+    )
+    assert (status, body["error"]["field"]) == (400, "referral.recipient")
+    referral["recipient"] = "example-hotline"
+    status, body = ntd.call(
+        "POST",
+        f"/v1/tickets/{tid}/transition",
+        body={"to": "referred", "reason": "sent", "referral": referral},
+    )
+    assert status == 200, body
+    assert body["referral"]["at"] == "2026-03-02T00:00:00+01:00"
+    assert body["referral"]["recipient"] == "example-hotline"

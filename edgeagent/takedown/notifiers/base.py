@@ -53,6 +53,11 @@ PRESERVE_INSTRUCTION = (
     "do not isolate it yet. A law-enforcement authorisation is required first; the NTD "
     "team will send the instruction to isolate once it is recorded."
 )
+FOUND_LEGAL_INSTRUCTION = (
+    "The NTD team found the listed content legal: the block on it is lifted and it may "
+    "be restored to public access. Keep any preserved copy until the NTD team says "
+    "otherwise."
+)
 WITHHELD = "(withheld: law-enforcement hold)"
 
 
@@ -61,7 +66,8 @@ class Notice:
     """What a notifier sends for one ticket (metadata only, see the module docstring).
 
     ``kind`` is ``"notice"``, ``"reminder"``, ``"escalation"``, ``"renotify"`` or
-    ``"isolate"`` (the instruction to isolate, once an authorisation is recorded).
+    ``"isolate"`` (the instruction to isolate, once an authorisation is recorded) or
+    ``"found-legal"`` (the content may be restored).
     ``instruction`` is what the hosting team must do now: :data:`INSTRUCTION`, or
     :data:`PRESERVE_INSTRUCTION` while an authorisation is awaited.
     ``reference`` is empty when withheld from this channel (see the module docstring).

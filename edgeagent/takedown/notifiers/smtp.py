@@ -65,6 +65,7 @@ def render_text(n: Notice) -> tuple[str, str]:
         "reminder": "Reminder",
         "escalation": "ESCALATION",
         "isolate": "Instruction to isolate",
+        "found-legal": "Found legal, may be restored",
     }
     subject = f"{kind.get(n.kind, 'Takedown notice')}: ticket {n.ticket_id}"
     if n.reference:
