@@ -342,6 +342,7 @@ class Daemon:
             self._every(30, "takedown:due", svc.run_due)
             self._every(3600, "takedown:customers", svc.refresh_customers)
             self._every(900, "takedown:relocate", self._relocate_all)
+            self._every(3600, "takedown:purge", self._purge_tickets)
         self.scheduler.start()
 
     def _every(self, seconds: float, job_id: str, func: Callable[[], Awaitable[object]]) -> None:
@@ -387,6 +388,17 @@ class Daemon:
                     "takedown tickets opened or extended",
                     extra=fields(tickets=[t.id for t in out.tickets], outside=out.outside),
                 )
+
+    async def _purge_tickets(self) -> None:
+        svc = self.agent.takedown
+        if svc is None:
+            return
+        report = await svc.purge_expired()
+        if report.purged or report.kept_by_legal_hold:
+            log.info(
+                "takedown records past their retention",
+                extra=fields(purged=len(report.purged), legal_hold=len(report.kept_by_legal_hold)),
+            )
 
     async def _expire_decisions(self) -> None:
         expired = await asyncio.to_thread(self.agent.decisions.expire_due)

@@ -8,12 +8,13 @@ Include them with::
 Roles: ``analyst`` reads tickets, moves them and reads the report, and asks where an own
 address sits on the agent host's segments (which may send one ARP/ND probe, under the
 service's probe rules; audited); ``supervisor`` sets and releases the law-enforcement
-hold and exports evidence (the bundle is itself audited). Ticket bodies hold URLs: they
-are shown to ``analyst`` and above only, like decisions.
+hold and the legal hold, and exports evidence (the bundle is itself audited). Ticket
+bodies hold URLs: they are shown to ``analyst`` and above only, like decisions.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
@@ -21,7 +22,7 @@ from aiohttp import web
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, IPvAnyAddress, StringConstraints
 
 from edgeagent.api.auth import Principal, Role
-from edgeagent.api.routes import Route, RouteHandler
+from edgeagent.api.routes import Route
 from edgeagent.api.validation import ApiError, ZonedDatetime, bad_input, parse_body, parse_query
 from edgeagent.takedown.records import (
     Authorisation,
@@ -31,7 +32,7 @@ from edgeagent.takedown.records import (
     Referral,
 )
 from edgeagent.takedown.service import TakedownService
-from edgeagent.takedown.tickets import TicketState, ticket_to_json
+from edgeagent.takedown.tickets import Ticket, TicketState, ticket_to_json
 
 _ID = r"{id:\d+}"
 _Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=1000)]
@@ -136,6 +137,9 @@ class SegmentQuery(BaseModel):
     address: IPvAnyAddress = Field(description="an address in the own prefixes")
 
 
+FlagSetter = Callable[[int, str, bool, str], Awaitable[Ticket]]
+
+
 def _ticket_id(request: web.Request) -> int:
     text = request.match_info["id"]
     if not text.isdigit() or len(text) > 18:
@@ -199,14 +203,26 @@ def takedown_routes(service: TakedownService) -> tuple[Route, ...]:
         ticket = await service.record_authorisation(ticket_id, who.name, body.record())
         return web.json_response(ticket_to_json(ticket))
 
-    def set_hold(hold: bool) -> RouteHandler:
+    def flag(setter: FlagSetter, value: bool, path: str, op: str, summary: str) -> Route:
+        """A supervisor's route that sets or clears one of the ticket's holds (audited)."""
+
         async def handler(request: web.Request, who: Principal) -> web.StreamResponse:
             ticket_id = _ticket_id(request)
             body = parse_body(await request.read(), TicketReason)
-            ticket = await service.set_hold(ticket_id, who.name, hold, body.reason)
+            ticket = await setter(ticket_id, who.name, value, body.reason)
             return web.json_response(ticket_to_json(ticket))
 
-        return handler
+        path = f"/v1/tickets/{_ID}/{path}"
+        return Route(
+            "POST",
+            path,
+            Role.SUPERVISOR,
+            handler,
+            op,
+            summary,
+            TicketReason,
+            errors=(400, 404, 409),
+        )
 
     async def evidence(request: web.Request, who: Principal) -> web.StreamResponse:
         bundle = await service.evidence(_ticket_id(request), who.name)
@@ -292,25 +308,33 @@ def takedown_routes(service: TakedownService) -> tuple[Route, ...]:
             body=AuthorisationBody,
             errors=(400, 404, 409),
         ),
-        Route(
-            "POST",
-            f"/v1/tickets/{_ID}/hold",
-            Role.SUPERVISOR,
-            set_hold(True),
+        flag(
+            service.set_hold,
+            True,
+            "hold",
             "holdTicket",
             "Law-enforcement hold: from now on notices reach the hosting team only",
-            body=TicketReason,
-            errors=(400, 404, 409),
         ),
-        Route(
-            "POST",
-            f"/v1/tickets/{_ID}/release",
-            Role.SUPERVISOR,
-            set_hold(False),
+        flag(
+            service.set_hold,
+            False,
+            "release",
             "releaseTicket",
             "Release the law-enforcement hold (later notices may reach the customer)",
-            body=TicketReason,
-            errors=(400, 404, 409),
+        ),
+        flag(
+            service.set_legal_hold,
+            True,
+            "legal-hold",
+            "setTicketLegalHold",
+            "Legal hold: the ticket's record is kept past its retention until released",
+        ),
+        flag(
+            service.set_legal_hold,
+            False,
+            "legal-hold/release",
+            "releaseTicketLegalHold",
+            "Release the legal hold (the record is then purged once past its retention)",
         ),
         Route(
             "GET",

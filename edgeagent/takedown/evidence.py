@@ -7,9 +7,8 @@ Contract:
   next hop, MAC, how and when learned), the customer assignment, and every action on the
   ticket, plus the audit records about it. Never content: the ISP preserves content at
   the hosting side.
-* Retention: :class:`RetentionPolicy` gives days per jurisdiction (default 365) counted
-  from the ticket's close (or from its last event while open); :func:`may_delete` is
-  False before that, and always while a legal hold is set. Nothing is deleted early.
+* Retention (:mod:`edgeagent.takedown.retention`): the manifest names the days the
+  record is kept and until when, and whether a legal hold is set.
 * :func:`build_bundle` returns a JSON bundle ``{"files": {name: text}, "manifest": {...}}``
   where the manifest lists the SHA-256 of every file and is itself chained to the audit
   log: it names the audit head (``last_id``/``last_hash``) at export time, and
@@ -23,36 +22,14 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from edgeagent.store.base import AuditRecord
+from edgeagent.takedown.retention import RetentionPolicy, retain_until
 from edgeagent.takedown.tickets import Ticket, ticket_to_json
 
 BUNDLE_FORMAT = "edgeagent-takedown-evidence/1"
-
-
-@dataclass(frozen=True, slots=True)
-class RetentionPolicy:
-    """Retention days per jurisdiction; ``default_days`` for any other."""
-
-    default_days: int = 365
-    by_jurisdiction: Mapping[str, int] = field(default_factory=dict)
-
-    def days(self, jurisdiction: str) -> int:
-        return int(self.by_jurisdiction.get(jurisdiction, self.default_days))
-
-
-def retain_until(ticket: Ticket, policy: RetentionPolicy) -> datetime:
-    """The earliest time the record may be deleted (ignoring a legal hold)."""
-    base = ticket.events[-1].at if ticket.events else ticket.opened_at
-    return base + timedelta(days=policy.days(ticket.jurisdiction))
-
-
-def may_delete(ticket: Ticket, policy: RetentionPolicy, now: datetime) -> bool:
-    """True only for closed tickets without legal hold past their retention period."""
-    return ticket.closed and not ticket.legal_hold and now >= retain_until(ticket, policy)
 
 
 def _canonical(data: Any) -> str:
@@ -119,7 +96,7 @@ def build_bundle(
         "ticket_id": ticket.id,
         "exported_at": now.isoformat(),
         "exported_by": exported_by,
-        "retention_days": policy.days(ticket.jurisdiction),
+        "retention_days": policy.days(ticket),
         "retain_until": retain_until(ticket, policy).isoformat(),
         "legal_hold": ticket.legal_hold,
         "audit_anchor": {"last_id": audit_head[0], "last_hash": audit_head[1]},

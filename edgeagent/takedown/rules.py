@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from edgeagent.takedown.evidence import RetentionPolicy
+from edgeagent.takedown.retention import RetentionPolicy
 from edgeagent.takedown.settings import TakedownSettings
 from edgeagent.takedown.tickets import LIVE_STATES, Ticket
 
@@ -52,7 +52,11 @@ class TakedownPolicy:
             renotify_minutes=s.renotify_minutes,
             require_authorisation_for=frozenset(s.require_authorisation_for),
             referral_recipients=dict(s.referral_recipients),
-            retention=RetentionPolicy(default_days=s.retention_days),
+            retention=RetentionPolicy(
+                default_days=s.retention_days,
+                by_jurisdiction=dict(s.retention_days_by_jurisdiction),
+                by_source={str(k.value): v for k, v in s.retention_days_by_source.items()},
+            ),
         )
 
 

@@ -22,7 +22,9 @@ A ticket records where its addresses sit on the segments of the host the agent r
 per address; notices and evidence carry it.
 
 Every change is written to the ticket store and audited in the main store with subject
-``ticket:<id>``; audit details name URLs only by short hash. Before every notice after the
+``ticket:<id>``; audit details name URLs only by short hash. ``await
+svc.purge_expired()`` (scheduled) removes closed tickets' records past their retention,
+never one under legal hold (:mod:`edgeagent.takedown.retention`). Before every notice after the
 first, the URLs are re-resolved: URLs that moved to another customer are taken off this
 ticket (and open one for the new customer), URLs that left own space are marked moved.
 Notifier failures are retried ``notify_attempts`` times, recorded on the ticket (each
@@ -59,6 +61,7 @@ from edgeagent.takedown.notifiers.base import (
 from edgeagent.takedown.notifiers.kinds import NOTIFIER_KINDS
 from edgeagent.takedown.records import Authorisation, Outcome, Preservation, Referral
 from edgeagent.takedown.report import TakedownReport, build_report
+from edgeagent.takedown.retention import PURGED_RECORD_CLASS, may_delete, retain_until
 from edgeagent.takedown.rules import Job, TakedownPolicy, due_jobs
 from edgeagent.takedown.segment import SegmentDetail
 from edgeagent.takedown.segment_locator import SegmentLocator
@@ -97,6 +100,14 @@ class IntakeResult:
     outside: int
     unresolved: int
     unassigned: int
+
+
+@dataclass(frozen=True, slots=True)
+class PurgeReport:
+    """What :meth:`TakedownService.purge_expired` removed, and what a legal hold kept."""
+
+    purged: tuple[int, ...]
+    kept_by_legal_hold: tuple[int, ...]
 
 
 class TakedownService:
@@ -540,6 +551,43 @@ class TakedownService:
             actor, f"ticket.{what}", f"ticket:{t.id}", {"set": value, "reason": reason}
         )
         return t
+
+    # -------------------------------------------------------------------- retention
+
+    async def purge_expired(self, now: datetime | None = None) -> PurgeReport:
+        """Remove the records of closed tickets past their retention (see
+        :mod:`edgeagent.takedown.retention`); never one under legal hold. Each removal
+        leaves an audit row naming the class of record removed, never its content."""
+        when = now or self.clock()
+        policy = self.policy.retention
+        due = [
+            t
+            for t in await asyncio.to_thread(self.tickets.closed_tickets, legal_hold=False)
+            if may_delete(t, policy, when)
+        ]
+        held = [
+            t.id
+            for t in await asyncio.to_thread(self.tickets.closed_tickets, legal_hold=True)
+            if when >= retain_until(t, policy)
+        ]
+        purged: list[int] = []
+        for t in due:
+            async with self._lock(t.id):
+                if not await asyncio.to_thread(self.tickets.purge, t):
+                    continue  # changed meanwhile (e.g. a legal hold): decided next time
+            purged.append(t.id)
+            self._locks.pop(t.id, None)
+            await self._audit(
+                "system",
+                "ticket.purge",
+                f"ticket:{t.id}",
+                {
+                    "removed": PURGED_RECORD_CLASS,
+                    "retention_days": policy.days(t),
+                    "retained_until": retain_until(t, policy).isoformat(),
+                },
+            )
+        return PurgeReport(tuple(purged), tuple(held))
 
     # ------------------------------------------------------------------------- reads
 

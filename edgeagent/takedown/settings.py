@@ -22,6 +22,7 @@ from edgeagent.configtypes import (
     Endpoint,
     IpNetwork,
     Items,
+    Jurisdiction,
     Name,
     Source,
     SourceOrJurisdiction,
@@ -70,7 +71,16 @@ class TakedownSettings(ConfigModel):
     referral_recipients: dict[Name, Annotated[str, Field(min_length=1)]] = Field(
         default_factory=dict
     )
+    # Days a closed ticket's record is kept (evidence), counted from its close: the
+    # jurisdiction's figure if given, else the source's, else retention_days. A scheduled
+    # purge removes older records, never one under legal hold.
     retention_days: Annotated[int, Field(ge=1)] = 365
+    retention_days_by_jurisdiction: dict[Jurisdiction, Annotated[int, Field(ge=1)]] = Field(
+        default_factory=dict
+    )
+    retention_days_by_source: dict[Source, Annotated[int, Field(ge=1)]] = Field(
+        default_factory=dict
+    )
     probe: ProbeMode = "never"
     probe_timeout_seconds: Annotated[float, Field(gt=0, le=10)] = 1.0
     probe_rate_per_minute: Annotated[int, Field(ge=1)] = 30

@@ -141,6 +141,7 @@ class Ticket:
     preservation: Preservation | None = None
     outcomes: tuple[Outcome, ...] = ()
     found_legal_proposed_by: str = ""
+    assignee: str = ""
     removed_at: datetime | None = None
     last_notified_at: datetime | None = None
     notify_failures: int = 0
@@ -281,6 +282,7 @@ def ticket_to_json(t: Ticket) -> dict[str, Any]:
         "preservation": None if t.preservation is None else t.preservation.to_json(),
         "outcomes": [o.to_json() for o in t.outcomes],
         "found_legal_proposed_by": t.found_legal_proposed_by,
+        "assignee": t.assignee,
         "removed_at": _iso(t.removed_at),
         "minutes_to_removal": t.minutes_to_removal,
         "last_notified_at": _iso(t.last_notified_at),
@@ -342,6 +344,7 @@ def ticket_from_json(d: dict[str, Any]) -> Ticket:
         preservation=Preservation.from_json(d["preservation"]) if d.get("preservation") else None,
         outcomes=tuple(Outcome.from_json(o) for o in d.get("outcomes", ())),
         found_legal_proposed_by=str(d.get("found_legal_proposed_by", "")),
+        assignee=str(d.get("assignee", "")),
         removed_at=_dt(d["removed_at"]),
         last_notified_at=_dt(d["last_notified_at"]),
         notify_failures=int(d["notify_failures"]),

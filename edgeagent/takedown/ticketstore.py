@@ -4,12 +4,14 @@ Contract:
 
 * ``TicketStore(path)`` opens or creates the file with mode 0600, WAL journal and
   ``synchronous=FULL`` (a ticket transition is evidence: it must survive a power cut).
-  The schema is versioned (``PRAGMA user_version``); an unknown newer version is refused.
+  The schema is versioned (``PRAGMA user_version``, :data:`MIGRATIONS` applied in one
+  transaction); an unknown newer version is refused.
 * A ticket is kept as its full JSON (:func:`ticket_to_json`) plus indexed columns for the
   queries below. The file holds URLs, so it must stay 0600 (it is evidence).
 * :meth:`update` is optimistic: it succeeds only if the stored ``version`` equals the
   ticket's, and returns the ticket with ``version + 1``; otherwise :class:`Conflict`.
-* Nothing is ever deleted here; retention is decided by :mod:`edgeagent.takedown.evidence`.
+* The only deletion is :meth:`purge`, of a closed ticket without legal hold, unchanged
+  since the caller decided (:mod:`edgeagent.takedown.retention` decides when).
 * Safe to call from several threads (one connection behind a lock).
 """
 
@@ -26,24 +28,61 @@ from pathlib import Path
 from edgeagent.errors import Conflict, NotFound, StoreError
 from edgeagent.takedown.tickets import CLOSED_STATES, Ticket, ticket_from_json, ticket_to_json
 
-SCHEMA_VERSION = 1
+# MIGRATIONS[i] takes the file from version i to i + 1 (append, never edit a released one).
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """CREATE TABLE IF NOT EXISTS tickets (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            reference TEXT NOT NULL,
+            customer_id TEXT NOT NULL,
+            source TEXT NOT NULL,
+            state TEXT NOT NULL,
+            closed INTEGER NOT NULL,
+            notice_received_at TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            body TEXT NOT NULL
+        )""",
+        "CREATE INDEX IF NOT EXISTS tickets_case ON tickets (customer_id, reference, closed)",
+        "CREATE INDEX IF NOT EXISTS tickets_received ON tickets (notice_received_at)",
+        "CREATE INDEX IF NOT EXISTS tickets_state ON tickets (state)",
+    ),
+    (
+        # Columns for the NOC's SLA figures, the team's "due soon" view, assignment and
+        # the purge; filled from the stored JSON for tickets written before them.
+        "ALTER TABLE tickets ADD COLUMN deadline TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE tickets ADD COLUMN removed INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE tickets ADD COLUMN assignee TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE tickets ADD COLUMN legal_hold INTEGER NOT NULL DEFAULT 0",
+        """UPDATE tickets SET
+            deadline = json_extract(body, '$.deadline'),
+            removed = json_extract(body, '$.removed_at') IS NOT NULL,
+            assignee = COALESCE(json_extract(body, '$.assignee'), ''),
+            legal_hold = json_extract(body, '$.legal_hold')""",
+        "CREATE INDEX tickets_due ON tickets (closed, deadline)",
+    ),
+)
+SCHEMA_VERSION = len(MIGRATIONS)
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS tickets (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    reference TEXT NOT NULL,
-    customer_id TEXT NOT NULL,
-    source TEXT NOT NULL,
-    state TEXT NOT NULL,
-    closed INTEGER NOT NULL,
-    notice_received_at TEXT NOT NULL,
-    version INTEGER NOT NULL,
-    body TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS tickets_case ON tickets (customer_id, reference, closed);
-CREATE INDEX IF NOT EXISTS tickets_received ON tickets (notice_received_at);
-CREATE INDEX IF NOT EXISTS tickets_state ON tickets (state);
-"""
+# Indexed columns besides id, version and body, and how a ticket fills them.
+_COLUMNS = (
+    "reference, customer_id, source, state, closed, notice_received_at, deadline, removed, "
+    "assignee, legal_hold"
+)
+
+
+def _columns(t: Ticket) -> tuple[object, ...]:
+    return (
+        t.reference,
+        t.customer_id,
+        t.source,
+        t.state.value,
+        int(t.state in CLOSED_STATES),
+        t.notice_received_at.isoformat(),
+        t.deadline.isoformat(),
+        int(t.removed_at is not None),
+        t.assignee,
+        int(t.legal_hold),
+    )
 
 
 class TicketStore:
@@ -75,11 +114,15 @@ class TicketStore:
                 raise StoreError(f"ticket store schema {version} is newer than this agent")
             if version < SCHEMA_VERSION:
                 self._db.execute("BEGIN IMMEDIATE")
-                for stmt in _SCHEMA.split(";"):
-                    if stmt.strip():
-                        self._db.execute(stmt)
-                self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-                self._db.execute("COMMIT")
+                try:
+                    for step in MIGRATIONS[version:]:
+                        for stmt in step:
+                            self._db.execute(stmt)
+                    self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
 
     def close(self) -> None:
         with self._lock:
@@ -93,18 +136,9 @@ class TicketStore:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 cur = self._db.execute(
-                    "INSERT INTO tickets (reference, customer_id, source, state, closed,"
-                    " notice_received_at, version, body) VALUES (?,?,?,?,?,?,?,?)",
-                    (
-                        ticket.reference,
-                        ticket.customer_id,
-                        ticket.source,
-                        ticket.state.value,
-                        int(ticket.state in CLOSED_STATES),
-                        ticket.notice_received_at.isoformat(),
-                        0,
-                        "{}",
-                    ),
+                    f"INSERT INTO tickets ({_COLUMNS}, version, body)"
+                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (*_columns(ticket), 0, "{}"),
                 )
                 new_id = int(cur.lastrowid or 0)
                 stored = replace(ticket, id=new_id, version=0)
@@ -122,11 +156,11 @@ class TicketStore:
         """Replace the stored ticket if its version still matches; bump the version."""
         stored = replace(ticket, version=ticket.version + 1)
         with self._lock:
+            assignments = ", ".join(f"{c.strip()}=?" for c in _COLUMNS.split(","))
             cur = self._db.execute(
-                "UPDATE tickets SET state=?, closed=?, version=?, body=? WHERE id=? AND version=?",
+                f"UPDATE tickets SET {assignments}, version=?, body=? WHERE id=? AND version=?",
                 (
-                    stored.state.value,
-                    int(stored.state in CLOSED_STATES),
+                    *_columns(stored),
                     stored.version,
                     json.dumps(ticket_to_json(stored)),
                     ticket.id,
@@ -139,6 +173,16 @@ class TicketStore:
                     raise NotFound("ticket", str(ticket.id))
                 raise Conflict(f"ticket {ticket.id} changed meanwhile; reload and retry")
         return stored
+
+    def purge(self, ticket: Ticket) -> bool:
+        """Delete ``ticket`` if it is still closed, without legal hold and unchanged since
+        it was read (same ``version``); True if it went."""
+        with self._lock:
+            cur = self._db.execute(
+                "DELETE FROM tickets WHERE id=? AND version=? AND closed=1 AND legal_hold=0",
+                (ticket.id, ticket.version),
+            )
+        return cur.rowcount == 1
 
     # --- reads
 
@@ -191,6 +235,15 @@ class TicketStore:
                 "SELECT body FROM tickets WHERE notice_received_at >= ? AND"
                 " notice_received_at < ? ORDER BY id",
                 (start.isoformat(), end.isoformat()),
+            ).fetchall()
+        return [ticket_from_json(json.loads(r[0])) for r in rows]
+
+    def closed_tickets(self, *, legal_hold: bool) -> list[Ticket]:
+        """Closed tickets with or without legal hold, oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT body FROM tickets WHERE closed=1 AND legal_hold=? ORDER BY id",
+                (int(legal_hold),),
             ).fetchall()
         return [ticket_from_json(json.loads(r[0])) for r in rows]
 

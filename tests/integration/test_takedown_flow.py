@@ -629,3 +629,56 @@ async def test_found_legal_needs_two_people_and_revokes_the_case_blocks(env: Env
     ][-1]
     assert transition.detail["proposed_by"] == "ana"
     assert transition.actor == "sam"
+
+
+async def test_purge_with_and_without_legal_hold(env: Env) -> None:
+    now = dt.datetime.now(UTC)
+    ids = []
+    for n in range(3):
+        out = await env.service.on_entries(
+            [url_entry(f"http://shop.hosted.test/purge/{n}")], now, f"HL-P{n}", "hotline"
+        )
+        tid = out.tickets[0].id
+        for to in ("under-review", "found-legal", "restored"):
+            await env.service.transition(tid, to, "ana" if to != "restored" else "sam", "legal")
+            if to == "found-legal":
+                await env.service.transition(tid, to, "sam", "agreed")
+        ids.append(tid)
+    still_open = (
+        await env.service.on_entries(
+            [url_entry("http://shop.hosted.test/purge/open")], now, "HL-P-OPEN", "hotline"
+        )
+    ).tickets[0]
+    held_id = ids[1]
+    await env.service.set_legal_hold(held_id, "sup", True, "court order 17")
+
+    # Nothing goes before its time.
+    report = await env.service.purge_expired(now + dt.timedelta(days=364))
+    assert report.purged == ()
+    later = now + dt.timedelta(days=366)
+    report = await env.service.purge_expired(later)
+    assert sorted(report.purged) == [ids[0], ids[2]]
+    assert report.kept_by_legal_hold == (held_id,)
+    remaining = {t.id for t in await env.service.list_tickets(limit=1000)}
+    assert remaining == {held_id, still_open.id}
+
+    # The purge leaves a row per record naming the class of record, never its content.
+    rows = [r for r in env.store.audit_since(None) if r.action == "ticket.purge"]
+    assert sorted(r.subject for r in rows) == sorted(f"ticket:{i}" for i in (ids[0], ids[2]))
+    assert all("takedown ticket record" in r.detail["removed"] for r in rows)
+    assert all(r.detail["retention_days"] == 365 for r in rows)
+    text = json.dumps([dict(r.detail) for r in rows])
+    assert "shop.hosted.test" not in text
+    assert "HL-P" not in text
+    assert env.store.verify_audit().ok
+
+    # Released, the held record goes at the next run.
+    await env.service.set_legal_hold(held_id, "sup", False, "case closed in court")
+    report = await env.service.purge_expired(later)
+    assert report.purged == (held_id,)
+    flags = [
+        (r.action, r.detail["set"])
+        for r in env.store.audit_since(None)
+        if r.subject == f"ticket:{held_id}" and r.action == "ticket.legal-hold"
+    ]
+    assert flags == [("ticket.legal-hold", True), ("ticket.legal-hold", False)]

@@ -432,3 +432,19 @@ def test_referral_needs_its_recipient(ntd: Ntd) -> None:
     assert status == 200, body
     assert body["referral"]["at"] == "2026-03-02T00:00:00+01:00"
     assert body["referral"]["recipient"] == "example-hotline"
+
+
+def test_legal_hold_is_a_supervisors_call(ntd: Ntd) -> None:
+    ntd.decide(target="http://sla.hosted.test/hold.html", reference="HL-HOLD-3", source="hotline")
+    tid = ntd.ticket("HL-HOLD-3")["id"]
+    why = {"reason": "court order 2026/17"}
+    status, _ = ntd.call("POST", f"/v1/tickets/{tid}/legal-hold", "analyst", why)
+    assert status == 403
+    status, body = ntd.call("POST", f"/v1/tickets/{tid}/legal-hold", "supervisor", why)
+    assert (status, body["legal_hold"]) == (200, True)
+    status, body = ntd.call("POST", f"/v1/tickets/{tid}/legal-hold/release", "supervisor", why)
+    assert (status, body["legal_hold"]) == (200, False)
+    status, audit = ntd.call("GET", "/v1/audit", "supervisor")
+    rows = [r for r in audit["items"] if r["subject"] == f"ticket:{tid}"]
+    assert [r["detail"]["set"] for r in rows if r["action"] == "ticket.legal-hold"] == [True, False]
+    assert all(r["actor"] == "supervisor" for r in rows if r["action"] == "ticket.legal-hold")

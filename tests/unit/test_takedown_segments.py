@@ -19,10 +19,11 @@ from edgeagent.config import ConfigError, load_config
 from edgeagent.errors import ConfigProblem
 from edgeagent.metrics import Metrics
 from edgeagent.takedown.delivery import notice_for
-from edgeagent.takedown.evidence import RetentionPolicy, build_bundle, verify_bundle
+from edgeagent.takedown.evidence import build_bundle, verify_bundle
 from edgeagent.takedown.notifiers.base import INSTRUCTION
 from edgeagent.takedown.notifiers.smtp import render_text
 from edgeagent.takedown.notifiers.webhook import notice_json
+from edgeagent.takedown.retention import RetentionPolicy
 from edgeagent.takedown.segment import SegmentDetail
 from edgeagent.takedown.segment_locator import SegmentLocator
 from edgeagent.takedown.space import OwnSpace

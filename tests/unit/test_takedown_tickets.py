@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import stat
@@ -12,15 +13,10 @@ from pathlib import Path
 import pytest
 
 from edgeagent.errors import Conflict, InvalidTransition, NotFound
-from edgeagent.takedown.evidence import (
-    RetentionPolicy,
-    build_bundle,
-    may_delete,
-    retain_until,
-    verify_bundle,
-)
+from edgeagent.takedown.evidence import build_bundle, verify_bundle
 from edgeagent.takedown.records import Authorisation
 from edgeagent.takedown.report import build_report, percentile, report_csv
+from edgeagent.takedown.retention import RetentionPolicy, may_delete, retain_until
 from edgeagent.takedown.tickets import (
     AuthorisationRequired,
     Ticket,
@@ -33,7 +29,7 @@ from edgeagent.takedown.tickets import (
     ticket_from_json,
     ticket_to_json,
 )
-from edgeagent.takedown.ticketstore import SCHEMA_VERSION, TicketStore
+from edgeagent.takedown.ticketstore import MIGRATIONS, SCHEMA_VERSION, TicketStore
 
 S = TicketState
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -176,9 +172,53 @@ def test_ticket_store_persists_with_safe_settings(tmp_path: Path) -> None:
     db.close()
 
 
+def test_a_version_1_ticket_file_gains_its_columns(tmp_path: Path) -> None:
+    path = tmp_path / "takedown.sqlite3"
+    raw = sqlite3.connect(path, isolation_level=None)
+    for stmt in MIGRATIONS[0]:
+        raw.execute(stmt)
+    raw.execute("PRAGMA user_version=1")
+    old = walk(replace(make_ticket(), id=1, legal_hold=True), S.UNDER_REVIEW, S.TEMPORARILY_REMOVED)
+    body = {k: v for k, v in ticket_to_json(old).items() if k != "assignee"}  # v1 had none
+    raw.execute(
+        "INSERT INTO tickets (id, reference, customer_id, source, state, closed,"
+        " notice_received_at, version, body) VALUES (1, 'HL-1', 'cust-a', 'hotline',"
+        " 'temporarily-removed', 0, ?, 0, ?)",
+        (old.notice_received_at.isoformat(), json.dumps(body)),
+    )
+    raw.close()
+    store = TicketStore(path)
+    assert store.get(1) == old
+    db = sqlite3.connect(path)
+    row = db.execute("SELECT deadline, removed, assignee, legal_hold FROM tickets").fetchone()
+    assert row == (old.deadline.isoformat(), 1, "", 1)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    db.close()
+    store.close()
+
+
+def test_purge_removes_only_closed_unchanged_tickets_without_legal_hold(tmp_path: Path) -> None:
+    store = TicketStore(tmp_path / "takedown.sqlite3")
+    done = store.update(walk(store.create(make_ticket()), S.UNDER_REVIEW, S.FOUND_LEGAL))
+    done = store.update(walk(done, S.RESTORED))
+    kept = store.update(replace(walk(store.create(make_ticket()), S.UNDER_REVIEW), legal_hold=True))
+    kept = store.update(walk(kept, S.FOUND_LEGAL, S.RESTORED))
+    live = store.create(make_ticket())
+    assert [t.id for t in store.closed_tickets(legal_hold=False)] == [done.id]
+    assert [t.id for t in store.closed_tickets(legal_hold=True)] == [kept.id]
+    assert not store.purge(live)  # open
+    assert not store.purge(kept)  # legal hold
+    assert not store.purge(replace(done, version=done.version - 1))  # changed since read
+    assert store.purge(done)
+    with pytest.raises(NotFound):
+        store.get(done.id)
+    assert {t.id for t in store.list_tickets()} == {kept.id, live.id}
+    store.close()
+
+
 def test_evidence_bundle_verifies_and_detects_tampering() -> None:
     t = walk(replace(make_ticket(), id=7), S.UNDER_REVIEW, S.TEMPORARILY_REMOVED)
-    policy = RetentionPolicy(by_jurisdiction={"xx": 730})
+    policy = RetentionPolicy(by_jurisdiction={"XX": 730})
     bundle = build_bundle(
         t, [], audit_head=(42, "ab" * 32), policy=policy, exported_by="sup", now=T0
     )
@@ -193,15 +233,22 @@ def test_evidence_bundle_verifies_and_detects_tampering() -> None:
 
 
 def test_retention_and_legal_hold() -> None:
-    policy = RetentionPolicy(default_days=365, by_jurisdiction={"xx": 730})
+    policy = RetentionPolicy(
+        default_days=365, by_jurisdiction={"XX": 730}, by_source={"law-enforcement": 1000}
+    )
     closed = walk(replace(make_ticket(), state=S.UNDER_REVIEW), S.FOUND_LEGAL, S.RESTORED)
     end = retain_until(closed, policy)
     assert end == closed.events[-1].at + timedelta(days=365)
     assert not may_delete(closed, policy, end - timedelta(seconds=1))
     assert may_delete(closed, policy, end)
     assert not may_delete(replace(closed, legal_hold=True), policy, end + timedelta(days=9999))
-    assert not may_delete(replace(closed, jurisdiction="xx"), policy, end)
+    assert not may_delete(replace(closed, jurisdiction="XX"), policy, end)
     assert not may_delete(make_ticket(), policy, end + timedelta(days=9999))  # still open
+    # The jurisdiction's figure wins over the source's, the source's over the default.
+    police = replace(closed, source="law-enforcement")
+    assert policy.days(police) == 1000
+    assert policy.days(replace(police, jurisdiction="XX")) == 730
+    assert policy.days(replace(police, jurisdiction="YY")) == 1000
 
 
 def test_report_figures_and_csv() -> None:
