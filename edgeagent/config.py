@@ -391,6 +391,7 @@ def _cross_checks(s: Settings) -> list[ConfigProblem]:
             problems.append(
                 ConfigProblem(f"feeds.{name}.action", "divert needs rpz.proxy_ipv4/proxy_ipv6")
             )
+    problems.extend(s.takedown.cross_checks())
     seen: set[str] = set()
     for i, resolver in enumerate(s.resolvers):
         if resolver.name in seen:

@@ -190,17 +190,20 @@ class Metrics:
 
         # takedown
         self.takedown_open = Gauge(
-            "edgeagent_takedown_open_tickets", "Open hosting takedown tickets", registry=r
+            "edgeagent_takedown_open_tickets",
+            "Open hosting takedown tickets, by notice source",
+            ["source"],
+            registry=r,
         )
         self.takedown_overdue = Gauge(
             "edgeagent_takedown_open_overdue",
-            "Open tickets past their SLA target",
+            "Open tickets whose content is still public past the SLA deadline, by source",
             ["source"],
             registry=r,
         )
         self.takedown_sla_breaches = Counter(
             "edgeagent_takedown_sla_breaches_total",
-            "Tickets that passed their SLA target",
+            "Tickets whose content stayed public past the SLA deadline (each counted once)",
             ["source"],
             registry=r,
         )

@@ -17,10 +17,14 @@ from edgeagent.takedown.notifiers.base import Notice, Notifier, NotifyError
 from edgeagent.takedown.tickets import Ticket, TicketEvent, add_event
 
 
-def notice_for(t: Ticket, kind: str, instruction: str, *, hosting_team: bool) -> Notice:
+def notice_for(
+    t: Ticket, kind: str, instruction: str, *, hosting_team: bool, on_call: bool = False
+) -> Notice:
     """The notice of ``kind`` for the ticket's live URLs, as one channel may see it: on
-    law-enforcement hold the customer's contact is left out, and so is the case reference
-    for a channel that reaches anyone outside the hosting team (``hosting_team`` false)."""
+    law-enforcement hold and on an on-call channel the customer's contact is left out (so
+    nothing is addressed or forwarded to the customer); on hold the case reference is
+    also left out for a channel that reaches anyone outside the hosting team
+    (``hosting_team`` false)."""
     live = t.live_urls
     addresses = {a for u in live for a in u.addresses}
     return Notice(
@@ -30,7 +34,7 @@ def notice_for(t: Ticket, kind: str, instruction: str, *, hosting_team: bool) ->
         source=t.source,
         customer_id=t.customer_id,
         service_id=t.service_id,
-        customer_contact="" if t.hold else t.contact,
+        customer_contact="" if t.hold or on_call else t.contact,
         urls=tuple(u.url for u in live),
         addresses=tuple(u.addresses for u in live),
         notice_received_at=t.notice_received_at,
@@ -58,15 +62,18 @@ async def deliver(
     kind: str,
     notifiers: Sequence[Notifier],
     *,
+    on_call: Sequence[Notifier] = (),
     instruction: str,
     attempts: int,
     backoff_seconds: float,
     clock: Callable[[], datetime],
 ) -> Delivery:
-    """Send the notice of ``kind`` for ``t`` through every notifier (see the module doc)."""
+    """Send the notice of ``kind`` for ``t`` through every notifier, then every on-call
+    notifier (see the module doc)."""
     outcomes: list[tuple[Notifier, bool]] = []
-    for notifier in notifiers:
-        notice = notice_for(t, kind, instruction, hosting_team=notifier.hosting_team)
+    channels = [(n, False) for n in notifiers] + [(n, True) for n in on_call]
+    for notifier, rota in channels:
+        notice = notice_for(t, kind, instruction, hosting_team=notifier.hosting_team, on_call=rota)
         ok = False
         for attempt in range(1, attempts + 1):
             try:

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 
 from edgeagent.takedown.retention import RetentionPolicy
 from edgeagent.takedown.settings import TakedownSettings
-from edgeagent.takedown.tickets import LIVE_STATES, Ticket
+from edgeagent.takedown.tickets import LIVE_STATES, Ticket, sla_breached
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +63,8 @@ class TakedownPolicy:
 @dataclass(frozen=True, slots=True)
 class Job:
     """A scheduled action on a ticket: ``reminder``, ``escalation``, ``renotify``,
-    ``retry-notice`` or ``recheck``, due at ``due_at``."""
+    ``retry-notice``, ``recheck`` or ``sla-breach`` (record and count the breach once),
+    due at ``due_at``."""
 
     kind: str
     ticket_id: int
@@ -75,6 +76,8 @@ def due_jobs(tickets: Iterable[Ticket], policy: TakedownPolicy, at: datetime) ->
     jobs: list[Job] = []
     p = policy
     for t in tickets:
+        if not t.breached and sla_breached(t, at):
+            jobs.append(Job("sla-breach", t.id, t.deadline))
         live = t.state in LIVE_STATES and t.removed_at is None and bool(t.live_urls)
         if t.notify_failures > 0:
             last = t.events[-1].at

@@ -8,8 +8,12 @@ How the daemon uses it (all methods are coroutines on the daemon's event loop):
   locates them, opens one ticket per customer and case (or adds URLs to the open one),
   and notifies the hosting team at once. URLs outside own space create no ticket.
 * every minute: ``for job in svc.due_jobs(): await svc.run_job(job)`` (or
-  ``await svc.run_due()``): SLA reminders, escalation at the deadline, re-notify while the
-  content is live, retries of failed notices, periodic re-check of where URLs resolve.
+  ``await svc.run_due()``): SLA reminders, escalation at the deadline (outside business
+  hours also to the on-call notifiers of the notice source), re-notify while the content
+  is live, retries of failed notices, periodic re-check of where URLs resolve, and the
+  SLA breach recorded once per ticket. ``run_due`` then sets the
+  ``edgeagent_takedown_*`` gauges (open, overdue, by source) from the ticket store; the
+  breach counter counts each recorded breach.
 * ``await svc.transition(id, to, actor, reason)`` for people (the API).
 
 Where the rules require a law-enforcement authorisation before isolation (by source or
@@ -44,8 +48,9 @@ from typing import Any
 from edgeagent.decisions import DecisionService, FourEyesRequired
 from edgeagent.errors import ConfigError, ConfigProblem, InvalidRequest, NotFound, short_hash
 from edgeagent.metrics import Metrics
-from edgeagent.model import Action, Decision, DecisionStatus, Entry, Indicator
+from edgeagent.model import Action, Decision, DecisionStatus, Entry, Indicator, NoticeSource
 from edgeagent.store.base import Store
+from edgeagent.takedown.calendar import WEEKDAYS, BusinessHours, parse_window
 from edgeagent.takedown.customers.base import Assignment
 from edgeagent.takedown.customers.directory import CustomerDirectory, RefreshReport
 from edgeagent.takedown.customers.kinds import CUSTOMER_SOURCE_KINDS
@@ -125,8 +130,16 @@ class TakedownService:
         clock: Callable[[], datetime] = _utcnow,
         time_zone: tzinfo = UTC,
         decisions: DecisionService | None = None,
+        metrics: Metrics | None = None,
+        on_call: Mapping[str, Sequence[Notifier]] | None = None,
+        business_hours: BusinessHours | None = None,
     ) -> None:
         self.store = store
+        self.metrics = metrics
+        # Escalations outside business hours also go to the on-call notifiers of the
+        # ticket's notice source (no business hours: never out of hours).
+        self.on_call = {source: tuple(n) for source, n in (on_call or {}).items()}
+        self.business_hours = business_hours
         self.time_zone = time_zone  # the NTD team's wall clock
         # Found-legal revokes the case's blocks through the decision lifecycle, then
         # calls on_policy_change (the daemon's reconciler) so the resolvers follow.
@@ -140,6 +153,9 @@ class TakedownService:
         self.clock = clock
         self._locks: dict[int, asyncio.Lock] = {}
         self._open_lock = asyncio.Lock()
+        if metrics is not None:
+            for source in NoticeSource:  # every series exists from the start, at zero
+                metrics.takedown_sla_breaches.labels(source=source.value).inc(0)
 
     # ------------------------------------------------------------------ construction
 
@@ -176,10 +192,24 @@ class TakedownService:
                 [ConfigProblem("takedown.resolvers", "needs a resolver without the policy")],
             )
         locator = Locator(own, CustomerDirectory(sources), resolvers)
-        notifiers = [
-            NOTIFIER_KINDS.plugin(n).from_config(n, name=name)
+        by_name = {
+            name: NOTIFIER_KINDS.plugin(n).from_config(n, name=name)
             for name, n in settings.notifiers.items()
-        ]
+        }
+        on_call_names = settings.on_call.on_call_names
+        notifiers = [n for name, n in by_name.items() if name not in on_call_names]
+        on_call = {
+            source.value: [by_name[name] for name in names]
+            for source, names in settings.on_call.notifiers.items()
+        }
+        start, end = parse_window(settings.on_call.business_hours)
+        hours = BusinessHours(
+            frozenset(WEEKDAYS.index(d) for d in settings.on_call.business_days),
+            start,
+            end,
+            frozenset(settings.on_call.holidays),
+            time_zone,
+        )
         segments = SegmentLocator(
             own,
             settings.probe,
@@ -198,6 +228,9 @@ class TakedownService:
             segments=segments,
             time_zone=time_zone,
             decisions=decisions,
+            metrics=metrics,
+            on_call=on_call,
+            business_hours=hours,
         )
 
     async def refresh_customers(self) -> RefreshReport:
@@ -660,6 +693,8 @@ class TakedownService:
         if job.kind == "recheck":
             async with self._lock(job.ticket_id):
                 return await self._recheck(job.ticket_id, "system")
+        if job.kind == "sla-breach":
+            return await self._record_breach(job.ticket_id)
         kind = {"retry-notice": "notice"}.get(job.kind, job.kind)
         t = await self._notify_locked(job.ticket_id, kind, recheck=True)
         if job.kind in ("reminder", "escalation"):
@@ -673,14 +708,43 @@ class TakedownService:
         return t
 
     async def run_due(self, now: datetime | None = None) -> list[Job]:
-        """Run every due job; a failing job is logged and the others still run."""
+        """Run every due job (a failing job is logged and the others still run), then
+        export the SLA figures."""
         jobs = await asyncio.to_thread(self.due_jobs, now)
         for job in jobs:
             try:
                 await self.run_job(job)
             except Exception:
                 log.exception("takedown job %s on ticket %d failed", job.kind, job.ticket_id)
+        await self.export_metrics(now)
         return jobs
+
+    async def _record_breach(self, ticket_id: int) -> Ticket:
+        """Mark the ticket's SLA breach (once), count it by source, audit it."""
+        async with self._lock(ticket_id):
+            t = await asyncio.to_thread(self.tickets.get, ticket_id)
+            if t.breached:
+                return t
+            ev = TicketEvent(
+                self.clock(), "system", "sla-breach", "deadline passed, content public"
+            )
+            t = await asyncio.to_thread(self.tickets.update, add_event(t, ev, breached=True))
+        if self.metrics is not None:
+            self.metrics.takedown_sla_breaches.labels(source=t.source).inc()
+        await self._audit(
+            "system", "ticket.sla-breach", f"ticket:{t.id}", {"deadline": t.deadline.isoformat()}
+        )
+        return t
+
+    async def export_metrics(self, now: datetime | None = None) -> None:
+        """Open and overdue tickets by notice source, from the ticket store, as gauges."""
+        if self.metrics is None:
+            return
+        counts = await asyncio.to_thread(self.tickets.sla_counts, now or self.clock())
+        for source in NoticeSource:
+            open_count, overdue = counts.get(source.value, (0, 0))
+            self.metrics.takedown_open.labels(source=source.value).set(open_count)
+            self.metrics.takedown_overdue.labels(source=source.value).set(overdue)
 
     # -------------------------------------------------------------------- notifying
 
@@ -705,10 +769,12 @@ class TakedownService:
             instruction = PRESERVE_INSTRUCTION
         else:
             instruction = INSTRUCTION
+        on_call = self._on_call(t, kind)
         sent = await deliver(
             t,
             kind,
             self.notifiers,
+            on_call=on_call,
             instruction=instruction,
             attempts=self.policy.notify_attempts,
             backoff_seconds=self.policy.retry_backoff_seconds,
@@ -728,9 +794,17 @@ class TakedownService:
                 },
             )
         changes: dict[str, Any] = {"notify_failures": t.notify_failures + 1 if sent.failures else 0}
-        if sent.failures < len(self.notifiers):
+        if sent.failures < len(self.notifiers) + len(on_call):
             changes["last_notified_at"] = self.clock()
         return await asyncio.to_thread(self.tickets.update, replace(t, **changes))
+
+    def _on_call(self, t: Ticket, kind: str) -> tuple[Notifier, ...]:
+        """For an escalation out of business hours: the on-call notifiers of the ticket's
+        notice source (besides the hosting team's); none otherwise."""
+        hours = self.business_hours
+        if kind != "escalation" or hours is None or hours.open_at(self.clock()):
+            return ()
+        return self.on_call.get(t.source, ())
 
     async def _recheck(self, ticket_id: int, actor: str) -> Ticket:
         """Re-resolve the ticket's live URLs; mark moved/gone ones; open tickets for

@@ -13,9 +13,10 @@ Old spellings still load, each with a deprecation warning naming the key:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Annotated, Any
+from datetime import date
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationInfo, model_validator
+from pydantic import AfterValidator, Field, ValidationInfo, model_validator
 
 from edgeagent.configtypes import (
     ConfigModel,
@@ -30,6 +31,7 @@ from edgeagent.configtypes import (
 from edgeagent.errors import ConfigProblem
 from edgeagent.model import NoticeSource
 from edgeagent.plugins import PluginField
+from edgeagent.takedown.calendar import parse_window
 from edgeagent.takedown.customers.base import CustomerSourceConfig
 from edgeagent.takedown.customers.kinds import CUSTOMER_SOURCE_KINDS
 from edgeagent.takedown.notifiers.base import NotifierConfig
@@ -46,6 +48,33 @@ def _warn(info: ValidationInfo, problem: ConfigProblem) -> None:
     warnings = (info.context or {}).get("warnings")
     if isinstance(warnings, list):
         warnings.append(problem)
+
+
+def _window(value: str) -> str:
+    parse_window(value)
+    return value
+
+
+class OnCallSettings(ConfigModel):
+    """``[takedown.on_call]``: the hosting team's business hours (in ``[agent] time_zone``)
+    and, per notice source, the notifiers that take escalations outside them."""
+
+    business_days: Items[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = (
+        "mon",
+        "tue",
+        "wed",
+        "thu",
+        "fri",
+    )
+    business_hours: Annotated[str, AfterValidator(_window)] = "08:00-18:00"
+    holidays: Items[date] = ()
+    # Source -> names of [takedown.notifiers.NAME] tables. A notifier named here gets
+    # escalations only (out of hours), never the regular notices.
+    notifiers: dict[Source, Items[Name]] = Field(default_factory=dict)
+
+    @property
+    def on_call_names(self) -> frozenset[str]:
+        return frozenset(name for names in self.notifiers.values() for name in names)
 
 
 class TakedownSettings(ConfigModel):
@@ -87,6 +116,7 @@ class TakedownSettings(ConfigModel):
     notifiers: Annotated[dict[Name, NotifierConfig], PluginField(NOTIFIER_KINDS, "dict")] = Field(
         default_factory=dict
     )
+    on_call: OnCallSettings = OnCallSettings()
 
     @model_validator(mode="before")
     @classmethod
@@ -119,3 +149,14 @@ class TakedownSettings(ConfigModel):
         if self.enabled and not self.own_prefixes:
             raise ValueError("enabled takedown needs own_prefixes")
         return self
+
+    def cross_checks(self) -> list[ConfigProblem]:
+        """Rules across this section's tables, each with its key path (the root
+        validator reports them with the other cross-section problems)."""
+        found = []
+        for source, names in self.on_call.notifiers.items():
+            for i, name in enumerate(names):
+                if name not in self.notifiers:
+                    path = f"takedown.on_call.notifiers.{source.value}[{i}]"
+                    found.append(ConfigProblem(path, "no [takedown.notifiers.NAME] of that name"))
+        return found

@@ -31,6 +31,8 @@ Contract:
   (:class:`edgeagent.takedown.segment.SegmentDetail`), one per address, the latest kept.
 * The SLA clock starts at ``notice_received_at``; ``removed_at`` is the first time the
   content left public access (``temporarily-removed`` or ``removed-and-preserved``).
+  :func:`sla_breached` says whether the content stayed public past the ``deadline``;
+  ``breached`` records that it was counted.
 """
 
 from __future__ import annotations
@@ -147,6 +149,7 @@ class Ticket:
     notify_failures: int = 0
     escalated: bool = False
     reminded: bool = False
+    breached: bool = False  # the content stayed public past the deadline (counted once)
     legal_hold: bool = False
     segments: tuple[SegmentDetail, ...] = ()
     version: int = 0
@@ -164,6 +167,14 @@ class Ticket:
     @property
     def closed(self) -> bool:
         return self.state in CLOSED_STATES
+
+
+def sla_breached(t: Ticket, at: datetime) -> bool:
+    """True when the content stayed public past the deadline: removed after it, or still
+    live (received, under review) at ``at`` past it. Content found legal never breaches."""
+    if t.removed_at is not None:
+        return t.removed_at > t.deadline
+    return t.state in LIVE_STATES and at >= t.deadline
 
 
 def allowed_next(state: TicketState) -> tuple[TicketState, ...]:
@@ -289,6 +300,7 @@ def ticket_to_json(t: Ticket) -> dict[str, Any]:
         "notify_failures": t.notify_failures,
         "escalated": t.escalated,
         "reminded": t.reminded,
+        "breached": t.breached,
         "legal_hold": t.legal_hold,
         "segments": [d.to_json() for d in t.segments],
         "version": t.version,
@@ -350,6 +362,7 @@ def ticket_from_json(d: dict[str, Any]) -> Ticket:
         notify_failures=int(d["notify_failures"]),
         escalated=bool(d["escalated"]),
         reminded=bool(d["reminded"]),
+        breached=bool(d.get("breached", False)),
         legal_hold=bool(d["legal_hold"]),
         # Tickets stored before on-segment detail existed have none.
         segments=tuple(SegmentDetail.from_json(x) for x in d.get("segments", ())),

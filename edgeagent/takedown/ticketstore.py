@@ -22,11 +22,17 @@ import os
 import sqlite3
 import threading
 from dataclasses import replace
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from edgeagent.errors import Conflict, NotFound, StoreError
-from edgeagent.takedown.tickets import CLOSED_STATES, Ticket, ticket_from_json, ticket_to_json
+from edgeagent.takedown.tickets import (
+    CLOSED_STATES,
+    LIVE_STATES,
+    Ticket,
+    ticket_from_json,
+    ticket_to_json,
+)
 
 # MIGRATIONS[i] takes the file from version i to i + 1 (append, never edit a released one).
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -237,6 +243,19 @@ class TicketStore:
                 (start.isoformat(), end.isoformat()),
             ).fetchall()
         return [ticket_from_json(json.loads(r[0])) for r in rows]
+
+    def sla_counts(self, now: datetime) -> dict[str, tuple[int, int]]:
+        """Per notice source: ``(open tickets, open and overdue)``. Overdue: the content
+        is still public (received or under review, not removed) past the deadline."""
+        live = tuple(s.value for s in LIVE_STATES)
+        marks = ",".join("?" * len(live))
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT source, COUNT(*), SUM(removed=0 AND state IN ({marks}) AND deadline <= ?)"
+                " FROM tickets WHERE closed=0 GROUP BY source",
+                (*live, now.astimezone(UTC).isoformat()),
+            ).fetchall()
+        return {str(r[0]): (int(r[1]), int(r[2] or 0)) for r in rows}
 
     def closed_tickets(self, *, legal_hold: bool) -> list[Ticket]:
         """Closed tickets with or without legal hold, oldest first."""

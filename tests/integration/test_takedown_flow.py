@@ -35,6 +35,7 @@ from edgeagent.api.routes import ROUTES
 from edgeagent.api.takedown_routes import takedown_routes
 from edgeagent.decisions import DecisionRequest, DecisionService, FourEyesRequired
 from edgeagent.errors import InvalidRequest
+from edgeagent.metrics import Metrics
 from edgeagent.model import Action, DecisionStatus, Entry, Indicator, NoticeSource, Scope
 from edgeagent.store import SqliteStore
 from edgeagent.store.base import Store
@@ -682,3 +683,40 @@ async def test_purge_with_and_without_legal_hold(env: Env) -> None:
         if r.subject == f"ticket:{held_id}" and r.action == "ticket.legal-hold"
     ]
     assert flags == [("ticket.legal-hold", True), ("ticket.legal-hold", False)]
+
+
+async def test_sla_figures_come_from_the_ticket_store(env: Env) -> None:
+    metrics = Metrics()
+    env.service.metrics = metrics
+
+    def value(name: str, source: str) -> float:
+        found = metrics.registry.get_sample_value(name, {"source": source})
+        return 0.0 if found is None else found
+
+    late = dt.datetime.now(UTC) - dt.timedelta(hours=2)
+    out = await env.service.on_entries(
+        [url_entry("http://shop.hosted.test/sla")], late, "HL-SLA", "hotline"
+    )
+    await env.service.on_entries(
+        [url_entry("http://shop2.hosted.test/sla")], dt.datetime.now(UTC), "PUB-SLA", "public"
+    )
+    tid = out.tickets[0].id
+    await env.service.run_due()
+    assert value("edgeagent_takedown_open_tickets", "hotline") == 1
+    assert value("edgeagent_takedown_open_tickets", "public") == 1
+    assert value("edgeagent_takedown_open_overdue", "hotline") == 1
+    assert value("edgeagent_takedown_open_overdue", "public") == 0
+    assert value("edgeagent_takedown_sla_breaches_total", "hotline") == 1
+    ticket = await env.service.get(tid)
+    assert ticket.breached
+    assert any(e.action == "sla-breach" for e in ticket.events)
+
+    # Removed at last: no longer overdue, and the breach is not counted twice.
+    for to in ("under-review", "temporarily-removed"):
+        await env.service.transition(tid, to, "ana", "done")
+    await env.service.run_due()
+    assert value("edgeagent_takedown_open_overdue", "hotline") == 0
+    assert value("edgeagent_takedown_open_tickets", "hotline") == 1
+    assert value("edgeagent_takedown_sla_breaches_total", "hotline") == 1
+    rows = [r for r in env.store.audit_since(None) if r.action == "ticket.sla-breach"]
+    assert [r.subject for r in rows] == [f"ticket:{tid}"]

@@ -22,6 +22,7 @@ import textwrap
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
 from email.message import Message
 from pathlib import Path
@@ -32,11 +33,13 @@ import dns.query
 import dns.rcode
 import dns.rdatatype
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from edgeagent.lab.daemons import stop_process
 from edgeagent.lab.resolvers import bootstrap_zones, start_authoritative, start_unbound_http
 from edgeagent.model import DesiredState
 from edgeagent.rpz.publishers.base import ZoneRelease
+from tests.conftest import require_binary
 from tests.integration.resolvers import RunningDaemon, stop_all
 from tests.integration.segment_peers import running
 from tests.integration.test_daemon import AGENT, _http, _token, _wait
@@ -46,6 +49,13 @@ pytestmark = pytest.mark.integration
 T = TypeVar("T")
 RPZ_ZONE, RPZ_EXCEPTIONS = "rpz.edgeagent.invalid", "rpz-exceptions.edgeagent.invalid"
 HOSTING = "hosting@isp.example"
+ON_CALL = "oncall@isp.example"
+ALERT_RULES = Path(__file__).resolve().parents[2] / "config" / "prometheus" / "edgeagent-alerts.yml"
+TAKEDOWN_SERIES = (
+    "edgeagent_takedown_open_tickets",
+    "edgeagent_takedown_open_overdue",
+    "edgeagent_takedown_sla_breaches_total",
+)
 RECORDS = [
     ("le.hosted.test", "A", "192.0.2.10"),
     ("legal.hosted.test", "A", "192.0.2.11"),
@@ -183,6 +193,19 @@ def _config(tmp: Path, peers: dict[str, Any], ports: dict[str, int], secret_file
         starttls = false  # the sink is plain SMTP on loopback
         sender = "ntd@isp.example"
         recipients = ["{HOSTING}"]
+
+        [takedown.notifiers.noc-on-call]
+        kind = "smtp"
+        hosting_team = false  # the NOC's on-call rota, outside the hosting team
+        host = "127.0.0.1"
+        port = {peers["smtp_port"]}
+        starttls = false
+        sender = "ntd@isp.example"
+        recipients = ["{ON_CALL}"]
+
+        [takedown.on_call]
+        business_days = []  # no business hours: every escalation also goes on call
+        notifiers = {{ internal = ["noc-on-call"] }}
 
         [takedown.notifiers.ticket-hook]
         kind = "webhook"
@@ -448,3 +471,136 @@ def test_legal_hold_is_a_supervisors_call(ntd: Ntd) -> None:
     rows = [r for r in audit["items"] if r["subject"] == f"ticket:{tid}"]
     assert [r["detail"]["set"] for r in rows if r["action"] == "ticket.legal-hold"] == [True, False]
     assert all(r["actor"] == "supervisor" for r in rows if r["action"] == "ticket.legal-hold")
+
+
+def _takedown_samples(ntd: Ntd) -> dict[tuple[str, str], float]:
+    """The takedown series of one real scrape: (name, source) -> value."""
+    status, text = _http("GET", ntd.metrics)
+    assert status == 200
+    return {
+        (sample.name, sample.labels["source"]): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name in TAKEDOWN_SERIES
+    }
+
+
+def _rule_test(before: dict[tuple[str, str], float], after: dict[tuple[str, str], float]) -> str:
+    """A promtool rule test: each series is the first scrape, then the second one held
+    for 20 minutes; the expected alerts follow from the scraped values."""
+    labels = 'job="edgeagent",instance="agent-a"'
+    series = [
+        {
+            "series": f'{name}{{{labels},source="{source}"}}',
+            "values": f"{before.get((name, source), 0):g} {value:g}x20",
+        }
+        for (name, source), value in sorted(after.items())
+    ]
+
+    def alert(source: str, summary: str, description: str) -> dict[str, Any]:
+        return {
+            "exp_labels": {
+                "severity": "warning",
+                "job": "edgeagent",
+                "instance": "agent-a",
+                "source": source,
+            },
+            "exp_annotations": {"summary": summary, "description": description},
+        }
+
+    overdue = [
+        alert(
+            source,
+            f"Open hosting takedowns are overdue ({source} notices)",
+            f"{value:g} open takedown(s) from {source} notices are past their deadline and "
+            "still not resolved.",
+        )
+        for (name, source), value in sorted(after.items())
+        if name == "edgeagent_takedown_open_overdue" and value > 0
+    ]
+    breached = [
+        alert(
+            source,
+            f"Hosting takedown SLA breached ({source} notices)",
+            f"{value - before[(name, source)]:g} takedown(s) from {source} notices passed their "
+            "deadline in the last hour. See GET /v1/tickets and the takedown report.",
+        )
+        for (name, source), value in sorted(after.items())
+        if name == "edgeagent_takedown_sla_breaches_total" and value > before[(name, source)]
+    ]
+    test = {
+        "rule_files": [str(ALERT_RULES)],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": series,
+                "alert_rule_test": [
+                    # Overdue fires once above zero for 15 minutes (from the 1st minute on).
+                    {"eval_time": "14m", "alertname": "EdgeagentTakedownOverdue", "exp_alerts": []},
+                    {
+                        "eval_time": "17m",
+                        "alertname": "EdgeagentTakedownOverdue",
+                        "exp_alerts": overdue,
+                    },
+                    {
+                        "eval_time": "5m",
+                        "alertname": "EdgeagentTakedownSlaBreached",
+                        "exp_alerts": breached,
+                    },
+                ],
+            }
+        ],
+    }
+    return json.dumps(test)  # YAML is a superset of JSON
+
+
+def test_sla_metrics_from_the_daemon_fire_the_shipped_alerts(ntd: Ntd, tmp_path: Path) -> None:
+    before = wait_for(
+        "the takedown series",
+        lambda: _takedown_samples(ntd) or None,
+    )
+    assert before[("edgeagent_takedown_sla_breaches_total", "internal")] == 0
+    assert all(
+        v == 0 for (name, _), v in before.items() if name == "edgeagent_takedown_sla_breaches_total"
+    )
+    three_hours_ago = (datetime.now(UTC) - timedelta(hours=3)).isoformat()
+    ntd.decide(
+        target="http://sla.hosted.test/overdue.html",
+        reference="INT-SLA-1",
+        source="internal",
+        notice_received_at=three_hours_ago,
+    )
+    ticket = ntd.ticket("INT-SLA-1")
+
+    def breached() -> dict[tuple[str, str], float] | None:
+        now = _takedown_samples(ntd)
+        done = now[("edgeagent_takedown_sla_breaches_total", "internal")] == 1
+        return now if done and now[("edgeagent_takedown_open_overdue", "internal")] == 1 else None
+
+    after = wait_for("the breach to be counted", breached, timeout=120)
+    assert after[("edgeagent_takedown_open_tickets", "internal")] == 1
+
+    rules = tmp_path / "takedown-alerts.test.yml"
+    rules.write_text(_rule_test(before, after), encoding="utf-8")
+    result = subprocess.run(
+        [require_binary("promtool"), "test", "rules", str(rules)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout
+
+    # Out of hours the escalation also reached the on-call rota (outside the team).
+    def escalations() -> list[list[str]] | None:
+        found = [
+            rcpts
+            for rcpts, m, _ in ntd.mails()
+            if m["X-EdgeAgent-Ticket"] == str(ticket["id"]) and "ESCALATION" in str(m["Subject"])
+        ]
+        return found or None
+
+    # The rota gets it addressed to itself alone, never to the customer.
+    assert [ON_CALL] in wait_for("the escalation on call", escalations)

@@ -16,6 +16,7 @@ import pytest
 
 from edgeagent.config import ConfigError, load_config
 from edgeagent.errors import ConfigProblem
+from edgeagent.localtime import zone
 from edgeagent.model import Action, Entry, Indicator, Scope
 from edgeagent.store import SqliteStore
 from edgeagent.takedown.customers.csv import CsvExportConfig
@@ -24,6 +25,7 @@ from edgeagent.takedown.notifiers.base import Notice, Notifier, NotifierConfig
 from edgeagent.takedown.notifiers.kinds import NOTIFIER_KINDS
 from edgeagent.takedown.notifiers.smtp import SmtpNotifierConfig
 from edgeagent.takedown.notifiers.webhook import WebhookNotifierConfig
+from edgeagent.takedown.rules import Job
 from edgeagent.takedown.service import TakedownService
 
 OLD_TABLES = """
@@ -242,3 +244,80 @@ def test_feeds_carry_jurisdiction_and_hold(tmp_path: Path) -> None:
     assert (settings.feeds["police"].jurisdiction, settings.feeds["police"].hold) == ("BE", False)
     (problem,) = problems(write(tmp_path, feed + 'jurisdiction = "Belgium"\n'))
     assert problem.path == "feeds.police.jurisdiction"
+
+
+# ------------------------------------------------------------- on call, out of hours
+
+ON_CALL = """
+[[takedown.customers]]
+kind = "csv"
+path = "customers.csv"
+
+[takedown.notifiers.desk]
+kind = "recording"
+label = "the NTD desk"
+
+[takedown.notifiers.police-desk]
+kind = "recording"
+label = "police liaison on call"
+hosting_team = false
+
+[takedown.on_call]
+business_days = ["mon", "tue", "wed", "thu", "fri"]
+business_hours = "08:00-18:00"
+holidays = [2026-12-25]
+notifiers = { law-enforcement = ["police-desk"] }
+"""
+
+
+def test_on_call_names_must_be_notifiers(tmp_path: Path) -> None:
+    text = BASE + '[takedown.on_call]\nnotifiers = { hotline = ["nobody"] }\n'
+    (problem,) = problems(write(tmp_path, text))
+    assert problem.path == "takedown.on_call.notifiers.hotline[0]"
+    (problem,) = problems(write(tmp_path, BASE + '[takedown.on_call]\nbusiness_hours = "9-5"\n'))
+    assert problem.path == "takedown.on_call.business_hours"
+
+
+async def test_escalations_go_on_call_out_of_hours_only(
+    tmp_path: Path, recording_kind: None
+) -> None:
+    (tmp_path / "customers.csv").write_text(
+        "prefix,customer_id,contact\n198.51.100.0/28,cust-a,noc@cust-a.example\n",
+        encoding="utf-8",
+    )
+    settings = load_config(
+        write(tmp_path, f'[agent]\ntime_zone = "Europe/Berlin"\n{BASE}{ON_CALL}')
+    )
+    store = SqliteStore(tmp_path / "edgeagent.sqlite3")
+    svc = TakedownService.from_settings(
+        settings.takedown, store, tmp_path, time_zone=zone(settings.agent.time_zone)
+    )
+    saturday_night = dt.datetime(2026, 3, 7, 22, 0, tzinfo=dt.UTC)
+    monday_noon = dt.datetime(2026, 3, 9, 11, 0, tzinfo=dt.UTC)
+    try:
+        await svc.refresh_customers()
+        target = Indicator.parse(Scope.URL, "http://198.51.100.10/listed.html")
+        out = await svc.on_entries(
+            [Entry(target, Action.BLOCK, "decision:1")],
+            saturday_night - dt.timedelta(hours=2),
+            "POL-9",
+            "law-enforcement",
+            hold=True,
+        )
+        (ticket,) = out.tickets
+        # The regular notice goes to the desk only: the on-call notifier takes escalations.
+        assert [name for name, _, _ in RecordingNotifier.sent] == ["desk"]
+        escalation = Job("escalation", ticket.id, ticket.deadline)
+        for clock, expected in ((monday_noon, ["desk"]), (saturday_night, ["desk", "police-desk"])):
+            RecordingNotifier.sent.clear()
+            svc.clock = lambda clock=clock: clock
+            await svc.run_job(escalation)
+            assert [name for name, _, _ in RecordingNotifier.sent] == expected
+        # A held case's reference reaches the hosting team only.
+        by_name = {name: notice for name, _, notice in RecordingNotifier.sent}
+        assert by_name["desk"].reference == "POL-9"
+        assert by_name["police-desk"].reference == ""
+        assert by_name["police-desk"].customer_contact == ""
+    finally:
+        svc.tickets.close()
+        store.close()

@@ -22,9 +22,9 @@ A notifier MUST:
 
 A notifier MUST NOT send content or attachments: a notice is metadata only (case
 reference, URLs, addresses and where they sit on the agent host's segments, customer and
-service ids, deadline, the instruction). When ``notice.hold`` is set (law-enforcement
-hold) nothing may reach the customer: ``customer_contact`` is then empty and must not be
-used, and nothing may say the notice is for the customer. A held case's reference (the
+service ids, deadline, the instruction). When ``customer_contact`` is empty (always on
+law-enforcement hold, and for an on-call notifier) nothing may reach the customer and
+nothing may say the notice is for the customer. A held case's reference (the
 police reference) is named to the hosting team only: a channel with ``hosting_team =
 false`` gets held notices with ``reference`` empty, and must not name it any other way.
 """

@@ -54,7 +54,7 @@ def notice_json(n: Notice) -> dict[str, Any]:
         "customer_id": n.customer_id,
         "service_id": n.service_id,
         "customer_contact": "" if n.hold else n.customer_contact,
-        "forward_to_customer": not n.hold,
+        "forward_to_customer": not n.hold and bool(n.customer_contact),
         "law_enforcement_hold": n.hold,
         "urls": [
             {"url": u, "addresses": list(a)} for u, a in zip(n.urls, n.addresses, strict=True)
