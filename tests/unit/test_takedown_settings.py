@@ -151,6 +151,17 @@ class RecordingNotifier(Notifier):
         RecordingNotifier.sent.append((self.name, self.label, notice))
 
 
+DESK = """
+[[takedown.customers]]
+kind = "csv"
+path = "customers.csv"
+
+[takedown.notifiers.desk]
+kind = "recording"
+label = "the NTD desk"
+"""
+
+
 @pytest.fixture
 def recording_kind() -> Iterator[None]:
     NOTIFIER_KINDS.register(RecordingNotifier)
@@ -175,15 +186,7 @@ enabled = true
 own_prefixes = ["198.51.100.0/24"]
 # Never asked: the URL below has an address for a host.
 resolvers = [{{ host = "127.0.0.1", port = 9 }}]
-
-[[takedown.customers]]
-kind = "csv"
-path = "customers.csv"
-
-[takedown.notifiers.desk]
-kind = "recording"
-label = "the NTD desk"
-"""
+{DESK}"""
     settings = load_config(write(tmp_path, text))
     assert isinstance(settings.takedown.notifiers["desk"], RecordingNotifierConfig)
     store = SqliteStore(tmp_path / "edgeagent.sqlite3")
@@ -248,15 +251,9 @@ def test_feeds_carry_jurisdiction_and_hold(tmp_path: Path) -> None:
 
 # ------------------------------------------------------------- on call, out of hours
 
-ON_CALL = """
-[[takedown.customers]]
-kind = "csv"
-path = "customers.csv"
-
-[takedown.notifiers.desk]
-kind = "recording"
-label = "the NTD desk"
-
+ON_CALL = (
+    DESK
+    + """
 [takedown.notifiers.police-desk]
 kind = "recording"
 label = "police liaison on call"
@@ -268,6 +265,7 @@ business_hours = "08:00-18:00"
 holidays = [2026-12-25]
 notifiers = { law-enforcement = ["police-desk"] }
 """
+)
 
 
 def test_on_call_names_must_be_notifiers(tmp_path: Path) -> None:
