@@ -1,12 +1,21 @@
-"""Where a listed URL is hosted: resolve its host, match the answers to own customers.
+"""Where a listed target is hosted: resolve it, match the answers to own customers.
 
 Contract:
 
-* :meth:`Locator.locate` takes ``url``/``url-prefix``/``host`` indicators (others are
-  ignored), resolves each distinct host's A and AAAA records through the configured
-  resolvers with dnspython, and returns one :class:`Location` per indicator with every
-  answer (address, TTL, time) and, per address, whether it is in the own space and which
-  :class:`Assignment` held it at the notice time.
+* :meth:`Locator.locate` takes every indicator but ``url-hash`` (which names no host;
+  :func:`locatable`) and returns one :class:`Location` per indicator with every answer
+  (address, TTL, time) and, per own address, which :class:`Assignment` held it at the
+  notice time:
+
+  - ``url``, ``url-prefix``, ``host``: the host's A and AAAA records;
+  - ``domain``: the records of its apex, of ``www.`` under it, and of the names the same
+    notice lists under it (``names``) — the names a whole-domain block covers that are
+    known to be in use;
+  - ``ip``: the address itself, no query;
+  - ``cidr``: no query; each assignment the prefix overlaps is a match, named by the
+    overlap (a prefix), and own space in it that nobody holds is one unassigned match.
+
+  Queries go through the configured resolvers with dnspython.
 * The resolvers must be ones that do **not** apply the blocking policy: a filtering
   resolver would answer with the stop page's or the proxy's address.
 * Content is never fetched: only DNS queries leave this module. URLs with an IP literal
@@ -38,6 +47,7 @@ import dns.message
 import dns.name
 import dns.rcode
 import dns.rdatatype
+import netaddr
 
 from edgeagent import canon
 from edgeagent.model import Indicator, Scope
@@ -94,12 +104,20 @@ class Location:
         return [(a, tuple(addrs)) for a, addrs in out.values()]
 
 
-_URL_SCOPES = (Scope.URL, Scope.URL_PREFIX, Scope.HOST)
-
-
 def locatable(indicator: Indicator) -> bool:
-    """True for the scopes the locator handles (url, url-prefix, host)."""
-    return indicator.scope in _URL_SCOPES
+    """True for the scopes the locator handles: all but ``url-hash`` (no host known)."""
+    return indicator.scope is not Scope.URL_HASH
+
+
+def names_to_resolve(indicator: Indicator, names: Iterable[str] = ()) -> tuple[str, ...]:
+    """The host names whose records locate ``indicator`` (none for addresses): a
+    domain's apex, ``www.`` under it and those of ``names`` under it; else its host."""
+    if indicator.scope is Scope.DOMAIN:
+        apex = indicator.value
+        under = (n for n in names if n == apex or n.endswith(f".{apex}"))
+        return tuple(dict.fromkeys((apex, f"www.{apex}", *under)))
+    host = indicator.host
+    return (host,) if host else ()
 
 
 class HostResolver:
@@ -196,23 +214,57 @@ class Locator:
         self.resolvers = self.resolver.resolvers
 
     async def locate(
-        self, indicators: Iterable[Indicator], at: datetime | None = None
+        self,
+        indicators: Iterable[Indicator],
+        at: datetime | None = None,
+        *,
+        names: Iterable[str] = (),
     ) -> list[Location]:
         """One :class:`Location` per locatable indicator, in input order.
 
-        ``at`` is the notice time used to pick the assignment (default: now).
+        ``at`` is the notice time used to pick the assignment (default: now); ``names``
+        are host names the notice lists, resolved for the domains they are under.
         """
         when = at or datetime.now(UTC)
-        wanted = [i for i in indicators if locatable(i)]
-        by_host = await self.resolver.resolve_many(ind.host for ind in wanted if ind.host)
+        listed = tuple(names)
+        wanted = [(i, names_to_resolve(i, listed)) for i in indicators if locatable(i)]
+        by_host = await self.resolver.resolve_many(h for _, hosts in wanted for h in hosts)
         out: list[Location] = []
-        for ind in wanted:
-            host = ind.host or ""
-            answers, error = by_host.get(host, ((), "no host"))
-            out.append(
-                Location(ind, host, answers, self.match((a.address for a in answers), when), error)
-            )
+        for ind, hosts in wanted:
+            if ind.scope is Scope.CIDR:
+                out.append(self._locate_prefix(ind, when))
+                continue
+            if ind.scope is Scope.IP:
+                answer = Answer(ind.value, "literal", 0, when, "")
+                out.append(Location(ind, "", (answer,), self.match([ind.value], when)))
+                continue
+            results = [by_host.get(h, ((), "no host")) for h in hosts]
+            answers = tuple(a for found, _ in results for a in found)
+            error = "" if answers else next((e for _, e in results if e), "no address")
+            matches = self.match((a.address for a in answers), when)
+            out.append(Location(ind, hosts[0], answers, matches, error))
         return out
+
+    def _locate_prefix(self, ind: Indicator, at: datetime) -> Location:
+        """A ``cidr`` entry: the assignments it overlaps, and own space nobody holds."""
+        block = netaddr.IPNetwork(ind.value)
+        own = self.own.ipset & netaddr.IPSet([block])
+        answer = Answer(ind.value, "prefix", 0, at, "")
+        if not own:
+            return Location(ind, "", (answer,), ())
+        matches: list[LocatedAddress] = []
+        held = netaddr.IPSet()
+        for a in self.customers.index.overlapping(block, at):  # most specific first wins
+            span = netaddr.IPRange(
+                netaddr.IPAddress(a.first, a.version), netaddr.IPAddress(a.last, a.version)
+            )
+            part = (own & netaddr.IPSet(span)) - held
+            held |= part
+            for cidr in part.iter_cidrs():
+                matches.append(LocatedAddress(_prefix_text(cidr), True, a))
+        for cidr in (own - held).iter_cidrs():
+            matches.append(LocatedAddress(_prefix_text(cidr), True, None))
+        return Location(ind, "", (answer,), tuple(matches))
 
     def match(
         self, addresses: Iterable[str], at: datetime | None = None
@@ -397,6 +449,11 @@ def _literal(host: str) -> str | None:
         return str(parse_address(host))
     except ValueError:
         return None
+
+
+def _prefix_text(cidr: netaddr.IPNetwork) -> str:
+    """A single address as itself, a larger block as ``address/len``."""
+    return str(cidr.ip) if cidr.size == 1 else str(cidr.cidr)
 
 
 def indicator_for_url(text: str) -> Indicator:

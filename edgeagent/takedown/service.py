@@ -48,7 +48,15 @@ from typing import Any
 from edgeagent.decisions import DecisionService, FourEyesRequired
 from edgeagent.errors import ConfigError, ConfigProblem, InvalidRequest, NotFound, short_hash
 from edgeagent.metrics import Metrics
-from edgeagent.model import Action, Decision, DecisionStatus, Entry, Indicator, NoticeSource
+from edgeagent.model import (
+    Action,
+    Decision,
+    DecisionStatus,
+    Entry,
+    Indicator,
+    NoticeSource,
+    Scope,
+)
 from edgeagent.store.base import Store
 from edgeagent.takedown.calendar import WEEKDAYS, BusinessHours, parse_window
 from edgeagent.takedown.customers.base import Assignment
@@ -280,7 +288,9 @@ class TakedownService:
                 ind = item
             if locatable(ind):
                 indicators.append(ind)
-        locations = await self.locator.locate(indicators, at=received)
+        locations = await self.locator.locate(
+            indicators, at=received, names=_listed_names(indicators)
+        )
         groups: dict[str, tuple[Assignment, list[TicketUrl]]] = {}
         outside = unresolved = unassigned = 0
         now = self.clock()
@@ -301,7 +311,8 @@ class TakedownService:
                         {"addresses": list(addrs), "reference_hash": short_hash(reference)},
                     )
                     continue
-                url = TicketUrl(loc.indicator.value, loc.indicator.ref, addrs, now, now)
+                ind = loc.indicator
+                url = TicketUrl(ind.value, ind.ref, addrs, now, now, scope=ind.scope)
                 slot = groups.setdefault(assignment.customer_id, (assignment, []))
                 slot[1].append(url)
         touched: list[Ticket] = []
@@ -332,7 +343,8 @@ class TakedownService:
             return ()
         existing = await asyncio.to_thread(self.tickets.find_open, customer_id, reference)
         known = {d.address for d in existing.segments} if existing is not None else set()
-        wanted = [a for u in urls for a in u.addresses if a not in known]
+        # Prefix entries' matches are prefixes: only single addresses sit somewhere.
+        wanted = [a for u in urls for a in u.addresses if a not in known and "/" not in a]
         return await self.segments.lookup_many(wanted)
 
     async def _open_or_extend(
@@ -811,8 +823,9 @@ class TakedownService:
         URLs now at another own customer. Caller holds the ticket lock."""
         t = await asyncio.to_thread(self.tickets.get, ticket_id)
         now = self.clock()
-        indicators = [Indicator.parse(_scope_of(u.url), u.url) for u in t.live_urls]
-        locations = await self.locator.locate(indicators, at=now)
+        indicators = [u.indicator for u in t.live_urls]
+        listed = _listed_names(u.indicator for u in t.urls)
+        locations = await self.locator.locate(indicators, at=now, names=listed)
         by_url = {loc.indicator.value: loc for loc in locations}
         urls: list[TicketUrl] = []
         elsewhere: list[Indicator] = []
@@ -866,5 +879,7 @@ class TakedownService:
         await asyncio.to_thread(self.store.append_audit, actor, action, subject, dict(detail))
 
 
-def _scope_of(url: str) -> str:
-    return "url" if "://" in url else "host"
+def _listed_names(indicators: Iterable[Indicator]) -> list[str]:
+    """The host names a notice lists (its URLs' hosts and host entries): a domain entry
+    is also looked for at those under it."""
+    return [i.host for i in indicators if i.host and i.scope is not Scope.DOMAIN]

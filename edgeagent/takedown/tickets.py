@@ -43,6 +43,7 @@ from enum import StrEnum
 from typing import Any
 
 from edgeagent.errors import InvalidTransition
+from edgeagent.model import Indicator, Scope
 from edgeagent.takedown.records import Authorisation, Outcome, Preservation, Referral
 from edgeagent.takedown.segment import SegmentDetail
 
@@ -92,7 +93,10 @@ class AuthorisationRequired(InvalidTransition):
 
 @dataclass(frozen=True, slots=True)
 class TicketUrl:
-    """One URL of the case, with the addresses it resolved to when added or re-checked.
+    """One listed target of the case (the API calls them ``urls``): a URL, or for a
+    name, address or prefix entry its value, with ``scope`` saying which; and the own
+    addresses (for a prefix entry: the own prefixes) it resolved to when added or
+    re-checked.
 
     ``status`` is ``"live"`` (resolves into this customer), ``"moved"`` (resolves
     elsewhere now) or ``"gone"`` (no longer resolves).
@@ -104,6 +108,11 @@ class TicketUrl:
     added_at: datetime
     checked_at: datetime
     status: str = "live"
+    scope: Scope = Scope.URL
+
+    @property
+    def indicator(self) -> Indicator:
+        return Indicator(self.scope, self.url)
 
 
 @dataclass(frozen=True, slots=True)
@@ -312,6 +321,7 @@ def ticket_to_json(t: Ticket) -> dict[str, Any]:
                 "added_at": _iso(u.added_at),
                 "checked_at": _iso(u.checked_at),
                 "status": u.status,
+                "scope": u.scope.value,
             }
             for u in t.urls
         ],
@@ -375,6 +385,8 @@ def ticket_from_json(d: dict[str, Any]) -> Ticket:
                 added_at=need_dt(u["added_at"]),
                 checked_at=need_dt(u["checked_at"]),
                 status=str(u["status"]),
+                # Stored before other entry kinds were located: a URL or a host.
+                scope=Scope(u.get("scope") or ("url" if "://" in str(u["url"]) else "host")),
             )
             for u in d["urls"]
         ),

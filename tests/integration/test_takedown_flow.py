@@ -71,6 +71,9 @@ RECORDS = [
     ("other.hosted.test", "A", "203.0.113.50"),
     ("mixed.hosted.test", "A", "198.51.100.20"),
     ("mixed.hosted.test", "AAAA", "2001:db8:ffff::1"),
+    ("apex.hosted.test", "A", "198.51.100.12"),
+    ("www.wonly.hosted.test", "A", "198.51.100.13"),
+    ("cdn.listed.hosted.test", "A", "198.51.100.14"),
 ]
 
 
@@ -289,14 +292,15 @@ async def test_url_outside_own_space_or_unresolvable_creates_no_ticket(env: Env)
             url_entry("http://other.hosted.test/x"),
             url_entry("http://gone.hosted.test/x"),
             url_entry("http://shop.hosted.test/allowed", Action.ALLOW),
-            Indicator.parse(Scope.DOMAIN, "hosted.test"),  # domains are not located
+            # Looked for at its apex, www. and the names listed under it: all outside.
+            Indicator.parse(Scope.DOMAIN, "hosted.test"),
         ],
         now,
         "HL-2",
         "hotline",
     )
     assert out.tickets == ()
-    assert (out.outside, out.unresolved) == (1, 1)
+    assert (out.outside, out.unresolved) == (2, 1)
     assert await env.service.list_tickets() == []
     assert env.mail.messages == []
     assert env.hook.received == []
@@ -720,3 +724,71 @@ async def test_sla_figures_come_from_the_ticket_store(env: Env) -> None:
     assert value("edgeagent_takedown_sla_breaches_total", "hotline") == 1
     rows = [r for r in env.store.audit_since(None) if r.action == "ticket.sla-breach"]
     assert [r.subject for r in rows] == [f"ticket:{tid}"]
+
+
+async def test_every_entry_kind_is_located(env: Env) -> None:
+    now = dt.datetime.now(UTC)
+
+    async def case(reference: str, *targets: tuple[Scope, str]) -> list[Any]:
+        found = [Indicator.parse(scope, value) for scope, value in targets]
+        out = await env.service.on_entries(found, now, reference, "law-enforcement")
+        return sorted(
+            (
+                (t.customer_id, [(u.scope.value, u.url, u.addresses) for u in t.urls])
+                for t in out.tickets
+            ),
+        )
+
+    # A domain at its apex, at www. under it, or at a name the notice lists under it.
+    assert await case("D-1", (Scope.DOMAIN, "apex.hosted.test")) == [
+        ("cust-a", [("domain", "apex.hosted.test", ("198.51.100.12",))])
+    ]
+    assert await case("D-2", (Scope.DOMAIN, "wonly.hosted.test")) == [
+        ("cust-a", [("domain", "wonly.hosted.test", ("198.51.100.13",))])
+    ]
+    listed = await case(
+        "D-3",
+        (Scope.DOMAIN, "listed.hosted.test"),
+        (Scope.URL, "http://cdn.listed.hosted.test/x.html"),
+    )
+    assert listed == [
+        (
+            "cust-a",
+            [
+                ("domain", "listed.hosted.test", ("198.51.100.14",)),
+                ("url", "http://cdn.listed.hosted.test/x.html", ("198.51.100.14",)),
+            ],
+        )
+    ]
+    # An address, no query; a host name.
+    assert await case("D-4", (Scope.IP, "198.51.100.20"), (Scope.HOST, "shop.hosted.test")) == [
+        ("cust-a", [("host", "shop.hosted.test", ("198.51.100.10",))]),
+        ("cust-b", [("ip", "198.51.100.20", ("198.51.100.20",))]),
+    ]
+    # A prefix across two customers and space nobody holds: one ticket per customer,
+    # named by the overlap; the rest is own but unassigned.
+    out = await env.service.on_entries(
+        [Indicator.parse(Scope.CIDR, "198.51.100.0/26")], now, "D-5", "law-enforcement"
+    )
+    assert sorted((t.customer_id, t.urls[0].addresses) for t in out.tickets) == [
+        ("cust-a", ("198.51.100.0/28",)),
+        ("cust-b", ("198.51.100.16/28",)),
+    ]
+    assert out.unassigned == 1
+    assert all(t.hold is False and not t.segments for t in out.tickets)
+    # Outside own space, or a hash (no host known): nothing.
+    out = await env.service.on_entries(
+        [
+            Indicator.parse(Scope.CIDR, "203.0.113.0/24"),
+            Indicator.parse(Scope.IP, "203.0.113.50"),
+            Indicator.parse(Scope.URL_HASH, "ab" * 32),
+        ],
+        now,
+        "D-6",
+        "law-enforcement",
+    )
+    assert (out.tickets, out.outside) == ((), 2)
+    # The same rules hold when the ticket is checked again later.
+    (ticket,) = [t for t in await env.service.list_tickets() if t.reference == "D-3"]
+    rechecked = await env.service.run_job(Job("recheck", ticket.id, now))
+    assert [u.status for u in rechecked.urls] == ["live", "live"]

@@ -156,6 +156,13 @@ def _config(tmp: Path, peers: dict[str, Any], ports: dict[str, int], secret_file
         [metrics]
         port = {ports["metrics"]}
 
+        [feeds.police-list]
+        kind = "domain-list"
+        path = "{tmp / "police-domains.txt"}"
+        source = "law-enforcement"
+        jurisdiction = "NL"
+        interval_seconds = 3600
+
         [rpz]
         zone = "{RPZ_ZONE}"
         exception_zone = "{RPZ_EXCEPTIONS}"
@@ -223,6 +230,7 @@ def ntd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ntd]:
     secret_file = tmp / "webhook-hmac"
     secret_file.write_text(secret, encoding="utf-8")
     (tmp / "customers.csv").write_text(CUSTOMERS, encoding="utf-8")
+    (tmp / "police-domains.txt").write_text("dom.hosted.test\n", encoding="utf-8")
     auth = unbound = None
     with running(tmp / "peers", RECORDS, secret.encode()) as peers:
         try:
@@ -604,3 +612,22 @@ def test_sla_metrics_from_the_daemon_fire_the_shipped_alerts(ntd: Ntd, tmp_path:
 
     # The rota gets it addressed to itself alone, never to the customer.
     assert [ON_CALL] in wait_for("the escalation on call", escalations)
+
+
+def test_a_police_domain_on_a_customers_address_opens_a_held_ticket(ntd: Ntd) -> None:
+    """The police list's domain resolves (apex and www.) into cust-b's addresses: its
+    case opens with the feed's jurisdiction and, being a police case, on hold."""
+    ticket = ntd.ticket("police-list")
+    assert (ticket["customer_id"], ticket["service_id"]) == ("cust-b", "web-2")
+    assert (ticket["source"], ticket["jurisdiction"], ticket["hold"]) == (
+        "law-enforcement",
+        "NL",
+        True,
+    )
+    (target,) = ticket["urls"]
+    assert (target["scope"], target["url"]) == ("domain", "dom.hosted.test")
+    assert sorted(target["addresses"]) == ["192.0.2.70", "192.0.2.71"]
+    for rcpts, msg, raw in ntd.mails():
+        if msg["X-EdgeAgent-Ticket"] == str(ticket["id"]):
+            assert rcpts == [HOSTING]
+            assert "noc@cust-b.example" not in raw

@@ -88,6 +88,17 @@ class AssignmentIndex:
                 best = a
         return best
 
+    def overlapping(self, block: netaddr.IPNetwork, at: datetime) -> list[Assignment]:
+        """Every assignment valid at ``at`` sharing an address with ``block``, most
+        specific first (a linear scan: prefix entries are few)."""
+        first, last = int(block.first), int(block.last)
+        found = [
+            a
+            for a in self.assignments
+            if a.version == block.version and a.first <= last and first <= a.last and a.valid_at(at)
+        ]
+        return sorted(found, key=lambda a: a.size)
+
     def __len__(self) -> int:
         return len(self.assignments)
 
