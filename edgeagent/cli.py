@@ -1,7 +1,14 @@
 """``edgeagent`` command line. The only module that prints.
 
 Exit codes: 0 success, 1 a check failed (e.g. the audit chain), 2 bad usage or bad
-config, 3 the requested object does not exist or a guardrail refused.
+config, 3 the requested object does not exist, a rule or guardrail refused, or the token
+may not do it.
+
+Commands that change a ticket act as a token identity, exactly as the API does: the
+secret comes from ``--token-file FILE`` or ``$EDGEAGENT_TOKEN`` and is checked against
+the token store (revoked tokens and too low a role are refused, and audited). Dates and
+times are accepted with or without a zone; without one they are in ``[agent]
+time_zone``.
 """
 
 from __future__ import annotations
@@ -11,8 +18,9 @@ import asyncio
 import json
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,12 +30,18 @@ from edgeagent.errors import ConfigError, EdgeAgentError, InvalidTarget
 
 if TYPE_CHECKING:
     from edgeagent.service import Agent
+    from edgeagent.takedown.service import TakedownService
+    from edgeagent.takedown.tickets import Ticket
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_REFUSED = 0, 1, 2, 3
 
 
 class UsageError(Exception):
     """The command cannot run as asked (exit 2); the message says what to do instead."""
+
+
+class NotPermitted(Exception):
+    """The token may not do this (exit 3); the refusal is audited."""
 
 
 ROLES = ("noc", "analyst", "supervisor", "admin")
@@ -269,12 +283,22 @@ def cmd_feed_held(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _when(text: str) -> datetime:
+def _when(agent: Agent, text: str | None, option: str) -> datetime | None:
+    """``text`` as an aware time; without a zone, in ``[agent] time_zone``."""
+    from edgeagent.localtime import parse_when, zone
+
+    if text is None:
+        return None
     try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an ISO 8601 date/time: {text!r}") from None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+        return parse_when(text, zone(agent.settings.agent.time_zone))
+    except ValueError as exc:
+        raise UsageError(f"{option}: {exc}") from None
+
+
+def _takedown(agent: Agent) -> TakedownService:
+    if agent.takedown is None:
+        raise UsageError("takedown is not enabled in this config ([takedown] enabled = true)")
+    return agent.takedown
 
 
 def cmd_report_takedown(args: argparse.Namespace) -> int:
@@ -284,15 +308,13 @@ def cmd_report_takedown(args: argparse.Namespace) -> int:
 
     agent = _agent(args)
     try:
-        if agent.takedown is None:
-            _err("takedown is not enabled in this config ([takedown] enabled = true)")
-            return EXIT_USAGE
-        end = args.to or datetime.now(UTC)
-        start = args.from_ or end - timedelta(days=30)
+        service = _takedown(agent)
+        end = _when(agent, args.to, "--to") or datetime.now(UTC)
+        start = _when(agent, args.from_, "--from") or end - timedelta(days=30)
         if start >= end:
             _err("--from must be before --to")
             return EXIT_USAGE
-        text = report_csv(asyncio.run(agent.takedown.report(start, end)))
+        text = report_csv(asyncio.run(service.report(start, end)))
     finally:
         agent.close()
     if args.output:
@@ -301,6 +323,261 @@ def cmd_report_takedown(args: argparse.Namespace) -> int:
     else:
         print(text, end="")
     return EXIT_OK
+
+
+# -- tickets
+
+
+def _token_identity(args: argparse.Namespace, agent: Agent, role: str) -> str:
+    """The identity of the token the command acts as, if it holds ``role`` or more."""
+    from edgeagent.api.auth import Denied, Role, authenticate, authorize
+
+    secret = os.environ.get("EDGEAGENT_TOKEN", "")
+    if args.token_file:
+        try:
+            secret = Path(args.token_file).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise UsageError(f"--token-file: cannot read it ({exc.strerror})") from None
+    if not secret:
+        raise UsageError(
+            "this command changes state: give --token-file FILE or set EDGEAGENT_TOKEN "
+            "(create one with `edgeagent token create`)"
+        )
+    try:
+        who = authenticate(agent.store, secret)
+        authorize(who, Role.parse(role))
+    except Denied as denied:
+        detail = {"status": denied.status, "reason": denied.reason}
+        agent.store.append_audit(denied.actor, "auth.denied", f"cli:ticket {args.action}", detail)
+        raise NotPermitted(denied.reason) from None
+    return who.name
+
+
+def _ticket_json(t: Ticket) -> str:
+    from edgeagent.takedown.tickets import ticket_to_json
+
+    return json.dumps(ticket_to_json(t), indent=2)
+
+
+def cmd_ticket_list(args: argparse.Namespace) -> int:
+    from edgeagent.takedown.ticket_text import ticket_line
+
+    agent = _agent(args)
+    try:
+        service = _takedown(agent)
+        found = asyncio.run(
+            service.list_tickets(
+                state=args.state,
+                open_only=args.open,
+                due_before=_when(agent, args.due_before, "--due-before"),
+                assignee=args.assignee,
+                limit=args.limit,
+            )
+        )
+    finally:
+        agent.close()
+    if args.json:
+        print("[" + ",\n".join(_ticket_json(t) for t in found) + "]")
+        return EXIT_OK
+    now = datetime.now(UTC)
+    for t in found:
+        print(ticket_line(t, now))
+    if not found:
+        print("no tickets")
+    return EXIT_OK
+
+
+def cmd_ticket_show(args: argparse.Namespace) -> int:
+    from edgeagent.localtime import zone
+    from edgeagent.takedown.ticket_text import ticket_lines
+
+    agent = _agent(args)
+    try:
+        t = asyncio.run(_takedown(agent).get(args.id))
+        local = zone(agent.settings.agent.time_zone)
+    finally:
+        agent.close()
+    if args.json:
+        print(_ticket_json(t))
+        return EXIT_OK
+    for line in ticket_lines(t, datetime.now(UTC), local):
+        print(line)
+    return EXIT_OK
+
+
+def _records(agent: Agent, args: argparse.Namespace) -> dict[str, Any]:
+    """The authorisation, referral and preservation records the options give."""
+    from edgeagent.takedown.records import Authorisation, Preservation, Referral
+
+    def given(*names: str) -> bool:
+        values = [getattr(args, n) for n in names]
+        if any(v is not None and v != [] for v in values) and not all(values):
+            options = ", ".join("--" + n.replace("_", "-") for n in names)
+            raise UsageError(f"give all of {options}, or none")
+        return all(values)
+
+    records: dict[str, Any] = {}
+    if given("authorised_by", "authorisation_ref", "authorised_at"):
+        at = _when(agent, args.authorised_at, "--authorised-at")
+        assert at is not None
+        records["authorisation"] = Authorisation(args.authorised_by, args.authorisation_ref, at)
+    if given("referred_to", "referral_ref", "referred_at"):
+        at = _when(agent, args.referred_at, "--referred-at")
+        assert at is not None
+        records["referral"] = Referral(args.referred_to, args.referral_ref, at)
+    if given("preserved_where", "preserved_by", "content_sha256", "preserved_at"):
+        at = _when(agent, args.preserved_at, "--preserved-at")
+        assert at is not None
+        hashes = tuple(h.lower() for h in args.content_sha256)
+        if not all(len(h) == 64 and all(c in "0123456789abcdef" for c in h) for h in hashes):
+            raise UsageError("--content-sha256: 64 hex digits, as the hosting team computed it")
+        records["preservation"] = Preservation(args.preserved_where, args.preserved_by, hashes, at)
+    return records
+
+
+def cmd_ticket_change(args: argparse.Namespace) -> int:
+    """Every ticket change: who acts comes from the token, the rules from the service."""
+    from edgeagent.takedown.records import Authorisation, Outcome, OutcomeKind
+
+    agent = _agent(args)
+    try:
+        service = _takedown(agent)
+        actor = _token_identity(args, agent, TICKET_ROLES[args.action])
+        tid, action = args.id, args.action
+        change: Callable[[], Awaitable[Ticket]]
+        if action == "transition":
+            records = _records(agent, args)
+            change = partial(service.transition, tid, args.state, actor, args.reason, **records)
+        elif action == "authorise":
+            at = _when(agent, args.at, "--at") or datetime.now(UTC)
+            record = Authorisation(args.by, args.reference, at)
+            change = partial(service.record_authorisation, tid, actor, record)
+        elif action in ("hold", "release"):
+            change = partial(service.set_hold, tid, actor, action == "hold", args.reason)
+        elif action == "legal-hold":
+            change = partial(service.set_legal_hold, tid, actor, not args.release, args.reason)
+        elif action == "assign":
+            change = partial(service.assign, tid, actor, args.assignee, args.reason)
+        elif action == "comment":
+            change = partial(service.comment, tid, actor, args.text)
+        else:
+            at = _when(agent, args.at, "--at") or datetime.now(UTC)
+            outcome = Outcome(OutcomeKind(args.kind), args.reason, at)
+            change = partial(service.record_outcome, tid, actor, outcome)
+        t = asyncio.run(change())
+    finally:
+        agent.close()
+    if action == "transition" and t.state.value != args.state:
+        print(
+            f"ticket {t.id}: {args.state} proposed by {actor}; "
+            "a second person must confirm it (the same command, another token)"
+        )
+    else:
+        print(f"ticket {t.id}: {t.state.value}; {action} recorded as {actor}")
+    return EXIT_OK
+
+
+# The lowest role for each ticket change, as in the control API.
+TICKET_ROLES = {
+    "transition": "analyst",
+    "authorise": "analyst",
+    "assign": "analyst",
+    "comment": "analyst",
+    "outcome": "analyst",
+    "hold": "supervisor",
+    "release": "supervisor",
+    "legal-hold": "supervisor",
+}
+
+
+def _add_ticket_commands(
+    sub: argparse._SubParsersAction,  # type: ignore[type-arg]
+    common: argparse.ArgumentParser,
+) -> None:
+    from edgeagent.takedown.records import OutcomeKind
+    from edgeagent.takedown.tickets import TicketState
+
+    states = [s.value for s in TicketState]
+    ticket = sub.add_parser("ticket", help="takedown tickets: the NTD team's daily work")
+    actions = ticket.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    tl = actions.add_parser("list", parents=[common], help="tickets, newest first")
+    tl.add_argument("--state", choices=states, metavar="STATE", help=", ".join(states))
+    tl.add_argument("--open", action="store_true", help="only open tickets")
+    tl.add_argument(
+        "--due-before",
+        metavar="WHEN",
+        help="only content still public due before WHEN, soonest first",
+    )
+    tl.add_argument(
+        "--assignee", metavar="NAME", help='only those assigned to NAME ("" unassigned)'
+    )
+    tl.add_argument("--limit", type=int, default=100)
+    tl.add_argument("--json", action="store_true", help="machine-readable output")
+    tl.set_defaults(func=cmd_ticket_list)
+
+    ts = actions.add_parser("show", parents=[common], help="one ticket: the whole case")
+    ts.add_argument("id", type=int, metavar="ID", help="ticket id")
+    ts.add_argument("--json", action="store_true", help="machine-readable output")
+    ts.set_defaults(func=cmd_ticket_show)
+
+    def change(name: str, text: str) -> argparse.ArgumentParser:
+        role = TICKET_ROLES[name]
+        cp: argparse.ArgumentParser = actions.add_parser(
+            name, parents=[common], help=f"{text} ({role})", description=text
+        )
+        cp.add_argument("id", type=int, metavar="ID", help="ticket id")
+        cp.add_argument(
+            "--token-file",
+            metavar="FILE",
+            help="the token to act as (default: $EDGEAGENT_TOKEN)",
+        )
+        cp.set_defaults(func=cmd_ticket_change)
+        return cp
+
+    tt = change("transition", "move a ticket to its next state (audited)")
+    tt.add_argument("state", choices=states, metavar="STATE", help=", ".join(states))
+    tt.add_argument("--reason", required=True, help="why (audited)")
+    for option, text in (
+        ("--authorised-by", "law-enforcement authorisation: who authorised"),
+        ("--authorisation-ref", "... their reference"),
+        ("--authorised-at", "... when (WHEN)"),
+        ("--referred-to", "referral (needed for referred): a recipient of the config"),
+        ("--referral-ref", "... their reference"),
+        ("--referred-at", "... when (WHEN)"),
+        ("--preserved-where", "preservation (needed for removed-and-preserved): where"),
+        ("--preserved-by", "... by whom at the hosting side"),
+        ("--preserved-at", "... when (WHEN)"),
+    ):
+        tt.add_argument(option, metavar="WHEN" if option.endswith("-at") else "TEXT", help=text)
+    tt.add_argument(
+        "--content-sha256",
+        action="append",
+        default=[],
+        metavar="HEX",
+        help="... SHA-256 of a preserved file, from the hosting team (repeat per file)",
+    )
+    ta = change("authorise", "record a law-enforcement authorisation (then: isolate)")
+    ta.add_argument("--by", required=True, help="the officer or agency who authorised")
+    ta.add_argument("--reference", required=True, help="their reference")
+    ta.add_argument("--at", metavar="WHEN", help="when they authorised (default: now)")
+    for name, text in (
+        ("hold", "law-enforcement hold: notices to the hosting team only"),
+        ("release", "release the law-enforcement hold"),
+    ):
+        change(name, text).add_argument("--reason", required=True, help="why (audited)")
+    lh = change("legal-hold", "keep the ticket's record past its retention (or --release)")
+    lh.add_argument("--reason", required=True, help="why (audited)")
+    lh.add_argument("--release", action="store_true", help="release the legal hold")
+    tas = change("assign", "assign the ticket to a token identity")
+    tas.add_argument("assignee", help='a token name ("" for nobody)')
+    tas.add_argument("--reason", default="", help="why (audited)")
+    tc = change("comment", "add a comment (audited by hash)")
+    tc.add_argument("text")
+    to = change("outcome", "record a measure on the customer's account")
+    to.add_argument("kind", choices=[k.value for k in OutcomeKind])
+    to.add_argument("--reason", required=True, help="why (audited)")
+    to.add_argument("--at", metavar="WHEN", help="when it was taken (default: now)")
 
 
 def cmd_lab(args: argparse.Namespace) -> int:
@@ -391,10 +668,14 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common],
         help="time to takedown (count, median, p90, share within 60/120 min) as CSV",
     )
-    rt.add_argument("--from", dest="from_", type=_when, help="notices from (default: 30 days ago)")
-    rt.add_argument("--to", type=_when, help="notices before (default: now)")
+    rt.add_argument(
+        "--from", dest="from_", metavar="WHEN", help="notices from (default: 30 days ago)"
+    )
+    rt.add_argument("--to", metavar="WHEN", help="notices before (default: now)")
     rt.add_argument("-o", "--output", help="write the CSV to this file instead of stdout")
     rt.set_defaults(func=cmd_report_takedown)
+
+    _add_ticket_commands(sub, common)
 
     lab = sub.add_parser("lab", help="run the agent and its peers on loopback for trying it out")
     lab.add_argument("--dir", help="lab directory (default: a new temporary directory)")
@@ -433,6 +714,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         _err(str(exc))
         return EXIT_USAGE
+    except NotPermitted as exc:
+        _err(f"not permitted: {exc}")
+        return EXIT_REFUSED
     except EdgeAgentError as exc:
         _err(str(exc))
         return EXIT_REFUSED

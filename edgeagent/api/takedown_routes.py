@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from aiohttp import web
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, IPvAnyAddress, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, IPvAnyAddress, StringConstraints
 
 from edgeagent.api.auth import Principal, Role
 from edgeagent.api.routes import Route
@@ -111,11 +111,36 @@ class TicketReason(_Body):
     reason: _Text = Field(description="why (audited)")
 
 
+class AssignBody(_Body):
+    """``POST /v1/tickets/{id}/assign``."""
+
+    assignee: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] = Field(
+        description="an active token identity; empty: nobody"
+    )
+    reason: Annotated[str, StringConstraints(strip_whitespace=True, max_length=1000)] = ""
+
+
+class CommentBody(_Body):
+    """``POST /v1/tickets/{id}/comments``."""
+
+    text: Annotated[
+        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=10_000)
+    ] = Field(description="the comment (kept on the ticket; audited by hash only)")
+
+
 class TicketListQuery(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     state: TicketState | None = None
     open: bool = False
+    due_before: ZonedDatetime | None = Field(
+        default=None,
+        description="only tickets whose content is still public with a deadline before "
+        "this, soonest first",
+    )
+    assignee: Annotated[str, StringConstraints(max_length=200)] | None = Field(
+        default=None, description="only tickets assigned to this identity (empty: unassigned)"
+    )
     limit: int = Field(default=100, ge=1, le=1000)
     offset: int = Field(default=0, ge=0, le=1_000_000_000)
 
@@ -123,10 +148,10 @@ class TicketListQuery(BaseModel):
 class TakedownReportQuery(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=False)
 
-    start: AwareDatetime | None = Field(
+    start: ZonedDatetime | None = Field(
         default=None, alias="from", description="notices received from (default: 30 days ago)"
     )
-    end: AwareDatetime | None = Field(
+    end: ZonedDatetime | None = Field(
         default=None, alias="to", description="notices received before (default: now)"
     )
 
@@ -150,11 +175,15 @@ def _ticket_id(request: web.Request) -> int:
 def takedown_routes(service: TakedownService) -> tuple[Route, ...]:
     """The takedown routes bound to ``service`` (see the module docstring)."""
 
+    zone = {"time_zone": service.time_zone}
+
     async def list_tickets(request: web.Request, who: Principal) -> web.StreamResponse:
-        q = parse_query(list(request.query.items()), TicketListQuery)
+        q = parse_query(list(request.query.items()), TicketListQuery, zone)
         found = await service.list_tickets(
             state=q.state.value if q.state else None,
             open_only=q.open,
+            due_before=q.due_before,
+            assignee=q.assignee,
             limit=q.limit + 1,
             offset=q.offset,
         )
@@ -172,8 +201,6 @@ def takedown_routes(service: TakedownService) -> tuple[Route, ...]:
         ticket = await service.get(_ticket_id(request))
         return web.json_response(ticket_to_json(ticket))
 
-    zone = {"time_zone": service.time_zone}
-
     async def transition(request: web.Request, who: Principal) -> web.StreamResponse:
         ticket_id = _ticket_id(request)
         body = parse_body(await request.read(), TicketTransition, zone)
@@ -189,6 +216,18 @@ def takedown_routes(service: TakedownService) -> tuple[Route, ...]:
         # A first person's found-legal is a proposal: accepted, not yet done.
         status = 200 if ticket.state is body.to else 202
         return web.json_response(ticket_to_json(ticket), status=status)
+
+    async def assign(request: web.Request, who: Principal) -> web.StreamResponse:
+        ticket_id = _ticket_id(request)
+        body = parse_body(await request.read(), AssignBody)
+        ticket = await service.assign(ticket_id, who.name, body.assignee, body.reason)
+        return web.json_response(ticket_to_json(ticket))
+
+    async def comment(request: web.Request, who: Principal) -> web.StreamResponse:
+        ticket_id = _ticket_id(request)
+        body = parse_body(await request.read(), CommentBody)
+        ticket = await service.comment(ticket_id, who.name, body.text)
+        return web.json_response(ticket_to_json(ticket), status=201)
 
     async def outcome(request: web.Request, who: Principal) -> web.StreamResponse:
         ticket_id = _ticket_id(request)
@@ -229,7 +268,7 @@ def takedown_routes(service: TakedownService) -> tuple[Route, ...]:
         return web.json_response(bundle)
 
     async def report(request: web.Request, who: Principal) -> web.StreamResponse:
-        q = parse_query(list(request.query.items()), TakedownReportQuery)
+        q = parse_query(list(request.query.items()), TakedownReportQuery, zone)
         end = q.end or datetime.now(UTC)
         start = q.start or end - timedelta(days=30)
         if start >= end:
@@ -260,7 +299,8 @@ def takedown_routes(service: TakedownService) -> tuple[Route, ...]:
             Role.ANALYST,
             list_tickets,
             "listTickets",
-            "Takedown tickets, newest first",
+            "Takedown tickets, newest first; due_before gives the due-soon view (soonest "
+            "first), assignee a person's work; dates with or without a zone",
             query=TicketListQuery,
             errors=(400,),
         ),
@@ -286,6 +326,27 @@ def takedown_routes(service: TakedownService) -> tuple[Route, ...]:
             body=TicketTransition,
             errors=(400, 403, 404, 409),
             also=(202,),
+        ),
+        Route(
+            "POST",
+            f"/v1/tickets/{_ID}/assign",
+            Role.ANALYST,
+            assign,
+            "assignTicket",
+            "Assign the ticket to a person (an active token identity; empty: nobody)",
+            body=AssignBody,
+            errors=(400, 404, 409),
+        ),
+        Route(
+            "POST",
+            f"/v1/tickets/{_ID}/comments",
+            Role.ANALYST,
+            comment,
+            "commentTicket",
+            "Add a comment to the ticket (audited by hash)",
+            body=CommentBody,
+            status=201,
+            errors=(400, 404, 409),
         ),
         Route(
             "POST",

@@ -38,10 +38,12 @@ attempt) and retried later by ``due_jobs``; the SLA clock is not affected by the
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta, tzinfo
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -658,12 +660,56 @@ class TakedownService:
         *,
         state: str | None = None,
         open_only: bool = False,
+        due_before: datetime | None = None,
+        assignee: str | None = None,
         limit: int = 100,
         offset: int = 0,
     ) -> list[Ticket]:
+        """See :meth:`TicketStore.list_tickets`."""
         return await asyncio.to_thread(
-            self.tickets.list_tickets, state=state, open_only=open_only, limit=limit, offset=offset
+            partial(
+                self.tickets.list_tickets,
+                state=state,
+                open_only=open_only,
+                due_before=due_before,
+                assignee=assignee,
+                limit=limit,
+                offset=offset,
+            )
         )
+
+    async def assign(self, ticket_id: int, actor: str, assignee: str, reason: str) -> Ticket:
+        """Assign the ticket to ``assignee`` (an active token identity; ``""``: nobody);
+        ``InvalidRequest`` for anyone else. Audited."""
+        if assignee:
+            known = {
+                t.name for t in await asyncio.to_thread(self.store.list_tokens) if not t.revoked
+            }
+            if assignee not in known:
+                raise InvalidRequest("assignee", "not an active token identity")
+        async with self._lock(ticket_id):
+            t = await asyncio.to_thread(self.tickets.get, ticket_id)
+            ev = TicketEvent(
+                self.clock(), actor, "assign", reason, detail=(("assignee", assignee),)
+            )
+            t = await asyncio.to_thread(self.tickets.update, add_event(t, ev, assignee=assignee))
+        await self._audit(
+            actor, "ticket.assign", f"ticket:{t.id}", {"assignee": assignee, "reason": reason}
+        )
+        return t
+
+    async def comment(self, ticket_id: int, actor: str, text: str) -> Ticket:
+        """Add a comment to the ticket. Audited by its SHA-256 and length only: a comment
+        may name a URL, and the audit log never holds one."""
+        async with self._lock(ticket_id):
+            t = await asyncio.to_thread(self.tickets.get, ticket_id)
+            ev = TicketEvent(self.clock(), actor, "comment", text)
+            t = await asyncio.to_thread(self.tickets.update, add_event(t, ev))
+        digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+        await self._audit(
+            actor, "ticket.comment", f"ticket:{t.id}", {"sha256": digest, "chars": len(text)}
+        )
+        return t
 
     async def report(self, start: datetime, end: datetime) -> TakedownReport:
         """Time-to-takedown over tickets whose notice arrived in ``[start, end)``."""

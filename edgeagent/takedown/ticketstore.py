@@ -214,10 +214,15 @@ class TicketStore:
         *,
         state: str | None = None,
         open_only: bool = False,
+        due_before: datetime | None = None,
+        assignee: str | None = None,
         limit: int = 100,
         offset: int = 0,
     ) -> list[Ticket]:
-        """Tickets, newest first, optionally by state or only open ones."""
+        """Tickets matching every filter given, newest first. ``due_before``: only those
+        whose content is still public (received or under review, not removed) with a
+        deadline before it, soonest first (the "due soon" view); ``assignee``: only
+        those assigned to that identity (``""``: unassigned ones)."""
         sql = "SELECT body FROM tickets WHERE 1=1"
         args: list[object] = []
         if state is not None:
@@ -225,7 +230,16 @@ class TicketStore:
             args.append(state)
         if open_only:
             sql += " AND closed=0"
-        sql += " ORDER BY id DESC LIMIT ? OFFSET ?"
+        if assignee is not None:
+            sql += " AND assignee=?"
+            args.append(assignee)
+        order = "id DESC"
+        if due_before is not None:
+            live = tuple(s.value for s in LIVE_STATES)
+            sql += f" AND removed=0 AND state IN ({','.join('?' * len(live))}) AND deadline < ?"
+            args += [*live, due_before.astimezone(UTC).isoformat()]
+            order = "deadline, id"
+        sql += f" ORDER BY {order} LIMIT ? OFFSET ?"
         args += [limit, offset]
         with self._lock:
             rows = self._db.execute(sql, args).fetchall()

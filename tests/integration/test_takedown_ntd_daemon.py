@@ -16,6 +16,7 @@ what the sinks received, what the resolver answers and what ``/metrics`` says.
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import subprocess
 import textwrap
@@ -631,3 +632,96 @@ def test_a_police_domain_on_a_customers_address_opens_a_held_ticket(ntd: Ntd) ->
         if msg["X-EdgeAgent-Ticket"] == str(ticket["id"]):
             assert rcpts == [HOSTING]
             assert "noc@cust-b.example" not in raw
+
+
+def _cli(ntd: Ntd, *args: str, token: str = "") -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "EDGEAGENT_TOKEN"}
+    if token:
+        env["EDGEAGENT_TOKEN"] = ntd.tokens[token]
+    return subprocess.run(
+        [AGENT, *args, "-c", str(ntd.config)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_a_days_work_from_the_cli_and_the_api(ntd: Ntd, tmp_path: Path) -> None:
+    ntd.decide(target="http://sla.hosted.test/day.html", reference="HL-DAY-1", source="hotline")
+    tid = ntd.ticket("HL-DAY-1")["id"]
+
+    listed = _cli(ntd, "ticket", "list", "--open")
+    assert listed.returncode == 0, listed.stderr
+    assert any(
+        line.split()[0] == str(tid) and "HL-DAY-1" in line for line in listed.stdout.splitlines()
+    )
+    shown = _cli(ntd, "ticket", "show", str(tid))
+    assert shown.returncode == 0, shown.stderr
+    assert "http://sla.hosted.test/day.html" in shown.stdout
+    assert "allowed next    under-review" in shown.stdout
+
+    # Changes need a token; the token's identity is the actor; roles as in the API.
+    refused = _cli(ntd, "ticket", "transition", str(tid), "under-review", "--reason", "look")
+    assert refused.returncode == 2
+    assert "EDGEAGENT_TOKEN" in refused.stderr
+    moved = _cli(
+        ntd, "ticket", "transition", str(tid), "under-review", "--reason", "look", token="analyst"
+    )
+    assert moved.returncode == 0, moved.stderr
+    assert "under-review" in moved.stdout
+    token_file = tmp_path / "analyst.token"
+    token_file.write_text(ntd.tokens["analyst"] + "\n", encoding="utf-8")
+    token_file.chmod(0o600)
+    assigned = _cli(ntd, "ticket", "assign", str(tid), "analyst2", "--token-file", str(token_file))
+    assert assigned.returncode == 0, assigned.stderr
+    nobody = _cli(ntd, "ticket", "assign", str(tid), "nobody", token="analyst")
+    assert nobody.returncode == 3
+    assert "assignee" in nobody.stderr
+    commented = _cli(
+        ntd, "ticket", "comment", str(tid), "hosting team called back", token="analyst2"
+    )
+    assert commented.returncode == 0, commented.stderr
+    denied = _cli(ntd, "ticket", "legal-hold", str(tid), "--reason", "court", token="analyst")
+    assert denied.returncode == 3
+    assert "not permitted" in denied.stderr
+    held = _cli(ntd, "ticket", "legal-hold", str(tid), "--reason", "court", token="supervisor")
+    assert held.returncode == 0, held.stderr
+
+    status, body = ntd.call("GET", f"/v1/tickets/{tid}")
+    assert (body["state"], body["assignee"], body["legal_hold"]) == (
+        "under-review",
+        "analyst2",
+        True,
+    )
+    events = [(e["actor"], e["action"]) for e in body["events"]]
+    assert ("analyst", "transition") in events
+    assert ("analyst", "assign") in events
+    assert ("analyst2", "comment") in events
+    assert ("supervisor", "legal-hold") in events
+    status, audit = ntd.call("GET", "/v1/audit", "supervisor")
+    mine = [r for r in audit["items"] if r["subject"] == f"ticket:{tid}"]
+    (comment,) = [r for r in mine if r["action"] == "ticket.comment"]
+    assert set(comment["detail"]) == {"sha256", "chars"}  # never the text
+    assert any(
+        r["action"] == "auth.denied" and r["subject"] == "cli:ticket legal-hold"
+        for r in audit["items"]
+    )
+
+    # The team's views: a person's work, and what falls due (dates with or without zone).
+    status, mine_only = ntd.call("GET", "/v1/tickets?assignee=analyst2")
+    assert [t["id"] for t in mine_only["items"]] == [tid]
+    status, due = ntd.call("GET", "/v1/tickets?due_before=2999-01-01")
+    assert status == 200, due
+    deadlines = [t["deadline"] for t in due["items"]]
+    assert tid in [t["id"] for t in due["items"]]
+    assert deadlines == sorted(deadlines)
+    status, none_due = ntd.call("GET", "/v1/tickets?due_before=2000-01-01T00:00%2B02:00")
+    assert none_due["items"] == []
+    status, bad = ntd.call("GET", "/v1/tickets?due_before=soon")
+    assert (status, bad["error"]["field"]) == (400, "due_before")
+    due_cli = _cli(ntd, "ticket", "list", "--due-before", "2999-01-01", "--json")
+    assert tid in [t["id"] for t in json.loads(due_cli.stdout)]
+    status, report = ntd.call("GET", "/v1/reports/takedown?from=2026-01-01")
+    assert status == 200, report

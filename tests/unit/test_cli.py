@@ -193,7 +193,7 @@ def test_report_takedown_writes_csv(tmp_path: Path) -> None:
     assert first.startswith("all,0")
     bad = edgeagent("report", "takedown", "--from", "yesterday", "-c", str(cfg))
     assert bad.returncode == 2
-    assert "ISO 8601" in bad.stderr
+    assert "--from: not a date or date-time" in bad.stderr
 
 
 def test_report_takedown_needs_takedown_enabled(state_config: Path) -> None:
