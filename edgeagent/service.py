@@ -40,7 +40,7 @@ from edgeagent.engine import PolicyEngine, PolicySnapshot
 from edgeagent.errors import ConfigError, ConfigProblem, EdgeAgentError
 from edgeagent.feeds.base import FeedSpec
 from edgeagent.feeds.runner import FeedRunner, feed_specs
-from edgeagent.guard import ChangeLimits, Guard, ProtectedNames, PublicSuffixes
+from edgeagent.guard import ChangeLimits, Guard, ProtectedNames, PublicSuffixes, reserved_names
 from edgeagent.logs import fields
 from edgeagent.metrics import Metrics
 from edgeagent.proxy.publishing import ProxyPublishing
@@ -56,7 +56,9 @@ log = logging.getLogger("edgeagent.service")
 
 def build_guard(settings: Settings) -> Guard:
     suffixes = PublicSuffixes.load()
-    protected = ProtectedNames.load_files(settings.guard.protected_lists, public_suffixes=suffixes)
+    protected = ProtectedNames.load_files(
+        settings.guard.protected_lists, public_suffixes=suffixes, reserved=reserved_names(settings)
+    )
     limits = ChangeLimits(
         max_removal_share=settings.guard.max_removal_share,
         max_addition_share=settings.guard.max_addition_share,

@@ -111,6 +111,31 @@ async def test_protected_name_and_address_blocks_need_approval(api: ApiHarness) 
     assert (status, body["status"]) == (201, "pending-approval")
 
 
+@pytest.mark.parametrize(
+    ("target", "scope"),
+    [
+        ("canary.edgeagent.example", "host"),  # the RPZ canary: the zone would not load
+        ("edgeagent.example", "domain"),  # covers the canary
+        ("block.rpz.invalid", "domain"),  # the policy zone's own name
+        ("x.allow.rpz.invalid", "host"),  # a name under the exception zone
+        ("http://canary.edgeagent.example/page", "url"),
+    ],
+)
+async def test_blocks_of_the_agents_own_names_are_refused(
+    api: ApiHarness, target: str, scope: str
+) -> None:
+    status, body = await api.call(
+        "POST", "/v1/decisions", "supervisor", json=decision_body(target, scope=scope)
+    )
+    assert status == 400, body
+    assert body["error"]["field"] == "target"
+    assert "agent's own names" in body["error"]["message"]
+    assert target not in body["error"]["message"]
+    assert api.store.list_decisions() == []
+    refused = [r for r in api.store.audit_since() if r.action == "decision.refused"]
+    assert [r.detail["reason"] for r in refused] in (["reserved name"], ["covers a reserved name"])
+
+
 async def test_approve_empty_body_is_allowed(api: ApiHarness) -> None:
     _, body = await api.call(
         "POST", "/v1/decisions", json=decision_body("e.example", source="public")
