@@ -19,7 +19,11 @@ Contract (every function here is pure; the only I/O is reading list files in the
   share (with an absolute floor so small lists and single decisions are never held), is
   held: :class:`ChangeLimits` and :meth:`Plan.raise_if_unsafe` raise
   :class:`~edgeagent.errors.ChangeLimitExceeded`.
-- Allows (``Action.ALLOW``) are always fine: unblocking never causes collateral damage.
+- An allow (``Action.ALLOW``) unblocks everything it covers, so one person must not be
+  able to unblock a whole suffix: an allow of a public suffix or the root, of a prefix
+  wider than the minimum, or touching a reserved name (an allowed canary stops proving
+  enforcement) is refused outright; a ``domain`` allow covering a protected name needs a
+  second person. Narrower allows (a host, a URL, an address) are fine.
 
 Names passed in are canonical (lower-case A-labels, no trailing dot, as produced by
 :func:`edgeagent.canon.canonical_name`); nothing here re-canonicalises them, because these
@@ -623,9 +627,9 @@ class Guard:
 
     def check_indicator(self, indicator: Indicator, action: Action) -> Verdict:
         """Judge one indicator for ``action`` (pure, a few set lookups)."""
-        if action is not Action.BLOCK:
-            return _OK
-        return self._check_block(indicator)
+        if action is Action.BLOCK:
+            return self._check_block(indicator)
+        return self._check_allow(indicator)
 
     def _check_block(self, indicator: Indicator) -> Verdict:
         scope = indicator.scope
@@ -657,6 +661,30 @@ class Guard:
         # one address usually serves many unrelated sites.
         return _SHORT if self._too_wide(indicator) else _ADDRESS
 
+    def _check_allow(self, indicator: Indicator) -> Verdict:
+        """An allow unblocks everything it covers: refuse the ones that would unblock a
+        whole suffix or a wide prefix, or break the agent's own canaries; an allow of a
+        parent of a protected name (it unblocks a high-traffic site) needs four eyes."""
+        scope = indicator.scope
+        if scope is Scope.DOMAIN or scope is Scope.HOST:
+            name = indicator.value
+            if self.public_suffixes.is_public_suffix(name):
+                return _PUBLIC
+            if self.protected.protection(name) is Protection.RESERVED:
+                return _RESERVED
+            if scope is Scope.DOMAIN:
+                cover = self.protected.cover_protection(name)
+                return self._by_protection(cover, covering=True)
+            return _OK
+        if scope is Scope.URL or scope is Scope.URL_PREFIX:
+            host = indicator.host or ""
+            # One page passes; only the canaries' own hosts must stay blocked.
+            reserved = self.protected.protection(host) is Protection.RESERVED
+            return _RESERVED if reserved else _OK
+        if scope is Scope.CIDR and self._too_wide(indicator):
+            return _SHORT
+        return _OK
+
     @staticmethod
     def _by_protection(protection: Protection, *, covering: bool) -> Verdict:
         """Reserved: refused; protected: four eyes; else fine. ``covering``: the entry
@@ -679,7 +707,7 @@ class Guard:
         """The named exception for a verdict refused for ``reason`` (its target hash is
         ``indicator.ref``)."""
         target = f"{indicator.scope}:{indicator.value}"  # hashes to Indicator.ref
-        what = f"a {action.value}"
+        what = "an allow" if action is Action.ALLOW else "a block"
         if reason == REASON_PUBLIC_SUFFIX:
             return PublicSuffixRefused(
                 f"{what} of a public suffix or the root is never accepted", target
