@@ -15,20 +15,24 @@ audited). Ticket bodies hold URLs: they are shown to
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
 
 from aiohttp import web
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, IPvAnyAddress, StringConstraints
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, IPvAnyAddress
 
 from edgeagent.api.auth import Principal, Role
 from edgeagent.api.routes import Route
-from edgeagent.api.validation import ApiError, bad_input, parse_body, parse_query
+from edgeagent.api.validation import (
+    ApiError,
+    Reference,
+    Text,
+    bad_input,
+    parse_body,
+    parse_query,
+)
 from edgeagent.takedown.service import TakedownService
 from edgeagent.takedown.tickets import TicketState, ticket_to_json
 
 _ID = r"{id:\d+}"
-_Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=1000)]
-_Ref = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 
 
 class TicketTransition(BaseModel):
@@ -37,8 +41,8 @@ class TicketTransition(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
     to: TicketState = Field(description="target state")
-    reason: _Text = Field(description="why (audited)")
-    authorisation: _Ref | None = Field(
+    reason: Text = Field(description="why (audited)")
+    authorisation: Reference | None = Field(
         default=None,
         description="law-enforcement authorisation reference, recorded before the move",
     )
