@@ -38,6 +38,7 @@ from edgeagent.decisions import DecisionService
 from edgeagent.diversion import RouteDiversion
 from edgeagent.engine import PolicyEngine, PolicySnapshot
 from edgeagent.errors import ConfigError, ConfigProblem, EdgeAgentError
+from edgeagent.expiry import ExpiryTimer
 from edgeagent.feeds.base import FeedSpec
 from edgeagent.feeds.runner import FeedRunner, feed_specs
 from edgeagent.guard import ChangeLimits, Guard, ProtectedNames, PublicSuffixes, reserved_names
@@ -176,6 +177,7 @@ class Daemon:
         self.notifier = SystemdNotifier()
         self._stop = asyncio.Event()
         self._policy_changed = asyncio.Event()
+        self._expiry = ExpiryTimer(self._expire_decisions)
         self._runners: list[web.AppRunner] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -231,6 +233,7 @@ class Daemon:
         error, and a slow one (a resolver that takes its time to confirm) never holds up
         the others."""
         self.enforced_version = snap.state.version
+        self._expiry.arm(snap.next_expiry)
         jobs: list[Awaitable[object]] = []
         if self.agent.rpz is not None:
             jobs.append(asyncio.to_thread(self.agent.rpz.publish, snap.state))
@@ -471,6 +474,7 @@ class Daemon:
         scheduler = getattr(self, "scheduler", None)
         if scheduler is not None and scheduler.running:
             scheduler.shutdown(wait=False)
+        await self._expiry.close()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
