@@ -5,8 +5,8 @@ check and an error middleware that answers every failure as
 ``{"error": {"field", "message", "code"}}``. ``create_metrics_app(registry, readiness)``
 serves ``/metrics``, ``/healthz`` and ``/readyz`` for a separate listen address.
 
-Serve both with :func:`start_site` (or ``web.AppRunner(app, access_log=None)``): aiohttp's
-default access log records client addresses, which we must not keep.
+Serve both with :func:`start_site`: aiohttp's default access log records client addresses,
+and its parser-error records quote the request line; neither may be kept.
 
 Status codes chosen here: four-eyes (the creator approving) is ``403`` with code
 ``four-eyes``; an oversized body is ``413`` with field ``body``; a target the guardrails
@@ -50,6 +50,7 @@ from edgeagent.errors import (
     InvalidTransition,
     NotFound,
 )
+from edgeagent.logs import redact_aiohttp_server_logs
 
 __all__ = [
     "bound_port",
@@ -228,11 +229,13 @@ async def start_site(
     ssl_context: ssl.SSLContext | None = None,
     shutdown_timeout: float = 10.0,
 ) -> web.AppRunner:
-    """Start serving ``app`` on ``host:port`` with the access log off.
+    """Start serving ``app`` on ``host:port`` with the access log off and aiohttp's own
+    error records stripped of request lines and addresses.
 
     Returns the runner; ``await runner.cleanup()`` drains and stops it. ``port=0`` picks a
     free port: read it back with :func:`bound_port`.
     """
+    redact_aiohttp_server_logs()
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=shutdown_timeout)
     await runner.setup()
     site = web.TCPSite(runner, host, port, ssl_context=ssl_context, reuse_address=True)
