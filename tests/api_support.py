@@ -45,6 +45,16 @@ TOKEN_ROLES = {
 }
 
 
+class FakeClock:
+    """Monotonic seconds that move only when a test moves them (``clock.now += 20``)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def make_guard(directory: Path) -> Guard:
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "protected.txt").write_text("protected.example\n", encoding="utf-8")
