@@ -1,4 +1,6 @@
-"""The store contract. ``SqliteStore`` (``edgeagent.store.sqlite``) is the embedded default.
+"""The store contract. ``SqliteStore`` (``edgeagent.store.sqlite``) is the embedded default;
+``PostgresStore`` (``edgeagent.store.postgresql``) keeps the same state in a PostgreSQL
+database that several agents can share.
 
 A backend must:
 - keep feed snapshots as *generations*. Exactly one generation per feed is ``live`` (the
@@ -10,10 +12,13 @@ A backend must:
   :meth:`Store.verify_audit` recomputes the chain and names the first row that fails.
 - bump ``policy_version`` on every change that alters the desired state (a decision
   activated/revoked/expired, a generation made live), atomically with that change.
+- move decisions only along :data:`DECISION_TRANSITIONS` (:func:`check_decision_transition`).
 - be safe to call from several threads; writes are serialised by the backend.
 - create its files with mode 0600 and never log entry values.
+- bring its schema to the version the code knows when it opens, and refuse a database
+  whose schema is newer (:mod:`edgeagent.store.migrations`).
 
-Timestamps are timezone-aware UTC ``datetime``s in and out.
+Timestamps are timezone-aware UTC ``datetime``s in and out (:func:`require_aware`).
 """
 
 from __future__ import annotations
@@ -24,7 +29,38 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
+from edgeagent.errors import InvalidTransition, StoreError
 from edgeagent.model import Action, Decision, DecisionStatus, Entry, Indicator, NoticeSource
+
+OPEN_DECISION_STATUSES = (DecisionStatus.ACTIVE, DecisionStatus.PENDING_APPROVAL)
+"""The statuses a new decision may have; at most one open decision per indicator and action."""
+
+DECISION_TRANSITIONS: Mapping[DecisionStatus, tuple[DecisionStatus, ...]] = {
+    DecisionStatus.PENDING_APPROVAL: (
+        DecisionStatus.ACTIVE,
+        DecisionStatus.REJECTED,
+        DecisionStatus.REVOKED,
+        DecisionStatus.EXPIRED,
+    ),
+    DecisionStatus.ACTIVE: (DecisionStatus.REVOKED, DecisionStatus.EXPIRED),
+}
+"""Status -> the statuses a decision may move to from it; the others are final."""
+
+
+def check_decision_transition(current: DecisionStatus, new: DecisionStatus) -> bool:
+    """Raise ``InvalidTransition`` unless ``current -> new`` is allowed; return whether the
+    move enters or leaves ``active`` (and so must bump ``policy_version``)."""
+    allowed = DECISION_TRANSITIONS.get(current, ())
+    if new not in allowed:
+        raise InvalidTransition(current.value, new.value, [a.value for a in allowed])
+    return (current is DecisionStatus.ACTIVE) != (new is DecisionStatus.ACTIVE)
+
+
+def require_aware(dt: datetime) -> datetime:
+    """``dt`` unchanged; ``StoreError`` for a naive datetime (its zone is ambiguous)."""
+    if dt.tzinfo is None or dt.utcoffset() is None:
+        raise StoreError("naive datetime given; the store takes timezone-aware UTC times")
+    return dt
 
 
 class GenerationStatus(StrEnum):
