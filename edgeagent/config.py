@@ -231,11 +231,25 @@ class AgentSettings(_Model):
     log_format: Literal["json", "text"] = "json"
 
 
-class StoreSettings(_Model):
-    """``[store]``: where decisions, feed generations and the audit log live."""
+# Each backend's model lives with the backend and uses the field types above, so it is
+# imported here, below them; edgeagent.store imports this module before its backends.
+from edgeagent.store.postgresql import PostgresStoreConfig  # noqa: E402
+from edgeagent.store.sqlite import SqliteStoreConfig  # noqa: E402
 
-    backend: Literal["sqlite"] = "sqlite"
-    path: OutputPath | None = None  # None: <state_dir>/edgeagent.sqlite3
+
+def _default_backend(value: object) -> object:
+    if isinstance(value, Mapping) and "backend" not in value:
+        return {**value, "backend": "sqlite"}
+    return value
+
+
+StoreSettings = Annotated[
+    SqliteStoreConfig | PostgresStoreConfig,
+    BeforeValidator(_default_backend),
+    Field(discriminator="backend"),
+]
+"""``[store]``: where decisions, feed generations, the audit log (and, for PostgreSQL,
+takedown tickets) live; ``backend`` ("sqlite" by default) picks the model."""
 
 
 class ApiSettings(_Model):
@@ -705,7 +719,7 @@ class Settings(_Model):
     """The whole validated configuration. Build it with :func:`load_config`."""
 
     agent: AgentSettings = Field(default_factory=AgentSettings)
-    store: StoreSettings = StoreSettings()
+    store: StoreSettings = SqliteStoreConfig()
     api: ApiSettings = ApiSettings()
     metrics: MetricsSettings = MetricsSettings()
     guard: GuardSettings = Field(default_factory=GuardSettings)
@@ -718,8 +732,11 @@ class Settings(_Model):
     takedown: TakedownSettings = TakedownSettings()
 
     @property
-    def store_path(self) -> Path:
-        return self.store.path or self.agent.state_dir / STORE_FILE_NAME
+    def store_path(self) -> Path | None:
+        """The SQLite store file; ``None`` when the store is a database server."""
+        if isinstance(self.store, SqliteStoreConfig):
+            return self.store.file(self.agent.state_dir)
+        return None
 
     @property
     def proxy_index_path(self) -> Path:
@@ -837,11 +854,12 @@ def _problem(err: Mapping[str, Any], data: object) -> ConfigProblem:
         return ConfigProblem(path, "unknown key")
     if kind == "missing":
         return ConfigProblem(path, "required key missing")
+    tag_key = str(ctx.get("discriminator", "kind")).strip("'")  # "kind", or [store] "backend"
     if kind == "union_tag_invalid":
         allowed = _quoted_choices(str(ctx.get("expected_tags", "")))
-        return ConfigProblem(f"{path}.kind", f"unknown kind; allowed: {allowed}")
+        return ConfigProblem(f"{path}.{tag_key}", f"unknown {tag_key}; allowed: {allowed}")
     if kind == "union_tag_not_found":
-        return ConfigProblem(f"{path}.kind", "required key missing")
+        return ConfigProblem(f"{path}.{tag_key}", "required key missing")
     if kind == "value_error":
         return ConfigProblem(path, str(ctx.get("error", err["msg"])))
     if kind == "string_pattern_mismatch" and err["loc"][-1] == "[key]":
@@ -964,7 +982,7 @@ def summary(settings: Settings) -> list[str]:
 
     lines = [
         f"state dir   {s.agent.state_dir}",
-        f"store       {s.store.backend} {s.store_path}",
+        f"store       {s.store.backend} {s.store.location(s.agent.state_dir)}",
         f"api         {_listen(s.api.host, s.api.port, s.api.enabled)}"
         + (" (TLS" + (", client certs required)" if s.api.require_client_cert else ")"))
         * (s.api.tls_cert_file is not None),

@@ -11,7 +11,7 @@ signals:
 - ``SIGHUP``: ``RELOADING=1``, the config is read and validated again; on any error the
   old settings stay and the error is logged. Feeds take effect at once: a removed feed
   stops counting and its metric series go, a new or changed feed is (re)scheduled and
-  synced. Listener addresses and the store path need a restart (logged);
+  synced. Listener addresses and the store need a restart (logged);
 - ``SIGTERM``/``SIGINT``: stop accepting, drain in-flight requests, stop jobs, close the
   store, ``STOPPING=1``.
 """
@@ -47,7 +47,7 @@ from edgeagent.metrics import Metrics
 from edgeagent.proxy.publishing import ProxyPublishing
 from edgeagent.rpz.publishing import RpzPublishing
 from edgeagent.sdnotify import SystemdNotifier, watchdog_interval
-from edgeagent.store import open_store
+from edgeagent.store import open_store, open_ticket_store
 from edgeagent.store.base import Store
 from edgeagent.takedown.engine import TakedownService
 from edgeagent.takedown.intake import TakedownIntake
@@ -91,16 +91,16 @@ class Agent:
 
     @classmethod
     def build(cls, settings: Settings) -> Agent:
-        path = settings.store_path
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         specs = feed_specs(settings)  # reads feed secrets: fail before opening anything
         guard = build_guard(settings)
-        store = open_store(path)
+        state_dir = settings.agent.state_dir
+        state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)  # caches, serial, index
+        store = open_store(settings.store, state_dir=state_dir)
         metrics = Metrics()
         takedown = intake = None
         if settings.takedown.enabled:
             takedown = TakedownService.from_settings(
-                settings.takedown, store, settings.agent.state_dir
+                settings.takedown, store, open_ticket_store(settings.store, state_dir)
             )
             intake = TakedownIntake(store.get_decision, lambda feed: _feed_source(settings, feed))
         return cls(
@@ -125,6 +125,8 @@ class Agent:
         )
 
     def close(self) -> None:
+        if self.takedown is not None:
+            self.takedown.tickets.close()
         self.store.close()
 
     def policy(self) -> PolicySnapshot:
@@ -538,6 +540,6 @@ def _restart_only_changes(old: Settings, new: Settings) -> list[str]:
         changed.append("api.listen")
     if (old.metrics.host, old.metrics.port) != (new.metrics.host, new.metrics.port):
         changed.append("metrics.listen")
-    if old.store_path != new.store_path:
-        changed.append("store.path")
+    if (old.store, old.store_path) != (new.store, new.store_path):
+        changed.append("store")
     return changed

@@ -64,11 +64,9 @@ from edgeagent.takedown.tickets import (
     apply_transition,
     check_transition,
 )
-from edgeagent.takedown.ticketstore import TicketStore
+from edgeagent.takedown.ticketstore import TicketStorage
 
 log = logging.getLogger(__name__)
-
-TICKET_STORE_FILE_NAME = "takedown.sqlite3"
 
 
 def _utcnow() -> datetime:
@@ -141,7 +139,7 @@ class TakedownService:
     def __init__(
         self,
         store: Store,
-        tickets: TicketStore,
+        tickets: TicketStorage,
         locator: Locator,
         notifiers: Sequence[Notifier],
         policy: TakedownPolicy | None = None,
@@ -164,12 +162,13 @@ class TakedownService:
         cls,
         settings: TakedownSettings,
         store: Store,
-        state_dir: Path,
+        tickets: TicketStorage,
         *,
         smtp_ssl_context: Any = None,
         webhook_ssl_context: Any = None,
     ) -> TakedownService:
-        """Build the service from ``[takedown]``; tickets in ``state_dir/takedown.sqlite3``.
+        """Build the service from ``[takedown]`` over ``tickets``
+        (:func:`edgeagent.store.open_ticket_store` opens the one beside the store).
 
         Call ``await svc.refresh_customers()`` before the first ``on_entries``. Raises
         ``ConfigError`` when no non-filtering resolver is configured.
@@ -219,8 +218,7 @@ class TakedownService:
             w = settings.webhook
             secret = read_secret(w.secret_file, w.secret_env).encode()
             notifiers.append(WebhookNotifier(w.url, secret, w.timeout_seconds, webhook_ssl_context))
-        ticket_store = TicketStore(Path(state_dir) / TICKET_STORE_FILE_NAME)
-        return cls(store, ticket_store, locator, notifiers, TakedownPolicy.from_settings(settings))
+        return cls(store, tickets, locator, notifiers, TakedownPolicy.from_settings(settings))
 
     async def refresh_customers(self) -> RefreshReport:
         """Reload customer sources; failures keep old data and are audited."""

@@ -16,7 +16,8 @@ from aiohttp import web
 from bench.takedown_locate import unbound_server
 from edgeagent.config import TakedownSettings
 from edgeagent.model import Indicator, Scope
-from edgeagent.store import open_store
+from edgeagent.store import open_store, open_ticket_store
+from edgeagent.store.sqlite import SqliteStoreConfig
 from edgeagent.takedown.customers import HttpIpam
 from edgeagent.takedown.engine import TakedownService
 from edgeagent.takedown.notify import SmtpNotifier, WebhookNotifier
@@ -89,7 +90,9 @@ async def test_service_from_settings(tmp_path: Path, ipam: dict[str, Any]) -> No
             }
         )
         store = open_store(tmp_path / "edgeagent.sqlite3")
-        svc = TakedownService.from_settings(settings, store, tmp_path)
+        svc = TakedownService.from_settings(
+            settings, store, open_ticket_store(SqliteStoreConfig(), tmp_path)
+        )
         try:
             assert stat.S_IMODE(os.stat(tmp_path / "takedown.sqlite3").st_mode) == 0o600
             assert [type(n) for n in svc.notifiers] == [SmtpNotifier, WebhookNotifier]
