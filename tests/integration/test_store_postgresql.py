@@ -4,6 +4,8 @@ own: migrations at start, a newer database refused, login and reachability error
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -224,18 +226,32 @@ def test_store_recovers_when_its_connections_are_cut(
     assert store.list_decisions()[0].indicator.value == "bad.example.com"
 
 
-def test_config_to_open_store(pg_database: PgDatabase, tmp_path: Path) -> None:
+def _config(pg: PgDatabase, tmp_path: Path, password: str) -> Path:
+    """An agent config with the store in ``pg``, its password in a file beside it."""
     secret = tmp_path / "pg.password"
-    secret.write_text(pg_database.password + "\n", encoding="utf-8")
+    secret.write_text(password + "\n", encoding="utf-8")
     secret.chmod(0o600)
     config = tmp_path / "edgeagent.toml"
     config.write_text(
         f'[agent]\nstate_dir = "{tmp_path / "state"}"\n'
-        f'[store]\nbackend = "postgresql"\ndsn = "{pg_database.dsn}"\n'
-        'password_file = "pg.password"\n',
+        f'[store]\nbackend = "postgresql"\ndsn = "{pg.dsn}"\npassword_file = "pg.password"\n',
         encoding="utf-8",
     )
-    settings = load_config(config)
+    return config
+
+
+def _cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "edgeagent.cli", *args, "-c", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_config_to_open_store(pg_database: PgDatabase, tmp_path: Path) -> None:
+    settings = load_config(_config(pg_database, tmp_path, pg_database.password))
     assert settings.store_path is None
     s = open_store(settings.store, state_dir=settings.agent.state_dir)
     tickets = open_ticket_store(settings.store, settings.agent.state_dir)
@@ -246,6 +262,25 @@ def test_config_to_open_store(pg_database: PgDatabase, tmp_path: Path) -> None:
     tickets.close()
     s.close()
     assert not (tmp_path / "state").exists()  # nothing written locally
+
+
+def test_cli_on_a_postgresql_store(pg_database: PgDatabase, tmp_path: Path) -> None:
+    config = _config(pg_database, tmp_path, pg_database.password)
+    checked = _cli(config, "check-config")
+    assert checked.returncode == 0, checked.stderr
+    assert f"postgresql {pg_database.dsn}" in checked.stdout
+    created = _cli(config, "token", "create", "--role", "admin", "--name", "ops")
+    assert created.returncode == 0, created.stderr
+    verified = _cli(config, "audit", "verify")
+    assert verified.returncode == 0, verified.stderr
+    with _raw(pg_database) as raw:
+        assert raw.execute("SELECT name, role FROM tokens").fetchall() == [("ops", "admin")]
+        assert raw.execute("SELECT count(*) FROM audit").fetchone() == (1,)
+    wrong = _config(pg_database, tmp_path, "wrong-Pa55word")
+    refused = _cli(wrong, "audit", "verify")
+    assert refused.returncode != 0
+    assert "store.dsn: the database refused the login" in refused.stderr
+    assert "wrong-Pa55word" not in refused.stderr + refused.stdout
 
 
 # --- several agents on one database ---------------------------------------------------
