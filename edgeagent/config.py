@@ -22,38 +22,55 @@ Contract:
 
 from __future__ import annotations
 
+import copy
 import ipaddress
 import os
 import re
 import tomllib
 from collections.abc import Mapping, Sequence
-from datetime import date, datetime, time
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
-from urllib.parse import urlsplit
+from typing import Annotated, Any, Literal
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    Strict,
-    ValidationError,
-    ValidationInfo,
-    model_validator,
+from pydantic import AfterValidator, Field, PrivateAttr, Strict, ValidationError, model_validator
+
+from edgeagent.bundled import bundled_path
+from edgeagent.configtypes import (
+    ConfigModel,
+    Count,
+    DnsAction,
+    DnsName,
+    Endpoint,
+    EnvName,
+    FileMode,
+    Host,
+    HttpUrl,
+    InputFile,
+    InputPath,
+    IpAddress,
+    IpNetwork,
+    Items,
+    ListenHost,
+    ListenPort,
+    Name,
+    OutputPath,
+    Port,
+    Seconds,
+    SecretFile,
+    Share,
+    one_secret,
+    toml_type,
 )
-
-import edgeagent
-from edgeagent import canon
-from edgeagent.errors import ConfigError, ConfigProblem, InvalidTarget
-from edgeagent.model import NoticeSource
-
-_T = TypeVar("_T")
+from edgeagent.errors import ConfigError, ConfigProblem, StoreError
+from edgeagent.feeds.base import FeedConfig
+from edgeagent.feeds.kinds import FEED_KINDS
+from edgeagent.plugins import PluginField, concrete_model, rename_old_kinds
+from edgeagent.store.base import StoreConfig
+from edgeagent.store.kinds import STORE_BACKENDS
+from edgeagent.store.sqlite import SqliteStore, SqliteStoreConfig
+from edgeagent.takedown.settings import TakedownSettings
 
 DEFAULT_CONFIG_PATH = Path("/etc/edgeagent/edgeagent.toml")
-BUNDLED_LISTS_DIR = Path(edgeagent.__file__).resolve().parent.parent / "blocklists"
-STORE_FILE_NAME = "edgeagent.sqlite3"
+BUNDLED_LISTS_DIR = bundled_path("blocklists")
 PROXY_INDEX_FILE_NAME = "proxy-index.bin"
 
 
@@ -74,156 +91,10 @@ def default_state_dir() -> Path:
     return (Path.cwd() / chosen).resolve()
 
 
-# --------------------------------------------------------------------------- field types
-# Each validator raises ValueError with a reason that is shown as-is to the operator.
-
-
-def _resolve(value: Path, info: ValidationInfo) -> Path:
-    """Make a path absolute against the config file's directory (or the cwd)."""
-    base = (info.context or {}).get("base_dir") or Path.cwd()
-    return (Path(base) / value.expanduser()).resolve()
-
-
-def _existing(what: str) -> AfterValidator:
-    def check(value: Path) -> Path:
-        if not value.exists():
-            raise ValueError(f"{what} {value} does not exist")
-        if what.endswith("file") and not value.is_file():
-            raise ValueError(f"{what} {value} is not a regular file")
-        if not os.access(value, os.R_OK):
-            raise ValueError(f"{what} {value} is not readable")
-        return value
-
-    return AfterValidator(check)
-
-
-def _env_is_set(value: str) -> str:
-    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
-        raise ValueError("not a valid environment variable name")
-    if not os.environ.get(value):
-        raise ValueError(f"environment variable {value} is not set")
-    return value
-
-
-def _http_url(value: str) -> str:
-    if any(c.isspace() or ord(c) < 32 for c in value):
-        raise ValueError("not a valid URL: contains whitespace or control characters")
-    try:
-        parts = urlsplit(value)
-        parts.port  # noqa: B018 - raises ValueError for a bad port
-    except ValueError as exc:
-        raise ValueError(f"not a valid URL: {exc}") from None
-    if parts.scheme not in ("http", "https"):
-        raise ValueError("not a valid URL: must start with http:// or https://")
-    if not parts.hostname:
-        raise ValueError("not a valid URL: no host")
-    if parts.username is not None or parts.password is not None:
-        # Credentials in a URL end up in logs and process lists; use the auth table.
-        raise ValueError("URL must not contain a user name or password (use auth)")
-    return value
-
-
-def _dns_name(value: str) -> str:
-    try:
-        return canon.canonical_name(value)
-    except InvalidTarget as exc:
-        raise ValueError(exc.reason) from None
-
-
-def _host(value: str) -> str:
-    """An IP literal or a host name (for servers the agent connects to)."""
-    try:
-        return str(ipaddress.ip_address(value))
-    except ValueError:
-        return _dns_name(value)
-
-
-def _ip_literal(value: str) -> str:
-    try:
-        return str(ipaddress.ip_address(value))
-    except ValueError:
-        raise ValueError("not a valid IP address") from None
-
-
-def _to_network(value: object) -> object:
-    if not isinstance(value, str):
-        raise ValueError(f"expected a string, got {_toml_type(value)}")
-    try:
-        return ipaddress.ip_network(value)
-    except ValueError:
-        raise ValueError("not a valid IP network (address/prefix length, host bits zero)") from None
-
-
-def _cron(value: str) -> str:
-    from apscheduler.triggers.cron import CronTrigger  # only needed when cron is used
-
-    try:
-        CronTrigger.from_crontab(value, timezone="UTC")
-    except ValueError as exc:
-        raise ValueError(f"not a valid cron expression: {exc}") from None
-    return value
-
-
-def _file_mode(value: int) -> int:
-    if not 0 <= value <= 0o777:
-        raise ValueError("not a file mode (write it in octal, e.g. 0o640)")
-    if value & 0o007:
-        raise ValueError("must not grant access to others (list entries are confidential)")
-    return value
-
-
-def _email(value: str) -> str:
-    if not re.fullmatch(r"[^@\s]+@[^@\s]+", value):
-        raise ValueError("not a valid e-mail address")
-    return value
-
-
-SecretFile = Annotated[Path, Strict(False), AfterValidator(_resolve), _existing("secret file")]
-InputFile = Annotated[Path, Strict(False), AfterValidator(_resolve), _existing("file")]
-InputPath = Annotated[Path, Strict(False), AfterValidator(_resolve), _existing("path")]
-OutputPath = Annotated[Path, Strict(False), AfterValidator(_resolve)]
-EnvName = Annotated[str, AfterValidator(_env_is_set)]
-HttpUrl = Annotated[str, AfterValidator(_http_url)]
-DnsName = Annotated[str, AfterValidator(_dns_name)]
-Host = Annotated[str, AfterValidator(_host)]
-ListenHost = Annotated[str, AfterValidator(_ip_literal)]
-IpAddress = Annotated[str, AfterValidator(_ip_literal)]
-IpNetwork = Annotated[ipaddress.IPv4Network | ipaddress.IPv6Network, BeforeValidator(_to_network)]
-Port = Annotated[int, Field(ge=1, le=65535)]
-ListenPort = Annotated[int, Field(ge=0, le=65535)]  # 0: let the kernel pick (tests)
-Seconds = Annotated[float, Field(gt=0)]
-Share = Annotated[float, Field(ge=0)]
-Count = Annotated[int, Field(ge=0)]
-FileMode = Annotated[int, AfterValidator(_file_mode)]
-Email = Annotated[str, AfterValidator(_email)]
-Cron = Annotated[str, AfterValidator(_cron)]
-# Feed and publisher names appear in metric labels and file names: keep them tame.
-Name = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
-Source = Annotated[NoticeSource, Strict(False)]
-# TOML arrays become tuples (frozen); items keep their strict types.
-Items = Annotated[tuple[_T, ...], Strict(False)]
-DnsAction = Literal["nxdomain", "nodata", "stop-page", "divert"]
-
-
-class _Model(BaseModel):
-    """Base of every section: unknown keys are errors, values are frozen and strict."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
-
-
-def _one_secret(model: BaseModel, stem: str, *, required: bool) -> None:
-    """At most one of ``<stem>_file`` / ``<stem>_env``; exactly one when ``required``."""
-    given = [k for k in (f"{stem}_file", f"{stem}_env") if getattr(model, k) is not None]
-    if len(given) > 1:
-        raise ValueError(f"set {stem}_file or {stem}_env, not both")
-    if required and not given:
-        raise ValueError(f"{stem}_file or {stem}_env is required")
-
-
 # ------------------------------------------------------------------------------- sections
 
 
-class AgentSettings(_Model):
+class AgentSettings(ConfigModel):
     """``[agent]``: process-wide settings."""
 
     state_dir: OutputPath = Field(default_factory=default_state_dir)
@@ -231,28 +102,7 @@ class AgentSettings(_Model):
     log_format: Literal["json", "text"] = "json"
 
 
-# Each backend's model lives with the backend and uses the field types above, so it is
-# imported here, below them; edgeagent.store imports this module before its backends.
-from edgeagent.store.postgresql import PostgresStoreConfig  # noqa: E402
-from edgeagent.store.sqlite import SqliteStoreConfig  # noqa: E402
-
-
-def _default_backend(value: object) -> object:
-    if isinstance(value, Mapping) and "backend" not in value:
-        return {**value, "backend": "sqlite"}
-    return value
-
-
-StoreSettings = Annotated[
-    SqliteStoreConfig | PostgresStoreConfig,
-    BeforeValidator(_default_backend),
-    Field(discriminator="backend"),
-]
-"""``[store]``: where decisions, feed generations, the audit log (and, for PostgreSQL,
-takedown tickets) live; ``backend`` ("sqlite" by default) picks the model."""
-
-
-class ApiSettings(_Model):
+class ApiSettings(ConfigModel):
     """``[api]``: the control API."""
 
     enabled: bool = True
@@ -275,7 +125,7 @@ class ApiSettings(_Model):
         return self
 
 
-class MetricsSettings(_Model):
+class MetricsSettings(ConfigModel):
     """``[metrics]``: Prometheus ``/metrics``, ``/healthz``, ``/readyz``."""
 
     enabled: bool = True
@@ -301,7 +151,7 @@ def _expand_lists(paths: tuple[Path, ...]) -> tuple[Path, ...]:
     return tuple(files)
 
 
-class GuardSettings(_Model):
+class GuardSettings(ConfigModel):
     """``[guard]``: what may never be blocked and how much a feed may change unattended."""
 
     # Files, or directories standing for their *.txt files; holds files once validated.
@@ -315,175 +165,10 @@ class GuardSettings(_Model):
     cidr_min_prefix_v6: Annotated[int, Field(ge=0, le=128)] = 48
 
 
-# --- feeds
-
-
-class BasicAuth(_Model):
-    kind: Literal["basic"]
-    username: str
-    password_file: SecretFile | None = None
-    password_env: EnvName | None = None
-
-    @model_validator(mode="after")
-    def _secret(self) -> BasicAuth:
-        _one_secret(self, "password", required=True)
-        return self
-
-
-class BearerAuth(_Model):
-    kind: Literal["bearer"]
-    token_file: SecretFile | None = None
-    token_env: EnvName | None = None
-
-    @model_validator(mode="after")
-    def _secret(self) -> BearerAuth:
-        _one_secret(self, "token", required=True)
-        return self
-
-
-class ClientCertAuth(_Model):
-    kind: Literal["client-cert"]
-    cert_file: InputFile
-    key_file: SecretFile
-    key_password_file: SecretFile | None = None  # only for an encrypted key
-    key_password_env: EnvName | None = None
-
-    @model_validator(mode="after")
-    def _secret(self) -> ClientCertAuth:
-        _one_secret(self, "key_password", required=False)
-        return self
-
-
-FeedAuth = Annotated[BasicAuth | BearerAuth | ClientCertAuth, Field(discriminator="kind")]
-
-
-class _FeedCommon(_Model):
-    """Keys every feed kind has."""
-
-    enabled: bool = True
-    source: Source = NoticeSource.HOTLINE
-    authority: str = ""  # shown on the stop page, e.g. "Example Hotline"
-    category: str = "csam"
-    action: DnsAction | None = None  # None: [rpz] default_action
-    interval_seconds: Annotated[int, Field(ge=10)] | None = None
-    cron: Cron | None = None
-    jitter_seconds: Count = 60
-    misfire_grace_seconds: Annotated[int, Field(ge=1)] = 300
-    # Per-feed change limits; None: the [guard] values.
-    max_removal_share: Annotated[float, Field(ge=0, le=1)] | None = None
-    max_addition_share: Share | None = None
-    change_floor: Count | None = None
-
-    @model_validator(mode="after")
-    def _schedule(self) -> _FeedCommon:
-        if self.interval_seconds is not None and self.cron is not None:
-            raise ValueError("set interval_seconds or cron, not both")
-        return self
-
-    @property
-    def schedule_interval(self) -> int | None:
-        """Seconds between syncs; ``None`` when ``cron`` is used. Default one hour."""
-        if self.cron is not None:
-            return None
-        return self.interval_seconds if self.interval_seconds is not None else 3600
-
-
-class _Fetched(_FeedCommon):
-    """A list read from ``url`` (HTTP with the transport options) or a local ``path``."""
-
-    url: HttpUrl | None = None
-    path: OutputPath | None = None  # may appear later (e.g. dropped in by another job)
-    auth: FeedAuth | None = None
-    ca_file: InputFile | None = None
-    connect_timeout_seconds: Seconds = 10.0
-    read_timeout_seconds: Seconds = 30.0
-    total_deadline_seconds: Seconds = 300.0
-    min_rate_bytes_per_second: Count = 0
-    max_bytes: Annotated[int, Field(ge=1024)] = 256 * 1024 * 1024
-    max_decompressed_bytes: Annotated[int, Field(ge=1024)] = 1024 * 1024 * 1024
-    retries: Count = 3
-    backoff_base_seconds: Seconds = 1.0
-    backoff_max_seconds: Seconds = 60.0
-    digest_url: HttpUrl | None = None
-    signature_url: HttpUrl | None = None
-    public_key_file: InputFile | None = None
-
-    @model_validator(mode="after")
-    def _source_consistent(self) -> _Fetched:
-        if (self.url is None) == (self.path is None):
-            raise ValueError("set url or path (exactly one)")
-        if self.path is not None:
-            http_only = ("auth", "ca_file", "digest_url", "signature_url")
-            used = [k for k in http_only if getattr(self, k) is not None]
-            if used:
-                raise ValueError(f"{', '.join(used)} only apply to a feed with url")
-        if (self.signature_url is None) != (self.public_key_file is None):
-            raise ValueError("signature_url and public_key_file go together")
-        return self
-
-
-class UrlListFeed(_Fetched):
-    """Hotline page list: one URL per line, or CSV / JSON lines with id, url, category."""
-
-    kind: Literal["url-list"]
-    format: Literal["lines", "csv", "jsonl"] = "lines"
-
-
-class HashedUrlListFeed(_Fetched):
-    """Hex SHA-256 of canonical lookup expressions (feeds the proxy index only)."""
-
-    kind: Literal["hashed-url-list"]
-    format: Literal["lines", "csv"] = "lines"
-
-
-class DomainListFeed(_Fetched):
-    """One domain per line (comments allowed): whole-domain entries."""
-
-    kind: Literal["domain-list"]
-    format: Literal["lines", "csv"] = "lines"
-
-
-class LocalFileFeed(_FeedCommon):
-    """A list the ISP keeps itself (e.g. a court order), in the format of ``content``."""
-
-    kind: Literal["local-file"]
-    path: OutputPath
-    content: Literal["url-list", "hashed-url-list", "domain-list"] = "domain-list"
-    format: Literal["lines", "csv", "jsonl"] = "lines"
-
-
-class RpzAxfrFeed(_FeedCommon):
-    """An upstream RPZ zone pulled by AXFR/IXFR, optionally with TSIG."""
-
-    kind: Literal["rpz-axfr"]
-    server: Host
-    port: Port = 53
-    zone: DnsName
-    tsig_key_name: DnsName | None = None
-    tsig_algorithm: Literal["hmac-sha256", "hmac-sha384", "hmac-sha512"] = "hmac-sha256"
-    tsig_secret_file: SecretFile | None = None
-    tsig_secret_env: EnvName | None = None
-    timeout_seconds: Seconds = 30.0
-    use_ixfr: bool = True
-
-    @model_validator(mode="after")
-    def _tsig(self) -> RpzAxfrFeed:
-        _one_secret(self, "tsig_secret", required=self.tsig_key_name is not None)
-        if self.tsig_key_name is None and (self.tsig_secret_file or self.tsig_secret_env):
-            raise ValueError("a TSIG secret needs tsig_key_name")
-        return self
-
-
-Feed = Annotated[
-    UrlListFeed | HashedUrlListFeed | DomainListFeed | LocalFileFeed | RpzAxfrFeed,
-    Field(discriminator="kind"),
-]
-
-
 # --- DNS
 
 
-class RpzSettings(_Model):
+class RpzSettings(ConfigModel):
     """``[rpz]``: the policy zones the agent compiles and how resolvers are checked."""
 
     zone: DnsName = "block.rpz.invalid"
@@ -515,12 +200,7 @@ class RpzSettings(_Model):
         return self.proxy_ipv4 is not None or self.proxy_ipv6 is not None
 
 
-class Endpoint(_Model):
-    host: Host
-    port: Port = 53
-
-
-class BindUpdatePublisher(_Model):
+class BindUpdatePublisher(ConfigModel):
     """RFC 2136 UPDATE with TSIG to a BIND hidden primary (the fleet path)."""
 
     kind: Literal["bind-update"]
@@ -536,11 +216,11 @@ class BindUpdatePublisher(_Model):
 
     @model_validator(mode="after")
     def _secret(self) -> BindUpdatePublisher:
-        _one_secret(self, "tsig_secret", required=True)
+        one_secret(self, "tsig_secret", required=True)
         return self
 
 
-class HttpNotifyPublisher(_Model):
+class HttpNotifyPublisher(ConfigModel):
     """Serve the zones over HTTP (Unbound ``rpz: url:``) and send DNS NOTIFY."""
 
     kind: Literal["http-notify"]
@@ -555,7 +235,7 @@ class HttpNotifyPublisher(_Model):
     retries: Count = 5
 
 
-class ZonefilePublisher(_Model):
+class ZonefilePublisher(ConfigModel):
     """Write ``<directory>/<zone>.zone`` atomically, then run ``reload_command``."""
 
     kind: Literal["zonefile"]
@@ -574,7 +254,7 @@ Publisher = Annotated[
 ]
 
 
-class ResolverSettings(_Model):
+class ResolverSettings(ConfigModel):
     """``[[resolvers]]``: a resolver the agent verifies (canary and SOA serial)."""
 
     name: Name
@@ -587,7 +267,7 @@ class ResolverSettings(_Model):
 # --- proxy and routes
 
 
-class ProxySettings(_Model):
+class ProxySettings(ConfigModel):
     """``[proxy]``: hashed index for the Squid helper, stop page, proxy canary."""
 
     enabled: bool = False
@@ -604,7 +284,7 @@ class ProxySettings(_Model):
     templates_dir: InputPath | None = None
 
 
-class RoutesSettings(_Model):
+class RoutesSettings(ConfigModel):
     """``[routes]``: divert addresses of hosts with URL-level entries to the proxy."""
 
     enabled: bool = False
@@ -634,96 +314,21 @@ class RoutesSettings(_Model):
         return self
 
 
-# --- takedown
-
-
-class CustomerSource(_Model):
-    """``[[takedown.customers]]``: where customer address assignments come from."""
-
-    kind: Literal["csv", "json", "ripe", "http"]
-    path: InputFile | None = None
-    url: HttpUrl | None = None
-    token_file: SecretFile | None = None
-    token_env: EnvName | None = None
-
-    @model_validator(mode="after")
-    def _where(self) -> CustomerSource:
-        if self.kind == "http" and (self.url is None or self.path is not None):
-            raise ValueError("kind http needs url (and no path)")
-        if self.kind != "http" and (self.path is None or self.url is not None):
-            raise ValueError(f"kind {self.kind} needs path (and no url)")
-        _one_secret(self, "token", required=False)
-        return self
-
-
-class SmtpSettings(_Model):
-    """``[takedown.smtp]``: e-mail notices to the hosting team (STARTTLS)."""
-
-    host: Host
-    port: Port = 587
-    starttls: bool = True
-    username: str | None = None
-    password_file: SecretFile | None = None
-    password_env: EnvName | None = None
-    sender: Email
-    recipients: Annotated[Items[Email], Field(min_length=1)]
-    timeout_seconds: Seconds = 30.0
-
-    @model_validator(mode="after")
-    def _secret(self) -> SmtpSettings:
-        _one_secret(self, "password", required=self.username is not None)
-        return self
-
-
-class WebhookSettings(_Model):
-    """``[takedown.webhook]``: HMAC-signed JSON notices."""
-
-    url: HttpUrl
-    secret_file: SecretFile | None = None
-    secret_env: EnvName | None = None
-    timeout_seconds: Seconds = 10.0
-
-    @model_validator(mode="after")
-    def _secret(self) -> WebhookSettings:
-        _one_secret(self, "secret", required=True)
-        return self
-
-
-class TakedownSettings(_Model):
-    """``[takedown]``: locate listed URLs in the ISP's own space and drive tickets."""
-
-    enabled: bool = False
-    own_prefixes: Items[IpNetwork] = ()
-    customers: Items[CustomerSource] = ()
-    resolvers: Items[Endpoint] = ()  # must NOT apply the blocking policy
-    sla_minutes: Annotated[int, Field(ge=1)] = 60
-    sla_minutes_by_source: dict[Source, Annotated[int, Field(ge=1)]] = Field(default_factory=dict)
-    renotify_minutes: Annotated[int, Field(ge=1)] = 240
-    require_authorisation_for: Items[Source] = ()
-    retention_days: Annotated[int, Field(ge=1)] = 365
-    probe: bool = False
-    smtp: SmtpSettings | None = None
-    webhook: WebhookSettings | None = None
-
-    @model_validator(mode="after")
-    def _usable(self) -> TakedownSettings:
-        if self.enabled and not self.own_prefixes:
-            raise ValueError("enabled takedown needs own_prefixes")
-        return self
-
-
 # --------------------------------------------------------------------------------- root
 
 
-class Settings(_Model):
+class Settings(ConfigModel):
     """The whole validated configuration. Build it with :func:`load_config`."""
 
     agent: AgentSettings = Field(default_factory=AgentSettings)
-    store: StoreSettings = SqliteStoreConfig()
+    # Where decisions, feed generations and the audit log live.
+    store: Annotated[StoreConfig, PluginField(STORE_BACKENDS, "one")] = SqliteStoreConfig()
     api: ApiSettings = ApiSettings()
     metrics: MetricsSettings = MetricsSettings()
     guard: GuardSettings = Field(default_factory=GuardSettings)
-    feeds: dict[Name, Feed] = Field(default_factory=dict)
+    feeds: Annotated[dict[Name, FeedConfig], PluginField(FEED_KINDS, "dict")] = Field(
+        default_factory=dict
+    )
     rpz: RpzSettings = RpzSettings()
     publishers: dict[Name, Publisher] = Field(default_factory=dict)
     resolvers: Items[ResolverSettings] = ()
@@ -731,12 +336,33 @@ class Settings(_Model):
     routes: RoutesSettings = RoutesSettings()
     takedown: TakedownSettings = TakedownSettings()
 
+    _warnings: tuple[ConfigProblem, ...] = PrivateAttr(default=())
+
     @property
-    def store_path(self) -> Path | None:
-        """The SQLite store file; ``None`` when the store is a database server."""
-        if isinstance(self.store, SqliteStoreConfig):
-            return self.store.file(self.agent.state_dir)
-        return None
+    def warnings(self) -> tuple[ConfigProblem, ...]:
+        """Deprecations found while loading (old kind names): log or show them."""
+        return self._warnings
+
+    @model_validator(mode="before")
+    @classmethod
+    def _sqlite_by_default(cls, data: Any) -> Any:
+        """A ``[store]`` without ``backend`` is the embedded SQLite store (as it always was)."""
+        store = data.get("store") if isinstance(data, Mapping) else None
+        if isinstance(store, Mapping) and STORE_BACKENDS.key not in store:
+            return {**data, "store": {STORE_BACKENDS.key: SqliteStore.KIND, **store}}
+        return data
+
+    @property
+    def store_path(self) -> Path:
+        """The database file of the SQLite backend (other backends keep no file here)."""
+        if not isinstance(self.store, SqliteStoreConfig):
+            raise StoreError(f"store backend {self.store.backend} has no store file")
+        return self.store.file(self.agent.state_dir)
+
+    @property
+    def store_location(self) -> str:
+        """Where the configured store lives (for people; no secrets)."""
+        return self.store.location(self.agent.state_dir)
 
     @property
     def proxy_index_path(self) -> Path:
@@ -800,29 +426,15 @@ _BOUNDS = {
 }
 
 
-def _toml_type(value: object) -> str:
-    """The TOML word for a value's type (what the operator wrote)."""
-    if isinstance(value, bool):
-        return "boolean"
-    for kind, word in (
-        (int, "integer"),
-        (float, "float"),
-        (str, "string"),
-        (list, "array"),
-        (dict, "table"),
-        (datetime, "date-time"),
-        (date, "date"),
-        (time, "time"),
-    ):
-        if isinstance(value, kind):
-            return word
-    return type(value).__name__
-
-
 def _quoted_choices(expected: str) -> str:
     """``"'a', 'b' or 'c'"`` -> ``"a, b, c"`` (pydantic's list of allowed values)."""
     found = re.findall(r"'([^']*)'", expected)
     return ", ".join(found) if found else expected.replace(" or ", ", ")
+
+
+def _selector(ctx: Mapping[str, Any]) -> str:
+    """The key that selects a plug-in (``kind``, ``backend``) from a union error."""
+    return str(ctx.get("discriminator", "'kind'")).strip("'")
 
 
 def _key_path(loc: Sequence[int | str], data: object, missing: bool) -> str:
@@ -854,12 +466,12 @@ def _problem(err: Mapping[str, Any], data: object) -> ConfigProblem:
         return ConfigProblem(path, "unknown key")
     if kind == "missing":
         return ConfigProblem(path, "required key missing")
-    tag_key = str(ctx.get("discriminator", "kind")).strip("'")  # "kind", or [store] "backend"
     if kind == "union_tag_invalid":
         allowed = _quoted_choices(str(ctx.get("expected_tags", "")))
-        return ConfigProblem(f"{path}.{tag_key}", f"unknown {tag_key}; allowed: {allowed}")
+        key = _selector(ctx)
+        return ConfigProblem(f"{path}.{key}", f"unknown {key}; allowed: {allowed}")
     if kind == "union_tag_not_found":
-        return ConfigProblem(f"{path}.{tag_key}", "required key missing")
+        return ConfigProblem(f"{path}.{_selector(ctx)}", "required key missing")
     if kind == "value_error":
         return ConfigProblem(path, str(ctx.get("error", err["msg"])))
     if kind == "string_pattern_mismatch" and err["loc"][-1] == "[key]":
@@ -870,7 +482,7 @@ def _problem(err: Mapping[str, Any], data: object) -> ConfigProblem:
         return ConfigProblem(path, _BOUNDS[kind].format(**ctx))
     if kind in _EXPECTED:
         expected = _EXPECTED[kind].format(expected=_quoted_choices(str(ctx.get("expected", ""))))
-        got = _toml_type(err.get("input"))
+        got = toml_type(err.get("input"))
         if kind in ("literal_error", "enum"):
             return ConfigProblem(path, f"must be {expected}")
         return ConfigProblem(path, f"expected {expected}, got {got}")
@@ -878,15 +490,26 @@ def _problem(err: Mapping[str, Any], data: object) -> ConfigProblem:
     return ConfigProblem(path, str(err["msg"]).rstrip(".").lower())
 
 
+def settings_model() -> type[Settings]:
+    """The root model as the plug-in registries stand now (see :mod:`edgeagent.plugins`)."""
+    return concrete_model(Settings)
+
+
 def _validate(data: Mapping[str, Any], source: str, base_dir: Path) -> Settings:
+    raw: dict[str, Any] = copy.deepcopy(dict(data))
+    model = settings_model()
+    warnings = rename_old_kinds(model, raw)
+    # Section validators may append deprecations (ConfigProblem) to context["warnings"].
+    context: dict[str, Any] = {"base_dir": base_dir, "warnings": warnings}
     try:
-        settings = Settings.model_validate(data, context={"base_dir": base_dir})
+        settings = model.model_validate(raw, context=context)
     except ValidationError as exc:
-        problems = [_problem(e, data) for e in exc.errors(include_url=False)]
+        problems = [_problem(e, raw) for e in exc.errors(include_url=False)]
         raise ConfigError(source, problems) from None
     cross = _cross_checks(settings)
     if cross:
         raise ConfigError(source, cross)
+    settings._warnings = tuple(warnings)
     return settings
 
 
@@ -923,7 +546,7 @@ def default_settings(state_dir: Path | None = None) -> Settings:
 
     Store under ``state_dir`` (default :func:`default_state_dir`), API on
     127.0.0.1:8640, metrics on 127.0.0.1:9640, the synthetic feeds and protected names
-    bundled in the repository's ``blocklists/``.
+    shipped in ``blocklists/``.
     """
     samples = BUNDLED_LISTS_DIR / "samples"
     data: dict[str, Any] = {
@@ -949,30 +572,6 @@ def default_settings(state_dir: Path | None = None) -> Settings:
     return _validate(data, "<embedded defaults>", Path.cwd())
 
 
-def read_secret(file: Path | None, env: str | None) -> str:
-    """The secret from ``file`` (trailing newline removed) or environment variable ``env``.
-
-    Raises :class:`ConfigError` (never showing the secret) when neither is given, the file
-    cannot be read, the variable is unset, or the secret is empty.
-    """
-    if file is not None:
-        try:
-            value = file.read_text(encoding="utf-8").rstrip("\r\n")
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = getattr(exc, "strerror", None) or "not UTF-8 text"
-            problem = ConfigProblem("", f"cannot read secret: {reason}")
-            raise ConfigError(str(file), [problem]) from None
-        source = str(file)
-    elif env is not None:
-        value = os.environ.get(env, "")
-        source = f"${env}"
-    else:
-        raise ConfigError("<secret>", [ConfigProblem("", "no secret file or variable given")])
-    if not value:
-        raise ConfigError(source, [ConfigProblem("", "secret is empty")])
-    return value
-
-
 def summary(settings: Settings) -> list[str]:
     """A one-screen human summary for ``edgeagent check-config`` (no secrets, no entries)."""
     s = settings
@@ -982,7 +581,7 @@ def summary(settings: Settings) -> list[str]:
 
     lines = [
         f"state dir   {s.agent.state_dir}",
-        f"store       {s.store.backend} {s.store.location(s.agent.state_dir)}",
+        f"store       {s.store.backend} {s.store_location}",
         f"api         {_listen(s.api.host, s.api.port, s.api.enabled)}"
         + (" (TLS" + (", client certs required)" if s.api.require_client_cert else ")"))
         * (s.api.tls_cert_file is not None),
@@ -992,16 +591,9 @@ def summary(settings: Settings) -> list[str]:
         f"{len(s.guard.protected_lists)} protected list(s)",
         f"feeds       {len(s.feeds)}",
     ]
-    for name, feed in sorted(s.feeds.items()):
-        every = f"every {feed.schedule_interval}s" if feed.cron is None else f"cron {feed.cron}"
-        where = "file" if getattr(feed, "url", None) is None else "http"
-        if feed.kind == "rpz-axfr":
-            where = "axfr"
-        state = "" if feed.enabled else " (disabled)"
-        lines.append(
-            f"  {name:<16} {feed.kind:<16} {where:<5} {every}, {feed.source.value}, "
-            f"action {s.feed_action(name)}{state}"
-        )
+    lines.extend(
+        feed.summary_line(name, s.feed_action(name)) for name, feed in sorted(s.feeds.items())
+    )
     lines.append(f"rpz         {s.rpz.zone} (exceptions {s.rpz.exception_zone})")
     lines.append(f"            default {s.rpz.default_action}, canary {s.rpz.canary_name}")
     lines.append(f"publishers  {len(s.publishers)}")

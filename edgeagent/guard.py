@@ -561,7 +561,7 @@ class Guard:
                 return _PROTECTED
             return _OK
         if scope is Scope.URL_HASH:
-            # Hashes name no host to judge; the hashed-list feed refuses digests of
+            # Hashes name no host to judge; the hashed-url-list feed refuses digests of
             # protected host roots before they get here.
             return _OK
         # IP / CIDR: refuse wide prefixes; every address block needs four eyes because

@@ -40,7 +40,8 @@ def configure(level: str = "info", fmt: str = "json") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # aiohttp's access log records client addresses: never enabled (see PITFALLS.md).
+    # aiohttp's access log records client addresses: never enabled (nothing is kept about
+    # end users).
     logging.getLogger("aiohttp.access").disabled = True
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
 

@@ -39,8 +39,7 @@ from edgeagent.diversion import RouteDiversion
 from edgeagent.engine import PolicyEngine, PolicySnapshot
 from edgeagent.errors import ConfigError, ConfigProblem, EdgeAgentError
 from edgeagent.feeds.base import FeedSpec
-from edgeagent.feeds.runner import FeedRunner
-from edgeagent.feeds.specs import feed_specs
+from edgeagent.feeds.runner import FeedRunner, feed_specs
 from edgeagent.guard import ChangeLimits, Guard, ProtectedNames, PublicSuffixes
 from edgeagent.logs import fields
 from edgeagent.metrics import Metrics
@@ -49,8 +48,8 @@ from edgeagent.rpz.publishing import RpzPublishing
 from edgeagent.sdnotify import SystemdNotifier, watchdog_interval
 from edgeagent.store import open_store, open_ticket_store
 from edgeagent.store.base import Store
-from edgeagent.takedown.engine import TakedownService
 from edgeagent.takedown.intake import TakedownIntake
+from edgeagent.takedown.service import TakedownService
 
 log = logging.getLogger("edgeagent.service")
 
@@ -91,16 +90,19 @@ class Agent:
 
     @classmethod
     def build(cls, settings: Settings) -> Agent:
-        specs = feed_specs(settings)  # reads feed secrets: fail before opening anything
+        specs = feed_specs(settings.feeds)  # reads feed secrets: fail before opening anything
         guard = build_guard(settings)
         state_dir = settings.agent.state_dir
         state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)  # caches, serial, index
-        store = open_store(settings.store, state_dir=state_dir)
+        store = open_store(settings.store, state_dir)
         metrics = Metrics()
         takedown = intake = None
         if settings.takedown.enabled:
             takedown = TakedownService.from_settings(
-                settings.takedown, store, open_ticket_store(settings.store, state_dir)
+                settings.takedown,
+                store,
+                open_ticket_store(settings.store, state_dir),
+                metrics=metrics,
             )
             intake = TakedownIntake(store.get_decision, lambda feed: _feed_source(settings, feed))
         return cls(
@@ -200,6 +202,8 @@ class Daemon:
     async def run(self, on_ready: Callable[[Daemon], None] | None = None) -> None:
         self._loop = asyncio.get_running_loop()
         settings = self.agent.settings
+        for warning in settings.warnings:
+            log.warning("config: %s", warning)
         snap = await asyncio.to_thread(self.agent.policy)
         # The policy is long-lived: keep the collector from walking it on every full
         # collection (a 100k-entry policy otherwise halves API throughput).
@@ -406,10 +410,12 @@ class Daemon:
         try:
             new = load_config(self.config_path)
             # Feed secrets are read here too: a missing one refuses the whole reload.
-            specs = feed_specs(new) if new.feeds != self.agent.settings.feeds else None
+            specs = feed_specs(new.feeds) if new.feeds != self.agent.settings.feeds else None
         except EdgeAgentError as exc:
             log.error("reload refused, old config stays", extra=fields(error=str(exc)))
         else:
+            for warning in new.warnings:
+                log.warning("config: %s", warning)
             changed = _restart_only_changes(self.agent.settings, new)
             self.agent.settings = new
             self.agent.decisions.public_needs_approval = new.api.public_reports_need_approval
@@ -540,6 +546,6 @@ def _restart_only_changes(old: Settings, new: Settings) -> list[str]:
         changed.append("api.listen")
     if (old.metrics.host, old.metrics.port) != (new.metrics.host, new.metrics.port):
         changed.append("metrics.listen")
-    if (old.store, old.store_path) != (new.store, new.store_path):
+    if old.store != new.store or old.store_location != new.store_location:
         changed.append("store")
     return changed

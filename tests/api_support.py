@@ -28,7 +28,7 @@ from edgeagent.api import ApiContext, bound_port, create_app, start_site
 from edgeagent.decisions import DecisionService
 from edgeagent.engine import PolicyEngine
 from edgeagent.guard import Guard
-from edgeagent.store import open_store
+from edgeagent.store import SqliteStore
 from edgeagent.store.base import Store
 from edgeagent.tokens import new_token
 
@@ -140,7 +140,7 @@ async def serve(
     ``rebuild_every`` seconds, in a worker thread), so load figures include that cost;
     a negative ``rebuild_every`` turns that off.
     """
-    store = open_store(store_path)
+    store = SqliteStore(store_path)
     guard = make_guard(guard_dir)
     engine = PolicyEngine(store, guard)
     changed = asyncio.Event()

@@ -66,7 +66,7 @@ def bad_input(field: str, message: str) -> ApiError:
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=1000)]
 Reference = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Target = Annotated[str, StringConstraints(min_length=1, max_length=2048)]
-# Scopes a person may decide on (issue 3). ``url-hash`` entries come from hashed feeds only:
+# Scopes a person may decide on. ``url-hash`` entries come from hashed feeds only:
 # nobody should type a digest into a decision.
 DecisionScope = Literal["domain", "host", "url", "url-prefix", "ip", "cidr"]
 

@@ -41,13 +41,11 @@ from edgeagent.config import (
 from edgeagent.config import (
     HttpNotifyPublisher as HttpNotifyConfig,
 )
-from edgeagent.config import (
-    Settings,
-    read_secret,
-)
+from edgeagent.config import Settings
 from edgeagent.config import (
     ZonefilePublisher as ZonefileConfig,
 )
+from edgeagent.configtypes import read_secret
 from edgeagent.errors import EdgeAgentError, PublishError
 from edgeagent.metrics import Metrics
 from edgeagent.model import DesiredState

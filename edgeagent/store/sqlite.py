@@ -38,7 +38,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any, Literal
 
-from edgeagent.config import STORE_FILE_NAME, OutputPath, _Model
+from edgeagent.configtypes import OutputPath
 from edgeagent.errors import Conflict, InvalidTransition, NotFound, StoreError
 from edgeagent.model import (
     Action,
@@ -59,6 +59,8 @@ from edgeagent.store.base import (
     Generation,
     GenerationStatus,
     NewDecision,
+    StoreBackend,
+    StoreConfig,
     Token,
     check_decision_transition,
     require_aware,
@@ -73,21 +75,8 @@ from edgeagent.store.chain import (
 )
 from edgeagent.store.rows import DECISION_COLUMNS, GENERATION_COLUMNS, LOADING
 
-
-class SqliteStoreConfig(_Model):
-    """``[store]`` with ``backend = "sqlite"`` (the default): one file on this host."""
-
-    backend: Literal["sqlite"] = "sqlite"
-    path: OutputPath | None = None  # None: <state_dir>/edgeagent.sqlite3
-
-    def file(self, state_dir: Path) -> Path:
-        """The database file: ``path``, or the default name in ``state_dir``."""
-        return self.path or state_dir / STORE_FILE_NAME
-
-    def location(self, state_dir: Path) -> str:
-        """Where the store is, for a summary."""
-        return str(self.file(state_dir))
-
+STORE_FILE_NAME = "edgeagent.sqlite3"
+"""The database file in the state directory when ``[store] path`` is not set."""
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
@@ -123,13 +112,36 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class SqliteStore:
+class SqliteStoreConfig(StoreConfig):
+    """``[store] backend = "sqlite"``: one database file, by default in the state directory."""
+
+    backend: Literal["sqlite"] = "sqlite"
+    path: OutputPath | None = None  # None: <state_dir>/edgeagent.sqlite3
+
+    def file(self, state_dir: Path) -> Path:
+        return self.path or state_dir / STORE_FILE_NAME
+
+    def location(self, state_dir: Path) -> str:
+        return str(self.file(state_dir))
+
+
+class SqliteStore(StoreBackend[SqliteStoreConfig]):
     """SQLite implementation of :class:`edgeagent.store.base.Store`.
 
     ``path`` must be a file path (not ``:memory:``): streaming readers open their own
     connections to it. ``clock`` supplies "now" (tests inject a fixed clock).
     ``batch_size`` is the number of entries per ingest transaction.
     """
+
+    KIND = "sqlite"
+    Config = SqliteStoreConfig
+
+    @classmethod
+    def from_config(cls, config: SqliteStoreConfig, state_dir: Path) -> SqliteStore:
+        """The store file of ``config``; its directory is created (0700) if missing."""
+        path = config.file(state_dir)
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return cls(path)
 
     def __init__(
         self,

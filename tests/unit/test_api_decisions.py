@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 
 from edgeagent.api.validation import DecisionListOut, DecisionOut
-from edgeagent.store import open_store
+from edgeagent.store import SqliteStore
 from tests.api_support import ApiHarness, add_tokens, decision_body, make_context, make_guard
 
 
 @pytest.fixture
 async def api(tmp_path: Path) -> AsyncIterator[ApiHarness]:
-    store = open_store(tmp_path / "store.db")
+    store = SqliteStore(tmp_path / "store.db")
     tokens = add_tokens(store)
     ctx = make_context(store, make_guard(tmp_path / "protected"))
     async with ApiHarness(store, ctx, tokens) as harness:
@@ -88,7 +88,7 @@ async def test_public_report_starts_pending_and_needs_a_second_person(api: ApiHa
 
 
 async def test_public_report_active_at_once_when_configured(tmp_path: Path) -> None:
-    store = open_store(tmp_path / "store.db")
+    store = SqliteStore(tmp_path / "store.db")
     tokens = add_tokens(store)
     ctx = make_context(store, make_guard(tmp_path / "p"), public_needs_approval=False)
     async with ApiHarness(store, ctx, tokens) as api:
@@ -208,7 +208,7 @@ async def test_list_filters_and_pagination(api: ApiHarness) -> None:
 
 
 async def test_on_change_called_after_writes(tmp_path: Path) -> None:
-    store = open_store(tmp_path / "store.db")
+    store = SqliteStore(tmp_path / "store.db")
     tokens = add_tokens(store)
     calls: list[int] = []
     ctx = make_context(store, make_guard(tmp_path / "p"), on_change=lambda: calls.append(1))

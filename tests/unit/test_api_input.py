@@ -10,13 +10,13 @@ from typing import Any
 import pytest
 
 from edgeagent.api.validation import ErrorOut
-from edgeagent.store import open_store
+from edgeagent.store import SqliteStore
 from tests.api_support import ApiHarness, add_tokens, decision_body, make_context, make_guard
 
 
 @pytest.fixture
 async def api(tmp_path: Path) -> AsyncIterator[ApiHarness]:
-    store = open_store(tmp_path / "store.db")
+    store = SqliteStore(tmp_path / "store.db")
     tokens = add_tokens(store)
     ctx = make_context(store, make_guard(tmp_path / "protected"), max_body_bytes=4096)
     async with ApiHarness(store, ctx, tokens) as harness:

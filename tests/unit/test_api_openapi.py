@@ -12,7 +12,7 @@ from aiohttp import web
 from edgeagent.api import create_app
 from edgeagent.api.openapi import build_document, openapi_path
 from edgeagent.api.routes import ROUTES
-from edgeagent.store import open_store
+from edgeagent.store import SqliteStore
 from tests.api_support import ApiHarness, add_tokens, make_context, make_guard
 
 METHODS = {"get", "post", "put", "patch", "delete"}
@@ -20,7 +20,7 @@ METHODS = {"get", "post", "put", "patch", "delete"}
 
 @pytest.fixture
 async def api(tmp_path: Path) -> AsyncIterator[ApiHarness]:
-    store = open_store(tmp_path / "store.db")
+    store = SqliteStore(tmp_path / "store.db")
     tokens = add_tokens(store)
     ctx = make_context(store, make_guard(tmp_path / "protected"))
     async with ApiHarness(store, ctx, tokens) as harness:
@@ -138,7 +138,7 @@ def test_openapi_path_conversion() -> None:
 
 
 async def test_document_served_equals_built(tmp_path: Path) -> None:
-    store = open_store(tmp_path / "s.db")
+    store = SqliteStore(tmp_path / "s.db")
     app = create_app(make_context(store, make_guard(tmp_path / "p")))
     from edgeagent.api.context import OPENAPI_DOCUMENT
 

@@ -23,7 +23,7 @@ from edgeagent.feeds.sync import (
 )
 from edgeagent.guard import Guard, ProtectedNames, PublicSuffixes
 from edgeagent.model import Scope
-from edgeagent.store import open_store
+from edgeagent.store import SqliteStore
 from edgeagent.store.base import GenerationStatus, Store
 
 SAMPLES = Path(__file__).resolve().parents[2] / "blocklists" / "samples"
@@ -36,7 +36,7 @@ def guard() -> Guard:
 
 @pytest.fixture
 def store(tmp_path: Path) -> Store:
-    s = open_store(tmp_path / "store.db")
+    s = SqliteStore(tmp_path / "store.db")
     yield s  # type: ignore[misc]
     s.close()
 
@@ -161,7 +161,7 @@ async def test_hashed_list_refuses_protected_root(
     spec = FeedSpec(
         name="hashed",
         kind=FeedKind.LOCAL_FILE,
-        content=FeedKind.HASHED_LIST,
+        content=FeedKind.HASHED_URL_LIST,
         path=SAMPLES / "hashed-urls.txt",
     )
     res = await sync_feed(spec, store, guard, board=StatusBoard())

@@ -73,7 +73,7 @@ def store(db: Path) -> Iterator[SqliteStore]:
 
 
 def test_open_store_from_config_makes_private_dir(tmp_path: Path) -> None:
-    s = open_store(SqliteStoreConfig(), state_dir=tmp_path / "state")
+    s = open_store(SqliteStoreConfig(), tmp_path / "state")
     s.close()
     assert (tmp_path / "state" / "edgeagent.sqlite3").is_file()
     assert stat.S_IMODE((tmp_path / "state").stat().st_mode) == 0o700
@@ -83,7 +83,7 @@ def test_open_store_from_config_makes_private_dir(tmp_path: Path) -> None:
 
 
 def test_files_are_mode_0600(db: Path) -> None:
-    s = open_store(db)
+    s = SqliteStore(db)
     s.add_decision(new_decision())
     s.append_audit("alice", "decision.create", "decision:1")
     files = [db, Path(f"{db}-wal"), Path(f"{db}-shm")]

@@ -20,8 +20,8 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, model_validator
 
-import edgeagent.config
-from edgeagent.config import EnvName, Seconds, SecretFile, _Model, _one_secret
+from edgeagent.configtypes import EnvName, Seconds, SecretFile, one_secret, read_secret
+from edgeagent.store.base import StoreConfig
 
 DSN_KEY = "store.dsn"
 """The config key that errors about reaching the database name."""
@@ -50,7 +50,7 @@ def _dsn(value: str) -> str:
 Dsn = Annotated[str, Field(min_length=1), AfterValidator(_dsn)]
 
 
-class PostgresStoreConfig(_Model):
+class PostgresStoreConfig(StoreConfig):
     """``[store]`` with ``backend = "postgresql"``.
 
     ``dsn`` is a libpq connection string or URI, e.g. ``host=db1,db2 port=5432,5432
@@ -70,7 +70,7 @@ class PostgresStoreConfig(_Model):
 
     @model_validator(mode="after")
     def _consistent(self) -> PostgresStoreConfig:
-        _one_secret(self, "password", required=False)
+        one_secret(self, "password", required=False)
         if self.pool_min_size > self.pool_max_size:
             raise ValueError("pool_min_size must not exceed pool_max_size")
         return self
@@ -79,8 +79,7 @@ class PostgresStoreConfig(_Model):
         """The password now (``None`` when the login needs none)."""
         if self.password_file is None and self.password_env is None:
             return None
-        # Looked up at call time: read_secret is defined below the models in edgeagent.config.
-        return edgeagent.config.read_secret(self.password_file, self.password_env)
+        return read_secret(self.password_file, self.password_env)
 
     def location(self, state_dir: Path) -> str:
         """Where the store is, for a summary (the connection string holds no password)."""
