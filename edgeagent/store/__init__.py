@@ -12,7 +12,7 @@ from pathlib import Path
 
 from edgeagent.store.base import Store, StoreConfig
 from edgeagent.store.kinds import STORE_BACKENDS
-from edgeagent.store.postgresql import PostgresStoreConfig
+from edgeagent.store.postgresql.store import PostgresStoreConfig
 from edgeagent.store.sqlite import SqliteStore
 from edgeagent.takedown.ticketstore import TicketStorage, TicketStore
 

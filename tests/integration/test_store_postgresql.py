@@ -22,6 +22,7 @@ from edgeagent.lab.daemons import free_tcp_port
 from edgeagent.model import Action, Entry, Indicator, Scope
 from edgeagent.store import open_store, open_ticket_store
 from edgeagent.store.base import AuditNote, GenerationStatus
+from edgeagent.store.kinds import STORE_BACKENDS
 from edgeagent.store.postgresql import schema
 from edgeagent.store.postgresql.connect import Database, query_error
 from edgeagent.store.postgresql.store import PostgresStore
@@ -252,8 +253,8 @@ def _cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 def test_config_to_open_store(pg_database: PgDatabase, tmp_path: Path) -> None:
     settings = load_config(_config(pg_database, tmp_path, pg_database.password))
-    assert settings.store_path is None
-    s = open_store(settings.store, state_dir=settings.agent.state_dir)
+    assert STORE_BACKENDS.plugin(settings.store) is PostgresStore
+    s = open_store(settings.store, settings.agent.state_dir)
     tickets = open_ticket_store(settings.store, settings.agent.state_dir)
     assert isinstance(s, PostgresStore)
     assert isinstance(tickets, PostgresTicketStore)

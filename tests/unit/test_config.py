@@ -20,12 +20,12 @@ from edgeagent.config import (
     summary,
 )
 from edgeagent.configtypes import read_secret
-from edgeagent.errors import ConfigProblem
+from edgeagent.errors import ConfigProblem, StoreError
 from edgeagent.feeds.base import BasicAuthConfig, BearerAuthConfig
 from edgeagent.feeds.hashedlist import HashedUrlListFeedConfig
 from edgeagent.feeds.urllist import UrlListFeedConfig
 from edgeagent.model import NoticeSource
-from edgeagent.store.postgresql import PostgresStoreConfig
+from edgeagent.store.postgresql.store import PostgresStoreConfig
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "config" / "edgeagent.example.toml"
@@ -521,7 +521,8 @@ def test_postgresql_store(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
     assert isinstance(settings.store, PostgresStoreConfig)
     assert settings.store.dsn == dsn
     assert settings.store.password() == "fake-pg-password"
-    assert settings.store_path is None
+    with pytest.raises(StoreError, match="store backend postgresql has no store file"):
+        settings.store_path  # noqa: B018
     text = "\n".join(summary(settings))
     assert f"store       postgresql {dsn}" in text
     assert "fake-pg-password" not in text

@@ -3,6 +3,8 @@ store through the registry; a backend registered elsewhere is picked up."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
@@ -59,7 +61,7 @@ def test_sqlite_config_mistakes_name_the_key(tmp_path: Path) -> None:
         "store.size: unknown key",
     }
     path = write(tmp_path, '[store]\nbackend = "postgres"\n')
-    assert problems_of(path) == {"store.backend: must be one of sqlite"}
+    assert problems_of(path) == {"store.backend: unknown backend; allowed: sqlite, postgresql"}
 
 
 # ----------------------------------------------------- a backend from elsewhere
@@ -123,8 +125,37 @@ def test_backend_mistakes_name_the_key_among_several(tmp_path: Path) -> None:
         "store.shelf: required key missing"
     }
     assert problems_of(write(tmp_path, '[store]\nbackend = "postgres"\n')) == {
-        "store.backend: unknown backend; allowed: sqlite, test-shelf"
+        "store.backend: unknown backend; allowed: sqlite, postgresql, test-shelf"
     }
     assert problems_of(write(tmp_path, '[store]\nbackend = "sqlite"\nshelf = "a"\n')) == {
         "store.shelf: unknown key"
     }
+
+
+def test_only_a_postgresql_config_needs_the_driver(tmp_path: Path) -> None:
+    """The PostgreSQL backend is always listed, but psycopg (the ``postgresql`` extra) is
+    loaded only to check a dsn or open such a store."""
+    sqlite = write(tmp_path, "")
+    postgresql = tmp_path / "pg.toml"
+    postgresql.write_text('[store]\nbackend = "postgresql"\ndsn = "host=db.example"\n', "utf-8")
+    code = f"""
+import sys
+from pathlib import Path
+sys.modules["psycopg"] = None  # as if the postgresql extra were not installed
+from edgeagent.config import ConfigError, load_config, summary
+from edgeagent.store import open_store
+settings = load_config(Path({str(sqlite)!r}))
+print(summary(settings)[1])
+open_store(settings.store, settings.agent.state_dir).close()
+try:
+    load_config(Path({str(postgresql)!r}))
+except ConfigError as exc:
+    print(*exc.problems, sep="\\n")
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.splitlines() == [
+        f"store       sqlite {tmp_path}/state/edgeagent.sqlite3",
+        "store.dsn: the PostgreSQL driver is not installed (pip install 'edgeagent[postgresql]')",
+    ]

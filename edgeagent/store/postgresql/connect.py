@@ -18,8 +18,11 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from edgeagent.errors import StoreError, StoreUnavailable
-from edgeagent.store.postgresql import DSN_KEY, PostgresStoreConfig
+from edgeagent.errors import Conflict, StoreError, StoreUnavailable
+from edgeagent.store.postgresql.store import PostgresStoreConfig
+
+DSN_KEY = "store.dsn"
+"""The config key that errors about reaching the database name."""
 
 Connection = psycopg.Connection[tuple[Any, ...]]
 Cursor = psycopg.Cursor[tuple[Any, ...]]
@@ -137,6 +140,18 @@ class Pool:
         """One transaction for the block: committed at its end, rolled back if it raises."""
         with self.connection(what) as conn, conn.transaction(), conn.cursor() as cur:
             yield cur
+
+    @staticmethod
+    @contextmanager
+    def savepoint(cur: Cursor) -> Iterator[None]:
+        """A savepoint in ``cur``'s transaction for the block: a unique key violated in it
+        is undone (the transaction goes on, e.g. to look up the row in the way) and
+        raised as ``Conflict``."""
+        try:
+            with cur.connection.transaction():
+                yield
+        except psycopg.errors.UniqueViolation:
+            raise Conflict("a unique key is violated") from None
 
 
 def _configure(conn: Connection) -> None:

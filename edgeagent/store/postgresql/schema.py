@@ -29,8 +29,7 @@ from __future__ import annotations
 import psycopg
 
 from edgeagent.store.migrations import pending_versions
-from edgeagent.store.postgresql import DSN_KEY
-from edgeagent.store.postgresql.connect import Connection, Database, Pool, query_error
+from edgeagent.store.postgresql.connect import DSN_KEY, Connection, Database, Pool, query_error
 
 MIGRATION_LOCK = 0x6564_6765_0001
 """Advisory lock key held while migrating (``pg_advisory_xact_lock``)."""

@@ -20,6 +20,10 @@ Connections come from a psycopg pool; each public call borrows one. A database t
 cannot be reached raises :class:`edgeagent.errors.StoreUnavailable` naming ``store.dsn``.
 Entry values never appear in exception messages: indicators are named by ``Indicator.ref``,
 and server messages are cut to their primary text (the DETAIL line quotes rows).
+
+The list of store backends imports this module with every config check, and the driver
+is an optional extra: this module imports the driver modules (:mod:`.connect`,
+:mod:`.schema`) only where a store is opened, never at import.
 """
 
 from __future__ import annotations
@@ -27,10 +31,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-import psycopg
+from pydantic import AfterValidator, Field, model_validator
 
+from edgeagent.configtypes import EnvName, Seconds, SecretFile, one_secret, read_secret
 from edgeagent.errors import Conflict, InvalidTransition, NotFound, StoreError
 from edgeagent.model import (
     Action,
@@ -51,6 +57,8 @@ from edgeagent.store.base import (
     Generation,
     GenerationStatus,
     NewDecision,
+    StoreBackend,
+    StoreConfig,
     Token,
     check_decision_transition,
     require_aware,
@@ -63,9 +71,10 @@ from edgeagent.store.chain import (
     utc_text,
     verify_chain,
 )
-from edgeagent.store.postgresql import PostgresStoreConfig, schema
-from edgeagent.store.postgresql.connect import Connection, Cursor, Database
 from edgeagent.store.rows import DECISION_COLUMNS, GENERATION_COLUMNS, LOADING
+
+if TYPE_CHECKING:
+    from edgeagent.store.postgresql.connect import Connection, Cursor, Database
 
 _OPEN_STATUSES = [s.value for s in OPEN_DECISION_STATUSES]
 _SCOPES = {s.value: s for s in Scope}
@@ -90,6 +99,65 @@ _MAX_ENTRIES = (1 << 31) - 1  # position is an int4
 _STREAM_ROWS = 10_000  # rows per round trip of a streaming read
 
 
+def _dsn(value: str) -> str:
+    try:
+        from psycopg import Error as DriverError
+        from psycopg.conninfo import conninfo_to_dict
+    except ImportError:
+        raise ValueError(
+            "the PostgreSQL driver is not installed (pip install 'edgeagent[postgresql]')"
+        ) from None
+    try:
+        params = conninfo_to_dict(value)
+    except DriverError:
+        # libpq's reason quotes the text it stumbled on: keep it out of the message.
+        raise ValueError(
+            "not a libpq connection string (key=value pairs or a postgresql:// URI)"
+        ) from None
+    if "password" in params:
+        raise ValueError("must not hold a password: use store.password_file or store.password_env")
+    return value
+
+
+Dsn = Annotated[str, Field(min_length=1), AfterValidator(_dsn)]
+
+
+class PostgresStoreConfig(StoreConfig):
+    """``[store]`` with ``backend = "postgresql"``.
+
+    ``dsn`` is a libpq connection string or URI, e.g. ``host=db1,db2 port=5432,5432
+    dbname=edgeagent user=edgeagent target_session_attrs=read-write`` (libpq tries the
+    hosts in turn and keeps the writable one). The password comes from ``password_file``
+    or ``password_env`` (or neither, for peer or certificate login), read at every new
+    connection so a rotated password is picked up.
+    """
+
+    backend: Literal["postgresql"]
+    dsn: Dsn
+    password_file: SecretFile | None = None
+    password_env: EnvName | None = None
+    pool_min_size: Annotated[int, Field(ge=1)] = 1
+    pool_max_size: Annotated[int, Field(ge=2)] = 10
+    connect_timeout_seconds: Seconds = 10.0
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PostgresStoreConfig:
+        one_secret(self, "password", required=False)
+        if self.pool_min_size > self.pool_max_size:
+            raise ValueError("pool_min_size must not exceed pool_max_size")
+        return self
+
+    def password(self) -> str | None:
+        """The password now (``None`` when the login needs none)."""
+        if self.password_file is None and self.password_env is None:
+            return None
+        return read_secret(self.password_file, self.password_env)
+
+    def location(self, state_dir: Path) -> str:
+        """Where the store is, for a summary (the connection string holds no password)."""
+        return self.dsn
+
+
 def _utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -99,7 +167,7 @@ def _as_is(value: datetime) -> datetime:
     return value
 
 
-class PostgresStore:
+class PostgresStore(StoreBackend[PostgresStoreConfig]):
     """PostgreSQL implementation of :class:`edgeagent.store.base.Store`.
 
     Opening migrates the schema (:mod:`.schema`) over a first connection, which is also
@@ -107,15 +175,21 @@ class PostgresStore:
     ``clock`` supplies "now" (tests inject a fixed clock).
     """
 
-    def __init__(self, database: Database, *, clock: Callable[[], datetime] = _utcnow) -> None:
-        self._clock = clock
-        self._pool = schema.open_pool(database, "edgeagent-store")
+    KIND = "postgresql"
+    Config = PostgresStoreConfig
 
     @classmethod
-    def from_config(
-        cls, config: PostgresStoreConfig, *, clock: Callable[[], datetime] = _utcnow
-    ) -> PostgresStore:
-        return cls(Database.from_config(config), clock=clock)
+    def from_config(cls, config: PostgresStoreConfig, state_dir: Path) -> PostgresStore:
+        """The store in the database ``config`` names (the state directory is not used)."""
+        from edgeagent.store.postgresql.connect import Database
+
+        return cls(Database.from_config(config))
+
+    def __init__(self, database: Database, *, clock: Callable[[], datetime] = _utcnow) -> None:
+        from edgeagent.store.postgresql.schema import open_pool
+
+        self._clock = clock
+        self._pool = open_pool(database, "edgeagent-store")
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -145,8 +219,10 @@ class PostgresStore:
 
     def schema_version(self) -> int:
         """The schema version of the database (``schema.CURRENT_VERSION``)."""
+        from edgeagent.store.postgresql.schema import schema_version
+
         with self._pool.connection("reading the schema version") as conn:
-            return schema.schema_version(conn)
+            return schema_version(conn)
 
     def policy_version(self) -> int:
         """Counter bumped with every change of desired state."""
@@ -482,7 +558,7 @@ class PostgresStore:
             self._lock_policy(cur)
             now = self._now()
             try:
-                with cur.connection.transaction():  # a savepoint: the lookup below may run
+                with self._pool.savepoint(cur):  # on a duplicate, the lookup below may run
                     row = cur.execute(
                         "INSERT INTO decisions (scope, value, action, actor, reason, "
                         "reference, notice_source, notice_received_at, created_at, status, "
@@ -503,7 +579,7 @@ class PostgresStore:
                             new.category,
                         ),
                     ).fetchone()
-            except psycopg.errors.UniqueViolation:
+            except Conflict:
                 found = cur.execute(
                     "SELECT id, status FROM decisions WHERE scope = %s AND value = %s AND "
                     "action = %s AND status = ANY(%s)",
@@ -741,13 +817,13 @@ class PostgresStore:
             raise StoreError("token_hash must be a 32-byte SHA-256 digest")
         with self._tx("recording a token") as cur:
             try:
-                with cur.connection.transaction():
+                with self._pool.savepoint(cur):
                     row = cur.execute(
                         f"INSERT INTO tokens (name, role, token_hash, created_at) "
                         f"VALUES (%s, %s, %s, %s) RETURNING {rows.TOKEN_COLUMNS}",
                         (name, role, bytes(token_hash), self._now()),
                     ).fetchone()
-            except psycopg.errors.UniqueViolation:
+            except Conflict:
                 raise Conflict(f"a token named {name!r} or with this secret exists") from None
         return rows.token(_one_row(row), _as_is)
 

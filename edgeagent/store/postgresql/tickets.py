@@ -14,8 +14,9 @@ from datetime import datetime
 from typing import Any
 
 from edgeagent.errors import Conflict, NotFound
-from edgeagent.store.postgresql import PostgresStoreConfig, schema
+from edgeagent.store.postgresql import schema
 from edgeagent.store.postgresql.connect import Database
+from edgeagent.store.postgresql.store import PostgresStoreConfig
 from edgeagent.takedown.tickets import CLOSED_STATES, Ticket, ticket_from_json, ticket_to_json
 
 _POOL_SIZE = 4  # tickets change a few times an hour; the store's pool carries the load
