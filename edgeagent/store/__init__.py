@@ -2,8 +2,9 @@
 PostgreSQL backend, takedown tickets).
 
 ``open_store(config, state_dir)`` opens the configured backend (see
-:mod:`edgeagent.store.kinds`); ``open_ticket_store`` opens the takedown tickets beside it.
-Code elsewhere should depend on the :class:`edgeagent.store.base.Store` protocol only.
+:mod:`edgeagent.store.kinds`) and ``open_ticket_store(config, state_dir)`` the takedown
+tickets that go with it; code elsewhere should depend on the
+:class:`edgeagent.store.base.Store` protocol only.
 """
 
 from __future__ import annotations
@@ -12,12 +13,8 @@ from pathlib import Path
 
 from edgeagent.store.base import Store, StoreConfig
 from edgeagent.store.kinds import STORE_BACKENDS
-from edgeagent.store.postgresql.store import PostgresStoreConfig
 from edgeagent.store.sqlite import SqliteStore
-from edgeagent.takedown.ticketstore import TicketStorage, TicketStore
-
-TICKET_STORE_FILE_NAME = "takedown.sqlite3"
-"""The SQLite ticket file in the state directory (next to a SQLite store)."""
+from edgeagent.takedown.ticketstore import TicketStorage
 
 
 def open_store(config: StoreConfig, state_dir: Path) -> Store:
@@ -26,19 +23,9 @@ def open_store(config: StoreConfig, state_dir: Path) -> Store:
 
 
 def open_ticket_store(config: StoreConfig, state_dir: Path) -> TicketStorage:
-    """The takedown ticket store beside the store ``config`` describes: the database's
-    ``tickets`` table for PostgreSQL, else ``state_dir/takedown.sqlite3``."""
-    if isinstance(config, PostgresStoreConfig):
-        from edgeagent.store.postgresql.tickets import PostgresTicketStore
-
-        return PostgresTicketStore.from_config(config)
-    return TicketStore(state_dir / TICKET_STORE_FILE_NAME)
+    """Open the takedown ticket store that goes with the store ``config`` names; where
+    the tickets live is the backend's choice."""
+    return STORE_BACKENDS.plugin(config).open_ticket_store(config, state_dir)
 
 
-__all__ = [
-    "TICKET_STORE_FILE_NAME",
-    "SqliteStore",
-    "Store",
-    "open_store",
-    "open_ticket_store",
-]
+__all__ = ["SqliteStore", "Store", "open_store", "open_ticket_store"]

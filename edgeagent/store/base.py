@@ -6,9 +6,12 @@ A *store backend* is a :class:`StoreBackend` subclass registered in
 :mod:`edgeagent.store.kinds`: ``KIND`` is the value of ``[store] backend`` that selects it,
 ``Config`` its own config model (a :class:`StoreConfig`), and
 ``from_config(config, state_dir)`` opens the store (creating and migrating it as needed)
-and returns an object that implements :class:`Store`. Adding a backend is one module and
-one line in ``kinds.py``; everything else reaches the store through
-:func:`edgeagent.store.open_store`.
+and returns an object that implements :class:`Store`, and
+``open_ticket_store(config, state_dir)`` opens the takedown tickets that go with that
+store: the backend decides where they live (SQLite: a file of their own in the state
+directory; PostgreSQL: the store's database, shared by every agent on it). Adding a
+backend is one module and one line in ``kinds.py``; everything else reaches the store
+through :func:`edgeagent.store.open_store` and :func:`edgeagent.store.open_ticket_store`.
 
 A backend must:
 - keep feed snapshots as *generations*. Exactly one generation per feed is ``live`` (the
@@ -42,6 +45,7 @@ from typing import Any, ClassVar, Generic, Protocol, TypeVar
 from edgeagent.errors import InvalidTransition, StoreError
 from edgeagent.model import Action, Decision, DecisionStatus, Entry, Indicator, NoticeSource
 from edgeagent.plugins import PluginConfig
+from edgeagent.takedown.ticketstore import TicketStorage
 
 OPEN_DECISION_STATUSES = (DecisionStatus.ACTIVE, DecisionStatus.PENDING_APPROVAL)
 """The statuses a new decision may have; at most one open decision per indicator and action."""
@@ -285,3 +289,8 @@ class StoreBackend(ABC, Generic[ConfigT]):
     @abstractmethod
     def from_config(cls, config: ConfigT, state_dir: Path) -> Store:
         """Open the configured store (``state_dir``: the agent's state directory)."""
+
+    @classmethod
+    @abstractmethod
+    def open_ticket_store(cls, config: ConfigT, state_dir: Path) -> TicketStorage:
+        """Open the takedown ticket store that goes with the configured store."""

@@ -74,9 +74,13 @@ from edgeagent.store.chain import (
     verify_chain,
 )
 from edgeagent.store.rows import DECISION_COLUMNS, GENERATION_COLUMNS, LOADING
+from edgeagent.takedown.ticketstore import TicketStore
 
 STORE_FILE_NAME = "edgeagent.sqlite3"
 """The database file in the state directory when ``[store] path`` is not set."""
+
+TICKET_STORE_FILE_NAME = "takedown.sqlite3"
+"""The takedown tickets' own file in the state directory (the store file has no tickets)."""
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
@@ -142,6 +146,11 @@ class SqliteStore(StoreBackend[SqliteStoreConfig]):
         path = config.file(state_dir)
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         return cls(path)
+
+    @classmethod
+    def open_ticket_store(cls, config: SqliteStoreConfig, state_dir: Path) -> TicketStore:
+        """The tickets in ``state_dir/takedown.sqlite3`` (mode 0600)."""
+        return TicketStore(state_dir / TICKET_STORE_FILE_NAME)
 
     def __init__(
         self,

@@ -15,10 +15,11 @@ from edgeagent.config import ConfigError, default_settings, load_config, summary
 from edgeagent.configtypes import Name
 from edgeagent.errors import StoreError
 from edgeagent.service import Agent
-from edgeagent.store import SqliteStore, open_store
+from edgeagent.store import SqliteStore, open_store, open_ticket_store
 from edgeagent.store.base import StoreBackend, StoreConfig
 from edgeagent.store.kinds import STORE_BACKENDS
 from edgeagent.store.sqlite import SqliteStoreConfig
+from edgeagent.takedown.ticketstore import TicketStore
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -52,6 +53,17 @@ def test_a_sqlite_store_opens_through_the_registry(tmp_path: Path) -> None:
         store.close()
     assert (tmp_path / "db").stat().st_mode & 0o777 == 0o700
     assert (tmp_path / "db" / "agent.sqlite3").stat().st_mode & 0o777 == 0o600
+
+
+def test_sqlite_tickets_live_in_their_own_file_in_the_state_dir(tmp_path: Path) -> None:
+    settings = load_config(write(tmp_path, '[store]\npath = "db/agent.sqlite3"\n'))
+    tickets = open_ticket_store(settings.store, settings.agent.state_dir)
+    try:
+        assert isinstance(tickets, TicketStore)
+        assert tickets.open_tickets() == []
+    finally:
+        tickets.close()
+    assert (tmp_path / "state" / "takedown.sqlite3").stat().st_mode & 0o777 == 0o600
 
 
 def test_sqlite_config_mistakes_name_the_key(tmp_path: Path) -> None:
@@ -88,6 +100,10 @@ class ShelfStore(StoreBackend[ShelfStoreConfig]):
             state_dir,
         )
 
+    @classmethod
+    def open_ticket_store(cls, config: ShelfStoreConfig, state_dir: Path) -> TicketStore:
+        return TicketStore(state_dir / "shelves" / config.shelf / "tickets.sqlite3")
+
 
 @pytest.fixture
 def shelf() -> Iterator[None]:
@@ -110,6 +126,8 @@ def test_a_registered_backend_is_loaded_and_opened_by_the_agent(tmp_path: Path) 
     finally:
         agent.close()
     assert (tmp_path / "state" / "shelves" / "a" / "store.sqlite3").is_file()
+    open_ticket_store(settings.store, settings.agent.state_dir).close()
+    assert (tmp_path / "state" / "shelves" / "a" / "tickets.sqlite3").is_file()
 
 
 @pytest.mark.usefixtures("shelf")

@@ -72,6 +72,7 @@ from edgeagent.store.chain import (
     verify_chain,
 )
 from edgeagent.store.rows import DECISION_COLUMNS, GENERATION_COLUMNS, LOADING
+from edgeagent.takedown.ticketstore import TicketStorage
 
 if TYPE_CHECKING:
     from edgeagent.store.postgresql.connect import Connection, Cursor, Database
@@ -184,6 +185,14 @@ class PostgresStore(StoreBackend[PostgresStoreConfig]):
         from edgeagent.store.postgresql.connect import Database
 
         return cls(Database.from_config(config))
+
+    @classmethod
+    def open_ticket_store(cls, config: PostgresStoreConfig, state_dir: Path) -> TicketStorage:
+        """The ``tickets`` table of the same database: every agent on it sees one set of
+        tickets (the state directory is not used)."""
+        from edgeagent.store.postgresql.tickets import PostgresTicketStore
+
+        return PostgresTicketStore.from_config(config)
 
     def __init__(self, database: Database, *, clock: Callable[[], datetime] = _utcnow) -> None:
         from edgeagent.store.postgresql.schema import open_pool
