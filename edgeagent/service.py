@@ -11,7 +11,7 @@ signals:
 - ``SIGHUP``: ``RELOADING=1``, the config is read and validated again; on any error the
   old settings stay and the error is logged. Feeds take effect at once: a removed feed
   stops counting and its metric series go, a new or changed feed is (re)scheduled and
-  synced. Listener addresses and the store path need a restart (logged);
+  synced. Listener addresses and the store need a restart (logged);
 - ``SIGTERM``/``SIGINT``: stop accepting, drain in-flight requests, stop jobs, close the
   store, ``STOPPING=1``.
 """
@@ -47,7 +47,7 @@ from edgeagent.metrics import Metrics
 from edgeagent.proxy.publishing import ProxyPublishing
 from edgeagent.rpz.publishing import RpzPublishing
 from edgeagent.sdnotify import SystemdNotifier, watchdog_interval
-from edgeagent.store import open_store
+from edgeagent.store import open_store, open_ticket_store
 from edgeagent.store.base import Store
 from edgeagent.takedown.intake import TakedownIntake
 from edgeagent.takedown.service import TakedownService
@@ -95,12 +95,17 @@ class Agent:
     def build(cls, settings: Settings) -> Agent:
         specs = feed_specs(settings.feeds)  # reads feed secrets: fail before opening anything
         guard = build_guard(settings)
-        store = open_store(settings.store, settings.agent.state_dir)
+        state_dir = settings.agent.state_dir
+        state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)  # caches, serial, index
+        store = open_store(settings.store, state_dir)
         metrics = Metrics()
         takedown = intake = None
         if settings.takedown.enabled:
             takedown = TakedownService.from_settings(
-                settings.takedown, store, settings.agent.state_dir, metrics=metrics
+                settings.takedown,
+                store,
+                open_ticket_store(settings.store, state_dir),
+                metrics=metrics,
             )
             intake = TakedownIntake(store.get_decision, lambda feed: _feed_source(settings, feed))
         return cls(
@@ -125,6 +130,8 @@ class Agent:
         )
 
     def close(self) -> None:
+        if self.takedown is not None:
+            self.takedown.tickets.close()
         self.store.close()
 
     def policy(self) -> PolicySnapshot:
@@ -545,6 +552,6 @@ def _restart_only_changes(old: Settings, new: Settings) -> list[str]:
         changed.append("api.listen")
     if (old.metrics.host, old.metrics.port) != (new.metrics.host, new.metrics.port):
         changed.append("metrics.listen")
-    if old.store_location != new.store_location:
+    if old.store != new.store or old.store_location != new.store_location:
         changed.append("store")
     return changed
