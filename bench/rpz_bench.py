@@ -36,10 +36,10 @@ import dns.rdatatype
 
 from bench import Row
 from edgeagent.atomic import write_atomic
+from edgeagent.lab.resolvers import update_publisher
 from edgeagent.model import Action, DesiredState, Entry, Indicator, Scope
 from edgeagent.rpz.compiler import RpzAction, RpzSettings
 from edgeagent.rpz.publishers.base import ResolverTarget, ZoneRelease, query_canary
-from edgeagent.rpz.publishers.bind_update import BindUpdatePublisher
 from edgeagent.rpz.publishers.http_notify import (
     HttpNotifyPublisher,
     NotifyTarget,
@@ -60,16 +60,12 @@ from tests.integration.resolvers import (
 )
 from tests.integration.test_rpz_fleet import (
     TEST_ZONE,
-    TRANSFER_KEY,
-    UPDATE_KEY,
     bootstrap_zones,
     start_primary,
     start_secondary,
     start_unbound_http,
-    tsig_key,
 )
 
-PRIMARY_UNBOUND_SNIPPET = REPO / "resolvers" / "bind" / "named.conf.rpz-primary-unbound"
 UNBOUND_PRIMARY_SNIPPET = REPO / "resolvers" / "unbound" / "unbound-rpz-primary.conf"
 
 SETTINGS = RpzSettings(
@@ -83,48 +79,6 @@ def _with(base: DesiredState, version: int, *extra: Entry) -> DesiredState:
     return DesiredState(
         version, tuple(sorted((*base.blocks, *extra), key=lambda e: e.indicator)), ()
     )
-
-
-def _start_primary_for_unbound(
-    workdir: Path, zone_dir: Path, notify: list[int], unbound_clients: str
-) -> RunningDaemon:
-    """The hidden primary from ``named.conf.rpz-primary-unbound`` (keys as the fleet's)."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    update_secret = tsig_key(workdir / "update.key", UPDATE_KEY)
-    transfer_secret = tsig_key(workdir / "transfer.key", TRANSFER_KEY)
-    conf = workdir / "named.conf"
-    conf.write_text(
-        render(
-            PRIMARY_UNBOUND_SNIPPET,
-            {
-                "UPDATE_KEY": str(workdir / "update.key"),
-                "TRANSFER_KEY": str(workdir / "transfer.key"),
-                "WORK_DIR": str(workdir),
-                "PORT": str(port),
-                "LISTEN": HOST,
-                "ZONE_DIR": str(zone_dir),
-                "SECONDARIES": "".join(f"{HOST} port {p}; " for p in notify),
-                "UNBOUND_CLIENTS": unbound_clients,
-            },
-        )
-    )
-    subprocess.run(["named-checkconf", str(conf)], check=True, capture_output=True)
-    proc, log = _spawn("primary", ["named", "-g", "-n", "1", "-c", str(conf)], workdir)
-    d = RunningDaemon(
-        "primary",
-        proc,
-        port,
-        workdir,
-        log,
-        extra={
-            "update_secret": update_secret,
-            "transfer_key": str(workdir / "transfer.key"),
-            "transfer_secret": transfer_secret,
-        },
-    )
-    wait_answering(d)
-    return d
 
 
 def _start_unbound_from_primary(
@@ -249,14 +203,7 @@ def _anchors_and_one_change(n: int, work: Path, rel: ZoneRelease) -> list[Row]:
     primary = start_primary(work / "primary", work, [])
     try:
         q = dns.message.make_query(SETTINGS.zone, "SOA")
-        pub = BindUpdatePublisher(
-            "bench",
-            server=HOST,
-            port=primary.port,
-            key_name=UPDATE_KEY,
-            secret=primary.extra["update_secret"],
-            timeout=30,
-        )
+        pub = update_publisher(primary, name="bench", timeout=30)
         q.use_tsig(pub.keyring, keyname=pub.key_name)
         while True:
             r = dns.query.tcp(q, HOST, port=primary.port, timeout=30)
@@ -378,8 +325,8 @@ def _decision_latency(n: int, decisions: int, work: Path) -> dict[str, list[floa
     try:
         auth = start_authoritative(work / "auth", {"test": TEST_ZONE})
         sec_port, unb_port = free_port(), free_port()
-        primary = _start_primary_for_unbound(
-            work / "primary", work / "zones", [sec_port, unb_port], f"{HOST};"
+        primary = start_primary(
+            work / "primary", work / "zones", [sec_port, unb_port], unbound_clients=f"{HOST};"
         )
         secondary = start_secondary(work / "secondary", primary, sec_port, {"test": auth.port})
         unbound = _start_unbound_from_primary(
@@ -387,14 +334,7 @@ def _decision_latency(n: int, decisions: int, work: Path) -> dict[str, list[floa
         )
         _wait_canary(HOST, secondary.port, 1, 120)
         _wait_canary(HOST, unbound.port, 1, 120)
-        bind_pub = BindUpdatePublisher(
-            "bind-update",
-            server=HOST,
-            port=primary.port,
-            key_name=UPDATE_KEY,
-            secret=primary.extra["update_secret"],
-        )
-        bind_pub.assume_live(first)
+        bind_pub = update_publisher(primary, first)
         lat = _measure(
             n,
             decisions,

@@ -11,7 +11,7 @@ signals:
 - ``SIGHUP``: ``RELOADING=1``, the config is read and validated again; on any error the
   old settings stay and the error is logged. Feeds take effect at once: a removed feed
   stops counting and its metric series go, a new or changed feed is (re)scheduled and
-  synced. Listener addresses and the store path need a restart (logged);
+  synced. Listener addresses and the store need a restart (logged);
 - ``SIGTERM``/``SIGINT``: stop accepting, drain in-flight requests, stop jobs, close the
   store, ``STOPPING=1``.
 """
@@ -38,16 +38,17 @@ from edgeagent.decisions import DecisionService
 from edgeagent.diversion import RouteDiversion
 from edgeagent.engine import PolicyEngine, PolicySnapshot
 from edgeagent.errors import ConfigError, ConfigProblem, EdgeAgentError
+from edgeagent.expiry import ExpiryTimer
 from edgeagent.feeds.base import FeedSpec
 from edgeagent.feeds.runner import FeedRunner, feed_specs
-from edgeagent.guard import ChangeLimits, Guard, ProtectedNames, PublicSuffixes
+from edgeagent.guard import ChangeLimits, Guard, ProtectedNames, PublicSuffixes, reserved_names
 from edgeagent.localtime import zone
 from edgeagent.logs import fields
 from edgeagent.metrics import Metrics
 from edgeagent.proxy.publishing import ProxyPublishing
 from edgeagent.rpz.publishing import RpzPublishing
 from edgeagent.sdnotify import SystemdNotifier, watchdog_interval
-from edgeagent.store import open_store
+from edgeagent.store import open_store, open_ticket_store
 from edgeagent.store.base import Store
 from edgeagent.takedown.intake import CaseOrigin, TakedownIntake
 from edgeagent.takedown.service import TakedownService
@@ -57,7 +58,9 @@ log = logging.getLogger("edgeagent.service")
 
 def build_guard(settings: Settings) -> Guard:
     suffixes = PublicSuffixes.load()
-    protected = ProtectedNames.load_files(settings.guard.protected_lists, public_suffixes=suffixes)
+    protected = ProtectedNames.load_files(
+        settings.guard.protected_lists, public_suffixes=suffixes, reserved=reserved_names(settings)
+    )
     limits = ChangeLimits(
         max_removal_share=settings.guard.max_removal_share,
         max_addition_share=settings.guard.max_addition_share,
@@ -93,7 +96,9 @@ class Agent:
     def build(cls, settings: Settings) -> Agent:
         specs = feed_specs(settings.feeds)  # reads feed secrets: fail before opening anything
         guard = build_guard(settings)
-        store = open_store(settings.store, settings.agent.state_dir)
+        state_dir = settings.agent.state_dir
+        state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)  # caches, serial, index
+        store = open_store(settings.store, state_dir)
         metrics = Metrics()
         decisions = DecisionService(
             store,
@@ -106,7 +111,7 @@ class Agent:
             takedown = TakedownService.from_settings(
                 settings.takedown,
                 store,
-                settings.agent.state_dir,
+                open_ticket_store(settings.store, state_dir),
                 metrics=metrics,
                 time_zone=zone(settings.agent.time_zone),
                 decisions=decisions,
@@ -132,6 +137,8 @@ class Agent:
         )
 
     def close(self) -> None:
+        if self.takedown is not None:
+            self.takedown.tickets.close()
         self.store.close()
 
     def policy(self) -> PolicySnapshot:
@@ -184,6 +191,7 @@ class Daemon:
         self.notifier = SystemdNotifier()
         self._stop = asyncio.Event()
         self._policy_changed = asyncio.Event()
+        self._expiry = ExpiryTimer(self._expire_decisions)
         self._runners: list[web.AppRunner] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -239,6 +247,7 @@ class Daemon:
         error, and a slow one (a resolver that takes its time to confirm) never holds up
         the others."""
         self.enforced_version = snap.state.version
+        self._expiry.arm(snap.next_expiry)
         jobs: list[Awaitable[object]] = []
         if self.agent.rpz is not None:
             jobs.append(asyncio.to_thread(self.agent.rpz.publish, snap.state))
@@ -499,6 +508,7 @@ class Daemon:
         scheduler = getattr(self, "scheduler", None)
         if scheduler is not None and scheduler.running:
             scheduler.shutdown(wait=False)
+        await self._expiry.close()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -573,6 +583,6 @@ def _restart_only_changes(old: Settings, new: Settings) -> list[str]:
         changed.append("api.listen")
     if (old.metrics.host, old.metrics.port) != (new.metrics.host, new.metrics.port):
         changed.append("metrics.listen")
-    if old.store_location != new.store_location:
+    if old.store != new.store or old.store_location != new.store_location:
         changed.append("store")
     return changed

@@ -23,7 +23,16 @@ from pydantic import BaseModel, ConfigDict, Field, IPvAnyAddress, StringConstrai
 
 from edgeagent.api.auth import Principal, Role
 from edgeagent.api.routes import Route
-from edgeagent.api.validation import ApiError, ZonedDatetime, bad_input, parse_body, parse_query
+from edgeagent.api.validation import (
+    ApiError,
+    OptionalText,
+    Reference,
+    Text,
+    ZonedDatetime,
+    bad_input,
+    parse_body,
+    parse_query,
+)
 from edgeagent.takedown.records import (
     Authorisation,
     Outcome,
@@ -35,8 +44,6 @@ from edgeagent.takedown.service import TakedownService
 from edgeagent.takedown.tickets import Ticket, TicketState, ticket_to_json
 
 _ID = r"{id:\d+}"
-_Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=1000)]
-_Ref = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 _Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-fA-F]{64}$")]
 
 
@@ -47,8 +54,8 @@ class _Body(BaseModel):
 class AuthorisationBody(_Body):
     """``POST /v1/tickets/{id}/authorisation``: a law-enforcement authorisation to isolate."""
 
-    by: _Text = Field(description="the officer or agency who authorised")
-    reference: _Ref = Field(description="their reference")
+    by: Text = Field(description="the officer or agency who authorised")
+    reference: Reference = Field(description="their reference")
     at: ZonedDatetime = Field(description="when they authorised")
 
     def record(self) -> Authorisation:
@@ -58,8 +65,10 @@ class AuthorisationBody(_Body):
 class ReferralBody(_Body):
     """Where the case went: required to move to ``referred``."""
 
-    recipient: _Ref = Field(description="a hotline or agency of [takedown] referral_recipients")
-    reference: _Ref = Field(description="the recipient's reference")
+    recipient: Reference = Field(
+        description="a hotline or agency of [takedown] referral_recipients"
+    )
+    reference: Reference = Field(description="the recipient's reference")
     at: ZonedDatetime = Field(description="when it was referred")
 
     def record(self) -> Referral:
@@ -69,8 +78,8 @@ class ReferralBody(_Body):
 class PreservationBody(_Body):
     """Where and by whom the content was preserved: required for ``removed-and-preserved``."""
 
-    location: _Text = Field(description="where the preserved copy is kept")
-    preserved_by: _Text = Field(description="who at the hosting side preserved it")
+    location: Text = Field(description="where the preserved copy is kept")
+    preserved_by: Text = Field(description="who at the hosting side preserved it")
     content_sha256: Annotated[list[_Sha256], Field(min_length=1, max_length=1000)] = Field(
         description="SHA-256 of each preserved file, as the hosting team computed it "
         "(the agent never fetches content)"
@@ -86,7 +95,7 @@ class TicketTransition(_Body):
     """``POST /v1/tickets/{id}/transition``."""
 
     to: TicketState = Field(description="target state")
-    reason: _Text = Field(description="why (audited)")
+    reason: Text = Field(description="why (audited)")
     authorisation: AuthorisationBody | None = Field(
         default=None,
         description="a law-enforcement authorisation, recorded before the move",
@@ -101,31 +110,27 @@ class OutcomeBody(_Body):
     """``POST /v1/tickets/{id}/outcomes``: a measure on the customer's account."""
 
     kind: OutcomeKind
-    reason: _Text = Field(description="why (audited)")
+    reason: Text = Field(description="why (audited)")
     at: ZonedDatetime | None = Field(default=None, description="when it was taken (default now)")
 
 
 class TicketReason(_Body):
     """A change that needs only its reason (hold, release)."""
 
-    reason: _Text = Field(description="why (audited)")
+    reason: Text = Field(description="why (audited)")
 
 
 class AssignBody(_Body):
     """``POST /v1/tickets/{id}/assign``."""
 
-    assignee: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] = Field(
-        description="an active token identity; empty: nobody"
-    )
-    reason: Annotated[str, StringConstraints(strip_whitespace=True, max_length=1000)] = ""
+    assignee: OptionalText = Field(description="an active token identity; empty: nobody")
+    reason: OptionalText = ""
 
 
 class CommentBody(_Body):
     """``POST /v1/tickets/{id}/comments``."""
 
-    text: Annotated[
-        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=10_000)
-    ] = Field(description="the comment (kept on the ticket; audited by hash only)")
+    text: Text = Field(description="the comment (kept on the ticket; audited by hash only)")
 
 
 class TicketListQuery(BaseModel):
@@ -162,7 +167,8 @@ class SegmentQuery(BaseModel):
     address: IPvAnyAddress = Field(description="an address in the own prefixes")
 
 
-FlagSetter = Callable[[int, str, bool, str], Awaitable[Ticket]]
+# TakedownService.set_hold or .set_legal_hold, called on the service per request.
+FlagSetter = Callable[[TakedownService, int, str, bool, str], Awaitable[Ticket]]
 
 
 def _ticket_id(request: web.Request) -> int:
@@ -175,10 +181,12 @@ def _ticket_id(request: web.Request) -> int:
 def takedown_routes(service: TakedownService) -> tuple[Route, ...]:
     """The takedown routes bound to ``service`` (see the module docstring)."""
 
-    zone = {"time_zone": service.time_zone}
+    def zone() -> dict[str, object]:
+        """Validation context: dates without a zone are the NTD team's wall clock."""
+        return {"time_zone": service.time_zone}
 
     async def list_tickets(request: web.Request, who: Principal) -> web.StreamResponse:
-        q = parse_query(list(request.query.items()), TicketListQuery, zone)
+        q = parse_query(list(request.query.items()), TicketListQuery, zone())
         found = await service.list_tickets(
             state=q.state.value if q.state else None,
             open_only=q.open,
@@ -203,7 +211,7 @@ def takedown_routes(service: TakedownService) -> tuple[Route, ...]:
 
     async def transition(request: web.Request, who: Principal) -> web.StreamResponse:
         ticket_id = _ticket_id(request)
-        body = parse_body(await request.read(), TicketTransition, zone)
+        body = parse_body(await request.read(), TicketTransition, zone())
         ticket = await service.transition(
             ticket_id,
             body.to,
@@ -231,14 +239,14 @@ def takedown_routes(service: TakedownService) -> tuple[Route, ...]:
 
     async def outcome(request: web.Request, who: Principal) -> web.StreamResponse:
         ticket_id = _ticket_id(request)
-        body = parse_body(await request.read(), OutcomeBody, zone)
+        body = parse_body(await request.read(), OutcomeBody, zone())
         record = Outcome(body.kind, body.reason, body.at or datetime.now(UTC))
         ticket = await service.record_outcome(ticket_id, who.name, record)
         return web.json_response(ticket_to_json(ticket))
 
     async def authorise(request: web.Request, who: Principal) -> web.StreamResponse:
         ticket_id = _ticket_id(request)
-        body = parse_body(await request.read(), AuthorisationBody, zone)
+        body = parse_body(await request.read(), AuthorisationBody, zone())
         ticket = await service.record_authorisation(ticket_id, who.name, body.record())
         return web.json_response(ticket_to_json(ticket))
 
@@ -248,7 +256,7 @@ def takedown_routes(service: TakedownService) -> tuple[Route, ...]:
         async def handler(request: web.Request, who: Principal) -> web.StreamResponse:
             ticket_id = _ticket_id(request)
             body = parse_body(await request.read(), TicketReason)
-            ticket = await setter(ticket_id, who.name, value, body.reason)
+            ticket = await setter(service, ticket_id, who.name, value, body.reason)
             return web.json_response(ticket_to_json(ticket))
 
         path = f"/v1/tickets/{_ID}/{path}"
@@ -268,7 +276,7 @@ def takedown_routes(service: TakedownService) -> tuple[Route, ...]:
         return web.json_response(bundle)
 
     async def report(request: web.Request, who: Principal) -> web.StreamResponse:
-        q = parse_query(list(request.query.items()), TakedownReportQuery, zone)
+        q = parse_query(list(request.query.items()), TakedownReportQuery, zone())
         end = q.end or datetime.now(UTC)
         start = q.start or end - timedelta(days=30)
         if start >= end:
@@ -370,28 +378,28 @@ def takedown_routes(service: TakedownService) -> tuple[Route, ...]:
             errors=(400, 404, 409),
         ),
         flag(
-            service.set_hold,
+            TakedownService.set_hold,
             True,
             "hold",
             "holdTicket",
             "Law-enforcement hold: from now on notices reach the hosting team only",
         ),
         flag(
-            service.set_hold,
+            TakedownService.set_hold,
             False,
             "release",
             "releaseTicket",
             "Release the law-enforcement hold (later notices may reach the customer)",
         ),
         flag(
-            service.set_legal_hold,
+            TakedownService.set_legal_hold,
             True,
             "legal-hold",
             "setTicketLegalHold",
             "Legal hold: the ticket's record is kept past its retention until released",
         ),
         flag(
-            service.set_legal_hold,
+            TakedownService.set_legal_hold,
             False,
             "legal-hold/release",
             "releaseTicketLegalHold",

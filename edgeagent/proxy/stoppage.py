@@ -23,6 +23,8 @@ from string import Template
 
 from aiohttp import web
 
+from edgeagent.logs import redact_aiohttp_server_logs
+
 OnHit = Callable[[str], None]
 
 LANGUAGES = ("en", "fr")
@@ -215,7 +217,9 @@ def create_stop_page_app(
 
 
 async def start_stop_page(app: web.Application, host: str, port: int) -> web.AppRunner:
-    """Start ``app`` on ``host:port`` with the access log OFF (it would log client addresses)."""
+    """Start ``app`` on ``host:port`` with the access log OFF (it would log client addresses)
+    and aiohttp's parser-error records redacted (they would log the request line too)."""
+    redact_aiohttp_server_logs()
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()

@@ -421,7 +421,7 @@ def _exception_owners(
             c.allows_not_at_dns += 1
             continue
         else:
-            # Allows are never refused for width: an allow narrows blocking.
+            # The guard already refused allows wider than the minimum prefix.
             owners = (rpz_ip_owner(ipaddress.ip_network(name, strict=False)),)
         if any(o is None for o in owners):
             c.refused_name += 1

@@ -44,7 +44,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta, tzinfo
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 from edgeagent.decisions import DecisionService, FourEyesRequired
@@ -95,11 +94,9 @@ from edgeagent.takedown.tickets import (
     required_record,
     with_segments,
 )
-from edgeagent.takedown.ticketstore import TicketStore
+from edgeagent.takedown.ticketstore import TicketStorage
 
 log = logging.getLogger(__name__)
-
-TICKET_STORE_FILE_NAME = "takedown.sqlite3"
 
 
 def _utcnow() -> datetime:
@@ -131,7 +128,7 @@ class TakedownService:
     def __init__(
         self,
         store: Store,
-        tickets: TicketStore,
+        tickets: TicketStorage,
         locator: Locator,
         notifiers: Sequence[Notifier],
         policy: TakedownPolicy | None = None,
@@ -174,13 +171,14 @@ class TakedownService:
         cls,
         settings: TakedownSettings,
         store: Store,
-        state_dir: Path,
+        tickets: TicketStorage,
         *,
         metrics: Metrics | None = None,
         time_zone: tzinfo = UTC,
         decisions: DecisionService | None = None,
     ) -> TakedownService:
-        """Build the service from ``[takedown]``; tickets in ``state_dir/takedown.sqlite3``;
+        """Build the service from ``[takedown]`` over ``tickets``
+        (:func:`edgeagent.store.open_ticket_store` opens the one beside the store);
         ``time_zone`` is the NTD team's (``[agent] time_zone``); ``decisions`` revokes a
         case's blocks when it is found legal.
 
@@ -227,11 +225,10 @@ class TakedownService:
             probes_per_minute=settings.probe_rate_per_minute,
             metrics=metrics,
         )
-        ticket_store = TicketStore(Path(state_dir) / TICKET_STORE_FILE_NAME)
         policy = TakedownPolicy.from_settings(settings)
         return cls(
             store,
-            ticket_store,
+            tickets,
             locator,
             notifiers,
             policy,

@@ -1,18 +1,23 @@
-"""Persistence of takedown tickets in their own SQLite file (the main store has no tickets).
+"""Persistence of takedown tickets: the contract (:class:`TicketStorage`) and the SQLite
+file that keeps them next to an embedded store (the main SQLite store has no tickets; the
+PostgreSQL backend keeps them in its database: :mod:`edgeagent.store.postgresql.tickets`).
 
-Contract:
+Contract of every ticket store:
 
-* ``TicketStore(path)`` opens or creates the file with mode 0600, WAL journal and
-  ``synchronous=FULL`` (a ticket transition is evidence: it must survive a power cut).
-  The schema is versioned (``PRAGMA user_version``, :data:`MIGRATIONS` applied in one
-  transaction); an unknown newer version is refused.
+* A ticket transition is evidence: it is durable when the call returns.
 * A ticket is kept as its full JSON (:func:`ticket_to_json`) plus indexed columns for the
-  queries below. The file holds URLs, so it must stay 0600 (it is evidence).
-* :meth:`update` is optimistic: it succeeds only if the stored ``version`` equals the
-  ticket's, and returns the ticket with ``version + 1``; otherwise :class:`Conflict`.
-* The only deletion is :meth:`purge`, of a closed ticket without legal hold, unchanged
-  since the caller decided (:mod:`edgeagent.takedown.retention` decides when).
-* Safe to call from several threads (one connection behind a lock).
+  queries below. Tickets hold URLs: the storage must be readable by the agent only.
+* :meth:`TicketStorage.update` is optimistic: it succeeds only if the stored ``version``
+  equals the ticket's, and returns the ticket with ``version + 1``; otherwise
+  :class:`Conflict` (:class:`NotFound` for an unknown id).
+* The only deletion is :meth:`TicketStorage.purge`, of a closed ticket without legal hold,
+  unchanged since the caller decided (:mod:`edgeagent.takedown.retention` decides when).
+* Safe to call from several threads.
+
+``TicketStore(path)`` opens or creates its file with mode 0600, WAL journal and
+``synchronous=FULL``. The schema is versioned (``PRAGMA user_version``, :data:`MIGRATIONS`
+applied in one transaction); an unknown newer version is refused. One connection behind
+a lock.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import threading
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol
 
 from edgeagent.errors import Conflict, NotFound, StoreError
 from edgeagent.takedown.tickets import (
@@ -69,26 +75,90 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
-# Indexed columns besides id, version and body, and how a ticket fills them.
-_COLUMNS = (
+TICKET_COLUMNS = (
     "reference, customer_id, source, state, closed, notice_received_at, deadline, removed, "
     "assignee, legal_hold"
 )
+"""The indexed columns of every ticket store besides id, version and body."""
 
 
-def _columns(t: Ticket) -> tuple[object, ...]:
+def ticket_columns(t: Ticket) -> tuple[object, ...]:
+    """The values of :data:`TICKET_COLUMNS` for ``t`` (booleans and aware datetimes)."""
     return (
         t.reference,
         t.customer_id,
         t.source,
         t.state.value,
-        int(t.state in CLOSED_STATES),
-        t.notice_received_at.isoformat(),
-        t.deadline.isoformat(),
-        int(t.removed_at is not None),
+        t.state in CLOSED_STATES,
+        t.notice_received_at,
+        t.deadline,
+        t.removed_at is not None,
         t.assignee,
-        int(t.legal_hold),
+        t.legal_hold,
     )
+
+
+def _columns(t: Ticket) -> tuple[object, ...]:
+    # Times as ISO text, all in UTC with one offset form, so that text order is time order.
+    return tuple(v.isoformat() if isinstance(v, datetime) else v for v in ticket_columns(t))
+
+
+class TicketStorage(Protocol):
+    """What the takedown engine needs from a ticket store (see the module docstring)."""
+
+    def close(self) -> None: ...
+
+    def create(self, ticket: Ticket) -> Ticket:
+        """Store a new ticket (its ``id`` is ignored); return it with its id, version 0."""
+        ...
+
+    def update(self, ticket: Ticket) -> Ticket:
+        """Replace the stored ticket if its version still matches; bump the version."""
+        ...
+
+    def get(self, ticket_id: int) -> Ticket: ...
+
+    def find_open(self, customer_id: str, reference: str) -> Ticket | None:
+        """The open ticket for this customer and case, if any (the newest)."""
+        ...
+
+    def purge(self, ticket: Ticket) -> bool:
+        """Delete ``ticket`` if it is still closed, without legal hold and unchanged since
+        it was read (same ``version``); True if it went."""
+        ...
+
+    def list_tickets(
+        self,
+        *,
+        state: str | None = None,
+        open_only: bool = False,
+        due_before: datetime | None = None,
+        assignee: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[Ticket]:
+        """Tickets matching every filter given, newest first. ``due_before``: only those
+        whose content is still public (received or under review, not removed) with a
+        deadline before it, soonest first (the "due soon" view); ``assignee``: only
+        those assigned to that identity (``""``: unassigned ones)."""
+        ...
+
+    def sla_counts(self, now: datetime) -> dict[str, tuple[int, int]]:
+        """Per notice source: ``(open tickets, open and overdue)``. Overdue: the content
+        is still public (received or under review, not removed) past the deadline."""
+        ...
+
+    def closed_tickets(self, *, legal_hold: bool) -> list[Ticket]:
+        """Closed tickets with or without legal hold, oldest first."""
+        ...
+
+    def received_between(self, start: datetime, end: datetime) -> list[Ticket]:
+        """Tickets whose notice arrived in ``[start, end)``, oldest first, for reports."""
+        ...
+
+    def open_tickets(self) -> list[Ticket]:
+        """Every open ticket, oldest first."""
+        ...
 
 
 class TicketStore:
@@ -142,7 +212,7 @@ class TicketStore:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 cur = self._db.execute(
-                    f"INSERT INTO tickets ({_COLUMNS}, version, body)"
+                    f"INSERT INTO tickets ({TICKET_COLUMNS}, version, body)"
                     " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                     (*_columns(ticket), 0, "{}"),
                 )
@@ -162,7 +232,7 @@ class TicketStore:
         """Replace the stored ticket if its version still matches; bump the version."""
         stored = replace(ticket, version=ticket.version + 1)
         with self._lock:
-            assignments = ", ".join(f"{c.strip()}=?" for c in _COLUMNS.split(","))
+            assignments = ", ".join(f"{c.strip()}=?" for c in TICKET_COLUMNS.split(","))
             cur = self._db.execute(
                 f"UPDATE tickets SET {assignments}, version=?, body=? WHERE id=? AND version=?",
                 (

@@ -90,7 +90,7 @@ async def test_missing_token_is_401_and_audited(api: ApiHarness) -> None:
         (
             "anonymous",
             "route:GET /v1/decisions",
-            {"status": 401, "reason": "missing or malformed bearer token"},
+            {"status": 401, "reason": "missing or malformed bearer token", "count": 1},
         )
     ]
 
@@ -129,7 +129,7 @@ async def test_wrong_role_is_403_audited_with_token_name(api: ApiHarness) -> Non
         (
             "analyst",
             r"route:POST /v1/decisions/{id:\d+}/revoke",
-            {"status": 403, "reason": "role analyst below required supervisor"},
+            {"status": 403, "reason": "role analyst below required supervisor", "count": 1},
         )
     ]
 

@@ -111,6 +111,70 @@ async def test_protected_name_and_address_blocks_need_approval(api: ApiHarness) 
     assert (status, body["status"]) == (201, "pending-approval")
 
 
+@pytest.mark.parametrize(
+    ("target", "scope"),
+    [
+        ("canary.edgeagent.example", "host"),  # the RPZ canary: the zone would not load
+        ("edgeagent.example", "domain"),  # covers the canary
+        ("block.rpz.invalid", "domain"),  # the policy zone's own name
+        ("x.allow.rpz.invalid", "host"),  # a name under the exception zone
+        ("http://canary.edgeagent.example/page", "url"),
+    ],
+)
+async def test_blocks_of_the_agents_own_names_are_refused(
+    api: ApiHarness, target: str, scope: str
+) -> None:
+    status, body = await api.call(
+        "POST", "/v1/decisions", "supervisor", json=decision_body(target, scope=scope)
+    )
+    assert status == 400, body
+    assert body["error"]["field"] == "target"
+    assert "agent's own names" in body["error"]["message"]
+    assert target not in body["error"]["message"]
+    assert api.store.list_decisions() == []
+    refused = [r for r in api.store.audit_since() if r.action == "decision.refused"]
+    assert [r.detail["reason"] for r in refused] in (["reserved name"], ["covers a reserved name"])
+
+
+@pytest.mark.parametrize(
+    ("target", "scope", "words"),
+    [
+        ("test", "domain", "public suffix"),  # would unblock a whole TLD
+        ("example", "domain", "public suffix"),
+        ("co.uk", "domain", "public suffix"),
+        ("0.0.0.0/1", "cidr", "prefix shorter than /24"),
+        ("::/1", "cidr", "prefix shorter than /24 (IPv4) or /48 (IPv6)"),
+        ("edgeagent.example", "domain", "agent's own names"),  # would pass the canary
+        ("canary.edgeagent.example", "host", "agent's own names"),
+    ],
+)
+async def test_wide_allows_are_refused_whoever_asks(
+    api: ApiHarness, target: str, scope: str, words: str
+) -> None:
+    for who in ("analyst", "supervisor"):
+        status, body = await api.call(
+            "POST", "/v1/decisions", who, json=decision_body(target, scope=scope, action="allow")
+        )
+        assert status == 400, body
+        assert body["error"]["field"] == "target"
+        assert body["error"]["message"].startswith("an allow ")
+        assert words in body["error"]["message"]
+    assert api.store.list_decisions() == []
+
+
+async def test_domain_allow_over_a_protected_name_needs_a_second_person(api: ApiHarness) -> None:
+    status, body = await api.call(
+        "POST",
+        "/v1/decisions",
+        json=decision_body("protected.example", scope="domain", action="allow"),
+    )
+    assert (status, body["status"]) == (201, "pending-approval")
+    status, body = await api.call(
+        "POST", "/v1/decisions", json=decision_body("www.protected.example", action="allow")
+    )
+    assert (status, body["status"]) == (201, "active")  # one host: no second person
+
+
 async def test_approve_empty_body_is_allowed(api: ApiHarness) -> None:
     _, body = await api.call(
         "POST", "/v1/decisions", json=decision_body("e.example", source="public")

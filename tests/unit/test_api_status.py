@@ -22,15 +22,14 @@ from edgeagent.metrics import Metrics
 from edgeagent.model import Action, Entry, Indicator, Scope
 from edgeagent.store import SqliteStore
 from edgeagent.store.base import GenerationStatus, Store
-from tests.api_support import ApiHarness, add_tokens, decision_body, make_context, make_guard
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.api_support import (
+    ApiHarness,
+    FakeClock,
+    add_tokens,
+    decision_body,
+    make_context,
+    make_guard,
+)
 
 
 def _feed(store: Store) -> None:

@@ -18,7 +18,7 @@ from edgeagent.config import ConfigError, load_config
 from edgeagent.errors import ConfigProblem
 from edgeagent.localtime import zone
 from edgeagent.model import Action, Entry, Indicator, Scope
-from edgeagent.store import SqliteStore
+from edgeagent.store import SqliteStore, open_ticket_store
 from edgeagent.takedown.customers.csv import CsvExportConfig
 from edgeagent.takedown.customers.http import HttpIpamConfig
 from edgeagent.takedown.notifiers.base import Notice, Notifier, NotifierConfig
@@ -190,7 +190,8 @@ resolvers = [{{ host = "127.0.0.1", port = 9 }}]
     settings = load_config(write(tmp_path, text))
     assert isinstance(settings.takedown.notifiers["desk"], RecordingNotifierConfig)
     store = SqliteStore(tmp_path / "edgeagent.sqlite3")
-    svc = TakedownService.from_settings(settings.takedown, store, tmp_path)
+    tickets = open_ticket_store(settings.store, tmp_path)
+    svc = TakedownService.from_settings(settings.takedown, store, tickets)
     try:
         await svc.refresh_customers()
         entry = Entry(
@@ -287,8 +288,9 @@ async def test_escalations_go_on_call_out_of_hours_only(
         write(tmp_path, f'[agent]\ntime_zone = "Europe/Berlin"\n{BASE}{ON_CALL}')
     )
     store = SqliteStore(tmp_path / "edgeagent.sqlite3")
+    tickets = open_ticket_store(settings.store, tmp_path)
     svc = TakedownService.from_settings(
-        settings.takedown, store, tmp_path, time_zone=zone(settings.agent.time_zone)
+        settings.takedown, store, tickets, time_zone=zone(settings.agent.time_zone)
     )
     saturday_night = dt.datetime(2026, 3, 7, 22, 0, tzinfo=dt.UTC)
     monday_noon = dt.datetime(2026, 3, 9, 11, 0, tzinfo=dt.UTC)

@@ -6,6 +6,7 @@ import json
 import os
 import sqlite3
 import stat
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,7 +30,7 @@ from edgeagent.takedown.tickets import (
     ticket_from_json,
     ticket_to_json,
 )
-from edgeagent.takedown.ticketstore import MIGRATIONS, SCHEMA_VERSION, TicketStore
+from edgeagent.takedown.ticketstore import MIGRATIONS, SCHEMA_VERSION, TicketStorage, TicketStore
 
 S = TicketState
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -145,27 +146,94 @@ def test_tickets_stored_with_a_bare_authorisation_reference_still_load() -> None
     assert ticket_from_json({**old, "authorisation": ""}).authorisation is None
 
 
+class TicketStoreContract:
+    """What every ticket store does; a subclass provides ``open_tickets`` (a factory that
+    opens the same fresh storage every time it is called)."""
+
+    def test_create_update_and_queries(self, open_tickets: Callable[[], TicketStorage]) -> None:
+        store = open_tickets()
+        t = store.create(make_ticket())
+        assert t.id == 1
+        assert t.version == 0
+        t2 = store.update(walk(t, S.UNDER_REVIEW))
+        assert t2.version == 1
+        with pytest.raises(Conflict):
+            store.update(walk(t, S.UNDER_REVIEW))  # stale version
+        with pytest.raises(NotFound):
+            store.get(99)
+        with pytest.raises(NotFound):
+            store.update(replace(t, id=99))
+        assert store.find_open("cust-a", "HL-1") == t2
+        assert store.find_open("cust-a", "HL-2") is None
+        other = store.create(
+            make_ticket(reference="HL-2", notice_received_at=T0 + timedelta(days=1))
+        )
+        assert [x.id for x in store.list_tickets(state="under-review")] == [1]
+        assert [x.id for x in store.list_tickets()] == [other.id, 1]
+        assert [x.id for x in store.list_tickets(limit=1, offset=1)] == [1]
+        assert store.received_between(T0, T0 + timedelta(seconds=1)) == [t2]
+        closed = store.update(walk(t2, S.FOUND_LEGAL, S.RESTORED))
+        assert closed.closed
+        assert store.find_open("cust-a", "HL-1") is None
+        assert [x.id for x in store.open_tickets()] == [other.id]
+        assert [x.id for x in store.list_tickets(open_only=True)] == [other.id]
+        store.close()
+        reopened = open_tickets()
+        assert reopened.get(1) == closed
+        reopened.close()
+
+    def test_purge_removes_only_closed_unchanged_tickets_without_legal_hold(
+        self, open_tickets: Callable[[], TicketStorage]
+    ) -> None:
+        store = open_tickets()
+        done = store.update(walk(store.create(make_ticket()), S.UNDER_REVIEW, S.FOUND_LEGAL))
+        done = store.update(walk(done, S.RESTORED))
+        kept = store.create(make_ticket())
+        kept = store.update(walk(replace(kept, legal_hold=True), S.UNDER_REVIEW, S.FOUND_LEGAL))
+        kept = store.update(walk(kept, S.RESTORED))
+        live = store.create(make_ticket())
+        assert [t.id for t in store.closed_tickets(legal_hold=False)] == [done.id]
+        assert [t.id for t in store.closed_tickets(legal_hold=True)] == [kept.id]
+        assert not store.purge(live)  # open
+        assert not store.purge(kept)  # legal hold
+        assert not store.purge(replace(done, version=done.version - 1))  # changed since read
+        assert store.purge(done)
+        with pytest.raises(NotFound):
+            store.get(done.id)
+        assert {t.id for t in store.list_tickets()} == {kept.id, live.id}
+        store.close()
+
+    def test_sla_counts_due_soon_and_assignee(
+        self, open_tickets: Callable[[], TicketStorage]
+    ) -> None:
+        store = open_tickets()
+        late = store.create(make_ticket())  # deadline T0 + 60 min
+        later = store.create(make_ticket(reference="HL-2", deadline=T0 + timedelta(hours=3)))
+        removed = store.create(make_ticket(reference="HL-3", source="law-enforcement"))
+        removed = store.update(walk(removed, S.UNDER_REVIEW, S.TEMPORARILY_REMOVED))
+        mine = store.update(replace(later, assignee="ana"))
+        now = T0 + timedelta(hours=2)
+        assert store.sla_counts(now) == {"hotline": (2, 1), "law-enforcement": (1, 0)}
+        due = store.list_tickets(due_before=T0 + timedelta(hours=4))
+        assert [t.id for t in due] == [late.id, mine.id]  # soonest first; removed is not due
+        assert [t.id for t in store.list_tickets(due_before=now)] == [late.id]
+        assert [t.id for t in store.list_tickets(assignee="ana")] == [mine.id]
+        assert {t.id for t in store.list_tickets(assignee="")} == {late.id, removed.id}
+        store.close()
+
+
+class TestSqliteTicketStore(TicketStoreContract):
+    @pytest.fixture
+    def open_tickets(self, tmp_path: Path) -> Callable[[], TicketStorage]:
+        return lambda: TicketStore(tmp_path / "takedown.sqlite3")
+
+
 def test_ticket_store_persists_with_safe_settings(tmp_path: Path) -> None:
     path = tmp_path / "state" / "takedown.sqlite3"
     store = TicketStore(path)
-    t = store.create(make_ticket())
-    assert t.id == 1
-    assert t.version == 0
+    store.create(make_ticket())
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
-    t2 = store.update(walk(t, S.UNDER_REVIEW))
-    assert t2.version == 1
-    with pytest.raises(Conflict):
-        store.update(walk(t, S.UNDER_REVIEW))  # stale version
-    with pytest.raises(NotFound):
-        store.get(99)
-    assert store.find_open("cust-a", "HL-1") == t2
-    assert store.find_open("cust-a", "HL-2") is None
-    assert [x.id for x in store.list_tickets(state="under-review")] == [1]
-    assert store.received_between(T0, T0 + timedelta(seconds=1))[0].id == 1
     store.close()
-    reopened = TicketStore(path)
-    assert reopened.get(1) == t2
-    reopened.close()
     db = sqlite3.connect(path)
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
@@ -194,25 +262,6 @@ def test_a_version_1_ticket_file_gains_its_columns(tmp_path: Path) -> None:
     assert row == (old.deadline.isoformat(), 1, "", 1)
     assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
     db.close()
-    store.close()
-
-
-def test_purge_removes_only_closed_unchanged_tickets_without_legal_hold(tmp_path: Path) -> None:
-    store = TicketStore(tmp_path / "takedown.sqlite3")
-    done = store.update(walk(store.create(make_ticket()), S.UNDER_REVIEW, S.FOUND_LEGAL))
-    done = store.update(walk(done, S.RESTORED))
-    kept = store.update(replace(walk(store.create(make_ticket()), S.UNDER_REVIEW), legal_hold=True))
-    kept = store.update(walk(kept, S.FOUND_LEGAL, S.RESTORED))
-    live = store.create(make_ticket())
-    assert [t.id for t in store.closed_tickets(legal_hold=False)] == [done.id]
-    assert [t.id for t in store.closed_tickets(legal_hold=True)] == [kept.id]
-    assert not store.purge(live)  # open
-    assert not store.purge(kept)  # legal hold
-    assert not store.purge(replace(done, version=done.version - 1))  # changed since read
-    assert store.purge(done)
-    with pytest.raises(NotFound):
-        store.get(done.id)
-    assert {t.id for t in store.list_tickets()} == {kept.id, live.id}
     store.close()
 
 

@@ -1,0 +1,172 @@
+"""``PostgresTicketStore``: takedown tickets in the store's PostgreSQL database.
+
+Implements :class:`edgeagent.takedown.ticketstore.TicketStorage` on the ``tickets`` table
+of :mod:`.schema` (so every agent on the database sees one set of tickets, and the
+evidence bundle's tickets and audit rows come from one place). Each call is one
+transaction on a pooled connection; a committed transaction is durable when it returns.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+from edgeagent.errors import Conflict, NotFound
+from edgeagent.store.postgresql import schema
+from edgeagent.store.postgresql.connect import Database
+from edgeagent.store.postgresql.store import PostgresStoreConfig
+from edgeagent.takedown.tickets import (
+    LIVE_STATES,
+    Ticket,
+    ticket_from_json,
+    ticket_to_json,
+)
+from edgeagent.takedown.ticketstore import TICKET_COLUMNS, ticket_columns
+
+_POOL_SIZE = 4  # tickets change a few times an hour; the store's pool carries the load
+_LIVE = [s.value for s in LIVE_STATES]  # content still public: overdue and due-soon views
+
+
+class PostgresTicketStore:
+    """PostgreSQL ticket store; opening migrates the schema like the main store."""
+
+    def __init__(self, database: Database) -> None:
+        self._pool = schema.open_pool(database, "edgeagent-tickets", max_size=_POOL_SIZE)
+
+    @classmethod
+    def from_config(cls, config: PostgresStoreConfig) -> PostgresTicketStore:
+        return cls(Database.from_config(config))
+
+    def close(self) -> None:
+        self._pool.close()
+
+    # --- writes
+
+    def create(self, ticket: Ticket) -> Ticket:
+        """Store a new ticket (its ``id`` is ignored) and return it with the new id."""
+        with self._pool.transaction("creating a ticket") as cur:
+            row = cur.execute("SELECT nextval(pg_get_serial_sequence('tickets', 'id'))").fetchone()
+            assert row is not None
+            stored = replace(ticket, id=int(row[0]), version=0)
+            cur.execute(
+                f"INSERT INTO tickets (id, {TICKET_COLUMNS}, version, body) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                (stored.id, *ticket_columns(stored), 0, json.dumps(ticket_to_json(stored))),
+            )
+        return stored
+
+    def update(self, ticket: Ticket) -> Ticket:
+        """Replace the stored ticket if its version still matches; bump the version."""
+        stored = replace(ticket, version=ticket.version + 1)
+        with self._pool.transaction("updating a ticket") as cur:
+            assignments = ", ".join(f"{c.strip()} = %s" for c in TICKET_COLUMNS.split(","))
+            cur.execute(
+                f"UPDATE tickets SET {assignments}, version = %s, body = %s "
+                "WHERE id = %s AND version = %s",
+                (
+                    *ticket_columns(stored),
+                    stored.version,
+                    json.dumps(ticket_to_json(stored)),
+                    ticket.id,
+                    ticket.version,
+                ),
+            )
+            if cur.rowcount != 1:
+                if cur.execute("SELECT 1 FROM tickets WHERE id = %s", (ticket.id,)).fetchone():
+                    raise Conflict(f"ticket {ticket.id} changed meanwhile; reload and retry")
+                raise NotFound("ticket", str(ticket.id))
+        return stored
+
+    def purge(self, ticket: Ticket) -> bool:
+        """Delete ``ticket`` if it is still closed, without legal hold and unchanged since
+        it was read (same ``version``); True if it went."""
+        with self._pool.transaction("purging a ticket") as cur:
+            cur.execute(
+                "DELETE FROM tickets WHERE id = %s AND version = %s AND closed AND NOT legal_hold",
+                (ticket.id, ticket.version),
+            )
+            return cur.rowcount == 1
+
+    # --- reads
+
+    def _bodies(self, sql: str, params: tuple[Any, ...]) -> list[Ticket]:
+        with self._pool.transaction("reading tickets") as cur:
+            rows = cur.execute(sql, params).fetchall()
+        return [ticket_from_json(json.loads(r[0])) for r in rows]
+
+    def get(self, ticket_id: int) -> Ticket:
+        found = self._bodies("SELECT body FROM tickets WHERE id = %s", (ticket_id,))
+        if not found:
+            raise NotFound("ticket", str(ticket_id))
+        return found[0]
+
+    def find_open(self, customer_id: str, reference: str) -> Ticket | None:
+        """The open ticket for this customer and case, if any."""
+        found = self._bodies(
+            "SELECT body FROM tickets WHERE customer_id = %s AND reference = %s "
+            "AND NOT closed ORDER BY id DESC LIMIT 1",
+            (customer_id, reference),
+        )
+        return found[0] if found else None
+
+    def list_tickets(
+        self,
+        *,
+        state: str | None = None,
+        open_only: bool = False,
+        due_before: datetime | None = None,
+        assignee: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[Ticket]:
+        """See :meth:`edgeagent.takedown.ticketstore.TicketStorage.list_tickets`."""
+        order = "id DESC" if due_before is None else "deadline, id"
+        return self._bodies(
+            "SELECT body FROM tickets WHERE (%s::text IS NULL OR state = %s) "
+            "AND (NOT %s OR NOT closed) AND (%s::text IS NULL OR assignee = %s) "
+            "AND (%s::timestamptz IS NULL OR "
+            "(NOT removed AND state = ANY(%s) AND deadline < %s)) "
+            f"ORDER BY {order} LIMIT %s OFFSET %s",
+            (
+                state,
+                state,
+                open_only,
+                assignee,
+                assignee,
+                due_before,
+                _LIVE,
+                due_before,
+                limit,
+                offset,
+            ),
+        )
+
+    def sla_counts(self, now: datetime) -> dict[str, tuple[int, int]]:
+        """Per notice source: ``(open tickets, open and overdue)``."""
+        with self._pool.transaction("counting tickets") as cur:
+            rows = cur.execute(
+                "SELECT source, count(*), count(*) FILTER (WHERE NOT removed AND "
+                "state = ANY(%s) AND deadline <= %s) FROM tickets WHERE NOT closed "
+                "GROUP BY source",
+                (_LIVE, now),
+            ).fetchall()
+        return {str(r[0]): (int(r[1]), int(r[2])) for r in rows}
+
+    def closed_tickets(self, *, legal_hold: bool) -> list[Ticket]:
+        """Closed tickets with or without legal hold, oldest first."""
+        return self._bodies(
+            "SELECT body FROM tickets WHERE closed AND legal_hold = %s ORDER BY id", (legal_hold,)
+        )
+
+    def received_between(self, start: datetime, end: datetime) -> list[Ticket]:
+        """Tickets whose notice arrived in ``[start, end)``, for reports."""
+        return self._bodies(
+            "SELECT body FROM tickets WHERE notice_received_at >= %s "
+            "AND notice_received_at < %s ORDER BY id",
+            (start, end),
+        )
+
+    def open_tickets(self) -> list[Ticket]:
+        return self._bodies("SELECT body FROM tickets WHERE NOT closed ORDER BY id", ())
