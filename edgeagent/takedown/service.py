@@ -1,12 +1,13 @@
-"""``TakedownService``: locate listed URLs in own space, open and drive tickets, notify.
+"""``TakedownService``: locate listed targets in own space, open and drive tickets, notify.
 
 How the daemon uses it (all methods are coroutines on the daemon's event loop):
 
 * ``await svc.refresh_customers()`` at start and on a schedule (customer exports).
-* ``await svc.on_entries(entries, notice_received_at, reference, source)`` whenever
-  ``url``/``url-prefix``/``host`` block entries arrive (a decision or a feed generation):
-  locates them, opens one ticket per customer and case (or adds URLs to the open one),
-  and notifies the hosting team at once. URLs outside own space create no ticket.
+* ``await svc.on_entries(entries, notice_received_at, reference, source)`` whenever block
+  entries arrive (a decision or a feed generation; every kind but ``url-hash``, see
+  :mod:`edgeagent.takedown.locate`): locates them, opens one ticket per customer and case
+  (or adds targets to the open one), and notifies the hosting team at once. Targets
+  outside own space create no ticket.
 * every minute: ``for job in svc.due_jobs(): await svc.run_job(job)`` (or
   ``await svc.run_due()``): SLA reminders, escalation at the deadline (outside business
   hours also to the on-call notifiers of the notice source), re-notify while the content
