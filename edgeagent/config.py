@@ -43,7 +43,6 @@ from edgeagent.configtypes import (
     Email,
     Endpoint,
     EnvName,
-    FileMode,
     Host,
     HttpUrl,
     InputFile,
@@ -65,7 +64,9 @@ from edgeagent.configtypes import (
 )
 from edgeagent.errors import ConfigError, ConfigProblem
 from edgeagent.model import NoticeSource
-from edgeagent.plugins import concrete_model, rename_old_kinds
+from edgeagent.plugins import PluginField, concrete_model, rename_old_kinds
+from edgeagent.rpz.publishers.base import PublisherConfig
+from edgeagent.rpz.publishers.kinds import PUBLISHER_KINDS
 
 DEFAULT_CONFIG_PATH = Path("/etc/edgeagent/edgeagent.toml")
 BUNDLED_LISTS_DIR = Path(edgeagent.__file__).resolve().parent.parent / "blocklists"
@@ -371,60 +372,6 @@ class RpzSettings(ConfigModel):
         return self.proxy_ipv4 is not None or self.proxy_ipv6 is not None
 
 
-class BindUpdatePublisher(ConfigModel):
-    """RFC 2136 UPDATE with TSIG to a BIND hidden primary (the fleet path)."""
-
-    kind: Literal["bind-update"]
-    enabled: bool = True
-    server: Host
-    port: Port = 53
-    tsig_key_name: DnsName
-    tsig_algorithm: Literal["hmac-sha256", "hmac-sha384", "hmac-sha512"] = "hmac-sha256"
-    tsig_secret_file: SecretFile | None = None
-    tsig_secret_env: EnvName | None = None
-    timeout_seconds: Seconds = 5.0
-    retries: Count = 5
-
-    @model_validator(mode="after")
-    def _secret(self) -> BindUpdatePublisher:
-        one_secret(self, "tsig_secret", required=True)
-        return self
-
-
-class HttpNotifyPublisher(ConfigModel):
-    """Serve the zones over HTTP (Unbound ``rpz: url:``) and send DNS NOTIFY."""
-
-    kind: Literal["http-notify"]
-    enabled: bool = True
-    host: ListenHost = "127.0.0.1"
-    port: ListenPort = 8653
-    allowed_clients: Items[IpNetwork] = (
-        ipaddress.IPv4Network("127.0.0.0/8"),
-        ipaddress.IPv6Network("::1/128"),
-    )
-    notify: Items[Endpoint] = ()
-    retries: Count = 5
-
-
-class ZonefilePublisher(ConfigModel):
-    """Write ``<directory>/<zone>.zone`` atomically, then run ``reload_command``."""
-
-    kind: Literal["zonefile"]
-    enabled: bool = True
-    directory: OutputPath
-    group: str | None = None
-    mode: FileMode = 0o640
-    check_command: Items[str] = ()
-    reload_command: Items[str] = ()
-    retries: Count = 5
-
-
-Publisher = Annotated[
-    BindUpdatePublisher | HttpNotifyPublisher | ZonefilePublisher,
-    Field(discriminator="kind"),
-]
-
-
 class ResolverSettings(ConfigModel):
     """``[[resolvers]]``: a resolver the agent verifies (canary and SOA serial)."""
 
@@ -576,7 +523,9 @@ class Settings(ConfigModel):
     guard: GuardSettings = Field(default_factory=GuardSettings)
     feeds: dict[Name, Feed] = Field(default_factory=dict)
     rpz: RpzSettings = RpzSettings()
-    publishers: dict[Name, Publisher] = Field(default_factory=dict)
+    publishers: Annotated[dict[Name, PublisherConfig], PluginField(PUBLISHER_KINDS, "dict")] = (
+        Field(default_factory=dict)
+    )
     resolvers: Items[ResolverSettings] = ()
     proxy: ProxySettings = ProxySettings()
     routes: RoutesSettings = RoutesSettings()

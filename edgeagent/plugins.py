@@ -46,15 +46,26 @@ class Plugin(Protocol):
     """What a registry needs of a plug-in class."""
 
     KIND: ClassVar[str]
-    Config: ClassVar[type[PluginConfig]]
+    # A PluginConfig subclass. Typed Any: a family's base class narrows it to the family's
+    # config base, and a class variable's type cannot be narrowed under a protocol.
+    Config: ClassVar[type[Any]]
 
 
 P = TypeVar("P", bound=Plugin)
 M = TypeVar("M", bound=BaseModel)
+C = TypeVar("C", bound=PluginConfig)
 
 
 class UnknownKind(EdgeAgentError):
     """A config whose ``kind`` no registered plug-in has (a bug: validation prevents it)."""
+
+
+def own_config(config: PluginConfig, model: type[C]) -> C:
+    """``config`` as the plug-in's own model, for its ``from_config`` (the registry chose
+    the plug-in by this model, so anything else is a bug)."""
+    if not isinstance(config, model):
+        raise TypeError(f"expected {model.__name__}, got {type(config).__name__}")
+    return config
 
 
 class Registry(Generic[P]):

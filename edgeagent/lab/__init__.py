@@ -65,7 +65,8 @@ from edgeagent.lab.sinks import SmtpSink, WebhookSink
 from edgeagent.lab.sites import HOSTED, SITES, STOP_HOST, ZONE, Origin, lab_zone
 from edgeagent.model import DesiredState
 from edgeagent.rpz.publishers.base import ZoneRelease
-from edgeagent.rpz.publishing import HTTP_DIR, rpz_settings
+from edgeagent.rpz.publishers.http_notify import HTTP_DIR
+from edgeagent.rpz.publishing import rpz_settings
 from edgeagent.service import Agent, Daemon
 from edgeagent.tokens import new_token
 

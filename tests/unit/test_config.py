@@ -21,6 +21,7 @@ from edgeagent.config import (
 )
 from edgeagent.configtypes import read_secret
 from edgeagent.errors import ConfigProblem
+from edgeagent.rpz.publishers.bind_update import BindUpdateConfig
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "config" / "edgeagent.example.toml"
@@ -62,8 +63,9 @@ def test_example_loads_as_shipped(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_example_documents_every_key() -> None:
     text = EXAMPLE.read_text(encoding="utf-8")
     undocumented = []
-    for model in _models(Settings):
-        if model is Settings:
+    root = config.settings_model()  # with every registered kind's own model
+    for model in _models(root):
+        if issubclass(model, Settings):
             continue  # its fields are the [sections]
         for key in model.model_fields:
             as_key = rf"(?m)^\s*#?.*\b{re.escape(key)}\s*="
@@ -302,7 +304,7 @@ def test_every_feature_with_secrets(monkeypatch: pytest.MonkeyPatch, tmp_path: P
     assert settings.feeds["police"].schedule_interval is None
     assert settings.feed_action("police") == "divert"
     primary = settings.publishers["primary"]
-    assert isinstance(primary, config.BindUpdatePublisher)
+    assert isinstance(primary, BindUpdateConfig)
     assert primary.port == 5300
     assert settings.takedown.sla_minutes_by_source[config.NoticeSource.LAW_ENFORCEMENT] == 30
     text = "\n".join(summary(settings))

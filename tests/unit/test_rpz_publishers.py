@@ -20,6 +20,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from edgeagent.config import Settings, load_config
+from edgeagent.configtypes import Endpoint
 from edgeagent.errors import PublishError
 from edgeagent.metrics import Metrics
 from edgeagent.model import Action, DesiredState, Entry, Indicator, Scope
@@ -27,12 +28,27 @@ from edgeagent.rpz.compiler import RpzAction, RpzSettings, StatsCounter
 from edgeagent.rpz.publishers.base import (
     CanaryResult,
     Publisher,
+    PublisherConfig,
+    PublisherContext,
     PublishResult,
     ResolverTarget,
     ZoneRelease,
 )
-from edgeagent.rpz.publishers.http_notify import HttpNotifyPublisher, NotifyTarget, ZoneServer
-from edgeagent.rpz.publishing import SERIAL_FILE, RpzPublishing, compile_release, rpz_settings
+from edgeagent.rpz.publishers.bind_update import BindUpdateConfig
+from edgeagent.rpz.publishers.http_notify import (
+    HttpNotifyConfig,
+    HttpNotifyPublisher,
+    NotifyTarget,
+    ZoneServer,
+)
+from edgeagent.rpz.publishers.zonefile import ZonefileConfig
+from edgeagent.rpz.publishing import (
+    SERIAL_FILE,
+    RpzPublishing,
+    compile_release,
+    rpz_settings,
+    verified_by,
+)
 from edgeagent.rpz.verify import ResolverCheck, Verifier
 
 
@@ -59,6 +75,14 @@ def settings(tmp_path: Path, extra: str = "") -> Settings:
 
 class FakePublisher(Publisher[ZoneRelease]):
     """Records what it was asked to publish; fails while ``fail`` is set."""
+
+    KIND = "fake"
+
+    @classmethod
+    def from_config(
+        cls, name: str, config: PublisherConfig, context: PublisherContext
+    ) -> FakePublisher:
+        return cls(name)
 
     def __init__(self, name: str, fail: bool = False) -> None:
         super().__init__(name)
@@ -164,7 +188,7 @@ def test_builds_publishers_from_config(tmp_path: Path) -> None:
     by_name = {p.name: p for p in pub.publishers}
     assert [t.name for t in by_name["primary"].targets] == ["bind1"]  # type: ignore[attr-defined]
     assert [t.name for t in by_name["unbound"].targets] == ["unb1"]  # type: ignore[attr-defined]
-    assert len(pub.servers) == 1
+    assert by_name["unbound"].zone_server is not None  # type: ignore[attr-defined]
     assert [r.target.name for r in pub.verifier.resolvers] == ["bind1", "unb1"]
 
 
@@ -304,3 +328,37 @@ def test_http_notify_never_serves_a_broken_zone(tmp_path: Path) -> None:
         "rpz-exceptions.edgeagent.invalid.zone",
         "rpz.edgeagent.invalid.zone",
     ]
+
+
+def test_each_resolver_is_verified_by_the_publishers_that_reach_it_most_directly(
+    tmp_path: Path,
+) -> None:
+    """bind-update: the BIND secondaries, plus the Unbound resolvers nothing else feeds;
+    http-notify: the resolvers it notifies; zonefile: every resolver no publisher feeds
+    directly."""
+    zone_dir = tmp_path / "zones"
+    bind = BindUpdateConfig(
+        kind="bind-update", server="127.0.0.1", tsig_key_name="k", tsig_secret_env="HOME"
+    )
+    http = HttpNotifyConfig(kind="http-notify", notify=(Endpoint(host="127.0.0.1", port=5301),))
+    files = ZonefileConfig(kind="zonefile", directory=zone_dir)
+    resolvers = [
+        ResolverTarget("bind1", "127.0.0.1", 5302, "bind"),
+        ResolverTarget("unb-notified", "127.0.0.1", 5301, "unbound"),
+        ResolverTarget("unb-quiet", "127.0.0.1", 5303, "unbound"),
+        ResolverTarget("knot", "127.0.0.1", 5304, "other"),
+    ]
+
+    def names(pubs: dict[str, PublisherConfig]) -> dict[str, list[str]]:
+        return {n: [t.name for t in ts] for n, ts in verified_by(pubs, resolvers).items()}
+
+    assert names({"b": bind, "h": http}) == {
+        "b": ["bind1", "unb-quiet"],
+        "h": ["unb-notified"],
+    }
+    assert names({"b": bind, "h": http, "z": files}) == {
+        "b": ["bind1"],
+        "h": ["unb-notified"],
+        "z": ["unb-quiet", "knot"],
+    }
+    assert names({"z": files}) == {"z": ["bind1", "unb-notified", "unb-quiet", "knot"]}
