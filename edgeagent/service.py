@@ -35,7 +35,7 @@ from aiohttp import web
 
 from edgeagent.config import Settings, load_config
 from edgeagent.decisions import DecisionService
-from edgeagent.diversion import RouteDiversion
+from edgeagent.diversion.enforcer import RouteDiversion
 from edgeagent.engine import PolicyEngine, PolicySnapshot
 from edgeagent.errors import ConfigError, ConfigProblem, EdgeAgentError
 from edgeagent.feeds.base import FeedSpec

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from edgeagent.config import Settings
-from edgeagent.diversion import RouteDiversion, diverted_hosts
+from edgeagent.diversion.enforcer import RouteDiversion, diverted_hosts
 from edgeagent.metrics import Metrics
 from edgeagent.model import Action, DesiredState, Entry, Indicator, Scope
 from tests.integration.resolvers import start_authoritative

@@ -30,13 +30,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from edgeagent.routes import (
-    RouteApplyError,
-    RoutePlan,
-    RouteReconciler,
-    RouteSettings,
-    plan_routes,
-)
+from edgeagent.diversion.kernel import RouteApplyError, RouteReconciler
+from edgeagent.diversion.plan import RoutePlan, RouteSettings, plan_routes
 
 pytestmark = pytest.mark.netns
 

@@ -6,28 +6,60 @@ Each pass (after a policy change and every ``routes.reconcile_interval_seconds``
    ``routes.resolvers`` (resolvers without the policy; otherwise they would answer with
    the proxy's own address), and so are the protected names, whose addresses are never
    diverted (a listed site can point its name at a popular third party's address);
-2. :func:`edgeagent.routes.plan_routes` applies the guardrails (protected and CDN ranges,
-   minimum prefix, maximum route count);
-3. :class:`edgeagent.routes.RouteReconciler` installs, repairs and removes routes and
+2. :func:`~edgeagent.diversion.plan.plan_routes` applies the guardrails (protected and
+   CDN ranges, minimum prefix, maximum route count);
+3. :class:`~edgeagent.diversion.kernel.RouteReconciler` installs, repairs and removes routes and
    rules, and reports foreign routes. Too many routes, or a failed pass, leaves the
    installed routes as they were and counts a failure.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from collections.abc import Iterable
 
 from edgeagent import canon
-from edgeagent.config import Settings
+from edgeagent.config import RoutesSettings, Settings
+from edgeagent.diversion.kernel import ReconcileResult, RouteReconciler
+from edgeagent.diversion.plan import RouteSettings, plan_routes
 from edgeagent.errors import EdgeAgentError
 from edgeagent.logs import fields
 from edgeagent.metrics import Metrics
 from edgeagent.model import DesiredState
-from edgeagent.routes import ReconcileResult, RouteReconciler, RouteSettings, plan_routes
 from edgeagent.takedown.locate import HostResolver
 
 log = logging.getLogger("edgeagent.routes")
+
+
+def route_settings(cfg: RoutesSettings) -> RouteSettings:
+    """The planner's and reconciler's settings from ``[routes]``: each next hop goes to the
+    family it belongs to (``proxy_next_hop_v6``, if set, wins for IPv6)."""
+    v4: ipaddress.IPv4Address | None = None
+    v6: ipaddress.IPv6Address | None = None
+    for text in (cfg.proxy_next_hop, cfg.proxy_next_hop_v6):
+        if text is None:
+            continue
+        hop = ipaddress.ip_address(text)
+        if isinstance(hop, ipaddress.IPv4Address):
+            v4 = hop
+        else:
+            v6 = hop
+    return RouteSettings(
+        table=cfg.table,
+        rule_priority=cfg.rule_priority,
+        ports=tuple(sorted(set(cfg.ports))),
+        next_hop_v4=v4,
+        next_hop_v6=v6,
+        max_routes=cfg.max_routes,
+        min_prefix_v4=cfg.min_prefix_v4,
+        min_prefix_v6=cfg.min_prefix_v6,
+        protected_ranges=tuple(cfg.protected_ranges),
+        cdn_ranges=tuple(cfg.cdn_ranges),
+        allow_non_global=cfg.allow_non_global,
+        rt_proto=cfg.route_protocol,
+        dry_run=cfg.dry_run,
+    )
 
 
 def diverted_hosts(state: DesiredState) -> list[str]:
@@ -46,13 +78,7 @@ class RouteDiversion:
         netns: str | None = None,
     ) -> None:
         r = settings.routes
-        self.route_settings = RouteSettings.from_config(
-            r,
-            proxy_next_hop_v6=r.proxy_next_hop_v6,
-            cdn_ranges=r.cdn_ranges,
-            allow_non_global=r.allow_non_global,
-            rt_proto=r.route_protocol,
-        )
+        self.route_settings = route_settings(r)
         self.resolver = HostResolver([(e.host, e.port) for e in r.resolvers])
         self.reconciler = RouteReconciler(self.route_settings, netns=netns)
         self.metrics = metrics
