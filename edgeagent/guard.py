@@ -58,11 +58,11 @@ __all__ = [
     "SYSTEM_PSL_FILE",
     "ChangeLimits",
     "Guard",
+    "GuardVerdict",
     "Plan",
     "PrefixTooShort",
     "ProtectedNames",
     "PublicSuffixes",
-    "Verdict",
     "plan_generation",
 ]
 
@@ -460,7 +460,7 @@ class ChangeLimits:
 
 
 @dataclass(frozen=True, slots=True)
-class Verdict:
+class GuardVerdict:
     """What the guardrails say about one indicator with one action.
 
     ``allowed=False``: refused outright, no override (``reason`` says why).
@@ -473,12 +473,12 @@ class Verdict:
     reason: str
 
 
-_OK: Final = Verdict(True, False, "")
-_PUBLIC: Final = Verdict(False, False, REASON_PUBLIC_SUFFIX)
-_SHORT: Final = Verdict(False, False, REASON_PREFIX_TOO_SHORT)
-_PROTECTED: Final = Verdict(True, True, REASON_PROTECTED)
-_COVERS: Final = Verdict(True, True, REASON_COVERS_PROTECTED)
-_ADDRESS: Final = Verdict(True, True, REASON_ADDRESS_BLOCK)
+_OK: Final = GuardVerdict(True, False, "")
+_PUBLIC: Final = GuardVerdict(False, False, REASON_PUBLIC_SUFFIX)
+_SHORT: Final = GuardVerdict(False, False, REASON_PREFIX_TOO_SHORT)
+_PROTECTED: Final = GuardVerdict(True, True, REASON_PROTECTED)
+_COVERS: Final = GuardVerdict(True, True, REASON_COVERS_PROTECTED)
+_ADDRESS: Final = GuardVerdict(True, True, REASON_ADDRESS_BLOCK)
 
 
 def _is_ip_literal(host: str) -> bool:
@@ -535,7 +535,7 @@ class Guard:
             min_prefix_v6,
         )
 
-    def check_indicator(self, indicator: Indicator, action: Action) -> Verdict:
+    def check_indicator(self, indicator: Indicator, action: Action) -> GuardVerdict:
         """Judge one indicator for ``action`` (pure, a few set lookups)."""
         if action is not Action.BLOCK:
             return _OK
@@ -581,7 +581,7 @@ class Guard:
         *,
         second_person: str | None,
         actor: str,
-    ) -> Verdict:
+    ) -> GuardVerdict:
         """Return the verdict if the change may go ahead as asked, else raise.
 
         Raises ``PublicSuffixRefused`` (public suffix or root; no override, whoever signs),

@@ -1,7 +1,8 @@
-"""The daemon: one asyncio process with the API, the scheduler, publishers and verifier.
+"""The daemon: one asyncio process with the API, the scheduler and the enforcers.
 
 ``Agent`` composes the long-lived parts from validated ``Settings`` (store, guardrails,
-policy engine, decision lifecycle, metrics); the CLI uses it too, for one-shot commands.
+policy engine, decision lifecycle, metrics, one enforcer per kind in
+:mod:`edgeagent.enforcement.kinds`); the CLI uses it too, for one-shot commands.
 ``Daemon`` runs an ``Agent``: listeners, scheduled jobs, systemd notifications and
 signals:
 
@@ -14,6 +15,10 @@ signals:
   synced. Listener addresses and the store path need a restart (logged);
 - ``SIGTERM``/``SIGINT``: stop accepting, drain in-flight requests, stop jobs, close the
   store, ``STOPPING=1``.
+
+The daemon names no enforcer: it starts the active ones, hands each policy version to all
+of them at once, schedules the periodic work they declare, and asks them for readiness
+and status (the contract is :mod:`edgeagent.enforcement.base`).
 """
 
 from __future__ import annotations
@@ -28,14 +33,16 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 
 from edgeagent.config import Settings, load_config
 from edgeagent.decisions import DecisionService
-from edgeagent.diversion.enforcer import RouteDiversion
+from edgeagent.enforcement.base import Enforcer, EnforcerContext
+from edgeagent.enforcement.kinds import ENFORCERS
 from edgeagent.engine import PolicyEngine, PolicySnapshot
 from edgeagent.errors import ConfigError, ConfigProblem, EdgeAgentError
 from edgeagent.feeds.base import FeedSpec
@@ -44,8 +51,7 @@ from edgeagent.feeds.specs import feed_specs
 from edgeagent.guard import ChangeLimits, Guard, ProtectedNames, PublicSuffixes
 from edgeagent.logs import fields
 from edgeagent.metrics import Metrics
-from edgeagent.proxy.publishing import ProxyPublishing
-from edgeagent.rpz.publishing import RpzPublishing
+from edgeagent.model import DesiredState
 from edgeagent.sdnotify import SystemdNotifier, watchdog_interval
 from edgeagent.store import open_store
 from edgeagent.store.base import Store
@@ -53,6 +59,10 @@ from edgeagent.takedown.engine import TakedownService
 from edgeagent.takedown.intake import TakedownIntake
 
 log = logging.getLogger("edgeagent.service")
+T = TypeVar("T")
+# How often the store's policy version is compared with the enforced one (changes made
+# by another process, e.g. `edgeagent feed approve`, announce themselves no other way).
+POLICY_POLL_SECONDS = 5
 
 
 def build_guard(settings: Settings) -> Guard:
@@ -72,6 +82,13 @@ def build_guard(settings: Settings) -> Guard:
     )
 
 
+def enforcer_context(
+    settings: Settings, state_dir: Path, metrics: Metrics, guard: Guard
+) -> EnforcerContext:
+    """What enforcers are built from besides their own sections."""
+    return EnforcerContext(state_dir, metrics, settings.feeds, tuple(sorted(guard.protected)))
+
+
 @dataclass
 class Agent:
     """The agent's parts, built once from settings; shared by the daemon and the CLI."""
@@ -83,11 +100,10 @@ class Agent:
     decisions: DecisionService
     feeds: FeedRunner
     metrics: Metrics
+    enforcers: list[Enforcer]
+    state_dir: Path  # as built: a changed [agent] state_dir needs a restart
     takedown: TakedownService | None = None
     intake: TakedownIntake | None = None
-    proxy: ProxyPublishing | None = None
-    routes: RouteDiversion | None = None
-    rpz: RpzPublishing | None = None
 
     @classmethod
     def build(cls, settings: Settings) -> Agent:
@@ -103,6 +119,10 @@ class Agent:
                 settings.takedown, store, settings.agent.state_dir
             )
             intake = TakedownIntake(store.get_decision, lambda feed: _feed_source(settings, feed))
+        context = enforcer_context(settings, settings.agent.state_dir, metrics, guard)
+        enforcers = [
+            kind.from_config(settings.sections(kind.Config), context) for kind in ENFORCERS
+        ]
         return cls(
             settings=settings,
             store=store,
@@ -113,16 +133,14 @@ class Agent:
             ),
             feeds=FeedRunner(specs, store, guard, metrics),
             metrics=metrics,
+            enforcers=enforcers,
+            state_dir=settings.agent.state_dir,
             takedown=takedown,
             intake=intake,
-            proxy=ProxyPublishing(settings, metrics) if settings.proxy.enabled else None,
-            routes=RouteDiversion(settings, metrics, guard.protected)
-            if settings.routes.enabled
-            else None,
-            rpz=RpzPublishing(settings, metrics)
-            if any(p.enabled for p in settings.publishers.values()) or settings.resolvers
-            else None,
         )
+
+    def active_enforcers(self) -> list[Enforcer]:
+        return [e for e in self.enforcers if e.active]
 
     def close(self) -> None:
         self.store.close()
@@ -182,6 +200,9 @@ class Daemon:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.started_at = time.time()
         self.enforced_version: int | None = None
+        self._enforced_state: DesiredState | None = None
+        self._enforcer_locks = {kind.KIND: asyncio.Lock() for kind in ENFORCERS}
+        self._enforcer_jobs: dict[str, set[str]] = {}
         self.api_url = ""
         self.metrics_url = ""
 
@@ -228,43 +249,35 @@ class Daemon:
             await self._shutdown()
 
     async def _enforce(self, snap: PolicySnapshot) -> None:
-        """Push one policy version to every enforcer at once; each keeps its old state on
-        error, and a slow one (a resolver that takes its time to confirm) never holds up
-        the others."""
+        """Push one policy version to every active enforcer at once; each keeps its old
+        state on error, and a slow one (a resolver that takes its time to confirm) never
+        holds up the others."""
         self.enforced_version = snap.state.version
-        jobs: list[Awaitable[object]] = []
-        if self.agent.rpz is not None:
-            jobs.append(asyncio.to_thread(self.agent.rpz.publish, snap.state))
-        if self.agent.proxy is not None:
-            jobs.append(asyncio.to_thread(self.agent.proxy.publish, snap.state))
-        # Routes stay installed when the agent stops (enforcement must not lapse with a
-        # restart); they are withdrawn only by a pass that plans none.
-        if self.agent.routes is not None:
-            jobs.append(self.agent.routes.reconcile(snap.state))
-        for outcome in await asyncio.gather(*jobs, return_exceptions=True):
+        self._enforced_state = snap.state
+        enforcers = self.agent.active_enforcers()
+        jobs = [self._locked(e, e.publish(snap.state)) for e in enforcers]
+        for e, outcome in zip(
+            enforcers, await asyncio.gather(*jobs, return_exceptions=True), strict=True
+        ):
             if isinstance(outcome, BaseException):
+                # publish never raises by contract: this is a bug in that enforcer.
                 log.error(
                     "an enforcer failed; its last good state stays",
+                    extra=fields(enforcer=e.KIND),
                     exc_info=(type(outcome), outcome, outcome.__traceback__),
                 )
 
-    async def _reconcile_routes(self) -> None:
-        if self.agent.routes is not None:
-            snap = await asyncio.to_thread(self.agent.policy)
-            await self.agent.routes.reconcile(snap.state)
+    async def _locked(self, enforcer: Enforcer, work: Awaitable[T]) -> T:
+        """Run ``work`` on ``enforcer`` alone (the contract: one call at a time)."""
+        async with self._enforcer_locks[enforcer.KIND]:
+            return await work
 
-    async def _verify(self) -> None:
-        """Periodic proof that enforcement works now (canaries); also picks up policy
-        changes made by another process on the same store (e.g. ``edgeagent feed
-        approve``), which no in-process event announces."""
+    async def _check_policy_version(self) -> None:
+        """Pick up policy changes made by another process on the same store (e.g.
+        ``edgeagent feed approve``), which no in-process event announces."""
         version = await asyncio.to_thread(self.agent.store.policy_version)
         if version != self.enforced_version:
             self._policy_changed.set()
-        if self.agent.rpz is not None:
-            await asyncio.to_thread(self.agent.rpz.verify_all)
-        proxy = self.agent.proxy
-        if proxy is not None:
-            await asyncio.to_thread(proxy.check_canaries)
 
     async def _start_listeners(self, settings: Settings) -> None:
         from edgeagent.api.app import create_app, create_metrics_app
@@ -295,10 +308,8 @@ class Daemon:
             port = await self._serve(app, settings.api.host, settings.api.port, ssl_ctx)
             scheme = "https" if ssl_ctx else "http"
             self.api_url = f"{scheme}://{_url_host(settings.api.host)}:{port}"
-        if self.agent.proxy is not None:
-            await self.agent.proxy.start()
-        if self.agent.rpz is not None:
-            await self.agent.rpz.start()
+        for enforcer in self.agent.active_enforcers():
+            await enforcer.start()
         if settings.metrics.enabled:
             app = create_metrics_app(self.agent.metrics.registry, self.readiness)
             port = await self._serve(app, settings.metrics.host, settings.metrics.port, None)
@@ -319,21 +330,33 @@ class Daemon:
         self.agent.feeds.on_change = self.policy_changed
         self.scheduler = AsyncIOScheduler(timezone=UTC)
         self.agent.feeds.schedule(self.scheduler)
-        settings = self.agent.settings
         self._every(60, "decisions:expire", self._expire_decisions)
-        self._every(settings.rpz.verify_interval_seconds, "verify", self._verify)
-        if self.agent.routes is not None:
-            self._every(
-                settings.routes.reconcile_interval_seconds,
-                "routes:reconcile",
-                self._reconcile_routes,
-            )
+        self._every(POLICY_POLL_SECONDS, "policy:poll", self._check_policy_version)
+        for enforcer in self.agent.enforcers:
+            self._schedule_enforcer(enforcer)
         svc = self.agent.takedown
         if svc is not None:
             self._every(30, "takedown:due", svc.run_due)
             self._every(3600, "takedown:customers", svc.refresh_customers)
             self._every(900, "takedown:relocate", self._relocate_all)
         self.scheduler.start()
+
+    def _schedule_enforcer(self, enforcer: Enforcer) -> None:
+        """(Re)schedule ``enforcer``'s periodic work; an idle one has none."""
+        from apscheduler.jobstores.base import JobLookupError
+
+        wanted = {
+            f"{enforcer.KIND}:{job.name}": job for job in enforcer.periodic() if enforcer.active
+        }
+        for job_id in self._enforcer_jobs.get(enforcer.KIND, set()) - set(wanted):
+            with contextlib.suppress(JobLookupError):
+                self.scheduler.remove_job(job_id)
+        for job_id, job in wanted.items():
+            self._every(job.seconds, job_id, partial(self._locked_job, enforcer, job.run))
+        self._enforcer_jobs[enforcer.KIND] = set(wanted)
+
+    async def _locked_job(self, enforcer: Enforcer, run: Callable[[], Awaitable[object]]) -> None:
+        await self._locked(enforcer, run())
 
     def _every(self, seconds: float, job_id: str, func: Callable[[], Awaitable[object]]) -> None:
         """A periodic job: one run at a time, missed runs collapsed, an explicit misfire
@@ -346,6 +369,7 @@ class Daemon:
             max_instances=1,
             coalesce=True,
             misfire_grace_time=60,
+            replace_existing=True,
         )
 
     async def _relocate_all(self) -> None:
@@ -481,10 +505,8 @@ class Daemon:
             await runner.cleanup()
         self._runners.clear()
         await self.agent.feeds.close()
-        if self.agent.proxy is not None:
-            await self.agent.proxy.close()
-        if self.agent.rpz is not None:
-            await self.agent.rpz.close()
+        for enforcer in self.agent.enforcers:
+            await enforcer.close()
         log.info("stopped")
 
     # -- status callables for the API
@@ -493,10 +515,8 @@ class Daemon:
         if not self.agent.engine.loaded:
             reasons.append("policy not loaded")
         reasons.extend(f"feed {name} is stale" for name in self.agent.feeds.stale())
-        if self.agent.proxy is not None:
-            reasons.extend(f"proxy canary failing at {p}" for p in self.agent.proxy.failing())
-        if self.agent.rpz is not None:
-            reasons.extend(self.agent.rpz.verification.reasons)
+        for enforcer in self.agent.active_enforcers():
+            reasons.extend(enforcer.readiness())
         return reasons
 
     def _feed_status(self) -> dict[str, Any]:
@@ -504,12 +524,8 @@ class Daemon:
 
     def _publisher_status(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        if self.agent.rpz is not None:
-            out["rpz"] = self.agent.rpz.status()
-        if self.agent.proxy is not None:
-            out["proxy-index"] = self.agent.proxy.status()
-        if self.agent.routes is not None:
-            out["routes"] = self.agent.routes.status()
+        for enforcer in self.agent.enforcers:
+            out.update(enforcer.status())
         return out
 
 

@@ -218,11 +218,17 @@ class RouteReconciler:
             log.warning("route change refused by the kernel: %s (errno %d)", f.what, f.errno)
         return result
 
-    async def withdraw(self, *, dry_run: bool | None = None) -> ReconcileResult:
-        """Remove every rule and route of ours (diversion switched off); foreign stay."""
+    async def withdraw(
+        self, *, keep_rules: tuple[RuleSpec, ...] = (), dry_run: bool | None = None
+    ) -> ReconcileResult:
+        """Remove every rule and route of ours (diversion switched off); foreign stay.
+
+        ``keep_rules``: rules with our protocol mark that stay (a successor's, when the
+        configuration changed but the mark did not).
+        """
         dry = self._settings.dry_run if dry_run is None else dry_run
         async with self._lock:
-            return await self._run(RoutePlan(routes=()), (), dry)
+            return await self._run(RoutePlan(routes=()), keep_rules, dry)
 
     async def _run(
         self, plan: RoutePlan, want_rules: tuple[RuleSpec, ...], dry: bool

@@ -215,8 +215,12 @@ def create_stop_page_app(
 
 
 async def start_stop_page(app: web.Application, host: str, port: int) -> web.AppRunner:
-    """Start ``app`` on ``host:port`` with the access log OFF (it would log client addresses)."""
+    """Start ``app`` on ``host:port`` with the access log OFF (it would log client addresses).
+
+    ``reuse_port``: after a config reload the new stop page starts on the same address
+    before the old one closes, so refused requests always find a stop page.
+    """
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, host, port).start()
+    await web.TCPSite(runner, host, port, reuse_port=True).start()
     return runner

@@ -1,18 +1,7 @@
-"""RPZ publishing for the daemon: one release, every publisher, verification, status.
+"""RPZ publishing: one release, every publisher, verification, status.
 
-:class:`RpzPublishing` is built from :class:`~edgeagent.config.Settings`:
-
-* ``[rpz]`` -> :class:`~edgeagent.rpz.compiler.RpzSettings` (zones, SOA, canary, stop
-  page host, the filtering proxy's ``proxy_ipv4``/``proxy_ipv6`` for ``divert``, each
-  feed's ``action``);
-* ``[publishers.NAME]`` -> one plug-in per enabled entry, of the kind its ``kind`` names
-  (:mod:`edgeagent.rpz.publishers.kinds`);
-* ``[[resolvers]]`` -> the :class:`~edgeagent.rpz.verify.Verifier`'s targets. A
-  publisher's own verify step waits for the resolvers it reaches most directly
-  (:func:`verified_by`): ``http-notify`` those it notifies, ``bind-update`` the
-  ``kind = "bind"`` ones (plus, without a ``zonefile`` publisher, the ``kind = "unbound"``
-  ones nobody notifies: they transfer from the hidden primary by IXFR), ``zonefile`` all
-  the rest.
+:class:`RpzPublishing` is built by the RPZ enforcer (:mod:`edgeagent.rpz.enforcer`) from
+the compiler's settings, the publishers and the resolver verifier.
 
 :meth:`RpzPublishing.publish` (called from a worker thread on every policy change) takes
 the next serial, persists it (0600 file in the state directory, written atomically before
@@ -29,29 +18,23 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from edgeagent.atomic import write_atomic
-from edgeagent.config import Settings
 from edgeagent.errors import EdgeAgentError, PublishError
 from edgeagent.metrics import Metrics
 from edgeagent.model import DesiredState
-from edgeagent.rpz.compiler import CompileStats, RpzAction, RpzSettings, StatsCounter
+from edgeagent.rpz.compiler import CompileStats, RpzSettings, StatsCounter
 from edgeagent.rpz.publishers.base import (
     Publisher,
-    PublisherConfig,
-    PublisherContext,
     PublishResult,
-    Reach,
-    ResolverTarget,
     ZoneRelease,
 )
-from edgeagent.rpz.publishers.kinds import PUBLISHER_KINDS
-from edgeagent.rpz.verify import ResolverCheck, VerificationState, Verifier
+from edgeagent.rpz.verify import VerificationState, Verifier
 from edgeagent.rpz.zonetext import next_serial, serial_gt
 
 log = logging.getLogger(__name__)
@@ -87,32 +70,6 @@ def compile_release(
     exception = tuple(plain.exception_text(counter))
     release = CachedRelease(state, settings, serial, policy, exception)
     return release, counter.freeze()
-
-
-def rpz_settings(settings: Settings) -> RpzSettings:
-    """``[rpz]`` (and each feed's ``action``) as the compiler's settings."""
-    r = settings.rpz
-    source_actions = {
-        name: RpzAction(feed.action) for name, feed in settings.feeds.items() if feed.action
-    }
-    kwargs: dict[str, Any] = {}
-    if r.stop_page_host is not None:
-        kwargs["stop_page_host"] = r.stop_page_host
-    return RpzSettings(
-        zone=r.zone,
-        exception_zone=r.exception_zone,
-        mname=r.soa_mname,
-        rname=r.soa_rname,
-        ns=r.soa_mname,
-        ttl=r.ttl,
-        timers=(r.soa_refresh, r.soa_retry, r.soa_expire, r.soa_minimum),
-        proxy_ipv4=str(r.proxy_ipv4) if r.proxy_ipv4 is not None else None,
-        proxy_ipv6=str(r.proxy_ipv6) if r.proxy_ipv6 is not None else None,
-        canary=r.canary_name,
-        default_action=RpzAction(r.default_action),
-        source_actions=source_actions,
-        **kwargs,
-    )
 
 
 @dataclass(slots=True)
@@ -174,58 +131,21 @@ class RpzPublishing:
 
     def __init__(
         self,
-        settings: Settings,
+        rpz: RpzSettings,
+        publishers: Sequence[Publisher[Any]],
+        verifier: Verifier,
+        state_dir: Path,
         metrics: Metrics | None = None,
-        *,
-        publishers: Sequence[Publisher[Any]] | None = None,
-        verify_timeout: float = 10.0,
     ) -> None:
-        self.settings = settings
+        self.rpz = rpz
+        self.publishers = list(publishers)
+        self.verifier = verifier
         self.metrics = metrics
-        self.rpz = rpz_settings(settings)
-        self.state_dir = Path(settings.agent.state_dir)
-        self.serials = SerialStore(self.state_dir / SERIAL_FILE)
+        self.serials = SerialStore(state_dir / SERIAL_FILE)
         self._lock = threading.Lock()
         self._current: _Current | None = None
         self._last_serial = self.serials.load()
-        self.verify_timeout = verify_timeout
-        self.publishers: list[Publisher[Any]] = (
-            list(publishers) if publishers is not None else self._build_publishers()
-        )
         self._status = {p.name: PublisherStatus(p.KIND) for p in self.publishers}
-        self.verifier = Verifier(
-            [
-                ResolverCheck(
-                    ResolverTarget(r.name, r.host, r.port),
-                    counts_for_readiness=r.serial_check != "none",
-                )
-                for r in settings.resolvers
-            ],
-            self.rpz.canary,
-            grace_seconds=settings.rpz.serial_grace_seconds,
-            metrics=metrics,
-        )
-
-    # -- construction -------------------------------------------------------------------
-    def _build_publishers(self) -> list[Publisher[Any]]:
-        s = self.settings
-        resolvers = [ResolverTarget(r.name, r.host, r.port, r.kind) for r in s.resolvers]
-        enabled = {n: p for n, p in sorted(s.publishers.items()) if p.enabled}
-        targets = verified_by(enabled, resolvers)
-        return [
-            PUBLISHER_KINDS.plugin(cfg).from_config(
-                name,
-                cfg,
-                PublisherContext(
-                    self.rpz.zone,
-                    self.rpz.exception_zone,
-                    self.state_dir,
-                    targets[name],
-                    self.verify_timeout,
-                ),
-            )
-            for name, cfg in enabled.items()
-        ]
 
     # -- lifecycle ------------------------------------------------------------------------
     async def start(self) -> None:
@@ -238,6 +158,11 @@ class RpzPublishing:
             await p.close()
 
     # -- publishing -----------------------------------------------------------------------
+    def missing(self) -> tuple[str, ...]:
+        """Publishers the current release has not reached yet."""
+        cur = self._current
+        return tuple(p.name for p in self.publishers if cur is None or p.name not in cur.done)
+
     def publish(self, state: DesiredState) -> list[PublishResult]:
         """Publish ``state`` to every publisher still missing it; return the successes.
 
@@ -362,18 +287,3 @@ class RpzPublishing:
             "publishers": {n: s.to_dict() for n, s in sorted(self._status.items())},
             "verification": self.verifier.last.to_dict(),
         }
-
-
-def verified_by(
-    publishers: Mapping[str, PublisherConfig], resolvers: Sequence[ResolverTarget]
-) -> dict[str, tuple[ResolverTarget, ...]]:
-    """The resolvers each publisher verifies: every resolver goes to the publishers that
-    reach it most directly (:class:`~edgeagent.rpz.publishers.base.Reach`)."""
-    out: dict[str, list[ResolverTarget]] = {name: [] for name in publishers}
-    for resolver in resolvers:
-        reach = {name: cfg.reach(resolver) for name, cfg in publishers.items()}
-        best = max(reach.values(), default=Reach.NONE)
-        for name, level in reach.items():
-            if level is not Reach.NONE and level == best:
-                out[name].append(resolver)
-    return {name: tuple(found) for name, found in out.items()}

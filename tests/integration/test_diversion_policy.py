@@ -11,8 +11,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgeagent.config import Settings
-from edgeagent.diversion.enforcer import RouteDiversion, diverted_hosts
+from edgeagent.diversion.enforcer import (
+    DiversionEnforcer,
+    DiversionEnforcerConfig,
+    RoutesConfig,
+    diverted_hosts,
+)
+from edgeagent.enforcement.base import EnforcerContext, ReloadOutcome
 from edgeagent.metrics import Metrics
 from edgeagent.model import Action, DesiredState, Entry, Indicator, Scope
 from tests.integration.resolvers import start_authoritative
@@ -37,19 +42,21 @@ def _state(version: int, *urls: str) -> DesiredState:
     return DesiredState(version, tuple(sorted(blocks, key=lambda e: e.indicator)), ())
 
 
-def _settings(dns_port: int) -> Settings:
-    return Settings.model_validate(
-        {
-            "routes": {
-                "enabled": True,
-                "proxy_next_hop": "192.0.2.2",
-                "allow_non_global": True,
-                "table": 100,
-                "route_protocol": int(OURS),
-                "resolvers": [{"host": "127.0.0.1", "port": dns_port}],
-            }
-        }
-    )
+def _config(dns_port: int, **changes: object) -> DiversionEnforcerConfig:
+    routes = {
+        "enabled": True,
+        "proxy_next_hop": "192.0.2.2",
+        "allow_non_global": True,
+        "table": 100,
+        "route_protocol": int(OURS),
+        "resolvers": [{"host": "127.0.0.1", "port": dns_port}],
+        **changes,
+    }
+    return DiversionEnforcerConfig(routes=RoutesConfig.model_validate(routes))
+
+
+def _context(tmp_path: Path, metrics: Metrics) -> EnforcerContext:
+    return EnforcerContext(tmp_path, metrics, protected_names=("cdn.example.com",))
 
 
 def test_only_url_hosts_are_diverted() -> None:
@@ -64,7 +71,7 @@ async def test_policy_change_moves_routes_and_spares_protected_addresses(
     dns = start_authoritative(tmp_path / "dns", {"example.com": ZONE})
     try:
         metrics = Metrics()
-        div = RouteDiversion(_settings(dns.port), metrics, ["cdn.example.com"], netns=lab.client)
+        div = DiversionEnforcer(_config(dns.port), _context(tmp_path, metrics), netns=lab.client)
         assert lab.probe(DIVERTED, 80) == "origin"
 
         state = _state(1, "http://listed.example.com/page.html", "http://sneaky.example.com/x.html")
@@ -80,6 +87,41 @@ async def test_policy_change_moves_routes_and_spares_protected_addresses(
         assert result is not None
         assert [str(d) for d in result.removed] == [f"{DIVERTED}/32"]
         assert lab.table() == {}
+        assert lab.probe(DIVERTED, 80) == "origin"
+    finally:
+        dns.stop()
+
+
+async def test_reload_moves_routes_to_a_new_table_without_a_lapse(
+    lab: Lab,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """A new ``[routes] table``: the successor installs its routes and rules first, then
+    the old table is emptied; diversion is off only when the section says so."""
+    dns = start_authoritative(tmp_path / "dns", {"example.com": ZONE})
+    try:
+        context = _context(tmp_path, Metrics())
+        old = DiversionEnforcer(_config(dns.port), context, netns=lab.client)
+        state = _state(1, "http://listed.example.com/page.html")
+        await old.publish(state)
+        assert lab.table() == {f"{DIVERTED}/32": OURS}
+
+        moved = await old.reload(_config(dns.port, table=101), context, state)
+        assert moved.outcome is ReloadOutcome.APPLIED
+        assert lab.table() == {}
+        assert lab.table(101) == {f"{DIVERTED}/32": OURS}
+        assert lab.rules() == set()
+        assert lab.rules(101) == {("-4", 80)}
+        assert lab.probe(DIVERTED, 80) == "proxy"
+        assert moved.enforcer.status()["routes"]["table"] == 101
+
+        same = await moved.enforcer.reload(_config(dns.port, table=101), context, state)
+        assert (same.outcome, same.enforcer) == (ReloadOutcome.UNCHANGED, moved.enforcer)
+
+        off = await moved.enforcer.reload(_config(dns.port, enabled=False), context, state)
+        assert off.outcome is ReloadOutcome.APPLIED
+        assert not off.enforcer.active
+        assert (lab.table(101), lab.rules(101)) == ({}, set())
         assert lab.probe(DIVERTED, 80) == "origin"
     finally:
         dns.stop()

@@ -95,12 +95,12 @@ class Lab:
         )
         return out.stdout.strip()
 
-    def table(self) -> dict[str, str]:
+    def table(self, table: int = TABLE) -> dict[str, str]:
         """Destinations in the client's policy table -> route protocol, as iproute2 sees it."""
         found: dict[str, str] = {}
         for fam in ("-4", "-6"):
             out = subprocess.run(
-                ["ip", "-j", fam, "-n", self.client, "route", "show", "table", str(TABLE)],
+                ["ip", "-j", fam, "-n", self.client, "route", "show", "table", str(table)],
                 check=False,
                 capture_output=True,
                 text=True,
@@ -115,7 +115,7 @@ class Lab:
                 found[dst] = str(route.get("protocol", ""))
         return found
 
-    def rules(self) -> set[tuple[str, int]]:
+    def rules(self, table: int = TABLE) -> set[tuple[str, int]]:
         """(family flag, dport) of the client's rules that look up our table with our mark."""
         found: set[tuple[str, int]] = set()
         for fam in ("-4", "-6"):
@@ -127,7 +127,7 @@ class Lab:
                 timeout=10,
             )
             for rule in json.loads(out.stdout):
-                if rule.get("table") == str(TABLE) and rule.get("protocol") == OURS:
+                if rule.get("table") == str(table) and rule.get("protocol") == OURS:
                     assert rule.get("ipproto") == "tcp"
                     found.add((fam, int(rule["dport"])))
         return found

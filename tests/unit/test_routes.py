@@ -9,8 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edgeagent.config import RoutesSettings
-from edgeagent.diversion.enforcer import route_settings
+from edgeagent.diversion.enforcer import RoutesConfig, route_settings
 from edgeagent.diversion.kernel import ReconcileResult, RouteReconciler
 from edgeagent.diversion.plan import (
     REASON_CDN_RANGE,
@@ -238,7 +237,7 @@ def test_settings_refuse_values_that_would_touch_the_kernels_own(bad: dict[str, 
 
 
 def test_settings_from_config_section() -> None:
-    cfg = RoutesSettings(
+    cfg = RoutesConfig(
         enabled=True,
         proxy_next_hop="192.0.2.2",
         resolvers=({"host": "192.0.2.53"},),  # type: ignore[arg-type]
