@@ -12,7 +12,10 @@ signals:
 - ``SIGHUP``: ``RELOADING=1``, the config is read and validated again; on any error the
   old settings stay and the error is logged. Feeds take effect at once: a removed feed
   stops counting and its metric series go, a new or changed feed is (re)scheduled and
-  synced. Listener addresses and the store path need a restart (logged);
+  synced. Each enforcer is rebuilt from its changed sections without a gap in
+  enforcement. Every other key needs a restart: the log line "config reloaded" and
+  ``/v1/status`` (``reload``) name what was applied and what needs a restart
+  (:mod:`edgeagent.reloading`);
 - ``SIGTERM``/``SIGINT``: stop accepting, drain in-flight requests, stop jobs, close the
   store, ``STOPPING=1``.
 
@@ -33,16 +36,17 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC
-from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from aiohttp import web
 
+from edgeagent import logs, reloading
 from edgeagent.config import Settings, load_config
 from edgeagent.decisions import DecisionService
-from edgeagent.enforcement.base import Enforcer, EnforcerContext
+from edgeagent.enforcement.base import EnforcerContext, owned_sections
 from edgeagent.enforcement.kinds import ENFORCERS
+from edgeagent.enforcement.running import Enforcers
 from edgeagent.engine import PolicyEngine, PolicySnapshot
 from edgeagent.errors import ConfigError, ConfigProblem, EdgeAgentError
 from edgeagent.feeds.base import FeedSpec
@@ -51,7 +55,7 @@ from edgeagent.feeds.specs import feed_specs
 from edgeagent.guard import ChangeLimits, Guard, ProtectedNames, PublicSuffixes
 from edgeagent.logs import fields
 from edgeagent.metrics import Metrics
-from edgeagent.model import DesiredState
+from edgeagent.reloading import ReloadReport
 from edgeagent.sdnotify import SystemdNotifier, watchdog_interval
 from edgeagent.store import open_store
 from edgeagent.store.base import Store
@@ -59,7 +63,6 @@ from edgeagent.takedown.engine import TakedownService
 from edgeagent.takedown.intake import TakedownIntake
 
 log = logging.getLogger("edgeagent.service")
-T = TypeVar("T")
 # How often the store's policy version is compared with the enforced one (changes made
 # by another process, e.g. `edgeagent feed approve`, announce themselves no other way).
 POLICY_POLL_SECONDS = 5
@@ -100,7 +103,7 @@ class Agent:
     decisions: DecisionService
     feeds: FeedRunner
     metrics: Metrics
-    enforcers: list[Enforcer]
+    enforcers: Enforcers
     state_dir: Path  # as built: a changed [agent] state_dir needs a restart
     takedown: TakedownService | None = None
     intake: TakedownIntake | None = None
@@ -120,9 +123,7 @@ class Agent:
             )
             intake = TakedownIntake(store.get_decision, lambda feed: _feed_source(settings, feed))
         context = enforcer_context(settings, settings.agent.state_dir, metrics, guard)
-        enforcers = [
-            kind.from_config(settings.sections(kind.Config), context) for kind in ENFORCERS
-        ]
+        enforcers = Enforcers.build(ENFORCERS, settings.sections, context)
         return cls(
             settings=settings,
             store=store,
@@ -138,9 +139,6 @@ class Agent:
             takedown=takedown,
             intake=intake,
         )
-
-    def active_enforcers(self) -> list[Enforcer]:
-        return [e for e in self.enforcers if e.active]
 
     def close(self) -> None:
         self.store.close()
@@ -196,13 +194,14 @@ class Daemon:
         self._stop = asyncio.Event()
         self._policy_changed = asyncio.Event()
         self._runners: list[web.AppRunner] = []
-        self._tasks: list[asyncio.Task[None]] = []
+        self._tasks: list[asyncio.Task[Any]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self.started_at = time.time()
         self.enforced_version: int | None = None
-        self._enforced_state: DesiredState | None = None
-        self._enforcer_locks = {kind.KIND: asyncio.Lock() for kind in ENFORCERS}
         self._enforcer_jobs: dict[str, set[str]] = {}
+        self._started_with = agent.settings  # what restart-only keys still run with
+        self._reloading = asyncio.Lock()
+        self.last_reload = ReloadReport()
         self.api_url = ""
         self.metrics_url = ""
 
@@ -249,28 +248,8 @@ class Daemon:
             await self._shutdown()
 
     async def _enforce(self, snap: PolicySnapshot) -> None:
-        """Push one policy version to every active enforcer at once; each keeps its old
-        state on error, and a slow one (a resolver that takes its time to confirm) never
-        holds up the others."""
         self.enforced_version = snap.state.version
-        self._enforced_state = snap.state
-        enforcers = self.agent.active_enforcers()
-        jobs = [self._locked(e, e.publish(snap.state)) for e in enforcers]
-        for e, outcome in zip(
-            enforcers, await asyncio.gather(*jobs, return_exceptions=True), strict=True
-        ):
-            if isinstance(outcome, BaseException):
-                # publish never raises by contract: this is a bug in that enforcer.
-                log.error(
-                    "an enforcer failed; its last good state stays",
-                    extra=fields(enforcer=e.KIND),
-                    exc_info=(type(outcome), outcome, outcome.__traceback__),
-                )
-
-    async def _locked(self, enforcer: Enforcer, work: Awaitable[T]) -> T:
-        """Run ``work`` on ``enforcer`` alone (the contract: one call at a time)."""
-        async with self._enforcer_locks[enforcer.KIND]:
-            return await work
+        await self.agent.enforcers.publish(snap.state)
 
     async def _check_policy_version(self) -> None:
         """Pick up policy changes made by another process on the same store (e.g.
@@ -293,6 +272,7 @@ class Daemon:
                 policy=lambda: self.agent.policy().index,
                 feeds=self._feed_status,
                 publishers=self._publisher_status,
+                reload=self._reload_status,
                 plan=self.agent.plan,
                 readiness=self.readiness,
                 on_change=self.policy_changed,
@@ -308,8 +288,7 @@ class Daemon:
             port = await self._serve(app, settings.api.host, settings.api.port, ssl_ctx)
             scheme = "https" if ssl_ctx else "http"
             self.api_url = f"{scheme}://{_url_host(settings.api.host)}:{port}"
-        for enforcer in self.agent.active_enforcers():
-            await enforcer.start()
+        await self.agent.enforcers.start()
         if settings.metrics.enabled:
             app = create_metrics_app(self.agent.metrics.registry, self.readiness)
             port = await self._serve(app, settings.metrics.host, settings.metrics.port, None)
@@ -332,8 +311,8 @@ class Daemon:
         self.agent.feeds.schedule(self.scheduler)
         self._every(60, "decisions:expire", self._expire_decisions)
         self._every(POLICY_POLL_SECONDS, "policy:poll", self._check_policy_version)
-        for enforcer in self.agent.enforcers:
-            self._schedule_enforcer(enforcer)
+        for kind in ENFORCERS:
+            self._schedule_enforcer(kind.KIND)
         svc = self.agent.takedown
         if svc is not None:
             self._every(30, "takedown:due", svc.run_due)
@@ -341,22 +320,17 @@ class Daemon:
             self._every(900, "takedown:relocate", self._relocate_all)
         self.scheduler.start()
 
-    def _schedule_enforcer(self, enforcer: Enforcer) -> None:
-        """(Re)schedule ``enforcer``'s periodic work; an idle one has none."""
+    def _schedule_enforcer(self, kind: str) -> None:
+        """(Re)schedule the periodic work the enforcer of ``kind`` declares."""
         from apscheduler.jobstores.base import JobLookupError
 
-        wanted = {
-            f"{enforcer.KIND}:{job.name}": job for job in enforcer.periodic() if enforcer.active
-        }
-        for job_id in self._enforcer_jobs.get(enforcer.KIND, set()) - set(wanted):
+        wanted = self.agent.enforcers.periodic(kind)
+        for job_id in self._enforcer_jobs.get(kind, set()) - set(wanted):
             with contextlib.suppress(JobLookupError):
                 self.scheduler.remove_job(job_id)
-        for job_id, job in wanted.items():
-            self._every(job.seconds, job_id, partial(self._locked_job, enforcer, job.run))
-        self._enforcer_jobs[enforcer.KIND] = set(wanted)
-
-    async def _locked_job(self, enforcer: Enforcer, run: Callable[[], Awaitable[object]]) -> None:
-        await self._locked(enforcer, run())
+        for job_id, (seconds, run) in wanted.items():
+            self._every(seconds, job_id, run)
+        self._enforcer_jobs[kind] = set(wanted)
 
     def _every(self, seconds: float, job_id: str, func: Callable[[], Awaitable[object]]) -> None:
         """A periodic job: one run at a time, missed runs collapsed, an explicit misfire
@@ -425,26 +399,62 @@ class Daemon:
             loop.add_signal_handler(signal.SIGHUP, self.reload)
 
     def reload(self) -> None:
-        """SIGHUP: validate the config again; keep the old one on any error."""
-        self.notifier.reloading()
-        try:
-            new = load_config(self.config_path)
-            # Feed secrets are read here too: a missing one refuses the whole reload.
-            specs = feed_specs(new) if new.feeds != self.agent.settings.feeds else None
-        except EdgeAgentError as exc:
-            log.error("reload refused, old config stays", extra=fields(error=str(exc)))
-        else:
+        """SIGHUP: reload the config (one reload at a time, in the event loop)."""
+        self._tasks.append(asyncio.get_running_loop().create_task(self._reload(), name="reload"))
+
+    async def _reload(self) -> None:
+        """Validate the config again and apply what can be applied; keep the old one on
+        any error. What needs a restart is named in the log and in ``/v1/status``."""
+        async with self._reloading:
+            self.notifier.reloading()
+            try:
+                new = load_config(self.config_path)
+                # Feed secrets are read here too: a missing one refuses the whole reload.
+                specs = feed_specs(new) if new.feeds != self.agent.settings.feeds else None
+            except EdgeAgentError as exc:
+                log.error("reload refused, old config stays", extra=fields(error=str(exc)))
+                self.notifier.ready("reload refused")
+                return
             for warning in new.warnings:
                 log.warning("config: %s", warning)
-            changed = _restart_only_changes(self.agent.settings, new)
-            self.agent.settings = new
+            old, self.agent.settings = self.agent.settings, new
             self.agent.decisions.public_needs_approval = new.api.public_reports_need_approval
+            if (old.agent.log_level, old.agent.log_format) != (
+                new.agent.log_level,
+                new.agent.log_format,
+            ):
+                logs.configure(new.agent.log_level, new.agent.log_format)
             self.agent.engine.set_feeds(frozenset(new.feeds))
             if specs is not None:
                 self._reload_feeds(specs)
-            log.info("config reloaded", extra=fields(needs_restart=changed))
+            context = enforcer_context(
+                new, self.agent.state_dir, self.agent.metrics, self.agent.guard
+            )
+            enforcers = await self.agent.enforcers.reload(new.sections, context)
+            for kind in enforcers.replaced:
+                self._schedule_enforcer(kind)
+                # Prove the new sections work now, not one interval later.
+                verify = self.agent.enforcers.on(kind, lambda e: e.verify())
+                self._tasks.append(asyncio.create_task(verify))
+            owned = owned_sections(ENFORCERS)
+            self.last_reload = reloading.report(
+                time.time(),
+                started=self._started_with,
+                old=old,
+                new=new,
+                owned=owned,
+                enforcers_applied=enforcers.applied,
+                enforcers_need_restart=enforcers.needs_restart,
+            )
+            log.info(
+                "config reloaded",
+                extra=fields(
+                    applied=list(self.last_reload.applied),
+                    needs_restart=list(self.last_reload.needs_restart),
+                ),
+            )
             self._policy_changed.set()
-        self.notifier.ready("reloaded")
+            self.notifier.ready("reloaded")
 
     def _reload_feeds(self, specs: list[FeedSpec]) -> None:
         """New, changed and removed feeds take effect now: jobs replaced, new ones synced."""
@@ -505,8 +515,7 @@ class Daemon:
             await runner.cleanup()
         self._runners.clear()
         await self.agent.feeds.close()
-        for enforcer in self.agent.enforcers:
-            await enforcer.close()
+        await self.agent.enforcers.close()
         log.info("stopped")
 
     # -- status callables for the API
@@ -515,18 +524,17 @@ class Daemon:
         if not self.agent.engine.loaded:
             reasons.append("policy not loaded")
         reasons.extend(f"feed {name} is stale" for name in self.agent.feeds.stale())
-        for enforcer in self.agent.active_enforcers():
-            reasons.extend(enforcer.readiness())
+        reasons.extend(self.agent.enforcers.readiness())
         return reasons
+
+    def _reload_status(self) -> dict[str, Any]:
+        return self.last_reload.to_dict()
 
     def _feed_status(self) -> dict[str, Any]:
         return self.agent.feeds.status()
 
     def _publisher_status(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for enforcer in self.agent.enforcers:
-            out.update(enforcer.status())
-        return out
+        return self.agent.enforcers.status()
 
 
 def _api_ssl_context(settings: Settings) -> ssl.SSLContext | None:
@@ -550,14 +558,3 @@ def _feed_source(settings: Settings, feed: str) -> str:
 
 def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
-
-
-def _restart_only_changes(old: Settings, new: Settings) -> list[str]:
-    changed = []
-    if (old.api.host, old.api.port) != (new.api.host, new.api.port):
-        changed.append("api.listen")
-    if (old.metrics.host, old.metrics.port) != (new.metrics.host, new.metrics.port):
-        changed.append("metrics.listen")
-    if old.store_path != new.store_path:
-        changed.append("store.path")
-    return changed

@@ -23,9 +23,9 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Annotated, Any, Literal, Self
 
-from aiohttp import web
 from pydantic import Field
 
+from edgeagent import listeners
 from edgeagent.configtypes import (
     ConfigModel,
     Endpoint,
@@ -125,7 +125,7 @@ class ProxyEnforcer(Enforcer):
         self.last_error = ""
         self.last_success: float | None = None
         self.canaries: dict[str, bool] = {}
-        self._runner: web.AppRunner | None = None
+        self._listener: listeners.Listener | None = None
         self._unenforceable_seen = 0
         self.stop_page_url = ""
 
@@ -178,15 +178,17 @@ class ProxyEnforcer(Enforcer):
     async def start(self) -> None:
         p = self.proxy
         app = create_stop_page_app(stop_page_settings(p, self.context.feeds), self._hit)
-        self._runner = await start_stop_page(app, p.stop_page_listen_host, p.stop_page_listen_port)
+        self._listener = await start_stop_page(
+            app, p.stop_page_listen_host, p.stop_page_listen_port
+        )
         host = p.stop_page_listen_host
         host = f"[{host}]" if ":" in host else host
         self.stop_page_url = f"http://{host}:{p.stop_page_listen_port}"
 
     async def close(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        if self._listener is not None:
+            await listeners.stop(self._listener)
+            self._listener = None
 
     async def hand_over(self, successor: Enforcer, state: DesiredState | None) -> None:
         await self.close()

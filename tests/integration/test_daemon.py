@@ -8,6 +8,7 @@ import json
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -257,3 +258,194 @@ def test_sighup_adds_changes_and_removes_feeds(tmp_path: Path) -> None:
         if line.startswith("{")
     ]
     assert any(r["msg"] == "feeds reloaded" for r in records)
+
+
+# ------------------------------------------------------------------- SIGHUP, per section
+
+
+def _until(check: Any, what: str, seconds: float = 20) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, f"{what}: not within {seconds} s"
+        time.sleep(0.1)
+
+
+def _records(log_path: Path) -> list[dict[str, Any]]:
+    lines = log_path.read_text().splitlines()
+    return [json.loads(line) for line in lines if line.startswith("{")]
+
+
+def _reloaded(log_path: Path, count: int) -> dict[str, Any]:
+    """The ``count``-th "config reloaded" record, once it is logged."""
+    found: list[dict[str, Any]] = []
+
+    def logged() -> bool:
+        found[:] = [r for r in _records(log_path) if r["msg"] == "config reloaded"]
+        return len(found) >= count
+
+    _until(logged, f"reload {count}")
+    return found[count - 1]
+
+
+def _base_config(tmp_path: Path, api_port: int, metrics_port: int) -> str:
+    return (
+        f'[agent]\nstate_dir = "{tmp_path / "state"}"\nlog_format = "json"\n'
+        f"[api]\nport = {api_port}\n[metrics]\nport = {metrics_port}\n"
+    )
+
+
+def test_sighup_applies_rpz_publishers_and_resolvers(tmp_path: Path) -> None:
+    """A new ``[rpz]`` ttl and canary, a publisher writing elsewhere, then the publisher
+    off and a resolver added: each is in force after SIGHUP, without a restart."""
+    api_port, metrics_port = free_port(udp=False), free_port(udp=False)
+    config = tmp_path / "edgeagent.toml"
+    base = _base_config(tmp_path, api_port, metrics_port)
+    rpz = '[rpz]\nttl = 60\ncanary_name = "canary-one.reload.test"\n'
+    files = '[publishers.files]\nkind = "zonefile"\ndirectory = "{}"\n'
+    config.write_text(base + rpz + files.format(tmp_path / "zones-a"))
+    token = _token(config, "noc", "noc")
+    api = f"http://127.0.0.1:{api_port}"
+    zone_a = tmp_path / "zones-a" / "block.rpz.invalid.zone"
+    zone_b = tmp_path / "zones-b" / "block.rpz.invalid.zone"
+    for zone in (zone_a, zone_b):
+        zone.parent.mkdir()  # a zonefile publisher writes into an existing directory
+
+    with _daemon(config, metrics_port, tmp_path / "daemon.log") as proc:
+        _until(zone_a.exists, "first zone file")
+        assert "$TTL 60\n" in zone_a.read_text()
+        assert "canary-one.reload.test TXT" in zone_a.read_text()
+
+        changed = rpz.replace("60", "30").replace("canary-one", "canary-two")
+        config.write_text(base + changed + files.format(tmp_path / "zones-b"))
+        proc.send_signal(signal.SIGHUP)
+        first = _reloaded(tmp_path / "daemon.log", 1)
+        assert set(first["applied"]) == {"rpz.ttl", "rpz.canary_name", "publishers.files"}
+        assert first["needs_restart"] == []
+        text = zone_b.read_text()
+        assert "$TTL 30\n" in text
+        assert "canary-two.reload.test TXT" in text
+        assert "canary-one" not in text
+        _, st = _http("GET", f"{api}/v1/status", token)
+        assert st["reload"]["applied"] == first["applied"]
+        assert st["publishers"]["rpz"]["publishers"]["files"]["up"] is True
+
+        resolver = f'[[resolvers]]\nname = "r1"\nhost = "127.0.0.1"\nport = {free_port()}\n'
+        off = files.format(tmp_path / "zones-b") + "enabled = false\n"
+        config.write_text(base + changed + off + resolver)
+        proc.send_signal(signal.SIGHUP)
+        second = _reloaded(tmp_path / "daemon.log", 2)
+        assert set(second["applied"]) == {"publishers.files", "resolvers"}
+
+        def r1_checked() -> bool:
+            _, st = _http("GET", f"{api}/v1/status", token)
+            checked = st["publishers"]["rpz"]["verification"]["resolvers"]
+            return [r["name"] for r in checked] == ["r1"]
+
+        _until(r1_checked, "the new resolver verified")
+        _, st = _http("GET", f"{api}/v1/status", token)
+        assert st["publishers"]["rpz"]["publishers"] == {}
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+
+
+def test_sighup_applies_proxy_section_without_a_gap(tmp_path: Path) -> None:
+    """``[proxy] status`` and the stop page address: the new stop page answers at once
+    (on the same address it starts before the old one closes)."""
+    api_port, metrics_port = free_port(udp=False), free_port(udp=False)
+    page_port, moved_port = free_port(udp=False), free_port(udp=False)
+    config = tmp_path / "edgeagent.toml"
+    base = _base_config(tmp_path, api_port, metrics_port)
+    proxy = (
+        f'[proxy]\nenabled = true\nindex_path = "{tmp_path / "proxy" / "index.bin"}"\n'
+        f"stop_page_listen_port = {page_port}\n"
+    )
+    config.write_text(base + proxy)
+
+    def stop_page(port: int) -> int | str:
+        try:
+            status, _ = _http("GET", f"http://127.0.0.1:{port}/blocked?source=canary")
+        except OSError as exc:
+            return type(exc).__name__
+        return status
+
+    with _daemon(config, metrics_port, tmp_path / "daemon.log") as proc:
+        _until(lambda: stop_page(page_port) == 451, "the stop page")
+        _until((tmp_path / "proxy" / "index.bin").exists, "the proxy index")
+
+        answers: list[int | str] = []
+        done = threading.Event()
+
+        def poll() -> None:  # every answer while the stop page is replaced
+            while not done.is_set():
+                answers.append(stop_page(page_port))
+
+        poller = threading.Thread(target=poll)
+        poller.start()
+        try:
+            config.write_text(base + proxy + "status = 403\n")
+            proc.send_signal(signal.SIGHUP)
+            assert _reloaded(tmp_path / "daemon.log", 1)["applied"] == ["proxy.status"]
+        finally:
+            done.set()
+            poller.join()
+        assert stop_page(page_port) == 403
+        assert set(answers) <= {451, 403}, set(answers)  # never refused meanwhile
+        assert len(answers) > 1
+
+        config.write_text(base + proxy.replace(str(page_port), str(moved_port)))
+        proc.send_signal(signal.SIGHUP)
+        applied = set(_reloaded(tmp_path / "daemon.log", 2)["applied"])
+        assert applied == {"proxy.status", "proxy.stop_page_listen_port"}
+        assert stop_page(moved_port) == 451
+        assert stop_page(page_port) == "URLError"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+
+
+def test_sighup_names_what_needs_a_restart(tmp_path: Path) -> None:
+    """Listener, guard and takedown changes are named in the log and in /v1/status and
+    keep running as they were; ``[api] public_reports_need_approval`` applies at once."""
+    api_port, metrics_port = free_port(udp=False), free_port(udp=False)
+    config = tmp_path / "edgeagent.toml"
+    base = _base_config(tmp_path, api_port, metrics_port)
+    config.write_text(base)
+    analyst = _token(config, "analyst", "ana")
+    api = f"http://127.0.0.1:{api_port}"
+
+    def public_report(name: str) -> str:
+        body = {
+            "target": name,
+            "scope": "domain",
+            "action": "block",
+            "reason": "public report",
+            "reference": "R-1",
+            "source": "public",
+        }
+        status, created = _http("POST", f"{api}/v1/decisions", analyst, body)
+        assert status == 201, created
+        return str(created["status"])
+
+    with _daemon(config, metrics_port, tmp_path / "daemon.log") as proc:
+        assert public_report("first.reload.test") == "pending-approval"
+        moved = base.replace(f"port = {api_port}", f"port = {free_port(udp=False)}")
+        config.write_text(
+            moved.replace("[api]\n", "[api]\npublic_reports_need_approval = false\n")
+            + "[guard]\nchange_floor = 10\n[takedown]\nsla_minutes = 30\n"
+        )
+        proc.send_signal(signal.SIGHUP)
+        record = _reloaded(tmp_path / "daemon.log", 1)
+        restart = ["api.port", "guard.change_floor", "takedown.sla_minutes"]
+        assert record["needs_restart"] == restart
+        assert record["applied"] == ["api.public_reports_need_approval"]
+        _, st = _http("GET", f"{api}/v1/status", analyst)  # still on the old port
+        assert st["reload"]["needs_restart"] == restart
+        assert st["reload"]["at"] > 0
+        assert public_report("second.reload.test") == "active"
+
+        config.write_text(base)  # back to what the process runs: nothing pending
+        proc.send_signal(signal.SIGHUP)
+        record = _reloaded(tmp_path / "daemon.log", 2)
+        assert record["needs_restart"] == []
+        assert record["applied"] == ["api.public_reports_need_approval"]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0

@@ -47,6 +47,7 @@ import dns.rdataclass
 import dns.rdatatype
 from aiohttp import web
 
+from edgeagent import listeners
 from edgeagent.atomic import StagedFile, remove_stale_temps, stage_file
 from edgeagent.configtypes import Endpoint, IpNetwork, Items, ListenHost, ListenPort
 from edgeagent.errors import PublishError
@@ -118,7 +119,7 @@ class ZoneServer:
         self.host = host
         self.port = port
         self.allowed = tuple(allowed)
-        self._runner: web.AppRunner | None = None
+        self._listener: listeners.Listener | None = None
         self.requests = 0
         self.refused = 0
 
@@ -161,21 +162,15 @@ class ZoneServer:
         )
 
     async def start(self) -> None:
-        runner = web.AppRunner(self.app(), access_log=None)
-        await runner.setup()
-        # reuse_port: a rebuilt publisher (config reload) starts its server on the same
-        # address before the old one closes, so the zones stay reachable throughout.
-        site = web.TCPSite(runner, self.host, self.port, reuse_port=True)
-        await site.start()
-        self._runner = runner
-        for addr in runner.addresses:  # the bound port when port=0
-            self.port = int(addr[1])
-            break
+        # A rebuilt publisher (config reload) starts its server on the same address
+        # before the old one stops, so the zones stay reachable throughout.
+        self._listener = await listeners.start(self.app(), self.host, self.port)
+        self.port = self._listener.port  # the kernel's choice when port=0
 
     async def close(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        if self._listener is not None:
+            await listeners.stop(self._listener)
+            self._listener = None
 
     @property
     def base_url(self) -> str:
