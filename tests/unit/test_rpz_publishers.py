@@ -119,7 +119,7 @@ class FakePublisher(Publisher[ZoneRelease]):
         return ()
 
 
-def test_rpz_settings_from_config(tmp_path: Path) -> None:
+def test_compiler_settings_from_config(tmp_path: Path) -> None:
     s = settings(tmp_path, '[feeds.f]\nkind = "domain-list"\npath = "x"\naction = "divert"\n')
     r = compiler_settings(s.sections(RpzEnforcerConfig).rpz, s.feeds)
     assert (r.zone, r.exception_zone, r.canary) == (
