@@ -27,7 +27,7 @@ from edgeagent.feeds import domainlist, urllist
 from edgeagent.feeds.base import Accepted, FeedFormat, FeedKind, FeedSpec, SyncOutcome
 from edgeagent.feeds.sync import StatusBoard, sync_feed
 from edgeagent.guard import Guard, ProtectedNames, PublicSuffixes
-from edgeagent.store import open_store
+from edgeagent.store import SqliteStore
 
 
 def _make(kind: str, n: int) -> bytes:
@@ -66,7 +66,7 @@ def run(kind: str, n: int) -> dict[str, Any]:
         accepted = sum(1 for item in parser(data, spec) if isinstance(item, Accepted))
         parse_s = time.perf_counter() - t0
         del data
-        store = open_store(Path(tmp) / "store.db")
+        store = SqliteStore(Path(tmp) / "store.db")
         try:
             t1 = time.perf_counter()
             res = asyncio.run(sync_feed(spec, store, guard, board=StatusBoard()))

@@ -1,4 +1,4 @@
-"""Squid helper throughput: canonicalise + probe, one core, 1,000,000-entry index (issue 6).
+"""Squid helper throughput: canonicalise + probe, one core, 1,000,000-entry index.
 
 Register in ``bench/__init__.py`` (REGISTRY) with::
 
@@ -18,7 +18,7 @@ from bench import Row
 from edgeagent.model import Action, DesiredState, Entry, Indicator, Scope
 from edgeagent.proxy.squid_helper import Helper
 
-ANCHOR = "issue 6: >= 60,000 URLs/s per core (ufdbGuard's claim), <= 40 bytes/entry"
+ANCHOR = "goal: >= 60,000 URLs/s per core (ufdbGuard's claim), <= 40 bytes/entry"
 
 
 def _state(n: int) -> DesiredState:

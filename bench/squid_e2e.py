@@ -1,4 +1,4 @@
-"""Squid end to end: the helper vs. a ``url_regex`` ACL vs. no filtering (issue 6).
+"""Squid end to end: the helper vs. a ``url_regex`` ACL vs. no filtering.
 
 One shipped Squid config (``resolvers/squid/squid.conf``, rendered as the tests do) run
 four ways in the same process, one after the other, against the same loopback origin:
@@ -47,7 +47,7 @@ from pathlib import Path
 from bench import Row
 from edgeagent.model import Action, DesiredState, Entry, Indicator, Scope
 
-ANCHOR = "issue 6: the helper costs <= 15 % against no filtering"
+ANCHOR = "goal: the helper costs <= 15 % against no filtering"
 HOST = "127.0.0.1"
 HOSTS = 16  # distinct request hosts (all with URL-level entries in the index)
 CONNECTIONS = 32

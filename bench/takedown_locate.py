@@ -1,6 +1,6 @@
 """Takedown locator: 10,000 URL entries against 50,000 customer prefixes, DNS included.
 
-Goal (issue 7): locate 10,000 URL entries against 50,000 customer prefixes in <= 5 s
+Goal: locate 10,000 URL entries against 50,000 customer prefixes in <= 5 s
 including resolution through a local Unbound (10,000 synthetic names served as
 ``local-data`` on a loopback high port); one address lookup in the prefix set <= 20 µs.
 
@@ -133,9 +133,10 @@ def measure(n_urls: int = 10_000, n_prefixes: int = 50_000) -> dict[str, Any]:
     import netaddr
 
     from edgeagent.model import Indicator, Scope
-    from edgeagent.takedown.base import Assignment
-    from edgeagent.takedown.customers import AssignmentIndex, CustomerRegistry, OwnSpace
+    from edgeagent.takedown.customers.base import Assignment
+    from edgeagent.takedown.customers.directory import AssignmentIndex, CustomerDirectory
     from edgeagent.takedown.locate import Locator
+    from edgeagent.takedown.space import OwnSpace
 
     # Synthetic customer space: IPv6 documentation prefix 2001:db8::/32 split into /64s
     # (50,000 customers fit easily), plus the IPv4 documentation /24s as own space.
@@ -154,8 +155,8 @@ def measure(n_urls: int = 10_000, n_prefixes: int = 50_000) -> dict[str, Any]:
         for i in range(n_prefixes)
     ]
     t0 = time.perf_counter()
-    registry = CustomerRegistry(())
-    registry.index = AssignmentIndex(assignments)
+    directory = CustomerDirectory(())
+    directory.index = AssignmentIndex(assignments)
     build_s = time.perf_counter() - t0
     own = OwnSpace(["2001:db8::/32", "198.51.100.0/24", "203.0.113.0/24", "192.0.2.0/24"])
 
@@ -182,11 +183,11 @@ def measure(n_urls: int = 10_000, n_prefixes: int = 50_000) -> dict[str, Any]:
     own_us = (time.perf_counter() - t0) / len(probe) * 1e6
     t0 = time.perf_counter()
     for ip in probe:
-        registry.lookup(ip, now)
+        directory.lookup(ip, now)
     lookup_us = (time.perf_counter() - t0) / len(probe) * 1e6
 
     with unbound_server(records) as (addr, port):
-        locator = Locator(own, registry, [(addr, port)], timeout=3.0)
+        locator = Locator(own, directory, [(addr, port)], timeout=3.0)
         t0 = time.perf_counter()
         locations = asyncio.run(locator.locate(indicators, at=now))
         locate_s = time.perf_counter() - t0
@@ -212,7 +213,7 @@ def run(n_urls: int = 10_000, n_prefixes: int = 50_000) -> dict[str, Any]:
 def rows(n_urls: int = 10_000, n_prefixes: int = 50_000) -> list[Row]:
     """The figures as harness rows (register with ``rows``)."""
     r = measure(n_urls, n_prefixes)
-    anchor = "issue 7: takedown locate"
+    anchor = "goal: 10,000 URLs located in <= 5 s; one address <= 20 µs"
     return [
         Row(
             f"locate {n_urls:,} URLs vs {n_prefixes:,} prefixes (DNS via local Unbound)",

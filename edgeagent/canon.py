@@ -53,12 +53,47 @@ without query, then ``/`` and up to three more directory prefixes (each ending i
 As in SB, an expression matches on the listed host and its subdomains
 (``a.example/x`` is among the expressions of ``http://b.a.example/x``).
 
-URL entries: :func:`url_expression` (host + path + query) is hashed for ``url`` scope;
-:func:`url_prefix_expression` (host + path, query dropped) for ``url-prefix`` scope.
+URL entries: :func:`url_expression` (host + path + canonical query) is hashed for ``url``
+scope; :func:`url_prefix_expression` (host + path, query dropped) for ``url-prefix`` scope.
 A url-prefix entry is matched *as given* (never widened to a directory). Through
 :func:`lookup_expressions` it is found when its path ends in ``/`` and has at most three
 segments (``/``, ``/a/``, ``/a/b/``, ``/a/b/c/``), or when it equals the request's exact
 path; :func:`url_prefix_indexable` says which. Other prefixes need string-prefix matching.
+
+Matching rules (the proxy index, :mod:`edgeagent.proxy.index`, implements them). Host
+and path compare canonically (any scheme, any port). The canonical query
+(:func:`query_params`) is the query split at ``&``, empty parameters dropped, ``+`` read
+as a space (``%20``), ``name`` read as ``name=``, sorted, duplicates dropped; ``?`` or
+``?&`` with no parameter left is no query.
+
+- A ``url`` block entry **without a query** matches its path with any query or none
+  (``p``, ``p?``, ``p?&``, ``p?a=1``). It names the resource: a static origin serves the
+  same file whatever the query, and a list that meant one query would have listed it.
+- A ``url`` block entry **with a query** matches when each of its parameters is among the
+  request's; order and extra parameters do not matter. ``page.php?id=1`` blocks
+  ``page.php?x=2&id=1`` (an origin ignores parameters it does not read, and a client can
+  add any) and ``page.php?id=2&id=1`` (which value wins is the origin's choice), never
+  ``page.php?id=2`` or ``page.php``.
+- A ``url`` **allow** entry matches only its own canonical query: an exception carves out
+  exactly what it names, never more.
+- A ``url-prefix`` entry matches its path exactly, with or without a trailing ``/``, and
+  every path below it at a ``/`` boundary, with any query: ``/dir`` matches ``/dir``,
+  ``/dir/``, ``/dir/x``, ``/dir?x``, never ``/directory``.
+
+Requests are read every way an origin may read them (:func:`request_urls`), and a request
+is listed when any reading is listed:
+
+1. the URL itself;
+2. the URL cut at its first ``#``, raw or escaped (``%23``). A client may put a fragment in
+   the request line; Squid hands it to its helper as ``%23`` but sends it to the origin
+   raw, and origins drop it. A literal ``%23`` is a real character to the origin, but the
+   helper cannot tell the two apart, so both readings count;
+3. each of these with path parameters (``;`` to the end of a segment) removed before dot
+   segments are resolved, as servlet containers read them (``/a;x/b`` is ``/a/b``,
+   ``/a/..;x/b`` is ``/b``).
+
+Reading too much can only refuse a sibling named like a listed page followed by ``#...``
+or ``;...``; reading too little lets the listed page through.
 """
 
 from __future__ import annotations
@@ -303,9 +338,32 @@ def _format(p: _Parts) -> str:
 
 
 def _parse(text: str) -> _Parts:
+    r = _split(text, text)
+    return _finish(r, r.path, r.query)
+
+
+class _Raw(NamedTuple):
+    """A URL split but not yet resolved: ``path`` and ``query`` unescaped bytes."""
+
+    scheme: str
+    host: str
+    is_ip: bool
+    port: str
+    path: bytes  # starts with "/", "\\" read as "/", dot segments not resolved
+    query: bytes | None
+
+
+def _finish(r: _Raw, path: bytes, query: bytes | None) -> _Parts:
+    """Canonical pieces of ``r``'s host with ``path`` (resolved here) and ``query``."""
+    q = None if query is None else _escape(query)
+    return _Parts(r.scheme, r.host, r.is_ip, r.port, _escape(_resolve_path(path)), q)
+
+
+def _split(s: str, text: str) -> _Raw:
+    """Split URL ``s`` after unescaping it; errors name ``text`` (the caller's input)."""
     if len(text) > MAX_URL_LENGTH:
         raise InvalidTarget(f"URL longer than {MAX_URL_LENGTH} characters", text[:64])
-    s = text.strip()
+    s = s.strip()
     if "\t" in s or "\r" in s or "\n" in s:
         s = s.replace("\t", "").replace("\r", "").replace("\n", "")
     cut = s.find("#")
@@ -348,15 +406,7 @@ def _parse(text: str) -> _Parts:
         host_b, port_b = (hostport, b"") if colon < 0 else (hostport[:colon], hostport[colon + 1 :])
 
     host, is_ip = _url_host(host_b, text)
-    port = _port(port_b, scheme, text)
-    return _Parts(
-        scheme,
-        host,
-        is_ip,
-        port,
-        _escape(_resolve_path(path)),
-        None if query is None else _escape(query),
-    )
+    return _Raw(scheme, host, is_ip, _port(port_b, scheme, text), path, query)
 
 
 def _is_scheme(raw: bytes, m: re.Match[bytes]) -> bool:
@@ -523,6 +573,59 @@ def _split_canonical(url: str) -> tuple[str, str]:
     return host, tail
 
 
+# --------------------------------------------------------------------------- requests
+
+
+def request_urls(text: str) -> list[str]:
+    """Canonical URLs an origin may serve for request ``text`` (its *readings*).
+
+    In order, without duplicates: the URL; the URL cut at its first ``#`` (raw or
+    ``%23``); each of these with path parameters removed (:func:`strip_path_params`,
+    before dot segments are resolved). A raw ``#`` is read as ``%23`` (as Squid hands
+    it over), so the first reading keeps it. See the module docstring, "Requests".
+    Raises :class:`InvalidTarget` like :func:`canonical_url`.
+    """
+    r = _split(text.replace("#", "%23"), text) if "#" in text else _split(text, text)
+    pieces = [(r.path, r.query)]
+    cut = r.path.find(b"#")
+    if cut >= 0:
+        pieces.append((r.path[:cut], None))
+    elif r.query is not None and b"#" in r.query:
+        pieces.append((r.path, r.query[: r.query.find(b"#")]))
+    for path, query in list(pieces):
+        if b";" in path:
+            pieces.append((strip_path_params(path), query))
+    urls: list[str] = []
+    for path, query in pieces:
+        url = _format(_finish(r, path, query))
+        if url not in urls:
+            urls.append(url)
+    return urls
+
+
+def strip_path_params(path: bytes) -> bytes:
+    """``path`` with each ``/`` segment cut at its first ``;`` (``/a;x/b;y`` -> ``/a/b``)."""
+    return b"/".join(seg.partition(b";")[0] for seg in path.split(b"/"))
+
+
+def prefix_probes(path: bytes, limit: int) -> list[bytes]:
+    """Where a ``url-prefix`` entry (stored without its trailing ``/``) may match ``path``
+    (no query): ``path`` up to each ``/`` after the first, then the whole path without
+    trailing ``/`` (none for ``/``); at most ``limit`` boundaries, deeper paths end there.
+    """
+    probes: list[bytes] = []
+    pos = 0
+    for _ in range(limit):
+        pos = path.find(b"/", pos + 1)
+        if pos < 0:
+            last = path.rstrip(b"/")
+            if last:
+                probes.append(last)
+            break
+        probes.append(path[:pos])
+    return probes
+
+
 # --------------------------------------------------------------------------- expressions
 
 
@@ -565,12 +668,29 @@ def _path_prefixes(p: _Parts) -> list[str]:
 
 
 def url_expression(url: str) -> str:
-    """Expression hashed for a ``url`` entry: host + path + query of a canonical URL.
+    """Expression hashed for a ``url`` entry: host + path [+ ``?`` + canonical query].
 
-    Equals the first element of ``lookup_expressions(url)``.
+    ``url`` must be canonical. The query is :func:`query_params` joined with ``&`` (no
+    ``?`` when none is left), so it equals the first element of ``lookup_expressions(url)``
+    only when the query is already in that form.
     """
     host, tail = _split_canonical(url)
-    return host + tail
+    path, _, query = tail.partition("?")
+    params = query_params(query)
+    return host + path + ("?" + "&".join(params) if params else "")
+
+
+def query_params(query: str) -> tuple[str, ...]:
+    """Canonical parameters of the (escaped, canonical) query of a canonical URL.
+
+    Split at ``&``; empty parameters dropped; ``+`` read as a space (``%20``, as form
+    decoding reads it); ``name`` read as ``name=``; sorted; duplicates dropped.
+    """
+    if not query:
+        return ()
+    if "+" in query:
+        query = query.replace("+", "%20")
+    return tuple(sorted({p if "=" in p else p + "=" for p in query.split("&") if p}))
 
 
 def url_prefix_expression(url: str) -> str:
@@ -636,7 +756,7 @@ _HEX64 = frozenset("0123456789abcdef")
 
 
 def canonical_digest(text: str) -> str:
-    """A SHA-256 digest as 64 lower-case hex digits (hashed-list entries)."""
+    """A SHA-256 digest as 64 lower-case hex digits (hashed-url-list entries)."""
     value = text.strip().lower()
     if len(value) != 64 or not _HEX64.issuperset(value):
         raise InvalidTarget("not a SHA-256 digest (64 hex digits)", text)

@@ -305,7 +305,18 @@ def cmd_report_takedown(args: argparse.Namespace) -> int:
 
 def cmd_lab(args: argparse.Namespace) -> int:
     from edgeagent import logs
-    from edgeagent.lab import Lab, run_lab
+
+    try:
+        from edgeagent.lab import Lab, run_lab
+    except ModuleNotFoundError as exc:
+        missing = (exc.name or "edgeagent").partition(".")[0]
+        if missing == "edgeagent":
+            raise
+        # A dependency only the lab has (installed by the `lab` extra).
+        raise UsageError(
+            f"the lab needs {missing}: install edgeagent with its lab extra "
+            "(pip install 'edgeagent[lab]')"
+        ) from None
 
     logs.configure("warning", "text")
 

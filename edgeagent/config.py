@@ -32,43 +32,35 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, Field, PrivateAttr, ValidationError, model_validator
 
-import edgeagent
+from edgeagent.bundled import bundled_path
 from edgeagent.configtypes import (
     ConfigModel,
     Count,
-    Cron,
     DnsAction,
-    DnsName,
-    Email,
-    Endpoint,
-    EnvName,
-    Host,
-    HttpUrl,
     InputFile,
     InputPath,
-    IpNetwork,
     Items,
     ListenHost,
     ListenPort,
     Name,
     OutputPath,
-    Port,
-    Seconds,
     SecretFile,
     Share,
-    Source,
-    one_secret,
     toml_type,
 )
 from edgeagent.enforcement.base import owned_sections
 from edgeagent.enforcement.kinds import ENFORCERS
-from edgeagent.errors import ConfigError, ConfigProblem
-from edgeagent.model import NoticeSource
-from edgeagent.plugins import concrete_model, rename_old_kinds
+from edgeagent.errors import ConfigError, ConfigProblem, StoreError
+from edgeagent.feeds.base import FeedConfig
+from edgeagent.feeds.kinds import FEED_KINDS
+from edgeagent.plugins import PluginField, concrete_model, rename_old_kinds
+from edgeagent.store.base import StoreConfig
+from edgeagent.store.kinds import STORE_BACKENDS
+from edgeagent.store.sqlite import SqliteStore, SqliteStoreConfig
+from edgeagent.takedown.settings import TakedownSettings
 
 DEFAULT_CONFIG_PATH = Path("/etc/edgeagent/edgeagent.toml")
-BUNDLED_LISTS_DIR = Path(edgeagent.__file__).resolve().parent.parent / "blocklists"
-STORE_FILE_NAME = "edgeagent.sqlite3"
+BUNDLED_LISTS_DIR = bundled_path("blocklists")
 G = TypeVar("G", bound=BaseModel)
 
 
@@ -98,13 +90,6 @@ class AgentSettings(ConfigModel):
     state_dir: OutputPath = Field(default_factory=default_state_dir)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "text"] = "json"
-
-
-class StoreSettings(ConfigModel):
-    """``[store]``: where decisions, feed generations and the audit log live."""
-
-    backend: Literal["sqlite"] = "sqlite"
-    path: OutputPath | None = None  # None: <state_dir>/edgeagent.sqlite3
 
 
 class ApiSettings(ConfigModel):
@@ -170,249 +155,6 @@ class GuardSettings(ConfigModel):
     cidr_min_prefix_v6: Annotated[int, Field(ge=0, le=128)] = 48
 
 
-# --- feeds
-
-
-class BasicAuth(ConfigModel):
-    kind: Literal["basic"]
-    username: str
-    password_file: SecretFile | None = None
-    password_env: EnvName | None = None
-
-    @model_validator(mode="after")
-    def _secret(self) -> BasicAuth:
-        one_secret(self, "password", required=True)
-        return self
-
-
-class BearerAuth(ConfigModel):
-    kind: Literal["bearer"]
-    token_file: SecretFile | None = None
-    token_env: EnvName | None = None
-
-    @model_validator(mode="after")
-    def _secret(self) -> BearerAuth:
-        one_secret(self, "token", required=True)
-        return self
-
-
-class ClientCertAuth(ConfigModel):
-    kind: Literal["client-cert"]
-    cert_file: InputFile
-    key_file: SecretFile
-    key_password_file: SecretFile | None = None  # only for an encrypted key
-    key_password_env: EnvName | None = None
-
-    @model_validator(mode="after")
-    def _secret(self) -> ClientCertAuth:
-        one_secret(self, "key_password", required=False)
-        return self
-
-
-FeedAuth = Annotated[BasicAuth | BearerAuth | ClientCertAuth, Field(discriminator="kind")]
-
-
-class _FeedCommon(ConfigModel):
-    """Keys every feed kind has."""
-
-    enabled: bool = True
-    source: Source = NoticeSource.HOTLINE
-    authority: str = ""  # shown on the stop page, e.g. "Example Hotline"
-    category: str = "csam"
-    action: DnsAction | None = None  # None: [rpz] default_action
-    interval_seconds: Annotated[int, Field(ge=10)] | None = None
-    cron: Cron | None = None
-    jitter_seconds: Count = 60
-    misfire_grace_seconds: Annotated[int, Field(ge=1)] = 300
-    # Per-feed change limits; None: the [guard] values.
-    max_removal_share: Annotated[float, Field(ge=0, le=1)] | None = None
-    max_addition_share: Share | None = None
-    change_floor: Count | None = None
-
-    @model_validator(mode="after")
-    def _schedule(self) -> _FeedCommon:
-        if self.interval_seconds is not None and self.cron is not None:
-            raise ValueError("set interval_seconds or cron, not both")
-        return self
-
-    @property
-    def schedule_interval(self) -> int | None:
-        """Seconds between syncs; ``None`` when ``cron`` is used. Default one hour."""
-        if self.cron is not None:
-            return None
-        return self.interval_seconds if self.interval_seconds is not None else 3600
-
-
-class _Fetched(_FeedCommon):
-    """A list read from ``url`` (HTTP with the transport options) or a local ``path``."""
-
-    url: HttpUrl | None = None
-    path: OutputPath | None = None  # may appear later (e.g. dropped in by another job)
-    auth: FeedAuth | None = None
-    ca_file: InputFile | None = None
-    connect_timeout_seconds: Seconds = 10.0
-    read_timeout_seconds: Seconds = 30.0
-    total_deadline_seconds: Seconds = 300.0
-    min_rate_bytes_per_second: Count = 0
-    max_bytes: Annotated[int, Field(ge=1024)] = 256 * 1024 * 1024
-    max_decompressed_bytes: Annotated[int, Field(ge=1024)] = 1024 * 1024 * 1024
-    retries: Count = 3
-    backoff_base_seconds: Seconds = 1.0
-    backoff_max_seconds: Seconds = 60.0
-    digest_url: HttpUrl | None = None
-    signature_url: HttpUrl | None = None
-    public_key_file: InputFile | None = None
-
-    @model_validator(mode="after")
-    def _source_consistent(self) -> _Fetched:
-        if (self.url is None) == (self.path is None):
-            raise ValueError("set url or path (exactly one)")
-        if self.path is not None:
-            http_only = ("auth", "ca_file", "digest_url", "signature_url")
-            used = [k for k in http_only if getattr(self, k) is not None]
-            if used:
-                raise ValueError(f"{', '.join(used)} only apply to a feed with url")
-        if (self.signature_url is None) != (self.public_key_file is None):
-            raise ValueError("signature_url and public_key_file go together")
-        return self
-
-
-class UrlListFeed(_Fetched):
-    """Hotline page list: one URL per line, or CSV / JSON lines with id, url, category."""
-
-    kind: Literal["url-list"]
-    format: Literal["lines", "csv", "jsonl"] = "lines"
-
-
-class HashedUrlListFeed(_Fetched):
-    """Hex SHA-256 of canonical lookup expressions (feeds the proxy index only)."""
-
-    kind: Literal["hashed-url-list"]
-    format: Literal["lines", "csv"] = "lines"
-
-
-class DomainListFeed(_Fetched):
-    """One domain per line (comments allowed): whole-domain entries."""
-
-    kind: Literal["domain-list"]
-    format: Literal["lines", "csv"] = "lines"
-
-
-class LocalFileFeed(_FeedCommon):
-    """A list the ISP keeps itself (e.g. a court order), in the format of ``content``."""
-
-    kind: Literal["local-file"]
-    path: OutputPath
-    content: Literal["url-list", "hashed-url-list", "domain-list"] = "domain-list"
-    format: Literal["lines", "csv", "jsonl"] = "lines"
-
-
-class RpzAxfrFeed(_FeedCommon):
-    """An upstream RPZ zone pulled by AXFR/IXFR, optionally with TSIG."""
-
-    kind: Literal["rpz-axfr"]
-    server: Host
-    port: Port = 53
-    zone: DnsName
-    tsig_key_name: DnsName | None = None
-    tsig_algorithm: Literal["hmac-sha256", "hmac-sha384", "hmac-sha512"] = "hmac-sha256"
-    tsig_secret_file: SecretFile | None = None
-    tsig_secret_env: EnvName | None = None
-    timeout_seconds: Seconds = 30.0
-    use_ixfr: bool = True
-
-    @model_validator(mode="after")
-    def _tsig(self) -> RpzAxfrFeed:
-        one_secret(self, "tsig_secret", required=self.tsig_key_name is not None)
-        if self.tsig_key_name is None and (self.tsig_secret_file or self.tsig_secret_env):
-            raise ValueError("a TSIG secret needs tsig_key_name")
-        return self
-
-
-Feed = Annotated[
-    UrlListFeed | HashedUrlListFeed | DomainListFeed | LocalFileFeed | RpzAxfrFeed,
-    Field(discriminator="kind"),
-]
-
-
-# --- takedown
-
-
-class CustomerSource(ConfigModel):
-    """``[[takedown.customers]]``: where customer address assignments come from."""
-
-    kind: Literal["csv", "json", "ripe", "http"]
-    path: InputFile | None = None
-    url: HttpUrl | None = None
-    token_file: SecretFile | None = None
-    token_env: EnvName | None = None
-
-    @model_validator(mode="after")
-    def _where(self) -> CustomerSource:
-        if self.kind == "http" and (self.url is None or self.path is not None):
-            raise ValueError("kind http needs url (and no path)")
-        if self.kind != "http" and (self.path is None or self.url is not None):
-            raise ValueError(f"kind {self.kind} needs path (and no url)")
-        one_secret(self, "token", required=False)
-        return self
-
-
-class SmtpSettings(ConfigModel):
-    """``[takedown.smtp]``: e-mail notices to the hosting team (STARTTLS)."""
-
-    host: Host
-    port: Port = 587
-    starttls: bool = True
-    username: str | None = None
-    password_file: SecretFile | None = None
-    password_env: EnvName | None = None
-    sender: Email
-    recipients: Annotated[Items[Email], Field(min_length=1)]
-    timeout_seconds: Seconds = 30.0
-
-    @model_validator(mode="after")
-    def _secret(self) -> SmtpSettings:
-        one_secret(self, "password", required=self.username is not None)
-        return self
-
-
-class WebhookSettings(ConfigModel):
-    """``[takedown.webhook]``: HMAC-signed JSON notices."""
-
-    url: HttpUrl
-    secret_file: SecretFile | None = None
-    secret_env: EnvName | None = None
-    timeout_seconds: Seconds = 10.0
-
-    @model_validator(mode="after")
-    def _secret(self) -> WebhookSettings:
-        one_secret(self, "secret", required=True)
-        return self
-
-
-class TakedownSettings(ConfigModel):
-    """``[takedown]``: locate listed URLs in the ISP's own space and drive tickets."""
-
-    enabled: bool = False
-    own_prefixes: Items[IpNetwork] = ()
-    customers: Items[CustomerSource] = ()
-    resolvers: Items[Endpoint] = ()  # must NOT apply the blocking policy
-    sla_minutes: Annotated[int, Field(ge=1)] = 60
-    sla_minutes_by_source: dict[Source, Annotated[int, Field(ge=1)]] = Field(default_factory=dict)
-    renotify_minutes: Annotated[int, Field(ge=1)] = 240
-    require_authorisation_for: Items[Source] = ()
-    retention_days: Annotated[int, Field(ge=1)] = 365
-    probe: bool = False
-    smtp: SmtpSettings | None = None
-    webhook: WebhookSettings | None = None
-
-    @model_validator(mode="after")
-    def _usable(self) -> TakedownSettings:
-        if self.enabled and not self.own_prefixes:
-            raise ValueError("enabled takedown needs own_prefixes")
-        return self
-
-
 # --------------------------------------------------------------------------------- root
 
 
@@ -426,11 +168,14 @@ class Settings(ConfigModel):
     """
 
     agent: AgentSettings = Field(default_factory=AgentSettings)
-    store: StoreSettings = StoreSettings()
+    # Where decisions, feed generations and the audit log live.
+    store: Annotated[StoreConfig, PluginField(STORE_BACKENDS, "one")] = SqliteStoreConfig()
     api: ApiSettings = ApiSettings()
     metrics: MetricsSettings = MetricsSettings()
     guard: GuardSettings = Field(default_factory=GuardSettings)
-    feeds: dict[Name, Feed] = Field(default_factory=dict)
+    feeds: Annotated[dict[Name, FeedConfig], PluginField(FEED_KINDS, "dict")] = Field(
+        default_factory=dict
+    )
     takedown: TakedownSettings = TakedownSettings()
 
     _warnings: tuple[ConfigProblem, ...] = PrivateAttr(default=())
@@ -440,14 +185,40 @@ class Settings(ConfigModel):
         """Deprecations found while loading (old kind names): log or show them."""
         return self._warnings
 
+    @model_validator(mode="before")
+    @classmethod
+    def _sqlite_by_default(cls, data: Any) -> Any:
+        """A ``[store]`` without ``backend`` is the embedded SQLite store (as it always was)."""
+        store = data.get("store") if isinstance(data, Mapping) else None
+        if isinstance(store, Mapping) and STORE_BACKENDS.key not in store:
+            return {**data, "store": {STORE_BACKENDS.key: SqliteStore.KIND, **store}}
+        return data
+
     @property
     def store_path(self) -> Path:
-        return self.store.path or self.agent.state_dir / STORE_FILE_NAME
+        """The database file of the SQLite backend (other backends keep no file here)."""
+        if not isinstance(self.store, SqliteStoreConfig):
+            raise StoreError(f"store backend {self.store.backend} has no store file")
+        return self.store.file(self.agent.state_dir)
+
+    @property
+    def store_location(self) -> str:
+        """Where the configured store lives (for people; no secrets)."""
+        return self.store.location(self.agent.state_dir)
 
     def sections(self, group: type[G]) -> G:
         """The top-level sections that ``group`` declares as its fields (an enforcer's
         ``Config``), as one typed value."""
         return group.model_construct(**{key: getattr(self, key) for key in group.model_fields})
+
+    def reserved_names(self) -> tuple[str, ...]:
+        """The agent's own names in these settings (canary, stop-page host, policy zones,
+        the proxy canary's host): no feed and no person may list them. The enforcers whose
+        sections name them say which (:meth:`EnforcerConfig.reserved_names`)."""
+        names: set[str] = set()
+        for enforcer in ENFORCERS:
+            names |= self.sections(enforcer.Config).reserved_names()
+        return tuple(sorted(names))
 
     def feed_action(self, name: str) -> DnsAction:
         """The DNS action for name-level entries of feed ``name``: its own ``action``, else
@@ -507,6 +278,11 @@ def _quoted_choices(expected: str) -> str:
     return ", ".join(found) if found else expected.replace(" or ", ", ")
 
 
+def _selector(ctx: Mapping[str, Any]) -> str:
+    """The key that selects a plug-in (``kind``, ``backend``) from a union error."""
+    return str(ctx.get("discriminator", "'kind'")).strip("'")
+
+
 def _key_path(loc: Sequence[int | str], data: object, missing: bool) -> str:
     """Dotted key path of ``loc``, following the TOML data.
 
@@ -538,9 +314,10 @@ def _problem(err: Mapping[str, Any], data: object) -> ConfigProblem:
         return ConfigProblem(path, "required key missing")
     if kind == "union_tag_invalid":
         allowed = _quoted_choices(str(ctx.get("expected_tags", "")))
-        return ConfigProblem(f"{path}.kind", f"unknown kind; allowed: {allowed}")
+        key = _selector(ctx)
+        return ConfigProblem(f"{path}.{key}", f"unknown {key}; allowed: {allowed}")
     if kind == "union_tag_not_found":
-        return ConfigProblem(f"{path}.kind", "required key missing")
+        return ConfigProblem(f"{path}.{_selector(ctx)}", "required key missing")
     if kind == "value_error":
         return ConfigProblem(path, str(ctx.get("error", err["msg"])))
     if kind == "string_pattern_mismatch" and err["loc"][-1] == "[key]":
@@ -616,7 +393,7 @@ def default_settings(state_dir: Path | None = None) -> Settings:
 
     Store under ``state_dir`` (default :func:`default_state_dir`), API on
     127.0.0.1:8640, metrics on 127.0.0.1:9640, the synthetic feeds and protected names
-    bundled in the repository's ``blocklists/``.
+    shipped in ``blocklists/``.
     """
     samples = BUNDLED_LISTS_DIR / "samples"
     data: dict[str, Any] = {
@@ -651,7 +428,7 @@ def summary(settings: Settings) -> list[str]:
 
     lines = [
         f"state dir   {s.agent.state_dir}",
-        f"store       {s.store.backend} {s.store_path}",
+        f"store       {s.store.backend} {s.store_location}",
         f"api         {_listen(s.api.host, s.api.port, s.api.enabled)}"
         + (" (TLS" + (", client certs required)" if s.api.require_client_cert else ")"))
         * (s.api.tls_cert_file is not None),
@@ -661,16 +438,9 @@ def summary(settings: Settings) -> list[str]:
         f"{len(s.guard.protected_lists)} protected list(s)",
         f"feeds       {len(s.feeds)}",
     ]
-    for name, feed in sorted(s.feeds.items()):
-        every = f"every {feed.schedule_interval}s" if feed.cron is None else f"cron {feed.cron}"
-        where = "file" if getattr(feed, "url", None) is None else "http"
-        if feed.kind == "rpz-axfr":
-            where = "axfr"
-        state = "" if feed.enabled else " (disabled)"
-        lines.append(
-            f"  {name:<16} {feed.kind:<16} {where:<5} {every}, {feed.source.value}, "
-            f"action {s.feed_action(name)}{state}"
-        )
+    lines.extend(
+        feed.summary_line(name, s.feed_action(name)) for name, feed in sorted(s.feeds.items())
+    )
     for enforcer in ENFORCERS:
         lines.extend(s.sections(enforcer.Config).summary_lines())
     lines.append(

@@ -2,7 +2,8 @@
 
 Shared by the control API and the CLI so both enforce the same rules:
 - the target is canonicalised for its scope (``InvalidTarget`` names the reason);
-- the guardrails refuse public suffixes and the root outright (no override);
+- the guardrails refuse public suffixes, the root, wide prefixes and the agent's own
+  reserved names outright (no override);
 - a block that needs a second person (protected names, IP/CIDR) starts
   ``pending-approval``, and so does any decision from a ``public`` report when the
   config says public reports need review;
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
-from edgeagent.errors import Conflict, GuardrailViolation, InvalidTransition, PublicSuffixRefused
+from edgeagent.errors import Conflict, GuardrailViolation, InvalidTransition
 from edgeagent.guard import GuardVerdict
 from edgeagent.model import Action, Decision, DecisionStatus, Indicator, NoticeSource, Scope
 from edgeagent.store.base import AuditNote, NewDecision, Store
@@ -24,6 +25,8 @@ from edgeagent.store.base import AuditNote, NewDecision, Store
 
 class DecisionGate(Protocol):
     def check_indicator(self, indicator: Indicator, action: Action) -> GuardVerdict: ...
+
+    def refusal(self, reason: str, indicator: Indicator, action: Action) -> GuardrailViolation: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +66,7 @@ class DecisionService:
                 f"target:{indicator.ref}",
                 {"reason": verdict.reason, "scope": indicator.scope.value},
             )
-            raise _refusal(verdict.reason, f"{indicator.scope}:{indicator.value}")
+            raise self.gate.refusal(verdict.reason, indicator, request.action)
         pending = verdict.needs_second_person or (
             self.public_needs_approval and request.source is NoticeSource.PUBLIC
         )
@@ -147,12 +150,3 @@ def _next(status: DecisionStatus) -> list[str]:
         DecisionStatus.ACTIVE: ["revoked", "expired"],
     }
     return allowed.get(status, [])
-
-
-def _refusal(reason: str, target: str) -> GuardrailViolation:
-    """The named exception for a guardrail refusal (its target hash equals Indicator.ref)."""
-    from edgeagent.guard import REASON_PREFIX_TOO_SHORT, PrefixTooShort
-
-    if reason == REASON_PREFIX_TOO_SHORT:
-        return PrefixTooShort(reason, target)
-    return PublicSuffixRefused(reason, target)

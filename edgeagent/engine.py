@@ -15,6 +15,7 @@ from __future__ import annotations
 import itertools
 import threading
 from dataclasses import dataclass
+from datetime import datetime
 from functools import cached_property
 
 from edgeagent.bulk import paused_gc
@@ -29,6 +30,9 @@ class PolicySnapshot:
     live_generations: dict[str, int]  # feed -> generation id
     pending_decisions: int
     held_feeds: tuple[str, ...]
+    # The earliest ``expires_at`` of the active decisions (past ones included: they are
+    # due now), for the daemon's expiry timer; None when no active decision expires.
+    next_expiry: datetime | None = None
 
     @cached_property
     def index(self) -> PolicyIndex:
@@ -91,7 +95,8 @@ class PolicyEngine:
         pending = len(
             self.store.list_decisions(status=DecisionStatus.PENDING_APPROVAL, limit=1_000_000)
         )
-        return PolicySnapshot(state, live, pending, tuple(held))
+        next_expiry = min((e.expires_at for e in decisions if e.expires_at), default=None)
+        return PolicySnapshot(state, live, pending, tuple(held), next_expiry)
 
     def _merge_feeds(self, key: tuple[tuple[str, int], ...]) -> BasePolicy:
         entries: list[Entry] = list(

@@ -70,6 +70,11 @@ class PublicSuffixRefused(GuardrailViolation):
     """A block of a public suffix or the root: never allowed, no override."""
 
 
+class ReservedNameRefused(GuardrailViolation):
+    """An entry touching the agent's own names (canary, stop page, policy zones): never
+    allowed, no override."""
+
+
 class ProtectedNameRefused(GuardrailViolation):
     """A block touching a protected name: allowed only with a second person's approval."""
 

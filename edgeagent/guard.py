@@ -6,6 +6,10 @@ Contract (every function here is pure; the only I/O is reading list files in the
 - A block of a public suffix (ICANN *and* private sections of the Public Suffix List) or
   of the root is refused outright. Nobody can override it: ``Guard.enforce`` raises
   :class:`~edgeagent.errors.PublicSuffixRefused` even when a second person signs.
+- The agent's own *reserved* names (the canary, the stop-page host, the policy and
+  exception zones, and every name under them: :func:`reserved_names`) are never blocked
+  or allowed, and no ``domain`` entry may cover them:
+  :class:`~edgeagent.errors.ReservedNameRefused`, no override.
 - A block touching a protected name (the name itself, a subdomain of it, or a ``domain``
   block of a parent that would cover it) and every IP/CIDR block is allowed only with a
   second person's approval (four-eyes): ``Guard.enforce`` raises
@@ -15,7 +19,11 @@ Contract (every function here is pure; the only I/O is reading list files in the
   share (with an absolute floor so small lists and single decisions are never held), is
   held: :class:`ChangeLimits` and :meth:`Plan.raise_if_unsafe` raise
   :class:`~edgeagent.errors.ChangeLimitExceeded`.
-- Allows (``Action.ALLOW``) are always fine: unblocking never causes collateral damage.
+- An allow (``Action.ALLOW``) unblocks everything it covers, so one person must not be
+  able to unblock a whole suffix: an allow of a public suffix or the root, of a prefix
+  wider than the minimum, or touching a reserved name (an allowed canary stops proving
+  enforcement) is refused outright; a ``domain`` allow covering a protected name needs a
+  second person. Narrower allows (a host, a URL, an address) are fine.
 
 Names passed in are canonical (lower-case A-labels, no trailing dot, as produced by
 :func:`edgeagent.canon.canonical_name`); nothing here re-canonicalises them, because these
@@ -30,6 +38,7 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import IntEnum
 from pathlib import Path
 from types import MappingProxyType
 from typing import Final
@@ -46,15 +55,18 @@ from edgeagent.errors import (
     InvalidTarget,
     ProtectedNameRefused,
     PublicSuffixRefused,
+    ReservedNameRefused,
 )
 from edgeagent.model import Action, Entry, Indicator, Scope
 
 __all__ = [
     "REASON_ADDRESS_BLOCK",
     "REASON_COVERS_PROTECTED",
+    "REASON_COVERS_RESERVED",
     "REASON_PREFIX_TOO_SHORT",
     "REASON_PROTECTED",
     "REASON_PUBLIC_SUFFIX",
+    "REASON_RESERVED",
     "SYSTEM_PSL_FILE",
     "ChangeLimits",
     "Guard",
@@ -62,6 +74,7 @@ __all__ = [
     "Plan",
     "PrefixTooShort",
     "ProtectedNames",
+    "Protection",
     "PublicSuffixes",
     "plan_generation",
 ]
@@ -73,6 +86,8 @@ REASON_PREFIX_TOO_SHORT: Final = "prefix too short"
 REASON_PROTECTED: Final = "protected name"
 REASON_COVERS_PROTECTED: Final = "covers a protected name"
 REASON_ADDRESS_BLOCK: Final = "address block"
+REASON_RESERVED: Final = "reserved name"
+REASON_COVERS_RESERVED: Final = "covers a reserved name"
 
 SYSTEM_PSL_FILE: Final = Path("/usr/share/publicsuffix/public_suffix_list.dat")
 BUNDLED_PSL_FILE: Final = Path(publicsuffixlist.PSLFILE)
@@ -260,26 +275,42 @@ def _parent_suffixes(name: str) -> Iterator[str]:
         i = j + 1
 
 
-class ProtectedNames:
-    """Names that must not be blocked by accident (high-traffic, infrastructure, reference).
+class Protection(IntEnum):
+    """How strongly the guard keeps a name from being listed (a higher value wins)."""
 
-    A protected name protects itself and all its subdomains (:meth:`protects`); a
-    ``domain`` block of one of its parents would cover it too (:meth:`covers_protected`).
-    Both are set lookups: one per label for ``protects``, exactly one for
-    ``covers_protected`` (every suffix of every protected name is precomputed).
+    NONE = 0
+    PROTECTED = 1  # high-traffic, infrastructure, reference: a second person must approve
+    RESERVED = 2  # the agent's own names (canary, stop page, policy zones): never listed
+
+
+class ProtectedNames:
+    """Names that must not be listed by accident: protected names and reserved names.
+
+    *Protected* names (high-traffic, infrastructure, reference; the list files) protect
+    themselves and all their subdomains; a ``domain`` entry of one of their parents would
+    cover them too. *Reserved* names are the agent's own (:func:`reserved_names`): the same
+    shape, but nothing may list them at all. This is the one place that knows both.
+
+    :meth:`protection` costs one dict lookup per label, :meth:`cover_protection` exactly
+    one (every suffix of every name is precomputed). Iterating, ``len`` and ``in`` see the
+    protected names only (the addresses of those are kept from diversion).
     """
 
-    __slots__ = ("_names", "_suffixes")
+    __slots__ = ("_covers", "_kinds", "_names", "_reserved")
 
-    def __init__(self, names: Iterable[str] = ()) -> None:
+    def __init__(self, names: Iterable[str] = (), reserved: Iterable[str] = ()) -> None:
         """Build from canonical names (use :meth:`load_dir` for list files)."""
         self._names = frozenset(names)
-        suffixes: set[str] = set()
-        for n in self._names:
-            suffixes.update(_parent_suffixes(n))
-        if self._names:
-            suffixes.add("")  # the root is a parent of everything
-        self._suffixes = frozenset(suffixes)
+        self._reserved = frozenset(reserved)
+        kinds = dict.fromkeys(self._names, Protection.PROTECTED)
+        kinds.update(dict.fromkeys(self._reserved, Protection.RESERVED))
+        covers: dict[str, Protection] = {}
+        for name, kind in kinds.items():
+            for suffix in _parent_suffixes(name):
+                covers[suffix] = max(kind, covers.get(suffix, Protection.NONE))
+            covers[""] = max(kind, covers.get("", Protection.NONE))  # the root covers all
+        self._kinds: Mapping[str, Protection] = kinds
+        self._covers: Mapping[str, Protection] = covers
 
     @classmethod
     def parse(
@@ -320,9 +351,16 @@ class ProtectedNames:
 
     @classmethod
     def load_files(
-        cls, paths: Iterable[str | Path], *, public_suffixes: PublicSuffixes | None = None
+        cls,
+        paths: Iterable[str | Path],
+        *,
+        public_suffixes: PublicSuffixes | None = None,
+        reserved: Iterable[str] = (),
     ) -> ProtectedNames:
-        """Load list files; raise ``ConfigError`` listing every bad line of every file."""
+        """Load list files; raise ``ConfigError`` listing every bad line of every file.
+
+        ``reserved``: the agent's own names (:func:`reserved_names`), canonical.
+        """
         names: set[str] = set()
         problems: list[ConfigProblem] = []
         for p in paths:
@@ -337,46 +375,69 @@ class ProtectedNames:
             problems += bad
         if problems:
             raise ConfigError("protected names", problems)
-        return cls(names)
+        return cls(names, reserved)
 
     @classmethod
     def load_dir(
-        cls, directory: str | Path, *, public_suffixes: PublicSuffixes | None = None
+        cls,
+        directory: str | Path,
+        *,
+        public_suffixes: PublicSuffixes | None = None,
+        reserved: Iterable[str] = (),
     ) -> ProtectedNames:
         """Load every ``*.txt`` in ``directory`` (sorted); a missing directory is an error."""
         d = Path(directory)
         if not d.is_dir():
             raise ConfigError("protected names", [ConfigProblem(str(d), "not a directory")])
-        return cls.load_files(sorted(d.glob("*.txt")), public_suffixes=public_suffixes)
+        files = sorted(d.glob("*.txt"))
+        return cls.load_files(files, public_suffixes=public_suffixes, reserved=reserved)
 
     def match(self, name: str) -> str | None:
         """The protected name that ``name`` equals or lies under (most specific), or None."""
+        for candidate in _parent_suffixes(name):
+            if candidate in self._names:
+                return candidate
+        return None
+
+    def protection(self, name: str) -> Protection:
+        """The strongest protection of ``name`` itself or of any name it lies under."""
         # An explicit loop, not _parent_suffixes(): a generator costs twice the time here,
         # and this runs on every name of every feed.
-        names = self._names
-        if not names:
-            return None
+        kinds = self._kinds
+        if not kinds:
+            return Protection.NONE
+        found = Protection.NONE
         i = 0
         while True:
-            candidate = name[i:] if i else name
-            if candidate in names:
-                return candidate
+            kind = kinds.get(name[i:] if i else name)
+            if kind is not None:
+                if kind is Protection.RESERVED:
+                    return kind
+                found = kind
             j = name.find(".", i)
             if j < 0:
-                return None
+                return found
             i = j + 1
 
+    def cover_protection(self, domain: str) -> Protection:
+        """The strongest protection among the names a ``domain`` entry of ``domain`` covers
+        (the name and its subdomains): ``domain`` equals such a name or is a parent of it.
+        (A name's *subdomains* are answered by :meth:`protection`.)"""
+        return self._covers.get(domain, Protection.NONE)
+
     def protects(self, name: str) -> bool:
-        """True when ``name`` is a protected name or a subdomain of one."""
-        return self.match(name) is not None
+        """True when ``name`` is a protected or reserved name, or a subdomain of one."""
+        return self.protection(name) is not Protection.NONE
 
     def covers_protected(self, domain: str) -> bool:
-        """True when a ``domain`` block of ``domain`` (name and subdomains) hits a protected name.
+        """True when a ``domain`` entry of ``domain`` (name and subdomains) would cover a
+        protected or reserved name."""
+        return domain in self._covers
 
-        That is: ``domain`` equals a protected name or is one of its parents. (A protected
-        name's *subdomains* are answered by :meth:`protects`.)
-        """
-        return domain in self._suffixes
+    @property
+    def reserved(self) -> tuple[str, ...]:
+        """The reserved names, sorted."""
+        return tuple(sorted(self._reserved))
 
     def __contains__(self, name: object) -> bool:
         return name in self._names
@@ -479,6 +540,8 @@ _SHORT: Final = GuardVerdict(False, False, REASON_PREFIX_TOO_SHORT)
 _PROTECTED: Final = GuardVerdict(True, True, REASON_PROTECTED)
 _COVERS: Final = GuardVerdict(True, True, REASON_COVERS_PROTECTED)
 _ADDRESS: Final = GuardVerdict(True, True, REASON_ADDRESS_BLOCK)
+_RESERVED: Final = GuardVerdict(False, False, REASON_RESERVED)
+_COVERS_RESERVED: Final = GuardVerdict(False, False, REASON_COVERS_RESERVED)
 
 
 def _is_ip_literal(host: str) -> bool:
@@ -497,7 +560,7 @@ def _is_ip_literal(host: str) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class Guard:
-    """The guardrails every block passes: see the module docstring for the rules."""
+    """The guardrails every entry passes: see the module docstring for the rules."""
 
     public_suffixes: PublicSuffixes
     protected: ProtectedNames
@@ -523,10 +586,14 @@ class Guard:
         limits: ChangeLimits | None = None,
         min_prefix_v4: int = 24,
         min_prefix_v6: int = 48,
+        reserved: Iterable[str] = (),
     ) -> Guard:
-        """Build from the protected-names directory and a PSL snapshot (see ``load``s)."""
+        """Build from the protected-names directory and a PSL snapshot (see ``load``s);
+        ``reserved``: the agent's own names (:func:`reserved_names`)."""
         suffixes = PublicSuffixes.load(psl_file)
-        protected = ProtectedNames.load_dir(protected_dir, public_suffixes=suffixes)
+        protected = ProtectedNames.load_dir(
+            protected_dir, public_suffixes=suffixes, reserved=reserved
+        )
         return cls(
             suffixes,
             protected,
@@ -537,18 +604,22 @@ class Guard:
 
     def check_indicator(self, indicator: Indicator, action: Action) -> GuardVerdict:
         """Judge one indicator for ``action`` (pure, a few set lookups)."""
-        if action is not Action.BLOCK:
-            return _OK
+        if action is Action.BLOCK:
+            return self._check_block(indicator)
+        return self._check_allow(indicator)
+
+    def _check_block(self, indicator: Indicator) -> GuardVerdict:
         scope = indicator.scope
         if scope is Scope.DOMAIN or scope is Scope.HOST:
             name = indicator.value
             if self.public_suffixes.is_public_suffix(name):
                 return _PUBLIC
-            if self.protected.protects(name):
-                return _PROTECTED
-            if scope is Scope.DOMAIN and self.protected.covers_protected(name):
-                return _COVERS
-            return _OK
+            own = self.protected.protection(name)
+            if scope is Scope.DOMAIN:
+                cover = self.protected.cover_protection(name)
+                if cover > own:
+                    return self._by_protection(cover, covering=True)
+            return self._by_protection(own, covering=False) if own else _OK
         if scope is Scope.URL or scope is Scope.URL_PREFIX:
             # A URL entry diverts its host to the proxy: diverting a TLD is never right,
             # diverting a protected (high-traffic) host needs four eyes.
@@ -557,22 +628,78 @@ class Guard:
                 return _OK
             if self.public_suffixes.is_public_suffix(host):
                 return _PUBLIC
-            if self.protected.protects(host):
-                return _PROTECTED
-            return _OK
+            own = self.protected.protection(host)
+            return self._by_protection(own, covering=False) if own else _OK
         if scope is Scope.URL_HASH:
-            # Hashes name no host to judge; the hashed-list feed refuses digests of
+            # Hashes name no host to judge; the hashed-url-list feed refuses digests of
             # protected host roots before they get here.
             return _OK
         # IP / CIDR: refuse wide prefixes; every address block needs four eyes because
         # one address usually serves many unrelated sites.
-        value = indicator.value
-        if scope is Scope.CIDR:
-            address, _, length = value.rpartition("/")
-            minimum = self.min_prefix_v6 if ":" in address else self.min_prefix_v4
-            if int(length) < minimum:
-                return _SHORT
-        return _ADDRESS
+        return _SHORT if self._too_wide(indicator) else _ADDRESS
+
+    def _check_allow(self, indicator: Indicator) -> GuardVerdict:
+        """An allow unblocks everything it covers: refuse the ones that would unblock a
+        whole suffix or a wide prefix, or break the agent's own canaries; an allow of a
+        parent of a protected name (it unblocks a high-traffic site) needs four eyes."""
+        scope = indicator.scope
+        if scope is Scope.DOMAIN or scope is Scope.HOST:
+            name = indicator.value
+            if self.public_suffixes.is_public_suffix(name):
+                return _PUBLIC
+            if self.protected.protection(name) is Protection.RESERVED:
+                return _RESERVED
+            if scope is Scope.DOMAIN:
+                cover = self.protected.cover_protection(name)
+                return self._by_protection(cover, covering=True)
+            return _OK
+        if scope is Scope.URL or scope is Scope.URL_PREFIX:
+            host = indicator.host or ""
+            # One page passes; only the canaries' own hosts must stay blocked.
+            reserved = self.protected.protection(host) is Protection.RESERVED
+            return _RESERVED if reserved else _OK
+        if scope is Scope.CIDR and self._too_wide(indicator):
+            return _SHORT
+        return _OK
+
+    @staticmethod
+    def _by_protection(protection: Protection, *, covering: bool) -> GuardVerdict:
+        """Reserved: refused; protected: four eyes; else fine. ``covering``: the entry
+        covers the name from a parent (a ``domain`` entry) rather than naming it."""
+        if protection is Protection.RESERVED:
+            return _COVERS_RESERVED if covering else _RESERVED
+        if protection is Protection.PROTECTED:
+            return _COVERS if covering else _PROTECTED
+        return _OK
+
+    def _too_wide(self, indicator: Indicator) -> bool:
+        """True for a CIDR shorter than the configured minimum prefix of its family."""
+        if indicator.scope is not Scope.CIDR:
+            return False
+        address, _, length = indicator.value.rpartition("/")
+        minimum = self.min_prefix_v6 if ":" in address else self.min_prefix_v4
+        return int(length) < minimum
+
+    def refusal(self, reason: str, indicator: Indicator, action: Action) -> GuardrailViolation:
+        """The named exception for a verdict refused for ``reason`` (its target hash is
+        ``indicator.ref``)."""
+        target = f"{indicator.scope}:{indicator.value}"  # hashes to Indicator.ref
+        what = "an allow" if action is Action.ALLOW else "a block"
+        if reason == REASON_PUBLIC_SUFFIX:
+            return PublicSuffixRefused(
+                f"{what} of a public suffix or the root is never accepted", target
+            )
+        if reason == REASON_PREFIX_TOO_SHORT:
+            return PrefixTooShort(
+                f"{what} of a prefix shorter than /{self.min_prefix_v4} (IPv4) or "
+                f"/{self.min_prefix_v6} (IPv6) is never accepted",
+                target,
+            )
+        return ReservedNameRefused(
+            f"{what} touching the agent's own names (canary, stop page, policy zones) "
+            "is never accepted",
+            target,
+        )
 
     def enforce(
         self,
@@ -584,23 +711,16 @@ class Guard:
     ) -> GuardVerdict:
         """Return the verdict if the change may go ahead as asked, else raise.
 
-        Raises ``PublicSuffixRefused`` (public suffix or root; no override, whoever signs),
-        ``PrefixTooShort`` (no override), or ``ProtectedNameRefused`` when a second person
-        is needed and ``second_person`` is missing, blank or the same as ``actor``.
+        Raises the :meth:`refusal` of a refused verdict (``PublicSuffixRefused``,
+        ``PrefixTooShort``, ``ReservedNameRefused``: no override, whoever signs), or
+        ``ProtectedNameRefused`` when a second person is needed and ``second_person`` is
+        missing, blank or the same as ``actor``.
         """
         verdict = self.check_indicator(indicator, action)
-        target = f"{indicator.scope}:{indicator.value}"  # hashes to Indicator.ref
         if not verdict.allowed:
-            if verdict.reason == REASON_PUBLIC_SUFFIX:
-                raise PublicSuffixRefused(
-                    "a block of a public suffix or the root is never allowed", target
-                )
-            raise PrefixTooShort(
-                f"prefix shorter than /{self.min_prefix_v4} (IPv4) or "
-                f"/{self.min_prefix_v6} (IPv6) is never allowed",
-                target,
-            )
+            raise self.refusal(verdict.reason, indicator, action)
         if verdict.needs_second_person:
+            target = f"{indicator.scope}:{indicator.value}"
             second = (second_person or "").strip()
             if not second:
                 raise ProtectedNameRefused(

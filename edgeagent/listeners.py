@@ -8,8 +8,9 @@ one queue of the kernel for a moment, and when the old one stops nothing is lost
 separate sockets sharing a port would reset the connections queued at the closed one).
 The old server stops accepting, gives the connections it has just accepted a moment to
 reach its app (asyncio finishes accepting a connection over a few loop turns), then
-drains. The socket closes with the last server on it. No access log: it would record
-client addresses.
+drains. The socket closes with the last server on it. No access log (it would record
+client addresses), and aiohttp's parser-error records redacted (they would log the request
+line).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import threading
 from dataclasses import dataclass
 
 from aiohttp import web
+
+from edgeagent.logs import redact_aiohttp_server_logs
 
 ACCEPT_GRACE_SECONDS = 0.2
 
@@ -70,6 +73,7 @@ def _release(address: tuple[str, int]) -> None:
 
 async def start(app: web.Application, host: str, port: int) -> Listener:
     """Serve ``app`` on ``host:port`` (``port=0``: the kernel picks a free one)."""
+    redact_aiohttp_server_logs()
     address, shared = _socket_for(host, port)
     runner = web.AppRunner(app, access_log=None)
     try:

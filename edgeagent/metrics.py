@@ -205,6 +205,28 @@ class Metrics:
             registry=r,
         )
 
+        self.takedown_probes_sent = Counter(
+            "edgeagent_takedown_probes_sent_total",
+            "ARP/ND probes sent for the on-segment detail of a takedown ticket",
+            registry=r,
+        )
+        self.takedown_probes_answered = Counter(
+            "edgeagent_takedown_probes_answered_total",
+            "On-segment probes answered with a MAC",
+            registry=r,
+        )
+        self.takedown_probes_timed_out = Counter(
+            "edgeagent_takedown_probes_timed_out_total",
+            "On-segment probes nobody answered in time",
+            registry=r,
+        )
+        self.takedown_probes_refused = Counter(
+            "edgeagent_takedown_probes_refused_total",
+            "On-segment probes not sent, by reason (outside-own-prefixes, rate-limit, send-error)",
+            ["reason"],
+            registry=r,
+        )
+
         # API
         self.api_requests = Counter(
             "edgeagent_api_requests_total",

@@ -15,7 +15,7 @@ from edgeagent import canon
 
 
 class Scope(StrEnum):
-    """How much an indicator covers. See the granularity table in DESIGN.md."""
+    """How much an indicator covers (``docs/architecture.md``, "Granularity rule")."""
 
     DOMAIN = "domain"  # the name and every subdomain
     HOST = "host"  # exactly one FQDN

@@ -43,11 +43,14 @@ class PluginConfig(ConfigModel):
 
 
 class Plugin(Protocol):
-    """What a registry needs of a plug-in class."""
+    """What a registry needs of a plug-in class.
+
+    ``Config`` is a :class:`PluginConfig` subclass; it is typed ``type[Any]`` because a
+    family's base narrows it to its own config base (``type[FeedConfig]``), which a
+    protocol's class variable (invariant) would refuse.
+    """
 
     KIND: ClassVar[str]
-    # A PluginConfig subclass. Typed Any: a family's base class narrows it to the family's
-    # config base, and a class variable's type cannot be narrowed under a protocol.
     Config: ClassVar[type[Any]]
 
 

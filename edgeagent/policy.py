@@ -6,7 +6,8 @@ and hands them over as iterables; this module decides what every enforcer must s
 Rules, in order:
 1. Expired entries (``expires_at`` in the past) are dropped.
 2. Entries the guardrails refuse outright (public suffixes, the root, IP prefixes shorter
-   than the limit) are dropped and counted in ``DesiredState.refused`` by reason. Entries
+   than the limit, reserved names; blocks and allows alike) are dropped and counted in
+   ``DesiredState.refused`` by reason. Entries
    that needed a second person got that approval before they became live (a held feed
    generation approved, a pending decision approved), so they are not re-checked here.
 3. An ``allow`` on an indicator removes a ``block`` on the *same* indicator and is kept in
@@ -57,11 +58,11 @@ def merge(
         if entry.expires_at is not None and entry.expires_at <= when:
             continue
         ind = entry.indicator
+        verdict = gate.check_indicator(ind, entry.action)
+        if not verdict.allowed:
+            refused[verdict.reason] = refused.get(verdict.reason, 0) + 1
+            continue
         if entry.action is Action.BLOCK:
-            verdict = gate.check_indicator(ind, entry.action)
-            if not verdict.allowed:
-                refused[verdict.reason] = refused.get(verdict.reason, 0) + 1
-                continue
             first, extra = blocks.setdefault(ind, entry), block_sources
         else:
             first, extra = allows.setdefault(ind, entry), allow_sources

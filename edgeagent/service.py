@@ -49,9 +49,9 @@ from edgeagent.enforcement.kinds import ENFORCERS
 from edgeagent.enforcement.running import Enforcers
 from edgeagent.engine import PolicyEngine, PolicySnapshot
 from edgeagent.errors import ConfigError, ConfigProblem, EdgeAgentError
+from edgeagent.expiry import ExpiryTimer
 from edgeagent.feeds.base import FeedSpec
-from edgeagent.feeds.runner import FeedRunner
-from edgeagent.feeds.specs import feed_specs
+from edgeagent.feeds.runner import FeedRunner, feed_specs
 from edgeagent.guard import ChangeLimits, Guard, ProtectedNames, PublicSuffixes
 from edgeagent.logs import fields
 from edgeagent.metrics import Metrics
@@ -59,8 +59,8 @@ from edgeagent.reloading import ReloadReport
 from edgeagent.sdnotify import SystemdNotifier, watchdog_interval
 from edgeagent.store import open_store
 from edgeagent.store.base import Store
-from edgeagent.takedown.engine import TakedownService
 from edgeagent.takedown.intake import TakedownIntake
+from edgeagent.takedown.service import TakedownService
 
 log = logging.getLogger("edgeagent.service")
 # How often the store's policy version is compared with the enforced one (changes made
@@ -70,7 +70,9 @@ POLICY_POLL_SECONDS = 5
 
 def build_guard(settings: Settings) -> Guard:
     suffixes = PublicSuffixes.load()
-    protected = ProtectedNames.load_files(settings.guard.protected_lists, public_suffixes=suffixes)
+    protected = ProtectedNames.load_files(
+        settings.guard.protected_lists, public_suffixes=suffixes, reserved=settings.reserved_names()
+    )
     limits = ChangeLimits(
         max_removal_share=settings.guard.max_removal_share,
         max_addition_share=settings.guard.max_addition_share,
@@ -110,16 +112,14 @@ class Agent:
 
     @classmethod
     def build(cls, settings: Settings) -> Agent:
-        path = settings.store_path
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        specs = feed_specs(settings)  # reads feed secrets: fail before opening anything
+        specs = feed_specs(settings.feeds)  # reads feed secrets: fail before opening anything
         guard = build_guard(settings)
-        store = open_store(path)
+        store = open_store(settings.store, settings.agent.state_dir)
         metrics = Metrics()
         takedown = intake = None
         if settings.takedown.enabled:
             takedown = TakedownService.from_settings(
-                settings.takedown, store, settings.agent.state_dir
+                settings.takedown, store, settings.agent.state_dir, metrics=metrics
             )
             intake = TakedownIntake(store.get_decision, lambda feed: _feed_source(settings, feed))
         context = enforcer_context(settings, settings.agent.state_dir, metrics, guard)
@@ -193,6 +193,7 @@ class Daemon:
         self.notifier = SystemdNotifier()
         self._stop = asyncio.Event()
         self._policy_changed = asyncio.Event()
+        self._expiry = ExpiryTimer(self._expire_decisions)
         self._runners: list[web.AppRunner] = []
         self._tasks: list[asyncio.Task[Any]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -249,6 +250,7 @@ class Daemon:
 
     async def _enforce(self, snap: PolicySnapshot) -> None:
         self.enforced_version = snap.state.version
+        self._expiry.arm(snap.next_expiry)
         await self.agent.enforcers.publish(snap.state)
 
     async def _check_policy_version(self) -> None:
@@ -410,7 +412,7 @@ class Daemon:
             try:
                 new = load_config(self.config_path)
                 # Feed secrets are read here too: a missing one refuses the whole reload.
-                specs = feed_specs(new) if new.feeds != self.agent.settings.feeds else None
+                specs = feed_specs(new.feeds) if new.feeds != self.agent.settings.feeds else None
             except EdgeAgentError as exc:
                 log.error("reload refused, old config stays", extra=fields(error=str(exc)))
                 self.notifier.ready("reload refused")
@@ -506,6 +508,7 @@ class Daemon:
         scheduler = getattr(self, "scheduler", None)
         if scheduler is not None and scheduler.running:
             scheduler.shutdown(wait=False)
+        await self._expiry.close()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

@@ -1,7 +1,9 @@
 """Helpers for the control API tests: a real store, the real guard, one token per role.
 
 - ``make_guard(directory)``: the real :class:`edgeagent.guard.Guard` with one protected
-  name (``protected.example``).
+  name (``protected.example``) and the reserved names of the default settings (the
+  canary ``canary.edgeagent.example``, the zones ``block.rpz.invalid`` and
+  ``allow.rpz.invalid``).
 - ``add_tokens(store)``: tokens ``noc``, ``analyst``, ``analyst2``, ``supervisor``,
   ``supervisor2``, ``admin`` (name = role, with a second analyst and supervisor for
   four-eyes); returns name -> secret.
@@ -25,10 +27,11 @@ from typing import Any
 from aiohttp.test_utils import TestClient, TestServer
 
 from edgeagent.api import ApiContext, bound_port, create_app, start_site
+from edgeagent.config import default_settings
 from edgeagent.decisions import DecisionService
 from edgeagent.engine import PolicyEngine
 from edgeagent.guard import Guard
-from edgeagent.store import open_store
+from edgeagent.store import SqliteStore
 from edgeagent.store.base import Store
 from edgeagent.tokens import new_token
 
@@ -42,10 +45,21 @@ TOKEN_ROLES = {
 }
 
 
+class FakeClock:
+    """Monotonic seconds that move only when a test moves them (``clock.now += 20``)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def make_guard(directory: Path) -> Guard:
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "protected.txt").write_text("protected.example\n", encoding="utf-8")
-    return Guard.load(directory)
+    # The agent's own names as the daemon derives them from its (here: default) settings.
+    return Guard.load(directory, reserved=default_settings(directory).reserved_names())
 
 
 def add_tokens(store: Store) -> dict[str, str]:
@@ -140,7 +154,7 @@ async def serve(
     ``rebuild_every`` seconds, in a worker thread), so load figures include that cost;
     a negative ``rebuild_every`` turns that off.
     """
-    store = open_store(store_path)
+    store = SqliteStore(store_path)
     guard = make_guard(guard_dir)
     engine = PolicyEngine(store, guard)
     changed = asyncio.Event()

@@ -5,17 +5,21 @@ check and an error middleware that answers every failure as
 ``{"error": {"field", "message", "code"}}``. ``create_metrics_app(registry, readiness)``
 serves ``/metrics``, ``/healthz`` and ``/readyz`` for a separate listen address.
 
-Serve both with :func:`start_site` (or ``web.AppRunner(app, access_log=None)``): aiohttp's
-default access log records client addresses, which we must not keep.
+Serve both with :func:`start_site`: aiohttp's default access log records client addresses,
+and its parser-error records quote the request line; neither may be kept.
 
 Status codes chosen here: four-eyes (the creator approving) is ``403`` with code
 ``four-eyes``; an oversized body is ``413`` with field ``body``; a target the guardrails
-refuse (public suffix, root) is ``400`` on ``target``.
+refuse (public suffix, root) is ``400`` on ``target``; a client address with too many
+denied requests gets ``429`` before its token is looked up (:mod:`edgeagent.api.denials`).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import math
 import ssl
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -38,6 +42,7 @@ from edgeagent.api.auth import (
     bearer_secret,
 )
 from edgeagent.api.context import CONTEXT, OPENAPI_DOCUMENT, STORE_WRITER, ApiContext
+from edgeagent.api.denials import DenialKind, DenialLedger, SourceBudget
 from edgeagent.api.openapi import build_document
 from edgeagent.api.routes import ROUTES, Route
 from edgeagent.api.tls import make_ssl_context
@@ -50,6 +55,7 @@ from edgeagent.errors import (
     InvalidTransition,
     NotFound,
 )
+from edgeagent.logs import redact_aiohttp_server_logs
 
 __all__ = [
     "bound_port",
@@ -60,6 +66,10 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+_LIMITED = "too many denied requests from this address"
+DENIED_BUDGET = web.AppKey("edgeagent_api_denied_budget", SourceBudget)
+DENIALS = web.AppKey("edgeagent_api_denials", DenialLedger)
 
 _HTTP_CODES = {
     404: "not-found",
@@ -78,9 +88,13 @@ def create_app(ctx: ApiContext, routes: Sequence[Route] = ROUTES) -> web.Applica
     app[CONTEXT] = ctx
     app[LOOKUP_LIMITER] = RateLimiter(ctx.lookup_rate_per_minute, ctx.clock)
     app[AUTHENTICATOR] = Authenticator(ctx.store, ctx.token_cache_seconds, ctx.clock)
+    app[DENIED_BUDGET] = SourceBudget(ctx.denied_per_minute, ctx.clock)
+    app[DENIALS] = DenialLedger()
     app[handlers.ENTRY_COUNTS] = handlers.EntryCounts()
     app[OPENAPI_DOCUMENT] = build_document(routes)
     app.cleanup_ctx.append(_store_writer)
+    # After the writer: cleaned up before it, so the last counts are still written.
+    app.cleanup_ctx.append(_denial_flusher)
     for route in routes:
         app.router.add_route(route.method, route.path, _guarded(route), name=route.operation_id)
     return app
@@ -95,29 +109,72 @@ async def _store_writer(app: web.Application) -> AsyncIterator[None]:
     executor.shutdown(wait=True, cancel_futures=False)
 
 
+async def _denial_flusher(app: web.Application) -> AsyncIterator[None]:
+    """Every ``denial_audit_seconds``, one audit row per kind of denial counted meanwhile."""
+    seconds = app[CONTEXT].denial_audit_seconds
+
+    async def every_interval() -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            await flush_denials(app)
+
+    task = asyncio.create_task(every_interval(), name="edgeagent-api-denials")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    await flush_denials(app)
+
+
+async def flush_denials(app: web.Application) -> None:
+    """Audit the denials counted since the last flush, one row per kind with its count."""
+    store = app[CONTEXT].store
+    for kind, count in app[DENIALS].drain():
+        await handlers.write(
+            app, store.append_audit, kind.actor, "auth.denied", kind.subject, kind.detail(count)
+        )
+
+
+async def _audit_denial(request: web.Request, kind: DenialKind) -> None:
+    """Audit a denial now if it is the first of its kind this interval, else count it."""
+    if request.app[DENIALS].record(kind):
+        store = request.app[CONTEXT].store
+        await handlers.write(
+            request.app, store.append_audit, kind.actor, "auth.denied", kind.subject, kind.detail(1)
+        )
+
+
 def _guarded(route: Route) -> Handler:
     """Wrap ``route.handler`` in authentication and the role check; audit refusals."""
+    # The route template, never the raw path: a path may carry a list entry.
+    subject = f"route:{route.method} {route.path}"
 
     async def handler(request: web.Request) -> web.StreamResponse:
         if route.role is Role.PUBLIC:
             return await route.handler(request, ANONYMOUS)
-        ctx = request.app[CONTEXT]
+        budget = request.app[DENIED_BUDGET]
+        source = budget.source(request.remote)
         try:
             secret = bearer_secret(request)
             auth = request.app[AUTHENTICATOR]
             who = auth.cached(secret)
             if who is None:
+                wait = budget.wait(source)
+                if wait > 0:
+                    # Too many denials from here: no store read for yet another guess.
+                    await _audit_denial(request, DenialKind("anonymous", subject, 429, _LIMITED))
+                    raise ApiError(
+                        429,
+                        "rate-limited",
+                        _LIMITED + "; retry later",
+                        headers={"Retry-After": str(max(1, math.ceil(wait)))},
+                    )
                 who = await handlers.read(auth.check, secret)
             authorize(who, route.role)
         except Denied as denied:
-            await handlers.write(
-                request.app,
-                ctx.store.append_audit,
-                denied.actor,
-                "auth.denied",
-                # The route template, never the raw path: a path may carry a list entry.
-                f"route:{route.method} {route.path}",
-                {"status": denied.status, "reason": denied.reason},
+            budget.spend(source)
+            await _audit_denial(
+                request, DenialKind(denied.actor, subject, denied.status, denied.reason)
             )
             if denied.status == 401:
                 raise ApiError(
@@ -228,11 +285,13 @@ async def start_site(
     ssl_context: ssl.SSLContext | None = None,
     shutdown_timeout: float = 10.0,
 ) -> web.AppRunner:
-    """Start serving ``app`` on ``host:port`` with the access log off.
+    """Start serving ``app`` on ``host:port`` with the access log off and aiohttp's own
+    error records stripped of request lines and addresses.
 
     Returns the runner; ``await runner.cleanup()`` drains and stops it. ``port=0`` picks a
     free port: read it back with :func:`bound_port`.
     """
+    redact_aiohttp_server_logs()
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=shutdown_timeout)
     await runner.setup()
     site = web.TCPSite(runner, host, port, ssl_context=ssl_context, reuse_address=True)

@@ -175,8 +175,12 @@ def authorize(who: Principal, needed: Role) -> None:
 class RateLimiter:
     """Token bucket per key: ``per_minute`` requests a minute, bursts up to ``per_minute``.
 
-    Thread-safe; ``clock`` is monotonic seconds.
+    Thread-safe; ``clock`` is monotonic seconds. A key whose bucket has refilled is the
+    same as a key never seen, so such keys are forgotten (at most a minute or two after
+    their last request): the table stays as small as the set of recent callers.
     """
+
+    _MAX_KEYS = 65536
 
     def __init__(self, per_minute: int, clock: Callable[[], float]) -> None:
         if per_minute < 1:
@@ -186,18 +190,44 @@ class RateLimiter:
         self._clock = clock
         self._buckets: dict[object, tuple[float, float]] = {}
         self._lock = threading.Lock()
+        self._pruned = clock()
 
     def take(self, key: object) -> float:
         """Spend one request for ``key``. Returns 0 if allowed, else seconds to wait."""
         now = self._clock()
         with self._lock:
-            tokens, last = self._buckets.get(key, (self.capacity, now))
-            tokens = min(self.capacity, tokens + (now - last) * self.rate)
-            if tokens >= 1.0:
-                self._buckets[key] = (tokens - 1.0, now)
-                return 0.0
-            self._buckets[key] = (tokens, now)
-            return (1.0 - tokens) / self.rate
+            tokens = self._tokens(key, now)
+            allowed = tokens >= 1.0
+            self._buckets[key] = (tokens - 1.0 if allowed else tokens, now)
+            if len(self._buckets) > self._MAX_KEYS or now - self._pruned >= 60.0:
+                self._forget_refilled(now)
+        return 0.0 if allowed else (1.0 - tokens) / self.rate
+
+    def wait(self, key: object) -> float:
+        """Seconds until ``key`` may spend a request (0: now); spends nothing."""
+        now = self._clock()
+        with self._lock:
+            tokens = self._tokens(key, now)
+        return 0.0 if tokens >= 1.0 else (1.0 - tokens) / self.rate
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+    def _tokens(self, key: object, now: float) -> float:
+        tokens, last = self._buckets.get(key, (self.capacity, now))
+        return min(self.capacity, tokens + (now - last) * self.rate)
+
+    def _forget_refilled(self, now: float) -> None:
+        self._pruned = now
+        self._buckets = {
+            key: (tokens, last)
+            for key, (tokens, last) in self._buckets.items()
+            if tokens + (now - last) * self.rate < self.capacity
+        }
+        if len(self._buckets) > self._MAX_KEYS:
+            # A flood from more sources than the table holds: start over rather than
+            # grow without bound (each source gets its burst again).
+            self._buckets.clear()
 
 
 LOOKUP_LIMITER = web.AppKey("edgeagent_api_lookup_limiter", RateLimiter)

@@ -56,6 +56,10 @@ class ApiContext:
     - ``lookup_rate_per_minute``: ``GET /v1/lookup`` budget per token.
     - ``token_cache_seconds``: how long a verified token is trusted without asking the
       store again (so a revoked token stops working within this time; 0 disables).
+    - ``denied_per_minute``: denied requests (401/403) a client address may make a
+      minute before it is answered 429 without a token lookup.
+    - ``denial_audit_seconds``: denials beyond the first of each kind are audited as one
+      row with a count per this interval (:mod:`edgeagent.api.denials`).
     - ``metrics``: if given, every request is counted by route template and status.
     - ``clock``: monotonic seconds, for the rate limiter (tests replace it).
     """
@@ -72,6 +76,8 @@ class ApiContext:
     max_body_bytes: int = 64 * 1024
     lookup_rate_per_minute: int = 60
     token_cache_seconds: float = 2.0
+    denied_per_minute: int = 30
+    denial_audit_seconds: float = 60.0
     metrics: Metrics | None = None
     clock: Callable[[], float] = field(default=time.monotonic)
 

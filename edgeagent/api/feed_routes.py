@@ -9,20 +9,19 @@ analyst's request; approving or discarding a held generation is a supervisor's d
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated, Any
+from typing import Any
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field
 
 from edgeagent.api.auth import Principal, Role
 from edgeagent.api.routes import Route
-from edgeagent.api.validation import ApiError, parse_body
+from edgeagent.api.validation import ApiError, Text, parse_body
 from edgeagent.feeds.base import SyncResult
 from edgeagent.feeds.runner import FeedRunner
 from edgeagent.store.base import Generation
 
 _NAME = r"{name:[A-Za-z0-9_.-]{1,64}}"
-_Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=1000)]
 
 
 class HeldDecision(BaseModel):
@@ -30,7 +29,7 @@ class HeldDecision(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
-    reason: _Text = Field(description="why (audited)")
+    reason: Text = Field(description="why (audited)")
     generation: int | None = Field(
         default=None, ge=1, description="the held generation reviewed (default: the held one)"
     )

@@ -7,8 +7,8 @@ Nothing here is written by hand per endpoint: paths, methods, roles
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel
@@ -20,7 +20,7 @@ from edgeagent.api.routes import Route
 from edgeagent.api.validation import ErrorOut
 
 _REF = "#/components/schemas/{model}"
-_PARAM = re.compile(r"\{(\w+)(?::[^}]*)?\}")
+_DIGITS = r"\d+"
 
 _ERROR_TEXT = {
     400: "Bad input; `error.field` names the field",
@@ -34,9 +34,60 @@ _ERROR_TEXT = {
 }
 
 
+@dataclass(frozen=True, slots=True)
+class PathParam:
+    """One ``{name}`` or ``{name:regex}`` of an aiohttp path; ``pattern`` None: the default."""
+
+    name: str
+    pattern: str | None
+
+    def schema(self) -> dict[str, Any]:
+        """``\\d+`` is an integer; any other pattern a string matching it whole."""
+        if self.pattern is None:
+            return {"type": "string"}
+        if self.pattern == _DIGITS:
+            return {"type": "integer"}
+        return {"type": "string", "pattern": f"^(?:{self.pattern})$"}
+
+
+def split_path(path: str) -> tuple[str, tuple[PathParam, ...]]:
+    """aiohttp path -> (OpenAPI path, its parameters in order).
+
+    A pattern may hold braces of its own (``{name:[a-z]{1,64}}``), so the closing brace
+    is found by counting, not by the first ``}``. Unbalanced braces, a bad name or a name
+    used twice raise ``ValueError`` naming the path: the document must not be built wrong.
+    """
+    out: list[str] = []
+    params: list[PathParam] = []
+    i = 0
+    while i < len(path):
+        char = path[i]
+        if char == "}":
+            raise ValueError(f"route path {path!r}: unbalanced '}}' at {i}")
+        if char != "{":
+            out.append(char)
+            i += 1
+            continue
+        depth, j = 1, i + 1
+        while j < len(path) and depth:
+            depth += {"{": 1, "}": -1}.get(path[j], 0)
+            j += 1
+        if depth:
+            raise ValueError(f"route path {path!r}: unbalanced '{{' at {i}")
+        name, colon, pattern = path[i + 1 : j - 1].partition(":")
+        if not name.isidentifier() or (colon and not pattern):
+            raise ValueError(f"route path {path!r}: bad parameter at {i}")
+        if any(p.name == name for p in params):
+            raise ValueError(f"route path {path!r}: parameter {name!r} twice")
+        params.append(PathParam(name, pattern or None))
+        out.append(f"{{{name}}}")
+        i = j
+    return "".join(out), tuple(params)
+
+
 def openapi_path(path: str) -> str:
     """aiohttp path -> OpenAPI path: ``/v1/decisions/{id:\\d+}`` -> ``/v1/decisions/{id}``."""
-    return _PARAM.sub(r"{\1}", path)
+    return split_path(path)[0]
 
 
 def build_document(
@@ -121,8 +172,8 @@ def _responses(r: Route, keyed: dict[Any, Any]) -> dict[str, Any]:
 
 def _path_params(path: str) -> list[dict[str, Any]]:
     return [
-        {"name": name, "in": "path", "required": True, "schema": {"type": "integer"}}
-        for name in _PARAM.findall(path)
+        {"name": p.name, "in": "path", "required": True, "schema": p.schema()}
+        for p in split_path(path)[1]
     ]
 
 

@@ -5,28 +5,34 @@ Include them with::
     from edgeagent.api.takedown_routes import takedown_routes
     app = create_app(ctx, routes=(*ROUTES, *takedown_routes(service)))
 
-Roles: ``analyst`` reads tickets, moves them and reads the report; ``supervisor`` exports
-evidence (the bundle is itself audited). Ticket bodies hold URLs: they are shown to
+Roles: ``analyst`` reads tickets, moves them and reads the report, and asks where an own
+address sits on the agent host's segments (which may send one ARP/ND probe, under the
+service's probe rules; audited); ``supervisor`` exports evidence (the bundle is itself
+audited). Ticket bodies hold URLs: they are shown to
 ``analyst`` and above only, like decisions.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
 
 from aiohttp import web
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, IPvAnyAddress
 
 from edgeagent.api.auth import Principal, Role
 from edgeagent.api.routes import Route
-from edgeagent.api.validation import ApiError, bad_input, parse_body, parse_query
-from edgeagent.takedown.engine import TakedownService
+from edgeagent.api.validation import (
+    ApiError,
+    Reference,
+    Text,
+    bad_input,
+    parse_body,
+    parse_query,
+)
+from edgeagent.takedown.service import TakedownService
 from edgeagent.takedown.tickets import TicketState, ticket_to_json
 
 _ID = r"{id:\d+}"
-_Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=1000)]
-_Ref = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 
 
 class TicketTransition(BaseModel):
@@ -35,8 +41,8 @@ class TicketTransition(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
     to: TicketState = Field(description="target state")
-    reason: _Text = Field(description="why (audited)")
-    authorisation: _Ref | None = Field(
+    reason: Text = Field(description="why (audited)")
+    authorisation: Reference | None = Field(
         default=None,
         description="law-enforcement authorisation reference, recorded before the move",
     )
@@ -60,6 +66,12 @@ class TakedownReportQuery(BaseModel):
     end: AwareDatetime | None = Field(
         default=None, alias="to", description="notices received before (default: now)"
     )
+
+
+class SegmentQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    address: IPvAnyAddress = Field(description="an address in the own prefixes")
 
 
 def _ticket_id(request: web.Request) -> int:
@@ -115,6 +127,22 @@ def takedown_routes(service: TakedownService) -> tuple[Route, ...]:
         rep = await service.report(start, end)
         return web.json_response(rep.to_json())
 
+    async def segment(request: web.Request, who: Principal) -> web.StreamResponse:
+        q = parse_query(list(request.query.items()), SegmentQuery)
+        detail = await service.locate_on_segment(str(q.address), who.name)
+        return web.json_response(detail.to_json())
+
+    on_segment = Route(
+        "GET",
+        "/v1/segment",
+        Role.ANALYST,
+        segment,
+        "getSegmentDetail",
+        "Where an own address sits on the agent host's segments: interface, next hop, MAC "
+        "(may send one ARP/ND probe; never outside the own prefixes)",
+        query=SegmentQuery,
+        errors=(400,),
+    )
     return (
         Route(
             "GET",
@@ -164,4 +192,4 @@ def takedown_routes(service: TakedownService) -> tuple[Route, ...]:
             query=TakedownReportQuery,
             errors=(400,),
         ),
-    )
+    ) + ((on_segment,) if service.segments is not None else ())

@@ -5,6 +5,9 @@ also gives the JSON Schemas the OpenAPI document publishes: one definition serve
 Query strings are parsed leniently on types (everything arrives as text) but still refuse
 unknown and repeated parameters.
 
+Free text (reasons, references, categories, targets) never holds control characters or
+line breaks: such input is refused with ``400`` naming the field.
+
 Every error the API returns has the shape ``{"error": {"field", "message", "code"}}``;
 ``field`` is ``null`` when the problem is not one input field. Messages never echo the
 submitted value: it may be a list entry.
@@ -12,6 +15,7 @@ submitted value: it may be a list entry.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal, TypeVar
@@ -19,6 +23,7 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import (
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
@@ -63,10 +68,33 @@ def bad_input(field: str, message: str) -> ApiError:
 
 # --- request bodies (strict)
 
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=1000)]
-Reference = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Target = Annotated[str, StringConstraints(min_length=1, max_length=2048)]
-# Scopes a person may decide on (issue 3). ``url-hash`` entries come from hashed feeds only:
+# C0 and C1 controls, DEL, and the Unicode line and paragraph separators. Free text goes
+# into audit records, mail subjects and headers and CSV reports: a line break there splits
+# a header or a record, so such text is refused, never cleaned up behind the sender's back.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _printable(value: object) -> object:
+    if isinstance(value, str) and _CONTROL.search(value):
+        raise ValueError("must not contain control characters or line breaks")
+    return value
+
+
+# A before-validator wraps the constrained type, so it sees the text as sent: a control
+# character is refused even where ``strip_whitespace`` would remove it from the ends.
+# (Listed after the constraints: listed first, pydantic checks ``min_length`` unstripped.)
+_Printable = BeforeValidator(_printable)
+
+Text = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=1000), _Printable
+]
+OptionalText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=1000), _Printable]
+Reference = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), _Printable
+]
+Category = Annotated[str, StringConstraints(max_length=64), _Printable]
+Target = Annotated[str, StringConstraints(min_length=1, max_length=2048), _Printable]
+# Scopes a person may decide on. ``url-hash`` entries come from hashed feeds only:
 # nobody should type a digest into a decision.
 DecisionScope = Literal["domain", "host", "url", "url-prefix", "ip", "cidr"]
 
@@ -88,7 +116,7 @@ class DecisionCreate(_Body):
         default=None, description="when the notice reached the ISP; default: now"
     )
     expires_at: AwareDatetime | None = Field(default=None, description="optional end")
-    category: Annotated[str, StringConstraints(max_length=64)] = ""
+    category: Category = ""
 
     @field_validator("notice_received_at")
     @classmethod
@@ -114,7 +142,7 @@ class DecisionRevoke(_Body):
 class DecisionApprove(_Body):
     """``POST /v1/decisions/{id}/approve``."""
 
-    reason: Annotated[str, StringConstraints(strip_whitespace=True, max_length=1000)] = ""
+    reason: OptionalText = ""
 
 
 # --- query strings (lenient on types, strict on names)

@@ -102,6 +102,11 @@ class EnforcerConfig(PluginConfig):
         """The DNS action of a feed without ``action``, if these sections decide it."""
         return None
 
+    def reserved_names(self) -> set[str]:
+        """The agent's own names these sections use, which no feed or person may list
+        (the guard refuses them)."""
+        return set()
+
 
 @dataclass(frozen=True, slots=True)
 class Enforced:

@@ -11,14 +11,22 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from typing import Literal
 
 from edgeagent.canon import canonical_name
 from edgeagent.errors import InvalidTarget
-from edgeagent.feeds.base import Accepted, FeedSpec, Item, Rejected
+from edgeagent.feeds.base import (
+    Accepted,
+    FeedSpec,
+    FetchedListConfig,
+    FetchedListFeed,
+    Item,
+    Rejected,
+)
 from edgeagent.feeds.textutil import REASON_WILDCARD, decode, line_problem, lines, strip_comment
 from edgeagent.model import Indicator, Scope
 
-__all__ = ["parse", "parse_name"]
+__all__ = ["DomainListFeed", "DomainListFeedConfig", "parse", "parse_name"]
 
 REASON_NOT_A_NAME = "not-a-name"
 REASON_INVALID = "invalid-name"
@@ -61,3 +69,15 @@ def parse(data: bytes, spec: FeedSpec) -> Iterator[Item]:
         if not value:
             continue
         yield parse_name(value, Scope.DOMAIN, number, spec.category)
+
+
+class DomainListFeedConfig(FetchedListConfig):
+    """One domain per line (comments allowed): whole-domain entries."""
+
+    kind: Literal["domain-list"]
+    format: Literal["lines", "csv"] = "lines"
+
+
+class DomainListFeed(FetchedListFeed[DomainListFeedConfig]):
+    KIND = "domain-list"
+    Config = DomainListFeedConfig

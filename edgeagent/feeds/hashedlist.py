@@ -9,20 +9,37 @@ prefix), ``#`` comments. Each hash is that of a lookup expression as produced by
 A hash cannot be canonicalised or checked against public suffixes, but it can be
 compared with the hashes of the *host-root expressions* (``host/``) of every protected
 name: a match would block a protected site's home page, so it is refused
-(:func:`refuse_protected`). Such feeds give DNS no host names to divert (see DESIGN.md).
+(:func:`refuse_protected`). Such feeds give DNS no host names to divert: either the feed
+names its hosts alongside (loaded as a URL or domain list), or the deployment diverts all
+port-80 traffic to the proxy.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator
+from typing import Literal
 
 from edgeagent import canon
 from edgeagent.errors import short_hash
-from edgeagent.feeds.base import FeedSpec, HashedEntry, Item, Rejected
+from edgeagent.feeds.base import (
+    FeedSpec,
+    FetchedListConfig,
+    FetchedListFeed,
+    HashedEntry,
+    Item,
+    Rejected,
+)
 from edgeagent.feeds.textutil import decode, line_problem, lines, strip_comment
 
-__all__ = ["REASON_PROTECTED_ROOT", "parse", "protected_root_hashes", "refuse_protected"]
+__all__ = [
+    "REASON_PROTECTED_ROOT",
+    "HashedUrlListFeed",
+    "HashedUrlListFeedConfig",
+    "parse",
+    "protected_root_hashes",
+    "refuse_protected",
+]
 
 REASON_NOT_SHA256 = "not-sha256"
 REASON_PROTECTED_ROOT = "protected-host-root"
@@ -60,3 +77,15 @@ def refuse_protected(items: Iterable[Item], protected: frozenset[bytes]) -> Iter
             yield Rejected(REASON_PROTECTED_ROOT, short_hash(item.hex), item.line)
         else:
             yield item
+
+
+class HashedUrlListFeedConfig(FetchedListConfig):
+    """Hex SHA-256 of canonical lookup expressions (feeds the proxy index only)."""
+
+    kind: Literal["hashed-url-list"]
+    format: Literal["lines", "csv"] = "lines"
+
+
+class HashedUrlListFeed(FetchedListFeed[HashedUrlListFeedConfig]):
+    KIND = "hashed-url-list"
+    Config = HashedUrlListFeedConfig

@@ -1,7 +1,7 @@
 """Local file lists: orders the ISP must apply that arrive on paper or by mail.
 
 ``FeedSpec.path`` names the file and ``FeedSpec.content`` the list kind inside
-(``domain-list``, ``url-list`` with ``format``, or ``hashed-list``). The file is read
+(``domain-list``, ``url-list`` with ``format``, or ``hashed-url-list``). The file is read
 whole under ``max_decompressed_bytes`` (gzip is recognised by its magic bytes) and then
 goes through exactly the same integrity, parse and guardrail steps as a fetched list;
 for local feeds ``digest_url`` and ``signature_url`` are file paths (the signature
@@ -12,13 +12,15 @@ since the live generation (same SHA-256) is reported unchanged without parsing.
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Literal
 
+from edgeagent.configtypes import OutputPath
 from edgeagent.errors import FeedError
-from edgeagent.feeds.base import FeedSpec
+from edgeagent.feeds.base import Feed, FeedConfig, FeedFormat, FeedKind, FeedSpec
 
-__all__ = ["LocalRead", "read"]
+__all__ = ["LocalFileFeed", "LocalFileFeedConfig", "LocalRead", "read"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,3 +74,26 @@ def read(spec: FeedSpec) -> LocalRead:
         )
         sig = _read_capped(spec.name, sig_path, 4096)
     return LocalRead(data, wire, digest, sig)
+
+
+class LocalFileFeedConfig(FeedConfig):
+    """A list the ISP keeps itself (e.g. a court order), in the format of ``content``."""
+
+    kind: Literal["local-file"]
+    path: OutputPath
+    content: Literal["url-list", "hashed-url-list", "domain-list"] = "domain-list"
+    format: Literal["lines", "csv", "jsonl"] = "lines"
+
+
+class LocalFileFeed(Feed[LocalFileFeedConfig]):
+    KIND = "local-file"
+    Config = LocalFileFeedConfig
+
+    @classmethod
+    def from_config(cls, name: str, config: LocalFileFeedConfig) -> FeedSpec:
+        return replace(
+            config.common_spec(name, FeedKind.LOCAL_FILE),
+            path=Path(config.path),
+            content=FeedKind(config.content),
+            format=FeedFormat(config.format),
+        )

@@ -28,8 +28,8 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, Literal
 
 import dns.asyncquery
 import dns.exception
@@ -43,13 +43,42 @@ import dns.serial
 import dns.transaction
 import dns.tsig
 import dns.xfr
+from pydantic import model_validator
 
+from edgeagent.configtypes import (
+    DnsName,
+    EnvName,
+    Host,
+    Port,
+    Seconds,
+    SecretFile,
+    one_secret,
+    read_secret,
+)
 from edgeagent.errors import FeedError, InvalidTarget
-from edgeagent.feeds.base import Accepted, FeedSpec, Item, Rejected
+from edgeagent.feeds.base import (
+    Accepted,
+    Feed,
+    FeedConfig,
+    FeedKind,
+    FeedSpec,
+    Item,
+    Rejected,
+    TsigKey,
+)
 from edgeagent.model import Action, Indicator, Scope
 from edgeagent.store.base import Generation, Store
 
-__all__ = ["RpzTransfer", "StoreBackedZone", "base_from_store", "items", "transfer"]
+__all__ = [
+    "RpzAxfrFeed",
+    "RpzAxfrFeedConfig",
+    "RpzTransfer",
+    "StoreBackedZone",
+    "base_from_store",
+    "items",
+    "transfer",
+]
+
 
 Records = dict[str, tuple[str, ...]]  # relative owner -> ("TYPE rdata", ...)
 
@@ -302,3 +331,50 @@ def items(spec: FeedSpec, records: Records) -> Iterator[Item]:
             yield Rejected.of("invalid-name", owner)
             continue
         yield Accepted(ind, _action(texts), spec.category, ref)
+
+
+class RpzAxfrFeedConfig(FeedConfig):
+    """An upstream RPZ zone pulled by AXFR/IXFR, optionally with TSIG."""
+
+    kind: Literal["rpz-axfr"]
+    server: Host
+    port: Port = 53
+    zone: DnsName
+    tsig_key_name: DnsName | None = None
+    tsig_algorithm: Literal["hmac-sha256", "hmac-sha384", "hmac-sha512"] = "hmac-sha256"
+    tsig_secret_file: SecretFile | None = None
+    tsig_secret_env: EnvName | None = None
+    timeout_seconds: Seconds = 30.0
+    use_ixfr: bool = True
+
+    @model_validator(mode="after")
+    def _tsig(self) -> RpzAxfrFeedConfig:
+        one_secret(self, "tsig_secret", required=self.tsig_key_name is not None)
+        if self.tsig_key_name is None and (self.tsig_secret_file or self.tsig_secret_env):
+            raise ValueError("a TSIG secret needs tsig_key_name")
+        return self
+
+    @property
+    def origin(self) -> str:
+        return "axfr"
+
+
+class RpzAxfrFeed(Feed[RpzAxfrFeedConfig]):
+    KIND = "rpz-axfr"
+    Config = RpzAxfrFeedConfig
+
+    @classmethod
+    def from_config(cls, name: str, config: RpzAxfrFeedConfig) -> FeedSpec:
+        tsig = None
+        if config.tsig_key_name is not None:
+            secret = read_secret(config.tsig_secret_file, config.tsig_secret_env)
+            tsig = TsigKey(config.tsig_key_name, secret, config.tsig_algorithm)
+        return replace(
+            config.common_spec(name, FeedKind.RPZ_AXFR),
+            server=config.server,
+            port=config.port,
+            zone=config.zone,
+            tsig=tsig,
+            ixfr=config.use_ixfr,
+            deadline=config.timeout_seconds,
+        )

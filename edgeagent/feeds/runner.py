@@ -1,6 +1,7 @@
 """Runs the configured feeds for the daemon and the CLI, and exports their metrics.
 
-One ``FeedRunner`` per process: it owns the HTTP session, the in-memory status board and
+:func:`feed_specs` turns the ``[feeds]`` tables into specs through the feed kinds'
+registry. One ``FeedRunner`` per process: it owns the HTTP session, the in-memory status board and
 the per-feed metrics (``edgeagent_feed_*``, labelled by feed name only). A sync that
 stores a generation calls ``on_change`` so the policy is rebuilt and republished.
 """
@@ -9,13 +10,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
 
-from edgeagent.feeds.base import FeedSpec, FeedStatus, SyncOutcome, SyncResult
+from edgeagent.feeds.base import FeedConfig, FeedSpec, FeedStatus, SyncOutcome, SyncResult
+from edgeagent.feeds.kinds import FEED_KINDS
 from edgeagent.feeds.sync import (
     Progress,
     StatusBoard,
@@ -32,6 +34,15 @@ from edgeagent.metrics import Metrics
 from edgeagent.store.base import Generation, Store
 
 log = logging.getLogger("edgeagent.feeds")
+
+
+def feed_specs(feeds: Mapping[str, FeedConfig]) -> list[FeedSpec]:
+    """The spec of every configured feed, by name; reads the feeds' secrets
+    (``ConfigError`` when one cannot be read)."""
+    return [
+        FEED_KINDS.plugin(config).from_config(name, config)
+        for name, config in sorted(feeds.items())
+    ]
 
 
 class FeedRunner:

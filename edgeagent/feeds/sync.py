@@ -73,7 +73,7 @@ _SIG_CAP = 64 * 1024  # digest and signature files are tiny
 _PARSERS = {
     FeedKind.URL_LIST: urllist.parse,
     FeedKind.DOMAIN_LIST: domainlist.parse,
-    FeedKind.HASHED_LIST: hashedlist.parse,
+    FeedKind.HASHED_URL_LIST: hashedlist.parse,
 }
 
 
@@ -399,7 +399,7 @@ async def _run_sync(ctx: _Ctx, run: _Run) -> SyncResult:
     live = await asyncio.to_thread(store.live_generation, spec.name)
     if not spec.enabled:
         return _finish(run, SyncOutcome.UNCHANGED, "feed disabled", live, board)
-    if spec.kind is FeedKind.RPZ:
+    if spec.kind is FeedKind.RPZ_AXFR:
         base = await asyncio.to_thread(rpz_axfr.base_from_store, store, live)
         transfer = await rpz_axfr.transfer(spec, base, previous_serial=live.serial if live else "")
         run.serial, run.incremental = transfer.serial, transfer.incremental
@@ -445,7 +445,7 @@ async def _run_sync(ctx: _Ctx, run: _Run) -> SyncResult:
 
     def parse() -> Iterable[Item]:
         parsed: Iterable[Item] = parser(data, spec)
-        if spec.list_kind is FeedKind.HASHED_LIST:
+        if spec.list_kind is FeedKind.HASHED_URL_LIST:
             protected = hashedlist.protected_root_hashes(guard.protected)
             parsed = hashedlist.refuse_protected(parsed, protected)
         return parsed

@@ -23,15 +23,23 @@ import csv
 import io
 import json
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, Literal
 
 from edgeagent.errors import FeedError, InvalidTarget
 from edgeagent.feeds import domainlist
-from edgeagent.feeds.base import Accepted, FeedFormat, FeedSpec, Item, Rejected
+from edgeagent.feeds.base import (
+    Accepted,
+    FeedFormat,
+    FeedSpec,
+    FetchedListConfig,
+    FetchedListFeed,
+    Item,
+    Rejected,
+)
 from edgeagent.feeds.textutil import REASON_WILDCARD, decode, line_problem, lines, strip_comment
 from edgeagent.model import Indicator, Scope
 
-__all__ = ["parse", "parse_entry"]
+__all__ = ["UrlListFeed", "UrlListFeedConfig", "parse", "parse_entry"]
 
 REASON_INVALID = "invalid-url"
 REASON_SCHEME = "unsupported-scheme"
@@ -158,3 +166,14 @@ def parse(data: bytes, spec: FeedSpec) -> Iterator[Item]:
     if spec.format is FeedFormat.JSONL:
         return _jsonl(text, spec)
     return _lines(text, spec)
+
+
+class UrlListFeedConfig(FetchedListConfig):
+    """Hotline page list: one URL per line, or CSV / JSON lines with id, url, category."""
+
+    kind: Literal["url-list"]
+
+
+class UrlListFeed(FetchedListFeed[UrlListFeedConfig]):
+    KIND = "url-list"
+    Config = UrlListFeedConfig

@@ -279,7 +279,8 @@ resolvers = [{{ host = "127.0.0.1", port = {plan.auth_port} }}]
 kind = "csv"
 path = "{plan.directory / "customers.csv"}"
 
-[takedown.smtp]
+[takedown.notifiers.hosting-mail]
+kind = "smtp"
 host = "127.0.0.1"
 port = {smtp_port}
 # Loopback only: the sink offers no STARTTLS.
@@ -288,7 +289,8 @@ sender = "edgeagent@isp.example"
 recipients = ["hosting-abuse@isp.example"]
 timeout_seconds = 10.0
 
-[takedown.webhook]
+[takedown.notifiers.ticket-hook]
+kind = "webhook"
 url = "{webhook_url}"
 secret_file = "{plan.secrets_dir / "webhook-hmac"}"
 timeout_seconds = 10.0

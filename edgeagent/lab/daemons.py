@@ -23,12 +23,12 @@ import dns.query
 import dns.rdataclass
 import dns.rdatatype
 
-import edgeagent
+from edgeagent.bundled import bundled_path
 from edgeagent.errors import EdgeAgentError
 
 HOST = "127.0.0.1"
-# The shipped resolver and proxy snippets (a source checkout; the lab runs from one).
-SNIPPETS_DIR = Path(edgeagent.__file__).resolve().parent.parent / "resolvers"
+# The shipped resolver and proxy snippets.
+SNIPPETS_DIR = bundled_path("resolvers")
 
 
 class DaemonError(EdgeAgentError, RuntimeError):

@@ -21,10 +21,11 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import edgeagent
+from edgeagent.bundled import IMPORT_ROOT
 from edgeagent.lab.daemons import (
     HOST,
     SNIPPETS_DIR,
+    DaemonError,
     ProcessGroup,
     check_config,
     free_tcp_port,
@@ -36,7 +37,6 @@ from edgeagent.lab.daemons import (
 
 SQUID_CONF = SNIPPETS_DIR / "squid" / "squid.conf"
 SNIPROXY_CONF = SNIPPETS_DIR / "sniproxy" / "sniproxy.conf"
-REPO = Path(edgeagent.__file__).resolve().parent.parent
 
 
 @dataclass
@@ -59,31 +59,47 @@ class RunningSquid:
 def helper_command() -> str:
     """The helper command line Squid can run as the ``proxy`` user.
 
-    The installed ``edgeagent-squid-helper`` console script when it exists; from a source
-    checkout whose interpreter ``proxy`` may not reach (a venv under /root), Debian's
-    python3 with the checkout and the venv's pure-Python packages on PYTHONPATH.
+    The console script installed system-wide when it exists; otherwise (a venv, whose
+    interpreter ``proxy`` may not reach, e.g. under /root) Debian's python3 with this
+    edgeagent and the interpreter's site-packages (also those a ``.pth`` file adds) on
+    PYTHONPATH.
     """
     installed = shutil.which("edgeagent-squid-helper", path="/usr/local/bin:/usr/bin")
     if installed is not None:
         return installed
-    sites = sorted(Path(sys.prefix, "lib").glob("python3*/site-packages"))
-    path = ":".join([str(REPO), *(str(s) for s in sites)])
+    sites = [entry for entry in sys.path if Path(entry).name == "site-packages"]
+    path = ":".join(dict.fromkeys([str(IMPORT_ROOT), *sites]))
     return f"/usr/bin/env PYTHONPATH={path} /usr/bin/python3 -m edgeagent.proxy.squid_helper"
 
 
+# The prefilter's sources and Makefile; ``make -C`` builds into ``build/`` beside them.
 PREFILTER_DIR = SNIPPETS_DIR / "squid" / "ecap"
+PREFILTER_MODULE = "edgeagent-prefilter.so"
+PREFILTER_PACKAGES = "Debian packages g++ make libecap3-dev libssl-dev"
 
 
-def prefilter_module() -> Path:
-    """The built eCAP path prefilter (``./dev`` builds it with ``make -C``).
+def prefilter_module(build_dir: Path) -> Path:
+    """The eCAP path prefilter Squid loads: found, or built into ``build_dir``.
 
-    Raises :class:`FileNotFoundError` naming the build command when it is missing.
+    Found: ``build/`` beside the sources (``./dev`` runs ``make -C`` there in a checkout).
+    An installed package ships the sources only, because the module links against the
+    host's libecap: it is then built from them into ``build_dir``, leaving the installed
+    files untouched. Raises :class:`DaemonError` with make's output when that fails.
     """
-    module = PREFILTER_DIR / "build" / "edgeagent-prefilter.so"
-    if not module.is_file():
-        raise FileNotFoundError(
-            f"{module} is missing: run `make -C {PREFILTER_DIR}` "
-            "(Debian packages g++ make libecap3-dev libssl-dev)"
+    module = PREFILTER_DIR / "build" / PREFILTER_MODULE
+    if module.is_file():
+        return module
+    module = build_dir / PREFILTER_MODULE
+    command = ["make", "-s", "-C", str(PREFILTER_DIR), f"OUT={build_dir}", str(module)]
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, check=False)
+        failure = (result.stdout + result.stderr)[-2000:] if result.returncode else None
+    except OSError as exc:  # no make
+        failure = str(exc)
+    if failure is not None:
+        raise DaemonError(
+            f"building the Squid prefilter from {PREFILTER_DIR} failed "
+            f"({PREFILTER_PACKAGES}):\n{failure}"
         )
     return module
 
@@ -120,7 +136,7 @@ def render_squid_conf(
                 "ACCEL_PORT": str(accel_port),
                 "INTERCEPT_PORT": "0",
                 "HELPER": helper_command(),
-                "PREFILTER": str(prefilter_module()),
+                "PREFILTER": str(prefilter_module(workdir / "prefilter")),
                 "INDEX": str(index),
                 "FAIL_MODE": fail_mode,
                 "STATS_FILE": str(stats_file or workdir / "helper-%p.json"),

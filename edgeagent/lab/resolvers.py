@@ -4,7 +4,7 @@ Used by ``edgeagent lab`` and by the integration tests (one piece of code for bo
 
 - :func:`start_authoritative`: a non-recursive ``named`` serving synthetic zones;
 - :func:`start_primary`: ``resolvers/bind/named.conf.rpz-primary`` (hidden primary that
-  takes the ``bind-update`` publisher's UPDATEs);
+  takes the ``bind-update`` publisher's UPDATEs; :func:`update_publisher` is one);
 - :func:`start_secondary`: ``resolvers/bind/named.conf.rpz-secondary`` (a resolver that
   transfers the policy zones from the primary);
 - :func:`start_unbound_http`: ``resolvers/unbound/unbound-rpz-http.conf`` (fetches the
@@ -23,6 +23,7 @@ from __future__ import annotations
 import base64
 import os
 from pathlib import Path
+from typing import Any
 
 from edgeagent.lab.daemons import (
     HOST,
@@ -36,9 +37,11 @@ from edgeagent.lab.daemons import (
     wait_answering,
 )
 from edgeagent.rpz.publishers.base import ZoneRelease
+from edgeagent.rpz.publishers.bind_update import BindUpdatePublisher
 
 BIND_RESOLVER_SNIPPET = SNIPPETS_DIR / "bind" / "named.conf.rpz-resolver"
 PRIMARY_SNIPPET = SNIPPETS_DIR / "bind" / "named.conf.rpz-primary"
+PRIMARY_UNBOUND_SNIPPET = SNIPPETS_DIR / "bind" / "named.conf.rpz-primary-unbound"
 SECONDARY_SNIPPET = SNIPPETS_DIR / "bind" / "named.conf.rpz-secondary"
 UNBOUND_SNIPPET = SNIPPETS_DIR / "unbound" / "unbound-rpz.conf"
 UNBOUND_HTTP_SNIPPET = SNIPPETS_DIR / "unbound" / "unbound-rpz-http.conf"
@@ -91,10 +94,20 @@ def _tlds(zones: dict[str, int]) -> list[str]:
 
 
 def _named(
-    name: str, conf: Path, workdir: Path, port: int, group: ProcessGroup | None, **kw: object
+    name: str,
+    conf: Path,
+    workdir: Path,
+    port: int,
+    group: ProcessGroup | None,
+    *,
+    honour_logging: bool = False,
+    **kw: object,
 ) -> RunningDaemon:
+    """Start ``named`` in the foreground: ``-g`` logs everything to stderr (our log file)
+    and ignores the config's ``logging`` statement; ``honour_logging`` runs ``-f``."""
     check_config(["named-checkconf", str(conf)])
-    proc, log = spawn(name, ["named", "-g", "-n", "1", "-c", str(conf)], workdir, group)
+    mode = "-f" if honour_logging else "-g"
+    proc, log = spawn(name, ["named", mode, "-n", "1", "-c", str(conf)], workdir, group)
     d = RunningDaemon(name, proc, port, workdir, log, **kw)  # type: ignore[arg-type]
     wait_answering(d)
     return d
@@ -182,40 +195,85 @@ def start_primary(
     *,
     port: int | None = None,
     group: ProcessGroup | None = None,
+    unbound_clients: str | None = None,
+    log_file: Path | None = None,
 ) -> RunningDaemon:
     """The shipped hidden-primary snippet, with fresh update and transfer keys.
 
     ``extra`` holds ``update_secret``, ``update_key`` (path), ``transfer_key`` (path) and
     ``transfer_secret``. ``zone_dir`` must hold the bootstrap zones (:func:`bootstrap_zones`).
+    ``unbound_clients`` (``;``-terminated addresses): the ``-unbound`` snippet, which lets
+    those read the zones without a key. ``log_file``: the snippet's ``logging`` statement
+    holds (``named -f``) and the ``default`` category, syslog in production, goes to
+    ``log_file``; without it ``named -g`` logs everything to the daemon's log.
     """
     workdir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     update_secret = tsig_key(workdir / "update.key", UPDATE_KEY)
     transfer_secret = tsig_key(workdir / "transfer.key", TRANSFER_KEY)
     notify = "".join(f"{HOST} port {p}; " for p in secondaries) or "127.0.0.1 port 9; "
+    values = {
+        "UPDATE_KEY": str(workdir / "update.key"),
+        "TRANSFER_KEY": str(workdir / "transfer.key"),
+        "WORK_DIR": str(workdir),
+        "PORT": str(port),
+        "LISTEN": HOST,
+        "ZONE_DIR": str(zone_dir),
+        "SECONDARIES": notify,
+    }
+    snippet = PRIMARY_SNIPPET
+    if unbound_clients is not None:
+        snippet, values["UNBOUND_CLIENTS"] = PRIMARY_UNBOUND_SNIPPET, unbound_clients
+    text = render(snippet, values)
+    if log_file is not None:
+        text = _default_category_to(text, log_file)
     conf = workdir / "named.conf"
-    conf.write_text(
-        render(
-            PRIMARY_SNIPPET,
-            {
-                "UPDATE_KEY": str(workdir / "update.key"),
-                "TRANSFER_KEY": str(workdir / "transfer.key"),
-                "WORK_DIR": str(workdir),
-                "PORT": str(port),
-                "LISTEN": HOST,
-                "ZONE_DIR": str(zone_dir),
-                "SECONDARIES": notify,
-            },
-        ),
-        encoding="utf-8",
-    )
+    conf.write_text(text, encoding="utf-8")
     extra = {
         "update_secret": update_secret,
         "update_key": str(workdir / "update.key"),
         "transfer_key": str(workdir / "transfer.key"),
         "transfer_secret": transfer_secret,
     }
-    return _named("primary", conf, workdir, port, group, extra=extra)
+    return _named(
+        "primary", conf, workdir, port, group, honour_logging=log_file is not None, extra=extra
+    )
+
+
+def update_publisher(
+    primary: RunningDaemon,
+    live: ZoneRelease | None = None,
+    *,
+    name: str = "bind-update",
+    **options: Any,
+) -> BindUpdatePublisher:
+    """A ``bind-update`` publisher for ``primary`` (from :func:`start_primary`), signed with
+    its update key; ``live``: the release the primary holds now (no AXFR first).
+    ``options`` go to :class:`BindUpdatePublisher` (targets, retries, timeouts; another
+    ``key_name``/``secret``)."""
+    args: dict[str, Any] = {
+        "server": primary.host,
+        "port": primary.port,
+        "key_name": UPDATE_KEY,
+        "secret": primary.extra["update_secret"],
+        **options,
+    }
+    pub = BindUpdatePublisher(name, **args)
+    if live is not None:
+        pub.assume_live(live)
+    return pub
+
+
+def _default_category_to(conf_text: str, log_file: Path) -> str:
+    """``conf_text`` with a file channel added to its one ``logging`` statement for the
+    ``default`` category (the categories the config names keep their channels)."""
+    if conf_text.count("logging {\n") != 1:
+        raise ValueError("expected exactly one logging statement")
+    channel = (
+        f'logging {{\n    channel to_file {{ file "{log_file}"; severity info; }};\n'
+        "    category default { to_file; };\n"
+    )
+    return conf_text.replace("logging {\n", channel)
 
 
 def start_secondary(

@@ -23,7 +23,11 @@ from typing import Any
 from aiohttp import web
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from edgeagent.takedown.notify import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
+from edgeagent.takedown.notifiers.webhook import (
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    verify_signature,
+)
 
 
 def _write_private(path: Path, data: bytes) -> None:

@@ -17,6 +17,7 @@ Owns the ``[proxy]`` config section (:class:`ProxyConfig`); active when ``enable
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import time
 from collections.abc import Mapping
@@ -86,6 +87,13 @@ class ProxyEnforcerConfig(EnforcerConfig):
     """The proxy enforcer's section: ``[proxy]``."""
 
     proxy: ProxyConfig = ProxyConfig()
+
+    def reserved_names(self) -> set[str]:
+        # The proxy canary's host: an allow of it would make the proxy canary fail.
+        if not self.proxy.enabled:
+            return set()
+        host = Indicator.parse(Scope.URL, self.proxy.canary_url).host or ""
+        return {host} if host and not _is_ip_literal(host) else set()
 
     def summary_lines(self) -> list[str]:
         p = self.proxy
@@ -246,6 +254,14 @@ class ProxyEnforcer(Enforcer):
                 "status": self.proxy.status,
             }
         }
+
+
+def _is_ip_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
 
 
 def _proxy_label(ep: Endpoint) -> str:

@@ -6,24 +6,34 @@ SHA-256 digest per entry, so a stolen index does not reveal the list.
 
 What is hashed (``scope`` tag, a NUL, then the canonical expression)::
 
-    url         "url\\0"    + canon.url_expression(value)      host + path + query
+    url         "url\\0"    + canon.url_expression(value)  host + path [+ "?" + canonical query]
     url-prefix  "prefix\\0" + host + path, trailing "/" removed   ("/" stays "/")
     host        "host\\0"   + name
     domain      "domain\\0" + name
     (marker)    "urlhost\\0" + host of every url / url-prefix block (CONNECT accounting)
+    (marker)    "urlq\\0" + host + path of every url block with a query
+    (marker)    "urlp\\0" + host + path + "?" + each parameter of such a block
 
 Scope tags keep the four kinds apart: a ``host`` entry never matches a subdomain, a
-``domain`` entry matches the name and every subdomain, a ``url`` entry matches one page
-(any scheme, any port, as in Safe Browsing), a ``url-prefix`` entry matches its path and
-every path below it on the exact host, at any depth. A prefix entry is stored without its
-trailing slash so that ``/a/b/`` and ``/a/b`` are one prefix and the request side needs one
-probe per path segment. ``ip``/``cidr`` entries are not the proxy's business (routes/RPZ).
+``domain`` entry matches the name and every subdomain, ``url`` and ``url-prefix`` entries
+match as :mod:`edgeagent.canon` says ("Matching rules", any scheme, any port), on every
+reading of the request (:func:`edgeagent.canon.request_urls`; listed when any reading
+is). A prefix entry is stored without its trailing slash so that ``/a/b/`` and ``/a/b``
+are one prefix and the request side needs one probe per path segment. ``ip``/``cidr``
+entries are not the proxy's business (routes/RPZ).
+
+How a request's query is probed: the exact canonical query (block or allow), the path
+alone (a block without a query matches every query), and, when the path has a ``urlq``
+marker, every combination of the request's parameters that have a ``urlp`` marker (a
+block with a query matches when its parameters are among the request's). A request
+carrying more than :data:`MAX_LISTED_PARAMS` such parameters is refused outright rather
+than costing 2**n probes: no real page needs more listed parameters of one path.
 
 Optional *hashed* digests (untagged SHA-256 of Safe Browsing lookup expressions, from a
 hashed URL list feed) are stored alongside; they are probed with
 :func:`edgeagent.canon.lookup_expressions` only when the index holds any.
 
-File layout (little-endian), version 1::
+File layout (little-endian), version 2 (version 1 hashed the query as given)::
 
     header   magic "EAPXIDX1", version u32, prefix_bits u32, count u64,
              policy_version u64, per-kind counts 6 x u32, filter_bits u32,
@@ -41,8 +51,8 @@ count) and the filter (0.5-1 byte per entry), i.e. <= 40 bytes per entry. The fi
 one-hash Bloom filter over CRC-32 (4-8 bits per entry, so most probes of an unlisted
 request cost one CRC and one byte read instead of a SHA-256); it reveals nothing the
 digests do not (anyone holding the file can test a guessed URL against them anyway).
-Marker digests add one entry per distinct host with URL-level blocks. The file is mmapped
-read-only.
+Marker digests add one entry per distinct host with URL-level blocks, and one per path and
+parameter of url blocks with a query. The file is mmapped read-only.
 Allow entries win over blocks (like the RPZ exception zone, which is consulted first).
 """
 
@@ -65,10 +75,13 @@ from edgeagent.errors import EdgeAgentError, InvalidTarget
 from edgeagent.model import DesiredState, Entry, Scope
 
 MAGIC = b"EAPXIDX1"
-VERSION = 1
+VERSION = 2
 INDEX_MODE = 0o640
 MAX_PREFIX_PROBES = 32
 """Longest path depth probed for url-prefix entries (deeper paths use their first 32)."""
+MAX_LISTED_PARAMS = 8
+"""Most request parameters with a ``urlp`` marker on one path that are combined (2**8 - 1
+probes); a request with more is refused as listed."""
 
 _HEADER = struct.Struct("<8sIIQQ6III32s")
 HEADER_SIZE = _HEADER.size
@@ -123,6 +136,15 @@ _T_PREFIX = b"prefix\0"
 _T_HOST = b"host\0"
 _T_DOMAIN = b"domain\0"
 _T_URLHOST = b"urlhost\0"
+_T_URLQ = b"urlq\0"
+_T_URLP = b"urlp\0"
+
+# What a probe's hit may decide (``_decide``): blocks and allows, blocks only (a block
+# matching more widely than its own expression: an allow matches only its own), or a
+# marker standing for a block (too many listed parameters to combine).
+_ANY = 0
+_BLOCKS = 1
+_MARKER_BLOCKS = 2
 
 
 def _key(tag: bytes, expr: str) -> bytes:
@@ -170,28 +192,39 @@ def source_label(source: str) -> str:
     return label or "unknown"
 
 
-# Already-canonical http(s) URLs without port, escapes, dot segments or doubled slashes:
-# canon.canonical_url returns them unchanged, so the helper skips it (Squid hands over
-# such URLs almost always). Host: LDH/_ labels, no "xn--", last label starts with a
-# letter (so never an IPv4 form). tests/unit/test_proxy_index.py checks the equivalence.
+# Already-canonical http(s) URLs without port, escapes, dot segments, doubled slashes or
+# path parameters: canon.request_urls returns them alone, so the helper skips it (Squid
+# hands over such URLs almost always). Host: LDH/_ labels, no "xn--", last label starts
+# with a letter (so never an IPv4 form). tests/unit/test_proxy_index.py checks the
+# equivalence.
 _FAST_URL = re.compile(
     r"https?://"
     r"(?:[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?\.)*[a-z_](?:[a-z0-9_-]{0,61}[a-z0-9_])?"
-    r"/[!$&'()*+,\-./0-9:;=@A-Z_a-z~]*"
+    r"/[!$&'()*+,\-./0-9:=@A-Z_a-z~]*"
     r"(?:\?[^\x00-\x20#%\x7f-\U0010ffff]*)?"
 )
 
 
-def fast_canonical_url(url: str) -> str:
-    """``canon.canonical_url(url)``, skipping the full parse when ``url`` is canonical."""
+def fast_request_urls(url: str) -> list[str]:
+    """``canon.request_urls(url)``, skipping the full parse when ``url`` is canonical and
+    has a single reading."""
     if _FAST_URL.fullmatch(url) is not None:
         q = url.find("?")
         head = url if q < 0 else url[:q]
         if "/." not in head and "//" not in head[8:] and "xn--" not in head:
             host_end = head.index("/", 8)
             if host_end - head.index("//") - 2 <= 253:
-                return url
-    return canon.canonical_url(url)
+                return [url]
+    return canon.request_urls(url)
+
+
+def _query_markers(expr: str) -> list[bytes]:
+    """``urlq``/``urlp`` marker keys of a url block's expression (none without a query)."""
+    path, sep, query = expr.partition("?")
+    if not sep:
+        return []
+    base = path.encode("utf-8")
+    return [_T_URLQ + base] + [_T_URLP + base + b"?" + p.encode() for p in query.split("&")]
 
 
 # --------------------------------------------------------------------------- writer
@@ -231,9 +264,12 @@ def _records(
         key = entry_key(ind.scope, ind.value)
         yield hashlib.sha256(key).digest(), key, tag(entry, KIND_BLOCK), ind.scope.value
         if ind.scope.is_url:
-            host = canon.url_expression(ind.value).split("/", 1)[0]
-            key = _key(_T_URLHOST, host)
-            yield hashlib.sha256(key).digest(), key, tag(entry, KIND_MARKER), ""
+            expr = key[key.index(b"\0") + 1 :].decode("utf-8")
+            markers = [_key(_T_URLHOST, expr.split("/", 1)[0])]
+            if ind.scope is Scope.URL:
+                markers.extend(_query_markers(expr))
+            for key in markers:
+                yield hashlib.sha256(key).digest(), key, tag(entry, KIND_MARKER), ""
     for entry in state.allows:
         ind = entry.indicator
         if ind.scope.is_address or ind.scope is Scope.URL_HASH:
@@ -386,6 +422,7 @@ class IndexReader:
         # in the index every kind of key is probed, or an allow could never be found.
         allows = c["allow"] > 0
         self._any_url = c["url"] > 0 or allows
+        self._any_url_block = c["url"] > 0
         self._any_prefix = c["url-prefix"] > 0 or allows
         self._any_host = c["host"] > 0 or allows
         self._any_domain = c["domain"] > 0 or allows
@@ -459,8 +496,9 @@ class IndexReader:
         """True if ``digest`` is in the index as any kind (tests, diagnostics)."""
         return self._find(digest) >= 0
 
-    def _keys(self, c: str) -> list[tuple[bytes, str]]:
-        """Tagged probe keys of canonical URL ``c``, most specific first."""
+    def _keys(self, c: str) -> list[tuple[bytes, str, int]]:
+        """Tagged probe keys of canonical URL ``c``, most specific first, each with what
+        its hit may decide (``_ANY``, ``_BLOCKS``, ``_MARKER_BLOCKS``)."""
         b = c.encode("ascii")  # canonical URLs are ASCII
         rest = b.index(b"://") + 3
         slash = b.index(b"/", rest)
@@ -471,51 +509,71 @@ class IndexReader:
             colon = authority.find(b":")
             host = authority if colon < 0 else authority[:colon]
             is_ip = host[host.rfind(b".") + 1 :].isdigit()
-        keys: list[tuple[bytes, str]] = []
+        q = tail.find(b"?")
+        path = tail if q < 0 else tail[:q]
+        keys: list[tuple[bytes, str, int]] = []
         if self._any_url:
-            keys.append((_T_URL + host + tail, "url"))
+            params = () if q < 0 else canon.query_params(tail[q + 1 :].decode("ascii"))
+            if not params:
+                keys.append((_T_URL + host + path, "url", _ANY))
+            else:
+                keys.append((_T_URL + host + path + b"?" + "&".join(params).encode(), "url", _ANY))
+                if self._any_url_block:
+                    keys.append((_T_URL + host + path, "url", _BLOCKS))
+                    self._param_keys(host + path, params, keys)
         if self._any_prefix:
-            q = tail.find(b"?")
-            path = tail if q < 0 else tail[:q]
             base = _T_PREFIX + host
-            keys.append((base + b"/", "url-prefix"))
-            pos = 0
-            for _ in range(MAX_PREFIX_PROBES):
-                pos = path.find(b"/", pos + 1)
-                if pos < 0:
-                    last = path.rstrip(b"/")
-                    if last:
-                        keys.append((base + last, "url-prefix"))
-                    break
-                keys.append((base + path[:pos], "url-prefix"))
+            keys.append((base + b"/", "url-prefix", _ANY))
+            keys += [
+                (base + p, "url-prefix", _ANY) for p in canon.prefix_probes(path, MAX_PREFIX_PROBES)
+            ]
         if not is_ip:
             self._name_keys(host, keys)
         return keys
 
-    def _name_keys(self, host: bytes, keys: list[tuple[bytes, str]]) -> None:
+    def _param_keys(
+        self, host_path: bytes, params: tuple[str, ...], keys: list[tuple[bytes, str, int]]
+    ) -> None:
+        """Keys of url blocks on ``host_path`` whose parameters are among ``params``."""
+        if self._probe(_T_URLQ + host_path) < 0:
+            return  # no url block with a query on this path
+        base = _T_URLP + host_path + b"?"
+        listed = [p for p in params if self._probe(base + p.encode()) >= 0]
+        if len(listed) > MAX_LISTED_PARAMS:
+            keys.append((_T_URLQ + host_path, "url", _MARKER_BLOCKS))
+            return
+        url = _T_URL + host_path + b"?"
+        for size in range(1, len(listed) + 1):
+            for combo in itertools.combinations(listed, size):  # sorted, as entries are
+                if combo != params:  # the exact query is probed already
+                    keys.append((url + "&".join(combo).encode(), "url", _BLOCKS))
+
+    def _name_keys(self, host: bytes, keys: list[tuple[bytes, str, int]]) -> None:
         if self._any_host:
-            keys.append((_T_HOST + host, "host"))
+            keys.append((_T_HOST + host, "host", _ANY))
         if self._any_domain:
             name = host
             while True:
-                keys.append((_T_DOMAIN + name, "domain"))
+                keys.append((_T_DOMAIN + name, "domain", _ANY))
                 dot = name.find(b".")
                 if dot < 0:
                     break
                 name = name[dot + 1 :]
 
-    def _decide(self, keys: list[tuple[bytes, str]]) -> IndexHit | None:
-        """Probe ``keys`` in order; first block wins unless any allow is present."""
+    def _decide(self, keys: list[tuple[bytes, str, int]]) -> IndexHit | None:
+        """Probe ``keys`` in order; first block wins unless an allow that counts is found."""
         hit: IndexHit | None = None
         probe = self._probe
-        for key, scope in keys:
+        for key, scope, decides in keys:
             t = probe(key)
             if t < 0:
                 continue
             kind = t >> _KIND_SHIFT
             if kind == KIND_ALLOW:
-                return None
-            if kind == KIND_BLOCK and hit is None:
+                if decides == _ANY:
+                    return None
+                continue  # an allow matches its own expression only
+            if hit is None and (kind == KIND_BLOCK or decides == _MARKER_BLOCKS):
                 n = t & _SOURCE_MASK
                 hit = IndexHit(scope, self.sources[n] if n < len(self.sources) else "unknown")
                 if not self._any_allow:
@@ -523,28 +581,33 @@ class IndexReader:
         return hit
 
     def match(self, url: str) -> IndexHit | None:
-        """The entry that lists ``url`` (any spelling), or ``None``.
+        """The entry that lists ``url`` (any spelling, any reading), or ``None``.
 
-        ``url`` is canonicalised like :func:`edgeagent.canon.canonical_url`; a URL that
-        cannot be canonicalised raises :class:`InvalidTarget`. Probes: the exact-URL
-        expression, each ``/``-boundary prefix of the path on the exact host (up to
-        :data:`MAX_PREFIX_PROBES`), the exact host, and every name suffix for domains.
-        An allow entry among the hits wins.
+        ``url`` is read as :func:`edgeagent.canon.request_urls` reads it; a URL that
+        cannot be canonicalised raises :class:`InvalidTarget`. Probes, for each reading:
+        the url expressions (module docstring), each ``/``-boundary prefix of the path on
+        the exact host (up to :data:`MAX_PREFIX_PROBES`), the exact host, and every name
+        suffix for domains. An allow entry among one reading's hits wins for that reading;
+        the request is listed when any reading is.
         """
-        c = fast_canonical_url(url)
-        hit = self._decide(self._keys(c))
-        if hit is None and self._any_hashed and not self._any_allow_hit(c):
-            for expr in canon.lookup_expressions(c):
-                t = self._find(hashlib.sha256(expr.encode("utf-8")).digest())
-                if t >= 0 and t >> _KIND_SHIFT == KIND_BLOCK:
-                    n = t & _SOURCE_MASK
-                    return IndexHit("hashed", self.sources[n] if n < len(self.sources) else "")
-        return hit
+        for c in fast_request_urls(url):
+            hit = self._decide(self._keys(c))
+            if hit is None and self._any_hashed and not self._any_allow_hit(c):
+                for expr in canon.lookup_expressions(c):
+                    t = self._find(hashlib.sha256(expr.encode("utf-8")).digest())
+                    if t >= 0 and t >> _KIND_SHIFT == KIND_BLOCK:
+                        n = t & _SOURCE_MASK
+                        return IndexHit("hashed", self.sources[n] if n < len(self.sources) else "")
+            if hit is not None:
+                return hit
+        return None
 
     def _any_allow_hit(self, c: str) -> bool:
         if not self._any_allow:
             return False
-        return any(self._probe(k) >> _KIND_SHIFT == KIND_ALLOW for k, _ in self._keys(c))
+        return any(
+            d == _ANY and self._probe(k) >> _KIND_SHIFT == KIND_ALLOW for k, _, d in self._keys(c)
+        )
 
     @property
     def has_allows(self) -> bool:
@@ -560,7 +623,7 @@ class IndexReader:
         The caller decides what allow entries mean (:attr:`has_allows`).
         """
         h = host.strip("[]")
-        keys: list[tuple[bytes, str]] = []
+        keys: list[tuple[bytes, str, int]] = []
         if ":" in h or h.replace(".", "").isdigit():
             name = canon.canonical_ip(h)
             hb = (f"[{name}]" if ":" in name else name).encode("ascii")
@@ -568,8 +631,8 @@ class IndexReader:
             hb = canon.canonical_name(host).encode("ascii")
             self._name_keys(hb, keys)
         if self._any_prefix:
-            keys.append((_T_PREFIX + hb + b"/", "url-prefix"))
-        for key, scope in keys:
+            keys.append((_T_PREFIX + hb + b"/", "url-prefix", _ANY))
+        for key, scope, _ in keys:
             t = self._probe(key)
             if t >= 0 and t >> _KIND_SHIFT == KIND_BLOCK:
                 n = t & _SOURCE_MASK
@@ -591,7 +654,7 @@ class IndexReader:
             hb = name.encode("ascii")
         else:
             hb = canon.canonical_name(host).encode("ascii")
-            keys: list[tuple[bytes, str]] = []
+            keys: list[tuple[bytes, str, int]] = []
             self._name_keys(hb, keys)
             hit = self._decide(keys)
             if hit is not None:

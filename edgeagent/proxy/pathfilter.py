@@ -14,30 +14,37 @@ entries for a whole host (path ``/``) are answered by the helper's cached ``--mo
 ACL on the request host. Hashed (Safe Browsing) entries cannot be reduced to a path, so an
 index with any of them gets a filter flagged *match all*.
 
-Keys (what both sides hash): the request's path and query as Squid passes them, taken
-through the same steps :mod:`edgeagent.canon` applies to a URL's path — cut at ``#``,
-percent-unescape until stable, split at the first ``?``, ``\\`` read as ``/`` before it,
-``.``/``..``/``//`` resolved — but left unescaped. For an entry the same bytes are
-recovered from its canonical URL by unescaping it (canonical paths only escape bytes that
-unescaping restores). Then::
+Keys (what both sides hash): the unescaped, resolved paths of the request's *readings*
+(:func:`edgeagent.canon.request_urls`), recovered from the raw path and query as Squid
+passes them: percent-unescape until stable, split at the first ``?`` (the query is not
+part of any key), ``\\`` read as ``/``; the readings are that path, the path cut at its
+first ``#``, and each of those with path parameters removed (``;`` to the end of a
+segment); each is then ``.``/``..``/``//`` resolved and left unescaped. For an entry
+the same bytes are recovered from its canonical URL by unescaping its path (canonical
+paths only escape bytes that unescaping restores). Then::
 
-    url         SHA-256("u\\0" + path [+ "?" + query])[:8]      exact page
+    url         SHA-256("u\\0" + path)[:8]                         the entry's path, any
+                query (the helper weighs the query: an entry with one matches only some)
     url-prefix  SHA-256("p\\0" + path without trailing "/")[:8]  every "/" boundary
-                of the request path, and the whole path, is probed (as the index does)
+                of each request path, and the whole path, is probed (as the index does)
+
+A raw ``#`` is not cut before unescaping: Squid hands it to the helper as ``%23``, which
+the helper cannot tell from a literal ``%23``, so both sides read either way.
 
 The adapter refuses to judge (answers "maybe") any raw path with a byte outside
 ``!``..``~``: whitespace trimming and Unicode decoding are the helper's business.
 
-One canonicaliser (PITFALLS): the C++ adapter repeats the path steps of
-:mod:`edgeagent.canon` (unescape, split, resolve: about 60 lines), which is the kind of
-second implementation PITFALLS warns about. It is accepted here because the speed goal
-cannot be met otherwise (every external-ACL lookup costs Squid half a request), and it is
-contained: the adapter never decides "listed", it only hashes, and the Python functions
-below are the reference it must equal byte for byte. ``tests/unit/test_pathfilter.py``
-checks that every spelling the index lists gets a "maybe" (property test against the real
-index), and that the adapter's keys equal these functions' keys on a generated corpus.
+One canonicaliser: the C++ adapter repeats the path steps of :mod:`edgeagent.canon`
+(unescape, split, readings, resolve: about 90 lines), although two implementations drift
+apart and a spelling one of them misses is a listed page let through. It is accepted here
+because the speed goal cannot be met otherwise (every external-ACL lookup costs Squid half
+a request), and it is contained: the adapter never decides "listed", it only hashes, and
+the Python functions below are the reference it must equal byte for byte.
+``tests/unit/test_pathfilter.py`` checks that every spelling the index lists gets a
+"maybe" (property test against the real index), and that the adapter's keys equal these
+functions' keys on a generated corpus.
 
-File layout (little-endian)::
+File layout (little-endian), version 2 (version 1 keyed url entries with their query)::
 
     header  magic "EAPXPTH1", version u32, flags u32 (bit 0: match all), count u64,
             policy_version u64, sha256 of the body (32 bytes)
@@ -65,7 +72,7 @@ from edgeagent.errors import EdgeAgentError
 from edgeagent.model import DesiredState, Scope
 
 MAGIC = b"EAPXPTH1"
-VERSION = 1
+VERSION = 2
 FLAG_MATCH_ALL = 1
 FILTER_MODE = 0o640
 MAX_PREFIX_PROBES = 32
@@ -98,41 +105,45 @@ def _key(tag: bytes, data: bytes) -> int:
 # --------------------------------------------------------------------------- request side
 
 
-def request_parts(raw: bytes) -> tuple[bytes, bytes | None] | None:
-    """``(path, query)`` of a raw request path as Squid passes it, or ``None`` (judge not).
+def request_paths(raw: bytes) -> list[bytes] | None:
+    """Unescaped, resolved paths of the readings of a raw request path as Squid passes it
+    (first the path itself, no duplicates), or ``None`` (judge not).
 
     ``None`` for anything the filter does not judge: a byte outside ``!``..``~`` or a
     path not starting with ``/``. The C++ adapter implements exactly this function.
     """
     if not raw.startswith(b"/") or any(b < 0x21 or b > 0x7E for b in raw):
         return None
-    cut = raw.find(b"#")
-    if cut >= 0:
-        raw = raw[:cut]
-    raw = canon.unescape_until_stable(raw)
-    q = raw.find(b"?")
-    head, query = (raw, None) if q < 0 else (raw[:q], raw[q + 1 :])
+    s = canon.unescape_until_stable(raw)
+    q = s.find(b"?")
+    head = s if q < 0 else s[:q]
     if b"\\" in head:
         head = head.replace(b"\\", b"/")
-    return canon.resolve_path(head), query
+    heads = [head]
+    cut = head.find(b"#")
+    if cut >= 0:
+        heads.append(head[:cut])
+    for h in list(heads):
+        if b";" in h:
+            heads.append(canon.strip_path_params(h))
+    paths: list[bytes] = []
+    for h in heads:
+        path = canon.resolve_path(h)
+        if path not in paths:
+            paths.append(path)
+    return paths
 
 
 def probe_keys(raw: bytes) -> list[int] | None:
-    """Keys probed for a raw request path (url first, then prefixes); ``None``: judge not."""
-    parts = request_parts(raw)
-    if parts is None:
+    """Keys probed for a raw request path (per reading: url, then prefixes); ``None``:
+    judge not."""
+    paths = request_paths(raw)
+    if paths is None:
         return None
-    path, query = parts
-    keys = [_key(_URL_TAG, path if query is None else path + b"?" + query)]
-    pos = 0
-    for _ in range(MAX_PREFIX_PROBES):
-        pos = path.find(b"/", pos + 1)
-        if pos < 0:
-            last = path.rstrip(b"/")
-            if last:
-                keys.append(_key(_PREFIX_TAG, last))
-            break
-        keys.append(_key(_PREFIX_TAG, path[:pos]))
+    keys: list[int] = []
+    for path in paths:
+        keys.append(_key(_URL_TAG, path))
+        keys.extend(_key(_PREFIX_TAG, p) for p in canon.prefix_probes(path, MAX_PREFIX_PROBES))
     return keys
 
 
@@ -142,8 +153,8 @@ def probe_keys(raw: bytes) -> list[int] | None:
 def entry_filter_key(scope: Scope, value: str) -> int | None:
     """Key of a canonical ``url``/``url-prefix`` indicator; ``None`` for host-level ones."""
     if scope is Scope.URL:
-        tail = canon.url_expression(value)
-        return _key(_URL_TAG, canon.unescape_until_stable(tail[tail.index("/") :].encode("ascii")))
+        expr = canon.url_expression(value).partition("?")[0]  # any query goes to the helper
+        return _key(_URL_TAG, canon.unescape_until_stable(expr[expr.index("/") :].encode("ascii")))
     if scope is Scope.URL_PREFIX:
         expr = canon.url_prefix_expression(value)
         path = expr[expr.index("/") :].rstrip("/")

@@ -218,7 +218,9 @@ def create_stop_page_app(
 
 
 async def start_stop_page(app: web.Application, host: str, port: int) -> listeners.Listener:
-    """Start ``app`` on ``host:port`` with the access log OFF (it would log client addresses).
+    """Start ``app`` on ``host:port`` with the access log OFF (it would log client addresses)
+    and aiohttp's parser-error records redacted (they would log the request line too), by
+    :func:`edgeagent.listeners.start`.
 
     After a config reload the new stop page starts on the same address before the old one
     stops (:mod:`edgeagent.listeners`), so a refused request always finds a stop page.

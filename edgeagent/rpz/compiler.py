@@ -1,6 +1,6 @@
 """Pure compiler: :class:`~edgeagent.model.DesiredState` -> RPZ zone text and records.
 
-No I/O. Output follows the granularity table in DESIGN.md:
+No I/O. Output follows the granularity rule (``docs/architecture.md``, "Granularity rule"):
 
 =============  =============================================================
 block scope    policy-zone owners
@@ -346,8 +346,8 @@ def _policy_owners(
             url_hosts.append(canon_url_host(name))
         elif scope is Scope.URL_HASH:
             # Hashed-list entries name no host: the proxy index enforces them, DNS cannot
-            # divert for them (see DESIGN.md: such feeds name their hosts separately, or
-            # the deployment diverts all port-80 traffic).
+            # divert for them (such feeds name their hosts separately, or the deployment
+            # diverts all port-80 traffic).
             past_domains = True
             c.not_enforceable_at_dns += 1
         else:
@@ -421,7 +421,7 @@ def _exception_owners(
             c.allows_not_at_dns += 1
             continue
         else:
-            # Allows are never refused for width: an allow narrows blocking.
+            # The guard already refused allows wider than the minimum prefix.
             owners = (rpz_ip_owner(ipaddress.ip_network(name, strict=False)),)
         if any(o is None for o in owners):
             c.refused_name += 1

@@ -150,6 +150,16 @@ class RpzEnforcerConfig(EnforcerConfig):
     def default_feed_action(self) -> Literal["nxdomain", "nodata", "stop-page"]:
         return self.rpz.default_action
 
+    def reserved_names(self) -> set[str]:
+        # The canary (the compiler writes its records itself; a listed canary collides
+        # with them), the stop-page host (blocked, every stop-page answer would point
+        # nowhere), the zones' own names (their entries are written under them).
+        r = self.rpz
+        names = {r.canary_name, r.zone, r.exception_zone}
+        if r.stop_page_host is not None:
+            names.add(r.stop_page_host)
+        return names
+
 
 def compiler_settings(rpz: RpzConfig, feeds: Mapping[str, FeedFacts]) -> RpzSettings:
     """``[rpz]`` and each feed's ``action`` as the compiler's settings."""

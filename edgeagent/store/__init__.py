@@ -1,20 +1,22 @@
 """Persistent state: feed generations, decisions, audit chain, API tokens.
 
-``open_store(path)`` returns the embedded SQLite backend; code elsewhere should depend on
-the :class:`edgeagent.store.base.Store` protocol only.
+``open_store(config, state_dir)`` opens the configured backend (see
+:mod:`edgeagent.store.kinds`); code elsewhere should depend on the
+:class:`edgeagent.store.base.Store` protocol only.
 """
 
 from __future__ import annotations
 
-import os
+from pathlib import Path
 
-from edgeagent.store.base import Store
+from edgeagent.store.base import Store, StoreConfig
+from edgeagent.store.kinds import STORE_BACKENDS
 from edgeagent.store.sqlite import SqliteStore
 
 
-def open_store(path: str | os.PathLike[str]) -> Store:
-    """Open (creating and migrating as needed) the store at ``path``; files are mode 0600."""
-    return SqliteStore(path)
+def open_store(config: StoreConfig, state_dir: Path) -> Store:
+    """Open (creating and migrating as needed) the store ``config`` (``[store]``) names."""
+    return STORE_BACKENDS.plugin(config).from_config(config, state_dir)
 
 
 __all__ = ["SqliteStore", "Store", "open_store"]

@@ -1,5 +1,13 @@
 """The store contract. ``SqliteStore`` (``edgeagent.store.sqlite``) is the embedded default.
 
+A *store backend* is a :class:`StoreBackend` subclass registered in
+:mod:`edgeagent.store.kinds`: ``KIND`` is the value of ``[store] backend`` that selects it,
+``Config`` its own config model (a :class:`StoreConfig`), and
+``from_config(config, state_dir)`` opens the store (creating and migrating it as needed)
+and returns an object that implements :class:`Store`. Adding a backend is one module and
+one line in ``kinds.py``; everything else reaches the store through
+:func:`edgeagent.store.open_store`.
+
 A backend must:
 - keep feed snapshots as *generations*. Exactly one generation per feed is ``live`` (the
   last good one; never deleted while live), at most one is ``held`` (waiting for a
@@ -18,13 +26,16 @@ Timestamps are timezone-aware UTC ``datetime``s in and out.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Protocol
+from pathlib import Path
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 from edgeagent.model import Action, Decision, DecisionStatus, Entry, Indicator, NoticeSource
+from edgeagent.plugins import PluginConfig
 
 
 class GenerationStatus(StrEnum):
@@ -212,3 +223,29 @@ class Store(Protocol):
     def list_tokens(self) -> list[Token]: ...
 
     def revoke_token(self, token_id: int) -> Token: ...
+
+
+class StoreConfig(PluginConfig):
+    """``[store]``: the keys of one backend, selected by ``backend``."""
+
+    backend: str
+
+    @abstractmethod
+    def location(self, state_dir: Path) -> str:
+        """Where the store lives, for people (``check-config``) and for noticing that a
+        reload moved it (which needs a restart). Never includes a secret."""
+
+
+ConfigT = TypeVar("ConfigT", bound=StoreConfig)
+
+
+class StoreBackend(ABC, Generic[ConfigT]):
+    """A store backend: ``KIND`` selects it, ``Config`` validates ``[store]``."""
+
+    KIND: ClassVar[str]
+    Config: ClassVar[type[StoreConfig]]
+
+    @classmethod
+    @abstractmethod
+    def from_config(cls, config: ConfigT, state_dir: Path) -> Store:
+        """Open the configured store (``state_dir``: the agent's state directory)."""

@@ -40,8 +40,9 @@ from enum import Enum
 from itertools import islice
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Literal
 
+from edgeagent.configtypes import OutputPath
 from edgeagent.errors import Conflict, InvalidTransition, NotFound, StoreError
 from edgeagent.model import (
     Action,
@@ -61,8 +62,13 @@ from edgeagent.store.base import (
     Generation,
     GenerationStatus,
     NewDecision,
+    StoreBackend,
+    StoreConfig,
     Token,
 )
+
+STORE_FILE_NAME = "edgeagent.sqlite3"
+"""The database file in the state directory when ``[store] path`` is not set."""
 
 ZERO_HASH = "0" * 64
 """``prev_hash`` of the first audit row."""
@@ -183,13 +189,36 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class SqliteStore:
+class SqliteStoreConfig(StoreConfig):
+    """``[store] backend = "sqlite"``: one database file, by default in the state directory."""
+
+    backend: Literal["sqlite"] = "sqlite"
+    path: OutputPath | None = None  # None: <state_dir>/edgeagent.sqlite3
+
+    def file(self, state_dir: Path) -> Path:
+        return self.path or state_dir / STORE_FILE_NAME
+
+    def location(self, state_dir: Path) -> str:
+        return str(self.file(state_dir))
+
+
+class SqliteStore(StoreBackend[SqliteStoreConfig]):
     """SQLite implementation of :class:`edgeagent.store.base.Store`.
 
     ``path`` must be a file path (not ``:memory:``): streaming readers open their own
     connections to it. ``clock`` supplies "now" (tests inject a fixed clock).
     ``batch_size`` is the number of entries per ingest transaction.
     """
+
+    KIND = "sqlite"
+    Config = SqliteStoreConfig
+
+    @classmethod
+    def from_config(cls, config: SqliteStoreConfig, state_dir: Path) -> SqliteStore:
+        """The store file of ``config``; its directory is created (0700) if missing."""
+        path = config.file(state_dir)
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return cls(path)
 
     def __init__(
         self,

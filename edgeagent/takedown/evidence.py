@@ -3,15 +3,17 @@
 Contract:
 
 * The record holds the notice (reference, source, time), the URLs with their resolution
-  answers and times, the customer assignment, and every action on the ticket, plus the
-  audit records about it. Never content: the ISP preserves content at the hosting side.
+  answers and times, where the addresses sat on the agent host's segments (interface,
+  next hop, MAC, how and when learned), the customer assignment, and every action on the
+  ticket, plus the audit records about it. Never content: the ISP preserves content at
+  the hosting side.
 * Retention: :class:`RetentionPolicy` gives days per jurisdiction (default 365) counted
   from the ticket's close (or from its last event while open); :func:`may_delete` is
   False before that, and always while a legal hold is set. Nothing is deleted early.
 * :func:`build_bundle` returns a JSON bundle ``{"files": {name: text}, "manifest": {...}}``
   where the manifest lists the SHA-256 of every file and is itself chained to the audit
   log: it names the audit head (``last_id``/``last_hash``) at export time, and
-  the engine appends an ``evidence.export`` audit record carrying the manifest hash.
+  the service appends an ``evidence.export`` audit record carrying the manifest hash.
 * :func:`verify_bundle` recomputes every hash and the manifest hash; it returns the list of
   problems (empty = verifies).
 """
@@ -107,6 +109,7 @@ def build_bundle(
                 "origin": ticket.assignment_origin,
             }
         ),
+        "segments.json": _canonical(t["segments"]),
         "actions.json": _canonical(t["events"]),
         "ticket.json": _canonical(t),
         "audit.json": _canonical([_audit_json(r) for r in audit]),

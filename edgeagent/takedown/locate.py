@@ -14,9 +14,8 @@ Contract:
 * Failures (timeout, SERVFAIL, NXDOMAIN) leave ``Location.error`` set and no matches;
   they never raise.
 
-Optional on-segment detail (:func:`segment_detail`): the kernel route and neighbour entry
-for an address (pyroute2) and, if the neighbour is unknown and probing is enabled, an
-ARP (IPv4) or neighbour-solicitation (IPv6) probe with scapy, imported only then.
+Where an own address sits on the agent's own segments is
+:mod:`edgeagent.takedown.segment`'s job.
 """
 
 from __future__ import annotations
@@ -39,12 +38,12 @@ import dns.message
 import dns.name
 import dns.rcode
 import dns.rdatatype
-import netaddr
 
 from edgeagent import canon
 from edgeagent.model import Indicator, Scope
-from edgeagent.takedown.base import Assignment
-from edgeagent.takedown.customers import CustomerRegistry, OwnSpace, parse_address
+from edgeagent.takedown.customers.base import Assignment
+from edgeagent.takedown.customers.directory import CustomerDirectory
+from edgeagent.takedown.space import OwnSpace, parse_address
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +58,7 @@ class Answer:
 
 
 @dataclass(frozen=True, slots=True)
-class Match:
+class LocatedAddress:
     """An answer address, whether it is ours, and the assignment at the notice time."""
 
     address: str
@@ -74,7 +73,7 @@ class Location:
     indicator: Indicator
     host: str
     answers: tuple[Answer, ...]
-    matches: tuple[Match, ...]
+    matches: tuple[LocatedAddress, ...]
     error: str = ""
 
     @property
@@ -84,6 +83,15 @@ class Location:
             if m.assignment is not None:
                 seen.setdefault(m.assignment.customer_id, None)
         return tuple(seen)
+
+    def by_customer(self) -> list[tuple[Assignment | None, tuple[str, ...]]]:
+        """The own addresses grouped by assignment (``None``: own but unassigned)."""
+        out: dict[str, tuple[Assignment | None, list[str]]] = {}
+        for m in self.matches:
+            key = m.assignment.customer_id if m.assignment is not None else ""
+            slot = out.setdefault(key, (m.assignment, []))
+            slot[1].append(m.address)
+        return [(a, tuple(addrs)) for a, addrs in out.values()]
 
 
 _URL_SCOPES = (Scope.URL, Scope.URL_PREFIX, Scope.HOST)
@@ -174,7 +182,7 @@ class Locator:
     def __init__(
         self,
         own: OwnSpace,
-        customers: CustomerRegistry,
+        customers: CustomerDirectory,
         resolvers: Sequence[tuple[str, int]],
         *,
         timeout: float = 2.0,
@@ -206,14 +214,16 @@ class Locator:
             )
         return out
 
-    def match(self, addresses: Iterable[str], at: datetime | None = None) -> tuple[Match, ...]:
+    def match(
+        self, addresses: Iterable[str], at: datetime | None = None
+    ) -> tuple[LocatedAddress, ...]:
         """Own addresses among ``addresses`` with their assignment at ``at``."""
         when = at or datetime.now(UTC)
-        found: list[Match] = []
+        found: list[LocatedAddress] = []
         for text in dict.fromkeys(addresses):
             ip = parse_address(text)
             if ip in self.own:
-                found.append(Match(str(ip), True, self.customers.lookup(ip, when)))
+                found.append(LocatedAddress(str(ip), True, self.customers.lookup(ip, when)))
         return tuple(found)
 
     async def resolve(self, host: str) -> tuple[tuple[Answer, ...], str]:
@@ -392,98 +402,3 @@ def _literal(host: str) -> str | None:
 def indicator_for_url(text: str) -> Indicator:
     """Convenience for tests and the CLI: a ``url`` indicator from text."""
     return Indicator(Scope.URL, canon.canonical_url(text))
-
-
-# --------------------------------------------------------------------- on-segment detail
-
-
-@dataclass(frozen=True, slots=True)
-class SegmentDetail:
-    """Where an address sits on a directly connected segment.
-
-    ``gateway`` is set when the kernel routes via a next hop (then the MAC, if any, is the
-    router's and ``direct`` is False). ``how`` is ``"neighbour"`` (kernel cache),
-    ``"probe"`` (ARP/ND answered) or ``""`` (no MAC learned).
-    """
-
-    address: str
-    interface: str
-    direct: bool
-    gateway: str
-    mac: str
-    neighbour_state: str
-    how: str
-
-
-_NUD = {
-    0x01: "incomplete",
-    0x02: "reachable",
-    0x04: "stale",
-    0x08: "delay",
-    0x10: "probe",
-    0x20: "failed",
-    0x40: "noarp",
-    0x80: "permanent",
-}
-
-
-def segment_detail(address: str, *, probe: bool = False, timeout: float = 1.0) -> SegmentDetail:
-    """Route, neighbour entry and (optionally) an ARP/ND probe for ``address``.
-
-    Runs in the caller's network namespace (use ``ip netns exec`` to pick another).
-    Blocking: call it in a thread from async code. Needs CAP_NET_RAW to probe.
-    """
-    from pyroute2 import IPRoute
-
-    ip = parse_address(address)
-    family = 2 if ip.version == 4 else 10
-    with IPRoute() as ipr:
-        routes = ipr.route("get", dst=str(ip), family=family)
-        route = routes[0]
-        oif = int(route.get_attr("RTA_OIF") or 0)
-        gateway = str(route.get_attr("RTA_GATEWAY") or "")
-        links = ipr.get_links(oif) if oif else []
-        ifname = str(links[0].get_attr("IFLA_IFNAME")) if links else ""
-        mac, state, how = "", "", ""
-        if not gateway:
-            for n in ipr.get_neighbours(family=family, ifindex=oif):
-                if n.get_attr("NDA_DST") == str(ip):
-                    nud = int(n["state"])
-                    state = _NUD.get(nud, str(nud))
-                    lladdr = n.get_attr("NDA_LLADDR")
-                    if lladdr and nud not in (0x01, 0x20):
-                        mac, how = str(lladdr), "neighbour"
-                    break
-    if probe and not gateway and not mac and ifname:
-        mac = _probe(ip, ifname, timeout)
-        how = "probe" if mac else ""
-    return SegmentDetail(str(ip), ifname, not gateway, gateway, mac, state, how)
-
-
-def _probe(ip: netaddr.IPAddress, ifname: str, timeout: float) -> str:
-    """One ARP who-has (IPv4) or neighbour solicitation (IPv6); the answering MAC or ''."""
-    # Imported here only: ``scapy`` costs about a second to import and needs raw sockets.
-    from scapy.layers.l2 import ARP, Ether
-    from scapy.sendrecv import srp1
-
-    if ip.version == 4:
-        pkt: Any = Ether(dst="ff:ff:ff:ff:ff:ff") / ARP(pdst=str(ip))
-        reply = srp1(pkt, iface=ifname, timeout=timeout, verbose=False)
-        return str(reply[ARP].hwsrc) if reply is not None and ARP in reply else ""
-    from scapy.arch import get_if_hwaddr
-    from scapy.layers.inet6 import ICMPv6ND_NA, ICMPv6ND_NS, ICMPv6NDOptSrcLLAddr, IPv6
-
-    solicited = netaddr.IPAddress("ff02::1:ff00:0") + (int(ip) & 0xFFFFFF)
-    low = int(ip) & 0xFFFFFF
-    mcast_mac = f"33:33:ff:{low >> 16:02x}:{(low >> 8) & 0xFF:02x}:{low & 0xFF:02x}"
-    own_mac = get_if_hwaddr(ifname)
-    # Hop limit 255 and a source link-layer option, or the kernel ignores the solicitation
-    # (RFC 4861 7.1.1).
-    pkt = (
-        Ether(src=own_mac, dst=mcast_mac)
-        / IPv6(dst=str(solicited), hlim=255)
-        / ICMPv6ND_NS(tgt=str(ip))
-        / ICMPv6NDOptSrcLLAddr(lladdr=own_mac)
-    )
-    reply = srp1(pkt, iface=ifname, timeout=timeout, verbose=False)
-    return str(reply[Ether].src) if reply is not None and ICMPv6ND_NA in reply else ""

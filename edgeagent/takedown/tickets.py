@@ -15,8 +15,10 @@ Contract:
   jurisdiction requires a recorded law-enforcement authorisation before
   ``temporarily-removed`` and none is recorded.
 * Every change is a new frozen :class:`Ticket` with a :class:`TicketEvent` appended
-  (named actor, reason, time); persistence and audit are the engine's job.
+  (named actor, reason, time); persistence and audit are the service's job.
 * ``hold`` (law-enforcement hold): notices reach the ISP's hosting team only.
+* ``segments``: where the ticket's addresses sit on the agent host's segments
+  (:class:`edgeagent.takedown.segment.SegmentDetail`), one per address, the latest kept.
 * The SLA clock starts at ``notice_received_at``; ``removed_at`` is the first time the
   content left public access (``temporarily-removed`` or ``removed-and-preserved``).
 """
@@ -29,6 +31,7 @@ from enum import StrEnum
 from typing import Any
 
 from edgeagent.errors import InvalidTransition
+from edgeagent.takedown.segment import SegmentDetail
 
 
 class TicketState(StrEnum):
@@ -129,6 +132,7 @@ class Ticket:
     escalated: bool = False
     reminded: bool = False
     legal_hold: bool = False
+    segments: tuple[SegmentDetail, ...] = ()
     version: int = 0
 
     @property
@@ -198,6 +202,15 @@ def add_urls(ticket: Ticket, urls: tuple[TicketUrl, ...], actor: str, at: dateti
     return replace(ticket, urls=merged, events=(*ticket.events, event))
 
 
+def with_segments(ticket: Ticket, details: tuple[SegmentDetail, ...]) -> Ticket:
+    """The ticket with ``details`` recorded (a newer detail replaces one for its address)."""
+    if not details:
+        return ticket
+    by_address = {d.address: d for d in ticket.segments}
+    by_address.update((d.address, d) for d in details)
+    return replace(ticket, segments=tuple(by_address.values()))
+
+
 # ---------------------------------------------------------------------------- JSON shapes
 
 
@@ -234,6 +247,7 @@ def ticket_to_json(t: Ticket) -> dict[str, Any]:
         "escalated": t.escalated,
         "reminded": t.reminded,
         "legal_hold": t.legal_hold,
+        "segments": [d.to_json() for d in t.segments],
         "version": t.version,
         "urls": [
             {
@@ -288,6 +302,8 @@ def ticket_from_json(d: dict[str, Any]) -> Ticket:
         escalated=bool(d["escalated"]),
         reminded=bool(d["reminded"]),
         legal_hold=bool(d["legal_hold"]),
+        # Tickets stored before on-segment detail existed have none.
+        segments=tuple(SegmentDetail.from_json(x) for x in d.get("segments", ())),
         version=int(d["version"]),
         urls=tuple(
             TicketUrl(

@@ -20,7 +20,7 @@ import aiohttp
 import pytest
 
 from edgeagent.model import DecisionStatus
-from edgeagent.store import open_store
+from edgeagent.store import SqliteStore
 from edgeagent.tokens import new_token
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -97,7 +97,7 @@ async def _post_all(
 async def test_every_201_survives_kill_9_without_duplicates(tmp_path: Path) -> None:
     store_path = tmp_path / "store.db"
     guard_dir = tmp_path / "protected"
-    store = open_store(store_path)
+    store = SqliteStore(store_path)
     secret, digest = new_token()
     store.add_token("loader", "analyst", digest)
     store.close()
@@ -128,7 +128,7 @@ async def test_every_201_survives_kill_9_without_duplicates(tmp_path: Path) -> N
     assert set(second) <= {201, 409}, second
     assert second[201] + second[409] == len(rest)
 
-    store = open_store(store_path)
+    store = SqliteStore(store_path)
     try:
         decisions = store.list_decisions(limit=10 * TOTAL)
         by_target = Counter(d.indicator.value for d in decisions)

@@ -260,6 +260,54 @@ def test_sighup_adds_changes_and_removes_feeds(tmp_path: Path) -> None:
     assert any(r["msg"] == "feeds reloaded" for r in records)
 
 
+def test_a_decision_stops_being_enforced_within_a_second_of_its_expiry(tmp_path: Path) -> None:
+    """The expire pass runs every minute; a timer armed for the next ``expires_at`` ends a
+    decision on time: its entry leaves the policy about a second after it expires."""
+    from datetime import UTC, datetime, timedelta
+
+    api_port, metrics_port = free_port(udp=False), free_port(udp=False)
+    config = tmp_path / "edgeagent.toml"
+    config.write_text(
+        f'[agent]\nstate_dir = "{tmp_path / "state"}"\nlog_format = "json"\n'
+        f"[api]\nport = {api_port}\n[metrics]\nport = {metrics_port}\n"
+    )
+    token = _token(config, "analyst", "ana")
+    api = f"http://127.0.0.1:{api_port}"
+
+    def create(target: str, seconds: float) -> tuple[int, datetime]:
+        expires = datetime.now(UTC) + timedelta(seconds=seconds)
+        body = {
+            "target": target,
+            "scope": "host",
+            "action": "block",
+            "reason": "hotline report",
+            "reference": "CASE-7",
+            "source": "hotline",
+            "expires_at": expires.isoformat(),
+        }
+        status, made = _http("POST", f"{api}/v1/decisions", token, body)
+        assert (status, made["status"]) == (201, "active"), made
+        return int(made["id"]), expires
+
+    def hosts() -> int:
+        _, st = _http("GET", f"{api}/v1/status", token)
+        return int(st["entries"].get("by_scope", {}).get("host", 0))
+
+    with _daemon(config, metrics_port):
+        first, first_end = create("soon.expiry.test", 2.0)
+        second, second_end = create("later.expiry.test", 3.5)  # the re-armed timer
+        create("kept.expiry.test", 3600)
+        for decision, ends, left in ((first, first_end, 2), (second, second_end, 1)):
+            while hosts() != left:
+                late = (datetime.now(UTC) - ends).total_seconds()
+                assert late < 1.5, f"decision {decision} still enforced {late:.1f} s after expiry"
+                time.sleep(0.05)
+            assert datetime.now(UTC) >= ends  # not early either
+            _, got = _http("GET", f"{api}/v1/decisions/{decision}", token)
+            assert got["status"] == "expired"
+            assert got["history"][-1]["actor"] == "system"
+
+
 # ------------------------------------------------------------------- SIGHUP, per section
 
 

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from edgeagent.feeds.base import FeedKind, FeedSpec, SyncOutcome, SyncResult
 from edgeagent.feeds.sync import StatusBoard, sync_feed
 from edgeagent.guard import Guard, ProtectedNames, PublicSuffixes
-from edgeagent.store import open_store
+from edgeagent.store import SqliteStore
 from edgeagent.store.base import Store
 from tests.integration.feedserver import FeedServer, Route, gzip_bomb
 
@@ -63,7 +63,7 @@ class Env:
 async def env(tmp_path: Path, guard: Guard) -> AsyncIterator[Env]:
     server = FeedServer()
     await server.start()
-    store = open_store(tmp_path / "store.db")
+    store = SqliteStore(tmp_path / "store.db")
     spec = FeedSpec(
         name="police",
         kind=FeedKind.DOMAIN_LIST,

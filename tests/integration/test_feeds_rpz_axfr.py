@@ -30,7 +30,7 @@ from edgeagent.feeds.base import FeedKind, FeedSpec, SyncOutcome, TsigKey
 from edgeagent.feeds.sync import StatusBoard, sync_feed
 from edgeagent.guard import Guard, ProtectedNames, PublicSuffixes
 from edgeagent.model import Action, Scope
-from edgeagent.store import open_store
+from edgeagent.store import SqliteStore
 from edgeagent.store.base import Store
 from tests.conftest import free_port, require_binary
 
@@ -127,7 +127,7 @@ zone "{ZONE}" {{
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = open_store(tmp_path / "store.db")
+    s = SqliteStore(tmp_path / "store.db")
     try:
         yield s
     finally:
@@ -160,7 +160,7 @@ def _expected() -> tuple[set[tuple[Scope, str, Action]], dict[str, int]]:
 def _spec(named: Named, secret: str | None = None) -> FeedSpec:
     return FeedSpec(
         name="upstream-rpz",
-        kind=FeedKind.RPZ,
+        kind=FeedKind.RPZ_AXFR,
         server="127.0.0.1",
         port=named.port,
         zone=ZONE,

@@ -30,7 +30,7 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 
-from edgeagent.takedown.notify import verify_signature
+from edgeagent.takedown.notifiers.webhook import verify_signature
 from tests.conftest import require_binary
 
 pytestmark = pytest.mark.integration

@@ -54,6 +54,12 @@ from tests.integration.resolvers import (
     stop_all,
 )
 from tests.integration.squidproxy import RunningSquid, start_squid, start_unfiltered_resolver
+from tests.integration.test_squid_bypass import (
+    page_spellings,
+    prefix_siblings,
+    prefix_spellings,
+    send,
+)
 from tests.integration.webapps import BackgroundApps
 
 pytestmark = pytest.mark.integration
@@ -68,6 +74,7 @@ SITE = "mixed.site.test"
 UNLISTED = "unlisted.site.test"
 LISTED_PATH = "/gallery/listed.html"
 SIBLING_PATH = "/gallery/sibling.html"
+PREFIX_PATH = "/gallery/dir"  # a url-prefix entry without a trailing slash
 
 ZONE = textwrap.dedent(
     f"""\
@@ -82,7 +89,10 @@ ZONE = textwrap.dedent(
 
 STATE = DesiredState(
     1,
-    (Entry(Indicator.parse("url", f"http://{SITE}{LISTED_PATH}"), Action.BLOCK, "iwf"),),
+    (
+        Entry(Indicator.parse("url", f"http://{SITE}{LISTED_PATH}"), Action.BLOCK, "iwf"),
+        Entry(Indicator.parse("url-prefix", f"http://{SITE}{PREFIX_PATH}"), Action.BLOCK, "iwf"),
+    ),
     (),
 )
 RPZ = RpzSettings(proxy_ipv4=PROXY_ADDR)
@@ -249,6 +259,26 @@ def test_diverted_spellings_of_the_listed_page_are_refused(env: Env, path: str, 
     status, headers, _ = get(PROXY_ADDR, env.port, path, host=f"{host}:{env.port}")
     assert status == 302
     assert headers["location"].endswith("/blocked?source=iwf")
+
+
+@pytest.mark.parametrize("target", page_spellings(LISTED_PATH) + prefix_spellings(PREFIX_PATH))
+def test_diverted_bypass_matrix(env: Env, target: str) -> None:
+    """Raw request lines from the diverted client: a fragment, an empty or unrelated
+    query, escapes, dot segments, path parameters; none reaches the origin."""
+    before = len(env.origin.hits)
+    reply = send(PROXY_ADDR, env.port, f"GET {target} HTTP/1.1", f"{SITE}:{env.port}", CLIENT_ADDR)
+    assert reply.status == 302, target
+    assert reply.location.endswith("/blocked?source=iwf")
+    assert len(env.origin.hits) == before
+
+
+def test_diverted_prefix_siblings_pass(env: Env) -> None:
+    for target in prefix_siblings(PREFIX_PATH):
+        reply = send(
+            PROXY_ADDR, env.port, f"GET {target} HTTP/1.1", f"{SITE}:{env.port}", CLIENT_ADDR
+        )
+        assert reply.status == 200, target
+        assert reply.body == f"origin {SITE} {target}"
 
 
 @pytest.mark.parametrize("resolver", RESOLVERS)

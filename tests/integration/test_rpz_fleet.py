@@ -40,6 +40,7 @@ from edgeagent.lab.resolvers import (
     start_secondary,
     start_unbound_http,
     tsig_key,
+    update_publisher,
 )
 from edgeagent.model import Action, DesiredState, Entry, Indicator, Scope
 from edgeagent.rpz.compiler import RpzAction, RpzSettings
@@ -162,17 +163,13 @@ class Fleet:
 
     def bind_publisher(self, **kw: object) -> BindUpdatePublisher:
         args: dict[str, object] = {
-            "server": HOST,
-            "port": self.primary.port,
-            "key_name": UPDATE_KEY,
-            "secret": self.primary.extra["update_secret"],
             "targets": [target(self.secondary)],
             "retries": 2,
             "backoff_base": 0.05,
             "verify_timeout": 10.0,
         }
         args.update(kw)
-        return BindUpdatePublisher("bind-update", **args)  # type: ignore[arg-type]
+        return update_publisher(self.primary, **args)
 
 
 def target(d: RunningDaemon) -> ResolverTarget:
@@ -366,14 +363,7 @@ def test_large_policy_one_change_is_o1(tmp_path: Path) -> None:
     bootstrap_zones(tmp_path / "zones", first)
     primary = start_primary(tmp_path / "primary", tmp_path / "zones", [])
     try:
-        pub = BindUpdatePublisher(
-            "bind-update",
-            server=HOST,
-            port=primary.port,
-            key_name=UPDATE_KEY,
-            secret=primary.extra["update_secret"],
-        )
-        pub.assume_live(first)
+        pub = update_publisher(primary, first)
         added = entry(Scope.HOST, "new-decision.example.net", "decision:1")
         changed = DesiredState(2, tuple(sorted((*blocks, added), key=lambda e: e.indicator)), ())
         rel = ZoneRelease(changed, SETTINGS, 11)

@@ -34,19 +34,22 @@ from edgeagent.api import create_app
 from edgeagent.api.routes import ROUTES
 from edgeagent.api.takedown_routes import takedown_routes
 from edgeagent.model import Action, Entry, Indicator, Scope
-from edgeagent.store import open_store
+from edgeagent.store import SqliteStore
 from edgeagent.store.base import Store
-from edgeagent.takedown.customers import CustomerRegistry, FileExport, OwnSpace
-from edgeagent.takedown.engine import Job, TakedownPolicy, TakedownService
+from edgeagent.takedown.customers.csv import CsvExport
+from edgeagent.takedown.customers.directory import CustomerDirectory
 from edgeagent.takedown.evidence import verify_bundle
 from edgeagent.takedown.locate import Locator
-from edgeagent.takedown.notify import (
+from edgeagent.takedown.notifiers.smtp import SmtpNotifier
+from edgeagent.takedown.notifiers.webhook import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
-    SmtpNotifier,
     WebhookNotifier,
     verify_signature,
 )
+from edgeagent.takedown.rules import Job, TakedownPolicy
+from edgeagent.takedown.service import TakedownService
+from edgeagent.takedown.space import OwnSpace
 from edgeagent.takedown.ticketstore import TicketStore
 from tests.api_support import add_tokens, make_context, make_guard
 from tests.conftest import free_port, require_binary
@@ -175,10 +178,10 @@ async def env(tmp_path: Path, resolver: tuple[str, int]) -> AsyncIterator[Env]:
 
     csv_path = tmp_path / "customers.csv"
     csv_path.write_text(CUSTOMERS, encoding="utf-8")
-    store = open_store(tmp_path / "edgeagent.sqlite3")
-    registry = CustomerRegistry([FileExport(csv_path, "csv", "crm")])
+    store = SqliteStore(tmp_path / "edgeagent.sqlite3")
+    directory = CustomerDirectory([CsvExport(csv_path, "crm")])
     locator = Locator(
-        OwnSpace(["198.51.100.0/24", "2001:db8:ffff::/48"]), registry, [resolver], timeout=2.0
+        OwnSpace(["198.51.100.0/24", "2001:db8:ffff::/48"]), directory, [resolver], timeout=2.0
     )
     notifiers = [
         SmtpNotifier(
@@ -231,7 +234,7 @@ async def test_url_on_customer_address_opens_ticket_with_mail_and_webhook(env: E
     assert t.last_notified_at is not None
     assert t.notify_failures == 0
     delivered = [e for e in t.events if e.action == "notify" and e.reason == "delivered"]
-    assert {dict(e.detail)["channel"] for e in delivered} == {"email", "webhook"}
+    assert {dict(e.detail)["channel"] for e in delivered} == {"smtp", "webhook"}
 
     # The e-mail went over STARTTLS to the hosting team and the customer's contact.
     assert len(env.mail.messages) == 1
@@ -323,7 +326,7 @@ async def test_delivery_failures_are_retried_visible_and_the_clock_runs_on(env: 
     )
     t = out.tickets[0]
     attempts = [(dict(e.detail)["channel"], e.reason) for e in t.events if e.action == "notify"]
-    assert attempts.count(("email", "failed: ConnectionRefusedError")) == 3
+    assert attempts.count(("smtp", "failed: ConnectionRefusedError")) == 3
     assert attempts.count(("webhook", "failed: HTTP status 503")) == 2
     assert ("webhook", "delivered") in attempts
     assert t.notify_failures == 1

@@ -14,12 +14,14 @@ import pytest
 from aiohttp import web
 
 from bench.takedown_locate import unbound_server
-from edgeagent.config import TakedownSettings
 from edgeagent.model import Indicator, Scope
-from edgeagent.store import open_store
-from edgeagent.takedown.customers import HttpIpam
-from edgeagent.takedown.engine import TakedownService
-from edgeagent.takedown.notify import SmtpNotifier, WebhookNotifier
+from edgeagent.plugins import concrete_model
+from edgeagent.store import SqliteStore
+from edgeagent.takedown.customers.http import HttpIpam
+from edgeagent.takedown.notifiers.smtp import SmtpNotifier
+from edgeagent.takedown.notifiers.webhook import WebhookNotifier
+from edgeagent.takedown.service import TakedownService
+from edgeagent.takedown.settings import TakedownSettings
 from tests.conftest import free_port, require_binary
 
 IPAM_ITEMS = [
@@ -69,7 +71,7 @@ async def test_service_from_settings(tmp_path: Path, ipam: dict[str, Any]) -> No
     csv_path = tmp_path / "customers.csv"
     csv_path.write_text("prefix,customer_id\n203.0.113.0/24,csv-c\n", encoding="utf-8")
     with unbound_server([("shop.hosted.test", "A", "198.51.100.20")]) as (host, port):
-        settings = TakedownSettings.model_validate(
+        settings = concrete_model(TakedownSettings).model_validate(
             {
                 "enabled": True,
                 "own_prefixes": ["198.51.100.0/24", "203.0.113.0/24"],
@@ -80,26 +82,34 @@ async def test_service_from_settings(tmp_path: Path, ipam: dict[str, Any]) -> No
                 "resolvers": [{"host": host, "port": port}],
                 "sla_minutes_by_source": {"law-enforcement": 30},
                 "require_authorisation_for": ["law-enforcement"],
-                "smtp": {
-                    "host": "127.0.0.1",
-                    "sender": "ntd@isp.example",
-                    "recipients": ["hosting@isp.example"],
+                "notifiers": {
+                    "hosting": {
+                        "kind": "smtp",
+                        "host": "127.0.0.1",
+                        "sender": "ntd@isp.example",
+                        "recipients": ["hosting@isp.example"],
+                    },
+                    "tickets": {
+                        "kind": "webhook",
+                        "url": "http://127.0.0.1:9/hook",
+                        "secret_file": str(secret),
+                    },
                 },
-                "webhook": {"url": "http://127.0.0.1:9/hook", "secret_file": str(secret)},
             }
         )
-        store = open_store(tmp_path / "edgeagent.sqlite3")
+        store = SqliteStore(tmp_path / "edgeagent.sqlite3")
         svc = TakedownService.from_settings(settings, store, tmp_path)
         try:
             assert stat.S_IMODE(os.stat(tmp_path / "takedown.sqlite3").st_mode) == 0o600
             assert [type(n) for n in svc.notifiers] == [SmtpNotifier, WebhookNotifier]
             assert isinstance(svc.notifiers[1], WebhookNotifier)
             assert svc.notifiers[1].secret == b"s3cret"
+            assert [n.name for n in svc.notifiers] == ["hosting", "tickets"]
             assert svc.policy.sla("law-enforcement") == dt.timedelta(minutes=30)
             assert svc.policy.sla("hotline") == dt.timedelta(minutes=60)
             assert "law-enforcement" in svc.policy.require_authorisation_for
             report = await svc.refresh_customers()
-            assert report.loaded == {"csv0": 1, "ipam1": 2}
+            assert report.loaded == {"csv0": 1, "http1": 2}
             (loc,) = await svc.locator.locate(
                 [Indicator.parse(Scope.URL, "http://shop.hosted.test/x")]
             )

@@ -10,7 +10,7 @@ import pytest
 
 from edgeagent.api.auth import Role, authenticate
 from edgeagent.api.routes import ROUTES, Route
-from edgeagent.store import open_store
+from edgeagent.store import SqliteStore
 from edgeagent.tokens import hash_token, new_token
 from tests.api_support import ApiHarness, add_tokens, make_context, make_guard
 
@@ -25,7 +25,7 @@ HOLDER = {
 
 @pytest.fixture
 async def api(tmp_path: Path) -> AsyncIterator[ApiHarness]:
-    store = open_store(tmp_path / "store.db")
+    store = SqliteStore(tmp_path / "store.db")
     tokens = add_tokens(store)
     ctx = make_context(store, make_guard(tmp_path / "protected"))
     async with ApiHarness(store, ctx, tokens) as harness:
@@ -71,7 +71,7 @@ def test_only_health_probes_are_public() -> None:
 
 
 def test_unknown_role_in_store_is_refused(tmp_path: Path) -> None:
-    store = open_store(tmp_path / "s.db")
+    store = SqliteStore(tmp_path / "s.db")
     secret, digest = new_token()
     store.add_token("odd", "wizard", digest)
     with pytest.raises(Exception, match="no valid role") as info:
@@ -90,7 +90,7 @@ async def test_missing_token_is_401_and_audited(api: ApiHarness) -> None:
         (
             "anonymous",
             "route:GET /v1/decisions",
-            {"status": 401, "reason": "missing or malformed bearer token"},
+            {"status": 401, "reason": "missing or malformed bearer token", "count": 1},
         )
     ]
 
@@ -129,7 +129,7 @@ async def test_wrong_role_is_403_audited_with_token_name(api: ApiHarness) -> Non
         (
             "analyst",
             r"route:POST /v1/decisions/{id:\d+}/revoke",
-            {"status": 403, "reason": "role analyst below required supervisor"},
+            {"status": 403, "reason": "role analyst below required supervisor", "count": 1},
         )
     ]
 
@@ -172,7 +172,7 @@ async def test_probes_need_no_token(api: ApiHarness, path: str) -> None:
 
 
 async def test_revocation_applies_within_token_cache_ttl(tmp_path: Path) -> None:
-    store = open_store(tmp_path / "s.db")
+    store = SqliteStore(tmp_path / "s.db")
     tokens = add_tokens(store)
     now = [100.0]
     ctx = make_context(

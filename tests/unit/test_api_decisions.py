@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 
 from edgeagent.api.validation import DecisionListOut, DecisionOut
-from edgeagent.store import open_store
+from edgeagent.store import SqliteStore
 from tests.api_support import ApiHarness, add_tokens, decision_body, make_context, make_guard
 
 
 @pytest.fixture
 async def api(tmp_path: Path) -> AsyncIterator[ApiHarness]:
-    store = open_store(tmp_path / "store.db")
+    store = SqliteStore(tmp_path / "store.db")
     tokens = add_tokens(store)
     ctx = make_context(store, make_guard(tmp_path / "protected"))
     async with ApiHarness(store, ctx, tokens) as harness:
@@ -88,7 +88,7 @@ async def test_public_report_starts_pending_and_needs_a_second_person(api: ApiHa
 
 
 async def test_public_report_active_at_once_when_configured(tmp_path: Path) -> None:
-    store = open_store(tmp_path / "store.db")
+    store = SqliteStore(tmp_path / "store.db")
     tokens = add_tokens(store)
     ctx = make_context(store, make_guard(tmp_path / "p"), public_needs_approval=False)
     async with ApiHarness(store, ctx, tokens) as api:
@@ -109,6 +109,70 @@ async def test_protected_name_and_address_blocks_need_approval(api: ApiHarness) 
         "POST", "/v1/decisions", json=decision_body("192.0.2.7", scope="ip")
     )
     assert (status, body["status"]) == (201, "pending-approval")
+
+
+@pytest.mark.parametrize(
+    ("target", "scope"),
+    [
+        ("canary.edgeagent.example", "host"),  # the RPZ canary: the zone would not load
+        ("edgeagent.example", "domain"),  # covers the canary
+        ("block.rpz.invalid", "domain"),  # the policy zone's own name
+        ("x.allow.rpz.invalid", "host"),  # a name under the exception zone
+        ("http://canary.edgeagent.example/page", "url"),
+    ],
+)
+async def test_blocks_of_the_agents_own_names_are_refused(
+    api: ApiHarness, target: str, scope: str
+) -> None:
+    status, body = await api.call(
+        "POST", "/v1/decisions", "supervisor", json=decision_body(target, scope=scope)
+    )
+    assert status == 400, body
+    assert body["error"]["field"] == "target"
+    assert "agent's own names" in body["error"]["message"]
+    assert target not in body["error"]["message"]
+    assert api.store.list_decisions() == []
+    refused = [r for r in api.store.audit_since() if r.action == "decision.refused"]
+    assert [r.detail["reason"] for r in refused] in (["reserved name"], ["covers a reserved name"])
+
+
+@pytest.mark.parametrize(
+    ("target", "scope", "words"),
+    [
+        ("test", "domain", "public suffix"),  # would unblock a whole TLD
+        ("example", "domain", "public suffix"),
+        ("co.uk", "domain", "public suffix"),
+        ("0.0.0.0/1", "cidr", "prefix shorter than /24"),
+        ("::/1", "cidr", "prefix shorter than /24 (IPv4) or /48 (IPv6)"),
+        ("edgeagent.example", "domain", "agent's own names"),  # would pass the canary
+        ("canary.edgeagent.example", "host", "agent's own names"),
+    ],
+)
+async def test_wide_allows_are_refused_whoever_asks(
+    api: ApiHarness, target: str, scope: str, words: str
+) -> None:
+    for who in ("analyst", "supervisor"):
+        status, body = await api.call(
+            "POST", "/v1/decisions", who, json=decision_body(target, scope=scope, action="allow")
+        )
+        assert status == 400, body
+        assert body["error"]["field"] == "target"
+        assert body["error"]["message"].startswith("an allow ")
+        assert words in body["error"]["message"]
+    assert api.store.list_decisions() == []
+
+
+async def test_domain_allow_over_a_protected_name_needs_a_second_person(api: ApiHarness) -> None:
+    status, body = await api.call(
+        "POST",
+        "/v1/decisions",
+        json=decision_body("protected.example", scope="domain", action="allow"),
+    )
+    assert (status, body["status"]) == (201, "pending-approval")
+    status, body = await api.call(
+        "POST", "/v1/decisions", json=decision_body("www.protected.example", action="allow")
+    )
+    assert (status, body["status"]) == (201, "active")  # one host: no second person
 
 
 async def test_approve_empty_body_is_allowed(api: ApiHarness) -> None:
@@ -208,7 +272,7 @@ async def test_list_filters_and_pagination(api: ApiHarness) -> None:
 
 
 async def test_on_change_called_after_writes(tmp_path: Path) -> None:
-    store = open_store(tmp_path / "store.db")
+    store = SqliteStore(tmp_path / "store.db")
     tokens = add_tokens(store)
     calls: list[int] = []
     ctx = make_context(store, make_guard(tmp_path / "p"), on_change=lambda: calls.append(1))

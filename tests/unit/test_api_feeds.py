@@ -15,7 +15,7 @@ from edgeagent.api.routes import ROUTES
 from edgeagent.feeds.base import FeedFormat, FeedKind, FeedSpec
 from edgeagent.feeds.runner import FeedRunner
 from edgeagent.metrics import Metrics
-from edgeagent.store import open_store
+from edgeagent.store import SqliteStore
 from tests.api_support import add_tokens, make_context, make_guard
 
 
@@ -36,7 +36,7 @@ class Harness:
 
 @pytest.fixture
 async def api(tmp_path: Path) -> AsyncIterator[Harness]:
-    store = open_store(tmp_path / "store.sqlite3")
+    store = SqliteStore(tmp_path / "store.sqlite3")
     guard = make_guard(tmp_path / "protected")
     tokens = add_tokens(store)
     lst = tmp_path / "police.txt"

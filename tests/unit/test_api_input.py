@@ -8,15 +8,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import BaseModel
 
-from edgeagent.api.validation import ErrorOut
-from edgeagent.store import open_store
+from edgeagent.api.feed_routes import HeldDecision
+from edgeagent.api.takedown_routes import TicketTransition
+from edgeagent.api.validation import ApiError, ErrorOut, parse_body
+from edgeagent.store import SqliteStore
 from tests.api_support import ApiHarness, add_tokens, decision_body, make_context, make_guard
 
 
 @pytest.fixture
 async def api(tmp_path: Path) -> AsyncIterator[ApiHarness]:
-    store = open_store(tmp_path / "store.db")
+    store = SqliteStore(tmp_path / "store.db")
     tokens = add_tokens(store)
     ctx = make_context(store, make_guard(tmp_path / "protected"), max_body_bytes=4096)
     async with ApiHarness(store, ctx, tokens) as harness:
@@ -164,3 +167,70 @@ async def test_unknown_path_and_method_are_json(api: ApiHarness) -> None:
     status, out = await api.call("DELETE", "/v1/decisions")
     assert status == 405
     assert out["error"]["code"] == "method-not-allowed"
+
+
+# C0 (with tab, CR, LF, ESC), DEL, C1 (with NEL) and the Unicode line/paragraph separators.
+CONTROLS = ["\n", "\r", "\t", "\x00", "\x1b", "\x7f", "\x85", "\x9b", "\u2028", "\u2029"]
+
+
+@pytest.mark.parametrize("char", CONTROLS, ids=[f"U+{ord(c):04X}" for c in CONTROLS])
+@pytest.mark.parametrize("field", ["reason", "reference", "category", "target"])
+async def test_control_characters_in_a_decision_are_400_naming_the_field(
+    api: ApiHarness, field: str, char: str
+) -> None:
+    value = {"reason": "hotline report", "reference": "CASE-1", "category": "csam"}
+    value["target"] = "h1.example"
+    body = decision_body(**{field: f"{value[field]}{char}Bcc: x@example.com"})
+    status, out = await api.call("POST", "/v1/decisions", json=body)
+    assert status == 400, out
+    assert out["error"]["field"] == field
+    assert "control characters" in out["error"]["message"]
+    # At either end too, where stripping would otherwise have hidden it.
+    status, out = await api.call(
+        "POST", "/v1/decisions", json=decision_body(**{field: char + value[field]})
+    )
+    assert (status, out["error"]["field"]) == (400, field)
+    assert api.store.list_decisions() == []
+
+
+@pytest.mark.parametrize("char", ["\n", "\x85", "\u2028"])
+async def test_control_characters_in_revoke_and_approve_reasons_are_400(
+    api: ApiHarness, char: str
+) -> None:
+    _, made = await api.call("POST", "/v1/decisions", json=decision_body(source="public"))
+    for action in ("approve", "revoke"):
+        status, out = await api.call(
+            "POST",
+            f"/v1/decisions/{made['id']}/{action}",
+            "supervisor2",
+            json={"reason": f"ok{char}x"},
+        )
+        assert (status, out["error"]["field"]) == (400, "reason"), action
+    assert api.store.get_decision(made["id"]).status.value == "pending-approval"
+
+
+@pytest.mark.parametrize(
+    ("model", "body", "field"),
+    [
+        (TicketTransition, {"to": "found-legal", "reason": "done\r\nX: y"}, "reason"),
+        (
+            TicketTransition,
+            {"to": "found-legal", "reason": "ok", "authorisation": "LE\n1"},
+            "authorisation",
+        ),
+        (HeldDecision, {"reason": "checked\u2029"}, "reason"),
+    ],
+)
+def test_control_characters_in_ticket_and_feed_bodies_are_400(
+    model: type[BaseModel], body: dict[str, str], field: str
+) -> None:
+    with pytest.raises(ApiError) as info:
+        parse_body(json.dumps(body).encode(), model)
+    assert (info.value.status, info.value.field) == (400, field)
+    assert "control characters" in info.value.message
+
+
+def test_ordinary_unicode_text_is_kept() -> None:
+    body = {"to": "found-legal", "reason": "Meldung geprüft — «ok» 🙂", "authorisation": "LE-1/ü"}
+    parsed = parse_body(json.dumps(body).encode(), TicketTransition)
+    assert (parsed.reason, parsed.authorisation) == (body["reason"], body["authorisation"])

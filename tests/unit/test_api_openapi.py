@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from aiohttp import web
 
 from edgeagent.api import create_app
+from edgeagent.api.feed_routes import feed_routes
 from edgeagent.api.openapi import build_document, openapi_path
-from edgeagent.api.routes import ROUTES
-from edgeagent.store import open_store
+from edgeagent.api.routes import ROUTES, Route
+from edgeagent.api.takedown_routes import takedown_routes
+from edgeagent.store import SqliteStore
 from tests.api_support import ApiHarness, add_tokens, make_context, make_guard
 
 METHODS = {"get", "post", "put", "patch", "delete"}
@@ -20,7 +24,7 @@ METHODS = {"get", "post", "put", "patch", "delete"}
 
 @pytest.fixture
 async def api(tmp_path: Path) -> AsyncIterator[ApiHarness]:
-    store = open_store(tmp_path / "store.db")
+    store = SqliteStore(tmp_path / "store.db")
     tokens = add_tokens(store)
     ctx = make_context(store, make_guard(tmp_path / "protected"))
     async with ApiHarness(store, ctx, tokens) as harness:
@@ -134,13 +138,68 @@ def test_path_and_query_parameters() -> None:
 
 def test_openapi_path_conversion() -> None:
     assert openapi_path(r"/v1/decisions/{id:\d+}/revoke") == "/v1/decisions/{id}/revoke"
+    assert openapi_path("/v1/feeds/{name:[a-z]{1,64}}/sync") == "/v1/feeds/{name}/sync"
     assert openapi_path("/v1/status") == "/v1/status"
 
 
 async def test_document_served_equals_built(tmp_path: Path) -> None:
-    store = open_store(tmp_path / "s.db")
+    store = SqliteStore(tmp_path / "s.db")
     app = create_app(make_context(store, make_guard(tmp_path / "p")))
     from edgeagent.api.context import OPENAPI_DOCUMENT
 
     assert app[OPENAPI_DOCUMENT] == build_document(ROUTES)
     store.close()
+
+
+def _all_routes() -> tuple[Route, ...]:
+    # The route objects only: the feed runner and takedown service are used per request
+    # (the on-segment route exists when the service has customer segments).
+    takedown = SimpleNamespace(segments=object())
+    return (*ROUTES, *feed_routes(None), *takedown_routes(takedown))  # type: ignore[arg-type]
+
+
+_SEGMENT = re.compile(r"[A-Za-z0-9_.-]+|\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def test_every_path_template_is_well_formed_with_typed_parameters() -> None:
+    doc = build_document(_all_routes())
+    typed = {"id": "integer", "name": "string"}
+    for path, item in doc["paths"].items():
+        segments = path.split("/")[1:]
+        matches = [_SEGMENT.fullmatch(s) for s in segments]
+        assert all(matches), path  # balanced braces, one name per pair, nothing else
+        names = [m[1] for m in matches if m is not None and m[1]]
+        assert len(names) == len(set(names)), path
+        for method, op in item.items():
+            declared = [p for p in op.get("parameters", []) if p["in"] == "path"]
+            assert [p["name"] for p in declared] == names, (method, path)
+            for p in declared:
+                assert p["required"] is True
+                assert p["schema"]["type"] == typed[p["name"]], (method, path, p)
+            queries = [p["name"] for p in op.get("parameters", []) if p["in"] == "query"]
+            assert len(queries) == len(set(queries)), (method, path)
+
+
+def test_feed_name_pattern_is_the_routers() -> None:
+    doc = build_document(_all_routes())
+    (param,) = doc["paths"]["/v1/feeds/{name}/sync"]["post"]["parameters"]
+    pattern = re.compile(param["schema"]["pattern"])
+    assert pattern.fullmatch("police-sample.v2")
+    assert not pattern.fullmatch("a/b")
+    assert not pattern.fullmatch("x" * 65)
+
+
+def test_document_paths_are_the_routers_canonical_paths(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "s.db")
+    app = create_app(make_context(store, make_guard(tmp_path / "p")), _all_routes())
+    doc = build_document(_all_routes())
+    assert _router_operations(app) == _document_operations(doc)
+    store.close()
+
+
+@pytest.mark.parametrize(
+    "path", ["/v1/x/{id", "/v1/x/id}", "/v1/{a}/{a}", "/v1/{1x}", "/v1/{id:}", "/v1/{n:[a-z]{1,2}"]
+)
+def test_malformed_route_paths_are_refused(path: str) -> None:
+    with pytest.raises(ValueError, match="route path"):
+        openapi_path(path)

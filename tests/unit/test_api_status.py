@@ -20,17 +20,16 @@ from edgeagent.api.validation import (
 )
 from edgeagent.metrics import Metrics
 from edgeagent.model import Action, Entry, Indicator, Scope
-from edgeagent.store import open_store
+from edgeagent.store import SqliteStore
 from edgeagent.store.base import GenerationStatus, Store
-from tests.api_support import ApiHarness, add_tokens, decision_body, make_context, make_guard
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.api_support import (
+    ApiHarness,
+    FakeClock,
+    add_tokens,
+    decision_body,
+    make_context,
+    make_guard,
+)
 
 
 def _feed(store: Store) -> None:
@@ -44,7 +43,7 @@ def _feed(store: Store) -> None:
 
 @pytest.fixture
 async def api(tmp_path: Path) -> AsyncIterator[ApiHarness]:
-    store = open_store(tmp_path / "store.db")
+    store = SqliteStore(tmp_path / "store.db")
     tokens = add_tokens(store)
     _feed(store)
     ctx = make_context(
@@ -147,7 +146,7 @@ async def test_lookup_rate_limited_per_token(api: ApiHarness) -> None:
 
 
 async def test_lookup_without_policy_is_503(tmp_path: Path) -> None:
-    store = open_store(tmp_path / "s.db")
+    store = SqliteStore(tmp_path / "s.db")
     tokens = add_tokens(store)
     ctx = make_context(store, make_guard(tmp_path / "p"), policy=lambda: None)
     async with ApiHarness(store, ctx, tokens) as api:
@@ -180,7 +179,7 @@ async def test_audit_since_and_verify(api: ApiHarness) -> None:
 
 
 async def test_readyz_reports_reasons(tmp_path: Path) -> None:
-    store = open_store(tmp_path / "s.db")
+    store = SqliteStore(tmp_path / "s.db")
     tokens = add_tokens(store)
     reasons = ["feed iwf older than its limit"]
     ctx = make_context(store, make_guard(tmp_path / "p"), readiness=lambda: list(reasons))

@@ -9,7 +9,7 @@ import aiohttp
 import pytest
 
 from edgeagent.api import bound_port, create_app, make_ssl_context, start_site
-from edgeagent.store import open_store
+from edgeagent.store import SqliteStore
 from tests.api_support import add_tokens, make_context, make_guard
 from tests.pki import issue, write_pair
 
@@ -46,7 +46,7 @@ async def _get(
 
 
 async def test_required_client_certificate(pki: Path, tmp_path: Path) -> None:
-    store = open_store(tmp_path / "s.db")
+    store = SqliteStore(tmp_path / "s.db")
     tokens = add_tokens(store)
     server_ctx = make_ssl_context(
         pki / "server.crt", pki / "server.key", pki / "ca.crt", require_client_cert=True
@@ -72,7 +72,7 @@ async def test_required_client_certificate(pki: Path, tmp_path: Path) -> None:
 
 
 async def test_optional_client_certificate(pki: Path, tmp_path: Path) -> None:
-    store = open_store(tmp_path / "s.db")
+    store = SqliteStore(tmp_path / "s.db")
     server_ctx = make_ssl_context(pki / "server.crt", pki / "server.key", pki / "ca.crt")
     assert server_ctx.verify_mode == ssl.CERT_OPTIONAL
     runner = await start_site(

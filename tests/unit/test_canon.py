@@ -192,6 +192,65 @@ def test_url_expression_is_first_lookup_expression() -> None:
     assert canon.url_host("http://[2001:db8::1]:81/") == "2001:db8::1"
 
 
+@pytest.mark.parametrize(
+    ("url", "expression"),
+    [
+        ("http://a.example/p", "a.example/p"),
+        ("http://a.example/p?", "a.example/p"),
+        ("http://a.example/p?&&", "a.example/p"),
+        ("http://a.example/p?b=2&a=1", "a.example/p?a=1&b=2"),
+        ("http://a.example/p?a=1&&a=1&", "a.example/p?a=1"),
+        ("http://a.example/p?flag&q=a+b", "a.example/p?flag=&q=a%20b"),
+        ("http://a.example/p?q=a%20b", "a.example/p?q=a%20b"),
+        ("http://a.example/p?id=1&id=2", "a.example/p?id=1&id=2"),
+    ],
+)
+def test_url_expression_has_the_canonical_query(url: str, expression: str) -> None:
+    assert canon.url_expression(canon.canonical_url(url)) == expression
+
+
+def test_query_params() -> None:
+    assert canon.query_params("") == ()
+    assert canon.query_params("&") == ()
+    assert canon.query_params("z=1&a&a=") == ("a=", "z=1")
+    assert canon.query_params("q=x+y") == ("q=x%20y",)
+
+
+@pytest.mark.parametrize(
+    ("text", "readings"),
+    [
+        ("http://a.example/p", ["http://a.example/p"]),
+        ("HTTP://A.example:80/./p?x", ["http://a.example/p?x"]),
+        # A fragment sent in the request line, raw or as Squid hands it over (%23): the
+        # origin drops it; a literal %23 (or %2523) is a real character. Both readings.
+        ("http://a.example/p#x", ["http://a.example/p%23x", "http://a.example/p"]),
+        ("http://a.example/p%23x", ["http://a.example/p%23x", "http://a.example/p"]),
+        ("http://a.example/p%2523x?q", ["http://a.example/p%23x?q", "http://a.example/p"]),
+        ("http://a.example/p#", ["http://a.example/p%23", "http://a.example/p"]),
+        ("http://a.example/p?a=1#x", ["http://a.example/p?a=1%23x", "http://a.example/p?a=1"]),
+        # The fragment is cut before dot segments are resolved.
+        ("http://a.example/d/p#x/../q", ["http://a.example/d/q", "http://a.example/d/p"]),
+        # Path parameters, removed before dot segments are resolved (servlet containers).
+        (
+            "http://a.example/p;jsessionid=1",
+            ["http://a.example/p;jsessionid=1", "http://a.example/p"],
+        ),
+        ("http://a.example/a;x/b;y?q", ["http://a.example/a;x/b;y?q", "http://a.example/a/b?q"]),
+        ("http://a.example/a/..;x/b", ["http://a.example/a/..;x/b", "http://a.example/b"]),
+        (
+            "http://a.example/p;x#y",
+            [
+                "http://a.example/p;x%23y",
+                "http://a.example/p;x",
+                "http://a.example/p",
+            ],
+        ),
+    ],
+)
+def test_request_readings(text: str, readings: list[str]) -> None:
+    assert canon.request_urls(text) == readings
+
+
 def test_url_prefix_matches_requests_below_it() -> None:
     entry = canon.canonical_url("http://a.example/dir/?ignored=1")
     prefix = canon.url_prefix_expression(entry)
@@ -431,7 +490,21 @@ def test_canonical_url_is_idempotent(text: str) -> None:
     assert exprs == canon.lookup_expressions(text)
     assert 1 <= len(exprs) <= 30
     assert len(set(exprs)) == len(exprs)
-    assert exprs[0] == canon.url_expression(url)
+    assert exprs[0].split("?")[0] == canon.url_expression(url).split("?")[0]
+
+
+@_PROPS
+@given(st.one_of(_urls, st.text(max_size=60)))
+def test_request_readings_are_canonical(text: str) -> None:
+    readings = _accepted(canon.request_urls, text)
+    if readings is None:
+        return
+    assert readings
+    assert len(set(readings)) == len(readings)
+    assert all(canon.canonical_url(r) == r for r in readings)
+    assert len(readings) <= 4
+    if "#" not in text:
+        assert readings[0] == canon.canonical_url(text)
 
 
 _ldh_labels = st.from_regex(r"[a-z0-9]([a-z0-9-]{0,10}[a-z0-9])?", fullmatch=True)

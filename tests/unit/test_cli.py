@@ -40,6 +40,20 @@ def test_version() -> None:
     assert result.stdout.startswith("edgeagent ")
 
 
+def test_lab_without_its_extra_names_the_extra() -> None:
+    # As if aiosmtpd (the lab extra) were not installed.
+    code = (
+        "import sys; sys.modules['aiosmtpd'] = None; from edgeagent.cli import main; "
+        "sys.exit(main(['lab']))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 2, result.stderr
+    assert "the lab needs aiosmtpd" in result.stderr
+    assert "edgeagent[lab]" in result.stderr
+
+
 def test_check_config_accepts_the_shipped_example() -> None:
     result = edgeagent("check-config", "-c", str(EXAMPLE))
     assert result.returncode == 0, result.stderr

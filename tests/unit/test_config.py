@@ -21,6 +21,10 @@ from edgeagent.config import (
 )
 from edgeagent.configtypes import read_secret
 from edgeagent.errors import ConfigProblem
+from edgeagent.feeds.base import BasicAuthConfig, BearerAuthConfig
+from edgeagent.feeds.hashedlist import HashedUrlListFeedConfig
+from edgeagent.feeds.urllist import UrlListFeedConfig
+from edgeagent.model import NoticeSource
 from edgeagent.rpz.publishers.bind_update import BindUpdateConfig
 
 REPO = Path(__file__).resolve().parents[2]
@@ -63,8 +67,7 @@ def test_example_loads_as_shipped(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_example_documents_every_key() -> None:
     text = EXAMPLE.read_text(encoding="utf-8")
     undocumented = []
-    root = config.settings_model()  # with every registered kind's own model
-    for model in _models(root):
+    for model in _models(config.settings_model()):  # with every registered kind's model
         if issubclass(model, Settings):
             continue  # its fields are the [sections]
         for key in model.model_fields:
@@ -294,19 +297,19 @@ def test_every_feature_with_secrets(monkeypatch: pytest.MonkeyPatch, tmp_path: P
     monkeypatch.setenv("EDGEAGENT_TEST_TOKEN", "fake-token")
     settings = load_config(make_full(tmp_path))
     iwf = settings.feeds["iwf"]
-    assert isinstance(iwf, config.UrlListFeed)
-    assert isinstance(iwf.auth, config.BasicAuth)
+    assert isinstance(iwf, UrlListFeedConfig)
+    assert isinstance(iwf.auth, BasicAuthConfig)
     assert read_secret(iwf.auth.password_file, iwf.auth.password_env) == "fake-test-value"
     hashes = settings.feeds["hashes"]
-    assert isinstance(hashes, config.HashedUrlListFeed)
-    assert isinstance(hashes.auth, config.BearerAuth)
+    assert isinstance(hashes, HashedUrlListFeedConfig)
+    assert isinstance(hashes.auth, BearerAuthConfig)
     assert read_secret(hashes.auth.token_file, hashes.auth.token_env) == "fake-token"
     assert settings.feeds["police"].schedule_interval is None
     assert settings.feed_action("police") == "divert"
     primary = settings.publishers["primary"]
     assert isinstance(primary, BindUpdateConfig)
     assert primary.port == 5300
-    assert settings.takedown.sla_minutes_by_source[config.NoticeSource.LAW_ENFORCEMENT] == 30
+    assert settings.takedown.sla_minutes_by_source[NoticeSource.LAW_ENFORCEMENT] == 30
     text = "\n".join(summary(settings))
     assert "fake" not in text  # no secret in the summary
     assert "TLS, client certs required" in text

@@ -8,7 +8,7 @@ from edgeagent.config import BUNDLED_LISTS_DIR
 from edgeagent.engine import PolicyEngine
 from edgeagent.guard import Guard
 from edgeagent.model import Action, Entry, Indicator, Scope
-from edgeagent.store import open_store
+from edgeagent.store import SqliteStore
 from edgeagent.store.base import GenerationStatus
 
 
@@ -17,7 +17,7 @@ def _gen(name: str, *hosts: str) -> list[Entry]:
 
 
 def test_only_configured_feeds_count_and_rebuilds_follow_the_version(tmp_path: Path) -> None:
-    store = open_store(tmp_path / "s.sqlite3")
+    store = SqliteStore(tmp_path / "s.sqlite3")
     guard = Guard.load(Path(BUNDLED_LISTS_DIR) / "protected")
     store.add_generation("a", _gen("a", "one.example"), status=GenerationStatus.LIVE)
     store.add_generation("gone", _gen("gone", "two.example"), status=GenerationStatus.LIVE)

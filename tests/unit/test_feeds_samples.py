@@ -54,7 +54,7 @@ CASES = [
     ("hotline-urls.txt", FeedKind.URL_LIST, FeedFormat.LINES, False),
     ("hotline-urls.csv", FeedKind.URL_LIST, FeedFormat.CSV, True),
     ("hotline-urls.jsonl", FeedKind.URL_LIST, FeedFormat.JSONL, True),
-    ("hashed-urls.txt", FeedKind.HASHED_LIST, FeedFormat.LINES, False),
+    ("hashed-urls.txt", FeedKind.HASHED_URL_LIST, FeedFormat.LINES, False),
 ]
 
 

@@ -23,7 +23,7 @@ from edgeagent.feeds.sync import (
 )
 from edgeagent.guard import Guard, ProtectedNames, PublicSuffixes
 from edgeagent.model import Scope
-from edgeagent.store import open_store
+from edgeagent.store import SqliteStore
 from edgeagent.store.base import GenerationStatus, Store
 
 SAMPLES = Path(__file__).resolve().parents[2] / "blocklists" / "samples"
@@ -36,7 +36,7 @@ def guard() -> Guard:
 
 @pytest.fixture
 def store(tmp_path: Path) -> Store:
-    s = open_store(tmp_path / "store.db")
+    s = SqliteStore(tmp_path / "store.db")
     yield s  # type: ignore[misc]
     s.close()
 
@@ -138,6 +138,22 @@ async def test_public_suffix_entries_refused_and_held(
     assert res.entries == 1
 
 
+async def test_reserved_names_dropped_and_counted(tmp_path: Path, store: Store) -> None:
+    guard = Guard(
+        PublicSuffixes.load(),
+        ProtectedNames(["protected.example"], reserved=["canary.agent.test", "block.rpz.invalid"]),
+    )
+    f = tmp_path / "orders.txt"
+    _write(f, ["canary.agent.test", "x.block.rpz.invalid", "agent.test", "order-1.example"], 1)
+    res = await sync_feed(_local(f), store, guard, board=StatusBoard())
+    assert res.refused == {"reserved name": 2, "covers a reserved name": 1}
+    assert res.entries == 1
+    assert res.outcome is SyncOutcome.HELD  # a person looks at a feed listing our own names
+    held = store.held_generation("court")
+    assert held is not None
+    assert [e.indicator.value for e in store.generation_entries(held.id)] == ["order-1.example"]
+
+
 async def test_local_signature_and_digest(tmp_path: Path, store: Store, guard: Guard) -> None:
     f = tmp_path / "orders.txt"
     _write(f, ["order-1.example"], 1)
@@ -161,7 +177,7 @@ async def test_hashed_list_refuses_protected_root(
     spec = FeedSpec(
         name="hashed",
         kind=FeedKind.LOCAL_FILE,
-        content=FeedKind.HASHED_LIST,
+        content=FeedKind.HASHED_URL_LIST,
         path=SAMPLES / "hashed-urls.txt",
     )
     res = await sync_feed(spec, store, guard, board=StatusBoard())

@@ -22,19 +22,24 @@ from edgeagent.errors import (
     GuardrailViolation,
     ProtectedNameRefused,
     PublicSuffixRefused,
+    ReservedNameRefused,
 )
 from edgeagent.guard import (
     BUNDLED_PSL_FILE,
     REASON_ADDRESS_BLOCK,
     REASON_COVERS_PROTECTED,
+    REASON_COVERS_RESERVED,
     REASON_PREFIX_TOO_SHORT,
     REASON_PROTECTED,
     REASON_PUBLIC_SUFFIX,
+    REASON_RESERVED,
     ChangeLimits,
     Guard,
+    GuardVerdict,
     Plan,
     PrefixTooShort,
     ProtectedNames,
+    Protection,
     PublicSuffixes,
     plan_generation,
 )
@@ -306,12 +311,78 @@ def test_private_section_suffix_block_is_refused(guard: Guard) -> None:
         guard.enforce(ind, Action.BLOCK, second_person="supervisor", actor="analyst")
 
 
-def test_allows_are_always_fine(guard: Guard) -> None:
-    for ind in (dom("com"), dom("protected.example"), Indicator(Scope.CIDR, "192.0.2.0/8")):
-        verdict = guard.check_indicator(ind, Action.ALLOW)
-        assert verdict.allowed
-        assert not verdict.needs_second_person
-        assert guard.enforce(ind, Action.ALLOW, second_person=None, actor="a") == verdict
+@pytest.mark.parametrize(
+    ("ind", "reason"),
+    [
+        (dom("test"), REASON_PUBLIC_SUFFIX),  # a top-level name unblocks a whole TLD
+        (dom("example"), REASON_PUBLIC_SUFFIX),
+        (dom("com"), REASON_PUBLIC_SUFFIX),
+        (dom("co.uk"), REASON_PUBLIC_SUFFIX),
+        (Indicator(Scope.HOST, "co.uk"), REASON_PUBLIC_SUFFIX),
+        (dom(""), REASON_PUBLIC_SUFFIX),
+        (Indicator(Scope.CIDR, "0.0.0.0/1"), REASON_PREFIX_TOO_SHORT),
+        (Indicator(Scope.CIDR, "::/1"), REASON_PREFIX_TOO_SHORT),
+        (Indicator(Scope.CIDR, "192.0.0.0/8"), REASON_PREFIX_TOO_SHORT),
+        (Indicator(Scope.CIDR, "2001:db8::/32"), REASON_PREFIX_TOO_SHORT),
+    ],
+)
+def test_wide_allows_are_refused_without_override(
+    guard: Guard, ind: Indicator, reason: str
+) -> None:
+    refused = refused_whoever_signs(guard, ind, Action.ALLOW, reason)
+    assert refused.reason.startswith("an allow of a ")
+
+
+def refused_whoever_signs(
+    guard: Guard, ind: Indicator, action: Action, reason: str
+) -> GuardrailViolation:
+    """Assert the guard refuses ``ind`` for ``reason`` even with a second person."""
+    verdict = guard.check_indicator(ind, action)
+    assert (verdict.allowed, verdict.reason) == (False, reason)
+    with pytest.raises(GuardrailViolation) as info:
+        guard.enforce(ind, action, second_person="supervisor", actor="analyst")
+    assert info.value.target_hash == ind.ref
+    assert not ind.value or ind.value not in str(info.value)
+    return info.value
+
+
+def test_private_section_suffix_allow_is_refused(guard: Guard) -> None:
+    ind = Indicator.parse(Scope.DOMAIN, private_suffix())
+    assert guard.check_indicator(ind, Action.ALLOW).reason == REASON_PUBLIC_SUFFIX
+
+
+def test_prefix_minimum_applies_to_allows(guard: Guard) -> None:
+    strict = Guard(guard.public_suffixes, guard.protected, min_prefix_v4=28, min_prefix_v6=64)
+    assert not strict.check_indicator(Indicator(Scope.CIDR, "192.0.2.0/24"), Action.ALLOW).allowed
+    assert strict.check_indicator(Indicator(Scope.CIDR, "192.0.2.0/28"), Action.ALLOW).allowed
+    assert not strict.check_indicator(Indicator(Scope.CIDR, "2001:db8::/48"), Action.ALLOW).allowed
+
+
+@pytest.mark.parametrize("ind", [dom("protected.example"), dom("example.com")])
+def test_domain_allow_covering_a_protected_name_needs_a_second_person(
+    guard: Guard, ind: Indicator
+) -> None:
+    verdict = guard.check_indicator(ind, Action.ALLOW)
+    assert (verdict.allowed, verdict.needs_second_person) == (True, True)
+    assert verdict.reason == REASON_COVERS_PROTECTED
+    with pytest.raises(ProtectedNameRefused):
+        guard.enforce(ind, Action.ALLOW, second_person=None, actor="analyst")
+    assert guard.enforce(ind, Action.ALLOW, second_person="supervisor", actor="analyst")
+
+
+def test_narrow_allows_are_fine(guard: Guard) -> None:
+    for ind in (
+        Indicator(Scope.HOST, "protected.example"),  # one host: the over-block fix
+        dom("sub.protected.example"),
+        dom("listed.example"),
+        Indicator.parse(Scope.URL, "http://search.example.com/page"),
+        Indicator.parse(Scope.URL, "http://co.uk/page"),  # one page
+        Indicator(Scope.IP, "192.0.2.7"),
+        Indicator(Scope.CIDR, "192.0.2.0/24"),
+        Indicator(Scope.CIDR, "2001:db8:1::/48"),
+    ):
+        verdict = guard.enforce(ind, Action.ALLOW, second_person=None, actor="analyst")
+        assert verdict == GuardVerdict(True, False, "")
 
 
 def test_ordinary_block_is_fine(guard: Guard) -> None:
@@ -419,6 +490,125 @@ def test_guard_load_rejects_public_suffix_in_protected_list(tmp_path: Path) -> N
     (tmp_path / "local.txt").write_text("ok.example\ncom\n", encoding="utf-8")
     with pytest.raises(ConfigError, match=r"local\.txt:2"):
         Guard.load(tmp_path)
+
+
+# --------------------------------------------------------------------------- reserved
+
+# The agent's own names in the config below: the RPZ canary, the stop-page host, the two
+# policy zones and (proxy on) the proxy canary's host.
+RESERVED_CONFIG = """
+[rpz]
+zone = "block.rpz.invalid"
+exception_zone = "allow.rpz.invalid"
+default_action = "stop-page"
+stop_page_host = "stop.agent.test"
+canary_name = "canary.agent.test"
+[proxy]
+enabled = true
+canary_url = "http://proxy-canary.agent.test/edgeagent-canary"
+"""
+
+
+@pytest.fixture(scope="module")
+def reserved_guard(tmp_path_factory: pytest.TempPathFactory) -> Guard:
+    """The guard exactly as the daemon builds it from a config."""
+    from edgeagent.config import load_config
+    from edgeagent.service import build_guard
+
+    path = tmp_path_factory.mktemp("cfg") / "edgeagent.toml"
+    path.write_text(RESERVED_CONFIG, encoding="utf-8")
+    return build_guard(load_config(path))
+
+
+def test_reserved_names_come_from_the_settings(reserved_guard: Guard) -> None:
+    assert reserved_guard.protected.reserved == (
+        "allow.rpz.invalid",
+        "block.rpz.invalid",
+        "canary.agent.test",
+        "proxy-canary.agent.test",
+        "stop.agent.test",
+    )
+    # The protected lists still load beside them; iteration shows protected names only.
+    assert "protected.example" in reserved_guard.protected
+    assert "canary.agent.test" not in list(reserved_guard.protected)
+
+
+@pytest.mark.parametrize(
+    ("ind", "reason"),
+    [
+        (Indicator(Scope.HOST, "canary.agent.test"), REASON_RESERVED),
+        (dom("canary.agent.test"), REASON_RESERVED),
+        (Indicator(Scope.HOST, "stop.agent.test"), REASON_RESERVED),
+        (dom("block.rpz.invalid"), REASON_RESERVED),
+        (Indicator(Scope.HOST, "x.block.rpz.invalid"), REASON_RESERVED),  # under a zone
+        (dom("deep.x.allow.rpz.invalid"), REASON_RESERVED),
+        (Indicator.parse(Scope.URL, "http://stop.agent.test/page"), REASON_RESERVED),
+        (Indicator.parse(Scope.URL_PREFIX, "http://proxy-canary.agent.test/x/"), REASON_RESERVED),
+        (dom("agent.test"), REASON_COVERS_RESERVED),  # a parent covers the stop page
+        (dom("rpz.invalid"), REASON_COVERS_RESERVED),
+    ],
+)
+def test_reserved_names_are_refused_without_override(
+    reserved_guard: Guard, ind: Indicator, reason: str
+) -> None:
+    refused = refused_whoever_signs(reserved_guard, ind, Action.BLOCK, reason)
+    assert isinstance(refused, ReservedNameRefused)
+
+
+def test_names_beside_reserved_ones_are_ordinary(reserved_guard: Guard) -> None:
+    for ind in (
+        Indicator(Scope.HOST, "www.agent.test"),  # a sibling, not under a reserved name
+        dom("notcanary.agent.test"),
+        Indicator(Scope.HOST, "host.block.rpz.invalid.example"),
+    ):
+        assert reserved_guard.check_indicator(ind, Action.BLOCK) == GuardVerdict(True, False, "")
+
+
+def test_reserved_beats_protected_along_the_chain() -> None:
+    names = ProtectedNames(["site.example"], reserved=["own.site.example"])
+    assert names.protection("a.own.site.example") is Protection.RESERVED
+    assert names.protection("www.site.example") is Protection.PROTECTED
+    assert names.protection("other.example") is Protection.NONE
+    assert names.cover_protection("site.example") is Protection.RESERVED
+    assert names.cover_protection("example") is Protection.RESERVED
+    assert names.cover_protection("www.site.example") is Protection.NONE
+    guard = Guard(suffixes(), names)
+    verdict = guard.check_indicator(dom("site.example"), Action.BLOCK)
+    assert (verdict.allowed, verdict.reason) == (False, REASON_COVERS_RESERVED)
+    protected = ProtectedNames(["own.site.example"], reserved=["site.example"])
+    assert protected.protection("x.own.site.example") is Protection.RESERVED
+
+
+@pytest.mark.parametrize(
+    ("ind", "reason"),
+    [
+        (Indicator(Scope.HOST, "canary.agent.test"), REASON_RESERVED),
+        (dom("x.block.rpz.invalid"), REASON_RESERVED),
+        (dom("agent.test"), REASON_COVERS_RESERVED),  # would pass the canary through
+        (
+            Indicator.parse(Scope.URL, "http://proxy-canary.agent.test/edgeagent-canary"),
+            REASON_RESERVED,
+        ),
+    ],
+)
+def test_allows_of_reserved_names_are_refused(
+    reserved_guard: Guard, ind: Indicator, reason: str
+) -> None:
+    refused = refused_whoever_signs(reserved_guard, ind, Action.ALLOW, reason)
+    assert isinstance(refused, ReservedNameRefused)
+    assert refused.reason.startswith("an allow touching the agent's own names")
+
+
+def test_reserved_names_are_refused_in_a_feed_generation(reserved_guard: Guard) -> None:
+    entries = [
+        block(dom("listed.example")),
+        block(Indicator(Scope.HOST, "canary.agent.test")),
+        block(Indicator(Scope.HOST, "x.block.rpz.invalid")),
+        block(dom("agent.test")),
+    ]
+    plan = plan_generation("feed-a", (), entries, reserved_guard)
+    assert dict(plan.refused) == {REASON_RESERVED: 2, REASON_COVERS_RESERVED: 1}
+    assert [e.indicator.value for e in plan.accepted] == ["listed.example"]
 
 
 # --------------------------------------------------------------------------- limits

@@ -32,7 +32,7 @@ from edgeagent.proxy.pathfilter import (
     entry_filter_key,
     filter_path,
     probe_keys,
-    request_parts,
+    request_paths,
     write_path_filter,
 )
 
@@ -65,7 +65,16 @@ def _spellings(path: str, rnd: random.Random) -> list[str]:
     out.append("/%2e/" + path.lstrip("/"))
     out.append(path.replace("/", "\\", 1) if path.count("/") > 1 else path)
     out.append(path + "#frag")
+    out.append(path + "%23frag")  # what Squid hands over for a raw "#"
     out.append(path.replace("a", "%2561", 1))  # double escape, unescaped until stable
+    out.append(path + ";jsessionid=1")
+    out.append(path.replace("/", "/x;p=1/..;q/", 1))
+    base = path.split("?", 1)[0]
+    out.extend(base + tail for tail in ("?", "?&", "?zz=1", "?zz=1#x"))
+    if "?" in path:
+        query = path.split("?", 1)[1]
+        out.append(f"{base}?zz=1&{query}")  # an extra parameter
+        out.append(f"{base}?{'&'.join(reversed(query.split('&')))}")  # another order
     return out
 
 
@@ -87,21 +96,53 @@ def test_filter_keeps_listed_urls_in_every_spelling(tmp_path: Path) -> None:
         "/x/../gallery/listed.html",
         "\\gallery\\listed.html",
         "/view.php?id=%37&x=a%20b",
+        "/view.php?id=8",  # the helper weighs the query
         "/private",
         "/private/",
         "/private/a/b/c.html?q=1",
         "/%70rivate/a",
+        "/gallery/listed.html#x",
+        "/gallery/listed.html%23x",
+        "/gallery/listed.html?",
+        "/gallery/listed.html?&",
+        "/gallery/listed.html?a=1",
+        "/gallery/listed.html;jsessionid=1",
+        "/gallery/x/..;y/listed.html",
+        "/private#x",
+        "/private;x/y",
     ):
         assert f.wants(raw.encode()), raw
-    for raw in ("/gallery/sibling.html", "/view.php?id=8&x=a%20b", "/privatex/a", "/"):
+    for raw in (
+        "/gallery/sibling.html",
+        "/gallery/listed.htmlx",
+        "/privatex/a",
+        "/",
+        "/view.phpx?id=7",
+    ):
         assert not f.wants(raw.encode()), raw
 
 
 def test_raw_paths_the_filter_does_not_judge(tmp_path: Path) -> None:
     f = _filter(_state(("url", f"http://{HOST}/a")), tmp_path)
     for raw in (b"*", b"", b"relative", b"/a b", b"/\xc3\xa9", b"/a\t", b"/\x7f"):
-        assert request_parts(raw) is None
+        assert request_paths(raw) is None
         assert f.wants(raw)
+
+
+_RAW_PIECES = st.sampled_from([*"ab/.;#?=&\\%", "%23", "%2523", "%3B", "%3F", "%2e", ".."])
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_RAW_PIECES, max_size=16).map(lambda ps: ("/" + "".join(ps)).encode()))
+def test_request_paths_are_the_paths_of_the_helpers_readings(raw: bytes) -> None:
+    """The filter reads a raw path exactly as :func:`canon.request_urls` reads the URL the
+    helper gets, so every reading the helper may find listed is probed."""
+    expected: list[bytes] = []
+    for url in canon.request_urls(f"http://{HOST}{raw.decode()}"):
+        path = canon.unescape_until_stable(url[len(f"http://{HOST}") :].split("?")[0].encode())
+        if path not in expected:
+            expected.append(path)
+    assert request_paths(raw) == expected
 
 
 def test_host_level_and_hashed_entries(tmp_path: Path) -> None:
@@ -194,7 +235,7 @@ def probe_main() -> Path:
 
 def _corpus() -> list[bytes]:
     rnd = random.Random(20261125)
-    alphabet = "abAZ09/.%\\?#=&-_~2eEfF5c"
+    alphabet = "abAZ09/.%\\?#=&-_~2eEfF5c;3"
     out = [
         b"/",
         b"//",
@@ -210,6 +251,12 @@ def _corpus() -> list[bytes]:
         b"/" + b"x/" * 40,
         b"/a b",
         b"*",
+        b"/a#b",
+        b"/a%23b",
+        b"/a;x/b;y",
+        b"/a/..;x/b",
+        b"/a;x#y;z/c",
+        b"/a%3Bx%23y",
     ]
     for _ in range(3000):
         n = rnd.randint(0, 24)

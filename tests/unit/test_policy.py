@@ -48,6 +48,23 @@ def test_public_suffixes_and_root_never_enter_the_policy(guard: Guard) -> None:
     assert state.refused == {"public suffix": 2}
 
 
+def test_wide_allows_never_enter_the_policy(guard: Guard) -> None:
+    # An allow stored before the guard judged allows (or from a feed) is dropped too.
+    state = merge(
+        1,
+        [
+            entry("domain", "listed.example"),
+            entry("domain", "test", action="allow", source="decision:1"),
+            entry("cidr", "0.0.0.0/1", action="allow", source="decision:2"),
+            entry("host", "listed.example", action="allow", source="decision:3"),
+        ],
+        guard,
+    )
+    assert [e.indicator.value for e in state.blocks] == ["listed.example"]
+    assert [e.indicator.value for e in state.allows] == ["listed.example"]
+    assert state.refused == {"public suffix": 1, "prefix too short": 1}
+
+
 def test_allow_removes_the_same_block_and_is_kept_for_passthru(guard: Guard) -> None:
     state = merge(
         2,

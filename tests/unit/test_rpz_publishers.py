@@ -295,7 +295,8 @@ async def test_zone_server_serves_allowed_networks_only(tmp_path: Path) -> None:
 
 
 def test_notify_is_sent_as_notify_opcode(tmp_path: Path) -> None:
-    """PITFALLS: flags first, then the opcode -- otherwise a QUERY goes out."""
+    """Flags first, then the opcode: setting the flags afterwards clears the opcode bits,
+    and a QUERY goes out instead of a NOTIFY."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]

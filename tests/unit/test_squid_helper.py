@@ -99,6 +99,49 @@ def test_channel_protocol_over_stdio(index: Path, tmp_path: Path) -> None:
     assert "listed.html" not in files[0].read_text()
 
 
+def test_squid_forms_of_the_listed_page_over_stdio(tmp_path: Path) -> None:
+    """What Squid 5 hands over (``%URI``, a raw ``#`` escaped as ``%23``) for spellings a
+    hostile review got through: the listed page is refused, its siblings are not."""
+    index = tmp_path / "proxy-index.bin"
+    write_index(
+        _state(
+            1,
+            ("url", "http://site.test/listed/Page.html"),
+            ("url-prefix", "http://site.test/listed/dir"),
+            ("url", "http://site.test/view.php?id=1"),
+        ),
+        index,
+    )
+    refused = [
+        "http://site.test:8080/listed/Page.html%23x",
+        "http://site.test/listed/Page.html?",
+        "http://site.test/listed/Page.html?&",
+        "http://site.test/listed/Page.html?a=1",
+        "http://site.test/listed/Page.html;jsessionid=1",
+        "http://site.test/listed/dir",
+        "http://site.test/listed/dir/x",
+        "http://site.test/listed/dir?x",
+        "http://site.test/listed/dir%23x",
+        "http://site.test/listed/dir;x/y",
+        "http://site.test/view.php?x=2&id=1",
+    ]
+    passed = [
+        "http://site.test/listed/Sibling.html",
+        "http://site.test/listed/dirx",
+        "http://site.test/listed/directory/x",
+        "http://site.test/view.php?id=2",
+        "http://site.test/view.php",
+    ]
+    h = HelperProcess(index)
+    try:
+        answers = h.ask(*(f"{i} {url} GET" for i, url in enumerate(refused + passed)))
+    finally:
+        h.close()
+    n = len(refused)
+    assert answers[:n] == [f"{i} OK message=iwf" for i in range(n)]
+    assert answers[n:] == [f"{i} ERR" for i in range(n, n + len(passed))]
+
+
 def test_new_index_is_noticed_without_restart(index: Path) -> None:
     h = HelperProcess(index, "--check-interval", "0")
     try:

@@ -25,7 +25,7 @@ from edgeagent.model import (
     NoticeSource,
     Scope,
 )
-from edgeagent.store import SqliteStore, migrations, open_store
+from edgeagent.store import SqliteStore, migrations
 from edgeagent.store.base import GenerationStatus, NewDecision
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
@@ -82,7 +82,7 @@ def new_decision(
 
 
 def test_files_are_mode_0600(db: Path) -> None:
-    s = open_store(db)
+    s = SqliteStore(db)
     s.add_decision(new_decision())
     s.append_audit("alice", "decision.create", "decision:1")
     files = [db, Path(f"{db}-wal"), Path(f"{db}-shm")]

@@ -1,4 +1,4 @@
-"""Own space, customer exports (CSV, JSON, RIPE), time-ranged lookup, overlaps, registry."""
+"""Own space, customer exports (CSV, JSON, RIPE), time-ranged lookup, overlaps, directory."""
 
 from __future__ import annotations
 
@@ -7,18 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from edgeagent.takedown.base import ExportError
-from edgeagent.takedown.customers import (
+from edgeagent.takedown.customers.base import ExportError
+from edgeagent.takedown.customers.csv import CsvExport, parse_csv
+from edgeagent.takedown.customers.directory import (
     AssignmentIndex,
-    CustomerRegistry,
-    FileExport,
-    OwnSpace,
-    RipeExport,
+    CustomerDirectory,
     find_overlaps,
-    parse_csv,
-    parse_json,
-    parse_ripe,
 )
+from edgeagent.takedown.customers.json import parse_json
+from edgeagent.takedown.customers.ripe import RipeExport, parse_ripe
+from edgeagent.takedown.space import OwnSpace
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 T1 = datetime(2026, 6, 1, tzinfo=UTC)
@@ -156,12 +154,12 @@ def test_overlapping_assignments_are_reported() -> None:
     assert found == {("a", "b"), ("c", "b")}
 
 
-async def test_registry_keeps_previous_data_when_an_export_turns_bad(tmp_path: Path) -> None:
+async def test_directory_keeps_previous_data_when_an_export_turns_bad(tmp_path: Path) -> None:
     path = tmp_path / "customers.csv"
     path.write_text(CSV_OK, encoding="utf-8")
     ripe = tmp_path / "ripe.db"
     ripe.write_text("inet6num: 2001:db8:9::/48\nnetname: R9\n", encoding="utf-8")
-    reg = CustomerRegistry([FileExport(path, "csv", "crm"), RipeExport(ripe, "ripe")])
+    reg = CustomerDirectory([CsvExport(path, "crm"), RipeExport(ripe, "ripe")])
     first = await reg.refresh()
     assert first.loaded == {"crm": 4, "ripe": 1}
     assert not first.failed
@@ -180,6 +178,6 @@ async def test_registry_keeps_previous_data_when_an_export_turns_bad(tmp_path: P
 
 
 async def test_unreadable_export_is_a_reported_failure(tmp_path: Path) -> None:
-    reg = CustomerRegistry([FileExport(tmp_path / "missing.csv", "csv", "crm")])
+    reg = CustomerDirectory([CsvExport(tmp_path / "missing.csv", "crm")])
     rep = await reg.refresh()
     assert "cannot read" in str(rep.failed["crm"])

@@ -8,7 +8,7 @@
 // the transaction it then gets is passed through untouched, and squid.conf's
 // `adaptation_service` ACL sends exactly those requests to the helper. The filter format
 // and the key derivation are specified in edgeagent/proxy/pathfilter.py; this file
-// implements request_parts() and probe_keys() from there byte for byte
+// implements request_paths() and probe_keys() from there byte for byte
 // (tests/unit/test_pathfilter.py compares the two on a corpus through probe-main).
 //
 // Failure handling: no filter loaded (missing, unreadable, bad checksum), or a filter
@@ -53,7 +53,7 @@ static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "little-endian hosts on
 namespace edgeagent {
 
 static const char kMagic[8] = {'E', 'A', 'P', 'X', 'P', 'T', 'H', '1'};
-static const uint32_t kVersion = 1;
+static const uint32_t kVersion = 2;
 static const uint32_t kFlagMatchAll = 1;
 static const size_t kHeaderSize = 8 + 4 + 4 + 8 + 8 + 32;
 static const int kMaxPrefixProbes = 32;
@@ -121,20 +121,42 @@ static std::string resolvePath(const std::string &path) {
     return result;
 }
 
-// (path, query) of a raw request path, or false: not judged (pathfilter.request_parts).
-static bool requestParts(const std::string &raw, std::string &path, std::string &query,
-                         bool &hasQuery) {
+// Each "/" segment cut at its first ";" (canon.strip_path_params).
+static std::string stripPathParams(const std::string &path) {
+    std::string out;
+    out.reserve(path.size());
+    bool inParams = false;
+    for (char c : path) {
+        if (c == '/') inParams = false;
+        else if (c == ';') inParams = true;
+        if (!inParams) out.push_back(c);
+    }
+    return out;
+}
+
+// Unescaped, resolved paths of the readings of a raw request path, first the path itself,
+// no duplicates; false: not judged (pathfilter.request_paths).
+static bool requestPaths(const std::string &raw, std::vector<std::string> &paths) {
     if (raw.empty() || raw[0] != '/') return false;
     for (unsigned char b : raw)
         if (b < 0x21 || b > 0x7e) return false;
-    std::string s = raw.substr(0, raw.find('#'));
-    if (s.find('%') != std::string::npos) s = unescapeUntilStable(s);
-    const size_t q = s.find('?');
-    hasQuery = q != std::string::npos;
-    std::string head = hasQuery ? s.substr(0, q) : s;
-    query = hasQuery ? s.substr(q + 1) : std::string();
+    std::string heads[4];  // at most: the path, cut at "#", and both without parameters
+    size_t n = 0;
+    std::string &head = heads[n++];
+    head = raw.find('%') != std::string::npos ? unescapeUntilStable(raw) : raw;
+    const size_t q = head.find('?');
+    if (q != std::string::npos) head.resize(q);  // the query is in no key
     std::replace(head.begin(), head.end(), '\\', '/');
-    path = resolvePath(head);
+    const size_t cut = head.find('#');
+    if (cut != std::string::npos) heads[n++] = head.substr(0, cut);
+    for (size_t i = 0, m = n; i < m; ++i)
+        if (heads[i].find(';') != std::string::npos) heads[n++] = stripPathParams(heads[i]);
+    paths.clear();
+    for (size_t i = 0; i < n; ++i) {
+        std::string path = resolvePath(heads[i]);
+        if (std::find(paths.begin(), paths.end(), path) == paths.end())
+            paths.push_back(std::move(path));
+    }
     return true;
 }
 
@@ -146,20 +168,12 @@ static inline uint64_t keyOf(SHA256_CTX ctx) {  // by value: finalising a copy
     return key;
 }
 
-// Probe keys of a raw request path; false: not judged (pathfilter.probe_keys).
-static bool probeKeys(const std::string &raw, std::vector<uint64_t> &keys) {
-    std::string path, query;
-    bool hasQuery = false;
-    if (!requestParts(raw, path, query, hasQuery)) return false;
-    keys.clear();
+// Keys of one path: url, then every "/" boundary and the whole path as prefixes.
+static void pathKeys(const std::string &path, std::vector<uint64_t> &keys) {
     SHA256_CTX url;
     SHA256_Init(&url);
     SHA256_Update(&url, "u\0", 2);
     SHA256_Update(&url, path.data(), path.size());
-    if (hasQuery) {
-        SHA256_Update(&url, "?", 1);
-        SHA256_Update(&url, query.data(), query.size());
-    }
     keys.push_back(keyOf(url));
     SHA256_CTX prefix;
     SHA256_Init(&prefix);
@@ -180,6 +194,14 @@ static bool probeKeys(const std::string &raw, std::vector<uint64_t> &keys) {
         hashed = pos;
         keys.push_back(keyOf(prefix));
     }
+}
+
+// Probe keys of a raw request path, per reading; false: not judged (pathfilter.probe_keys).
+static bool probeKeys(const std::string &raw, std::vector<uint64_t> &keys,
+                      std::vector<std::string> &paths) {
+    if (!requestPaths(raw, paths)) return false;
+    keys.clear();
+    for (const std::string &path : paths) pathKeys(path, keys);
     return true;
 }
 
@@ -299,7 +321,7 @@ class Prefilter {
         // the repeat from memory. A reload resets the memory (current_ changes).
         if (memoFilter_ == current_.get() && raw == memoRaw_) return memoAnswer_;
         bool answer = true;
-        if (probeKeys(raw, scratch_)) {
+        if (probeKeys(raw, scratch_, paths_)) {
             answer = false;
             for (uint64_t k : scratch_)
                 if (current_->contains(k)) {
@@ -407,6 +429,7 @@ class Prefilter {
     struct stat bad_{};
     bool badSet_ = false;
     std::vector<uint64_t> scratch_;
+    std::vector<std::string> paths_;
     std::string note_;
     const Filter *memoFilter_ = nullptr;
     std::string memoRaw_;
@@ -509,6 +532,7 @@ int main(int argc, char **argv) {
     edgeagent::Prefilter prefilter(filter, index);
     std::string line;
     std::vector<uint64_t> keys;
+    std::vector<std::string> paths;
     if (count) {
         std::vector<std::string> lines;
         while (std::getline(std::cin, line)) lines.push_back(line);
@@ -521,7 +545,7 @@ int main(int argc, char **argv) {
         return 0;
     }
     while (std::getline(std::cin, line)) {
-        if (!edgeagent::probeKeys(line, keys)) {
+        if (!edgeagent::probeKeys(line, keys, paths)) {
             std::cout << "-";
         } else {
             for (size_t i = 0; i < keys.size(); ++i) {

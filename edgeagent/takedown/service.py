@@ -12,6 +12,10 @@ How the daemon uses it (all methods are coroutines on the daemon's event loop):
   content is live, retries of failed notices, periodic re-check of where URLs resolve.
 * ``await svc.transition(id, to, actor, reason)`` for people (the API).
 
+A ticket records where its addresses sit on the segments of the host the agent runs on
+(the ``segments`` locator: interface, next hop, MAC, how and when learned), looked up once
+per address; notices and evidence carry it.
+
 Every change is written to the ticket store and audited in the main store with subject
 ``ticket:<id>``; audit details name URLs only by short hash. Before every notice after the
 first, the URLs are re-resolved: URLs that moved to another customer are taken off this
@@ -25,37 +29,30 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from edgeagent.config import TakedownSettings
-from edgeagent.configtypes import read_secret
-from edgeagent.errors import ConfigError, ConfigProblem, short_hash
+from edgeagent.errors import ConfigError, ConfigProblem, NotFound, short_hash
+from edgeagent.metrics import Metrics
 from edgeagent.model import Action, Entry, Indicator
 from edgeagent.store.base import Store
-from edgeagent.takedown.base import (
-    INSTRUCTION,
-    Assignment,
-    CustomerLookup,
-    Notice,
-    Notifier,
-    NotifyError,
-)
-from edgeagent.takedown.customers import (
-    CustomerRegistry,
-    FileExport,
-    HttpIpam,
-    OwnSpace,
-    RefreshReport,
-)
-from edgeagent.takedown.evidence import RetentionPolicy, build_bundle
-from edgeagent.takedown.locate import Location, Locator, locatable
-from edgeagent.takedown.notify import SmtpNotifier, WebhookNotifier
+from edgeagent.takedown.customers.base import Assignment
+from edgeagent.takedown.customers.directory import CustomerDirectory, RefreshReport
+from edgeagent.takedown.customers.kinds import CUSTOMER_SOURCE_KINDS
+from edgeagent.takedown.delivery import deliver
+from edgeagent.takedown.evidence import build_bundle
+from edgeagent.takedown.locate import Locator, locatable
+from edgeagent.takedown.notifiers.base import Notifier
+from edgeagent.takedown.notifiers.kinds import NOTIFIER_KINDS
 from edgeagent.takedown.report import TakedownReport, build_report
+from edgeagent.takedown.rules import Job, TakedownPolicy, due_jobs
+from edgeagent.takedown.segment import SegmentDetail
+from edgeagent.takedown.segment_locator import SegmentLocator
+from edgeagent.takedown.settings import TakedownSettings
+from edgeagent.takedown.space import OwnSpace
 from edgeagent.takedown.tickets import (
-    LIVE_STATES,
     Ticket,
     TicketEvent,
     TicketState,
@@ -64,6 +61,7 @@ from edgeagent.takedown.tickets import (
     add_urls,
     apply_transition,
     check_transition,
+    with_segments,
 )
 from edgeagent.takedown.ticketstore import TicketStore
 
@@ -74,55 +72,6 @@ TICKET_STORE_FILE_NAME = "takedown.sqlite3"
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-@dataclass(frozen=True, slots=True)
-class TakedownPolicy:
-    """The rules the service applies (from ``[takedown]``; see :meth:`from_settings`).
-
-    ``require_authorisation_for`` holds notice sources and/or jurisdictions for which a
-    law-enforcement authorisation must be recorded before ``temporarily-removed``.
-    """
-
-    sla_minutes: int = 60
-    sla_minutes_by_source: Mapping[str, int] = field(default_factory=dict)
-    renotify_minutes: int = 240
-    reminder_fraction: float = 0.5
-    recheck_minutes: int = 30
-    retry_minutes: int = 5
-    notify_attempts: int = 3
-    retry_backoff_seconds: float = 1.0
-    require_authorisation_for: frozenset[str] = frozenset()
-    retention: RetentionPolicy = field(default_factory=RetentionPolicy)
-
-    def sla(self, source: str) -> timedelta:
-        return timedelta(minutes=self.sla_minutes_by_source.get(source, self.sla_minutes))
-
-    def needs_authorisation(self, ticket: Ticket) -> bool:
-        wanted = self.require_authorisation_for
-        return ticket.source in wanted or (
-            bool(ticket.jurisdiction) and ticket.jurisdiction in wanted
-        )
-
-    @classmethod
-    def from_settings(cls, s: TakedownSettings) -> TakedownPolicy:
-        return cls(
-            sla_minutes=s.sla_minutes,
-            sla_minutes_by_source={str(k.value): v for k, v in s.sla_minutes_by_source.items()},
-            renotify_minutes=s.renotify_minutes,
-            require_authorisation_for=frozenset(str(x.value) for x in s.require_authorisation_for),
-            retention=RetentionPolicy(default_days=s.retention_days),
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class Job:
-    """A scheduled action on a ticket: ``reminder``, ``escalation``, ``renotify``,
-    ``retry-notice`` or ``recheck``, due at ``due_at``."""
-
-    kind: str
-    ticket_id: int
-    due_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +96,7 @@ class TakedownService:
         notifiers: Sequence[Notifier],
         policy: TakedownPolicy | None = None,
         *,
+        segments: SegmentLocator | None = None,
         clock: Callable[[], datetime] = _utcnow,
     ) -> None:
         self.store = store
@@ -154,6 +104,7 @@ class TakedownService:
         self.locator = locator
         self.notifiers = tuple(notifiers)
         self.policy = policy or TakedownPolicy()
+        self.segments = segments
         self.clock = clock
         self._locks: dict[int, asyncio.Lock] = {}
         self._open_lock = asyncio.Lock()
@@ -167,26 +118,18 @@ class TakedownService:
         store: Store,
         state_dir: Path,
         *,
-        smtp_ssl_context: Any = None,
-        webhook_ssl_context: Any = None,
+        metrics: Metrics | None = None,
     ) -> TakedownService:
         """Build the service from ``[takedown]``; tickets in ``state_dir/takedown.sqlite3``.
 
-        Call ``await svc.refresh_customers()`` before the first ``on_entries``. Raises
-        ``ConfigError`` when no non-filtering resolver is configured.
+        Customer sources and notifiers come from their registries; their secrets are read
+        now. Call ``await svc.refresh_customers()`` before the first ``on_entries``.
+        Raises ``ConfigError`` when no non-filtering resolver is configured.
         """
-        sources: list[CustomerLookup] = []
-        for i, c in enumerate(settings.customers):
-            if c.kind == "http":
-                token = (
-                    read_secret(c.token_file, c.token_env)
-                    if c.token_file is not None or c.token_env is not None
-                    else None
-                )
-                sources.append(HttpIpam(str(c.url), token, label=f"ipam{i}"))
-            else:
-                assert c.path is not None
-                sources.append(FileExport(Path(c.path), c.kind, label=f"{c.kind}{i}"))
+        sources = []
+        for i, config in enumerate(settings.customers):
+            kind = CUSTOMER_SOURCE_KINDS.plugin(config)
+            sources.append(kind.from_config(config, name=f"{kind.KIND}{i}"))
         own = OwnSpace(str(p) for p in settings.own_prefixes)
         resolvers = [(r.host, r.port) for r in settings.resolvers]
         if not resolvers:
@@ -196,32 +139,21 @@ class TakedownService:
                 "[takedown]",
                 [ConfigProblem("takedown.resolvers", "needs a resolver without the policy")],
             )
-        locator = Locator(own, CustomerRegistry(sources), resolvers)
-        notifiers: list[Notifier] = []
-        if settings.smtp is not None:
-            m = settings.smtp
-            password = (
-                read_secret(m.password_file, m.password_env) if m.username is not None else None
-            )
-            notifiers.append(
-                SmtpNotifier(
-                    m.host,
-                    m.port,
-                    m.sender,
-                    tuple(m.recipients),
-                    starttls=m.starttls,
-                    username=m.username,
-                    password=password,
-                    timeout=m.timeout_seconds,
-                    ssl_context=smtp_ssl_context,
-                )
-            )
-        if settings.webhook is not None:
-            w = settings.webhook
-            secret = read_secret(w.secret_file, w.secret_env).encode()
-            notifiers.append(WebhookNotifier(w.url, secret, w.timeout_seconds, webhook_ssl_context))
+        locator = Locator(own, CustomerDirectory(sources), resolvers)
+        notifiers = [
+            NOTIFIER_KINDS.plugin(n).from_config(n, name=name)
+            for name, n in settings.notifiers.items()
+        ]
+        segments = SegmentLocator(
+            own,
+            settings.probe,
+            probe_timeout=settings.probe_timeout_seconds,
+            probes_per_minute=settings.probe_rate_per_minute,
+            metrics=metrics,
+        )
         ticket_store = TicketStore(Path(state_dir) / TICKET_STORE_FILE_NAME)
-        return cls(store, ticket_store, locator, notifiers, TakedownPolicy.from_settings(settings))
+        policy = TakedownPolicy.from_settings(settings)
+        return cls(store, ticket_store, locator, notifiers, policy, segments=segments)
 
     async def refresh_customers(self) -> RefreshReport:
         """Reload customer sources; failures keep old data and are audited."""
@@ -281,8 +213,7 @@ class TakedownService:
             if not loc.matches:
                 outside += 1
                 continue
-            for cust in self._by_customer(loc):
-                assignment, addrs = cust
+            for assignment, addrs in loc.by_customer():
                 if assignment is None:
                     unassigned += 1
                     await self._audit(
@@ -297,9 +228,11 @@ class TakedownService:
                 slot[1].append(url)
         touched: list[Ticket] = []
         for assignment, urls in groups.values():
+            segments = await self._new_segments(assignment.customer_id, reference, urls)
             ticket, fresh = await self._open_or_extend(
                 assignment,
                 tuple(urls),
+                segments,
                 received=received,
                 reference=reference,
                 source=source,
@@ -312,19 +245,23 @@ class TakedownService:
             touched.append(ticket)
         return Outcome(tuple(touched), outside, unresolved, unassigned)
 
-    @staticmethod
-    def _by_customer(loc: Location) -> list[tuple[Assignment | None, tuple[str, ...]]]:
-        out: dict[str, tuple[Assignment | None, list[str]]] = {}
-        for m in loc.matches:
-            key = m.assignment.customer_id if m.assignment is not None else ""
-            slot = out.setdefault(key, (m.assignment, []))
-            slot[1].append(m.address)
-        return [(a, tuple(addrs)) for a, addrs in out.values()]
+    async def _new_segments(
+        self, customer_id: str, reference: str, urls: Iterable[TicketUrl]
+    ) -> tuple[SegmentDetail, ...]:
+        """On-segment detail of the addresses the customer's open ticket has none for
+        (looked up before the ticket is locked: a probe may take a second)."""
+        if self.segments is None:
+            return ()
+        existing = await asyncio.to_thread(self.tickets.find_open, customer_id, reference)
+        known = {d.address for d in existing.segments} if existing is not None else set()
+        wanted = [a for u in urls for a in u.addresses if a not in known]
+        return await self.segments.lookup_many(wanted)
 
     async def _open_or_extend(
         self,
         a: Assignment,
         urls: tuple[TicketUrl, ...],
+        segments: tuple[SegmentDetail, ...],
         *,
         received: datetime,
         reference: str,
@@ -358,6 +295,7 @@ class TakedownService:
                         ),
                     ),
                     hold=hold,
+                    segments=segments,
                 )
                 ticket = await asyncio.to_thread(self.tickets.create, ticket)
                 await self._audit(
@@ -377,7 +315,7 @@ class TakedownService:
         async with self._lock(existing.id):
             current = await asyncio.to_thread(self.tickets.get, existing.id)
             before = {u.url for u in current.urls}
-            updated = add_urls(current, urls, actor, now)
+            updated = with_segments(add_urls(current, urls, actor, now), segments)
             if hold and not updated.hold:
                 updated = replace(updated, hold=True)
             updated = await asyncio.to_thread(self.tickets.update, updated)
@@ -465,6 +403,20 @@ class TakedownService:
 
     # ------------------------------------------------------------------------- reads
 
+    async def locate_on_segment(self, address: str, actor: str) -> SegmentDetail:
+        """Where ``address`` sits on this host's segments now, for a person (audited); may
+        probe, under the rules tickets follow. ``NotFound`` without a segment locator."""
+        if self.segments is None:
+            raise NotFound("on-segment locator", "")
+        detail = await self.segments.lookup(address)
+        await self._audit(
+            actor,
+            "takedown.segment-lookup",
+            f"address:{detail.address}",
+            {"on_segment": detail.on_segment, "probe": detail.probe},
+        )
+        return detail
+
     async def get(self, ticket_id: int) -> Ticket:
         return await asyncio.to_thread(self.tickets.get, ticket_id)
 
@@ -513,33 +465,7 @@ class TakedownService:
 
     def due_jobs(self, now: datetime | None = None) -> list[Job]:
         """Jobs due at ``now`` for every open ticket (blocking read; cheap)."""
-        at = now or self.clock()
-        jobs: list[Job] = []
-        p = self.policy
-        for t in self.tickets.open_tickets():
-            live = t.state in LIVE_STATES and t.removed_at is None and bool(t.live_urls)
-            if t.notify_failures > 0:
-                last = t.events[-1].at
-                due = last + timedelta(minutes=p.retry_minutes)
-                if at >= due:
-                    jobs.append(Job("retry-notice", t.id, due))
-            if not live:
-                continue
-            sla = t.deadline - t.notice_received_at
-            remind_at = t.notice_received_at + sla * p.reminder_fraction
-            if not t.reminded and at >= remind_at and at < t.deadline:
-                jobs.append(Job("reminder", t.id, remind_at))
-            if not t.escalated and at >= t.deadline:
-                jobs.append(Job("escalation", t.id, t.deadline))
-            if t.last_notified_at is not None:
-                due = t.last_notified_at + timedelta(minutes=p.renotify_minutes)
-                if at >= due:
-                    jobs.append(Job("renotify", t.id, due))
-            checked = max(u.checked_at for u in t.urls)
-            due = checked + timedelta(minutes=p.recheck_minutes)
-            if at >= due:
-                jobs.append(Job("recheck", t.id, due))
-        return jobs
+        return due_jobs(self.tickets.open_tickets(), self.policy, now or self.clock())
 
     async def run_job(self, job: Job) -> Ticket:
         """Run one job from :meth:`due_jobs`."""
@@ -585,72 +511,29 @@ class TakedownService:
         if not live:
             ev = TicketEvent(self.clock(), "system", "notify-skipped", "no URL still hosted here")
             return await asyncio.to_thread(self.tickets.update, add_event(t, ev))
-        notice = Notice(
-            ticket_id=t.id,
-            kind=kind,
-            reference=t.reference,
-            source=t.source,
-            customer_id=t.customer_id,
-            service_id=t.service_id,
-            customer_contact="" if t.hold else t.contact,
-            urls=tuple(u.url for u in live),
-            addresses=tuple(u.addresses for u in live),
-            notice_received_at=t.notice_received_at,
-            deadline=t.deadline,
-            hold=t.hold,
-            instruction=INSTRUCTION,
+        sent = await deliver(
+            t,
+            kind,
+            self.notifiers,
+            attempts=self.policy.notify_attempts,
+            backoff_seconds=self.policy.retry_backoff_seconds,
+            clock=self.clock,
         )
-        failures = 0
-        for notifier in self.notifiers:
-            ok = False
-            for attempt in range(1, self.policy.notify_attempts + 1):
-                try:
-                    await notifier.send(notice)
-                    ok = True
-                except NotifyError as exc:
-                    ev = TicketEvent(
-                        self.clock(),
-                        "system",
-                        "notify",
-                        f"failed: {exc.reason}",
-                        detail=(
-                            ("channel", notifier.channel),
-                            ("attempt", str(attempt)),
-                            ("kind", kind),
-                        ),
-                    )
-                    t = add_event(t, ev)
-                    if attempt < self.policy.notify_attempts:
-                        await asyncio.sleep(self.policy.retry_backoff_seconds * attempt)
-                    continue
-                ev = TicketEvent(
-                    self.clock(),
-                    "system",
-                    "notify",
-                    "delivered",
-                    detail=(
-                        ("channel", notifier.channel),
-                        ("attempt", str(attempt)),
-                        ("kind", kind),
-                    ),
-                )
-                t = add_event(t, ev)
-                break
-            if not ok:
-                failures += 1
+        t = sent.ticket
+        for notifier, ok in sent.delivered:
             await self._audit(
                 "system",
                 "ticket.notify" if ok else "ticket.notify-failed",
                 f"ticket:{t.id}",
                 {
-                    "channel": notifier.channel,
+                    "channel": notifier.name,
                     "kind": kind,
                     "hold": t.hold,
                     "urls": [u.ref for u in live],
                 },
             )
-        changes: dict[str, Any] = {"notify_failures": t.notify_failures + 1 if failures else 0}
-        if failures < len(self.notifiers):
+        changes: dict[str, Any] = {"notify_failures": t.notify_failures + 1 if sent.failures else 0}
+        if sent.failures < len(self.notifiers):
             changes["last_notified_at"] = self.clock()
         return await asyncio.to_thread(self.tickets.update, replace(t, **changes))
 

@@ -1,0 +1,16 @@
+"""The customer source kinds (``[[takedown.customers]] kind = ...``); one line per kind."""
+
+from __future__ import annotations
+
+from edgeagent.plugins import Registry
+from edgeagent.takedown.customers.base import CustomerSource
+from edgeagent.takedown.customers.csv import CsvExport
+from edgeagent.takedown.customers.http import HttpIpam
+from edgeagent.takedown.customers.json import JsonExport
+from edgeagent.takedown.customers.ripe import RipeExport
+
+CUSTOMER_SOURCE_KINDS: Registry[CustomerSource] = Registry("customer source")
+CUSTOMER_SOURCE_KINDS.register(CsvExport)
+CUSTOMER_SOURCE_KINDS.register(JsonExport)
+CUSTOMER_SOURCE_KINDS.register(RipeExport)
+CUSTOMER_SOURCE_KINDS.register(HttpIpam)

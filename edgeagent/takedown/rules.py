@@ -1,0 +1,93 @@
+"""The rules the takedown service applies, and which scheduled jobs are due when.
+
+Pure: :func:`due_jobs` reads tickets and a clock value, nothing else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from edgeagent.takedown.evidence import RetentionPolicy
+from edgeagent.takedown.settings import TakedownSettings
+from edgeagent.takedown.tickets import LIVE_STATES, Ticket
+
+
+@dataclass(frozen=True, slots=True)
+class TakedownPolicy:
+    """The rules the service applies (from ``[takedown]``; see :meth:`from_settings`).
+
+    ``require_authorisation_for`` holds notice sources and/or jurisdictions for which a
+    law-enforcement authorisation must be recorded before ``temporarily-removed``.
+    """
+
+    sla_minutes: int = 60
+    sla_minutes_by_source: Mapping[str, int] = field(default_factory=dict)
+    renotify_minutes: int = 240
+    reminder_fraction: float = 0.5
+    recheck_minutes: int = 30
+    retry_minutes: int = 5
+    notify_attempts: int = 3
+    retry_backoff_seconds: float = 1.0
+    require_authorisation_for: frozenset[str] = frozenset()
+    retention: RetentionPolicy = field(default_factory=RetentionPolicy)
+
+    def sla(self, source: str) -> timedelta:
+        return timedelta(minutes=self.sla_minutes_by_source.get(source, self.sla_minutes))
+
+    def needs_authorisation(self, ticket: Ticket) -> bool:
+        wanted = self.require_authorisation_for
+        return ticket.source in wanted or (
+            bool(ticket.jurisdiction) and ticket.jurisdiction in wanted
+        )
+
+    @classmethod
+    def from_settings(cls, s: TakedownSettings) -> TakedownPolicy:
+        return cls(
+            sla_minutes=s.sla_minutes,
+            sla_minutes_by_source={str(k.value): v for k, v in s.sla_minutes_by_source.items()},
+            renotify_minutes=s.renotify_minutes,
+            require_authorisation_for=frozenset(str(x.value) for x in s.require_authorisation_for),
+            retention=RetentionPolicy(default_days=s.retention_days),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """A scheduled action on a ticket: ``reminder``, ``escalation``, ``renotify``,
+    ``retry-notice`` or ``recheck``, due at ``due_at``."""
+
+    kind: str
+    ticket_id: int
+    due_at: datetime
+
+
+def due_jobs(tickets: Iterable[Ticket], policy: TakedownPolicy, at: datetime) -> list[Job]:
+    """The jobs due at ``at`` for ``tickets`` (the open ones)."""
+    jobs: list[Job] = []
+    p = policy
+    for t in tickets:
+        live = t.state in LIVE_STATES and t.removed_at is None and bool(t.live_urls)
+        if t.notify_failures > 0:
+            last = t.events[-1].at
+            due = last + timedelta(minutes=p.retry_minutes)
+            if at >= due:
+                jobs.append(Job("retry-notice", t.id, due))
+        if not live:
+            continue
+        sla = t.deadline - t.notice_received_at
+        remind_at = t.notice_received_at + sla * p.reminder_fraction
+        if not t.reminded and at >= remind_at and at < t.deadline:
+            jobs.append(Job("reminder", t.id, remind_at))
+        if not t.escalated and at >= t.deadline:
+            jobs.append(Job("escalation", t.id, t.deadline))
+        if t.last_notified_at is not None:
+            due = t.last_notified_at + timedelta(minutes=p.renotify_minutes)
+            if at >= due:
+                jobs.append(Job("renotify", t.id, due))
+        checked = max(u.checked_at for u in t.urls)
+        due = checked + timedelta(minutes=p.recheck_minutes)
+        if at >= due:
+            jobs.append(Job("recheck", t.id, due))
+    return jobs

@@ -1,0 +1,277 @@
+"""The bypass matrix through the real shipped Squid: every spelling of a listed page is
+refused, explicit proxy and diverted (accel) port alike, and its siblings still pass.
+
+Requests are written to a socket byte for byte (no client library that would normalise the
+request line): a fragment in the request line, an empty or unrelated query, escapes,
+dot segments, path parameters, host case, a trailing dot, ``:80``, absolute-form on the
+diverted port and HTTP/1.0. The origin records every request that reaches it, so a
+refusal is also checked to have kept the request from the origin.
+:func:`page_spellings`, :func:`prefix_spellings` and :func:`send` are shared with
+``test_proxy_diverted.py`` (the diverted client with the whole DNS chain).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from edgeagent.model import Action, DesiredState, Entry, Indicator
+from edgeagent.proxy.index import write_index
+from edgeagent.proxy.pathfilter import filter_path, write_path_filter
+from edgeagent.proxy.stoppage import StopPageSettings, StopPageSource, create_stop_page_app
+from tests.conftest import require_binary
+from tests.integration.squidproxy import HOST, RunningSquid, start_squid
+from tests.integration.webapps import BackgroundApps
+
+pytestmark = pytest.mark.integration
+
+SITE = "bypass.site.test"
+OTHER = "other.site.test"
+PAGE = "/listed/Page.html"
+PREFIX = "/listed/dir"  # a url-prefix entry without a trailing slash
+QUERY_PAGE = "/view.php"  # listed with ?id=1 only
+
+
+def page_spellings(path: str) -> list[str]:
+    """Raw request targets (origin-form) an origin serves as the page at ``path``.
+
+    ``path`` is ``/dir/name.ext`` with letters in both segments.
+    """
+    _, first, last = path.split("/")
+    stem, _, ext = last.partition(".")
+    return [
+        path,
+        path + "#x",  # a fragment in the request line: Squid sends it on, the origin drops it
+        path + "#",
+        path + "?",
+        path + "?&",
+        path + "?a=1",  # a query the entry does not constrain
+        path + "?a=1#x",
+        f"/{first}/%{ord(last[0]):02X}{last[1:]}",  # an unreserved character escaped
+        f"/%{ord(first[0]):02x}{first[1:]}/{stem}%2E{ext}",
+        f"/{first}/%25{ord(last[0]):02X}{last[1:]}",  # double encoding
+        f"/{first}/./{last}",
+        f"/x/../{first}/{last}",
+        f"//{first}//{last}",
+        f"/{first}/%2E/{last}",
+        f"/{first}/{last};jsessionid=1",  # path parameters (servlet containers drop them)
+        f"/{first};x/{last}",
+        f"/{first}/x/..;y/{last}",
+    ]
+
+
+def prefix_spellings(prefix: str) -> list[str]:
+    """Raw request targets under url-prefix ``prefix`` (``/dir/name``, no trailing slash)."""
+    _, first, last = prefix.split("/")
+    return [
+        prefix,
+        prefix + "/",
+        prefix + "/x",
+        prefix + "?x",
+        prefix + "/?x",
+        prefix + "#x",
+        prefix + ";x",
+        prefix + ";x/y",
+        f"/{first}/%{ord(last[0]):02X}{last[1:]}/x",
+        f"/{first}/./{last}/x",
+        f"/{first}//{last}/x",
+    ]
+
+
+def prefix_siblings(prefix: str) -> list[str]:
+    """Paths next to url-prefix ``prefix`` that it must not cover."""
+    return [prefix + "x", prefix + "ectory/x", prefix[:-1]]
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    location: str
+    body: str
+
+
+def send(
+    addr: str, port: int, request_line: str, host: str | None, source: str | None = None
+) -> Reply:
+    """Write ``request_line`` (+ ``Host`` when given) to ``addr:port`` as is; read the reply."""
+    head = request_line + "\r\n"
+    if host is not None:
+        head += f"Host: {host}\r\n"
+    head += "Connection: close\r\n\r\n"
+    with socket.create_connection(
+        (addr, port), timeout=10, source_address=(source, 0) if source else None
+    ) as sock:
+        sock.sendall(head.encode("ascii"))
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    header, _, body = data.partition(b"\r\n\r\n")
+    lines = header.decode("latin-1").split("\r\n")
+    location = ""
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        if name.strip().lower() == "location":
+            location = value.strip()
+    return Reply(int(lines[0].split()[1]), location, body.decode("utf-8", "replace"))
+
+
+class Sites(BackgroundApps):
+    """The origin (records the raw target of every request it gets) and the stop page."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hits: list[str] = []
+
+        async def page(request: web.Request) -> web.Response:
+            self.hits.append(request.raw_path)
+            return web.Response(text=f"origin {request.host.split(':')[0]} {request.path}")
+
+        origin = web.Application()
+        origin.router.add_get("/{tail:.*}", page)
+        self.origin_port = self.serve(origin, HOST)
+        stop = StopPageSettings(sources={"iwf": StopPageSource("the Example Hotline")})
+        self.stop_port = self.serve(create_stop_page_app(stop), HOST)
+
+
+@dataclass
+class Env:
+    sites: Sites
+    squid: RunningSquid
+
+    def request(self, via: str, target: str, host: str, version: str = "HTTP/1.1") -> Reply:
+        """``via`` "proxy": absolute-form to the explicit proxy port; "accel": origin-form
+        to the diverted port; "accel-absolute": absolute-form to the diverted port."""
+        if via == "accel":
+            return send(HOST, self.squid.accel_port, f"GET {target} {version}", host)
+        port = self.squid.proxy_port if via == "proxy" else self.squid.accel_port
+        return send(HOST, port, f"GET http://{host}{target} {version}", host)
+
+    def assert_refused(self, via: str, target: str, host: str, version: str = "HTTP/1.1") -> None:
+        before = len(self.sites.hits)
+        reply = self.request(via, target, host, version)
+        assert (reply.status, reply.location) == (
+            302,
+            f"http://{HOST}:{self.sites.stop_port}/blocked?source=iwf",
+        ), f"{via} {target} Host: {host} {version} -> {reply.status} {reply.body[:80]}"
+        assert len(self.sites.hits) == before, f"{target} reached the origin"
+
+    def assert_passed(self, via: str, target: str, host: str) -> None:
+        reply = self.request(via, target, host)
+        assert reply.status == 200, f"{via} {target} Host: {host} -> {reply.status}"
+        assert reply.body.startswith(f"origin {host.split(':', maxsplit=1)[0]} ")
+
+
+@pytest.fixture(scope="module")
+def env() -> Iterator[Env]:
+    require_binary("squid")
+    sites = Sites()
+    work = Path(tempfile.mkdtemp(prefix="edgeagent-bypass-"))
+    os.chmod(work, 0o755)
+    index = work / "proxy-index.bin"
+    state = DesiredState(
+        1,
+        tuple(
+            Entry(Indicator.parse(scope, f"http://{SITE}{target}"), Action.BLOCK, "iwf")
+            for scope, target in (
+                ("url", PAGE),
+                ("url-prefix", PREFIX),
+                ("url", QUERY_PAGE + "?id=1"),
+            )
+        ),
+        (),
+    )
+    write_path_filter(state, filter_path(index), group="proxy")
+    write_index(state, index, group="proxy")
+    squid = start_squid(
+        work / "squid", index, f"http://{HOST}:{sites.stop_port}", {SITE: HOST, OTHER: HOST}
+    )
+    try:
+        yield Env(sites, squid)
+    finally:
+        squid.stop()
+        sites.close()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+VIAS = ["proxy", "accel"]
+
+
+@pytest.mark.parametrize("via", VIAS)
+@pytest.mark.parametrize("target", page_spellings(PAGE))
+def test_listed_page_is_refused_in_every_spelling(env: Env, via: str, target: str) -> None:
+    env.assert_refused(via, target, f"{SITE}:{env.sites.origin_port}")
+
+
+@pytest.mark.parametrize("via", VIAS)
+@pytest.mark.parametrize("target", prefix_spellings(PREFIX))
+def test_url_prefix_without_slash_is_refused_in_every_spelling(
+    env: Env, via: str, target: str
+) -> None:
+    env.assert_refused(via, target, f"{SITE}:{env.sites.origin_port}")
+
+
+@pytest.mark.parametrize("via", ["proxy", "accel", "accel-absolute"])
+@pytest.mark.parametrize(
+    "host", ["{site}:{port}", "BYPASS.Site.TEST:{port}", "{site}.:{port}", "{site}:80", "{site}"]
+)
+def test_host_spellings_and_request_forms(env: Env, via: str, host: str) -> None:
+    spelled = host.format(site=SITE, port=env.sites.origin_port)
+    for target in (PAGE, PAGE + "#x", PAGE + "?a=1", PREFIX + "#x"):
+        env.assert_refused(via, target, spelled)
+
+
+@pytest.mark.parametrize("via", ["proxy", "accel", "accel-absolute"])
+def test_http_1_0(env: Env, via: str) -> None:
+    for target in (PAGE, PAGE + "#x", PAGE + "?", PREFIX + "?x"):
+        env.assert_refused(via, target, f"{SITE}:{env.sites.origin_port}", "HTTP/1.0")
+
+
+def test_http_1_0_absolute_uri_without_host_header(env: Env) -> None:
+    host = f"{SITE}:{env.sites.origin_port}"
+    for target in (PAGE + "#x", PAGE + "?&"):
+        reply = send(HOST, env.squid.proxy_port, f"GET http://{host}{target} HTTP/1.0", None)
+        assert reply.status == 302, target
+        assert reply.location.endswith("/blocked?source=iwf")
+
+
+@pytest.mark.parametrize("via", VIAS)
+@pytest.mark.parametrize(
+    ("query", "listed"),
+    [
+        ("?id=1", True),
+        ("?id=%31", True),
+        ("?id=1&", True),
+        ("?x=2&id=1", True),
+        ("?id=1#x", True),
+        ("?id=2", False),
+        ("?id=12", False),
+        ("", False),
+    ],
+)
+def test_url_entry_with_a_query(env: Env, via: str, query: str, listed: bool) -> None:
+    host = f"{SITE}:{env.sites.origin_port}"
+    if listed:
+        env.assert_refused(via, QUERY_PAGE + query, host)
+    else:
+        env.assert_passed(via, QUERY_PAGE + query, host)
+
+
+@pytest.mark.parametrize("via", VIAS)
+def test_siblings_and_other_hosts_pass(env: Env, via: str) -> None:
+    port = env.sites.origin_port
+    siblings = ["/listed/Sibling.html", "/listed/Page.htmlx", "/listed/Page.html/x"]
+    for target in siblings + prefix_siblings(PREFIX):
+        env.assert_passed(via, target, f"{SITE}:{port}")
+    for target in (PAGE, PAGE + "#x", PREFIX + "/x"):
+        env.assert_passed(via, target, f"{OTHER}:{port}")
+    # What the origin got for a fragment in the request line: the raw "#" (it drops it),
+    # which is why the proxy must refuse it on the listed host.
+    assert "/listed/Page.html#x" in env.sites.hits
