@@ -57,7 +57,7 @@ from edgeagent.logs import fields
 from edgeagent.metrics import Metrics
 from edgeagent.reloading import ReloadReport
 from edgeagent.sdnotify import SystemdNotifier, watchdog_interval
-from edgeagent.store import open_store
+from edgeagent.store import open_store, open_ticket_store
 from edgeagent.store.base import Store
 from edgeagent.takedown.intake import TakedownIntake
 from edgeagent.takedown.service import TakedownService
@@ -114,15 +114,20 @@ class Agent:
     def build(cls, settings: Settings) -> Agent:
         specs = feed_specs(settings.feeds)  # reads feed secrets: fail before opening anything
         guard = build_guard(settings)
-        store = open_store(settings.store, settings.agent.state_dir)
+        state_dir = settings.agent.state_dir
+        state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)  # caches, serial, index
+        store = open_store(settings.store, state_dir)
         metrics = Metrics()
         takedown = intake = None
         if settings.takedown.enabled:
             takedown = TakedownService.from_settings(
-                settings.takedown, store, settings.agent.state_dir, metrics=metrics
+                settings.takedown,
+                store,
+                open_ticket_store(settings.store, state_dir),
+                metrics=metrics,
             )
             intake = TakedownIntake(store.get_decision, lambda feed: _feed_source(settings, feed))
-        context = enforcer_context(settings, settings.agent.state_dir, metrics, guard)
+        context = enforcer_context(settings, state_dir, metrics, guard)
         enforcers = Enforcers.build(ENFORCERS, settings.sections, context)
         return cls(
             settings=settings,
@@ -135,12 +140,14 @@ class Agent:
             feeds=FeedRunner(specs, store, guard, metrics),
             metrics=metrics,
             enforcers=enforcers,
-            state_dir=settings.agent.state_dir,
+            state_dir=state_dir,
             takedown=takedown,
             intake=intake,
         )
 
     def close(self) -> None:
+        if self.takedown is not None:
+            self.takedown.tickets.close()
         self.store.close()
 
     def policy(self) -> PolicySnapshot:

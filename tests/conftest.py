@@ -10,6 +10,9 @@ Helpers (import them: ``from tests.conftest import free_port, require_binary``):
 
 Fixtures of the same names wrap them for tests that prefer injection:
 ``free_port_factory`` (a callable) and ``binary`` (a callable).
+
+Tests marked ``slow`` (minutes each) run only with ``--run-slow``, whatever ``-m`` selects:
+``pytest -m integration`` leaves them out, ``pytest --run-slow -m slow`` runs just them.
 """
 
 from __future__ import annotations
@@ -43,6 +46,26 @@ _PACKAGES = {
     "systemd-sysusers": "systemd",
     "systemd-tmpfiles": "systemd",
 }
+
+RUN_SLOW = "--run-slow"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        RUN_SLOW, action="store_true", help="also run the tests marked slow (minutes each)"
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Deselect the ``slow`` tests unless ``--run-slow`` is given (an option, not a default
+    ``-m 'not slow'``, which a ``-m`` on the command line would silently replace)."""
+    if config.getoption(RUN_SLOW):
+        return
+    slow = [item for item in items if item.get_closest_marker("slow") is not None]
+    if slow:
+        config.hook.pytest_deselected(items=slow)
+        items[:] = [item for item in items if item.get_closest_marker("slow") is None]
+
 
 # Daemons live in sbin, which a non-root PATH often lacks.
 _EXTRA_DIRS = ("/usr/local/sbin", "/usr/sbin", "/sbin")

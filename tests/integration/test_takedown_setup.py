@@ -16,7 +16,8 @@ from aiohttp import web
 from bench.takedown_locate import unbound_server
 from edgeagent.model import Indicator, Scope
 from edgeagent.plugins import concrete_model
-from edgeagent.store import SqliteStore
+from edgeagent.store import SqliteStore, open_ticket_store
+from edgeagent.store.sqlite import SqliteStoreConfig
 from edgeagent.takedown.customers.http import HttpIpam
 from edgeagent.takedown.notifiers.smtp import SmtpNotifier
 from edgeagent.takedown.notifiers.webhook import WebhookNotifier
@@ -98,7 +99,9 @@ async def test_service_from_settings(tmp_path: Path, ipam: dict[str, Any]) -> No
             }
         )
         store = SqliteStore(tmp_path / "edgeagent.sqlite3")
-        svc = TakedownService.from_settings(settings, store, tmp_path)
+        svc = TakedownService.from_settings(
+            settings, store, open_ticket_store(SqliteStoreConfig(), tmp_path)
+        )
         try:
             assert stat.S_IMODE(os.stat(tmp_path / "takedown.sqlite3").st_mode) == 0o600
             assert [type(n) for n in svc.notifiers] == [SmtpNotifier, WebhookNotifier]

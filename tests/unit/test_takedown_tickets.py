@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import stat
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -32,7 +33,7 @@ from edgeagent.takedown.tickets import (
     ticket_from_json,
     ticket_to_json,
 )
-from edgeagent.takedown.ticketstore import SCHEMA_VERSION, TicketStore
+from edgeagent.takedown.ticketstore import SCHEMA_VERSION, TicketStorage, TicketStore
 
 S = TicketState
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -137,27 +138,55 @@ def test_json_round_trip() -> None:
     assert ticket_from_json(ticket_to_json(t)) == t
 
 
+class TicketStoreContract:
+    """What every ticket store does; a subclass provides ``open_tickets`` (a factory that
+    opens the same fresh storage every time it is called)."""
+
+    def test_create_update_and_queries(self, open_tickets: Callable[[], TicketStorage]) -> None:
+        store = open_tickets()
+        t = store.create(make_ticket())
+        assert t.id == 1
+        assert t.version == 0
+        t2 = store.update(walk(t, S.UNDER_REVIEW))
+        assert t2.version == 1
+        with pytest.raises(Conflict):
+            store.update(walk(t, S.UNDER_REVIEW))  # stale version
+        with pytest.raises(NotFound):
+            store.get(99)
+        with pytest.raises(NotFound):
+            store.update(replace(t, id=99))
+        assert store.find_open("cust-a", "HL-1") == t2
+        assert store.find_open("cust-a", "HL-2") is None
+        other = store.create(
+            make_ticket(reference="HL-2", notice_received_at=T0 + timedelta(days=1))
+        )
+        assert [x.id for x in store.list_tickets(state="under-review")] == [1]
+        assert [x.id for x in store.list_tickets()] == [other.id, 1]
+        assert [x.id for x in store.list_tickets(limit=1, offset=1)] == [1]
+        assert store.received_between(T0, T0 + timedelta(seconds=1)) == [t2]
+        closed = store.update(walk(t2, S.FOUND_LEGAL, S.RESTORED))
+        assert closed.closed
+        assert store.find_open("cust-a", "HL-1") is None
+        assert [x.id for x in store.open_tickets()] == [other.id]
+        assert [x.id for x in store.list_tickets(open_only=True)] == [other.id]
+        store.close()
+        reopened = open_tickets()
+        assert reopened.get(1) == closed
+        reopened.close()
+
+
+class TestSqliteTicketStore(TicketStoreContract):
+    @pytest.fixture
+    def open_tickets(self, tmp_path: Path) -> Callable[[], TicketStorage]:
+        return lambda: TicketStore(tmp_path / "takedown.sqlite3")
+
+
 def test_ticket_store_persists_with_safe_settings(tmp_path: Path) -> None:
     path = tmp_path / "state" / "takedown.sqlite3"
     store = TicketStore(path)
-    t = store.create(make_ticket())
-    assert t.id == 1
-    assert t.version == 0
+    store.create(make_ticket())
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
-    t2 = store.update(walk(t, S.UNDER_REVIEW))
-    assert t2.version == 1
-    with pytest.raises(Conflict):
-        store.update(walk(t, S.UNDER_REVIEW))  # stale version
-    with pytest.raises(NotFound):
-        store.get(99)
-    assert store.find_open("cust-a", "HL-1") == t2
-    assert store.find_open("cust-a", "HL-2") is None
-    assert [x.id for x in store.list_tickets(state="under-review")] == [1]
-    assert store.received_between(T0, T0 + timedelta(seconds=1))[0].id == 1
     store.close()
-    reopened = TicketStore(path)
-    assert reopened.get(1) == t2
-    reopened.close()
     db = sqlite3.connect(path)
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
