@@ -12,7 +12,9 @@ fields (:func:`owned_sections`), so the file format does not depend on who owns 
 Typed code reads them back as one value, ``settings.sections(RpzEnforcerConfig)``. Checks
 that span an enforcer's sections and the feeds belong to its config
 (:meth:`EnforcerConfig.cross_checks`), and so do its lines of ``check-config``
-(:meth:`EnforcerConfig.summary_lines`).
+(:meth:`EnforcerConfig.summary_lines`), the DNS action of a feed without one
+(:meth:`EnforcerConfig.default_feed_action`) and the agent's own names its sections use,
+which the guard refuses in any list (:meth:`EnforcerConfig.reserved_names`).
 
 Lifecycle. The daemon calls these from its event loop and never runs two of them at once
 for one enforcer:
