@@ -1,6 +1,6 @@
 """Control API write throughput: ``POST /v1/decisions`` against a 100,000-entry policy.
 
-The server runs in its own process (``python -m tests.api_support``: the real app, SQLite
+The server runs in its own process (``python -m tests.support.api``: the real app, SQLite
 store, guard, and a policy rebuild after writes, as the daemon does) over a store preloaded
 with one live feed generation of ``n_policy`` entries; ``concurrency`` clients in this
 process post ``n_posts`` decisions for distinct targets. Latency is per request, measured
@@ -57,7 +57,7 @@ def start_server(
     """Start the API over ``store_path`` in a child process; return it and its port."""
     args = [str(store_path), "0", str(guard_dir), str(rebuild_every)]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.api_support", *args],
+        [sys.executable, "-m", "tests.support.api", *args],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         text=True,

@@ -36,7 +36,9 @@ import dns.rdatatype
 
 from bench import Row
 from edgeagent.atomic import write_atomic
-from edgeagent.lab.resolvers import update_publisher
+from edgeagent.lab.daemons import HOST, RunningDaemon, free_port, render, wait_answering
+from edgeagent.lab.daemons import spawn as _spawn
+from edgeagent.lab.resolvers import start_authoritative, start_unbound, update_publisher
 from edgeagent.model import Action, DesiredState, Entry, Indicator, Scope
 from edgeagent.rpz.compiler import RpzAction, RpzSettings
 from edgeagent.rpz.publishers.base import ResolverTarget, ZoneRelease, query_canary
@@ -46,18 +48,6 @@ from edgeagent.rpz.publishers.http_notify import (
     ThreadedZoneServer,
 )
 from edgeagent.rpz.publishing import compile_release
-from tests.integration.resolvers import (
-    HOST,
-    REPO,
-    RunningDaemon,
-    _spawn,
-    free_port,
-    render,
-    start_authoritative,
-    start_unbound,
-    stop_all,
-    wait_answering,
-)
 from tests.integration.test_rpz_fleet import (
     TEST_ZONE,
     bootstrap_zones,
@@ -65,6 +55,7 @@ from tests.integration.test_rpz_fleet import (
     start_secondary,
     start_unbound_http,
 )
+from tests.support.resolvers import REPO, stop_all
 
 UNBOUND_PRIMARY_SNIPPET = REPO / "resolvers" / "unbound" / "unbound-rpz-primary.conf"
 

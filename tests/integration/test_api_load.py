@@ -2,7 +2,7 @@
 restarted, and the rest are posted. Every 201 must be in the store, no target twice, and
 the audit chain must verify.
 
-The server is a real process (``python -m tests.api_support``) on loopback over a SQLite
+The server is a real process (``python -m tests.support.api``) on loopback over a SQLite
 store file, so SIGKILL hits it exactly as it would hit the daemon.
 """
 
@@ -33,7 +33,7 @@ pytestmark = pytest.mark.integration
 
 def _start(store_path: Path, guard_dir: Path) -> tuple[subprocess.Popen[str], int]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.api_support", str(store_path), "0", str(guard_dir), "-1"],
+        [sys.executable, "-m", "tests.support.api", str(store_path), "0", str(guard_dir), "-1"],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         text=True,

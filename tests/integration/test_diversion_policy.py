@@ -13,9 +13,9 @@ from pathlib import Path
 
 from edgeagent.config import Settings
 from edgeagent.diversion import RouteDiversion, diverted_hosts
+from edgeagent.lab.resolvers import start_authoritative
 from edgeagent.metrics import Metrics
 from edgeagent.model import Action, DesiredState, Entry, Indicator, Scope
-from tests.integration.resolvers import start_authoritative
 from tests.integration.test_routes_netns import DIRECT, DIVERTED, OURS, Lab, lab  # noqa: F401
 
 ZONE = """$TTL 60

@@ -23,7 +23,7 @@ from edgeagent.feeds.sync import StatusBoard, sync_feed
 from edgeagent.guard import Guard, ProtectedNames, PublicSuffixes
 from edgeagent.store import SqliteStore
 from edgeagent.store.base import Store
-from tests.integration.feedserver import FeedServer, Route, gzip_bomb
+from tests.support.feedserver import FeedServer, Route, gzip_bomb
 
 pytestmark = pytest.mark.integration
 

@@ -32,7 +32,8 @@ from edgeagent.guard import Guard, ProtectedNames, PublicSuffixes
 from edgeagent.model import Action, Scope
 from edgeagent.store import SqliteStore
 from edgeagent.store.base import Store
-from tests.conftest import free_port, require_binary
+from tests.support.binaries import require_binary
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -31,7 +31,7 @@ import dns.rdatatype
 import pytest
 
 from edgeagent.takedown.notifiers.webhook import verify_signature
-from tests.conftest import require_binary
+from tests.support.binaries import require_binary
 
 pytestmark = pytest.mark.integration
 

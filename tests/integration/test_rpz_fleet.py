@@ -32,10 +32,12 @@ import dns.tsig
 import pytest
 
 from edgeagent.errors import PublishError
+from edgeagent.lab.daemons import HOST, RunningDaemon, render, spawn, wait_answering
 from edgeagent.lab.resolvers import (
     TRANSFER_KEY,
     UPDATE_KEY,
     bootstrap_zones,
+    start_authoritative,
     start_primary,
     start_secondary,
     start_unbound_http,
@@ -53,17 +55,8 @@ from edgeagent.rpz.publishers.http_notify import (
     ZoneServer,
 )
 from edgeagent.rpz.verify import ResolverCheck, Verifier
-from tests.integration.resolvers import (
-    HOST,
-    REPO,
-    RunningDaemon,
-    _spawn,
-    free_port,
-    render,
-    start_authoritative,
-    stop_all,
-    wait_answering,
-)
+from tests.support.ports import free_port
+from tests.support.resolvers import REPO, stop_all
 
 pytestmark = pytest.mark.integration
 
@@ -448,7 +441,7 @@ def test_verification_reports_lag_of_a_stopped_feed(fleet: Fleet) -> None:
 
 
 def _spawn_checked(name: str, argv: list[str], workdir: Path, port: int) -> RunningDaemon:
-    proc, log = _spawn(name, argv, workdir)
+    proc, log = spawn(name, argv, workdir)
     d = RunningDaemon(name, proc, port, workdir, log)
     wait_answering(d, "blocked-canary.edgeagent.test.")
     return d

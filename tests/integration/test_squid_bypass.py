@@ -23,13 +23,15 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
+from edgeagent.lab.daemons import HOST
+from edgeagent.lab.proxy import RunningSquid
 from edgeagent.model import Action, DesiredState, Entry, Indicator
 from edgeagent.proxy.index import write_index
 from edgeagent.proxy.pathfilter import filter_path, write_path_filter
 from edgeagent.proxy.stoppage import StopPageSettings, StopPageSource, create_stop_page_app
-from tests.conftest import require_binary
-from tests.integration.squidproxy import HOST, RunningSquid, start_squid
-from tests.integration.webapps import BackgroundApps
+from tests.support.binaries import require_binary
+from tests.support.squid import start_squid
+from tests.support.webapps import BackgroundApps
 
 pytestmark = pytest.mark.integration
 

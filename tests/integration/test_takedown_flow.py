@@ -51,8 +51,9 @@ from edgeagent.takedown.rules import Job, TakedownPolicy
 from edgeagent.takedown.service import TakedownService
 from edgeagent.takedown.space import OwnSpace
 from edgeagent.takedown.ticketstore import TicketStore
-from tests.api_support import add_tokens, make_context, make_guard
-from tests.conftest import free_port, require_binary
+from tests.support.api import add_tokens, make_context, make_guard
+from tests.support.binaries import require_binary
+from tests.support.ports import free_port
 
 UTC = dt.UTC
 SECRET = b"webhook-test-secret"

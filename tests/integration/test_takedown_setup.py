@@ -23,7 +23,8 @@ from edgeagent.takedown.notifiers.smtp import SmtpNotifier
 from edgeagent.takedown.notifiers.webhook import WebhookNotifier
 from edgeagent.takedown.service import TakedownService
 from edgeagent.takedown.settings import TakedownSettings
-from tests.conftest import free_port, require_binary
+from tests.support.binaries import require_binary
+from tests.support.ports import free_port
 
 IPAM_ITEMS = [
     {"prefix": "198.51.100.0/28", "customer_id": "ipam-a", "service_id": "vm-1"},

@@ -32,8 +32,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import require_binary
 from tests.integration.test_lab_e2e import wait_for
+from tests.support.binaries import require_binary
 from tests.unit.test_feeds_samples import _inline_expectations, _sidecar_expectations
 
 pytestmark = pytest.mark.integration

@@ -11,7 +11,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from tests.conftest import require_binary
+from tests.support.binaries import require_binary
 
 RULES_DIR = Path(__file__).resolve().parents[2] / "config" / "prometheus"
 RULES = RULES_DIR / "edgeagent-alerts.yml"

@@ -12,7 +12,7 @@ from edgeagent.api.auth import Role, authenticate
 from edgeagent.api.routes import ROUTES, Route
 from edgeagent.store import SqliteStore
 from edgeagent.tokens import hash_token, new_token
-from tests.api_support import ApiHarness, add_tokens, make_context, make_guard
+from tests.support.api import ApiHarness, add_tokens, make_context, make_guard
 
 # A token name holding exactly each role.
 HOLDER = {

@@ -9,7 +9,7 @@ import pytest
 
 from edgeagent.api.validation import DecisionListOut, DecisionOut
 from edgeagent.store import SqliteStore
-from tests.api_support import ApiHarness, add_tokens, decision_body, make_context, make_guard
+from tests.support.api import ApiHarness, add_tokens, decision_body, make_context, make_guard
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from edgeagent.api.feed_routes import HeldDecision
 from edgeagent.api.takedown_routes import TicketTransition
 from edgeagent.api.validation import ApiError, ErrorOut, parse_body
 from edgeagent.store import SqliteStore
-from tests.api_support import ApiHarness, add_tokens, decision_body, make_context, make_guard
+from tests.support.api import ApiHarness, add_tokens, decision_body, make_context, make_guard
 
 
 @pytest.fixture

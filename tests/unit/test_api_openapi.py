@@ -17,7 +17,7 @@ from edgeagent.api.openapi import build_document, openapi_path
 from edgeagent.api.routes import ROUTES, Route
 from edgeagent.api.takedown_routes import takedown_routes
 from edgeagent.store import SqliteStore
-from tests.api_support import ApiHarness, add_tokens, make_context, make_guard
+from tests.support.api import ApiHarness, add_tokens, make_context, make_guard
 
 METHODS = {"get", "post", "put", "patch", "delete"}
 

@@ -22,7 +22,7 @@ from edgeagent.metrics import Metrics
 from edgeagent.model import Action, Entry, Indicator, Scope
 from edgeagent.store import SqliteStore
 from edgeagent.store.base import GenerationStatus, Store
-from tests.api_support import (
+from tests.support.api import (
     ApiHarness,
     FakeClock,
     add_tokens,

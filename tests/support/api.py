@@ -8,7 +8,7 @@
   ``supervisor2``, ``admin`` (name = role, with a second analyst and supervisor for
   four-eyes); returns name -> secret.
 - ``ApiHarness``: the app on an aiohttp ``TestServer`` with a ``call()`` shortcut.
-- ``serve(store_path, host, port, guard_dir=...)`` / ``python -m tests.api_support STORE
+- ``serve(store_path, host, port, guard_dir=...)`` / ``python -m tests.support.api STORE
   PORT GUARD_DIR``: the API over an existing store, in the foreground, for subprocess tests
   and the benchmark; prints ``READY <port>`` once it listens.
 """

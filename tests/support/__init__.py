@@ -1,0 +1,15 @@
+"""Test support: helpers the tests import, one module per job.
+
+- :mod:`tests.support.ports`: free loopback ports;
+- :mod:`tests.support.binaries`: external programs a test needs (fail, never skip);
+- :mod:`tests.support.pki`: a throwaway CA and certificates;
+- :mod:`tests.support.api`: the control API in-process, tokens per role, decision bodies;
+- :mod:`tests.support.agent`: the agent daemon (``edgeagent run``) as a process;
+- :mod:`tests.support.resolvers`: DNS daemons around :mod:`edgeagent.lab.resolvers`;
+- :mod:`tests.support.squid`: Squid, the origin and stop page behind it, a raw client;
+- :mod:`tests.support.feedserver`: a feed server that misbehaves on demand;
+- :mod:`tests.support.webapps`: aiohttp apps on a background event loop.
+
+Fixtures are not here: they live in the ``conftest.py`` files. Support code may import
+:mod:`edgeagent`, never a test module; ``bench/`` imports nothing from ``tests/``.
+"""
