@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import pytest
 
+from edgeagent.guard import Guard, ProtectedNames, PublicSuffixes
+
 RUN_SLOW = "--run-slow"
 
 
@@ -30,3 +32,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if slow:
         config.hook.pytest_deselected(items=slow)
         items[:] = [item for item in items if item.get_closest_marker("slow") is None]
+
+
+@pytest.fixture(scope="module")
+def guard() -> Guard:
+    """The real guard: the bundled Public Suffix List and one protected name,
+    ``protected.example``."""
+    return Guard(PublicSuffixes.load(), ProtectedNames(["protected.example"]))

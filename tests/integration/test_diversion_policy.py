@@ -1,6 +1,6 @@
 """Route diversion driven by the policy: URL entries -> real DNS answers -> kernel routes.
 
-Uses the namespaces of ``test_routes_netns`` (client holds the rules) and a real
+Uses the namespaces of :mod:`tests.support.netns` (client holds the rules) and a real
 authoritative ``named`` on loopback standing in for the resolver without the policy.
 ``listed.example.com`` has a URL-level entry and resolves to 203.0.113.10; ``cdn.example.com``
 (protected) resolves to 203.0.113.20, and so does ``sneaky.example.com``, a listed site
@@ -16,7 +16,7 @@ from edgeagent.diversion import RouteDiversion, diverted_hosts
 from edgeagent.lab.resolvers import start_authoritative
 from edgeagent.metrics import Metrics
 from edgeagent.model import Action, DesiredState, Entry, Indicator, Scope
-from tests.integration.test_routes_netns import DIRECT, DIVERTED, OURS, Lab, lab  # noqa: F401
+from tests.support.netns import DIRECT, DIVERTED, OURS, Netns
 
 ZONE = """$TTL 60
 @ IN SOA ns.example.com. hostmaster.example.com. 1 60 60 600 60
@@ -58,28 +58,28 @@ def test_only_url_hosts_are_diverted() -> None:
 
 
 async def test_policy_change_moves_routes_and_spares_protected_addresses(
-    lab: Lab,  # noqa: F811
+    netns: Netns,
     tmp_path: Path,
 ) -> None:
     dns = start_authoritative(tmp_path / "dns", {"example.com": ZONE})
     try:
         metrics = Metrics()
-        div = RouteDiversion(_settings(dns.port), metrics, ["cdn.example.com"], netns=lab.client)
-        assert lab.probe(DIVERTED, 80) == "origin"
+        div = RouteDiversion(_settings(dns.port), metrics, ["cdn.example.com"], netns=netns.client)
+        assert netns.probe(DIVERTED, 80) == "origin"
 
         state = _state(1, "http://listed.example.com/page.html", "http://sneaky.example.com/x.html")
         result = await div.reconcile(state)
         assert result is not None
         assert [str(d) for d in result.added] == [f"{DIVERTED}/32"]
         assert [r.reason for r in result.refused] == ["protected-address"]
-        assert lab.probe(DIVERTED, 80) == "proxy"
-        assert lab.probe(DIRECT, 80) == "origin"  # the protected third party stays direct
+        assert netns.probe(DIVERTED, 80) == "proxy"
+        assert netns.probe(DIRECT, 80) == "origin"  # the protected third party stays direct
         assert metrics.routes_installed._value.get() == 1
 
         result = await div.reconcile(_state(2))  # the URL entry was revoked
         assert result is not None
         assert [str(d) for d in result.removed] == [f"{DIVERTED}/32"]
-        assert lab.table() == {}
-        assert lab.probe(DIVERTED, 80) == "origin"
+        assert netns.table() == {}
+        assert netns.probe(DIVERTED, 80) == "origin"
     finally:
         dns.stop()

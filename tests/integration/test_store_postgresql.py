@@ -28,7 +28,7 @@ from edgeagent.store.postgresql.connect import Database, query_error
 from edgeagent.store.postgresql.store import PostgresStore
 from edgeagent.store.postgresql.tickets import PostgresTicketStore
 from edgeagent.takedown.ticketstore import TicketStorage
-from tests.integration.conftest import PgDatabase
+from tests.support.postgres import PgDatabase
 from tests.support.store_contract import Clock, StoreContract, new_decision
 from tests.unit.test_takedown_tickets import TicketStoreContract
 
