@@ -10,9 +10,13 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.support.agent import create_token, http_json, running_agent
 from tests.support.pki import issue, write_pair
 from tests.support.ports import free_port
+
+pytestmark = pytest.mark.integration
 
 
 def test_newcomer_flow_reload_and_stop(tmp_path: Path) -> None:

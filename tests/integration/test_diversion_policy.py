@@ -11,12 +11,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from edgeagent.config import Settings
 from edgeagent.diversion import RouteDiversion, diverted_hosts
 from edgeagent.lab.resolvers import start_authoritative
 from edgeagent.metrics import Metrics
 from edgeagent.model import Action, DesiredState, Entry, Indicator, Scope
 from tests.support.netns import DIRECT, DIVERTED, OURS, Netns
+
+pytestmark = [pytest.mark.integration, pytest.mark.netns]
 
 ZONE = """$TTL 60
 @ IN SOA ns.example.com. hostmaster.example.com. 1 60 60 600 60

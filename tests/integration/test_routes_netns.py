@@ -23,7 +23,7 @@ from edgeagent.routes import (
 )
 from tests.support.netns import DIRECT, DIVERTED, DIVERTED6, OURS, PROTO, TABLE, Netns, ip
 
-pytestmark = pytest.mark.netns
+pytestmark = [pytest.mark.integration, pytest.mark.netns]
 
 HOST = "pages.example.com"  # a host with URL-level entries
 

@@ -23,6 +23,8 @@ import pytest
 from tests.support.binaries import require_binary
 from tests.support.ports import free_port
 
+pytestmark = pytest.mark.integration
+
 ROOT = Path(__file__).resolve().parents[2]
 UNIT = ROOT / "systemd" / "edgeagent.service"
 SYSUSERS = ROOT / "systemd" / "edgeagent.sysusers.conf"

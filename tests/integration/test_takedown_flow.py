@@ -55,6 +55,8 @@ from tests.support.api import add_tokens, make_context, make_guard
 from tests.support.binaries import require_binary
 from tests.support.ports import free_port
 
+pytestmark = pytest.mark.integration
+
 UTC = dt.UTC
 SECRET = b"webhook-test-secret"
 CUSTOMERS = """prefix,customer_id,service_id,contact,valid_from,valid_to

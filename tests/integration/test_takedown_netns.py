@@ -30,7 +30,7 @@ from tests.support.segment_netns import (
     topology,
 )
 
-pytestmark = pytest.mark.netns
+pytestmark = [pytest.mark.integration, pytest.mark.netns]
 
 _LOOKUP = r"""
 import asyncio, json, sys

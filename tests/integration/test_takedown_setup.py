@@ -26,6 +26,8 @@ from edgeagent.takedown.settings import TakedownSettings
 from tests.support.binaries import require_binary
 from tests.support.ports import free_port
 
+pytestmark = pytest.mark.integration
+
 IPAM_ITEMS = [
     {"prefix": "198.51.100.0/28", "customer_id": "ipam-a", "service_id": "vm-1"},
     {"prefix": "198.51.100.16 - 198.51.100.31", "customer_id": "ipam-b", "contact": ""},
