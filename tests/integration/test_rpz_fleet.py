@@ -6,8 +6,6 @@ from the ``bind-update`` publisher and serves a real secondary resolver ``named`
 (``resolvers/unbound/unbound-rpz-http.conf``) fetches the zones from the agent's HTTP
 server after the ``http-notify`` publisher's NOTIFY. Test names live in a synthetic
 ``test.`` zone served by a separate authoritative ``named``.
-
-The ``start_*`` helpers are reused by ``bench/rpz_bench.py``.
 """
 
 from __future__ import annotations
@@ -41,7 +39,6 @@ from edgeagent.lab.resolvers import (
     start_primary,
     start_secondary,
     start_unbound_http,
-    tsig_key,
     update_publisher,
 )
 from edgeagent.model import Action, DesiredState, Entry, Indicator, Scope
@@ -62,17 +59,7 @@ pytestmark = pytest.mark.integration
 
 
 # ------------------------------------------------------------------------------ daemons
-# The launchers are shared with `edgeagent lab` (edgeagent.lab.resolvers); re-exported
-# here for the benchmarks that import them from this module.
-__all__ = [
-    "TRANSFER_KEY",
-    "UPDATE_KEY",
-    "bootstrap_zones",
-    "start_primary",
-    "start_secondary",
-    "start_unbound_http",
-    "tsig_key",
-]
+# The launchers are shared with `edgeagent lab` (edgeagent.lab.resolvers).
 
 
 def wait_serial(d: RunningDaemon, canary: str, serial: int, timeout: float = 20.0) -> None:

@@ -29,10 +29,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from bench.takedown_locate import unbound_server
 from edgeagent.api import create_app
 from edgeagent.api.routes import ROUTES
 from edgeagent.api.takedown_routes import takedown_routes
+from edgeagent.lab.resolvers import unbound_server
 from edgeagent.model import Action, Entry, Indicator, Scope
 from edgeagent.store import SqliteStore
 from edgeagent.store.base import Store

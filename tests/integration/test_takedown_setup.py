@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from bench.takedown_locate import unbound_server
+from edgeagent.lab.resolvers import unbound_server
 from edgeagent.model import Indicator, Scope
 from edgeagent.plugins import concrete_model
 from edgeagent.store import SqliteStore, open_ticket_store

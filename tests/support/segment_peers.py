@@ -16,7 +16,7 @@ import json
 import sys
 from pathlib import Path
 
-from bench.takedown_locate import unbound_server
+from edgeagent.lab.resolvers import unbound_server
 from edgeagent.lab.sinks import SmtpSink, WebhookSink
 
 
