@@ -2,14 +2,19 @@
 
 - :mod:`tests.support.ports`: free loopback ports;
 - :mod:`tests.support.binaries`: external programs a test needs (fail, never skip);
+- :mod:`tests.support.polling`: waiting for what a daemon does in its own time;
 - :mod:`tests.support.pki`: a throwaway CA and certificates;
 - :mod:`tests.support.api`: the control API in-process, tokens per role, decision bodies;
 - :mod:`tests.support.agent`: the agent daemon (``edgeagent run``) as a process;
 - :mod:`tests.support.resolvers`: DNS daemons around :mod:`edgeagent.lab.resolvers`;
 - :mod:`tests.support.squid`: Squid, the origin and stop page behind it, a raw client;
+- :mod:`tests.support.netns`: the client/proxy/origin namespaces of the route tests;
 - :mod:`tests.support.feedserver`: a feed server that misbehaves on demand;
-- :mod:`tests.support.webapps`: aiohttp apps on a background event loop.
+- :mod:`tests.support.webapps`: aiohttp apps on a background event loop;
+- :mod:`tests.support.samples`: the sample feeds and the result annotated per line;
+- :mod:`tests.support.alert_rules`: the alert rules, the dashboard, the metric contract.
 
 Fixtures are not here: they live in the ``conftest.py`` files. Support code may import
-:mod:`edgeagent`, never a test module; ``bench/`` imports nothing from ``tests/``.
+:mod:`edgeagent`, never a test module; ``bench/`` imports nothing from ``tests/``; what
+both need (daemon launchers, the API-only server) is in :mod:`edgeagent.lab`.
 """
