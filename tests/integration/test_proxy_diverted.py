@@ -52,15 +52,10 @@ from edgeagent.proxy.stoppage import StopPageSettings, StopPageSource, create_st
 from edgeagent.rpz.compiler import RpzSettings
 from edgeagent.rpz.publishers.base import ZoneRelease
 from edgeagent.rpz.publishers.zonefile import ZonefilePublisher
-from tests.integration.test_squid_bypass import (
-    page_spellings,
-    prefix_siblings,
-    prefix_spellings,
-    send,
-)
 from tests.support.binaries import require_binary
 from tests.support.resolvers import stop_all
-from tests.support.squid import raw_get, start_squid
+from tests.support.spellings import page_spellings, prefix_siblings, prefix_spellings
+from tests.support.squid import raw_get, send, start_squid
 from tests.support.webapps import BackgroundApps
 
 pytestmark = pytest.mark.integration

@@ -7,7 +7,8 @@
 - :mod:`tests.support.api`: the control API in-process, tokens per role, decision bodies;
 - :mod:`tests.support.agent`: the agent daemon (``edgeagent run``) as a process;
 - :mod:`tests.support.resolvers`: DNS daemons around :mod:`edgeagent.lab.resolvers`;
-- :mod:`tests.support.squid`: Squid, the origin and stop page behind it, a raw client;
+- :mod:`tests.support.squid`: Squid, the origin and stop page behind it, raw clients;
+- :mod:`tests.support.spellings`: request targets that spell a listed page, and siblings;
 - :mod:`tests.support.netns`: the client/proxy/origin namespaces of the route tests;
 - :mod:`tests.support.feedserver`: a feed server that misbehaves on demand;
 - :mod:`tests.support.webapps`: aiohttp apps on a background event loop;

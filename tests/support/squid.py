@@ -9,13 +9,16 @@ with ``squid -N`` in the foreground. Names are resolved from a ``hosts_file``, o
 ``accel_port`` put the ports on another loopback address. Squid drops to the ``proxy``
 user, so ``workdir`` and the index must be readable by it.
 
-:class:`Servers` is the origin and the stop page Squid talks to; :func:`raw_get` sends a
-request line exactly as spelled.
+:class:`Servers` is the origin and the stop page Squid talks to. :func:`raw_get` sends a
+GET exactly as spelled; :func:`send` writes any request line byte for byte and returns the
+status, ``Location`` and body.
 """
 
 from __future__ import annotations
 
 import http.client
+import socket
+from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import web
@@ -97,3 +100,35 @@ def raw_get(
         return resp.status, {k.lower(): v for k, v in resp.getheaders()}, body
     finally:
         conn.close()
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    location: str
+    body: str
+
+
+def send(
+    addr: str, port: int, request_line: str, host: str | None, source: str | None = None
+) -> Reply:
+    """Write ``request_line`` (+ ``Host`` when given) to ``addr:port`` as is; read the reply."""
+    head = request_line + "\r\n"
+    if host is not None:
+        head += f"Host: {host}\r\n"
+    head += "Connection: close\r\n\r\n"
+    with socket.create_connection(
+        (addr, port), timeout=10, source_address=(source, 0) if source else None
+    ) as sock:
+        sock.sendall(head.encode("ascii"))
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    header, _, body = data.partition(b"\r\n\r\n")
+    lines = header.decode("latin-1").split("\r\n")
+    location = ""
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        if name.strip().lower() == "location":
+            location = value.strip()
+    return Reply(int(lines[0].split()[1]), location, body.decode("utf-8", "replace"))
