@@ -43,7 +43,7 @@ from tests.support.segment_netns import (
     topology,
 )
 
-pytestmark = pytest.mark.netns
+pytestmark = [pytest.mark.integration, pytest.mark.netns]
 
 API, METRICS = "http://127.0.0.1:8640", "http://127.0.0.1:9640"
 RECORDS = [

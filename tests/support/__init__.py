@@ -10,9 +10,12 @@
 - :mod:`tests.support.squid`: Squid, the origin and stop page behind it, raw clients;
 - :mod:`tests.support.spellings`: request targets that spell a listed page, and siblings;
 - :mod:`tests.support.netns`: the client/proxy/origin namespaces of the route tests;
+- :mod:`tests.support.segment_netns`: the agent/server namespaces of the on-segment
+  takedown tests; :mod:`tests.support.segment_peers` runs their DNS, SMTP and webhook peers;
 - :mod:`tests.support.feedserver`: a feed server that misbehaves on demand;
 - :mod:`tests.support.webapps`: aiohttp apps on a background event loop;
 - :mod:`tests.support.samples`: the sample feeds and the result annotated per line;
+- :mod:`tests.support.tickets`: a takedown ticket to start from;
 - :mod:`tests.support.alert_rules`: the alert rules, the dashboard, the metric contract.
 
 Fixtures are not here: they live in the ``conftest.py`` files. Support code may import

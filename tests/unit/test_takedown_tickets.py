@@ -7,7 +7,7 @@ import sqlite3
 import stat
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -24,7 +24,6 @@ from edgeagent.takedown.report import build_report, percentile, report_csv
 from edgeagent.takedown.tickets import (
     AuthorisationRequired,
     Ticket,
-    TicketEvent,
     TicketState,
     TicketUrl,
     add_urls,
@@ -34,30 +33,9 @@ from edgeagent.takedown.tickets import (
     ticket_to_json,
 )
 from edgeagent.takedown.ticketstore import SCHEMA_VERSION, TicketStorage, TicketStore
+from tests.support.tickets import T0, make_ticket
 
 S = TicketState
-T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-
-
-def make_ticket(source: str = "hotline", **kw: object) -> Ticket:
-    url = TicketUrl("http://shop.hosted.test/a", "ref1", ("198.51.100.10",), T0, T0)
-    base = Ticket(
-        id=0,
-        reference="HL-1",
-        source=source,
-        jurisdiction="",
-        customer_id="cust-a",
-        service_id="srv-1",
-        contact="noc@a.example",
-        assignment_origin="crm:2",
-        notice_received_at=T0,
-        opened_at=T0 + timedelta(minutes=1),
-        deadline=T0 + timedelta(minutes=60),
-        state=S.RECEIVED,
-        urls=(url,),
-        events=(TicketEvent(T0, "system", "open", "opened", "", "received"),),
-    )
-    return replace(base, **kw)  # type: ignore[arg-type]
 
 
 def walk(t: Ticket, *states: TicketState, start: datetime = T0) -> Ticket:
