@@ -30,7 +30,7 @@ from edgeagent.store.postgresql.tickets import PostgresTicketStore
 from edgeagent.takedown.ticketstore import TicketStorage
 from tests.support.postgres import PgDatabase
 from tests.support.store_contract import Clock, StoreContract, new_decision
-from tests.unit.test_takedown_tickets import TicketStoreContract
+from tests.support.tickets import TicketStoreContract
 
 pytestmark = pytest.mark.integration
 

@@ -15,7 +15,9 @@
 - :mod:`tests.support.feedserver`: a feed server that misbehaves on demand;
 - :mod:`tests.support.webapps`: aiohttp apps on a background event loop;
 - :mod:`tests.support.samples`: the sample feeds and the result annotated per line;
-- :mod:`tests.support.tickets`: a takedown ticket to start from;
+- :mod:`tests.support.tickets`: takedown tickets to start from, the ticket-store contract;
+- :mod:`tests.support.store_contract`: what every store backend does (SQLite, PostgreSQL);
+- :mod:`tests.support.postgres`: a test's own PostgreSQL database;
 - :mod:`tests.support.alert_rules`: the alert rules, the dashboard, the metric contract.
 
 Fixtures are not here: they live in the ``conftest.py`` files. Support code may import
