@@ -7,7 +7,7 @@ Contract (every function here is pure; the only I/O is reading list files in the
   of the root is refused outright. Nobody can override it: ``Guard.enforce`` raises
   :class:`~edgeagent.errors.PublicSuffixRefused` even when a second person signs.
 - The agent's own *reserved* names (the canary, the stop-page host, the policy and
-  exception zones, and every name under them: :func:`reserved_names`) are never blocked
+  exception zones, and every name under them: ``Settings.reserved_names()``) are never blocked
   or allowed, and no ``domain`` entry may cover them:
   :class:`~edgeagent.errors.ReservedNameRefused`, no override.
 - A block touching a protected name (the name itself, a subdomain of it, or a ``domain``
@@ -288,7 +288,7 @@ class ProtectedNames:
 
     *Protected* names (high-traffic, infrastructure, reference; the list files) protect
     themselves and all their subdomains; a ``domain`` entry of one of their parents would
-    cover them too. *Reserved* names are the agent's own (:func:`reserved_names`): the same
+    cover them too. *Reserved* names are the agent's own (``Settings.reserved_names()``): the same
     shape, but nothing may list them at all. This is the one place that knows both.
 
     :meth:`protection` costs one dict lookup per label, :meth:`cover_protection` exactly
@@ -359,7 +359,7 @@ class ProtectedNames:
     ) -> ProtectedNames:
         """Load list files; raise ``ConfigError`` listing every bad line of every file.
 
-        ``reserved``: the agent's own names (:func:`reserved_names`), canonical.
+        ``reserved``: the agent's own names (``Settings.reserved_names()``), canonical.
         """
         names: set[str] = set()
         problems: list[ConfigProblem] = []
@@ -589,7 +589,7 @@ class Guard:
         reserved: Iterable[str] = (),
     ) -> Guard:
         """Build from the protected-names directory and a PSL snapshot (see ``load``s);
-        ``reserved``: the agent's own names (:func:`reserved_names`)."""
+        ``reserved``: the agent's own names (``Settings.reserved_names()``)."""
         suffixes = PublicSuffixes.load(psl_file)
         protected = ProtectedNames.load_dir(
             protected_dir, public_suffixes=suffixes, reserved=reserved

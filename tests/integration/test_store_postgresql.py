@@ -28,16 +28,16 @@ from edgeagent.store.postgresql.connect import Database, query_error
 from edgeagent.store.postgresql.store import PostgresStore
 from edgeagent.store.postgresql.tickets import PostgresTicketStore
 from edgeagent.takedown.ticketstore import TicketStorage
-from tests.integration.conftest import PgDatabase
-from tests.store_contract import Clock, StoreContract, new_decision
-from tests.unit.test_takedown_tickets import TicketStoreContract
+from tests.support.postgres import PgDatabase
+from tests.support.store_contract import Clock, StoreContract, new_decision
+from tests.support.tickets import TicketStoreContract
 
 pytestmark = pytest.mark.integration
 
 
 @dataclass
 class PostgresHarness:
-    """A fresh database (see :class:`tests.store_contract.StoreHarness`)."""
+    """A fresh database (see :class:`tests.support.store_contract.StoreHarness`)."""
 
     db: Database
     schema_version: int = schema.CURRENT_VERSION

@@ -16,7 +16,7 @@ from edgeagent.proxy.stoppage import (
     create_stop_page_app,
     start_stop_page,
 )
-from tests.conftest import free_port
+from tests.support.ports import free_port
 
 SETTINGS = StopPageSettings(sources={"iwf": StopPageSource("the Example Hotline")})
 

@@ -7,12 +7,12 @@ import sqlite3
 import stat
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
-from edgeagent.errors import Conflict, InvalidTransition, NotFound
+from edgeagent.errors import InvalidTransition
 from edgeagent.takedown.evidence import (
     RetentionPolicy,
     build_bundle,
@@ -23,8 +23,6 @@ from edgeagent.takedown.evidence import (
 from edgeagent.takedown.report import build_report, percentile, report_csv
 from edgeagent.takedown.tickets import (
     AuthorisationRequired,
-    Ticket,
-    TicketEvent,
     TicketState,
     TicketUrl,
     add_urls,
@@ -34,37 +32,9 @@ from edgeagent.takedown.tickets import (
     ticket_to_json,
 )
 from edgeagent.takedown.ticketstore import SCHEMA_VERSION, TicketStorage, TicketStore
+from tests.support.tickets import T0, TicketStoreContract, make_ticket, walk
 
 S = TicketState
-T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-
-
-def make_ticket(source: str = "hotline", **kw: object) -> Ticket:
-    url = TicketUrl("http://shop.hosted.test/a", "ref1", ("198.51.100.10",), T0, T0)
-    base = Ticket(
-        id=0,
-        reference="HL-1",
-        source=source,
-        jurisdiction="",
-        customer_id="cust-a",
-        service_id="srv-1",
-        contact="noc@a.example",
-        assignment_origin="crm:2",
-        notice_received_at=T0,
-        opened_at=T0 + timedelta(minutes=1),
-        deadline=T0 + timedelta(minutes=60),
-        state=S.RECEIVED,
-        urls=(url,),
-        events=(TicketEvent(T0, "system", "open", "opened", "", "received"),),
-    )
-    return replace(base, **kw)  # type: ignore[arg-type]
-
-
-def walk(t: Ticket, *states: TicketState, start: datetime = T0) -> Ticket:
-    for i, s in enumerate(states, start=1):
-        target = check_transition(t, s, needs_authorisation=False)
-        t = apply_transition(t, target, "alice", f"step {i}", start + timedelta(minutes=10 * i))
-    return t
 
 
 def test_full_takedown_path_sets_removal_time_once() -> None:
@@ -136,43 +106,6 @@ def test_add_urls_batches_and_dedupes() -> None:
 def test_json_round_trip() -> None:
     t = walk(make_ticket(hold=True, authorisation="LE-1"), S.UNDER_REVIEW)
     assert ticket_from_json(ticket_to_json(t)) == t
-
-
-class TicketStoreContract:
-    """What every ticket store does; a subclass provides ``open_tickets`` (a factory that
-    opens the same fresh storage every time it is called)."""
-
-    def test_create_update_and_queries(self, open_tickets: Callable[[], TicketStorage]) -> None:
-        store = open_tickets()
-        t = store.create(make_ticket())
-        assert t.id == 1
-        assert t.version == 0
-        t2 = store.update(walk(t, S.UNDER_REVIEW))
-        assert t2.version == 1
-        with pytest.raises(Conflict):
-            store.update(walk(t, S.UNDER_REVIEW))  # stale version
-        with pytest.raises(NotFound):
-            store.get(99)
-        with pytest.raises(NotFound):
-            store.update(replace(t, id=99))
-        assert store.find_open("cust-a", "HL-1") == t2
-        assert store.find_open("cust-a", "HL-2") is None
-        other = store.create(
-            make_ticket(reference="HL-2", notice_received_at=T0 + timedelta(days=1))
-        )
-        assert [x.id for x in store.list_tickets(state="under-review")] == [1]
-        assert [x.id for x in store.list_tickets()] == [other.id, 1]
-        assert [x.id for x in store.list_tickets(limit=1, offset=1)] == [1]
-        assert store.received_between(T0, T0 + timedelta(seconds=1)) == [t2]
-        closed = store.update(walk(t2, S.FOUND_LEGAL, S.RESTORED))
-        assert closed.closed
-        assert store.find_open("cust-a", "HL-1") is None
-        assert [x.id for x in store.open_tickets()] == [other.id]
-        assert [x.id for x in store.list_tickets(open_only=True)] == [other.id]
-        store.close()
-        reopened = open_tickets()
-        assert reopened.get(1) == closed
-        reopened.close()
 
 
 class TestSqliteTicketStore(TicketStoreContract):
