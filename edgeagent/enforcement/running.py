@@ -92,6 +92,20 @@ class Enforcers:
                     exc_info=(type(outcome), outcome, outcome.__traceback__),
                 )
 
+    async def verify(self) -> None:
+        """Every active enforcer checks its canaries now (readiness then says the truth)."""
+        kinds = list(self._by_kind)
+        outcomes = await asyncio.gather(
+            *(self.on(kind, lambda e: e.verify()) for kind in kinds), return_exceptions=True
+        )
+        for kind, outcome in zip(kinds, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                log.error(
+                    "an enforcer could not verify",
+                    extra=fields(enforcer=kind),
+                    exc_info=(type(outcome), outcome, outcome.__traceback__),
+                )
+
     def periodic(self, kind: str) -> dict[str, tuple[float, Job]]:
         """The scheduled work of ``kind`` now: job id -> (interval, run)."""
         enforcer = self._by_kind[kind]
