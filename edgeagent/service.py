@@ -238,9 +238,9 @@ class Daemon:
         )
         await self._start_listeners(settings)
         await self._enforce(snap)
+        self._install_signals()
         # Readiness from the first answer on says whether every canary answers.
         await self.agent.enforcers.verify()
-        self._install_signals()
         self._tasks.append(asyncio.create_task(self._reconciler(), name="reconciler"))
         self._start_scheduler()
         interval = watchdog_interval()
