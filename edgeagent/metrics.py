@@ -227,6 +227,14 @@ class Metrics:
             registry=r,
         )
 
+        self.store_unavailable = Counter(
+            "edgeagent_store_unavailable_total",
+            "API requests refused because the store could not be used, by reason "
+            "(storage-full, store-unavailable)",
+            ["reason"],
+            registry=r,
+        )
+
         # API
         self.api_requests = Counter(
             "edgeagent_api_requests_total",

@@ -41,7 +41,7 @@ from typing import Any
 
 from aiohttp import web
 
-from edgeagent import logs, reloading
+from edgeagent import diskspace, logs, reloading
 from edgeagent.config import Settings, load_config
 from edgeagent.decisions import DecisionService
 from edgeagent.enforcement.base import EnforcerContext, owned_sections
@@ -239,6 +239,8 @@ class Daemon:
         await self._start_listeners(settings)
         await self._enforce(snap)
         self._install_signals()
+        # Readiness from the first answer on says whether every canary answers.
+        await self.agent.enforcers.verify()
         self._tasks.append(asyncio.create_task(self._reconciler(), name="reconciler"))
         self._start_scheduler()
         interval = watchdog_interval()
@@ -535,6 +537,7 @@ class Daemon:
             reasons.append("policy not loaded")
         reasons.extend(f"feed {name} is stale" for name in self.agent.feeds.stale())
         reasons.extend(self.agent.enforcers.readiness())
+        reasons.extend(diskspace.full_reasons([self.agent.state_dir]))
         return reasons
 
     def _reload_status(self) -> dict[str, Any]:

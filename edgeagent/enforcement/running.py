@@ -80,14 +80,23 @@ class Enforcers:
         error, and a slow one (a resolver that takes its time to confirm) never holds up
         the others."""
         self.state = state
+        # publish never raises by contract: an exception is a bug in that enforcer.
+        await self._on_all(lambda e: e.publish(state), "its last good state stays")
+
+    async def verify(self) -> None:
+        """Every active enforcer checks its canaries now (readiness then says the truth)."""
+        await self._on_all(lambda e: e.verify(), "its readiness is unchanged")
+
+    async def _on_all(self, work: Work, consequence: str) -> None:
+        """``work`` on every enforcer at once; one failing is logged, never the others'."""
         kinds = list(self._by_kind)
-        jobs = [self.on(kind, lambda e: e.publish(state)) for kind in kinds]
-        outcomes = await asyncio.gather(*jobs, return_exceptions=True)
+        outcomes = await asyncio.gather(
+            *(self.on(kind, work) for kind in kinds), return_exceptions=True
+        )
         for kind, outcome in zip(kinds, outcomes, strict=True):
             if isinstance(outcome, BaseException):
-                # publish never raises by contract: this is a bug in that enforcer.
                 log.error(
-                    "an enforcer failed; its last good state stays",
+                    f"an enforcer failed; {consequence}",
                     extra=fields(enforcer=kind),
                     exc_info=(type(outcome), outcome, outcome.__traceback__),
                 )

@@ -215,7 +215,11 @@ class ProxyEnforcer(Enforcer):
         return self.readiness()
 
     def readiness(self) -> tuple[str, ...]:
-        return tuple(f"proxy canary failing at {name}" for name in self.failing())
+        unchecked = sorted({_proxy_label(ep) for ep in self.proxy.proxies} - set(self.canaries))
+        return (
+            *(f"proxy canary failing at {name}" for name in self.failing()),
+            *(f"proxy canary not yet checked at {name}" for name in unchecked),
+        )
 
     def periodic(self) -> tuple[PeriodicJob, ...]:
         return (PeriodicJob("verify", self.proxy.verify_interval_seconds, self.verify),)
