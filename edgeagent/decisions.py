@@ -21,19 +21,9 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from edgeagent.errors import Conflict, GuardrailViolation, InvalidTransition
+from edgeagent.guard import GuardVerdict
 from edgeagent.model import Action, Decision, DecisionStatus, Indicator, NoticeSource, Scope
 from edgeagent.store.base import AuditNote, NewDecision, Store
-
-
-class GuardVerdict(Protocol):
-    @property
-    def allowed(self) -> bool: ...
-
-    @property
-    def needs_second_person(self) -> bool: ...
-
-    @property
-    def reason(self) -> str: ...
 
 
 class DecisionGate(Protocol):

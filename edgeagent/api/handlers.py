@@ -262,6 +262,7 @@ def _status_sync(ctx: ApiContext, counts: EntryCounts) -> dict[str, Any]:
         "decisions": {DecisionStatus.PENDING_APPROVAL.value: len(pending)},
         "feeds": dict(ctx.feeds()),
         "publishers": dict(ctx.publishers()),
+        "reload": dict(ctx.reload()),
     }
 
 

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from edgeagent.configtypes import OutputPath
-from edgeagent.errors import Conflict, InvalidTransition, NotFound, StoreError
+from edgeagent.errors import Conflict, InvalidTransition, NotFound, StorageFull, StoreError
 from edgeagent.model import (
     Action,
     Decision,
@@ -273,6 +273,10 @@ class SqliteStore(StoreBackend[SqliteStoreConfig]):
             except sqlite3.Error as exc:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
+                if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+                    raise StorageFull(
+                        f"store write failed: disk full at {self._path.parent}"
+                    ) from None
                 raise StoreError(f"store write failed: {exc}") from None
             self._chmod_sidecars_once()
 

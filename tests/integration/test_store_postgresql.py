@@ -29,16 +29,16 @@ from edgeagent.store.postgresql.connect import Database, query_error
 from edgeagent.store.postgresql.store import PostgresStore
 from edgeagent.store.postgresql.tickets import PostgresTicketStore
 from edgeagent.takedown.ticketstore import TicketStorage
-from tests.integration.conftest import PgDatabase
-from tests.store_contract import Clock, StoreContract, new_decision
-from tests.unit.test_takedown_tickets import TicketStoreContract
+from tests.support.postgres import PgDatabase
+from tests.support.store_contract import Clock, StoreContract, new_decision
+from tests.support.tickets import TicketStoreContract
 
 pytestmark = pytest.mark.integration
 
 
 @dataclass
 class PostgresHarness:
-    """A fresh database (see :class:`tests.store_contract.StoreHarness`)."""
+    """A fresh database (see :class:`tests.support.store_contract.StoreHarness`)."""
 
     db: Database
     schema_version: int = schema.CURRENT_VERSION
@@ -149,7 +149,7 @@ def test_version_1_decisions_and_tickets_gain_the_ntd_columns(pg_database: PgDat
     """Hold and jurisdiction on decisions, and the ticket columns, filled for rows that a
     version 1 agent wrote."""
     from edgeagent.takedown.tickets import ticket_to_json
-    from tests.unit.test_takedown_tickets import S, make_ticket, walk
+    from tests.support.tickets import S, make_ticket, walk
 
     with _raw(pg_database) as raw:
         schema.migrate(raw, target=1)

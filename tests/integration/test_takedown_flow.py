@@ -29,12 +29,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from bench.takedown_locate import unbound_server
 from edgeagent.api import create_app
 from edgeagent.api.routes import ROUTES
 from edgeagent.api.takedown_routes import takedown_routes
 from edgeagent.decisions import DecisionRequest, DecisionService, FourEyesRequired
 from edgeagent.errors import InvalidRequest
+from edgeagent.lab.resolvers import unbound_server
 from edgeagent.metrics import Metrics
 from edgeagent.model import Action, DecisionStatus, Entry, Indicator, NoticeSource, Scope
 from edgeagent.store import SqliteStore
@@ -56,8 +56,11 @@ from edgeagent.takedown.service import TakedownService
 from edgeagent.takedown.space import OwnSpace
 from edgeagent.takedown.tickets import AuthorisationRequired
 from edgeagent.takedown.ticketstore import TicketStore
-from tests.api_support import add_tokens, make_context, make_guard
-from tests.conftest import free_port, require_binary
+from tests.support.api import add_tokens, make_context, make_guard
+from tests.support.binaries import require_binary
+from tests.support.ports import free_port
+
+pytestmark = pytest.mark.integration
 
 UTC = dt.UTC
 SECRET = b"webhook-test-secret"

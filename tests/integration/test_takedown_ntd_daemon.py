@@ -4,7 +4,7 @@
 
 - a real Unbound serving the hosted names (the locator's resolver, no policy), an SMTP
   sink (aiosmtpd) and a webhook sink checking the HMAC
-  (:mod:`tests.integration.segment_peers`, one subprocess);
+  (:mod:`tests.support.segment_peers`, one subprocess);
 - an authoritative ``named`` for the synthetic ``test.`` zone and a real Unbound from
   the shipped HTTP snippet taking the agent's RPZ (``http-notify``): what a subscriber's
   resolver answers.
@@ -20,14 +20,13 @@ import os
 import secrets
 import subprocess
 import textwrap
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
 from email.message import Message
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import dns.message
 import dns.query
@@ -36,18 +35,20 @@ import dns.rdatatype
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from edgeagent.lab.daemons import stop_process
+from edgeagent.lab.daemons import RunningDaemon
 from edgeagent.lab.resolvers import bootstrap_zones, start_authoritative, start_unbound_http
 from edgeagent.model import DesiredState
+from edgeagent.rpz.enforcer import RpzConfig, compiler_settings
 from edgeagent.rpz.publishers.base import ZoneRelease
-from tests.conftest import require_binary
-from tests.integration.resolvers import RunningDaemon, stop_all
-from tests.integration.segment_peers import running
-from tests.integration.test_daemon import AGENT, _http, _token, _wait
+from tests.support.agent import AGENT, create_token, http_json, running_agent
+from tests.support.binaries import require_binary
+from tests.support.polling import wait_for
+from tests.support.ports import free_port
+from tests.support.resolvers import stop_all
+from tests.support.segment_peers import running
 
 pytestmark = pytest.mark.integration
 
-T = TypeVar("T")
 RPZ_ZONE, RPZ_EXCEPTIONS = "rpz.edgeagent.invalid", "rpz-exceptions.edgeagent.invalid"
 HOSTING = "hosting@isp.example"
 ON_CALL = "oncall@isp.example"
@@ -87,7 +88,7 @@ class Ntd:
     config: Path
 
     def call(self, method: str, path: str, who: str = "analyst", body: Any = None) -> Any:
-        status, answer = _http(method, f"{self.api}{path}", self.tokens[who], body)
+        status, answer = http_json(method, f"{self.api}{path}", self.tokens[who], body)
         return status, answer
 
     def decide(self, who: str = "analyst", **fields: Any) -> dict[str, Any]:
@@ -107,7 +108,7 @@ class Ntd:
                     return dict(t)
             return None
 
-        return wait_for(f"a ticket for {reference}", found)
+        return wait_for(f"a ticket for {reference}", found, timeout=60)
 
     def mails(self) -> list[tuple[list[str], Message, str]]:
         """Every message the SMTP sink received: (recipients, message, raw text)."""
@@ -130,17 +131,6 @@ class Ntd:
     def ask(self, name: str) -> dns.message.Message:
         q = dns.message.make_query(name, "A")
         return dns.query.udp(q, self.resolver.host, port=self.resolver.port, timeout=3)
-
-
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 60.0) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value is not None:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.3)
 
 
 def _config(tmp: Path, peers: dict[str, Any], ports: dict[str, int], secret_file: Path) -> str:
@@ -236,7 +226,7 @@ def ntd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ntd]:
     with running(tmp / "peers", RECORDS, secret.encode()) as peers:
         try:
             auth = start_authoritative(tmp / "auth", {"test": ZONE_TEXT})
-            ports = {name: _free_tcp() for name in ("api", "metrics", "http_notify")}
+            ports = {name: free_port(udp=False) for name in ("api", "metrics", "http_notify")}
             unbound_dir = tmp / "unbound"
             bootstrap_zones(unbound_dir, _empty_release())
             unbound = start_unbound_http(
@@ -246,17 +236,14 @@ def ntd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ntd]:
             config = tmp / "edgeagent.toml"
             config.write_text(_config(tmp, peers, ports, secret_file), encoding="utf-8")
             tokens = {
-                name: _token(config, role, name)
+                name: create_token(config, role, name)
                 for name, role in (
                     ("analyst", "analyst"),
                     ("analyst2", "analyst"),
                     ("supervisor", "supervisor"),
                 )
             }
-            log = (tmp / "daemon.log").open("w")
-            daemon = subprocess.Popen([AGENT, "run", "-c", str(config)], stdout=log, stderr=log)
-            try:
-                _wait(f"http://127.0.0.1:{ports['metrics']}/healthz", time.monotonic() + 30)
+            with running_agent(config, ports["metrics"], tmp / "daemon.log"):
                 yield Ntd(
                     tmp,
                     f"http://127.0.0.1:{ports['api']}",
@@ -265,27 +252,14 @@ def ntd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ntd]:
                     unbound,
                     config,
                 )
-            finally:
-                stop_process(daemon, timeout=30)
-                log.close()
         finally:
             stop_all(unbound, auth)
 
 
-def _free_tcp() -> int:
-    from tests.conftest import free_port
-
-    return free_port(udp=False)
-
-
 def _empty_release() -> ZoneRelease:
-    from edgeagent.config import Settings
-    from edgeagent.rpz.publishing import rpz_settings
-
-    settings = Settings.model_validate(
-        {"rpz": {"zone": RPZ_ZONE, "exception_zone": RPZ_EXCEPTIONS}}
-    )
-    return ZoneRelease(DesiredState(0, (), ()), rpz_settings(settings), 0)
+    """The zones the resolver starts from (only their names matter)."""
+    rpz = compiler_settings(RpzConfig(zone=RPZ_ZONE, exception_zone=RPZ_EXCEPTIONS), {})
+    return ZoneRelease(DesiredState(0, (), ()), rpz, 0)
 
 
 def _addresses(r: dns.message.Message) -> set[str]:
@@ -382,7 +356,7 @@ def test_where_the_law_wants_an_authorisation_first_the_host_preserves_and_waits
     assert status == 200, body
     assert body["authorisation"]["at"] == "2026-03-02T14:30:00+01:00"
     assert body["authorisation"]["recorded_by"] == "analyst"
-    isolate = wait_for("the instruction to isolate", lambda: texts()[1:] or None)
+    isolate = wait_for("the instruction to isolate", lambda: texts()[1:] or None, timeout=60)
     assert "Instruction to isolate" in isolate[0]
     assert "Isolate the listed content" in isolate[0]
     status, body = ntd.call(
@@ -400,6 +374,7 @@ def test_found_legal_needs_two_people_and_unblocks_at_the_resolver(ntd: Ntd) -> 
     blocked = wait_for(
         "the block at the resolver",
         lambda: True if ntd.ask(name).rcode() == dns.rcode.NXDOMAIN else None,
+        timeout=30,
     )
     assert blocked
     ticket = ntd.ticket("HL-LEGAL-1")
@@ -426,11 +401,13 @@ def test_found_legal_needs_two_people_and_unblocks_at_the_resolver(ntd: Ntd) -> 
     answer = wait_for(
         "the name to resolve again",
         lambda: ntd.ask(name) if ntd.ask(name).rcode() == dns.rcode.NOERROR else None,
+        timeout=30,
     )
     assert _addresses(answer) == {"192.0.2.11"}
     restore = wait_for(
         "the found-legal notice",
         lambda: [raw for _, m, raw in ntd.mails() if "Found legal" in str(m["Subject"])] or None,
+        timeout=30,
     )
     assert "may be restored" in " ".join(restore[0].split())
 
@@ -484,7 +461,7 @@ def test_legal_hold_is_a_supervisors_call(ntd: Ntd) -> None:
 
 def _takedown_samples(ntd: Ntd) -> dict[tuple[str, str], float]:
     """The takedown series of one real scrape: (name, source) -> value."""
-    status, text = _http("GET", ntd.metrics)
+    status, text = http_json("GET", ntd.metrics)
     assert status == 200
     return {
         (sample.name, sample.labels["source"]): sample.value
@@ -568,6 +545,7 @@ def test_sla_metrics_from_the_daemon_fire_the_shipped_alerts(ntd: Ntd, tmp_path:
     before = wait_for(
         "the takedown series",
         lambda: _takedown_samples(ntd) or None,
+        timeout=60,
     )
     assert before[("edgeagent_takedown_sla_breaches_total", "internal")] == 0
     assert all(
@@ -612,7 +590,7 @@ def test_sla_metrics_from_the_daemon_fire_the_shipped_alerts(ntd: Ntd, tmp_path:
         return found or None
 
     # The rota gets it addressed to itself alone, never to the customer.
-    assert [ON_CALL] in wait_for("the escalation on call", escalations)
+    assert [ON_CALL] in wait_for("the escalation on call", escalations, timeout=60)
 
 
 def test_a_police_domain_on_a_customers_address_opens_a_held_ticket(ntd: Ntd) -> None:

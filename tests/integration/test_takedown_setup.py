@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from bench.takedown_locate import unbound_server
+from edgeagent.lab.resolvers import unbound_server
 from edgeagent.model import Indicator, Scope
 from edgeagent.plugins import concrete_model
 from edgeagent.store import SqliteStore, open_ticket_store
@@ -23,7 +23,10 @@ from edgeagent.takedown.notifiers.smtp import SmtpNotifier
 from edgeagent.takedown.notifiers.webhook import WebhookNotifier
 from edgeagent.takedown.service import TakedownService
 from edgeagent.takedown.settings import TakedownSettings
-from tests.conftest import free_port, require_binary
+from tests.support.binaries import require_binary
+from tests.support.ports import free_port
+
+pytestmark = pytest.mark.integration
 
 IPAM_ITEMS = [
     {"prefix": "198.51.100.0/28", "customer_id": "ipam-a", "service_id": "vm-1"},

@@ -25,6 +25,7 @@ from edgeagent.feeds.base import BasicAuthConfig, BearerAuthConfig
 from edgeagent.feeds.hashedlist import HashedUrlListFeedConfig
 from edgeagent.feeds.urllist import UrlListFeedConfig
 from edgeagent.model import NoticeSource
+from edgeagent.rpz.publishers.bind_update import BindUpdateConfig
 from edgeagent.store.postgresql.store import PostgresStoreConfig
 
 REPO = Path(__file__).resolve().parents[2]
@@ -307,7 +308,7 @@ def test_every_feature_with_secrets(monkeypatch: pytest.MonkeyPatch, tmp_path: P
     assert settings.feeds["police"].schedule_interval is None
     assert settings.feed_action("police") == "divert"
     primary = settings.publishers["primary"]
-    assert isinstance(primary, config.BindUpdatePublisher)
+    assert isinstance(primary, BindUpdateConfig)
     assert primary.port == 5300
     assert settings.takedown.sla_minutes_by_source[NoticeSource.LAW_ENFORCEMENT] == 30
     text = "\n".join(summary(settings))

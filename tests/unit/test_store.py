@@ -1,4 +1,4 @@
-"""SqliteStore: the store contract (:mod:`tests.store_contract`), then what is SQLite's own:
+"""SqliteStore: the store contract (:mod:`tests.support.store_contract`), then what is SQLite's own:
 files and their modes, pragmas, schema migrations, ingest batches, durability."""
 
 from __future__ import annotations
@@ -21,12 +21,12 @@ from edgeagent.model import DecisionStatus
 from edgeagent.store import SqliteStore, migrations, open_store
 from edgeagent.store.base import GenerationStatus
 from edgeagent.store.sqlite import SqliteStoreConfig
-from tests.store_contract import Clock, StoreContract, entries, new_decision
+from tests.support.store_contract import Clock, StoreContract, entries, new_decision
 
 
 @dataclass
 class SqliteHarness:
-    """A fresh SQLite file (see :class:`tests.store_contract.StoreHarness`)."""
+    """A fresh SQLite file (see :class:`tests.support.store_contract.StoreHarness`)."""
 
     path: Path
     schema_version: int = migrations.CURRENT_VERSION

@@ -8,19 +8,18 @@ import sqlite3
 import stat
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
-from edgeagent.errors import Conflict, InvalidTransition, NotFound
+from edgeagent.errors import InvalidTransition
 from edgeagent.takedown.evidence import build_bundle, verify_bundle
 from edgeagent.takedown.records import Authorisation
 from edgeagent.takedown.report import build_report, percentile, report_csv
 from edgeagent.takedown.retention import RetentionPolicy, may_delete, retain_until
 from edgeagent.takedown.tickets import (
     AuthorisationRequired,
-    Ticket,
     TicketEvent,
     TicketState,
     TicketUrl,
@@ -31,37 +30,9 @@ from edgeagent.takedown.tickets import (
     ticket_to_json,
 )
 from edgeagent.takedown.ticketstore import MIGRATIONS, SCHEMA_VERSION, TicketStorage, TicketStore
+from tests.support.tickets import T0, TicketStoreContract, make_ticket, walk
 
 S = TicketState
-T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-
-
-def make_ticket(source: str = "hotline", **kw: object) -> Ticket:
-    url = TicketUrl("http://shop.hosted.test/a", "ref1", ("198.51.100.10",), T0, T0)
-    base = Ticket(
-        id=0,
-        reference="HL-1",
-        source=source,
-        jurisdiction="",
-        customer_id="cust-a",
-        service_id="srv-1",
-        contact="noc@a.example",
-        assignment_origin="crm:2",
-        notice_received_at=T0,
-        opened_at=T0 + timedelta(minutes=1),
-        deadline=T0 + timedelta(minutes=60),
-        state=S.RECEIVED,
-        urls=(url,),
-        events=(TicketEvent(T0, "system", "open", "opened", "", "received"),),
-    )
-    return replace(base, **kw)  # type: ignore[arg-type]
-
-
-def walk(t: Ticket, *states: TicketState, start: datetime = T0) -> Ticket:
-    for i, s in enumerate(states, start=1):
-        target = check_transition(t, s, needs_authorisation=False)
-        t = apply_transition(t, target, "alice", f"step {i}", start + timedelta(minutes=10 * i))
-    return t
 
 
 def test_full_takedown_path_sets_removal_time_once() -> None:
@@ -144,82 +115,6 @@ def test_tickets_stored_with_a_bare_authorisation_reference_still_load() -> None
     loaded = ticket_from_json(old).authorisation
     assert loaded == Authorisation("", "LE-7", recorded, "sam", recorded)
     assert ticket_from_json({**old, "authorisation": ""}).authorisation is None
-
-
-class TicketStoreContract:
-    """What every ticket store does; a subclass provides ``open_tickets`` (a factory that
-    opens the same fresh storage every time it is called)."""
-
-    def test_create_update_and_queries(self, open_tickets: Callable[[], TicketStorage]) -> None:
-        store = open_tickets()
-        t = store.create(make_ticket())
-        assert t.id == 1
-        assert t.version == 0
-        t2 = store.update(walk(t, S.UNDER_REVIEW))
-        assert t2.version == 1
-        with pytest.raises(Conflict):
-            store.update(walk(t, S.UNDER_REVIEW))  # stale version
-        with pytest.raises(NotFound):
-            store.get(99)
-        with pytest.raises(NotFound):
-            store.update(replace(t, id=99))
-        assert store.find_open("cust-a", "HL-1") == t2
-        assert store.find_open("cust-a", "HL-2") is None
-        other = store.create(
-            make_ticket(reference="HL-2", notice_received_at=T0 + timedelta(days=1))
-        )
-        assert [x.id for x in store.list_tickets(state="under-review")] == [1]
-        assert [x.id for x in store.list_tickets()] == [other.id, 1]
-        assert [x.id for x in store.list_tickets(limit=1, offset=1)] == [1]
-        assert store.received_between(T0, T0 + timedelta(seconds=1)) == [t2]
-        closed = store.update(walk(t2, S.FOUND_LEGAL, S.RESTORED))
-        assert closed.closed
-        assert store.find_open("cust-a", "HL-1") is None
-        assert [x.id for x in store.open_tickets()] == [other.id]
-        assert [x.id for x in store.list_tickets(open_only=True)] == [other.id]
-        store.close()
-        reopened = open_tickets()
-        assert reopened.get(1) == closed
-        reopened.close()
-
-    def test_purge_removes_only_closed_unchanged_tickets_without_legal_hold(
-        self, open_tickets: Callable[[], TicketStorage]
-    ) -> None:
-        store = open_tickets()
-        done = store.update(walk(store.create(make_ticket()), S.UNDER_REVIEW, S.FOUND_LEGAL))
-        done = store.update(walk(done, S.RESTORED))
-        kept = store.create(make_ticket())
-        kept = store.update(walk(replace(kept, legal_hold=True), S.UNDER_REVIEW, S.FOUND_LEGAL))
-        kept = store.update(walk(kept, S.RESTORED))
-        live = store.create(make_ticket())
-        assert [t.id for t in store.closed_tickets(legal_hold=False)] == [done.id]
-        assert [t.id for t in store.closed_tickets(legal_hold=True)] == [kept.id]
-        assert not store.purge(live)  # open
-        assert not store.purge(kept)  # legal hold
-        assert not store.purge(replace(done, version=done.version - 1))  # changed since read
-        assert store.purge(done)
-        with pytest.raises(NotFound):
-            store.get(done.id)
-        assert {t.id for t in store.list_tickets()} == {kept.id, live.id}
-        store.close()
-
-    def test_sla_counts_due_soon_and_assignee(
-        self, open_tickets: Callable[[], TicketStorage]
-    ) -> None:
-        store = open_tickets()
-        late = store.create(make_ticket())  # deadline T0 + 60 min
-        later = store.create(make_ticket(reference="HL-2", deadline=T0 + timedelta(hours=3)))
-        removed = store.create(make_ticket(reference="HL-3", source="law-enforcement"))
-        removed = store.update(walk(removed, S.UNDER_REVIEW, S.TEMPORARILY_REMOVED))
-        mine = store.update(replace(later, assignee="ana"))
-        now = T0 + timedelta(hours=2)
-        assert store.sla_counts(now) == {"hotline": (2, 1), "law-enforcement": (1, 0)}
-        due = store.list_tickets(due_before=T0 + timedelta(hours=4))
-        assert [t.id for t in due] == [late.id, mine.id]  # soonest first; removed is not due
-        assert [t.id for t in store.list_tickets(due_before=now)] == [late.id]
-        assert [t.id for t in store.list_tickets(assignee="ana")] == [mine.id]
-        assert {t.id for t in store.list_tickets(assignee="")} == {late.id, removed.id}
-        store.close()
 
 
 class TestSqliteTicketStore(TicketStoreContract):

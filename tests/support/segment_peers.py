@@ -1,6 +1,6 @@
 """The daemon's peers for the on-segment takedown test, run inside the agent's namespace.
 
-    ip netns exec NS python -m tests.integration.segment_peers DIR RECORDS_JSON SECRET_HEX
+    ip netns exec NS python -m tests.support.segment_peers DIR RECORDS_JSON SECRET_HEX
 
 starts a real Unbound serving ``RECORDS_JSON`` (``[[name, type, value], ...]``), an SMTP
 sink (aiosmtpd; one ``DIR/mail/<n>.eml`` per message) and a webhook sink checking the
@@ -20,7 +20,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.takedown_locate import unbound_server
+from edgeagent.lab.resolvers import unbound_server
 from edgeagent.lab.sinks import SmtpSink, WebhookSink
 
 
@@ -52,7 +52,7 @@ def running(
     elsewhere) until the block ends; yields their ``dns_port``, ``smtp_port`` and
     ``webhook_url``."""
     repo = Path(__file__).resolve().parents[2]
-    argv = [*prefix, sys.executable, "-m", "tests.integration.segment_peers", str(directory)]
+    argv = [*prefix, sys.executable, "-m", "tests.support.segment_peers", str(directory)]
     proc = subprocess.Popen(
         [*argv, json.dumps(records), secret.hex()],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
