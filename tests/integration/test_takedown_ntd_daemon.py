@@ -562,8 +562,9 @@ def test_sla_metrics_from_the_daemon_fire_the_shipped_alerts(ntd: Ntd, tmp_path:
 
     def breached() -> dict[tuple[str, str], float] | None:
         now = _takedown_samples(ntd)
-        done = now[("edgeagent_takedown_sla_breaches_total", "internal")] == 1
-        return now if done and now[("edgeagent_takedown_open_overdue", "internal")] == 1 else None
+        # The counter moves when the breach is recorded, the gauges when the run ends.
+        done = now.get(("edgeagent_takedown_sla_breaches_total", "internal")) == 1
+        return now if done and now.get(("edgeagent_takedown_open_overdue", "internal")) else None
 
     after = wait_for("the breach to be counted", breached, timeout=120)
     assert after[("edgeagent_takedown_open_tickets", "internal")] == 1
