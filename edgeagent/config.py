@@ -63,10 +63,12 @@ from edgeagent.configtypes import (
 from edgeagent.errors import ConfigError, ConfigProblem, StoreError
 from edgeagent.feeds.base import FeedConfig
 from edgeagent.feeds.kinds import FEED_KINDS
+from edgeagent.intake.settings import IntakeSettings
 from edgeagent.plugins import PluginField, concrete_model, rename_old_kinds
 from edgeagent.store.base import StoreConfig
 from edgeagent.store.kinds import STORE_BACKENDS
 from edgeagent.store.sqlite import SqliteStore, SqliteStoreConfig
+from edgeagent.takedown.notifiers.smtp import SmtpNotifierConfig
 from edgeagent.takedown.settings import TakedownSettings
 
 DEFAULT_CONFIG_PATH = Path("/etc/edgeagent/edgeagent.toml")
@@ -335,6 +337,7 @@ class Settings(ConfigModel):
     proxy: ProxySettings = ProxySettings()
     routes: RoutesSettings = RoutesSettings()
     takedown: TakedownSettings = TakedownSettings()
+    intake: IntakeSettings = IntakeSettings()
 
     _warnings: tuple[ConfigProblem, ...] = PrivateAttr(default=())
 
@@ -392,6 +395,11 @@ def _cross_checks(s: Settings) -> list[ConfigProblem]:
         if resolver.name in seen:
             problems.append(ConfigProblem(f"resolvers[{i}].name", "duplicate resolver name"))
         seen.add(resolver.name)
+    via = s.intake.notify_via
+    if via is not None and not isinstance(s.takedown.notifiers.get(via), SmtpNotifierConfig):
+        problems.append(
+            ConfigProblem("intake.notify_via", "must name a takedown notifier of kind smtp")
+        )
     return problems
 
 
@@ -617,6 +625,7 @@ def summary(settings: Settings) -> list[str]:
             else ""
         )
     )
+    lines.append(f"intake      {_listen(s.intake.host, s.intake.port, s.intake.enabled)}")
     return lines
 
 
