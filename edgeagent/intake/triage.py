@@ -97,11 +97,12 @@ class Triage:
         )
         if self._metrics is not None:
             self._metrics.intake_received.labels(channel.value).inc()
-        self.export_pending()
+            self._metrics.intake_pending.labels(channel.value).inc()
         return item
 
     def export_pending(self) -> None:
-        """Set the pending-items gauge per channel from the store."""
+        """Set the pending-items gauge per channel from the store (at start; afterwards
+        each submit and decision moves it by one, so a flood costs no counting query)."""
         if self._metrics is None:
             return
         counts = self.store.count_intake_items()
@@ -197,7 +198,7 @@ class Triage:
             self._metrics.intake_decision_seconds.labels(item.channel.value).observe(
                 max(0.0, waited.total_seconds())
             )
-        self.export_pending()
+            self._metrics.intake_pending.labels(item.channel.value).dec()
         return done
 
     def _open_blocks(self) -> list[Decision]:
