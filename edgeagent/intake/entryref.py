@@ -8,7 +8,8 @@ reference from its match without ever holding the entry; the agent finds the ent
 again by computing the reference of each entry in force (:meth:`EntryRefs.find`).
 
 The key is 32 random bytes in ``<state_dir>/appeal-ref.key`` (created on first use,
-0640 so the proxy helper's group may read it, written atomically). Without the key a
+written atomically; 0600, or 0640 with the proxy helper's group when one is configured,
+``[proxy] group``, so that helper may read it). Without the key a
 reference reveals nothing, not even whether two people appealed the same page across
 key rotations.
 """
@@ -28,7 +29,6 @@ from edgeagent.errors import EdgeAgentError
 from edgeagent.model import Indicator
 
 KEY_FILE_NAME = "appeal-ref.key"
-KEY_MODE = 0o640
 REF_PATTERN = re.compile(r"^[a-z2-7]{24}$")
 
 
@@ -42,7 +42,8 @@ def load_key(state_dir: Path, group: str | None = None) -> bytes:
     """The key in ``state_dir`` (created if missing); ``EdgeAgentError`` if unreadable."""
     path = state_dir / KEY_FILE_NAME
     if not path.exists():
-        write_atomic(path, secrets.token_bytes(32), KEY_MODE, group=group)
+        mode = 0o600 if group is None else 0o640
+        write_atomic(path, secrets.token_bytes(32), mode, group=group)
     try:
         key = path.read_bytes()
     except OSError as exc:
@@ -59,8 +60,8 @@ class EntryRefs:
         self._key = bytes(key)
 
     @classmethod
-    def load(cls, state_dir: Path) -> EntryRefs:
-        return cls(load_key(state_dir))
+    def load(cls, state_dir: Path, group: str | None = None) -> EntryRefs:
+        return cls(load_key(state_dir, group))
 
     def of(self, indicator: Indicator) -> str:
         """The reference of ``indicator``; address entries (which the proxy does not

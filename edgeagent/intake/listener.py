@@ -41,7 +41,7 @@ def triage_for(agent: Agent) -> Triage:
     return Triage(
         agent.decisions,
         entries=entries,
-        refs=EntryRefs.load(agent.settings.agent.state_dir),
+        refs=EntryRefs.load(agent.settings.agent.state_dir, agent.settings.proxy.group),
         notify=_appellant_mail(agent),
         metrics=agent.metrics,
     )

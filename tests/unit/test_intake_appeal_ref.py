@@ -72,4 +72,4 @@ def test_key_file_is_made_once_and_kept_private(tmp_path: Path) -> None:
     key = load_key(tmp_path)
     assert load_key(tmp_path) == key
     assert len(key) == 32
-    assert os.stat(tmp_path / KEY_FILE_NAME).st_mode & 0o777 == 0o640
+    assert os.stat(tmp_path / KEY_FILE_NAME).st_mode & 0o777 == 0o600
