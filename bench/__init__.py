@@ -157,6 +157,13 @@ def _rpz(quick: bool) -> list[Row]:
     return rpz_bench.run()
 
 
+def _intake_pages(quick: bool) -> list[Row]:
+    """The public report page: submissions/s and p99 at 200/s."""
+    from bench import intake_pages
+
+    return as_rows(intake_pages.rows(quick))
+
+
 def _api_throughput(quick: bool) -> list[Row]:
     """POST /v1/decisions throughput and p99 with a 100,000-entry policy."""
     from bench import api_throughput
@@ -185,6 +192,7 @@ REGISTRY: dict[str, Benchmark] = {
     "feed_ingest": _feed_ingest,
     "takedown_locate": _takedown_locate,
     "api_throughput": _api_throughput,
+    "intake_pages": _intake_pages,
     "rpz": _rpz,
     "proxy_helper": _proxy_helper,
     "squid_e2e": _squid_e2e,

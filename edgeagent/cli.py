@@ -269,6 +269,67 @@ def cmd_feed_held(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_intake_list(args: argparse.Namespace) -> int:
+    """The triage queue, newest first: one line per item, no content."""
+    from edgeagent.intake.base import IntakeChannel, IntakeState
+
+    agent = _agent(args)
+    try:
+        items = agent.store.list_intake_items(
+            state=IntakeState(args.state) if args.state else None,
+            channel=IntakeChannel(args.channel) if args.channel else None,
+            limit=args.limit,
+        )
+    finally:
+        agent.close()
+    for item in items:
+        print(
+            f"{item.id:>6}  {item.reference}  {item.channel.value:<16} {item.state.value:<9} "
+            f"{item.created_at:%Y-%m-%d %H:%M}Z  urls={len(item.content.urls)}"
+        )
+    if not items:
+        print("no intake items")
+    return EXIT_OK
+
+
+def cmd_intake_show(args: argparse.Namespace) -> int:
+    """One item with what the person gave, as JSON."""
+    from edgeagent.api.intake_handlers import intake_json
+
+    agent = _agent(args)
+    try:
+        item = agent.store.get_intake_item(args.id)
+    finally:
+        agent.close()
+    print(json.dumps(intake_json(item), indent=2, ensure_ascii=False))
+    return EXIT_OK
+
+
+def cmd_intake_outcome(args: argparse.Namespace) -> int:
+    """Accept/reject a report, uphold/revoke an appeal (audited with the operator's name)."""
+    from edgeagent.intake.listener import triage_for
+
+    agent = _agent(args)
+    actor = f"cli:{os.environ.get('USER', 'unknown')}"
+    try:
+        triage = triage_for(agent)
+        act = {
+            "accept": triage.accept,
+            "reject": triage.reject,
+            "uphold": triage.uphold,
+            "revoke": triage.revoke,
+        }[args.intake_command]
+        result = act(args.id, actor, args.reason)
+    finally:
+        agent.close()
+    print(f"intake {result.item.id} ({result.item.reference}) is now {result.item.state.value}")
+    for d in result.decisions:
+        print(f"  decision {d.id}: {d.action.value} {d.indicator.ref} ({d.status.value})")
+    for r in result.refused:
+        print(f"  refused {r.target_ref}: {r.reason}")
+    return EXIT_OK
+
+
 def _when(text: str) -> datetime:
     try:
         value = datetime.fromisoformat(text)
@@ -383,6 +444,29 @@ def build_parser() -> argparse.ArgumentParser:
             "--generation", type=int, help="the generation you reviewed (default: the held one)"
         )
         fp.set_defaults(func=cmd_feed_held)
+
+    intake = sub.add_parser("intake", help="the triage queue: reports, notices, appeals")
+    intake_sub = intake.add_subparsers(dest="intake_command", required=True, metavar="ACTION")
+    il = intake_sub.add_parser("list", parents=[common], help="list items, newest first")
+    il.add_argument("--state", choices=("pending", "accepted", "rejected", "upheld", "revoked"))
+    il.add_argument(
+        "--channel", choices=("public-report", "mail-quarantine", "appeal", "challenge")
+    )
+    il.add_argument("--limit", type=int, default=100)
+    il.set_defaults(func=cmd_intake_list)
+    ish = intake_sub.add_parser("show", parents=[common], help="one item as JSON")
+    ish.add_argument("id", type=int)
+    ish.set_defaults(func=cmd_intake_show)
+    for action, text in (
+        ("accept", "accept a report or notice: its URLs become block decisions"),
+        ("reject", "reject a report or notice (kept with the reason)"),
+        ("uphold", "answer an appeal or challenge: the block stays"),
+        ("revoke", "answer an appeal or challenge: the blocks behind it end"),
+    ):
+        ip = intake_sub.add_parser(action, parents=[common], help=text, description=text)
+        ip.add_argument("id", type=int)
+        ip.add_argument("--reason", required=True, help="why (audited; sent to an appellant)")
+        ip.set_defaults(func=cmd_intake_outcome)
 
     report = sub.add_parser("report", help="reports")
     report_sub = report.add_subparsers(dest="report_command", required=True, metavar="KIND")

@@ -1,8 +1,8 @@
 """Every Prometheus collector edgeagent exports, defined once.
 
 Labels are limited to ``feed``, ``publisher``, ``resolver``, ``proxy``, ``source``,
-``scope``, ``reason``, ``route`` and ``status`` — fixed, low-cardinality values chosen by
-the operator or the code. A list entry never becomes a label value.
+``scope``, ``reason``, ``route``, ``status``, ``channel`` and ``outcome`` — fixed,
+low-cardinality values chosen by the operator or the code. A list entry never becomes a label value.
 
 Each ``Metrics`` owns its own ``CollectorRegistry`` so tests and the lab can run several
 agents in one process; the daemon makes exactly one.
@@ -236,6 +236,44 @@ class Metrics:
         )
 
         # API
+        # intake: reports, quarantined notices, appeals (never a label about a sender)
+        self.intake_received = Counter(
+            "edgeagent_intake_received_total",
+            "Items queued for triage, by channel",
+            ["channel"],
+            registry=r,
+        )
+        self.intake_decided = Counter(
+            "edgeagent_intake_decided_total",
+            "Items a person decided, by channel and outcome (accepted, rejected, upheld, revoked)",
+            ["channel", "outcome"],
+            registry=r,
+        )
+        self.intake_decision_seconds = Histogram(
+            "edgeagent_intake_decision_seconds",
+            "Time from an item's arrival to a person's decision",
+            ["channel"],
+            buckets=(60, 300, 900, 3600, 4 * 3600, 12 * 3600, 86400, 3 * 86400, 7 * 86400),
+            registry=r,
+        )
+        self.intake_pending = Gauge(
+            "edgeagent_intake_pending",
+            "Items waiting for a person, by channel (mail-quarantine: the quarantine size)",
+            ["channel"],
+            registry=r,
+        )
+        self.intake_refused = Counter(
+            "edgeagent_intake_refused_total",
+            "Report and appeal submissions refused before queueing, by reason",
+            ["reason"],
+            registry=r,
+        )
+        self.intake_daily_cap_reached = Gauge(
+            "edgeagent_intake_daily_cap_reached",
+            "1 while the report page's per-day cap is reached (new reports are refused)",
+            registry=r,
+        )
+
         self.api_requests = Counter(
             "edgeagent_api_requests_total",
             "Control API requests by route template and status",

@@ -53,6 +53,7 @@ from edgeagent.expiry import ExpiryTimer
 from edgeagent.feeds.base import FeedSpec
 from edgeagent.feeds.runner import FeedRunner, feed_specs
 from edgeagent.guard import ChangeLimits, Guard, ProtectedNames, PublicSuffixes
+from edgeagent.intake.triage import Triage
 from edgeagent.logs import fields
 from edgeagent.metrics import Metrics
 from edgeagent.reloading import ReloadReport
@@ -212,6 +213,7 @@ class Daemon:
         self.last_reload = ReloadReport()
         self.api_url = ""
         self.metrics_url = ""
+        self.intake_url = ""
 
     # -- lifecycle
     def request_stop(self) -> None:
@@ -275,7 +277,9 @@ class Daemon:
         from edgeagent.api.feed_routes import feed_routes
         from edgeagent.api.routes import ROUTES
         from edgeagent.api.takedown_routes import takedown_routes
+        from edgeagent.intake.listener import triage_for
 
+        triage = triage_for(self.agent)
         if settings.api.enabled:
             ctx = ApiContext(
                 store=self.agent.store,
@@ -290,6 +294,7 @@ class Daemon:
                 max_body_bytes=settings.api.max_body_bytes,
                 lookup_rate_per_minute=settings.api.lookup_rate_per_minute,
                 metrics=self.agent.metrics,
+                triage=triage,
             )
             ssl_ctx = _api_ssl_context(settings)
             routes = (*ROUTES, *feed_routes(self.agent.feeds))
@@ -304,6 +309,17 @@ class Daemon:
             app = create_metrics_app(self.agent.metrics.registry, self.readiness)
             port = await self._serve(app, settings.metrics.host, settings.metrics.port, None)
             self.metrics_url = f"http://{_url_host(settings.metrics.host)}:{port}/metrics"
+        await self._start_intake_pages(triage)
+
+    # -- intake hook: the public report and appeal pages (edgeagent.intake.listener). Its
+    #    runner joins self._runners, so it stops with the other listeners.
+    async def _start_intake_pages(self, triage: Triage) -> None:
+        from edgeagent.intake.listener import start_intake_pages
+
+        started = await start_intake_pages(self.agent, triage)
+        if started is not None:
+            self._runners.append(started[0])
+            self.intake_url = started[1]
 
     async def _serve(
         self, app: web.Application, host: str, port: int, ssl_ctx: ssl.SSLContext | None

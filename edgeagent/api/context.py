@@ -19,6 +19,7 @@ from typing import Any
 from aiohttp import web
 
 from edgeagent.decisions import DecisionService
+from edgeagent.intake.triage import Triage
 from edgeagent.metrics import Metrics
 from edgeagent.policy import PolicyIndex
 from edgeagent.store.base import Store
@@ -62,6 +63,8 @@ class ApiContext:
       row with a count per this interval (:mod:`edgeagent.api.denials`).
     - ``metrics``: if given, every request is counted by route template and status.
     - ``clock``: monotonic seconds, for the rate limiter (tests replace it).
+    - ``triage``: the intake queue's rules as the daemon wires them (appeal key,
+      notifier); ``None``: one over ``decisions`` without them.
     """
 
     store: Store
@@ -80,6 +83,7 @@ class ApiContext:
     denial_audit_seconds: float = 60.0
     metrics: Metrics | None = None
     clock: Callable[[], float] = field(default=time.monotonic)
+    triage: Triage | None = None
 
 
 CONTEXT = web.AppKey("edgeagent_api_context", ApiContext)

@@ -104,6 +104,18 @@ def _audit_json(r: AuditRecord) -> dict[str, Any]:
     }
 
 
+def page_json(items: list[dict[str, Any]], limit: int, offset: int) -> dict[str, Any]:
+    """One page of a list asked for with ``limit + 1`` rows (the extra row, if any, says
+    there is a next page; it is not shown)."""
+    more = len(items) > limit
+    return {
+        "items": items[:limit],
+        "limit": limit,
+        "offset": offset,
+        "next_offset": offset + limit if more else None,
+    }
+
+
 def _decision_id(request: web.Request) -> int:
     text = request.match_info["id"]
     if not text.isdigit() or len(text) > 18:
@@ -166,15 +178,7 @@ async def list_decisions(request: web.Request, who: Principal) -> web.Response:
         limit=q.limit + 1,  # one more tells whether there is a next page
         offset=q.offset,
     )
-    more = len(found) > q.limit
-    return _json(
-        {
-            "items": [decision_json(d) for d in found[: q.limit]],
-            "limit": q.limit,
-            "offset": q.offset,
-            "next_offset": q.offset + q.limit if more else None,
-        }
-    )
+    return _json(page_json([decision_json(d) for d in found], q.limit, q.offset))
 
 
 async def get_decision(request: web.Request, who: Principal) -> web.Response:

@@ -27,6 +27,7 @@ EXPECTED_ALERTS = {
     "EdgeagentProxyCanaryFailing",
     "EdgeagentTakedownSlaBreached",
     "EdgeagentTakedownOverdue",
+    "EdgeagentIntakeDailyCap",
 }
 
 _CONTRACT_LINE = re.compile(r"^#\s+(edgeagent_[a-z_]+)\{([a-z_, ]*)\}\s+(gauge|counter)\b")
