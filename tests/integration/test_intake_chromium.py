@@ -76,7 +76,7 @@ def _driver(tmp_path: Path) -> Iterator[Any]:
     chromium = require_binary("chromium")
     driver_bin = shutil.which("chromedriver")
     if driver_bin is None:
-        pytest.skip("chromedriver not installed (Debian chromium-driver)")
+        pytest.fail("chromedriver not installed (Debian chromium-driver; ./dev installs it)")
     opts = webdriver.ChromeOptions()
     opts.binary_location = chromium
     for flag in (

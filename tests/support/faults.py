@@ -30,7 +30,7 @@ ZONE = "block.rpz.invalid"
 @contextlib.contextmanager
 def tmpfs(mountpoint: Path, size: str) -> Iterator[Path]:
     if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
+        pytest.fail("mounting a tmpfs needs root")
     mountpoint.mkdir(parents=True, exist_ok=True)
     subprocess.run(
         ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(mountpoint)],
