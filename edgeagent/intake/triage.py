@@ -40,7 +40,7 @@ log = logging.getLogger("edgeagent.intake")
 
 
 @dataclass(frozen=True, slots=True)
-class Refusal:
+class RefusedUrl:
     """A URL of an accepted report that did not become a decision."""
 
     target_ref: str
@@ -51,7 +51,7 @@ class Refusal:
 class TriageResult:
     item: IntakeItem
     decisions: tuple[Decision, ...] = ()
-    refused: tuple[Refusal, ...] = ()
+    refused: tuple[RefusedUrl, ...] = ()
 
 
 def _no_entries() -> Iterable[Entry]:
@@ -117,7 +117,7 @@ class Triage:
         item = self._pending(item_id, IntakeState.ACCEPTED)
         source = _notice_source(item)
         made: list[Decision] = []
-        refused: list[Refusal] = []
+        refused: list[RefusedUrl] = []
         for url in item.content.urls:
             request = DecisionRequest(
                 target=url,
@@ -132,7 +132,7 @@ class Triage:
             try:
                 made.append(self.decisions.create(request, actor))
             except (EdgeAgentError, ValueError) as exc:
-                refused.append(Refusal(short_hash(url), _reason(exc)))
+                refused.append(RefusedUrl(short_hash(url), _reason(exc)))
         detail = {
             "decisions": [d.id for d in made],
             "refused": len(refused),

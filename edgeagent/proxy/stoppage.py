@@ -169,7 +169,7 @@ def appeal_link(base: str, ref: str) -> str:
     return f"{base}{'&' if '?' in base else '?'}ref={ref}"
 
 
-def render(settings: StopPageSettings, source: str, lang: str, ref: str = "") -> str:
+def render_stop_page(settings: StopPageSettings, source: str, lang: str, ref: str = "") -> str:
     """The stop page HTML for ``source`` (a label) in ``lang``; all values HTML-escaped."""
     texts = _TEXTS[lang]
     esc = html.escape
@@ -224,7 +224,7 @@ def create_stop_page_app(
             return web.Response(status=cfg.status, headers=headers)
         return web.Response(
             status=cfg.status,
-            text=render(cfg, source, lang, ref),
+            text=render_stop_page(cfg, source, lang, ref),
             content_type="text/html",
             charset="utf-8",
             headers=headers,
