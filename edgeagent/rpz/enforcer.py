@@ -8,11 +8,12 @@ Owns three config sections:
 * ``[publishers.NAME]`` -> one publisher per enabled entry, of the kind its ``kind`` names
   (:mod:`edgeagent.rpz.publishers.kinds`);
 * ``[[resolvers]]`` (:class:`ResolverConfig`) -> the
-  :class:`~edgeagent.rpz.verify.Verifier`'s targets. A publisher's own verify step waits
-  for the resolvers it reaches most directly (:func:`verified_by`): ``http-notify`` those
-  it notifies, ``bind-update`` the ``kind = "bind"`` ones (plus, without a ``zonefile``
-  publisher, the ``kind = "unbound"`` ones nobody notifies: they transfer from the hidden
-  primary by IXFR), ``zonefile`` all the rest.
+  :class:`~edgeagent.rpz.verify.Verifier`'s targets. Each publisher is told the resolvers
+  it reaches most directly (:func:`verified_by`): ``http-notify`` those it notifies,
+  ``bind-update`` the ``kind = "bind"`` ones (plus, without a ``zonefile`` publisher, the
+  ``kind = "unbound"`` ones nobody notifies: they transfer from the hidden primary by
+  IXFR), ``zonefile`` all the rest. It does not wait for them: a publish is the source
+  accepting the change, and the fleet is verified apart from it.
 
 Active when a publisher is enabled or a resolver is listed. Publishing
 (:class:`~edgeagent.rpz.publishing.RpzPublishing`) runs in a worker thread; every
@@ -52,7 +53,8 @@ from edgeagent.rpz.publishers.kinds import PUBLISHER_KINDS
 from edgeagent.rpz.publishing import RpzPublishing
 from edgeagent.rpz.verify import ResolverCheck, Verifier
 
-VERIFY_TIMEOUT = 10.0  # how long a publisher waits for its resolvers to show a release
+# The agent's publishers never wait for resolvers: the fleet is verified apart.
+VERIFY_TIMEOUT = 0.0
 
 
 class RpzConfig(ConfigModel):
@@ -70,10 +72,14 @@ class RpzConfig(ConfigModel):
     soa_rname: DnsName = "hostmaster.edgeagent.invalid"
     soa_refresh: Annotated[int, Field(ge=1)] = 300
     soa_retry: Annotated[int, Field(ge=1)] = 60
-    soa_expire: Annotated[int, Field(ge=1)] = 1_209_600
+    # Fail static: a secondary keeps enforcing the last zone for this long with the
+    # centre unreachable. 24 weeks, the most BIND accepts, far beyond any outage; the
+    # staleness alert fires long before.
+    soa_expire: Annotated[int, Field(ge=1)] = 14_515_200
     soa_minimum: Annotated[int, Field(ge=0)] = 60
     verify_interval_seconds: Annotated[int, Field(ge=5)] = 60
     serial_grace_seconds: Annotated[int, Field(ge=0)] = 120
+    region_quorum: Annotated[float, Field(gt=0, le=1)] = 0.5
 
     @model_validator(mode="after")
     def _zones_differ(self) -> RpzConfig:
@@ -94,10 +100,11 @@ class ResolverConfig(ConfigModel):
     host: Host
     port: Port = 53
     kind: Literal["bind", "unbound", "other"] = "other"
+    region: Name | None = None
     serial_check: Literal["query", "rndc", "unbound-control", "none"] = "query"
 
     def target(self) -> ResolverTarget:
-        return ResolverTarget(self.name, self.host, self.port, self.kind)
+        return ResolverTarget(self.name, self.host, self.port, self.kind, self.region or "")
 
 
 class RpzEnforcerConfig(EnforcerConfig):
@@ -221,6 +228,7 @@ def build_publishing(config: RpzEnforcerConfig, context: EnforcerContext) -> Rpz
         ],
         rpz.canary,
         grace_seconds=config.rpz.serial_grace_seconds,
+        quorum=config.rpz.region_quorum,
         metrics=context.metrics,
     )
     return RpzPublishing(rpz, publishers, verifier, context.state_dir, context.metrics)

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import free_port
+from tests.support.ports import free_port
 from tests.integration.test_routes_netns import DIVERTED, OURS, Lab, lab  # noqa: F401
 
 pytestmark = pytest.mark.netns

@@ -34,7 +34,7 @@ def test_rule_unit_tests_cover_stale_feed_and_canaries() -> None:
 
 def test_metric_contract_matches_the_rules() -> None:
     contract = metric_contract()
-    assert len(contract) == 10, contract
+    assert len(contract) == 12, contract
     for name, (kind, labels) in contract.items():
         assert labels, name
         assert labels <= ALLOWED_LABELS, (name, labels)

@@ -15,7 +15,7 @@ from edgeagent.enforcement.base import EnforcerContext, ReloadOutcome
 from edgeagent.metrics import Metrics
 from edgeagent.model import DesiredState
 from edgeagent.proxy.enforcer import ProxyConfig, ProxyEnforcer, ProxyEnforcerConfig
-from tests.conftest import free_port
+from tests.support.ports import free_port
 
 
 def sections(tmp_path: Path, port: int, **changes: object) -> ProxyEnforcerConfig:

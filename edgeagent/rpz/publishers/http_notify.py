@@ -356,8 +356,6 @@ class HttpNotifyPublisher(Publisher[_Staged]):
 
     # -- verify -------------------------------------------------------------------------
     def verify(self, release: ZoneRelease) -> tuple[CanaryResult, ...]:
-        if not self.targets:
-            return ()
         return wait_for_serial(
             self.targets, release.settings.canary, release.serial, self.verify_timeout, self.name
         )
