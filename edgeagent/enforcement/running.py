@@ -228,6 +228,14 @@ class Enforcers:
             out.update(enforcer.status())
         return out
 
+    def fleet(self) -> dict[str, Any]:
+        """For ``GET /v1/fleet``: every target of every active enforcer, and what each
+        enforcer still has to enforce."""
+        return {
+            "members": [m.to_dict() for e in self.active() for m in e.fleet()],
+            "enforcers": self.convergence(),
+        }
+
     def convergence(self) -> dict[str, Any]:
         """Per active enforcer: the version still waiting to be enforced and the retries
         spent on it (``None`` and 0 when it is enforced)."""

@@ -36,6 +36,7 @@ from edgeagent.enforcement.base import (
     EnforcerConfig,
     EnforcerContext,
     FeedFacts,
+    FleetMember,
     PeriodicJob,
 )
 from edgeagent.errors import ConfigProblem
@@ -283,6 +284,28 @@ class RpzEnforcer(Enforcer):
 
     def status(self) -> Mapping[str, Any]:
         return {"rpz": self.publishing.status()} if self.publishing is not None else {}
+
+    def fleet(self) -> tuple[FleetMember, ...]:
+        if self.publishing is None:
+            return ()
+        seen = {r.name: r for r in self.publishing.verification.resolvers}
+        members = []
+        for cfg in self.sections.resolvers:
+            r = seen.get(cfg.name)
+            members.append(
+                FleetMember(
+                    name=cfg.name,
+                    enforcer=self.KIND,
+                    kind=cfg.kind,
+                    region=cfg.region or "",
+                    confirmed=r.confirmed_serial if r else None,
+                    lag=r.lag if r else None,
+                    canary_ok=r.canary_ok if r else None,
+                    reachable=r.reachable if r else None,
+                    checked_at=r.checked_at if r else None,
+                )
+            )
+        return tuple(members)
 
     def periodic(self) -> tuple[PeriodicJob, ...]:
         return (PeriodicJob("verify", self.sections.rpz.verify_interval_seconds, self.verify),)
