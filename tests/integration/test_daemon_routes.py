@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 
+from tests.support.netns import DIVERTED, OURS, Netns
 from tests.support.ports import free_port
-from tests.integration.test_routes_netns import DIVERTED, OURS, Lab, lab  # noqa: F401
 
-pytestmark = pytest.mark.netns
+pytestmark = [pytest.mark.integration, pytest.mark.netns]
 
 AGENT = str(Path(sys.executable).parent / "edgeagent")
 DNS_ADDRESS = "198.51.100.2"  # the origin's end of the client-origin link
@@ -81,9 +81,9 @@ def _until(check: Any, what: str, seconds: float = 30) -> None:
 
 
 @contextlib.contextmanager
-def _responder(lab: Lab) -> Iterator[None]:  # noqa: F811
+def _responder(netns: Netns) -> Iterator[None]:
     proc = subprocess.Popen(
-        _in_ns(lab.origin, sys.executable, "-c", _RESPONDER, DNS_ADDRESS, DIVERTED),
+        _in_ns(netns.origin, sys.executable, "-c", _RESPONDER, DNS_ADDRESS, DIVERTED),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -98,7 +98,7 @@ def _responder(lab: Lab) -> Iterator[None]:  # noqa: F811
 
 
 def test_sighup_moves_routes_and_switches_to_dry_run(
-    lab: Lab,  # noqa: F811
+    netns: Netns,
     tmp_path: Path,
 ) -> None:
     api_port, metrics_port = free_port(udp=False), free_port(udp=False)
@@ -131,25 +131,25 @@ def test_sighup_moves_routes_and_switches_to_dry_run(
         return [r for r in records if r["msg"] == "config reloaded"]
 
     def routes_status() -> dict[str, Any]:
-        body = _get(lab.client, f"http://127.0.0.1:{api_port}/v1/status", token)
+        body = _get(netns.client, f"http://127.0.0.1:{api_port}/v1/status", token)
         return dict(json.loads(body)["publishers"]["routes"])
 
-    with _responder(lab), log_path.open("w") as log:
+    with _responder(netns), log_path.open("w") as log:
         proc = subprocess.Popen(
-            _in_ns(lab.client, AGENT, "run", "-c", str(config)), stdout=log, stderr=log
+            _in_ns(netns.client, AGENT, "run", "-c", str(config)), stdout=log, stderr=log
         )
         try:
-            _until(lambda: lab.table() == {f"{DIVERTED}/32": OURS}, "the route")
-            assert lab.probe(DIVERTED, 80) == "proxy"
+            _until(lambda: netns.table() == {f"{DIVERTED}/32": OURS}, "the route")
+            assert netns.probe(DIVERTED, 80) == "proxy"
 
             config.write_text(base + routes + "table = 101\n")
             proc.send_signal(signal.SIGHUP)
             _until(lambda: len(reloads()) == 1, "the reload")
             assert reloads()[0]["applied"] == ["routes.table"]
-            assert lab.table() == {}
-            assert lab.table(101) == {f"{DIVERTED}/32": OURS}
-            assert lab.rules(101) == {("-4", 80)}
-            assert lab.probe(DIVERTED, 80) == "proxy"
+            assert netns.table() == {}
+            assert netns.table(101) == {f"{DIVERTED}/32": OURS}
+            assert netns.rules(101) == {("-4", 80)}
+            assert netns.probe(DIVERTED, 80) == "proxy"
             assert routes_status()["table"] == 101
 
             config.write_text(base + routes + "table = 101\ndry_run = true\n")
@@ -157,7 +157,7 @@ def test_sighup_moves_routes_and_switches_to_dry_run(
             _until(lambda: len(reloads()) == 2, "the second reload")
             assert reloads()[1]["applied"] == ["routes.dry_run"]
             assert routes_status()["dry_run"] is True
-            assert lab.table(101) == {f"{DIVERTED}/32": OURS}  # a dry run changes nothing
+            assert netns.table(101) == {f"{DIVERTED}/32": OURS}  # a dry run changes nothing
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(timeout=30) == 0
         finally:
