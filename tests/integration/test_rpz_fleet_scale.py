@@ -230,6 +230,7 @@ def test_dead_resolvers_neither_delay_publishing_nor_hide(fleet: Fleet) -> None:
         assert metric(fleet, "edgeagent_rpz_resolver_reachable", name) == 0
     assert metric(fleet, "edgeagent_rpz_resolver_reachable", "bind-04") == 1
     assert metric(fleet, "edgeagent_rpz_resolver_confirmed_age_seconds", "bind-04") == 0
+
     # A dead resolver is a readiness reason, once past the grace period, not a failure.
     def unready() -> str | None:
         code, ready = http_json("GET", f"{fleet.metrics}/readyz")
@@ -265,17 +266,28 @@ def test_a_decision_made_while_the_primary_is_down_is_published_when_it_returns(
 
 
 def test_a_restarted_resolver_gets_the_current_serial(fleet: Fleet) -> None:
-    serial = fleet.primary_serial()
-    assert serial is not None
-    for name in ("bind-03", "unbound-02"):
-        fleet.resolvers[name] = restart(fleet.resolvers[name])
-    wait_for(
-        "the restarted resolvers at the current serial",
-        lambda: (
-            fleet.serials(["bind-03", "unbound-02"]) == {"bind-03": serial, "unbound-02": serial}
-        ),
-        20,
+    names = ["bind-03", "unbound-02"]
+    for name in names:
+        fleet.resolvers[name].stop()  # already stopped when the whole module runs
+    before = fleet.primary_serial()
+    fleet.decide("fleet-three.example")  # a version they miss while down
+    serial = wait_for(
+        "the primary to accept the decision",
+        lambda: (s := fleet.primary_serial()) != before and s,
+        10,
     )
+    for name in names:
+        fleet.resolvers[name] = restart(fleet.resolvers[name])
+    seen: dict[str, int | None] = {}
+
+    def current() -> bool:
+        seen.update(fleet.serials(names))
+        return set(seen.values()) == {serial}
+
+    try:
+        wait_for("the restarted resolvers at the current serial", current, 20)
+    except AssertionError as exc:
+        raise AssertionError(f"serial {serial} wanted, seen {seen}") from exc
 
 
 def _fleet(fleet: Fleet) -> dict[str, Any]:
