@@ -34,6 +34,10 @@ for one enforcer:
 * ``verify() -> reasons`` -- prove that enforcement works now (canaries, served serials);
   the reasons the agent is not ready because of this enforcer (empty: ready).
   ``readiness()`` repeats the last verify's reasons, cheaply (``/readyz``).
+  ``lagging()`` names the reachable targets that, at the last verify, had not served the
+  published version for a while: while there are any, the daemon publishes the same
+  state again (with backoff), and a publish of a version already accepted re-sends what
+  those targets need to catch up (a NOTIFY), so none waits for its next SOA refresh.
 * ``status()`` -- entries for the ``publishers`` part of ``/v1/status`` (no list data).
 * ``fleet()`` -- every target it enforces at (resolvers, proxies) as
   :class:`FleetMember` values, from the last verify (``GET /v1/fleet``); none by default.
@@ -216,6 +220,10 @@ class Enforcer(ABC):
 
     def readiness(self) -> tuple[str, ...]:
         """The reasons of the last :meth:`verify`."""
+        return ()
+
+    def lagging(self) -> tuple[str, ...]:
+        """Reachable targets behind the published version at the last :meth:`verify`."""
         return ()
 
     @abstractmethod

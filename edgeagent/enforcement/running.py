@@ -9,8 +9,10 @@ must reach the successor, not the retired one.
 Converge until done: a publish that did not take (``Enforced.ok`` false, or an enforcer
 that broke its contract and raised) is retried without a new decision, with the newest
 state, after an exponential backoff with jitter (:func:`retry_delay`), until it takes or
-a later publish does. The version still waiting is exported per enforcer
-(``edgeagent_enforcer_pending_version``), and so are the retries.
+a later publish does; so is a publish after which a verify still finds reachable targets
+behind (:meth:`~edgeagent.enforcement.base.Enforcer.lagging`), until none is. The
+version still waiting is exported per enforcer (``edgeagent_enforcer_pending_version``),
+and so are the retries.
 """
 
 from __future__ import annotations
@@ -149,6 +151,10 @@ class Enforcers:
             gauge = self.metrics.enforcer_pending_version.labels(enforcer=kind)
             gauge.set(self.pending.get(kind, 0))
 
+    def _lagging(self, kind: str) -> bool:
+        enforcer = self._by_kind[kind]
+        return enforcer.active and bool(enforcer.lagging())
+
     def _retry_later(self, kind: str) -> None:
         task = self._retrying.get(kind)
         if task is None or task.done():
@@ -158,11 +164,11 @@ class Enforcers:
         """Publish the newest state to ``kind`` again until it takes (or a later publish
         does), backing off between attempts."""
         attempt = 0
-        while kind in self.pending:
+        while kind in self.pending or self._lagging(kind):
             attempt += 1
             await asyncio.sleep(retry_delay(attempt, self.retry_first, self.retry_max))
             state = self.state
-            if kind not in self.pending or state is None:
+            if not (kind in self.pending or self._lagging(kind)) or state is None:
                 return
             self.retries[kind] = self.retries.get(kind, 0) + 1
             if self.metrics is not None:
@@ -186,6 +192,8 @@ class Enforcers:
     def _job(self, kind: str, name: str) -> Job:
         async def run() -> None:
             await self.on(kind, lambda e: _run_periodic(e, name))
+            if self._lagging(kind):
+                self._retry_later(kind)
 
         return run
 

@@ -56,6 +56,9 @@ from edgeagent.rpz.verify import ResolverCheck, Verifier
 
 # The agent's publishers never wait for resolvers: the fleet is verified apart.
 VERIFY_TIMEOUT = 0.0
+# A resolver behind for longer than this at a verify is sent a NOTIFY of its own: the
+# primary's transfer normally takes well under a second.
+LAG_NUDGE_SECONDS = 5.0
 
 
 class RpzConfig(ConfigModel):
@@ -273,8 +276,20 @@ class RpzEnforcer(Enforcer):
         publishing = self._running()
         await asyncio.to_thread(publishing.publish, state)
         missing = publishing.missing()
-        detail = f"not yet published by: {', '.join(missing)}" if missing else ""
-        return Enforced(self.KIND, state.version, not missing, detail)
+        if missing:
+            return Enforced(
+                self.KIND, state.version, False, f"not yet published by: {', '.join(missing)}"
+            )
+        behind = self.lagging()
+        if behind:
+            await asyncio.to_thread(publishing.nudge, behind)
+        return Enforced(self.KIND, state.version, True)
+
+    def lagging(self) -> tuple[str, ...]:
+        if self.publishing is None:
+            return ()
+        behind = self.publishing.verification.lagging(for_seconds=LAG_NUDGE_SECONDS)
+        return tuple(r.name for r in behind)
 
     async def verify(self) -> tuple[str, ...]:
         return (await asyncio.to_thread(self._running().verify_all)).reasons

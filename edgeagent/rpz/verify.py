@@ -167,10 +167,16 @@ class VerificationState:
         )
         return tuple(out)
 
-    @property
-    def lagging(self) -> tuple[ResolverStatus, ...]:
-        """Reachable resolvers that do not serve the published serial."""
-        return tuple(r for r in self.resolvers if r.reachable and r.lag != 0)
+    def lagging(self, for_seconds: float = 0.0) -> tuple[ResolverStatus, ...]:
+        """Reachable resolvers that have not served the published serial for more than
+        ``for_seconds`` (at the last check)."""
+        return tuple(
+            r
+            for r in self.resolvers
+            if r.reachable
+            and r.behind_since is not None
+            and r.checked_at - r.behind_since > for_seconds
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {

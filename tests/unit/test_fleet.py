@@ -6,10 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import dns.message
+import dns.opcode
+import dns.rrset
 import pytest
 
 from edgeagent.config import load_config
@@ -95,7 +99,8 @@ def test_regions_quorum_and_staleness_age() -> None:
         "region south: 0 of 2 resolvers serve serial 6 (quorum 0.75)",
     )
     assert [g.to_dict()["has_quorum"] for g in late.regions] == [True, False]
-    assert [r.name for r in late.lagging] == ["s2"]
+    assert [r.name for r in late.lagging()] == ["s2"]
+    assert late.lagging(for_seconds=20) == ()
     by_name = {r.name: r for r in late.resolvers}
     assert by_name["s1"].confirmed_serial == 5  # kept while it is down
     value = metrics.registry.get_sample_value
@@ -110,7 +115,7 @@ def test_retry_delay_doubles_up_to_the_cap_with_jitter() -> None:
     assert retry_delay(3, 1.0, 8.0, lambda: 0.0) == 2.0  # at least half
 
 
-def rpz_sections(tmp_path: Path, flag: Path) -> RpzEnforcerConfig:
+def rpz_sections(tmp_path: Path, flag: Path, port: int = 9) -> RpzEnforcerConfig:
     path = tmp_path / "edgeagent.toml"
     path.write_text(
         f'[agent]\nstate_dir = "{tmp_path / "state"}"\n'
@@ -118,7 +123,8 @@ def rpz_sections(tmp_path: Path, flag: Path) -> RpzEnforcerConfig:
         f'directory = "{tmp_path / "zones"}"\n'
         # Stands in for a resolver reload that fails until the flag exists.
         f'reload_command = ["test", "-e", "{flag}"]\n'
-        '[[resolvers]]\nname = "north-1"\nhost = "127.0.0.1"\nport = 9\nregion = "north"\n'
+        f'[[resolvers]]\nname = "north-1"\nhost = "127.0.0.1"\nport = {port}\n'
+        'kind = "bind"\nregion = "north"\n'
     )
     return load_config(path).sections(RpzEnforcerConfig)
 
@@ -159,3 +165,83 @@ async def test_a_failed_publish_is_retried_without_a_new_decision(tmp_path: Path
         )
     finally:
         await enforcers.close()
+
+
+class BehindResolver:
+    """A UDP DNS server on loopback that answers the canary with ``serial`` and records
+    every NOTIFY it is sent (acknowledging it)."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.1)
+        self.port: int = self.sock.getsockname()[1]
+        self.serial = 0
+        self.notified: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                wire, peer = self.sock.recvfrom(4096)
+            except TimeoutError:
+                continue
+            query = dns.message.from_wire(wire)
+            response = dns.message.make_response(query)
+            if query.opcode() == dns.opcode.NOTIFY:
+                self.notified.append(query.question[0].name.to_text(omit_final_dot=True))
+            else:
+                text = f'"edgeagent-canary serial={self.serial}"'
+                response.answer.append(
+                    dns.rrset.from_text(query.question[0].name, 60, "IN", "TXT", text)
+                )
+            self.sock.sendto(response.to_wire(), peer)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.sock.close()
+
+
+async def test_a_resolver_left_behind_is_notified_until_it_catches_up(tmp_path: Path) -> None:
+    behind = BehindResolver()
+    (tmp_path / "zones").mkdir()
+    flag = tmp_path / "reload-works"
+    flag.touch()
+    config = rpz_sections(tmp_path, flag, port=behind.port)
+    metrics = Metrics()
+    rpz = RpzEnforcer.from_config(config, EnforcerContext(tmp_path / "state", metrics))
+    assert rpz.publishing is not None
+    enforcers = Enforcers([rpz], metrics, retry_first=0.05, retry_max=0.1)
+    verify = enforcers.periodic("rpz")["rpz:verify"][1]
+    try:
+        await enforcers.publish(DesiredState(1, (), ()))
+        assert enforcers.pending == {}
+        await verify()
+        assert rpz.lagging() == ()  # behind, but only just: no NOTIFY yet
+        # Ten seconds later it is still behind (it missed the primary's NOTIFY).
+        rpz.publishing.verifier.clock = lambda: time.time() + 10
+        await verify()
+        assert rpz.lagging() == ("north-1",)
+        for _ in range(40):
+            if len(behind.notified) >= 2:
+                break
+            await asyncio.sleep(0.05)
+        assert set(behind.notified) >= {"block.rpz.invalid", "allow.rpz.invalid"}
+        retried = metrics.registry.get_sample_value(
+            "edgeagent_enforcer_publish_retries_total", {"enforcer": "rpz"}
+        )
+        assert retried is not None
+        assert retried >= 1
+        behind.serial = rpz.publishing.status()["serial"]  # it transferred the zone
+        await verify()
+        assert rpz.lagging() == ()
+        await asyncio.sleep(0.3)
+        notified = len(behind.notified)
+        await asyncio.sleep(0.3)
+        assert len(behind.notified) == notified  # caught up: no more NOTIFYs
+    finally:
+        await enforcers.close()
+        behind.close()

@@ -60,9 +60,13 @@ from pathlib import Path
 from typing import ClassVar, Generic, Self, TypeVar
 
 import dns.exception
+import dns.flags
 import dns.message
+import dns.name
+import dns.opcode
 import dns.query
 import dns.rcode
+import dns.rdataclass
 import dns.rdatatype
 
 from edgeagent.configtypes import Count
@@ -265,6 +269,32 @@ def query_canary(target: ResolverTarget, canary: str, timeout: float = 2.0) -> C
                 if text.startswith(CANARY_PREFIX) and text[len(CANARY_PREFIX) :].isdigit():
                     serial = int(text[len(CANARY_PREFIX) :])
     return CanaryResult(target, serial is not None, serial, time.monotonic() - started)
+
+
+def send_notify(zone: str, host: str, port: int, timeout: float = 1.0) -> bool:
+    """Send one DNS NOTIFY for ``zone`` (RFC 1996); True once it is acknowledged.
+
+    A secondary then asks its primary for the zone's SOA and transfers what it misses.
+    It accepts a NOTIFY only from an address it allows (its primaries', Unbound's
+    ``allow-notify``).
+    """
+    m = dns.message.Message()
+    # The opcode lives inside ``flags``: set the flags first, then the opcode.
+    m.flags = dns.flags.AA
+    m.set_opcode(dns.opcode.NOTIFY)
+    m.find_rrset(
+        m.question,
+        dns.name.from_text(zone),
+        dns.rdataclass.IN,
+        dns.rdatatype.SOA,
+        create=True,
+        force_unique=True,
+    )
+    try:
+        r = dns.query.udp(m, host, port=port, timeout=timeout)
+    except (dns.exception.DNSException, OSError):
+        return False
+    return r.rcode() == dns.rcode.NOERROR
 
 
 QUERY_POOL = 64  # canary queries in flight at once: a dead resolver costs one timeout
