@@ -185,6 +185,13 @@ def _squid_e2e(quick: bool) -> list[Row]:
     return squid_e2e.rows(quick)
 
 
+def _fleet_verify(quick: bool) -> list[Row]:
+    """One verification pass over 100 real resolvers (90 BIND secondaries, 10 dead)."""
+    from bench import fleet_verify
+
+    return fleet_verify.run(live=30, dead=5) if quick else fleet_verify.run()
+
+
 REGISTRY: dict[str, Benchmark] = {
     "store_ingest": _store_ingest,
     "store_ingest_postgresql": _store_ingest_postgresql,
@@ -196,5 +203,6 @@ REGISTRY: dict[str, Benchmark] = {
     "rpz": _rpz,
     "proxy_helper": _proxy_helper,
     "squid_e2e": _squid_e2e,
+    "fleet_verify": _fleet_verify,
 }
 """Benchmark name -> runner, in the order BENCHMARKS.md lists them."""

@@ -170,6 +170,65 @@ def cmd_lookup(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_fleet_status(args: argparse.Namespace) -> int:
+    """Ask the running daemon's API for ``GET /v1/fleet`` and print one line per target."""
+    import urllib.error
+    import urllib.request
+
+    token = os.environ.get("EDGEAGENT_TOKEN", "")
+    if args.token_file:
+        token = Path(args.token_file).read_text(encoding="utf-8").strip()
+    if not token:
+        raise UsageError("give a noc token: --token-file FILE or $EDGEAGENT_TOKEN")
+    url = args.url
+    if url is None:
+        settings, _ = _settings(args)
+        api = settings.api
+        scheme = "https" if api.tls_cert_file is not None else "http"
+        host = f"[{api.host}]" if ":" in api.host else api.host
+        url = f"{scheme}://{host}:{api.port}"
+    if not url.startswith(("http://", "https://")):
+        raise UsageError(f"--url must be http:// or https://, not {url!r}")
+    request = urllib.request.Request(  # noqa: S310 - the scheme is checked above
+        url.rstrip("/") + "/v1/fleet", headers={"Authorization": f"Bearer {token}"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+            fleet = json.load(response)
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        _err(f"cannot read {url}/v1/fleet: {exc}")
+        return EXIT_FAILED
+    if args.json:
+        print(json.dumps(fleet, indent=2))
+        return EXIT_OK
+    print(
+        f"{'NAME':<20} {'ENFORCER':<8} {'KIND':<8} {'REGION':<10} {'CONFIRMED':>10} "
+        f"{'LAG':>4} {'CANARY':<7} CHECKED"
+    )
+    for m in fleet["members"]:
+        canary = {True: "ok", False: "FAIL", None: "-"}[m["canary_ok"]]
+        if m["reachable"] is False:
+            canary = "DOWN"
+        checked = (
+            datetime.fromtimestamp(m["checked_at"], UTC).strftime("%H:%M:%SZ")
+            if m["checked_at"] is not None
+            else "never"
+        )
+        print(
+            f"{m['name']:<20} {m['enforcer']:<8} {m['kind']:<8} {m['region'] or '-':<10} "
+            f"{_dash(m['confirmed']):>10} {_dash(m['lag']):>4} {canary:<7} {checked}"
+        )
+    for kind, c in sorted(fleet["enforcers"].items()):
+        if c["pending_version"] is not None:
+            print(f"{kind}: version {c['pending_version']} pending, {c['retries']} retries")
+    down = [m["name"] for m in fleet["members"] if m["reachable"] is False]
+    return EXIT_FAILED if down else EXIT_OK
+
+
+def _dash(value: object) -> str:
+    return "-" if value is None else str(value)
+
+
 def _ref(text: str) -> str:
     from edgeagent.errors import short_hash
 
@@ -467,6 +526,17 @@ def build_parser() -> argparse.ArgumentParser:
         ip.add_argument("id", type=int)
         ip.add_argument("--reason", required=True, help="why (audited; sent to an appellant)")
         ip.set_defaults(func=cmd_intake_outcome)
+    fleet = sub.add_parser("fleet", help="the resolvers and proxies the daemon verifies")
+    fleet_sub = fleet.add_subparsers(dest="fleet_command", required=True, metavar="ACTION")
+    fs = fleet_sub.add_parser(
+        "status",
+        parents=[common],
+        help="every resolver and proxy: confirmed serial, lag, last canary (exit 1: one down)",
+    )
+    fs.add_argument("--url", help="the daemon's API (default: [api] host and port)")
+    fs.add_argument("--token-file", help="file holding a noc token (default: $EDGEAGENT_TOKEN)")
+    fs.add_argument("--json", action="store_true", help="machine-readable output")
+    fs.set_defaults(func=cmd_fleet_status)
 
     report = sub.add_parser("report", help="reports")
     report_sub = report.add_subparsers(dest="report_command", required=True, metavar="KIND")

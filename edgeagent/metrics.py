@@ -1,7 +1,8 @@
 """Every Prometheus collector edgeagent exports, defined once.
 
-Labels are limited to ``feed``, ``publisher``, ``resolver``, ``proxy``, ``source``,
-``scope``, ``reason``, ``route``, ``status``, ``channel`` and ``outcome`` — fixed,
+Labels are limited to ``feed``, ``publisher``, ``resolver``, ``region``, ``enforcer``,
+``proxy``, ``source``, ``scope``, ``reason``, ``route``, ``status``, ``channel`` and
+``outcome`` — fixed,
 low-cardinality values chosen by the operator or the code. A list entry never becomes a label value.
 
 Each ``Metrics`` owns its own ``CollectorRegistry`` so tests and the lab can run several
@@ -129,6 +130,41 @@ class Metrics:
             "edgeagent_rpz_serial_lag",
             "Published serial minus the serial the resolver serves",
             ["resolver"],
+            registry=r,
+        )
+        self.rpz_resolver_reachable = Gauge(
+            "edgeagent_rpz_resolver_reachable",
+            "1 if the resolver answered the canary query at the last check",
+            ["resolver"],
+            registry=r,
+        )
+        self.rpz_resolver_confirmed_age = Gauge(
+            "edgeagent_rpz_resolver_confirmed_age_seconds",
+            "Seconds since the resolver last served the published serial (0 while current)",
+            ["resolver"],
+            registry=r,
+        )
+        self.rpz_region_converged = Gauge(
+            "edgeagent_rpz_region_converged_ratio",
+            "Share of a region's resolvers serving the published serial",
+            ["region"],
+            registry=r,
+        )
+        self.rpz_verify_seconds = Gauge(
+            "edgeagent_rpz_verify_pass_seconds",
+            "Duration of the last verification pass over every resolver",
+            registry=r,
+        )
+        self.enforcer_publish_retries = Counter(
+            "edgeagent_enforcer_publish_retries_total",
+            "Publishes retried after a failure, without a new decision",
+            ["enforcer"],
+            registry=r,
+        )
+        self.enforcer_pending_version = Gauge(
+            "edgeagent_enforcer_pending_version",
+            "Policy version an enforcer has not yet enforced (0: none pending)",
+            ["enforcer"],
             registry=r,
         )
         self.rpz_canary_ok = Gauge(
@@ -312,7 +348,14 @@ class Metrics:
 
     def forget_resolver(self, resolver: str) -> None:
         """Drop every series of a resolver that left the configuration."""
-        _forget(resolver, self.rpz_resolver_serial, self.rpz_serial_lag, self.rpz_canary_ok)
+        _forget(
+            resolver,
+            self.rpz_resolver_serial,
+            self.rpz_serial_lag,
+            self.rpz_canary_ok,
+            self.rpz_resolver_reachable,
+            self.rpz_resolver_confirmed_age,
+        )
 
     def forget_proxy(self, proxy: str) -> None:
         """Drop the canary series of a proxy that left the configuration."""

@@ -287,6 +287,7 @@ class Daemon:
                 policy=lambda: self.agent.policy().index,
                 feeds=self._feed_status,
                 publishers=self._publisher_status,
+                fleet=self.agent.enforcers.fleet,
                 reload=self._reload_status,
                 plan=self.agent.plan,
                 readiness=self.readiness,

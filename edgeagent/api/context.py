@@ -48,6 +48,7 @@ class ApiContext:
     - ``store``, ``decisions``: the store and the lifecycle rules on top of it.
     - ``policy``: the :class:`PolicyIndex` in force, or ``None`` while none is loaded.
     - ``feeds``, ``publishers``: per-feed / per-publisher state for ``GET /v1/status``.
+    - ``fleet``: every resolver and proxy the enforcers verify, for ``GET /v1/fleet``.
     - ``reload``: what the last config reload applied and what needs a restart (ditto).
     - ``plan``: held generations and other pending work for ``GET /v1/plan``.
     - ``readiness``: reasons the agent is not ready; empty means ready (``/readyz``).
@@ -72,6 +73,7 @@ class ApiContext:
     policy: Callable[[], PolicyIndex | None] = _no_policy
     feeds: Callable[[], Mapping[str, Any]] = _empty
     publishers: Callable[[], Mapping[str, Any]] = _empty
+    fleet: Callable[[], Mapping[str, Any]] = _empty
     reload: Callable[[], Mapping[str, Any]] = _empty
     plan: Callable[[], Mapping[str, Any]] = _empty
     readiness: Callable[[], Sequence[str]] = _ready

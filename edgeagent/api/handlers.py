@@ -270,6 +270,10 @@ async def status(request: web.Request, who: Principal) -> web.Response:
     return _json(await read(_status_sync, request.app[CONTEXT], request.app[ENTRY_COUNTS]))
 
 
+async def fleet(request: web.Request, who: Principal) -> web.Response:
+    return _json(dict(request.app[CONTEXT].fleet()))
+
+
 def _plan_sync(ctx: ApiContext, show_targets: bool) -> dict[str, Any]:
     pending = ctx.store.list_decisions(status=DecisionStatus.PENDING_APPROVAL, limit=_PENDING_SHOWN)
     items = []

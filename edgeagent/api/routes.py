@@ -112,6 +112,15 @@ ROUTES: tuple[Route, ...] = (
     ),
     Route(
         "GET",
+        "/v1/fleet",
+        Role.NOC,
+        h.fleet,
+        "getFleet",
+        "Every resolver and proxy: confirmed version, lag, last canary",
+        response=v.FleetOut,
+    ),
+    Route(
+        "GET",
         "/v1/plan",
         Role.NOC,
         h.plan,

@@ -24,6 +24,8 @@ EXPECTED_ALERTS = {
     "EdgeagentPublisherDown",
     "EdgeagentRpzSerialLag",
     "EdgeagentRpzCanaryFailing",
+    "EdgeagentResolverUnreachable",
+    "EdgeagentResolverPolicyStale",
     "EdgeagentProxyCanaryFailing",
     "EdgeagentTakedownSlaBreached",
     "EdgeagentTakedownOverdue",
