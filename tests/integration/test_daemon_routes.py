@@ -106,6 +106,23 @@ ROUTES = (
 )
 
 
+@contextlib.contextmanager
+def _daemon(netns: Netns, config: Path, log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """``edgeagent run`` in the client namespace, with the responder; the body must end
+    it with SIGTERM (checked: exit 0); killed if the body failed."""
+    with _responder(netns), log_path.open("w") as log:
+        proc = subprocess.Popen(
+            _in_ns(netns.client, AGENT, "run", "-c", str(config)), stdout=log, stderr=log
+        )
+        try:
+            yield proc
+            assert proc.wait(timeout=30) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
 def _write_config(tmp_path: Path, routes_extra: str) -> tuple[Path, int, int, str, str]:
     """The daemon's config (routes ``table = 100`` plus ``routes_extra``): its path, API and
     metrics ports, the sections before ``[routes]`` and a noc token."""
@@ -146,36 +163,27 @@ def test_sighup_moves_routes_and_switches_to_dry_run(
         body = _get(netns.client, f"http://127.0.0.1:{api_port}/v1/status", token)
         return dict(json.loads(body)["publishers"]["routes"])
 
-    with _responder(netns), log_path.open("w") as log:
-        proc = subprocess.Popen(
-            _in_ns(netns.client, AGENT, "run", "-c", str(config)), stdout=log, stderr=log
-        )
-        try:
-            _until(lambda: netns.table() == {f"{DIVERTED}/32": OURS}, "the route")
-            assert netns.probe(DIVERTED, 80) == "proxy"
+    with _daemon(netns, config, log_path) as proc:
+        _until(lambda: netns.table() == {f"{DIVERTED}/32": OURS}, "the route")
+        assert netns.probe(DIVERTED, 80) == "proxy"
 
-            config.write_text(base + routes + "table = 101\n")
-            proc.send_signal(signal.SIGHUP)
-            _until(lambda: len(reloads()) == 1, "the reload")
-            assert reloads()[0]["applied"] == ["routes.table"]
-            assert netns.table() == {}
-            assert netns.table(101) == {f"{DIVERTED}/32": OURS}
-            assert netns.rules(101) == {("-4", 80)}
-            assert netns.probe(DIVERTED, 80) == "proxy"
-            assert routes_status()["table"] == 101
+        config.write_text(base + routes + "table = 101\n")
+        proc.send_signal(signal.SIGHUP)
+        _until(lambda: len(reloads()) == 1, "the reload")
+        assert reloads()[0]["applied"] == ["routes.table"]
+        assert netns.table() == {}
+        assert netns.table(101) == {f"{DIVERTED}/32": OURS}
+        assert netns.rules(101) == {("-4", 80)}
+        assert netns.probe(DIVERTED, 80) == "proxy"
+        assert routes_status()["table"] == 101
 
-            config.write_text(base + routes + "table = 101\ndry_run = true\n")
-            proc.send_signal(signal.SIGHUP)
-            _until(lambda: len(reloads()) == 2, "the second reload")
-            assert reloads()[1]["applied"] == ["routes.dry_run"]
-            assert routes_status()["dry_run"] is True
-            assert netns.table(101) == {f"{DIVERTED}/32": OURS}  # a dry run changes nothing
-            proc.send_signal(signal.SIGTERM)
-            assert proc.wait(timeout=30) == 0
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+        config.write_text(base + routes + "table = 101\ndry_run = true\n")
+        proc.send_signal(signal.SIGHUP)
+        _until(lambda: len(reloads()) == 2, "the second reload")
+        assert reloads()[1]["applied"] == ["routes.dry_run"]
+        assert routes_status()["dry_run"] is True
+        assert netns.table(101) == {f"{DIVERTED}/32": OURS}  # a dry run changes nothing
+        proc.send_signal(signal.SIGTERM)
 
 
 def test_route_removed_behind_the_daemon_is_reinstalled(netns: Netns, tmp_path: Path) -> None:
@@ -191,48 +199,37 @@ def test_route_removed_behind_the_daemon_is_reinstalled(netns: Netns, tmp_path: 
         found = re.search(r"^edgeagent_routes_repaired_total (\S+)$", text, re.M)
         return float(found.group(1)) if found else 0.0
 
-    with _responder(netns), (tmp_path / "daemon.log").open("w") as log:
-        proc = subprocess.Popen(
-            _in_ns(netns.client, AGENT, "run", "-c", str(config)), stdout=log, stderr=log
+    with _daemon(netns, config, tmp_path / "daemon.log") as proc:
+        _until(lambda: netns.table() == {f"{DIVERTED}/32": OURS}, "the route")
+        _until(lambda: netns.rules(100) == {("-4", 80)}, "the rule")
+        assert repaired() == 0
+        subprocess.run(
+            ["ip", "-n", netns.client, "route", "del", f"{DIVERTED}/32", "table", "100"],
+            check=True,
         )
-        try:
-            _until(lambda: netns.table() == {f"{DIVERTED}/32": OURS}, "the route")
-            _until(lambda: netns.rules(100) == {("-4", 80)}, "the rule")
-            assert repaired() == 0
-            subprocess.run(
-                ["ip", "-n", netns.client, "route", "del", f"{DIVERTED}/32", "table", "100"],
-                check=True,
-            )
-            deleted = time.monotonic()
-            _until(
-                lambda: netns.table() == {f"{DIVERTED}/32": OURS}, "the route back", 3 * interval
-            )
-            route_back = time.monotonic() - deleted
-            assert netns.probe(DIVERTED, 80) == "proxy"
-            _until(lambda: repaired() >= 1, "the repair counted", 3 * interval)
+        deleted = time.monotonic()
+        _until(lambda: netns.table() == {f"{DIVERTED}/32": OURS}, "the route back", 3 * interval)
+        route_back = time.monotonic() - deleted
+        assert netns.probe(DIVERTED, 80) == "proxy"
+        _until(lambda: repaired() >= 1, "the repair counted", 3 * interval)
 
-            subprocess.run(
-                [
-                    "ip",
-                    "-n",
-                    netns.client,
-                    "rule",
-                    "del",
-                    "table",
-                    "100",
-                    "ipproto",
-                    "tcp",
-                    "dport",
-                    "80",
-                ],
-                check=True,
-            )
-            _until(lambda: netns.rules(100) == {("-4", 80)}, "the rule back", 3 * interval)
-            _until(lambda: repaired() >= 2, "the second repair counted", 3 * interval)
-            print(f"route drift: route back in {route_back:.1f} s")
-            proc.send_signal(signal.SIGTERM)
-            assert proc.wait(timeout=30) == 0
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+        subprocess.run(
+            [
+                "ip",
+                "-n",
+                netns.client,
+                "rule",
+                "del",
+                "table",
+                "100",
+                "ipproto",
+                "tcp",
+                "dport",
+                "80",
+            ],
+            check=True,
+        )
+        _until(lambda: netns.rules(100) == {("-4", 80)}, "the rule back", 3 * interval)
+        _until(lambda: repaired() >= 2, "the second repair counted", 3 * interval)
+        print(f"route drift: route back in {route_back:.1f} s")
+        proc.send_signal(signal.SIGTERM)
