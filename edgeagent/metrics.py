@@ -117,6 +117,13 @@ class Metrics:
             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
             registry=r,
         )
+        self.drift_repairs = Counter(
+            "edgeagent_drift_repairs_total",
+            "Artefacts (a zone file, the proxy index) found changed behind the agent's back"
+            " and written again",
+            ["artefact"],
+            registry=r,
+        )
         self.rpz_serial = Gauge(
             "edgeagent_rpz_serial", "SOA serial the agent last published", registry=r
         )

@@ -11,7 +11,9 @@ Owns the ``[proxy]`` config section (:class:`ProxyConfig`); active when ``enable
 - :meth:`ProxyEnforcer.verify` (every ``proxy.verify_interval_seconds``) fetches the
   canary URL through every configured proxy and sets ``edgeagent_proxy_canary_ok{proxy}``;
   it also folds the helpers' stats files (``helper-stats*.json`` next to the index) into
-  the metrics.
+  the metrics. Before that, an index or path filter changed behind the agent's back
+  (its digest differs from what was written) is written again from the last state, and
+  ``edgeagent_drift_repairs_total{artefact="proxy-index"}`` counts it.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from edgeagent.configtypes import (
     ListenPort,
     OutputPath,
 )
+from edgeagent.drift import WrittenFiles
 from edgeagent.enforcement.base import (
     Enforced,
     Enforcer,
@@ -131,6 +134,8 @@ class ProxyEnforcer(Enforcer):
             Indicator.parse(Scope.URL, str(self.proxy.canary_url)), Action.BLOCK, CANARY_SOURCE
         )
         self.published_version: int | None = None
+        self.published_state: DesiredState | None = None
+        self.written = WrittenFiles()
         self.last_error = ""
         self.last_success: float | None = None
         self.canaries: dict[str, bool] = {}
@@ -168,6 +173,7 @@ class ProxyEnforcer(Enforcer):
             # an older one could hide a new block until the next look (0.25 s).
             write_path_filter(with_canary, filter_path(self.index_path), group=group)
             stats = write_index(with_canary, self.index_path, group=group)
+            self.written.record(filter_path(self.index_path), self.index_path)
         except Exception as exc:
             self.last_error = f"{type(exc).__name__}: {exc}"
             self.metrics.publisher_up.labels(publisher=PUBLISHER_LABEL).set(0)
@@ -175,6 +181,7 @@ class ProxyEnforcer(Enforcer):
             log.error("proxy index not written; the old one stays", extra=fields(error=str(exc)))
             return False
         self.published_version = state.version
+        self.published_state = state
         self.last_error = ""
         self.last_success = time.time()
         self.metrics.publisher_up.labels(publisher=PUBLISHER_LABEL).set(1)
@@ -213,6 +220,7 @@ class ProxyEnforcer(Enforcer):
 
     # -- verification
     async def verify(self) -> tuple[str, ...]:
+        await asyncio.to_thread(self.repair_drift)
         await asyncio.to_thread(self.check_canaries)
         return self.readiness()
 
@@ -225,6 +233,16 @@ class ProxyEnforcer(Enforcer):
 
     def periodic(self) -> tuple[PeriodicJob, ...]:
         return (PeriodicJob("verify", self.proxy.verify_interval_seconds, self.verify),)
+
+    def repair_drift(self) -> bool:
+        """Blocking: write the index again if it was changed behind the agent's back."""
+        state = self.published_state
+        if state is None or not self.written.drifted():
+            return False
+        log.warning("proxy index changed behind the agent; writing it again")
+        self.metrics.drift_repairs.labels(artefact=PUBLISHER_LABEL).inc()
+        self.published_version = None
+        return self.write_index(state)
 
     def check_canaries(self) -> dict[str, bool]:
         """Blocking: fetch the canary through every proxy; update metrics."""

@@ -17,7 +17,9 @@ Owns three config sections:
 
 Active when a publisher is enabled or a resolver is listed. Publishing
 (:class:`~edgeagent.rpz.publishing.RpzPublishing`) runs in a worker thread; every
-``rpz.verify_interval_seconds`` every resolver's canary is queried.
+``rpz.verify_interval_seconds`` a zone file changed behind the agent's back is published
+again (:meth:`~edgeagent.rpz.publishing.RpzPublishing.repair_drift`) and every
+resolver's canary is queried.
 """
 
 from __future__ import annotations
@@ -292,7 +294,9 @@ class RpzEnforcer(Enforcer):
         return tuple(r.name for r in behind)
 
     async def verify(self) -> tuple[str, ...]:
-        return (await asyncio.to_thread(self._running().verify_all)).reasons
+        publishing = self._running()
+        await asyncio.to_thread(publishing.repair_drift)
+        return (await asyncio.to_thread(publishing.verify_all)).reasons
 
     def readiness(self) -> tuple[str, ...]:
         return self.publishing.verification.reasons if self.publishing is not None else ()

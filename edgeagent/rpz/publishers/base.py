@@ -41,6 +41,9 @@ Around those steps:
 * **lifecycle** -- :meth:`Publisher.start` starts what the publisher serves itself (the
   HTTP zone server of ``http-notify``) and :meth:`Publisher.close` stops it; both default
   to nothing.
+* **drift** -- a publisher whose artefact can be changed behind its back (a file) says
+  so in :meth:`Publisher.drifted`; the RPZ enforcer's verify pass then publishes the
+  current state again as a new release.
 * **serials** -- a publisher that reads serials at its target says so:
   :attr:`Publisher.seen_serial` (the highest serial seen there; the next release must
   exceed it) and :attr:`Publisher.live_serial` (the highest serial it set itself, which
@@ -206,6 +209,11 @@ class Publisher(ABC, Generic[P]):
     def live_serial(self) -> int | None:
         """The highest serial this publisher set at its target."""
         return None
+
+    def drifted(self) -> bool:
+        """True when what it made live was changed behind its back (an edited zone file);
+        the caller then publishes the current state to it again. False by default."""
+        return False
 
     def publish(self, release: ZoneRelease) -> PublishResult:
         """validate -> apply -> verify; on failure keep (or restore) the old version."""
