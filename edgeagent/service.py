@@ -91,7 +91,13 @@ def enforcer_context(
     settings: Settings, state_dir: Path, metrics: Metrics, guard: Guard
 ) -> EnforcerContext:
     """What enforcers are built from besides their own sections."""
-    return EnforcerContext(state_dir, metrics, settings.feeds, tuple(sorted(guard.protected)))
+    return EnforcerContext(
+        state_dir,
+        metrics,
+        settings.feeds,
+        tuple(sorted(guard.protected)),
+        settings.listeners.limits(),
+    )
 
 
 @dataclass
@@ -294,21 +300,29 @@ class Daemon:
             if self.agent.takedown is not None:
                 routes = (*routes, *takedown_routes(self.agent.takedown))
             app = create_app(ctx, routes=routes)
-            port = await self._serve(app, settings.api.host, settings.api.port, ssl_ctx)
+            port = await self._serve(app, settings.api.host, settings.api.port, settings, ssl_ctx)
             scheme = "https" if ssl_ctx else "http"
             self.api_url = f"{scheme}://{_url_host(settings.api.host)}:{port}"
         await self.agent.enforcers.start()
         if settings.metrics.enabled:
             app = create_metrics_app(self.agent.metrics.registry, self.readiness)
-            port = await self._serve(app, settings.metrics.host, settings.metrics.port, None)
+            port = await self._serve(
+                app, settings.metrics.host, settings.metrics.port, settings, None
+            )
             self.metrics_url = f"http://{_url_host(settings.metrics.host)}:{port}/metrics"
 
     async def _serve(
-        self, app: web.Application, host: str, port: int, ssl_ctx: ssl.SSLContext | None
+        self,
+        app: web.Application,
+        host: str,
+        port: int,
+        settings: Settings,
+        ssl_ctx: ssl.SSLContext | None,
     ) -> int:
         from edgeagent.api.app import bound_port, start_site
 
-        runner = await start_site(app, host, port, ssl_context=ssl_ctx)
+        limits = settings.listeners.limits()
+        runner = await start_site(app, host, port, limits, ssl_context=ssl_ctx)
         self._runners.append(runner)
         return bound_port(runner)
 

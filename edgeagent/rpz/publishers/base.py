@@ -60,6 +60,7 @@ import dns.rcode
 import dns.rdatatype
 
 from edgeagent.configtypes import Count
+from edgeagent.connlimits import DEFAULT_LIMITS, ConnectionLimits
 from edgeagent.errors import PublishError
 from edgeagent.model import DesiredState
 from edgeagent.plugins import PluginConfig
@@ -160,6 +161,7 @@ class PublisherContext:
     state_dir: Path
     targets: tuple[ResolverTarget, ...] = ()  # the resolvers it verifies
     verify_timeout: float = 10.0
+    limits: ConnectionLimits = DEFAULT_LIMITS  # for a zone server it runs
 
 
 P = TypeVar("P")
