@@ -152,15 +152,22 @@ def spawn(
     return proc, log
 
 
-def wait_answering(d: RunningDaemon, qname: str = "version.bind.", timeout: float = 20.0) -> None:
+def wait_answering(
+    d: RunningDaemon,
+    qname: str = "version.bind.",
+    timeout: float = 20.0,
+    probe: dns.message.Message | None = None,
+) -> None:
     """Block until ``d`` answers a UDP query (any rcode); raise with its log if it died.
 
-    The probe is a CHAOS-class query: every server answers it from memory (or refuses it)
-    at once, where an ordinary name would send a recursive resolver to the root servers
-    (unreachable here) for seconds before it answered.
+    The default probe is a CHAOS-class query for ``qname``: a resolver answers it from
+    memory at once, where an ordinary name would send it to the root servers (unreachable
+    here) for seconds. A server that refuses unsigned queries (the hidden primary) needs
+    ``probe``, a query it answers: a refusal would be rate-limited by BIND and the probe
+    would then time out.
     """
     deadline = time.monotonic() + timeout
-    q = dns.message.make_query(qname, dns.rdatatype.TXT, dns.rdataclass.CH)
+    q = probe or dns.message.make_query(qname, dns.rdatatype.TXT, dns.rdataclass.CH)
     while True:
         if d.proc.poll() is not None:
             raise DaemonError(f"{d.name} exited {d.proc.returncode}:\n{d.log_text()[-3000:]}")
