@@ -153,7 +153,7 @@ def _rpz(quick: bool) -> list[Row]:
     from bench import rpz_bench
 
     if quick:
-        return rpz_bench.run(n_full=100_000, n_policy=10_000, decisions=10)
+        return rpz_bench.run(n_full=20_000, n_policy=5_000, decisions=5)
     return rpz_bench.run()
 
 

@@ -121,7 +121,8 @@ def _named(
     mode = "-f" if honour_logging else "-g"
     proc, log = spawn(name, ["named", mode, "-n", "1", "-c", str(conf)], workdir, group)
     d = RunningDaemon(name, proc, port, workdir, log, **kw)  # type: ignore[arg-type]
-    wait_answering(d, probe=probe)
+    # A primary loading a large zone on a busy machine takes its time.
+    wait_answering(d, timeout=20.0 if probe is None else 90.0, probe=probe)
     return d
 
 
