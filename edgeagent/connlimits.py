@@ -8,7 +8,7 @@ connect and say nothing, would hold file descriptors until the process runs out 
 :class:`GuardedSite` puts a thin protocol in front of aiohttp's request handler:
 
 * ``header_timeout`` -- a new connection has this long to complete its first request
-  header (the blank line ending it), else it is aborted;
+  header (the blank line ending it), else it is aborted; a TLS handshake has as long;
 * ``idle_timeout`` -- aiohttp's keep-alive timeout: a kept-alive connection that completes
   no new request header within this long after the previous response is closed;
 * ``max_connections`` -- at the cap a new connection evicts the oldest connection that has
@@ -27,6 +27,7 @@ import socket
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 from aiohttp import web
 
@@ -75,7 +76,7 @@ class _GuardedProtocol(asyncio.Protocol):
     def __init__(self, inner: asyncio.Protocol, connections: _Connections) -> None:
         self._inner = inner
         self._connections = connections
-        self._transport: asyncio.BaseTransport | None = None
+        self._transport: asyncio.Transport | None = None
         self._header_timer: asyncio.TimerHandle | None = None
         self._tail = b""  # the last bytes seen, for a header end split across reads
         self._admitted = False
@@ -88,7 +89,7 @@ class _GuardedProtocol(asyncio.Protocol):
         self._stop_timer()
         self._connections.forget(self)
         if self._transport is not None:
-            self._transport.abort()  # type: ignore[attr-defined]
+            self._transport.abort()
 
     def _stop_timer(self) -> None:
         if self._header_timer is not None:
@@ -96,9 +97,9 @@ class _GuardedProtocol(asyncio.Protocol):
             self._header_timer = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = transport
+        self._transport = cast(asyncio.Transport, transport)  # a stream server's transport
         if not self._connections.admit(self):
-            transport.abort()  # type: ignore[attr-defined]
+            self._transport.abort()
             return
         self._admitted = True
         loop = asyncio.get_running_loop()
@@ -174,9 +175,15 @@ class GuardedSite(web.BaseSite):
             server(), self._connections
         )
         loop = asyncio.get_running_loop()
+        # A TLS handshake happens before the protocol sees the connection: bound it too.
+        handshake = self._connections.limits.header_timeout if self._ssl_context else None
         if self._sock is not None:
             self._server = await loop.create_server(
-                factory, sock=self._sock, ssl=self._ssl_context, backlog=self._backlog
+                factory,
+                sock=self._sock,
+                ssl=self._ssl_context,
+                backlog=self._backlog,
+                ssl_handshake_timeout=handshake,
             )
         else:
             assert self._address is not None
@@ -188,6 +195,7 @@ class GuardedSite(web.BaseSite):
                 ssl=self._ssl_context,
                 backlog=self._backlog,
                 reuse_address=True,
+                ssl_handshake_timeout=handshake,
             )
 
 
