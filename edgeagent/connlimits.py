@@ -23,6 +23,7 @@ lines).
 from __future__ import annotations
 
 import asyncio
+import resource
 import socket
 import ssl
 from collections.abc import Callable
@@ -44,6 +45,21 @@ class ConnectionLimits:
 
 
 DEFAULT_LIMITS = ConnectionLimits()
+
+
+def raise_open_files_limit() -> int:
+    """Raise the soft limit on open files to the hard one; return the new soft limit.
+
+    Under load the listeners hold up to their caps, and the kernel hands over a batch of
+    accepted sockets before the cap can drop any: the usual soft limit of 1,024 is too
+    small for four listeners (the unit's ``LimitNOFILE`` raises both limits; this covers a
+    start outside it).
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        return hard
+    return soft
 
 
 class _Connections:

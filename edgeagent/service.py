@@ -43,6 +43,7 @@ from aiohttp import web
 
 from edgeagent import logs, reloading
 from edgeagent.config import Settings, load_config
+from edgeagent.connlimits import raise_open_files_limit
 from edgeagent.decisions import DecisionService
 from edgeagent.enforcement.base import EnforcerContext, owned_sections
 from edgeagent.enforcement.kinds import ENFORCERS
@@ -242,6 +243,7 @@ class Daemon:
             "policy loaded",
             extra=fields(version=snap.state.version, blocks=len(snap.state.blocks)),
         )
+        raise_open_files_limit()
         await self._start_listeners(settings)
         await self._enforce(snap)
         self._install_signals()
