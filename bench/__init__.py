@@ -99,7 +99,7 @@ def _store_ingest_postgresql(quick: bool) -> list[Row]:
     """Store a 1,000,000-entry feed generation in PostgreSQL (COPY) beside SQLite, one run."""
     from bench import store_ingest_postgresql
 
-    n = 100_000 if quick else 1_000_000
+    n = 20_000 if quick else 1_000_000
     result = store_ingest_postgresql.run(n)
     pg, lite = result["postgresql"], result["sqlite"]
     stored = f"SQLite, same run: {lite['seconds']:.2f} s"
@@ -127,7 +127,12 @@ def _feed_ingest(quick: bool) -> list[Row]:
 
     rows: list[Row] = []
     anchor = "goal: a 1M-line domain list synced in <= 10 s, <= 500 MB"
-    for kind, n in (("domain", 100_000 if quick else 1_000_000), ("url", 100_000)):
+    sizes = (
+        (("domain", 20_000), ("url", 20_000))
+        if quick
+        else (("domain", 1_000_000), ("url", 100_000))
+    )
+    for kind, n in sizes:
         r = feed_ingest.run(kind, n)
         goal = "<= 10 s" if kind == "domain" and n == 1_000_000 else ""
         rows.append(Row(f"sync {n:,}-line {kind} list", r["sync_total_s"], "s", goal, anchor))
@@ -153,7 +158,7 @@ def _rpz(quick: bool) -> list[Row]:
     from bench import rpz_bench
 
     if quick:
-        return rpz_bench.run(n_full=100_000, n_policy=10_000, decisions=10)
+        return rpz_bench.run(n_full=20_000, n_policy=5_000, decisions=5)
     return rpz_bench.run()
 
 

@@ -44,10 +44,12 @@ from edgeagent.configtypes import (
     ListenPort,
     Name,
     OutputPath,
+    Seconds,
     SecretFile,
     Share,
     toml_type,
 )
+from edgeagent.connlimits import ConnectionLimits
 from edgeagent.enforcement.base import owned_sections
 from edgeagent.enforcement.kinds import ENFORCERS
 from edgeagent.errors import ConfigError, ConfigProblem, StoreError
@@ -125,6 +127,20 @@ class MetricsSettings(ConfigModel):
     port: ListenPort = 9640
 
 
+class ListenerSettings(ConfigModel):
+    """``[listeners]``: limits every HTTP listener enforces (control API, metrics, stop
+    page, zone server), each on its own connections."""
+
+    header_timeout_seconds: Seconds = 10.0
+    idle_timeout_seconds: Seconds = 30.0
+    max_connections: Annotated[int, Field(ge=16)] = 256
+
+    def limits(self) -> ConnectionLimits:
+        return ConnectionLimits(
+            self.header_timeout_seconds, self.idle_timeout_seconds, self.max_connections
+        )
+
+
 def _bundled_protected() -> tuple[Path, ...]:
     return (BUNDLED_LISTS_DIR / "protected",)
 
@@ -174,6 +190,7 @@ class Settings(ConfigModel):
     store: Annotated[StoreConfig, PluginField(STORE_BACKENDS, "one")] = SqliteStoreConfig()
     api: ApiSettings = ApiSettings()
     metrics: MetricsSettings = MetricsSettings()
+    listeners: ListenerSettings = ListenerSettings()
     guard: GuardSettings = Field(default_factory=GuardSettings)
     feeds: Annotated[dict[Name, FeedConfig], PluginField(FEED_KINDS, "dict")] = Field(
         default_factory=dict

@@ -43,6 +43,7 @@ from aiohttp import web
 
 from edgeagent import diskspace, logs, reloading
 from edgeagent.config import Settings, load_config
+from edgeagent.connlimits import raise_open_files_limit
 from edgeagent.decisions import DecisionService
 from edgeagent.enforcement.base import EnforcerContext, owned_sections
 from edgeagent.enforcement.kinds import ENFORCERS
@@ -92,7 +93,13 @@ def enforcer_context(
     settings: Settings, state_dir: Path, metrics: Metrics, guard: Guard
 ) -> EnforcerContext:
     """What enforcers are built from besides their own sections."""
-    return EnforcerContext(state_dir, metrics, settings.feeds, tuple(sorted(guard.protected)))
+    return EnforcerContext(
+        state_dir,
+        metrics,
+        settings.feeds,
+        tuple(sorted(guard.protected)),
+        settings.listeners.limits(),
+    )
 
 
 @dataclass
@@ -238,6 +245,7 @@ class Daemon:
             "policy loaded",
             extra=fields(version=snap.state.version, blocks=len(snap.state.blocks)),
         )
+        raise_open_files_limit()
         await self._start_listeners(settings)
         await self._enforce(snap)
         self._install_signals()
@@ -302,13 +310,15 @@ class Daemon:
             if self.agent.takedown is not None:
                 routes = (*routes, *takedown_routes(self.agent.takedown))
             app = create_app(ctx, routes=routes)
-            port = await self._serve(app, settings.api.host, settings.api.port, ssl_ctx)
+            port = await self._serve(app, settings.api.host, settings.api.port, settings, ssl_ctx)
             scheme = "https" if ssl_ctx else "http"
             self.api_url = f"{scheme}://{_url_host(settings.api.host)}:{port}"
         await self.agent.enforcers.start()
         if settings.metrics.enabled:
             app = create_metrics_app(self.agent.metrics.registry, self.readiness)
-            port = await self._serve(app, settings.metrics.host, settings.metrics.port, None)
+            port = await self._serve(
+                app, settings.metrics.host, settings.metrics.port, settings, None
+            )
             self.metrics_url = f"http://{_url_host(settings.metrics.host)}:{port}/metrics"
         await self._start_intake_pages(triage)
 
@@ -323,11 +333,17 @@ class Daemon:
             self.intake_url = started[1]
 
     async def _serve(
-        self, app: web.Application, host: str, port: int, ssl_ctx: ssl.SSLContext | None
+        self,
+        app: web.Application,
+        host: str,
+        port: int,
+        settings: Settings,
+        ssl_ctx: ssl.SSLContext | None,
     ) -> int:
         from edgeagent.api.app import bound_port, start_site
 
-        runner = await start_site(app, host, port, ssl_context=ssl_ctx)
+        limits = settings.listeners.limits()
+        runner = await start_site(app, host, port, limits, ssl_context=ssl_ctx)
         self._runners.append(runner)
         return bound_port(runner)
 

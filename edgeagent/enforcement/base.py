@@ -69,6 +69,7 @@ from typing import Any, ClassVar, Protocol, Self
 from pydantic.fields import FieldInfo
 
 from edgeagent.configtypes import DnsAction
+from edgeagent.connlimits import DEFAULT_LIMITS, ConnectionLimits
 from edgeagent.errors import ConfigProblem, EdgeAgentError
 from edgeagent.logs import fields
 from edgeagent.metrics import Metrics
@@ -96,6 +97,7 @@ class EnforcerContext:
     metrics: Metrics
     feeds: Mapping[str, FeedFacts] = field(default_factory=dict)
     protected_names: tuple[str, ...] = ()
+    limits: ConnectionLimits = DEFAULT_LIMITS  # for the listeners it serves
 
 
 class EnforcerConfig(PluginConfig):

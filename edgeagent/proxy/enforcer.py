@@ -196,7 +196,7 @@ class ProxyEnforcer(Enforcer):
         p = self.proxy
         app = create_stop_page_app(stop_page_settings(p, self.context.feeds), self._hit)
         self._listener = await start_stop_page(
-            app, p.stop_page_listen_host, p.stop_page_listen_port
+            app, p.stop_page_listen_host, p.stop_page_listen_port, self.context.limits
         )
         host = p.stop_page_listen_host
         host = f"[{host}]" if ":" in host else host

@@ -30,6 +30,7 @@ from string import Template
 from aiohttp import web
 
 from edgeagent import listeners
+from edgeagent.connlimits import ConnectionLimits
 from edgeagent.intake.entryref import is_ref
 
 OnHit = Callable[[str], None]
@@ -236,7 +237,9 @@ def create_stop_page_app(
     return app
 
 
-async def start_stop_page(app: web.Application, host: str, port: int) -> listeners.Listener:
+async def start_stop_page(
+    app: web.Application, host: str, port: int, limits: ConnectionLimits
+) -> listeners.Listener:
     """Start ``app`` on ``host:port`` with the access log OFF (it would log client addresses)
     and aiohttp's parser-error records redacted (they would log the request line too), by
     :func:`edgeagent.listeners.start`.
@@ -244,4 +247,4 @@ async def start_stop_page(app: web.Application, host: str, port: int) -> listene
     After a config reload the new stop page starts on the same address before the old one
     stops (:mod:`edgeagent.listeners`), so a refused request always finds a stop page.
     """
-    return await listeners.start(app, host, port)
+    return await listeners.start(app, host, port, limits)

@@ -222,7 +222,12 @@ def build_publishing(config: RpzEnforcerConfig, context: EnforcerContext) -> Rpz
             name,
             cfg,
             PublisherContext(
-                rpz.zone, rpz.exception_zone, context.state_dir, targets[name], VERIFY_TIMEOUT
+                rpz.zone,
+                rpz.exception_zone,
+                context.state_dir,
+                targets[name],
+                VERIFY_TIMEOUT,
+                context.limits,
             ),
         )
         for name, cfg in enabled.items()

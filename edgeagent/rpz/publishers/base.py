@@ -73,6 +73,7 @@ import dns.rdataclass
 import dns.rdatatype
 
 from edgeagent.configtypes import Count
+from edgeagent.connlimits import DEFAULT_LIMITS, ConnectionLimits
 from edgeagent.errors import PublishError
 from edgeagent.model import DesiredState
 from edgeagent.plugins import PluginConfig
@@ -175,6 +176,7 @@ class PublisherContext:
     state_dir: Path
     targets: tuple[ResolverTarget, ...] = ()  # the resolvers it verifies
     verify_timeout: float = 10.0
+    limits: ConnectionLimits = DEFAULT_LIMITS  # for a zone server it runs
 
 
 P = TypeVar("P")

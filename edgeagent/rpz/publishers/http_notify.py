@@ -41,6 +41,7 @@ from aiohttp import web
 from edgeagent import listeners
 from edgeagent.atomic import StagedFile, remove_stale_temps, stage_file
 from edgeagent.configtypes import Endpoint, IpNetwork, Items, ListenHost, ListenPort
+from edgeagent.connlimits import DEFAULT_LIMITS, ConnectionLimits
 from edgeagent.errors import PublishError
 from edgeagent.plugins import own_config
 from edgeagent.rpz.publishers.base import (
@@ -105,8 +106,10 @@ class ZoneServer:
         host: str = "127.0.0.1",
         port: int = 8653,
         allowed: Sequence[Network] = LOOPBACK,
+        limits: ConnectionLimits = DEFAULT_LIMITS,
     ) -> None:
         self.directory = directory
+        self.limits = limits
         self.zones = frozenset(zones)
         self.host = host
         self.port = port
@@ -156,7 +159,7 @@ class ZoneServer:
     async def start(self) -> None:
         # A rebuilt publisher (config reload) starts its server on the same address
         # before the old one stops, so the zones stay reachable throughout.
-        self._listener = await listeners.start(self.app(), self.host, self.port)
+        self._listener = await listeners.start(self.app(), self.host, self.port, self.limits)
         self.port = self._listener.port  # the kernel's choice when port=0
 
     async def close(self) -> None:
@@ -252,7 +255,11 @@ class HttpNotifyPublisher(Publisher[_Staged]):
         )
         zones = [context.policy_zone, context.exception_zone]
         pub.zone_server = pub.server(
-            zones, host=cfg.host, port=cfg.port, allowed=cfg.allowed_clients
+            zones,
+            host=cfg.host,
+            port=cfg.port,
+            allowed=cfg.allowed_clients,
+            limits=context.limits,
         )
         return pub
 
@@ -263,9 +270,12 @@ class HttpNotifyPublisher(Publisher[_Staged]):
         host: str = "127.0.0.1",
         port: int = 8653,
         allowed: Sequence[Network] = LOOPBACK,
+        limits: ConnectionLimits = DEFAULT_LIMITS,
     ) -> ZoneServer:
         """A :class:`ZoneServer` for this publisher's serving directory."""
-        return ZoneServer(self.directory, zones, host=host, port=port, allowed=allowed)
+        return ZoneServer(
+            self.directory, zones, host=host, port=port, allowed=allowed, limits=limits
+        )
 
     async def start(self) -> None:
         if self.zone_server is not None:
