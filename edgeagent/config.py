@@ -44,20 +44,24 @@ from edgeagent.configtypes import (
     ListenPort,
     Name,
     OutputPath,
+    Seconds,
     SecretFile,
     Share,
     TimeZoneName,
     toml_type,
 )
+from edgeagent.connlimits import ConnectionLimits
 from edgeagent.enforcement.base import owned_sections
 from edgeagent.enforcement.kinds import ENFORCERS
 from edgeagent.errors import ConfigError, ConfigProblem, StoreError
 from edgeagent.feeds.base import FeedConfig
 from edgeagent.feeds.kinds import FEED_KINDS
+from edgeagent.intake.settings import IntakeSettings
 from edgeagent.plugins import PluginField, concrete_model, rename_old_kinds
 from edgeagent.store.base import StoreConfig
 from edgeagent.store.kinds import STORE_BACKENDS
 from edgeagent.store.sqlite import SqliteStore, SqliteStoreConfig
+from edgeagent.takedown.notifiers.smtp import SmtpNotifierConfig
 from edgeagent.takedown.settings import TakedownSettings
 
 DEFAULT_CONFIG_PATH = Path("/etc/edgeagent/edgeagent.toml")
@@ -127,6 +131,20 @@ class MetricsSettings(ConfigModel):
     port: ListenPort = 9640
 
 
+class ListenerSettings(ConfigModel):
+    """``[listeners]``: limits every HTTP listener enforces (control API, metrics, stop
+    page, zone server), each on its own connections."""
+
+    header_timeout_seconds: Seconds = 10.0
+    idle_timeout_seconds: Seconds = 30.0
+    max_connections: Annotated[int, Field(ge=16)] = 256
+
+    def limits(self) -> ConnectionLimits:
+        return ConnectionLimits(
+            self.header_timeout_seconds, self.idle_timeout_seconds, self.max_connections
+        )
+
+
 def _bundled_protected() -> tuple[Path, ...]:
     return (BUNDLED_LISTS_DIR / "protected",)
 
@@ -176,11 +194,13 @@ class Settings(ConfigModel):
     store: Annotated[StoreConfig, PluginField(STORE_BACKENDS, "one")] = SqliteStoreConfig()
     api: ApiSettings = ApiSettings()
     metrics: MetricsSettings = MetricsSettings()
+    listeners: ListenerSettings = ListenerSettings()
     guard: GuardSettings = Field(default_factory=GuardSettings)
     feeds: Annotated[dict[Name, FeedConfig], PluginField(FEED_KINDS, "dict")] = Field(
         default_factory=dict
     )
     takedown: TakedownSettings = TakedownSettings()
+    intake: IntakeSettings = IntakeSettings()
 
     _warnings: tuple[ConfigProblem, ...] = PrivateAttr(default=())
 
@@ -243,6 +263,11 @@ def _cross_checks(s: Settings) -> list[ConfigProblem]:
     for enforcer in ENFORCERS:
         problems.extend(s.sections(enforcer.Config).cross_checks(s.feeds))
     problems.extend(s.takedown.cross_checks())
+    via = s.intake.notify_via
+    if via is not None and not isinstance(s.takedown.notifiers.get(via), SmtpNotifierConfig):
+        problems.append(
+            ConfigProblem("intake.notify_via", "must name a takedown notifier of kind smtp")
+        )
     return problems
 
 
@@ -456,6 +481,7 @@ def summary(settings: Settings) -> list[str]:
             else ""
         )
     )
+    lines.append(f"intake      {_listen(s.intake.host, s.intake.port, s.intake.enabled)}")
     return lines
 
 

@@ -8,7 +8,8 @@ one queue of the kernel for a moment, and when the old one stops nothing is lost
 separate sockets sharing a port would reset the connections queued at the closed one).
 The old server stops accepting, gives the connections it has just accepted a moment to
 reach its app (asyncio finishes accepting a connection over a few loop turns), then
-drains. The socket closes with the last server on it. No access log (it would record
+drains. The socket closes with the last server on it. Each server enforces its
+connection limits (:mod:`edgeagent.connlimits`). No access log (it would record
 client addresses), and aiohttp's parser-error records redacted (they would log the request
 line).
 """
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from edgeagent.connlimits import ConnectionLimits, GuardedSite, make_runner
 from edgeagent.logs import redact_aiohttp_server_logs
 
 ACCEPT_GRACE_SECONDS = 0.2
@@ -71,14 +73,15 @@ def _release(address: tuple[str, int]) -> None:
             shared.sock.close()
 
 
-async def start(app: web.Application, host: str, port: int) -> Listener:
-    """Serve ``app`` on ``host:port`` (``port=0``: the kernel picks a free one)."""
+async def start(app: web.Application, host: str, port: int, limits: ConnectionLimits) -> Listener:
+    """Serve ``app`` on ``host:port`` (``port=0``: the kernel picks a free one) under
+    ``limits`` (:mod:`edgeagent.connlimits`)."""
     redact_aiohttp_server_logs()
     address, shared = _socket_for(host, port)
-    runner = web.AppRunner(app, access_log=None)
+    runner = make_runner(app, limits)
     try:
         await runner.setup()
-        await web.SockSite(runner, shared.sock.dup()).start()
+        await GuardedSite(runner, limits, sock=shared.sock.dup()).start()
     except BaseException:
         await runner.cleanup()
         _release(address)

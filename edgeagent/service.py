@@ -43,6 +43,7 @@ from aiohttp import web
 
 from edgeagent import diskspace, logs, reloading
 from edgeagent.config import Settings, load_config
+from edgeagent.connlimits import raise_open_files_limit
 from edgeagent.decisions import DecisionService
 from edgeagent.enforcement.base import EnforcerContext, owned_sections
 from edgeagent.enforcement.kinds import ENFORCERS
@@ -53,6 +54,7 @@ from edgeagent.expiry import ExpiryTimer
 from edgeagent.feeds.base import FeedSpec
 from edgeagent.feeds.runner import FeedRunner, feed_specs
 from edgeagent.guard import ChangeLimits, Guard, ProtectedNames, PublicSuffixes
+from edgeagent.intake.triage import Triage
 from edgeagent.localtime import zone
 from edgeagent.logs import fields
 from edgeagent.metrics import Metrics
@@ -92,7 +94,13 @@ def enforcer_context(
     settings: Settings, state_dir: Path, metrics: Metrics, guard: Guard
 ) -> EnforcerContext:
     """What enforcers are built from besides their own sections."""
-    return EnforcerContext(state_dir, metrics, settings.feeds, tuple(sorted(guard.protected)))
+    return EnforcerContext(
+        state_dir,
+        metrics,
+        settings.feeds,
+        tuple(sorted(guard.protected)),
+        settings.listeners.limits(),
+    )
 
 
 @dataclass
@@ -219,6 +227,7 @@ class Daemon:
         self.last_reload = ReloadReport()
         self.api_url = ""
         self.metrics_url = ""
+        self.intake_url = ""
 
     # -- lifecycle
     def request_stop(self) -> None:
@@ -243,6 +252,7 @@ class Daemon:
             "policy loaded",
             extra=fields(version=snap.state.version, blocks=len(snap.state.blocks)),
         )
+        raise_open_files_limit()
         await self._start_listeners(settings)
         await self._enforce(snap)
         self._install_signals()
@@ -282,7 +292,9 @@ class Daemon:
         from edgeagent.api.feed_routes import feed_routes
         from edgeagent.api.routes import ROUTES
         from edgeagent.api.takedown_routes import takedown_routes
+        from edgeagent.intake.listener import triage_for
 
+        triage = triage_for(self.agent)
         if settings.api.enabled:
             ctx = ApiContext(
                 store=self.agent.store,
@@ -290,6 +302,7 @@ class Daemon:
                 policy=lambda: self.agent.policy().index,
                 feeds=self._feed_status,
                 publishers=self._publisher_status,
+                fleet=self.agent.enforcers.fleet,
                 reload=self._reload_status,
                 plan=self.agent.plan,
                 readiness=self.readiness,
@@ -297,27 +310,47 @@ class Daemon:
                 max_body_bytes=settings.api.max_body_bytes,
                 lookup_rate_per_minute=settings.api.lookup_rate_per_minute,
                 metrics=self.agent.metrics,
+                triage=triage,
             )
             ssl_ctx = _api_ssl_context(settings)
             routes = (*ROUTES, *feed_routes(self.agent.feeds))
             if self.agent.takedown is not None:
                 routes = (*routes, *takedown_routes(self.agent.takedown))
             app = create_app(ctx, routes=routes)
-            port = await self._serve(app, settings.api.host, settings.api.port, ssl_ctx)
+            port = await self._serve(app, settings.api.host, settings.api.port, settings, ssl_ctx)
             scheme = "https" if ssl_ctx else "http"
             self.api_url = f"{scheme}://{_url_host(settings.api.host)}:{port}"
         await self.agent.enforcers.start()
         if settings.metrics.enabled:
             app = create_metrics_app(self.agent.metrics.registry, self.readiness)
-            port = await self._serve(app, settings.metrics.host, settings.metrics.port, None)
+            port = await self._serve(
+                app, settings.metrics.host, settings.metrics.port, settings, None
+            )
             self.metrics_url = f"http://{_url_host(settings.metrics.host)}:{port}/metrics"
+        await self._start_intake_pages(triage)
+
+    # -- intake hook: the public report and appeal pages (edgeagent.intake.listener). Its
+    #    runner joins self._runners, so it stops with the other listeners.
+    async def _start_intake_pages(self, triage: Triage) -> None:
+        from edgeagent.intake.listener import start_intake_pages
+
+        started = await start_intake_pages(self.agent, triage)
+        if started is not None:
+            self._runners.append(started[0])
+            self.intake_url = started[1]
 
     async def _serve(
-        self, app: web.Application, host: str, port: int, ssl_ctx: ssl.SSLContext | None
+        self,
+        app: web.Application,
+        host: str,
+        port: int,
+        settings: Settings,
+        ssl_ctx: ssl.SSLContext | None,
     ) -> int:
         from edgeagent.api.app import bound_port, start_site
 
-        runner = await start_site(app, host, port, ssl_context=ssl_ctx)
+        limits = settings.listeners.limits()
+        runner = await start_site(app, host, port, limits, ssl_context=ssl_ctx)
         self._runners.append(runner)
         return bound_port(runner)
 

@@ -47,6 +47,7 @@ from edgeagent.api.openapi import build_document
 from edgeagent.api.routes import ROUTES, Route
 from edgeagent.api.tls import make_ssl_context
 from edgeagent.api.validation import ApiError, bad_input
+from edgeagent.connlimits import ConnectionLimits, GuardedSite, make_runner
 from edgeagent.decisions import FourEyesRequired
 from edgeagent.errors import (
     Conflict,
@@ -313,21 +314,22 @@ async def start_site(
     app: web.Application,
     host: str,
     port: int,
+    limits: ConnectionLimits,
     *,
     ssl_context: ssl.SSLContext | None = None,
     shutdown_timeout: float = 10.0,
 ) -> web.AppRunner:
-    """Start serving ``app`` on ``host:port`` with the access log off and aiohttp's own
-    error records stripped of request lines and addresses.
+    """Start serving ``app`` on ``host:port`` under ``limits`` (:mod:`edgeagent.connlimits`)
+    with the access log off and aiohttp's own error records stripped of request lines and
+    addresses.
 
     Returns the runner; ``await runner.cleanup()`` drains and stops it. ``port=0`` picks a
     free port: read it back with :func:`bound_port`.
     """
     redact_aiohttp_server_logs()
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=shutdown_timeout)
+    runner = make_runner(app, limits, shutdown_timeout)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, ssl_context=ssl_context, reuse_address=True)
-    await site.start()
+    await GuardedSite(runner, limits, address=(host, port), ssl_context=ssl_context).start()
     return runner
 
 

@@ -19,6 +19,7 @@ from typing import Any
 from aiohttp import web
 
 from edgeagent.decisions import DecisionService
+from edgeagent.intake.triage import Triage
 from edgeagent.metrics import Metrics
 from edgeagent.policy import PolicyIndex
 from edgeagent.store.base import Store
@@ -47,6 +48,7 @@ class ApiContext:
     - ``store``, ``decisions``: the store and the lifecycle rules on top of it.
     - ``policy``: the :class:`PolicyIndex` in force, or ``None`` while none is loaded.
     - ``feeds``, ``publishers``: per-feed / per-publisher state for ``GET /v1/status``.
+    - ``fleet``: every resolver and proxy the enforcers verify, for ``GET /v1/fleet``.
     - ``reload``: what the last config reload applied and what needs a restart (ditto).
     - ``plan``: held generations and other pending work for ``GET /v1/plan``.
     - ``readiness``: reasons the agent is not ready; empty means ready (``/readyz``).
@@ -62,6 +64,8 @@ class ApiContext:
       row with a count per this interval (:mod:`edgeagent.api.denials`).
     - ``metrics``: if given, every request is counted by route template and status.
     - ``clock``: monotonic seconds, for the rate limiter (tests replace it).
+    - ``triage``: the intake queue's rules as the daemon wires them (appeal key,
+      notifier); ``None``: one over ``decisions`` without them.
     """
 
     store: Store
@@ -69,6 +73,7 @@ class ApiContext:
     policy: Callable[[], PolicyIndex | None] = _no_policy
     feeds: Callable[[], Mapping[str, Any]] = _empty
     publishers: Callable[[], Mapping[str, Any]] = _empty
+    fleet: Callable[[], Mapping[str, Any]] = _empty
     reload: Callable[[], Mapping[str, Any]] = _empty
     plan: Callable[[], Mapping[str, Any]] = _empty
     readiness: Callable[[], Sequence[str]] = _ready
@@ -80,6 +85,7 @@ class ApiContext:
     denial_audit_seconds: float = 60.0
     metrics: Metrics | None = None
     clock: Callable[[], float] = field(default=time.monotonic)
+    triage: Triage | None = None
 
 
 CONTEXT = web.AppKey("edgeagent_api_context", ApiContext)

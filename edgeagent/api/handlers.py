@@ -106,6 +106,18 @@ def _audit_json(r: AuditRecord) -> dict[str, Any]:
     }
 
 
+def page_json(items: list[dict[str, Any]], limit: int, offset: int) -> dict[str, Any]:
+    """One page of a list asked for with ``limit + 1`` rows (the extra row, if any, says
+    there is a next page; it is not shown)."""
+    more = len(items) > limit
+    return {
+        "items": items[:limit],
+        "limit": limit,
+        "offset": offset,
+        "next_offset": offset + limit if more else None,
+    }
+
+
 def _decision_id(request: web.Request) -> int:
     text = request.match_info["id"]
     if not text.isdigit() or len(text) > 18:
@@ -170,15 +182,7 @@ async def list_decisions(request: web.Request, who: Principal) -> web.Response:
         limit=q.limit + 1,  # one more tells whether there is a next page
         offset=q.offset,
     )
-    more = len(found) > q.limit
-    return _json(
-        {
-            "items": [decision_json(d) for d in found[: q.limit]],
-            "limit": q.limit,
-            "offset": q.offset,
-            "next_offset": q.offset + q.limit if more else None,
-        }
-    )
+    return _json(page_json([decision_json(d) for d in found], q.limit, q.offset))
 
 
 async def get_decision(request: web.Request, who: Principal) -> web.Response:
@@ -268,6 +272,10 @@ def _status_sync(ctx: ApiContext, counts: EntryCounts) -> dict[str, Any]:
 
 async def status(request: web.Request, who: Principal) -> web.Response:
     return _json(await read(_status_sync, request.app[CONTEXT], request.app[ENTRY_COUNTS]))
+
+
+async def fleet(request: web.Request, who: Principal) -> web.Response:
+    return _json(dict(request.app[CONTEXT].fleet()))
 
 
 def _plan_sync(ctx: ApiContext, show_targets: bool) -> dict[str, Any]:

@@ -205,8 +205,8 @@ class DiversionEnforcer(Enforcer):
         m = self.metrics
         m.routes_installed.set(counts["installed"])
         m.routes_foreign.set(counts["foreign"])
-        if counts["repaired"]:
-            m.routes_repaired.inc(counts["repaired"])
+        if counts["repaired"] or counts["rules_repaired"]:
+            m.routes_repaired.inc(counts["repaired"] + counts["rules_repaired"])
         for reason, n in plan.refused_by_reason().items():
             m.routes_refused.labels(reason=reason).set(n)
         if result.changed or counts["foreign"]:

@@ -98,8 +98,10 @@ class ReconcileResult:
 
     ``added``: planned routes that were missing; ``repaired``: planned routes that were
     missing although this reconciler had installed them (deleted by hand), or ours with a
-    wrong next hop (replaced); ``removed``: our routes no longer planned; ``foreign``:
-    routes in the table that are not ours; ``refused``: the plan's refusals, passed on.
+    wrong next hop (replaced); ``rules_repaired``: the rules among ``rules_added`` this
+    reconciler had installed before (deleted by hand); ``removed``: our routes no longer
+    planned; ``foreign``: routes in the table that are not ours; ``refused``: the plan's
+    refusals, passed on.
     """
 
     dry_run: bool
@@ -110,6 +112,7 @@ class ReconcileResult:
     refused: tuple[Refusal, ...] = ()
     rules_added: tuple[RuleSpec, ...] = ()
     rules_removed: tuple[RuleSpec, ...] = ()
+    rules_repaired: tuple[RuleSpec, ...] = ()
     failed: tuple[RouteFailure, ...] = ()
     installed: int = field(default=0)
 
@@ -129,6 +132,7 @@ class ReconcileResult:
             "refused": len(self.refused),
             "rules_added": len(self.rules_added),
             "rules_removed": len(self.rules_removed),
+            "rules_repaired": len(self.rules_repaired),
             "failed": len(self.failed),
             "installed": self.installed,
         }
@@ -182,6 +186,7 @@ class RouteReconciler:
         self._settings = settings
         self._netns = netns
         self._installed: set[IPNetwork] = set()
+        self._installed_rules: set[RuleSpec] = set()
         self._lock = asyncio.Lock()
 
     @property
@@ -278,6 +283,7 @@ class RouteReconciler:
             )
             rules_added = sorted(set(want_rules) - have_rules)
             rules_removed = sorted(have_rules - set(want_rules))
+            rules_repaired = [r for r in rules_added if r in self._installed_rules]
 
             if not dry:
                 # Stale rules go first (withdrawing stops diversion at once), routes
@@ -297,6 +303,7 @@ class RouteReconciler:
                 self._installed = {
                     d for d in want if d not in blocked and short_hash(str(d)) not in bad
                 }
+                self._installed_rules = {r for r in want_rules if r.describe() not in bad}
         finally:
             ipr.close()
 
@@ -309,6 +316,7 @@ class RouteReconciler:
             refused=plan.refused,
             rules_added=tuple(rules_added),
             rules_removed=tuple(rules_removed),
+            rules_repaired=tuple(rules_repaired),
             failed=tuple(failed),
             installed=len(ours) if dry else len(self._installed),
         )

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from edgeagent.api import ApiContext, create_app, start_site
 from edgeagent.config import default_settings
+from edgeagent.connlimits import DEFAULT_LIMITS
 from edgeagent.decisions import DecisionService
 from edgeagent.engine import PolicyEngine
 from edgeagent.guard import Guard
@@ -117,7 +118,7 @@ async def serve(
             await asyncio.sleep(rebuild_every)
 
     rebuilder = asyncio.create_task(rebuild()) if rebuild_every >= 0 else None
-    runner = await start_site(create_app(ctx), host, port)
+    runner = await start_site(create_app(ctx), host, port, DEFAULT_LIMITS)
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)

@@ -14,12 +14,13 @@ import re
 import socket
 import subprocess
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import dns.exception
 import dns.message
 import dns.query
+import dns.rcode
 import dns.rdataclass
 import dns.rdatatype
 
@@ -152,22 +153,43 @@ def spawn(
     return proc, log
 
 
-def wait_answering(d: RunningDaemon, qname: str = "version.bind.", timeout: float = 20.0) -> None:
+def restart(d: RunningDaemon, group: ProcessGroup | None = None) -> RunningDaemon:
+    """Start a stopped daemon again with the same command line, config and state (its
+    zone files, keys and port), once it answers; ``d`` must have been stopped."""
+    if d.running():
+        raise DaemonError(f"{d.name} still runs: stop it before restarting")
+    argv = [str(a) for a in d.proc.args]  # type: ignore[union-attr]
+    proc, log = spawn(d.name, argv, d.workdir, group, log_name=f"{d.log.stem}.restart.log")
+    again = replace(d, proc=proc, log=log)
+    wait_answering(again)
+    return again
+
+
+def wait_answering(
+    d: RunningDaemon,
+    qname: str = "version.bind.",
+    timeout: float = 20.0,
+    probe: dns.message.Message | None = None,
+) -> None:
     """Block until ``d`` answers a UDP query (any rcode); raise with its log if it died.
 
-    The probe is a CHAOS-class query: every server answers it from memory (or refuses it)
-    at once, where an ordinary name would send a recursive resolver to the root servers
-    (unreachable here) for seconds before it answered.
+    The default probe is a CHAOS-class query for ``qname``: a resolver answers it from
+    memory at once, where an ordinary name would send it to the root servers (unreachable
+    here) for seconds. A server that refuses unsigned queries (the hidden primary) needs
+    ``probe``, a query it answers: a refusal would be rate-limited by BIND and the probe
+    would then time out. A ``probe`` counts only when answered NOERROR (a zone still
+    loading answers SERVFAIL).
     """
     deadline = time.monotonic() + timeout
-    q = dns.message.make_query(qname, dns.rdatatype.TXT, dns.rdataclass.CH)
+    q = probe or dns.message.make_query(qname, dns.rdatatype.TXT, dns.rdataclass.CH)
     while True:
         if d.proc.poll() is not None:
             raise DaemonError(f"{d.name} exited {d.proc.returncode}:\n{d.log_text()[-3000:]}")
         try:
-            dns.query.udp(q, d.host, port=d.port, timeout=0.3)
-            return
-        except (dns.exception.Timeout, OSError):
+            answer = dns.query.udp(q, d.host, port=d.port, timeout=0.3)
+            if probe is None or answer.rcode() == dns.rcode.NOERROR:
+                return
+        except (OSError, dns.exception.DNSException):  # a timeout, or a bad reply
             pass
         if time.monotonic() > deadline:
             d.stop()

@@ -30,6 +30,10 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import dns.message
+import dns.rdatatype
+import dns.tsig
+
 from edgeagent.lab.daemons import (
     HOST,
     SNIPPETS_DIR,
@@ -50,8 +54,10 @@ PRIMARY_UNBOUND_SNIPPET = SNIPPETS_DIR / "bind" / "named.conf.rpz-primary-unboun
 SECONDARY_SNIPPET = SNIPPETS_DIR / "bind" / "named.conf.rpz-secondary"
 UNBOUND_SNIPPET = SNIPPETS_DIR / "unbound" / "unbound-rpz.conf"
 UNBOUND_HTTP_SNIPPET = SNIPPETS_DIR / "unbound" / "unbound-rpz-http.conf"
+UNBOUND_PRIMARY_SNIPPET = SNIPPETS_DIR / "unbound" / "unbound-rpz-primary.conf"
 UPDATE_KEY = "edgeagent-update"
 TRANSFER_KEY = "edgeagent-transfer"
+PRIMARY_PROBE_ZONE = "rpz.edgeagent.invalid."  # a zone the shipped primary snippet serves
 
 
 def tsig_key(path: Path, name: str) -> str:
@@ -106,15 +112,18 @@ def _named(
     group: ProcessGroup | None,
     *,
     honour_logging: bool = False,
+    probe: dns.message.Message | None = None,
     **kw: object,
 ) -> RunningDaemon:
     """Start ``named`` in the foreground: ``-g`` logs everything to stderr (our log file)
-    and ignores the config's ``logging`` statement; ``honour_logging`` runs ``-f``."""
+    and ignores the config's ``logging`` statement; ``honour_logging`` runs ``-f``.
+    ``probe``: the query that shows it is up (:func:`wait_answering`)."""
     check_config(["named-checkconf", str(conf)])
     mode = "-f" if honour_logging else "-g"
     proc, log = spawn(name, ["named", mode, "-n", "1", "-c", str(conf)], workdir, group)
     d = RunningDaemon(name, proc, port, workdir, log, **kw)  # type: ignore[arg-type]
-    wait_answering(d)
+    # A primary loading a large zone on a busy machine takes its time.
+    wait_answering(d, timeout=20.0 if probe is None else 90.0, probe=probe)
     return d
 
 
@@ -240,8 +249,18 @@ def start_primary(
         "transfer_key": str(workdir / "transfer.key"),
         "transfer_secret": transfer_secret,
     }
+    # It answers signed requests only: the probe is the SOA of its policy zone, signed.
+    probe = dns.message.make_query(PRIMARY_PROBE_ZONE, dns.rdatatype.SOA)
+    probe.use_tsig(dns.tsig.Key(UPDATE_KEY, update_secret, dns.tsig.HMAC_SHA256))
     return _named(
-        "primary", conf, workdir, port, group, honour_logging=log_file is not None, extra=extra
+        "primary",
+        conf,
+        workdir,
+        port,
+        group,
+        honour_logging=log_file is not None,
+        probe=probe,
+        extra=extra,
     )
 
 
@@ -344,6 +363,25 @@ def start_unbound(
     conf = _unbound_conf(workdir, UNBOUND_SNIPPET, port, stubs, {"ZONE_DIR": str(zone_dir)})
     reload_argv = ("unbound-control", "-c", str(conf), "auth_zone_reload", "{zone}")
     return _unbound(conf, workdir, port, group, reload_argv=reload_argv, extra={"conf": str(conf)})
+
+
+def start_unbound_secondary(
+    workdir: Path,
+    primary: RunningDaemon,
+    port: int,
+    stubs: dict[str, int] | None = None,
+    *,
+    group: ProcessGroup | None = None,
+) -> RunningDaemon:
+    """The shipped Unbound snippet that transfers the zones from ``primary`` (started with
+    ``unbound_clients`` naming loopback) by IXFR after its NOTIFY."""
+    values = {
+        "ZONE_DIR": str(workdir),
+        "PRIMARY": f"{HOST}@{primary.port}",
+        "PRIMARY_ADDR": HOST,
+    }
+    conf = _unbound_conf(workdir, UNBOUND_PRIMARY_SNIPPET, port, stubs, values)
+    return _unbound(conf, workdir, port, group, extra={"conf": str(conf)})
 
 
 def start_unbound_http(

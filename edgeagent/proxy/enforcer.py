@@ -11,7 +11,9 @@ Owns the ``[proxy]`` config section (:class:`ProxyConfig`); active when ``enable
 - :meth:`ProxyEnforcer.verify` (every ``proxy.verify_interval_seconds``) fetches the
   canary URL through every configured proxy and sets ``edgeagent_proxy_canary_ok{proxy}``;
   it also folds the helpers' stats files (``helper-stats*.json`` next to the index) into
-  the metrics.
+  the metrics. Before that, an index or path filter changed behind the agent's back
+  (its digest differs from what was written) is written again from the last state, and
+  ``edgeagent_drift_repairs_total{artefact="proxy-index"}`` counts it.
 """
 
 from __future__ import annotations
@@ -37,12 +39,14 @@ from edgeagent.configtypes import (
     ListenPort,
     OutputPath,
 )
+from edgeagent.drift import WrittenFiles
 from edgeagent.enforcement.base import (
     Enforced,
     Enforcer,
     EnforcerConfig,
     EnforcerContext,
     FeedFacts,
+    FleetMember,
     PeriodicJob,
 )
 from edgeagent.logs import fields
@@ -130,9 +134,12 @@ class ProxyEnforcer(Enforcer):
             Indicator.parse(Scope.URL, str(self.proxy.canary_url)), Action.BLOCK, CANARY_SOURCE
         )
         self.published_version: int | None = None
+        self.published_state: DesiredState | None = None
+        self.written = WrittenFiles()
         self.last_error = ""
         self.last_success: float | None = None
         self.canaries: dict[str, bool] = {}
+        self.canaries_at: float | None = None  # Unix time of the last canary check
         self._listener: listeners.Listener | None = None
         self._unenforceable_seen = 0
         self.stop_page_url = ""
@@ -166,6 +173,7 @@ class ProxyEnforcer(Enforcer):
             # an older one could hide a new block until the next look (0.25 s).
             write_path_filter(with_canary, filter_path(self.index_path), group=group)
             stats = write_index(with_canary, self.index_path, group=group)
+            self.written.record(filter_path(self.index_path), self.index_path)
         except Exception as exc:
             self.last_error = f"{type(exc).__name__}: {exc}"
             self.metrics.publisher_up.labels(publisher=PUBLISHER_LABEL).set(0)
@@ -173,6 +181,7 @@ class ProxyEnforcer(Enforcer):
             log.error("proxy index not written; the old one stays", extra=fields(error=str(exc)))
             return False
         self.published_version = state.version
+        self.published_state = state
         self.last_error = ""
         self.last_success = time.time()
         self.metrics.publisher_up.labels(publisher=PUBLISHER_LABEL).set(1)
@@ -187,7 +196,7 @@ class ProxyEnforcer(Enforcer):
         p = self.proxy
         app = create_stop_page_app(stop_page_settings(p, self.context.feeds), self._hit)
         self._listener = await start_stop_page(
-            app, p.stop_page_listen_host, p.stop_page_listen_port
+            app, p.stop_page_listen_host, p.stop_page_listen_port, self.context.limits
         )
         host = p.stop_page_listen_host
         host = f"[{host}]" if ":" in host else host
@@ -211,6 +220,7 @@ class ProxyEnforcer(Enforcer):
 
     # -- verification
     async def verify(self) -> tuple[str, ...]:
+        await asyncio.to_thread(self.repair_drift)
         await asyncio.to_thread(self.check_canaries)
         return self.readiness()
 
@@ -224,6 +234,16 @@ class ProxyEnforcer(Enforcer):
     def periodic(self) -> tuple[PeriodicJob, ...]:
         return (PeriodicJob("verify", self.proxy.verify_interval_seconds, self.verify),)
 
+    def repair_drift(self) -> bool:
+        """Blocking: write the index again if it was changed behind the agent's back."""
+        state = self.published_state
+        if state is None or not self.written.drifted():
+            return False
+        log.warning("proxy index changed behind the agent; writing it again")
+        self.metrics.drift_repairs.labels(artefact=PUBLISHER_LABEL).inc()
+        self.published_version = None
+        return self.write_index(state)
+
     def check_canaries(self) -> dict[str, bool]:
         """Blocking: fetch the canary through every proxy; update metrics."""
         url = str(self.proxy.canary_url)
@@ -233,13 +253,26 @@ class ProxyEnforcer(Enforcer):
             ok = proxy_canary(ep.host, ep.port, url)
             results[name] = ok
             self.metrics.proxy_canary_ok.labels(proxy=name).set(1 if ok else 0)
-        self.canaries = results
+        self.canaries, self.canaries_at = results, time.time()
         stats = read_stats(sorted(self.index_path.parent.glob("helper-stats*.json")))
         seen = int(stats.get("https_unenforceable", 0))
         if seen > self._unenforceable_seen:
             self.metrics.proxy_https_unenforceable.inc(seen - self._unenforceable_seen)
         self._unenforceable_seen = max(seen, self._unenforceable_seen)
         return results
+
+    def fleet(self) -> tuple[FleetMember, ...]:
+        # The canary proves blocking through each proxy, not which index version it holds.
+        return tuple(
+            FleetMember(
+                name=_proxy_label(ep),
+                enforcer=self.KIND,
+                kind="proxy",
+                canary_ok=self.canaries.get(_proxy_label(ep)),
+                checked_at=self.canaries_at if _proxy_label(ep) in self.canaries else None,
+            )
+            for ep in self.proxy.proxies
+        )
 
     def failing(self) -> list[str]:
         return sorted(name for name, ok in self.canaries.items() if not ok)

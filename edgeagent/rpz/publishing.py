@@ -10,6 +10,11 @@ once, and hands the same release to every publisher *in parallel*: each verifies
 its own resolvers, and a failing publisher never stops the others. A state whose version
 was already published everywhere is not published again (cheap when nothing changed);
 publishers that failed get the same release again on the next call.
+
+:meth:`RpzPublishing.repair_drift` (run before every verify) asks each publisher whether
+its artefact was changed behind its back; if one was, the current state goes out again as
+a new release (a new serial, so a resolver that already loaded the edited file takes the
+repaired one), and ``edgeagent_drift_repairs_total{artefact=<publisher>}`` counts it.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from edgeagent.rpz.publishers.base import (
     Publisher,
     PublishResult,
     ZoneRelease,
+    send_notify,
 )
 from edgeagent.rpz.verify import VerificationState, Verifier
 from edgeagent.rpz.zonetext import next_serial, serial_gt
@@ -172,25 +178,49 @@ class RpzPublishing:
         writer), the state is re-released once with a serial above it.
         """
         with self._lock:
-            results: list[PublishResult] = []
-            for _round in range(2):
-                cur = self._current
-                floor = self._pending_floor(cur)
-                if cur is None or cur.version != state.version or floor is not None:
-                    cur = self._current = self._new_release(state, floor)
-                todo = [p for p in self.publishers if p.name not in cur.done]
-                if not todo:
-                    break
-                with ThreadPoolExecutor(max_workers=len(todo)) as pool:
-                    outcomes = list(pool.map(self._publish_one, todo, [cur.release] * len(todo)))
-                for p, outcome in zip(todo, outcomes, strict=True):
-                    if isinstance(outcome, PublishResult):
-                        cur.done.add(p.name)
-                        results.append(outcome)
-                self._note_publisher_serials()
-                if self._pending_floor(cur) is None:
-                    break
-            return results
+            return self._publish_locked(state)
+
+    def _publish_locked(self, state: DesiredState) -> list[PublishResult]:
+        results: list[PublishResult] = []
+        for _round in range(2):
+            cur = self._current
+            floor = self._pending_floor(cur)
+            if cur is None or cur.version != state.version or floor is not None:
+                cur = self._current = self._new_release(state, floor)
+            todo = [p for p in self.publishers if p.name not in cur.done]
+            if not todo:
+                break
+            with ThreadPoolExecutor(max_workers=len(todo)) as pool:
+                outcomes = list(pool.map(self._publish_one, todo, [cur.release] * len(todo)))
+            for p, outcome in zip(todo, outcomes, strict=True):
+                if isinstance(outcome, PublishResult):
+                    cur.done.add(p.name)
+                    results.append(outcome)
+            self._note_publisher_serials()
+            if self._pending_floor(cur) is None:
+                break
+        return results
+
+    def repair_drift(self) -> tuple[str, ...]:
+        """Publish the current state again if a publisher's artefact was changed behind
+        its back; return those publishers' names."""
+        with self._lock:
+            cur = self._current
+            if cur is None:
+                return ()
+            drifted = tuple(p.name for p in self.publishers if p.name in cur.done and p.drifted())
+            if not drifted:
+                return ()
+            for name in drifted:
+                log.warning(
+                    "publisher %s: artefact changed behind the agent; publishing again", name
+                )
+                if self.metrics is not None:
+                    self.metrics.drift_repairs.labels(artefact=name).inc()
+            state = cur.release.state
+            self._current = self._new_release(state)
+            self._publish_locked(state)
+            return drifted
 
     def _pending_floor(self, cur: _Current | None) -> int | None:
         """A serial some not-yet-published target already has at or above ``cur``'s.
@@ -263,6 +293,20 @@ class RpzPublishing:
             ):
                 self._last_serial = live
                 self.serials.save(live)
+
+    def nudge(self, names: Sequence[str]) -> int:
+        """NOTIFY the named resolvers of both zones (they are behind and may have missed
+        the primary's NOTIFY, e.g. while they were down); how many acknowledged."""
+        wanted = set(names)
+        targets = [rc.target for rc in self.verifier.resolvers if rc.target.name in wanted]
+        acknowledged = 0
+        for t in targets:
+            zones = (self.rpz.zone, self.rpz.exception_zone)
+            sent = [send_notify(zone, t.host, t.port) for zone in zones]  # both, always
+            acknowledged += all(sent)
+        if targets:
+            log.info("notified %d lagging resolvers, %d acknowledged", len(targets), acknowledged)
+        return acknowledged
 
     # -- verification and status ----------------------------------------------------------
     def verify_all(self) -> VerificationState:

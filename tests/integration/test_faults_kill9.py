@@ -22,9 +22,8 @@ import pytest
 from edgeagent.config import load_config
 from edgeagent.store import open_store
 from tests.support.agent import AGENT, create_token, http_json, running_agent
-from tests.support.faults import ZONE, decision, index_ok, zone_serial
+from tests.support.faults import decision, index_ok, zone_serial, zonefile_agent
 from tests.support.polling import wait_for
-from tests.support.ports import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -32,20 +31,10 @@ CYCLES = 200 if os.environ.get("EDGEAGENT_LONG") == "1" else 20
 
 
 def test_kill_9_at_random_points_loses_nothing_and_leaves_old_or_new(tmp_path: Path) -> None:
-    api_port, metrics_port = free_port(udp=False), free_port(udp=False)
-    zones, index = tmp_path / "zones", tmp_path / "proxy" / "index.bin"
-    zones.mkdir()
-    config = tmp_path / "edgeagent.toml"
-    config.write_text(
-        f'[agent]\nstate_dir = "{tmp_path / "state"}"\nlog_format = "json"\n'
-        f"[api]\nport = {api_port}\n[metrics]\nport = {metrics_port}\n"
-        f'[publishers.files]\nkind = "zonefile"\ndirectory = "{zones}"\n'
-        f'[proxy]\nenabled = true\nindex_path = "{index}"\n'
-        f"stop_page_listen_port = {free_port(udp=False)}\n"
-    )
+    agent = zonefile_agent(tmp_path)
+    config, metrics_port, api = agent.config, agent.metrics_port, agent.api
+    zone, index = agent.zone, agent.index
     token = create_token(config, "analyst", "ana")
-    api = f"http://127.0.0.1:{api_port}"
-    zone = zones / f"{ZONE}.zone"
     accepted: list[str] = []
     last_domain = ""
     rng = random.Random(13)

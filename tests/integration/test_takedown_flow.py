@@ -48,7 +48,7 @@ from edgeagent.takedown.notifiers.webhook import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
     WebhookNotifier,
-    verify_signature,
+    verify_webhook_signature,
 )
 from edgeagent.takedown.records import Authorisation, Outcome, OutcomeKind, Preservation, Referral
 from edgeagent.takedown.rules import Job, TakedownPolicy
@@ -136,7 +136,7 @@ class HookSink:
 
     async def handle(self, request: web.Request) -> web.Response:
         body = await request.read()
-        ok = verify_signature(
+        ok = verify_webhook_signature(
             SECRET,
             request.headers.get(TIMESTAMP_HEADER, ""),
             body,

@@ -5,6 +5,8 @@
 - :func:`zone_serial` parses a zone file completely (a partial zone raises) and returns
   its SOA serial; :func:`index_version` opens a proxy index (checksum verified) and
   returns the policy version it was built from.
+- :func:`zonefile_agent` writes the config of a daemon with a zone file publisher and the
+  proxy index (:class:`AgentFiles`: where it listens and writes).
 - :func:`decision` is the body of a block decision for a reserved name.
 """
 
@@ -15,6 +17,7 @@ import errno
 import os
 import subprocess
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +26,7 @@ import dns.zone
 import pytest
 
 from edgeagent.proxy.index import IndexReader
+from tests.support.ports import free_port
 
 ZONE = "block.rpz.invalid"
 
@@ -30,7 +34,7 @@ ZONE = "block.rpz.invalid"
 @contextlib.contextmanager
 def tmpfs(mountpoint: Path, size: str) -> Iterator[Path]:
     if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
+        pytest.fail("mounting a tmpfs needs root")
     mountpoint.mkdir(parents=True, exist_ok=True)
     subprocess.run(
         ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(mountpoint)],
@@ -73,6 +77,36 @@ def index_ok(path: Path) -> bool:
     reader = IndexReader.open(path)
     reader.close()
     return True
+
+
+@dataclass(frozen=True)
+class AgentFiles:
+    """A daemon's config file, where it listens and the artefacts it writes."""
+
+    config: Path
+    api: str
+    metrics_port: int
+    zone: Path
+    index: Path
+
+
+def zonefile_agent(directory: Path, rpz: str = "", proxy: str = "") -> AgentFiles:
+    """The config of a daemon writing its zone files and proxy index under ``directory``;
+    ``rpz`` and ``proxy`` are extra lines of those sections."""
+    api_port, metrics_port = free_port(udp=False), free_port(udp=False)
+    zones, index = directory / "zones", directory / "proxy" / "index.bin"
+    zones.mkdir(parents=True)
+    config = directory / "edgeagent.toml"
+    config.write_text(
+        f'[agent]\nstate_dir = "{directory / "state"}"\nlog_format = "json"\n'
+        f"[api]\nport = {api_port}\n[metrics]\nport = {metrics_port}\n[rpz]\n{rpz}"
+        f'[publishers.files]\nkind = "zonefile"\ndirectory = "{zones}"\n'
+        f'[proxy]\nenabled = true\nindex_path = "{index}"\n'
+        f"stop_page_listen_port = {free_port(udp=False)}\n{proxy}"
+    )
+    return AgentFiles(
+        config, f"http://127.0.0.1:{api_port}", metrics_port, zones / f"{ZONE}.zone", index
+    )
 
 
 def decision(name: str, scope: str = "domain") -> dict[str, Any]:

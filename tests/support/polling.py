@@ -19,10 +19,12 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 10.0) ->
     last: Any = None
     while time.monotonic() < deadline:
         try:
-            last = probe()
+            found = probe()
         except (OSError, http.client.HTTPException) as exc:
-            last = exc
-        if last:
-            return last  # type: ignore[no-any-return]
+            last = exc  # an exception is truthy: it must not end the wait
+        else:
+            if found:
+                return found
+            last = found
         time.sleep(0.1)
     raise AssertionError(f"timed out waiting for {what} (last: {last!r})")

@@ -9,6 +9,7 @@ import aiohttp
 import pytest
 
 from edgeagent.api import bound_port, create_app, make_ssl_context, start_site
+from edgeagent.connlimits import DEFAULT_LIMITS
 from edgeagent.store import SqliteStore
 from tests.support.api import add_tokens, make_context, make_guard
 from tests.support.pki import issue, write_pair
@@ -55,6 +56,7 @@ async def test_required_client_certificate(pki: Path, tmp_path: Path) -> None:
         create_app(make_context(store, make_guard(tmp_path / "p"))),
         "127.0.0.1",
         0,
+        DEFAULT_LIMITS,
         ssl_context=server_ctx,
     )
     try:
@@ -79,6 +81,7 @@ async def test_optional_client_certificate(pki: Path, tmp_path: Path) -> None:
         create_app(make_context(store, make_guard(tmp_path / "p"))),
         "127.0.0.1",
         0,
+        DEFAULT_LIMITS,
         ssl_context=server_ctx,
     )
     try:

@@ -11,6 +11,7 @@ from pathlib import Path
 import aiohttp
 
 from edgeagent import listeners
+from edgeagent.connlimits import DEFAULT_LIMITS
 from edgeagent.enforcement.base import EnforcerContext, ReloadOutcome
 from edgeagent.metrics import Metrics
 from edgeagent.model import DesiredState
@@ -86,8 +87,10 @@ async def test_a_successor_that_cannot_start_leaves_the_running_one(tmp_path: Pa
 
 async def test_servers_on_one_address_share_one_socket() -> None:
     app = aiohttp.web.Application()
-    first = await listeners.start(app, "127.0.0.1", 0)
-    second = await listeners.start(aiohttp.web.Application(), "127.0.0.1", first.port)
+    first = await listeners.start(app, "127.0.0.1", 0, DEFAULT_LIMITS)
+    second = await listeners.start(
+        aiohttp.web.Application(), "127.0.0.1", first.port, DEFAULT_LIMITS
+    )
     assert second.address == first.address
     await listeners.stop(first)
     assert await status_at(first.port) == 404  # the second one answers (no routes)

@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry
 
 from edgeagent import logs
 from edgeagent.api.app import bound_port, create_metrics_app, start_site
+from edgeagent.connlimits import DEFAULT_LIMITS
 
 MARKER = "leak-marker.example"
 
@@ -30,7 +31,9 @@ MALFORMED = [
 
 @pytest.fixture
 async def site() -> AsyncIterator[int]:
-    runner = await start_site(create_metrics_app(CollectorRegistry()), "127.0.0.1", 0)
+    runner = await start_site(
+        create_metrics_app(CollectorRegistry()), "127.0.0.1", 0, DEFAULT_LIMITS
+    )
     try:
         yield bound_port(runner)
     finally:

@@ -9,6 +9,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from edgeagent import listeners
+from edgeagent.connlimits import DEFAULT_LIMITS
 from edgeagent.proxy.stoppage import (
     StopPageSettings,
     StopPageSource,
@@ -33,7 +34,7 @@ async def test_451_with_blocked_by_link_and_text(caplog: pytest.LogCaptureFixtur
     caplog.set_level(logging.DEBUG)
     port = free_port(udp=False)
     listener = await start_stop_page(
-        create_stop_page_app(SETTINGS, on_hit=hits.append), "127.0.0.1", port
+        create_stop_page_app(SETTINGS, on_hit=hits.append), "127.0.0.1", port, DEFAULT_LIMITS
     )
     try:
         async with (

@@ -36,20 +36,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Self
 
-import dns.exception
-import dns.flags
-import dns.message
-import dns.name
-import dns.opcode
-import dns.query
-import dns.rcode
-import dns.rdataclass
-import dns.rdatatype
 from aiohttp import web
 
 from edgeagent import listeners
 from edgeagent.atomic import StagedFile, remove_stale_temps, stage_file
 from edgeagent.configtypes import Endpoint, IpNetwork, Items, ListenHost, ListenPort
+from edgeagent.connlimits import DEFAULT_LIMITS, ConnectionLimits
 from edgeagent.errors import PublishError
 from edgeagent.plugins import own_config
 from edgeagent.rpz.publishers.base import (
@@ -60,6 +52,7 @@ from edgeagent.rpz.publishers.base import (
     Reach,
     ResolverTarget,
     ZoneRelease,
+    send_notify,
     wait_for_serial,
 )
 from edgeagent.rpz.publishers.zonefile import check_zone_file
@@ -113,8 +106,10 @@ class ZoneServer:
         host: str = "127.0.0.1",
         port: int = 8653,
         allowed: Sequence[Network] = LOOPBACK,
+        limits: ConnectionLimits = DEFAULT_LIMITS,
     ) -> None:
         self.directory = directory
+        self.limits = limits
         self.zones = frozenset(zones)
         self.host = host
         self.port = port
@@ -164,7 +159,7 @@ class ZoneServer:
     async def start(self) -> None:
         # A rebuilt publisher (config reload) starts its server on the same address
         # before the old one stops, so the zones stay reachable throughout.
-        self._listener = await listeners.start(self.app(), self.host, self.port)
+        self._listener = await listeners.start(self.app(), self.host, self.port, self.limits)
         self.port = self._listener.port  # the kernel's choice when port=0
 
     async def close(self) -> None:
@@ -260,7 +255,11 @@ class HttpNotifyPublisher(Publisher[_Staged]):
         )
         zones = [context.policy_zone, context.exception_zone]
         pub.zone_server = pub.server(
-            zones, host=cfg.host, port=cfg.port, allowed=cfg.allowed_clients
+            zones,
+            host=cfg.host,
+            port=cfg.port,
+            allowed=cfg.allowed_clients,
+            limits=context.limits,
         )
         return pub
 
@@ -271,9 +270,12 @@ class HttpNotifyPublisher(Publisher[_Staged]):
         host: str = "127.0.0.1",
         port: int = 8653,
         allowed: Sequence[Network] = LOOPBACK,
+        limits: ConnectionLimits = DEFAULT_LIMITS,
     ) -> ZoneServer:
         """A :class:`ZoneServer` for this publisher's serving directory."""
-        return ZoneServer(self.directory, zones, host=host, port=port, allowed=allowed)
+        return ZoneServer(
+            self.directory, zones, host=host, port=port, allowed=allowed, limits=limits
+        )
 
     async def start(self) -> None:
         if self.zone_server is not None:
@@ -329,35 +331,17 @@ class HttpNotifyPublisher(Publisher[_Staged]):
 
     def _notify(self, zone: str, target: NotifyTarget) -> bool:
         """Send one NOTIFY for ``zone``; True once the resolver acknowledges it."""
-        m = dns.message.Message()
-        # The opcode lives inside ``flags``: set the flags first, then the opcode.
-        m.flags = dns.flags.AA
-        m.set_opcode(dns.opcode.NOTIFY)
-        m.find_rrset(
-            m.question,
-            dns.name.from_text(zone),
-            dns.rdataclass.IN,
-            dns.rdatatype.SOA,
-            create=True,
-            force_unique=True,
-        )
         for attempt in range(self.retries + 1):
             if attempt:
                 delay = min(self.backoff_max, self.backoff_base * 2 ** (attempt - 1))
                 time.sleep(delay * (0.5 + random.random() / 2))
             self.notifies_sent += 1
-            try:
-                r = dns.query.udp(m, target.host, port=target.port, timeout=self.timeout)
-            except (dns.exception.DNSException, OSError):
-                continue
-            if r.rcode() == dns.rcode.NOERROR:
+            if send_notify(zone, target.host, target.port, self.timeout):
                 return True
         return False
 
     # -- verify -------------------------------------------------------------------------
     def verify(self, release: ZoneRelease) -> tuple[CanaryResult, ...]:
-        if not self.targets:
-            return ()
         return wait_for_serial(
             self.targets, release.settings.canary, release.serial, self.verify_timeout, self.name
         )

@@ -14,6 +14,8 @@ Knot Resolver's watched file). Per :mod:`edgeagent.rpz.publishers.base`:
 * verify: every target must answer the canary TXT with the new serial within the timeout.
 * keep old: on a failed apply/verify the ``.prev`` files are renamed back and the reload
   commands run again, so the resolver (and its next restart) serves the last good version.
+* drift: the digest of each file is recorded when it goes live (or is restored);
+  :meth:`ZonefilePublisher.drifted` is true when a file in place no longer matches.
 
 The exception zone carries the same serial but no canary (BIND's ``policy passthru`` turns
 any record in it into passthru); its correctness rests on the validation step.
@@ -35,6 +37,7 @@ import dns.zone
 
 from edgeagent.atomic import StagedFile, fsync_dir, stage_file
 from edgeagent.configtypes import FileMode, Items, OutputPath
+from edgeagent.drift import WrittenFiles
 from edgeagent.errors import PublishError
 from edgeagent.plugins import own_config
 from edgeagent.rpz.publishers.base import (
@@ -110,6 +113,7 @@ class ZonefilePublisher(Publisher[_Prepared]):
         self.checkzone = shutil.which(checkzone) if checkzone else None
         self.verify_timeout = verify_timeout
         self.command_timeout = command_timeout
+        self.written = WrittenFiles()
 
     @classmethod
     def from_config(cls, name: str, config: PublisherConfig, context: PublisherContext) -> Self:
@@ -168,6 +172,7 @@ class ZonefilePublisher(Publisher[_Prepared]):
         for zf in prepared.files:
             zf.staged.commit()
         prepared.committed = True
+        self.written.record(*(zf.staged.path for zf in prepared.files))
         self._reload(prepared)
 
     def _reload(self, prepared: _Prepared) -> None:
@@ -189,11 +194,12 @@ class ZonefilePublisher(Publisher[_Prepared]):
 
     # -- verify -----------------------------------------------------------------------
     def verify(self, release: ZoneRelease) -> tuple[CanaryResult, ...]:
-        if not self.targets:
-            return ()
         return wait_for_serial(
             self.targets, release.settings.canary, release.serial, self.verify_timeout, self.name
         )
+
+    def drifted(self) -> bool:
+        return bool(self.written.drifted())
 
     # -- keep old on failure ----------------------------------------------------------
     def rollback(self, prepared: _Prepared) -> None:
@@ -205,6 +211,7 @@ class ZonefilePublisher(Publisher[_Prepared]):
                 os.replace(zf.backup, zf.staged.path)
                 fsync_dir(zf.staged.path.parent)
                 restored = True
+        self.written.record(*(zf.staged.path for zf in prepared.files))
         if restored:
             # Best effort: the caller already gets the original PublishError.
             with contextlib.suppress(PublishError):
