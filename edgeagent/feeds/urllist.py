@@ -98,13 +98,18 @@ def parse_entry(
     return Accepted(ind, category=category, reference=reference, line=number)
 
 
-def _from_record(rec: Mapping[str, Any], number: int, default_category: str) -> Item:
+def _from_record(rec: Mapping[str, Any], number: int, default_category: str, raw: str) -> Item:
+    """One CSV row or JSON object; ``raw`` is its text, hashed to name a rejected record."""
     url = rec.get("url")
     if not isinstance(url, str) or not url.strip():
-        return Rejected.of(REASON_NO_URL, json.dumps(rec, sort_keys=True, default=str), number)
-    category = str(rec.get("category") or default_category)
-    ref = str(rec.get("id") or "")
-    scope = str(rec.get("scope") or "")
+        return Rejected.of(REASON_NO_URL, raw, number)
+    fields = [rec.get(key) for key in ("category", "id", "scope")]
+    if any(isinstance(value, list | dict) for value in fields):
+        # Text expected; a nested structure is malformed (and str() of a deep one recurses).
+        return Rejected.of(REASON_JSON, raw, number)
+    category = str(fields[0] or default_category)
+    ref = str(fields[1] or "")
+    scope = str(fields[2] or "")
     for text in (category, ref, scope):
         problem = line_problem(text)
         if problem is not None:
@@ -140,7 +145,8 @@ def _csv(text: str, spec: FeedSpec) -> Iterator[Item]:
         if len(row) > len(header):
             yield Rejected.of("extra-columns", ",".join(row), number)
             continue
-        yield _from_record(dict(zip(header, row, strict=False)), number, spec.category)
+        record = dict(zip(header, row, strict=False))
+        yield _from_record(record, number, spec.category, ",".join(row))
 
 
 def _jsonl(text: str, spec: FeedSpec) -> Iterator[Item]:
@@ -150,13 +156,14 @@ def _jsonl(text: str, spec: FeedSpec) -> Iterator[Item]:
             continue
         try:
             rec = json.loads(s)
-        except ValueError:
+        except (ValueError, RecursionError):
+            # RecursionError: a deeply nested line exhausts the decoder's stack.
             yield Rejected.of(REASON_JSON, s, number)
             continue
         if not isinstance(rec, dict):
             yield Rejected.of(REASON_JSON, s, number)
             continue
-        yield _from_record(rec, number, spec.category)
+        yield _from_record(rec, number, spec.category, s)
 
 
 def parse(data: bytes, spec: FeedSpec) -> Iterator[Item]:
