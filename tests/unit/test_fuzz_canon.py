@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from edgeagent import canon
@@ -60,6 +60,8 @@ def test_names(text: str) -> None:
 
 @fuzz_settings(default=600, long=50_000)
 @given(hostile_urls)
+@example("http://[fe80::1%25eth0]/")
+@example("[::%250]")
 def test_urls(text: str) -> None:
     EXAMPLES.count("canon.canonical_url")
     url = refused_or(canon.canonical_url, text)

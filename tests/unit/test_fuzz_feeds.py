@@ -15,7 +15,7 @@ import json
 import re
 from pathlib import Path
 
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from edgeagent.errors import FeedError
@@ -149,6 +149,8 @@ _jsonl_line = st.one_of(
 
 @fuzz_settings(default=300, long=20_000)
 @given(st.lists(_jsonl_line, max_size=8))
+@example(["[" * 5000 + "]" * 5000, '{"url": ' * 2000 + "1" + "}" * 2000])
+@example(['{"url": "http://a.example/", "category": ' + "[" * 900 + "]" * 900 + "}"])
 def test_url_list_jsonl(lines: list[str]) -> None:
     EXAMPLES.count("feeds.url-list.jsonl")
     data = "\n".join(lines).encode("utf-8", "surrogatepass")
