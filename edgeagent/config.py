@@ -23,6 +23,7 @@ Contract:
 from __future__ import annotations
 
 import copy
+import json
 import os
 import re
 import tomllib
@@ -308,6 +309,18 @@ def _selector(ctx: Mapping[str, Any]) -> str:
     return str(ctx.get("discriminator", "'kind'")).strip("'")
 
 
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _key(key: str) -> str:
+    """A key as TOML writes it: bare, or quoted when it is empty or holds other characters
+    (``feeds."a.b"`` is not ``feeds.a.b``)."""
+    if _BARE_KEY.fullmatch(key):
+        return key
+    # JSON escapes every control character TOML forbids in a string except DEL.
+    return json.dumps(key, ensure_ascii=False).replace("\x7f", "\\u007f")
+
+
 def _key_path(loc: Sequence[int | str], data: object, missing: bool) -> str:
     """Dotted key path of ``loc``, following the TOML data.
 
@@ -319,14 +332,14 @@ def _key_path(loc: Sequence[int | str], data: object, missing: bool) -> str:
     node = data
     for i, seg in enumerate(loc):
         if isinstance(node, Mapping) and isinstance(seg, str) and seg in node:
-            out += f".{seg}"
+            out += f".{_key(seg)}"
             node = node[seg]
         elif isinstance(node, list) and isinstance(seg, int) and 0 <= seg < len(node):
             out += f"[{seg}]"
             node = node[seg]
         elif missing and i == len(loc) - 1 and isinstance(seg, str):
-            out += f".{seg}"
-    return out.lstrip(".")
+            out += f".{_key(seg)}"
+    return out.removeprefix(".")
 
 
 def _problem(err: Mapping[str, Any], data: object) -> ConfigProblem:
