@@ -1,11 +1,13 @@
-"""Support for the property-based fuzz tests: budgets, hostile strategies, example counts.
+"""Support for the hostile-input tests: fuzz budgets, hostile strategies, recorded figures.
 
 - ``fuzz_settings(default, long)``: hypothesis settings running ``default`` examples, or
   ``long`` with ``EDGEAGENT_LONG=1``; every example has a deadline (a hang fails).
-- ``EXAMPLES.count(target)``: one example of ``target`` executed. This module is a pytest
-  plugin (a fuzz module names it in ``pytest_plugins``): at the end of the session it
-  prints one summary line and merges the counts into ``var/reliability/fuzz-examples.json``
-  (one entry per target, so a partial run keeps the other targets' last figures).
+- ``EXAMPLES.count(target)``: one example of ``target`` executed; ``FIGURES.set(name,
+  values)``: other figures (hostile table rows, authorisation matrix requests). This
+  module is a pytest plugin (a test module names it in ``pytest_plugins``): at the end of
+  the session it prints a summary and merges both into
+  ``var/reliability/hostile-inputs.json`` (by target or name, so a partial run keeps the
+  others' last figures).
 - Strategies for hostile text: names, URLs and lines built from the characters that
   matter to zone files, URL parsers and line protocols. Only reserved names
   (``.test``/``.example``/``.invalid``, ``example.com``) and documentation addresses.
@@ -35,7 +37,7 @@ LONG = os.environ.get("EDGEAGENT_LONG", "") not in ("", "0")
 DEADLINE = timedelta(seconds=2)
 """Per example: far above any parser's real cost, low enough that a hang fails the test."""
 
-COUNTS_FILE = Path(__file__).resolve().parents[1] / "var" / "reliability" / "fuzz-examples.json"
+FIGURES_FILE = Path(__file__).resolve().parents[1] / "var" / "reliability" / "hostile-inputs.json"
 
 
 T = TypeVar("T")
@@ -74,35 +76,57 @@ class ExampleLog:
         self.counts[target] = self.counts.get(target, 0) + n
 
 
+class Figures:
+    """Other figures of the hostile-input suite (table rows, matrix requests), by name."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, dict[str, int]] = {}
+
+    def set(self, name: str, values: dict[str, int]) -> None:
+        self.values[name] = dict(values)
+
+
 EXAMPLES = ExampleLog()
+FIGURES = Figures()
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    counts = EXAMPLES.counts
-    if not counts:
+    if not EXAMPLES.counts and not FIGURES.values:
         return
     try:
-        known = json.loads(COUNTS_FILE.read_text(encoding="utf-8"))
+        known = json.loads(FIGURES_FILE.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         known = {}
-    targets = known.get("targets", {}) if isinstance(known, dict) else {}
+    if not isinstance(known, dict):
+        known = {}
     at = datetime.now(UTC).isoformat(timespec="seconds")
-    for target, n in counts.items():
-        targets[target] = {"examples": n, "long": LONG, "at": at}
-    COUNTS_FILE.parent.mkdir(parents=True, exist_ok=True)
-    data = {"targets": dict(sorted(targets.items()))}
-    COUNTS_FILE.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    examples = known.get("fuzz_examples", {})
+    for target, n in EXAMPLES.counts.items():
+        examples[target] = {"examples": n, "long": LONG, "at": at}
+    figures = known.get("figures", {})
+    for name, values in FIGURES.values.items():
+        figures[name] = {**values, "at": at}
+    data = {
+        "fuzz_examples": dict(sorted(examples.items())),
+        "figures": dict(sorted(figures.items())),
+    }
+    FIGURES_FILE.parent.mkdir(parents=True, exist_ok=True)
+    FIGURES_FILE.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     counts = EXAMPLES.counts
-    if not counts:
-        return
-    parts = ", ".join(f"{t}={n}" for t, n in sorted(counts.items()))
-    terminalreporter.write_line(
-        f"fuzz examples ({'long' if LONG else 'default'}): {sum(counts.values())} over "
-        f"{len(counts)} targets: {parts} (recorded in {COUNTS_FILE})"
-    )
+    if counts:
+        parts = ", ".join(f"{t}={n}" for t, n in sorted(counts.items()))
+        terminalreporter.write_line(
+            f"fuzz examples ({'long' if LONG else 'default'}): {sum(counts.values())} over "
+            f"{len(counts)} targets: {parts}"
+        )
+    for name, values in sorted(FIGURES.values.items()):
+        parts = ", ".join(f"{k}={v}" for k, v in values.items())
+        terminalreporter.write_line(f"{name}: {parts}")
+    if counts or FIGURES.values:
+        terminalreporter.write_line(f"(recorded in {FIGURES_FILE})")
 
 
 # ----------------------------------------------------------------------------- strategies
