@@ -15,6 +15,7 @@ submitted value: it may be a list entry.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -326,13 +327,42 @@ class ReadyOut(_Out):
 
 
 def parse_body(raw: bytes, model: type[M]) -> M:
-    """Parse a JSON request body into ``model`` or raise ``ApiError(400)`` naming the field."""
+    """Parse a JSON request body into ``model`` or raise ``ApiError(400)`` naming the field.
+
+    A key given twice in one object is refused: the parser would keep the last silently,
+    while another reader of the same body (a proxy, a log) may well take the first.
+    """
     if not raw.strip():
         raise bad_input("body", "a JSON object is required")
+    repeated = _repeated_key(raw)
+    if repeated is not None:
+        raise bad_input(_field_name(repeated), "field given more than once")
     try:
         return model.model_validate_json(raw)
     except ValidationError as exc:
         raise _first_problem(exc) from None
+
+
+def _repeated_key(raw: bytes) -> str | None:
+    """The first key that appears twice in one JSON object of ``raw``, if any.
+
+    ``None`` also when ``raw`` is not JSON: the model's own parse then says so.
+    """
+    repeated: list[str] = []
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        seen: set[str] = set()
+        for key, _ in items:
+            if key in seen and not repeated:
+                repeated.append(key)
+            seen.add(key)
+        return dict(items)
+
+    try:
+        json.loads(raw, object_pairs_hook=pairs)
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than the stack
+        return None
+    return repeated[0] if repeated else None
 
 
 def parse_query(pairs: Sequence[tuple[str, str]], model: type[M]) -> M:
