@@ -3,11 +3,11 @@
 - ``fuzz_settings(default, long)``: hypothesis settings running ``default`` examples, or
   ``long`` with ``EDGEAGENT_LONG=1``; every example has a deadline (a hang fails).
 - ``EXAMPLES.count(target)``: one example of ``target`` executed; ``FIGURES.set(name,
-  values)``: other figures (hostile table rows, authorisation matrix requests). This
-  module is a pytest plugin (a test module names it in ``pytest_plugins``): at the end of
-  the session it prints a summary and merges both into
-  ``var/reliability/hostile-inputs.json`` (by target or name, so a partial run keeps the
-  others' last figures).
+  values)`` and ``FIGURES.add(name, key)``: other figures (hostile table rows,
+  authorisation matrix requests). This module is a pytest plugin (a test module names it
+  in ``pytest_plugins``): at the end of the session it prints a summary and merges both
+  into ``var/reliability/hostile-inputs.json`` (by target or name, so a partial run keeps
+  the others' last figures).
 - Strategies for hostile text: names, URLs and lines built from the characters that
   matter to zone files, URL parsers and line protocols. Only reserved names
   (``.test``/``.example``/``.invalid``, ``example.com``) and documentation addresses.
@@ -84,6 +84,10 @@ class Figures:
 
     def set(self, name: str, values: dict[str, int]) -> None:
         self.values[name] = dict(values)
+
+    def add(self, name: str, key: str, n: int = 1) -> None:
+        values = self.values.setdefault(name, {})
+        values[key] = values.get(key, 0) + n
 
 
 EXAMPLES = ExampleLog()
