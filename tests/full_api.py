@@ -26,9 +26,10 @@ from edgeagent.feeds.base import FeedFormat, FeedKind, FeedSpec
 from edgeagent.feeds.runner import FeedRunner
 from edgeagent.metrics import Metrics
 from edgeagent.store import SqliteStore
-from edgeagent.takedown.customers import CustomerRegistry, OwnSpace
-from edgeagent.takedown.engine import TakedownService
+from edgeagent.takedown.customers.directory import CustomerDirectory
 from edgeagent.takedown.locate import Locator
+from edgeagent.takedown.service import TakedownService
+from edgeagent.takedown.space import OwnSpace
 from edgeagent.takedown.ticketstore import TicketStore
 from edgeagent.tokens import new_token
 from tests.api_support import add_tokens, make_context, make_guard
@@ -108,7 +109,7 @@ async def full_api(directory: Path, **settings: Any) -> AsyncIterator[FullApi]:
         path=listing,
     )
     runner = FeedRunner([spec], store, guard, Metrics())
-    locator = Locator(OwnSpace(["198.51.100.0/24"]), CustomerRegistry([]), [("127.0.0.1", 9)])
+    locator = Locator(OwnSpace(["198.51.100.0/24"]), CustomerDirectory([]), [("127.0.0.1", 9)])
     tickets = TicketStore(directory / "takedown.sqlite3")
     service = TakedownService(store, tickets, locator, [])
     routes = (*ROUTES, *feed_routes(runner), *takedown_routes(service))
