@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     BeforeValidator,
@@ -95,6 +96,18 @@ Reference = Annotated[
 ]
 Category = Annotated[str, StringConstraints(max_length=64), _Printable]
 Target = Annotated[str, StringConstraints(min_length=1, max_length=2048), _Printable]
+
+
+def _in_utc(value: datetime) -> datetime:
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00:00+01:00 lies before year 1 in UTC
+        raise ValueError("out of range once converted to UTC") from None
+
+
+# A time with a zone, as UTC: the store keeps UTC, and a time at the edge of the calendar
+# whose offset takes it past year 1 or 9999 is refused here rather than failing later.
+UtcDatetime = Annotated[AwareDatetime, AfterValidator(_in_utc)]
 # Scopes a person may decide on. ``url-hash`` entries come from hashed feeds only:
 # nobody should type a digest into a decision.
 DecisionScope = Literal["domain", "host", "url", "url-prefix", "ip", "cidr"]
@@ -113,10 +126,10 @@ class DecisionCreate(_Body):
     reason: Text = Field(description="why (shown in the audit log)")
     reference: Reference = Field(description="case reference (hotline or police reference)")
     source: NoticeSource = Field(description="who reported the material")
-    notice_received_at: AwareDatetime | None = Field(
+    notice_received_at: UtcDatetime | None = Field(
         default=None, description="when the notice reached the ISP; default: now"
     )
-    expires_at: AwareDatetime | None = Field(default=None, description="optional end")
+    expires_at: UtcDatetime | None = Field(default=None, description="optional end")
     category: Category = ""
 
     @field_validator("notice_received_at")
@@ -163,7 +176,7 @@ class DecisionListQuery(_Query):
 
 
 class AuditQuery(_Query):
-    since: AwareDatetime | None = Field(
+    since: UtcDatetime | None = Field(
         default=None, description="ISO 8601 with zone, e.g. 2026-01-01T00:00:00Z"
     )
     limit: int = Field(default=1000, ge=1, le=1000)

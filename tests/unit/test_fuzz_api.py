@@ -131,6 +131,11 @@ _POSTS = [
 @fuzz_settings(default=250, long=20_000)
 @given(st.sampled_from(_POSTS), _bodies)
 @example("/v1/decisions", b"[" * 20_000 + b"]" * 20_000)
+@example(
+    "/v1/decisions",
+    b'{"target": "t.example", "scope": "host", "action": "block", "reason": "r", '
+    b'"reference": "C", "source": "hotline", "expires_at": "9999-12-31T23:59:59-01:00"}',
+)
 def test_bodies(driver: Driver, path: str, body: bytes) -> None:
     EXAMPLES.count("api.bodies")
     check_answer(*driver.call("POST", path, data=body))
@@ -147,6 +152,8 @@ _GETS = ["/v1/lookup", "/v1/decisions", "/v1/audit", "/v1/tickets", "/v1/reports
 
 @fuzz_settings(default=150, long=10_000)
 @given(st.sampled_from(_GETS), _params)
+@example("/v1/audit", {"since": "0001-01-01T00:00:00+01:00"})
+@example("/v1/reports/takedown", {"to": "9999-12-31T23:59:59-01:00"})
 def test_query_strings(driver: Driver, path: str, params: dict[str, str]) -> None:
     EXAMPLES.count("api.query")
     check_answer(*driver.call("GET", path, params=params))
