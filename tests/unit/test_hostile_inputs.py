@@ -135,6 +135,9 @@ async def _lookup(row: dict[str, Any], text: str, api: FullApi, tmp: Path) -> Ou
 
 
 async def _api(row: dict[str, Any], text: str, api: FullApi, tmp: Path) -> Outcome:
+    if "items" in row:  # a filter must have a decision to miss
+        made = await _decision({"id": row["id"]}, f"{row['id']}.row.example", api, tmp)
+        assert made.accepted, made
     status, out = await api.call(
         row.get("method", "POST"),
         row.get("path", "/v1/decisions"),
@@ -144,6 +147,8 @@ async def _api(row: dict[str, Any], text: str, api: FullApi, tmp: Path) -> Outco
     if status >= 400:
         err = out["error"]
         return Outcome(False, reason=err["message"], detail=f"{status} on {err['field']}")
+    if "items" in row:
+        assert len(out["items"]) == row["items"], out
     return Outcome(True, str(status), detail=str(status))
 
 
