@@ -36,7 +36,14 @@ from edgeagent.feeds.base import (
     Item,
     Rejected,
 )
-from edgeagent.feeds.textutil import REASON_WILDCARD, decode, line_problem, lines, strip_comment
+from edgeagent.feeds.textutil import (
+    REASON_CONTROL,
+    REASON_WILDCARD,
+    decode,
+    line_problem,
+    lines,
+    strip_comment,
+)
 from edgeagent.model import Indicator, Scope
 
 __all__ = ["UrlListFeed", "UrlListFeedConfig", "parse", "parse_entry"]
@@ -128,25 +135,40 @@ def _lines(text: str, spec: FeedSpec) -> Iterator[Item]:
             yield parse_entry(value, "", number, spec.category)
 
 
+# The csv module ends a record at a lone CR, where lines() (LF only) sees none: one line
+# would become two entries. A lone CR is swapped for this stand-in, which the reader keeps
+# inside its field, and a record holding one is refused as a whole.
+_LONE_CR = "\x85"  # NEL: a control character, refused wherever it stands anyway
+
+
 def _csv(text: str, spec: FeedSpec) -> Iterator[Item]:
-    body = "\n".join(line if not line.lstrip().startswith("#") else "" for _, line in lines(text))
+    body = "\n".join(
+        "" if line.lstrip().startswith("#") else line.replace("\r", _LONE_CR)
+        for _, line in lines(text)
+    )
     reader = csv.reader(io.StringIO(body, newline=""), strict=False)
     header: list[str] | None = None
     end = 0
-    for row in reader:
-        number, end = end + 1, reader.line_num  # a quoted field may span lines
-        if not row or all(not c.strip() for c in row):
-            continue
-        if header is None:
-            header = [c.strip().lower() for c in row]
-            if "url" not in header:
-                raise FeedError(spec.name, "CSV header has no 'url' column")
-            continue
-        if len(row) > len(header):
-            yield Rejected.of("extra-columns", ",".join(row), number)
-            continue
-        record = dict(zip(header, row, strict=False))
-        yield _from_record(record, number, spec.category, ",".join(row))
+    try:
+        for row in reader:
+            number, end = end + 1, reader.line_num  # a quoted field may span lines
+            if not row or all(not c.strip() for c in row):
+                continue
+            if header is None:
+                header = [c.strip().lower() for c in row]
+                if "url" not in header:
+                    raise FeedError(spec.name, "CSV header has no 'url' column")
+                continue
+            if any(_LONE_CR in c for c in row):
+                yield Rejected.of(REASON_CONTROL, ",".join(row), number)
+                continue
+            if len(row) > len(header):
+                yield Rejected.of("extra-columns", ",".join(row), number)
+                continue
+            record = dict(zip(header, row, strict=False))
+            yield _from_record(record, number, spec.category, ",".join(row))
+    except csv.Error as exc:  # e.g. a field over the csv module's size limit
+        raise FeedError(spec.name, f"CSV syntax error at line {reader.line_num}") from exc
 
 
 def _jsonl(text: str, spec: FeedSpec) -> Iterator[Item]:

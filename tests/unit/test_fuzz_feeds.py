@@ -128,9 +128,17 @@ _csv_docs = st.one_of(
 
 @fuzz_settings(default=300, long=20_000)
 @given(_csv_docs)
+@example('url\r\nhttp://,"http://\r/\r",http://\r\nhttp://.example\r\n')
+@example("id,url\n1,http://innocent.example/\r2,http://evil.example/\n")
 def test_url_list_csv(text: str) -> None:
     EXAMPLES.count("feeds.url-list.csv")
-    parse_all(urllist.parse, text.encode("utf-8"), _spec(FeedKind.URL_LIST, FeedFormat.CSV))
+    data = text.encode("utf-8")
+    items = parse_all(urllist.parse, data, _spec(FeedKind.URL_LIST, FeedFormat.CSV))
+    physical = data.decode("utf-8-sig").split("\n")
+    for item in items or ():
+        if isinstance(item, Accepted):
+            # One entry per physical line at most: a lone CR never splits a line.
+            assert "\r" not in physical[item.line - 1].rstrip("\r"), item
 
 
 _json_leaf = st.one_of(_line, st.integers(), st.none(), st.booleans(), st.floats())
