@@ -6,8 +6,8 @@
   values)`` and ``FIGURES.add(name, key)``: other figures (hostile table rows,
   authorisation matrix requests). This module is a pytest plugin (a test module names it
   in ``pytest_plugins``): at the end of the session it prints a summary and merges both
-  into ``var/reliability/hostile-inputs.json`` (by target or name, so a partial run keeps
-  the others' last figures).
+  into ``var/reliability/hostile-inputs.json`` (by target and mode, default or long, so a
+  partial run keeps the others' last figures).
 - Strategies for hostile text: names, URLs and lines built from the characters that
   matter to zone files, URL parsers and line protocols. Only reserved names
   (``.test``/``.example``/``.invalid``, ``example.com``) and documentation addresses.
@@ -105,8 +105,9 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         known = {}
     at = datetime.now(UTC).isoformat(timespec="seconds")
     examples = known.get("fuzz_examples", {})
+    mode = "long" if LONG else "default"
     for target, n in EXAMPLES.counts.items():
-        examples[target] = {"examples": n, "long": LONG, "at": at}
+        examples.setdefault(target, {})[mode] = {"examples": n, "at": at}
     figures = known.get("figures", {})
     for name, values in FIGURES.values.items():
         figures[name] = {**values, "at": at}
