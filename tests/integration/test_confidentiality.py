@@ -27,8 +27,6 @@ import secrets
 import signal
 import socket
 import stat
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.parse
@@ -39,11 +37,11 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import free_port
+from tests.support.agent import create_token, running_agent
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.integration
 
-AGENT = str(Path(sys.executable).parent / "edgeagent")
 MARK = f"m4rk3r-{secrets.token_hex(4)}"
 # Routes whose 2xx answer is the entry itself, to an analyst or higher (the caller that
 # may see it); the plan shows pending targets to analysts only.
@@ -153,16 +151,6 @@ def _write_inputs(tmp: Path, ports: dict[str, int]) -> Path:
     return config
 
 
-def _token(config: Path, role: str, token_name: str) -> str:
-    out = subprocess.run(
-        [AGENT, "token", "create", "--role", role, "--name", token_name, "-c", str(config)],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return out.stdout.split()[-1]
-
-
 def _exercise(c: Client, ports: dict[str, int]) -> None:
     """Everything a day brings: decisions, lookups, syncs, reads, and bad requests."""
     decision = {"reason": "hotline report", "reference": "CASE-7", "source": "hotline"}
@@ -246,28 +234,20 @@ def _exercise(c: Client, ports: dict[str, int]) -> None:
 def test_no_entry_leaves_the_store_and_the_artefacts(tmp_path: Path) -> None:
     ports = {k: free_port(udp=False) for k in ("api", "metrics", "stop", "closed")}
     config = _write_inputs(tmp_path, ports)
-    tokens = {role: _token(config, role, role) for role in ("noc", "analyst", "supervisor")}
+    tokens = {role: create_token(config, role, role) for role in ("noc", "analyst", "supervisor")}
     client = Client(f"http://127.0.0.1:{ports['api']}", tokens)
     log_path = tmp_path / "daemon.log"
-    with log_path.open("w") as log:
-        proc = subprocess.Popen([AGENT, "run", "-c", str(config)], stdout=log, stderr=log)
-        try:
-            _wait_for(lambda: _answers(f"http://127.0.0.1:{ports['metrics']}/healthz"), "health")
-            _wait_for(lambda: _synced(client), "first syncs")
-            _exercise(client, ports)
-            metrics = (
-                urllib.request.urlopen(f"http://127.0.0.1:{ports['metrics']}/metrics", timeout=10)
-                .read()
-                .decode()
-            )
-            running_files = _files(tmp_path / "state")
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+    with running_agent(config, ports["metrics"], log_path) as proc:
+        _wait_for(lambda: _synced(client), "first syncs")
+        _exercise(client, ports)
+        metrics = (
+            urllib.request.urlopen(f"http://127.0.0.1:{ports['metrics']}/metrics", timeout=10)
+            .read()
+            .decode()
+        )
+        running_files = _files(tmp_path / "state")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
     mark = re.compile(re.escape(MARK), re.IGNORECASE)
     log_text = log_path.read_text()
 
@@ -303,14 +283,6 @@ def test_no_entry_leaves_the_store_and_the_artefacts(tmp_path: Path) -> None:
         if p not in inputs:
             data = p.read_bytes()
             assert not any(s.encode() in data for s in tokens.values()), p
-
-
-def _answers(url: str) -> bool:
-    try:
-        urllib.request.urlopen(url, timeout=1).close()
-    except OSError:
-        return False
-    return True
 
 
 def _synced(c: Client) -> bool:

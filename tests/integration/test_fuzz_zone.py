@@ -27,11 +27,10 @@ from edgeagent.rpz.compiler import (
 )
 from edgeagent.rpz.publishers.zonefile import check_zone_file
 from edgeagent.rpz.zonetext import safe_owner
-from tests.conftest import require_binary
-from tests.fuzzing import EXAMPLES, LONG, fuzz_settings, hostile_names, hostile_urls
+from tests.support.binaries import require_binary
+from tests.support.fuzzing import EXAMPLES, LONG, fuzz_settings, hostile_names, hostile_urls
 
 pytestmark = pytest.mark.integration
-pytest_plugins = ("tests.fuzzing",)  # example counts
 
 SETTINGS = RpzSettings(
     proxy_ipv4="192.0.2.10",

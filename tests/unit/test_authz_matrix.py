@@ -20,10 +20,8 @@ from pathlib import Path
 
 from edgeagent.api.auth import Role
 from edgeagent.api.routes import Route
-from tests.full_api import FullApi, concrete_path, full_api
-from tests.fuzzing import FIGURES
-
-pytest_plugins = ("tests.fuzzing",)  # figures
+from tests.support.full_api import FullApi, concrete_path, full_api
+from tests.support.fuzzing import FIGURES
 
 ROLE_TOKENS = {Role.NOC: "noc", Role.ANALYST: "analyst", Role.SUPERVISOR: "supervisor"}
 ROLE_TOKENS[Role.ADMIN] = "admin"

@@ -19,10 +19,8 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from tests.full_api import FullApi, full_api
-from tests.fuzzing import EXAMPLES, fuzz_settings, hostile_names, hostile_urls
-
-pytest_plugins = ("tests.fuzzing",)  # example counts
+from tests.support.full_api import FullApi, full_api
+from tests.support.fuzzing import EXAMPLES, fuzz_settings, hostile_names, hostile_urls
 
 MARKER = "m4rk3r"
 _STATUSES = {200, 201, 400, 403, 404, 409, 413, 429, 503}

@@ -3,7 +3,7 @@
 Properties: only :class:`InvalidTarget` escapes, always with a reason that does not echo
 the input; accepted names are zone-safe; every canonical form is a fixed point
 (``canon(canon(x)) == canon(x)``); a canonical URL's host is itself canonical. Example
-counts go to ``var/reliability/fuzz-examples.json`` (see ``tests/fuzzing.py``).
+counts go to ``var/reliability/hostile-inputs.json`` (see ``tests/support/fuzzing.py``).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from edgeagent import canon
 from edgeagent.errors import InvalidTarget
 from edgeagent.model import Indicator, Scope
-from tests.fuzzing import (
+from tests.support.fuzzing import (
     EXAMPLES,
     fuzz_settings,
     hostile_names,
@@ -25,8 +25,6 @@ from tests.fuzzing import (
     ipv4_forms,
     outcome,
 )
-
-pytest_plugins = ("tests.fuzzing",)  # example counts
 
 _ZONE_SAFE = re.compile(r"[a-z0-9_-]{1,63}(?:\.[a-z0-9_-]{1,63})*")
 _CANONICAL_URL = re.compile(r"https?://(?P<host>[a-z0-9_.-]+|\[[0-9a-f:.]+\])(?::\d{1,5})?/[!-~]*")

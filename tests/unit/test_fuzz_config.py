@@ -20,9 +20,14 @@ from hypothesis import strategies as st
 
 from edgeagent.config import Settings, load_config
 from edgeagent.errors import ConfigError
-from tests.fuzzing import EXAMPLES, fuzz_settings, outcome, toml_keys, toml_text, toml_values
-
-pytest_plugins = ("tests.fuzzing",)  # example counts
+from tests.support.fuzzing import (
+    EXAMPLES,
+    fuzz_settings,
+    outcome,
+    toml_keys,
+    toml_text,
+    toml_values,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = tomllib.loads((ROOT / "config" / "edgeagent.example.toml").read_text())

@@ -19,9 +19,7 @@ from edgeagent.takedown.customers.base import Assignment, ExportError
 from edgeagent.takedown.customers.csv import parse_csv
 from edgeagent.takedown.customers.json import parse_json
 from edgeagent.takedown.customers.ripe import parse_ripe
-from tests.fuzzing import EXAMPLES, fuzz_settings, outcome
-
-pytest_plugins = ("tests.fuzzing",)  # example counts
+from tests.support.fuzzing import EXAMPLES, fuzz_settings, outcome
 
 COLUMNS = ["prefix", "customer_id", "service_id", "contact", "valid_from", "valid_to"]
 

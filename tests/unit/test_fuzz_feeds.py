@@ -31,15 +31,13 @@ from edgeagent.feeds.base import (
     Rejected,
 )
 from edgeagent.model import Indicator, Scope
-from tests.fuzzing import (
+from tests.support.fuzzing import (
     EXAMPLES,
     fuzz_settings,
     hostile_names,
     hostile_urls,
     outcome,
 )
-
-pytest_plugins = ("tests.fuzzing",)  # example counts
 
 _REASON = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 _REF = re.compile(r"[0-9a-f]{12}")

@@ -20,9 +20,7 @@ from hypothesis import strategies as st
 from edgeagent.model import Action, DesiredState, Entry, Indicator
 from edgeagent.proxy.index import write_index
 from edgeagent.proxy.squid_helper import Helper, serve
-from tests.fuzzing import EXAMPLES, fuzz_settings, hostile_names, hostile_urls
-
-pytest_plugins = ("tests.fuzzing",)  # example counts
+from tests.support.fuzzing import EXAMPLES, fuzz_settings, hostile_names, hostile_urls
 
 LISTED = "http://mixed.site.test/gallery/listed.html"
 _VERDICT = re.compile(rb"ERR|OK|OK message=[a-z0-9_:.-]+")

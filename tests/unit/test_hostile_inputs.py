@@ -39,10 +39,9 @@ from edgeagent.model import Action, DesiredState, Entry, Indicator, Scope
 from edgeagent.proxy.index import write_index
 from edgeagent.proxy.squid_helper import Helper
 from edgeagent.rpz.compiler import RpzSettings, StatsCounter, policy_zone_text
-from tests.full_api import FullApi, full_api
-from tests.fuzzing import FIGURES, outcome
+from tests.support.full_api import FullApi, full_api
+from tests.support.fuzzing import FIGURES, outcome
 
-pytest_plugins = ("tests.fuzzing",)  # figures
 # One API (store, tokens, app) for the whole table: rows use distinct targets.
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -96,7 +95,7 @@ def _params() -> list[Any]:
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
-async def api(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[FullApi]:
+async def table_api(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[FullApi]:
     # Lookups are rate-limited per token; the table's rows are not an abuse.
     directory = tmp_path_factory.mktemp("hostile-api")
     async with full_api(directory, lookup_rate_per_minute=100_000) as served:
@@ -228,10 +227,10 @@ _FEEDERS = {
 
 
 @pytest.mark.parametrize("row", _params())
-async def test_hostile_input(row: dict[str, Any], api: FullApi, tmp_path: Path) -> None:
+async def test_hostile_input(row: dict[str, Any], table_api: FullApi, tmp_path: Path) -> None:
     feeder = _FEEDERS[row["where"]]
     text = _input(row)
-    got = feeder(row, text, api, tmp_path)
+    got = feeder(row, text, table_api, tmp_path)
     result = await got if not isinstance(got, Outcome) else got
     refused = "refused" if not result.accepted else "accepted"
     FIGURES.add("hostile-table", "tried")

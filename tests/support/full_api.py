@@ -3,7 +3,7 @@
 ``full_api(directory)`` is an async context manager giving a :class:`FullApi`: the app
 built from ``ROUTES``, ``feed_routes`` (one local domain-list feed, ``police``) and
 ``takedown_routes`` (a takedown service with no customers and no notifiers) over a fresh
-SQLite store, with one token per role (``tests.api_support.add_tokens``) plus one revoked
+SQLite store, with one token per role (``tests.support.api.add_tokens``) plus one revoked
 admin token (``revoked``). ``FullApi.routes`` is the route table served;
 :func:`concrete_path` fills a route's path parameters with values that exist here.
 """
@@ -32,7 +32,7 @@ from edgeagent.takedown.service import TakedownService
 from edgeagent.takedown.space import OwnSpace
 from edgeagent.takedown.ticketstore import TicketStore
 from edgeagent.tokens import new_token
-from tests.api_support import add_tokens, make_context, make_guard
+from tests.support.api import add_tokens, make_context, make_guard
 
 
 @dataclass

@@ -4,16 +4,13 @@
   ``long`` with ``EDGEAGENT_LONG=1``; every example has a deadline (a hang fails).
 - ``EXAMPLES.count(target)``: one example of ``target`` executed; ``FIGURES.set(name,
   values)`` and ``FIGURES.add(name, key)``: other figures (hostile table rows,
-  authorisation matrix requests). This module is a pytest plugin (a test module names it
-  in ``pytest_plugins``): at the end of the session it prints a summary and merges both
+  authorisation matrix requests). This module is a pytest plugin (the root conftest names
+  it in ``pytest_plugins``): at the end of the session it prints a summary and merges both
   into ``var/reliability/hostile-inputs.json`` (by target and mode, default or long, so a
   partial run keeps the others' last figures).
 - Strategies for hostile text: names, URLs and lines built from the characters that
   matter to zone files, URL parsers and line protocols. Only reserved names
   (``.test``/``.example``/``.invalid``, ``example.com``) and documentation addresses.
-
-PYTEST_DONT_REWRITE: the fuzz modules import this module before pytest registers it as a
-plugin, and it holds no assertions to rewrite.
 """
 
 from __future__ import annotations
@@ -37,7 +34,7 @@ LONG = os.environ.get("EDGEAGENT_LONG", "") not in ("", "0")
 DEADLINE = timedelta(seconds=2)
 """Per example: far above any parser's real cost, low enough that a hang fails the test."""
 
-FIGURES_FILE = Path(__file__).resolve().parents[1] / "var" / "reliability" / "hostile-inputs.json"
+FIGURES_FILE = Path(__file__).resolve().parents[2] / "var" / "reliability" / "hostile-inputs.json"
 
 
 T = TypeVar("T")
