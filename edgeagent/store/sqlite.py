@@ -64,6 +64,7 @@ from edgeagent.store.base import (
     NewDecision,
     StoreBackend,
     StoreConfig,
+    TargetSearch,
     Token,
 )
 
@@ -87,6 +88,7 @@ _TRANSITIONS: dict[DecisionStatus, tuple[DecisionStatus, ...]] = {
     DecisionStatus.ACTIVE: (DecisionStatus.REVOKED, DecisionStatus.EXPIRED),
 }
 _SCOPES = {s.value: s for s in Scope}
+_SCHEMES = ("http", "https")
 _ACTIONS = {a.value: a for a in Action}
 _GEN_COLS = "id, feed, status, created_at, entry_count, serial, hold_reason, meta"
 _DEC_COLS = (
@@ -324,25 +326,57 @@ class SqliteStore(StoreBackend[SqliteStoreConfig]):
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        """One serialised write transaction; rolls back on any exception."""
+        """One serialised write transaction; rolls back on any exception.
+
+        Inside another ``_write`` of the same thread it is a savepoint instead: its
+        failure undoes only its own writes, and everything becomes durable with the
+        outermost commit (so a batch of writes costs one fsync).
+        """
         with self._lock:
             if self._closed:
                 raise StoreError("store is closed")
             conn = self._conn
+            if self._depth:
+                with self._savepoint(conn):
+                    yield conn
+                return
             try:
                 conn.execute("BEGIN IMMEDIATE")
+                self._depth = 1
                 try:
                     yield conn
                 except BaseException:
                     if conn.in_transaction:
                         conn.execute("ROLLBACK")
                     raise
+                finally:
+                    self._depth = 0
                 conn.execute("COMMIT")
             except sqlite3.Error as exc:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise StoreError(f"store write failed: {exc}") from None
             self._chmod_sidecars_once()
+
+    _depth = 0  # nesting level of _write on the thread holding the lock
+
+    @contextmanager
+    def _savepoint(self, conn: sqlite3.Connection) -> Iterator[None]:
+        name = f"nested_{self._depth}"
+        try:
+            conn.execute(f"SAVEPOINT {name}")
+            self._depth += 1
+            try:
+                yield
+            except BaseException:
+                conn.execute(f"ROLLBACK TO {name}")
+                conn.execute(f"RELEASE {name}")
+                raise
+            finally:
+                self._depth -= 1
+            conn.execute(f"RELEASE {name}")
+        except sqlite3.Error as exc:
+            raise StoreError(f"store write failed: {exc}") from None
 
     _sidecars_checked = False
 
@@ -810,6 +844,23 @@ class SqliteStore(StoreBackend[SqliteStoreConfig]):
                 self._audit_in(c, new.actor, audit.action, f"decision:{did}", audit.detail)
             return self._get_decision(c, did)
 
+    def add_decisions(
+        self, batch: Sequence[tuple[NewDecision, AuditNote | None]]
+    ) -> list[Decision | Conflict]:
+        """Record every decision of ``batch`` in one transaction (one durable commit).
+
+        A duplicate (see :meth:`add_decision`) is answered by its ``Conflict`` in its place;
+        the others are stored. Any other error stores none of them.
+        """
+        out: list[Decision | Conflict] = []
+        with self._write():
+            for new, audit in batch:
+                try:
+                    out.append(self.add_decision(new, audit))
+                except Conflict as exc:
+                    out.append(exc)
+        return out
+
     def get_decision(self, decision_id: int) -> Decision:
         """One decision with its full history; ``NotFound`` if unknown."""
         with self._read() as c:
@@ -822,15 +873,41 @@ class SqliteStore(StoreBackend[SqliteStoreConfig]):
         source: NoticeSource | None = None,
         scope: str | None = None,
         reference: str | None = None,
+        target: TargetSearch | None = None,
         limit: int = 1000,
         offset: int = 0,
     ) -> list[Decision]:
         """Decisions matching every given filter, oldest first (by id), with histories.
 
-        ``source`` filters on the notice source; ``scope`` on the indicator scope.
+        ``source`` filters on the notice source; ``scope`` on the indicator scope;
+        ``target`` on the indicator value (see :class:`TargetSearch`).
         """
         if limit < 0 or offset < 0:
             raise StoreError("limit and offset must be >= 0")
+        where, params = self._decision_filter(status, source, scope, reference, target)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        with self._read() as c:
+            rows = c.execute(
+                f"SELECT {_DEC_COLS} FROM decisions {clause} ORDER BY id LIMIT ? OFFSET ?",
+                (*params, limit, offset),
+            ).fetchall()
+            return self._load_decisions(c, rows)
+
+    def count_decisions(self, *, status: DecisionStatus | None = None) -> int:
+        """How many decisions have ``status`` (all of them if ``None``)."""
+        where, params = self._decision_filter(status, None, None, None, None)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        with self._read() as c:
+            return int(c.execute(f"SELECT count(*) FROM decisions {clause}", params).fetchone()[0])
+
+    @staticmethod
+    def _decision_filter(
+        status: DecisionStatus | None,
+        source: NoticeSource | None,
+        scope: str | None,
+        reference: str | None,
+        target: TargetSearch | None,
+    ) -> tuple[list[str], list[Any]]:
         where: list[str] = []
         params: list[Any] = []
         for column, value in (
@@ -842,13 +919,17 @@ class SqliteStore(StoreBackend[SqliteStoreConfig]):
             if value is not None:
                 where.append(f"{column} = ?")
                 params.append(str(value.value if isinstance(value, Enum) else value))
-        clause = f"WHERE {' AND '.join(where)}" if where else ""
-        with self._read() as c:
-            rows = c.execute(
-                f"SELECT {_DEC_COLS} FROM decisions {clause} ORDER BY id LIMIT ? OFFSET ?",
-                (*params, limit, offset),
-            ).fetchall()
-            return self._load_decisions(c, rows)
+        if target is not None:
+            either = ["value = ?" for _ in target.values]
+            params.extend(target.values)
+            if target.host is not None:
+                # URLs on the host: canonical URLs are scheme://host[:port]/..., so each
+                # form is one lexical range (no LIKE: host names may hold "_").
+                for start in (f"{s}://{target.host}{sep}" for s in _SCHEMES for sep in "/:"):
+                    either.append("(value >= ? AND value < ?)")
+                    params.extend((start, start[:-1] + chr(ord(start[-1]) + 1)))
+            where.append(f"({' OR '.join(either) or '0'})")
+        return where, params
 
     def set_decision_status(
         self,
