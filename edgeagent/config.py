@@ -30,6 +30,7 @@ import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo
 
 from pydantic import AfterValidator, Field, PrivateAttr, Strict, ValidationError, model_validator
 
@@ -57,9 +58,11 @@ from edgeagent.configtypes import (
     Seconds,
     SecretFile,
     Share,
+    TimeZoneName,
     one_secret,
     toml_type,
 )
+from edgeagent.dates import time_zone
 from edgeagent.errors import ConfigError, ConfigProblem, StoreError
 from edgeagent.feeds.base import FeedConfig
 from edgeagent.feeds.kinds import FEED_KINDS
@@ -100,6 +103,12 @@ class AgentSettings(ConfigModel):
     state_dir: OutputPath = Field(default_factory=default_state_dir)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "text"] = "json"
+    # Where the NTD team works: dates and times given without a zone are read in it.
+    time_zone: TimeZoneName = "UTC"
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return time_zone(self.time_zone)
 
 
 class ApiSettings(ConfigModel):

@@ -44,6 +44,8 @@ from edgeagent.feeds.runner import FeedRunner, feed_specs
 from edgeagent.guard import ChangeLimits, Guard, ProtectedNames, PublicSuffixes, reserved_names
 from edgeagent.logs import fields
 from edgeagent.metrics import Metrics
+from edgeagent.model import NoticeSource
+from edgeagent.overrides import ExternalLists
 from edgeagent.proxy.publishing import ProxyPublishing
 from edgeagent.rpz.publishing import RpzPublishing
 from edgeagent.sdnotify import SystemdNotifier, watchdog_interval
@@ -103,7 +105,7 @@ class Agent:
                 settings.takedown, store, settings.agent.state_dir, metrics=metrics
             )
             intake = TakedownIntake(store.get_decision, lambda feed: _feed_source(settings, feed))
-        return cls(
+        agent = cls(
             settings=settings,
             store=store,
             guard=guard,
@@ -123,6 +125,10 @@ class Agent:
             if any(p.enabled for p in settings.publishers.values()) or settings.resolvers
             else None,
         )
+        agent.decisions.overrides = ExternalLists(
+            lambda: agent.policy().index, agent.feed_source, store.get_decision
+        )
+        return agent
 
     def close(self) -> None:
         self.store.close()
@@ -141,8 +147,10 @@ class Agent:
         for reason, n in snap.state.refused.items():
             m.policy_refused.labels(reason=reason).set(n)
 
-    def plan(self) -> dict[str, Any]:
-        """Held generations and pending decisions: what waits for a person."""
+    def plan(self, entries: bool = False) -> dict[str, Any]:
+        """Held generations, each with what approving it would change (the changed entries
+        only with ``entries``), and the guardrails' refusals. Pending decisions are the
+        store's to count (``Store.count_decisions``), so every view shows one number."""
         snap = self.policy()
         held = []
         for feed in self.store.feeds():
@@ -150,22 +158,28 @@ class Agent:
             if gen is None:
                 continue
             live = self.store.live_generation(feed)
-            held.append(
-                {
-                    "feed": feed,
-                    "generation": gen.id,
-                    "entries": gen.entry_count,
-                    "live_entries": live.entry_count if live else 0,
-                    "reason": gen.hold_reason,
-                    "created_at": gen.created_at.isoformat(),
-                }
-            )
+            item: dict[str, Any] = {
+                "feed": feed,
+                "generation": gen.id,
+                "entries": gen.entry_count,
+                "live_entries": live.entry_count if live else 0,
+                "reason": gen.hold_reason,
+                "created_at": gen.created_at.isoformat(),
+            }
+            diff = self.feeds.held_diffs.of(feed)
+            if diff is not None and diff.held == gen.id:
+                item["changes"] = diff.to_json(entries=entries)
+            held.append(item)
         return {
             "policy_version": snap.state.version,
             "held_generations": held,
-            "pending_decisions": snap.pending_decisions,
             "refused_entries": dict(snap.state.refused),
         }
+
+    def feed_source(self, feed: str) -> NoticeSource | None:
+        """The notice source of a configured feed; ``None`` for any other name."""
+        config = self.settings.feeds.get(feed)
+        return config.source if config is not None else None
 
 
 class Daemon:

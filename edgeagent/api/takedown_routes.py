@@ -17,7 +17,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, IPvAnyAddress
+from pydantic import BaseModel, ConfigDict, Field, IPvAnyAddress
 
 from edgeagent.api.auth import Principal, Role
 from edgeagent.api.routes import Route
@@ -25,6 +25,7 @@ from edgeagent.api.validation import (
     ApiError,
     Reference,
     Text,
+    ZonedDatetime,
     bad_input,
     parse_body,
     parse_query,
@@ -60,10 +61,10 @@ class TicketListQuery(BaseModel):
 class TakedownReportQuery(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=False)
 
-    start: AwareDatetime | None = Field(
+    start: ZonedDatetime | None = Field(
         default=None, alias="from", description="notices received from (default: 30 days ago)"
     )
-    end: AwareDatetime | None = Field(
+    end: ZonedDatetime | None = Field(
         default=None, alias="to", description="notices received before (default: now)"
     )
 

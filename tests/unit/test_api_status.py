@@ -51,7 +51,7 @@ async def api(tmp_path: Path) -> AsyncIterator[ApiHarness]:
         make_guard(tmp_path / "protected"),
         feeds=lambda: {"iwf": {"state": "ok", "age_seconds": 3}},
         publishers=lambda: {"bind": {"state": "verified"}},
-        plan=lambda: {"held_generations": [{"feed": "interpol", "reason": "shrank 60%"}]},
+        plan=lambda entries: {"held_generations": [{"feed": "interpol", "reason": "shrank 60%"}]},
         lookup_rate_per_minute=3,
         clock=FakeClock(),
         metrics=Metrics(),
