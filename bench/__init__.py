@@ -159,6 +159,13 @@ def _squid_e2e(quick: bool) -> list[Row]:
     return squid_e2e.rows(quick)
 
 
+def _bulk_notice(quick: bool) -> list[Row]:
+    """A 10,000-URL police notice through the daemon: stored, enforced, tickets opened."""
+    from bench import bulk_notice
+
+    return bulk_notice.rows(quick)
+
+
 REGISTRY: dict[str, Benchmark] = {
     "store_ingest": _store_ingest,
     "canon": _canon,
@@ -168,5 +175,6 @@ REGISTRY: dict[str, Benchmark] = {
     "rpz": _rpz,
     "proxy_helper": _proxy_helper,
     "squid_e2e": _squid_e2e,
+    "bulk_notice": _bulk_notice,
 }
 """Benchmark name -> runner, in the order BENCHMARKS.md lists them."""

@@ -479,8 +479,9 @@ class Daemon:
             except Exception:
                 log.exception("policy rebuild failed; the last good state stays")
                 continue
-            await self._enforce(snap)
-            await self._takedown_intake(snap)
+            # Tickets do not wait for the publishers: locating a notice's hosts is mostly
+            # waiting for DNS, which overlaps with compiling and writing the zone and index.
+            await asyncio.gather(self._enforce(snap), self._takedown_intake(snap))
 
     async def _shutdown(self) -> None:
         self.notifier.stopping()

@@ -326,57 +326,25 @@ class SqliteStore(StoreBackend[SqliteStoreConfig]):
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        """One serialised write transaction; rolls back on any exception.
-
-        Inside another ``_write`` of the same thread it is a savepoint instead: its
-        failure undoes only its own writes, and everything becomes durable with the
-        outermost commit (so a batch of writes costs one fsync).
-        """
+        """One serialised write transaction; rolls back on any exception."""
         with self._lock:
             if self._closed:
                 raise StoreError("store is closed")
             conn = self._conn
-            if self._depth:
-                with self._savepoint(conn):
-                    yield conn
-                return
             try:
                 conn.execute("BEGIN IMMEDIATE")
-                self._depth = 1
                 try:
                     yield conn
                 except BaseException:
                     if conn.in_transaction:
                         conn.execute("ROLLBACK")
                     raise
-                finally:
-                    self._depth = 0
                 conn.execute("COMMIT")
             except sqlite3.Error as exc:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise StoreError(f"store write failed: {exc}") from None
             self._chmod_sidecars_once()
-
-    _depth = 0  # nesting level of _write on the thread holding the lock
-
-    @contextmanager
-    def _savepoint(self, conn: sqlite3.Connection) -> Iterator[None]:
-        name = f"nested_{self._depth}"
-        try:
-            conn.execute(f"SAVEPOINT {name}")
-            self._depth += 1
-            try:
-                yield
-            except BaseException:
-                conn.execute(f"ROLLBACK TO {name}")
-                conn.execute(f"RELEASE {name}")
-                raise
-            finally:
-                self._depth -= 1
-            conn.execute(f"RELEASE {name}")
-        except sqlite3.Error as exc:
-            raise StoreError(f"store write failed: {exc}") from None
 
     _sidecars_checked = False
 
@@ -795,53 +763,10 @@ class SqliteStore(StoreBackend[SqliteStoreConfig]):
         action; a unique partial index enforces this, so concurrent writers cannot race.
         An active decision bumps ``policy_version`` in the same transaction.
         """
-        if new.status not in (DecisionStatus.ACTIVE, DecisionStatus.PENDING_APPROVAL):
-            raise InvalidTransition("new", new.status.value, list(_OPEN_STATUSES))
-        ind = new.indicator
-        received = _to_us(new.notice_received_at)
-        expires = _opt_us(new.expires_at)
         with self._write() as c:
-            now = _to_us(self._now())
-            try:
-                cur = c.execute(
-                    "INSERT INTO decisions (scope, value, action, actor, reason, reference, "
-                    "notice_source, notice_received_at, created_at, status, expires_at, "
-                    "category) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        ind.scope.value,
-                        ind.value,
-                        new.action.value,
-                        new.actor,
-                        new.reason,
-                        new.reference,
-                        new.notice_source.value,
-                        received,
-                        now,
-                        new.status.value,
-                        expires,
-                        new.category,
-                    ),
-                )
-            except sqlite3.IntegrityError:
-                row = c.execute(
-                    "SELECT id, status FROM decisions WHERE scope = ? AND value = ? AND "
-                    "action = ? AND status IN (?, ?)",
-                    (ind.scope.value, ind.value, new.action.value, *_OPEN_STATUSES),
-                ).fetchone()
-                which = f"decision {row[0]} ({row[1]})" if row else "an open decision"
-                raise Conflict(
-                    f"{which} already has action {new.action.value} for indicator {ind.ref}"
-                ) from None
-            did = int(cur.lastrowid or 0)
-            c.execute(
-                "INSERT INTO decision_events (decision_id, at, actor, status, reason) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (did, now, new.actor, new.status.value, new.reason),
-            )
+            did = self._insert_decision(c, new, audit)
             if new.status is DecisionStatus.ACTIVE:
                 self._bump_policy(c)
-            if audit is not None:  # same transaction: no decision without its audit row
-                self._audit_in(c, new.actor, audit.action, f"decision:{did}", audit.detail)
             return self._get_decision(c, did)
 
     def add_decisions(
@@ -852,14 +777,81 @@ class SqliteStore(StoreBackend[SqliteStoreConfig]):
         A duplicate (see :meth:`add_decision`) is answered by its ``Conflict`` in its place;
         the others are stored. Any other error stores none of them.
         """
-        out: list[Decision | Conflict] = []
-        with self._write():
+        done: list[int | Conflict] = []
+        with self._write() as c:
             for new, audit in batch:
                 try:
-                    out.append(self.add_decision(new, audit))
-                except Conflict as exc:
-                    out.append(exc)
-        return out
+                    done.append(self._insert_decision(c, new, audit))
+                except Conflict as exc:  # raised before anything of it was written
+                    done.append(exc)
+            ids = [d for d in done if isinstance(d, int)]
+            stored = {d.id: d for d in self._decisions_by_id(c, ids)}
+            if any(d.status is DecisionStatus.ACTIVE for d in stored.values()):
+                self._bump_policy(c)
+        return [stored[d] if isinstance(d, int) else d for d in done]
+
+    def _decisions_by_id(self, c: sqlite3.Connection, ids: Sequence[int]) -> list[Decision]:
+        rows: list[Sequence[Any]] = []
+        for start in range(0, len(ids), _IN_CHUNK):
+            chunk = ids[start : start + _IN_CHUNK]
+            rows += c.execute(
+                f"SELECT {_DEC_COLS} FROM decisions WHERE id IN ({','.join('?' * len(chunk))})",
+                chunk,
+            ).fetchall()
+        return self._load_decisions(c, rows)
+
+    def _insert_decision(
+        self, c: sqlite3.Connection, new: NewDecision, audit: AuditNote | None
+    ) -> int:
+        """Insert ``new``, its first event and its audit row in ``c``'s transaction; its id.
+        The caller bumps the policy version for active ones.
+
+        ``Conflict`` (a duplicate) is raised before anything is written."""
+        if new.status not in (DecisionStatus.ACTIVE, DecisionStatus.PENDING_APPROVAL):
+            raise InvalidTransition("new", new.status.value, list(_OPEN_STATUSES))
+        ind = new.indicator
+        received = _to_us(new.notice_received_at)
+        expires = _opt_us(new.expires_at)
+        now = _to_us(self._now())
+        try:
+            cur = c.execute(
+                "INSERT INTO decisions (scope, value, action, actor, reason, reference, "
+                "notice_source, notice_received_at, created_at, status, expires_at, "
+                "category) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    ind.scope.value,
+                    ind.value,
+                    new.action.value,
+                    new.actor,
+                    new.reason,
+                    new.reference,
+                    new.notice_source.value,
+                    received,
+                    now,
+                    new.status.value,
+                    expires,
+                    new.category,
+                ),
+            )
+        except sqlite3.IntegrityError:
+            row = c.execute(
+                "SELECT id, status FROM decisions WHERE scope = ? AND value = ? AND "
+                "action = ? AND status IN (?, ?)",
+                (ind.scope.value, ind.value, new.action.value, *_OPEN_STATUSES),
+            ).fetchone()
+            which = f"decision {row[0]} ({row[1]})" if row else "an open decision"
+            raise Conflict(
+                f"{which} already has action {new.action.value} for indicator {ind.ref}"
+            ) from None
+        did = int(cur.lastrowid or 0)
+        c.execute(
+            "INSERT INTO decision_events (decision_id, at, actor, status, reason) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (did, now, new.actor, new.status.value, new.reason),
+        )
+        if audit is not None:  # same transaction: no decision without its audit row
+            self._audit_in(c, new.actor, audit.action, f"decision:{did}", audit.detail)
+        return did
 
     def get_decision(self, decision_id: int) -> Decision:
         """One decision with its full history; ``NotFound`` if unknown."""
