@@ -18,23 +18,18 @@ Goal: <= 10 s for 10,000 URLs on this machine.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import os
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from bench import Row
 from bench.takedown_locate import _free_port, unbound_server
+from tests.integration.test_daemon import _daemon, _http, _token
 
-ROOT = Path(__file__).resolve().parent.parent
 ANCHOR = "goal: a 10,000-URL notice stored, enforced and its tickets opened in <= 10 s"
 PREFIXES = ("198.51.100", "203.0.113")
 CUSTOMER_BLOCK = 16  # a /28 per customer: 32 customers
@@ -89,58 +84,6 @@ path = "{tmp / "customers.csv"}"
     return config
 
 
-def _http(method: str, url: str, token: str = "", body: Any = None) -> tuple[int, Any]:
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method)
-    if token:
-        req.add_header("Authorization", f"Bearer {token}")
-    try:
-        with urllib.request.urlopen(req, timeout=120) as resp:
-            return int(resp.status), json.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        return int(exc.code), json.loads(exc.read() or b"null")
-
-
-def _cli(config: Path, *args: str) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "edgeagent.cli", *args, "-c", str(config)],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=ROOT,
-    )
-    return done.stdout
-
-
-@contextlib.contextmanager
-def _daemon(config: Path, log: Path, metrics: int) -> Iterator[subprocess.Popen[bytes]]:
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "edgeagent.cli", "run", "-c", str(config)],
-            stdout=out,
-            stderr=out,
-            cwd=ROOT,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
-        )
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                with contextlib.suppress(OSError):
-                    urllib.request.urlopen(f"http://127.0.0.1:{metrics}/healthz", timeout=1)
-                    break
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError(f"daemon did not start: {log.read_text()[-2000:]}")
-                time.sleep(0.1)
-            yield proc
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
 def _log_time(log: Path, message: str, after: float) -> float | None:
     """Epoch seconds of the first record ``message`` logged at or after ``after``."""
     for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
@@ -163,7 +106,7 @@ def measure(n_urls: int = 10_000) -> dict[str, Any]:
         tmp = Path(name)
         api, metrics, stop = _free_port(), _free_port(), _free_port()
         config = _config(tmp, dns_port, api, metrics, stop)
-        token = _cli(config, "token", "create", "--role", "analyst", "--name", "ana").split()[-1]
+        token = _token(config, "analyst", "ana")
         log = tmp / "daemon.log"
         base = f"http://127.0.0.1:{api}"
         body = {
@@ -176,7 +119,7 @@ def measure(n_urls: int = 10_000) -> dict[str, Any]:
             "reference": "POL-BENCH-1",
             "source": "law-enforcement",
         }
-        with _daemon(config, log, metrics):
+        with _daemon(config, metrics, log):
             # The customer export (a small CSV) is read right after "ready": let it load.
             time.sleep(2.0)
             started = time.time()
