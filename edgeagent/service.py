@@ -301,6 +301,7 @@ class Daemon:
                 on_change=self.policy_changed,
                 max_body_bytes=settings.api.max_body_bytes,
                 lookup_rate_per_minute=settings.api.lookup_rate_per_minute,
+                time_zone=settings.agent.zone,
                 metrics=self.agent.metrics,
             )
             ssl_ctx = _api_ssl_context(settings)
