@@ -41,11 +41,14 @@ class ApiCallFailed(EdgeAgentError):
         super().__init__(f"{head}: {message}{where}")
 
 
-def api_url(explicit: str | None, host: str, port: int, tls: bool) -> str:
-    """The API's base URL (see the module docstring for the order)."""
+def chosen_api_url(explicit: str | None) -> str | None:
+    """``--api URL``, else ``$EDGEAGENT_API``; ``None`` when neither is given."""
     chosen = explicit or os.environ.get(API_ENV)
-    if chosen:
-        return chosen.rstrip("/")
+    return chosen.rstrip("/") if chosen else None
+
+
+def configured_api_url(host: str, port: int, tls: bool) -> str:
+    """The URL of the API the ``[api]`` section describes."""
     host = _WILDCARD_TO_LOOPBACK.get(host, host)
     shown = f"[{host}]" if ":" in host else host
     return f"{'https' if tls else 'http'}://{shown}:{port}"

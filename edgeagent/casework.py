@@ -21,7 +21,6 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol, TypeVar
 
 from edgeagent.api import handlers
-from edgeagent.api.auth import Role
 from edgeagent.api.feed_routes import HeldDecision, feed_routes, generation_json
 from edgeagent.api.routes import ROUTES, Route
 from edgeagent.api.validation import (
@@ -178,8 +177,3 @@ def _api_errors(fn: Callable[[], T]) -> T:
         return fn()
     except ApiError as exc:
         raise ApiCallFailed(exc.status, exc.code, exc.message, exc.field) from None
-
-
-def needs_role(operation_id: str) -> Role:
-    """The role the API route ``operation_id`` needs (decision and token routes)."""
-    return next(r.role for r in ROUTES if r.operation_id == operation_id)

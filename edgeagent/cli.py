@@ -130,19 +130,17 @@ def _casework(args: argparse.Namespace) -> tuple[Casework, Agent | None]:
 
     offered = _offered(args)
     if offered.secret is not None:
-        from edgeagent.apiclient import API_ENV, ApiClient, api_url
+        from edgeagent.apiclient import ApiClient, chosen_api_url, configured_api_url
 
-        if args.api or os.environ.get(API_ENV):
-            url = api_url(args.api, "", 0, False)
-        else:
+        url = chosen_api_url(args.api)
+        if url is None:
             api = _settings(args)[0].api
-            url = api_url(None, api.host, api.port, api.tls_cert_file is not None)
+            url = configured_api_url(api.host, api.port, api.tls_cert_file is not None)
         return RemoteCasework(ApiClient(url, offered.secret)), None
     if offered.actor is None:
-        raise IdentityMissing(
-            "this command changes state: give --token-file FILE or $EDGEAGENT_TOKEN, or run "
-            "it as the service user with --actor NAME (a token holder's name)"
-        )
+        from edgeagent.identity import missing
+
+        raise missing()
     agent = _agent(args)
     from edgeagent.api.validation import REQUEST_ZONE
 
@@ -197,7 +195,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     """Held generations (with what each changes) and pending decisions, like ``/v1/plan``:
     targets for an analyst's identity, the changed entries for a supervisor's."""
     from edgeagent.api.auth import Role
-    from edgeagent.api.handlers import _PENDING_SHOWN, pending_count, pending_json
+    from edgeagent.api.handlers import PENDING_SHOWN, pending_count, pending_json
     from edgeagent.model import DecisionStatus
 
     agent = _agent(args)
@@ -209,7 +207,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         plan = agent.plan(entries=args.entries)
         count = pending_count(agent.store)
         pending = agent.store.list_decisions(
-            status=DecisionStatus.PENDING_APPROVAL, limit=_PENDING_SHOWN
+            status=DecisionStatus.PENDING_APPROVAL, limit=PENDING_SHOWN
         )
         items = [pending_json(d, show_target=role >= Role.ANALYST) for d in pending]
     finally:

@@ -113,15 +113,20 @@ def check(store: Store, offered: Credentials, state_dir: Path, needed: Role) -> 
     elif offered.actor is not None:
         identity = _actor(store, offered.actor, state_dir)
     else:
-        raise IdentityMissing(
-            "this command changes state: give --token-file FILE or $EDGEAGENT_TOKEN, or run "
-            "it as the service user with --actor NAME (a token holder's name)"
-        )
+        raise missing()
     if identity.role < needed:
         raise IdentityRefused(
             f"{identity.name} has role {identity.role.label}; this needs {needed.label}"
         )
     return identity
+
+
+def missing() -> IdentityMissing:
+    """The error for a command that changes state and was given no identity."""
+    return IdentityMissing(
+        "this command changes state: give --token-file FILE or $EDGEAGENT_TOKEN, or run "
+        "it as the service user with --actor NAME (a token holder's name)"
+    )
 
 
 def _actor(store: Store, name: str, state_dir: Path) -> Identity:

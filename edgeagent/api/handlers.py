@@ -55,7 +55,7 @@ from edgeagent.tokens import revoke_token as revoke_token_record
 
 T = TypeVar("T")
 
-_PENDING_SHOWN = 1000
+PENDING_SHOWN = 1000  # pending decisions a plan lists; its count is always complete
 
 
 async def write(app: web.Application, fn: Callable[..., T], /, *args: Any) -> T:
@@ -367,9 +367,9 @@ async def status(request: web.Request, who: Principal) -> web.Response:
 
 
 def _plan_sync(ctx: ApiContext, role: Role) -> dict[str, Any]:
-    pending = ctx.store.list_decisions(status=DecisionStatus.PENDING_APPROVAL, limit=_PENDING_SHOWN)
+    pending = ctx.store.list_decisions(status=DecisionStatus.PENDING_APPROVAL, limit=PENDING_SHOWN)
     return {
-        # Counted, not the length of the list: the list stops at _PENDING_SHOWN.
+        # Counted, not the length of the list: the list stops at PENDING_SHOWN.
         "pending_decisions": pending_count(ctx.store),
         "pending": [pending_json(d, show_target=role >= Role.ANALYST) for d in pending],
         "plan": dict(ctx.plan(role >= Role.SUPERVISOR)),
