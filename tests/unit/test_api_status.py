@@ -93,6 +93,21 @@ async def test_plan_hides_targets_from_noc(api: ApiHarness) -> None:
     assert body["pending"][0]["target"] == "pend.example"
 
 
+async def test_held_entries_are_asked_for_supervisors_only(api: ApiHarness) -> None:
+    asked: list[bool] = []
+
+    def plan(entries: bool) -> dict[str, bool]:
+        asked.append(entries)
+        return {"entries_shown": entries}
+
+    async with api.with_settings(plan=plan) as harness:
+        for who in ("noc", "analyst", "supervisor", "admin"):
+            status, body = await harness.call("GET", "/v1/plan", who)
+            assert status == 200
+    assert asked == [False, False, True, True]
+    assert body["plan"] == {"entries_shown": True}
+
+
 async def test_lookup_explains_and_audits(api: ApiHarness) -> None:
     status, body = await api.call(
         "GET", "/v1/lookup", params={"target": "http://www.listed.example/x"}
