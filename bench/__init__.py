@@ -95,6 +95,25 @@ def _store_ingest(quick: bool) -> list[Row]:
     ]
 
 
+def _store_ingest_postgresql(quick: bool) -> list[Row]:
+    """Store a 1,000,000-entry feed generation in PostgreSQL (COPY) beside SQLite, one run."""
+    from bench import store_ingest_postgresql
+
+    n = 100_000 if quick else 1_000_000
+    result = store_ingest_postgresql.run(n)
+    pg, lite = result["postgresql"], result["sqlite"]
+    stored = f"SQLite, same run: {lite['seconds']:.2f} s"
+    streamed = f"SQLite, same run: {lite['stream_seconds']:.2f} s"
+    return [
+        Row(f"store {n:,} entries in PostgreSQL (COPY)", pg["seconds"], "s", "<= 10 s", stored),
+        Row("PostgreSQL store rate", pg["entries_per_second"], "entries/s", "", stored),
+        Row(f"stream {n:,} entries back from PostgreSQL", pg["stream_seconds"], "s", "", streamed),
+        Row(f"store {n:,} entries in SQLite (anchor)", lite["seconds"], "s", "<= 10 s", ""),
+        Row(f"stream {n:,} entries back from SQLite", lite["stream_seconds"], "s", "", ""),
+        Row("1-minute load average before the run", result["machine"]["load_average"], "", ""),
+    ]
+
+
 def _canon(quick: bool) -> list[Row]:
     """canonical_name throughput on synthetic host names (hNNNNNN.example)."""
     from bench import canon_bench
@@ -168,6 +187,7 @@ def _bulk_notice(quick: bool) -> list[Row]:
 
 REGISTRY: dict[str, Benchmark] = {
     "store_ingest": _store_ingest,
+    "store_ingest_postgresql": _store_ingest_postgresql,
     "canon": _canon,
     "feed_ingest": _feed_ingest,
     "takedown_locate": _takedown_locate,

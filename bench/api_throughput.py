@@ -1,6 +1,6 @@
 """Control API write throughput: ``POST /v1/decisions`` against a 100,000-entry policy.
 
-The server runs in its own process (``python -m tests.api_support``: the real app, SQLite
+The server runs in its own process (:mod:`edgeagent.lab.api_server`: the real app, SQLite
 store, guard, and a policy rebuild after writes, as the daemon does) over a store preloaded
 with one live feed generation of ``n_policy`` entries; ``concurrency`` clients in this
 process post ``n_posts`` decisions for distinct targets. Latency is per request, measured
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -23,12 +22,12 @@ from typing import Any
 
 import aiohttp
 
+from edgeagent.lab.api_server import start_api_server
 from edgeagent.model import Action, Entry, Indicator, Scope
 from edgeagent.store import SqliteStore
 from edgeagent.store.base import GenerationStatus
 from edgeagent.tokens import new_token
 
-ROOT = Path(__file__).resolve().parent.parent
 ANCHOR = "goal: >= 500 decisions/s, p99 <= 50 ms with a 100,000-entry policy"
 
 
@@ -49,26 +48,6 @@ def _cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     ticks = os.sysconf("SC_CLK_TCK")
     return (int(fields[11]) + int(fields[12])) / ticks
-
-
-def start_server(
-    store_path: Path, guard_dir: Path, rebuild_every: float = 1.0
-) -> tuple[subprocess.Popen[str], int]:
-    """Start the API over ``store_path`` in a child process; return it and its port."""
-    args = [str(store_path), "0", str(guard_dir), str(rebuild_every)]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.api_support", *args],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if not line.startswith("READY "):
-        proc.kill()
-        raise RuntimeError(f"API server did not start: {line!r}")
-    return proc, int(line.split()[1])
 
 
 async def post_many(
@@ -139,9 +118,10 @@ def run(
         secret, digest = new_token()
         store.add_token("bench", "analyst", digest)
         store.close()
-        proc, port = start_server(store_path, Path(tmp) / "protected", rebuild_every)
+        server = start_api_server(store_path, Path(tmp) / "protected", rebuild_every=rebuild_every)
+        proc = server.proc
         try:
-            base = f"http://127.0.0.1:{port}"
+            base = server.url
             # Warm up (connections, first policy use) outside the measurement.
             asyncio.run(post_many(base, secret, 50, 10, prefix="w"))
             cpu = _cpu_seconds(proc.pid)
@@ -153,8 +133,7 @@ def run(
                 post_many(base, secret, n_posts, concurrency, prefix="r", rate=rate)
             )
         finally:
-            proc.terminate()
-            proc.wait(timeout=30)
+            server.stop()
     latencies.sort()
     at_rate.sort()
     for code, count in rate_statuses.items():

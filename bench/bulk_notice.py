@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 import sys
 import tempfile
 import time
@@ -27,12 +28,14 @@ from pathlib import Path
 from typing import Any
 
 from bench import Row
-from bench.takedown_locate import _free_port, unbound_server
-from tests.integration.test_daemon import _daemon, _http, _token
+from edgeagent.apiclient import ApiClient
+from edgeagent.lab.daemons import free_tcp_port, spawn, stop_process, wait_listening
+from edgeagent.lab.resolvers import unbound_server
 
 ANCHOR = "goal: a 10,000-URL notice stored, enforced and its tickets opened in <= 10 s"
 PREFIXES = ("198.51.100", "203.0.113")
 CUSTOMER_BLOCK = 16  # a /28 per customer: 32 customers
+AGENT = [sys.executable, "-m", "edgeagent.cli"]
 
 
 def _address(i: int) -> str:
@@ -104,11 +107,15 @@ def measure(n_urls: int = 10_000) -> dict[str, Any]:
         unbound_server(records) as (_, dns_port),
     ):
         tmp = Path(name)
-        api, metrics, stop = _free_port(), _free_port(), _free_port()
+        api, metrics, stop = free_tcp_port(), free_tcp_port(), free_tcp_port()
         config = _config(tmp, dns_port, api, metrics, stop)
-        token = _token(config, "analyst", "ana")
-        log = tmp / "daemon.log"
-        base = f"http://127.0.0.1:{api}"
+        made = subprocess.run(
+            [*AGENT, "token", "create", "--role", "analyst", "--name", "ana", "-c", str(config)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        client = ApiClient(f"http://127.0.0.1:{api}", made.stdout.split()[-1])
         body = {
             "targets": [
                 {"target": f"http://h{i:05d}.hosted.test/listed/{i}.html", "scope": "url"}
@@ -119,24 +126,24 @@ def measure(n_urls: int = 10_000) -> dict[str, Any]:
             "reference": "POL-BENCH-1",
             "source": "law-enforcement",
         }
-        with _daemon(config, metrics, log):
+        proc, log = spawn("daemon", [*AGENT, "run", "-c", str(config)], tmp)
+        try:
+            wait_listening(proc, "edgeagent", [("127.0.0.1", api), ("127.0.0.1", metrics)], log)
             # The customer export (a small CSV) is read right after "ready": let it load.
             time.sleep(2.0)
             started = time.time()
             t0 = time.perf_counter()
-            status, answer = _http("POST", f"{base}/v1/decisions/bulk", token, body)
+            answer = client.call("POST", "/v1/decisions/bulk", body)
             stored = time.perf_counter() - t0
-            if status != 200 or answer["accepted"] != n_urls:
-                raise RuntimeError(f"notice not accepted: {status} {str(answer)[:300]}")
-            _, st = _http("GET", f"{base}/v1/status", token)
-            version = st["policy_version"]
+            if answer["accepted"] != n_urls:
+                raise RuntimeError(f"notice not accepted: {str(answer)[:300]}")
+            version = client.call("GET", "/v1/status")["policy_version"]
             enforced = None
             tickets_at = None
             deadline = time.monotonic() + 120
             while (enforced is None or tickets_at is None) and time.monotonic() < deadline:
                 if enforced is None:
-                    _, st = _http("GET", f"{base}/v1/status", token)
-                    pubs = st["publishers"]
+                    pubs = client.call("GET", "/v1/status")["publishers"]
                     rpz = pubs["rpz"]["policy_version"] or 0
                     proxy = pubs["proxy-index"]["published_version"] or 0
                     if min(rpz, proxy) >= version:
@@ -148,8 +155,10 @@ def measure(n_urls: int = 10_000) -> dict[str, Any]:
                 raise RuntimeError(
                     f"not enforced or no tickets within 120 s: {log.read_text()[-3000:]}"
                 )
-            _, tickets = _http("GET", f"{base}/v1/tickets?limit=1000", token)
+            tickets = client.call("GET", "/v1/tickets", query={"limit": "1000"})
             urls = sum(len(t["urls"]) for t in tickets["items"])
+        finally:
+            stop_process(proc, timeout=30)
         resolve = _resolve_alone([name for name, _, _ in records], dns_port)
     return {
         "urls": n_urls,

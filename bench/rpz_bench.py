@@ -36,7 +36,25 @@ import dns.rdatatype
 
 from bench import Row
 from edgeagent.atomic import write_atomic
-from edgeagent.lab.resolvers import update_publisher
+from edgeagent.lab.daemons import (
+    HOST,
+    SNIPPETS_DIR,
+    ProcessGroup,
+    RunningDaemon,
+    free_port,
+    render,
+    spawn,
+    wait_answering,
+)
+from edgeagent.lab.resolvers import (
+    bootstrap_zones,
+    start_authoritative,
+    start_primary,
+    start_secondary,
+    start_unbound,
+    start_unbound_http,
+    update_publisher,
+)
 from edgeagent.model import Action, DesiredState, Entry, Indicator, Scope
 from edgeagent.rpz.compiler import RpzAction, RpzSettings
 from edgeagent.rpz.publishers.base import ResolverTarget, ZoneRelease, query_canary
@@ -46,27 +64,14 @@ from edgeagent.rpz.publishers.http_notify import (
     ThreadedZoneServer,
 )
 from edgeagent.rpz.publishing import compile_release
-from tests.integration.resolvers import (
-    HOST,
-    REPO,
-    RunningDaemon,
-    _spawn,
-    free_port,
-    render,
-    start_authoritative,
-    start_unbound,
-    stop_all,
-    wait_answering,
-)
-from tests.integration.test_rpz_fleet import (
-    TEST_ZONE,
-    bootstrap_zones,
-    start_primary,
-    start_secondary,
-    start_unbound_http,
-)
 
-UNBOUND_PRIMARY_SNIPPET = REPO / "resolvers" / "unbound" / "unbound-rpz-primary.conf"
+UNBOUND_PRIMARY_SNIPPET = SNIPPETS_DIR / "unbound" / "unbound-rpz-primary.conf"
+# The synthetic `test.` zone the resolvers send other names to. The decision names are not
+# in it: they get NXDOMAIN at once (no recursion to the internet) until the policy
+# rewrites them.
+TEST_ZONE = (
+    "$TTL 60\n@ SOA ns.test. hostmaster.test. 1 60 60 600 60\n@ NS ns.test.\nns A 127.0.0.1\n"
+)
 
 SETTINGS = RpzSettings(
     stop_page_host="stop.edgeagent.test",
@@ -82,7 +87,7 @@ def _with(base: DesiredState, version: int, *extra: Entry) -> DesiredState:
 
 
 def _start_unbound_from_primary(
-    workdir: Path, port: int, primary: RunningDaemon, stubs: dict[str, int]
+    workdir: Path, port: int, primary: RunningDaemon, stubs: dict[str, int], group: ProcessGroup
 ) -> RunningDaemon:
     """Unbound from ``unbound-rpz-primary.conf``, transferring from ``primary``."""
     workdir.mkdir(parents=True, exist_ok=True)
@@ -111,7 +116,7 @@ def _start_unbound_from_primary(
         )
     )
     subprocess.run(["unbound-checkconf", str(conf)], check=True, capture_output=True)
-    proc, log = _spawn("unbound", ["unbound", "-d", "-c", str(conf)], workdir)
+    proc, log = spawn("unbound", ["unbound", "-d", "-c", str(conf)], workdir, group)
     d = RunningDaemon("unbound", proc, port, workdir, log, extra={"conf": str(conf)})
     wait_answering(d)
     return d
@@ -321,16 +326,22 @@ def _decision_latency(n: int, decisions: int, work: Path) -> dict[str, list[floa
     """The recommended path: bind-update -> hidden primary -> BIND secondary + Unbound."""
     first = ZoneRelease(_state(n), SETTINGS, 1)
     bootstrap_zones(work / "zones", first)
-    auth = primary = secondary = unbound = None
+    group = ProcessGroup()
     try:
-        auth = start_authoritative(work / "auth", {"test": TEST_ZONE})
+        auth = start_authoritative(work / "auth", {"test": TEST_ZONE}, group=group)
         sec_port, unb_port = free_port(), free_port()
         primary = start_primary(
-            work / "primary", work / "zones", [sec_port, unb_port], unbound_clients=f"{HOST};"
+            work / "primary",
+            work / "zones",
+            [sec_port, unb_port],
+            unbound_clients=f"{HOST};",
+            group=group,
         )
-        secondary = start_secondary(work / "secondary", primary, sec_port, {"test": auth.port})
+        secondary = start_secondary(
+            work / "secondary", primary, sec_port, {"test": auth.port}, group=group
+        )
         unbound = _start_unbound_from_primary(
-            work / "unbound", unb_port, primary, {"test": auth.port}
+            work / "unbound", unb_port, primary, {"test": auth.port}, group
         )
         _wait_canary(HOST, secondary.port, 1, 120)
         _wait_canary(HOST, unbound.port, 1, 120)
@@ -347,7 +358,7 @@ def _decision_latency(n: int, decisions: int, work: Path) -> dict[str, list[floa
             raise RuntimeError("a decision did not take the O(change) path")
         return lat
     finally:
-        stop_all(unbound, secondary, primary, auth)
+        group.stop_all()
 
 
 def _http_latency(n: int, decisions: int, work: Path) -> dict[str, list[float]]:
@@ -357,7 +368,7 @@ def _http_latency(n: int, decisions: int, work: Path) -> dict[str, list[float]]:
     http_pub.publish(first)
     server = http_pub.server([SETTINGS.zone, SETTINGS.exception_zone], port=0)
     http = ThreadedZoneServer(server).start()
-    auth = unbound = None
+    group = ProcessGroup()
     serial = [1]
 
     def next_serial() -> int:
@@ -365,14 +376,16 @@ def _http_latency(n: int, decisions: int, work: Path) -> dict[str, list[float]]:
         return serial[0]
 
     try:
-        auth = start_authoritative(work / "auth", {"test": TEST_ZONE})
-        unbound = start_unbound_http(work / "unbound", server.base_url, {"test": auth.port})
+        auth = start_authoritative(work / "auth", {"test": TEST_ZONE}, group=group)
+        unbound = start_unbound_http(
+            work / "unbound", server.base_url, {"test": auth.port}, group=group
+        )
         http_pub.notify_targets = (NotifyTarget(unbound.host, unbound.port),)
         _wait_canary(HOST, unbound.port, 1, 120)
         return _measure(n, decisions, http_pub.publish, {"unbound": unbound}, next_serial, "web")
     finally:
         http.stop()
-        stop_all(unbound, auth)
+        group.stop_all()
 
 
 def _latency_rows(n: int, decisions: int, work: Path) -> list[Row]:

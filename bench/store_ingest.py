@@ -2,6 +2,7 @@
 
 Entries come from a generator (as a feed parser yields them), so the time includes building
 the ``Entry`` values; ``stream_seconds`` is reading them back with ``generation_entries``.
+:func:`measure` does the same on any store (``bench/store_ingest_postgresql.py``).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from edgeagent.model import Action, Entry, Indicator, Scope
-from edgeagent.store.base import GenerationStatus
+from edgeagent.store.base import GenerationStatus, Store
 from edgeagent.store.sqlite import SqliteStore
 
 
@@ -30,13 +31,20 @@ def run(n: int) -> dict[str, float]:
     """Ingest ``n`` entries; return seconds, entries/s, stream seconds and peak RSS (MiB)."""
     with tempfile.TemporaryDirectory() as tmp:
         store = SqliteStore(Path(tmp) / "bench.db")
-        start = time.perf_counter()
-        gen = store.add_generation("bench", _entries(n), status=GenerationStatus.LIVE)
-        seconds = time.perf_counter() - start
-        start = time.perf_counter()
-        streamed = sum(1 for _ in store.generation_entries(gen.id))
-        stream_seconds = time.perf_counter() - start
-        store.close()
+        try:
+            return measure(store, n)
+        finally:
+            store.close()
+
+
+def measure(store: Store, n: int) -> dict[str, float]:
+    """Ingest ``n`` entries into ``store`` and stream them back; the figures of :func:`run`."""
+    start = time.perf_counter()
+    gen = store.add_generation("bench", _entries(n), status=GenerationStatus.LIVE)
+    seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    streamed = sum(1 for _ in store.generation_entries(gen.id))
+    stream_seconds = time.perf_counter() - start
     assert streamed == n == gen.entry_count
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     return {

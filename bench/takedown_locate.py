@@ -4,128 +4,19 @@ Goal: locate 10,000 URL entries against 50,000 customer prefixes in <= 5 s
 including resolution through a local Unbound (10,000 synthetic names served as
 ``local-data`` on a loopback high port); one address lookup in the prefix set <= 20 µs.
 
-:func:`unbound_server` is also used by the takedown integration tests: a real ``unbound``
-started in the foreground from a temp config on loopback, stopped on exit.
+The resolver is :func:`edgeagent.lab.resolvers.unbound_server`, which the takedown
+integration tests use too.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
-import shutil
-import socket
-import subprocess
-import tempfile
 import time
-from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-import dns.exception
-import dns.message
-import dns.query
-import dns.rcode
-
 from bench import Row
-
-
-def _free_port() -> int:
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-            tcp.bind(("127.0.0.1", 0))
-            port = int(tcp.getsockname()[1])
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            try:
-                udp.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no free port")
-
-
-def _unbound_binary() -> str:
-    for d in (os.environ.get("PATH", ""), "/usr/sbin:/usr/local/sbin:/sbin"):
-        found = shutil.which("unbound", path=d)
-        if found:
-            return found
-    raise RuntimeError("unbound not installed (Debian package 'unbound')")
-
-
-@contextlib.contextmanager
-def unbound_server(
-    records: Sequence[tuple[str, str, str]], *, zones: Sequence[str] = ("hosted.test",)
-) -> Iterator[tuple[str, int]]:
-    """Run ``unbound -d`` on ``127.0.0.1:<free port>`` serving ``records``.
-
-    ``records`` are ``(name, type, value)``; each of ``zones`` is a ``static`` local zone
-    (so other names in it answer NXDOMAIN without recursion). Yields ``(address, port)``
-    once a probe query answers; stops the daemon afterwards.
-    """
-    with tempfile.TemporaryDirectory(prefix="edgeagent-unbound-") as tmp:
-        port = _free_port()
-        lines = [
-            "server:",
-            "  interface: 127.0.0.1",
-            f"  port: {port}",
-            "  do-daemonize: no",
-            '  chroot: ""',
-            '  username: ""',
-            f'  directory: "{tmp}"',
-            f'  pidfile: "{tmp}/unbound.pid"',
-            "  use-syslog: no",
-            "  verbosity: 0",
-            "  log-queries: no",
-            "  num-threads: 1",
-            "  access-control: 127.0.0.0/8 allow",
-            "  do-not-query-localhost: no",
-            '  module-config: "iterator"',
-            "  msg-cache-size: 64m",
-            "  rrset-cache-size: 64m",
-            '  local-zone: "test." nodefault',
-            '  local-zone: "invalid." nodefault',
-        ]
-        lines += [f'  local-zone: "{z}." static' for z in zones]
-        lines += [f'  local-data: "{n}. 300 IN {t} {v}"' for n, t, v in records]
-        lines += ["remote-control:", "  control-enable: no", ""]
-        conf = Path(tmp) / "unbound.conf"
-        conf.write_text("\n".join(lines), encoding="utf-8")
-        proc = subprocess.Popen(
-            [_unbound_binary(), "-d", "-c", str(conf)],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        try:
-            _wait_ready(proc, port, zones[0] if zones else "test")
-            yield "127.0.0.1", port
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            if proc.stderr is not None:
-                proc.stderr.close()
-
-
-def _wait_ready(proc: subprocess.Popen[bytes], port: int, zone: str) -> None:
-    deadline = time.monotonic() + 30
-    q = dns.message.make_query(f"ready-probe.{zone}.", "A")
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-            raise RuntimeError(f"unbound exited with {proc.returncode}: {err[-2000:]}")
-        try:
-            r = dns.query.udp(q, "127.0.0.1", port=port, timeout=0.3)
-            if r.rcode() in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
-                return
-        except (dns.exception.Timeout, OSError):
-            pass
-        time.sleep(0.05)
-    raise RuntimeError("unbound did not answer within 30 s")
+from edgeagent.lab.resolvers import unbound_server
 
 
 def measure(n_urls: int = 10_000, n_prefixes: int = 50_000) -> dict[str, Any]:

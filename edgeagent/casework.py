@@ -7,8 +7,8 @@ CLI prints one thing whichever way it went:
   daemon enforces a change at once.
 - :class:`LocalCasework`: on the store, as a checked identity (:mod:`edgeagent.identity`),
   with the role each operation needs in the API's route table. For the service user on
-  the agent's host (``--actor``); the daemon applies a change at its next verify pass,
-  when it sees the policy version move.
+  the agent's host (``--actor``); the daemon applies a change within seconds, when its
+  poll of the store sees the policy version move.
 
 Refusals come as the API's errors (:class:`edgeagent.apiclient.ApiCallFailed`) or as the
 domain's own (:class:`edgeagent.errors.EdgeAgentError`), either way.

@@ -159,7 +159,7 @@ def _with_casework(
         if agent is not None:
             agent.close()
     if agent is not None and changes:
-        _err("written to the store: the daemon applies it at its next verify pass")
+        _err("written to the store: the daemon applies it within seconds")
     return done
 
 

@@ -23,46 +23,36 @@ Contract:
 from __future__ import annotations
 
 import copy
-import ipaddress
 import os
 import re
 import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 from zoneinfo import ZoneInfo
 
-from pydantic import AfterValidator, Field, PrivateAttr, Strict, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, Field, PrivateAttr, ValidationError, model_validator
 
 from edgeagent.bundled import bundled_path
 from edgeagent.configtypes import (
     ConfigModel,
     Count,
     DnsAction,
-    DnsName,
-    Endpoint,
-    EnvName,
-    FileMode,
-    Host,
-    HttpUrl,
     InputFile,
     InputPath,
-    IpAddress,
-    IpNetwork,
     Items,
     ListenHost,
     ListenPort,
     Name,
     OutputPath,
-    Port,
-    Seconds,
     SecretFile,
     Share,
     TimeZoneName,
-    one_secret,
     toml_type,
 )
 from edgeagent.dates import time_zone
+from edgeagent.enforcement.base import owned_sections
+from edgeagent.enforcement.kinds import ENFORCERS
 from edgeagent.errors import ConfigError, ConfigProblem, StoreError
 from edgeagent.feeds.base import FeedConfig
 from edgeagent.feeds.kinds import FEED_KINDS
@@ -74,7 +64,7 @@ from edgeagent.takedown.settings import TakedownSettings
 
 DEFAULT_CONFIG_PATH = Path("/etc/edgeagent/edgeagent.toml")
 BUNDLED_LISTS_DIR = bundled_path("blocklists")
-PROXY_INDEX_FILE_NAME = "proxy-index.bin"
+G = TypeVar("G", bound=BaseModel)
 
 
 def config_path_from_env() -> Path:
@@ -174,160 +164,17 @@ class GuardSettings(ConfigModel):
     cidr_min_prefix_v6: Annotated[int, Field(ge=0, le=128)] = 48
 
 
-# --- DNS
-
-
-class RpzSettings(ConfigModel):
-    """``[rpz]``: the policy zones the agent compiles and how resolvers are checked."""
-
-    zone: DnsName = "block.rpz.invalid"
-    exception_zone: DnsName = "allow.rpz.invalid"
-    default_action: Literal["nxdomain", "nodata", "stop-page"] = "nxdomain"
-    stop_page_host: DnsName | None = None
-    proxy_ipv4: Annotated[ipaddress.IPv4Address, Strict(False)] | None = None
-    proxy_ipv6: Annotated[ipaddress.IPv6Address, Strict(False)] | None = None
-    canary_name: DnsName = "canary.edgeagent.example"
-    ttl: Annotated[int, Field(ge=0)] = 60
-    soa_mname: DnsName = "localhost"
-    soa_rname: DnsName = "hostmaster.edgeagent.invalid"
-    soa_refresh: Annotated[int, Field(ge=1)] = 300
-    soa_retry: Annotated[int, Field(ge=1)] = 60
-    soa_expire: Annotated[int, Field(ge=1)] = 1_209_600
-    soa_minimum: Annotated[int, Field(ge=0)] = 60
-    verify_interval_seconds: Annotated[int, Field(ge=5)] = 60
-    serial_grace_seconds: Annotated[int, Field(ge=0)] = 120
-
-    @model_validator(mode="after")
-    def _zones_differ(self) -> RpzSettings:
-        if self.zone == self.exception_zone:
-            raise ValueError("zone and exception_zone must differ")
-        return self
-
-    @property
-    def can_divert(self) -> bool:
-        """True when URL-level entries can be diverted to a filtering proxy."""
-        return self.proxy_ipv4 is not None or self.proxy_ipv6 is not None
-
-
-class BindUpdatePublisher(ConfigModel):
-    """RFC 2136 UPDATE with TSIG to a BIND hidden primary (the fleet path)."""
-
-    kind: Literal["bind-update"]
-    enabled: bool = True
-    server: Host
-    port: Port = 53
-    tsig_key_name: DnsName
-    tsig_algorithm: Literal["hmac-sha256", "hmac-sha384", "hmac-sha512"] = "hmac-sha256"
-    tsig_secret_file: SecretFile | None = None
-    tsig_secret_env: EnvName | None = None
-    timeout_seconds: Seconds = 5.0
-    retries: Count = 5
-
-    @model_validator(mode="after")
-    def _secret(self) -> BindUpdatePublisher:
-        one_secret(self, "tsig_secret", required=True)
-        return self
-
-
-class HttpNotifyPublisher(ConfigModel):
-    """Serve the zones over HTTP (Unbound ``rpz: url:``) and send DNS NOTIFY."""
-
-    kind: Literal["http-notify"]
-    enabled: bool = True
-    host: ListenHost = "127.0.0.1"
-    port: ListenPort = 8653
-    allowed_clients: Items[IpNetwork] = (
-        ipaddress.IPv4Network("127.0.0.0/8"),
-        ipaddress.IPv6Network("::1/128"),
-    )
-    notify: Items[Endpoint] = ()
-    retries: Count = 5
-
-
-class ZonefilePublisher(ConfigModel):
-    """Write ``<directory>/<zone>.zone`` atomically, then run ``reload_command``."""
-
-    kind: Literal["zonefile"]
-    enabled: bool = True
-    directory: OutputPath
-    group: str | None = None
-    mode: FileMode = 0o640
-    check_command: Items[str] = ()
-    reload_command: Items[str] = ()
-    retries: Count = 5
-
-
-Publisher = Annotated[
-    BindUpdatePublisher | HttpNotifyPublisher | ZonefilePublisher,
-    Field(discriminator="kind"),
-]
-
-
-class ResolverSettings(ConfigModel):
-    """``[[resolvers]]``: a resolver the agent verifies (canary and SOA serial)."""
-
-    name: Name
-    host: Host
-    port: Port = 53
-    kind: Literal["bind", "unbound", "other"] = "other"
-    serial_check: Literal["query", "rndc", "unbound-control", "none"] = "query"
-
-
-# --- proxy and routes
-
-
-class ProxySettings(ConfigModel):
-    """``[proxy]``: hashed index for the Squid helper, stop page, proxy canary."""
-
-    enabled: bool = False
-    index_path: OutputPath | None = None  # None: <state_dir>/proxy-index.bin
-    group: str | None = None
-    stop_page_listen_host: ListenHost = "127.0.0.1"
-    stop_page_listen_port: ListenPort = 8641
-    status: Literal[451, 403] = 451
-    fail_mode: Literal["open", "closed"] = "open"
-    canary_url: HttpUrl = "http://canary.edgeagent.example/edgeagent-canary"
-    proxies: Items[Endpoint] = ()
-    appeal_url: HttpUrl | None = None
-    help_url: HttpUrl | None = None
-    templates_dir: InputPath | None = None
-
-
-class RoutesSettings(ConfigModel):
-    """``[routes]``: divert addresses of hosts with URL-level entries to the proxy."""
-
-    enabled: bool = False
-    dry_run: bool = False
-    table: Annotated[int, Field(ge=1, le=252)] = 100
-    rule_priority: Annotated[int, Field(ge=1, le=32765)] = 1000
-    proxy_next_hop: IpAddress | None = None
-    proxy_next_hop_v6: IpAddress | None = None  # the IPv6 next hop, when v6 is diverted
-    ports: Items[Port] = (80,)
-    max_routes: Annotated[int, Field(ge=1)] = 10_000
-    min_prefix_v4: Annotated[int, Field(ge=0, le=32)] = 24
-    min_prefix_v6: Annotated[int, Field(ge=0, le=128)] = 48
-    protected_ranges: Items[IpNetwork] = ()
-    cdn_ranges: Items[IpNetwork] = ()
-    allow_non_global: bool = False  # labs and tests divert documentation addresses
-    route_protocol: Annotated[int, Field(ge=5, le=255)] = 200
-    reconcile_interval_seconds: Annotated[int, Field(ge=1)] = 30
-    # Resolvers for the diverted hosts' addresses; they must NOT apply the policy.
-    resolvers: Items[Endpoint] = ()
-
-    @model_validator(mode="after")
-    def _next_hop(self) -> RoutesSettings:
-        if self.enabled and self.proxy_next_hop is None:
-            raise ValueError("enabled routes need proxy_next_hop")
-        if self.enabled and not self.resolvers:
-            raise ValueError("enabled routes need resolvers (without the blocking policy)")
-        return self
-
-
 # --------------------------------------------------------------------------------- root
 
 
 class Settings(ConfigModel):
-    """The whole validated configuration. Build it with :func:`load_config`."""
+    """The whole validated configuration. Build it with :func:`load_config`.
+
+    The enforcers' sections (``[rpz]``, ``[publishers.*]``, ``[[resolvers]]``,
+    ``[proxy]``, ``[routes]``) are declared by the enforcers themselves
+    (:mod:`edgeagent.enforcement`) and added by :func:`settings_model`; read them with
+    :meth:`sections`.
+    """
 
     agent: AgentSettings = Field(default_factory=AgentSettings)
     # Where decisions, feed generations and the audit log live.
@@ -338,11 +185,6 @@ class Settings(ConfigModel):
     feeds: Annotated[dict[Name, FeedConfig], PluginField(FEED_KINDS, "dict")] = Field(
         default_factory=dict
     )
-    rpz: RpzSettings = RpzSettings()
-    publishers: dict[Name, Publisher] = Field(default_factory=dict)
-    resolvers: Items[ResolverSettings] = ()
-    proxy: ProxySettings = ProxySettings()
-    routes: RoutesSettings = RoutesSettings()
     takedown: TakedownSettings = TakedownSettings()
 
     _warnings: tuple[ConfigProblem, ...] = PrivateAttr(default=())
@@ -373,34 +215,38 @@ class Settings(ConfigModel):
         """Where the configured store lives (for people; no secrets)."""
         return self.store.location(self.agent.state_dir)
 
-    @property
-    def proxy_index_path(self) -> Path:
-        return self.proxy.index_path or self.agent.state_dir / PROXY_INDEX_FILE_NAME
+    def sections(self, group: type[G]) -> G:
+        """The top-level sections that ``group`` declares as its fields (an enforcer's
+        ``Config``), as one typed value."""
+        return group.model_construct(**{key: getattr(self, key) for key in group.model_fields})
+
+    def reserved_names(self) -> tuple[str, ...]:
+        """The agent's own names in these settings (canary, stop-page host, policy zones,
+        the proxy canary's host): no feed and no person may list them. The enforcers whose
+        sections name them say which (:meth:`EnforcerConfig.reserved_names`)."""
+        names: set[str] = set()
+        for enforcer in ENFORCERS:
+            names |= self.sections(enforcer.Config).reserved_names()
+        return tuple(sorted(names))
 
     def feed_action(self, name: str) -> DnsAction:
-        """The DNS action for name-level entries of feed ``name``."""
-        return self.feeds[name].action or self.rpz.default_action
+        """The DNS action for name-level entries of feed ``name``: its own ``action``, else
+        the default of the enforcer that decides it (``[rpz] default_action``)."""
+        own = self.feeds[name].action
+        if own is not None:
+            return own
+        for enforcer in ENFORCERS:
+            default = self.sections(enforcer.Config).default_feed_action()
+            if default is not None:
+                return default
+        return "nxdomain"
 
 
 def _cross_checks(s: Settings) -> list[ConfigProblem]:
     """Rules spanning sections, with the key path that should change."""
     problems: list[ConfigProblem] = []
-    if s.rpz.default_action == "stop-page" and s.rpz.stop_page_host is None:
-        problems.append(ConfigProblem("rpz.stop_page_host", "required by default_action"))
-    for name, feed in s.feeds.items():
-        if feed.action == "stop-page" and s.rpz.stop_page_host is None:
-            problems.append(
-                ConfigProblem(f"feeds.{name}.action", "stop-page needs rpz.stop_page_host")
-            )
-        if feed.action == "divert" and not s.rpz.can_divert:
-            problems.append(
-                ConfigProblem(f"feeds.{name}.action", "divert needs rpz.proxy_ipv4/proxy_ipv6")
-            )
-    seen: set[str] = set()
-    for i, resolver in enumerate(s.resolvers):
-        if resolver.name in seen:
-            problems.append(ConfigProblem(f"resolvers[{i}].name", "duplicate resolver name"))
-        seen.add(resolver.name)
+    for enforcer in ENFORCERS:
+        problems.extend(s.sections(enforcer.Config).cross_checks(s.feeds))
     return problems
 
 
@@ -500,8 +346,9 @@ def _problem(err: Mapping[str, Any], data: object) -> ConfigProblem:
 
 
 def settings_model() -> type[Settings]:
-    """The root model as the plug-in registries stand now (see :mod:`edgeagent.plugins`)."""
-    return concrete_model(Settings)
+    """The root model as the plug-in registries stand now (see :mod:`edgeagent.plugins`),
+    with the sections the enforcers own."""
+    return concrete_model(Settings, owned_sections(ENFORCERS))
 
 
 def _validate(data: Mapping[str, Any], source: str, base_dir: Path) -> Settings:
@@ -603,21 +450,8 @@ def summary(settings: Settings) -> list[str]:
     lines.extend(
         feed.summary_line(name, s.feed_action(name)) for name, feed in sorted(s.feeds.items())
     )
-    lines.append(f"rpz         {s.rpz.zone} (exceptions {s.rpz.exception_zone})")
-    lines.append(f"            default {s.rpz.default_action}, canary {s.rpz.canary_name}")
-    lines.append(f"publishers  {len(s.publishers)}")
-    for name, pub in sorted(s.publishers.items()):
-        state = "" if pub.enabled else " (disabled)"
-        lines.append(f"  {name:<16} {pub.kind}{state}")
-    lines.append(f"resolvers   {len(s.resolvers)}")
-    lines.extend(f"  {r.name:<16} {r.kind:<8} {r.host}:{r.port}" for r in s.resolvers)
-    lines.append(
-        f"proxy       {onoff(s.proxy.enabled)}"
-        + (f", stop page {s.proxy.status}, fail-{s.proxy.fail_mode}" if s.proxy.enabled else "")
-    )
-    lines.append(
-        f"routes      {onoff(s.routes.enabled)}" + (" (dry run)" if s.routes.dry_run else "")
-    )
+    for enforcer in ENFORCERS:
+        lines.extend(s.sections(enforcer.Config).summary_lines())
     lines.append(
         f"takedown    {onoff(s.takedown.enabled)}"
         + (

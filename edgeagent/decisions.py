@@ -32,19 +32,9 @@ from edgeagent.errors import (
     InvalidTransition,
     short_hash,
 )
+from edgeagent.guard import GuardVerdict
 from edgeagent.model import Action, Decision, DecisionStatus, Indicator, NoticeSource, Scope
 from edgeagent.store.base import AuditNote, NewDecision, Store, TargetSearch
-
-
-class GuardVerdict(Protocol):
-    @property
-    def allowed(self) -> bool: ...
-
-    @property
-    def needs_second_person(self) -> bool: ...
-
-    @property
-    def reason(self) -> str: ...
 
 
 class DecisionGate(Protocol):

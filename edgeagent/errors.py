@@ -97,6 +97,11 @@ class StoreError(EdgeAgentError):
     """The store cannot do what was asked (schema, I/O, constraint)."""
 
 
+class StoreUnavailable(StoreError):
+    """The store's database cannot be reached now (down, failing over, pool exhausted);
+    the same call may succeed later."""
+
+
 class NotFound(StoreError):
     """The requested object does not exist."""
 

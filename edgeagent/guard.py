@@ -7,7 +7,7 @@ Contract (every function here is pure; the only I/O is reading list files in the
   of the root is refused outright. Nobody can override it: ``Guard.enforce`` raises
   :class:`~edgeagent.errors.PublicSuffixRefused` even when a second person signs.
 - The agent's own *reserved* names (the canary, the stop-page host, the policy and
-  exception zones, and every name under them: :func:`reserved_names`) are never blocked
+  exception zones, and every name under them: ``Settings.reserved_names()``) are never blocked
   or allowed, and no ``domain`` entry may cover them:
   :class:`~edgeagent.errors.ReservedNameRefused`, no override.
 - A block touching a protected name (the name itself, a subdomain of it, or a ``domain``
@@ -41,7 +41,7 @@ from datetime import UTC, datetime
 from enum import IntEnum
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 import idna
 import publicsuffixlist
@@ -59,9 +59,6 @@ from edgeagent.errors import (
 )
 from edgeagent.model import Action, Entry, Indicator, Scope
 
-if TYPE_CHECKING:
-    from edgeagent.config import Settings
-
 __all__ = [
     "REASON_ADDRESS_BLOCK",
     "REASON_COVERS_PROTECTED",
@@ -73,14 +70,13 @@ __all__ = [
     "SYSTEM_PSL_FILE",
     "ChangeLimits",
     "Guard",
+    "GuardVerdict",
     "Plan",
     "PrefixTooShort",
     "ProtectedNames",
     "Protection",
     "PublicSuffixes",
-    "Verdict",
     "plan_generation",
-    "reserved_names",
 ]
 
 # Verdict reasons. They are short and stable because they become keys of
@@ -292,7 +288,7 @@ class ProtectedNames:
 
     *Protected* names (high-traffic, infrastructure, reference; the list files) protect
     themselves and all their subdomains; a ``domain`` entry of one of their parents would
-    cover them too. *Reserved* names are the agent's own (:func:`reserved_names`): the same
+    cover them too. *Reserved* names are the agent's own (``Settings.reserved_names()``): the same
     shape, but nothing may list them at all. This is the one place that knows both.
 
     :meth:`protection` costs one dict lookup per label, :meth:`cover_protection` exactly
@@ -363,7 +359,7 @@ class ProtectedNames:
     ) -> ProtectedNames:
         """Load list files; raise ``ConfigError`` listing every bad line of every file.
 
-        ``reserved``: the agent's own names (:func:`reserved_names`), canonical.
+        ``reserved``: the agent's own names (``Settings.reserved_names()``), canonical.
         """
         names: set[str] = set()
         problems: list[ConfigProblem] = []
@@ -453,25 +449,6 @@ class ProtectedNames:
         return iter(sorted(self._names))
 
 
-def reserved_names(settings: Settings) -> tuple[str, ...]:
-    """The agent's own names in ``settings``: no feed and no person may list them.
-
-    The RPZ canary (the zone compiler writes its records itself; a listed canary collides
-    with them), the stop-page host (blocked, every stop-page answer would point nowhere),
-    the policy and exception zones' own names (their entries are written under them) and,
-    with the proxy on, the proxy canary's host (allowed, the proxy canary would fail).
-    """
-    rpz = settings.rpz
-    names = {rpz.canary_name, rpz.zone, rpz.exception_zone}
-    if rpz.stop_page_host is not None:
-        names.add(rpz.stop_page_host)
-    if settings.proxy.enabled:
-        host = Indicator.parse(Scope.URL, settings.proxy.canary_url).host or ""
-        if host and not _is_ip_literal(host):
-            names.add(host)
-    return tuple(sorted(names))
-
-
 # --------------------------------------------------------------------------- limits
 
 
@@ -544,7 +521,7 @@ class ChangeLimits:
 
 
 @dataclass(frozen=True, slots=True)
-class Verdict:
+class GuardVerdict:
     """What the guardrails say about one indicator with one action.
 
     ``allowed=False``: refused outright, no override (``reason`` says why).
@@ -557,14 +534,14 @@ class Verdict:
     reason: str
 
 
-_OK: Final = Verdict(True, False, "")
-_PUBLIC: Final = Verdict(False, False, REASON_PUBLIC_SUFFIX)
-_SHORT: Final = Verdict(False, False, REASON_PREFIX_TOO_SHORT)
-_PROTECTED: Final = Verdict(True, True, REASON_PROTECTED)
-_COVERS: Final = Verdict(True, True, REASON_COVERS_PROTECTED)
-_ADDRESS: Final = Verdict(True, True, REASON_ADDRESS_BLOCK)
-_RESERVED: Final = Verdict(False, False, REASON_RESERVED)
-_COVERS_RESERVED: Final = Verdict(False, False, REASON_COVERS_RESERVED)
+_OK: Final = GuardVerdict(True, False, "")
+_PUBLIC: Final = GuardVerdict(False, False, REASON_PUBLIC_SUFFIX)
+_SHORT: Final = GuardVerdict(False, False, REASON_PREFIX_TOO_SHORT)
+_PROTECTED: Final = GuardVerdict(True, True, REASON_PROTECTED)
+_COVERS: Final = GuardVerdict(True, True, REASON_COVERS_PROTECTED)
+_ADDRESS: Final = GuardVerdict(True, True, REASON_ADDRESS_BLOCK)
+_RESERVED: Final = GuardVerdict(False, False, REASON_RESERVED)
+_COVERS_RESERVED: Final = GuardVerdict(False, False, REASON_COVERS_RESERVED)
 
 
 def _is_ip_literal(host: str) -> bool:
@@ -612,7 +589,7 @@ class Guard:
         reserved: Iterable[str] = (),
     ) -> Guard:
         """Build from the protected-names directory and a PSL snapshot (see ``load``s);
-        ``reserved``: the agent's own names (:func:`reserved_names`)."""
+        ``reserved``: the agent's own names (``Settings.reserved_names()``)."""
         suffixes = PublicSuffixes.load(psl_file)
         protected = ProtectedNames.load_dir(
             protected_dir, public_suffixes=suffixes, reserved=reserved
@@ -625,13 +602,13 @@ class Guard:
             min_prefix_v6,
         )
 
-    def check_indicator(self, indicator: Indicator, action: Action) -> Verdict:
+    def check_indicator(self, indicator: Indicator, action: Action) -> GuardVerdict:
         """Judge one indicator for ``action`` (pure, a few set lookups)."""
         if action is Action.BLOCK:
             return self._check_block(indicator)
         return self._check_allow(indicator)
 
-    def _check_block(self, indicator: Indicator) -> Verdict:
+    def _check_block(self, indicator: Indicator) -> GuardVerdict:
         scope = indicator.scope
         if scope is Scope.DOMAIN or scope is Scope.HOST:
             name = indicator.value
@@ -661,7 +638,7 @@ class Guard:
         # one address usually serves many unrelated sites.
         return _SHORT if self._too_wide(indicator) else _ADDRESS
 
-    def _check_allow(self, indicator: Indicator) -> Verdict:
+    def _check_allow(self, indicator: Indicator) -> GuardVerdict:
         """An allow unblocks everything it covers: refuse the ones that would unblock a
         whole suffix or a wide prefix, or break the agent's own canaries; an allow of a
         parent of a protected name (it unblocks a high-traffic site) needs four eyes."""
@@ -686,7 +663,7 @@ class Guard:
         return _OK
 
     @staticmethod
-    def _by_protection(protection: Protection, *, covering: bool) -> Verdict:
+    def _by_protection(protection: Protection, *, covering: bool) -> GuardVerdict:
         """Reserved: refused; protected: four eyes; else fine. ``covering``: the entry
         covers the name from a parent (a ``domain`` entry) rather than naming it."""
         if protection is Protection.RESERVED:
@@ -731,7 +708,7 @@ class Guard:
         *,
         second_person: str | None,
         actor: str,
-    ) -> Verdict:
+    ) -> GuardVerdict:
         """Return the verdict if the change may go ahead as asked, else raise.
 
         Raises the :meth:`refusal` of a refused verdict (``PublicSuffixRefused``,

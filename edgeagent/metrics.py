@@ -259,3 +259,21 @@ class Metrics:
         }
         for reason in reasons:
             self.feed_rejected.remove(feed, reason)
+
+    def forget_publisher(self, publisher: str) -> None:
+        """Drop every series of an RPZ publisher that left the configuration."""
+        _forget(publisher, self.publisher_up, self.publish_failures, self.publish_seconds)
+
+    def forget_resolver(self, resolver: str) -> None:
+        """Drop every series of a resolver that left the configuration."""
+        _forget(resolver, self.rpz_resolver_serial, self.rpz_serial_lag, self.rpz_canary_ok)
+
+    def forget_proxy(self, proxy: str) -> None:
+        """Drop the canary series of a proxy that left the configuration."""
+        _forget(proxy, self.proxy_canary_ok)
+
+
+def _forget(label: str, *collectors: Counter | Gauge | Histogram) -> None:
+    for collector in collectors:
+        with contextlib.suppress(KeyError):
+            collector.remove(label)

@@ -56,10 +56,19 @@ class Plugin(Protocol):
 
 P = TypeVar("P", bound=Plugin)
 M = TypeVar("M", bound=BaseModel)
+C = TypeVar("C", bound=PluginConfig)
 
 
 class UnknownKind(EdgeAgentError):
     """A config whose ``kind`` no registered plug-in has (a bug: validation prevents it)."""
+
+
+def own_config(config: PluginConfig, model: type[C]) -> C:
+    """``config`` as the plug-in's own model, for its ``from_config`` (the registry chose
+    the plug-in by this model, so anything else is a bug)."""
+    if not isinstance(config, model):
+        raise TypeError(f"expected {model.__name__}, got {type(config).__name__}")
+    return config
 
 
 class Registry(Generic[P]):
@@ -67,18 +76,21 @@ class Registry(Generic[P]):
 
     _generation: ClassVar[int] = 0  # bumped on every registration: invalidates models
 
-    def __init__(self, family: str, *, key: str = "kind") -> None:
+    def __init__(self, family: str, *, key: str | None = "kind") -> None:
         self.family = family
-        self.key = key  # the config key whose value selects a kind
+        # The config key whose value selects a kind; None for a family whose kinds are
+        # all present at once, each with its own sections (enforcers).
+        self.key = key
         self._kinds: dict[str, type[P]] = {}
         self._aliases: dict[str, str] = {}
 
     def register(self, plugin: type[P], *, aliases: Sequence[str] = ()) -> type[P]:
         """Add ``plugin`` (usable as a class decorator); ``aliases`` are old spellings."""
         kind = plugin.KIND
-        field = plugin.Config.model_fields.get(self.key)
-        if field is None or get_args(field.annotation) != (kind,):
-            raise TypeError(f"{plugin.__name__}.Config.{self.key} must be Literal[{kind!r}]")
+        if self.key is not None:
+            field = plugin.Config.model_fields.get(self.key)
+            if field is None or get_args(field.annotation) != (kind,):
+                raise TypeError(f"{plugin.__name__}.Config.{self.key} must be Literal[{kind!r}]")
         if kind in self._kinds or kind in self._aliases:
             raise TypeError(f"{self.family} kind {kind!r} registered twice")
         self._kinds[kind] = plugin
@@ -102,7 +114,7 @@ class Registry(Generic[P]):
 
     def plugin(self, config: PluginConfig) -> type[P]:
         """The plug-in class that ``config`` configures."""
-        kind = getattr(config, self.key, None)
+        kind = getattr(config, self.key, None) if self.key is not None else None
         try:
             return self._kinds[str(kind)]
         except KeyError:
@@ -182,24 +194,11 @@ def concrete_model(
         return cached  # type: ignore[return-value]
     overrides: dict[str, Any] = {}
     for name, info in model.model_fields.items():
-        plug = _plugin_field(info)
-        if plug is not None:
-            shaped = _shaped(plug.registry.config_union(), plug.shape)
-            overrides[name] = (Annotated[shaped, plug], _default_of(info))
-            continue
-        section = _section_model(info.annotation)
-        if section is not None:
-            concrete = concrete_model(section)
-            if concrete is not section:
-                optional = section is not info.annotation
-                annotation = concrete | None if optional else concrete
-                overrides[name] = (annotation, _default_of(info))
+        field = _concrete_field(info.annotation, info)
+        if field is not None:
+            overrides[name] = field
     for name, (annotation, info) in extra.items():
-        section = _section_model(annotation)
-        if section is not None and concrete_model(section) is not section:
-            overrides[name] = (concrete_model(section), info)
-        else:
-            overrides[name] = (annotation, info)
+        overrides[name] = _concrete_field(annotation, info) or (annotation, info)
     built: type[M] = (
         create_model(model.__name__, __base__=model, __module__=model.__module__, **overrides)
         if overrides
@@ -207,6 +206,22 @@ def concrete_model(
     )
     _models[key] = built
     return built
+
+
+def _concrete_field(annotation: Any, info: FieldInfo) -> tuple[Any, FieldInfo] | None:
+    """The field with its kinds' union (or its section's concrete model) in place, or
+    ``None`` when nothing in it holds kinds."""
+    plug = _plugin_field(info)
+    if plug is not None:
+        shaped = _shaped(plug.registry.config_union(), plug.shape)
+        return Annotated[shaped, plug], _default_of(info)
+    section = _section_model(annotation)
+    if section is None:
+        return None
+    concrete = concrete_model(section)
+    if concrete is section:
+        return None
+    return (concrete | None if section is not annotation else concrete), _default_of(info)
 
 
 def rename_old_kinds(
@@ -220,8 +235,8 @@ def rename_old_kinds(
         value = data.get(name)
         key = f"{path}.{name}" if path else name
         plug = _plugin_field(info)
-        if plug is not None:
-            selector = plug.registry.key
+        selector = plug.registry.key if plug is not None else None
+        if plug is not None and selector is not None:
             for item_key, item in _items(value, plug.shape, key):
                 kind = item.get(selector)
                 new = plug.registry.canonical(kind) if isinstance(kind, str) else None

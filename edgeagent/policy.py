@@ -27,21 +27,14 @@ from typing import Protocol
 
 from edgeagent import canon
 from edgeagent.errors import InvalidTarget
+from edgeagent.guard import GuardVerdict
 from edgeagent.model import Action, DesiredState, Entry, Indicator, Scope
-
-
-class Verdict(Protocol):
-    @property
-    def allowed(self) -> bool: ...
-
-    @property
-    def reason(self) -> str: ...
 
 
 class BlockGate(Protocol):
     """What the merge needs from the guardrails (``edgeagent.guard.Guard`` satisfies it)."""
 
-    def check_indicator(self, indicator: Indicator, action: Action) -> Verdict: ...
+    def check_indicator(self, indicator: Indicator, action: Action) -> GuardVerdict: ...
 
 
 def merge(
@@ -91,7 +84,7 @@ def merge(
 
 
 @dataclass(frozen=True, slots=True)
-class Match:
+class AppliedEntry:
     """One entry that applies to a looked-up target, and how it applies."""
 
     entry: Entry
@@ -107,7 +100,7 @@ class Treatment:
     canonical: str
     dns: str  # "block", "divert", "passthru" or "none"
     proxy: str  # "stop-page" or "pass" (URLs and names only)
-    matches: tuple[Match, ...]
+    matches: tuple[AppliedEntry, ...]
 
 
 class PolicyIndex:
@@ -155,7 +148,7 @@ class PolicyIndex:
         except ValueError:
             pass
         else:
-            hits = tuple(Match(e, "dns", "block") for net, e in self._nets if addr in net)
+            hits = tuple(AppliedEntry(e, "dns", "block") for net, e in self._nets if addr in net)
             return Treatment("address", str(addr), "block" if hits else "none", "pass", hits)
         if "/" in text or "://" in text:
             url = canon.canonical_url(text)
@@ -173,15 +166,15 @@ class PolicyIndex:
         self,
         kind: str,
         canonical: str,
-        name_hits: tuple[Match, ...],
-        proxy_hits: tuple[Match, ...],
+        name_hits: tuple[AppliedEntry, ...],
+        proxy_hits: tuple[AppliedEntry, ...],
         host: str,
     ) -> Treatment:
         allowed = self._allowed(host)
-        diverted = tuple(Match(e, "dns", "divert") for e in self._url_hosts.get(host, ()))
+        diverted = tuple(AppliedEntry(e, "dns", "divert") for e in self._url_hosts.get(host, ()))
         if allowed:
             dns = "passthru"
-            matches = tuple(Match(e, "dns", "passthru") for e in allowed)
+            matches = tuple(AppliedEntry(e, "dns", "passthru") for e in allowed)
             proxy = "pass"
         elif name_hits:
             dns, matches, proxy = "block", name_hits, "stop-page"
@@ -229,23 +222,25 @@ class PolicyIndex:
             if name == host or e.indicator.scope is Scope.DOMAIN
         ]
 
-    def _name_matches(self, host: str) -> tuple[Match, ...]:
-        hits = [Match(e, "dns", "block") for e in self._hosts.get(host, ())]
+    def _name_matches(self, host: str) -> tuple[AppliedEntry, ...]:
+        hits = [AppliedEntry(e, "dns", "block") for e in self._hosts.get(host, ())]
         for name in _suffixes(host):
-            hits.extend(Match(e, "dns", "block") for e in self._domains.get(name, ()))
+            hits.extend(AppliedEntry(e, "dns", "block") for e in self._domains.get(name, ()))
         return tuple(hits)
 
-    def _url_matches(self, url: str, host: str) -> tuple[Match, ...]:
-        hits = [Match(e, "proxy", "stop-page") for e in self._urls.get(_expression(url), ())]
+    def _url_matches(self, url: str, host: str) -> tuple[AppliedEntry, ...]:
+        hits = [AppliedEntry(e, "proxy", "stop-page") for e in self._urls.get(_expression(url), ())]
         if self._hashes:
             for expr in canon.lookup_expressions(url):
                 digest = canon.expression_hash(expr).hex()
-                hits.extend(Match(e, "proxy", "stop-page") for e in self._hashes.get(digest, ()))
+                hits.extend(
+                    AppliedEntry(e, "proxy", "stop-page") for e in self._hashes.get(digest, ())
+                )
         prefixes = self._prefixes.get(host)
         if prefixes:
             request = _expression(url)
             hits.extend(
-                Match(e, "proxy", "stop-page")
+                AppliedEntry(e, "proxy", "stop-page")
                 for e in prefixes
                 if request.startswith(_prefix_expression(e.indicator.value))
             )

@@ -1,7 +1,8 @@
-"""The daemon: one asyncio process with the API, the scheduler, publishers and verifier.
+"""The daemon: one asyncio process with the API, the scheduler and the enforcers.
 
 ``Agent`` composes the long-lived parts from validated ``Settings`` (store, guardrails,
-policy engine, decision lifecycle, metrics); the CLI uses it too, for one-shot commands.
+policy engine, decision lifecycle, metrics, one enforcer per kind in
+:mod:`edgeagent.enforcement.kinds`); the CLI uses it too, for one-shot commands.
 ``Daemon`` runs an ``Agent``: listeners, scheduled jobs, systemd notifications and
 signals:
 
@@ -11,9 +12,16 @@ signals:
 - ``SIGHUP``: ``RELOADING=1``, the config is read and validated again; on any error the
   old settings stay and the error is logged. Feeds take effect at once: a removed feed
   stops counting and its metric series go, a new or changed feed is (re)scheduled and
-  synced. Listener addresses and the store path need a restart (logged);
+  synced. Each enforcer is rebuilt from its changed sections without a gap in
+  enforcement. Every other key needs a restart: the log line "config reloaded" and
+  ``/v1/status`` (``reload``) name what was applied and what needs a restart
+  (:mod:`edgeagent.reloading`);
 - ``SIGTERM``/``SIGINT``: stop accepting, drain in-flight requests, stop jobs, close the
   store, ``STOPPING=1``.
+
+The daemon names no enforcer: it starts the active ones, hands each policy version to all
+of them at once, schedules the periodic work they declare, and asks them for readiness
+and status (the contract is :mod:`edgeagent.enforcement.base`).
 """
 
 from __future__ import annotations
@@ -33,34 +41,39 @@ from typing import Any
 
 from aiohttp import web
 
+from edgeagent import logs, reloading
 from edgeagent.config import Settings, load_config
 from edgeagent.decisions import DecisionService
-from edgeagent.diversion import RouteDiversion
+from edgeagent.enforcement.base import EnforcerContext, owned_sections
+from edgeagent.enforcement.kinds import ENFORCERS
+from edgeagent.enforcement.running import Enforcers
 from edgeagent.engine import PolicyEngine, PolicySnapshot
 from edgeagent.errors import ConfigError, ConfigProblem, EdgeAgentError
 from edgeagent.expiry import ExpiryTimer
 from edgeagent.feeds.base import FeedSpec
 from edgeagent.feeds.runner import FeedRunner, feed_specs
-from edgeagent.guard import ChangeLimits, Guard, ProtectedNames, PublicSuffixes, reserved_names
+from edgeagent.guard import ChangeLimits, Guard, ProtectedNames, PublicSuffixes
 from edgeagent.logs import fields
 from edgeagent.metrics import Metrics
 from edgeagent.model import NoticeSource
 from edgeagent.overrides import ExternalLists
-from edgeagent.proxy.publishing import ProxyPublishing
-from edgeagent.rpz.publishing import RpzPublishing
+from edgeagent.reloading import ReloadReport
 from edgeagent.sdnotify import SystemdNotifier, watchdog_interval
-from edgeagent.store import open_store
+from edgeagent.store import open_store, open_ticket_store
 from edgeagent.store.base import Store
 from edgeagent.takedown.intake import TakedownIntake
 from edgeagent.takedown.service import TakedownService
 
 log = logging.getLogger("edgeagent.service")
+# How often the store's policy version is compared with the enforced one (changes made
+# by another process, e.g. `edgeagent feed approve`, announce themselves no other way).
+POLICY_POLL_SECONDS = 5
 
 
 def build_guard(settings: Settings) -> Guard:
     suffixes = PublicSuffixes.load()
     protected = ProtectedNames.load_files(
-        settings.guard.protected_lists, public_suffixes=suffixes, reserved=reserved_names(settings)
+        settings.guard.protected_lists, public_suffixes=suffixes, reserved=settings.reserved_names()
     )
     limits = ChangeLimits(
         max_removal_share=settings.guard.max_removal_share,
@@ -76,6 +89,13 @@ def build_guard(settings: Settings) -> Guard:
     )
 
 
+def enforcer_context(
+    settings: Settings, state_dir: Path, metrics: Metrics, guard: Guard
+) -> EnforcerContext:
+    """What enforcers are built from besides their own sections."""
+    return EnforcerContext(state_dir, metrics, settings.feeds, tuple(sorted(guard.protected)))
+
+
 @dataclass
 class Agent:
     """The agent's parts, built once from settings; shared by the daemon and the CLI."""
@@ -87,24 +107,30 @@ class Agent:
     decisions: DecisionService
     feeds: FeedRunner
     metrics: Metrics
+    enforcers: Enforcers
+    state_dir: Path  # as built: a changed [agent] state_dir needs a restart
     takedown: TakedownService | None = None
     intake: TakedownIntake | None = None
-    proxy: ProxyPublishing | None = None
-    routes: RouteDiversion | None = None
-    rpz: RpzPublishing | None = None
 
     @classmethod
     def build(cls, settings: Settings) -> Agent:
         specs = feed_specs(settings.feeds)  # reads feed secrets: fail before opening anything
         guard = build_guard(settings)
-        store = open_store(settings.store, settings.agent.state_dir)
+        state_dir = settings.agent.state_dir
+        state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)  # caches, serial, index
+        store = open_store(settings.store, state_dir)
         metrics = Metrics()
         takedown = intake = None
         if settings.takedown.enabled:
             takedown = TakedownService.from_settings(
-                settings.takedown, store, settings.agent.state_dir, metrics=metrics
+                settings.takedown,
+                store,
+                open_ticket_store(settings.store, state_dir),
+                metrics=metrics,
             )
             intake = TakedownIntake(store.get_decision, lambda feed: _feed_source(settings, feed))
+        context = enforcer_context(settings, state_dir, metrics, guard)
+        enforcers = Enforcers.build(ENFORCERS, settings.sections, context)
         agent = cls(
             settings=settings,
             store=store,
@@ -115,15 +141,10 @@ class Agent:
             ),
             feeds=FeedRunner(specs, store, guard, metrics),
             metrics=metrics,
+            enforcers=enforcers,
+            state_dir=state_dir,
             takedown=takedown,
             intake=intake,
-            proxy=ProxyPublishing(settings, metrics) if settings.proxy.enabled else None,
-            routes=RouteDiversion(settings, metrics, guard.protected)
-            if settings.routes.enabled
-            else None,
-            rpz=RpzPublishing(settings, metrics)
-            if any(p.enabled for p in settings.publishers.values()) or settings.resolvers
-            else None,
         )
         agent.decisions.overrides = ExternalLists(
             lambda: agent.policy().index, agent.feed_source, store.get_decision
@@ -131,6 +152,8 @@ class Agent:
         return agent
 
     def close(self) -> None:
+        if self.takedown is not None:
+            self.takedown.tickets.close()
         self.store.close()
 
     def policy(self) -> PolicySnapshot:
@@ -193,10 +216,14 @@ class Daemon:
         self._policy_changed = asyncio.Event()
         self._expiry = ExpiryTimer(self._expire_decisions)
         self._runners: list[web.AppRunner] = []
-        self._tasks: list[asyncio.Task[None]] = []
+        self._tasks: list[asyncio.Task[Any]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self.started_at = time.time()
         self.enforced_version: int | None = None
+        self._enforcer_jobs: dict[str, set[str]] = {}
+        self._started_with = agent.settings  # what restart-only keys still run with
+        self._reloading = asyncio.Lock()
+        self.last_reload = ReloadReport()
         self.api_url = ""
         self.metrics_url = ""
 
@@ -243,44 +270,16 @@ class Daemon:
             await self._shutdown()
 
     async def _enforce(self, snap: PolicySnapshot) -> None:
-        """Push one policy version to every enforcer at once; each keeps its old state on
-        error, and a slow one (a resolver that takes its time to confirm) never holds up
-        the others."""
         self.enforced_version = snap.state.version
         self._expiry.arm(snap.next_expiry)
-        jobs: list[Awaitable[object]] = []
-        if self.agent.rpz is not None:
-            jobs.append(asyncio.to_thread(self.agent.rpz.publish, snap.state))
-        if self.agent.proxy is not None:
-            jobs.append(asyncio.to_thread(self.agent.proxy.publish, snap.state))
-        # Routes stay installed when the agent stops (enforcement must not lapse with a
-        # restart); they are withdrawn only by a pass that plans none.
-        if self.agent.routes is not None:
-            jobs.append(self.agent.routes.reconcile(snap.state))
-        for outcome in await asyncio.gather(*jobs, return_exceptions=True):
-            if isinstance(outcome, BaseException):
-                log.error(
-                    "an enforcer failed; its last good state stays",
-                    exc_info=(type(outcome), outcome, outcome.__traceback__),
-                )
+        await self.agent.enforcers.publish(snap.state)
 
-    async def _reconcile_routes(self) -> None:
-        if self.agent.routes is not None:
-            snap = await asyncio.to_thread(self.agent.policy)
-            await self.agent.routes.reconcile(snap.state)
-
-    async def _verify(self) -> None:
-        """Periodic proof that enforcement works now (canaries); also picks up policy
-        changes made by another process on the same store (e.g. ``edgeagent feed
-        approve``), which no in-process event announces."""
+    async def _check_policy_version(self) -> None:
+        """Pick up policy changes made by another process on the same store (e.g.
+        ``edgeagent feed approve``), which no in-process event announces."""
         version = await asyncio.to_thread(self.agent.store.policy_version)
         if version != self.enforced_version:
             self._policy_changed.set()
-        if self.agent.rpz is not None:
-            await asyncio.to_thread(self.agent.rpz.verify_all)
-        proxy = self.agent.proxy
-        if proxy is not None:
-            await asyncio.to_thread(proxy.check_canaries)
 
     async def _start_listeners(self, settings: Settings) -> None:
         from edgeagent.api.app import create_app, create_metrics_app
@@ -296,6 +295,7 @@ class Daemon:
                 policy=lambda: self.agent.policy().index,
                 feeds=self._feed_status,
                 publishers=self._publisher_status,
+                reload=self._reload_status,
                 plan=self.agent.plan,
                 readiness=self.readiness,
                 on_change=self.policy_changed,
@@ -312,10 +312,7 @@ class Daemon:
             port = await self._serve(app, settings.api.host, settings.api.port, ssl_ctx)
             scheme = "https" if ssl_ctx else "http"
             self.api_url = f"{scheme}://{_url_host(settings.api.host)}:{port}"
-        if self.agent.proxy is not None:
-            await self.agent.proxy.start()
-        if self.agent.rpz is not None:
-            await self.agent.rpz.start()
+        await self.agent.enforcers.start()
         if settings.metrics.enabled:
             app = create_metrics_app(self.agent.metrics.registry, self.readiness)
             port = await self._serve(app, settings.metrics.host, settings.metrics.port, None)
@@ -336,21 +333,28 @@ class Daemon:
         self.agent.feeds.on_change = self.policy_changed
         self.scheduler = AsyncIOScheduler(timezone=UTC)
         self.agent.feeds.schedule(self.scheduler)
-        settings = self.agent.settings
         self._every(60, "decisions:expire", self._expire_decisions)
-        self._every(settings.rpz.verify_interval_seconds, "verify", self._verify)
-        if self.agent.routes is not None:
-            self._every(
-                settings.routes.reconcile_interval_seconds,
-                "routes:reconcile",
-                self._reconcile_routes,
-            )
+        self._every(POLICY_POLL_SECONDS, "policy:poll", self._check_policy_version)
+        for kind in ENFORCERS:
+            self._schedule_enforcer(kind.KIND)
         svc = self.agent.takedown
         if svc is not None:
             self._every(30, "takedown:due", svc.run_due)
             self._every(3600, "takedown:customers", svc.refresh_customers)
             self._every(900, "takedown:relocate", self._relocate_all)
         self.scheduler.start()
+
+    def _schedule_enforcer(self, kind: str) -> None:
+        """(Re)schedule the periodic work the enforcer of ``kind`` declares."""
+        from apscheduler.jobstores.base import JobLookupError
+
+        wanted = self.agent.enforcers.periodic(kind)
+        for job_id in self._enforcer_jobs.get(kind, set()) - set(wanted):
+            with contextlib.suppress(JobLookupError):
+                self.scheduler.remove_job(job_id)
+        for job_id, (seconds, run) in wanted.items():
+            self._every(seconds, job_id, run)
+        self._enforcer_jobs[kind] = set(wanted)
 
     def _every(self, seconds: float, job_id: str, func: Callable[[], Awaitable[object]]) -> None:
         """A periodic job: one run at a time, missed runs collapsed, an explicit misfire
@@ -363,6 +367,7 @@ class Daemon:
             max_instances=1,
             coalesce=True,
             misfire_grace_time=60,
+            replace_existing=True,
         )
 
     async def _relocate_all(self) -> None:
@@ -418,26 +423,62 @@ class Daemon:
             loop.add_signal_handler(signal.SIGHUP, self.reload)
 
     def reload(self) -> None:
-        """SIGHUP: validate the config again; keep the old one on any error."""
-        self.notifier.reloading()
-        try:
-            new = load_config(self.config_path)
-            # Feed secrets are read here too: a missing one refuses the whole reload.
-            specs = feed_specs(new.feeds) if new.feeds != self.agent.settings.feeds else None
-        except EdgeAgentError as exc:
-            log.error("reload refused, old config stays", extra=fields(error=str(exc)))
-        else:
+        """SIGHUP: reload the config (one reload at a time, in the event loop)."""
+        self._tasks.append(asyncio.get_running_loop().create_task(self._reload(), name="reload"))
+
+    async def _reload(self) -> None:
+        """Validate the config again and apply what can be applied; keep the old one on
+        any error. What needs a restart is named in the log and in ``/v1/status``."""
+        async with self._reloading:
+            self.notifier.reloading()
+            try:
+                new = load_config(self.config_path)
+                # Feed secrets are read here too: a missing one refuses the whole reload.
+                specs = feed_specs(new.feeds) if new.feeds != self.agent.settings.feeds else None
+            except EdgeAgentError as exc:
+                log.error("reload refused, old config stays", extra=fields(error=str(exc)))
+                self.notifier.ready("reload refused")
+                return
             for warning in new.warnings:
                 log.warning("config: %s", warning)
-            changed = _restart_only_changes(self.agent.settings, new)
-            self.agent.settings = new
+            old, self.agent.settings = self.agent.settings, new
             self.agent.decisions.public_needs_approval = new.api.public_reports_need_approval
+            if (old.agent.log_level, old.agent.log_format) != (
+                new.agent.log_level,
+                new.agent.log_format,
+            ):
+                logs.configure(new.agent.log_level, new.agent.log_format)
             self.agent.engine.set_feeds(frozenset(new.feeds))
             if specs is not None:
                 self._reload_feeds(specs)
-            log.info("config reloaded", extra=fields(needs_restart=changed))
+            context = enforcer_context(
+                new, self.agent.state_dir, self.agent.metrics, self.agent.guard
+            )
+            enforcers = await self.agent.enforcers.reload(new.sections, context)
+            for kind in enforcers.replaced:
+                self._schedule_enforcer(kind)
+                # Prove the new sections work now, not one interval later.
+                verify = self.agent.enforcers.on(kind, lambda e: e.verify())
+                self._tasks.append(asyncio.create_task(verify))
+            owned = owned_sections(ENFORCERS)
+            self.last_reload = reloading.report(
+                time.time(),
+                started=self._started_with,
+                old=old,
+                new=new,
+                owned=owned,
+                enforcers_applied=enforcers.applied,
+                enforcers_need_restart=enforcers.needs_restart,
+            )
+            log.info(
+                "config reloaded",
+                extra=fields(
+                    applied=list(self.last_reload.applied),
+                    needs_restart=list(self.last_reload.needs_restart),
+                ),
+            )
             self._policy_changed.set()
-        self.notifier.ready("reloaded")
+            self.notifier.ready("reloaded")
 
     def _reload_feeds(self, specs: list[FeedSpec]) -> None:
         """New, changed and removed feeds take effect now: jobs replaced, new ones synced."""
@@ -500,10 +541,7 @@ class Daemon:
             await runner.cleanup()
         self._runners.clear()
         await self.agent.feeds.close()
-        if self.agent.proxy is not None:
-            await self.agent.proxy.close()
-        if self.agent.rpz is not None:
-            await self.agent.rpz.close()
+        await self.agent.enforcers.close()
         log.info("stopped")
 
     # -- status callables for the API
@@ -512,24 +550,17 @@ class Daemon:
         if not self.agent.engine.loaded:
             reasons.append("policy not loaded")
         reasons.extend(f"feed {name} is stale" for name in self.agent.feeds.stale())
-        if self.agent.proxy is not None:
-            reasons.extend(f"proxy canary failing at {p}" for p in self.agent.proxy.failing())
-        if self.agent.rpz is not None:
-            reasons.extend(self.agent.rpz.verification.reasons)
+        reasons.extend(self.agent.enforcers.readiness())
         return reasons
+
+    def _reload_status(self) -> dict[str, Any]:
+        return self.last_reload.to_dict()
 
     def _feed_status(self) -> dict[str, Any]:
         return self.agent.feeds.status()
 
     def _publisher_status(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        if self.agent.rpz is not None:
-            out["rpz"] = self.agent.rpz.status()
-        if self.agent.proxy is not None:
-            out["proxy-index"] = self.agent.proxy.status()
-        if self.agent.routes is not None:
-            out["routes"] = self.agent.routes.status()
-        return out
+        return self.agent.enforcers.status()
 
 
 def _api_ssl_context(settings: Settings) -> ssl.SSLContext | None:
@@ -553,14 +584,3 @@ def _feed_source(settings: Settings, feed: str) -> str:
 
 def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
-
-
-def _restart_only_changes(old: Settings, new: Settings) -> list[str]:
-    changed = []
-    if (old.api.host, old.api.port) != (new.api.host, new.api.port):
-        changed.append("api.listen")
-    if (old.metrics.host, old.metrics.port) != (new.metrics.host, new.metrics.port):
-        changed.append("metrics.listen")
-    if old.store_location != new.store_location:
-        changed.append("store")
-    return changed

@@ -53,6 +53,7 @@ class ApiContext:
     - ``store``, ``decisions``: the store and the lifecycle rules on top of it.
     - ``policy``: the :class:`PolicyIndex` in force, or ``None`` while none is loaded.
     - ``feeds``, ``publishers``: per-feed / per-publisher state for ``GET /v1/status``.
+    - ``reload``: what the last config reload applied and what needs a restart (ditto).
     - ``plan``: held generations and other pending work for ``GET /v1/plan``;
       ``plan(True)`` adds the entries each held generation would add or remove.
     - ``readiness``: reasons the agent is not ready; empty means ready (``/readyz``).
@@ -76,6 +77,7 @@ class ApiContext:
     policy: Callable[[], PolicyIndex | None] = _no_policy
     feeds: Callable[[], Mapping[str, Any]] = _empty
     publishers: Callable[[], Mapping[str, Any]] = _empty
+    reload: Callable[[], Mapping[str, Any]] = _empty
     plan: Callable[[bool], Mapping[str, Any]] = _no_plan
     readiness: Callable[[], Sequence[str]] = _ready
     on_change: Callable[[], None] = _nothing

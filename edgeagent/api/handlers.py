@@ -359,6 +359,7 @@ def _status_sync(ctx: ApiContext, counts: EntryCounts) -> dict[str, Any]:
         "decisions": {DecisionStatus.PENDING_APPROVAL.value: pending_count(ctx.store)},
         "feeds": dict(ctx.feeds()),
         "publishers": dict(ctx.publishers()),
+        "reload": dict(ctx.reload()),
     }
 
 

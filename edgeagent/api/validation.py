@@ -281,6 +281,10 @@ class StatusOut(_Out):
     decisions: dict[str, int] = Field(description="decision counts by status")
     feeds: dict[str, Any]
     publishers: dict[str, Any]
+    reload: dict[str, Any] = Field(
+        default_factory=dict,
+        description="last config reload: at (Unix time), applied and needs_restart (keys)",
+    )
 
 
 class PendingDecisionOut(_Out):

@@ -64,8 +64,10 @@ from edgeagent.lab.resolvers import (
 from edgeagent.lab.sinks import SmtpSink, WebhookSink
 from edgeagent.lab.sites import HOSTED, SITES, STOP_HOST, ZONE, Origin, lab_zone
 from edgeagent.model import DesiredState
+from edgeagent.rpz.compiler import RpzSettings
+from edgeagent.rpz.enforcer import RpzConfig, compiler_settings
 from edgeagent.rpz.publishers.base import ZoneRelease
-from edgeagent.rpz.publishing import HTTP_DIR, rpz_settings
+from edgeagent.rpz.publishers.http_notify import HTTP_DIR
 from edgeagent.service import Agent, Daemon
 from edgeagent.tokens import new_token
 
@@ -266,6 +268,7 @@ index_path = "{plan.index_path}"
 stop_page_listen_host = "{addr.stop_page}"
 stop_page_listen_port = {addr.web_port}
 proxies = [{{ host = "{addr.proxy}", port = {proxy_port} }}]
+verify_interval_seconds = 5
 
 [takedown]
 enabled = true
@@ -542,14 +545,9 @@ class Lab:
             self.daemon.request_stop()
 
 
-def _bootstrap_rpz() -> Any:
+def _bootstrap_rpz() -> RpzSettings:
     """Compiler settings for the bootstrap zones: only the zone names matter."""
-    from edgeagent.config import Settings
-
-    settings = Settings.model_validate(
-        {"rpz": {"zone": RPZ_ZONE, "exception_zone": RPZ_EXCEPTION_ZONE}}
-    )
-    return rpz_settings(settings)
+    return compiler_settings(RpzConfig(zone=RPZ_ZONE, exception_zone=RPZ_EXCEPTION_ZONE), {})
 
 
 def run_lab(directory: Path | None, keep: bool, announce: Callable[[Lab], None]) -> None:

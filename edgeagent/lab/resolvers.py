@@ -11,7 +11,9 @@ Used by ``edgeagent lab`` and by the integration tests (one piece of code for bo
   zones from the ``http-notify`` publisher);
 - :func:`start_named`/:func:`start_unbound`: the zone-file resolver snippets;
 - :func:`start_unfiltered_resolver`: an Unbound WITHOUT the policy on port 53 of a
-  loopback address (what Squid and sniproxy resolve through; they take no port).
+  loopback address (what Squid and sniproxy resolve through; they take no port);
+- :func:`unbound_server`: an Unbound answering fixed records (``local-data``), for the
+  takedown locator's lookups in the tests and the benchmark.
 
 The snippets' ``@PLACEHOLDERS@`` are filled and nothing else changes; the site-local
 include carries only lab plumbing (forward/stub zones to the authoritative server).
@@ -21,7 +23,10 @@ Daemons listen on 127.0.0.1 unless told otherwise and run in the foreground.
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
+import tempfile
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -399,3 +404,51 @@ def start_unfiltered_resolver(
     d = RunningDaemon("unfiltered-unbound", proc, port, workdir, log)
     wait_answering(d)
     return d
+
+
+@contextlib.contextmanager
+def unbound_server(
+    records: Sequence[tuple[str, str, str]], *, zones: Sequence[str] = ("hosted.test",)
+) -> Iterator[tuple[str, int]]:
+    """Run ``unbound -d`` on ``127.0.0.1:<free port>`` serving ``records``.
+
+    ``records`` are ``(name, type, value)``; each of ``zones`` is a ``static`` local zone
+    (so other names in it answer NXDOMAIN without recursion). Yields ``(address, port)``
+    once it answers; stops the daemon and removes its temporary directory afterwards.
+    """
+    with tempfile.TemporaryDirectory(prefix="edgeagent-unbound-") as tmp:
+        workdir = Path(tmp)
+        port = free_port()
+        lines = [
+            "server:",
+            f"  interface: {HOST}",
+            f"  port: {port}",
+            "  do-daemonize: no",
+            '  chroot: ""',
+            '  username: ""',
+            f'  directory: "{workdir}"',
+            f'  pidfile: "{workdir}/unbound.pid"',
+            "  use-syslog: no",
+            "  verbosity: 0",
+            "  log-queries: no",
+            "  num-threads: 1",
+            "  access-control: 127.0.0.0/8 allow",
+            "  do-not-query-localhost: no",
+            '  module-config: "iterator"',
+            "  msg-cache-size: 64m",
+            "  rrset-cache-size: 64m",
+            '  local-zone: "test." nodefault',
+            '  local-zone: "invalid." nodefault',
+        ]
+        lines += [f'  local-zone: "{z}." static' for z in zones]
+        lines += [f'  local-data: "{n}. 300 IN {t} {v}"' for n, t, v in records]
+        lines += ["remote-control:", "  control-enable: no", ""]
+        conf = workdir / "unbound.conf"
+        conf.write_text("\n".join(lines), encoding="utf-8")
+        proc, log = spawn("unbound", ["unbound", "-d", "-c", str(conf)], workdir)
+        d = RunningDaemon("unbound", proc, port, workdir, log)
+        try:
+            wait_answering(d, timeout=30.0)
+            yield d.host, d.port
+        finally:
+            d.stop()

@@ -111,7 +111,7 @@ class IndexFileError(EdgeAgentError):
 
 
 @dataclass(frozen=True, slots=True)
-class Match:
+class IndexHit:
     """A listed request: which kind of entry matched and the source label it came from."""
 
     scope: str  # "url", "url-prefix", "host", "domain" or "hashed"
@@ -560,9 +560,9 @@ class IndexReader:
                     break
                 name = name[dot + 1 :]
 
-    def _decide(self, keys: list[tuple[bytes, str, int]]) -> Match | None:
+    def _decide(self, keys: list[tuple[bytes, str, int]]) -> IndexHit | None:
         """Probe ``keys`` in order; first block wins unless an allow that counts is found."""
-        hit: Match | None = None
+        hit: IndexHit | None = None
         probe = self._probe
         for key, scope, decides in keys:
             t = probe(key)
@@ -575,12 +575,12 @@ class IndexReader:
                 continue  # an allow matches its own expression only
             if hit is None and (kind == KIND_BLOCK or decides == _MARKER_BLOCKS):
                 n = t & _SOURCE_MASK
-                hit = Match(scope, self.sources[n] if n < len(self.sources) else "unknown")
+                hit = IndexHit(scope, self.sources[n] if n < len(self.sources) else "unknown")
                 if not self._any_allow:
                     return hit
         return hit
 
-    def match(self, url: str) -> Match | None:
+    def match(self, url: str) -> IndexHit | None:
         """The entry that lists ``url`` (any spelling, any reading), or ``None``.
 
         ``url`` is read as :func:`edgeagent.canon.request_urls` reads it; a URL that
@@ -597,7 +597,7 @@ class IndexReader:
                     t = self._find(hashlib.sha256(expr.encode("utf-8")).digest())
                     if t >= 0 and t >> _KIND_SHIFT == KIND_BLOCK:
                         n = t & _SOURCE_MASK
-                        return Match("hashed", self.sources[n] if n < len(self.sources) else "")
+                        return IndexHit("hashed", self.sources[n] if n < len(self.sources) else "")
             if hit is not None:
                 return hit
         return None
@@ -614,7 +614,7 @@ class IndexReader:
         """True if the index holds any allow entry."""
         return bool(self._any_allow)
 
-    def match_whole_host(self, host: str) -> Match | None:
+    def match_whole_host(self, host: str) -> IndexHit | None:
         """The block that covers every URL on ``host``, ignoring allow entries, or None.
 
         ``host`` entries, ``domain`` entries on it or a parent, and a ``url-prefix`` entry
@@ -636,10 +636,10 @@ class IndexReader:
             t = self._probe(key)
             if t >= 0 and t >> _KIND_SHIFT == KIND_BLOCK:
                 n = t & _SOURCE_MASK
-                return Match(scope, self.sources[n] if n < len(self.sources) else "unknown")
+                return IndexHit(scope, self.sources[n] if n < len(self.sources) else "unknown")
         return None
 
-    def match_host(self, host: str) -> tuple[Match | None, bool]:
+    def match_host(self, host: str) -> tuple[IndexHit | None, bool]:
         """For CONNECT: ``(host/domain match or None, host has URL-level entries)``.
 
         ``host`` is a name or IP literal without port. Names are canonicalised with

@@ -10,7 +10,8 @@ Privacy contract: the handler reads only ``source`` and ``Accept-Language``; it 
 logs nothing (no client address, URL or time). Counting is the caller's ``on_hit(source)``
 callback (the daemon wires it to ``edgeagent_stop_page_hits_total``); unknown sources are
 counted as ``unknown`` so a client cannot create metric labels. Run the app with
-``access_log=None`` (:func:`start_stop_page` does), because aiohttp's default access log
+``access_log=None`` (:func:`start_stop_page` does, and ends with
+:func:`edgeagent.listeners.stop`), because aiohttp's default access log
 records client addresses.
 """
 
@@ -23,7 +24,7 @@ from string import Template
 
 from aiohttp import web
 
-from edgeagent.logs import redact_aiohttp_server_logs
+from edgeagent import listeners
 
 OnHit = Callable[[str], None]
 
@@ -216,11 +217,12 @@ def create_stop_page_app(
     return app
 
 
-async def start_stop_page(app: web.Application, host: str, port: int) -> web.AppRunner:
+async def start_stop_page(app: web.Application, host: str, port: int) -> listeners.Listener:
     """Start ``app`` on ``host:port`` with the access log OFF (it would log client addresses)
-    and aiohttp's parser-error records redacted (they would log the request line too)."""
-    redact_aiohttp_server_logs()
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, host, port).start()
-    return runner
+    and aiohttp's parser-error records redacted (they would log the request line too), by
+    :func:`edgeagent.listeners.start`.
+
+    After a config reload the new stop page starts on the same address before the old one
+    stops (:mod:`edgeagent.listeners`), so a refused request always finds a stop page.
+    """
+    return await listeners.start(app, host, port)

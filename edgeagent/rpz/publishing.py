@@ -1,17 +1,7 @@
-"""RPZ publishing for the daemon: one release, every publisher, verification, status.
+"""RPZ publishing: one release, every publisher, verification, status.
 
-:class:`RpzPublishing` is built from :class:`~edgeagent.config.Settings`:
-
-* ``[rpz]`` -> :class:`~edgeagent.rpz.compiler.RpzSettings` (zones, SOA, canary, stop
-  page host, the filtering proxy's ``proxy_ipv4``/``proxy_ipv6`` for ``divert``, each
-  feed's ``action``);
-* ``[publishers.NAME]`` -> one plug-in per enabled entry (``bind-update``,
-  ``http-notify``, ``zonefile``);
-* ``[[resolvers]]`` -> the :class:`~edgeagent.rpz.verify.Verifier`'s targets. A
-  publisher's own verify step waits for the resolvers it feeds: ``http-notify`` those it
-  notifies, ``bind-update`` the ``kind = "bind"`` ones (plus, without a ``zonefile``
-  publisher, the ``kind = "unbound"`` ones nobody notifies: they transfer from the hidden
-  primary by IXFR), ``zonefile`` all the rest.
+:class:`RpzPublishing` is built by the RPZ enforcer (:mod:`edgeagent.rpz.enforcer`) from
+the compiler's settings, the publishers and the resolver verifier.
 
 :meth:`RpzPublishing.publish` (called from a worker thread on every policy change) takes
 the next serial, persists it (0600 file in the state directory, written atomically before
@@ -35,32 +25,21 @@ from pathlib import Path
 from typing import Any
 
 from edgeagent.atomic import write_atomic
-from edgeagent.config import (
-    BindUpdatePublisher as BindUpdateConfig,
-)
-from edgeagent.config import (
-    HttpNotifyPublisher as HttpNotifyConfig,
-)
-from edgeagent.config import Settings
-from edgeagent.config import (
-    ZonefilePublisher as ZonefileConfig,
-)
-from edgeagent.configtypes import read_secret
 from edgeagent.errors import EdgeAgentError, PublishError
 from edgeagent.metrics import Metrics
 from edgeagent.model import DesiredState
-from edgeagent.rpz.compiler import CompileStats, RpzAction, RpzSettings, StatsCounter
-from edgeagent.rpz.publishers.base import Publisher, PublishResult, ResolverTarget, ZoneRelease
-from edgeagent.rpz.publishers.bind_update import BindUpdatePublisher
-from edgeagent.rpz.publishers.http_notify import HttpNotifyPublisher, NotifyTarget, ZoneServer
-from edgeagent.rpz.publishers.zonefile import ZonefilePublisher
-from edgeagent.rpz.verify import ResolverCheck, VerificationState, Verifier
+from edgeagent.rpz.compiler import CompileStats, RpzSettings, StatsCounter
+from edgeagent.rpz.publishers.base import (
+    Publisher,
+    PublishResult,
+    ZoneRelease,
+)
+from edgeagent.rpz.verify import VerificationState, Verifier
 from edgeagent.rpz.zonetext import next_serial, serial_gt
 
 log = logging.getLogger(__name__)
 
 SERIAL_FILE = "rpz-serial.json"
-HTTP_DIR = "rpz-http"
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,32 +70,6 @@ def compile_release(
     exception = tuple(plain.exception_text(counter))
     release = CachedRelease(state, settings, serial, policy, exception)
     return release, counter.freeze()
-
-
-def rpz_settings(settings: Settings) -> RpzSettings:
-    """``[rpz]`` (and each feed's ``action``) as the compiler's settings."""
-    r = settings.rpz
-    source_actions = {
-        name: RpzAction(feed.action) for name, feed in settings.feeds.items() if feed.action
-    }
-    kwargs: dict[str, Any] = {}
-    if r.stop_page_host is not None:
-        kwargs["stop_page_host"] = r.stop_page_host
-    return RpzSettings(
-        zone=r.zone,
-        exception_zone=r.exception_zone,
-        mname=r.soa_mname,
-        rname=r.soa_rname,
-        ns=r.soa_mname,
-        ttl=r.ttl,
-        timers=(r.soa_refresh, r.soa_retry, r.soa_expire, r.soa_minimum),
-        proxy_ipv4=str(r.proxy_ipv4) if r.proxy_ipv4 is not None else None,
-        proxy_ipv6=str(r.proxy_ipv6) if r.proxy_ipv6 is not None else None,
-        canary=r.canary_name,
-        default_action=RpzAction(r.default_action),
-        source_actions=source_actions,
-        **kwargs,
-    )
 
 
 @dataclass(slots=True)
@@ -178,137 +131,38 @@ class RpzPublishing:
 
     def __init__(
         self,
-        settings: Settings,
+        rpz: RpzSettings,
+        publishers: Sequence[Publisher[Any]],
+        verifier: Verifier,
+        state_dir: Path,
         metrics: Metrics | None = None,
-        *,
-        publishers: Sequence[Publisher[Any]] | None = None,
-        verify_timeout: float = 10.0,
     ) -> None:
-        self.settings = settings
+        self.rpz = rpz
+        self.publishers = list(publishers)
+        self.verifier = verifier
         self.metrics = metrics
-        self.rpz = rpz_settings(settings)
-        self.state_dir = Path(settings.agent.state_dir)
-        self.serials = SerialStore(self.state_dir / SERIAL_FILE)
-        self._servers: list[ZoneServer] = []
+        self.serials = SerialStore(state_dir / SERIAL_FILE)
         self._lock = threading.Lock()
         self._current: _Current | None = None
         self._last_serial = self.serials.load()
-        self.verify_timeout = verify_timeout
-        self.publishers: list[Publisher[Any]] = (
-            list(publishers) if publishers is not None else self._build_publishers()
-        )
-        self._status = {p.name: PublisherStatus(_kind(p)) for p in self.publishers}
-        self.verifier = Verifier(
-            [
-                ResolverCheck(
-                    ResolverTarget(r.name, r.host, r.port),
-                    counts_for_readiness=r.serial_check != "none",
-                )
-                for r in settings.resolvers
-            ],
-            self.rpz.canary,
-            grace_seconds=settings.rpz.serial_grace_seconds,
-            metrics=metrics,
-        )
-
-    # -- construction -------------------------------------------------------------------
-    def _build_publishers(self) -> list[Publisher[Any]]:
-        s = self.settings
-        resolvers = [(r, ResolverTarget(r.name, r.host, r.port)) for r in s.resolvers]
-        enabled = {n: p for n, p in sorted(s.publishers.items()) if p.enabled}
-        notified = {
-            (e.host, e.port)
-            for p in enabled.values()
-            if isinstance(p, HttpNotifyConfig)
-            for e in p.notify
-        }
-        has_bind = any(isinstance(p, BindUpdateConfig) for p in enabled.values())
-        has_zonefile = any(isinstance(p, ZonefileConfig) for p in enabled.values())
-        out: list[Publisher[Any]] = []
-        for name, cfg in enabled.items():
-            if isinstance(cfg, BindUpdateConfig):
-                # BIND secondaries, and -- when no zonefile publisher feeds them -- the
-                # Unbound resolvers no http-notify publisher feeds: those transfer from
-                # the hidden primary (resolvers/unbound/unbound-rpz-primary.conf).
-                targets = [
-                    t
-                    for r, t in resolvers
-                    if r.kind == "bind"
-                    or (
-                        r.kind == "unbound"
-                        and not has_zonefile
-                        and (t.host, t.port) not in notified
-                    )
-                ]
-                out.append(
-                    BindUpdatePublisher(
-                        name,
-                        server=cfg.server,
-                        port=cfg.port,
-                        key_name=cfg.tsig_key_name,
-                        secret=read_secret(cfg.tsig_secret_file, cfg.tsig_secret_env),
-                        algorithm=cfg.tsig_algorithm,
-                        targets=targets,
-                        timeout=cfg.timeout_seconds,
-                        retries=cfg.retries,
-                        verify_timeout=self.verify_timeout,
-                    )
-                )
-            elif isinstance(cfg, HttpNotifyConfig):
-                mine = {(e.host, e.port) for e in cfg.notify}
-                pub = HttpNotifyPublisher(
-                    name,
-                    directory=self.state_dir / HTTP_DIR / name,
-                    notify=[NotifyTarget(e.host, e.port) for e in cfg.notify],
-                    targets=[t for _, t in resolvers if (t.host, t.port) in mine],
-                    retries=cfg.retries,
-                    verify_timeout=self.verify_timeout,
-                )
-                out.append(pub)
-                self._servers.append(
-                    pub.server(
-                        [self.rpz.zone, self.rpz.exception_zone],
-                        host=cfg.host,
-                        port=cfg.port,
-                        allowed=cfg.allowed_clients,
-                    )
-                )
-            elif isinstance(cfg, ZonefileConfig):
-                targets = [
-                    t
-                    for r, t in resolvers
-                    if (t.host, t.port) not in notified and not (has_bind and r.kind == "bind")
-                ]
-                out.append(
-                    ZonefilePublisher(
-                        name,
-                        policy_path=cfg.directory / f"{self.rpz.zone}.zone",
-                        exception_path=cfg.directory / f"{self.rpz.exception_zone}.zone",
-                        reload_commands=[cfg.reload_command] if cfg.reload_command else [],
-                        targets=targets,
-                        group=cfg.group,
-                        mode=cfg.mode,
-                        checkzone=cfg.check_command[0] if cfg.check_command else "named-checkzone",
-                        verify_timeout=self.verify_timeout,
-                    )
-                )
-        return out
+        self._status = {p.name: PublisherStatus(p.KIND) for p in self.publishers}
 
     # -- lifecycle ------------------------------------------------------------------------
     async def start(self) -> None:
-        """Start the HTTP zone servers of ``http-notify`` publishers."""
-        for server in self._servers:
-            await server.start()
+        """Start what the publishers serve themselves (``http-notify``'s zone server)."""
+        for p in self.publishers:
+            await p.start()
 
     async def close(self) -> None:
-        for server in self._servers:
-            await server.close()
-
-    @property
-    def servers(self) -> tuple[ZoneServer, ...]:
-        return tuple(self._servers)
+        for p in self.publishers:
+            await p.close()
 
     # -- publishing -----------------------------------------------------------------------
+    def missing(self) -> tuple[str, ...]:
+        """Publishers the current release has not reached yet."""
+        cur = self._current
+        return tuple(p.name for p in self.publishers if cur is None or p.name not in cur.done)
+
     def publish(self, state: DesiredState) -> list[PublishResult]:
         """Publish ``state`` to every publisher still missing it; return the successes.
 
@@ -349,9 +203,9 @@ class RpzPublishing:
         for p in self.publishers:
             if p.name in cur.done:
                 continue
-            seen = getattr(p, "primary_serial_seen", None)
-            ahead = isinstance(seen, int) and not serial_gt(cur.release.serial, seen)
-            if ahead and isinstance(seen, int) and (best is None or serial_gt(seen, best)):
+            seen = p.seen_serial
+            ahead = seen is not None and not serial_gt(cur.release.serial, seen)
+            if ahead and seen is not None and (best is None or serial_gt(seen, best)):
                 best = seen
         return best
 
@@ -403,8 +257,8 @@ class RpzPublishing:
         # bind-update may have used serials above the release's (a diff split into several
         # UPDATEs): the next release must be newer than every one of them.
         for p in self.publishers:
-            live = getattr(p, "live_serial", None)
-            if isinstance(live, int) and (
+            live = p.live_serial
+            if live is not None and (
                 self._last_serial is None or serial_gt(live, self._last_serial)
             ):
                 self._last_serial = live
@@ -433,13 +287,3 @@ class RpzPublishing:
             "publishers": {n: s.to_dict() for n, s in sorted(self._status.items())},
             "verification": self.verifier.last.to_dict(),
         }
-
-
-def _kind(p: Publisher[Any]) -> str:
-    if isinstance(p, BindUpdatePublisher):
-        return "bind-update"
-    if isinstance(p, HttpNotifyPublisher):
-        return "http-notify"
-    if isinstance(p, ZonefilePublisher):
-        return "zonefile"
-    return type(p).__name__

@@ -1,7 +1,9 @@
-"""Persistent state: feed generations, decisions, audit chain, API tokens.
+"""Persistent state: feed generations, decisions, audit chain, API tokens (and, with the
+PostgreSQL backend, takedown tickets).
 
 ``open_store(config, state_dir)`` opens the configured backend (see
-:mod:`edgeagent.store.kinds`); code elsewhere should depend on the
+:mod:`edgeagent.store.kinds`) and ``open_ticket_store(config, state_dir)`` the takedown
+tickets that go with it; code elsewhere should depend on the
 :class:`edgeagent.store.base.Store` protocol only.
 """
 
@@ -12,6 +14,7 @@ from pathlib import Path
 from edgeagent.store.base import Store, StoreConfig
 from edgeagent.store.kinds import STORE_BACKENDS
 from edgeagent.store.sqlite import SqliteStore
+from edgeagent.takedown.ticketstore import TicketStorage
 
 
 def open_store(config: StoreConfig, state_dir: Path) -> Store:
@@ -19,4 +22,10 @@ def open_store(config: StoreConfig, state_dir: Path) -> Store:
     return STORE_BACKENDS.plugin(config).from_config(config, state_dir)
 
 
-__all__ = ["SqliteStore", "Store", "open_store"]
+def open_ticket_store(config: StoreConfig, state_dir: Path) -> TicketStorage:
+    """Open the takedown ticket store that goes with the store ``config`` names; where
+    the tickets live is the backend's choice."""
+    return STORE_BACKENDS.plugin(config).open_ticket_store(config, state_dir)
+
+
+__all__ = ["SqliteStore", "Store", "open_store", "open_ticket_store"]

@@ -1,12 +1,17 @@
-"""The store contract. ``SqliteStore`` (``edgeagent.store.sqlite``) is the embedded default.
+"""The store contract. ``SqliteStore`` (``edgeagent.store.sqlite``) is the embedded default;
+``PostgresStore`` (``edgeagent.store.postgresql``) keeps the same state in a PostgreSQL
+database that several agents can share.
 
 A *store backend* is a :class:`StoreBackend` subclass registered in
 :mod:`edgeagent.store.kinds`: ``KIND`` is the value of ``[store] backend`` that selects it,
 ``Config`` its own config model (a :class:`StoreConfig`), and
 ``from_config(config, state_dir)`` opens the store (creating and migrating it as needed)
-and returns an object that implements :class:`Store`. Adding a backend is one module and
-one line in ``kinds.py``; everything else reaches the store through
-:func:`edgeagent.store.open_store`.
+and returns an object that implements :class:`Store`, and
+``open_ticket_store(config, state_dir)`` opens the takedown tickets that go with that
+store: the backend decides where they live (SQLite: a file of their own in the state
+directory; PostgreSQL: the store's database, shared by every agent on it). Adding a
+backend is one module and one line in ``kinds.py``; everything else reaches the store
+through :func:`edgeagent.store.open_store` and :func:`edgeagent.store.open_ticket_store`.
 
 A backend must:
 - keep feed snapshots as *generations*. Exactly one generation per feed is ``live`` (the
@@ -18,10 +23,13 @@ A backend must:
   :meth:`Store.verify_audit` recomputes the chain and names the first row that fails.
 - bump ``policy_version`` on every change that alters the desired state (a decision
   activated/revoked/expired, a generation made live), atomically with that change.
+- move decisions only along :data:`DECISION_TRANSITIONS` (:func:`check_decision_transition`).
 - be safe to call from several threads; writes are serialised by the backend.
 - create its files with mode 0600 and never log entry values.
+- bring its schema to the version the code knows when it opens, and refuse a database
+  whose schema is newer (:mod:`edgeagent.store.migrations`).
 
-Timestamps are timezone-aware UTC ``datetime``s in and out.
+Timestamps are timezone-aware UTC ``datetime``s in and out (:func:`require_aware`).
 """
 
 from __future__ import annotations
@@ -34,9 +42,40 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
-from edgeagent.errors import Conflict
+from edgeagent.errors import Conflict, InvalidTransition, StoreError
 from edgeagent.model import Action, Decision, DecisionStatus, Entry, Indicator, NoticeSource
 from edgeagent.plugins import PluginConfig
+from edgeagent.takedown.ticketstore import TicketStorage
+
+OPEN_DECISION_STATUSES = (DecisionStatus.ACTIVE, DecisionStatus.PENDING_APPROVAL)
+"""The statuses a new decision may have; at most one open decision per indicator and action."""
+
+DECISION_TRANSITIONS: Mapping[DecisionStatus, tuple[DecisionStatus, ...]] = {
+    DecisionStatus.PENDING_APPROVAL: (
+        DecisionStatus.ACTIVE,
+        DecisionStatus.REJECTED,
+        DecisionStatus.REVOKED,
+        DecisionStatus.EXPIRED,
+    ),
+    DecisionStatus.ACTIVE: (DecisionStatus.REVOKED, DecisionStatus.EXPIRED),
+}
+"""Status -> the statuses a decision may move to from it; the others are final."""
+
+
+def check_decision_transition(current: DecisionStatus, new: DecisionStatus) -> bool:
+    """Raise ``InvalidTransition`` unless ``current -> new`` is allowed; return whether the
+    move enters or leaves ``active`` (and so must bump ``policy_version``)."""
+    allowed = DECISION_TRANSITIONS.get(current, ())
+    if new not in allowed:
+        raise InvalidTransition(current.value, new.value, [a.value for a in allowed])
+    return (current is DecisionStatus.ACTIVE) != (new is DecisionStatus.ACTIVE)
+
+
+def require_aware(dt: datetime) -> datetime:
+    """``dt`` unchanged; ``StoreError`` for a naive datetime (its zone is ambiguous)."""
+    if dt.tzinfo is None or dt.utcoffset() is None:
+        raise StoreError("naive datetime given; the store takes timezone-aware UTC times")
+    return dt
 
 
 class GenerationStatus(StrEnum):
@@ -274,3 +313,8 @@ class StoreBackend(ABC, Generic[ConfigT]):
     @abstractmethod
     def from_config(cls, config: ConfigT, state_dir: Path) -> Store:
         """Open the configured store (``state_dir``: the agent's state directory)."""
+
+    @classmethod
+    @abstractmethod
+    def open_ticket_store(cls, config: ConfigT, state_dir: Path) -> TicketStorage:
+        """Open the takedown ticket store that goes with the configured store."""

@@ -7,9 +7,11 @@ from typing import Any
 
 from edgeagent.plugins import Registry
 from edgeagent.store.base import StoreBackend
+from edgeagent.store.postgresql.store import PostgresStore
 from edgeagent.store.sqlite import SqliteStore
 
 __all__ = ["STORE_BACKENDS"]
 
 STORE_BACKENDS: Registry[StoreBackend[Any]] = Registry("store backend", key="backend")
 STORE_BACKENDS.register(SqliteStore)
+STORE_BACKENDS.register(PostgresStore)

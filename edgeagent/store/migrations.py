@@ -1,10 +1,16 @@
-"""Versioned SQLite schema for :class:`edgeagent.store.sqlite.SqliteStore`.
+"""Versioned schemas: the mechanism every backend shares, and the SQLite schema.
 
-The schema version lives in ``PRAGMA user_version`` (0 = empty database). ``MIGRATIONS[i]``
-takes a database from version ``i`` to ``i + 1``; each is a tuple of single SQL statements
-(not a script: ``executescript`` would commit behind our back) so that :func:`migrate` can
-run every pending step, and the version bump, inside one ``BEGIN IMMEDIATE`` transaction.
-A crash half-way leaves the database at its old version, untouched.
+The shape, the same for every backend (SQLite here, PostgreSQL in
+:mod:`edgeagent.store.postgresql.schema`): a module holds ``MIGRATIONS``, where
+``MIGRATIONS[i]`` is a tuple of single SQL statements taking a database from version ``i``
+to ``i + 1`` (0 = empty database), ``CURRENT_VERSION = len(MIGRATIONS)``, a function that
+reads the version a database records, and ``migrate(conn, target)``, which runs every
+pending step and the version bump in one transaction (a crash half-way leaves the database
+at its old version, untouched) after :func:`pending_versions` has refused a database newer
+than the code. Each store runs ``migrate`` when it opens.
+
+For SQLite the version lives in ``PRAGMA user_version``; the steps are single statements,
+not a script, because ``executescript`` would commit behind our back.
 
 Rules for adding a migration: append, never edit a released one; keep entry values out of
 any message; a data migration is plain SQL over the existing rows.
@@ -148,24 +154,33 @@ def user_version(conn: sqlite3.Connection) -> int:
     return int(row[0])
 
 
+def pending_versions(found: int, target: int, known: int, *, where: str = "") -> range:
+    """The versions whose steps take a database from ``found`` to ``target``.
+
+    ``known`` is the newest version the code has. Raise ``StoreError`` (prefixed with
+    ``where``, e.g. the config key of the database) if ``target`` is unknown or the
+    database is newer than ``target``: it was written by a newer edgeagent, and refusing is
+    the only safe choice, since this code does not know what the extra schema means.
+    """
+    if not 0 <= target <= known:
+        raise StoreError(f"{where}unknown schema version {target} (this code knows 0..{known})")
+    if found > target:
+        raise StoreError(
+            f"{where}database schema version {found} is newer than this edgeagent supports "
+            f"({target}); upgrade edgeagent or restore a matching backup"
+        )
+    return range(found, target)
+
+
 def migrate(conn: sqlite3.Connection, target: int = CURRENT_VERSION) -> int:
     """Bring the database to ``target`` in one transaction; return the version reached.
 
     ``conn`` must be in autocommit mode (``isolation_level=None``). Raise ``StoreError``
-    if the database is newer than ``target`` (written by a newer edgeagent: refusing is the
-    only safe choice, since this code does not know what the extra schema means).
+    if the database is newer than ``target`` (:func:`pending_versions`).
     """
-    if not 0 <= target <= CURRENT_VERSION:
-        raise StoreError(f"unknown schema version {target} (this code knows 0..{CURRENT_VERSION})")
     conn.execute("BEGIN IMMEDIATE")
     try:
-        found = user_version(conn)
-        if found > target:
-            raise StoreError(
-                f"database schema version {found} is newer than this edgeagent supports "
-                f"({target}); upgrade edgeagent or restore a matching backup"
-            )
-        for version in range(found, target):
+        for version in pending_versions(user_version(conn), target, CURRENT_VERSION):
             for statement in MIGRATIONS[version]:
                 conn.execute(statement)
         # PRAGMA user_version is transactional: it commits or rolls back with the steps.

@@ -28,18 +28,14 @@ The store writes no audit rows by itself; callers audit what they do (``append_a
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from enum import Enum
 from itertools import islice
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any, Literal
 
 from edgeagent.configtypes import OutputPath
@@ -54,8 +50,9 @@ from edgeagent.model import (
     NoticeSource,
     Scope,
 )
-from edgeagent.store import migrations
+from edgeagent.store import migrations, rows
 from edgeagent.store.base import (
+    OPEN_DECISION_STATUSES,
     AuditNote,
     AuditRecord,
     AuditVerification,
@@ -66,35 +63,31 @@ from edgeagent.store.base import (
     StoreConfig,
     TargetSearch,
     Token,
+    check_decision_transition,
+    require_aware,
 )
+from edgeagent.store.chain import (
+    AUDIT_COLUMNS,
+    audit_record,
+    canonical_json,
+    next_row,
+    utc_text,
+    verify_chain,
+)
+from edgeagent.store.rows import DECISION_COLUMNS, GENERATION_COLUMNS, LOADING
+from edgeagent.takedown.ticketstore import TicketStore
 
 STORE_FILE_NAME = "edgeagent.sqlite3"
 """The database file in the state directory when ``[store] path`` is not set."""
 
-ZERO_HASH = "0" * 64
-"""``prev_hash`` of the first audit row."""
+TICKET_STORE_FILE_NAME = "takedown.sqlite3"
+"""The takedown tickets' own file in the state directory (the store file has no tickets)."""
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
-_LOADING = "_loading"
-_OPEN_STATUSES = (DecisionStatus.ACTIVE.value, DecisionStatus.PENDING_APPROVAL.value)
-_TRANSITIONS: dict[DecisionStatus, tuple[DecisionStatus, ...]] = {
-    DecisionStatus.PENDING_APPROVAL: (
-        DecisionStatus.ACTIVE,
-        DecisionStatus.REJECTED,
-        DecisionStatus.REVOKED,
-        DecisionStatus.EXPIRED,
-    ),
-    DecisionStatus.ACTIVE: (DecisionStatus.REVOKED, DecisionStatus.EXPIRED),
-}
+_OPEN_STATUSES = tuple(s.value for s in OPEN_DECISION_STATUSES)
 _SCOPES = {s.value: s for s in Scope}
-_SCHEMES = ("http", "https")
 _ACTIONS = {a.value: a for a in Action}
-_GEN_COLS = "id, feed, status, created_at, entry_count, serial, hold_reason, meta"
-_DEC_COLS = (
-    "id, scope, value, action, actor, reason, reference, notice_source, notice_received_at, "
-    "created_at, status, expires_at, category, approved_by"
-)
 _ENTRY_INSERT = (
     "INSERT INTO generation_entries (id, scope, value, action, category, reference, "
     "first_seen, last_seen, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -109,9 +102,7 @@ _IN_CHUNK = 500  # ids per "IN (...)" query; well under SQLite's variable limit
 
 def _to_us(dt: datetime) -> int:
     """Exact microseconds since the epoch; refuses naive datetimes (ambiguous zone)."""
-    if dt.tzinfo is None or dt.utcoffset() is None:
-        raise StoreError("naive datetime given; the store takes timezone-aware UTC times")
-    return (dt - _EPOCH) // _US
+    return (require_aware(dt) - _EPOCH) // _US
 
 
 def _opt_us(dt: datetime | None) -> int | None:
@@ -120,71 +111,6 @@ def _opt_us(dt: datetime | None) -> int | None:
 
 def _from_us(value: int) -> datetime:
     return _EPOCH + timedelta(microseconds=value)
-
-
-def _opt_from_us(value: int | None) -> datetime | None:
-    return None if value is None else _EPOCH + timedelta(microseconds=value)
-
-
-def _iso(dt: datetime) -> str:
-    """Fixed-width ISO-8601 UTC text: sorts lexically in time order."""
-    if dt.tzinfo is None or dt.utcoffset() is None:
-        raise StoreError("naive datetime given; the store takes timezone-aware UTC times")
-    return dt.astimezone(UTC).isoformat(timespec="microseconds")
-
-
-def _json_default(value: object) -> object:
-    if isinstance(value, datetime):
-        return _iso(value)
-    if isinstance(value, Enum):
-        return value.value
-    if isinstance(value, bytes):
-        return value.hex()
-    if isinstance(value, Mapping):
-        return dict(value)
-    if isinstance(value, set | frozenset):
-        return sorted(value, key=str)
-    raise TypeError(f"cannot store a {type(value).__name__} in JSON")
-
-
-def canonical_json(value: Mapping[str, Any]) -> str:
-    """Canonical JSON: sorted keys, compact separators, ASCII only, no NaN.
-
-    Datetimes become ISO-8601 UTC text, enums their value, bytes hex, sets sorted lists,
-    other mappings (e.g. a record's read-only ``detail``) plain objects.
-    """
-    try:
-        return json.dumps(
-            value,
-            sort_keys=True,
-            separators=(",", ":"),
-            ensure_ascii=True,
-            allow_nan=False,
-            default=_json_default,
-        )
-    except (TypeError, ValueError) as exc:
-        raise StoreError(f"detail is not JSON-serialisable: {exc}") from None
-
-
-AuditFields = tuple[int, str, str, str, str, str, str]
-"""``(id, at, actor, action, subject, detail, prev_hash)``: the audit columns, in table order,
-that ``row_hash`` covers."""
-
-
-def audit_row_hash(fields: AuditFields) -> str:
-    """SHA-256 (hex) of one audit row.
-
-    The hashed bytes are the compact, ASCII-only JSON array
-    ``[id, at, actor, action, subject, detail, prev_hash]`` where ``detail`` is the stored
-    canonical JSON *text* (a string inside the array) and ``at`` the stored ISO text. An
-    independent verifier can recompute it from the raw table with a few lines of code.
-    """
-    payload = json.dumps(
-        list(fields),
-        ensure_ascii=True,
-        separators=(",", ":"),
-    )
-    return hashlib.sha256(payload.encode("ascii")).hexdigest()
 
 
 def _utcnow() -> datetime:
@@ -221,6 +147,11 @@ class SqliteStore(StoreBackend[SqliteStoreConfig]):
         path = config.file(state_dir)
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         return cls(path)
+
+    @classmethod
+    def open_ticket_store(cls, config: SqliteStoreConfig, state_dir: Path) -> TicketStore:
+        """The tickets in ``state_dir/takedown.sqlite3`` (mode 0600)."""
+        return TicketStore(state_dir / TICKET_STORE_FILE_NAME)
 
     def __init__(
         self,
@@ -390,27 +321,14 @@ class SqliteStore(StoreBackend[SqliteStoreConfig]):
 
     # --- feed generations ---------------------------------------------------------------
 
-    @staticmethod
-    def _generation(row: Sequence[Any]) -> Generation:
-        return Generation(
-            id=int(row[0]),
-            feed=str(row[1]),
-            status=GenerationStatus(row[2]),
-            created_at=_from_us(row[3]),
-            entry_count=int(row[4]),
-            serial=str(row[5]),
-            hold_reason=str(row[6]),
-            meta=MappingProxyType(json.loads(row[7])),
-        )
-
     def _get_generation(self, c: sqlite3.Connection, generation_id: int) -> Generation:
         row = c.execute(
-            f"SELECT {_GEN_COLS} FROM generations WHERE id = ? AND status != ?",
-            (generation_id, _LOADING),
+            f"SELECT {GENERATION_COLUMNS} FROM generations WHERE id = ? AND status != ?",
+            (generation_id, LOADING),
         ).fetchone()
         if row is None:
             raise NotFound("generation", str(generation_id))
-        return self._generation(row)
+        return rows.generation(row, _from_us)
 
     def add_generation(
         self,
@@ -430,25 +348,23 @@ class SqliteStore(StoreBackend[SqliteStoreConfig]):
         and leaves the live one alone. Entries are consumed once, streaming; if the
         iterable raises, nothing becomes visible and the exception propagates.
         """
-        status = GenerationStatus(status)
-        if status not in (GenerationStatus.LIVE, GenerationStatus.HELD):
-            raise StoreError(f"a new generation must be live or held, not {status.value}")
+        status = rows.new_generation_status(status)
         meta_json = canonical_json(meta or {})
         now = _to_us(self._now())
         with self._write() as c:
             cur = c.execute(
                 "INSERT INTO generations (feed, status, created_at, status_changed_at, serial, "
                 "hold_reason, meta) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (feed, _LOADING, now, now, serial, hold_reason, meta_json),
+                (feed, LOADING, now, now, serial, hold_reason, meta_json),
             )
             gen_id = int(cur.lastrowid or 0)
         counter = [0]
-        rows = self._entry_rows(gen_id, entries, counter)
+        values = self._entry_rows(gen_id, entries, counter)
         try:
             while True:
                 before = counter[0]
                 with self._write() as c:
-                    c.executemany(_ENTRY_INSERT, islice(rows, self._batch_size))
+                    c.executemany(_ENTRY_INSERT, islice(values, self._batch_size))
                 if counter[0] - before < self._batch_size:
                     break
             with self._write() as c:
@@ -459,7 +375,7 @@ class SqliteStore(StoreBackend[SqliteStoreConfig]):
                 cur = c.execute(
                     "UPDATE generations SET status = ?, entry_count = ?, status_changed_at = ? "
                     "WHERE id = ? AND status = ?",
-                    (status.value, counter[0], changed, gen_id, _LOADING),
+                    (status.value, counter[0], changed, gen_id, LOADING),
                 )
                 if cur.rowcount != 1:
                     raise StoreError(f"generation {gen_id} of feed {feed} vanished while loading")
@@ -530,15 +446,10 @@ class SqliteStore(StoreBackend[SqliteStoreConfig]):
     @staticmethod
     def _clear_slot(c: sqlite3.Connection, feed: str, slot: GenerationStatus, changed: int) -> None:
         """Move the feed's live generation to superseded, or its held one to discarded."""
-        new = (
-            GenerationStatus.SUPERSEDED
-            if slot is GenerationStatus.LIVE
-            else GenerationStatus.DISCARDED
-        )
         c.execute(
             "UPDATE generations SET status = ?, status_changed_at = ? "
             "WHERE feed = ? AND status = ?",
-            (new.value, changed, feed, slot.value),
+            (rows.SLOT_SUCCESSOR[slot].value, changed, feed, slot.value),
         )
 
     def live_generation(self, feed: str) -> Generation | None:
@@ -552,10 +463,10 @@ class SqliteStore(StoreBackend[SqliteStoreConfig]):
     def _slot(self, feed: str, status: GenerationStatus) -> Generation | None:
         with self._read() as c:
             row = c.execute(
-                f"SELECT {_GEN_COLS} FROM generations WHERE feed = ? AND status = ?",
+                f"SELECT {GENERATION_COLUMNS} FROM generations WHERE feed = ? AND status = ?",
                 (feed, status.value),
             ).fetchone()
-        return None if row is None else self._generation(row)
+        return None if row is None else rows.generation(row, _from_us)
 
     def get_generation(self, generation_id: int) -> Generation:
         """One generation by id; ``NotFound`` if unknown, pruned or still loading."""
@@ -565,12 +476,12 @@ class SqliteStore(StoreBackend[SqliteStoreConfig]):
     def generations(self, feed: str) -> list[Generation]:
         """Every visible generation of ``feed``, newest first."""
         with self._read() as c:
-            rows = c.execute(
-                f"SELECT {_GEN_COLS} FROM generations WHERE feed = ? AND status != ? "
+            found = c.execute(
+                f"SELECT {GENERATION_COLUMNS} FROM generations WHERE feed = ? AND status != ? "
                 "ORDER BY id DESC",
-                (feed, _LOADING),
+                (feed, LOADING),
             ).fetchall()
-        return [self._generation(r) for r in rows]
+        return [rows.generation(r, _from_us) for r in found]
 
     def generation_entries(self, generation_id: int) -> Iterator[Entry]:
         """Stream a generation's entries in insertion order; ``source`` is the feed name.
@@ -684,7 +595,7 @@ class SqliteStore(StoreBackend[SqliteStoreConfig]):
                 int(r[0])
                 for r in c.execute(
                     "SELECT id FROM generations WHERE feed = ? AND status = ? AND created_at < ?",
-                    (feed, _LOADING, stale_before),
+                    (feed, LOADING, stale_before),
                 )
             ]
         deleted = 0
@@ -704,53 +615,34 @@ class SqliteStore(StoreBackend[SqliteStoreConfig]):
     def feeds(self) -> list[str]:
         """Names of every feed with at least one visible generation, sorted."""
         with self._read() as c:
-            rows = c.execute(
+            found = c.execute(
                 "SELECT DISTINCT feed FROM generations WHERE status != ? ORDER BY feed",
-                (_LOADING,),
+                (LOADING,),
             ).fetchall()
-        return [str(r[0]) for r in rows]
+        return [str(r[0]) for r in found]
 
     # --- decisions ----------------------------------------------------------------------
 
     @staticmethod
-    def _load_decisions(c: sqlite3.Connection, rows: Sequence[Sequence[Any]]) -> list[Decision]:
-        """Build decisions (with their histories) from ``_DEC_COLS`` rows."""
-        history: dict[int, list[DecisionEvent]] = {int(r[0]): [] for r in rows}
+    def _load_decisions(c: sqlite3.Connection, found: Sequence[Sequence[Any]]) -> list[Decision]:
+        """Build decisions (with their histories) from ``DECISION_COLUMNS`` rows."""
+        history: dict[int, list[DecisionEvent]] = {int(r[0]): [] for r in found}
         ids = list(history)
         for start in range(0, len(ids), _IN_CHUNK):
             chunk = ids[start : start + _IN_CHUNK]
             marks = ",".join("?" * len(chunk))
-            for did, at, actor, status, reason in c.execute(
-                "SELECT decision_id, at, actor, status, reason FROM decision_events "
+            for row in c.execute(
+                f"SELECT {rows.EVENT_COLUMNS} FROM decision_events "
                 f"WHERE decision_id IN ({marks}) ORDER BY id",
                 chunk,
             ):
-                history[int(did)].append(
-                    DecisionEvent(_from_us(at), actor, DecisionStatus(status), reason)
-                )
-        return [
-            Decision(
-                id=int(r[0]),
-                indicator=Indicator(Scope(r[1]), r[2]),
-                action=Action(r[3]),
-                actor=r[4],
-                reason=r[5],
-                reference=r[6],
-                notice_source=NoticeSource(r[7]),
-                notice_received_at=_from_us(r[8]),
-                created_at=_from_us(r[9]),
-                status=DecisionStatus(r[10]),
-                expires_at=_opt_from_us(r[11]),
-                category=r[12],
-                approved_by=r[13],
-                history=tuple(history[int(r[0])]),
-            )
-            for r in rows
-        ]
+                did, ev = rows.event(row, _from_us)
+                history[did].append(ev)
+        return [rows.decision(r, history[int(r[0])], _from_us) for r in found]
 
     def _get_decision(self, c: sqlite3.Connection, decision_id: int) -> Decision:
         row = c.execute(
-            f"SELECT {_DEC_COLS} FROM decisions WHERE id = ?", (decision_id,)
+            f"SELECT {DECISION_COLUMNS} FROM decisions WHERE id = ?", (decision_id,)
         ).fetchone()
         if row is None:
             raise NotFound("decision", str(decision_id))
@@ -791,14 +683,15 @@ class SqliteStore(StoreBackend[SqliteStoreConfig]):
         return [stored[d] if isinstance(d, int) else d for d in done]
 
     def _decisions_by_id(self, c: sqlite3.Connection, ids: Sequence[int]) -> list[Decision]:
-        rows: list[Sequence[Any]] = []
+        found: list[Sequence[Any]] = []
         for start in range(0, len(ids), _IN_CHUNK):
             chunk = ids[start : start + _IN_CHUNK]
-            rows += c.execute(
-                f"SELECT {_DEC_COLS} FROM decisions WHERE id IN ({','.join('?' * len(chunk))})",
+            found += c.execute(
+                f"SELECT {DECISION_COLUMNS} FROM decisions "
+                f"WHERE id IN ({','.join('?' * len(chunk))})",
                 chunk,
             ).fetchall()
-        return self._load_decisions(c, rows)
+        return self._load_decisions(c, found)
 
     def _insert_decision(
         self, c: sqlite3.Connection, new: NewDecision, audit: AuditNote | None
@@ -876,52 +769,30 @@ class SqliteStore(StoreBackend[SqliteStoreConfig]):
         """
         if limit < 0 or offset < 0:
             raise StoreError("limit and offset must be >= 0")
-        where, params = self._decision_filter(status, source, scope, reference, target)
-        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        filters = rows.decision_filters(status, source, scope, reference)
+        terms = [f"{column} = ?" for column, _ in filters]
+        params = [value for _, value in filters]
+        if target is not None:
+            condition, values = rows.target_condition(target, "?")
+            terms.append(condition)
+            params += values
         with self._read() as c:
-            rows = c.execute(
-                f"SELECT {_DEC_COLS} FROM decisions {clause} ORDER BY id LIMIT ? OFFSET ?",
+            found = c.execute(
+                f"SELECT {DECISION_COLUMNS} FROM decisions WHERE {' AND '.join(terms) or 'true'} "
+                "ORDER BY id LIMIT ? OFFSET ?",
                 (*params, limit, offset),
             ).fetchall()
-            return self._load_decisions(c, rows)
+            return self._load_decisions(c, found)
 
     def count_decisions(self, *, status: DecisionStatus | None = None) -> int:
         """How many decisions have ``status`` (all of them if ``None``)."""
-        where, params = self._decision_filter(status, None, None, None, None)
-        clause = f"WHERE {' AND '.join(where)}" if where else ""
         with self._read() as c:
-            return int(c.execute(f"SELECT count(*) FROM decisions {clause}", params).fetchone()[0])
-
-    @staticmethod
-    def _decision_filter(
-        status: DecisionStatus | None,
-        source: NoticeSource | None,
-        scope: str | None,
-        reference: str | None,
-        target: TargetSearch | None,
-    ) -> tuple[list[str], list[Any]]:
-        where: list[str] = []
-        params: list[Any] = []
-        for column, value in (
-            ("status", status),
-            ("notice_source", source),
-            ("scope", scope),
-            ("reference", reference),
-        ):
-            if value is not None:
-                where.append(f"{column} = ?")
-                params.append(str(value.value if isinstance(value, Enum) else value))
-        if target is not None:
-            either = ["value = ?" for _ in target.values]
-            params.extend(target.values)
-            if target.host is not None:
-                # URLs on the host: canonical URLs are scheme://host[:port]/..., so each
-                # form is one lexical range (no LIKE: host names may hold "_").
-                for start in (f"{s}://{target.host}{sep}" for s in _SCHEMES for sep in "/:"):
-                    either.append("(value >= ? AND value < ?)")
-                    params.extend((start, start[:-1] + chr(ord(start[-1]) + 1)))
-            where.append(f"({' OR '.join(either) or '0'})")
-        return where, params
+            if status is None:
+                return int(c.execute("SELECT count(*) FROM decisions").fetchone()[0])
+            row = c.execute(
+                "SELECT count(*) FROM decisions WHERE status = ?", (status.value,)
+            ).fetchone()
+            return int(row[0])
 
     def set_decision_status(
         self,
@@ -965,16 +836,14 @@ class SqliteStore(StoreBackend[SqliteStoreConfig]):
         actor: str,
         reason: str,
     ) -> None:
-        allowed = _TRANSITIONS.get(current, ())
-        if status not in allowed:
-            raise InvalidTransition(current.value, status.value, [a.value for a in allowed])
+        changes_policy = check_decision_transition(current, status)
         c.execute("UPDATE decisions SET status = ? WHERE id = ?", (status.value, decision_id))
         c.execute(
             "INSERT INTO decision_events (decision_id, at, actor, status, reason) "
             "VALUES (?, ?, ?, ?, ?)",
             (decision_id, _to_us(self._now()), actor, status.value, reason),
         )
-        if (current is DecisionStatus.ACTIVE) != (status is DecisionStatus.ACTIVE):
+        if changes_policy:
             self._bump_policy(c)
 
     def expire_due_decisions(
@@ -1001,11 +870,11 @@ class SqliteStore(StoreBackend[SqliteStoreConfig]):
                     actor=actor,
                     reason="expired",
                 )
-            rows = [
-                c.execute(f"SELECT {_DEC_COLS} FROM decisions WHERE id = ?", (d,)).fetchone()
+            found = [
+                c.execute(f"SELECT {DECISION_COLUMNS} FROM decisions WHERE id = ?", (d,)).fetchone()
                 for d in ids
             ]
-            return self._load_decisions(c, rows)
+            return self._load_decisions(c, found)
 
     def active_decisions(self) -> Iterator[Decision]:
         """Stream every active decision (with history) from a private read snapshot."""
@@ -1019,7 +888,7 @@ class SqliteStore(StoreBackend[SqliteStoreConfig]):
         try:
             conn.execute("BEGIN")  # one snapshot for decisions and their events
             cur = conn.execute(
-                f"SELECT {_DEC_COLS} FROM decisions WHERE status = ? ORDER BY id",
+                f"SELECT {DECISION_COLUMNS} FROM decisions WHERE status = ? ORDER BY id",
                 (DecisionStatus.ACTIVE.value,),
             )
             while chunk := cur.fetchmany(_IN_CHUNK):
@@ -1050,112 +919,45 @@ class SqliteStore(StoreBackend[SqliteStoreConfig]):
         detail: Mapping[str, Any] | None,
     ) -> AuditRecord:
         """Append an audit row inside the caller's write transaction."""
-        detail_json = canonical_json(detail or {})
-        at = _iso(self._now())
         last = c.execute("SELECT id, row_hash FROM audit ORDER BY id DESC LIMIT 1").fetchone()
-        row_id, prev = (1, ZERO_HASH) if last is None else (int(last[0]) + 1, str(last[1]))
-        row_hash = audit_row_hash((row_id, at, actor, action, subject, detail_json, prev))
-        c.execute(
-            "INSERT INTO audit (id, at, actor, action, subject, detail, prev_hash, row_hash) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (row_id, at, actor, action, subject, detail_json, prev, row_hash),
-        )
-        c.execute(
-            "UPDATE audit_head SET last_id = ?, last_hash = ? WHERE id = 1", (row_id, row_hash)
-        )
-        return AuditRecord(
-            id=row_id,
-            at=datetime.fromisoformat(at),
+        last_id, last_hash = (0, "") if last is None else (int(last[0]), str(last[1]))
+        row = next_row(
+            last_id,
+            last_hash,
+            self._now(),
             actor=actor,
             action=action,
             subject=subject,
-            detail=MappingProxyType(json.loads(detail_json)),
-            prev_hash=prev,
-            row_hash=row_hash,
+            detail=detail,
         )
+        c.execute(f"INSERT INTO audit ({AUDIT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", row)
+        c.execute("UPDATE audit_head SET last_id = ?, last_hash = ? WHERE id = 1", (row[0], row[7]))
+        return audit_record(row)
 
     def audit_since(self, since: datetime | None = None, limit: int = 1000) -> list[AuditRecord]:
         """Audit rows at or after ``since`` (all if ``None``), oldest first, at most ``limit``."""
         if limit < 0:
             raise StoreError("limit must be >= 0")
         with self._read() as c:
-            rows = c.execute(
-                "SELECT id, at, actor, action, subject, detail, prev_hash, row_hash FROM audit "
-                "WHERE at >= ? ORDER BY id LIMIT ?",
-                ("" if since is None else _iso(since), limit),
+            found = c.execute(
+                f"SELECT {AUDIT_COLUMNS} FROM audit WHERE at >= ? ORDER BY id LIMIT ?",
+                ("" if since is None else utc_text(since), limit),
             ).fetchall()
-        return [
-            AuditRecord(
-                id=int(r[0]),
-                at=datetime.fromisoformat(r[1]),
-                actor=r[2],
-                action=r[3],
-                subject=r[4],
-                detail=MappingProxyType(json.loads(r[5])),
-                prev_hash=r[6],
-                row_hash=r[7],
-            )
-            for r in rows
-        ]
+        return [audit_record(r) for r in found]
 
     def verify_audit(self) -> AuditVerification:
-        """Recompute the whole chain from a read snapshot; name the first row that fails.
-
-        Detects an edited row (its ``row_hash`` no longer matches), a deleted row (an id
-        gap, or the next row's ``prev_hash`` no longer matches), reordered rows (a
-        ``prev_hash`` mismatch) and rows cut from the end (fewer rows than ``audit_head``
-        records). ``rows`` is the number of rows read. A tamperer who rewrites every later
-        row *and* the head is only caught against a copy of the head kept elsewhere (logs,
-        metrics), which is why the head is exposed.
-        """
+        """Recompute the whole chain from a read snapshot (:func:`chain.verify_chain`); name
+        the first row that fails."""
         conn = self._reader()
         try:
             conn.execute("BEGIN")
             head = conn.execute("SELECT last_id, last_hash FROM audit_head WHERE id = 1").fetchone()
-            cur = conn.execute(
-                "SELECT id, at, actor, action, subject, detail, prev_hash, row_hash "
-                "FROM audit ORDER BY id"
-            )
-            return self._verify_rows(cur, head)
+            cur = conn.execute(f"SELECT {AUDIT_COLUMNS} FROM audit ORDER BY id")
+            return verify_chain(cur, head)
         except sqlite3.Error as exc:
             raise StoreError(f"reading the audit log failed: {exc}") from None
         finally:
             conn.close()
-
-    @staticmethod
-    def _verify_rows(
-        rows: Iterable[Sequence[Any]], head: Sequence[Any] | None
-    ) -> AuditVerification:
-        expected_id, expected_prev, n = 1, ZERO_HASH, 0
-        for row_id, at, actor, action, subject, detail, prev_hash, row_hash in rows:
-            n += 1
-            if row_id != expected_id:
-                return AuditVerification(
-                    False, n, row_id, f"id gap: expected row {expected_id} (rows deleted)"
-                )
-            if prev_hash != expected_prev:
-                return AuditVerification(
-                    False,
-                    n,
-                    row_id,
-                    "prev_hash does not match the previous row (rows deleted or reordered)",
-                )
-            recomputed = audit_row_hash((row_id, at, actor, action, subject, detail, prev_hash))
-            if recomputed != row_hash:
-                return AuditVerification(False, n, row_id, "row_hash mismatch (row edited)")
-            expected_id, expected_prev = row_id + 1, row_hash
-        if head is None:
-            return AuditVerification(False, n, expected_id, "audit head missing")
-        last_id = expected_id - 1
-        if int(head[0]) != last_id or (last_id and str(head[1]) != expected_prev):
-            return AuditVerification(
-                False,
-                n,
-                last_id + 1,
-                f"log ends at row {last_id} but the head records row {head[0]} "
-                "(rows removed from the end)",
-            )
-        return AuditVerification(True, n)
 
     def audit_head(self) -> tuple[int, str]:
         """``(last_id, last_hash)`` of the chain: publish it elsewhere as an anchor."""
@@ -1164,16 +966,6 @@ class SqliteStore(StoreBackend[SqliteStoreConfig]):
         return (0, "") if row is None else (int(row[0]), str(row[1]))
 
     # --- API tokens ---------------------------------------------------------------------
-
-    @staticmethod
-    def _token(row: Sequence[Any]) -> Token:
-        return Token(
-            id=int(row[0]),
-            name=row[1],
-            role=row[2],
-            created_at=_from_us(row[3]),
-            revoked=bool(row[4]),
-        )
 
     def add_token(self, name: str, role: str, token_hash: bytes) -> Token:
         """Record a token by the SHA-256 (32 bytes) of its secret; the secret is never stored.
@@ -1191,35 +983,33 @@ class SqliteStore(StoreBackend[SqliteStoreConfig]):
             except sqlite3.IntegrityError:
                 raise Conflict(f"a token named {name!r} or with this secret exists") from None
             row = c.execute(
-                "SELECT id, name, role, created_at, revoked FROM tokens WHERE id = ?",
+                f"SELECT {rows.TOKEN_COLUMNS} FROM tokens WHERE id = ?",
                 (cur.lastrowid,),
             ).fetchone()
-        return self._token(row)
+        return rows.token(row, _from_us)
 
     def token_by_hash(self, token_hash: bytes) -> Token | None:
         """The token with this secret hash, revoked ones included (check ``revoked``)."""
         with self._read() as c:
             row = c.execute(
-                "SELECT id, name, role, created_at, revoked FROM tokens WHERE token_hash = ?",
+                f"SELECT {rows.TOKEN_COLUMNS} FROM tokens WHERE token_hash = ?",
                 (bytes(token_hash),),
             ).fetchone()
-        return None if row is None else self._token(row)
+        return None if row is None else rows.token(row, _from_us)
 
     def list_tokens(self) -> list[Token]:
         """Every token (no hashes), oldest first."""
         with self._read() as c:
-            rows = c.execute(
-                "SELECT id, name, role, created_at, revoked FROM tokens ORDER BY id"
-            ).fetchall()
-        return [self._token(r) for r in rows]
+            found = c.execute(f"SELECT {rows.TOKEN_COLUMNS} FROM tokens ORDER BY id").fetchall()
+        return [rows.token(r, _from_us) for r in found]
 
     def revoke_token(self, token_id: int) -> Token:
         """Revoke a token (kept for the record); ``NotFound`` if unknown. Idempotent."""
         with self._write() as c:
             c.execute("UPDATE tokens SET revoked = 1 WHERE id = ?", (token_id,))
             row = c.execute(
-                "SELECT id, name, role, created_at, revoked FROM tokens WHERE id = ?", (token_id,)
+                f"SELECT {rows.TOKEN_COLUMNS} FROM tokens WHERE id = ?", (token_id,)
             ).fetchone()
             if row is None:
                 raise NotFound("token", str(token_id))
-        return self._token(row)
+        return rows.token(row, _from_us)

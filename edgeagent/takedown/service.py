@@ -31,7 +31,6 @@ import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from edgeagent.errors import ConfigError, ConfigProblem, NotFound, short_hash
@@ -63,11 +62,9 @@ from edgeagent.takedown.tickets import (
     check_transition,
     with_segments,
 )
-from edgeagent.takedown.ticketstore import TicketStore
+from edgeagent.takedown.ticketstore import TicketStorage
 
 log = logging.getLogger(__name__)
-
-TICKET_STORE_FILE_NAME = "takedown.sqlite3"
 
 
 def _utcnow() -> datetime:
@@ -91,7 +88,7 @@ class TakedownService:
     def __init__(
         self,
         store: Store,
-        tickets: TicketStore,
+        tickets: TicketStorage,
         locator: Locator,
         notifiers: Sequence[Notifier],
         policy: TakedownPolicy | None = None,
@@ -116,11 +113,12 @@ class TakedownService:
         cls,
         settings: TakedownSettings,
         store: Store,
-        state_dir: Path,
+        tickets: TicketStorage,
         *,
         metrics: Metrics | None = None,
     ) -> TakedownService:
-        """Build the service from ``[takedown]``; tickets in ``state_dir/takedown.sqlite3``.
+        """Build the service from ``[takedown]`` over ``tickets``
+        (:func:`edgeagent.store.open_ticket_store` opens the one beside the store).
 
         Customer sources and notifiers come from their registries; their secrets are read
         now. Call ``await svc.refresh_customers()`` before the first ``on_entries``.
@@ -151,9 +149,8 @@ class TakedownService:
             probes_per_minute=settings.probe_rate_per_minute,
             metrics=metrics,
         )
-        ticket_store = TicketStore(Path(state_dir) / TICKET_STORE_FILE_NAME)
         policy = TakedownPolicy.from_settings(settings)
-        return cls(store, ticket_store, locator, notifiers, policy, segments=segments)
+        return cls(store, tickets, locator, notifiers, policy, segments=segments)
 
     async def refresh_customers(self) -> RefreshReport:
         """Reload customer sources; failures keep old data and are audited."""

@@ -1,16 +1,21 @@
-"""Persistence of takedown tickets in their own SQLite file (the main store has no tickets).
+"""Persistence of takedown tickets: the contract (:class:`TicketStorage`) and the SQLite
+file that keeps them next to an embedded store (the main SQLite store has no tickets; the
+PostgreSQL backend keeps them in its database: :mod:`edgeagent.store.postgresql.tickets`).
 
-Contract:
+Contract of every ticket store:
 
-* ``TicketStore(path)`` opens or creates the file with mode 0600, WAL journal and
-  ``synchronous=FULL`` (a ticket transition is evidence: it must survive a power cut).
-  The schema is versioned (``PRAGMA user_version``); an unknown newer version is refused.
+* A ticket transition is evidence: it is durable when the call returns.
 * A ticket is kept as its full JSON (:func:`ticket_to_json`) plus indexed columns for the
-  queries below. The file holds URLs, so it must stay 0600 (it is evidence).
-* :meth:`update` is optimistic: it succeeds only if the stored ``version`` equals the
-  ticket's, and returns the ticket with ``version + 1``; otherwise :class:`Conflict`.
+  queries below. Tickets hold URLs: the storage must be readable by the agent only.
+* :meth:`TicketStorage.update` is optimistic: it succeeds only if the stored ``version``
+  equals the ticket's, and returns the ticket with ``version + 1``; otherwise
+  :class:`Conflict` (:class:`NotFound` for an unknown id).
 * Nothing is ever deleted here; retention is decided by :mod:`edgeagent.takedown.evidence`.
-* Safe to call from several threads (one connection behind a lock).
+* Safe to call from several threads.
+
+``TicketStore(path)`` opens or creates its file with mode 0600, WAL journal and
+``synchronous=FULL``. The schema is versioned (``PRAGMA user_version``); an unknown newer
+version is refused. One connection behind a lock.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import threading
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
+from typing import Protocol
 
 from edgeagent.errors import Conflict, NotFound, StoreError
 from edgeagent.takedown.tickets import CLOSED_STATES, Ticket, ticket_from_json, ticket_to_json
@@ -44,6 +50,45 @@ CREATE INDEX IF NOT EXISTS tickets_case ON tickets (customer_id, reference, clos
 CREATE INDEX IF NOT EXISTS tickets_received ON tickets (notice_received_at);
 CREATE INDEX IF NOT EXISTS tickets_state ON tickets (state);
 """
+
+
+class TicketStorage(Protocol):
+    """What the takedown engine needs from a ticket store (see the module docstring)."""
+
+    def close(self) -> None: ...
+
+    def create(self, ticket: Ticket) -> Ticket:
+        """Store a new ticket (its ``id`` is ignored); return it with its id, version 0."""
+        ...
+
+    def update(self, ticket: Ticket) -> Ticket:
+        """Replace the stored ticket if its version still matches; bump the version."""
+        ...
+
+    def get(self, ticket_id: int) -> Ticket: ...
+
+    def find_open(self, customer_id: str, reference: str) -> Ticket | None:
+        """The open ticket for this customer and case, if any (the newest)."""
+        ...
+
+    def list_tickets(
+        self,
+        *,
+        state: str | None = None,
+        open_only: bool = False,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[Ticket]:
+        """Tickets, newest first, optionally by state or only open ones."""
+        ...
+
+    def received_between(self, start: datetime, end: datetime) -> list[Ticket]:
+        """Tickets whose notice arrived in ``[start, end)``, oldest first, for reports."""
+        ...
+
+    def open_tickets(self) -> list[Ticket]:
+        """Every open ticket, oldest first."""
+        ...
 
 
 class TicketStore:

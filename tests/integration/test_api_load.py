@@ -2,28 +2,26 @@
 restarted, and the rest are posted. Every 201 must be in the store, no target twice, and
 the audit chain must verify.
 
-The server is a real process (``python -m tests.api_support``) on loopback over a SQLite
+The server is a real process (:mod:`edgeagent.lab.api_server`) on loopback over a SQLite
 store file, so SIGKILL hits it exactly as it would hit the daemon.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
 import aiohttp
 import pytest
 
+from edgeagent.lab.api_server import start_api_server
 from edgeagent.model import DecisionStatus
 from edgeagent.store import SqliteStore
 from edgeagent.tokens import new_token
 
-ROOT = Path(__file__).resolve().parents[2]
 TOTAL = 2_000
 CLIENTS = 50
 KILL_AFTER = 900  # 201s seen before the SIGKILL
@@ -31,18 +29,9 @@ KILL_AFTER = 900  # 201s seen before the SIGKILL
 pytestmark = pytest.mark.integration
 
 
-def _start(store_path: Path, guard_dir: Path) -> tuple[subprocess.Popen[str], int]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.api_support", str(store_path), "0", str(guard_dir), "-1"],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    assert line.startswith("READY "), line
-    return proc, int(line.split()[1])
+def _start(store_path: Path, guard_dir: Path) -> tuple[subprocess.Popen[bytes], int]:
+    server = start_api_server(store_path, guard_dir, rebuild_every=-1)
+    return server.proc, server.port
 
 
 def _body(i: int) -> dict[str, str]:
@@ -62,7 +51,7 @@ async def _post_all(
     indices: list[int],
     created: dict[int, int],
     outcomes: Counter[int | str],
-    kill: subprocess.Popen[str] | None = None,
+    kill: subprocess.Popen[bytes] | None = None,
 ) -> None:
     """Post ``indices`` from CLIENTS clients; record 201 ids in ``created`` (index -> id).
 

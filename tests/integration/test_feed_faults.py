@@ -20,10 +20,10 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from edgeagent.feeds.base import FeedKind, FeedSpec, SyncOutcome, SyncResult
 from edgeagent.feeds.sync import StatusBoard, sync_feed
-from edgeagent.guard import Guard, ProtectedNames, PublicSuffixes
+from edgeagent.guard import Guard
 from edgeagent.store import SqliteStore
 from edgeagent.store.base import Store
-from tests.integration.feedserver import FeedServer, Route, gzip_bomb
+from tests.support.feedserver import FeedServer, Route, gzip_bomb
 
 pytestmark = pytest.mark.integration
 
@@ -33,11 +33,6 @@ GOOD_COUNT = 200
 def domains(n: int, serial: int = 10, prefix: str = "listed") -> bytes:
     lines = [f"# serial: {serial}"] + [f"{prefix}-{i}.example" for i in range(n)]
     return ("\n".join(lines) + "\n").encode()
-
-
-@pytest.fixture(scope="module")
-def guard() -> Guard:
-    return Guard(PublicSuffixes.load(), ProtectedNames(["protected.example"]))
 
 
 @dataclass

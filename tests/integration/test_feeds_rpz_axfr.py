@@ -28,11 +28,12 @@ import pytest
 
 from edgeagent.feeds.base import FeedKind, FeedSpec, SyncOutcome, TsigKey
 from edgeagent.feeds.sync import StatusBoard, sync_feed
-from edgeagent.guard import Guard, ProtectedNames, PublicSuffixes
+from edgeagent.guard import Guard
 from edgeagent.model import Action, Scope
 from edgeagent.store import SqliteStore
 from edgeagent.store.base import Store
-from tests.conftest import free_port, require_binary
+from tests.support.binaries import require_binary
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -132,11 +133,6 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
         yield s
     finally:
         s.close()
-
-
-@pytest.fixture(scope="module")
-def guard() -> Guard:
-    return Guard(PublicSuffixes.load(), ProtectedNames(["protected.example"]))
 
 
 def _expected() -> tuple[set[tuple[Scope, str, Action]], dict[str, int]]:

@@ -17,11 +17,10 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import urlsplit
 
 import dns.message
@@ -31,11 +30,11 @@ import dns.rdatatype
 import pytest
 
 from edgeagent.takedown.notifiers.webhook import verify_signature
-from tests.conftest import require_binary
+from tests.support.binaries import require_binary
+from tests.support.polling import wait_for
 
 pytestmark = pytest.mark.integration
 
-T = TypeVar("T")
 START_TIMEOUT = 60.0
 
 
@@ -70,21 +69,6 @@ class Lab:
         out: dict[str, Any] = self.api("POST", "/v1/decisions", body)
         assert out["status"] == "active"
         return out
-
-
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 10.0) -> T:
-    """Poll ``probe`` until it returns something truthy; fail naming ``what``."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = probe()
-        except (OSError, http.client.HTTPException) as exc:
-            last = exc
-        if last:
-            return last  # type: ignore[no-any-return]
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
 
 
 @pytest.fixture(scope="module")

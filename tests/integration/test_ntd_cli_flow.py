@@ -22,9 +22,12 @@ from typing import Any
 
 import pytest
 
-from bench.takedown_locate import unbound_server
-from tests.conftest import free_port, require_binary
-from tests.integration.test_daemon import AGENT, _daemon, _http
+from edgeagent.lab.resolvers import unbound_server
+from tests.support.agent import AGENT, http_json, running_agent
+from tests.support.binaries import require_binary
+from tests.support.ports import free_port
+
+pytestmark = pytest.mark.integration
 
 OWN = "198.51.100"  # the ISP's own space here; customers below
 CUSTOMERS = f"""prefix,customer_id,service_id,contact
@@ -68,7 +71,7 @@ class Desk:
 
     def api_get(self, path: str, who: str) -> Any:
         secret = self.tokens[who].read_text(encoding="utf-8").strip()
-        status, body = _http("GET", self.api + path, secret)
+        status, body = http_json("GET", self.api + path, secret)
         assert status == 200, body
         return body
 
@@ -114,8 +117,6 @@ time_zone = "Europe/Berlin"
 port = {api}
 [metrics]
 port = {metrics}
-[rpz]
-verify_interval_seconds = 5
 [guard]
 change_floor = 0
 [feeds.police]
@@ -164,7 +165,7 @@ def desk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Desk]:
             path.write_text(out.splitlines()[-1] + "\n", encoding="utf-8")
             path.chmod(0o600)
             desk.tokens[name] = path
-        with _daemon(config, metrics, tmp / "daemon.log"):
+        with running_agent(config, metrics, tmp / "daemon.log"):
             # The police list is synced at start.
             desk.wait(
                 lambda: "DNS:   block" in desk.ok("lookup", "worst.example", who="ana"),

@@ -37,7 +37,14 @@ import dns.rdatatype
 import pytest
 from aiohttp import web
 
-from edgeagent.lab.daemons import free_tcp_port
+from edgeagent.lab.daemons import RunningDaemon, free_tcp_port
+from edgeagent.lab.proxy import RunningSquid
+from edgeagent.lab.resolvers import (
+    start_authoritative,
+    start_named,
+    start_unbound,
+    start_unfiltered_resolver,
+)
 from edgeagent.model import Action, DesiredState, Entry, Indicator
 from edgeagent.proxy.index import write_index
 from edgeagent.proxy.pathfilter import filter_path, write_path_filter
@@ -45,22 +52,11 @@ from edgeagent.proxy.stoppage import StopPageSettings, StopPageSource, create_st
 from edgeagent.rpz.compiler import RpzSettings
 from edgeagent.rpz.publishers.base import ZoneRelease
 from edgeagent.rpz.publishers.zonefile import ZonefilePublisher
-from tests.conftest import require_binary
-from tests.integration.resolvers import (
-    RunningDaemon,
-    start_authoritative,
-    start_named,
-    start_unbound,
-    stop_all,
-)
-from tests.integration.squidproxy import RunningSquid, start_squid, start_unfiltered_resolver
-from tests.integration.test_squid_bypass import (
-    page_spellings,
-    prefix_siblings,
-    prefix_spellings,
-    send,
-)
-from tests.integration.webapps import BackgroundApps
+from tests.support.binaries import require_binary
+from tests.support.resolvers import stop_all
+from tests.support.spellings import page_spellings, prefix_siblings, prefix_spellings
+from tests.support.squid import raw_get, send, start_squid
+from tests.support.webapps import BackgroundApps
 
 pytestmark = pytest.mark.integration
 
@@ -194,17 +190,7 @@ def get(
     addr: str, port: int, target: str, host: str | None = None
 ) -> tuple[int, dict[str, str], str]:
     """``GET target`` from the client address, exactly as spelled, no proxy setting."""
-    conn = http.client.HTTPConnection(addr, port, timeout=10, source_address=(CLIENT_ADDR, 0))
-    try:
-        conn.putrequest("GET", target, skip_host=host is not None, skip_accept_encoding=True)
-        if host is not None:
-            conn.putheader("Host", host)
-        conn.endheaders()
-        resp = conn.getresponse()
-        body = resp.read().decode("utf-8", "replace")
-        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, body
-    finally:
-        conn.close()
+    return raw_get(port, target, host, address=addr, source=CLIENT_ADDR)
 
 
 def browse(env: Env, resolver: str, name: str, path: str) -> tuple[int, dict[str, str], str]:

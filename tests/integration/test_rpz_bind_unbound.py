@@ -23,17 +23,13 @@ import dns.rdatatype
 import pytest
 
 from edgeagent.errors import PublishError
+from edgeagent.lab.daemons import RunningDaemon
+from edgeagent.lab.resolvers import start_authoritative, start_named, start_unbound
 from edgeagent.model import Action, DesiredState, Entry, Indicator, Scope
 from edgeagent.rpz.compiler import RpzSettings, StatsCounter
 from edgeagent.rpz.publishers.base import ResolverTarget, ZoneRelease
 from edgeagent.rpz.publishers.zonefile import ZonefilePublisher
-from tests.integration.resolvers import (
-    RunningDaemon,
-    start_authoritative,
-    start_named,
-    start_unbound,
-    stop_all,
-)
+from tests.support.resolvers import stop_all
 
 pytestmark = pytest.mark.integration
 

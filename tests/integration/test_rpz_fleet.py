@@ -6,8 +6,6 @@ from the ``bind-update`` publisher and serves a real secondary resolver ``named`
 (``resolvers/unbound/unbound-rpz-http.conf``) fetches the zones from the agent's HTTP
 server after the ``http-notify`` publisher's NOTIFY. Test names live in a synthetic
 ``test.`` zone served by a separate authoritative ``named``.
-
-The ``start_*`` helpers are reused by ``bench/rpz_bench.py``.
 """
 
 from __future__ import annotations
@@ -32,14 +30,15 @@ import dns.tsig
 import pytest
 
 from edgeagent.errors import PublishError
+from edgeagent.lab.daemons import HOST, RunningDaemon, render, spawn, wait_answering
 from edgeagent.lab.resolvers import (
     TRANSFER_KEY,
     UPDATE_KEY,
     bootstrap_zones,
+    start_authoritative,
     start_primary,
     start_secondary,
     start_unbound_http,
-    tsig_key,
     update_publisher,
 )
 from edgeagent.model import Action, DesiredState, Entry, Indicator, Scope
@@ -53,33 +52,14 @@ from edgeagent.rpz.publishers.http_notify import (
     ZoneServer,
 )
 from edgeagent.rpz.verify import ResolverCheck, Verifier
-from tests.integration.resolvers import (
-    HOST,
-    REPO,
-    RunningDaemon,
-    _spawn,
-    free_port,
-    render,
-    start_authoritative,
-    stop_all,
-    wait_answering,
-)
+from tests.support.ports import free_port
+from tests.support.resolvers import REPO, stop_all
 
 pytestmark = pytest.mark.integration
 
 
 # ------------------------------------------------------------------------------ daemons
-# The launchers are shared with `edgeagent lab` (edgeagent.lab.resolvers); re-exported
-# here for the benchmarks that import them from this module.
-__all__ = [
-    "TRANSFER_KEY",
-    "UPDATE_KEY",
-    "bootstrap_zones",
-    "start_primary",
-    "start_secondary",
-    "start_unbound_http",
-    "tsig_key",
-]
+# The launchers are shared with `edgeagent lab` (edgeagent.lab.resolvers).
 
 
 def wait_serial(d: RunningDaemon, canary: str, serial: int, timeout: float = 20.0) -> None:
@@ -448,7 +428,7 @@ def test_verification_reports_lag_of_a_stopped_feed(fleet: Fleet) -> None:
 
 
 def _spawn_checked(name: str, argv: list[str], workdir: Path, port: int) -> RunningDaemon:
-    proc, log = _spawn(name, argv, workdir)
+    proc, log = spawn(name, argv, workdir)
     d = RunningDaemon(name, proc, port, workdir, log)
     wait_answering(d, "blocked-canary.edgeagent.test.")
     return d

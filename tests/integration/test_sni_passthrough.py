@@ -40,22 +40,15 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from edgeagent.lab.daemons import free_tcp_port
+from edgeagent.lab.daemons import RunningDaemon, free_tcp_port, render
+from edgeagent.lab.resolvers import start_authoritative, start_named, start_unfiltered_resolver
 from edgeagent.model import Action, DesiredState, Entry, Indicator
 from edgeagent.rpz.compiler import RpzSettings
 from edgeagent.rpz.publishers.base import ZoneRelease
 from edgeagent.rpz.publishers.zonefile import ZonefilePublisher
-from tests.conftest import require_binary
-from tests.integration.resolvers import (
-    REPO,
-    RunningDaemon,
-    render,
-    start_authoritative,
-    start_named,
-    stop_all,
-)
-from tests.integration.squidproxy import start_unfiltered_resolver
-from tests.integration.webapps import BackgroundApps
+from tests.support.binaries import require_binary
+from tests.support.resolvers import REPO, stop_all
+from tests.support.webapps import BackgroundApps
 
 pytestmark = pytest.mark.integration
 

@@ -6,15 +6,14 @@ request line): a fragment in the request line, an empty or unrelated query, esca
 dot segments, path parameters, host case, a trailing dot, ``:80``, absolute-form on the
 diverted port and HTTP/1.0. The origin records every request that reaches it, so a
 refusal is also checked to have kept the request from the origin.
-:func:`page_spellings`, :func:`prefix_spellings` and :func:`send` are shared with
-``test_proxy_diverted.py`` (the diverted client with the whole DNS chain).
+:mod:`tests.support.spellings` writes the spellings; ``test_proxy_diverted.py`` sends
+the same ones as the diverted client, through the whole DNS chain.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import socket
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,13 +22,16 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
+from edgeagent.lab.daemons import HOST
+from edgeagent.lab.proxy import RunningSquid
 from edgeagent.model import Action, DesiredState, Entry, Indicator
 from edgeagent.proxy.index import write_index
 from edgeagent.proxy.pathfilter import filter_path, write_path_filter
 from edgeagent.proxy.stoppage import StopPageSettings, StopPageSource, create_stop_page_app
-from tests.conftest import require_binary
-from tests.integration.squidproxy import HOST, RunningSquid, start_squid
-from tests.integration.webapps import BackgroundApps
+from tests.support.binaries import require_binary
+from tests.support.spellings import page_spellings, prefix_siblings, prefix_spellings
+from tests.support.squid import Reply, send, start_squid
+from tests.support.webapps import BackgroundApps
 
 pytestmark = pytest.mark.integration
 
@@ -38,89 +40,6 @@ OTHER = "other.site.test"
 PAGE = "/listed/Page.html"
 PREFIX = "/listed/dir"  # a url-prefix entry without a trailing slash
 QUERY_PAGE = "/view.php"  # listed with ?id=1 only
-
-
-def page_spellings(path: str) -> list[str]:
-    """Raw request targets (origin-form) an origin serves as the page at ``path``.
-
-    ``path`` is ``/dir/name.ext`` with letters in both segments.
-    """
-    _, first, last = path.split("/")
-    stem, _, ext = last.partition(".")
-    return [
-        path,
-        path + "#x",  # a fragment in the request line: Squid sends it on, the origin drops it
-        path + "#",
-        path + "?",
-        path + "?&",
-        path + "?a=1",  # a query the entry does not constrain
-        path + "?a=1#x",
-        f"/{first}/%{ord(last[0]):02X}{last[1:]}",  # an unreserved character escaped
-        f"/%{ord(first[0]):02x}{first[1:]}/{stem}%2E{ext}",
-        f"/{first}/%25{ord(last[0]):02X}{last[1:]}",  # double encoding
-        f"/{first}/./{last}",
-        f"/x/../{first}/{last}",
-        f"//{first}//{last}",
-        f"/{first}/%2E/{last}",
-        f"/{first}/{last};jsessionid=1",  # path parameters (servlet containers drop them)
-        f"/{first};x/{last}",
-        f"/{first}/x/..;y/{last}",
-    ]
-
-
-def prefix_spellings(prefix: str) -> list[str]:
-    """Raw request targets under url-prefix ``prefix`` (``/dir/name``, no trailing slash)."""
-    _, first, last = prefix.split("/")
-    return [
-        prefix,
-        prefix + "/",
-        prefix + "/x",
-        prefix + "?x",
-        prefix + "/?x",
-        prefix + "#x",
-        prefix + ";x",
-        prefix + ";x/y",
-        f"/{first}/%{ord(last[0]):02X}{last[1:]}/x",
-        f"/{first}/./{last}/x",
-        f"/{first}//{last}/x",
-    ]
-
-
-def prefix_siblings(prefix: str) -> list[str]:
-    """Paths next to url-prefix ``prefix`` that it must not cover."""
-    return [prefix + "x", prefix + "ectory/x", prefix[:-1]]
-
-
-@dataclass(frozen=True)
-class Reply:
-    status: int
-    location: str
-    body: str
-
-
-def send(
-    addr: str, port: int, request_line: str, host: str | None, source: str | None = None
-) -> Reply:
-    """Write ``request_line`` (+ ``Host`` when given) to ``addr:port`` as is; read the reply."""
-    head = request_line + "\r\n"
-    if host is not None:
-        head += f"Host: {host}\r\n"
-    head += "Connection: close\r\n\r\n"
-    with socket.create_connection(
-        (addr, port), timeout=10, source_address=(source, 0) if source else None
-    ) as sock:
-        sock.sendall(head.encode("ascii"))
-        data = b""
-        while chunk := sock.recv(65536):
-            data += chunk
-    header, _, body = data.partition(b"\r\n\r\n")
-    lines = header.decode("latin-1").split("\r\n")
-    location = ""
-    for line in lines[1:]:
-        name, _, value = line.partition(":")
-        if name.strip().lower() == "location":
-            location = value.strip()
-    return Reply(int(lines[0].split()[1]), location, body.decode("utf-8", "replace"))
 
 
 class Sites(BackgroundApps):

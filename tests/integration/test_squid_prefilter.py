@@ -17,12 +17,13 @@ from pathlib import Path
 
 import pytest
 
+from edgeagent.lab.daemons import HOST
+from edgeagent.lab.proxy import RunningSquid
 from edgeagent.model import Action, DesiredState, Entry, Indicator
 from edgeagent.proxy.index import write_index
 from edgeagent.proxy.pathfilter import filter_path, write_path_filter
-from tests.conftest import require_binary
-from tests.integration.squidproxy import HOST, RunningSquid, start_squid
-from tests.integration.test_squid_proxy import Servers, raw_get
+from tests.support.binaries import require_binary
+from tests.support.squid import Servers, raw_get, start_squid
 
 pytestmark = pytest.mark.integration
 

@@ -11,61 +11,20 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from aiohttp import web
 
+from edgeagent.lab.daemons import HOST
+from edgeagent.lab.proxy import RunningSquid, render_squid_conf
 from edgeagent.model import Action, DesiredState, Entry, Indicator
 from edgeagent.proxy.canary import proxy_canary
 from edgeagent.proxy.index import write_index
 from edgeagent.proxy.pathfilter import filter_path, write_path_filter
-from edgeagent.proxy.stoppage import StopPageSettings, StopPageSource, create_stop_page_app
-from tests.conftest import require_binary
-from tests.integration.squidproxy import HOST, RunningSquid, render_conf, start_squid
-from tests.integration.webapps import BackgroundApps
+from tests.support.binaries import require_binary
+from tests.support.squid import Servers, raw_get, start_squid
 
 pytestmark = pytest.mark.integration
 
 SITE = "mixed.site.test"
 CANARY = "http://canary.edgeagent.example/edgeagent-canary"
-
-
-class Servers(BackgroundApps):
-    """Origin and stop page (aiohttp) in a background thread with its own loop."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.hits: list[str] = []
-        self.origin_port = self.serve(self._origin_app(), HOST)
-        settings = StopPageSettings(
-            sources={"iwf": StopPageSource("the Example Hotline"), "decision": StopPageSource("us")}
-        )
-        self.stop_port = self.serve(create_stop_page_app(settings, on_hit=self.hits.append), HOST)
-
-    @staticmethod
-    def _origin_app() -> web.Application:
-        async def page(request: web.Request) -> web.Response:
-            return web.Response(
-                text=f"origin {request.host.split(':')[0]} {request.path} "
-                f"xff={request.headers.get('X-Forwarded-For', '')}"
-            )
-
-        app = web.Application()
-        app.router.add_get("/{tail:.*}", page)
-        return app
-
-
-def raw_get(port: int, target: str, host: str | None = None) -> tuple[int, dict[str, str], str]:
-    """Send ``GET <target>`` exactly as spelled (no client-side URL normalisation)."""
-    conn = http.client.HTTPConnection(HOST, port, timeout=10)
-    try:
-        conn.putrequest("GET", target, skip_host=host is not None, skip_accept_encoding=True)
-        if host is not None:
-            conn.putheader("Host", host)
-        conn.endheaders()
-        resp = conn.getresponse()
-        body = resp.read().decode("utf-8", "replace")
-        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, body
-    finally:
-        conn.close()
 
 
 @pytest.fixture(scope="module")
@@ -219,7 +178,7 @@ def test_no_client_addresses_in_logs(env: tuple[Servers, RunningSquid, Path]) ->
 
 def test_shipped_config_parses(tmp_path: Path) -> None:
     require_binary("squid")
-    conf, _, _ = render_conf(tmp_path, tmp_path / "idx.bin", "http://stop.isp.example", {})
+    conf, _, _ = render_squid_conf(tmp_path, tmp_path / "idx.bin", "http://stop.isp.example")
     res = subprocess.run(
         ["squid", "-k", "parse", "-f", str(conf)], check=False, capture_output=True, text=True
     )

@@ -12,7 +12,7 @@ import pytest
 from aiohttp import web
 
 from edgeagent.proxy.stoppage import StopPageSettings, StopPageSource, create_stop_page_app
-from tests.conftest import require_binary
+from tests.support.binaries import require_binary
 
 pytestmark = pytest.mark.integration
 

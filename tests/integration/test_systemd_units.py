@@ -20,7 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port, require_binary
+from tests.support.binaries import require_binary
+from tests.support.ports import free_port
+
+pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 UNIT = ROOT / "systemd" / "edgeagent.service"

@@ -29,10 +29,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from bench.takedown_locate import unbound_server
 from edgeagent.api import create_app
 from edgeagent.api.routes import ROUTES
 from edgeagent.api.takedown_routes import takedown_routes
+from edgeagent.lab.resolvers import unbound_server
 from edgeagent.model import Action, Entry, Indicator, Scope
 from edgeagent.store import SqliteStore
 from edgeagent.store.base import Store
@@ -51,8 +51,11 @@ from edgeagent.takedown.rules import Job, TakedownPolicy
 from edgeagent.takedown.service import TakedownService
 from edgeagent.takedown.space import OwnSpace
 from edgeagent.takedown.ticketstore import TicketStore
-from tests.api_support import add_tokens, make_context, make_guard
-from tests.conftest import free_port, require_binary
+from tests.support.api import add_tokens, make_context, make_guard
+from tests.support.binaries import require_binary
+from tests.support.ports import free_port
+
+pytestmark = pytest.mark.integration
 
 UTC = dt.UTC
 SECRET = b"webhook-test-secret"

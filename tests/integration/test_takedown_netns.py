@@ -1,7 +1,7 @@
 """On-segment detail (route, neighbour entry, ARP/ND probe) in namespaces this test creates.
 
 The lookups run in a Python subprocess under ``ip netns exec`` in the agent's namespace
-(topology in :mod:`tests.integration.segment_netns`), through the same
+(topology in :mod:`tests.support.segment_netns`), through the same
 :class:`SegmentLocator` the daemon uses. Nothing leaves the two namespaces.
 """
 
@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.segment_netns import (
+from tests.support.segment_netns import (
     CACHED,
     CACHED_MAC,
     FOREIGN,
@@ -30,7 +30,7 @@ from tests.integration.segment_netns import (
     topology,
 )
 
-pytestmark = pytest.mark.netns
+pytestmark = [pytest.mark.integration, pytest.mark.netns]
 
 _LOOKUP = r"""
 import asyncio, json, sys

@@ -1,8 +1,8 @@
 """On-segment takedown detail through the daemon: ``edgeagent run`` inside a network
 namespace (``ip netns exec``), with a real Unbound, an SMTP sink (aiosmtpd) and a webhook
-sink in the same namespace (:mod:`tests.integration.segment_peers`).
+sink in the same namespace (:mod:`tests.support.segment_peers`).
 
-Topology in :mod:`tests.integration.segment_netns`. Decisions go in through the API; the
+Topology in :mod:`tests.support.segment_netns`. Decisions go in through the API; the
 daemon locates the URLs, looks up where each address sits on its segments (probing when
 the kernel has no MAC), opens tickets and sends notices. Checked: the ticket in the API,
 the mail the sink received, the webhook, the evidence record and the probe metrics.
@@ -25,7 +25,8 @@ from typing import Any
 
 import pytest
 
-from tests.integration.segment_netns import (
+from tests.support.agent import AGENT, create_token
+from tests.support.segment_netns import (
     CACHED,
     CACHED_MAC,
     FOREIGN,
@@ -41,9 +42,8 @@ from tests.integration.segment_netns import (
     ns_env,
     topology,
 )
-from tests.integration.test_daemon import AGENT, _token
 
-pytestmark = pytest.mark.netns
+pytestmark = [pytest.mark.integration, pytest.mark.netns]
 
 API, METRICS = "http://127.0.0.1:8640", "http://127.0.0.1:9640"
 RECORDS = [
@@ -117,7 +117,7 @@ class Agent:
 def _peers(topo: Topology, directory: Path, secret: bytes) -> Iterator[dict[str, Any]]:
     proc = subprocess.Popen(
         ["ip", "netns", "exec", topo.agent_ns, sys.executable, "-m",
-         "tests.integration.segment_peers", str(directory), json.dumps(RECORDS), secret.hex()],
+         "tests.support.segment_peers", str(directory), json.dumps(RECORDS), secret.hex()],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         env=ns_env(), cwd=REPO, text=True,
     )  # fmt: skip
@@ -181,7 +181,7 @@ def agent(tmp_path: Path) -> Iterator[Agent]:
     secret_file.write_text(secret, encoding="utf-8")
     with topology() as topo, _peers(topo, tmp_path / "peers", secret.encode()) as peers:
         config = _config(tmp_path, peers, secret_file)
-        tokens = {role: _token(config, role, role) for role in ("analyst", "supervisor")}
+        tokens = {role: create_token(config, role, role) for role in ("analyst", "supervisor")}
         log = (tmp_path / "daemon.log").open("w")
         daemon = subprocess.Popen(
             ["ip", "netns", "exec", topo.agent_ns, AGENT, "run", "-c", str(config)],

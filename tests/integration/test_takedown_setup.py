@@ -13,16 +13,20 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from bench.takedown_locate import unbound_server
+from edgeagent.lab.resolvers import unbound_server
 from edgeagent.model import Indicator, Scope
 from edgeagent.plugins import concrete_model
-from edgeagent.store import SqliteStore
+from edgeagent.store import SqliteStore, open_ticket_store
+from edgeagent.store.sqlite import SqliteStoreConfig
 from edgeagent.takedown.customers.http import HttpIpam
 from edgeagent.takedown.notifiers.smtp import SmtpNotifier
 from edgeagent.takedown.notifiers.webhook import WebhookNotifier
 from edgeagent.takedown.service import TakedownService
 from edgeagent.takedown.settings import TakedownSettings
-from tests.conftest import free_port, require_binary
+from tests.support.binaries import require_binary
+from tests.support.ports import free_port
+
+pytestmark = pytest.mark.integration
 
 IPAM_ITEMS = [
     {"prefix": "198.51.100.0/28", "customer_id": "ipam-a", "service_id": "vm-1"},
@@ -98,7 +102,9 @@ async def test_service_from_settings(tmp_path: Path, ipam: dict[str, Any]) -> No
             }
         )
         store = SqliteStore(tmp_path / "edgeagent.sqlite3")
-        svc = TakedownService.from_settings(settings, store, tmp_path)
+        svc = TakedownService.from_settings(
+            settings, store, open_ticket_store(SqliteStoreConfig(), tmp_path)
+        )
         try:
             assert stat.S_IMODE(os.stat(tmp_path / "takedown.sqlite3").st_mode) == 0o600
             assert [type(n) for n in svc.notifiers] == [SmtpNotifier, WebhookNotifier]

@@ -32,18 +32,17 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import require_binary
-from tests.integration.test_lab_e2e import wait_for
-from tests.unit.test_feeds_samples import _inline_expectations, _sidecar_expectations
+from tests.support.binaries import require_binary
+from tests.support.polling import wait_for
+from tests.support.samples import SAMPLES, inline_expectations, sidecar_expectations
 
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
-SAMPLES = REPO / "blocklists" / "samples"
 # The embedded defaults' feeds and the sample each one reads.
 DEFAULT_FEEDS = {
-    "hotline-sample": _sidecar_expectations(SAMPLES / "hotline-urls.csv"),
-    "police-sample": _inline_expectations(SAMPLES / "police-domains.txt"),
+    "hotline-sample": sidecar_expectations(SAMPLES / "hotline-urls.csv"),
+    "police-sample": inline_expectations(SAMPLES / "police-domains.txt"),
 }
 PIP = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
 DEFAULT_METRICS = "http://127.0.0.1:9640"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -12,7 +11,7 @@ from edgeagent.api.auth import Role, authenticate
 from edgeagent.api.routes import ROUTES, Route
 from edgeagent.store import SqliteStore
 from edgeagent.tokens import hash_token, new_token
-from tests.api_support import ApiHarness, add_tokens, make_context, make_guard
+from tests.support.api import ApiHarness, add_tokens, make_context, make_guard
 
 # A token name holding exactly each role.
 HOLDER = {
@@ -21,16 +20,6 @@ HOLDER = {
     Role.SUPERVISOR: "supervisor",
     Role.ADMIN: "admin",
 }
-
-
-@pytest.fixture
-async def api(tmp_path: Path) -> AsyncIterator[ApiHarness]:
-    store = SqliteStore(tmp_path / "store.db")
-    tokens = add_tokens(store)
-    ctx = make_context(store, make_guard(tmp_path / "protected"))
-    async with ApiHarness(store, ctx, tokens) as harness:
-        yield harness
-    store.close()
 
 
 def _concrete(path: str) -> str:

@@ -2,24 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from edgeagent.api.validation import DecisionListOut, DecisionOut
 from edgeagent.store import SqliteStore
-from tests.api_support import ApiHarness, add_tokens, decision_body, make_context, make_guard
-
-
-@pytest.fixture
-async def api(tmp_path: Path) -> AsyncIterator[ApiHarness]:
-    store = SqliteStore(tmp_path / "store.db")
-    tokens = add_tokens(store)
-    ctx = make_context(store, make_guard(tmp_path / "protected"))
-    async with ApiHarness(store, ctx, tokens) as harness:
-        yield harness
-    store.close()
+from tests.support.api import ApiHarness, add_tokens, decision_body, make_context, make_guard
 
 
 async def test_create_returns_canonical_active_decision(api: ApiHarness) -> None:

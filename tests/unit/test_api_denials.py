@@ -13,7 +13,7 @@ from aiohttp import web
 from edgeagent.api.app import DENIED_BUDGET, flush_denials
 from edgeagent.api.denials import SourceBudget
 from edgeagent.store import SqliteStore
-from tests.api_support import ApiHarness, FakeClock, add_tokens, make_context, make_guard
+from tests.support.api import ApiHarness, FakeClock, add_tokens, make_context, make_guard
 
 FLOOD = 300
 BUDGET = 30

@@ -16,7 +16,7 @@ from edgeagent.feeds.base import FeedFormat, FeedKind, FeedSpec
 from edgeagent.feeds.runner import FeedRunner
 from edgeagent.metrics import Metrics
 from edgeagent.store import SqliteStore
-from tests.api_support import add_tokens, make_context, make_guard
+from tests.support.api import add_tokens, make_context, make_guard
 
 
 def _write(path: Path, n: int) -> None:

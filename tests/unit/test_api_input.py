@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,18 +11,12 @@ from pydantic import BaseModel
 from edgeagent.api.feed_routes import HeldDecision
 from edgeagent.api.takedown_routes import TicketTransition
 from edgeagent.api.validation import ApiError, ErrorOut, parse_body
-from edgeagent.store import SqliteStore
-from tests.api_support import ApiHarness, add_tokens, decision_body, make_context, make_guard
+from tests.support.api import ApiHarness, decision_body
 
 
 @pytest.fixture
-async def api(tmp_path: Path) -> AsyncIterator[ApiHarness]:
-    store = SqliteStore(tmp_path / "store.db")
-    tokens = add_tokens(store)
-    ctx = make_context(store, make_guard(tmp_path / "protected"), max_body_bytes=4096)
-    async with ApiHarness(store, ctx, tokens) as harness:
-        yield harness
-    store.close()
+def api_settings() -> dict[str, Any]:
+    return {"max_body_bytes": 4096}
 
 
 def _without(key: str) -> dict[str, Any]:

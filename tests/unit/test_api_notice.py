@@ -3,9 +3,7 @@ case, one pending count, dates with or without a zone."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -20,24 +18,16 @@ from edgeagent.api.validation import (
     PlanOut,
     parse_query,
 )
-from edgeagent.store import SqliteStore
-from tests.api_support import ApiHarness, add_tokens, decision_body, make_context, make_guard
+from tests.support.api import ApiHarness, decision_body
 
 BERLIN = ZoneInfo("Europe/Berlin")
 
 
 @pytest.fixture
-async def api(tmp_path: Path) -> AsyncIterator[ApiHarness]:
-    store = SqliteStore(tmp_path / "store.db")
-    tokens = add_tokens(store)
+def api_settings() -> dict[str, Any]:
     # The body limit of the config's default would refuse 10,001 targets before the
     # model does; a larger one shows the model's own limit.
-    ctx = make_context(
-        store, make_guard(tmp_path / "protected"), time_zone=BERLIN, max_body_bytes=2**22
-    )
-    async with ApiHarness(store, ctx, tokens) as harness:
-        yield harness
-    store.close()
+    return {"time_zone": BERLIN, "max_body_bytes": 2**22}
 
 
 def notice(targets: list[dict[str, str]], **overrides: Any) -> dict[str, Any]:

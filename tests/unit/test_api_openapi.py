@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -17,19 +16,9 @@ from edgeagent.api.openapi import build_document, openapi_path
 from edgeagent.api.routes import ROUTES, Route
 from edgeagent.api.takedown_routes import takedown_routes
 from edgeagent.store import SqliteStore
-from tests.api_support import ApiHarness, add_tokens, make_context, make_guard
+from tests.support.api import ApiHarness, make_context, make_guard
 
 METHODS = {"get", "post", "put", "patch", "delete"}
-
-
-@pytest.fixture
-async def api(tmp_path: Path) -> AsyncIterator[ApiHarness]:
-    store = SqliteStore(tmp_path / "store.db")
-    tokens = add_tokens(store)
-    ctx = make_context(store, make_guard(tmp_path / "protected"))
-    async with ApiHarness(store, ctx, tokens) as harness:
-        yield harness
-    store.close()
 
 
 def _router_operations(app: web.Application) -> set[tuple[str, str]]:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -22,7 +22,7 @@ from edgeagent.metrics import Metrics
 from edgeagent.model import Action, Entry, Indicator, Scope
 from edgeagent.store import SqliteStore
 from edgeagent.store.base import GenerationStatus, Store
-from tests.api_support import (
+from tests.support.api import (
     ApiHarness,
     FakeClock,
     add_tokens,
@@ -42,23 +42,24 @@ def _feed(store: Store) -> None:
 
 
 @pytest.fixture
-async def api(tmp_path: Path) -> AsyncIterator[ApiHarness]:
-    store = SqliteStore(tmp_path / "store.db")
-    tokens = add_tokens(store)
-    _feed(store)
-    ctx = make_context(
-        store,
-        make_guard(tmp_path / "protected"),
-        feeds=lambda: {"iwf": {"state": "ok", "age_seconds": 3}},
-        publishers=lambda: {"bind": {"state": "verified"}},
-        plan=lambda entries: {"held_generations": [{"feed": "interpol", "reason": "shrank 60%"}]},
-        lookup_rate_per_minute=3,
-        clock=FakeClock(),
-        metrics=Metrics(),
-    )
-    async with ApiHarness(store, ctx, tokens) as harness:
-        yield harness
-    store.close()
+def api_settings() -> dict[str, Any]:
+    return {
+        "feeds": lambda: {"iwf": {"state": "ok", "age_seconds": 3}},
+        "publishers": lambda: {"bind": {"state": "verified"}},
+        "plan": lambda entries: {
+            "held_generations": [{"feed": "interpol", "reason": "shrank 60%"}]
+        },
+        "lookup_rate_per_minute": 3,
+        "clock": FakeClock(),
+        "metrics": Metrics(),
+    }
+
+
+@pytest.fixture
+def api(api: ApiHarness) -> ApiHarness:
+    """The conftest ``api`` with one live feed generation in its store."""
+    _feed(api.store)
+    return api
 
 
 async def test_status_counts_without_entries(api: ApiHarness) -> None:

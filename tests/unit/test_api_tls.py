@@ -10,8 +10,8 @@ import pytest
 
 from edgeagent.api import bound_port, create_app, make_ssl_context, start_site
 from edgeagent.store import SqliteStore
-from tests.api_support import add_tokens, make_context, make_guard
-from tests.pki import issue, write_pair
+from tests.support.api import add_tokens, make_context, make_guard
+from tests.support.pki import issue, write_pair
 
 
 @pytest.fixture

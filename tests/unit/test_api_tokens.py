@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
+from typing import Any
 
 import pytest
 
 from edgeagent.api.validation import TokenListOut, TokenOut
-from edgeagent.store import SqliteStore
-from tests.api_support import ApiHarness, add_tokens, make_context, make_guard
+from tests.support.api import ApiHarness
 
 
 @pytest.fixture
-async def api(tmp_path: Path) -> AsyncIterator[ApiHarness]:
-    store = SqliteStore(tmp_path / "store.db")
-    tokens = add_tokens(store)
-    ctx = make_context(store, make_guard(tmp_path / "protected"), token_cache_seconds=60.0)
-    async with ApiHarness(store, ctx, tokens) as harness:
-        yield harness
-    store.close()
+def api_settings() -> dict[str, Any]:
+    return {"token_cache_seconds": 60.0}  # a revoke must not wait for the cache
 
 
 async def test_admin_lists_tokens_without_secrets(api: ApiHarness) -> None:

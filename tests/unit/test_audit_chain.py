@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from edgeagent.store import SqliteStore
-from edgeagent.store.sqlite import ZERO_HASH, audit_row_hash, canonical_json
+from edgeagent.store.chain import ZERO_HASH, audit_row_hash, canonical_json
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 

@@ -10,20 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.cli import edgeagent
+
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "config" / "edgeagent.example.toml"
 FIXTURES = REPO / "tests" / "fixtures" / "config"
-
-
-def edgeagent(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "edgeagent.cli", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {})},
-        timeout=60,
-        check=False,
-    )
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 notices from a file, search, approve, revoke, tokens; identities checked, never ``$USER``.
 
 The same commands with a token go through the daemon's API: see
-``tests/integration/test_ntd_cli_flow.py``.
+the integration test of the NTD desk (``test_ntd_cli_flow``).
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port
-from tests.unit.test_cli import edgeagent
+from tests.support.cli import edgeagent
+from tests.support.ports import free_port
 
 
 @pytest.fixture

@@ -20,11 +20,13 @@ from edgeagent.config import (
     summary,
 )
 from edgeagent.configtypes import read_secret
-from edgeagent.errors import ConfigProblem
+from edgeagent.errors import ConfigProblem, StoreError
 from edgeagent.feeds.base import BasicAuthConfig, BearerAuthConfig
 from edgeagent.feeds.hashedlist import HashedUrlListFeedConfig
 from edgeagent.feeds.urllist import UrlListFeedConfig
 from edgeagent.model import NoticeSource
+from edgeagent.rpz.publishers.bind_update import BindUpdateConfig
+from edgeagent.store.postgresql.store import PostgresStoreConfig
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "config" / "edgeagent.example.toml"
@@ -306,7 +308,7 @@ def test_every_feature_with_secrets(monkeypatch: pytest.MonkeyPatch, tmp_path: P
     assert settings.feeds["police"].schedule_interval is None
     assert settings.feed_action("police") == "divert"
     primary = settings.publishers["primary"]
-    assert isinstance(primary, config.BindUpdatePublisher)
+    assert isinstance(primary, BindUpdateConfig)
     assert primary.port == 5300
     assert settings.takedown.sla_minutes_by_source[NoticeSource.LAW_ENFORCEMENT] == 30
     text = "\n".join(summary(settings))
@@ -455,12 +457,89 @@ def test_reasons_never_echo_values(tmp_path: Path) -> None:
             "[proxy]\ncanary_url = 5",
             ConfigProblem("proxy.canary_url", "expected a string, got integer"),
         ),
+        (
+            '[store]\nbackend = "mysql"',
+            ConfigProblem("store.backend", "unknown backend; allowed: sqlite, postgresql"),
+        ),
+        (
+            '[store]\nbackend = "postgresql"',
+            ConfigProblem("store.dsn", "required key missing"),
+        ),
+        (
+            '[store]\nbackend = "postgresql"\ndsn = "host=db.example password=hunter2"',
+            ConfigProblem(
+                "store.dsn",
+                "must not hold a password: use store.password_file or store.password_env",
+            ),
+        ),
+        (
+            '[store]\nbackend = "postgresql"\ndsn = "postgresql://u:hunter2@db.example/x"',
+            ConfigProblem(
+                "store.dsn",
+                "must not hold a password: use store.password_file or store.password_env",
+            ),
+        ),
+        (
+            '[store]\nbackend = "postgresql"\ndsn = "host=\'db.example"',
+            ConfigProblem(
+                "store.dsn",
+                "not a libpq connection string (key=value pairs or a postgresql:// URI)",
+            ),
+        ),
+        (
+            '[store]\nbackend = "postgresql"\ndsn = "host=db.example"\npath = "x.db"',
+            ConfigProblem("store.path", "unknown key"),
+        ),
+        (
+            '[store]\ndsn = "host=db.example"',
+            ConfigProblem("store.dsn", "unknown key"),
+        ),
+        (
+            '[store]\nbackend = "postgresql"\ndsn = "host=db.example"\n'
+            "pool_min_size = 5\npool_max_size = 4",
+            ConfigProblem("store", "pool_min_size must not exceed pool_max_size"),
+        ),
     ],
 )
 def test_rule_reported_at_its_key(tmp_path: Path, text: str, expected: ConfigProblem) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(write(tmp_path, text))
     assert info.value.problems == (expected,)
+
+
+def test_postgresql_store(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    dsn = (
+        "host=db1.isp.example,db2.isp.example port=5432,5433 dbname=edgeagent "
+        "user=edgeagent target_session_attrs=read-write"
+    )
+    (tmp_path / "pg.password").write_text("fake-pg-password\n", encoding="utf-8")
+    settings = load_config(
+        write(
+            tmp_path,
+            f'[store]\nbackend = "postgresql"\ndsn = "{dsn}"\npassword_file = "pg.password"\n',
+        )
+    )
+    assert isinstance(settings.store, PostgresStoreConfig)
+    assert settings.store.dsn == dsn
+    assert settings.store.password() == "fake-pg-password"
+    with pytest.raises(StoreError, match="store backend postgresql has no store file"):
+        settings.store_path  # noqa: B018
+    text = "\n".join(summary(settings))
+    assert f"store       postgresql {dsn}" in text
+    assert "fake-pg-password" not in text
+    monkeypatch.setenv("EDGEAGENT_TEST_PG", "fake")
+    both = write(
+        tmp_path,
+        f'[store]\nbackend = "postgresql"\ndsn = "{dsn}"\n'
+        'password_file = "pg.password"\npassword_env = "EDGEAGENT_TEST_PG"\n',
+        "both.toml",
+    )
+    assert problems_of(both) == {"store: set password_file or password_env, not both"}
+    neither = load_config(
+        write(tmp_path, f'[store]\nbackend = "postgresql"\ndsn = "{dsn}"', "n.toml")
+    )
+    assert isinstance(neither.store, PostgresStoreConfig)
+    assert neither.store.password() is None  # peer or certificate login
 
 
 def test_zone_names_go_through_canon(tmp_path: Path) -> None:

@@ -1,43 +1,15 @@
 """Every sample feed line yields exactly the result annotated next to it (fail2ban style).
 
-Line formats carry a trailing ``# => RESULT``; CSV and JSONL samples have a sidecar
-``<file>.expected`` with ``LINE => RESULT``. RESULT is a scope (``url``, ``url-prefix``,
-``domain``, ``host``), ``hash``, or ``rejected: REASON``.
+The annotations and how they are read: :mod:`tests.support.samples`.
 """
 
 from __future__ import annotations
-
-import re
-from pathlib import Path
 
 import pytest
 
 from edgeagent.feeds import domainlist, hashedlist, urllist
 from edgeagent.feeds.base import Accepted, FeedFormat, FeedKind, FeedSpec, HashedEntry, Item
-from edgeagent.feeds.textutil import lines
-
-SAMPLES = Path(__file__).resolve().parents[2] / "blocklists" / "samples"
-_INLINE = re.compile(r"#\s*=>\s*(.+?)\s*$")
-_SIDECAR = re.compile(r"^(\d+)\s*=>\s*(.+?)\s*$")
-
-
-def _inline_expectations(path: Path) -> dict[int, str]:
-    text = path.read_bytes().decode("utf-8")
-    out = {}
-    for number, line in lines(text):
-        m = _INLINE.search(line)
-        if m:
-            out[number] = m.group(1)
-    return out
-
-
-def _sidecar_expectations(path: Path) -> dict[int, str]:
-    out = {}
-    for line in Path(f"{path}.expected").read_text().splitlines():
-        m = _SIDECAR.match(line)
-        if m:
-            out[int(m.group(1))] = m.group(2)
-    return out
+from tests.support.samples import SAMPLES, inline_expectations, sidecar_expectations
 
 
 def _result(item: Item) -> str:
@@ -63,7 +35,7 @@ def test_sample_lines_match_annotations(
     name: str, kind: FeedKind, fmt: FeedFormat, sidecar: bool
 ) -> None:
     path = SAMPLES / name
-    expected = _sidecar_expectations(path) if sidecar else _inline_expectations(path)
+    expected = sidecar_expectations(path) if sidecar else inline_expectations(path)
     assert expected, "sample has no annotations"
     spec = FeedSpec(name="sample", kind=kind, format=fmt, category="S")
     data = path.read_bytes()

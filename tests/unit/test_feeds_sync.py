@@ -29,11 +29,6 @@ from edgeagent.store.base import GenerationStatus, Store
 SAMPLES = Path(__file__).resolve().parents[2] / "blocklists" / "samples"
 
 
-@pytest.fixture(scope="module")
-def guard() -> Guard:
-    return Guard(PublicSuffixes.load(), ProtectedNames(["protected.example"]))
-
-
 @pytest.fixture
 def store(tmp_path: Path) -> Store:
     s = SqliteStore(tmp_path / "store.db")

@@ -3,16 +3,14 @@ waits for a second person; approvals carry the approver's token identity."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
+from typing import Any
 
 import pytest
 
 from edgeagent.model import Action, Entry, Indicator, NoticeSource, Scope
 from edgeagent.policy import PolicyIndex, merge
-from edgeagent.store import SqliteStore
 from edgeagent.store.base import GenerationStatus
-from tests.api_support import ApiHarness, add_tokens, decision_body, make_context, make_guard
+from tests.support.api import ApiHarness, decision_body
 
 FEEDS = {"police": NoticeSource.LAW_ENFORCEMENT, "own": NoticeSource.INTERNAL}
 
@@ -22,10 +20,14 @@ def block(scope: str, value: str, source: str) -> Entry:
 
 
 @pytest.fixture
-async def api(tmp_path: Path) -> AsyncIterator[ApiHarness]:
-    store = SqliteStore(tmp_path / "store.db")
-    tokens = add_tokens(store)
-    store.add_generation(
+def api_settings() -> dict[str, Any]:
+    return {"feed_sources": FEEDS}
+
+
+@pytest.fixture
+def api(api: ApiHarness) -> ApiHarness:
+    """The conftest ``api`` with a police list and an own list live."""
+    api.store.add_generation(
         "police",
         [
             block("domain", "worst.example", "police"),
@@ -33,13 +35,10 @@ async def api(tmp_path: Path) -> AsyncIterator[ApiHarness]:
         ],
         status=GenerationStatus.LIVE,
     )
-    store.add_generation(
+    api.store.add_generation(
         "own", [block("host", "internal.example", "own")], status=GenerationStatus.LIVE
     )
-    ctx = make_context(store, make_guard(tmp_path / "protected"), feed_sources=FEEDS)
-    async with ApiHarness(store, ctx, tokens) as harness:
-        yield harness
-    store.close()
+    return api
 
 
 def allow(target: str, scope: str = "host") -> dict[str, str]:

@@ -35,12 +35,12 @@ from edgeagent.guard import (
     REASON_RESERVED,
     ChangeLimits,
     Guard,
+    GuardVerdict,
     Plan,
     PrefixTooShort,
     ProtectedNames,
     Protection,
     PublicSuffixes,
-    Verdict,
     plan_generation,
 )
 from edgeagent.model import Action, Entry, Indicator, Scope
@@ -382,7 +382,7 @@ def test_narrow_allows_are_fine(guard: Guard) -> None:
         Indicator(Scope.CIDR, "2001:db8:1::/48"),
     ):
         verdict = guard.enforce(ind, Action.ALLOW, second_person=None, actor="analyst")
-        assert verdict == Verdict(True, False, "")
+        assert verdict == GuardVerdict(True, False, "")
 
 
 def test_ordinary_block_is_fine(guard: Guard) -> None:
@@ -561,7 +561,7 @@ def test_names_beside_reserved_ones_are_ordinary(reserved_guard: Guard) -> None:
         dom("notcanary.agent.test"),
         Indicator(Scope.HOST, "host.block.rpz.invalid.example"),
     ):
-        assert reserved_guard.check_indicator(ind, Action.BLOCK) == Verdict(True, False, "")
+        assert reserved_guard.check_indicator(ind, Action.BLOCK) == GuardVerdict(True, False, "")
 
 
 def test_reserved_beats_protected_along_the_chain() -> None:

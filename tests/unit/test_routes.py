@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edgeagent.config import RoutesSettings
-from edgeagent.errors import GuardrailViolation, short_hash
-from edgeagent.routes import (
+from edgeagent.diversion.enforcer import RoutesConfig, route_settings
+from edgeagent.diversion.kernel import ReconcileResult, RouteReconciler
+from edgeagent.diversion.plan import (
     REASON_CDN_RANGE,
     REASON_INVALID,
     REASON_NEXT_HOP,
@@ -22,13 +22,12 @@ from edgeagent.routes import (
     REASON_PROTECTED_ADDRESS,
     REASON_PROTECTED_RANGE,
     PlannedRoute,
-    ReconcileResult,
     RouteLimitExceeded,
     RoutePlan,
-    RouteReconciler,
     RouteSettings,
     plan_routes,
 )
+from edgeagent.errors import GuardrailViolation, short_hash
 
 HOP4 = ipaddress.IPv4Address("192.0.2.2")
 HOP6 = ipaddress.IPv6Address("2001:db8:1::2")
@@ -238,7 +237,7 @@ def test_settings_refuse_values_that_would_touch_the_kernels_own(bad: dict[str, 
 
 
 def test_settings_from_config_section() -> None:
-    cfg = RoutesSettings(
+    cfg = RoutesConfig(
         enabled=True,
         proxy_next_hop="192.0.2.2",
         resolvers=({"host": "192.0.2.53"},),  # type: ignore[arg-type]
@@ -246,10 +245,10 @@ def test_settings_from_config_section() -> None:
         table=101,
         protected_ranges=("203.0.113.0/26",),  # type: ignore[arg-type]
         dry_run=True,
+        proxy_next_hop_v6="2001:db8:1::2",
+        cdn_ranges=("198.51.100.0/25",),  # type: ignore[arg-type]
     )
-    s = RouteSettings.from_config(
-        cfg, proxy_next_hop_v6="2001:db8:1::2", cdn_ranges=["198.51.100.0/25"]
-    )
+    s = route_settings(cfg)
 
     assert s.next_hop_v4 == HOP4
     assert s.next_hop_v6 == HOP6

@@ -20,19 +20,36 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from edgeagent.config import Settings, load_config
+from edgeagent.configtypes import Endpoint
+from edgeagent.enforcement.base import EnforcerContext
 from edgeagent.errors import PublishError
 from edgeagent.metrics import Metrics
 from edgeagent.model import Action, DesiredState, Entry, Indicator, Scope
 from edgeagent.rpz.compiler import RpzAction, RpzSettings, StatsCounter
+from edgeagent.rpz.enforcer import (
+    RpzEnforcer,
+    RpzEnforcerConfig,
+    compiler_settings,
+    verified_by,
+)
 from edgeagent.rpz.publishers.base import (
     CanaryResult,
     Publisher,
+    PublisherConfig,
+    PublisherContext,
     PublishResult,
     ResolverTarget,
     ZoneRelease,
 )
-from edgeagent.rpz.publishers.http_notify import HttpNotifyPublisher, NotifyTarget, ZoneServer
-from edgeagent.rpz.publishing import SERIAL_FILE, RpzPublishing, compile_release, rpz_settings
+from edgeagent.rpz.publishers.bind_update import BindUpdateConfig
+from edgeagent.rpz.publishers.http_notify import (
+    HttpNotifyConfig,
+    HttpNotifyPublisher,
+    NotifyTarget,
+    ZoneServer,
+)
+from edgeagent.rpz.publishers.zonefile import ZonefileConfig
+from edgeagent.rpz.publishing import SERIAL_FILE, RpzPublishing, compile_release
 from edgeagent.rpz.verify import ResolverCheck, Verifier
 
 
@@ -57,8 +74,31 @@ def settings(tmp_path: Path, extra: str = "") -> Settings:
     return load_config(path)
 
 
+def publishing(
+    s: Settings, publishers: list[Publisher[ZoneRelease]], metrics: Metrics | None = None
+) -> RpzPublishing:
+    """Publishing to ``publishers`` (no resolvers) under ``s``'s ``[rpz]``."""
+    cfg = s.sections(RpzEnforcerConfig).rpz
+    rpz = compiler_settings(cfg, s.feeds)
+    verifier = Verifier([], rpz.canary, grace_seconds=cfg.serial_grace_seconds, metrics=metrics)
+    return RpzPublishing(rpz, publishers, verifier, s.agent.state_dir, metrics)
+
+
+def enforcer(s: Settings) -> RpzEnforcer:
+    context = EnforcerContext(s.agent.state_dir, Metrics(), s.feeds)
+    return RpzEnforcer.from_config(s.sections(RpzEnforcerConfig), context)
+
+
 class FakePublisher(Publisher[ZoneRelease]):
     """Records what it was asked to publish; fails while ``fail`` is set."""
+
+    KIND = "fake"
+
+    @classmethod
+    def from_config(
+        cls, name: str, config: PublisherConfig, context: PublisherContext
+    ) -> FakePublisher:
+        return cls(name)
 
     def __init__(self, name: str, fail: bool = False) -> None:
         super().__init__(name)
@@ -79,9 +119,9 @@ class FakePublisher(Publisher[ZoneRelease]):
         return ()
 
 
-def test_rpz_settings_from_config(tmp_path: Path) -> None:
+def test_compiler_settings_from_config(tmp_path: Path) -> None:
     s = settings(tmp_path, '[feeds.f]\nkind = "domain-list"\npath = "x"\naction = "divert"\n')
-    r = rpz_settings(s)
+    r = compiler_settings(s.sections(RpzEnforcerConfig).rpz, s.feeds)
     assert (r.zone, r.exception_zone, r.canary) == (
         "rpz.edgeagent.invalid",
         "allow.edgeagent.invalid",
@@ -96,7 +136,7 @@ def test_rpz_settings_from_config(tmp_path: Path) -> None:
 def test_failing_publisher_does_not_stop_the_others(tmp_path: Path) -> None:
     metrics = Metrics()
     good, bad = FakePublisher("good"), FakePublisher("bad", fail=True)
-    pub = RpzPublishing(settings(tmp_path), metrics, publishers=[good, bad])
+    pub = publishing(settings(tmp_path), [good, bad], metrics)
     results = pub.publish(state(1, "a.example.com"))
     assert [r.publisher for r in results] == ["good"]
     assert good.serials == [1]
@@ -122,13 +162,13 @@ def test_failing_publisher_does_not_stop_the_others(tmp_path: Path) -> None:
 
 def test_serial_persists_across_restarts_with_mode_0600(tmp_path: Path) -> None:
     s = settings(tmp_path)
-    first = RpzPublishing(s, publishers=[FakePublisher("p")])
+    first = publishing(s, [FakePublisher("p")])
     first.publish(state(1, "a.example.com"))
     first.publish(state(2, "b.example.com"))
     path = Path(s.agent.state_dir) / SERIAL_FILE
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     again = FakePublisher("p")
-    RpzPublishing(s, publishers=[again]).publish(state(1, "a.example.com"))
+    publishing(s, [again]).publish(state(1, "a.example.com"))
     assert again.serials == [3]  # a restart continues upward, even for an old version
 
 
@@ -137,7 +177,7 @@ def test_corrupt_serial_file_is_an_error(tmp_path: Path) -> None:
     (Path(s.agent.state_dir)).mkdir(parents=True)
     (Path(s.agent.state_dir) / SERIAL_FILE).write_text('{"serial": "x"}')
     with pytest.raises(PublishError, match="no valid serial"):
-        RpzPublishing(s, publishers=[])
+        publishing(s, [])
 
 
 def test_compile_release_counts_not_enforceable(tmp_path: Path) -> None:
@@ -160,11 +200,12 @@ def test_builds_publishers_from_config(tmp_path: Path) -> None:
         '[[resolvers]]\nname = "bind1"\nhost = "127.0.0.1"\nport = 5302\nkind = "bind"\n'
         '[[resolvers]]\nname = "unb1"\nhost = "127.0.0.1"\nport = 5301\nkind = "unbound"\n',
     )
-    pub = RpzPublishing(s)
+    pub = enforcer(s).publishing
+    assert pub is not None
     by_name = {p.name: p for p in pub.publishers}
     assert [t.name for t in by_name["primary"].targets] == ["bind1"]  # type: ignore[attr-defined]
     assert [t.name for t in by_name["unbound"].targets] == ["unb1"]  # type: ignore[attr-defined]
-    assert len(pub.servers) == 1
+    assert by_name["unbound"].zone_server is not None  # type: ignore[attr-defined]
     assert [r.target.name for r in pub.verifier.resolvers] == ["bind1", "unb1"]
 
 
@@ -178,7 +219,8 @@ def test_unbound_fed_by_the_primary_is_verified_by_bind_update(tmp_path: Path) -
         '[[resolvers]]\nname = "bind1"\nhost = "127.0.0.1"\nport = 5302\nkind = "bind"\n'
         '[[resolvers]]\nname = "unb1"\nhost = "127.0.0.1"\nport = 5301\nkind = "unbound"\n',
     )
-    pub = RpzPublishing(s)
+    pub = enforcer(s).publishing
+    assert pub is not None
     (primary,) = pub.publishers
     assert [t.name for t in primary.targets] == ["bind1", "unb1"]  # type: ignore[attr-defined]
 
@@ -305,3 +347,37 @@ def test_http_notify_never_serves_a_broken_zone(tmp_path: Path) -> None:
         "rpz-exceptions.edgeagent.invalid.zone",
         "rpz.edgeagent.invalid.zone",
     ]
+
+
+def test_each_resolver_is_verified_by_the_publishers_that_reach_it_most_directly(
+    tmp_path: Path,
+) -> None:
+    """bind-update: the BIND secondaries, plus the Unbound resolvers nothing else feeds;
+    http-notify: the resolvers it notifies; zonefile: every resolver no publisher feeds
+    directly."""
+    zone_dir = tmp_path / "zones"
+    bind = BindUpdateConfig(
+        kind="bind-update", server="127.0.0.1", tsig_key_name="k", tsig_secret_env="HOME"
+    )
+    http = HttpNotifyConfig(kind="http-notify", notify=(Endpoint(host="127.0.0.1", port=5301),))
+    files = ZonefileConfig(kind="zonefile", directory=zone_dir)
+    resolvers = [
+        ResolverTarget("bind1", "127.0.0.1", 5302, "bind"),
+        ResolverTarget("unb-notified", "127.0.0.1", 5301, "unbound"),
+        ResolverTarget("unb-quiet", "127.0.0.1", 5303, "unbound"),
+        ResolverTarget("knot", "127.0.0.1", 5304, "other"),
+    ]
+
+    def names(pubs: dict[str, PublisherConfig]) -> dict[str, list[str]]:
+        return {n: [t.name for t in ts] for n, ts in verified_by(pubs, resolvers).items()}
+
+    assert names({"b": bind, "h": http}) == {
+        "b": ["bind1", "unb-quiet"],
+        "h": ["unb-notified"],
+    }
+    assert names({"b": bind, "h": http, "z": files}) == {
+        "b": ["bind1"],
+        "h": ["unb-notified"],
+        "z": ["unb-quiet", "knot"],
+    }
+    assert names({"z": files}) == {"z": ["bind1", "unb-notified", "unb-quiet", "knot"]}

@@ -8,6 +8,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from edgeagent import listeners
 from edgeagent.proxy.stoppage import (
     StopPageSettings,
     StopPageSource,
@@ -15,7 +16,7 @@ from edgeagent.proxy.stoppage import (
     create_stop_page_app,
     start_stop_page,
 )
-from tests.conftest import free_port
+from tests.support.ports import free_port
 
 SETTINGS = StopPageSettings(sources={"iwf": StopPageSource("the Example Hotline")})
 
@@ -31,7 +32,7 @@ async def test_451_with_blocked_by_link_and_text(caplog: pytest.LogCaptureFixtur
     hits: list[str] = []
     caplog.set_level(logging.DEBUG)
     port = free_port(udp=False)
-    runner = await start_stop_page(
+    listener = await start_stop_page(
         create_stop_page_app(SETTINGS, on_hit=hits.append), "127.0.0.1", port
     )
     try:
@@ -44,7 +45,7 @@ async def test_451_with_blocked_by_link_and_text(caplog: pytest.LogCaptureFixtur
         ):
             body = await resp.text()
     finally:
-        await runner.cleanup()
+        await listeners.stop(listener)
     assert resp.status == 451
     assert resp.headers["Link"] == '<https://isp.example/blocking-policy>; rel="blocked-by"'
     assert resp.headers["Cache-Control"] == "no-store"

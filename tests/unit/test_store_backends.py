@@ -3,6 +3,8 @@ store through the registry; a backend registered elsewhere is picked up."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
@@ -13,10 +15,11 @@ from edgeagent.config import ConfigError, default_settings, load_config, summary
 from edgeagent.configtypes import Name
 from edgeagent.errors import StoreError
 from edgeagent.service import Agent
-from edgeagent.store import SqliteStore, open_store
+from edgeagent.store import SqliteStore, open_store, open_ticket_store
 from edgeagent.store.base import StoreBackend, StoreConfig
 from edgeagent.store.kinds import STORE_BACKENDS
 from edgeagent.store.sqlite import SqliteStoreConfig
+from edgeagent.takedown.ticketstore import TicketStore
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -52,6 +55,17 @@ def test_a_sqlite_store_opens_through_the_registry(tmp_path: Path) -> None:
     assert (tmp_path / "db" / "agent.sqlite3").stat().st_mode & 0o777 == 0o600
 
 
+def test_sqlite_tickets_live_in_their_own_file_in_the_state_dir(tmp_path: Path) -> None:
+    settings = load_config(write(tmp_path, '[store]\npath = "db/agent.sqlite3"\n'))
+    tickets = open_ticket_store(settings.store, settings.agent.state_dir)
+    try:
+        assert isinstance(tickets, TicketStore)
+        assert tickets.open_tickets() == []
+    finally:
+        tickets.close()
+    assert (tmp_path / "state" / "takedown.sqlite3").stat().st_mode & 0o777 == 0o600
+
+
 def test_sqlite_config_mistakes_name_the_key(tmp_path: Path) -> None:
     path = write(tmp_path, '[store]\nbackend = "sqlite"\npath = 5\nsize = 1\n')
     assert problems_of(path) == {
@@ -59,7 +73,7 @@ def test_sqlite_config_mistakes_name_the_key(tmp_path: Path) -> None:
         "store.size: unknown key",
     }
     path = write(tmp_path, '[store]\nbackend = "postgres"\n')
-    assert problems_of(path) == {"store.backend: must be one of sqlite"}
+    assert problems_of(path) == {"store.backend: unknown backend; allowed: sqlite, postgresql"}
 
 
 # ----------------------------------------------------- a backend from elsewhere
@@ -86,6 +100,10 @@ class ShelfStore(StoreBackend[ShelfStoreConfig]):
             state_dir,
         )
 
+    @classmethod
+    def open_ticket_store(cls, config: ShelfStoreConfig, state_dir: Path) -> TicketStore:
+        return TicketStore(state_dir / "shelves" / config.shelf / "tickets.sqlite3")
+
 
 @pytest.fixture
 def shelf() -> Iterator[None]:
@@ -108,6 +126,8 @@ def test_a_registered_backend_is_loaded_and_opened_by_the_agent(tmp_path: Path) 
     finally:
         agent.close()
     assert (tmp_path / "state" / "shelves" / "a" / "store.sqlite3").is_file()
+    open_ticket_store(settings.store, settings.agent.state_dir).close()
+    assert (tmp_path / "state" / "shelves" / "a" / "tickets.sqlite3").is_file()
 
 
 @pytest.mark.usefixtures("shelf")
@@ -123,8 +143,37 @@ def test_backend_mistakes_name_the_key_among_several(tmp_path: Path) -> None:
         "store.shelf: required key missing"
     }
     assert problems_of(write(tmp_path, '[store]\nbackend = "postgres"\n')) == {
-        "store.backend: unknown backend; allowed: sqlite, test-shelf"
+        "store.backend: unknown backend; allowed: sqlite, postgresql, test-shelf"
     }
     assert problems_of(write(tmp_path, '[store]\nbackend = "sqlite"\nshelf = "a"\n')) == {
         "store.shelf: unknown key"
     }
+
+
+def test_only_a_postgresql_config_needs_the_driver(tmp_path: Path) -> None:
+    """The PostgreSQL backend is always listed, but psycopg (the ``postgresql`` extra) is
+    loaded only to check a dsn or open such a store."""
+    sqlite = write(tmp_path, "")
+    postgresql = tmp_path / "pg.toml"
+    postgresql.write_text('[store]\nbackend = "postgresql"\ndsn = "host=db.example"\n', "utf-8")
+    code = f"""
+import sys
+from pathlib import Path
+sys.modules["psycopg"] = None  # as if the postgresql extra were not installed
+from edgeagent.config import ConfigError, load_config, summary
+from edgeagent.store import open_store
+settings = load_config(Path({str(sqlite)!r}))
+print(summary(settings)[1])
+open_store(settings.store, settings.agent.state_dir).close()
+try:
+    load_config(Path({str(postgresql)!r}))
+except ConfigError as exc:
+    print(*exc.problems, sep="\\n")
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.splitlines() == [
+        f"store       sqlite {tmp_path}/state/edgeagent.sqlite3",
+        "store.dsn: the PostgreSQL driver is not installed (pip install 'edgeagent[postgresql]')",
+    ]

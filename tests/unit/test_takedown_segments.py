@@ -32,7 +32,7 @@ from edgeagent.takedown.tickets import (
     ticket_to_json,
     with_segments,
 )
-from tests.unit.test_takedown_tickets import T0, make_ticket
+from tests.support.tickets import T0, make_ticket
 
 OWN = OwnSpace(["192.0.2.0/25"])
 MAC = "02:00:00:00:00:10"

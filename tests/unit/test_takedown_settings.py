@@ -17,7 +17,7 @@ import pytest
 from edgeagent.config import ConfigError, load_config
 from edgeagent.errors import ConfigProblem
 from edgeagent.model import Action, Entry, Indicator, Scope
-from edgeagent.store import SqliteStore
+from edgeagent.store import SqliteStore, open_ticket_store
 from edgeagent.takedown.customers.csv import CsvExportConfig
 from edgeagent.takedown.customers.http import HttpIpamConfig
 from edgeagent.takedown.notifiers.base import Notice, Notifier, NotifierConfig
@@ -184,7 +184,8 @@ label = "the NTD desk"
     settings = load_config(write(tmp_path, text))
     assert isinstance(settings.takedown.notifiers["desk"], RecordingNotifierConfig)
     store = SqliteStore(tmp_path / "edgeagent.sqlite3")
-    svc = TakedownService.from_settings(settings.takedown, store, tmp_path)
+    tickets = open_ticket_store(settings.store, tmp_path)
+    svc = TakedownService.from_settings(settings.takedown, store, tickets)
     try:
         await svc.refresh_customers()
         entry = Entry(

@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 import sqlite3
 import stat
+from collections.abc import Callable
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
-from edgeagent.errors import Conflict, InvalidTransition, NotFound
+from edgeagent.errors import InvalidTransition
 from edgeagent.takedown.evidence import (
     RetentionPolicy,
     build_bundle,
@@ -22,8 +23,6 @@ from edgeagent.takedown.evidence import (
 from edgeagent.takedown.report import build_report, percentile, report_csv
 from edgeagent.takedown.tickets import (
     AuthorisationRequired,
-    Ticket,
-    TicketEvent,
     TicketState,
     TicketUrl,
     add_urls,
@@ -32,38 +31,10 @@ from edgeagent.takedown.tickets import (
     ticket_from_json,
     ticket_to_json,
 )
-from edgeagent.takedown.ticketstore import SCHEMA_VERSION, TicketStore
+from edgeagent.takedown.ticketstore import SCHEMA_VERSION, TicketStorage, TicketStore
+from tests.support.tickets import T0, TicketStoreContract, make_ticket, walk
 
 S = TicketState
-T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-
-
-def make_ticket(source: str = "hotline", **kw: object) -> Ticket:
-    url = TicketUrl("http://shop.hosted.test/a", "ref1", ("198.51.100.10",), T0, T0)
-    base = Ticket(
-        id=0,
-        reference="HL-1",
-        source=source,
-        jurisdiction="",
-        customer_id="cust-a",
-        service_id="srv-1",
-        contact="noc@a.example",
-        assignment_origin="crm:2",
-        notice_received_at=T0,
-        opened_at=T0 + timedelta(minutes=1),
-        deadline=T0 + timedelta(minutes=60),
-        state=S.RECEIVED,
-        urls=(url,),
-        events=(TicketEvent(T0, "system", "open", "opened", "", "received"),),
-    )
-    return replace(base, **kw)  # type: ignore[arg-type]
-
-
-def walk(t: Ticket, *states: TicketState, start: datetime = T0) -> Ticket:
-    for i, s in enumerate(states, start=1):
-        target = check_transition(t, s, needs_authorisation=False)
-        t = apply_transition(t, target, "alice", f"step {i}", start + timedelta(minutes=10 * i))
-    return t
 
 
 def test_full_takedown_path_sets_removal_time_once() -> None:
@@ -137,27 +108,18 @@ def test_json_round_trip() -> None:
     assert ticket_from_json(ticket_to_json(t)) == t
 
 
+class TestSqliteTicketStore(TicketStoreContract):
+    @pytest.fixture
+    def open_tickets(self, tmp_path: Path) -> Callable[[], TicketStorage]:
+        return lambda: TicketStore(tmp_path / "takedown.sqlite3")
+
+
 def test_ticket_store_persists_with_safe_settings(tmp_path: Path) -> None:
     path = tmp_path / "state" / "takedown.sqlite3"
     store = TicketStore(path)
-    t = store.create(make_ticket())
-    assert t.id == 1
-    assert t.version == 0
+    store.create(make_ticket())
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
-    t2 = store.update(walk(t, S.UNDER_REVIEW))
-    assert t2.version == 1
-    with pytest.raises(Conflict):
-        store.update(walk(t, S.UNDER_REVIEW))  # stale version
-    with pytest.raises(NotFound):
-        store.get(99)
-    assert store.find_open("cust-a", "HL-1") == t2
-    assert store.find_open("cust-a", "HL-2") is None
-    assert [x.id for x in store.list_tickets(state="under-review")] == [1]
-    assert store.received_between(T0, T0 + timedelta(seconds=1))[0].id == 1
     store.close()
-    reopened = TicketStore(path)
-    assert reopened.get(1) == t2
-    reopened.close()
     db = sqlite3.connect(path)
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION

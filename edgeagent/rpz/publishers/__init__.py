@@ -1,1 +1,1 @@
-"""RPZ publishers: one contract (base.py), one module per plug-in."""
+"""RPZ publishers: one contract (base.py), one module per kind, the kinds listed in kinds.py."""

@@ -22,6 +22,25 @@ honour each step:
 
 Plug-ins never log or put list entries in error messages (use short hashes), and never
 need to be told about the previous release: what is live is their own business.
+
+Around those steps:
+
+* **config** -- each kind has ``KIND`` (the ``kind`` of ``[publishers.NAME]``), its own
+  config model ``Config`` (a :class:`PublisherConfig`), and :meth:`Publisher.from_config`,
+  which builds it from that model and a :class:`PublisherContext` (zone names, state
+  directory, the resolvers it verifies). Building reads secrets but sends nothing.
+* **which resolvers** -- the config model says how directly the publisher delivers the
+  zones to a resolver (:meth:`PublisherConfig.reach`, a :class:`Reach`); each resolver is
+  verified by the publishers that reach it most directly, so no kind needs to know
+  another.
+* **lifecycle** -- :meth:`Publisher.start` starts what the publisher serves itself (the
+  HTTP zone server of ``http-notify``) and :meth:`Publisher.close` stops it; both default
+  to nothing.
+* **serials** -- a publisher that reads serials at its target says so:
+  :attr:`Publisher.seen_serial` (the highest serial seen there; the next release must
+  exceed it) and :attr:`Publisher.live_serial` (the highest serial it set itself, which
+  may run ahead of the release's when a diff takes several messages). Both default to
+  ``None``.
 """
 
 from __future__ import annotations
@@ -30,7 +49,9 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from enum import IntEnum
+from pathlib import Path
+from typing import ClassVar, Generic, Self, TypeVar
 
 import dns.exception
 import dns.message
@@ -38,8 +59,10 @@ import dns.query
 import dns.rcode
 import dns.rdatatype
 
+from edgeagent.configtypes import Count
 from edgeagent.errors import PublishError
 from edgeagent.model import DesiredState
+from edgeagent.plugins import PluginConfig
 from edgeagent.rpz.compiler import (
     Record,
     RpzSettings,
@@ -78,11 +101,13 @@ class ZoneRelease:
 
 @dataclass(frozen=True, slots=True)
 class ResolverTarget:
-    """A resolver to verify against: where to send the canary query."""
+    """A resolver to verify against: where to send the canary query, and what it runs
+    (``bind``, ``unbound`` or ``other``: how zones can reach it)."""
 
     name: str
     host: str
     port: int = 53
+    kind: str = "other"
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,14 +130,70 @@ class PublishResult:
     seconds: float
 
 
+class Reach(IntEnum):
+    """How directly a publisher delivers the zones to one resolver (higher is more direct)."""
+
+    NONE = 0  # never reaches it
+    FALLBACK = 1  # only when no other publisher does (Unbound transferring from the primary)
+    ANY = 2  # any resolver no publisher feeds directly (one that loads the zone files)
+    DIRECT = 3  # configured to feed it (a NOTIFY target, a BIND secondary of the primary)
+
+
+class PublisherConfig(PluginConfig):
+    """``[publishers.NAME]``: the keys every kind has; each kind adds its own."""
+
+    kind: str
+    enabled: bool = True
+    retries: Count = 5
+
+    def reach(self, resolver: ResolverTarget) -> Reach:
+        """How directly this publisher delivers the zones to ``resolver``."""
+        return Reach.NONE
+
+
+@dataclass(frozen=True, slots=True)
+class PublisherContext:
+    """What a publisher is built from besides its own config."""
+
+    policy_zone: str
+    exception_zone: str
+    state_dir: Path
+    targets: tuple[ResolverTarget, ...] = ()  # the resolvers it verifies
+    verify_timeout: float = 10.0
+
+
 P = TypeVar("P")
 
 
 class Publisher(ABC, Generic[P]):
     """Base class; see the module docstring for the contract. ``P`` is the prepared artefact."""
 
+    KIND: ClassVar[str]
+    Config: ClassVar[type[PublisherConfig]]
+
     def __init__(self, name: str) -> None:
         self.name = name
+
+    @classmethod
+    @abstractmethod
+    def from_config(cls, name: str, config: PublisherConfig, context: PublisherContext) -> Self:
+        """Build the publisher ``[publishers.<name>]`` configures (reads its secrets)."""
+
+    async def start(self) -> None:
+        """Start what the publisher serves itself; nothing by default."""
+
+    async def close(self) -> None:
+        """Stop what :meth:`start` started; nothing by default."""
+
+    @property
+    def seen_serial(self) -> int | None:
+        """The highest serial read at the target (the next release must exceed it)."""
+        return None
+
+    @property
+    def live_serial(self) -> int | None:
+        """The highest serial this publisher set at its target."""
+        return None
 
     def publish(self, release: ZoneRelease) -> PublishResult:
         """validate -> apply -> verify; on failure keep (or restore) the old version."""

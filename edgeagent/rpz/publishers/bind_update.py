@@ -45,6 +45,7 @@ import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Literal, Self
 
 import dns.exception
 import dns.message
@@ -56,13 +57,28 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.tsig
 import dns.update
+from pydantic import model_validator
 
+from edgeagent.configtypes import (
+    DnsName,
+    EnvName,
+    Host,
+    Port,
+    Seconds,
+    SecretFile,
+    one_secret,
+    read_secret,
+)
 from edgeagent.errors import PublishError
+from edgeagent.plugins import own_config
 from edgeagent.rpz.compiler import Record, RpzSettings, diff_records
 from edgeagent.rpz.delta import Delta, exception_delta, policy_delta
 from edgeagent.rpz.publishers.base import (
     CanaryResult,
     Publisher,
+    PublisherConfig,
+    PublisherContext,
+    Reach,
     ResolverTarget,
     ZoneRelease,
     wait_for_serial,
@@ -86,6 +102,31 @@ TSIG_ALGORITHMS = {
     "hmac-sha384": dns.tsig.HMAC_SHA384,
     "hmac-sha512": dns.tsig.HMAC_SHA512,
 }
+
+
+class BindUpdateConfig(PublisherConfig):
+    """``kind = "bind-update"``: RFC 2136 UPDATE with TSIG to a BIND hidden primary."""
+
+    kind: Literal["bind-update"]
+    server: Host
+    port: Port = 53
+    tsig_key_name: DnsName
+    tsig_algorithm: Literal["hmac-sha256", "hmac-sha384", "hmac-sha512"] = "hmac-sha256"
+    tsig_secret_file: SecretFile | None = None
+    tsig_secret_env: EnvName | None = None
+    timeout_seconds: Seconds = 5.0
+
+    @model_validator(mode="after")
+    def _secret(self) -> BindUpdateConfig:
+        one_secret(self, "tsig_secret", required=True)
+        return self
+
+    def reach(self, resolver: ResolverTarget) -> Reach:
+        # The primary's BIND secondaries; Unbound resolvers may transfer from it too
+        # (resolvers/unbound/unbound-rpz-primary.conf) when nothing else feeds them.
+        if resolver.kind == "bind":
+            return Reach.DIRECT
+        return Reach.FALLBACK if resolver.kind == "unbound" else Reach.NONE
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +175,9 @@ class _Live:
 class BindUpdatePublisher(Publisher[UpdatePlan]):
     """Publish both RPZ zones to a BIND hidden primary by TSIG-signed RFC 2136 UPDATE."""
 
+    KIND = "bind-update"
+    Config = BindUpdateConfig
+
     def __init__(
         self,
         name: str,
@@ -171,10 +215,30 @@ class BindUpdatePublisher(Publisher[UpdatePlan]):
         self.attempts = 0  # UPDATE messages sent, retries included (for tests and metrics)
         self.resyncs = 0
         self.full_diffs = 0  # diffs over full record sets (the O(change) path declined)
-        # Highest SOA serial read from the primary: the caller's next serial must exceed it.
-        self.primary_serial_seen: int | None = None
+        self._seen_serial: int | None = None
+
+    @classmethod
+    def from_config(cls, name: str, config: PublisherConfig, context: PublisherContext) -> Self:
+        cfg = own_config(config, BindUpdateConfig)
+        return cls(
+            name,
+            server=cfg.server,
+            port=cfg.port,
+            key_name=cfg.tsig_key_name,
+            secret=read_secret(cfg.tsig_secret_file, cfg.tsig_secret_env),
+            algorithm=cfg.tsig_algorithm,
+            targets=context.targets,
+            timeout=cfg.timeout_seconds,
+            retries=cfg.retries,
+            verify_timeout=context.verify_timeout,
+        )
 
     # -- what is live -------------------------------------------------------------------
+    @property
+    def seen_serial(self) -> int | None:
+        """Highest SOA serial read from the primary: the next release must exceed it."""
+        return self._seen_serial
+
     @property
     def live_serial(self) -> int | None:
         """Highest SOA serial this publisher set on the primary (``None`` before any)."""
@@ -405,9 +469,9 @@ class BindUpdatePublisher(Publisher[UpdatePlan]):
             for rrset in r.answer:
                 if rrset.rdtype == dns.rdatatype.SOA and rrset.name == origin:
                     serial = int(rrset[0].serial)
-                    seen = self.primary_serial_seen
+                    seen = self._seen_serial
                     if seen is None or serial_gt(serial, seen):
-                        self.primary_serial_seen = serial
+                        self._seen_serial = serial
                     return serial
             last = "no SOA in answer"
         raise PublishError(

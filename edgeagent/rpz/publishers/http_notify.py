@@ -34,6 +34,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal, Self
 
 import dns.exception
 import dns.flags
@@ -46,11 +47,17 @@ import dns.rdataclass
 import dns.rdatatype
 from aiohttp import web
 
+from edgeagent import listeners
 from edgeagent.atomic import StagedFile, remove_stale_temps, stage_file
+from edgeagent.configtypes import Endpoint, IpNetwork, Items, ListenHost, ListenPort
 from edgeagent.errors import PublishError
+from edgeagent.plugins import own_config
 from edgeagent.rpz.publishers.base import (
     CanaryResult,
     Publisher,
+    PublisherConfig,
+    PublisherContext,
+    Reach,
     ResolverTarget,
     ZoneRelease,
     wait_for_serial,
@@ -58,7 +65,27 @@ from edgeagent.rpz.publishers.base import (
 from edgeagent.rpz.publishers.zonefile import check_zone_file
 
 SERVED_MODE = 0o600
+HTTP_DIR = "rpz-http"  # under the state directory: one serving directory per publisher
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+LOOPBACK: tuple[Network, ...] = (
+    ipaddress.IPv4Network("127.0.0.0/8"),
+    ipaddress.IPv6Network("::1/128"),
+)
+
+
+class HttpNotifyConfig(PublisherConfig):
+    """``kind = "http-notify"``: serve the zones over HTTP (Unbound ``rpz: url:``) and
+    send DNS NOTIFY."""
+
+    kind: Literal["http-notify"]
+    host: ListenHost = "127.0.0.1"
+    port: ListenPort = 8653
+    allowed_clients: Items[IpNetwork] = LOOPBACK
+    notify: Items[Endpoint] = ()
+
+    def reach(self, resolver: ResolverTarget) -> Reach:
+        notified = any((e.host, e.port) == (resolver.host, resolver.port) for e in self.notify)
+        return Reach.DIRECT if notified else Reach.NONE
 
 
 def zone_path(directory: Path, zone: str) -> Path:
@@ -85,17 +112,14 @@ class ZoneServer:
         *,
         host: str = "127.0.0.1",
         port: int = 8653,
-        allowed: Sequence[Network] = (
-            ipaddress.IPv4Network("127.0.0.0/8"),
-            ipaddress.IPv6Network("::1/128"),
-        ),
+        allowed: Sequence[Network] = LOOPBACK,
     ) -> None:
         self.directory = directory
         self.zones = frozenset(zones)
         self.host = host
         self.port = port
         self.allowed = tuple(allowed)
-        self._runner: web.AppRunner | None = None
+        self._listener: listeners.Listener | None = None
         self.requests = 0
         self.refused = 0
 
@@ -138,19 +162,15 @@ class ZoneServer:
         )
 
     async def start(self) -> None:
-        runner = web.AppRunner(self.app(), access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, self.host, self.port)
-        await site.start()
-        self._runner = runner
-        for addr in runner.addresses:  # the bound port when port=0
-            self.port = int(addr[1])
-            break
+        # A rebuilt publisher (config reload) starts its server on the same address
+        # before the old one stops, so the zones stay reachable throughout.
+        self._listener = await listeners.start(self.app(), self.host, self.port)
+        self.port = self._listener.port  # the kernel's choice when port=0
 
     async def close(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        if self._listener is not None:
+            await listeners.stop(self._listener)
+            self._listener = None
 
     @property
     def base_url(self) -> str:
@@ -196,6 +216,9 @@ class _Staged:
 class HttpNotifyPublisher(Publisher[_Staged]):
     """Validate and swap in the served zone files, then NOTIFY the resolvers."""
 
+    KIND = "http-notify"
+    Config = HttpNotifyConfig
+
     def __init__(
         self,
         name: str,
@@ -222,6 +245,24 @@ class HttpNotifyPublisher(Publisher[_Staged]):
         self.checkzone = shutil.which(checkzone) if checkzone else None
         self.notifies_sent = 0
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.zone_server: ZoneServer | None = None  # run by start()/close() when set
+
+    @classmethod
+    def from_config(cls, name: str, config: PublisherConfig, context: PublisherContext) -> Self:
+        cfg = own_config(config, HttpNotifyConfig)
+        pub = cls(
+            name,
+            directory=context.state_dir / HTTP_DIR / name,
+            notify=[NotifyTarget(e.host, e.port) for e in cfg.notify],
+            targets=context.targets,
+            retries=cfg.retries,
+            verify_timeout=context.verify_timeout,
+        )
+        zones = [context.policy_zone, context.exception_zone]
+        pub.zone_server = pub.server(
+            zones, host=cfg.host, port=cfg.port, allowed=cfg.allowed_clients
+        )
+        return pub
 
     def server(
         self,
@@ -229,13 +270,18 @@ class HttpNotifyPublisher(Publisher[_Staged]):
         *,
         host: str = "127.0.0.1",
         port: int = 8653,
-        allowed: Sequence[Network] = (
-            ipaddress.IPv4Network("127.0.0.0/8"),
-            ipaddress.IPv6Network("::1/128"),
-        ),
+        allowed: Sequence[Network] = LOOPBACK,
     ) -> ZoneServer:
         """A :class:`ZoneServer` for this publisher's serving directory."""
         return ZoneServer(self.directory, zones, host=host, port=port, allowed=allowed)
+
+    async def start(self) -> None:
+        if self.zone_server is not None:
+            await self.zone_server.start()
+
+    async def close(self) -> None:
+        if self.zone_server is not None:
+            await self.zone_server.close()
 
     # -- validate -----------------------------------------------------------------------
     def prepare(self, release: ZoneRelease) -> _Staged:

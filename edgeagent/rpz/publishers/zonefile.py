@@ -28,15 +28,21 @@ import subprocess
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, Self
 
 import dns.exception
 import dns.zone
 
 from edgeagent.atomic import StagedFile, fsync_dir, stage_file
+from edgeagent.configtypes import FileMode, Items, OutputPath
 from edgeagent.errors import PublishError
+from edgeagent.plugins import own_config
 from edgeagent.rpz.publishers.base import (
     CanaryResult,
     Publisher,
+    PublisherConfig,
+    PublisherContext,
+    Reach,
     ResolverTarget,
     ZoneRelease,
     wait_for_serial,
@@ -44,6 +50,21 @@ from edgeagent.rpz.publishers.base import (
 
 ZONE_MODE = 0o640
 _DNSPYTHON_MAX_BYTES = 20 << 20  # above this dnspython is too slow/big to parse the zone
+
+
+class ZonefileConfig(PublisherConfig):
+    """``kind = "zonefile"``: write ``<directory>/<zone>.zone`` atomically, then run
+    ``reload_command``."""
+
+    kind: Literal["zonefile"]
+    directory: OutputPath
+    group: str | None = None
+    mode: FileMode = 0o640
+    check_command: Items[str] = ()
+    reload_command: Items[str] = ()
+
+    def reach(self, resolver: ResolverTarget) -> Reach:
+        return Reach.ANY  # whichever resolver loads the files
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +82,9 @@ class _Prepared:
 
 class ZonefilePublisher(Publisher[_Prepared]):
     """Publish both RPZ zones as files and reload them with the configured commands."""
+
+    KIND = "zonefile"
+    Config = ZonefileConfig
 
     def __init__(
         self,
@@ -86,6 +110,21 @@ class ZonefilePublisher(Publisher[_Prepared]):
         self.checkzone = shutil.which(checkzone) if checkzone else None
         self.verify_timeout = verify_timeout
         self.command_timeout = command_timeout
+
+    @classmethod
+    def from_config(cls, name: str, config: PublisherConfig, context: PublisherContext) -> Self:
+        cfg = own_config(config, ZonefileConfig)
+        return cls(
+            name,
+            policy_path=cfg.directory / f"{context.policy_zone}.zone",
+            exception_path=cfg.directory / f"{context.exception_zone}.zone",
+            reload_commands=[cfg.reload_command] if cfg.reload_command else [],
+            targets=context.targets,
+            group=cfg.group,
+            mode=cfg.mode,
+            checkzone=cfg.check_command[0] if cfg.check_command else "named-checkzone",
+            verify_timeout=context.verify_timeout,
+        )
 
     # -- validate ---------------------------------------------------------------------
     def prepare(self, release: ZoneRelease) -> _Prepared:

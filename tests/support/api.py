@@ -8,32 +8,29 @@
   ``supervisor2``, ``admin`` (name = role, with a second analyst and supervisor for
   four-eyes); returns name -> secret.
 - ``ApiHarness``: the app on an aiohttp ``TestServer`` with a ``call()`` shortcut.
-- ``serve(store_path, host, port, guard_dir=...)`` / ``python -m tests.api_support STORE
-  PORT GUARD_DIR``: the API over an existing store, in the foreground, for subprocess tests
-  and the benchmark; prints ``READY <port>`` once it listens.
+- ``decision_body(target, **overrides)``: a valid ``POST /v1/decisions`` body.
+- ``FakeClock``: monotonic seconds a test moves by hand (the API's rate limits).
+
+The API in a process of its own (load and crash tests) is
+:func:`edgeagent.lab.api_server.start_api_server`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import gc
-import signal
-import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from aiohttp.test_utils import TestClient, TestServer
 
-from edgeagent.api import ApiContext, bound_port, create_app, start_site
+from edgeagent.api import ApiContext, create_app
 from edgeagent.config import default_settings
 from edgeagent.decisions import DecisionService
 from edgeagent.engine import PolicyEngine
-from edgeagent.guard import Guard, reserved_names
+from edgeagent.guard import Guard
 from edgeagent.model import NoticeSource
 from edgeagent.overrides import ExternalLists
-from edgeagent.store import SqliteStore
 from edgeagent.store.base import Store
 from edgeagent.tokens import new_token
 
@@ -61,7 +58,7 @@ def make_guard(directory: Path) -> Guard:
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "protected.txt").write_text("protected.example\n", encoding="utf-8")
     # The agent's own names as the daemon derives them from its (here: default) settings.
-    return Guard.load(directory, reserved=reserved_names(default_settings(directory)))
+    return Guard.load(directory, reserved=default_settings(directory).reserved_names())
 
 
 def add_tokens(store: Store) -> dict[str, str]:
@@ -149,88 +146,3 @@ def decision_body(target: str = "h1.example", **overrides: Any) -> dict[str, Any
     }
     body.update(overrides)
     return body
-
-
-async def serve(
-    store_path: Path,
-    host: str,
-    port: int,
-    *,
-    guard_dir: Path,
-    ready: Callable[[int], None] | None = None,
-    rebuild_every: float = 1.0,
-) -> None:
-    """Serve the API over the store at ``store_path`` until SIGTERM/SIGINT.
-
-    Like the daemon, it rebuilds the policy after decision writes (at most once every
-    ``rebuild_every`` seconds, in a worker thread), so load figures include that cost;
-    a negative ``rebuild_every`` turns that off.
-    """
-    store = SqliteStore(store_path)
-    guard = make_guard(guard_dir)
-    engine = PolicyEngine(store, guard)
-    changed = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    service = DecisionService(store, guard, public_needs_approval=False)
-
-    def on_change() -> None:
-        loop.call_soon_threadsafe(changed.set)
-
-    ctx = ApiContext(
-        store=store,
-        decisions=service,
-        policy=lambda: engine.current().index,
-        on_change=on_change,
-    )
-    await asyncio.to_thread(engine.current)  # policy loaded before we listen
-    # As the daemon should: move the long-lived policy out of the collector's view, or
-    # every full collection walks 100k+ entries while requests wait.
-    gc.freeze()
-
-    async def stop_never() -> None:
-        await asyncio.Event().wait()
-
-    async def rebuild() -> None:
-        while True:
-            await changed.wait()
-            changed.clear()
-            await asyncio.to_thread(engine.current)
-            await asyncio.sleep(rebuild_every)
-
-    rebuilder = asyncio.create_task(rebuild() if rebuild_every >= 0 else stop_never())
-    runner = await start_site(create_app(ctx), host, port)
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    if ready is not None:
-        ready(bound_port(runner))
-    try:
-        await stop.wait()
-    finally:
-        rebuilder.cancel()
-        await runner.cleanup()
-        store.close()
-
-
-def _main(argv: list[str]) -> None:
-    store_path, port = Path(argv[0]), int(argv[1])
-
-    def announce(bound: int) -> None:
-        sys.stdout.write(f"READY {bound}\n")
-        sys.stdout.flush()
-
-    rebuild_every = float(argv[3]) if len(argv) > 3 else 1.0
-    asyncio.run(
-        serve(
-            store_path,
-            "127.0.0.1",
-            port,
-            guard_dir=Path(argv[2]),
-            ready=announce,
-            rebuild_every=rebuild_every,
-        )
-    )
-
-
-if __name__ == "__main__":
-    _main(sys.argv[1:])

@@ -1,6 +1,6 @@
 """The daemon's peers for the on-segment takedown test, run inside the agent's namespace.
 
-    ip netns exec NS python -m tests.integration.segment_peers DIR RECORDS_JSON SECRET_HEX
+    ip netns exec NS python -m tests.support.segment_peers DIR RECORDS_JSON SECRET_HEX
 
 starts a real Unbound serving ``RECORDS_JSON`` (``[[name, type, value], ...]``), an SMTP
 sink (aiosmtpd; one ``DIR/mail/<n>.eml`` per message) and a webhook sink checking the
@@ -16,7 +16,7 @@ import json
 import sys
 from pathlib import Path
 
-from bench.takedown_locate import unbound_server
+from edgeagent.lab.resolvers import unbound_server
 from edgeagent.lab.sinks import SmtpSink, WebhookSink
 
 

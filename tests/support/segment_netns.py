@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.conftest import require_binary
+from tests.support.binaries import require_binary
 
 REPO = Path(__file__).resolve().parents[2]
 SERVER_MAC = "02:00:00:00:00:10"

@@ -1,0 +1,141 @@
+"""The row layouts every SQL backend shares: column lists, and values built from rows.
+
+The SQLite and PostgreSQL schemas have the same tables and columns; they differ in how a
+timestamp is stored (SQLite: integer microseconds; PostgreSQL: ``timestamptz``). Each
+builder takes the backend's ``when`` function, which turns a stored timestamp into an
+aware UTC ``datetime``. Pure functions only.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from enum import Enum
+from types import MappingProxyType
+from typing import Any
+
+from edgeagent.errors import StoreError
+from edgeagent.model import (
+    Action,
+    Decision,
+    DecisionEvent,
+    DecisionStatus,
+    Indicator,
+    NoticeSource,
+    Scope,
+)
+from edgeagent.store.base import Generation, GenerationStatus, TargetSearch, Token
+
+When = Callable[[Any], datetime]
+"""A stored timestamp -> an aware UTC datetime."""
+
+LOADING = "_loading"
+"""Internal status of a generation whose entries are still being written: no reader sees it."""
+
+GENERATION_COLUMNS = "id, feed, status, created_at, entry_count, serial, hold_reason, meta"
+DECISION_COLUMNS = (
+    "id, scope, value, action, actor, reason, reference, notice_source, notice_received_at, "
+    "created_at, status, expires_at, category, approved_by"
+)
+EVENT_COLUMNS = "decision_id, at, actor, status, reason"
+TOKEN_COLUMNS = "id, name, role, created_at, revoked"  # noqa: S105 - column names
+ENTRY_COLUMNS = "scope, value, action, category, reference, first_seen, last_seen, expires_at"
+
+SLOT_SUCCESSOR = {
+    GenerationStatus.LIVE: GenerationStatus.SUPERSEDED,
+    GenerationStatus.HELD: GenerationStatus.DISCARDED,
+}
+"""What a feed's live (held) generation becomes when another takes its slot."""
+
+
+def new_generation_status(status: GenerationStatus) -> GenerationStatus:
+    """``status`` if a new generation may have it (live or held), else ``StoreError``."""
+    status = GenerationStatus(status)
+    if status not in SLOT_SUCCESSOR:
+        raise StoreError(f"a new generation must be live or held, not {status.value}")
+    return status
+
+
+def generation(row: Sequence[Any], when: When) -> Generation:
+    """A :class:`Generation` from a :data:`GENERATION_COLUMNS` row."""
+    return Generation(
+        id=int(row[0]),
+        feed=str(row[1]),
+        status=GenerationStatus(row[2]),
+        created_at=when(row[3]),
+        entry_count=int(row[4]),
+        serial=str(row[5]),
+        hold_reason=str(row[6]),
+        meta=MappingProxyType(json.loads(row[7])),
+    )
+
+
+def event(row: Sequence[Any], when: When) -> tuple[int, DecisionEvent]:
+    """``(decision id, event)`` from an :data:`EVENT_COLUMNS` row."""
+    return int(row[0]), DecisionEvent(when(row[1]), row[2], DecisionStatus(row[3]), row[4])
+
+
+def decision(row: Sequence[Any], history: Sequence[DecisionEvent], when: When) -> Decision:
+    """A :class:`Decision` from a :data:`DECISION_COLUMNS` row and its events, oldest first."""
+    return Decision(
+        id=int(row[0]),
+        indicator=Indicator(Scope(row[1]), row[2]),
+        action=Action(row[3]),
+        actor=row[4],
+        reason=row[5],
+        reference=row[6],
+        notice_source=NoticeSource(row[7]),
+        notice_received_at=when(row[8]),
+        created_at=when(row[9]),
+        status=DecisionStatus(row[10]),
+        expires_at=None if row[11] is None else when(row[11]),
+        category=row[12],
+        approved_by=row[13],
+        history=tuple(history),
+    )
+
+
+def decision_filters(
+    status: DecisionStatus | None,
+    source: NoticeSource | None,
+    scope: str | None,
+    reference: str | None,
+) -> list[tuple[str, str]]:
+    """``(column, value)`` for every filter of ``Store.list_decisions`` that is given."""
+    given = (
+        ("status", status),
+        ("notice_source", source),
+        ("scope", scope),
+        ("reference", reference),
+    )
+    return [
+        (column, str(value.value if isinstance(value, Enum) else value))
+        for column, value in given
+        if value is not None
+    ]
+
+
+def target_condition(target: TargetSearch, mark: str) -> tuple[str, list[str]]:
+    """SQL condition (placeholder ``mark``) and its parameters for a search by target.
+
+    A URL on the host is a value starting ``scheme://host/`` or ``scheme://host:`` (a
+    canonical URL has nothing else there); compared as a prefix with ``substr``, not
+    ``LIKE`` (a host name may hold ``_``) and not by range (collation dependent).
+    """
+    terms = [f"value = {mark}" for _ in target.values]
+    params = list(target.values)
+    if target.host is not None:
+        for scheme in ("http", "https"):
+            for end in "/:":
+                prefix = f"{scheme}://{target.host}{end}"
+                terms.append(f"substr(value, 1, {len(prefix)}) = {mark}")
+                params.append(prefix)
+    return f"({' OR '.join(terms) or 'false'})", params
+
+
+def token(row: Sequence[Any], when: When) -> Token:
+    """A :class:`Token` from a :data:`TOKEN_COLUMNS` row."""
+    return Token(
+        id=int(row[0]), name=row[1], role=row[2], created_at=when(row[3]), revoked=bool(row[4])
+    )

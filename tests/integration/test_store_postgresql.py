@@ -1,0 +1,391 @@
+"""PostgresStore on a real PostgreSQL 15: the store and ticket contracts, then what is its
+own: migrations at start, a newer database refused, login and reachability errors naming
+``store.dsn``, two agents on one database, COPY of large generations."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from edgeagent.config import load_config
+from edgeagent.errors import StoreError, StoreUnavailable
+from edgeagent.lab.daemons import free_tcp_port
+from edgeagent.model import Action, Entry, Indicator, Scope
+from edgeagent.store import open_store, open_ticket_store
+from edgeagent.store.base import AuditNote, GenerationStatus
+from edgeagent.store.kinds import STORE_BACKENDS
+from edgeagent.store.postgresql import schema
+from edgeagent.store.postgresql.connect import Database, query_error
+from edgeagent.store.postgresql.store import PostgresStore
+from edgeagent.store.postgresql.tickets import PostgresTicketStore
+from edgeagent.takedown.ticketstore import TicketStorage
+from tests.support.postgres import PgDatabase
+from tests.support.store_contract import Clock, StoreContract, new_decision
+from tests.support.tickets import TicketStoreContract
+
+pytestmark = pytest.mark.integration
+
+
+@dataclass
+class PostgresHarness:
+    """A fresh database (see :class:`tests.support.store_contract.StoreHarness`)."""
+
+    db: Database
+    schema_version: int = schema.CURRENT_VERSION
+
+    def open(self, clock: Clock | None = None) -> PostgresStore:
+        return PostgresStore(self.db) if clock is None else PostgresStore(self.db, clock=clock)
+
+    def count_rows(self, table: str) -> int:
+        with self.db.connect() as conn:
+            row = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
+        assert row is not None
+        return int(row[0])
+
+    def insert_stale_loading(self, feed: str) -> None:
+        epoch = datetime(1970, 1, 1, tzinfo=UTC)
+        with self.db.connect() as conn:
+            conn.execute(
+                "INSERT INTO generations (feed, status, created_at, status_changed_at) "
+                "VALUES (%s, '_loading', %s, %s)",
+                (feed, epoch, epoch),
+            )
+
+
+class TestPostgresStoreContract(StoreContract):
+    @pytest.fixture
+    def harness(self, pg_database: PgDatabase) -> PostgresHarness:
+        return PostgresHarness(pg_database.database())
+
+
+class TestPostgresTicketStore(TicketStoreContract):
+    @pytest.fixture
+    def open_tickets(self, pg_database: PgDatabase) -> Callable[[], TicketStorage]:
+        return lambda: PostgresTicketStore(pg_database.database())
+
+
+@pytest.fixture
+def store(pg_database: PgDatabase) -> Iterator[PostgresStore]:
+    s = PostgresStore(pg_database.database())
+    yield s
+    s.close()
+
+
+def _raw(pg: PgDatabase) -> psycopg.Connection[tuple[object, ...]]:
+    return psycopg.connect(pg.dsn, password=pg.password, autocommit=True)
+
+
+# --- schema migrations ----------------------------------------------------------------
+
+
+def test_migrations_applied_at_start(pg_database: PgDatabase) -> None:
+    with _raw(pg_database) as raw:
+        assert schema.schema_version(raw) == 0  # an empty database
+    s = PostgresStore(pg_database.database())
+    assert s.schema_version() == schema.CURRENT_VERSION
+    s.close()
+    with _raw(pg_database) as raw:
+        tables = {
+            r[0]
+            for r in raw.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+            ).fetchall()
+        }
+        row = raw.execute("SELECT version FROM schema_version").fetchone()
+    assert {"policy", "generations", "decisions", "audit", "audit_head", "tokens"} <= tables
+    assert "tickets" in tables
+    assert row == (schema.CURRENT_VERSION,)
+    # Opening again changes nothing.
+    PostgresStore(pg_database.database()).close()
+
+
+def test_agents_starting_together_migrate_once(pg_database: PgDatabase) -> None:
+    barrier = threading.Barrier(4)
+    opened: list[PostgresStore] = []
+    errors: list[BaseException] = []
+
+    def start() -> None:
+        barrier.wait()
+        try:
+            opened.append(PostgresStore(pg_database.database()))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start) for _ in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert errors == []
+    assert [s.schema_version() for s in opened] == [schema.CURRENT_VERSION] * 4
+    for s in opened:
+        s.close()
+
+
+def test_pending_migration_applied_at_start(
+    pg_database: PgDatabase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    PostgresStore(pg_database.database()).close()  # the database at the current version
+    extra = ("CREATE TABLE later_feature (id integer)", "INSERT INTO later_feature VALUES (7)")
+    monkeypatch.setattr(schema, "MIGRATIONS", (*schema.MIGRATIONS, extra))
+    s = PostgresStore(pg_database.database())
+    assert s.schema_version() == schema.CURRENT_VERSION + 1
+    s.close()
+    with _raw(pg_database) as raw:
+        assert raw.execute("SELECT id FROM later_feature").fetchall() == [(7,)]
+
+
+def test_failed_migration_leaves_database_untouched(
+    pg_database: PgDatabase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    PostgresStore(pg_database.database()).close()
+    broken = ("CREATE TABLE later_feature (id integer)", "THIS IS NOT SQL")
+    monkeypatch.setattr(schema, "MIGRATIONS", (*schema.MIGRATIONS, broken))
+    with pytest.raises(StoreError, match="migrating the schema failed"):
+        PostgresStore(pg_database.database())
+    with _raw(pg_database) as raw:
+        assert schema.schema_version(raw) == schema.CURRENT_VERSION
+        assert raw.execute("SELECT to_regclass('later_feature')").fetchone() == (None,)
+
+
+def test_newer_database_is_refused(pg_database: PgDatabase) -> None:
+    PostgresStore(pg_database.database()).close()
+    newer = schema.CURRENT_VERSION + 1
+    with _raw(pg_database) as raw:
+        raw.execute("UPDATE schema_version SET version = %s", (newer,))
+    with pytest.raises(StoreError) as info:
+        PostgresStore(pg_database.database())
+    assert str(info.value) == (
+        f"store.dsn: database schema version {newer} is newer than this edgeagent supports "
+        f"({schema.CURRENT_VERSION}); upgrade edgeagent or restore a matching backup"
+    )
+    with pytest.raises(StoreError, match="newer than this edgeagent"):
+        PostgresTicketStore(pg_database.database())
+
+
+# --- reaching the database ------------------------------------------------------------
+
+
+def test_wrong_password_names_the_key_not_the_password(pg_database: PgDatabase) -> None:
+    wrong = "not-the-Pa55word"
+    with pytest.raises(StoreError) as info:
+        PostgresStore(Database(pg_database.dsn, lambda: wrong))
+    message = str(info.value)
+    assert message.startswith("store.dsn: the database refused the login")
+    assert "password authentication failed" in message
+    assert "store.password_file or store.password_env" in message
+    assert wrong not in message
+    assert pg_database.password not in message
+    assert not isinstance(info.value, StoreUnavailable)
+
+
+def test_unreachable_host_names_the_key() -> None:
+    port = free_tcp_port()  # nothing listens there
+    db = Database(f"host=127.0.0.1 port={port} dbname=x user=y", lambda: "s3cret-pw")
+    started = time.monotonic()
+    with pytest.raises(StoreUnavailable) as info:
+        PostgresStore(db)
+    assert time.monotonic() - started < 10
+    message = str(info.value)
+    assert message.startswith("store.dsn: cannot reach the database")
+    assert f"port {port} failed: Connection refused" in message
+    assert "s3cret-pw" not in message
+
+
+def test_multi_host_dsn_finds_the_writable_server(pg_database: PgDatabase) -> None:
+    server = pg_database.server
+    dead = free_tcp_port()
+    dsn = (
+        f"host=127.0.0.1,{server.host} port={dead},{server.port} "
+        f"dbname={pg_database.name} user={pg_database.user} target_session_attrs=read-write"
+    )
+    s = PostgresStore(Database(dsn, lambda: pg_database.password))
+    assert s.policy_version() == 0
+    s.close()
+
+
+def test_store_recovers_when_its_connections_are_cut(
+    store: PostgresStore, pg_database: PgDatabase
+) -> None:
+    store.add_decision(new_decision())
+    with _raw(pg_database) as raw:  # what a database restart or failover does to a pool
+        raw.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = %s AND pid <> pg_backend_pid()",
+            (pg_database.name,),
+        )
+    assert store.policy_version() == 1
+    assert store.list_decisions()[0].indicator.value == "bad.example.com"
+
+
+def _config(pg: PgDatabase, tmp_path: Path, password: str) -> Path:
+    """An agent config with the store in ``pg``, its password in a file beside it."""
+    secret = tmp_path / "pg.password"
+    secret.write_text(password + "\n", encoding="utf-8")
+    secret.chmod(0o600)
+    config = tmp_path / "edgeagent.toml"
+    config.write_text(
+        f'[agent]\nstate_dir = "{tmp_path / "state"}"\n'
+        f'[store]\nbackend = "postgresql"\ndsn = "{pg.dsn}"\npassword_file = "pg.password"\n',
+        encoding="utf-8",
+    )
+    return config
+
+
+def _cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "edgeagent.cli", *args, "-c", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_config_to_open_store(pg_database: PgDatabase, tmp_path: Path) -> None:
+    settings = load_config(_config(pg_database, tmp_path, pg_database.password))
+    assert STORE_BACKENDS.plugin(settings.store) is PostgresStore
+    s = open_store(settings.store, settings.agent.state_dir)
+    tickets = open_ticket_store(settings.store, settings.agent.state_dir)
+    assert isinstance(s, PostgresStore)
+    assert isinstance(tickets, PostgresTicketStore)
+    s.append_audit("alice", "store.test", "store:postgresql")
+    assert s.verify_audit().ok
+    tickets.close()
+    s.close()
+    assert not (tmp_path / "state").exists()  # nothing written locally
+
+
+def test_cli_on_a_postgresql_store(pg_database: PgDatabase, tmp_path: Path) -> None:
+    config = _config(pg_database, tmp_path, pg_database.password)
+    checked = _cli(config, "check-config")
+    assert checked.returncode == 0, checked.stderr
+    assert f"postgresql {pg_database.dsn}" in checked.stdout
+    created = _cli(config, "token", "create", "--role", "admin", "--name", "ops")
+    assert created.returncode == 0, created.stderr
+    verified = _cli(config, "audit", "verify")
+    assert verified.returncode == 0, verified.stderr
+    with _raw(pg_database) as raw:
+        assert raw.execute("SELECT name, role FROM tokens").fetchall() == [("ops", "admin")]
+        assert raw.execute("SELECT count(*) FROM audit").fetchone() == (1,)
+    wrong = _config(pg_database, tmp_path, "wrong-Pa55word")
+    refused = _cli(wrong, "audit", "verify")
+    assert refused.returncode != 0
+    assert "store.dsn: the database refused the login" in refused.stderr
+    assert "wrong-Pa55word" not in refused.stderr + refused.stdout
+
+
+# --- several agents on one database ---------------------------------------------------
+
+
+def test_two_agents_keep_one_audit_chain(pg_database: PgDatabase) -> None:
+    agents = [PostgresStore(pg_database.database()) for _ in range(2)]
+    errors: list[BaseException] = []
+
+    def work(agent: PostgresStore, n: int) -> None:
+        try:
+            for i in range(150):
+                agent.add_decision(
+                    new_decision(f"a{n}-{i}.example"), AuditNote("decision.create", {"agent": n})
+                )
+                agent.append_audit(f"agent{n}", "auth.ok", f"token:{n}")
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [
+        threading.Thread(target=work, args=(agent, n))
+        for n, agent in enumerate(agents * 2)  # two threads per agent
+    ]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert errors == []
+    for agent in agents:  # every agent gives the same answer
+        result = agent.verify_audit()
+        assert (result.ok, result.rows) == (True, 4 * 150 * 2)
+        assert agent.audit_head()[0] == 4 * 150 * 2
+        assert agent.policy_version() == 4 * 150
+    ids = [r.id for r in agents[0].audit_since(limit=10_000)]
+    assert ids == list(range(1, 4 * 150 * 2 + 1))
+    for agent in agents:
+        agent.close()
+
+
+def test_audit_table_refuses_changes(store: PostgresStore, pg_database: PgDatabase) -> None:
+    store.append_audit("alice", "x", "feed:a")
+    with _raw(pg_database) as raw:
+        for statement in (
+            "UPDATE audit SET actor = 'mallory'",
+            "DELETE FROM audit",
+            "TRUNCATE audit",
+        ):
+            with pytest.raises(psycopg.errors.RaiseException, match="append-only"):
+                raw.execute(statement)
+    assert store.verify_audit().ok
+
+
+def test_server_detail_never_reaches_the_message(
+    store: PostgresStore, pg_database: PgDatabase
+) -> None:
+    store.add_decision(new_decision())
+    with _raw(pg_database) as raw, pytest.raises(psycopg.errors.UniqueViolation) as info:
+        raw.execute(
+            "INSERT INTO decisions (scope, value, action, actor, reason, reference, "
+            "notice_source, notice_received_at, created_at, status) VALUES ('host', "
+            "'bad.example.com', 'block', 'a', 'r', 'c', 'public', now(), now(), 'active')"
+        )
+    assert "bad.example.com" in str(info.value)  # the server's DETAIL quotes the row
+    message = str(query_error(info.value, "recording a decision"))
+    assert "bad.example.com" not in message
+    assert "decisions_one_open" in message
+    assert "23505" in message
+
+
+# --- large generations ----------------------------------------------------------------
+
+
+def _domains(n: int) -> Iterator[Entry]:
+    seen = datetime.now(UTC)
+    for i in range(n):
+        yield Entry(
+            Indicator(Scope.DOMAIN, f"d{i:07d}.example"),
+            Action.BLOCK,
+            "big",
+            "csam",
+            "",
+            seen,
+            seen,
+        )
+
+
+def _store_and_stream(store: PostgresStore, n: int) -> None:
+    gen = store.add_generation("big", _domains(n), status=GenerationStatus.LIVE)
+    assert gen.entry_count == n
+    count, last = 0, None
+    for count, last in enumerate(store.generation_entries(gen.id), 1):  # noqa: B007
+        pass
+    assert count == n
+    assert last is not None
+    assert last.indicator.value == f"d{n - 1:07d}.example"
+
+
+def test_100k_generation_copied(store: PostgresStore) -> None:
+    _store_and_stream(store, 100_000)
+
+
+@pytest.mark.slow
+def test_1m_generation_copied(store: PostgresStore) -> None:
+    started = time.monotonic()
+    _store_and_stream(store, 1_000_000)
+    assert store.prune_generations("big", keep=0) == 0  # the live one stays
+    assert time.monotonic() - started < 120
