@@ -275,10 +275,16 @@ def _next(status: DecisionStatus) -> list[str]:
     return allowed.get(status, [])
 
 
-def _notice_detail(notice: DecisionRequest, results: Sequence[NoticeResult]) -> dict[str, Any]:
+def notice_counts(results: Sequence[NoticeResult]) -> dict[str, int]:
+    """How many targets of a notice were accepted, are pending, were refused."""
     counts = {o.value: 0 for o in NoticeOutcome}
     for r in results:
         counts[r.outcome.value] += 1
+    return counts
+
+
+def _notice_detail(notice: DecisionRequest, results: Sequence[NoticeResult]) -> dict[str, Any]:
+    counts = notice_counts(results)
     refused = [r for r in results if r.outcome is NoticeOutcome.REFUSED]
     ids = [r.decision.id for r in results if r.decision is not None]
     return {

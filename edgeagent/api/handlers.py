@@ -44,6 +44,7 @@ from edgeagent.decisions import (
     NoticeOutcome,
     NoticeResult,
     NoticeTarget,
+    notice_counts,
     target_search,
 )
 from edgeagent.errors import EdgeAgentError, InvalidTarget, short_hash
@@ -135,13 +136,10 @@ def pending_json(d: Decision, *, show_target: bool) -> dict[str, Any]:
 
 def notice_json(reference: str, results: list[NoticeResult]) -> dict[str, Any]:
     """The answer to a notice with many targets: counts and one result per target."""
-    counts = {o.value: 0 for o in NoticeOutcome}
-    for r in results:
-        counts[r.outcome.value] += 1
     return {
         "reference": reference,
         "targets": len(results),
-        **counts,
+        **notice_counts(results),
         "results": [
             {
                 "index": r.index,
