@@ -25,6 +25,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from edgeagent import canon
+from edgeagent.bulk import paused_gc
 from edgeagent.errors import (
     Conflict,
     GuardrailViolation,
@@ -140,6 +141,13 @@ class DecisionService:
         in one transaction; a result per target, in order. Refusals (invalid target,
         guardrail, already decided) store nothing for that target. One audit row sums
         up the notice, besides each decision's own."""
+        # Thousands of acyclic objects per notice: the collector's passes free nothing.
+        with paused_gc():
+            return self._create_notice(notice, targets, actor)
+
+    def _create_notice(
+        self, notice: DecisionRequest, targets: Sequence[NoticeTarget], actor: str
+    ) -> list[NoticeResult]:
         results: list[NoticeResult | None] = [None] * len(targets)
         batch: list[tuple[NewDecision, AuditNote]] = []
         slots: list[tuple[int, Indicator]] = []
