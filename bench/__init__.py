@@ -157,6 +157,13 @@ def _rpz(quick: bool) -> list[Row]:
     return rpz_bench.run()
 
 
+def _intake_pages(quick: bool) -> list[Row]:
+    """The public report page: submissions/s and p99 at 200/s."""
+    from bench import intake_pages
+
+    return as_rows(intake_pages.rows(quick))
+
+
 def _api_throughput(quick: bool) -> list[Row]:
     """POST /v1/decisions throughput and p99 with a 100,000-entry policy."""
     from bench import api_throughput
@@ -178,6 +185,13 @@ def _squid_e2e(quick: bool) -> list[Row]:
     return squid_e2e.rows(quick)
 
 
+def _fleet_verify(quick: bool) -> list[Row]:
+    """One verification pass over 100 real resolvers (90 BIND secondaries, 10 dead)."""
+    from bench import fleet_verify
+
+    return fleet_verify.run(live=30, dead=5) if quick else fleet_verify.run()
+
+
 def _bulk_notice(quick: bool) -> list[Row]:
     """A 10,000-URL police notice through the daemon: stored, enforced, tickets opened."""
     from bench import bulk_notice
@@ -192,9 +206,11 @@ REGISTRY: dict[str, Benchmark] = {
     "feed_ingest": _feed_ingest,
     "takedown_locate": _takedown_locate,
     "api_throughput": _api_throughput,
+    "intake_pages": _intake_pages,
     "rpz": _rpz,
     "proxy_helper": _proxy_helper,
     "squid_e2e": _squid_e2e,
+    "fleet_verify": _fleet_verify,
     "bulk_notice": _bulk_notice,
 }
 """Benchmark name -> runner, in the order BENCHMARKS.md lists them."""

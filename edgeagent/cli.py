@@ -274,6 +274,65 @@ def cmd_lookup(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_fleet_status(args: argparse.Namespace) -> int:
+    """Ask the running daemon's API for ``GET /v1/fleet`` and print one line per target."""
+    import urllib.error
+    import urllib.request
+
+    token = os.environ.get("EDGEAGENT_TOKEN", "")
+    if args.token_file:
+        token = Path(args.token_file).read_text(encoding="utf-8").strip()
+    if not token:
+        raise UsageError("give a noc token: --token-file FILE or $EDGEAGENT_TOKEN")
+    url = args.url
+    if url is None:
+        settings, _ = _settings(args)
+        api = settings.api
+        scheme = "https" if api.tls_cert_file is not None else "http"
+        host = f"[{api.host}]" if ":" in api.host else api.host
+        url = f"{scheme}://{host}:{api.port}"
+    if not url.startswith(("http://", "https://")):
+        raise UsageError(f"--url must be http:// or https://, not {url!r}")
+    request = urllib.request.Request(  # noqa: S310 - the scheme is checked above
+        url.rstrip("/") + "/v1/fleet", headers={"Authorization": f"Bearer {token}"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+            fleet = json.load(response)
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        _err(f"cannot read {url}/v1/fleet: {exc}")
+        return EXIT_FAILED
+    if args.json:
+        print(json.dumps(fleet, indent=2))
+        return EXIT_OK
+    print(
+        f"{'NAME':<20} {'ENFORCER':<8} {'KIND':<8} {'REGION':<10} {'CONFIRMED':>10} "
+        f"{'LAG':>4} {'CANARY':<7} CHECKED"
+    )
+    for m in fleet["members"]:
+        canary = {True: "ok", False: "FAIL", None: "-"}[m["canary_ok"]]
+        if m["reachable"] is False:
+            canary = "DOWN"
+        checked = (
+            datetime.fromtimestamp(m["checked_at"], UTC).strftime("%H:%M:%SZ")
+            if m["checked_at"] is not None
+            else "never"
+        )
+        print(
+            f"{m['name']:<20} {m['enforcer']:<8} {m['kind']:<8} {m['region'] or '-':<10} "
+            f"{_dash(m['confirmed']):>10} {_dash(m['lag']):>4} {canary:<7} {checked}"
+        )
+    for kind, c in sorted(fleet["enforcers"].items()):
+        if c["pending_version"] is not None:
+            print(f"{kind}: version {c['pending_version']} pending, {c['retries']} retries")
+    down = [m["name"] for m in fleet["members"] if m["reachable"] is False]
+    return EXIT_FAILED if down else EXIT_OK
+
+
+def _dash(value: object) -> str:
+    return "-" if value is None else str(value)
+
+
 def _ref(text: str) -> str:
     from edgeagent.errors import short_hash
 
@@ -547,6 +606,82 @@ def cmd_decision_approve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# -- intake
+
+
+def cmd_intake_list(args: argparse.Namespace) -> int:
+    """The triage queue, newest first: one line per item, no content."""
+    from edgeagent.intake.base import IntakeChannel, IntakeState
+
+    agent = _agent(args)
+    try:
+        items = agent.store.list_intake_items(
+            state=IntakeState(args.state) if args.state else None,
+            channel=IntakeChannel(args.channel) if args.channel else None,
+            limit=args.limit,
+        )
+    finally:
+        agent.close()
+    for item in items:
+        print(
+            f"{item.id:>6}  {item.reference}  {item.channel.value:<16} {item.state.value:<9} "
+            f"{item.created_at:%Y-%m-%d %H:%M}Z  urls={len(item.content.urls)}"
+        )
+    if not items:
+        print("no intake items")
+    return EXIT_OK
+
+
+def cmd_intake_show(args: argparse.Namespace) -> int:
+    """One item with what the person gave, as JSON."""
+    from edgeagent.api.intake_handlers import intake_json
+
+    agent = _agent(args)
+    try:
+        item = agent.store.get_intake_item(args.id)
+    finally:
+        agent.close()
+    print(json.dumps(intake_json(item), indent=2, ensure_ascii=False))
+    return EXIT_OK
+
+
+_INTAKE_OPERATIONS = {
+    "accept": "acceptIntakeItem",
+    "reject": "rejectIntakeItem",
+    "uphold": "upholdIntakeAppeal",
+    "revoke": "revokeIntakeAppeal",
+}
+
+
+def cmd_intake_outcome(args: argparse.Namespace) -> int:
+    """Accept/reject a report, uphold/revoke an appeal, as a checked identity with the role
+    the API route needs (audited under that name)."""
+    from edgeagent.api.routes import ROUTES
+    from edgeagent.intake.listener import triage_for
+
+    operation = _INTAKE_OPERATIONS[args.intake_command]
+    needed = next(r.role for r in ROUTES if r.operation_id == operation)
+    agent = _agent(args)
+    try:
+        actor = _identity(agent, _offered(args), needed).name
+        triage = triage_for(agent)
+        act = {
+            "accept": triage.accept,
+            "reject": triage.reject,
+            "uphold": triage.uphold,
+            "revoke": triage.revoke,
+        }[args.intake_command]
+        result = act(args.id, actor, args.reason)
+    finally:
+        agent.close()
+    print(f"intake {result.item.id} ({result.item.reference}) is now {result.item.state.value}")
+    for d in result.decisions:
+        print(f"  decision {d.id}: {d.action.value} {d.indicator.ref} ({d.status.value})")
+    for r in result.refused:
+        print(f"  refused {r.target_ref}: {r.reason}")
+    return EXIT_OK
+
+
 # -- reports
 
 
@@ -767,6 +902,40 @@ def build_parser() -> argparse.ArgumentParser:
         fp.add_argument(
             "--generation", type=int, help="the generation you reviewed (default: the held one)"
         )
+
+    intake = sub.add_parser("intake", help="the triage queue: reports, notices, appeals")
+    intake_sub = intake.add_subparsers(dest="intake_command", required=True, metavar="ACTION")
+    il = intake_sub.add_parser("list", parents=[common], help="list items, newest first")
+    il.add_argument("--state", choices=("pending", "accepted", "rejected", "upheld", "revoked"))
+    il.add_argument(
+        "--channel", choices=("public-report", "mail-quarantine", "appeal", "challenge")
+    )
+    il.add_argument("--limit", type=int, default=100)
+    il.set_defaults(func=cmd_intake_list)
+    ish = intake_sub.add_parser("show", parents=[common], help="one item as JSON")
+    ish.add_argument("id", type=int)
+    ish.set_defaults(func=cmd_intake_show)
+    for name, text in (
+        ("accept", "accept a report or notice: its URLs become block decisions (analyst)"),
+        ("reject", "reject a report or notice (kept with the reason; analyst)"),
+        ("uphold", "answer an appeal or challenge: the block stays (supervisor)"),
+        ("revoke", "answer an appeal or challenge: the blocks behind it end (supervisor)"),
+    ):
+        ip = intake_sub.add_parser(name, parents=[common, ident], help=text, description=text)
+        ip.add_argument("id", type=int)
+        ip.add_argument("--reason", required=True, help="why (audited; sent to an appellant)")
+        ip.set_defaults(func=cmd_intake_outcome)
+    fleet = sub.add_parser("fleet", help="the resolvers and proxies the daemon verifies")
+    fleet_sub = fleet.add_subparsers(dest="fleet_command", required=True, metavar="ACTION")
+    fs = fleet_sub.add_parser(
+        "status",
+        parents=[common],
+        help="every resolver and proxy: confirmed serial, lag, last canary (exit 1: one down)",
+    )
+    fs.add_argument("--url", help="the daemon's API (default: [api] host and port)")
+    fs.add_argument("--token-file", help="file holding a noc token (default: $EDGEAGENT_TOKEN)")
+    fs.add_argument("--json", action="store_true", help="machine-readable output")
+    fs.set_defaults(func=cmd_fleet_status)
 
     report = group("report", "reports")
     rt = action(

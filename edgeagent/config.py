@@ -56,10 +56,12 @@ from edgeagent.enforcement.kinds import ENFORCERS
 from edgeagent.errors import ConfigError, ConfigProblem, StoreError
 from edgeagent.feeds.base import FeedConfig
 from edgeagent.feeds.kinds import FEED_KINDS
+from edgeagent.intake.settings import IntakeSettings
 from edgeagent.plugins import PluginField, concrete_model, rename_old_kinds
 from edgeagent.store.base import StoreConfig
 from edgeagent.store.kinds import STORE_BACKENDS
 from edgeagent.store.sqlite import SqliteStore, SqliteStoreConfig
+from edgeagent.takedown.notifiers.smtp import SmtpNotifierConfig
 from edgeagent.takedown.settings import TakedownSettings
 
 DEFAULT_CONFIG_PATH = Path("/etc/edgeagent/edgeagent.toml")
@@ -186,6 +188,7 @@ class Settings(ConfigModel):
         default_factory=dict
     )
     takedown: TakedownSettings = TakedownSettings()
+    intake: IntakeSettings = IntakeSettings()
 
     _warnings: tuple[ConfigProblem, ...] = PrivateAttr(default=())
 
@@ -247,6 +250,11 @@ def _cross_checks(s: Settings) -> list[ConfigProblem]:
     problems: list[ConfigProblem] = []
     for enforcer in ENFORCERS:
         problems.extend(s.sections(enforcer.Config).cross_checks(s.feeds))
+    via = s.intake.notify_via
+    if via is not None and not isinstance(s.takedown.notifiers.get(via), SmtpNotifierConfig):
+        problems.append(
+            ConfigProblem("intake.notify_via", "must name a takedown notifier of kind smtp")
+        )
     return problems
 
 
@@ -460,6 +468,7 @@ def summary(settings: Settings) -> list[str]:
             else ""
         )
     )
+    lines.append(f"intake      {_listen(s.intake.host, s.intake.port, s.intake.enabled)}")
     return lines
 
 

@@ -102,6 +102,10 @@ class StoreUnavailable(StoreError):
     the same call may succeed later."""
 
 
+class StorageFull(StoreUnavailable):
+    """The disk holding the store is full: writes fail until space returns, reads work."""
+
+
 class NotFound(StoreError):
     """The requested object does not exist."""
 

@@ -1,8 +1,9 @@
 """Every Prometheus collector edgeagent exports, defined once.
 
-Labels are limited to ``feed``, ``publisher``, ``resolver``, ``proxy``, ``source``,
-``scope``, ``reason``, ``route`` and ``status`` — fixed, low-cardinality values chosen by
-the operator or the code. A list entry never becomes a label value.
+Labels are limited to ``feed``, ``publisher``, ``resolver``, ``region``, ``enforcer``,
+``proxy``, ``source``, ``scope``, ``reason``, ``route``, ``status``, ``channel`` and
+``outcome`` — fixed,
+low-cardinality values chosen by the operator or the code. A list entry never becomes a label value.
 
 Each ``Metrics`` owns its own ``CollectorRegistry`` so tests and the lab can run several
 agents in one process; the daemon makes exactly one.
@@ -131,6 +132,41 @@ class Metrics:
             ["resolver"],
             registry=r,
         )
+        self.rpz_resolver_reachable = Gauge(
+            "edgeagent_rpz_resolver_reachable",
+            "1 if the resolver answered the canary query at the last check",
+            ["resolver"],
+            registry=r,
+        )
+        self.rpz_resolver_confirmed_age = Gauge(
+            "edgeagent_rpz_resolver_confirmed_age_seconds",
+            "Seconds since the resolver last served the published serial (0 while current)",
+            ["resolver"],
+            registry=r,
+        )
+        self.rpz_region_converged = Gauge(
+            "edgeagent_rpz_region_converged_ratio",
+            "Share of a region's resolvers serving the published serial",
+            ["region"],
+            registry=r,
+        )
+        self.rpz_verify_seconds = Gauge(
+            "edgeagent_rpz_verify_pass_seconds",
+            "Duration of the last verification pass over every resolver",
+            registry=r,
+        )
+        self.enforcer_publish_retries = Counter(
+            "edgeagent_enforcer_publish_retries_total",
+            "Publishes retried after a failure, without a new decision",
+            ["enforcer"],
+            registry=r,
+        )
+        self.enforcer_pending_version = Gauge(
+            "edgeagent_enforcer_pending_version",
+            "Policy version an enforcer has not yet enforced (0: none pending)",
+            ["enforcer"],
+            registry=r,
+        )
         self.rpz_canary_ok = Gauge(
             "edgeagent_rpz_canary_ok",
             "1 if the resolver blocked the canary at the last check",
@@ -227,7 +263,53 @@ class Metrics:
             registry=r,
         )
 
+        self.store_unavailable = Counter(
+            "edgeagent_store_unavailable_total",
+            "API requests refused because the store could not be used, by reason "
+            "(storage-full, store-unavailable)",
+            ["reason"],
+            registry=r,
+        )
+
         # API
+        # intake: reports, quarantined notices, appeals (never a label about a sender)
+        self.intake_received = Counter(
+            "edgeagent_intake_received_total",
+            "Items queued for triage, by channel",
+            ["channel"],
+            registry=r,
+        )
+        self.intake_decided = Counter(
+            "edgeagent_intake_decided_total",
+            "Items a person decided, by channel and outcome (accepted, rejected, upheld, revoked)",
+            ["channel", "outcome"],
+            registry=r,
+        )
+        self.intake_decision_seconds = Histogram(
+            "edgeagent_intake_decision_seconds",
+            "Time from an item's arrival to a person's decision",
+            ["channel"],
+            buckets=(60, 300, 900, 3600, 4 * 3600, 12 * 3600, 86400, 3 * 86400, 7 * 86400),
+            registry=r,
+        )
+        self.intake_pending = Gauge(
+            "edgeagent_intake_pending",
+            "Items waiting for a person, by channel (mail-quarantine: the quarantine size)",
+            ["channel"],
+            registry=r,
+        )
+        self.intake_refused = Counter(
+            "edgeagent_intake_refused_total",
+            "Report and appeal submissions refused before queueing, by reason",
+            ["reason"],
+            registry=r,
+        )
+        self.intake_daily_cap_reached = Gauge(
+            "edgeagent_intake_daily_cap_reached",
+            "1 while the report page's per-day cap is reached (new reports are refused)",
+            registry=r,
+        )
+
         self.api_requests = Counter(
             "edgeagent_api_requests_total",
             "Control API requests by route template and status",
@@ -266,7 +348,14 @@ class Metrics:
 
     def forget_resolver(self, resolver: str) -> None:
         """Drop every series of a resolver that left the configuration."""
-        _forget(resolver, self.rpz_resolver_serial, self.rpz_serial_lag, self.rpz_canary_ok)
+        _forget(
+            resolver,
+            self.rpz_resolver_serial,
+            self.rpz_serial_lag,
+            self.rpz_canary_ok,
+            self.rpz_resolver_reachable,
+            self.rpz_resolver_confirmed_age,
+        )
 
     def forget_proxy(self, proxy: str) -> None:
         """Drop the canary series of a proxy that left the configuration."""

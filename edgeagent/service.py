@@ -41,7 +41,7 @@ from typing import Any
 
 from aiohttp import web
 
-from edgeagent import logs, reloading
+from edgeagent import diskspace, logs, reloading
 from edgeagent.config import Settings, load_config
 from edgeagent.decisions import DecisionService
 from edgeagent.enforcement.base import EnforcerContext, owned_sections
@@ -53,6 +53,7 @@ from edgeagent.expiry import ExpiryTimer
 from edgeagent.feeds.base import FeedSpec
 from edgeagent.feeds.runner import FeedRunner, feed_specs
 from edgeagent.guard import ChangeLimits, Guard, ProtectedNames, PublicSuffixes
+from edgeagent.intake.triage import Triage
 from edgeagent.logs import fields
 from edgeagent.metrics import Metrics
 from edgeagent.model import NoticeSource
@@ -226,6 +227,7 @@ class Daemon:
         self.last_reload = ReloadReport()
         self.api_url = ""
         self.metrics_url = ""
+        self.intake_url = ""
 
     # -- lifecycle
     def request_stop(self) -> None:
@@ -253,6 +255,8 @@ class Daemon:
         await self._start_listeners(settings)
         await self._enforce(snap)
         self._install_signals()
+        # Readiness from the first answer on says whether every canary answers.
+        await self.agent.enforcers.verify()
         self._tasks.append(asyncio.create_task(self._reconciler(), name="reconciler"))
         self._start_scheduler()
         interval = watchdog_interval()
@@ -287,7 +291,9 @@ class Daemon:
         from edgeagent.api.feed_routes import feed_routes
         from edgeagent.api.routes import ROUTES
         from edgeagent.api.takedown_routes import takedown_routes
+        from edgeagent.intake.listener import triage_for
 
+        triage = triage_for(self.agent)
         if settings.api.enabled:
             ctx = ApiContext(
                 store=self.agent.store,
@@ -295,6 +301,7 @@ class Daemon:
                 policy=lambda: self.agent.policy().index,
                 feeds=self._feed_status,
                 publishers=self._publisher_status,
+                fleet=self.agent.enforcers.fleet,
                 reload=self._reload_status,
                 plan=self.agent.plan,
                 readiness=self.readiness,
@@ -303,6 +310,7 @@ class Daemon:
                 lookup_rate_per_minute=settings.api.lookup_rate_per_minute,
                 time_zone=settings.agent.zone,
                 metrics=self.agent.metrics,
+                triage=triage,
             )
             ssl_ctx = _api_ssl_context(settings)
             routes = (*ROUTES, *feed_routes(self.agent.feeds))
@@ -317,6 +325,17 @@ class Daemon:
             app = create_metrics_app(self.agent.metrics.registry, self.readiness)
             port = await self._serve(app, settings.metrics.host, settings.metrics.port, None)
             self.metrics_url = f"http://{_url_host(settings.metrics.host)}:{port}/metrics"
+        await self._start_intake_pages(triage)
+
+    # -- intake hook: the public report and appeal pages (edgeagent.intake.listener). Its
+    #    runner joins self._runners, so it stops with the other listeners.
+    async def _start_intake_pages(self, triage: Triage) -> None:
+        from edgeagent.intake.listener import start_intake_pages
+
+        started = await start_intake_pages(self.agent, triage)
+        if started is not None:
+            self._runners.append(started[0])
+            self.intake_url = started[1]
 
     async def _serve(
         self, app: web.Application, host: str, port: int, ssl_ctx: ssl.SSLContext | None
@@ -551,6 +570,7 @@ class Daemon:
             reasons.append("policy not loaded")
         reasons.extend(f"feed {name} is stale" for name in self.agent.feeds.stale())
         reasons.extend(self.agent.enforcers.readiness())
+        reasons.extend(diskspace.full_reasons([self.agent.state_dir]))
         return reasons
 
     def _reload_status(self) -> dict[str, Any]:

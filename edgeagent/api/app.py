@@ -54,8 +54,11 @@ from edgeagent.errors import (
     InvalidTarget,
     InvalidTransition,
     NotFound,
+    StorageFull,
+    StoreError,
+    StoreUnavailable,
 )
-from edgeagent.logs import redact_aiohttp_server_logs
+from edgeagent.logs import fields, redact_aiohttp_server_logs
 
 __all__ = [
     "bound_port",
@@ -136,12 +139,24 @@ async def flush_denials(app: web.Application) -> None:
 
 
 async def _audit_denial(request: web.Request, kind: DenialKind) -> None:
-    """Audit a denial now if it is the first of its kind this interval, else count it."""
+    """Audit a denial now if it is the first of its kind this interval, else count it.
+
+    A denial is answered as such even when its audit row cannot be written (a full
+    disk, the database away): the caller learns nothing about the store's state."""
     if request.app[DENIALS].record(kind):
         store = request.app[CONTEXT].store
-        await handlers.write(
-            request.app, store.append_audit, kind.actor, "auth.denied", kind.subject, kind.detail(1)
-        )
+        try:
+            await handlers.write(
+                request.app,
+                store.append_audit,
+                kind.actor,
+                "auth.denied",
+                kind.subject,
+                kind.detail(1),
+            )
+        except StoreError as exc:
+            _count_store_failure(request.app, exc)
+            log.warning("audit of a denied request not written", extra=fields(error=str(exc)))
 
 
 def _guarded(route: Route) -> Handler:
@@ -207,6 +222,10 @@ async def _error_middleware(request: web.Request, handler: Handler) -> web.Strea
         response = _error(ApiError(409, "invalid-transition", str(exc), "status"))
     except NotFound as exc:
         response = _error(ApiError(404, "not-found", f"{exc.kind} not found"))
+    except StoreUnavailable as exc:
+        # A full disk or an unreachable database: the same request may succeed later.
+        _count_store_failure(request.app, exc)
+        response = _error(ApiError(503, _store_code(exc), str(exc), headers={"Retry-After": "30"}))
     except (InvalidTarget, GuardrailViolation) as exc:
         # The reasons name the rule, not the entry (entries appear only as short hashes).
         response = _error(bad_input("target", exc.reason))
@@ -216,6 +235,16 @@ async def _error_middleware(request: web.Request, handler: Handler) -> web.Strea
         response = _error(ApiError(500, "internal", "internal error"))
     _count(request, response.status)
     return response
+
+
+def _store_code(exc: StoreError) -> str:
+    return "storage-full" if isinstance(exc, StorageFull) else "store-unavailable"
+
+
+def _count_store_failure(app: web.Application, exc: StoreError) -> None:
+    metrics = app[CONTEXT].metrics
+    if metrics is not None:
+        metrics.store_unavailable.labels(reason=_store_code(exc)).inc()
 
 
 def _error(exc: ApiError) -> web.Response:

@@ -21,6 +21,7 @@ from typing import Any
 from aiohttp import web
 
 from edgeagent.decisions import DecisionService
+from edgeagent.intake.triage import Triage
 from edgeagent.metrics import Metrics
 from edgeagent.policy import PolicyIndex
 from edgeagent.store.base import Store
@@ -53,6 +54,7 @@ class ApiContext:
     - ``store``, ``decisions``: the store and the lifecycle rules on top of it.
     - ``policy``: the :class:`PolicyIndex` in force, or ``None`` while none is loaded.
     - ``feeds``, ``publishers``: per-feed / per-publisher state for ``GET /v1/status``.
+    - ``fleet``: every resolver and proxy the enforcers verify, for ``GET /v1/fleet``.
     - ``reload``: what the last config reload applied and what needs a restart (ditto).
     - ``plan``: held generations and other pending work for ``GET /v1/plan``;
       ``plan(True)`` adds the entries each held generation would add or remove.
@@ -70,6 +72,8 @@ class ApiContext:
     - ``time_zone``: dates and times given without a zone are read in this one.
     - ``metrics``: if given, every request is counted by route template and status.
     - ``clock``: monotonic seconds, for the rate limiter (tests replace it).
+    - ``triage``: the intake queue's rules as the daemon wires them (appeal key,
+      notifier); ``None``: one over ``decisions`` without them.
     """
 
     store: Store
@@ -77,6 +81,7 @@ class ApiContext:
     policy: Callable[[], PolicyIndex | None] = _no_policy
     feeds: Callable[[], Mapping[str, Any]] = _empty
     publishers: Callable[[], Mapping[str, Any]] = _empty
+    fleet: Callable[[], Mapping[str, Any]] = _empty
     reload: Callable[[], Mapping[str, Any]] = _empty
     plan: Callable[[bool], Mapping[str, Any]] = _no_plan
     readiness: Callable[[], Sequence[str]] = _ready
@@ -89,6 +94,7 @@ class ApiContext:
     time_zone: tzinfo = UTC
     metrics: Metrics | None = None
     clock: Callable[[], float] = field(default=time.monotonic)
+    triage: Triage | None = None
 
 
 CONTEXT = web.AppKey("edgeagent_api_context", ApiContext)

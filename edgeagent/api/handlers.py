@@ -116,6 +116,18 @@ def _audit_json(r: AuditRecord) -> dict[str, Any]:
     }
 
 
+def page_json(items: list[dict[str, Any]], limit: int, offset: int) -> dict[str, Any]:
+    """One page of a list asked for with ``limit + 1`` rows (the extra row, if any, says
+    there is a next page; it is not shown)."""
+    more = len(items) > limit
+    return {
+        "items": items[:limit],
+        "limit": limit,
+        "offset": offset,
+        "next_offset": offset + limit if more else None,
+    }
+
+
 def pending_json(d: Decision, *, show_target: bool) -> dict[str, Any]:
     """A pending decision in the plan: every role sees its short hash, analysts and
     above the target itself."""
@@ -257,13 +269,7 @@ def decision_page(store: Store, q: DecisionListQuery) -> dict[str, Any]:
         limit=q.limit + 1,  # one more tells whether there is a next page
         offset=q.offset,
     )
-    more = len(found) > q.limit
-    return {
-        "items": [decision_json(d) for d in found[: q.limit]],
-        "limit": q.limit,
-        "offset": q.offset,
-        "next_offset": q.offset + q.limit if more else None,
-    }
+    return page_json([decision_json(d) for d in found], q.limit, q.offset)
 
 
 async def list_decisions(request: web.Request, who: Principal) -> web.Response:
@@ -363,6 +369,10 @@ def _status_sync(ctx: ApiContext, counts: EntryCounts) -> dict[str, Any]:
 
 async def status(request: web.Request, who: Principal) -> web.Response:
     return _json(await read(_status_sync, request.app[CONTEXT], request.app[ENTRY_COUNTS]))
+
+
+async def fleet(request: web.Request, who: Principal) -> web.Response:
+    return _json(dict(request.app[CONTEXT].fleet()))
 
 
 def _plan_sync(ctx: ApiContext, role: Role) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from edgeagent.api import handlers as h
+from edgeagent.api import intake_handlers as ih
 from edgeagent.api import validation as v
 from edgeagent.api.auth import Principal, Role
 
@@ -123,6 +124,15 @@ ROUTES: tuple[Route, ...] = (
     ),
     Route(
         "GET",
+        "/v1/fleet",
+        Role.NOC,
+        h.fleet,
+        "getFleet",
+        "Every resolver and proxy: confirmed version, lag, last canary",
+        response=v.FleetOut,
+    ),
+    Route(
+        "GET",
         "/v1/plan",
         Role.NOC,
         h.plan,
@@ -180,6 +190,66 @@ ROUTES: tuple[Route, ...] = (
         body=v.TokenRevoke,
         response=v.TokenOut,
         errors=(400, 404),
+    ),
+    Route(
+        "GET",
+        "/v1/intake",
+        Role.ANALYST,
+        ih.list_intake,
+        "listIntake",
+        "The triage queue: public reports, quarantined notices, appeals, newest first",
+        query=ih.IntakeListQuery,
+        errors=(400,),
+    ),
+    Route(
+        "GET",
+        f"/v1/intake/{_ID}",
+        Role.ANALYST,
+        ih.get_intake,
+        "getIntakeItem",
+        "One intake item with what the person gave",
+        errors=(404,),
+    ),
+    Route(
+        "POST",
+        f"/v1/intake/{_ID}/accept",
+        Role.ANALYST,
+        ih.accept_intake,
+        "acceptIntakeItem",
+        "Accept a report or quarantined notice: its URLs become block decisions (guard and "
+        "four-eyes rules apply; public reports start pending approval)",
+        body=ih.IntakeOutcome,
+        errors=(400, 404, 409),
+    ),
+    Route(
+        "POST",
+        f"/v1/intake/{_ID}/reject",
+        Role.ANALYST,
+        ih.reject_intake,
+        "rejectIntakeItem",
+        "Reject a report or quarantined notice (kept with the reason)",
+        body=ih.IntakeOutcome,
+        errors=(400, 404, 409),
+    ),
+    Route(
+        "POST",
+        f"/v1/intake/{_ID}/uphold",
+        Role.SUPERVISOR,
+        ih.uphold_intake,
+        "upholdIntakeAppeal",
+        "Answer an appeal or challenge: the block stays (sent to the appellant's contact)",
+        body=ih.IntakeOutcome,
+        errors=(400, 404, 409),
+    ),
+    Route(
+        "POST",
+        f"/v1/intake/{_ID}/revoke",
+        Role.SUPERVISOR,
+        ih.revoke_intake,
+        "revokeIntakeAppeal",
+        "Answer an appeal or challenge: the blocks behind it end (sent to the contact)",
+        body=ih.IntakeOutcome,
+        errors=(400, 404, 409),
     ),
     Route("GET", "/v1/openapi.json", Role.NOC, h.openapi, "getOpenApi", "This document"),
     Route(

@@ -287,6 +287,25 @@ class StatusOut(_Out):
     )
 
 
+class FleetMemberOut(_Out):
+    name: str
+    enforcer: str = Field(description="rpz (resolvers) or proxy")
+    kind: str = Field(description="bind, unbound, other, or proxy")
+    region: str = Field(description='"" when the fleet has no regions')
+    confirmed: int | None = Field(description="serial (resolvers) last seen served")
+    lag: int | None = Field(description="versions behind the published one; null: unknown")
+    canary_ok: bool | None = Field(description="last canary blocked; null: not checked yet")
+    reachable: bool | None = Field(description="answered the last check; null: unknown")
+    checked_at: float | None = Field(description="Unix time of the last check")
+
+
+class FleetOut(_Out):
+    members: list[FleetMemberOut]
+    enforcers: dict[str, Any] = Field(
+        description="per enforcer: pending_version (null when enforced) and retries"
+    )
+
+
 class PendingDecisionOut(_Out):
     id: int
     scope: Scope

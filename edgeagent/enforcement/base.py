@@ -25,13 +25,22 @@ for one enforcer:
   *idle* (:attr:`Enforcer.active` false): the daemon starts, publishes to, verifies and
   schedules only active ones.
 * ``start()`` -- open what it serves itself (listeners); raises on failure.
-* ``publish(state) -> Enforced`` -- make ``state`` the enforced version. **Never raises**:
-  on failure the last good state stays in force, the result says so (and so do status
-  and metrics), and the next publish tries again.
+* ``publish(state) -> Enforced`` -- make ``state`` the enforced version: done when the
+  source the targets take it from accepted it (a hidden primary, a zone file, an index),
+  never waiting for every target (that is ``verify``'s job). **Never raises**: on failure
+  the last good state stays in force and the result says so (and so do status and
+  metrics); the daemon then publishes the newest state again, with backoff, until it
+  takes, without waiting for a new decision.
 * ``verify() -> reasons`` -- prove that enforcement works now (canaries, served serials);
   the reasons the agent is not ready because of this enforcer (empty: ready).
   ``readiness()`` repeats the last verify's reasons, cheaply (``/readyz``).
+  ``lagging()`` names the reachable targets that, at the last verify, had not served the
+  published version for a while: while there are any, the daemon publishes the same
+  state again (with backoff), and a publish of a version already accepted re-sends what
+  those targets need to catch up (a NOTIFY), so none waits for its next SOA refresh.
 * ``status()`` -- entries for the ``publishers`` part of ``/v1/status`` (no list data).
+* ``fleet()`` -- every target it enforces at (resolvers, proxies) as
+  :class:`FleetMember` values, from the last verify (``GET /v1/fleet``); none by default.
 * ``periodic()`` -- work it wants scheduled, declared as data (:class:`PeriodicJob`); the
   daemon schedules it, and again after a reload.
 * ``reload(config, context, state) -> Reloaded`` -- take new sections. When neither its
@@ -129,6 +138,40 @@ class PeriodicJob:
     run: Callable[[], Awaitable[object]]
 
 
+@dataclass(frozen=True, slots=True)
+class FleetMember:
+    """One target an enforcer enforces at, as its last verify saw it.
+
+    ``confirmed`` is the version (an RPZ serial for resolvers) the target was last seen
+    serving, ``lag`` how many versions it is behind (``None``: unknown), ``canary_ok``
+    and ``reachable`` the last check (``None``: not checked yet), ``checked_at`` its Unix
+    time.
+    """
+
+    name: str
+    enforcer: str
+    kind: str
+    region: str = ""
+    confirmed: int | None = None
+    lag: int | None = None
+    canary_ok: bool | None = None
+    reachable: bool | None = None
+    checked_at: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "enforcer": self.enforcer,
+            "kind": self.kind,
+            "region": self.region,
+            "confirmed": self.confirmed,
+            "lag": self.lag,
+            "canary_ok": self.canary_ok,
+            "reachable": self.reachable,
+            "checked_at": self.checked_at,
+        }
+
+
 class ReloadOutcome(StrEnum):
     UNCHANGED = "unchanged"
     APPLIED = "applied"
@@ -179,9 +222,17 @@ class Enforcer(ABC):
         """The reasons of the last :meth:`verify`."""
         return ()
 
+    def lagging(self) -> tuple[str, ...]:
+        """Reachable targets behind the published version at the last :meth:`verify`."""
+        return ()
+
     @abstractmethod
     def status(self) -> Mapping[str, Any]:
         """Entries for ``/v1/status`` ``publishers``; empty when idle."""
+
+    def fleet(self) -> tuple[FleetMember, ...]:
+        """The targets it enforces at, as the last verify saw them."""
+        return ()
 
     def periodic(self) -> tuple[PeriodicJob, ...]:
         """Work to schedule while active."""

@@ -5,23 +5,34 @@ goes through :meth:`Enforcers.on`, which runs it alone (the contract: never two 
 once into one enforcer) on the enforcer of that kind *in use when the call starts*: a
 reload replaces enforcers, and work asked for before it (a publish, a scheduled verify)
 must reach the successor, not the retired one.
+
+Converge until done: a publish that did not take (``Enforced.ok`` false, or an enforcer
+that broke its contract and raised) is retried without a new decision, with the newest
+state, after an exponential backoff with jitter (:func:`retry_delay`), until it takes or
+a later publish does; so is a publish after which a verify still finds reachable targets
+behind (:meth:`~edgeagent.enforcement.base.Enforcer.lagging`), until none is. The
+version still waiting is exported per enforcer (``edgeagent_enforcer_pending_version``),
+and so are the retries.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from edgeagent.enforcement.base import (
+    Enforced,
     Enforcer,
     EnforcerConfig,
     EnforcerContext,
     ReloadOutcome,
 )
 from edgeagent.logs import fields
+from edgeagent.metrics import Metrics
 from edgeagent.model import DesiredState
 from edgeagent.reloading import changed_keys
 
@@ -40,13 +51,42 @@ class EnforcersReloaded:
     replaced: tuple[str, ...]
 
 
+RETRY_FIRST_SECONDS = 1.0
+RETRY_MAX_SECONDS = 60.0
+
+
+def retry_delay(
+    attempt: int,
+    first: float = RETRY_FIRST_SECONDS,
+    cap: float = RETRY_MAX_SECONDS,
+    jitter: Callable[[], float] = random.random,
+) -> float:
+    """Seconds before retry ``attempt`` (1, 2, ...): doubling from ``first`` up to ``cap``,
+    then scaled into [50 %, 100 %] so that many agents do not retry in lock step."""
+    delay: float = min(cap, first * 2.0 ** max(0, attempt - 1))
+    return delay * (0.5 + jitter() / 2)
+
+
 class Enforcers:
     """One enforcer per kind, run for the daemon; see the module docstring."""
 
-    def __init__(self, enforcers: Iterable[Enforcer]) -> None:
+    def __init__(
+        self,
+        enforcers: Iterable[Enforcer],
+        metrics: Metrics | None = None,
+        *,
+        retry_first: float = RETRY_FIRST_SECONDS,
+        retry_max: float = RETRY_MAX_SECONDS,
+    ) -> None:
         self._by_kind = {e.KIND: e for e in enforcers}
         self._locks = {kind: asyncio.Lock() for kind in self._by_kind}
         self.state: DesiredState | None = None  # the last state handed to publish()
+        self.metrics = metrics
+        self.retry_first = retry_first
+        self.retry_max = retry_max
+        self.pending: dict[str, int] = {}  # kind -> version it has not enforced yet
+        self.retries: dict[str, int] = {}  # kind -> retries since its last success
+        self._retrying: dict[str, asyncio.Task[None]] = {}
 
     @classmethod
     def build(
@@ -56,7 +96,10 @@ class Enforcers:
         context: EnforcerContext,
     ) -> Enforcers:
         """Every kind built from its sections (``sections(kind.Config)``)."""
-        return cls(kind.from_config(sections(kind.Config), context) for kind in kinds)
+        return cls(
+            (kind.from_config(sections(kind.Config), context) for kind in kinds),
+            context.metrics,
+        )
 
     def __iter__(self) -> Iterator[Enforcer]:
         return iter(tuple(self._by_kind.values()))
@@ -77,17 +120,79 @@ class Enforcers:
 
     async def publish(self, state: DesiredState) -> None:
         """Hand ``state`` to every active enforcer at once; each keeps its old state on
-        error, and a slow one (a resolver that takes its time to confirm) never holds up
-        the others."""
+        error (and is retried), and a slow one never holds up the others."""
         self.state = state
+        await asyncio.gather(*(self._publish_kind(kind, state) for kind in list(self._by_kind)))
+
+    async def _publish_kind(self, kind: str, state: DesiredState) -> None:
+        results: list[Enforced] = []
+
+        async def work(enforcer: Enforcer) -> None:
+            results.append(await enforcer.publish(state))
+
+        try:
+            await self.on(kind, work)
+            ok = all(r.ok for r in results)  # an idle enforcer has nothing to enforce
+        except Exception as exc:
+            # publish never raises by contract: this is a bug in that enforcer.
+            log.error(
+                "an enforcer failed; its last good state stays",
+                extra=fields(enforcer=kind),
+                exc_info=(type(exc), exc, exc.__traceback__),
+            )
+            ok = False
+        if ok:
+            self.pending.pop(kind, None)
+            self.retries.pop(kind, None)
+        else:
+            self.pending[kind] = state.version
+            self._retry_later(kind)
+        if self.metrics is not None:
+            gauge = self.metrics.enforcer_pending_version.labels(enforcer=kind)
+            gauge.set(self.pending.get(kind, 0))
+
+    def _lagging(self, kind: str) -> bool:
+        enforcer = self._by_kind[kind]
+        return enforcer.active and bool(enforcer.lagging())
+
+    def _retry_later(self, kind: str) -> None:
+        task = self._retrying.get(kind)
+        if task is None or task.done():
+            self._retrying[kind] = asyncio.create_task(self._retry(kind))
+
+    async def _retry(self, kind: str) -> None:
+        """Publish the newest state to ``kind`` again until it takes (or a later publish
+        does), backing off between attempts."""
+        attempt = 0
+        while kind in self.pending or self._lagging(kind):
+            attempt += 1
+            await asyncio.sleep(retry_delay(attempt, self.retry_first, self.retry_max))
+            state = self.state
+            if not (kind in self.pending or self._lagging(kind)) or state is None:
+                return
+            self.retries[kind] = self.retries.get(kind, 0) + 1
+            if self.metrics is not None:
+                self.metrics.enforcer_publish_retries.labels(enforcer=kind).inc()
+            log.info(
+                "publish retried",
+                extra=fields(enforcer=kind, version=state.version, attempt=attempt),
+            )
+            await self._publish_kind(kind, state)
+
+    async def verify(self) -> None:
+        """Every active enforcer checks its canaries now (readiness then says the truth)."""
+        await self._on_all(lambda e: e.verify(), "its readiness is unchanged")
+
+    async def _on_all(self, work: Work, consequence: str) -> None:
+        """``work`` on every enforcer at once; one failing is logged, never the others'."""
         kinds = list(self._by_kind)
-        jobs = [self.on(kind, lambda e: e.publish(state)) for kind in kinds]
-        outcomes = await asyncio.gather(*jobs, return_exceptions=True)
+        outcomes = await asyncio.gather(
+            *(self.on(kind, work) for kind in kinds), return_exceptions=True
+        )
         for kind, outcome in zip(kinds, outcomes, strict=True):
             if isinstance(outcome, BaseException):
-                # publish never raises by contract: this is a bug in that enforcer.
                 log.error(
-                    "an enforcer failed; its last good state stays",
+                    f"an enforcer failed; {consequence}",
                     extra=fields(enforcer=kind),
                     exc_info=(type(outcome), outcome, outcome.__traceback__),
                 )
@@ -105,6 +210,8 @@ class Enforcers:
     def _job(self, kind: str, name: str) -> Job:
         async def run() -> None:
             await self.on(kind, lambda e: _run_periodic(e, name))
+            if self._lagging(kind):
+                self._retry_later(kind)
 
         return run
 
@@ -132,6 +239,9 @@ class Enforcers:
         return EnforcersReloaded(tuple(applied), tuple(failed), tuple(replaced))
 
     async def close(self) -> None:
+        for task in self._retrying.values():
+            task.cancel()
+        self._retrying.clear()
         for enforcer in self:
             await enforcer.close()
 
@@ -143,6 +253,25 @@ class Enforcers:
         for enforcer in self:
             out.update(enforcer.status())
         return out
+
+    def fleet(self) -> dict[str, Any]:
+        """For ``GET /v1/fleet``: every target of every active enforcer, and what each
+        enforcer still has to enforce."""
+        return {
+            "members": [m.to_dict() for e in self.active() for m in e.fleet()],
+            "enforcers": self.convergence(),
+        }
+
+    def convergence(self) -> dict[str, Any]:
+        """Per active enforcer: the version still waiting to be enforced and the retries
+        spent on it (``None`` and 0 when it is enforced)."""
+        return {
+            e.KIND: {
+                "pending_version": self.pending.get(e.KIND),
+                "retries": self.retries.get(e.KIND, 0),
+            }
+            for e in self.active()
+        }
 
 
 async def _run_periodic(enforcer: Enforcer, name: str) -> None:

@@ -63,6 +63,7 @@ from edgeagent.lab.resolvers import (
 )
 from edgeagent.lab.sinks import SmtpSink, WebhookSink
 from edgeagent.lab.sites import HOSTED, SITES, STOP_HOST, ZONE, Origin, lab_zone
+from edgeagent.logs import fields
 from edgeagent.model import DesiredState
 from edgeagent.rpz.compiler import RpzSettings
 from edgeagent.rpz.enforcer import RpzConfig, compiler_settings
@@ -76,6 +77,8 @@ __all__ = ["ROLES", "Lab", "LabPlan", "free_port", "lab_config_text", "run_lab"]
 log = logging.getLogger("edgeagent.lab")
 
 ROLES = ("noc", "analyst", "supervisor", "admin")
+# How long the resolvers and the proxy get to answer their canaries once the agent runs.
+READY_TIMEOUT = 60.0
 RPZ_ZONE = "rpz.edgeagent.invalid"  # the names the shipped snippets use
 RPZ_EXCEPTION_ZONE = "rpz-exceptions.edgeagent.invalid"
 OWN_PREFIX = "203.0.113.0/24"
@@ -351,6 +354,8 @@ class Lab:
         self.group = ProcessGroup()
         self._servers: list[Origin | SmtpSink | WebhookSink] = []
         self.notes: list[str] = []
+        self.failure = ""  # why the lab never became ready
+        self._announcing: asyncio.Task[None] | None = None
 
     # -- preparation -------------------------------------------------------------------
     def _write_secrets(self) -> bytes:
@@ -503,6 +508,31 @@ class Lab:
 
     # -- running -----------------------------------------------------------------------
     def _on_ready(self, daemon: Daemon) -> None:
+        self._announcing = asyncio.get_running_loop().create_task(self._announce_when_ready(daemon))
+
+    async def _announce_when_ready(self, daemon: Daemon) -> None:
+        """Write ``lab.json`` and announce once every peer runs and every enforcement
+        point answers its canary; otherwise stop the lab and say what failed."""
+        deadline = asyncio.get_running_loop().time() + READY_TIMEOUT
+        while True:
+            exited = [
+                f"{name} exited with status {proc.returncode}"
+                for name, proc in self.group.procs
+                if proc.poll() is not None
+            ]
+            reasons = exited
+            if not exited:
+                await daemon.agent.enforcers.verify()
+                reasons = daemon.readiness()
+                if not reasons:
+                    break
+            # A dead peer does not come back: fail now; a canary may still turn.
+            if exited or asyncio.get_running_loop().time() > deadline:
+                self.failure = "; ".join(reasons)
+                log.error("lab not ready, stopping", extra=fields(reasons=reasons))
+                daemon.request_stop()
+                return
+            await asyncio.sleep(1)
         self.info["api"] = daemon.api_url
         self.info["metrics"] = daemon.metrics_url
         _write_private(self.plan.info_path, json.dumps(self.info, indent=2) + "\n")
@@ -528,6 +558,8 @@ class Lab:
             log.info("lab stopped during start-up")
         finally:
             await self._stop_all(agent)
+        if self.failure:
+            raise DaemonError(f"the lab never became ready: {self.failure}")
 
     async def _stop_all(self, agent: Agent | None) -> None:
         self.group.stop_all()

@@ -14,7 +14,7 @@ import re
 import socket
 import subprocess
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import dns.exception
@@ -150,6 +150,18 @@ def spawn(
     if group is not None:
         group.add(name, proc)
     return proc, log
+
+
+def restart(d: RunningDaemon, group: ProcessGroup | None = None) -> RunningDaemon:
+    """Start a stopped daemon again with the same command line, config and state (its
+    zone files, keys and port), once it answers; ``d`` must have been stopped."""
+    if d.running():
+        raise DaemonError(f"{d.name} still runs: stop it before restarting")
+    argv = [str(a) for a in d.proc.args]  # type: ignore[union-attr]
+    proc, log = spawn(d.name, argv, d.workdir, group, log_name=f"{d.log.stem}.restart.log")
+    again = replace(d, proc=proc, log=log)
+    wait_answering(again)
+    return again
 
 
 def wait_answering(d: RunningDaemon, qname: str = "version.bind.", timeout: float = 20.0) -> None:

@@ -50,6 +50,7 @@ PRIMARY_UNBOUND_SNIPPET = SNIPPETS_DIR / "bind" / "named.conf.rpz-primary-unboun
 SECONDARY_SNIPPET = SNIPPETS_DIR / "bind" / "named.conf.rpz-secondary"
 UNBOUND_SNIPPET = SNIPPETS_DIR / "unbound" / "unbound-rpz.conf"
 UNBOUND_HTTP_SNIPPET = SNIPPETS_DIR / "unbound" / "unbound-rpz-http.conf"
+UNBOUND_PRIMARY_SNIPPET = SNIPPETS_DIR / "unbound" / "unbound-rpz-primary.conf"
 UPDATE_KEY = "edgeagent-update"
 TRANSFER_KEY = "edgeagent-transfer"
 
@@ -344,6 +345,25 @@ def start_unbound(
     conf = _unbound_conf(workdir, UNBOUND_SNIPPET, port, stubs, {"ZONE_DIR": str(zone_dir)})
     reload_argv = ("unbound-control", "-c", str(conf), "auth_zone_reload", "{zone}")
     return _unbound(conf, workdir, port, group, reload_argv=reload_argv, extra={"conf": str(conf)})
+
+
+def start_unbound_secondary(
+    workdir: Path,
+    primary: RunningDaemon,
+    port: int,
+    stubs: dict[str, int] | None = None,
+    *,
+    group: ProcessGroup | None = None,
+) -> RunningDaemon:
+    """The shipped Unbound snippet that transfers the zones from ``primary`` (started with
+    ``unbound_clients`` naming loopback) by IXFR after its NOTIFY."""
+    values = {
+        "ZONE_DIR": str(workdir),
+        "PRIMARY": f"{HOST}@{primary.port}",
+        "PRIMARY_ADDR": HOST,
+    }
+    conf = _unbound_conf(workdir, UNBOUND_PRIMARY_SNIPPET, port, stubs, values)
+    return _unbound(conf, workdir, port, group, extra={"conf": str(conf)})
 
 
 def start_unbound_http(

@@ -26,7 +26,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from edgeagent.takedown.notifiers.webhook import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
-    verify_signature,
+    verify_webhook_signature,
 )
 
 
@@ -107,7 +107,7 @@ class WebhookSink:
     async def _hook(self, request: web.Request) -> web.Response:
         body = await request.read()
         timestamp = request.headers.get(TIMESTAMP_HEADER, "")
-        ok = verify_signature(
+        ok = verify_webhook_signature(
             self.secret, timestamp, body, request.headers.get(SIGNATURE_HEADER, "")
         )
         try:

@@ -43,6 +43,7 @@ from edgeagent.enforcement.base import (
     EnforcerConfig,
     EnforcerContext,
     FeedFacts,
+    FleetMember,
     PeriodicJob,
 )
 from edgeagent.logs import fields
@@ -133,6 +134,7 @@ class ProxyEnforcer(Enforcer):
         self.last_error = ""
         self.last_success: float | None = None
         self.canaries: dict[str, bool] = {}
+        self.canaries_at: float | None = None  # Unix time of the last canary check
         self._listener: listeners.Listener | None = None
         self._unenforceable_seen = 0
         self.stop_page_url = ""
@@ -215,7 +217,11 @@ class ProxyEnforcer(Enforcer):
         return self.readiness()
 
     def readiness(self) -> tuple[str, ...]:
-        return tuple(f"proxy canary failing at {name}" for name in self.failing())
+        unchecked = sorted({_proxy_label(ep) for ep in self.proxy.proxies} - set(self.canaries))
+        return (
+            *(f"proxy canary failing at {name}" for name in self.failing()),
+            *(f"proxy canary not yet checked at {name}" for name in unchecked),
+        )
 
     def periodic(self) -> tuple[PeriodicJob, ...]:
         return (PeriodicJob("verify", self.proxy.verify_interval_seconds, self.verify),)
@@ -229,13 +235,26 @@ class ProxyEnforcer(Enforcer):
             ok = proxy_canary(ep.host, ep.port, url)
             results[name] = ok
             self.metrics.proxy_canary_ok.labels(proxy=name).set(1 if ok else 0)
-        self.canaries = results
+        self.canaries, self.canaries_at = results, time.time()
         stats = read_stats(sorted(self.index_path.parent.glob("helper-stats*.json")))
         seen = int(stats.get("https_unenforceable", 0))
         if seen > self._unenforceable_seen:
             self.metrics.proxy_https_unenforceable.inc(seen - self._unenforceable_seen)
         self._unenforceable_seen = max(seen, self._unenforceable_seen)
         return results
+
+    def fleet(self) -> tuple[FleetMember, ...]:
+        # The canary proves blocking through each proxy, not which index version it holds.
+        return tuple(
+            FleetMember(
+                name=_proxy_label(ep),
+                enforcer=self.KIND,
+                kind="proxy",
+                canary_ok=self.canaries.get(_proxy_label(ep)),
+                checked_at=self.canaries_at if _proxy_label(ep) in self.canaries else None,
+            )
+            for ep in self.proxy.proxies
+        )
 
     def failing(self) -> list[str]:
         return sorted(name for name, ok in self.canaries.items() if not ok)

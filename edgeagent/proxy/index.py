@@ -116,6 +116,7 @@ class IndexHit:
 
     scope: str  # "url", "url-prefix", "host", "domain" or "hashed"
     source: str
+    digest: bytes = b""  # the matched entry's digest (empty for marker hits)
 
 
 @dataclass(frozen=True, slots=True)
@@ -575,7 +576,10 @@ class IndexReader:
                 continue  # an allow matches its own expression only
             if hit is None and (kind == KIND_BLOCK or decides == _MARKER_BLOCKS):
                 n = t & _SOURCE_MASK
-                hit = IndexHit(scope, self.sources[n] if n < len(self.sources) else "unknown")
+                digest = hashlib.sha256(key).digest() if kind == KIND_BLOCK else b""
+                hit = IndexHit(
+                    scope, self.sources[n] if n < len(self.sources) else "unknown", digest
+                )
                 if not self._any_allow:
                     return hit
         return hit
@@ -597,7 +601,9 @@ class IndexReader:
                     t = self._find(hashlib.sha256(expr.encode("utf-8")).digest())
                     if t >= 0 and t >> _KIND_SHIFT == KIND_BLOCK:
                         n = t & _SOURCE_MASK
-                        return IndexHit("hashed", self.sources[n] if n < len(self.sources) else "")
+                        label = self.sources[n] if n < len(self.sources) else ""
+                        digest = hashlib.sha256(expr.encode("utf-8")).digest()
+                        return IndexHit("hashed", label, digest)
             if hit is not None:
                 return hit
         return None

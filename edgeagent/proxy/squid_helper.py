@@ -56,7 +56,8 @@ from pathlib import Path
 
 from edgeagent.atomic import write_atomic
 from edgeagent.errors import InvalidTarget
-from edgeagent.proxy.index import IndexFileError, IndexReader
+from edgeagent.intake.entryref import ref_of_digest
+from edgeagent.proxy.index import IndexFileError, IndexHit, IndexReader
 
 log = logging.getLogger("edgeagent.squid_helper")
 
@@ -101,8 +102,10 @@ class Helper:
         fail_closed: bool = False,
         check_interval: float = 1.0,
         host_mode: bool = False,
+        appeal_key: bytes | None = None,
     ) -> None:
         self.index_path = Path(index_path)
+        self.appeal_key = appeal_key
         self.fail_closed = fail_closed
         self.host_mode = host_mode
         self.check_interval = check_interval
@@ -228,7 +231,14 @@ class Helper:
         if m is None:
             return b"ERR"
         stats.listed += 1
-        return b"OK message=" + m.source.encode()
+        return b"OK message=" + self._message(m)
+
+    def _message(self, m: IndexHit) -> bytes:
+        """``<source>`` or, with an appeal key, ``<source>.<opaque entry reference>``: the
+        stop page puts the reference in its appeal link (never the URL)."""
+        if self.appeal_key is None or not m.digest:
+            return m.source.encode()
+        return f"{m.source}.{ref_of_digest(self.appeal_key, m.digest)}".encode()
 
 
 # --------------------------------------------------------------------------- stats file
@@ -335,6 +345,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--stats-file", help="JSON counters file; %%p becomes the process id")
     p.add_argument("--stats-interval", type=float, default=10.0)
+    p.add_argument(
+        "--appeal-key",
+        help="the agent's appeal key file (appeal-ref.key in its state directory): listed "
+        "answers then carry an opaque entry reference for the stop page's appeal link",
+    )
     return p
 
 
@@ -349,6 +364,7 @@ def main(argv: list[str] | None = None) -> int:
         fail_closed=args.fail_mode == "closed",
         check_interval=args.check_interval,
         host_mode=args.mode == "host",
+        appeal_key=Path(args.appeal_key).read_bytes() if args.appeal_key else None,
     )
     stats_file = stats_path(args.stats_file) if args.stats_file else None
     try:

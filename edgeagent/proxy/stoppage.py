@@ -6,6 +6,11 @@ label the helper returned); no URL is passed, so the stop page never learns whic
 refused. The response is HTTP 451 (RFC 7725) with a ``Link: <...>; rel="blocked-by"``
 header naming the blocking party, or 403 if configured.
 
+With an appeal key the helper answers ``<source>.<reference>``: the reference is an
+opaque keyed hash of the blocking entry (:mod:`edgeagent.intake.entryref`), and the page
+adds it to the appeal link (``?ref=...``) so an appeal names the entry without anyone
+typing or seeing its URL. A malformed reference is dropped.
+
 Privacy contract: the handler reads only ``source`` and ``Accept-Language``; it stores and
 logs nothing (no client address, URL or time). Counting is the caller's ``on_hit(source)``
 callback (the daemon wires it to ``edgeagent_stop_page_hits_total``); unknown sources are
@@ -25,6 +30,7 @@ from string import Template
 from aiohttp import web
 
 from edgeagent import listeners
+from edgeagent.intake.entryref import is_ref
 
 OnHit = Callable[[str], None]
 
@@ -150,7 +156,20 @@ def choose_language(accept_language: str, available: tuple[str, ...] = LANGUAGES
     return best
 
 
-def render(settings: StopPageSettings, source: str, lang: str) -> str:
+def split_source(raw: str) -> tuple[str, str]:
+    """``(label, entry reference)`` of the ``source`` parameter (reference may be empty)."""
+    label, _, ref = raw.partition(".")
+    return label, ref if is_ref(ref) else ""
+
+
+def appeal_link(base: str, ref: str) -> str:
+    """The appeal URL, carrying the opaque entry reference when there is one."""
+    if not ref:
+        return base
+    return f"{base}{'&' if '?' in base else '?'}ref={ref}"
+
+
+def render_stop_page(settings: StopPageSettings, source: str, lang: str, ref: str = "") -> str:
     """The stop page HTML for ``source`` (a label) in ``lang``; all values HTML-escaped."""
     texts = _TEXTS[lang]
     esc = html.escape
@@ -168,7 +187,7 @@ def render(settings: StopPageSettings, source: str, lang: str) -> str:
         lead=lead,
         appeal_h=esc(texts["appeal_h"]),
         appeal=esc(texts["appeal"]),
-        appeal_url=esc(settings.appeal_contact),
+        appeal_url=esc(appeal_link(settings.appeal_contact, ref)),
         appeal_link=esc(texts["appeal_link"]),
         appeal_email=esc(settings.appeal_email),
         help_h=esc(texts["help_h"]),
@@ -188,8 +207,8 @@ def create_stop_page_app(
     cfg = settings or StopPageSettings()
 
     async def handle(request: web.Request) -> web.Response:
-        raw = request.query.get("source", "")
-        source = raw if raw in cfg.sources else "unknown"
+        label, ref = split_source(request.query.get("source", ""))
+        source = label if label in cfg.sources else "unknown"
         if on_hit is not None:
             on_hit(source)
         lang = choose_language(request.headers.get("Accept-Language", ""))
@@ -205,7 +224,7 @@ def create_stop_page_app(
             return web.Response(status=cfg.status, headers=headers)
         return web.Response(
             status=cfg.status,
-            text=render(cfg, source, lang),
+            text=render_stop_page(cfg, source, lang, ref),
             content_type="text/html",
             charset="utf-8",
             headers=headers,

@@ -85,7 +85,7 @@ class RpzSettings:
     rname: str = "hostmaster.edgeagent.invalid"
     ns: str = "localhost"
     ttl: int = 60
-    timers: tuple[int, int, int, int] = (300, 60, 604800, 60)  # refresh retry expire minimum
+    timers: tuple[int, int, int, int] = (300, 60, 14515200, 60)  # refresh retry expire minimum
     stop_page_host: str = "stop.edgeagent.test"
     proxy_ipv4: str | None = None
     proxy_ipv6: str | None = None

@@ -8,11 +8,12 @@ Owns three config sections:
 * ``[publishers.NAME]`` -> one publisher per enabled entry, of the kind its ``kind`` names
   (:mod:`edgeagent.rpz.publishers.kinds`);
 * ``[[resolvers]]`` (:class:`ResolverConfig`) -> the
-  :class:`~edgeagent.rpz.verify.Verifier`'s targets. A publisher's own verify step waits
-  for the resolvers it reaches most directly (:func:`verified_by`): ``http-notify`` those
-  it notifies, ``bind-update`` the ``kind = "bind"`` ones (plus, without a ``zonefile``
-  publisher, the ``kind = "unbound"`` ones nobody notifies: they transfer from the hidden
-  primary by IXFR), ``zonefile`` all the rest.
+  :class:`~edgeagent.rpz.verify.Verifier`'s targets. Each publisher is told the resolvers
+  it reaches most directly (:func:`verified_by`): ``http-notify`` those it notifies,
+  ``bind-update`` the ``kind = "bind"`` ones (plus, without a ``zonefile`` publisher, the
+  ``kind = "unbound"`` ones nobody notifies: they transfer from the hidden primary by
+  IXFR), ``zonefile`` all the rest. It does not wait for them: a publish is the source
+  accepting the change, and the fleet is verified apart from it.
 
 Active when a publisher is enabled or a resolver is listed. Publishing
 (:class:`~edgeagent.rpz.publishing.RpzPublishing`) runs in a worker thread; every
@@ -35,6 +36,7 @@ from edgeagent.enforcement.base import (
     EnforcerConfig,
     EnforcerContext,
     FeedFacts,
+    FleetMember,
     PeriodicJob,
 )
 from edgeagent.errors import ConfigProblem
@@ -52,7 +54,11 @@ from edgeagent.rpz.publishers.kinds import PUBLISHER_KINDS
 from edgeagent.rpz.publishing import RpzPublishing
 from edgeagent.rpz.verify import ResolverCheck, Verifier
 
-VERIFY_TIMEOUT = 10.0  # how long a publisher waits for its resolvers to show a release
+# The agent's publishers never wait for resolvers: the fleet is verified apart.
+VERIFY_TIMEOUT = 0.0
+# A resolver behind for longer than this at a verify is sent a NOTIFY of its own: the
+# primary's transfer normally takes well under a second.
+LAG_NUDGE_SECONDS = 5.0
 
 
 class RpzConfig(ConfigModel):
@@ -70,10 +76,14 @@ class RpzConfig(ConfigModel):
     soa_rname: DnsName = "hostmaster.edgeagent.invalid"
     soa_refresh: Annotated[int, Field(ge=1)] = 300
     soa_retry: Annotated[int, Field(ge=1)] = 60
-    soa_expire: Annotated[int, Field(ge=1)] = 1_209_600
+    # Fail static: a secondary keeps enforcing the last zone for this long with the
+    # centre unreachable. 24 weeks, the most BIND accepts, far beyond any outage; the
+    # staleness alert fires long before.
+    soa_expire: Annotated[int, Field(ge=1)] = 14_515_200
     soa_minimum: Annotated[int, Field(ge=0)] = 60
     verify_interval_seconds: Annotated[int, Field(ge=5)] = 60
     serial_grace_seconds: Annotated[int, Field(ge=0)] = 120
+    region_quorum: Annotated[float, Field(gt=0, le=1)] = 0.5
 
     @model_validator(mode="after")
     def _zones_differ(self) -> RpzConfig:
@@ -94,10 +104,11 @@ class ResolverConfig(ConfigModel):
     host: Host
     port: Port = 53
     kind: Literal["bind", "unbound", "other"] = "other"
+    region: Name | None = None
     serial_check: Literal["query", "rndc", "unbound-control", "none"] = "query"
 
     def target(self) -> ResolverTarget:
-        return ResolverTarget(self.name, self.host, self.port, self.kind)
+        return ResolverTarget(self.name, self.host, self.port, self.kind, self.region or "")
 
 
 class RpzEnforcerConfig(EnforcerConfig):
@@ -221,6 +232,7 @@ def build_publishing(config: RpzEnforcerConfig, context: EnforcerContext) -> Rpz
         ],
         rpz.canary,
         grace_seconds=config.rpz.serial_grace_seconds,
+        quorum=config.rpz.region_quorum,
         metrics=context.metrics,
     )
     return RpzPublishing(rpz, publishers, verifier, context.state_dir, context.metrics)
@@ -264,8 +276,20 @@ class RpzEnforcer(Enforcer):
         publishing = self._running()
         await asyncio.to_thread(publishing.publish, state)
         missing = publishing.missing()
-        detail = f"not yet published by: {', '.join(missing)}" if missing else ""
-        return Enforced(self.KIND, state.version, not missing, detail)
+        if missing:
+            return Enforced(
+                self.KIND, state.version, False, f"not yet published by: {', '.join(missing)}"
+            )
+        behind = self.lagging()
+        if behind:
+            await asyncio.to_thread(publishing.nudge, behind)
+        return Enforced(self.KIND, state.version, True)
+
+    def lagging(self) -> tuple[str, ...]:
+        if self.publishing is None:
+            return ()
+        behind = self.publishing.verification.lagging(for_seconds=LAG_NUDGE_SECONDS)
+        return tuple(r.name for r in behind)
 
     async def verify(self) -> tuple[str, ...]:
         return (await asyncio.to_thread(self._running().verify_all)).reasons
@@ -275,6 +299,28 @@ class RpzEnforcer(Enforcer):
 
     def status(self) -> Mapping[str, Any]:
         return {"rpz": self.publishing.status()} if self.publishing is not None else {}
+
+    def fleet(self) -> tuple[FleetMember, ...]:
+        if self.publishing is None:
+            return ()
+        seen = {r.name: r for r in self.publishing.verification.resolvers}
+        members = []
+        for cfg in self.sections.resolvers:
+            r = seen.get(cfg.name)
+            members.append(
+                FleetMember(
+                    name=cfg.name,
+                    enforcer=self.KIND,
+                    kind=cfg.kind,
+                    region=cfg.region or "",
+                    confirmed=r.confirmed_serial if r else None,
+                    lag=r.lag if r else None,
+                    canary_ok=r.canary_ok if r else None,
+                    reachable=r.reachable if r else None,
+                    checked_at=r.checked_at if r else None,
+                )
+            )
+        return tuple(members)
 
     def periodic(self) -> tuple[PeriodicJob, ...]:
         return (PeriodicJob("verify", self.sections.rpz.verify_interval_seconds, self.verify),)

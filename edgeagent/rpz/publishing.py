@@ -33,6 +33,7 @@ from edgeagent.rpz.publishers.base import (
     Publisher,
     PublishResult,
     ZoneRelease,
+    send_notify,
 )
 from edgeagent.rpz.verify import VerificationState, Verifier
 from edgeagent.rpz.zonetext import next_serial, serial_gt
@@ -263,6 +264,20 @@ class RpzPublishing:
             ):
                 self._last_serial = live
                 self.serials.save(live)
+
+    def nudge(self, names: Sequence[str]) -> int:
+        """NOTIFY the named resolvers of both zones (they are behind and may have missed
+        the primary's NOTIFY, e.g. while they were down); how many acknowledged."""
+        wanted = set(names)
+        targets = [rc.target for rc in self.verifier.resolvers if rc.target.name in wanted]
+        acknowledged = 0
+        for t in targets:
+            zones = (self.rpz.zone, self.rpz.exception_zone)
+            sent = [send_notify(zone, t.host, t.port) for zone in zones]  # both, always
+            acknowledged += all(sent)
+        if targets:
+            log.info("notified %d lagging resolvers, %d acknowledged", len(targets), acknowledged)
+        return acknowledged
 
     # -- verification and status ----------------------------------------------------------
     def verify_all(self) -> VerificationState:

@@ -18,6 +18,8 @@ A backend must:
   last good one; never deleted while live), at most one is ``held`` (waiting for a
   supervisor), older ones are ``superseded`` or ``discarded`` and may be pruned.
 - keep every decision with its full history; nothing is ever deleted.
+- keep every intake item (:mod:`edgeagent.intake.base`) with its outcome; nothing is ever
+  deleted, and a decided item never changes again.
 - keep an append-only audit log where each row carries the SHA-256 of the previous row
   (``prev_hash``) and its own ``row_hash`` over its content and ``prev_hash``;
   :meth:`Store.verify_audit` recomputes the chain and names the first row that fails.
@@ -43,6 +45,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 from edgeagent.errors import Conflict, InvalidTransition, StoreError
+from edgeagent.intake.base import IntakeChannel, IntakeItem, IntakeState, NewIntakeItem
 from edgeagent.model import Action, Decision, DecisionStatus, Entry, Indicator, NoticeSource
 from edgeagent.plugins import PluginConfig
 from edgeagent.takedown.ticketstore import TicketStorage
@@ -277,6 +280,43 @@ class Store(Protocol):
 
     def audit_head(self) -> tuple[int, str]:
         """``(last_id, last_hash)``: an anchor to publish outside the store."""
+        ...
+
+    # --- the intake triage queue
+    def add_intake_item(self, new: NewIntakeItem, audit: AuditNote) -> IntakeItem:
+        """Queue an item as ``pending``; ``Conflict`` if its reference exists. ``audit``
+        (subject ``intake:<id>``, actor ``intake``) is written in the same transaction."""
+        ...
+
+    def get_intake_item(self, item_id: int) -> IntakeItem: ...
+
+    def list_intake_items(
+        self,
+        *,
+        state: IntakeState | None = None,
+        channel: IntakeChannel | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[IntakeItem]:
+        """Items, newest first, optionally of one state and channel."""
+        ...
+
+    def decide_intake_item(
+        self,
+        item_id: int,
+        state: IntakeState,
+        *,
+        actor: str,
+        reason: str,
+        decision_ids: Iterable[int] = (),
+        audit: AuditNote,
+    ) -> IntakeItem:
+        """Move a pending item to its outcome (:func:`edgeagent.intake.base.check_outcome`,
+        else ``InvalidTransition``), with ``audit`` in the same transaction."""
+        ...
+
+    def count_intake_items(self) -> dict[tuple[IntakeChannel, IntakeState], int]:
+        """How many items each channel has in each state (for metrics)."""
         ...
 
     # --- API tokens (only SHA-256 hashes of the secrets are stored)

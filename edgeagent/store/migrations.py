@@ -142,7 +142,28 @@ _V2: tuple[str, ...] = (
         FROM audit""",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2)
+_V3: tuple[str, ...] = (
+    # The intake triage queue. ``body`` is the JSON of what the person gave (it may hold
+    # URLs and a contact: the file's 0600 is what protects it); nothing about the sender
+    # that they did not type is ever a column here.
+    """CREATE TABLE intake_items (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        reference TEXT NOT NULL UNIQUE,
+        channel TEXT NOT NULL CHECK (channel IN
+            ('public-report', 'mail-quarantine', 'appeal', 'challenge')),
+        state TEXT NOT NULL CHECK (state IN
+            ('pending', 'accepted', 'rejected', 'upheld', 'revoked')),
+        created_at INTEGER NOT NULL,
+        decided_at INTEGER,
+        decided_by TEXT NOT NULL DEFAULT '',
+        reason TEXT NOT NULL DEFAULT '',
+        decision_ids TEXT NOT NULL DEFAULT '[]',
+        body TEXT NOT NULL
+    )""",
+    "CREATE INDEX intake_items_state ON intake_items (state, channel, id)",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3)
 """``MIGRATIONS[i]`` upgrades version ``i`` to ``i + 1``."""
 
 CURRENT_VERSION = len(MIGRATIONS)

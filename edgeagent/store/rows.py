@@ -9,13 +9,14 @@ aware UTC ``datetime``. Pure functions only.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from enum import Enum
 from types import MappingProxyType
 from typing import Any
 
 from edgeagent.errors import StoreError
+from edgeagent.intake.base import IntakeChannel, IntakeContent, IntakeItem, IntakeState
 from edgeagent.model import (
     Action,
     Decision,
@@ -40,6 +41,9 @@ DECISION_COLUMNS = (
 )
 EVENT_COLUMNS = "decision_id, at, actor, status, reason"
 TOKEN_COLUMNS = "id, name, role, created_at, revoked"  # noqa: S105 - column names
+INTAKE_COLUMNS = (
+    "id, reference, channel, state, created_at, decided_at, decided_by, reason, decision_ids, body"
+)
 ENTRY_COLUMNS = "scope, value, action, category, reference, first_seen, last_seen, expires_at"
 
 SLOT_SUCCESSOR = {
@@ -139,3 +143,36 @@ def token(row: Sequence[Any], when: When) -> Token:
     return Token(
         id=int(row[0]), name=row[1], role=row[2], created_at=when(row[3]), revoked=bool(row[4])
     )
+
+
+def intake_item(row: Sequence[Any], when: When) -> IntakeItem:
+    """An :class:`IntakeItem` from an :data:`INTAKE_COLUMNS` row."""
+    return IntakeItem(
+        id=int(row[0]),
+        reference=str(row[1]),
+        channel=IntakeChannel(row[2]),
+        state=IntakeState(row[3]),
+        created_at=when(row[4]),
+        decided_at=None if row[5] is None else when(row[5]),
+        decided_by=str(row[6]),
+        reason=str(row[7]),
+        decision_ids=tuple(int(i) for i in json.loads(row[8])),
+        content=IntakeContent.from_json(str(row[9])),
+    )
+
+
+def intake_filters(
+    state: IntakeState | None, channel: IntakeChannel | None
+) -> list[tuple[str, str]]:
+    """``(column, value)`` for every filter of ``Store.list_intake_items`` that is given."""
+    given = (("state", state), ("channel", channel))
+    return [(column, value.value) for column, value in given if value is not None]
+
+
+def decision_ids_json(ids: Iterable[int]) -> str:
+    """The ``decision_ids`` column: the ids as a sorted JSON list."""
+    return json.dumps(sorted(int(i) for i in ids))
+
+
+def intake_subject(item_id: int) -> str:
+    return f"intake:{item_id}"

@@ -39,7 +39,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 from edgeagent.configtypes import OutputPath
-from edgeagent.errors import Conflict, InvalidTransition, NotFound, StoreError
+from edgeagent.errors import Conflict, InvalidTransition, NotFound, StorageFull, StoreError
+from edgeagent.intake.base import (
+    IntakeChannel,
+    IntakeItem,
+    IntakeState,
+    NewIntakeItem,
+    check_outcome,
+)
 from edgeagent.model import (
     Action,
     Decision,
@@ -74,7 +81,7 @@ from edgeagent.store.chain import (
     utc_text,
     verify_chain,
 )
-from edgeagent.store.rows import DECISION_COLUMNS, GENERATION_COLUMNS, LOADING
+from edgeagent.store.rows import DECISION_COLUMNS, GENERATION_COLUMNS, INTAKE_COLUMNS, LOADING
 from edgeagent.takedown.ticketstore import TicketStore
 
 STORE_FILE_NAME = "edgeagent.sqlite3"
@@ -274,6 +281,10 @@ class SqliteStore(StoreBackend[SqliteStoreConfig]):
             except sqlite3.Error as exc:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
+                if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+                    raise StorageFull(
+                        f"store write failed: disk full at {self._path.parent}"
+                    ) from None
                 raise StoreError(f"store write failed: {exc}") from None
             self._chmod_sidecars_once()
 
@@ -964,6 +975,101 @@ class SqliteStore(StoreBackend[SqliteStoreConfig]):
         with self._read() as c:
             row = c.execute("SELECT last_id, last_hash FROM audit_head WHERE id = 1").fetchone()
         return (0, "") if row is None else (int(row[0]), str(row[1]))
+
+    # --- the intake triage queue ---------------------------------------------------------
+
+    def add_intake_item(self, new: NewIntakeItem, audit: AuditNote) -> IntakeItem:
+        """Queue ``new`` as pending with its audit row; ``Conflict`` on a reused reference."""
+        with self._write() as c:
+            try:
+                cur = c.execute(
+                    "INSERT INTO intake_items (reference, channel, state, created_at, body) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (
+                        new.reference,
+                        new.channel.value,
+                        IntakeState.PENDING.value,
+                        _to_us(self._now()),
+                        new.content.to_json(),
+                    ),
+                )
+            except sqlite3.IntegrityError:
+                raise Conflict("an intake item with this reference exists") from None
+            item_id = int(cur.lastrowid or 0)
+            self._audit_in(c, "intake", audit.action, rows.intake_subject(item_id), audit.detail)
+            return self._get_intake(c, item_id)
+
+    def _get_intake(self, c: sqlite3.Connection, item_id: int) -> IntakeItem:
+        row = c.execute(
+            f"SELECT {INTAKE_COLUMNS} FROM intake_items WHERE id = ?", (item_id,)
+        ).fetchone()
+        if row is None:
+            raise NotFound("intake item", str(item_id))
+        return rows.intake_item(row, _from_us)
+
+    def get_intake_item(self, item_id: int) -> IntakeItem:
+        """One item; ``NotFound`` if unknown."""
+        with self._read() as c:
+            return self._get_intake(c, item_id)
+
+    def list_intake_items(
+        self,
+        *,
+        state: IntakeState | None = None,
+        channel: IntakeChannel | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[IntakeItem]:
+        """Items matching the given filters, newest first."""
+        if limit < 0 or offset < 0:
+            raise StoreError("limit and offset must be >= 0")
+        filters = rows.intake_filters(state, channel)
+        clause = " AND ".join(f"{column} = ?" for column, _ in filters)
+        with self._read() as c:
+            found = c.execute(
+                f"SELECT {INTAKE_COLUMNS} FROM intake_items WHERE {clause or 'true'} "
+                "ORDER BY id DESC LIMIT ? OFFSET ?",
+                (*(value for _, value in filters), limit, offset),
+            ).fetchall()
+        return [rows.intake_item(r, _from_us) for r in found]
+
+    def decide_intake_item(
+        self,
+        item_id: int,
+        state: IntakeState,
+        *,
+        actor: str,
+        reason: str,
+        decision_ids: Iterable[int] = (),
+        audit: AuditNote,
+    ) -> IntakeItem:
+        """Move a pending item to its outcome, once; the audit row in the same transaction."""
+        with self._write() as c:
+            item = self._get_intake(c, item_id)
+            check_outcome(item.channel, item.state, state)
+            c.execute(
+                "UPDATE intake_items SET state = ?, decided_at = ?, decided_by = ?, reason = ?, "
+                "decision_ids = ? WHERE id = ? AND state = ?",
+                (
+                    state.value,
+                    _to_us(self._now()),
+                    actor,
+                    reason,
+                    rows.decision_ids_json(decision_ids),
+                    item_id,
+                    IntakeState.PENDING.value,
+                ),
+            )
+            self._audit_in(c, actor, audit.action, rows.intake_subject(item_id), audit.detail)
+            return self._get_intake(c, item_id)
+
+    def count_intake_items(self) -> dict[tuple[IntakeChannel, IntakeState], int]:
+        """Items per (channel, state)."""
+        with self._read() as c:
+            found = c.execute(
+                "SELECT channel, state, count(*) FROM intake_items GROUP BY channel, state"
+            ).fetchall()
+        return {(IntakeChannel(ch), IntakeState(st)): int(n) for ch, st, n in found}
 
     # --- API tokens ---------------------------------------------------------------------
 

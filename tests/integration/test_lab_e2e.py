@@ -29,7 +29,7 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 
-from edgeagent.takedown.notifiers.webhook import verify_signature
+from edgeagent.takedown.notifiers.webhook import verify_webhook_signature
 from tests.support.binaries import require_binary
 from tests.support.polling import wait_for
 
@@ -234,7 +234,7 @@ def test_hosted_url_opens_a_ticket_with_mail_and_signed_webhook(lab: Lab) -> Non
     record = json.loads(hooks[0].read_text())
     assert record["signature_valid"] is True
     secret = (lab.directory / "secrets" / "webhook-hmac").read_text().strip().encode()
-    assert verify_signature(
+    assert verify_webhook_signature(
         secret, record["timestamp"], record["body"].encode(), record["signature"], max_age=3600
     )
     assert record["payload"]["customer_id"] == hosted["customer"]

@@ -24,9 +24,12 @@ EXPECTED_ALERTS = {
     "EdgeagentPublisherDown",
     "EdgeagentRpzSerialLag",
     "EdgeagentRpzCanaryFailing",
+    "EdgeagentResolverUnreachable",
+    "EdgeagentResolverPolicyStale",
     "EdgeagentProxyCanaryFailing",
     "EdgeagentTakedownSlaBreached",
     "EdgeagentTakedownOverdue",
+    "EdgeagentIntakeDailyCap",
 }
 
 _CONTRACT_LINE = re.compile(r"^#\s+(edgeagent_[a-z_]+)\{([a-z_, ]*)\}\s+(gauge|counter)\b")

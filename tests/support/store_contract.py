@@ -19,6 +19,7 @@ from typing import Protocol
 import pytest
 
 from edgeagent.errors import Conflict, InvalidTransition, NotFound, StoreError
+from edgeagent.intake.base import IntakeChannel, IntakeContent, IntakeState, NewIntakeItem
 from edgeagent.model import Action, DecisionStatus, Entry, Indicator, NoticeSource, Scope
 from edgeagent.store.base import AuditNote, GenerationStatus, NewDecision, Store, TargetSearch
 
@@ -551,3 +552,69 @@ class StoreContract:
         store.add_token("noc", "reader", hashlib.sha256(b"new").digest())
         with pytest.raises(NotFound):
             store.revoke_token(999)
+
+    # --- the intake triage queue
+
+    def test_intake_item_roundtrip_and_audit(self, store: Store) -> None:
+        content = IntakeContent(urls=("http://a.example/x",), category="c", live_video=False)
+        item = store.add_intake_item(
+            NewIntakeItem("R-AAAAA-BBBBB", IntakeChannel.PUBLIC_REPORT, content),
+            AuditNote("intake.receive", {"urls": 1}),
+        )
+        assert item.state is IntakeState.PENDING
+        assert item.content == content
+        assert store.get_intake_item(item.id) == item
+        last = store.audit_since()[-1]
+        assert (last.actor, last.action, last.subject) == (
+            "intake",
+            "intake.receive",
+            f"intake:{item.id}",
+        )
+        assert "a.example" not in str(last.detail)
+        with pytest.raises(Conflict):
+            store.add_intake_item(
+                NewIntakeItem("R-AAAAA-BBBBB", IntakeChannel.APPEAL, IntakeContent()),
+                AuditNote("intake.receive"),
+            )
+
+    def test_intake_decided_once_and_filtered(self, store: Store) -> None:
+        report = store.add_intake_item(
+            NewIntakeItem("R-11111-11111", IntakeChannel.PUBLIC_REPORT, IntakeContent()),
+            AuditNote("intake.receive"),
+        )
+        appeal = store.add_intake_item(
+            NewIntakeItem("A-22222-22222", IntakeChannel.APPEAL, IntakeContent(statement="s")),
+            AuditNote("intake.receive"),
+        )
+        with pytest.raises(InvalidTransition):
+            store.decide_intake_item(
+                appeal.id, IntakeState.ACCEPTED, actor="x", reason="r", audit=AuditNote("a")
+            )
+        done = store.decide_intake_item(
+            report.id,
+            IntakeState.REJECTED,
+            actor="ana",
+            reason="not csam",
+            decision_ids=[3, 1],
+            audit=AuditNote("intake.rejected"),
+        )
+        assert (done.state, done.decided_by, done.reason) == (
+            IntakeState.REJECTED,
+            "ana",
+            "not csam",
+        )
+        assert done.decision_ids == (1, 3)
+        assert done.decided_at is not None
+        with pytest.raises(InvalidTransition):
+            store.decide_intake_item(
+                report.id, IntakeState.ACCEPTED, actor="b", reason="r", audit=AuditNote("a")
+            )
+        assert [i.id for i in store.list_intake_items()] == [appeal.id, report.id]
+        assert [i.id for i in store.list_intake_items(state=IntakeState.PENDING)] == [appeal.id]
+        assert store.list_intake_items(channel=IntakeChannel.CHALLENGE) == []
+        assert store.count_intake_items() == {
+            (IntakeChannel.PUBLIC_REPORT, IntakeState.REJECTED): 1,
+            (IntakeChannel.APPEAL, IntakeState.PENDING): 1,
+        }
+        with pytest.raises(NotFound):
+            store.get_intake_item(999)

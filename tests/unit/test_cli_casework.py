@@ -178,3 +178,25 @@ def test_lookup_names_the_account_not_the_environment(cfg: Path) -> None:
     assert lookups[0].startswith("os:")
     assert "mallory" not in lookups[0]
     assert lookups[1] == "ana"
+
+
+def test_intake_outcomes_need_an_identity(cfg: Path) -> None:
+    from edgeagent.intake.base import IntakeChannel, IntakeContent, NewIntakeItem
+    from edgeagent.store import SqliteStore
+    from edgeagent.store.base import AuditNote
+
+    store = SqliteStore(cfg.parent / "state" / "edgeagent.sqlite3")
+    try:
+        content = IntakeContent(urls=("http://report.example/a.html",))
+        item = store.add_intake_item(
+            NewIntakeItem("RPT-9", IntakeChannel.PUBLIC_REPORT, content), AuditNote("intake.new")
+        )
+    finally:
+        store.close()
+    code, _, err = ea(cfg, "intake", "reject", str(item.id), "--reason", "not material")
+    assert code == 2
+    assert "--actor" in err
+    code, out, _ = ea(cfg, "intake", "reject", str(item.id), "--reason", "no", "--actor", "ana")
+    assert code == 0
+    assert "is now rejected" in out
+    assert any(a == "ana" and s == f"intake:{item.id}" for _, a, s in audit(cfg))

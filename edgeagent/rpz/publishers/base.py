@@ -13,8 +13,13 @@ honour each step:
    reload command, UPDATE, NOTIFY). It must be all-or-nothing from a resolver's point of
    view: a resolver sees the old version or the new one.
 3. **verify** -- :meth:`Publisher.verify` proves the new version is served: it queries the
-   canary at every configured resolver and reads the serial it serves (never trust an exit
-   code: ``rndc reload`` exits 0 on a broken zone).
+   canary at the publisher's resolvers and reads the serial each serves (never trust an
+   exit code: ``rndc reload`` exits 0 on a broken zone). Only a publisher built with a
+   positive ``verify_timeout`` waits for its resolvers (a test, a lab tool). The agent
+   builds its publishers with ``verify_timeout = 0``: there the publish is the source
+   accepting the change (the primary's UPDATE answer, the zone file renamed and reloaded,
+   the HTTP server holding the new files), and fleet convergence is measured apart from
+   it (:mod:`edgeagent.rpz.verify`), so a dead resolver never fails or delays a publish.
 4. **keep old on failure** -- if apply or verify fails, :meth:`Publisher.rollback` puts the
    previous artefact back where the plug-in can (a renamed-away zone file) so that the last
    good version stays live, and ``publish`` raises ``PublishError``. :meth:`cleanup` always
@@ -47,16 +52,21 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
 from typing import ClassVar, Generic, Self, TypeVar
 
 import dns.exception
+import dns.flags
 import dns.message
+import dns.name
+import dns.opcode
 import dns.query
 import dns.rcode
+import dns.rdataclass
 import dns.rdatatype
 
 from edgeagent.configtypes import Count
@@ -108,16 +118,18 @@ class ResolverTarget:
     host: str
     port: int = 53
     kind: str = "other"
+    region: str = ""  # "" when the fleet has no regions
 
 
 @dataclass(frozen=True, slots=True)
 class CanaryResult:
-    """What one resolver answered for the canary."""
+    """What one resolver answered for the canary (``answered`` false: no answer at all)."""
 
     target: ResolverTarget
     blocked: bool
     serial: int | None
     seconds: float
+    answered: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,7 +259,7 @@ def query_canary(target: ResolverTarget, canary: str, timeout: float = 2.0) -> C
     try:
         r = dns.query.udp(q, target.host, port=target.port, timeout=timeout)
     except (dns.exception.DNSException, OSError):
-        return CanaryResult(target, False, None, time.monotonic() - started)
+        return CanaryResult(target, False, None, time.monotonic() - started, answered=False)
     if r.rcode() == dns.rcode.NOERROR:
         for rrset in r.answer:
             if rrset.rdtype != dns.rdatatype.TXT:
@@ -259,6 +271,56 @@ def query_canary(target: ResolverTarget, canary: str, timeout: float = 2.0) -> C
     return CanaryResult(target, serial is not None, serial, time.monotonic() - started)
 
 
+def send_notify(zone: str, host: str, port: int, timeout: float = 1.0) -> bool:
+    """Send one DNS NOTIFY for ``zone`` (RFC 1996); True once it is acknowledged.
+
+    A secondary then asks its primary for the zone's SOA and transfers what it misses.
+    It accepts a NOTIFY only from an address it allows (its primaries', Unbound's
+    ``allow-notify``).
+    """
+    m = dns.message.Message()
+    # The opcode lives inside ``flags``: set the flags first, then the opcode.
+    m.flags = dns.flags.AA
+    m.set_opcode(dns.opcode.NOTIFY)
+    m.find_rrset(
+        m.question,
+        dns.name.from_text(zone),
+        dns.rdataclass.IN,
+        dns.rdatatype.SOA,
+        create=True,
+        force_unique=True,
+    )
+    try:
+        r = dns.query.udp(m, host, port=port, timeout=timeout)
+    except (dns.exception.DNSException, OSError):
+        return False
+    return r.rcode() == dns.rcode.NOERROR
+
+
+QUERY_POOL = 64  # canary queries in flight at once: a dead resolver costs one timeout
+
+
+CanaryQuery = Callable[[ResolverTarget, str, float], CanaryResult]
+
+
+def query_all(
+    targets: Sequence[ResolverTarget],
+    canary: str,
+    timeout: float,
+    query: CanaryQuery | None = None,
+) -> list[CanaryResult]:
+    """Every target's canary at once (a bounded pool), in the order of ``targets``.
+
+    One pass costs about one ``timeout`` however many targets are dead, as long as fewer
+    than :data:`QUERY_POOL` are.
+    """
+    if not targets:
+        return []
+    with ThreadPoolExecutor(max_workers=min(QUERY_POOL, len(targets))) as pool:
+        ask = query_canary if query is None else query
+        return list(pool.map(lambda t: ask(t, canary, timeout), targets))
+
+
 def wait_for_serial(
     targets: tuple[ResolverTarget, ...],
     canary: str,
@@ -266,20 +328,19 @@ def wait_for_serial(
     timeout: float,
     publisher: str,
 ) -> tuple[CanaryResult, ...]:
-    """Poll every target until its canary shows ``serial``; ``PublishError`` after ``timeout``."""
+    """Poll every target (in parallel) until its canary shows ``serial``;
+    ``PublishError`` naming the laggards after ``timeout``. A ``timeout`` of 0 waits for
+    nothing (the agent's publishers: the fleet is verified apart from publishing)."""
+    if timeout <= 0:
+        return ()
     deadline = time.monotonic() + timeout
     pending = list(targets)
     done: list[CanaryResult] = []
     delay = 0.02
     while pending:
-        still: list[ResolverTarget] = []
-        for t in pending:
-            res = query_canary(t, canary, timeout=min(1.0, max(0.1, timeout)))
-            if res.serial == serial:
-                done.append(res)
-            else:
-                still.append(t)
-        pending = still
+        results = query_all(pending, canary, min(1.0, max(0.1, timeout)))
+        done.extend(r for r in results if r.serial == serial)
+        pending = [r.target for r in results if r.serial != serial]
         if not pending:
             break
         if time.monotonic() >= deadline:

@@ -28,8 +28,9 @@ serves them to any number of secondary resolvers by IXFR + NOTIFY. Per
   UPDATE is atomic at the primary, so a failed single-message publish leaves the old zone
   live; after a failure in the middle of a multi-message diff the in-memory copy is
   dropped and the next publish resyncs from an AXFR.
-* verify: every target resolver (the secondaries) must answer the canary with the release
-  serial within ``verify_timeout``.
+* verify: with a positive ``verify_timeout``, every target resolver (the secondaries) must
+  answer the canary with the release serial within it; the agent uses 0 (the primary's
+  NOERROR is the publish, the fleet is verified apart).
 * keep old: a validated version that reached the primary is not withdrawn when a
   secondary is slow or down -- withdrawing would unblock names at the secondaries that
   did transfer it. ``PublishError`` still reports the laggard, and continuous
@@ -443,8 +444,6 @@ class BindUpdatePublisher(Publisher[UpdatePlan]):
 
     # -- verify ---------------------------------------------------------------------------
     def verify(self, release: ZoneRelease) -> tuple[CanaryResult, ...]:
-        if not self.targets:
-            return ()
         return wait_for_serial(
             self.targets, release.settings.canary, release.serial, self.verify_timeout, self.name
         )

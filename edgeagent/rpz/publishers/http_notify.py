@@ -36,15 +36,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Self
 
-import dns.exception
-import dns.flags
-import dns.message
-import dns.name
-import dns.opcode
-import dns.query
-import dns.rcode
-import dns.rdataclass
-import dns.rdatatype
 from aiohttp import web
 
 from edgeagent import listeners
@@ -60,6 +51,7 @@ from edgeagent.rpz.publishers.base import (
     Reach,
     ResolverTarget,
     ZoneRelease,
+    send_notify,
     wait_for_serial,
 )
 from edgeagent.rpz.publishers.zonefile import check_zone_file
@@ -329,35 +321,17 @@ class HttpNotifyPublisher(Publisher[_Staged]):
 
     def _notify(self, zone: str, target: NotifyTarget) -> bool:
         """Send one NOTIFY for ``zone``; True once the resolver acknowledges it."""
-        m = dns.message.Message()
-        # The opcode lives inside ``flags``: set the flags first, then the opcode.
-        m.flags = dns.flags.AA
-        m.set_opcode(dns.opcode.NOTIFY)
-        m.find_rrset(
-            m.question,
-            dns.name.from_text(zone),
-            dns.rdataclass.IN,
-            dns.rdatatype.SOA,
-            create=True,
-            force_unique=True,
-        )
         for attempt in range(self.retries + 1):
             if attempt:
                 delay = min(self.backoff_max, self.backoff_base * 2 ** (attempt - 1))
                 time.sleep(delay * (0.5 + random.random() / 2))
             self.notifies_sent += 1
-            try:
-                r = dns.query.udp(m, target.host, port=target.port, timeout=self.timeout)
-            except (dns.exception.DNSException, OSError):
-                continue
-            if r.rcode() == dns.rcode.NOERROR:
+            if send_notify(zone, target.host, target.port, self.timeout):
                 return True
         return False
 
     # -- verify -------------------------------------------------------------------------
     def verify(self, release: ZoneRelease) -> tuple[CanaryResult, ...]:
-        if not self.targets:
-            return ()
         return wait_for_serial(
             self.targets, release.settings.canary, release.serial, self.verify_timeout, self.name
         )

@@ -189,8 +189,6 @@ class ZonefilePublisher(Publisher[_Prepared]):
 
     # -- verify -----------------------------------------------------------------------
     def verify(self, release: ZoneRelease) -> tuple[CanaryResult, ...]:
-        if not self.targets:
-            return ()
         return wait_for_serial(
             self.targets, release.settings.canary, release.serial, self.verify_timeout, self.name
         )

@@ -38,6 +38,13 @@ from pydantic import AfterValidator, Field, model_validator
 
 from edgeagent.configtypes import EnvName, Seconds, SecretFile, one_secret, read_secret
 from edgeagent.errors import Conflict, InvalidTransition, NotFound, StoreError
+from edgeagent.intake.base import (
+    IntakeChannel,
+    IntakeItem,
+    IntakeState,
+    NewIntakeItem,
+    check_outcome,
+)
 from edgeagent.model import (
     Action,
     Decision,
@@ -72,7 +79,7 @@ from edgeagent.store.chain import (
     utc_text,
     verify_chain,
 )
-from edgeagent.store.rows import DECISION_COLUMNS, GENERATION_COLUMNS, LOADING
+from edgeagent.store.rows import DECISION_COLUMNS, GENERATION_COLUMNS, INTAKE_COLUMNS, LOADING
 from edgeagent.takedown.ticketstore import TicketStorage
 
 if TYPE_CHECKING:
@@ -861,6 +868,105 @@ class PostgresStore(StoreBackend[PostgresStoreConfig]):
         with self._tx("reading the audit head") as cur:
             row = cur.execute("SELECT last_id, last_hash FROM audit_head WHERE id = 1").fetchone()
         return (0, "") if row is None else (int(row[0]), str(row[1]))
+
+    # --- the intake triage queue ---------------------------------------------------------
+
+    def add_intake_item(self, new: NewIntakeItem, audit: AuditNote) -> IntakeItem:
+        """Queue ``new`` as pending with its audit row; ``Conflict`` on a reused reference."""
+        with self._tx("queueing an intake item") as cur:
+            try:
+                with self._pool.savepoint(cur):
+                    row = cur.execute(
+                        "INSERT INTO intake_items (reference, channel, state, created_at, body) "
+                        f"VALUES (%s, %s, %s, %s, %s) RETURNING {INTAKE_COLUMNS}",
+                        (
+                            new.reference,
+                            new.channel.value,
+                            IntakeState.PENDING.value,
+                            self._now(),
+                            new.content.to_json(),
+                        ),
+                    ).fetchone()
+            except Conflict:
+                raise Conflict("an intake item with this reference exists") from None
+            item = rows.intake_item(_one_row(row), _as_is)
+            self._audit_in(cur, "intake", audit.action, rows.intake_subject(item.id), audit.detail)
+        return item
+
+    @staticmethod
+    def _get_intake(cur: Cursor, item_id: int, *, lock: bool = False) -> IntakeItem:
+        row = cur.execute(
+            f"SELECT {INTAKE_COLUMNS} FROM intake_items WHERE id = %s"
+            + (" FOR UPDATE" if lock else ""),
+            (item_id,),
+        ).fetchone()
+        if row is None:
+            raise NotFound("intake item", str(item_id))
+        return rows.intake_item(row, _as_is)
+
+    def get_intake_item(self, item_id: int) -> IntakeItem:
+        """One item; ``NotFound`` if unknown."""
+        with self._tx("reading an intake item") as cur:
+            return self._get_intake(cur, item_id)
+
+    def list_intake_items(
+        self,
+        *,
+        state: IntakeState | None = None,
+        channel: IntakeChannel | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[IntakeItem]:
+        """Items matching the given filters, newest first."""
+        if limit < 0 or offset < 0:
+            raise StoreError("limit and offset must be >= 0")
+        filters = rows.intake_filters(state, channel)
+        clause = " AND ".join(f"{column} = %s" for column, _ in filters)
+        with self._tx("listing intake items") as cur:
+            found = cur.execute(
+                f"SELECT {INTAKE_COLUMNS} FROM intake_items WHERE {clause or 'true'} "
+                "ORDER BY id DESC LIMIT %s OFFSET %s",
+                (*(value for _, value in filters), limit, offset),
+            ).fetchall()
+        return [rows.intake_item(r, _as_is) for r in found]
+
+    def decide_intake_item(
+        self,
+        item_id: int,
+        state: IntakeState,
+        *,
+        actor: str,
+        reason: str,
+        decision_ids: Iterable[int] = (),
+        audit: AuditNote,
+    ) -> IntakeItem:
+        """Move a pending item to its outcome, once (the row is locked while checking);
+        the audit row in the same transaction."""
+        with self._tx("deciding an intake item") as cur:
+            item = self._get_intake(cur, item_id, lock=True)
+            check_outcome(item.channel, item.state, state)
+            row = cur.execute(
+                "UPDATE intake_items SET state = %s, decided_at = %s, decided_by = %s, "
+                f"reason = %s, decision_ids = %s WHERE id = %s RETURNING {INTAKE_COLUMNS}",
+                (
+                    state.value,
+                    self._now(),
+                    actor,
+                    reason,
+                    rows.decision_ids_json(decision_ids),
+                    item_id,
+                ),
+            ).fetchone()
+            self._audit_in(cur, actor, audit.action, rows.intake_subject(item_id), audit.detail)
+        return rows.intake_item(_one_row(row), _as_is)
+
+    def count_intake_items(self) -> dict[tuple[IntakeChannel, IntakeState], int]:
+        """Items per (channel, state)."""
+        with self._tx("counting intake items") as cur:
+            found = cur.execute(
+                "SELECT channel, state, count(*) FROM intake_items GROUP BY channel, state"
+            ).fetchall()
+        return {(IntakeChannel(ch), IntakeState(st)): int(n) for ch, st, n in found}
 
     # --- API tokens ---------------------------------------------------------------------
 

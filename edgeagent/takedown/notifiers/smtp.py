@@ -134,6 +134,10 @@ class SmtpNotifier(Notifier):
         msg["Message-ID"] = make_msgid(domain=self.sender.rpartition("@")[2] or None)
         msg["X-EdgeAgent-Ticket"] = str(notice.ticket_id)
         msg.set_content(text)
+        self.deliver(msg, to)
+
+    def deliver(self, msg: EmailMessage, to: Sequence[str]) -> None:
+        """Send ``msg`` to ``to`` over this notifier's server (blocking); ``NotifyError``."""
         try:
             with smtplib.SMTP(self.host, self.port, timeout=self.timeout) as smtp:
                 smtp.ehlo()

@@ -3,7 +3,7 @@
 ``POST`` of :func:`notice_json` as compact JSON; headers ``X-EdgeAgent-Timestamp`` (Unix
 seconds) and ``X-EdgeAgent-Signature: sha256=<hex>`` where the MAC is
 HMAC-SHA256(secret, timestamp + "." + body). Receivers check it with
-:func:`verify_signature` (constant time) and reject old timestamps. Any 2xx answer counts
+:func:`verify_webhook_signature` (constant time) and reject old timestamps. Any 2xx answer counts
 as delivered.
 """
 
@@ -72,7 +72,7 @@ def sign(secret: bytes, timestamp: str, body: bytes) -> str:
     return "sha256=" + mac.hexdigest()
 
 
-def verify_signature(
+def verify_webhook_signature(
     secret: bytes, timestamp: str, body: bytes, signature: str, *, max_age: float = 300.0
 ) -> bool:
     """True if ``signature`` matches and ``timestamp`` is within ``max_age`` seconds."""

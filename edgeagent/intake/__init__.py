@@ -1,0 +1,1 @@
+"""Reports, quarantined notices and appeals: one triage queue for people (see ``base``)."""

@@ -1,0 +1,67 @@
+"""Wiring of the intake to the agent: its triage rules and the public listener.
+
+:func:`triage_for` gives the daemon's API and the CLI the same :class:`Triage` (appeal
+reference key from the state directory, appellant mail through ``[intake] notify_via``).
+:func:`start_intake_pages` starts the public pages when ``[intake] enabled``; the daemon
+stops the returned runner with its other listeners.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from edgeagent.intake.app import PublicPages, create_public_pages_app, start_public_pages
+from edgeagent.intake.appellant import AppellantMail
+from edgeagent.intake.entryref import EntryRefs
+from edgeagent.intake.triage import Notify, Triage
+from edgeagent.model import Entry
+from edgeagent.proxy.enforcer import ProxyEnforcerConfig
+from edgeagent.takedown.notifiers.smtp import SmtpNotifier, SmtpNotifierConfig
+
+if TYPE_CHECKING:
+    from edgeagent.config import Settings
+    from edgeagent.service import Agent
+
+
+def _appellant_mail(agent: Agent) -> Notify | None:
+    settings = agent.settings
+    name = settings.intake.notify_via
+    config = settings.takedown.notifiers.get(name) if name else None
+    if name is None or not isinstance(config, SmtpNotifierConfig):
+        return None
+    return AppellantMail(SmtpNotifier.from_config(config, name=name), settings.intake.operator)
+
+
+def triage_for(agent: Agent) -> Triage:
+    """The triage the daemon and the CLI share (see the module docstring)."""
+
+    def entries() -> tuple[Entry, ...]:
+        return agent.policy().state.blocks
+
+    return Triage(
+        agent.decisions,
+        entries=entries,
+        refs=EntryRefs.load(agent.settings.agent.state_dir, _proxy_group(agent.settings)),
+        notify=_appellant_mail(agent),
+        metrics=agent.metrics,
+    )
+
+
+def _proxy_group(settings: Settings) -> str | None:
+    """The proxy's group: the Squid helper reads the appeal key to sign its references."""
+    return settings.sections(ProxyEnforcerConfig).proxy.group
+
+
+async def start_intake_pages(agent: Agent, triage: Triage) -> tuple[web.AppRunner, str] | None:
+    """Start the public pages if enabled: ``(runner, base URL)``, else ``None``."""
+    settings = agent.settings.intake
+    if not settings.enabled:
+        return None
+    triage.export_pending()
+    pages = PublicPages(settings, triage.submit, metrics=agent.metrics)
+    runner = await start_public_pages(create_public_pages_app(pages), settings.host, settings.port)
+    port = runner.addresses[0][1]
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    return runner, f"http://{host}:{port}"
