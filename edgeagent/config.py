@@ -30,6 +30,7 @@ import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
+from zoneinfo import ZoneInfo
 
 from pydantic import AfterValidator, BaseModel, Field, PrivateAttr, ValidationError, model_validator
 
@@ -48,9 +49,11 @@ from edgeagent.configtypes import (
     Seconds,
     SecretFile,
     Share,
+    TimeZoneName,
     toml_type,
 )
 from edgeagent.connlimits import ConnectionLimits
+from edgeagent.dates import time_zone
 from edgeagent.enforcement.base import owned_sections
 from edgeagent.enforcement.kinds import ENFORCERS
 from edgeagent.errors import ConfigError, ConfigProblem, StoreError
@@ -95,6 +98,12 @@ class AgentSettings(ConfigModel):
     state_dir: OutputPath = Field(default_factory=default_state_dir)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "text"] = "json"
+    # Where the NTD team works: dates and times given without a zone are read in it.
+    time_zone: TimeZoneName = "UTC"
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return time_zone(self.time_zone)
 
 
 class ApiSettings(ConfigModel):

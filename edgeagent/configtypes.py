@@ -32,6 +32,7 @@ from pydantic import (
 )
 
 from edgeagent import canon
+from edgeagent.dates import time_zone
 from edgeagent.errors import ConfigError, ConfigProblem, InvalidTarget
 from edgeagent.model import NoticeSource
 
@@ -138,6 +139,11 @@ def _email(value: str) -> str:
     return value
 
 
+def _time_zone_name(value: str) -> str:
+    time_zone(value)
+    return value
+
+
 SecretFile = Annotated[Path, Strict(False), AfterValidator(_resolve), _existing("secret file")]
 InputFile = Annotated[Path, Strict(False), AfterValidator(_resolve), _existing("file")]
 InputPath = Annotated[Path, Strict(False), AfterValidator(_resolve), _existing("path")]
@@ -157,6 +163,7 @@ Count = Annotated[int, Field(ge=0)]
 FileMode = Annotated[int, AfterValidator(_file_mode)]
 Email = Annotated[str, AfterValidator(_email)]
 Cron = Annotated[str, AfterValidator(_cron)]
+TimeZoneName = Annotated[str, AfterValidator(_time_zone_name)]  # IANA, e.g. "Europe/Berlin"
 # Feed and publisher names appear in metric labels and file names: keep them tame.
 Name = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
 Source = Annotated[NoticeSource, Strict(False)]

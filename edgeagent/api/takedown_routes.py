@@ -25,7 +25,7 @@ from edgeagent.api.validation import (
     ApiError,
     Reference,
     Text,
-    UtcDatetime,
+    ZonedDatetime,
     bad_input,
     parse_body,
     parse_query,
@@ -61,10 +61,10 @@ class TicketListQuery(BaseModel):
 class TakedownReportQuery(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=False)
 
-    start: UtcDatetime | None = Field(
+    start: ZonedDatetime | None = Field(
         default=None, alias="from", description="notices received from (default: 30 days ago)"
     )
-    end: UtcDatetime | None = Field(
+    end: ZonedDatetime | None = Field(
         default=None, alias="to", description="notices received before (default: now)"
     )
 

@@ -11,6 +11,10 @@ line breaks: such input is refused with ``400`` naming the field.
 Every error the API returns has the shape ``{"error": {"field", "message", "code"}}``;
 ``field`` is ``null`` when the problem is not one input field. Messages never echo the
 submitted value: it may be a list entry.
+
+Dates and times (:data:`ZonedDatetime`) may come with a zone, without one, or as a plain
+date; without a zone they are read in the API's configured time zone, which the app sets
+for each request in :data:`REQUEST_ZONE`.
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from contextvars import ContextVar
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
@@ -33,6 +38,7 @@ from pydantic import (
     field_validator,
 )
 
+from edgeagent.dates import parse_when
 from edgeagent.model import Action, DecisionStatus, NoticeSource, Scope
 
 M = TypeVar("M", bound=BaseModel)
@@ -112,24 +118,41 @@ UtcDatetime = Annotated[AwareDatetime, AfterValidator(_in_utc)]
 # nobody should type a digest into a decision.
 DecisionScope = Literal["domain", "host", "url", "url-prefix", "ip", "cidr"]
 
+REQUEST_ZONE: ContextVar[tzinfo] = ContextVar("edgeagent_request_zone", default=UTC)
+"""The time zone for dates and times given without one (set per request by the app)."""
+
+
+def _in_request_zone(value: object) -> object:
+    if isinstance(value, str):
+        try:
+            return parse_when(value, REQUEST_ZONE.get())
+        except ValueError:
+            return value  # pydantic names the problem
+    return value
+
+
+ZonedDatetime = Annotated[AwareDatetime, BeforeValidator(_in_request_zone)]
+"""ISO 8601 date-time with or without zone, or a date (its midnight); see module doc."""
+
+BULK_MAX_TARGETS = 10_000
+"""Targets one ``POST /v1/decisions/bulk`` may carry."""
+
 
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
-class DecisionCreate(_Body):
-    """``POST /v1/decisions``."""
+class DecisionNotice(_Body):
+    """What every decision of a notice shares (the case), whatever its target."""
 
-    target: Target = Field(description="URL, host name, domain, address or prefix")
-    scope: DecisionScope
     action: Action
     reason: Text = Field(description="why (shown in the audit log)")
     reference: Reference = Field(description="case reference (hotline or police reference)")
     source: NoticeSource = Field(description="who reported the material")
-    notice_received_at: UtcDatetime | None = Field(
+    notice_received_at: ZonedDatetime | None = Field(
         default=None, description="when the notice reached the ISP; default: now"
     )
-    expires_at: UtcDatetime | None = Field(default=None, description="optional end")
+    expires_at: ZonedDatetime | None = Field(default=None, description="optional end")
     category: Category = ""
 
     @field_validator("notice_received_at")
@@ -145,6 +168,30 @@ class DecisionCreate(_Body):
         if value is not None and value <= datetime.now(UTC):
             raise ValueError("must be in the future")
         return value
+
+
+class DecisionCreate(DecisionNotice):
+    """``POST /v1/decisions``."""
+
+    target: Target = Field(description="URL, host name, domain, address or prefix")
+    scope: DecisionScope
+
+
+class NoticeTargetIn(_Body):
+    target: Target = Field(description="URL, host name, domain, address or prefix")
+    scope: DecisionScope
+
+
+class DecisionBulkCreate(DecisionNotice):
+    """``POST /v1/decisions/bulk``: one notice (one case reference), many targets."""
+
+    targets: list[NoticeTargetIn] = Field(min_length=1, max_length=BULK_MAX_TARGETS)
+
+
+class TokenRevoke(_Body):
+    """``POST /v1/tokens/{id}/revoke``."""
+
+    reason: Text
 
 
 class DecisionRevoke(_Body):
@@ -170,14 +217,19 @@ class DecisionListQuery(_Query):
     status: DecisionStatus | None = None
     source: NoticeSource | None = None
     scope: DecisionScope | None = None
-    reference: Reference | None = None
+    reference: Reference | None = Field(default=None, description="case reference")
+    target: Target | None = Field(
+        default=None,
+        description="decisions on this URL, name, address or prefix (canonicalised), on its "
+        "host and on URLs on that host",
+    )
     limit: int = Field(default=100, ge=1, le=1000)
     offset: int = Field(default=0, ge=0, le=1_000_000_000)
 
 
 class AuditQuery(_Query):
-    since: UtcDatetime | None = Field(
-        default=None, description="ISO 8601 with zone, e.g. 2026-01-01T00:00:00Z"
+    since: ZonedDatetime | None = Field(
+        default=None, description="ISO 8601, e.g. 2026-01-01T00:00:00Z or 2026-01-01"
     )
     limit: int = Field(default=1000, ge=1, le=1000)
 
@@ -276,13 +328,47 @@ class PendingDecisionOut(_Out):
     reference: str
     actor: str
     created_at: datetime
+    target_ref: str = Field(description="short hash naming the target")
     target: str | None = Field(default=None, description="only for analyst and above")
 
 
 class PlanOut(_Out):
-    pending_decisions: int
-    pending: list[PendingDecisionOut]
-    plan: dict[str, Any]
+    pending_decisions: int = Field(description="every pending decision (the list may be shorter)")
+    pending: list[PendingDecisionOut] = Field(description="the oldest pending decisions")
+    plan: dict[str, Any] = Field(
+        description="held feed generations with what each would change (counts; the "
+        "entries for a supervisor) and the guardrails' refusals"
+    )
+
+
+class NoticeResultOut(_Out):
+    index: int = Field(description="position in the request's targets")
+    outcome: Literal["accepted", "pending", "refused"]
+    target_ref: str = Field(description="short hash of the canonical target")
+    reason: str = Field(description="why refused (empty otherwise)")
+    decision: int | None = Field(description="the decision's id, unless refused")
+    target: str | None = Field(description="canonical target, unless refused")
+
+
+class NoticeOut(_Out):
+    reference: str
+    targets: int
+    accepted: int
+    pending: int
+    refused: int
+    results: list[NoticeResultOut]
+
+
+class TokenOut(_Out):
+    id: int
+    name: str = Field(description="the holder: the actor in the audit log")
+    role: str
+    created_at: datetime
+    revoked: bool
+
+
+class TokenListOut(_Out):
+    items: list[TokenOut]
 
 
 class LookupMatchOut(_Out):

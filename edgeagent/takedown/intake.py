@@ -5,9 +5,11 @@ desired state; entries already handed over are skipped, so a decision reaches th
 locator once on arrival. :meth:`forget` clears that memory for the periodic full pass
 (content moves; the service only notifies for URLs a ticket does not have yet).
 
-A case is ``(source, reference)``: one decision, or one feed line's reference. Its
-clock starts at the decision's ``notice_received_at``, or at the entry's ``first_seen``
-for feed entries (when the agent first saw the hotline's listing).
+A case is a notice: the decisions with one notice source and case reference (a police
+notice with many URLs is one case, however many decisions it made), or one feed line's
+reference. Its clock starts at the earliest ``notice_received_at`` of its decisions, or
+at the entry's ``first_seen`` for feed entries (when the agent first saw the hotline's
+listing).
 """
 
 from __future__ import annotations
@@ -57,8 +59,10 @@ class TakedownIntake:
         for e in entries:
             if e.source.startswith("decision:"):
                 d = self._decision(int(e.source.split(":", 1)[1]))
-                key = (e.source, d.reference)
-                meta[key] = (d.notice_received_at, d.notice_source.value)
+                key = (f"notice:{d.notice_source.value}", d.reference)
+                known = meta.get(key)
+                if known is None or d.notice_received_at < known[0]:
+                    meta[key] = (d.notice_received_at, d.notice_source.value)
             else:
                 key = (e.source, e.reference or e.source)
                 meta.setdefault(key, (e.first_seen or now, self._feed_source(e.source)))
