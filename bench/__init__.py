@@ -197,6 +197,13 @@ def _fleet_verify(quick: bool) -> list[Row]:
     return fleet_verify.run(live=30, dead=5) if quick else fleet_verify.run()
 
 
+def _bulk_notice(quick: bool) -> list[Row]:
+    """A 10,000-URL police notice through the daemon: stored, enforced, tickets opened."""
+    from bench import bulk_notice
+
+    return bulk_notice.rows(quick)
+
+
 REGISTRY: dict[str, Benchmark] = {
     "store_ingest": _store_ingest,
     "store_ingest_postgresql": _store_ingest_postgresql,
@@ -209,5 +216,6 @@ REGISTRY: dict[str, Benchmark] = {
     "proxy_helper": _proxy_helper,
     "squid_e2e": _squid_e2e,
     "fleet_verify": _fleet_verify,
+    "bulk_notice": _bulk_notice,
 }
 """Benchmark name -> runner, in the order BENCHMARKS.md lists them."""

@@ -28,7 +28,8 @@ Deliberate differences from Safe Browsing:
    browser puts on the wire and what the DNS side blocks.
 2. The host must be a valid host name (see above), a valid IPv4 address (any SB form:
    decimal, octal, hex, fewer than four parts) or a bracketed IPv6 literal (compressed
-   form). SB keeps anything, escaped (``http://%20leadingspace.example/``,
+   form, no zone id; an IPv4-mapped one, ``[::ffff:192.0.2.1]``, is that IPv4
+   address). SB keeps anything, escaped (``http://%20leadingspace.example/``,
    ``http://host%23.example/``); here those raise :class:`InvalidTarget`.
 3. Non-default ports are kept in the canonical URL (SB drops every port); ``:80`` for
    http and ``:443`` for https are dropped. Lookup expressions never contain the port,
@@ -467,10 +468,17 @@ def _url_host(host_b: bytes, text: str) -> tuple[str, bool]:
     if not host_b:
         raise InvalidTarget("URL has no host", text)
     if host_b.startswith(b"["):
+        if b"%" in host_b:
+            # ipaddress keeps a zone id (fe80::1%eth0): it names a local interface, not
+            # a host, and a "%" in the host would break every canonical form after it.
+            raise InvalidTarget("IPv6 literal with a zone id", text)
         try:
             addr = ipaddress.IPv6Address(host_b[1:-1].decode("ascii"))
         except (ValueError, UnicodeDecodeError) as exc:
             raise InvalidTarget("invalid IPv6 literal", text) from exc
+        if addr.ipv4_mapped is not None:
+            # [::ffff:192.0.2.1] reaches 192.0.2.1: one host, one canonical form.
+            return str(addr.ipv4_mapped), True
         return f"[{addr.compressed}]", True
     try:
         host = host_b.decode("utf-8")

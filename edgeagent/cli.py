@@ -1,14 +1,16 @@
 """``edgeagent`` command line. The only module that prints.
 
-Exit codes: 0 success, 1 a check failed (e.g. the audit chain), 2 bad usage or bad
-config, 3 the requested object does not exist, a rule or guardrail refused, or the token
-may not do it.
+Exit codes: 0 success, 1 a check failed (e.g. the audit chain) or the API could not be
+reached, 2 bad usage or bad config, 3 the requested object does not exist, a guardrail,
+a role or four-eyes refused, or a notice had refused targets.
 
-Commands that change a ticket act as a token identity, exactly as the API does: the
-secret comes from ``--token-file FILE`` or ``$EDGEAGENT_TOKEN`` and is checked against
-the token store (revoked tokens and too low a role are refused, and audited). Dates and
-times are accepted with or without a zone; without one they are in ``[agent]
-time_zone``.
+Commands that change state act as a checked identity (:mod:`edgeagent.identity`): a
+token (``--token-file`` or ``$EDGEAGENT_TOKEN``) or, for the service user, ``--actor``.
+With a token, the decision, feed and token commands go through the daemon's API
+(:mod:`edgeagent.casework`); with ``--actor`` they work on the store directly. The
+ticket commands work on the ticket store, as the checked identity, with the role each
+change needs in the API. Dates and times are accepted with or without a zone; without
+one they are in ``[agent] time_zone``.
 """
 
 from __future__ import annotations
@@ -25,10 +27,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgeagent import __version__
+from edgeagent.apiclient import ApiCallFailed
 from edgeagent.config import DEFAULT_CONFIG_PATH, Settings, load_config, summary
 from edgeagent.errors import ConfigError, EdgeAgentError, InvalidTarget
+from edgeagent.identity import IdentityMissing
 
 if TYPE_CHECKING:
+    from edgeagent.api.auth import Role
+    from edgeagent.casework import Casework
+    from edgeagent.identity import Credentials, Identity
     from edgeagent.service import Agent
     from edgeagent.takedown.service import TakedownService
     from edgeagent.takedown.tickets import Ticket
@@ -38,10 +45,6 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_REFUSED = 0, 1, 2, 3
 
 class UsageError(Exception):
     """The command cannot run as asked (exit 2); the message says what to do instead."""
-
-
-class NotPermitted(Exception):
-    """The token may not do this (exit 3); the refusal is audited."""
 
 
 ROLES = ("noc", "analyst", "supervisor", "admin")
@@ -104,6 +107,68 @@ def _refuse_foreign_state_dir(state_dir: Path) -> None:
         )
 
 
+# -- identity
+
+
+def _offered(args: argparse.Namespace) -> Credentials:
+    from edgeagent.identity import credentials
+
+    return credentials(getattr(args, "token_file", None), getattr(args, "actor", None))
+
+
+def _identity(agent: Agent, offered: Credentials, needed: Role) -> Identity:
+    from edgeagent.identity import check
+
+    return check(agent.store, offered, agent.settings.agent.state_dir, needed)
+
+
+def _optional_identity(agent: Agent, offered: Credentials) -> Identity | None:
+    """The identity, if one was offered (read-only commands)."""
+    from edgeagent.api.auth import Role
+
+    return _identity(agent, offered, Role.NOC) if offered.given else None
+
+
+def _casework(args: argparse.Namespace) -> tuple[Casework, Agent | None]:
+    """Through the API with a token; else on the store as the ``--actor`` (the agent is
+    returned to be closed)."""
+    from edgeagent.casework import LocalCasework, RemoteCasework
+
+    offered = _offered(args)
+    if offered.secret is not None:
+        from edgeagent.apiclient import ApiClient, chosen_api_url, configured_api_url
+
+        url = chosen_api_url(args.api)
+        if url is None:
+            api = _settings(args)[0].api
+            url = configured_api_url(api.host, api.port, api.tls_cert_file is not None)
+        return RemoteCasework(ApiClient(url, offered.secret)), None
+    if offered.actor is None:
+        from edgeagent.identity import missing
+
+        raise missing()
+    agent = _agent(args)
+    from edgeagent.api.validation import REQUEST_ZONE
+
+    REQUEST_ZONE.set(agent.settings.agent.zone)
+    return LocalCasework(agent, offered), agent
+
+
+def _with_casework(
+    args: argparse.Namespace, work: Callable[[Casework], Any], *, changes: bool = True
+) -> Any:
+    """``work`` through the API or on the store (see :func:`_casework`)."""
+    casework, agent = _casework(args)
+    try:
+        done = work(casework)
+    finally:
+        if agent is not None:
+            agent.close()
+    if agent is not None and changes:
+        _err("written to the store: the daemon applies it within seconds")
+    return done
+
+
 # -- commands
 
 
@@ -133,36 +198,67 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
+    """Held generations (with what each changes) and pending decisions, like ``/v1/plan``:
+    targets for an analyst's identity, the changed entries for a supervisor's."""
+    from edgeagent.api.auth import Role
+    from edgeagent.api.handlers import PENDING_SHOWN, pending_count, pending_json
+    from edgeagent.model import DecisionStatus
+
     agent = _agent(args)
     try:
-        plan = agent.plan()
+        who = _optional_identity(agent, _offered(args))
+        role = who.role if who is not None else Role.NOC
+        if args.entries and role < Role.SUPERVISOR:
+            raise UsageError("--entries needs a supervisor's identity (--token-file or --actor)")
+        plan = agent.plan(entries=args.entries)
+        count = pending_count(agent.store)
+        pending = agent.store.list_decisions(
+            status=DecisionStatus.PENDING_APPROVAL, limit=PENDING_SHOWN
+        )
+        items = [pending_json(d, show_target=role >= Role.ANALYST) for d in pending]
     finally:
         agent.close()
     if args.json:
-        print(json.dumps(plan, indent=2))
+        print(json.dumps({"pending_decisions": count, "pending": items, "plan": plan}, indent=2))
         return EXIT_OK
     print(f"policy version {plan['policy_version']}")
     held = plan["held_generations"]
     if not held:
         print("no held feed generations")
     for h in held:
+        changes = h.get("changes", {})
+        change = f", +{changes['added']:,} -{changes['removed']:,}" if changes else ""
         print(
-            f"HELD feed {h['feed']} generation {h['generation']}: {h['entries']} entries "
-            f"(live {h['live_entries']}) — {h['reason']}"
+            f"HELD feed {h['feed']} generation {h['generation']}: {h['entries']:,} entries "
+            f"(live {h['live_entries']:,}{change}) — {h['reason']}"
         )
-    print(f"pending decisions: {plan['pending_decisions']}")
+        for key, sign in (("added_entries", "+"), ("removed_entries", "-")):
+            for e in changes.get(key, ()):
+                print(f"    {sign} {e['action']} {e['scope']} {e['target']}")
+        if changes.get("truncated"):
+            print("    (more changes than shown)")
+    print(f"pending decisions: {count}")
+    for item in items:
+        what = item.get("target", item["target_ref"])
+        print(
+            f"  #{item['id']} {item['action']} {item['scope']} {what} "
+            f"({item['source']}, ref {item['reference']}, by {item['actor']})"
+        )
     for reason, n in sorted(plan["refused_entries"].items()):
         print(f"refused by guardrails: {n} ({reason})")
     return EXIT_OK
 
 
 def cmd_lookup(args: argparse.Namespace) -> int:
+    from edgeagent.identity import os_account
+
     agent = _agent(args)
     try:
+        who = _optional_identity(agent, _offered(args))
         snap = agent.policy()
         treatment = snap.index.explain(args.target)
         agent.store.append_audit(
-            f"cli:{os.environ.get('USER', 'unknown')}",
+            who.name if who is not None else f"os:{os_account()}",
             "lookup",
             f"target:{treatment.canonical and _ref(treatment.canonical)}",
             {"dns": treatment.dns, "proxy": treatment.proxy},
@@ -263,18 +359,19 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_token_create(args: argparse.Namespace) -> int:
-    from edgeagent.tokens import new_token
+    """An admin's job; the service user may create tokens until an admin token exists."""
+    from edgeagent.api.auth import Role
+    from edgeagent.identity import bootstrap_actor
+    from edgeagent.tokens import create_token
 
     agent = _agent(args)
     try:
-        secret, digest = new_token()
-        token = agent.store.add_token(args.name, args.role, digest)
-        agent.store.append_audit(
-            f"cli:{os.environ.get('USER', 'unknown')}",
-            "token.create",
-            f"token:{token.id}",
-            {"name": args.name, "role": args.role},
-        )
+        offered = _offered(args)
+        state_dir = agent.settings.agent.state_dir
+        actor = None if offered.given else bootstrap_actor(agent.store, state_dir)
+        if actor is None:
+            actor = _identity(agent, offered, Role.ADMIN).name
+        secret, token = create_token(agent.store, args.name, args.role, actor)
     finally:
         agent.close()
     print(f"token {token.id} for {args.name} ({args.role}); shown once, store it now:")
@@ -282,9 +379,33 @@ def cmd_token_create(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_token_list(args: argparse.Namespace) -> int:
+    listed = _with_casework(args, lambda work: work.tokens(), changes=False)
+    if args.json:
+        print(json.dumps(listed, indent=2))
+        return EXIT_OK
+    for t in listed["items"]:
+        state = "revoked" if t["revoked"] else "active"
+        print(f"{t['id']:>5}  {t['name']:<24} {t['role']:<10} {state:<8} {t['created_at']}")
+    return EXIT_OK
+
+
+def cmd_token_revoke(args: argparse.Namespace) -> int:
+    token = _with_casework(args, lambda work: work.revoke_token(args.id, args.reason))
+    print(f"token {token['id']} of {token['name']} ({token['role']}) revoked")
+    return EXIT_OK
+
+
 def cmd_sync(args: argparse.Namespace) -> int:
     """One sync now, per feed; a progress line on stderr for long parses."""
+    from edgeagent.api.auth import Role
+
     agent = _agent(args)
+    try:
+        who = _identity(agent, _offered(args), Role.ANALYST)
+    except EdgeAgentError:
+        agent.close()
+        raise
 
     shown = False
 
@@ -304,6 +425,13 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
     try:
         results = asyncio.run(run())
+        for r in results:
+            agent.store.append_audit(
+                who.name,
+                "feed.sync",
+                f"feed:{r.feed}",
+                {"outcome": str(r.outcome), "reason": r.reason},
+            )
     finally:
         agent.close()
     if shown:
@@ -328,18 +456,163 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 
 def cmd_feed_held(args: argparse.Namespace) -> int:
-    """Approve or discard a feed's held generation (audited with the operator's name)."""
-    agent = _agent(args)
-    actor = f"cli:{os.environ.get('USER', 'unknown')}"
-    try:
-        act = agent.feeds.approve if args.feed_command == "approve" else agent.feeds.discard
-        gen = act(args.name, actor, args.reason, args.generation)
-    finally:
-        agent.close()
+    """Approve or discard a feed's held generation (audited with the identity's name)."""
+    body: dict[str, Any] = {"reason": args.reason}
+    if args.generation is not None:
+        body["generation"] = args.generation
+    gen = _with_casework(
+        args, lambda work: work.held_generation(args.name, args.feed_command, body)
+    )
     print(
-        f"feed {args.name}: generation {gen.id} ({gen.entry_count:,} entries) is now {gen.status}"
+        f"feed {args.name}: generation {gen['generation']} ({gen['entries']:,} entries) "
+        f"is now {gen['status']}"
     )
     return EXIT_OK
+
+
+# -- decisions
+
+_SCOPES = ("domain", "host", "url", "url-prefix", "ip", "cidr")
+
+
+def _notice_targets(args: argparse.Namespace) -> list[tuple[str, dict[str, str]]]:
+    """``(where, {"target", "scope"})`` for each target on the command line and in
+    ``--file`` (one a line; ``#`` comments and blank lines skipped; a line may start
+    with its scope: ``domain bad.example``)."""
+    found = [
+        (f"argument {i}", {"target": t, "scope": args.scope}) for i, t in enumerate(args.targets, 1)
+    ]
+    if args.file:
+        try:
+            text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text("utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = getattr(exc, "strerror", None) or "not UTF-8 text"
+            raise UsageError(f"cannot read {args.file}: {reason}") from None
+        for n, raw in enumerate(text.splitlines(), 1):
+            line = raw.strip()
+            if not line or line.startswith("#"):
+                continue
+            head, _, rest = line.partition(" ")
+            if head in _SCOPES and rest.strip():
+                found.append((f"line {n}", {"target": rest.strip(), "scope": head}))
+            else:
+                found.append((f"line {n}", {"target": line, "scope": args.scope}))
+    if not found:
+        raise UsageError("no targets: give them as arguments or with --file")
+    return found
+
+
+def cmd_decision_add(args: argparse.Namespace) -> int:
+    """One notice, one case reference, any number of targets; a result per target."""
+    from edgeagent.api.validation import BULK_MAX_TARGETS
+
+    targets = _notice_targets(args)
+    notice: dict[str, Any] = {
+        "action": args.action,
+        "reason": args.reason,
+        "reference": args.reference,
+        "source": args.source,
+        "category": args.category,
+    }
+    if args.received:
+        notice["notice_received_at"] = args.received
+    if args.expires:
+        notice["expires_at"] = args.expires
+
+    def send(work: Casework) -> list[dict[str, Any]]:
+        results: list[dict[str, Any]] = []
+        for start in range(0, len(targets), BULK_MAX_TARGETS):
+            chunk = [t for _, t in targets[start : start + BULK_MAX_TARGETS]]
+            answer = work.notice({**notice, "targets": chunk})
+            results.extend({**r, "index": r["index"] + start} for r in answer["results"])
+        return results
+
+    results = _with_casework(args, send)
+    counts = {"accepted": 0, "pending": 0, "refused": 0}
+    if args.json:
+        print(json.dumps({"reference": args.reference, "results": results}, indent=2))
+    for r in results:
+        counts[r["outcome"]] += 1
+        if args.json:
+            continue
+        where = targets[r["index"]][0]
+        if r["outcome"] == "refused":
+            print(f"  {where}: refused ({r['target_ref']}): {r['reason']}")
+        else:
+            print(f"  {where}: {r['outcome']}, decision {r['decision']}: {r['target']}")
+    if not args.json:
+        print(
+            f"notice {args.reference}: {counts['accepted']} accepted, "
+            f"{counts['pending']} pending approval, {counts['refused']} refused"
+        )
+    return EXIT_REFUSED if counts["refused"] else EXIT_OK
+
+
+def _decision_line(d: dict[str, Any]) -> str:
+    approved = f", approved by {d['approved_by']}" if d.get("approved_by") else ""
+    return (
+        f"#{d['id']} {d['status']:<16} {d['action']:<5} {d['scope']:<10} {d['target']}  "
+        f"({d['source']}, ref {d['reference']}, by {d['actor']}{approved})"
+    )
+
+
+def cmd_decision_list(args: argparse.Namespace) -> int:
+    query = {
+        key: str(value)
+        for key, value in (
+            ("status", args.status),
+            ("source", args.source),
+            ("scope", args.scope),
+            ("reference", args.reference),
+            ("target", args.target),
+            ("limit", args.limit),
+            ("offset", args.offset),
+        )
+        if value is not None
+    }
+    page = _with_casework(args, lambda work: work.decisions(query), changes=False)
+    if args.json:
+        print(json.dumps(page, indent=2))
+        return EXIT_OK
+    for d in page["items"]:
+        print(_decision_line(d))
+    if not page["items"]:
+        print("no decisions match")
+    if page["next_offset"] is not None:
+        print(f"more: --offset {page['next_offset']}")
+    return EXIT_OK
+
+
+def _print_decision(d: dict[str, Any], args: argparse.Namespace) -> None:
+    if args.json:
+        print(json.dumps(d, indent=2))
+        return
+    print(_decision_line(d))
+    print(f"  reason: {d['reason']}")
+    print(f"  notice received {d['notice_received_at']}, created {d['created_at']}")
+    if d.get("expires_at"):
+        print(f"  expires {d['expires_at']}")
+    for h in d["history"]:
+        print(f"  {h['at']}  {h['status']:<16} by {h['actor']}: {h['reason']}")
+
+
+def cmd_decision_show(args: argparse.Namespace) -> int:
+    decision = _with_casework(args, lambda work: work.decision(args.id), changes=False)
+    _print_decision(decision, args)
+    return EXIT_OK
+
+
+def cmd_decision_revoke(args: argparse.Namespace) -> int:
+    _print_decision(_with_casework(args, lambda work: work.revoke(args.id, args.reason)), args)
+    return EXIT_OK
+
+
+def cmd_decision_approve(args: argparse.Namespace) -> int:
+    _print_decision(_with_casework(args, lambda work: work.approve(args.id, args.reason)), args)
+    return EXIT_OK
+
+
+# -- intake
 
 
 def cmd_intake_list(args: argparse.Namespace) -> int:
@@ -378,13 +651,25 @@ def cmd_intake_show(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+_INTAKE_OPERATIONS = {
+    "accept": "acceptIntakeItem",
+    "reject": "rejectIntakeItem",
+    "uphold": "upholdIntakeAppeal",
+    "revoke": "revokeIntakeAppeal",
+}
+
+
 def cmd_intake_outcome(args: argparse.Namespace) -> int:
-    """Accept/reject a report, uphold/revoke an appeal (audited with the operator's name)."""
+    """Accept/reject a report, uphold/revoke an appeal, as a checked identity with the role
+    the API route needs (audited under that name)."""
+    from edgeagent.api.routes import ROUTES
     from edgeagent.intake.listener import triage_for
 
+    operation = _INTAKE_OPERATIONS[args.intake_command]
+    needed = next(r.role for r in ROUTES if r.operation_id == operation)
     agent = _agent(args)
-    actor = f"cli:{os.environ.get('USER', 'unknown')}"
     try:
+        actor = _identity(agent, _offered(args), needed).name
         triage = triage_for(agent)
         act = {
             "accept": triage.accept,
@@ -405,20 +690,26 @@ def cmd_intake_outcome(args: argparse.Namespace) -> int:
 
 def _when(agent: Agent, text: str | None, option: str) -> datetime | None:
     """``text`` as an aware time; without a zone, in ``[agent] time_zone``."""
-    from edgeagent.localtime import parse_when, zone
+    from edgeagent.dates import parse_when
 
     if text is None:
         return None
     try:
-        return parse_when(text, zone(agent.settings.agent.time_zone))
-    except ValueError as exc:
-        raise UsageError(f"{option}: {exc}") from None
+        return parse_when(text, agent.settings.agent.zone)
+    except ValueError:
+        raise UsageError(
+            f"{option} takes an ISO 8601 date or date-time (2026-01-01, 2026-01-01T09:30, "
+            "2026-01-01T09:30Z)"
+        ) from None
 
 
 def _takedown(agent: Agent) -> TakedownService:
     if agent.takedown is None:
         raise UsageError("takedown is not enabled in this config ([takedown] enabled = true)")
     return agent.takedown
+
+
+# -- reports
 
 
 def cmd_report_takedown(args: argparse.Namespace) -> int:
@@ -448,29 +739,16 @@ def cmd_report_takedown(args: argparse.Namespace) -> int:
 # -- tickets
 
 
-def _token_identity(args: argparse.Namespace, agent: Agent, role: str) -> str:
-    """The identity of the token the command acts as, if it holds ``role`` or more."""
-    from edgeagent.api.auth import Denied, Role, authenticate, authorize
+def _ticket_actor(args: argparse.Namespace, agent: Agent) -> str:
+    """The checked identity a ticket change acts as (a refusal is audited, then raised)."""
+    from edgeagent.identity import IdentityRefused
 
-    secret = os.environ.get("EDGEAGENT_TOKEN", "")
-    if args.token_file:
-        try:
-            secret = Path(args.token_file).read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise UsageError(f"--token-file: cannot read it ({exc.strerror})") from None
-    if not secret:
-        raise UsageError(
-            "this command changes state: give --token-file FILE or set EDGEAGENT_TOKEN "
-            "(create one with `edgeagent token create`)"
-        )
     try:
-        who = authenticate(agent.store, secret)
-        authorize(who, Role.parse(role))
-    except Denied as denied:
-        detail = {"status": denied.status, "reason": denied.reason}
-        agent.store.append_audit(denied.actor, "auth.denied", f"cli:ticket {args.action}", detail)
-        raise NotPermitted(denied.reason) from None
-    return who.name
+        return _identity(agent, _offered(args), _ticket_roles()[args.action]).name
+    except IdentityRefused as exc:
+        subject = f"cli:ticket {args.action}"
+        agent.store.append_audit("anonymous", "auth.denied", subject, {"reason": str(exc)})
+        raise
 
 
 def _ticket_json(t: Ticket) -> str:
@@ -508,13 +786,12 @@ def cmd_ticket_list(args: argparse.Namespace) -> int:
 
 
 def cmd_ticket_show(args: argparse.Namespace) -> int:
-    from edgeagent.localtime import zone
     from edgeagent.takedown.ticket_text import ticket_lines
 
     agent = _agent(args)
     try:
         t = asyncio.run(_takedown(agent).get(args.id))
-        local = zone(agent.settings.agent.time_zone)
+        local = agent.settings.agent.zone
     finally:
         agent.close()
     if args.json:
@@ -562,7 +839,7 @@ def cmd_ticket_change(args: argparse.Namespace) -> int:
     agent = _agent(args)
     try:
         service = _takedown(agent)
-        actor = _token_identity(args, agent, TICKET_ROLES[args.action])
+        actor = _ticket_actor(args, agent)
         tid, action = args.id, args.action
         change: Callable[[], Awaitable[Ticket]]
         if action == "transition":
@@ -598,21 +875,26 @@ def cmd_ticket_change(args: argparse.Namespace) -> int:
 
 
 # The lowest role for each ticket change, as in the control API.
-TICKET_ROLES = {
-    "transition": "analyst",
-    "authorise": "analyst",
-    "assign": "analyst",
-    "comment": "analyst",
-    "outcome": "analyst",
-    "hold": "supervisor",
-    "release": "supervisor",
-    "legal-hold": "supervisor",
-}
+def _ticket_roles() -> dict[str, Role]:
+    from edgeagent.api.auth import Role
+
+    analyst, supervisor = Role.ANALYST, Role.SUPERVISOR
+    return {
+        "transition": analyst,
+        "authorise": analyst,
+        "assign": analyst,
+        "comment": analyst,
+        "outcome": analyst,
+        "hold": supervisor,
+        "release": supervisor,
+        "legal-hold": supervisor,
+    }
 
 
 def _add_ticket_commands(
     sub: argparse._SubParsersAction,  # type: ignore[type-arg]
     common: argparse.ArgumentParser,
+    ident: argparse.ArgumentParser,
 ) -> None:
     from edgeagent.takedown.records import OutcomeKind
     from edgeagent.takedown.tickets import TicketState
@@ -641,17 +923,14 @@ def _add_ticket_commands(
     ts.add_argument("--json", action="store_true", help="machine-readable output")
     ts.set_defaults(func=cmd_ticket_show)
 
+    roles = _ticket_roles()
+
     def change(name: str, text: str) -> argparse.ArgumentParser:
-        role = TICKET_ROLES[name]
+        role = roles[name].label
         cp: argparse.ArgumentParser = actions.add_parser(
-            name, parents=[common], help=f"{text} ({role})", description=text
+            name, parents=[common, ident], help=f"{text} ({role})", description=text
         )
         cp.add_argument("id", type=int, metavar="ID", help="ticket id")
-        cp.add_argument(
-            "--token-file",
-            metavar="FILE",
-            help="the token to act as (default: $EDGEAGENT_TOKEN)",
-        )
         cp.set_defaults(func=cmd_ticket_change)
         return cp
 
@@ -744,6 +1023,25 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help=f"config file (default: $EDGEAGENT_CONFIG, else {DEFAULT_CONFIG_PATH})",
     )
+    ident = argparse.ArgumentParser(add_help=False)
+    ident.add_argument(
+        "--token-file",
+        metavar="FILE",
+        help="your API token (mode 0600), else $EDGEAGENT_TOKEN: you act as its holder",
+    )
+    ident.add_argument(
+        "--actor",
+        metavar="NAME",
+        help="as the service user: act as the holder of the unrevoked token named NAME",
+    )
+    remote = argparse.ArgumentParser(add_help=False, parents=[ident])
+    remote.add_argument(
+        "--api",
+        metavar="URL",
+        help="the control API, used with a token (default: $EDGEAGENT_API, else [api])",
+    )
+    json_out = argparse.ArgumentParser(add_help=False)
+    json_out.add_argument("--json", action="store_true", help="machine-readable output")
     p = argparse.ArgumentParser(
         prog="edgeagent",
         description="Keeps child sexual abuse material out of reach at an ISP's edge.",
@@ -751,35 +1049,119 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"edgeagent {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def add(name: str, func: Callable[[argparse.Namespace], int], help_: str):  # type: ignore[no-untyped-def]
-        sp = sub.add_parser(name, parents=[common], help=help_, description=help_)
+    def add(name: str, func: Callable[[argparse.Namespace], int], help_: str, *parents: Any):  # type: ignore[no-untyped-def]
+        sp = sub.add_parser(name, parents=[common, *parents], help=help_, description=help_)
+        sp.set_defaults(func=func)
+        return sp
+
+    def group(name: str, help_: str) -> Any:
+        holder = sub.add_parser(name, help=help_, description=help_)
+        return holder.add_subparsers(dest=f"{name}_command", required=True, metavar="ACTION")
+
+    def action(
+        actions: Any,
+        name: str,
+        func: Callable[[argparse.Namespace], int],
+        help_: str,
+        *parents: Any,
+    ) -> Any:
+        sp = actions.add_parser(name, parents=[common, *parents], help=help_, description=help_)
         sp.set_defaults(func=func)
         return sp
 
     add("run", cmd_run, "run the daemon (API, feeds, publishers, verifier)")
     add("check-config", cmd_check_config, "validate the config and print a summary")
-    add("plan", cmd_plan, "show held feed generations and pending decisions").add_argument(
-        "--json", action="store_true", help="machine-readable output"
+    pl = add(
+        "plan",
+        cmd_plan,
+        "held feed generations (what each would change) and pending decisions",
+        ident,
+        json_out,
     )
-    lk = add("lookup", cmd_lookup, "how a URL, name or address is treated, and why")
+    pl.add_argument(
+        "--entries",
+        action="store_true",
+        help="list the entries each held generation adds and removes (supervisor)",
+    )
+    lk = add("lookup", cmd_lookup, "how a URL, name or address is treated, and why", ident)
     lk.add_argument("target", help="URL, host name or IP address")
 
-    sy = add("sync", cmd_sync, "sync feeds now and print per-feed counts")
+    sy = add("sync", cmd_sync, "sync feeds now and print per-feed counts (analyst)", ident)
     sy.add_argument("--feed", metavar="NAME", help="only this feed")
 
-    feed = sub.add_parser("feed", help="held feed generations")
-    feed_sub = feed.add_subparsers(dest="feed_command", required=True, metavar="ACTION")
-    for action, text in (
-        ("approve", "make the held generation live"),
-        ("discard", "discard the held generation; the live one stays"),
+    decision = group("decision", "record, find, approve and revoke decisions")
+    da = action(
+        decision,
+        "add",
+        cmd_decision_add,
+        "record a notice: one case reference, one or many targets, a result per target (analyst)",
+        remote,
+        json_out,
+    )
+    da.add_argument("targets", nargs="*", metavar="TARGET", help="URL, name, address or prefix")
+    da.add_argument(
+        "-f",
+        "--file",
+        help="targets, one a line ('-': stdin); a line may start with its scope "
+        "('domain bad.example'); '#' starts a comment",
+    )
+    da.add_argument("--scope", choices=_SCOPES, default="url", help="default scope (url)")
+    da.add_argument("--action", choices=("block", "allow"), default="block")
+    da.add_argument("--reason", required=True, help="why (audited)")
+    da.add_argument("--reference", required=True, help="case reference (police, hotline)")
+    da.add_argument(
+        "--source",
+        required=True,
+        choices=("public", "hotline", "law-enforcement", "internal"),
+        help="who sent the notice",
+    )
+    da.add_argument(
+        "--received",
+        metavar="WHEN",
+        help="when the notice arrived (ISO 8601; without a zone: the configured one)",
+    )
+    da.add_argument("--expires", metavar="WHEN", help="when the decisions end (ISO 8601)")
+    da.add_argument("--category", default="", help="category label")
+
+    dl = action(
+        decision, "list", cmd_decision_list, "list and search decisions (analyst)", remote, json_out
+    )
+    dl.add_argument("--target", help="on this URL, name, address or prefix, or its host")
+    dl.add_argument("--reference", help="of this case reference")
+    dl.add_argument(
+        "--status", choices=("active", "pending-approval", "revoked", "expired", "rejected")
+    )
+    dl.add_argument("--source", choices=("public", "hotline", "law-enforcement", "internal"))
+    dl.add_argument("--scope", choices=_SCOPES)
+    dl.add_argument("--limit", type=int)
+    dl.add_argument("--offset", type=int)
+    for name, func, text in (
+        ("show", cmd_decision_show, "one decision with its history (analyst)"),
+        ("revoke", cmd_decision_revoke, "revoke an active or pending decision (supervisor)"),
+        (
+            "approve",
+            cmd_decision_approve,
+            "approve a pending decision: not its creator (supervisor)",
+        ),
     ):
-        fp = feed_sub.add_parser(action, parents=[common], help=text, description=text)
+        dp = action(decision, name, func, text, remote, json_out)
+        dp.add_argument("id", type=int, help="decision id")
+        if name == "revoke":
+            dp.add_argument("--reason", required=True, help="why (audited)")
+        elif name == "approve":
+            dp.add_argument("--reason", default="", help="why (audited)")
+
+    feed = group("feed", "held feed generations")
+    for name, text in (
+        ("approve", "make the held generation live (supervisor)"),
+        ("discard", "discard the held generation; the live one stays (supervisor)"),
+    ):
+        fp = action(feed, name, cmd_feed_held, text, remote)
         fp.add_argument("name", help="feed name (see `edgeagent plan`)")
         fp.add_argument("--reason", required=True, help="why (audited)")
         fp.add_argument(
             "--generation", type=int, help="the generation you reviewed (default: the held one)"
         )
-        fp.set_defaults(func=cmd_feed_held)
 
     intake = sub.add_parser("intake", help="the triage queue: reports, notices, appeals")
     intake_sub = intake.add_subparsers(dest="intake_command", required=True, metavar="ACTION")
@@ -793,13 +1175,13 @@ def build_parser() -> argparse.ArgumentParser:
     ish = intake_sub.add_parser("show", parents=[common], help="one item as JSON")
     ish.add_argument("id", type=int)
     ish.set_defaults(func=cmd_intake_show)
-    for action, text in (
-        ("accept", "accept a report or notice: its URLs become block decisions"),
-        ("reject", "reject a report or notice (kept with the reason)"),
-        ("uphold", "answer an appeal or challenge: the block stays"),
-        ("revoke", "answer an appeal or challenge: the blocks behind it end"),
+    for name, text in (
+        ("accept", "accept a report or notice: its URLs become block decisions (analyst)"),
+        ("reject", "reject a report or notice (kept with the reason; analyst)"),
+        ("uphold", "answer an appeal or challenge: the block stays (supervisor)"),
+        ("revoke", "answer an appeal or challenge: the blocks behind it end (supervisor)"),
     ):
-        ip = intake_sub.add_parser(action, parents=[common], help=text, description=text)
+        ip = intake_sub.add_parser(name, parents=[common, ident], help=text, description=text)
         ip.add_argument("id", type=int)
         ip.add_argument("--reason", required=True, help="why (audited; sent to an appellant)")
         ip.set_defaults(func=cmd_intake_outcome)
@@ -815,40 +1197,45 @@ def build_parser() -> argparse.ArgumentParser:
     fs.add_argument("--json", action="store_true", help="machine-readable output")
     fs.set_defaults(func=cmd_fleet_status)
 
-    report = sub.add_parser("report", help="reports")
-    report_sub = report.add_subparsers(dest="report_command", required=True, metavar="KIND")
-    rt = report_sub.add_parser(
+    report = group("report", "reports")
+    rt = action(
+        report,
         "takedown",
-        parents=[common],
-        help="time to takedown (count, median, p90, share within 60/120 min) as CSV",
+        cmd_report_takedown,
+        "time to takedown (count, median, p90, share within 60/120 min) as CSV",
     )
     rt.add_argument(
         "--from", dest="from_", metavar="WHEN", help="notices from (default: 30 days ago)"
     )
     rt.add_argument("--to", metavar="WHEN", help="notices before (default: now)")
     rt.add_argument("-o", "--output", help="write the CSV to this file instead of stdout")
-    rt.set_defaults(func=cmd_report_takedown)
 
-    _add_ticket_commands(sub, common)
+    _add_ticket_commands(sub, common, ident)
 
     lab = sub.add_parser("lab", help="run the agent and its peers on loopback for trying it out")
     lab.add_argument("--dir", help="lab directory (default: a new temporary directory)")
     lab.add_argument("--keep", action="store_true", help="keep the lab directory on exit")
     lab.set_defaults(func=cmd_lab)
 
-    audit = sub.add_parser("audit", help="audit log commands")
-    audit_sub = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
-    av = audit_sub.add_parser(
-        "verify", parents=[common], help="verify the audit hash chain; names the first bad row"
+    audit = group("audit", "audit log commands")
+    action(
+        audit, "verify", cmd_audit_verify, "verify the audit hash chain; names the first bad row"
     )
-    av.set_defaults(func=cmd_audit_verify)
 
-    token = sub.add_parser("token", help="API token commands")
-    token_sub = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
-    tc = token_sub.add_parser("create", parents=[common], help="create an API token")
+    token = group("token", "API tokens (admin)")
+    tc = action(
+        token,
+        "create",
+        cmd_token_create,
+        "create an API token (admin; the service user until an admin token exists)",
+        ident,
+    )
     tc.add_argument("--role", required=True, choices=ROLES)
     tc.add_argument("--name", required=True, help="who holds it (the audit actor)")
-    tc.set_defaults(func=cmd_token_create)
+    action(token, "list", cmd_token_list, "every token: holder, role, revoked", remote, json_out)
+    tr = action(token, "revoke", cmd_token_revoke, "revoke a token", remote)
+    tr.add_argument("id", type=int, help="token id (see `edgeagent token list`)")
+    tr.add_argument("--reason", required=True, help="why (audited)")
     return p
 
 
@@ -865,12 +1252,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InvalidTarget as exc:
         _err(f"invalid target: {exc.reason}")
         return EXIT_USAGE
-    except UsageError as exc:
+    except (UsageError, IdentityMissing) as exc:
         _err(str(exc))
         return EXIT_USAGE
-    except NotPermitted as exc:
-        _err(f"not permitted: {exc}")
-        return EXIT_REFUSED
+    except ApiCallFailed as exc:
+        _err(str(exc))
+        if exc.status == 0 or exc.status >= 500:
+            return EXIT_FAILED
+        return EXIT_USAGE if exc.status == 400 else EXIT_REFUSED
     except EdgeAgentError as exc:
         _err(str(exc))
         return EXIT_REFUSED

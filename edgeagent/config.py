@@ -23,12 +23,14 @@ Contract:
 from __future__ import annotations
 
 import copy
+import json
 import os
 import re
 import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
+from zoneinfo import ZoneInfo
 
 from pydantic import AfterValidator, BaseModel, Field, PrivateAttr, ValidationError, model_validator
 
@@ -51,6 +53,7 @@ from edgeagent.configtypes import (
     toml_type,
 )
 from edgeagent.connlimits import ConnectionLimits
+from edgeagent.dates import time_zone
 from edgeagent.enforcement.base import owned_sections
 from edgeagent.enforcement.kinds import ENFORCERS
 from edgeagent.errors import ConfigError, ConfigProblem, StoreError
@@ -95,9 +98,13 @@ class AgentSettings(ConfigModel):
     state_dir: OutputPath = Field(default_factory=default_state_dir)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "text"] = "json"
-    # Where the NTD team's wall clock is: dates and times given without a zone (API, CLI)
-    # mean this zone, and so do the takedown business hours.
+    # Where the NTD team works: dates and times given without a zone are read in it, and
+    # the takedown business hours are in it.
     time_zone: TimeZoneName = "UTC"
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return time_zone(self.time_zone)
 
 
 class ApiSettings(ConfigModel):
@@ -313,6 +320,18 @@ def _selector(ctx: Mapping[str, Any]) -> str:
     return str(ctx.get("discriminator", "'kind'")).strip("'")
 
 
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _key(key: str) -> str:
+    """A key as TOML writes it: bare, or quoted when it is empty or holds other characters
+    (``feeds."a.b"`` is not ``feeds.a.b``)."""
+    if _BARE_KEY.fullmatch(key):
+        return key
+    # JSON escapes every control character TOML forbids in a string except DEL.
+    return json.dumps(key, ensure_ascii=False).replace("\x7f", "\\u007f")
+
+
 def _key_path(loc: Sequence[int | str], data: object, missing: bool) -> str:
     """Dotted key path of ``loc``, following the TOML data.
 
@@ -324,14 +343,14 @@ def _key_path(loc: Sequence[int | str], data: object, missing: bool) -> str:
     node = data
     for i, seg in enumerate(loc):
         if isinstance(node, Mapping) and isinstance(seg, str) and seg in node:
-            out += f".{seg}"
+            out += f".{_key(seg)}"
             node = node[seg]
         elif isinstance(node, list) and isinstance(seg, int) and 0 <= seg < len(node):
             out += f"[{seg}]"
             node = node[seg]
         elif missing and i == len(loc) - 1 and isinstance(seg, str):
-            out += f".{seg}"
-    return out.lstrip(".")
+            out += f".{_key(seg)}"
+    return out.removeprefix(".")
 
 
 def _problem(err: Mapping[str, Any], data: object) -> ConfigProblem:

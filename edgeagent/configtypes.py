@@ -32,8 +32,8 @@ from pydantic import (
 )
 
 from edgeagent import canon
+from edgeagent.dates import time_zone
 from edgeagent.errors import ConfigError, ConfigProblem, InvalidTarget
-from edgeagent.localtime import zone
 from edgeagent.model import NoticeSource
 
 _T = TypeVar("_T")
@@ -153,14 +153,14 @@ def _source_or_jurisdiction(value: object) -> str:
     raise ValueError(f"neither a notice source ({named}) nor an ISO 3166 jurisdiction code")
 
 
-def _time_zone(value: str) -> str:
-    zone(value)
-    return value
-
-
 def _email(value: str) -> str:
     if not re.fullmatch(r"[^@\s]+@[^@\s]+", value):
         raise ValueError("not a valid e-mail address")
+    return value
+
+
+def _time_zone_name(value: str) -> str:
+    time_zone(value)
     return value
 
 
@@ -182,8 +182,8 @@ Share = Annotated[float, Field(ge=0)]
 Count = Annotated[int, Field(ge=0)]
 FileMode = Annotated[int, AfterValidator(_file_mode)]
 Email = Annotated[str, AfterValidator(_email)]
-TimeZoneName = Annotated[str, AfterValidator(_time_zone)]  # IANA, e.g. "Europe/Amsterdam"
 Cron = Annotated[str, AfterValidator(_cron)]
+TimeZoneName = Annotated[str, AfterValidator(_time_zone_name)]  # IANA, e.g. "Europe/Berlin"
 # Feed and publisher names appear in metric labels and file names: keep them tame.
 Name = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
 Source = Annotated[NoticeSource, Strict(False)]

@@ -6,24 +6,39 @@ Shared by the control API and the CLI so both enforce the same rules:
   reserved names outright (no override);
 - a block that needs a second person (protected names, IP/CIDR) starts
   ``pending-approval``, and so does any decision from a ``public`` report when the
-  config says public reports need review;
+  config says public reports need review, and any ``allow`` that would lift a block of
+  an external list (a hotline's or law enforcement's: :mod:`edgeagent.overrides`);
 - a decision carries the law-enforcement ``hold`` (takedown notices reach the hosting
   team only) as asked, or by default when its notice source is one the config holds for;
   and the ``jurisdiction`` whose law governs the case;
 - approval must come from someone other than the creator;
 - every write lands in the audit log with actor, what and why (entries by short ref only).
+
+A notice with many targets (:meth:`DecisionService.create_notice`) is one case: every
+target gets the notice's reference, source and reason; each target is accepted, starts
+pending or is refused with its reason, and the stored ones share one transaction.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Protocol
+from enum import StrEnum
+from typing import Any, Protocol
 
-from edgeagent.errors import Conflict, GuardrailViolation, InvalidTransition
+from edgeagent import canon
+from edgeagent.bulk import paused_gc
+from edgeagent.errors import (
+    Conflict,
+    GuardrailViolation,
+    InvalidTarget,
+    InvalidTransition,
+    short_hash,
+)
 from edgeagent.guard import GuardVerdict
 from edgeagent.model import Action, Decision, DecisionStatus, Indicator, NoticeSource, Scope
-from edgeagent.store.base import AuditNote, NewDecision, Store
+from edgeagent.store.base import AuditNote, NewDecision, Store, TargetSearch
 
 
 class DecisionGate(Protocol):
@@ -49,12 +64,55 @@ class DecisionRequest:
     jurisdiction: str = ""
 
 
+class ExternalOverrides(Protocol):
+    """What the lifecycle needs to know about external lists (:mod:`edgeagent.overrides`)."""
+
+    def lifted_sources(self, indicator: Indicator) -> tuple[str, ...]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class NoticeTarget:
+    """One target of a notice, as sent (canonicalised by :meth:`create_notice`)."""
+
+    target: str
+    scope: Scope
+
+
+class NoticeOutcome(StrEnum):
+    ACCEPTED = "accepted"  # active now
+    PENDING = "pending"  # waits for a second person
+    REFUSED = "refused"  # not stored; ``reason`` says why
+
+
+@dataclass(frozen=True, slots=True)
+class NoticeResult:
+    """What became of target number ``index`` of a notice.
+
+    ``target_ref`` is the short hash of the canonical target (of the text as sent when it
+    is not a valid target); ``decision`` is the stored decision unless refused.
+    """
+
+    index: int
+    outcome: NoticeOutcome
+    target_ref: str
+    reason: str = ""
+    decision: Decision | None = None
+
+
+_AUDITED_REFUSALS = 100  # refusals named one by one in a notice's audit row
+
+
 class FourEyesRequired(Conflict):
     """The approver is the creator: a second person must approve."""
 
 
 class DecisionService:
-    """Applies the lifecycle rules on top of a store and the guardrails."""
+    """Applies the lifecycle rules on top of a store and the guardrails.
+
+    ``overrides`` answers which external-list blocks an allow would lift; without it
+    (tests of other rules) no allow waits for that reason. ``hold_for``: the notice
+    sources whose decisions are on law-enforcement hold unless they say otherwise.
+    """
 
     def __init__(
         self,
@@ -62,11 +120,13 @@ class DecisionService:
         gate: DecisionGate,
         *,
         public_needs_approval: bool,
+        overrides: ExternalOverrides | None = None,
         hold_for: frozenset[NoticeSource] = frozenset({NoticeSource.LAW_ENFORCEMENT}),
     ) -> None:
         self.store = store
         self.gate = gate
         self.public_needs_approval = public_needs_approval
+        self.overrides = overrides
         self.hold_for = hold_for
 
     def create(self, request: DecisionRequest, actor: str) -> Decision:
@@ -80,12 +140,71 @@ class DecisionService:
                 {"reason": verdict.reason, "scope": indicator.scope.value},
             )
             raise self.gate.refusal(verdict.reason, indicator, request.action)
-        pending = verdict.needs_second_person or (
-            self.public_needs_approval and request.source is NoticeSource.PUBLIC
+        return self.store.add_decision(*self._new(request, indicator, verdict, actor))
+
+    def create_notice(
+        self, notice: DecisionRequest, targets: Sequence[NoticeTarget], actor: str
+    ) -> list[NoticeResult]:
+        """One decision per target of ``notice`` (its target and scope are ignored), stored
+        in one transaction; a result per target, in order. Refusals (invalid target,
+        guardrail, already decided) store nothing for that target. One audit row sums
+        up the notice, besides each decision's own."""
+        # Thousands of acyclic objects per notice: the collector's passes free nothing.
+        with paused_gc():
+            return self._create_notice(notice, targets, actor)
+
+    def _create_notice(
+        self, notice: DecisionRequest, targets: Sequence[NoticeTarget], actor: str
+    ) -> list[NoticeResult]:
+        results: list[NoticeResult | None] = [None] * len(targets)
+        batch: list[tuple[NewDecision, AuditNote]] = []
+        slots: list[tuple[int, Indicator]] = []
+        for i, item in enumerate(targets):
+            request = replace(notice, target=item.target, scope=item.scope)
+            try:
+                indicator = Indicator.parse(item.scope, item.target)
+            except ValueError as exc:
+                reason = exc.reason if isinstance(exc, InvalidTarget) else "not a valid target"
+                results[i] = NoticeResult(
+                    i, NoticeOutcome.REFUSED, short_hash(item.target), f"invalid: {reason}"
+                )
+                continue
+            verdict = self.gate.check_indicator(indicator, request.action)
+            if not verdict.allowed:
+                results[i] = NoticeResult(
+                    i, NoticeOutcome.REFUSED, indicator.ref, f"guardrail: {verdict.reason}"
+                )
+                continue
+            batch.append(self._new(request, indicator, verdict, actor))
+            slots.append((i, indicator))
+        for (i, indicator), stored in zip(slots, self.store.add_decisions(batch), strict=True):
+            if isinstance(stored, Conflict):
+                results[i] = NoticeResult(
+                    i, NoticeOutcome.REFUSED, indicator.ref, f"duplicate: {stored}"
+                )
+            else:
+                pending = stored.status is DecisionStatus.PENDING_APPROVAL
+                outcome = NoticeOutcome.PENDING if pending else NoticeOutcome.ACCEPTED
+                results[i] = NoticeResult(i, outcome, indicator.ref, decision=stored)
+        done = [r for r in results if r is not None]
+        self.store.append_audit(
+            actor, "decision.notice", f"notice:{notice.reference}", _notice_detail(notice, done)
+        )
+        return done
+
+    def _new(
+        self, request: DecisionRequest, indicator: Indicator, verdict: GuardVerdict, actor: str
+    ) -> tuple[NewDecision, AuditNote]:
+        """The decision to store for an allowed ``request``, and its audit note."""
+        overrides = self._lifted(indicator, request.action)
+        pending = (
+            verdict.needs_second_person
+            or bool(overrides)
+            or (self.public_needs_approval and request.source is NoticeSource.PUBLIC)
         )
         now = datetime.now(UTC)
         hold = request.source in self.hold_for if request.hold is None else request.hold
-        detail = {
+        detail: dict[str, Any] = {
             "target": indicator.ref,
             "scope": indicator.scope.value,
             "action": request.action.value,
@@ -97,7 +216,9 @@ class DecisionService:
             "hold": hold,
             "jurisdiction": request.jurisdiction,
         }
-        return self.store.add_decision(
+        if overrides:
+            detail["overrides"] = list(overrides)
+        return (
             NewDecision(
                 indicator=indicator,
                 action=request.action,
@@ -114,6 +235,11 @@ class DecisionService:
             ),
             AuditNote("decision.create", detail),
         )
+
+    def _lifted(self, indicator: Indicator, action: Action) -> tuple[str, ...]:
+        if action is not Action.ALLOW or self.overrides is None:
+            return ()
+        return self.overrides.lifted_sources(indicator)
 
     def approve(self, decision_id: int, actor: str, reason: str = "") -> Decision:
         current = self.store.get_decision(decision_id)
@@ -168,3 +294,56 @@ def _next(status: DecisionStatus) -> list[str]:
         DecisionStatus.ACTIVE: ["revoked", "expired"],
     }
     return allowed.get(status, [])
+
+
+def notice_counts(results: Sequence[NoticeResult]) -> dict[str, int]:
+    """How many targets of a notice were accepted, are pending, were refused."""
+    counts = {o.value: 0 for o in NoticeOutcome}
+    for r in results:
+        counts[r.outcome.value] += 1
+    return counts
+
+
+def _notice_detail(notice: DecisionRequest, results: Sequence[NoticeResult]) -> dict[str, Any]:
+    counts = notice_counts(results)
+    refused = [r for r in results if r.outcome is NoticeOutcome.REFUSED]
+    ids = [r.decision.id for r in results if r.decision is not None]
+    return {
+        "reference": notice.reference,
+        "source": notice.source.value,
+        "action": notice.action.value,
+        "reason": notice.reason,
+        "targets": len(results),
+        **counts,
+        "decisions": [min(ids), max(ids)] if ids else [],
+        "refusals": [
+            {"index": r.index, "target": r.target_ref, "reason": r.reason}
+            for r in refused[:_AUDITED_REFUSALS]
+        ],
+    }
+
+
+def target_search(text: str) -> TargetSearch:
+    """What a search for ``text`` finds: decisions on its canonical form under every scope
+    it is valid for and, for a URL, a name or an address, decisions on that host and on
+    URLs on that host. ``InvalidTarget`` if ``text`` is valid for no scope."""
+    values: list[str] = []
+    for scope in Scope:
+        if scope is Scope.URL_HASH:
+            continue
+        try:
+            value = Indicator.parse(scope, text).value
+        except ValueError:
+            continue
+        if value not in values:
+            values.append(value)
+    if not values:
+        raise InvalidTarget("not a URL, name, address or prefix", text[:64])
+    host = next((canon.url_host(v) for v in values if "://" in v), None)
+    if host is None:
+        host = next((v for v in values if "/" not in v), None)  # a name or an address
+    if host is None:
+        return TargetSearch(tuple(values))  # a prefix
+    if host not in values:
+        values.append(host)
+    return TargetSearch(tuple(values), f"[{host}]" if ":" in host else host)

@@ -19,7 +19,7 @@ from datetime import datetime
 from functools import cached_property
 
 from edgeagent.bulk import paused_gc
-from edgeagent.model import DecisionStatus, DesiredState, Entry
+from edgeagent.model import DesiredState, Entry
 from edgeagent.policy import BasePolicy, BlockGate, PolicyIndex, merge, overlay
 from edgeagent.store.base import Store
 
@@ -28,7 +28,6 @@ from edgeagent.store.base import Store
 class PolicySnapshot:
     state: DesiredState
     live_generations: dict[str, int]  # feed -> generation id
-    pending_decisions: int
     held_feeds: tuple[str, ...]
     # The earliest ``expires_at`` of the active decisions (past ones included: they are
     # due now), for the daemon's expiry timer; None when no active decision expires.
@@ -92,11 +91,10 @@ class PolicyEngine:
             self._feed_key = key
         decisions = [d.as_entry() for d in self.store.active_decisions()]
         state = overlay(self._feed_part, decisions, self.gate, version)
-        pending = len(
-            self.store.list_decisions(status=DecisionStatus.PENDING_APPROVAL, limit=1_000_000)
-        )
+        # No pending-decision count here: a new pending decision does not change the policy
+        # version, so a count kept in the snapshot would go stale (ask the store instead).
         next_expiry = min((e.expires_at for e in decisions if e.expires_at), default=None)
-        return PolicySnapshot(state, live, pending, tuple(held), next_expiry)
+        return PolicySnapshot(state, live, tuple(held), next_expiry)
 
     def _merge_feeds(self, key: tuple[tuple[str, int], ...]) -> BasePolicy:
         entries: list[Entry] = list(

@@ -188,6 +188,32 @@ class PolicyIndex:
             proxy = "stop-page" if proxy_hits else "pass"
         return Treatment(kind, canonical, dns, proxy, matches)
 
+    def lifted_by(self, indicator: Indicator) -> tuple[Entry, ...]:
+        """The blocks an ``allow`` on ``indicator`` would lift (see the merge rules).
+
+        Every allow lifts a block on the same indicator. A name allow also answers
+        ``rpz-passthru`` for its name (a ``domain`` allow: and every name under it), which
+        lifts the name blocks covering those names and the diversion that URL blocks on
+        them need.
+        """
+        lifted: dict[int, Entry] = {}
+        pos = _find(self.state.blocks, indicator)
+        if pos is not None:
+            lifted[id(self.state.blocks[pos])] = self.state.blocks[pos]
+        if indicator.scope.is_name:
+            name = indicator.value
+            names = {name}
+            if indicator.scope is Scope.DOMAIN:
+                under = "." + name
+                for table in (self._hosts, self._domains, self._url_hosts):
+                    names.update(k for k in table if k.endswith(under))
+            for host in names:
+                for m in self._name_matches(host):
+                    lifted[id(m.entry)] = m.entry
+                for e in self._url_hosts.get(host, ()):
+                    lifted[id(e)] = e
+        return tuple(lifted.values())
+
     def _allowed(self, host: str) -> list[Entry]:
         return [
             e

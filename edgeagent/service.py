@@ -55,9 +55,10 @@ from edgeagent.feeds.base import FeedSpec
 from edgeagent.feeds.runner import FeedRunner, feed_specs
 from edgeagent.guard import ChangeLimits, Guard, ProtectedNames, PublicSuffixes
 from edgeagent.intake.triage import Triage
-from edgeagent.localtime import zone
 from edgeagent.logs import fields
 from edgeagent.metrics import Metrics
+from edgeagent.model import NoticeSource
+from edgeagent.overrides import ExternalLists
 from edgeagent.reloading import ReloadReport
 from edgeagent.sdnotify import SystemdNotifier, watchdog_interval
 from edgeagent.store import open_store, open_ticket_store
@@ -140,13 +141,13 @@ class Agent:
                 store,
                 open_ticket_store(settings.store, state_dir),
                 metrics=metrics,
-                time_zone=zone(settings.agent.time_zone),
+                time_zone=settings.agent.zone,
                 decisions=decisions,
             )
             intake = TakedownIntake(store.get_decision, lambda feed: _feed_origin(settings, feed))
         context = enforcer_context(settings, state_dir, metrics, guard)
         enforcers = Enforcers.build(ENFORCERS, settings.sections, context)
-        return cls(
+        agent = cls(
             settings=settings,
             store=store,
             guard=guard,
@@ -159,6 +160,10 @@ class Agent:
             takedown=takedown,
             intake=intake,
         )
+        agent.decisions.overrides = ExternalLists(
+            lambda: agent.policy().index, agent.feed_source, store.get_decision
+        )
+        return agent
 
     def close(self) -> None:
         if self.takedown is not None:
@@ -179,8 +184,10 @@ class Agent:
         for reason, n in snap.state.refused.items():
             m.policy_refused.labels(reason=reason).set(n)
 
-    def plan(self) -> dict[str, Any]:
-        """Held generations and pending decisions: what waits for a person."""
+    def plan(self, entries: bool = False) -> dict[str, Any]:
+        """Held generations, each with what approving it would change (the changed entries
+        only with ``entries``), and the guardrails' refusals. Pending decisions are the
+        store's to count (``Store.count_decisions``), so every view shows one number."""
         snap = self.policy()
         held = []
         for feed in self.store.feeds():
@@ -188,22 +195,28 @@ class Agent:
             if gen is None:
                 continue
             live = self.store.live_generation(feed)
-            held.append(
-                {
-                    "feed": feed,
-                    "generation": gen.id,
-                    "entries": gen.entry_count,
-                    "live_entries": live.entry_count if live else 0,
-                    "reason": gen.hold_reason,
-                    "created_at": gen.created_at.isoformat(),
-                }
-            )
+            item: dict[str, Any] = {
+                "feed": feed,
+                "generation": gen.id,
+                "entries": gen.entry_count,
+                "live_entries": live.entry_count if live else 0,
+                "reason": gen.hold_reason,
+                "created_at": gen.created_at.isoformat(),
+            }
+            diff = self.feeds.held_diffs.of(feed)
+            if diff is not None and diff.held == gen.id:
+                item["changes"] = diff.to_json(entries=entries)
+            held.append(item)
         return {
             "policy_version": snap.state.version,
             "held_generations": held,
-            "pending_decisions": snap.pending_decisions,
             "refused_entries": dict(snap.state.refused),
         }
+
+    def feed_source(self, feed: str) -> NoticeSource | None:
+        """The notice source of a configured feed; ``None`` for any other name."""
+        config = self.settings.feeds.get(feed)
+        return config.source if config is not None else None
 
 
 class Daemon:
@@ -309,6 +322,7 @@ class Daemon:
                 on_change=self.policy_changed,
                 max_body_bytes=settings.api.max_body_bytes,
                 lookup_rate_per_minute=settings.api.lookup_rate_per_minute,
+                time_zone=settings.agent.zone,
                 metrics=self.agent.metrics,
                 triage=triage,
             )
@@ -568,8 +582,9 @@ class Daemon:
             except Exception:
                 log.exception("policy rebuild failed; the last good state stays")
                 continue
-            await self._enforce(snap)
-            await self._takedown_intake(snap)
+            # Tickets do not wait for the publishers: locating a notice's hosts is mostly
+            # waiting for DNS, which overlaps with compiling and writing the zone and index.
+            await asyncio.gather(self._enforce(snap), self._takedown_intake(snap))
 
     async def _shutdown(self) -> None:
         self.notifier.stopping()

@@ -16,6 +16,10 @@ from edgeagent.guard import Guard, ProtectedNames, PublicSuffixes
 
 RUN_SLOW = "--run-slow"
 
+# Fuzz example counts and other figures of the hostile-input tests, printed at the end and
+# kept in var/reliability/hostile-inputs.json (see the module).
+pytest_plugins = ("tests.support.fuzzing",)
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(

@@ -46,7 +46,7 @@ from edgeagent.api.denials import DenialKind, DenialLedger, SourceBudget
 from edgeagent.api.openapi import build_document
 from edgeagent.api.routes import ROUTES, Route
 from edgeagent.api.tls import make_ssl_context
-from edgeagent.api.validation import ApiError, bad_input
+from edgeagent.api.validation import REQUEST_ZONE, ApiError, bad_input
 from edgeagent.connlimits import ConnectionLimits, GuardedSite, make_runner
 from edgeagent.decisions import FourEyesRequired
 from edgeagent.errors import (
@@ -201,6 +201,7 @@ def _guarded(route: Route) -> Handler:
                     headers={hdrs.WWW_AUTHENTICATE: 'Bearer realm="edgeagent"'},
                 ) from None
             raise ApiError(403, "forbidden", denied.reason) from None
+        REQUEST_ZONE.set(request.app[CONTEXT].time_zone)  # this request's task only
         return await route.handler(request, who)
 
     handler.__name__ = route.handler.__name__

@@ -155,6 +155,11 @@ class Authenticator:
                 return None
             return hit[0]
 
+    def forget(self, token_id: int) -> None:
+        """Drop token ``token_id`` from the cache (it was revoked in this process)."""
+        with self._lock:
+            self._cache = {k: v for k, v in self._cache.items() if v[0].token_id != token_id}
+
     def check(self, secret: str | None) -> Principal:
         """Verify against the store (blocking: call from a worker thread) and cache."""
         who = authenticate(self.store, secret)

@@ -5,7 +5,8 @@ The daemon builds one :class:`ApiContext` and hands it to
 comes through a callable here, so the API never imports the daemon and tests can supply
 small fakes. The callables are called from worker threads (they may touch the store), must
 be cheap, and must never return list entries in the feeds/publishers/plan sections: those
-are shown to every role, ``noc`` included.
+are shown to every role, ``noc`` included (``plan(True)`` is the one exception: it is
+asked for supervisors only).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, tzinfo
 from typing import Any
 
 from aiohttp import web
@@ -26,6 +28,10 @@ from edgeagent.store.base import Store
 
 
 def _empty() -> Mapping[str, Any]:
+    return {}
+
+
+def _no_plan(entries: bool) -> Mapping[str, Any]:
     return {}
 
 
@@ -50,7 +56,8 @@ class ApiContext:
     - ``feeds``, ``publishers``: per-feed / per-publisher state for ``GET /v1/status``.
     - ``fleet``: every resolver and proxy the enforcers verify, for ``GET /v1/fleet``.
     - ``reload``: what the last config reload applied and what needs a restart (ditto).
-    - ``plan``: held generations and other pending work for ``GET /v1/plan``.
+    - ``plan``: held generations and other pending work for ``GET /v1/plan``;
+      ``plan(True)`` adds the entries each held generation would add or remove.
     - ``readiness``: reasons the agent is not ready; empty means ready (``/readyz``).
     - ``on_change``: called (from a worker thread) after every successful decision
       write, so the daemon can rebuild and republish the policy at once.
@@ -62,6 +69,7 @@ class ApiContext:
       minute before it is answered 429 without a token lookup.
     - ``denial_audit_seconds``: denials beyond the first of each kind are audited as one
       row with a count per this interval (:mod:`edgeagent.api.denials`).
+    - ``time_zone``: dates and times given without a zone are read in this one.
     - ``metrics``: if given, every request is counted by route template and status.
     - ``clock``: monotonic seconds, for the rate limiter (tests replace it).
     - ``triage``: the intake queue's rules as the daemon wires them (appeal key,
@@ -75,7 +83,7 @@ class ApiContext:
     publishers: Callable[[], Mapping[str, Any]] = _empty
     fleet: Callable[[], Mapping[str, Any]] = _empty
     reload: Callable[[], Mapping[str, Any]] = _empty
-    plan: Callable[[], Mapping[str, Any]] = _empty
+    plan: Callable[[bool], Mapping[str, Any]] = _no_plan
     readiness: Callable[[], Sequence[str]] = _ready
     on_change: Callable[[], None] = _nothing
     max_body_bytes: int = 64 * 1024
@@ -83,6 +91,7 @@ class ApiContext:
     token_cache_seconds: float = 2.0
     denied_per_minute: int = 30
     denial_audit_seconds: float = 60.0
+    time_zone: tzinfo = UTC
     metrics: Metrics | None = None
     clock: Callable[[], float] = field(default=time.monotonic)
     triage: Triage | None = None

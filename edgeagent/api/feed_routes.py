@@ -52,7 +52,7 @@ def _result_json(r: SyncResult) -> dict[str, Any]:
     }
 
 
-def _generation_json(g: Generation) -> dict[str, Any]:
+def generation_json(g: Generation) -> dict[str, Any]:
     return {
         "feed": g.feed,
         "generation": g.id,
@@ -79,7 +79,13 @@ def feed_routes(runner: FeedRunner) -> tuple[Route, ...]:
         name = name_of(request)
         status = (await asyncio.to_thread(runner.status))[name]
         held = await asyncio.to_thread(runner.store.held_generation, name)
-        status["held"] = _generation_json(held) if held else None
+        status["held"] = None
+        if held is not None:
+            status["held"] = generation_json(held)
+            diff = await asyncio.to_thread(runner.held_diffs.of, name)
+            if diff is not None and diff.held == held.id:
+                # What approving it would change; the entries only for a supervisor.
+                status["held"]["changes"] = diff.to_json(entries=who.role >= Role.SUPERVISOR)
         return web.json_response(status)
 
     async def sync(request: web.Request, who: Principal) -> web.StreamResponse:
@@ -97,13 +103,13 @@ def feed_routes(runner: FeedRunner) -> tuple[Route, ...]:
         name = name_of(request)
         body = parse_body(await request.read(), HeldDecision)
         gen = await asyncio.to_thread(runner.approve, name, who.name, body.reason, body.generation)
-        return web.json_response(_generation_json(gen))
+        return web.json_response(generation_json(gen))
 
     async def discard(request: web.Request, who: Principal) -> web.StreamResponse:
         name = name_of(request)
         body = parse_body(await request.read(), HeldDecision)
         gen = await asyncio.to_thread(runner.discard, name, who.name, body.reason, body.generation)
-        return web.json_response(_generation_json(gen))
+        return web.json_response(generation_json(gen))
 
     return (
         Route("GET", "/v1/feeds", Role.NOC, list_feeds, "listFeeds", "Every feed's state"),
@@ -113,7 +119,8 @@ def feed_routes(runner: FeedRunner) -> tuple[Route, ...]:
             Role.NOC,
             get_feed,
             "getFeed",
-            "One feed's state and its held generation, if any",
+            "One feed's state and its held generation, if any, with what it would change "
+            "(added/removed counts; the entries for a supervisor)",
             errors=(404,),
         ),
         Route(

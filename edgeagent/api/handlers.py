@@ -22,29 +22,41 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from edgeagent.api.auth import LOOKUP_LIMITER, Principal, Role
+from edgeagent.api.auth import AUTHENTICATOR, LOOKUP_LIMITER, Principal, Role
 from edgeagent.api.context import CONTEXT, OPENAPI_DOCUMENT, STORE_WRITER, ApiContext
 from edgeagent.api.validation import (
     ApiError,
     AuditQuery,
     DecisionApprove,
+    DecisionBulkCreate,
     DecisionCreate,
     DecisionListQuery,
+    DecisionNotice,
     DecisionRevoke,
     LookupQuery,
+    TokenRevoke,
     bad_input,
     parse_body,
     parse_query,
 )
-from edgeagent.decisions import DecisionRequest
+from edgeagent.decisions import (
+    DecisionRequest,
+    NoticeOutcome,
+    NoticeResult,
+    NoticeTarget,
+    notice_counts,
+    target_search,
+)
 from edgeagent.errors import EdgeAgentError, InvalidTarget, short_hash
 from edgeagent.model import Decision, DecisionStatus, DesiredState, Indicator, Scope
 from edgeagent.policy import PolicyIndex
-from edgeagent.store.base import AuditRecord
+from edgeagent.store.base import AuditRecord, Store, Token
+from edgeagent.tokens import list_tokens as list_token_records
+from edgeagent.tokens import revoke_token as revoke_token_record
 
 T = TypeVar("T")
 
-_PENDING_SHOWN = 1000
+PENDING_SHOWN = 1000  # pending decisions a plan lists; its count is always complete
 
 
 async def write(app: web.Application, fn: Callable[..., T], /, *args: Any) -> T:
@@ -118,11 +130,80 @@ def page_json(items: list[dict[str, Any]], limit: int, offset: int) -> dict[str,
     }
 
 
-def _decision_id(request: web.Request) -> int:
+def pending_json(d: Decision, *, show_target: bool) -> dict[str, Any]:
+    """A pending decision in the plan: every role sees its short hash, analysts and
+    above the target itself."""
+    item: dict[str, Any] = {
+        "id": d.id,
+        "scope": d.indicator.scope.value,
+        "action": d.action.value,
+        "source": d.notice_source.value,
+        "reference": d.reference,
+        "actor": d.actor,
+        "created_at": _iso(d.created_at),
+        "target_ref": d.indicator.ref,
+    }
+    if show_target:
+        item["target"] = d.indicator.value
+    return item
+
+
+def notice_json(reference: str, results: list[NoticeResult]) -> dict[str, Any]:
+    """The answer to a notice with many targets: counts and one result per target."""
+    return {
+        "reference": reference,
+        "targets": len(results),
+        **notice_counts(results),
+        "results": [
+            {
+                "index": r.index,
+                "outcome": r.outcome.value,
+                "target_ref": r.target_ref,
+                "reason": r.reason,
+                "decision": r.decision.id if r.decision else None,
+                "target": r.decision.indicator.value if r.decision else None,
+            }
+            for r in results
+        ],
+    }
+
+
+def token_json(t: Token) -> dict[str, Any]:
+    """A token as an admin sees it: never its secret or the secret's hash."""
+    return {
+        "id": t.id,
+        "name": t.name,
+        "role": t.role,
+        "created_at": _iso(t.created_at),
+        "revoked": t.revoked,
+    }
+
+
+def _path_id(request: web.Request, what: str) -> int:
     text = request.match_info["id"]
     if not text.isdigit() or len(text) > 18:
-        raise ApiError(404, "not-found", "no such decision", "id")
+        raise ApiError(404, "not-found", f"no such {what}", "id")
     return int(text)
+
+
+def _decision_id(request: web.Request) -> int:
+    return _path_id(request, "decision")
+
+
+def decision_request(body: DecisionNotice, target: str, scope: Scope) -> DecisionRequest:
+    return DecisionRequest(
+        target=target,
+        scope=scope,
+        action=body.action,
+        reason=body.reason,
+        reference=body.reference,
+        source=body.source,
+        notice_received_at=body.notice_received_at,
+        expires_at=body.expires_at,
+        category=body.category,
+        hold=body.hold,
+        jurisdiction=body.jurisdiction,
+    )
 
 
 def _query(request: web.Request, model: type[Any]) -> Any:
@@ -151,38 +232,54 @@ async def create_decision(request: web.Request, who: Principal) -> web.Response:
         if isinstance(exc, EdgeAgentError):
             raise
         raise bad_input("target", f"not a valid {scope.value} target") from None
-    req = DecisionRequest(
-        target=body.target,
-        scope=scope,
-        action=body.action,
-        reason=body.reason,
-        reference=body.reference,
-        source=body.source,
-        notice_received_at=body.notice_received_at,
-        expires_at=body.expires_at,
-        category=body.category,
-        hold=body.hold,
-        jurisdiction=body.jurisdiction,
-    )
+    req = decision_request(body, body.target, scope)
     decision = await write(
         request.app, _then_notify, ctx, partial(ctx.decisions.create, req, who.name)
     )
     return _json(decision_json(decision), 201, Location=f"/v1/decisions/{decision.id}")
 
 
-async def list_decisions(request: web.Request, who: Principal) -> web.Response:
+def _notice_then_notify(
+    ctx: ApiContext, notice: DecisionRequest, targets: list[NoticeTarget], actor: str
+) -> list[NoticeResult]:
+    results = ctx.decisions.create_notice(notice, targets, actor)
+    if any(r.outcome is NoticeOutcome.ACCEPTED for r in results):
+        ctx.on_change()
+    return results
+
+
+async def create_notice(request: web.Request, who: Principal) -> web.Response:
     ctx = request.app[CONTEXT]
-    q: DecisionListQuery = _query(request, DecisionListQuery)
-    found = await read(
-        ctx.store.list_decisions,
+    body = parse_body(await request.read(), DecisionBulkCreate)
+    targets = [NoticeTarget(t.target, Scope(t.scope)) for t in body.targets]
+    # The notice's own target and scope are placeholders: each target brings its own.
+    notice = decision_request(body, "", Scope.URL)
+    results = await write(request.app, _notice_then_notify, ctx, notice, targets, who.name)
+    return _json(notice_json(body.reference, results))
+
+
+def decision_page(store: Store, q: DecisionListQuery) -> dict[str, Any]:
+    """One page of decisions matching ``q`` (blocking: one store read)."""
+    try:
+        search = target_search(q.target) if q.target is not None else None
+    except InvalidTarget as exc:
+        raise bad_input("target", exc.reason) from None
+    found = store.list_decisions(
         status=q.status,
         source=q.source,
         scope=q.scope,
         reference=q.reference,
+        target=search,
         limit=q.limit + 1,  # one more tells whether there is a next page
         offset=q.offset,
     )
-    return _json(page_json([decision_json(d) for d in found], q.limit, q.offset))
+    return page_json([decision_json(d) for d in found], q.limit, q.offset)
+
+
+async def list_decisions(request: web.Request, who: Principal) -> web.Response:
+    ctx = request.app[CONTEXT]
+    q: DecisionListQuery = _query(request, DecisionListQuery)
+    return _json(await read(decision_page, ctx.store, q))
 
 
 async def get_decision(request: web.Request, who: Principal) -> web.Response:
@@ -256,14 +353,18 @@ def _count(state: DesiredState) -> dict[str, Any]:
     }
 
 
+def pending_count(store: Store) -> int:
+    """The one pending-decision count every view shows."""
+    return store.count_decisions(status=DecisionStatus.PENDING_APPROVAL)
+
+
 def _status_sync(ctx: ApiContext, counts: EntryCounts) -> dict[str, Any]:
     index = ctx.policy()
-    pending = ctx.store.list_decisions(status=DecisionStatus.PENDING_APPROVAL, limit=_PENDING_SHOWN)
     return {
         "policy_version": index.state.version if index else ctx.store.policy_version(),
         "policy_loaded": index is not None,
         "entries": counts.of(index.state) if index else {},
-        "decisions": {DecisionStatus.PENDING_APPROVAL.value: len(pending)},
+        "decisions": {DecisionStatus.PENDING_APPROVAL.value: pending_count(ctx.store)},
         "feeds": dict(ctx.feeds()),
         "publishers": dict(ctx.publishers()),
         "reload": dict(ctx.reload()),
@@ -278,29 +379,21 @@ async def fleet(request: web.Request, who: Principal) -> web.Response:
     return _json(dict(request.app[CONTEXT].fleet()))
 
 
-def _plan_sync(ctx: ApiContext, show_targets: bool) -> dict[str, Any]:
-    pending = ctx.store.list_decisions(status=DecisionStatus.PENDING_APPROVAL, limit=_PENDING_SHOWN)
-    items = []
-    for d in pending:
-        item: dict[str, Any] = {
-            "id": d.id,
-            "scope": d.indicator.scope.value,
-            "action": d.action.value,
-            "source": d.notice_source.value,
-            "reference": d.reference,
-            "actor": d.actor,
-            "created_at": _iso(d.created_at),
-        }
-        if show_targets:
-            item["target"] = d.indicator.value
-        items.append(item)
-    return {"pending_decisions": len(items), "pending": items, "plan": dict(ctx.plan())}
+def _plan_sync(ctx: ApiContext, role: Role) -> dict[str, Any]:
+    pending = ctx.store.list_decisions(status=DecisionStatus.PENDING_APPROVAL, limit=PENDING_SHOWN)
+    return {
+        # Counted, not the length of the list: the list stops at PENDING_SHOWN.
+        "pending_decisions": pending_count(ctx.store),
+        "pending": [pending_json(d, show_target=role >= Role.ANALYST) for d in pending],
+        "plan": dict(ctx.plan(role >= Role.SUPERVISOR)),
+    }
 
 
 async def plan(request: web.Request, who: Principal) -> web.Response:
     ctx = request.app[CONTEXT]
-    # List entries only for roles that may see them; the NOC gets the shape, not targets.
-    return _json(await read(_plan_sync, ctx, who.role >= Role.ANALYST))
+    # List entries only for roles that may see them: the NOC gets short hashes and counts,
+    # analysts the pending targets, supervisors also what each held generation changes.
+    return _json(await read(_plan_sync, ctx, who.role))
 
 
 # --- lookup
@@ -393,6 +486,26 @@ async def audit_verify(request: web.Request, who: Principal) -> web.Response:
             "reason": result.reason,
         }
     )
+
+
+# --- tokens
+
+
+async def list_tokens(request: web.Request, who: Principal) -> web.Response:
+    ctx = request.app[CONTEXT]
+    tokens = await write(request.app, list_token_records, ctx.store, who.name)
+    return _json({"items": [token_json(t) for t in tokens]})
+
+
+async def revoke_token(request: web.Request, who: Principal) -> web.Response:
+    ctx = request.app[CONTEXT]
+    token_id = _path_id(request, "token")
+    body = parse_body(await request.read(), TokenRevoke)
+    token = await write(
+        request.app, revoke_token_record, ctx.store, token_id, who.name, body.reason
+    )
+    request.app[AUTHENTICATOR].forget(token.id)  # refused from the next request on
+    return _json(token_json(token))
 
 
 # --- documents and probes

@@ -181,12 +181,8 @@ def _ticket_id(request: web.Request) -> int:
 def takedown_routes(service: TakedownService) -> tuple[Route, ...]:
     """The takedown routes bound to ``service`` (see the module docstring)."""
 
-    def zone() -> dict[str, object]:
-        """Validation context: dates without a zone are the NTD team's wall clock."""
-        return {"time_zone": service.time_zone}
-
     async def list_tickets(request: web.Request, who: Principal) -> web.StreamResponse:
-        q = parse_query(list(request.query.items()), TicketListQuery, zone())
+        q = parse_query(list(request.query.items()), TicketListQuery)
         found = await service.list_tickets(
             state=q.state.value if q.state else None,
             open_only=q.open,
@@ -211,7 +207,7 @@ def takedown_routes(service: TakedownService) -> tuple[Route, ...]:
 
     async def transition(request: web.Request, who: Principal) -> web.StreamResponse:
         ticket_id = _ticket_id(request)
-        body = parse_body(await request.read(), TicketTransition, zone())
+        body = parse_body(await request.read(), TicketTransition)
         ticket = await service.transition(
             ticket_id,
             body.to,
@@ -239,14 +235,14 @@ def takedown_routes(service: TakedownService) -> tuple[Route, ...]:
 
     async def outcome(request: web.Request, who: Principal) -> web.StreamResponse:
         ticket_id = _ticket_id(request)
-        body = parse_body(await request.read(), OutcomeBody, zone())
+        body = parse_body(await request.read(), OutcomeBody)
         record = Outcome(body.kind, body.reason, body.at or datetime.now(UTC))
         ticket = await service.record_outcome(ticket_id, who.name, record)
         return web.json_response(ticket_to_json(ticket))
 
     async def authorise(request: web.Request, who: Principal) -> web.StreamResponse:
         ticket_id = _ticket_id(request)
-        body = parse_body(await request.read(), AuthorisationBody, zone())
+        body = parse_body(await request.read(), AuthorisationBody)
         ticket = await service.record_authorisation(ticket_id, who.name, body.record())
         return web.json_response(ticket_to_json(ticket))
 
@@ -276,7 +272,7 @@ def takedown_routes(service: TakedownService) -> tuple[Route, ...]:
         return web.json_response(bundle)
 
     async def report(request: web.Request, who: Principal) -> web.StreamResponse:
-        q = parse_query(list(request.query.items()), TakedownReportQuery, zone())
+        q = parse_query(list(request.query.items()), TakedownReportQuery)
         end = q.end or datetime.now(UTC)
         start = q.start or end - timedelta(days=30)
         if start >= end:

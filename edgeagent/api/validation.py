@@ -11,16 +11,23 @@ line breaks: such input is refused with ``400`` naming the field.
 Every error the API returns has the shape ``{"error": {"field", "message", "code"}}``;
 ``field`` is ``null`` when the problem is not one input field. Messages never echo the
 submitted value: it may be a list entry.
+
+Dates and times (:data:`ZonedDatetime`) may come with a zone, without one, or as a plain
+date; without a zone they are read in the API's configured time zone, which the app sets
+for each request in :data:`REQUEST_ZONE`.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from contextvars import ContextVar
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     BeforeValidator,
@@ -28,13 +35,11 @@ from pydantic import (
     Field,
     StringConstraints,
     ValidationError,
-    ValidationInfo,
-    WithJsonSchema,
     field_validator,
 )
 
 from edgeagent.configtypes import JURISDICTION_PATTERN
-from edgeagent.localtime import WHEN_FORMATS, parse_when
+from edgeagent.dates import parse_when
 from edgeagent.model import Action, DecisionStatus, NoticeSource, Scope
 
 M = TypeVar("M", bound=BaseModel)
@@ -70,27 +75,6 @@ def bad_input(field: str, message: str) -> ApiError:
     return ApiError(400, "invalid-input", message, field)
 
 
-# --- dates and times as people type them
-
-
-def _when_in_zone(value: Any, info: ValidationInfo) -> Any:
-    """Text with or without a zone (or a bare date) becomes an aware datetime; without a
-    zone it is the wall clock of the ``time_zone`` in the validation context (UTC when
-    the caller gives none)."""
-    if not isinstance(value, str):
-        return value
-    local = (info.context or {}).get("time_zone", UTC)
-    return parse_when(value, local)
-
-
-ZonedDatetime = Annotated[
-    AwareDatetime,
-    BeforeValidator(_when_in_zone),
-    WithJsonSchema(
-        {"type": "string", "description": f"{WHEN_FORMATS}; without a zone: the configured one"}
-    ),
-]
-
 # --- request bodies (strict)
 
 # C0 and C1 controls, DEL, and the Unicode line and paragraph separators. Free text goes
@@ -119,28 +103,58 @@ Reference = Annotated[
 ]
 Category = Annotated[str, StringConstraints(max_length=64), _Printable]
 Target = Annotated[str, StringConstraints(min_length=1, max_length=2048), _Printable]
+
+
+def _in_utc(value: datetime) -> datetime:
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00:00+01:00 lies before year 1 in UTC
+        raise ValueError("out of range once converted to UTC") from None
+
+
+# A time with a zone, as UTC: the store keeps UTC, and a time at the edge of the calendar
+# whose offset takes it past year 1 or 9999 is refused here rather than failing later.
+UtcDatetime = Annotated[AwareDatetime, AfterValidator(_in_utc)]
 # Scopes a person may decide on. ``url-hash`` entries come from hashed feeds only:
 # nobody should type a digest into a decision.
 DecisionScope = Literal["domain", "host", "url", "url-prefix", "ip", "cidr"]
+
+REQUEST_ZONE: ContextVar[tzinfo] = ContextVar("edgeagent_request_zone", default=UTC)
+"""The time zone for dates and times given without one (set per request by the app)."""
+
+
+def _in_request_zone(value: object) -> object:
+    if isinstance(value, str):
+        try:
+            return parse_when(value, REQUEST_ZONE.get())
+        except ValueError:
+            return value  # pydantic names the problem
+    return value
+
+
+ZonedDatetime = Annotated[AwareDatetime, BeforeValidator(_in_request_zone), AfterValidator(_in_utc)]
+"""ISO 8601 date-time with or without zone, or a date (its midnight); see module doc.
+As UTC, like :data:`UtcDatetime` (a time past the calendar's end once in UTC is a 400)."""
+
+BULK_MAX_TARGETS = 10_000
+"""Targets one ``POST /v1/decisions/bulk`` may carry."""
 
 
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
-class DecisionCreate(_Body):
-    """``POST /v1/decisions``."""
+class DecisionNotice(_Body):
+    """What every decision of a notice shares (the case), whatever its target."""
 
-    target: Target = Field(description="URL, host name, domain, address or prefix")
-    scope: DecisionScope
     action: Action
     reason: Text = Field(description="why (shown in the audit log)")
     reference: Reference = Field(description="case reference (hotline or police reference)")
     source: NoticeSource = Field(description="who reported the material")
-    notice_received_at: AwareDatetime | None = Field(
+    notice_received_at: ZonedDatetime | None = Field(
         default=None, description="when the notice reached the ISP; default: now"
     )
-    expires_at: AwareDatetime | None = Field(default=None, description="optional end")
+    expires_at: ZonedDatetime | None = Field(default=None, description="optional end")
     category: Category = ""
     hold: bool | None = Field(
         default=None,
@@ -167,6 +181,30 @@ class DecisionCreate(_Body):
         return value
 
 
+class DecisionCreate(DecisionNotice):
+    """``POST /v1/decisions``."""
+
+    target: Target = Field(description="URL, host name, domain, address or prefix")
+    scope: DecisionScope
+
+
+class NoticeTargetIn(_Body):
+    target: Target = Field(description="URL, host name, domain, address or prefix")
+    scope: DecisionScope
+
+
+class DecisionBulkCreate(DecisionNotice):
+    """``POST /v1/decisions/bulk``: one notice (one case reference), many targets."""
+
+    targets: list[NoticeTargetIn] = Field(min_length=1, max_length=BULK_MAX_TARGETS)
+
+
+class TokenRevoke(_Body):
+    """``POST /v1/tokens/{id}/revoke``."""
+
+    reason: Text
+
+
 class DecisionRevoke(_Body):
     """``POST /v1/decisions/{id}/revoke``."""
 
@@ -190,14 +228,19 @@ class DecisionListQuery(_Query):
     status: DecisionStatus | None = None
     source: NoticeSource | None = None
     scope: DecisionScope | None = None
-    reference: Reference | None = None
+    reference: Reference | None = Field(default=None, description="case reference")
+    target: Target | None = Field(
+        default=None,
+        description="decisions on this URL, name, address or prefix (canonicalised), on its "
+        "host and on URLs on that host",
+    )
     limit: int = Field(default=100, ge=1, le=1000)
     offset: int = Field(default=0, ge=0, le=1_000_000_000)
 
 
 class AuditQuery(_Query):
-    since: AwareDatetime | None = Field(
-        default=None, description="ISO 8601 with zone, e.g. 2026-01-01T00:00:00Z"
+    since: ZonedDatetime | None = Field(
+        default=None, description="ISO 8601, e.g. 2026-01-01T00:00:00Z or 2026-01-01"
     )
     limit: int = Field(default=1000, ge=1, le=1000)
 
@@ -298,13 +341,47 @@ class PendingDecisionOut(_Out):
     reference: str
     actor: str
     created_at: datetime
+    target_ref: str = Field(description="short hash naming the target")
     target: str | None = Field(default=None, description="only for analyst and above")
 
 
 class PlanOut(_Out):
-    pending_decisions: int
-    pending: list[PendingDecisionOut]
-    plan: dict[str, Any]
+    pending_decisions: int = Field(description="every pending decision (the list may be shorter)")
+    pending: list[PendingDecisionOut] = Field(description="the oldest pending decisions")
+    plan: dict[str, Any] = Field(
+        description="held feed generations with what each would change (counts; the "
+        "entries for a supervisor) and the guardrails' refusals"
+    )
+
+
+class NoticeResultOut(_Out):
+    index: int = Field(description="position in the request's targets")
+    outcome: Literal["accepted", "pending", "refused"]
+    target_ref: str = Field(description="short hash of the canonical target")
+    reason: str = Field(description="why refused (empty otherwise)")
+    decision: int | None = Field(description="the decision's id, unless refused")
+    target: str | None = Field(description="canonical target, unless refused")
+
+
+class NoticeOut(_Out):
+    reference: str
+    targets: int
+    accepted: int
+    pending: int
+    refused: int
+    results: list[NoticeResultOut]
+
+
+class TokenOut(_Out):
+    id: int
+    name: str = Field(description="the holder: the actor in the audit log")
+    role: str
+    created_at: datetime
+    revoked: bool
+
+
+class TokenListOut(_Out):
+    items: list[TokenOut]
 
 
 class LookupMatchOut(_Out):
@@ -361,21 +438,46 @@ class ReadyOut(_Out):
 # --- parsing
 
 
-def parse_body(raw: bytes, model: type[M], context: Mapping[str, Any] | None = None) -> M:
+def parse_body(raw: bytes, model: type[M]) -> M:
     """Parse a JSON request body into ``model`` or raise ``ApiError(400)`` naming the field.
 
-    ``context`` reaches the validators (``time_zone`` for :data:`ZonedDatetime`)."""
+    A key given twice in one object is refused: the parser would keep the last silently,
+    while another reader of the same body (a proxy, a log) may well take the first.
+    """
     if not raw.strip():
         raise bad_input("body", "a JSON object is required")
+    repeated = _repeated_key(raw)
+    if repeated is not None:
+        raise bad_input(_field_name(repeated), "field given more than once")
     try:
-        return model.model_validate_json(raw, context=dict(context or {}))
+        return model.model_validate_json(raw)
     except ValidationError as exc:
         raise _first_problem(exc) from None
 
 
-def parse_query(
-    pairs: Sequence[tuple[str, str]], model: type[M], context: Mapping[str, Any] | None = None
-) -> M:
+def _repeated_key(raw: bytes) -> str | None:
+    """The first key that appears twice in one JSON object of ``raw``, if any.
+
+    ``None`` also when ``raw`` is not JSON: the model's own parse then says so.
+    """
+    repeated: list[str] = []
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        seen: set[str] = set()
+        for key, _ in items:
+            if key in seen and not repeated:
+                repeated.append(key)
+            seen.add(key)
+        return dict(items)
+
+    try:
+        json.loads(raw, object_pairs_hook=pairs)
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than the stack
+        return None
+    return repeated[0] if repeated else None
+
+
+def parse_query(pairs: Sequence[tuple[str, str]], model: type[M]) -> M:
     """Parse query parameters (all ``(name, value)`` pairs, repeats included) into ``model``."""
     query: dict[str, str] = {}
     for key, value in pairs:
@@ -383,7 +485,7 @@ def parse_query(
             raise bad_input(_field_name(key), "parameter given more than once")
         query[key] = value
     try:
-        return model.model_validate(query, context=dict(context or {}))
+        return model.model_validate(query)
     except ValidationError as exc:
         raise _first_problem(exc) from None
 

@@ -17,6 +17,7 @@ from typing import Any
 import aiohttp
 
 from edgeagent.feeds.base import FeedConfig, FeedSpec, FeedStatus, SyncOutcome, SyncResult
+from edgeagent.feeds.diff import HeldDiffs
 from edgeagent.feeds.kinds import FEED_KINDS
 from edgeagent.feeds.sync import (
     Progress,
@@ -61,6 +62,7 @@ class FeedRunner:
         self.guard = guard
         self.metrics = metrics
         self.board = StatusBoard()
+        self.held_diffs = HeldDiffs(store)
         self.on_change = on_change
         self._session: aiohttp.ClientSession | None = None
         self._max_age_of = max_age

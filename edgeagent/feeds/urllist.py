@@ -36,7 +36,14 @@ from edgeagent.feeds.base import (
     Item,
     Rejected,
 )
-from edgeagent.feeds.textutil import REASON_WILDCARD, decode, line_problem, lines, strip_comment
+from edgeagent.feeds.textutil import (
+    REASON_CONTROL,
+    REASON_WILDCARD,
+    decode,
+    line_problem,
+    lines,
+    strip_comment,
+)
 from edgeagent.model import Indicator, Scope
 
 __all__ = ["UrlListFeed", "UrlListFeedConfig", "parse", "parse_entry"]
@@ -98,13 +105,18 @@ def parse_entry(
     return Accepted(ind, category=category, reference=reference, line=number)
 
 
-def _from_record(rec: Mapping[str, Any], number: int, default_category: str) -> Item:
+def _from_record(rec: Mapping[str, Any], number: int, default_category: str, raw: str) -> Item:
+    """One CSV row or JSON object; ``raw`` is its text, hashed to name a rejected record."""
     url = rec.get("url")
     if not isinstance(url, str) or not url.strip():
-        return Rejected.of(REASON_NO_URL, json.dumps(rec, sort_keys=True, default=str), number)
-    category = str(rec.get("category") or default_category)
-    ref = str(rec.get("id") or "")
-    scope = str(rec.get("scope") or "")
+        return Rejected.of(REASON_NO_URL, raw, number)
+    fields = [rec.get(key) for key in ("category", "id", "scope")]
+    if any(isinstance(value, list | dict) for value in fields):
+        # Text expected; a nested structure is malformed (and str() of a deep one recurses).
+        return Rejected.of(REASON_JSON, raw, number)
+    category = str(fields[0] or default_category)
+    ref = str(fields[1] or "")
+    scope = str(fields[2] or "")
     for text in (category, ref, scope):
         problem = line_problem(text)
         if problem is not None:
@@ -123,24 +135,40 @@ def _lines(text: str, spec: FeedSpec) -> Iterator[Item]:
             yield parse_entry(value, "", number, spec.category)
 
 
+# The csv module ends a record at a lone CR, where lines() (LF only) sees none: one line
+# would become two entries. A lone CR is swapped for this stand-in, which the reader keeps
+# inside its field, and a record holding one is refused as a whole.
+_LONE_CR = "\x85"  # NEL: a control character, refused wherever it stands anyway
+
+
 def _csv(text: str, spec: FeedSpec) -> Iterator[Item]:
-    body = "\n".join(line if not line.lstrip().startswith("#") else "" for _, line in lines(text))
+    body = "\n".join(
+        "" if line.lstrip().startswith("#") else line.replace("\r", _LONE_CR)
+        for _, line in lines(text)
+    )
     reader = csv.reader(io.StringIO(body, newline=""), strict=False)
     header: list[str] | None = None
     end = 0
-    for row in reader:
-        number, end = end + 1, reader.line_num  # a quoted field may span lines
-        if not row or all(not c.strip() for c in row):
-            continue
-        if header is None:
-            header = [c.strip().lower() for c in row]
-            if "url" not in header:
-                raise FeedError(spec.name, "CSV header has no 'url' column")
-            continue
-        if len(row) > len(header):
-            yield Rejected.of("extra-columns", ",".join(row), number)
-            continue
-        yield _from_record(dict(zip(header, row, strict=False)), number, spec.category)
+    try:
+        for row in reader:
+            number, end = end + 1, reader.line_num  # a quoted field may span lines
+            if not row or all(not c.strip() for c in row):
+                continue
+            if header is None:
+                header = [c.strip().lower() for c in row]
+                if "url" not in header:
+                    raise FeedError(spec.name, "CSV header has no 'url' column")
+                continue
+            if any(_LONE_CR in c for c in row):
+                yield Rejected.of(REASON_CONTROL, ",".join(row), number)
+                continue
+            if len(row) > len(header):
+                yield Rejected.of("extra-columns", ",".join(row), number)
+                continue
+            record = dict(zip(header, row, strict=False))
+            yield _from_record(record, number, spec.category, ",".join(row))
+    except csv.Error as exc:  # e.g. a field over the csv module's size limit
+        raise FeedError(spec.name, f"CSV syntax error at line {reader.line_num}") from exc
 
 
 def _jsonl(text: str, spec: FeedSpec) -> Iterator[Item]:
@@ -150,13 +178,14 @@ def _jsonl(text: str, spec: FeedSpec) -> Iterator[Item]:
             continue
         try:
             rec = json.loads(s)
-        except ValueError:
+        except (ValueError, RecursionError):
+            # RecursionError: a deeply nested line exhausts the decoder's stack.
             yield Rejected.of(REASON_JSON, s, number)
             continue
         if not isinstance(rec, dict):
             yield Rejected.of(REASON_JSON, s, number)
             continue
-        yield _from_record(rec, number, spec.category)
+        yield _from_record(rec, number, spec.category, s)
 
 
 def parse(data: bytes, spec: FeedSpec) -> Iterator[Item]:

@@ -28,7 +28,10 @@ compiler must decide, not the resolver):
   query proves both that blocking works and which version the resolver serves.
 
 Actions: ``nxdomain`` = ``CNAME .``, ``nodata`` = ``CNAME *.``, ``stop-page`` =
-``CNAME <stop_page_host>.``, ``divert`` = ``A``/``AAAA`` of the proxy.
+``CNAME <stop_page_host>.``, ``divert`` = ``A``/``AAAA`` of the proxy. An owner of
+address records must be a host name (BIND's check-names refuses the whole zone
+otherwise): a name with ``_`` is never diverted, and is counted (``refused_name`` for a
+domain or host block, ``not_enforceable_at_dns`` for a URL's host).
 
 Performance: the zone is generated as text chunks straight from the entries (no per-record
 objects for the text path); memory beyond the ``DesiredState`` is one set of referenced
@@ -221,22 +224,37 @@ class _RRs:
     pairs: tuple[tuple[str, str], ...]
     suffixes: tuple[str, ...]
     single: str | None  # the only suffix, when there is exactly one (the common case)
+    # Address records (a diversion): their owner must be a host name, "_" not allowed.
+    addresses: bool
 
     @classmethod
     def of(cls, pairs: tuple[tuple[str, str], ...]) -> _RRs:
         suffixes = tuple(f" {t} {d}\n" for t, d in pairs)
-        return cls(pairs, suffixes, suffixes[0] if len(suffixes) == 1 else None)
+        single = suffixes[0] if len(suffixes) == 1 else None
+        return cls(pairs, suffixes, single, has_address_records(pairs))
 
 
 _Owner = tuple[str, _RRs]
 
 
-def owner_ok(name: str, extra: int) -> bool:
-    """Hot-path twin of :func:`safe_owner`: may ``name`` (plus ``extra`` chars) be an owner?"""
+def has_address_records(pairs: Iterable[tuple[str, str]]) -> bool:
+    """Do these (rtype, rdata) pairs hold ``A``/``AAAA`` records (a diversion)?"""
+    return any(rtype in ("A", "AAAA") for rtype, _ in pairs)
+
+
+def owner_ok(name: str, extra: int, addresses: bool = False) -> bool:
+    """Hot-path twin of :func:`safe_owner`: may ``name`` (plus ``extra`` chars) be an owner
+    (of address records, if ``addresses``)?
+
+    Address records need a host-name owner: BIND's check-names (as ``named-checkzone -k
+    fail`` in the publishers, and the hidden primary for an UPDATE) refuses the whole zone
+    for one address owner with a ``_`` (``_dmarc.example``).
+    """
     return (
         _NAME_FULLMATCH(name) is not None
         and len(name) + extra <= MAX_TEXT_NAME
         and ("rpz-" not in name or safe_owner(name, "") is not None)
+        and not (addresses and "_" in name)
     )
 
 
@@ -324,7 +342,7 @@ def _policy_owners(
                 raise ValueError("DesiredState.blocks is not sorted by indicator")
             if name in domains:
                 continue
-            if not name_ok(name, wild_extra):
+            if not name_ok(name, wild_extra, rrs.addresses):
                 c.refused_name += 1
                 continue
             domains.add(name)
@@ -335,7 +353,7 @@ def _policy_owners(
             past_domains = True
             if name in domains or name in host_blocks:
                 continue  # the domain's (or first host entry's) records already cover it
-            if not name_ok(name, host_extra):
+            if not name_ok(name, host_extra, rrs.addresses):
                 c.refused_name += 1
                 continue
             host_blocks.add(name)
@@ -382,7 +400,7 @@ def _policy_owners(
         if host in diverted:
             _count_url(by_scope)
             continue
-        if not name_ok(host, host_extra) or is_ip_literal(host):
+        if not name_ok(host, host_extra, True) or is_ip_literal(host):
             # An address literal or unusual host cannot be diverted by name.
             c.not_enforceable_at_dns += 1
             continue

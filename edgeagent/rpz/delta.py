@@ -39,6 +39,7 @@ from edgeagent.rpz.compiler import (
     RpzAction,
     RpzSettings,
     canary_records,
+    has_address_records,
     ip_trigger,
     is_ip_literal,
     owner_ok,
@@ -148,9 +149,15 @@ class _PolicyView:
     def _rrs(self, source: str) -> tuple[tuple[str, str], ...]:
         return self.s.rdatas(self.s.action_for(source))
 
+    def _owner_of(self, e: Entry | None, name: str, extra: int) -> Entry | None:
+        """``e`` if its name may be an owner of its records (as the compiler decides)."""
+        if e is None or not owner_ok(name, extra, has_address_records(self._rrs(e.source))):
+            return None
+        return e
+
     def _domain(self, name: str) -> Entry | None:
         e = _find(self.blocks, Indicator(Scope.DOMAIN, name))
-        return e if e is not None and owner_ok(name, self.wild_extra) else None
+        return self._owner_of(e, name, self.wild_extra)
 
     def _under_domain(self, name: str) -> bool:
         while True:
@@ -168,13 +175,13 @@ class _PolicyView:
         d = self._domain(owner)
         if d is not None:
             return self._rrs(d.source)
-        h = _find(self.blocks, Indicator(Scope.HOST, owner))
-        if h is not None and owner_ok(owner, self.host_extra):
+        h = self._owner_of(_find(self.blocks, Indicator(Scope.HOST, owner)), owner, self.host_extra)
+        if h is not None:
             return self._rrs(h.source)
         if (
             owner in self.url_hosts
             and not self._under_domain(owner)
-            and owner_ok(owner, self.host_extra)
+            and owner_ok(owner, self.host_extra, addresses=True)
             and not is_ip_literal(owner)
         ):
             return self.s.rdatas(RpzAction.DIVERT)

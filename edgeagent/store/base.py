@@ -37,14 +37,14 @@ Timestamps are timezone-aware UTC ``datetime``s in and out (:func:`require_aware
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
-from edgeagent.errors import InvalidTransition, StoreError
+from edgeagent.errors import Conflict, InvalidTransition, StoreError
 from edgeagent.intake.base import IntakeChannel, IntakeItem, IntakeState, NewIntakeItem
 from edgeagent.model import Action, Decision, DecisionStatus, Entry, Indicator, NoticeSource
 from edgeagent.plugins import PluginConfig
@@ -118,6 +118,17 @@ class NewDecision:
     category: str = ""
     hold: bool = False
     jurisdiction: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TargetSearch:
+    """Which decisions a search by target finds: those whose indicator value is one of
+    ``values`` (canonical forms of the text searched for), and, when ``host`` is set
+    (the URL form of a host: a name, an IPv4 address or a bracketed IPv6 address), those
+    whose value is a URL on that host."""
+
+    values: tuple[str, ...]
+    host: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,6 +224,13 @@ class Store(Protocol):
         action. ``audit`` is written in the same transaction."""
         ...
 
+    def add_decisions(
+        self, batch: Sequence[tuple[NewDecision, AuditNote | None]]
+    ) -> list[Decision | Conflict]:
+        """Every decision of ``batch`` in one transaction: each stored (with its audit
+        row), or answered by its ``Conflict`` in its place; any other error stores none."""
+        ...
+
     def get_decision(self, decision_id: int) -> Decision: ...
 
     def list_decisions(
@@ -222,9 +240,15 @@ class Store(Protocol):
         source: NoticeSource | None = None,
         scope: str | None = None,
         reference: str | None = None,
+        target: TargetSearch | None = None,
         limit: int = 1000,
         offset: int = 0,
     ) -> list[Decision]: ...
+
+    def count_decisions(self, *, status: DecisionStatus | None = None) -> int:
+        """How many decisions have ``status`` (all if ``None``): one number for every
+        view of the pending work, however many of them a list shows."""
+        ...
 
     def set_decision_status(
         self,

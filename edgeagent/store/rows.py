@@ -26,7 +26,7 @@ from edgeagent.model import (
     NoticeSource,
     Scope,
 )
-from edgeagent.store.base import Generation, GenerationStatus, Token
+from edgeagent.store.base import Generation, GenerationStatus, TargetSearch, Token
 
 When = Callable[[Any], datetime]
 """A stored timestamp -> an aware UTC datetime."""
@@ -120,6 +120,24 @@ def decision_filters(
         for column, value in given
         if value is not None
     ]
+
+
+def target_condition(target: TargetSearch, mark: str) -> tuple[str, list[str]]:
+    """SQL condition (placeholder ``mark``) and its parameters for a search by target.
+
+    A URL on the host is a value starting ``scheme://host/`` or ``scheme://host:`` (a
+    canonical URL has nothing else there); compared as a prefix with ``substr``, not
+    ``LIKE`` (a host name may hold ``_``) and not by range (collation dependent).
+    """
+    terms = [f"value = {mark}" for _ in target.values]
+    params = list(target.values)
+    if target.host is not None:
+        for scheme in ("http", "https"):
+            for end in "/:":
+                prefix = f"{scheme}://{target.host}{end}"
+                terms.append(f"substr(value, 1, {len(prefix)}) = {mark}")
+                params.append(prefix)
+    return f"({' OR '.join(terms) or 'false'})", params
 
 
 def token(row: Sequence[Any], when: When) -> Token:

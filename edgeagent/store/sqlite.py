@@ -68,6 +68,7 @@ from edgeagent.store.base import (
     NewDecision,
     StoreBackend,
     StoreConfig,
+    TargetSearch,
     Token,
     check_decision_transition,
     require_aware,
@@ -665,57 +666,99 @@ class SqliteStore(StoreBackend[SqliteStoreConfig]):
         action; a unique partial index enforces this, so concurrent writers cannot race.
         An active decision bumps ``policy_version`` in the same transaction.
         """
+        with self._write() as c:
+            did = self._insert_decision(c, new, audit)
+            if new.status is DecisionStatus.ACTIVE:
+                self._bump_policy(c)
+            return self._get_decision(c, did)
+
+    def add_decisions(
+        self, batch: Sequence[tuple[NewDecision, AuditNote | None]]
+    ) -> list[Decision | Conflict]:
+        """Record every decision of ``batch`` in one transaction (one durable commit).
+
+        A duplicate (see :meth:`add_decision`) is answered by its ``Conflict`` in its place;
+        the others are stored. Any other error stores none of them.
+        """
+        done: list[int | Conflict] = []
+        with self._write() as c:
+            for new, audit in batch:
+                try:
+                    done.append(self._insert_decision(c, new, audit))
+                except Conflict as exc:  # raised before anything of it was written
+                    done.append(exc)
+            ids = [d for d in done if isinstance(d, int)]
+            stored = {d.id: d for d in self._decisions_by_id(c, ids)}
+            if any(d.status is DecisionStatus.ACTIVE for d in stored.values()):
+                self._bump_policy(c)
+        return [stored[d] if isinstance(d, int) else d for d in done]
+
+    def _decisions_by_id(self, c: sqlite3.Connection, ids: Sequence[int]) -> list[Decision]:
+        found: list[Sequence[Any]] = []
+        for start in range(0, len(ids), _IN_CHUNK):
+            chunk = ids[start : start + _IN_CHUNK]
+            found += c.execute(
+                f"SELECT {DECISION_COLUMNS} FROM decisions "
+                f"WHERE id IN ({','.join('?' * len(chunk))})",
+                chunk,
+            ).fetchall()
+        return self._load_decisions(c, found)
+
+    def _insert_decision(
+        self, c: sqlite3.Connection, new: NewDecision, audit: AuditNote | None
+    ) -> int:
+        """Insert ``new``, its first event and its audit row in ``c``'s transaction; its id.
+        The caller bumps the policy version for active ones.
+
+        ``Conflict`` (a duplicate) is raised before anything is written."""
         if new.status not in (DecisionStatus.ACTIVE, DecisionStatus.PENDING_APPROVAL):
             raise InvalidTransition("new", new.status.value, list(_OPEN_STATUSES))
         ind = new.indicator
         received = _to_us(new.notice_received_at)
         expires = _opt_us(new.expires_at)
-        with self._write() as c:
-            now = _to_us(self._now())
-            try:
-                cur = c.execute(
-                    "INSERT INTO decisions (scope, value, action, actor, reason, reference, "
-                    "notice_source, notice_received_at, created_at, status, expires_at, "
-                    "category, hold, jurisdiction) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        ind.scope.value,
-                        ind.value,
-                        new.action.value,
-                        new.actor,
-                        new.reason,
-                        new.reference,
-                        new.notice_source.value,
-                        received,
-                        now,
-                        new.status.value,
-                        expires,
-                        new.category,
-                        int(new.hold),
-                        new.jurisdiction,
-                    ),
-                )
-            except sqlite3.IntegrityError:
-                row = c.execute(
-                    "SELECT id, status FROM decisions WHERE scope = ? AND value = ? AND "
-                    "action = ? AND status IN (?, ?)",
-                    (ind.scope.value, ind.value, new.action.value, *_OPEN_STATUSES),
-                ).fetchone()
-                which = f"decision {row[0]} ({row[1]})" if row else "an open decision"
-                raise Conflict(
-                    f"{which} already has action {new.action.value} for indicator {ind.ref}"
-                ) from None
-            did = int(cur.lastrowid or 0)
-            c.execute(
-                "INSERT INTO decision_events (decision_id, at, actor, status, reason) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (did, now, new.actor, new.status.value, new.reason),
+        now = _to_us(self._now())
+        try:
+            cur = c.execute(
+                "INSERT INTO decisions (scope, value, action, actor, reason, reference, "
+                "notice_source, notice_received_at, created_at, status, expires_at, "
+                "category, hold, jurisdiction) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    ind.scope.value,
+                    ind.value,
+                    new.action.value,
+                    new.actor,
+                    new.reason,
+                    new.reference,
+                    new.notice_source.value,
+                    received,
+                    now,
+                    new.status.value,
+                    expires,
+                    new.category,
+                    int(new.hold),
+                    new.jurisdiction,
+                ),
             )
-            if new.status is DecisionStatus.ACTIVE:
-                self._bump_policy(c)
-            if audit is not None:  # same transaction: no decision without its audit row
-                self._audit_in(c, new.actor, audit.action, f"decision:{did}", audit.detail)
-            return self._get_decision(c, did)
+        except sqlite3.IntegrityError:
+            row = c.execute(
+                "SELECT id, status FROM decisions WHERE scope = ? AND value = ? AND "
+                "action = ? AND status IN (?, ?)",
+                (ind.scope.value, ind.value, new.action.value, *_OPEN_STATUSES),
+            ).fetchone()
+            which = f"decision {row[0]} ({row[1]})" if row else "an open decision"
+            raise Conflict(
+                f"{which} already has action {new.action.value} for indicator {ind.ref}"
+            ) from None
+        did = int(cur.lastrowid or 0)
+        c.execute(
+            "INSERT INTO decision_events (decision_id, at, actor, status, reason) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (did, now, new.actor, new.status.value, new.reason),
+        )
+        if audit is not None:  # same transaction: no decision without its audit row
+            self._audit_in(c, new.actor, audit.action, f"decision:{did}", audit.detail)
+        return did
 
     def get_decision(self, decision_id: int) -> Decision:
         """One decision with its full history; ``NotFound`` if unknown."""
@@ -729,25 +772,41 @@ class SqliteStore(StoreBackend[SqliteStoreConfig]):
         source: NoticeSource | None = None,
         scope: str | None = None,
         reference: str | None = None,
+        target: TargetSearch | None = None,
         limit: int = 1000,
         offset: int = 0,
     ) -> list[Decision]:
         """Decisions matching every given filter, oldest first (by id), with histories.
 
-        ``source`` filters on the notice source; ``scope`` on the indicator scope.
+        ``source`` filters on the notice source; ``scope`` on the indicator scope;
+        ``target`` on the indicator value (see :class:`TargetSearch`).
         """
         if limit < 0 or offset < 0:
             raise StoreError("limit and offset must be >= 0")
         filters = rows.decision_filters(status, source, scope, reference)
-        clause = " AND ".join(f"{column} = ?" for column, _ in filters)
+        terms = [f"{column} = ?" for column, _ in filters]
         params = [value for _, value in filters]
+        if target is not None:
+            condition, values = rows.target_condition(target, "?")
+            terms.append(condition)
+            params += values
         with self._read() as c:
             found = c.execute(
-                f"SELECT {DECISION_COLUMNS} FROM decisions WHERE {clause or 'true'} "
+                f"SELECT {DECISION_COLUMNS} FROM decisions WHERE {' AND '.join(terms) or 'true'} "
                 "ORDER BY id LIMIT ? OFFSET ?",
                 (*params, limit, offset),
             ).fetchall()
             return self._load_decisions(c, found)
+
+    def count_decisions(self, *, status: DecisionStatus | None = None) -> int:
+        """How many decisions have ``status`` (all of them if ``None``)."""
+        with self._read() as c:
+            if status is None:
+                return int(c.execute("SELECT count(*) FROM decisions").fetchone()[0])
+            row = c.execute(
+                "SELECT count(*) FROM decisions WHERE status = ?", (status.value,)
+            ).fetchone()
+            return int(row[0])
 
     def set_decision_status(
         self,

@@ -5,11 +5,13 @@ desired state; entries already handed over are skipped, so a decision reaches th
 locator once on arrival. :meth:`forget` clears that memory for the periodic full pass
 (content moves; the service only notifies for URLs a ticket does not have yet).
 
-A case is ``(source, reference)``: one decision, or one feed line's reference. Its
-clock starts at the decision's ``notice_received_at``, or at the entry's ``first_seen``
-for feed entries (when the agent first saw the hotline's listing). Its notice source,
-jurisdiction and law-enforcement hold come from the decision, or from the feed's
-configuration (:class:`CaseOrigin`).
+A case is a notice: the decisions with one notice source and case reference (a police
+notice with many URLs is one case, however many decisions it made), or one feed line's
+reference. Its clock starts at the earliest ``notice_received_at`` of its decisions, or
+at the entry's ``first_seen`` for feed entries (when the agent first saw the hotline's
+listing). Its notice source, jurisdiction and law-enforcement hold come from its
+decisions (held if any of them is), or from the feed's configuration
+(:class:`CaseOrigin`).
 """
 
 from __future__ import annotations
@@ -72,9 +74,8 @@ class TakedownIntake:
         for e in entries:
             if e.source.startswith("decision:"):
                 d = self._decision(int(e.source.split(":", 1)[1]))
-                key = (e.source, d.reference)
-                origin = CaseOrigin(d.notice_source.value, d.jurisdiction, d.hold)
-                meta[key] = (d.notice_received_at, origin)
+                key = (f"notice:{d.notice_source.value}", d.reference)
+                meta[key] = _with_decision(meta.get(key), d)
             else:
                 key = (e.source, e.reference or e.source)
                 meta.setdefault(key, (e.first_seen or now, self._feed_origin(e.source)))
@@ -82,3 +83,18 @@ class TakedownIntake:
         return [
             Case(tuple(items), meta[key][0], key[1], meta[key][1]) for key, items in groups.items()
         ]
+
+
+def _with_decision(
+    known: tuple[datetime, CaseOrigin] | None, d: Decision
+) -> tuple[datetime, CaseOrigin]:
+    """A notice's clock and origin with one more of its decisions: the earliest receipt;
+    held if any decision is (a hold is never lifted by a sibling); its jurisdiction."""
+    origin = CaseOrigin(d.notice_source.value, d.jurisdiction, d.hold)
+    if known is None:
+        return d.notice_received_at, origin
+    when, seen = known
+    merged = CaseOrigin(
+        seen.source, seen.jurisdiction or origin.jurisdiction, seen.hold or origin.hold
+    )
+    return min(when, d.notice_received_at), merged

@@ -157,18 +157,18 @@ class HostResolver:
         literal = _literal(host)
         if literal is not None:
             return (Answer(literal, "literal", 0, datetime.now(UTC), ""),), ""
+        qname = dns.name.from_text(host)  # once for both types: it is not cheap
         v4, v6 = await asyncio.gather(
-            self._query(host, dns.rdatatype.A, muxes),
-            self._query(host, dns.rdatatype.AAAA, muxes),
+            self._query(qname, dns.rdatatype.A, muxes),
+            self._query(qname, dns.rdatatype.AAAA, muxes),
         )
         answers = v4[0] + v6[0]
         error = "" if answers else (v4[1] or v6[1] or "no address")
         return answers, error
 
     async def _query(
-        self, host: str, rdtype: dns.rdatatype.RdataType, muxes: Sequence[_Mux]
+        self, qname: dns.name.Name, rdtype: dns.rdatatype.RdataType, muxes: Sequence[_Mux]
     ) -> tuple[tuple[Answer, ...], str]:
-        qname = dns.name.from_text(host)
         error = "no resolver answered"
         async with self._sem:
             for mux in muxes:

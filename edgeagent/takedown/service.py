@@ -16,7 +16,7 @@ How the daemon uses it (all methods are coroutines on the daemon's event loop):
   ``edgeagent_takedown_*`` gauges (open, overdue, by source) from the ticket store; the
   breach counter counts each recorded breach.
 * ``await svc.transition(id, to, actor, reason)`` and the other actions of people (the
-  API, the CLI): :mod:`edgeagent.takedown.casework`.
+  API, the CLI): :mod:`edgeagent.takedown.ticket_actions`.
 
 Where the rules require a law-enforcement authorisation before isolation (by source or
 jurisdiction), every notice tells the hosting team to preserve the content unaltered and
@@ -58,7 +58,6 @@ from edgeagent.model import (
 )
 from edgeagent.store.base import Store
 from edgeagent.takedown.calendar import WEEKDAYS, BusinessHours, parse_window
-from edgeagent.takedown.casework import Casework
 from edgeagent.takedown.customers.base import Assignment
 from edgeagent.takedown.customers.directory import CustomerDirectory, RefreshReport
 from edgeagent.takedown.customers.kinds import CUSTOMER_SOURCE_KINDS
@@ -79,6 +78,7 @@ from edgeagent.takedown.segment import SegmentDetail
 from edgeagent.takedown.segment_locator import SegmentLocator
 from edgeagent.takedown.settings import TakedownSettings
 from edgeagent.takedown.space import OwnSpace
+from edgeagent.takedown.ticket_actions import TicketActions
 from edgeagent.takedown.tickets import (
     Ticket,
     TicketEvent,
@@ -116,7 +116,7 @@ class PurgeReport:
     kept_by_legal_hold: tuple[int, ...]
 
 
-class TakedownService(Casework):
+class TakedownService(TicketActions):
     """See the module docstring."""
 
     def __init__(

@@ -30,6 +30,7 @@ BENCHMARKS = (
     "proxy_helper",
     "squid_e2e",
     "fleet_verify",
+    "bulk_notice",
 )
 
 

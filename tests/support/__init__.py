@@ -18,7 +18,10 @@
 - :mod:`tests.support.tickets`: takedown tickets to start from, the ticket-store contract;
 - :mod:`tests.support.store_contract`: what every store backend does (SQLite, PostgreSQL);
 - :mod:`tests.support.postgres`: a test's own PostgreSQL database;
-- :mod:`tests.support.alert_rules`: the alert rules, the dashboard, the metric contract.
+- :mod:`tests.support.alert_rules`: the alert rules, the dashboard, the metric contract;
+- :mod:`tests.support.fuzzing`: fuzz budgets, hostile strategies, the figures of the
+  hostile-input tests (a plugin: example counts per target at the end of a run);
+- :mod:`tests.support.full_api`: the control API with every route table the daemon serves.
 
 Fixtures are not here: they live in the ``conftest.py`` files. Support code may import
 :mod:`edgeagent`, never a test module; ``bench/`` imports nothing from ``tests/``; what

@@ -29,6 +29,8 @@ from edgeagent.config import default_settings
 from edgeagent.decisions import DecisionService
 from edgeagent.engine import PolicyEngine
 from edgeagent.guard import Guard
+from edgeagent.model import NoticeSource
+from edgeagent.overrides import ExternalLists
 from edgeagent.store.base import Store
 from edgeagent.tokens import new_token
 
@@ -69,11 +71,21 @@ def add_tokens(store: Store) -> dict[str, str]:
 
 
 def make_context(
-    store: Store, guard: Guard, *, public_needs_approval: bool = True, **settings: Any
+    store: Store,
+    guard: Guard,
+    *,
+    public_needs_approval: bool = True,
+    feed_sources: Mapping[str, NoticeSource] | None = None,
+    **settings: Any,
 ) -> ApiContext:
-    """An ``ApiContext`` wired like the daemon does: real service, real policy engine."""
+    """An ``ApiContext`` wired like the daemon does: real service, real policy engine, the
+    external-list check for allows (``feed_sources``: each feed's notice source)."""
     engine = PolicyEngine(store, guard)
-    service = DecisionService(store, guard, public_needs_approval=public_needs_approval)
+    sources = dict(feed_sources or {})
+    overrides = ExternalLists(lambda: engine.current().index, sources.get, store.get_decision)
+    service = DecisionService(
+        store, guard, public_needs_approval=public_needs_approval, overrides=overrides
+    )
     settings.setdefault("policy", lambda: engine.current().index)
     return ApiContext(store=store, decisions=service, **settings)
 

@@ -21,7 +21,7 @@ import pytest
 from edgeagent.errors import Conflict, InvalidTransition, NotFound, StoreError
 from edgeagent.intake.base import IntakeChannel, IntakeContent, IntakeState, NewIntakeItem
 from edgeagent.model import Action, DecisionStatus, Entry, Indicator, NoticeSource, Scope
-from edgeagent.store.base import AuditNote, GenerationStatus, NewDecision, Store
+from edgeagent.store.base import AuditNote, GenerationStatus, NewDecision, Store, TargetSearch
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
 
@@ -395,6 +395,56 @@ class StoreContract:
         assert store.list_decisions(scope="domain") == []
         assert [d.id for d in store.active_decisions()] == [a.id, b.id]
         assert all(d.history for d in store.active_decisions())
+
+    def test_count_decisions(self, store: Store) -> None:
+        store.add_decision(new_decision("a.example"))
+        store.add_decision(new_decision("b.example", status=DecisionStatus.PENDING_APPROVAL))
+        store.add_decision(new_decision("c.example", status=DecisionStatus.PENDING_APPROVAL))
+        assert store.count_decisions() == 3
+        assert store.count_decisions(status=DecisionStatus.PENDING_APPROVAL) == 2
+        assert store.count_decisions(status=DecisionStatus.REVOKED) == 0
+
+    def test_search_decisions_by_target(self, store: Store) -> None:
+        def url(value: str) -> NewDecision:
+            return replace(new_decision(), indicator=Indicator(Scope.URL, value))
+
+        on_host = store.add_decision(url("http://shop_1.example/a.html"))
+        with_port = store.add_decision(url("https://shop_1.example:8443/b.html"))
+        store.add_decision(url("http://shop_1.example.other/c.html"))  # another host
+        store.add_decision(url("http://shopx1.example/d.html"))  # "_" is no wildcard
+        name = store.add_decision(new_decision("shop_1.example"))
+        found = store.list_decisions(target=TargetSearch(("shop_1.example",), "shop_1.example"))
+        assert [d.id for d in found] == [on_host.id, with_port.id, name.id]
+        exact = store.list_decisions(target=TargetSearch(("http://shop_1.example/a.html",)))
+        assert [d.id for d in exact] == [on_host.id]
+        assert store.list_decisions(target=TargetSearch(())) == []
+        assert store.list_decisions(target=TargetSearch(("x",)), status=DecisionStatus.ACTIVE) == []
+
+    def test_add_decisions_is_one_transaction_with_conflicts_in_place(self, store: Store) -> None:
+        existing = store.add_decision(new_decision("old.example"))
+        before = store.policy_version()
+        batch = [
+            (new_decision("n1.example"), AuditNote("decision.create", {"n": 1})),
+            (new_decision("old.example"), AuditNote("decision.create", {"n": 2})),
+            (new_decision("n1.example"), None),  # twice in one batch
+            (new_decision("n2.example", status=DecisionStatus.PENDING_APPROVAL), None),
+        ]
+        out = store.add_decisions(batch)
+        assert [type(o).__name__ for o in out] == ["Decision", "Conflict", "Conflict", "Decision"]
+        assert f"decision {existing.id}" in str(out[1])
+        assert store.count_decisions() == 3
+        assert store.policy_version() == before + 1  # the batch is one change
+        assert [r.detail for r in store.audit_since()] == [{"n": 1}]  # only what was stored
+        assert store.verify_audit().ok
+        assert store.add_decisions([]) == []
+
+    def test_failed_batch_stores_nothing(self, store: Store) -> None:
+        naive = replace(new_decision("n3.example"), notice_received_at=datetime(2026, 1, 1))
+        with pytest.raises(StoreError):
+            store.add_decisions([(new_decision("n1.example"), None), (naive, None)])
+        assert store.count_decisions() == 0
+        store.add_decision(new_decision("n1.example"))  # the store still works
+        assert store.count_decisions() == 1
 
     def test_active_decisions_stream_many(self, store: Store) -> None:
         made = [store.add_decision(new_decision(f"h{i}.example")) for i in range(600)]

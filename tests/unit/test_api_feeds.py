@@ -73,6 +73,18 @@ async def test_sync_approve_and_discard_a_held_generation(api: Harness) -> None:
     assert status == 200
     assert feed["entries"] == 200
     assert feed["held"]["entries"] == 20
+    # What approving it would change: counts for everyone, the entries for a supervisor.
+    live = feed["held"]["changes"]["live_generation"]
+    assert feed["held"]["changes"] == {"live_generation": live, "added": 0, "removed": 180}
+    assert "listed.example" not in repr(feed)
+    status, feed = await api.call("GET", "/v1/feeds/police", "analyst")
+    assert "added_entries" not in feed["held"]["changes"]
+    status, feed = await api.call("GET", "/v1/feeds/police", "supervisor")
+    changes = feed["held"]["changes"]
+    assert (changes["added_entries"], changes["truncated"]) == ([], False)
+    removed = {e["target"] for e in changes["removed_entries"]}
+    assert removed == {f"site{i}.listed.example" for i in range(20, 200)}
+    assert changes["removed_entries"][0]["action"] == "block"
 
     status, body = await api.call(
         "POST", "/v1/feeds/police/approve", "analyst", json={"reason": "checked"}

@@ -117,7 +117,7 @@ def test_path_and_query_parameters() -> None:
         {"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}
     ]
     listing = {p["name"]: p for p in doc["paths"]["/v1/decisions"]["get"]["parameters"]}
-    assert set(listing) == {"status", "source", "scope", "reference", "limit", "offset"}
+    assert set(listing) == {"status", "source", "scope", "reference", "target", "limit", "offset"}
     assert not listing["limit"]["required"]
     lookup = doc["paths"]["/v1/lookup"]["get"]
     assert lookup["parameters"][0]["name"] == "target"

@@ -46,7 +46,9 @@ def api_settings() -> dict[str, Any]:
     return {
         "feeds": lambda: {"iwf": {"state": "ok", "age_seconds": 3}},
         "publishers": lambda: {"bind": {"state": "verified"}},
-        "plan": lambda: {"held_generations": [{"feed": "interpol", "reason": "shrank 60%"}]},
+        "plan": lambda entries: {
+            "held_generations": [{"feed": "interpol", "reason": "shrank 60%"}]
+        },
         "lookup_rate_per_minute": 3,
         "clock": FakeClock(),
         "metrics": Metrics(),
@@ -90,6 +92,21 @@ async def test_plan_hides_targets_from_noc(api: ApiHarness) -> None:
     assert out.plan == {"held_generations": [{"feed": "interpol", "reason": "shrank 60%"}]}
     _, body = await api.call("GET", "/v1/plan", "analyst")
     assert body["pending"][0]["target"] == "pend.example"
+
+
+async def test_held_entries_are_asked_for_supervisors_only(api: ApiHarness) -> None:
+    asked: list[bool] = []
+
+    def plan(entries: bool) -> dict[str, bool]:
+        asked.append(entries)
+        return {"entries_shown": entries}
+
+    async with api.with_settings(plan=plan) as harness:
+        for who in ("noc", "analyst", "supervisor", "admin"):
+            status, body = await harness.call("GET", "/v1/plan", who)
+            assert status == 200
+    assert asked == [False, False, True, True]
+    assert body["plan"] == {"entries_shown": True}
 
 
 async def test_lookup_explains_and_audits(api: ApiHarness) -> None:

@@ -10,20 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.cli import edgeagent
+
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "config" / "edgeagent.example.toml"
 FIXTURES = REPO / "tests" / "fixtures" / "config"
-
-
-def edgeagent(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "edgeagent.cli", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {})},
-        timeout=60,
-        check=False,
-    )
 
 
 @pytest.fixture
@@ -160,17 +151,23 @@ def test_lookup_explains_a_decision(state_config: Path, tmp_path: Path) -> None:
 
 def test_sync_against_the_bundled_samples_prints_per_feed_counts(tmp_path: Path) -> None:
     env = {"EDGEAGENT_STATE_DIR": str(tmp_path / "state"), "EDGEAGENT_CONFIG": ""}
-    first = edgeagent("sync", env=env)
+    nobody = edgeagent("sync", env=env)
+    assert nobody.returncode == 2  # it changes state: who asks?
+    assert "--actor" in nobody.stderr
+    assert (
+        edgeagent("token", "create", "--role", "analyst", "--name", "ana", env=env).returncode == 0
+    )
+    first = edgeagent("sync", "--actor", "ana", env=env)
     assert first.returncode == 0, first.stderr
     lines = {line.split()[0]: line for line in first.stdout.splitlines()}
     assert set(lines) == {"hotline-sample", "police-sample"}
     for line in lines.values():
         assert " live " in line
         assert "rejected" in line  # the samples carry injection lines on purpose
-    again = edgeagent("sync", "--feed", "police-sample", env=env)
+    again = edgeagent("sync", "--feed", "police-sample", "--actor", "ana", env=env)
     assert again.returncode == 0
     assert "unchanged" in again.stdout
-    unknown = edgeagent("sync", "--feed", "nope", env=env)
+    unknown = edgeagent("sync", "--feed", "nope", "--actor", "ana", env=env)
     assert unknown.returncode == 3
     assert "feed nope not found" in unknown.stderr
 
@@ -193,7 +190,7 @@ def test_report_takedown_writes_csv(tmp_path: Path) -> None:
     assert first.startswith("all,0")
     bad = edgeagent("report", "takedown", "--from", "yesterday", "-c", str(cfg))
     assert bad.returncode == 2
-    assert "--from: not a date or date-time" in bad.stderr
+    assert "--from takes an ISO 8601 date" in bad.stderr
 
 
 def test_report_takedown_needs_takedown_enabled(state_config: Path) -> None:
@@ -210,24 +207,54 @@ def test_feed_approve_and_discard_a_held_generation(tmp_path: Path) -> None:
         f'[feeds.police]\nkind = "domain-list"\npath = "{lst}"\n',
         encoding="utf-8",
     )
+    for role, name in (("analyst", "ana"), ("supervisor", "sam")):
+        created = edgeagent("token", "create", "--role", role, "--name", name, "-c", str(cfg))
+        assert created.returncode == 0, created.stderr
     lst.write_text("".join(f"s{i}.listed.example\n" for i in range(200)), encoding="utf-8")
-    assert " live " in edgeagent("sync", "-c", str(cfg)).stdout
+    assert " live " in edgeagent("sync", "--actor", "ana", "-c", str(cfg)).stdout
     lst.write_text("s1.listed.example\n", encoding="utf-8")  # a 99.5 % shrink: held
-    held = edgeagent("sync", "-c", str(cfg))
+    held = edgeagent("sync", "--actor", "ana", "-c", str(cfg))
     assert " held " in held.stdout
     plan = edgeagent("plan", "-c", str(cfg))
     assert "HELD feed police" in plan.stdout
+    assert "+0 -199" in plan.stdout  # what approving it would change
+    assert "s7.listed.example" not in plan.stdout  # the entries: a supervisor's
+    entries = edgeagent("plan", "--entries", "--actor", "sam", "-c", str(cfg))
+    assert "    - block domain s7.listed.example" in entries.stdout, entries.stderr
+    refused = edgeagent("plan", "--entries", "--actor", "ana", "-c", str(cfg))
+    assert refused.returncode == 2
+    assert "supervisor" in refused.stderr
 
-    missing = edgeagent("feed", "approve", "police", "-c", str(cfg))
+    missing = edgeagent("feed", "approve", "police", "--actor", "sam", "-c", str(cfg))
     assert missing.returncode == 2
     assert "--reason" in missing.stderr
-    done = edgeagent("feed", "discard", "police", "--reason", "broken export", "-c", str(cfg))
+    analyst = edgeagent(
+        "feed", "discard", "police", "--reason", "x", "--actor", "ana", "-c", str(cfg)
+    )
+    assert analyst.returncode == 3
+    assert "needs supervisor" in analyst.stderr
+    done = edgeagent(
+        "feed", "discard", "police", "--reason", "broken export", "--actor", "sam", "-c", str(cfg)
+    )
     assert done.returncode == 0, done.stderr
     assert "discarded" in done.stdout
-    again = edgeagent("feed", "approve", "police", "--reason", "x", "-c", str(cfg))
+    again = edgeagent(
+        "feed", "approve", "police", "--reason", "x", "--actor", "sam", "-c", str(cfg)
+    )
     assert again.returncode == 3
     assert "not found" in again.stderr
     assert "no held feed generations" in edgeagent("plan", "-c", str(cfg)).stdout
+    discards = [r for r in _audit(cfg) if r[0] == "feed.discard"]
+    assert discards == [("feed.discard", "sam")]
+
+
+def _audit(cfg: Path) -> list[tuple[str, str]]:
+    """``(action, actor)`` of every audit row of the store next to ``cfg``."""
+    con = sqlite3.connect(cfg.parent / "state" / "edgeagent.sqlite3")
+    try:
+        return [(r[0], r[1]) for r in con.execute("SELECT action, actor FROM audit ORDER BY id")]
+    finally:
+        con.close()
 
 
 def test_root_does_not_write_into_the_service_users_state_dir(tmp_path: Path) -> None:

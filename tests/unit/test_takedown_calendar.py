@@ -6,10 +6,10 @@ from datetime import UTC, date, datetime, time
 
 import pytest
 
-from edgeagent.localtime import zone
+from edgeagent.dates import time_zone
 from edgeagent.takedown.calendar import BusinessHours, parse_window
 
-BERLIN = zone("Europe/Berlin")
+BERLIN = time_zone("Europe/Berlin")
 HOURS = BusinessHours(
     frozenset(range(5)), time(8), time(18), frozenset({date(2026, 12, 25)}), BERLIN
 )

@@ -16,7 +16,6 @@ import pytest
 
 from edgeagent.config import ConfigError, load_config
 from edgeagent.errors import ConfigProblem
-from edgeagent.localtime import zone
 from edgeagent.model import Action, Entry, Indicator, Scope
 from edgeagent.store import SqliteStore, open_ticket_store
 from edgeagent.takedown.customers.csv import CsvExportConfig
@@ -290,7 +289,7 @@ async def test_escalations_go_on_call_out_of_hours_only(
     store = SqliteStore(tmp_path / "edgeagent.sqlite3")
     tickets = open_ticket_store(settings.store, tmp_path)
     svc = TakedownService.from_settings(
-        settings.takedown, store, tickets, time_zone=zone(settings.agent.time_zone)
+        settings.takedown, store, tickets, time_zone=settings.agent.zone
     )
     saturday_night = dt.datetime(2026, 3, 7, 22, 0, tzinfo=dt.UTC)
     monday_noon = dt.datetime(2026, 3, 9, 11, 0, tzinfo=dt.UTC)

@@ -66,6 +66,7 @@ from edgeagent.store.base import (
     NewDecision,
     StoreBackend,
     StoreConfig,
+    TargetSearch,
     Token,
     check_decision_transition,
     require_aware,
@@ -565,59 +566,89 @@ class PostgresStore(StoreBackend[PostgresStoreConfig]):
         action (a unique partial index enforces it for every writer). An active decision
         bumps ``policy_version`` in the same transaction; ``audit`` is written in it too.
         """
+        with self._tx("recording a decision") as cur:
+            self._lock_policy(cur)
+            did = self._insert_decision(cur, new, audit)
+            if new.status is DecisionStatus.ACTIVE:
+                self._bump_policy(cur)
+            return self._get_decision(cur, did)
+
+    def add_decisions(
+        self, batch: Sequence[tuple[NewDecision, AuditNote | None]]
+    ) -> list[Decision | Conflict]:
+        """Record every decision of ``batch`` in one transaction; a duplicate is answered
+        by its ``Conflict`` in its place, any other error stores none of them."""
+        done: list[int | Conflict] = []
+        with self._tx("recording decisions") as cur:
+            self._lock_policy(cur)
+            for new, audit in batch:
+                try:
+                    done.append(self._insert_decision(cur, new, audit))
+                except Conflict as exc:  # its savepoint undid what it wrote
+                    done.append(exc)
+            ids = [d for d in done if isinstance(d, int)]
+            found = cur.execute(
+                f"SELECT {DECISION_COLUMNS} FROM decisions WHERE id = ANY(%s) ORDER BY id",
+                (ids,),
+            ).fetchall()
+            stored = {d.id: d for d in self._load_decisions(cur, found)}
+            if any(d.status is DecisionStatus.ACTIVE for d in stored.values()):
+                self._bump_policy(cur)
+        return [stored[d] if isinstance(d, int) else d for d in done]
+
+    def _insert_decision(self, cur: Cursor, new: NewDecision, audit: AuditNote | None) -> int:
+        """Insert ``new``, its first event and its audit row in ``cur``'s transaction; its
+        id. The caller bumps the policy version for active ones. ``Conflict`` for a
+        duplicate, with nothing of it written."""
         if new.status not in OPEN_DECISION_STATUSES:
             raise InvalidTransition("new", new.status.value, _OPEN_STATUSES)
         ind = new.indicator
         received = require_aware(new.notice_received_at)
         expires = None if new.expires_at is None else require_aware(new.expires_at)
-        with self._tx("recording a decision") as cur:
-            self._lock_policy(cur)
-            now = self._now()
-            try:
-                with self._pool.savepoint(cur):  # on a duplicate, the lookup below may run
-                    row = cur.execute(
-                        "INSERT INTO decisions (scope, value, action, actor, reason, "
-                        "reference, notice_source, notice_received_at, created_at, status, "
-                        "expires_at, category, hold, jurisdiction) VALUES "
-                        "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
-                        (
-                            ind.scope.value,
-                            ind.value,
-                            new.action.value,
-                            new.actor,
-                            new.reason,
-                            new.reference,
-                            new.notice_source.value,
-                            received,
-                            now,
-                            new.status.value,
-                            expires,
-                            new.category,
-                            new.hold,
-                            new.jurisdiction,
-                        ),
-                    ).fetchone()
-            except Conflict:
-                found = cur.execute(
-                    "SELECT id, status FROM decisions WHERE scope = %s AND value = %s AND "
-                    "action = %s AND status = ANY(%s)",
-                    (ind.scope.value, ind.value, new.action.value, _OPEN_STATUSES),
+        now = self._now()
+        try:
+            with self._pool.savepoint(cur):  # on a duplicate, the lookup below may run
+                row = cur.execute(
+                    "INSERT INTO decisions (scope, value, action, actor, reason, "
+                    "reference, notice_source, notice_received_at, created_at, status, "
+                    "expires_at, category, hold, jurisdiction) VALUES "
+                    "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+                    (
+                        ind.scope.value,
+                        ind.value,
+                        new.action.value,
+                        new.actor,
+                        new.reason,
+                        new.reference,
+                        new.notice_source.value,
+                        received,
+                        now,
+                        new.status.value,
+                        expires,
+                        new.category,
+                        new.hold,
+                        new.jurisdiction,
+                    ),
                 ).fetchone()
-                which = f"decision {found[0]} ({found[1]})" if found else "an open decision"
-                raise Conflict(
-                    f"{which} already has action {new.action.value} for indicator {ind.ref}"
-                ) from None
-            did = int(_one_row(row)[0])
-            cur.execute(
-                "INSERT INTO decision_events (decision_id, at, actor, status, reason) "
-                "VALUES (%s, %s, %s, %s, %s)",
-                (did, now, new.actor, new.status.value, new.reason),
-            )
-            if new.status is DecisionStatus.ACTIVE:
-                self._bump_policy(cur)
-            if audit is not None:  # same transaction: no decision without its audit row
-                self._audit_in(cur, new.actor, audit.action, f"decision:{did}", audit.detail)
-            return self._get_decision(cur, did)
+        except Conflict:
+            found = cur.execute(
+                "SELECT id, status FROM decisions WHERE scope = %s AND value = %s AND "
+                "action = %s AND status = ANY(%s)",
+                (ind.scope.value, ind.value, new.action.value, _OPEN_STATUSES),
+            ).fetchone()
+            which = f"decision {found[0]} ({found[1]})" if found else "an open decision"
+            raise Conflict(
+                f"{which} already has action {new.action.value} for indicator {ind.ref}"
+            ) from None
+        did = int(_one_row(row)[0])
+        cur.execute(
+            "INSERT INTO decision_events (decision_id, at, actor, status, reason) "
+            "VALUES (%s, %s, %s, %s, %s)",
+            (did, now, new.actor, new.status.value, new.reason),
+        )
+        if audit is not None:  # same transaction: no decision without its audit row
+            self._audit_in(cur, new.actor, audit.action, f"decision:{did}", audit.detail)
+        return did
 
     def get_decision(self, decision_id: int) -> Decision:
         """One decision with its full history; ``NotFound`` if unknown."""
@@ -631,6 +662,7 @@ class PostgresStore(StoreBackend[PostgresStoreConfig]):
         source: NoticeSource | None = None,
         scope: str | None = None,
         reference: str | None = None,
+        target: TargetSearch | None = None,
         limit: int = 1000,
         offset: int = 0,
     ) -> list[Decision]:
@@ -638,15 +670,30 @@ class PostgresStore(StoreBackend[PostgresStoreConfig]):
         if limit < 0 or offset < 0:
             raise StoreError("limit and offset must be >= 0")
         filters = rows.decision_filters(status, source, scope, reference)
-        clause = " AND ".join(f"{column} = %s" for column, _ in filters)
+        terms = [f"{column} = %s" for column, _ in filters]
         params = [value for _, value in filters]
+        if target is not None:
+            condition, values = rows.target_condition(target, "%s")
+            terms.append(condition)
+            params += values
         with self._tx("listing decisions") as cur:
             found = cur.execute(
-                f"SELECT {DECISION_COLUMNS} FROM decisions WHERE {clause or 'true'} "
+                f"SELECT {DECISION_COLUMNS} FROM decisions WHERE {' AND '.join(terms) or 'true'} "
                 "ORDER BY id LIMIT %s OFFSET %s",
                 (*params, limit, offset),
             ).fetchall()
             return self._load_decisions(cur, found)
+
+    def count_decisions(self, *, status: DecisionStatus | None = None) -> int:
+        """How many decisions have ``status`` (all of them if ``None``)."""
+        with self._tx("counting decisions") as cur:
+            if status is None:
+                return int(_one(cur.execute("SELECT count(*) FROM decisions"))[0])
+            return int(
+                _one(
+                    cur.execute("SELECT count(*) FROM decisions WHERE status = %s", (status.value,))
+                )[0]
+            )
 
     def set_decision_status(
         self,

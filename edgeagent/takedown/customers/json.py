@@ -24,6 +24,8 @@ def parse_json(name: str, text: str) -> list[Assignment]:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise ExportError(name, [ExportProblem(exc.lineno, "malformed JSON")]) from None
+        except RecursionError:  # nesting deep enough to exhaust the decoder's stack
+            raise ExportError(name, [ExportProblem(1, "JSON nested too deeply")]) from None
         items = list(enumerate(data, start=1))
     else:
         for n, line in enumerate(text.splitlines(), start=1):
@@ -33,6 +35,8 @@ def parse_json(name: str, text: str) -> list[Assignment]:
                 items.append((n, json.loads(line)))
             except json.JSONDecodeError:
                 problems.append(ExportProblem(n, "malformed JSON"))
+            except RecursionError:
+                problems.append(ExportProblem(n, "JSON nested too deeply"))
     for n, item in items:
         if not isinstance(item, dict):
             problems.append(ExportProblem(n, "not a JSON object"))

@@ -1,12 +1,13 @@
 """People's actions on takedown tickets: moves with their records, the two-person
 found-legal, authorisations, account outcomes, holds, assignment and comments.
 
-:class:`Casework` is the half of :class:`edgeagent.takedown.service.TakedownService` the
-NTD team drives (through the API and the CLI); the service supplies storage, per-ticket
-locks, notices and the audit log. Every action is a ticket event and an audit record
-named ``ticket.<action>``, with the acting token identity.
+:class:`TicketActions` is the half of
+:class:`edgeagent.takedown.service.TakedownService` the NTD team drives (through the API
+and the CLI); the service supplies storage, per-ticket locks, notices and the audit log.
+Every action is a ticket event and an audit record named ``ticket.<action>``, with the
+acting token identity.
 
-* :meth:`Casework.transition`: ``InvalidTransition`` names the allowed states;
+* :meth:`TicketActions.transition`: ``InvalidTransition`` names the allowed states;
   ``AuthorisationRequired`` where a law-enforcement authorisation must come first;
   ``InvalidRequest`` when the record a state needs is missing or names an unknown
   recipient (:func:`edgeagent.takedown.tickets.required_record`).
@@ -15,8 +16,9 @@ named ``ticket.<action>``, with the acting token identity.
   confirms; then the case's blocking decisions are revoked through the decision
   lifecycle (the daemon is told: ``on_policy_change``) and the hosting team is told the
   content may be restored.
-* :meth:`Casework.record_authorisation`: who authorised, their reference and when; where
-  the ticket was waiting for it, the hosting team then gets the instruction to isolate.
+* :meth:`TicketActions.record_authorisation`: who authorised, their reference and when;
+  where the ticket was waiting for it, the hosting team then gets the instruction to
+  isolate.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ from edgeagent.takedown.tickets import (
 from edgeagent.takedown.ticketstore import TicketStorage
 
 
-class Casework(ABC):
+class TicketActions(ABC):
     """See the module docstring. The service sets the attributes and implements the
     abstract methods."""
 
