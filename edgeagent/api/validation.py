@@ -112,9 +112,6 @@ def _in_utc(value: datetime) -> datetime:
         raise ValueError("out of range once converted to UTC") from None
 
 
-# A time with a zone, as UTC: the store keeps UTC, and a time at the edge of the calendar
-# whose offset takes it past year 1 or 9999 is refused here rather than failing later.
-UtcDatetime = Annotated[AwareDatetime, AfterValidator(_in_utc)]
 # Scopes a person may decide on. ``url-hash`` entries come from hashed feeds only:
 # nobody should type a digest into a decision.
 DecisionScope = Literal["domain", "host", "url", "url-prefix", "ip", "cidr"]
@@ -132,9 +129,11 @@ def _in_request_zone(value: object) -> object:
     return value
 
 
+# Converted to UTC as it is validated: the store keeps UTC, and a time at the edge of the
+# calendar whose offset takes it past year 1 or 9999 is refused here, not failing later.
 ZonedDatetime = Annotated[AwareDatetime, BeforeValidator(_in_request_zone), AfterValidator(_in_utc)]
-"""ISO 8601 date-time with or without zone, or a date (its midnight); see module doc.
-As UTC, like :data:`UtcDatetime` (a time past the calendar's end once in UTC is a 400)."""
+"""ISO 8601 date-time with or without zone, or a date (its midnight), as UTC; see module
+doc."""
 
 BULK_MAX_TARGETS = 10_000
 """Targets one ``POST /v1/decisions/bulk`` may carry."""

@@ -36,7 +36,9 @@ def test_lab_with_a_helper_that_cannot_start_is_never_ready(
     lab.announce = announced.append
     started = time.monotonic()
     try:
-        with pytest.raises(DaemonError, match="never became ready") as raised:
+        # Squid may die while it starts (the helpers crash at once) or after: either way
+        # the lab refuses, before announcing anything.
+        with pytest.raises(DaemonError, match=r"never became ready|squid exited") as raised:
             asyncio.run(asyncio.wait_for(lab.run(), timeout=180))
         assert "squid" in str(raised.value) or "proxy canary" in str(raised.value)
         assert not announced
