@@ -172,7 +172,7 @@ class ProxyEnforcer(Enforcer):
             # The path filter first: a newer filter only sends more requests to the helper,
             # an older one could hide a new block until the next look (0.25 s).
             write_path_filter(with_canary, filter_path(self.index_path), group=group)
-            stats = write_index(with_canary, self.index_path, group=group)
+            stats = write_index(with_canary, self.index_path, group=group, fence=self.context.fence)
             self.written.record(filter_path(self.index_path), self.index_path)
         except Exception as exc:
             self.last_error = f"{type(exc).__name__}: {exc}"

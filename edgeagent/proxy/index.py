@@ -65,7 +65,7 @@ import os
 import re
 import struct
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -359,16 +359,20 @@ def write_index(
     *,
     group: str | int | None = None,
     hashed: Iterable[tuple[bytes, str]] = (),
+    fence: Callable[[str], None] | None = None,
 ) -> IndexStats:
     """Build the index and swap it in atomically: temp file (0640, ``group``), verify, rename.
 
     The temporary file is re-opened with :class:`IndexReader` (checksum and layout) before
-    the rename, so a reader never sees a file it would refuse.
+    the rename, so a reader never sees a file it would refuse. ``fence("the proxy
+    index")``, last before the rename, may refuse it (``Fenced``: a deposed leader).
     """
     data, counts = build_index(state, hashed)
 
     def check(tmp: Path) -> None:
         IndexReader.open(tmp).close()
+        if fence is not None:
+            fence("the proxy index")
 
     write_atomic(path, data, INDEX_MODE, group=group, check=check)
     count = _HEADER.unpack_from(data)[3]

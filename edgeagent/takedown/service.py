@@ -93,6 +93,11 @@ from edgeagent.takedown.ticketstore import TicketStorage
 log = logging.getLogger(__name__)
 
 
+def _first_time(key: str) -> bool:
+    """The claim of an agent that always leads and shares its tickets with nobody."""
+    return True
+
+
 def _utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -146,6 +151,9 @@ class TakedownService(TicketActions):
         # calls on_policy_change (the daemon's reconciler) so the resolvers follow.
         self.decisions = decisions
         self.on_policy_change: Callable[[], None] | None = None
+        # Records a notice's idempotency key before it is sent (the leadership's claim,
+        # edgeagent.leadership): False means sent before; Fenced means not the leader.
+        self.claim_notice: Callable[[str], bool] = _first_time
         self.tickets = tickets
         self.locator = locator
         self.notifiers = tuple(notifiers)
@@ -612,6 +620,7 @@ class TakedownService(TicketActions):
             attempts=self.policy.notify_attempts,
             backoff_seconds=self.policy.retry_backoff_seconds,
             clock=self.clock,
+            claim=self._claim,
         )
         t = sent.ticket
         for notifier, ok in sent.delivered:
@@ -630,6 +639,9 @@ class TakedownService(TicketActions):
         if sent.failures < len(self.notifiers) + len(on_call):
             changes["last_notified_at"] = self.clock()
         return await asyncio.to_thread(self.tickets.update, replace(t, **changes))
+
+    async def _claim(self, key: str) -> bool:
+        return await asyncio.to_thread(self.claim_notice, key)
 
     def _on_call(self, t: Ticket, kind: str) -> tuple[Notifier, ...]:
         """For an escalation out of business hours: the on-call notifiers of the ticket's

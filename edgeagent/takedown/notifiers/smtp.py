@@ -149,6 +149,7 @@ class SmtpNotifier(Notifier):
         msg["Subject"] = subject
         msg["Message-ID"] = make_msgid(domain=self.sender.rpartition("@")[2] or None)
         msg["X-EdgeAgent-Ticket"] = str(notice.ticket_id)
+        msg["X-EdgeAgent-Idempotency-Key"] = notice.idempotency_key
         msg.set_content(text)
         self.deliver(msg, to)
 
