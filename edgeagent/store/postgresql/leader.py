@@ -95,6 +95,7 @@ class LockLeadership(Leadership):
                 await asyncio.sleep(self.poll_seconds)
 
     async def _open_session(self) -> AsyncConnection:
+        await asyncio.to_thread(self._pool)  # the fence's pool; opening it migrates the schema
         conn = await self.database.connect_async()
         timeout_ms = int(self.session_timeout_seconds * 1000)
         await conn.execute(f"SET idle_session_timeout = {timeout_ms}")
