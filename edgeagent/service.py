@@ -386,7 +386,7 @@ class Daemon:
         log.info("leader: publishing", extra=fields(version=snap.state.version))
         await self._enforce(snap)
         await self.agent.enforcers.verify()
-        await self._initial_sync()  # customers, then tickets for the policy, then feeds
+        await self._initial_sync()  # customers, first notices, tickets, then feeds
 
     async def _enforce(self, snap: PolicySnapshot) -> None:
         self.enforced_version = snap.state.version
@@ -577,6 +577,10 @@ class Daemon:
                 await self.agent.takedown.refresh_customers()
             except Exception:
                 log.exception("customer data could not be loaded; the previous data stays")
+            try:
+                await self.agent.takedown.send_first_notices()
+            except Exception:
+                log.exception("first notices of earlier tickets failed; retried later")
             await self._takedown_intake(await asyncio.to_thread(self.agent.policy))
         try:
             await self.agent.feeds.sync_all()

@@ -93,6 +93,10 @@ from edgeagent.takedown.ticketstore import TicketStorage
 log = logging.getLogger(__name__)
 
 
+def _never_notified(t: Ticket) -> bool:
+    return t.last_notified_at is None and t.notify_failures == 0 and not t.closed
+
+
 def _first_time(key: str) -> bool:
     """The claim of an agent that always leads and shares its tickets with nobody."""
     return True
@@ -331,7 +335,7 @@ class TakedownService(TicketActions):
                 actor=actor,
             )
             if fresh:
-                ticket = await self._notify_locked(ticket.id, "notice", recheck=False)
+                ticket = await self._notify_locked(ticket.id, "notice", recheck=False, first=True)
             touched.append(ticket)
         return IntakeResult(tuple(touched), outside, unresolved, unassigned)
 
@@ -592,9 +596,26 @@ class TakedownService(TicketActions):
     def _lock(self, ticket_id: int) -> asyncio.Lock:
         return self._locks.setdefault(ticket_id, asyncio.Lock())
 
-    async def _notify_locked(self, ticket_id: int, kind: str, *, recheck: bool) -> Ticket:
+    async def send_first_notices(self) -> list[Ticket]:
+        """Send the first notice of every open ticket that never had one: a leader that
+        died between opening a ticket and notifying it left it so (a notice it had
+        already claimed is not sent again: see :mod:`edgeagent.takedown.delivery`)."""
+        waiting = await asyncio.to_thread(self.tickets.open_tickets)
+        sent = []
+        for t in waiting:
+            if _never_notified(t):
+                sent.append(await self._notify_locked(t.id, "notice", recheck=False, first=True))
+        return sent
+
+    async def _notify_locked(
+        self, ticket_id: int, kind: str, *, recheck: bool, first: bool = False
+    ) -> Ticket:
+        """Notify under the ticket's lock; ``first``: only if it was never notified (two
+        paths may reach a new ticket's first notice; one sends it)."""
         async with self._lock(ticket_id):
             t = await asyncio.to_thread(self.tickets.get, ticket_id)
+            if first and not _never_notified(t):
+                return t
             if recheck:
                 t = await self._recheck(ticket_id, "system")
             return await self._notify(t, kind)
