@@ -204,6 +204,13 @@ def _bulk_notice(quick: bool) -> list[Row]:
     return bulk_notice.rows(quick)
 
 
+def _leader_failover(quick: bool) -> list[Row]:
+    """Leader kill -9 -> the new leader has published (two agents, PostgreSQL, BIND)."""
+    from bench import leader_failover
+
+    return as_rows(leader_failover.rows(quick))
+
+
 REGISTRY: dict[str, Benchmark] = {
     "store_ingest": _store_ingest,
     "store_ingest_postgresql": _store_ingest_postgresql,
@@ -217,5 +224,6 @@ REGISTRY: dict[str, Benchmark] = {
     "squid_e2e": _squid_e2e,
     "fleet_verify": _fleet_verify,
     "bulk_notice": _bulk_notice,
+    "leader_failover": _leader_failover,
 }
 """Benchmark name -> runner, in the order BENCHMARKS.md lists them."""
