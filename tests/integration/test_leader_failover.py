@@ -349,6 +349,14 @@ def test_a_paused_leader_wakes_fenced_and_steps_down(cluster: Cluster) -> None:
     assert first.proc is not None
     _post_decisions(cluster, DECISIONS, 6)
     wait_for("published by the leader", lambda: _zone_has_every_domain(cluster), 30)
+    # One chain, one answer, whichever agent is asked.
+    verified = [
+        http_json("GET", f"{a.api}/v1/audit/verify", cluster.tokens["supervisor"])
+        for a in (first, second)
+    ]
+    assert verified[0] == verified[1]
+    assert verified[0][0] == 200
+    assert verified[0][1]["ok"] is True
 
     first.proc.send_signal(signal.SIGSTOP)
     try:
