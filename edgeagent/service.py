@@ -394,9 +394,9 @@ class Daemon:
         await self.agent.enforcers.publish(snap.state)
 
     async def _check_policy_version(self) -> None:
-        # (Scheduled only where the leadership announces no changes: the embedded store.)
         """Pick up policy changes made by another process on the same store (e.g.
-        ``edgeagent feed approve``), which no in-process event announces."""
+        ``edgeagent feed approve``), which no in-process event announces (scheduled only
+        where the leadership announces none: the embedded store)."""
         version = await asyncio.to_thread(self.agent.store.policy_version)
         if version != self.enforced_version:
             self._policy_changed.set()
