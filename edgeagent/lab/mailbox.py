@@ -14,6 +14,7 @@ import base64
 import imaplib
 import os
 import pwd
+import re
 import shutil
 import ssl
 import subprocess
@@ -25,6 +26,7 @@ import dkim
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from edgeagent.atomic import write_atomic
 from edgeagent.lab.daemons import (
     HOST,
     DaemonError,
@@ -37,6 +39,7 @@ from edgeagent.lab.daemons import (
 from edgeagent.lab.sites import throwaway_certificate
 
 MAIL_USER = "dovecot"  # Debian's dovecot-core creates it
+_USER = re.compile(r"[A-Za-z0-9._+-]+@[A-Za-z0-9.-]+")
 
 
 @dataclass
@@ -64,16 +67,16 @@ class RunningMailbox:
 
     def add_user(self, user: str, password: str) -> None:
         """One more mailbox (Dovecot reads the passwd file on each login)."""
+        if not _USER.fullmatch(user):
+            raise ValueError(f"not a mailbox user name: {user!r}")
         self.users[user] = password
-        _write_users(self.workdir / "users", self.users)
+        _write_user(self.workdir / "users", user, password)
 
 
-def _write_users(path: Path, users: dict[str, str]) -> None:
-    text = "".join(f"{u}:{{PLAIN}}{p}\n" for u, p in users.items())
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    shutil.chown(path, group=MAIL_USER)  # Dovecot's auth process reads it as that user
+def _write_user(users_dir: Path, user: str, password: str) -> None:
+    """One passwd file per user (Dovecot rereads a shared file at most once a second)."""
+    line = f"{user}:{{PLAIN}}{password}\n"
+    write_atomic(users_dir / user, line.encode(), 0o640, group=MAIL_USER)  # auth reads it
 
 
 def _conf(workdir: Path, port: int, cert: Path, key: Path) -> str:
@@ -90,7 +93,7 @@ ssl_key = <{key}
 auth_mechanisms = plain
 passdb {{
   driver = passwd-file
-  args = scheme=PLAIN username_format=%u {workdir}/users
+  args = scheme=PLAIN username_format=%u {workdir}/users/%u
 }}
 userdb {{
   driver = static
@@ -130,7 +133,8 @@ def start_dovecot(
     home.mkdir()
     shutil.chown(home, MAIL_USER, MAIL_USER)
     cert, key = throwaway_certificate(workdir, [HOST, "localhost"])
-    _write_users(workdir / "users", dict(users))
+    (workdir / "users").mkdir(mode=0o750)
+    shutil.chown(workdir / "users", group=MAIL_USER)
     port = port or free_tcp_port()
     conf = workdir / "dovecot.conf"
     conf.write_text(_conf(workdir, port, cert, key), encoding="utf-8")
@@ -142,7 +146,10 @@ def start_dovecot(
         extra = daemon_log.read_text(errors="replace")[-2000:] if daemon_log.exists() else ""
         shutil.rmtree(workdir, ignore_errors=True)
         raise DaemonError(f"{exc}\n{extra}") from None
-    return RunningMailbox(port, cert, workdir, workdir / "dovecot.log", dict(users), proc)
+    mailbox = RunningMailbox(port, cert, workdir, workdir / "dovecot.log", {}, proc)
+    for user, password in users.items():
+        mailbox.add_user(user, password)
+    return mailbox
 
 
 def deliver(mailbox: RunningMailbox, user: str, raw: bytes, folder: str = "INBOX") -> None:

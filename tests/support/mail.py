@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import itertools
 import secrets
+import select
+import socket
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -173,3 +176,52 @@ def start_world(workdir: Path) -> MailWorld:
         dns.stop()
         raise
     return MailWorld(dns, mailbox, keys)
+
+
+class CuttingRelay:
+    """A TCP relay to ``port`` on loopback that drops the connection once the server has
+    sent ``cut_after`` bytes (``None``: never). It counts what the server sent, so a run
+    without a cut measures a whole session. One connection at a time; a thread each."""
+
+    def __init__(self, port: int, cut_after: int | None = None) -> None:
+        self.target = port
+        self.cut_after = cut_after
+        self.sent = 0
+        self.cuts = 0
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self._listener.getsockname()[1])
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            with client, socket.create_connection(("127.0.0.1", self.target)) as server:
+                self._relay(client, server)
+
+    def _relay(self, client: socket.socket, server: socket.socket) -> None:
+        peers = {client: server, server: client}
+        while True:
+            ready, _, _ = select.select(list(peers), [], [], 30)
+            if not ready:
+                return
+            for sock in ready:
+                data = sock.recv(65536)
+                if not data:
+                    return
+                if sock is server:
+                    if self.cut_after is not None and self.sent + len(data) > self.cut_after:
+                        keep = self.cut_after - self.sent
+                        client.sendall(data[:keep])
+                        self.sent += keep
+                        self.cut_after = None  # one cut; the next connection passes
+                        self.cuts += 1
+                        return
+                    self.sent += len(data)
+                peers[sock].sendall(data)
+
+    def close(self) -> None:
+        self._listener.close()

@@ -10,6 +10,8 @@ From address, carries ``problems`` (a person has to look at it).
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import re
 from dataclasses import dataclass
@@ -113,8 +115,8 @@ def _text_of(part: Message) -> str:
 
 
 def _list_urls(text: str, kind: str, filename: str) -> list[str]:
-    """URLs of an attached list: JSON strings (an array, or ``{"urls": [...]}``), else
-    every URL in the text (one per line or per CSV cell)."""
+    """URLs of an attached list: JSON strings (an array, or ``{"urls": [...]}``), CSV
+    cells, else every URL in the text."""
     if kind == "application/json" or filename.lower().endswith(".json"):
         try:
             data = json.loads(text)
@@ -125,6 +127,8 @@ def _list_urls(text: str, kind: str, filename: str) -> list[str]:
         if isinstance(data, list):
             return [u for s in data if isinstance(s, str) for u in find_urls(s)]
         return []
+    if kind == "text/csv" or filename.lower().endswith(".csv"):
+        return [u for row in csv.reader(io.StringIO(text)) for cell in row for u in find_urls(cell)]
     return find_urls(text)
 
 

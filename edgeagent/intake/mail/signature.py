@@ -91,7 +91,7 @@ def verify_sender(
         try:
             ok = bool(checker.verify(idx=idx, dnsfunc=lookup))
         except dkim.DKIMException as exc:
-            reasons.append(f"DKIM: {type(exc).__name__}")
+            reasons.append(_failure(exc))
             continue
         domain = _text(checker.domain).lower()
         if not ok:
@@ -111,3 +111,10 @@ def _text(value: object) -> str:
     if isinstance(value, bytes):
         return value.decode("ascii", "replace")
     return str(value or "")
+
+
+def _failure(exc: dkim.DKIMException) -> str:
+    """A reason a person can act on; dkimpy's own text may quote the message's headers."""
+    if "body hash mismatch" in str(exc):
+        return "DKIM: the body does not match the signature (changed after signing)"
+    return f"DKIM: {type(exc).__name__}"
