@@ -109,7 +109,7 @@ class MailWorld:
         return user
 
     def deliver(self, user: str, raw: bytes) -> None:
-        deliver(self.mailbox, user, raw)
+        deliver(self.mailbox, user, [raw])
 
     def config(self, user: str, directory: Path) -> dict[str, object]:
         """``[intake.mail]`` for ``user``'s mailbox, as TOML would give it."""

@@ -7,6 +7,7 @@ of it by index and short hash: never the URL itself.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from email.message import EmailMessage
 from email.utils import make_msgid
 
@@ -53,6 +54,8 @@ class MailAcknowledger:
         self._notifier = notifier
         self._operator = operator
 
-    def __call__(self, ack: Acknowledgement) -> None:
-        msg = reply_message(ack, self._notifier.sender, self._operator)
-        self._notifier.deliver(msg, [ack.message.sender])
+    def __call__(self, acks: Sequence[Acknowledgement]) -> None:
+        sender = self._notifier.sender
+        self._notifier.deliver_all(
+            [(reply_message(a, sender, self._operator), [a.message.sender]) for a in acks]
+        )

@@ -9,8 +9,10 @@ Per message, in this order (:meth:`MailIntake.poll`):
    :meth:`edgeagent.decisions.DecisionService.create_notice` (the sender's source,
    reference and jurisdiction; law-enforcement notices held by the service's rule),
    anything else one ``mail-quarantine`` triage item;
-4. record it in the ledger, then acknowledge a trusted notice by reply (a failed reply
-   is logged; the decisions stand), then mark it done in the mailbox.
+4. record it in the ledger, then mark it done in the mailbox.
+
+The replies that acknowledge trusted notices go out once the poll ends, however it
+ends, in one SMTP session (a failed reply is logged; the decisions stand).
 
 A connection lost at any step leaves the message unmarked: the next poll fetches it
 again and step 1 (or, before the ledger write, the store's refusal of a decision that
@@ -23,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -60,7 +62,7 @@ class Acknowledgement:
     results: tuple[NoticeResult, ...]
 
 
-Acknowledge = Callable[[Acknowledgement], None]
+Acknowledge = Callable[[Sequence[Acknowledgement]], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,29 +100,33 @@ class MailIntake:
         """Take every message not yet done (module docstring); ``MailboxError`` when the
         connection fails (what was stored before it stays stored)."""
         counts = dict.fromkeys(MailOutcome, 0)
+        acks: list[Acknowledgement] = []
         try:
             for uid, size in mailbox.pending():
                 if size > self.settings.max_message_bytes:
                     outcome = self._oversized(mailbox.identity(uid), size)
                 else:
-                    outcome = self.take(mailbox.fetch(uid))
+                    outcome, ack = self.take(mailbox.fetch(uid))
+                    acks.extend([ack] if ack is not None else [])
                 counts[outcome] += 1
                 mailbox.mark_done(uid)
                 log.info("mail message uid %d: %s", uid, outcome.value)
         finally:
             if counts[MailOutcome.TRUSTED] and self.on_change is not None:
                 self.on_change()
+            self._acknowledge(acks)
         return PollResult(
             counts[MailOutcome.TRUSTED],
             counts[MailOutcome.QUARANTINED],
             counts[MailOutcome.ALREADY_DONE],
         )
 
-    def take(self, raw: bytes) -> MailOutcome:
-        """Steps 1-4 of the module docstring for one message (without the mailbox mark)."""
+    def take(self, raw: bytes) -> tuple[MailOutcome, Acknowledgement | None]:
+        """Steps 1-4 of the module docstring for one message (without the mailbox mark);
+        a trusted notice's reply is returned, to be sent with the poll's others."""
         key = message_key(raw)
         if self.ledger.done(key):
-            return self._counted(MailOutcome.ALREADY_DONE)
+            return self._counted(MailOutcome.ALREADY_DONE), None
         message = parse_message(raw)
         verdict = DkimVerdict(False)
         if not message.problems and sender_of(message, self.settings.senders) is not None:
@@ -129,11 +135,11 @@ class MailIntake:
         if isinstance(found, Quarantined):
             self.submit(IntakeChannel.MAIL_QUARANTINE, found.content)
             self.ledger.record(key)
-            return self._counted(MailOutcome.QUARANTINED)
+            return self._counted(MailOutcome.QUARANTINED), None
         results = self._decide(found)
         self.ledger.record(key)
-        self._acknowledge(Acknowledgement(message, found, tuple(results)))
-        return self._counted(MailOutcome.TRUSTED)
+        ack = Acknowledgement(message, found, tuple(results))
+        return self._counted(MailOutcome.TRUSTED), ack
 
     def _decide(self, notice: TrustedNotice) -> list[NoticeResult]:
         sender = notice.sender
@@ -159,13 +165,13 @@ class MailIntake:
         self.ledger.record(key)
         return self._counted(MailOutcome.QUARANTINED)
 
-    def _acknowledge(self, ack: Acknowledgement) -> None:
-        if self.acknowledge is None:
+    def _acknowledge(self, acks: Sequence[Acknowledgement]) -> None:
+        if self.acknowledge is None or not acks:
             return
         try:
-            self.acknowledge(ack)
+            self.acknowledge(acks)
         except EdgeAgentError as exc:
-            log.warning("notice %s not acknowledged: %s", ack.notice.sender_name, exc)
+            log.warning("%d notice(s) not acknowledged: %s", len(acks), exc)
 
     def _counted(self, outcome: MailOutcome) -> MailOutcome:
         if self.metrics is not None:
