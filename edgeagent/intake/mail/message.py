@@ -16,7 +16,8 @@ import json
 import re
 from dataclasses import dataclass
 from email import policy
-from email.message import EmailMessage, Message
+from email.header import decode_header, make_header
+from email.message import Message
 from email.parser import BytesParser
 from email.utils import getaddresses
 
@@ -58,13 +59,15 @@ class MailMessage:
 def parse_message(raw: bytes) -> MailMessage:
     """The parts of ``raw`` (see the module docstring); never raises on bad input."""
     try:
-        msg = BytesParser(policy=policy.default).parsebytes(raw)
+        # compat32: headers stay strings until asked for (the default policy's header
+        # objects cost more than everything else here); the subject is decoded below.
+        msg = BytesParser(policy=policy.compat32).parsebytes(raw)
         return _parts(msg)
     except Exception as exc:
         return MailMessage("", "", "", "", (), (), (f"unreadable message: {type(exc).__name__}",))
 
 
-def _parts(msg: EmailMessage) -> MailMessage:
+def _parts(msg: Message) -> MailMessage:
     problems: list[str] = []
     froms = msg.get_all("From") or []
     addresses = [a for _, a in getaddresses([str(f) for f in froms]) if a]
@@ -89,13 +92,22 @@ def _parts(msg: EmailMessage) -> MailMessage:
     text = "\n".join(texts)[:MAX_TEXT_CHARS]
     return MailMessage(
         sender=sender,
-        subject=str(msg.get("Subject", ""))[:998],
+        subject=_decoded(str(msg.get("Subject", "")))[:998],
         message_id=str(msg.get("Message-ID", "")).strip()[:998],
         text=text,
         urls=_unique([*find_urls(text), *urls]),
         set_aside=tuple(set_aside),
         problems=tuple(dict.fromkeys(problems)),
     )
+
+
+def _decoded(header: str) -> str:
+    """A header's text with RFC 2047 encoded words decoded, folding removed."""
+    try:
+        text = str(make_header(decode_header(header)))
+    except (ValueError, LookupError, UnicodeError):  # a broken encoded word: keep it raw
+        text = header
+    return " ".join(text.split())
 
 
 def _is_list(part: Message, kind: str) -> bool:
