@@ -3,7 +3,7 @@
 Real pieces throughout: Dovecot (IMAP over TLS, :mod:`edgeagent.lab.mailbox`), an
 authoritative ``named`` publishing the hotline's DKIM key, the agent's own wiring of the
 mail channel (``Agent.build`` from a config with ``[intake.mail]``, then
-:func:`edgeagent.intake.listener.mail_poller_for`) over its SQLite store, and an SMTP sink
+:func:`edgeagent.intake.listener.mail_channel_for`) over its SQLite store, and an SMTP sink
 (aiosmtpd) taking the acknowledgements. One message in ten is unsigned and goes to the
 quarantine. The messages are in the mailbox before the clock starts; it stops when one
 poll has fetched, checked, stored, acknowledged and marked every message. The agent's
@@ -92,7 +92,7 @@ recipients = ["hosting@isp.test"]
 def measure(n: int = 1000) -> dict[str, Any]:
     from edgeagent.config import load_config
     from edgeagent.intake.base import IntakeChannel, IntakeState
-    from edgeagent.intake.listener import mail_poller_for, triage_for
+    from edgeagent.intake.listener import mail_channel_for, triage_for
     from edgeagent.lab.daemons import free_tcp_port
     from edgeagent.lab.mailbox import deliver, dkim_key, start_dovecot
     from edgeagent.lab.resolvers import start_authoritative
@@ -119,9 +119,10 @@ def measure(n: int = 1000) -> dict[str, Any]:
             config = _config(tmp, mailbox.port, mailbox.cert, dns.port, smtp_port)
             agent = Agent.build(load_config(config))
             try:
-                poller = mail_poller_for(agent, triage_for(agent))
+                channel = mail_channel_for(agent, triage_for(agent))
+                poller = channel.poller if channel is not None else None
                 if poller is None:
-                    raise RuntimeError("the mail channel is not enabled")
+                    raise RuntimeError("the mail channel has no mailbox to poll")
                 t0 = time.perf_counter()
                 result = poller.poll_once()
                 seconds = time.perf_counter() - t0

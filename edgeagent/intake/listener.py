@@ -3,13 +3,15 @@
 :func:`triage_for` gives the daemon's API and the CLI the same :class:`Triage` (appeal
 reference key from the state directory, appellant mail through ``[intake] notify_via``).
 :func:`start_intake_pages` starts the public pages when ``[intake] enabled``; the daemon
-stops the returned runner with its other listeners. :func:`mail_poller_for` gives the
-daemon the mailbox poller when ``[intake.mail] enabled`` (its task stops with the others).
+stops the returned runner with its other listeners. :func:`mail_channel_for` gives the
+daemon the mail channel when ``[intake.mail] enabled`` (its task stops with the others).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -21,6 +23,7 @@ from edgeagent.intake.entryref import EntryRefs
 from edgeagent.intake.mail.ack import MailAcknowledger
 from edgeagent.intake.mail.imap import ImapMailbox, tls_context
 from edgeagent.intake.mail.ledger import MailLedger
+from edgeagent.intake.mail.lmtp import LmtpDelivery, serve_lmtp
 from edgeagent.intake.mail.notices import MailIntake, MailPoller
 from edgeagent.intake.mail.signature import KeyLookup
 from edgeagent.intake.triage import Notify, Triage
@@ -46,10 +49,37 @@ def _appellant_mail(agent: Agent) -> Notify | None:
     return None if notifier is None else AppellantMail(notifier, agent.settings.intake.operator)
 
 
-def mail_poller_for(
+@dataclass(frozen=True, slots=True)
+class MailChannel:
+    """The mail channel of ``[intake.mail]``: its IMAP poller (when ``user`` is set)
+    and its LMTP listener address (when ``lmtp_host`` is set)."""
+
+    intake: MailIntake
+    poller: MailPoller | None
+    lmtp: tuple[str, int] | None
+    on_change: Callable[[], None] | None = None
+
+    async def run(self) -> None:
+        """Poll and listen until cancelled (the daemon's task)."""
+        server = None
+        if self.lmtp is not None:
+            delivery = LmtpDelivery(self.intake, self.on_change)
+            server = await serve_lmtp(delivery, *self.lmtp)
+        try:
+            if self.poller is not None:
+                await self.poller.run()
+            else:
+                await asyncio.Event().wait()
+        finally:
+            if server is not None:
+                server.close()
+                await server.wait_closed()
+
+
+def mail_channel_for(
     agent: Agent, triage: Triage, on_change: Callable[[], None] | None = None
-) -> MailPoller | None:
-    """The mailbox poller when ``[intake.mail] enabled`` (``on_change``: decisions were
+) -> MailChannel | None:
+    """The mail channel when ``[intake.mail] enabled`` (``on_change``: decisions were
     stored), else ``None``."""
     settings = agent.settings.intake.mail
     if not settings.enabled:
@@ -67,21 +97,25 @@ def mail_poller_for(
         on_change=on_change,
         metrics=agent.metrics,
     )
-    password = read_secret(settings.password_file, settings.password_env)
-    context = tls_context(settings.ca_file)
+    poller = None
+    if settings.user:
+        password = read_secret(settings.password_file, settings.password_env)
+        context = tls_context(settings.ca_file)
 
-    def open_mailbox() -> ImapMailbox:
-        return ImapMailbox(
-            settings.host,
-            settings.port,
-            settings.user,
-            password,
-            folder=settings.folder,
-            context=context,
-            timeout=settings.timeout_seconds,
-        )
+        def open_mailbox() -> ImapMailbox:
+            return ImapMailbox(
+                settings.host,
+                settings.port,
+                settings.user,
+                password,
+                folder=settings.folder,
+                context=context,
+                timeout=settings.timeout_seconds,
+            )
 
-    return MailPoller(intake, open_mailbox)
+        poller = MailPoller(intake, open_mailbox)
+    lmtp = None if settings.lmtp_host is None else (settings.lmtp_host, settings.lmtp_port)
+    return MailChannel(intake, poller, lmtp, on_change)
 
 
 def triage_for(agent: Agent) -> Triage:

@@ -10,14 +10,17 @@ import asyncio
 import base64
 import email
 import imaplib
+import smtplib
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from edgeagent.errors import StoreError
 from edgeagent.intake.base import IntakeChannel, IntakeItem
 from edgeagent.intake.mail.ack import MailAcknowledger
 from edgeagent.intake.mail.imap import DONE_KEYWORD, ImapMailbox, MailboxError
+from edgeagent.intake.mail.lmtp import LmtpDelivery, serve_lmtp
 from edgeagent.intake.mail.notices import MailPoller
 from edgeagent.lab.sinks import SmtpSink
 from edgeagent.model import DecisionStatus, NoticeSource
@@ -34,6 +37,7 @@ from tests.support.mail import (
     start_world,
     urls_body,
 )
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -270,3 +274,49 @@ def test_a_lost_mark_is_not_a_second_application(world: MailWorld, tmp_path: Pat
     assert len(_quarantined(store)) == 1
     assert len(store.list_decisions()) == 3
     assert (poller.poll_once().already_done, len(store.list_decisions())) == (0, 3)
+
+
+async def test_lmtp_answers_only_after_the_store_commit(
+    world: MailWorld, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ISP's mail server delivers over LMTP: 250 once stored, 451 when the store
+    fails (the server keeps the message and retries), a retry is not applied twice."""
+    poller, store = world.intake(tmp_path, world.new_user())
+    intake = poller.intake
+    port = free_port(udp=False)
+    server = await serve_lmtp(LmtpDelivery(intake), "127.0.0.1", port)
+    signed = world.sign(
+        notice(HOTLINE, "HL-2026-77", urls_body(URLS, "HL-2026-77")), "hotline.test"
+    )
+
+    def send(raw: bytes, rcpts: list[str]) -> dict[str, tuple[int, bytes | str]]:
+        with smtplib.LMTP("127.0.0.1", port) as lmtp:
+            try:
+                return dict(lmtp.sendmail(HOTLINE, rcpts, raw))
+            except smtplib.SMTPDataError as exc:
+                return {"*": (exc.smtp_code, exc.smtp_error)}
+
+    try:
+
+        def failing(*args: object, **kwargs: object) -> object:
+            raise StoreError("disk full")
+
+        monkeypatch.setattr(intake.decisions, "create_notice", failing)
+        refused = await asyncio.to_thread(send, signed, ["notices@isp.test"])
+        assert refused["*"][0] == 451
+        assert store.list_decisions() == []
+        monkeypatch.undo()
+        # One recipient per transaction: the second is refused for a retry of its own.
+        refused = await asyncio.to_thread(send, signed, ["notices@isp.test", "b@isp.test"])
+        assert refused == {"b@isp.test": (452, b"4.5.3 one recipient per transaction, please")}
+        assert len(store.list_decisions()) == 3
+        # A retry after a lost answer: stored once.
+        assert await asyncio.to_thread(send, signed, ["notices@isp.test"]) == {}
+        assert len(store.list_decisions()) == 3
+        unsigned = notice(HOTLINE, "HL-2026-78", urls_body(URLS))
+        assert await asyncio.to_thread(send, unsigned, ["notices@isp.test"]) == {}
+        [item] = _quarantined(store)
+        assert item.content.quarantine_reason == "DKIM: not signed"
+    finally:
+        server.close()
+        await server.wait_closed()

@@ -114,7 +114,7 @@ class MailIntake:
         finally:
             if counts[MailOutcome.TRUSTED] and self.on_change is not None:
                 self.on_change()
-            self._acknowledge(acks)
+            self.send_acknowledgements(acks)
         return PollResult(
             counts[MailOutcome.TRUSTED],
             counts[MailOutcome.QUARANTINED],
@@ -165,7 +165,8 @@ class MailIntake:
         self.ledger.record(key)
         return self._counted(MailOutcome.QUARANTINED)
 
-    def _acknowledge(self, acks: Sequence[Acknowledgement]) -> None:
+    def send_acknowledgements(self, acks: Sequence[Acknowledgement]) -> None:
+        """Reply to trusted notices (one SMTP session); a failure is logged."""
         if self.acknowledge is None or not acks:
             return
         try:

@@ -1,10 +1,12 @@
 """``[intake.mail]``: the mailbox that e-mailed notices arrive in, and who may send them.
 
 The agent polls ``folder`` of an IMAP mailbox over TLS (the server's certificate is
-verified, against ``ca_file`` when given). A sender is trusted only when its address is
-one of ``[intake.mail.senders.NAME] address`` AND the message carries a DKIM signature
-that verifies for the address's own domain, with the key looked up through
-``dkim_resolvers`` (the ISP's validating resolvers; default: the system's).
+verified, against ``ca_file`` when given) when ``user`` is set, and takes messages from
+the ISP's mail server over LMTP (:mod:`.lmtp`) when ``lmtp_host`` is set; either or
+both. A sender is trusted only when its address is one of
+``[intake.mail.senders.NAME] address`` AND the message carries a DKIM signature that
+verifies for the address's own domain, with the key looked up through ``dkim_resolvers``
+(the ISP's validating resolvers; default: the system's).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from edgeagent.configtypes import (
     InputFile,
     Items,
     Jurisdiction,
+    ListenHost,
+    ListenPort,
     Name,
     Port,
     Seconds,
@@ -81,14 +85,16 @@ class MailIntakeSettings(ConfigModel):
     dkim_resolvers: Items[Endpoint] = ()
     max_message_bytes: Annotated[int, Field(ge=4096, le=50_000_000)] = 5_000_000
     max_urls: Annotated[int, Field(ge=1, le=100_000)] = 1000
+    lmtp_host: ListenHost | None = None
+    lmtp_port: ListenPort = 2424
     ack_via: Name | None = None  # a [takedown.notifiers.NAME] of kind smtp: replies to senders
     senders: dict[Name, MailSenderSettings] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _complete(self) -> MailIntakeSettings:
-        one_secret(self, "password", required=self.enabled)
-        if self.enabled and not self.user:
-            raise ValueError("user is required when enabled")
+        one_secret(self, "password", required=self.enabled and bool(self.user))
+        if self.enabled and not self.user and self.lmtp_host is None:
+            raise ValueError("user (IMAP) or lmtp_host is required when enabled")
         seen: dict[str, str] = {}
         for name, sender in self.senders.items():
             other = seen.setdefault(sender.address.lower(), name)
