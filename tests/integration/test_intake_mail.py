@@ -22,6 +22,7 @@ from edgeagent.intake.mail.ack import MailAcknowledger
 from edgeagent.intake.mail.imap import DONE_KEYWORD, ImapMailbox, MailboxError
 from edgeagent.intake.mail.lmtp import LmtpDelivery, serve_lmtp
 from edgeagent.intake.mail.notices import MailPoller
+from edgeagent.intake.mail.signature import KeyLookupFailed
 from edgeagent.lab.sinks import SmtpSink
 from edgeagent.model import DecisionStatus, NoticeSource
 from edgeagent.store import SqliteStore
@@ -320,3 +321,26 @@ async def test_lmtp_answers_only_after_the_store_commit(
     finally:
         server.close()
         await server.wait_closed()
+
+
+def test_a_dns_failure_leaves_the_notice_for_the_next_poll(
+    world: MailWorld, tmp_path: Path
+) -> None:
+    """No answer about the key is no verdict: the notice is neither quarantined nor
+    marked, and the next poll (DNS back) trusts it."""
+    user = world.new_user()
+    world.deliver(user, world.sign(notice(HOTLINE, "HL-2026-60", urls_body(URLS)), "hotline.test"))
+    dead = free_port()  # nothing answers there
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    broken, store = world.intake(
+        tmp_path / "a", user, dkim_resolvers=[{"host": "127.0.0.1", "port": dead}]
+    )
+    with pytest.raises(KeyLookupFailed):
+        broken.poll_once()
+    assert store.list_decisions() == []
+    assert _quarantined(store) == []
+    assert DONE_KEYWORD.encode() not in _flags(world, user)[0]
+    working, other = world.intake(tmp_path / "b", user)
+    assert working.poll_once().trusted == 1
+    assert len(other.list_decisions()) == 3

@@ -142,7 +142,7 @@ class MailWorld:
             ctx.decisions,
             Triage(ctx.decisions).submit,
             MailLedger.in_state_dir(directory),
-            KeyLookup(settings.dkim_resolvers),
+            KeyLookup(settings.dkim_resolvers, timeout=1.0),
             acknowledge=acknowledge,
         )
         password = self.mailbox.users[user]

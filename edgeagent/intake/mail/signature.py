@@ -7,7 +7,10 @@ anything appended after the signed length would pass) and its ``d=`` is exactly 
 address's domain. A valid signature of another domain proves nothing about the sender.
 
 Key lookups go to the configured resolvers (:class:`KeyLookup`), cached for a few
-minutes so that a batch of notices from one hotline costs one query.
+minutes so that a batch of notices from one hotline costs one query. A lookup that gets
+no answer at all (timeout, SERVFAIL) is not a verdict: :class:`KeyLookupFailed` stops
+the message, which stays in the mailbox (or is refused with 451 over LMTP) and is
+judged again later, instead of quarantining a hotline's notice for a DNS hiccup.
 """
 
 from __future__ import annotations
@@ -22,8 +25,13 @@ import dns.exception
 import dns.resolver
 
 from edgeagent.configtypes import Endpoint
+from edgeagent.errors import EdgeAgentError
 
 _CACHE_SECONDS = 300.0
+
+
+class KeyLookupFailed(EdgeAgentError):
+    """The resolvers gave no answer: try the message again later."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,8 +74,8 @@ class KeyLookup:
             answer = self._resolver.resolve(qname, "TXT")
         except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
             return None
-        except dns.exception.DNSException:
-            return None  # not cached as absent for long: see verify's reason
+        except dns.exception.DNSException as exc:
+            raise KeyLookupFailed(f"DKIM key lookup failed: {type(exc).__name__}") from None
         for rr in answer:
             return b"".join(rr.strings)
         return None
