@@ -4,6 +4,8 @@ integration tests publish them in a real ``named``)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -219,3 +221,37 @@ def test_the_squid_helper_goes_on_without_an_unreadable_appeal_key(tmp_path: Pat
     assert read_appeal_key(tmp_path / "short.key") is None
     (tmp_path / "good.key").write_bytes(b"k" * 32)
     assert read_appeal_key(tmp_path / "good.key") == b"k" * 32
+
+
+async def test_the_poller_counts_failures_and_keeps_polling(tmp_path: Path) -> None:
+    from edgeagent.intake.mail.imap import ImapMailbox, MailboxError
+    from edgeagent.intake.mail.ledger import MailLedger
+    from edgeagent.intake.mail.notices import MailIntake, MailPoller
+    from edgeagent.metrics import Metrics
+
+    metrics = Metrics()
+    settings = MailIntakeSettings.model_validate({"poll_seconds": 0.01})
+    intake = MailIntake(
+        settings,
+        None,  # type: ignore[arg-type]  # never reached: the mailbox fails first
+        lambda channel, content: None,  # type: ignore[arg-type,return-value]
+        MailLedger.in_state_dir(tmp_path),
+        LOOKUP,
+        metrics=metrics,
+    )
+    attempts: list[int] = []
+
+    def broken() -> ImapMailbox:
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise MailboxError("imap 127.0.0.1:1: cannot open the mailbox: refused")
+        raise RuntimeError("a bug")
+
+    task = asyncio.create_task(MailPoller(intake, broken).run())
+    while len(attempts) < 3:
+        await asyncio.sleep(0.01)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    assert metrics.registry.get_sample_value("edgeagent_intake_mail_polls_failed_total") >= 2
+    assert (tmp_path / "mail-ledger.sqlite").stat().st_mode & 0o777 == 0o600

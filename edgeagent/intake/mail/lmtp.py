@@ -53,6 +53,9 @@ class LmtpDelivery:
         except EdgeAgentError as exc:
             log.warning("lmtp: message not stored, the sender retries: %s", exc)
             return "451 4.3.0 not stored, try again later"
+        except Exception:  # never a 500 quoting an exception to the mail server
+            log.exception("lmtp: message not stored, the sender retries")
+            return "451 4.3.0 not stored, try again later"
         log.info("lmtp message: %s", outcome.value)
         if outcome is MailOutcome.TRUSTED and self.on_change is not None:
             self.on_change()

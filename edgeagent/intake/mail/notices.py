@@ -196,8 +196,14 @@ class MailPoller:
         while True:
             try:
                 await asyncio.to_thread(self.poll_once)
-            except EdgeAgentError as exc:  # the mailbox, or the store, failed this time
+            except EdgeAgentError as exc:  # the mailbox, DNS or the store failed this time
                 log.warning("mail intake: %s (retried next poll)", exc)
-                if self.intake.metrics is not None:
-                    self.intake.metrics.intake_mail_polls_failed.inc()
+                self._failed()
+            except Exception:  # a bug must not end the polling for good
+                log.exception("mail intake: poll failed (retried next poll)")
+                self._failed()
             await asyncio.sleep(self.intake.settings.poll_seconds)
+
+    def _failed(self) -> None:
+        if self.intake.metrics is not None:
+            self.intake.metrics.intake_mail_polls_failed.inc()
