@@ -253,5 +253,7 @@ async def test_the_poller_counts_failures_and_keeps_polling(tmp_path: Path) -> N
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
-    assert metrics.registry.get_sample_value("edgeagent_intake_mail_polls_failed_total") >= 2
+    failed = metrics.registry.get_sample_value("edgeagent_intake_mail_polls_failed_total")
+    assert failed is not None
+    assert failed >= 2
     assert (tmp_path / "mail-ledger.sqlite").stat().st_mode & 0o777 == 0o600
