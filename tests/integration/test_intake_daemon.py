@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import http.cookiejar
 import re
+import smtplib
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -28,7 +29,7 @@ from edgeagent.intake.entryref import EntryRefs
 from edgeagent.model import Indicator, Scope
 from tests.support.agent import create_token, http_json, running_agent
 from tests.support.binaries import require_binary
-from tests.support.mail import FORGER, HOTLINE, MailWorld, notice, start_world, urls_body
+from tests.support.mail import FORGER, HOTLINE, POLICE, MailWorld, notice, start_world, urls_body
 from tests.support.polling import wait_for
 from tests.support.ports import free_port
 
@@ -86,8 +87,8 @@ def _toml(value: Any) -> str:
 
 def _config(
     tmp_path: Path, world: MailWorld, user: str, smtp_port: int
-) -> tuple[Path, int, int, int]:
-    api, metrics, pages = (free_port(udp=False) for _ in range(3))
+) -> tuple[Path, int, int, int, int]:
+    api, metrics, pages, lmtp = (free_port(udp=False) for _ in range(4))
     mail = world.config(user, tmp_path)
     senders = mail.pop("senders")
     assert isinstance(senders, dict)
@@ -97,7 +98,7 @@ def _config(
         f'[intake]\nenabled = true\nport = {pages}\nnotify_via = "mail"',
         "[intake.mail]",
         *(f"{k} = {_toml(v)}" for k, v in mail.items()),
-        'ack_via = "mail"\npoll_seconds = 0.5',
+        f'ack_via = "mail"\npoll_seconds = 0.5\nlmtp_host = "127.0.0.1"\nlmtp_port = {lmtp}',
         *(
             f"[intake.mail.senders.{n}]\n" + "\n".join(f"{k} = {_toml(v)}" for k, v in s.items())
             for n, s in senders.items()
@@ -108,7 +109,7 @@ def _config(
     ]
     config = tmp_path / "edgeagent.toml"
     config.write_text("\n".join(lines) + "\n")
-    return config, api, metrics, pages
+    return config, api, metrics, pages, lmtp
 
 
 class _Browser:
@@ -138,7 +139,9 @@ def test_report_appeal_and_mail_reach_the_queue_and_the_appellant_hears_back(
 ) -> None:
     inbox, smtp_port = smtp
     user = world.new_user()
-    config, api_port, metrics_port, pages_port = _config(tmp_path, world, user, smtp_port)
+    config, api_port, metrics_port, pages_port, lmtp_port = _config(
+        tmp_path, world, user, smtp_port
+    )
     analyst = create_token(config, "analyst", "ana")
     supervisor = create_token(config, "supervisor", "sam")
     api = f"http://127.0.0.1:{api_port}"
@@ -193,6 +196,15 @@ def test_report_appeal_and_mail_reach_the_queue_and_the_appellant_hears_back(
 
         [decision] = wait_for("the mailed notice's decision", mailed, 20)
         assert (decision["source"], decision["actor"]) == ("hotline", "mail:hotline")
+        # The ISP's mail server hands a police notice over LMTP: stored before "250".
+        police = world.sign(
+            notice(POLICE, "Notice", "Case: POL/9\nhttp://lmtp.example/1.html\n"), "police.test"
+        )
+        with smtplib.LMTP("127.0.0.1", lmtp_port) as lmtp:
+            assert lmtp.sendmail(POLICE, ["notices@isp.test"], police) == {}
+        _, page = http_json("GET", f"{api}/v1/decisions?reference=POL/9", analyst)
+        [held] = page["items"]
+        assert (held["source"], held["status"], held["hold"]) == ("law-enforcement", "active", True)
 
         def queue() -> dict[str, Any] | None:
             _, page = http_json("GET", f"{api}/v1/intake?state=pending", analyst)
@@ -235,4 +247,4 @@ def test_report_appeal_and_mail_reach_the_queue_and_the_appellant_hears_back(
             return float(found.group(1)) if found else None
 
         assert metric('edgeagent_intake_pending{channel="mail-quarantine"}') == 1.0
-        assert metric('edgeagent_intake_mail_messages_total{outcome="trusted"}') == 1.0
+        assert metric('edgeagent_intake_mail_messages_total{outcome="trusted"}') == 2.0
