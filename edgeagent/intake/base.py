@@ -33,7 +33,7 @@ queues every other message as ``mail-quarantine``, never acting on it.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -141,3 +141,7 @@ class IntakeItem:
     decided_by: str = ""
     reason: str = ""
     decision_ids: tuple[int, ...] = field(default_factory=tuple)
+
+
+Submit = Callable[[IntakeChannel, IntakeContent], IntakeItem]
+"""Queues what came in on a channel (:meth:`edgeagent.intake.triage.Triage.submit`)."""

@@ -31,7 +31,7 @@ from enum import StrEnum
 
 from edgeagent.decisions import DecisionRequest, DecisionService, NoticeResult, NoticeTarget
 from edgeagent.errors import EdgeAgentError
-from edgeagent.intake.base import IntakeChannel, IntakeContent, IntakeItem
+from edgeagent.intake.base import IntakeChannel, IntakeContent, Submit
 from edgeagent.intake.mail.classify import Quarantined, TrustedNotice, classify, sender_of
 from edgeagent.intake.mail.imap import ImapMailbox
 from edgeagent.intake.mail.ledger import MailLedger, message_key
@@ -43,7 +43,6 @@ from edgeagent.model import Action, Scope
 
 log = logging.getLogger("edgeagent.intake.mail")
 
-Submit = Callable[[IntakeChannel, IntakeContent], IntakeItem]
 KeyLookupFn = Callable[..., bytes | None]
 
 
