@@ -2,8 +2,9 @@
 
 - :func:`start_dovecot`: Dovecot in the foreground on a loopback port, IMAP over TLS
   only (a throwaway self-signed certificate), users from a passwd file, Maildir storage.
-  Dovecot refuses to run mail processes as root, so mail is kept as the ``dovecot``
-  user in a directory of its own under /tmp that user can reach (removed on stop);
+  Dovecot refuses to run mail processes as root, so as root mail is kept as the
+  ``dovecot`` user in a directory of its own under /tmp that user can reach (removed on
+  stop); started by another user, Dovecot runs entirely as that user;
 - :func:`dkim_key`: a DKIM key pair, the TXT record that publishes it and a signer;
 - :func:`deliver`: put messages into a mailbox the way a mail server would (APPEND).
 """
@@ -11,6 +12,7 @@
 from __future__ import annotations
 
 import base64
+import grp
 import imaplib
 import os
 import pwd
@@ -40,6 +42,14 @@ from edgeagent.lab.daemons import (
 from edgeagent.lab.sites import throwaway_certificate
 
 MAIL_USER = "dovecot"  # Debian's dovecot-core creates it
+
+
+def _mail_user() -> pwd.struct_passwd:
+    """Who keeps the mail: ``dovecot`` when started as root (Dovecot refuses root for
+    mail), else the user running it (Dovecot then runs entirely as that user)."""
+    return pwd.getpwnam(MAIL_USER) if os.geteuid() == 0 else pwd.getpwuid(os.geteuid())
+
+
 _USER = re.compile(r"[A-Za-z0-9._+-]+@[A-Za-z0-9.-]+")
 
 
@@ -77,12 +87,22 @@ class RunningMailbox:
 def _write_user(users_dir: Path, user: str, password: str) -> None:
     """One passwd file per user (Dovecot rereads a shared file at most once a second)."""
     line = f"{user}:{{PLAIN}}{password}\n"
-    write_atomic(users_dir / user, line.encode(), 0o640, group=MAIL_USER)  # auth reads it
+    group = _mail_user().pw_gid
+    write_atomic(users_dir / user, line.encode(), 0o640, group=group)  # Dovecot's auth reads it
 
 
 def _conf(workdir: Path, port: int, cert: Path, key: Path) -> str:
-    uid = pwd.getpwnam(MAIL_USER)
-    return f"""\
+    uid = _mail_user()
+    internal = ""
+    if os.geteuid() != 0:
+        group = grp.getgrgid(uid.pw_gid).gr_name
+        internal = (
+            f"default_internal_user = {uid.pw_name}\ndefault_login_user = {uid.pw_name}\n"
+            f"default_internal_group = {group}\n"
+        )
+    return (
+        internal
+        + f"""\
 base_dir = {workdir}/run
 state_dir = {workdir}/state
 log_path = {workdir}/dovecot.log
@@ -118,6 +138,7 @@ service anvil {{
   chroot =
 }}
 """
+    )
 
 
 def start_dovecot(
@@ -134,10 +155,11 @@ def start_dovecot(
     os.chmod(workdir, 0o711)  # noqa: S103 - traverse only: the mail user reaches home/
     home = workdir / "home"
     home.mkdir()
-    shutil.chown(home, MAIL_USER, MAIL_USER)
+    keeper = _mail_user()
+    os.chown(home, keeper.pw_uid, keeper.pw_gid)
     cert, key = throwaway_certificate(workdir, [HOST, "localhost"])
     (workdir / "users").mkdir(mode=0o750)
-    shutil.chown(workdir / "users", group=MAIL_USER)
+    os.chown(workdir / "users", -1, keeper.pw_gid)
     port = port or free_tcp_port()
     conf = workdir / "dovecot.conf"
     conf.write_text(_conf(workdir, port, cert, key), encoding="utf-8")
