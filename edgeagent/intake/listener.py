@@ -113,7 +113,7 @@ def mail_channel_for(
                 timeout=settings.timeout_seconds,
             )
 
-        poller = MailPoller(intake, open_mailbox)
+        poller = MailPoller(intake, open_mailbox, lambda: agent.leadership.is_leader)
     lmtp = None if settings.lmtp_host is None else (settings.lmtp_host, settings.lmtp_port)
     return MailChannel(intake, poller, lmtp, on_change)
 

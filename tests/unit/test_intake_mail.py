@@ -257,3 +257,35 @@ async def test_the_poller_counts_failures_and_keeps_polling(tmp_path: Path) -> N
     assert failed is not None
     assert failed >= 2
     assert (tmp_path / "mail-ledger.sqlite").stat().st_mode & 0o777 == 0o600
+
+
+async def test_only_the_leader_reads_the_mailbox(tmp_path: Path) -> None:
+    from edgeagent.intake.mail.imap import ImapMailbox, MailboxError
+    from edgeagent.intake.mail.ledger import MailLedger
+    from edgeagent.intake.mail.notices import MailIntake, MailPoller
+
+    settings = MailIntakeSettings.model_validate({"poll_seconds": 0.01})
+    intake = MailIntake(
+        settings,
+        None,  # type: ignore[arg-type]  # never reached: the mailbox fails first
+        lambda channel, content: None,  # type: ignore[arg-type,return-value]
+        MailLedger.in_state_dir(tmp_path),
+        LOOKUP,
+    )
+    leading = [False]
+    opened: list[bool] = []
+
+    def mailbox() -> ImapMailbox:
+        opened.append(leading[0])
+        raise MailboxError("imap 127.0.0.1:1: cannot open the mailbox: refused")
+
+    task = asyncio.create_task(MailPoller(intake, mailbox, lambda: leading[0]).run())
+    await asyncio.sleep(0.1)  # ten polls' time as a standby: the mailbox is left alone
+    assert opened == []
+    leading[0] = True
+    while not opened:
+        await asyncio.sleep(0.01)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    assert set(opened) == {True}

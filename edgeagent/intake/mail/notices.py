@@ -180,11 +180,22 @@ class MailIntake:
 
 
 class MailPoller:
-    """Polls the mailbox every ``poll_seconds`` until cancelled (the daemon's task)."""
+    """Polls the mailbox every ``poll_seconds`` until cancelled (the daemon's task).
 
-    def __init__(self, intake: MailIntake, open_mailbox: Callable[[], ImapMailbox]) -> None:
+    Only while ``leading()`` says so: with several central agents on one database the
+    leader alone takes messages, so one mailbox is never read by two (each agent keeps
+    its own ledger of processed messages).
+    """
+
+    def __init__(
+        self,
+        intake: MailIntake,
+        open_mailbox: Callable[[], ImapMailbox],
+        leading: Callable[[], bool] = lambda: True,
+    ) -> None:
         self.intake = intake
         self.open_mailbox = open_mailbox
+        self.leading = leading
 
     def poll_once(self) -> PollResult:
         """One session: open, take every pending message, close (``MailboxError``)."""
@@ -193,6 +204,9 @@ class MailPoller:
 
     async def run(self) -> None:
         while True:
+            if not self.leading():
+                await asyncio.sleep(self.intake.settings.poll_seconds)
+                continue
             try:
                 await asyncio.to_thread(self.poll_once)
             except EdgeAgentError as exc:  # the mailbox, DNS or the store failed this time
