@@ -183,6 +183,18 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_render(args: argparse.Namespace) -> int:
+    from edgeagent.render.inventory import load_inventory
+    from edgeagent.render.writing import rendering, write_rendering
+
+    path, _ = resolve_config(args.config)
+    settings = load_config(path)
+    inventory = load_inventory(Path(args.inventory))
+    written = write_rendering(Path(args.out), rendering(inventory, settings))
+    print(f"rendered {len(written)} files into {args.out}")
+    return EXIT_OK
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from edgeagent import logs
     from edgeagent.service import Agent, Daemon
@@ -1211,6 +1223,16 @@ def build_parser() -> argparse.ArgumentParser:
     rt.add_argument("-o", "--output", help="write the CSV to this file instead of stdout")
 
     _add_ticket_commands(sub, common, ident)
+
+    rn = sub.add_parser(
+        "render",
+        parents=[common],
+        help="write every fleet snippet (BIND, Unbound, PowerDNS, Knot, Squid, sniproxy, "
+        "tmpfiles, the agent's resolvers) from an inventory and this config",
+    )
+    rn.add_argument("--inventory", required=True, help="the fleet inventory (TOML)")
+    rn.add_argument("--out", required=True, help="directory to write into")
+    rn.set_defaults(func=cmd_render)
 
     lab = sub.add_parser("lab", help="run the agent and its peers on loopback for trying it out")
     lab.add_argument("--dir", help="lab directory (default: a new temporary directory)")
