@@ -3,9 +3,9 @@
 The lab runs as a subprocess (its own session, so its process group is ours to signal);
 everything is real: named (hidden primary, secondary resolver, authoritative lab.test),
 Unbound fed over HTTP, Squid with the helper, sniproxy, the origin, SMTP and webhook
-sinks, the daemon, and (``--fleet``) six rendered resolvers of every kind behind two hidden
-primaries and regional distribution secondaries. The tests run in file order and share the lab; the last one stops
-it with SIGTERM and checks that nothing is left behind.
+sinks, the daemon, and (``--fleet``) six rendered resolvers of every kind behind two
+hidden primaries and regional distribution secondaries. The tests run in file order and
+share the lab; the last one stops it with SIGTERM and checks that nothing is left behind.
 """
 
 from __future__ import annotations
