@@ -115,6 +115,7 @@ class RunningFleet:
     inventory: Inventory
     update_key: str
     update_secret: str
+    transfer_secrets: dict[str, str]  # region key name -> secret
     daemons: dict[str, RunningDaemon] = field(default_factory=dict)
 
     @property
@@ -130,7 +131,8 @@ def _secret() -> str:
     return base64.b64encode(os.urandom(32)).decode()
 
 
-def _write_keys(inventory: Inventory, base: Path) -> str:
+def _write_keys(inventory: Inventory, base: Path) -> tuple[str, dict[str, str]]:
+    """Fresh keys in every format the rendered snippets include; return the secrets."""
     keys = base / KEYS_DIR
     keys.mkdir(parents=True, exist_ok=True)
     update = _secret()
@@ -138,15 +140,16 @@ def _write_keys(inventory: Inventory, base: Path) -> str:
         bind_key_text(inventory.fleet.update_key, update)
     )
     (keys / f"{inventory.fleet.update_key}.secret").write_text(update + "\n")
+    transfer = {}
     for region in inventory.regions.values():
-        secret = _secret()
+        secret = transfer[region.transfer_key] = _secret()
         (keys / f"{region.transfer_key}.key").write_text(bind_key_text(region.transfer_key, secret))
         (keys / f"{region.transfer_key}.conf").write_text(
             knot_key_text(region.transfer_key, secret)
         )
     for path in keys.iterdir():
         path.chmod(0o600)
-    return update
+    return update, transfer
 
 
 def _named(name: str, conf: Path, port: int, group: ProcessGroup | None) -> RunningDaemon:
@@ -210,7 +213,8 @@ def start_fleet(
         _group, name, *rest = rel.split("/")
         flat[f"{name}/{'/'.join(rest)}" if _group != "agent" else rel] = text
     write_rendering(base, flat)
-    fleet = RunningFleet(base, inventory, inventory.fleet.update_key, _write_keys(inventory, base))
+    update, transfer = _write_keys(inventory, base)
+    fleet = RunningFleet(base, inventory, inventory.fleet.update_key, update, transfer)
     try:
         probe_key = dns.tsig.Key(fleet.update_key, fleet.update_secret, dns.tsig.HMAC_SHA256)
         for p in inventory.primaries:
