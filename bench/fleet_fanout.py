@@ -84,11 +84,14 @@ class _Run:
 
     def converge(self, serial: int, timeout: float = 30.0) -> float:
         started = time.monotonic()
+        behind: list[str] = []
         while time.monotonic() - started < timeout:
-            if all(r.serial == serial for r in query_all(self.targets, SETTINGS.canary, 0.5)):
+            results = query_all(self.targets, SETTINGS.canary, 0.5)
+            behind = [r.target.name for r in results if r.serial != serial]
+            if not behind:
                 return time.monotonic() - started
             time.sleep(0.01)
-        raise TimeoutError(f"the fleet did not reach serial {serial} in {timeout} s")
+        raise TimeoutError(f"not at serial {serial} after {timeout} s: {behind[:10]}")
 
     def latencies(self, decisions: int) -> list[float]:
         self.converge(self.decide())  # the first publish resyncs each primary (AXFR)

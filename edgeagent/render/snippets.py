@@ -547,6 +547,7 @@ class FleetRenderer:
         key = self.inv.fleet.update_key
         text = f"# edgeagent: the agent's publishers and resolvers; {HEADER}.\n"
         text += "# Paste into the agent's config. Every primary gets each version, same serial.\n"
+        text += "# Instead of the [[resolvers]] blocks: [rpz] inventory = <this inventory>.\n"
         for p in self.inv.primaries:
             text += (
                 f"\n[publishers.{p.name}]\n"

@@ -128,3 +128,31 @@ def test_writing_is_atomic_and_complete(files: dict[str, str], tmp_path: Path) -
     assert len(written) == len(files)
     assert not [p for p in tmp_path.rglob(".*") if p.is_file()]  # no temp file left
     assert (tmp_path / "agent" / "fleet.toml").read_text() == files["agent/fleet.toml"]
+
+
+def test_the_agent_verifies_the_inventorys_resolvers(tmp_path: Path) -> None:
+    """``[rpz] inventory``: no [[resolvers]] block per resolver."""
+    config = tmp_path / "edgeagent.toml"
+    config.write_text(
+        f'[agent]\nstate_dir = "{tmp_path / "state"}"\n\n'
+        f'[rpz]\ninventory = "{EXAMPLE_INVENTORY}"\n\n'
+        '[[resolvers]]\nname = "lab-resolver"\nhost = "127.0.0.1"\n'
+    )
+    section = load_config(config).sections(RpzEnforcerConfig)
+    inventory = load_inventory(EXAMPLE_INVENTORY)
+    verified = {r.name: r for r in section.verified_resolvers()}
+    assert sorted(verified) == sorted(["lab-resolver", *(r.name for r in inventory.resolvers)])
+    knot = verified["res-south-knot-1"]
+    assert (knot.kind, knot.region, knot.host) == ("other", "south", "198.51.100.23")
+    assert verified["res-north-unbound-1"].kind == "unbound"
+
+
+def test_a_bad_inventory_is_a_config_error_at_its_key(tmp_path: Path) -> None:
+    bad = tmp_path / "fleet.toml"
+    bad.write_text('[regions.north]\ntransfer_key = "k"\n')
+    config = tmp_path / "edgeagent.toml"
+    config.write_text(f'[agent]\nstate_dir = "{tmp_path}"\n\n[rpz]\ninventory = "{bad}"\n')
+    with pytest.raises(ConfigError) as err:
+        load_config(config)
+    assert "rpz.inventory" in str(err.value)
+    assert "primaries" in str(err.value)
