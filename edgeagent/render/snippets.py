@@ -26,6 +26,7 @@ PowerDNS ``seedFile``/``dumpFile``, Knot DNS storage) and the SOA expire is the 
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -43,8 +44,11 @@ from edgeagent.rpz.publishers.base import ZoneRelease
 
 HEADER = "rendered by `edgeagent render` from the fleet inventory: re-render, do not edit"
 ZONE_COUNT = 2  # the policy zone and the exception zone change together
-# Tell every downstream server within this many seconds of a change.
-NOTIFY_SPREAD_SECONDS = 0.2
+# BIND's rate limiters send at most 10 messages per tick, one tick every 10/rate s: at
+# BIND's default of 20/s the NOTIFYs of one change to 200 servers take 10 s. Rendered: a
+# tick every 10 ms at least, and every NOTIFY of one change out within 0.1 s.
+MIN_RATE = 1000
+NOTIFY_SPREAD_SECONDS = 0.1
 # Unbound serves these names itself unless told not to: a canary under one of them would
 # be answered before the policy.
 UNBOUND_LOCAL_TLDS = frozenset({"test", "invalid", "example", "localhost", "onion", "local"})
@@ -56,7 +60,8 @@ class Sizing:
 
     The defaults (notify-rate 20/s, transfers-out 10) make a change reach N secondaries in
     about N/20 s; sized here so that one change's NOTIFYs leave within
-    :data:`NOTIFY_SPREAD_SECONDS` and every downstream server may transfer both zones at once.
+    :data:`NOTIFY_SPREAD_SECONDS` (BIND sends 10 per tick, :data:`MIN_RATE`) and every
+    downstream server may transfer both zones at once.
     """
 
     notify_rate: int
@@ -68,10 +73,10 @@ class Sizing:
     def for_fanout(cls, downstream: int, upstream: int) -> Sizing:
         notifies = ZONE_COUNT * downstream
         return cls(
-            notify_rate=max(20, round(notifies / NOTIFY_SPREAD_SECONDS)),
+            notify_rate=max(MIN_RATE, round(10 * math.ceil(notifies / 10) / NOTIFY_SPREAD_SECONDS)),
             transfers_out=max(10, notifies),
             tcp_clients=max(150, notifies + 50),
-            serial_query_rate=max(20, ZONE_COUNT * upstream * 10),
+            serial_query_rate=max(MIN_RATE, ZONE_COUNT * upstream * 10),
         )
 
     def options(self) -> str:
@@ -333,6 +338,8 @@ class FleetRenderer:
             f"    allow-recursion {{ {clients} }};\n"
             f"    allow-query {{ {clients} }};\n"
             f"    dnssec-validation {validation};\n"
+            # A NOTIFY's SOA query waits for the refresh limiter's tick (500 ms at 20/s).
+            f"    serial-query-rate {MIN_RATE};\n"
             # The exception zone first so an allow beats any block; answer blocked names
             # without waiting for upstream; apply each version at once; log no client;
             # do not reveal the policy zone's name.

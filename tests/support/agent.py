@@ -59,7 +59,6 @@ def create_token(config: Path, role: str, name: str) -> str:
     return out.stdout.split()[-1]
 
 
-@contextlib.contextmanager
 def agent_listeners_toml(state_dir: Path, api_port: int, metrics_port: int) -> str:
     """The ``[agent]``, ``[api]`` and ``[metrics]`` sections of a test agent on loopback."""
     return (
@@ -69,6 +68,7 @@ def agent_listeners_toml(state_dir: Path, api_port: int, metrics_port: int) -> s
     )
 
 
+@contextlib.contextmanager
 def running_agent(
     config: Path, metrics_port: int, log_path: Path | None = None
 ) -> Iterator[subprocess.Popen[bytes]]:
