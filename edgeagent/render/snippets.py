@@ -451,9 +451,9 @@ class FleetRenderer:
                 + ("    defpol = Policy.NoAction,\n" if exception else "")
                 + f'    tsigname = "{key}", tsigalgo = "hmac-sha256", tsigsecret = secret,\n'
                 f"    refresh = {refresh},\n"
-                # Its packet cache would answer an old canary (and an old block) for the
-                # records' whole TTL after a change: no longer than one refresh.
-                f"    maxTTL = {refresh},\n"
+                # Its packet cache would answer an old canary (and an old block or allow)
+                # for the records' whole TTL after a change: policy answers are not cached.
+                "    maxTTL = 0,\n"
                 f'    dumpFile = "{work}/{_zone_file(zone)}",\n'
                 f'    seedFile = "{work}/{_zone_file(zone)}",\n'
                 "})\n"

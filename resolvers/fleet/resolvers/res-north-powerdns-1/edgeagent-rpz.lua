@@ -15,7 +15,7 @@ rpzPrimary({"192.0.2.21:53", "192.0.2.22:53"}, "allow.rpz.invalid", {
     defpol = Policy.NoAction,
     tsigname = "edgeagent-transfer-north", tsigalgo = "hmac-sha256", tsigsecret = secret,
     refresh = 5,
-    maxTTL = 5,
+    maxTTL = 0,
     dumpFile = "/var/lib/pdns-recursor/allow.rpz.invalid.zone",
     seedFile = "/var/lib/pdns-recursor/allow.rpz.invalid.zone",
 })
@@ -23,7 +23,7 @@ rpzPrimary({"192.0.2.21:53", "192.0.2.22:53"}, "block.rpz.invalid", {
     policyName = "block.rpz.invalid",
     tsigname = "edgeagent-transfer-north", tsigalgo = "hmac-sha256", tsigsecret = secret,
     refresh = 5,
-    maxTTL = 5,
+    maxTTL = 0,
     dumpFile = "/var/lib/pdns-recursor/block.rpz.invalid.zone",
     seedFile = "/var/lib/pdns-recursor/block.rpz.invalid.zone",
 })
