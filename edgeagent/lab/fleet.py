@@ -78,7 +78,6 @@ def loopback_inventory(
             "powerdns_keys_dir": keys,
             "knot_dir": dirs,
             "knot_keys_dir": keys,
-            "knot_resolver_cache_dir": dirs,
             "publish_dir": str(base / "publish"),
             "agent_secrets_dir": keys,
         },
@@ -208,10 +207,11 @@ def start_fleet(
     hold the initial zones (serial 1) until the agent's first UPDATE."""
     proxy = ProxyNames(str(base / "publish" / "proxy" / "index.bin"), "open", "http://stop.test")
     files = render_fleet(inventory, rpz, proxy, templates)
-    flat = {}
-    for rel, text in files.items():
-        _group, name, *rest = rel.split("/")
-        flat[f"{name}/{'/'.join(rest)}" if _group != "agent" else rel] = text
+    # One directory per server under base ("{name}" in the paths): drop the kind level.
+    flat = {
+        rel if rel.startswith("agent/") else rel.split("/", 1)[1]: text
+        for rel, text in files.items()
+    }
     write_rendering(base, flat)
     update, transfer = _write_keys(inventory, base)
     fleet = RunningFleet(base, inventory, inventory.fleet.update_key, update, transfer)

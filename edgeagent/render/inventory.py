@@ -47,7 +47,6 @@ class InventoryPaths(ConfigModel):
     # Knot DNS storage: the zone files it writes are the files Knot Resolver watches.
     knot_dir: str = "/var/lib/knot"
     knot_keys_dir: str = "/etc/knot"
-    knot_resolver_cache_dir: str = "/var/cache/knot-resolver"
     # Where the agent writes the artefacts other daemons read (tmpfiles.d creates it).
     publish_dir: str = "/var/lib/edgeagent-publish"
     squid_dir: str = "/var/spool/squid"
