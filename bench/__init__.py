@@ -197,6 +197,15 @@ def _fleet_verify(quick: bool) -> list[Row]:
     return fleet_verify.run(live=30, dead=5) if quick else fleet_verify.run()
 
 
+def _fleet_fanout(quick: bool) -> list[Row]:
+    """Decision -> blocked at every resolver of a rendered fleet (32 mixed; 10-100 BIND)."""
+    from bench import fleet_fanout
+
+    if quick:
+        return fleet_fanout.run(resolvers=6, sizes=(10,), decisions=3)
+    return fleet_fanout.run()
+
+
 def _bulk_notice(quick: bool) -> list[Row]:
     """A 10,000-URL police notice through the daemon: stored, enforced, tickets opened."""
     from bench import bulk_notice
@@ -230,6 +239,7 @@ REGISTRY: dict[str, Benchmark] = {
     "proxy_helper": _proxy_helper,
     "squid_e2e": _squid_e2e,
     "fleet_verify": _fleet_verify,
+    "fleet_fanout": _fleet_fanout,
     "bulk_notice": _bulk_notice,
     "mail_notices": _mail_notices,
     "leader_failover": _leader_failover,

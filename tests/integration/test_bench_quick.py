@@ -30,6 +30,7 @@ BENCHMARKS = (
     "proxy_helper",
     "squid_e2e",
     "fleet_verify",
+    "fleet_fanout",
     "bulk_notice",
     "mail_notices",
     "leader_failover",

@@ -59,6 +59,15 @@ def create_token(config: Path, role: str, name: str) -> str:
     return out.stdout.split()[-1]
 
 
+def agent_listeners_toml(state_dir: Path, api_port: int, metrics_port: int) -> str:
+    """The ``[agent]``, ``[api]`` and ``[metrics]`` sections of a test agent on loopback."""
+    return (
+        f'[agent]\nstate_dir = "{state_dir}"\n\n'
+        f'[api]\nhost = "127.0.0.1"\nport = {api_port}\n\n'
+        f'[metrics]\nhost = "127.0.0.1"\nport = {metrics_port}\n'
+    )
+
+
 @contextlib.contextmanager
 def running_agent(
     config: Path, metrics_port: int, log_path: Path | None = None
