@@ -20,6 +20,7 @@ import dns.message
 import dns.rdatatype
 import dns.tsig
 
+from edgeagent.intake.entryref import KEY_FILE_NAME
 from edgeagent.lab.daemons import (
     HOST,
     ProcessGroup,
@@ -205,7 +206,12 @@ def start_fleet(
 ) -> RunningFleet:
     """Render ``inventory`` under ``base``, write keys, start every daemon; the primaries
     hold the initial zones (serial 1) until the agent's first UPDATE."""
-    proxy = ProxyNames(str(base / "publish" / "proxy" / "index.bin"), "open", "http://stop.test")
+    proxy = ProxyNames(
+        str(base / "publish" / "proxy" / "index.bin"),
+        "open",
+        "http://stop.test",
+        str(base / "state" / KEY_FILE_NAME),
+    )
     files = render_fleet(inventory, rpz, proxy, templates)
     # One directory per server under base ("{name}" in the paths): drop the kind level.
     flat = {

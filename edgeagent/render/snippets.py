@@ -96,6 +96,7 @@ class ProxyNames:
     index_path: str
     fail_mode: str
     stop_url: str
+    appeal_key_path: str  # the agent's key for the stop page's appeal references
 
 
 @dataclass(frozen=True, slots=True)
@@ -527,6 +528,7 @@ class FleetRenderer:
                 "PREFILTER": _path(self.paths.squid_prefilter, proxy.name),
                 "INDEX": self.proxy.index_path,
                 "FAIL_MODE": self.proxy.fail_mode,
+                "APPEAL_KEY": self.proxy.appeal_key_path,
                 "STATS_FILE": f"{work}/helper-%p.json",
                 "STOP_URL": self.proxy.stop_url,
                 "RESOLVER_CONF": f"dns_nameservers {proxy.unfiltered_resolver}",

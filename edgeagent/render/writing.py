@@ -8,6 +8,7 @@ from pathlib import Path
 from edgeagent.atomic import write_atomic
 from edgeagent.bundled import bundled_path
 from edgeagent.config import Settings
+from edgeagent.intake.entryref import KEY_FILE_NAME
 from edgeagent.proxy.enforcer import INDEX_FILE_NAME, ProxyEnforcerConfig
 from edgeagent.render.inventory import Inventory
 from edgeagent.render.snippets import ProxyNames, Templates, render_fleet
@@ -37,6 +38,7 @@ def proxy_names(inventory: Inventory, settings: Settings) -> ProxyNames:
         index_path=f"{inventory.paths.publish_dir}/proxy/{INDEX_FILE_NAME}",
         fail_mode=proxy.fail_mode,
         stop_url=stop_url,
+        appeal_key_path=str(settings.agent.state_dir / KEY_FILE_NAME),
     )
 
 
