@@ -331,6 +331,11 @@ class Daemon:
             if self.agent.takedown is not None:
                 routes = (*routes, *takedown_routes(self.agent.takedown))
             app = create_app(ctx, routes=routes)
+            if settings.console.enabled:
+                from edgeagent.console.app import Services, add_console
+
+                services = Services(takedown=self.agent.takedown, feeds=self.agent.feeds)
+                add_console(app, settings.console, routes, services)
             port = await self._serve(app, settings.api.host, settings.api.port, settings, ssl_ctx)
             scheme = "https" if ssl_ctx else "http"
             self.api_url = f"{scheme}://{_url_host(settings.api.host)}:{port}"

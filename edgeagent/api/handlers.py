@@ -400,35 +400,41 @@ async def plan(request: web.Request, who: Principal) -> web.Response:
 
 
 async def lookup(request: web.Request, who: Principal) -> web.Response:
-    ctx = request.app[CONTEXT]
-    wait = request.app[LOOKUP_LIMITER].take(who.token_id)
+    q: LookupQuery = _query(request, LookupQuery)
+    return _json(await explain_target(request.app, who, q.target))
+
+
+async def explain_target(app: web.Application, who: Principal, target: str) -> dict[str, Any]:
+    """How ``target`` is treated and why: rate-limited per token and audited (by short
+    hash), for the API's lookup and the console's alike."""
+    ctx = app[CONTEXT]
+    wait = app[LOOKUP_LIMITER].take(who.token_id)
     if wait > 0:
-        await write(request.app, ctx.store.append_audit, who.name, "lookup.limited", "lookup", {})
+        await write(app, ctx.store.append_audit, who.name, "lookup.limited", "lookup", {})
         raise ApiError(
             429,
             "rate-limited",
             "lookup rate limit reached; retry later",
             headers={"Retry-After": str(max(1, math.ceil(wait)))},
         )
-    q: LookupQuery = _query(request, LookupQuery)
     index: PolicyIndex | None = await read(ctx.policy)
     if index is None:
         raise ApiError(503, "policy-not-loaded", "no policy loaded yet")
     try:
-        treatment = index.explain(q.target)
+        treatment = index.explain(target)
     except ValueError as exc:
         await write(
-            request.app,
+            app,
             ctx.store.append_audit,
             who.name,
             "lookup",
-            f"target:{short_hash(q.target)}",
+            f"target:{short_hash(target)}",
             {"result": "invalid"},
         )
         reason = exc.reason if isinstance(exc, InvalidTarget) else "not a URL, name or address"
         raise bad_input("target", reason) from None
     await write(
-        request.app,
+        app,
         ctx.store.append_audit,
         who.name,
         "lookup",
@@ -441,28 +447,26 @@ async def lookup(request: web.Request, who: Principal) -> web.Response:
             "policy_version": index.state.version,
         },
     )
-    return _json(
-        {
-            "target_kind": treatment.target_kind,
-            "canonical": treatment.canonical,
-            "policy_version": index.state.version,
-            "dns": treatment.dns,
-            "proxy": treatment.proxy,
-            "matches": [
-                {
-                    "layer": m.layer,
-                    "effect": m.effect,
-                    "scope": m.entry.indicator.scope.value,
-                    "target": m.entry.indicator.value,
-                    "action": m.entry.action.value,
-                    "source": m.entry.source,
-                    "reference": m.entry.reference,
-                    "category": m.entry.category,
-                }
-                for m in treatment.matches
-            ],
-        }
-    )
+    return {
+        "target_kind": treatment.target_kind,
+        "canonical": treatment.canonical,
+        "policy_version": index.state.version,
+        "dns": treatment.dns,
+        "proxy": treatment.proxy,
+        "matches": [
+            {
+                "layer": m.layer,
+                "effect": m.effect,
+                "scope": m.entry.indicator.scope.value,
+                "target": m.entry.indicator.value,
+                "action": m.entry.action.value,
+                "source": m.entry.source,
+                "reference": m.entry.reference,
+                "category": m.entry.category,
+            }
+            for m in treatment.matches
+        ],
+    }
 
 
 # --- audit
