@@ -459,13 +459,13 @@ async def _decision_page(
             "History",
         )
     )
-    if d.status is DecisionStatus.PENDING_APPROVAL and console.may(s, "approveDecision"):
+    if d.status is DecisionStatus.PENDING_APPROVAL:
         own = d.actor == s.who.name
-        rule = f"Four-eyes: filed by {d.actor}; a second person must approve it." + (
-            " You filed it, so you cannot approve it." if own else ""
-        )
-        body.append(f'<h2>Approve</h2><p class="rule" id="four-eyes">{inert(rule)}</p>')
-        if not own:
+        rule = f"Four-eyes: filed by {d.actor}; a second person (a supervisor) must approve it."
+        if own:
+            rule += " You filed it, so you cannot approve it."
+        body.append(f'<h2>Approval</h2><p class="rule" id="four-eyes">{inert(rule)}</p>')
+        if not own and console.may(s, "approveDecision"):
             fields = r.reason_input("approve-reason", "Reason", required=False)
             body.append(r.form(s, f"/console/decisions/{d.id}/approve", fields, "Approve"))
     if d.status in (DecisionStatus.ACTIVE, DecisionStatus.PENDING_APPROVAL) and console.may(
