@@ -357,9 +357,10 @@ async def decisions(
 def _notice_form(s: Session) -> str:
     sources = "".join(f'<option value="{v.value}">{v.value}</option>' for v in NoticeSource)
     fields = (
-        r.text_input("reference", "Case reference") + '<label for="source">Source</label>'
+        r.text_input("notice-reference", "Case reference", name="reference")
+        + '<label for="source">Source</label>'
         f'<select id="source" name="source">{sources}</select>'
-        + r.text_input("reason", "Reason (audited)")
+        + r.text_input("notice-reason", "Reason (audited)", name="reason")
         + '<label for="targets">Targets, one a line (a line may start with its scope: '
         "<code>domain</code>, <code>url</code>, ...)</label>"
         '<textarea id="targets" name="targets" required spellcheck="false"></textarea>'

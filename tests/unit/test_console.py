@@ -88,8 +88,11 @@ def test_masked_and_inert() -> None:
     assert masked("bad.example") == "bad[.]example"
     assert masked("https://user:pw@bad.example/") == "hxxps://bad[.]example/"
     text = inert(HOSTILE)
-    assert "<" not in text and "\u202e" not in text and "\u0000" not in text
-    assert "&lt;script&gt;" in text and "&lt;U+202E&gt;" in text
+    assert "<" not in text
+    assert "\u202e" not in text
+    assert "\u0000" not in text
+    assert "&lt;script&gt;" in text
+    assert "&lt;U+202E&gt;" in text
 
 
 async def test_sign_in_and_session_fixation(desk: Desk) -> None:
@@ -101,7 +104,8 @@ async def test_sign_in_and_session_fixation(desk: Desk) -> None:
     cookies = {c.key: c for c in desk.client.session.cookie_jar}
     session = cookies[COOKIE_NAME]
     assert session.value != planted
-    assert session["httponly"] and session["samesite"] == "Strict"
+    assert session["httponly"]
+    assert session["samesite"] == "Strict"
     bad = await desk.client.post("/console/signin", data={"token": "wrong"})
     assert bad.status == 401
     rows = desk.store.audit_since()
@@ -143,7 +147,8 @@ async def test_notice_approve_reveal(desk: Desk) -> None:
         reason="public report",
         targets=targets,
     )
-    assert "secret" not in page and "two" not in page
+    assert "secret" not in page
+    assert "two" not in page
     assert page.count("<td>pending</td>") == 3
     [d1, *_] = sorted(desk.store.list_decisions(), key=lambda d: d.id)
     own = await desk.page(f"/console/decisions/{d1.id}")
@@ -190,7 +195,9 @@ async def test_hostile_text_is_inert(desk: Desk) -> None:
     [d] = desk.store.list_decisions()
     page = await desk.page(f"/console/decisions/{d.id}")
     assert "<script>" not in page.replace('<script src="/console/static/console.js"', "")
-    assert "\u202e" not in page and "<img" not in page and "<b>1" not in page
+    assert "\u202e" not in page
+    assert "<img" not in page
+    assert "<b>1" not in page
     assert "&lt;U+202E&gt;" in page
 
 
@@ -206,7 +213,8 @@ async def test_long_lists_paginate(desk: Desk) -> None:
     assert 'rel="next" href="/console/decisions?offset=10"' in first
     last = await desk.page("/console/decisions?offset=20")
     assert last.count('href="/console/decisions/') == 5
-    assert 'rel="next"' not in last and 'rel="prev"' in last
+    assert 'rel="next"' not in last
+    assert 'rel="prev"' in last
 
 
 async def test_roles_follow_the_route_table(desk: Desk) -> None:
@@ -230,7 +238,8 @@ async def test_roles_follow_the_route_table(desk: Desk) -> None:
 
 async def test_static_assets_and_screen(desk: Desk) -> None:
     css = await desk.client.get("/console/static/console.css")
-    assert css.status == 200 and css.content_type == "text/css"
+    assert css.status == 200
+    assert css.content_type == "text/css"
     assert (await desk.client.get("/console/static/other.js")).status == 404
     await desk.sign_in("noc")
     assert "Return" in await desk.page("/console/screen")
