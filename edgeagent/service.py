@@ -241,6 +241,7 @@ class Daemon:
         self.api_url = ""
         self.metrics_url = ""
         self.intake_url = ""
+        self.console_url = ""
 
     # -- lifecycle
     def request_stop(self) -> None:
@@ -339,6 +340,8 @@ class Daemon:
             port = await self._serve(app, settings.api.host, settings.api.port, settings, ssl_ctx)
             scheme = "https" if ssl_ctx else "http"
             self.api_url = f"{scheme}://{_url_host(settings.api.host)}:{port}"
+            if settings.console.enabled:
+                self.console_url = f"{self.api_url}/console/"
         await self.agent.enforcers.start()
         if settings.metrics.enabled:
             app = create_metrics_app(self.agent.metrics.registry, self.readiness)

@@ -239,6 +239,4 @@ def test_a_noc_user_cannot_act_as_supervisor(console: Console, tmp_path: Path) -
         nico.get(f"{console.base}/decisions")
         assert "role noc below required analyst" in nico.find_element(By.TAG_NAME, "main").text
     status, audit = http_json("GET", f"{console.api}/v1/audit", console.tokens["sam"])
-    assert any(
-        r["action"] == "auth.denied" and r["actor"] == "nico" for r in audit["items"]
-    ), audit
+    assert any(r["action"] == "auth.denied" and r["actor"] == "nico" for r in audit["items"]), audit
