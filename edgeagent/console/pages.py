@@ -826,6 +826,10 @@ def distribution_svg(minutes: Sequence[float]) -> str:
     return "".join(parts)
 
 
+def _minutes(v: float | None) -> str:
+    return "-" if v is None else f"{v:.0f}"
+
+
 def _share(v: float | None) -> str:
     return "-" if v is None else f"{v * 100:.0f} %"
 
@@ -838,7 +842,7 @@ async def reports(console: Console, request: web.Request, s: Session, f: Mapping
             inert(group),
             str(row["count"]),
             str(row["removed"]),
-            inert(str(row["median_minutes"])),
+            _minutes(row["median_minutes"]),
             _share(row["within_60_share"]),
             _share(row["within_120_share"]),
         ]

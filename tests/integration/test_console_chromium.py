@@ -181,7 +181,14 @@ def test_a_notice_from_filing_to_case(console: Console, tmp_path: Path) -> None:
         console.shot(ana, "cases")
         ana.get(f"{console.base}/tickets/{ticket}")
         assert "PUB-2026-7" in ana.find_element(By.TAG_NAME, "main").text
-        assert ana.find_elements(By.XPATH, "//button[starts-with(., 'Move to ')]")
+        # Only the moves the ticket's state allows are offered.
+        for state in ("under-review", "temporarily-removed"):
+            offered = ana.find_elements(By.XPATH, "//button[starts-with(., 'Move to ')]")
+            assert offered
+            assert f"Move to {state}" in [b.text for b in offered]
+            assert "Move to evidence-issued" not in [b.text for b in offered]
+            ana.find_element(By.ID, f"to-{state}").send_keys("checked" + Keys.ENTER)
+            assert ana.find_element(By.ID, "state").text == state
         ana.find_element(By.ID, "comment").send_keys("customer called <script>x</script>")
         ana.find_element(By.ID, "comment").submit()
         assert "customer called <script>x</script>" in ana.find_element(By.TAG_NAME, "main").text
@@ -234,9 +241,34 @@ def test_a_notice_from_filing_to_case(console: Console, tmp_path: Path) -> None:
 
 
 def test_a_noc_user_cannot_act_as_supervisor(console: Console, tmp_path: Path) -> None:
-    with chromium_driver(tmp_path / "n") as nico:
+    """A noc session crafts supervisor POSTs (with its own valid CSRF token): refused,
+    audited, nothing changes."""
+    status, found = http_json("GET", f"{console.api}/v1/decisions", console.tokens["ana"])
+    assert status == 200
+    decision_id = found["items"][0]["id"]
+    with chromium_driver(tmp_path / "n", javascript=True) as nico:
         sign_in(nico, console, "nico")
         nico.get(f"{console.base}/decisions")
         assert "role noc below required analyst" in nico.find_element(By.TAG_NAME, "main").text
+        for action in ("revoke", "approve"):
+            # The session's own sign-out form, pointed elsewhere: a crafted POST.
+            nico.execute_script(
+                "const f = document.querySelector('form[action=\"/console/signout\"]');"
+                "const r = document.createElement('input');"
+                "r.name = 'reason'; r.value = 'crafted'; f.appendChild(r);"
+                f"f.action = '/console/decisions/{decision_id}/{action}'; f.submit();"
+            )
+            main = nico.find_element(By.TAG_NAME, "main").text
+            assert "role noc below required supervisor" in main
+    status, after = http_json(
+        "GET", f"{console.api}/v1/decisions/{decision_id}", console.tokens["ana"]
+    )
+    assert after["status"] == "active"
     status, audit = http_json("GET", f"{console.api}/v1/audit", console.tokens["sam"])
-    assert any(r["action"] == "auth.denied" and r["actor"] == "nico" for r in audit["items"]), audit
+    assert status == 200
+    denied = [r for r in audit["items"] if r["action"] == "auth.denied" and r["actor"] == "nico"]
+    assert {r["subject"] for r in denied} == {
+        "console:listDecisions",
+        "console:revokeDecision",
+        "console:approveDecision",
+    }
