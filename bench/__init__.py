@@ -204,6 +204,13 @@ def _bulk_notice(quick: bool) -> list[Row]:
     return bulk_notice.rows(quick)
 
 
+def _console_pages(quick: bool) -> list[Row]:
+    """Every console page against a 1,000,000-entry policy and 10,000 tickets."""
+    from bench import console_pages
+
+    return console_pages.rows(quick)
+
+
 REGISTRY: dict[str, Benchmark] = {
     "store_ingest": _store_ingest,
     "store_ingest_postgresql": _store_ingest_postgresql,
@@ -217,5 +224,6 @@ REGISTRY: dict[str, Benchmark] = {
     "squid_e2e": _squid_e2e,
     "fleet_verify": _fleet_verify,
     "bulk_notice": _bulk_notice,
+    "console_pages": _console_pages,
 }
 """Benchmark name -> runner, in the order BENCHMARKS.md lists them."""

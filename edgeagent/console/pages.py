@@ -41,7 +41,7 @@ from edgeagent.decisions import NoticeTarget
 from edgeagent.errors import short_hash
 from edgeagent.intake.base import IntakeChannel, IntakeState
 from edgeagent.model import Decision, DecisionStatus, NoticeSource, Scope
-from edgeagent.takedown.report import report_csv
+from edgeagent.takedown.report import TakedownReport, report_csv
 from edgeagent.takedown.tickets import Ticket, TicketState, allowed_next
 from edgeagent.tokens import list_tokens, revoke_token
 
@@ -778,19 +778,12 @@ _FLEET_KEYS = (
 # --- reports
 
 
-async def _report(console: Console, f: Mapping[str, str]) -> tuple[Any, list[float]]:
-    takedown = _takedown(console)
+async def _report(console: Console, f: Mapping[str, str]) -> TakedownReport:
     end = _now()
     days = f.get("days", "30")
     start = end - timedelta(days=int(days) if days.isdigit() and 0 < int(days) < 3660 else 30)
-    rep = await takedown.report(start, end)
-    found = await takedown.list_tickets(limit=10_000)
-    minutes = [
-        t.minutes_to_removal
-        for t in found
-        if t.minutes_to_removal is not None and start <= t.notice_received_at < end
-    ]
-    return rep, minutes
+    report: TakedownReport = await _takedown(console).report(start, end)
+    return report
 
 
 _BUCKETS = (30, 60, 120, 240, 480, 1440)
@@ -835,7 +828,7 @@ def _share(v: float | None) -> str:
 
 
 async def reports(console: Console, request: web.Request, s: Session, f: Mapping[str, str]) -> str:
-    rep, minutes = await _report(console, f)
+    rep = await _report(console, f)
     data = rep.to_json()
     rows = [
         [
@@ -850,7 +843,7 @@ async def reports(console: Console, request: web.Request, s: Session, f: Mapping
     ]
     body = (
         f"<p>Notices received from {r.when(data['from'])} to {r.when(data['to'])}.</p>"
-        + distribution_svg(minutes)
+        + distribution_svg(rep.minutes)
         + r.table(
             ("Source", "Tickets", "Removed", "Median (min)", "Within 60 min", "Within 120 min"),
             rows,
@@ -864,7 +857,7 @@ async def reports(console: Console, request: web.Request, s: Session, f: Mapping
 async def reports_csv(
     console: Console, request: web.Request, s: Session, f: Mapping[str, str]
 ) -> web.Response:
-    rep, _ = await _report(console, f)
+    rep = await _report(console, f)
     return web.Response(
         text=report_csv(rep),
         content_type="text/csv",
