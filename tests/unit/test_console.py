@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,12 +66,17 @@ class Desk:
 
 @pytest.fixture
 async def desk(tmp_path: Path) -> AsyncIterator[Desk]:
+    async with running_desk(tmp_path, ConsoleSettings(idle_minutes=15, page_size=10)) as d:
+        yield d
+
+
+@asynccontextmanager
+async def running_desk(tmp_path: Path, settings: ConsoleSettings) -> AsyncIterator[Desk]:
     store = SqliteStore(tmp_path / "store.db")
     tokens = add_tokens(store)
     clock = FakeClock()
     ctx = make_context(store, make_guard(tmp_path / "guard"))
     app = create_app(ctx)
-    settings = ConsoleSettings(idle_minutes=15, page_size=10)
     add_console(app, settings, ROUTES, Services(), clock)
     client = TestClient(TestServer(app))
     await client.start_server()
@@ -243,3 +249,23 @@ async def test_static_assets_and_screen(desk: Desk) -> None:
     assert (await desk.client.get("/console/static/other.js")).status == 404
     await desk.sign_in("noc")
     assert "Return" in await desk.page("/console/screen")
+
+
+@pytest.mark.parametrize(("proxies", "signed_in"), [("127.0.0.0/8", True), ("192.0.2.0/24", False)])
+async def test_single_sign_on_only_from_the_trusted_proxy(
+    tmp_path: Path, proxies: str, signed_in: bool
+) -> None:
+    settings = ConsoleSettings.model_validate(
+        {"sso_header": "X-Remote-User", "trusted_proxies": [proxies]}
+    )
+    async with running_desk(tmp_path, settings) as d:
+        resp = await d.client.get("/console/signin", headers={"X-Remote-User": "supervisor"})
+        page = await resp.text()
+        if signed_in:
+            assert resp.url.path == "/console/queue"
+            assert '<strong id="who">supervisor</strong>' in page
+        else:
+            assert resp.url.path == "/console/signin"
+            assert 'id="token"' in page
+        resp = await d.client.get("/console/signin", headers={"X-Remote-User": "nobody"})
+        assert resp.status == (401 if signed_in else 200)
