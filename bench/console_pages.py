@@ -154,9 +154,11 @@ async def _measure(agent: Agent, secret: str, repeat: int) -> dict[str, list[flo
             async with http.post("/console/signin", data={"token": secret}) as resp:
                 assert resp.status == 200, await resp.text()
             for page in PAGES:
-                async with http.get(page) as resp:  # warm up
+                start = time.perf_counter()
+                async with http.get(page) as resp:  # the first load, reported apart
                     await resp.read()
                     assert resp.status == 200, (page, resp.status)
+                times.setdefault(f"first {page}", []).append(time.perf_counter() - start)
                 for _ in range(repeat):
                     start = time.perf_counter()
                     async with http.get(page) as resp:
@@ -187,6 +189,8 @@ def rows(quick: bool) -> list[Row]:
     n_policy, n_tickets = (20_000, 500) if quick else (1_000_000, 10_000)
     result = measure(n_policy, n_tickets, repeat=5 if quick else 20)
     goal = "<= 200 ms" if not quick else ""
+    first = result.pop("first /console/reports")
+    result = {page: r for page, r in result.items() if not page.startswith("first ")}
     worst = max(r["max_ms"] for r in result.values())
     out = [
         Row(
@@ -197,6 +201,15 @@ def rows(quick: bool) -> list[Row]:
             ANCHOR,
         )
     ]
+    out.append(
+        Row(
+            "  /console/reports, first load (reads every ticket of 30 days; then kept a minute)",
+            first["max_ms"],
+            "ms",
+            "",
+            ANCHOR,
+        )
+    )
     out += [
         Row(f"  {page} (median)", r["p50_ms"], "ms", goal, ANCHOR) for page, r in result.items()
     ]

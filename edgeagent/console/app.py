@@ -36,6 +36,7 @@ from edgeagent.console.sessions import COOKIE_NAME, CSRF_FIELD, Session, Session
 from edgeagent.console.settings import ConsoleSettings
 from edgeagent.errors import EdgeAgentError
 from edgeagent.feeds.runner import FeedRunner
+from edgeagent.takedown.report import TakedownReport
 from edgeagent.takedown.service import TakedownService
 
 HEADERS = {
@@ -90,6 +91,9 @@ class Console:
         self.roles = {r.operation_id: r.role for r in routes}
         self.sessions = Sessions(settings.idle_minutes * 60.0, settings.max_hours * 3600.0, clock)
         self.reveals = RevealCounter(app[CONTEXT].store, app[CONTEXT].time_zone)
+        self.clock = clock
+        # Reports read every ticket of their period: one per period length and minute.
+        self.reports: dict[int, tuple[float, TakedownReport]] = {}
 
     @property
     def ctx(self) -> Any:

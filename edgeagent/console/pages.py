@@ -87,12 +87,16 @@ async def nav_counts(console: Console, session: Session) -> dict[str, int]:
     counts["pending"] = pending
     queue = pending
     if console.may(session, "listIntake"):
-        intake = await h.read(ctx.store.list_intake_items, state=IntakeState.PENDING, limit=1000)
+        intake = await h.read(
+            ctx.store.list_intake_items, state=IntakeState.PENDING, limit=r.NAV_CAP + 1
+        )
         queue += len(intake)
     takedown = console.services.takedown
     if takedown is not None and console.may(session, "listTickets"):
         due = await takedown.list_tickets(
-            open_only=True, due_before=_now() + timedelta(hours=DUE_SOON_HOURS), limit=1000
+            open_only=True,
+            due_before=_now() + timedelta(hours=DUE_SOON_HOURS),
+            limit=r.NAV_CAP + 1,
         )
         counts["due"] = len(due)
         queue += len(due)
@@ -778,11 +782,20 @@ _FLEET_KEYS = (
 # --- reports
 
 
+REPORT_SECONDS = 60.0
+
+
 async def _report(console: Console, f: Mapping[str, str]) -> TakedownReport:
+    """The takedown report of the last ``days`` (default 30), at most a minute old."""
+    takedown = _takedown(console)
+    text = f.get("days", "30")
+    days = int(text) if text.isdigit() and 0 < int(text) < 3660 else 30
+    cached = console.reports.get(days)
+    if cached is not None and console.clock() - cached[0] < REPORT_SECONDS:
+        return cached[1]
     end = _now()
-    days = f.get("days", "30")
-    start = end - timedelta(days=int(days) if days.isdigit() and 0 < int(days) < 3660 else 30)
-    report: TakedownReport = await _takedown(console).report(start, end)
+    report: TakedownReport = await takedown.report(end - timedelta(days=days), end)
+    console.reports[days] = (console.clock(), report)
     return report
 
 

@@ -18,6 +18,9 @@ from edgeagent.console.exposure import inert, masked
 from edgeagent.console.sessions import CSRF_FIELD, Session
 
 NavCounts = Mapping[str, int]
+# The navigation counts lists up to this many items (more show as "99+"): a count must
+# not cost a page its speed when thousands of cases are due.
+NAV_CAP = 99
 
 # (path, label, count key) in the order of the navigation.
 _NAV: tuple[tuple[str, str, str], ...] = (
@@ -117,7 +120,7 @@ def layout(
 ) -> str:
     links = []
     for path, label, key in _NAV:
-        badge = f' <span class="count">{counts[key]}</span>' if key and key in counts else ""
+        badge = f' <span class="count">{_count(counts[key])}</span>' if key in counts else ""
         here = ' aria-current="page"' if path == current else ""
         links.append(f'<li><a href="/console/{path}"{here}>{label}{badge}</a></li>')
     who = session.who
@@ -134,6 +137,10 @@ def layout(
         flash=flash,
         body=body,
     )
+
+
+def _count(n: int) -> str:
+    return f"{NAV_CAP}+" if n > NAV_CAP else str(n)
 
 
 def bare_page(title: str, body: str) -> str:
