@@ -210,7 +210,7 @@ def _query(request: web.Request, model: type[Any]) -> Any:
     return parse_query(list(request.query.items()), model)
 
 
-def _then_notify(ctx: ApiContext, fn: Callable[[], Decision]) -> Decision:
+def then_notify(ctx: ApiContext, fn: Callable[[], Decision]) -> Decision:
     """Run a decision write, then tell the daemon the policy may have changed."""
     decision = fn()
     ctx.on_change()
@@ -234,12 +234,12 @@ async def create_decision(request: web.Request, who: Principal) -> web.Response:
         raise bad_input("target", f"not a valid {scope.value} target") from None
     req = decision_request(body, body.target, scope)
     decision = await write(
-        request.app, _then_notify, ctx, partial(ctx.decisions.create, req, who.name)
+        request.app, then_notify, ctx, partial(ctx.decisions.create, req, who.name)
     )
     return _json(decision_json(decision), 201, Location=f"/v1/decisions/{decision.id}")
 
 
-def _notice_then_notify(
+def notice_then_notify(
     ctx: ApiContext, notice: DecisionRequest, targets: list[NoticeTarget], actor: str
 ) -> list[NoticeResult]:
     results = ctx.decisions.create_notice(notice, targets, actor)
@@ -254,7 +254,7 @@ async def create_notice(request: web.Request, who: Principal) -> web.Response:
     targets = [NoticeTarget(t.target, Scope(t.scope)) for t in body.targets]
     # The notice's own target and scope are placeholders: each target brings its own.
     notice = decision_request(body, "", Scope.URL)
-    results = await write(request.app, _notice_then_notify, ctx, notice, targets, who.name)
+    results = await write(request.app, notice_then_notify, ctx, notice, targets, who.name)
     return _json(notice_json(body.reference, results))
 
 
@@ -294,7 +294,7 @@ async def revoke_decision(request: web.Request, who: Principal) -> web.Response:
     body = parse_body(await request.read(), DecisionRevoke)
     decision = await write(
         request.app,
-        _then_notify,
+        then_notify,
         ctx,
         partial(ctx.decisions.revoke, decision_id, who.name, body.reason),
     )
@@ -308,7 +308,7 @@ async def approve_decision(request: web.Request, who: Principal) -> web.Response
     body = parse_body(raw, DecisionApprove) if raw.strip() else DecisionApprove()
     decision = await write(
         request.app,
-        _then_notify,
+        then_notify,
         ctx,
         partial(ctx.decisions.approve, decision_id, who.name, body.reason),
     )
@@ -379,7 +379,8 @@ async def fleet(request: web.Request, who: Principal) -> web.Response:
     return _json(dict(request.app[CONTEXT].fleet()))
 
 
-def _plan_sync(ctx: ApiContext, role: Role) -> dict[str, Any]:
+def plan_view(ctx: ApiContext, role: Role) -> dict[str, Any]:
+    """What ``GET /v1/plan`` answers a caller of ``role`` (blocking: store reads)."""
     pending = ctx.store.list_decisions(status=DecisionStatus.PENDING_APPROVAL, limit=PENDING_SHOWN)
     return {
         # Counted, not the length of the list: the list stops at PENDING_SHOWN.
@@ -393,7 +394,7 @@ async def plan(request: web.Request, who: Principal) -> web.Response:
     ctx = request.app[CONTEXT]
     # List entries only for roles that may see them: the NOC gets short hashes and counts,
     # analysts the pending targets, supervisors also what each held generation changes.
-    return _json(await read(_plan_sync, ctx, who.role))
+    return _json(await read(plan_view, ctx, who.role))
 
 
 # --- lookup

@@ -149,7 +149,7 @@ async def screen(console: Console, request: web.Request, s: Session, f: Mapping[
 async def queue(console: Console, request: web.Request, s: Session, f: Mapping[str, str]) -> str:
     ctx = console.ctx
     analyst = console.may(s, "listDecisions")
-    plan = await h.read(h._plan_sync, ctx, s.who.role)
+    plan = await h.read(h.plan_view, ctx, s.who.role)
     rows = []
     for p in plan["pending"][: console.settings.page_size]:
         target = (
@@ -409,7 +409,7 @@ async def file_notice(
     )
     wanted = [NoticeTarget(t.target, Scope(t.scope)) for t in body.targets]
     notice = h.decision_request(body, "", Scope.URL)
-    results = await h.write(console.app, h._notice_then_notify, ctx, notice, wanted, s.who.name)
+    results = await h.write(console.app, h.notice_then_notify, ctx, notice, wanted, s.who.name)
     out = h.notice_json(body.reference, results)
     rows = [
         [
@@ -513,7 +513,7 @@ async def _decide(console: Console, s: Session, decision_id: int, verb: str, rea
     act = ctx.decisions.approve if verb == "approve" else ctx.decisions.revoke
 
     def run() -> Decision:
-        return h._then_notify(ctx, lambda: act(decision_id, s.who.name, reason))
+        return h.then_notify(ctx, lambda: act(decision_id, s.who.name, reason))
 
     d = await h.write(console.app, run)
     done = r.notice("ok", f"{verb.capitalize()}d.")
