@@ -28,7 +28,7 @@ from edgeagent.api import handlers as h
 from edgeagent.api.auth import AUTHENTICATOR, Denied, Principal, Role
 from edgeagent.api.context import CONTEXT
 from edgeagent.api.routes import Route
-from edgeagent.api.validation import ApiError
+from edgeagent.api.validation import REQUEST_ZONE, ApiError
 from edgeagent.console import pages
 from edgeagent.console.render import asset
 from edgeagent.console.reveals import RevealCounter
@@ -228,6 +228,7 @@ class Console:
                 reason = f"role {session.who.role.label} below required {needed.label}"
                 await self._audit_denied(session.who.name, f"console:{operation_id}", 403, reason)
                 return self.html(await self.frame(session, "Not allowed", reason), 403)
+            REQUEST_ZONE.set(self.ctx.time_zone)  # dates without a zone: the team's
             try:
                 result = await handler(self, request, session, fields)
             except PageError as exc:

@@ -22,7 +22,14 @@ from pydantic import BaseModel
 from edgeagent.api import handlers as h
 from edgeagent.api.feed_routes import HeldDecision
 from edgeagent.api.intake_handlers import IntakeOutcome, decide_item
-from edgeagent.api.takedown_routes import AssignBody, CommentBody, TicketReason
+from edgeagent.api.takedown_routes import (
+    AssignBody,
+    AuthorisationBody,
+    CommentBody,
+    OutcomeBody,
+    TicketReason,
+    TicketTransition,
+)
 from edgeagent.api.validation import (
     ApiError,
     AuditQuery,
@@ -41,6 +48,7 @@ from edgeagent.decisions import NoticeTarget
 from edgeagent.errors import short_hash
 from edgeagent.intake.base import IntakeChannel, IntakeState
 from edgeagent.model import Decision, DecisionStatus, NoticeSource, Scope
+from edgeagent.takedown.records import Outcome, OutcomeKind
 from edgeagent.takedown.report import TakedownReport, report_csv
 from edgeagent.takedown.tickets import Ticket, TicketState, allowed_next
 from edgeagent.tokens import list_tokens, revoke_token
@@ -631,12 +639,41 @@ async def _ticket_page(
         )
     )
     if console.may(s, "transitionTicket"):
+        body.append("<h2>Next step</h2>")
         for nxt in allowed_next(t.state):
             fields = f'<input type="hidden" name="to" value="{nxt.value}">'
             fields += r.reason_input(f"to-{nxt.value}", "Reason")
+            fields += "".join(
+                r.text_input(f"to-{nxt.value}-{name}", label, name=name)
+                for name, label in _RECORD_FIELDS.get(nxt, ())
+            )
             body.append(
                 r.form(s, f"/console/tickets/{t.id}/transition", fields, f"Move to {nxt.value}")
             )
+    if console.may(s, "authoriseTicket") and t.authorisation is None and not t.closed:
+        fields = "".join(
+            r.text_input(f"auth-{name}", label, name=name)
+            for name, label in (
+                ("by", "Authorised by (officer or agency)"),
+                ("reference", "Their reference"),
+                ("at", "When (YYYY-MM-DD HH:MM)"),
+            )
+        )
+        body.append(
+            "<h2>Law-enforcement authorisation</h2>"
+            + r.form(s, f"/console/tickets/{t.id}/authorisation", fields, "Record authorisation")
+        )
+    if console.may(s, "recordTicketOutcome"):
+        kinds = "".join(f'<option value="{k.value}">{k.value}</option>' for k in OutcomeKind)
+        fields = (
+            '<label for="outcome-kind">Measure</label>'
+            f'<select id="outcome-kind" name="kind">{kinds}</select>'
+            + r.reason_input("outcome-reason")
+        )
+        body.append(
+            "<h2>Customer account</h2>"
+            + r.form(s, f"/console/tickets/{t.id}/outcome", fields, "Record measure")
+        )
     if console.may(s, "assignTicket"):
         fields = r.text_input(
             "assignee", "Assign to (token holder; empty: nobody)", value=t.assignee, required=False
@@ -666,16 +703,67 @@ async def _ticket_page(
     return await _page(console, s, f"Case #{t.id}", "".join(body), "tickets", flash=flash)
 
 
+# The record a move needs (referred, removed-and-preserved): its fields on the form.
+_RECORD_FIELDS: dict[TicketState, tuple[tuple[str, str], ...]] = {
+    TicketState.REFERRED: (
+        ("recipient", "Referred to (a configured recipient)"),
+        ("reference", "Their reference"),
+        ("at", "When (YYYY-MM-DD HH:MM)"),
+    ),
+    TicketState.REMOVED_AND_PRESERVED: (
+        ("location", "Where the copy is preserved"),
+        ("preserved_by", "Preserved by (hosting side)"),
+        ("content_sha256", "SHA-256 of each file (space-separated)"),
+        ("at", "When (YYYY-MM-DD HH:MM)"),
+    ),
+}
+
+
 async def ticket_transition(
     console: Console, request: web.Request, s: Session, f: Mapping[str, str]
 ) -> str:
-    takedown = _takedown(console)
-    to = f.get("to", "")
-    reason = _reveal_reason(f)
-    if to not in {st.value for st in TicketState}:
-        raise ApiError(400, "invalid", "not a ticket state", "to")
-    t = await takedown.transition(_id(request), TicketState(to), s.who.name, reason)
-    return await _ticket_page(console, s, t, revealed=None, flash=r.notice("ok", f"Now {t.state}."))
+    data: dict[str, Any] = {"to": f.get("to", ""), "reason": f.get("reason", "")}
+    if f.get("to") == TicketState.REFERRED.value:
+        data["referral"] = {k: f.get(k, "") for k in ("recipient", "reference", "at")}
+    if f.get("to") == TicketState.REMOVED_AND_PRESERVED.value:
+        data["preservation"] = {
+            "location": f.get("location", ""),
+            "preserved_by": f.get("preserved_by", ""),
+            "content_sha256": f.get("content_sha256", "").split(),
+            "at": f.get("at", ""),
+        }
+    body = _body(TicketTransition, data)
+    t = await _takedown(console).transition(
+        _id(request),
+        body.to,
+        s.who.name,
+        body.reason,
+        referral=body.referral.record() if body.referral else None,
+        preservation=body.preservation.record() if body.preservation else None,
+    )
+    done = (
+        f"Now {t.state}."
+        if t.state is body.to
+        else f"Proposed {body.to}: a second person confirms."
+    )
+    return await _ticket_page(console, s, t, revealed=None, flash=r.notice("ok", done))
+
+
+async def ticket_authorise(
+    console: Console, request: web.Request, s: Session, f: Mapping[str, str]
+) -> str:
+    body = _body(AuthorisationBody, {k: f.get(k, "") for k in ("by", "reference", "at")})
+    t = await _takedown(console).record_authorisation(_id(request), s.who.name, body.record())
+    return await _ticket_page(console, s, t, revealed=None, flash=r.notice("ok", "Recorded."))
+
+
+async def ticket_outcome(
+    console: Console, request: web.Request, s: Session, f: Mapping[str, str]
+) -> str:
+    body = _body(OutcomeBody, {"kind": f.get("kind", ""), "reason": f.get("reason", "")})
+    record = Outcome(body.kind, body.reason, _now())
+    t = await _takedown(console).record_outcome(_id(request), s.who.name, record)
+    return await _ticket_page(console, s, t, revealed=None, flash=r.notice("ok", "Recorded."))
 
 
 async def ticket_assign(
@@ -832,6 +920,18 @@ def distribution_svg(minutes: Sequence[float]) -> str:
     return "".join(parts)
 
 
+def _period_form(days: str) -> str:
+    options = "".join(
+        f'<option value="{d}"{" selected" if str(d) == days else ""}>last {d} days</option>'
+        for d in (7, 30, 31, 90, 365)
+    )
+    return (
+        '<form method="get" action="/console/reports"><label for="days">Period</label>'
+        f'<select id="days" name="days">{options}</select>'
+        '<button type="submit">Show</button></form>'
+    )
+
+
 def _minutes(v: float | None) -> str:
     return "-" if v is None else f"{v:.0f}"
 
@@ -855,14 +955,16 @@ async def reports(console: Console, request: web.Request, s: Session, f: Mapping
         for group, row in [("all", data["total"]), *data["by_source"].items()]
     ]
     body = (
-        f"<p>Notices received from {r.when(data['from'])} to {r.when(data['to'])}.</p>"
+        _period_form(f.get("days", "30"))
+        + f"<p>Notices received from {r.when(data['from'])} to {r.when(data['to'])}.</p>"
         + distribution_svg(rep.minutes)
         + r.table(
             ("Source", "Tickets", "Removed", "Median (min)", "Within 60 min", "Within 120 min"),
             rows,
             "Time to takedown by source",
         )
-        + '<p><a href="/console/reports.csv" download>Export as CSV</a></p>'
+        + f'<p><a href="/console/reports.csv?days={inert(f.get("days", "30"))}" download>'
+        "Export as CSV</a></p>"
     )
     return await _page(console, s, "Reports", body, "reports")
 
@@ -1007,6 +1109,8 @@ PAGES: tuple[tuple[str, str, str, Any], ...] = (
     ("GET", f"/console/tickets/{_ID}", "getTicket", ticket),
     ("POST", f"/console/tickets/{_ID}/transition", "transitionTicket", ticket_transition),
     ("POST", f"/console/tickets/{_ID}/assign", "assignTicket", ticket_assign),
+    ("POST", f"/console/tickets/{_ID}/authorisation", "authoriseTicket", ticket_authorise),
+    ("POST", f"/console/tickets/{_ID}/outcome", "recordTicketOutcome", ticket_outcome),
     ("POST", f"/console/tickets/{_ID}/comment", "commentTicket", ticket_comment),
     ("POST", f"/console/tickets/{_ID}/{{flag:hold}}", "holdTicket", ticket_flag),
     ("POST", f"/console/tickets/{_ID}/{{flag:release}}", "releaseTicket", ticket_flag),

@@ -19,14 +19,19 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from edgeagent.api import create_app
+from edgeagent.api.context import CONTEXT
 from edgeagent.api.routes import ROUTES
 from edgeagent.console.app import HEADERS, Services, add_console
 from edgeagent.console.exposure import inert, masked
 from edgeagent.console.sessions import COOKIE_NAME
 from edgeagent.console.settings import ConsoleSettings
 from edgeagent.errors import short_hash
+from edgeagent.intake.base import IntakeChannel, IntakeContent
+from edgeagent.intake.triage import Triage
 from edgeagent.store import SqliteStore
 from tests.support.api import FakeClock, add_tokens, make_context, make_guard
+from tests.support.full_api import full_api
+from tests.support.tickets import make_ticket
 
 LISTED = "http://bad.example/secret/path.html?q=1"
 HOSTILE = "<script>alert(1)</script>\u202egnp.exe\u0000<img src=x>"
@@ -269,3 +274,89 @@ async def test_single_sign_on_only_from_the_trusted_proxy(
             assert 'id="token"' in page
         resp = await d.client.get("/console/signin", headers={"X-Remote-User": "nobody"})
         assert resp.status == (401 if signed_in else 200)
+
+
+@pytest.fixture
+async def case_desk(tmp_path: Path) -> AsyncIterator[tuple[Desk, Any]]:
+    """The console over every route table the daemon serves (takedown and feeds too)."""
+    async with full_api(tmp_path, console=ConsoleSettings(page_size=10)) as api:
+        assert api.takedown is not None
+        yield Desk(api.client, api.tokens, api.store, FakeClock()), api.takedown
+
+
+async def test_a_case_worked_in_the_console(case_desk: tuple[Desk, Any]) -> None:
+    desk, takedown = case_desk
+    ticket = takedown.tickets.create(make_ticket(customer_id="<i>cust</i>\u202e"))
+    await desk.sign_in("analyst")
+    page = await desk.page(f"/console/tickets/{ticket.id}")
+    assert "&lt;i&gt;cust&lt;/i&gt;&lt;U+202E&gt;" in page
+    assert "min late" in page  # the deadline has passed
+    moves = re.findall(r'<button type="submit">Move to ([a-z-]+)</button>', page)
+    assert moves == ["under-review"]
+    await desk.post(
+        f"/console/tickets/{ticket.id}/transition", to="restored", reason="x", status=409
+    )
+    page = await desk.post(
+        f"/console/tickets/{ticket.id}/transition", to="under-review", reason="checked"
+    )
+    assert '<span id="state">under-review</span>' in page
+    page = await desk.post(
+        f"/console/tickets/{ticket.id}/transition", to="temporarily-removed", reason="isolated"
+    )
+    assert "Move to referred" in page
+    assert 'name="recipient"' in page
+    # A move that needs its record names the missing field.
+    refused = await desk.post(
+        f"/console/tickets/{ticket.id}/transition", 400, to="referred", reason="r", recipient=""
+    )
+    assert "referral" in refused
+    page = await desk.post(
+        f"/console/tickets/{ticket.id}/authorisation", by="Officer <b>", reference="LE-1",
+        at="2026-03-02 08:15",
+    )  # fmt: skip
+    assert "Record authorisation" not in page  # recorded: not offered again
+    page = await desk.post(
+        f"/console/tickets/{ticket.id}/outcome", kind="account-suspended", reason="policy"
+    )
+    assert "<td>policy</td>" in page  # on the timeline
+    page = await desk.post(f"/console/tickets/{ticket.id}/comment", text="<script>x</script>")
+    assert "&lt;script&gt;x&lt;/script&gt;" in page
+    page = await desk.post(f"/console/tickets/{ticket.id}/assign", assignee="analyst2")
+    assert "<dd>analyst2</dd>" in page
+    await desk.post(f"/console/tickets/{ticket.id}/hold", 403, reason="police asked")
+    await desk.sign_in("supervisor")
+    page = await desk.post(f"/console/tickets/{ticket.id}/hold", reason="police asked")
+    assert "Release law-enforcement hold" in page
+    page = await desk.post(f"/console/tickets/{ticket.id}/legal-hold", reason="court")
+    assert "Release legal hold" in page
+    page = await desk.post(f"/console/tickets/{ticket.id}/reveal", reason="check the notice")
+    assert '<code class="revealed" id="revealed">http://shop.hosted.test/a</code>' in page
+    reveals = [r.subject for r in desk.store.audit_since() if r.action == "console.reveal"]
+    assert reveals == [f"ticket:{ticket.id}"]
+    reports = await desk.page("/console/reports?days=400")
+    assert "<svg" in reports
+    csv_resp = await desk.client.get("/console/reports.csv?days=400")
+    assert csv_resp.status == 200
+    assert (await csv_resp.text()).startswith("group,count,removed")
+
+
+async def test_intake_handled_in_the_console(case_desk: tuple[Desk, Any]) -> None:
+    desk, _ = case_desk
+    triage = Triage(desk.client.app[CONTEXT].decisions)
+    report = triage.submit(
+        IntakeChannel.PUBLIC_REPORT,
+        IntakeContent(urls=("http://bad.example/<b>x</b>",), description="<script>y</script>"),
+    )
+    appeal = triage.submit(IntakeChannel.APPEAL, IntakeContent(statement="my bakery\u202e"))
+    await desk.sign_in("analyst")
+    queue = await desk.page("/console/queue")
+    assert "&lt;script&gt;y&lt;/script&gt;" in queue
+    assert "my bakery&lt;U+202E&gt;" in queue
+    assert f"/console/intake/{report.id}/accept" in queue
+    assert f"/console/intake/{appeal.id}/uphold" not in queue  # a supervisor's
+    await desk.post(f"/console/intake/{appeal.id}/uphold", 403, reason="x")
+    page = await desk.post(f"/console/intake/{report.id}/accept", reason="confirmed")
+    assert f"{report.reference}: accepted; 1 decision(s)" in page
+    await desk.sign_in("supervisor")
+    page = await desk.post(f"/console/intake/{appeal.id}/uphold", reason="the block stays")
+    assert f"{appeal.reference}: upheld" in page
