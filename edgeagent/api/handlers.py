@@ -379,9 +379,10 @@ async def fleet(request: web.Request, who: Principal) -> web.Response:
     return _json(dict(request.app[CONTEXT].fleet()))
 
 
-def plan_view(ctx: ApiContext, role: Role) -> dict[str, Any]:
-    """What ``GET /v1/plan`` answers a caller of ``role`` (blocking: store reads)."""
-    pending = ctx.store.list_decisions(status=DecisionStatus.PENDING_APPROVAL, limit=PENDING_SHOWN)
+def plan_view(ctx: ApiContext, role: Role, shown: int = PENDING_SHOWN) -> dict[str, Any]:
+    """What ``GET /v1/plan`` answers a caller of ``role``, listing at most ``shown``
+    pending decisions (blocking: store reads)."""
+    pending = ctx.store.list_decisions(status=DecisionStatus.PENDING_APPROVAL, limit=shown)
     return {
         # Counted, not the length of the list: the list stops at PENDING_SHOWN.
         "pending_decisions": pending_count(ctx.store),

@@ -157,9 +157,10 @@ async def screen(console: Console, request: web.Request, s: Session, f: Mapping[
 async def queue(console: Console, request: web.Request, s: Session, f: Mapping[str, str]) -> str:
     ctx = console.ctx
     analyst = console.may(s, "listDecisions")
-    plan = await h.read(h.plan_view, ctx, s.who.role)
+    size = console.settings.page_size
+    plan = await h.read(h.plan_view, ctx, s.who.role, size)
     rows = []
-    for p in plan["pending"][: console.settings.page_size]:
+    for p in plan["pending"]:
         target = (
             r.target_cell(p["target"], p["target_ref"])
             if analyst
@@ -180,13 +181,14 @@ async def queue(console: Console, request: web.Request, s: Session, f: Mapping[s
     takedown = console.services.takedown
     if takedown is not None and console.may(s, "listTickets"):
         due = await takedown.list_tickets(
-            open_only=True, due_before=_now() + timedelta(hours=DUE_SOON_HOURS), limit=100
+            open_only=True, due_before=_now() + timedelta(hours=DUE_SOON_HOURS), limit=size
         )
         parts.append(
             r.table(
                 ("Case", "Reference", "State", "Due"),
                 (_ticket_row(t) for t in due),
-                f"Cases due within {DUE_SOON_HOURS} hours ({len(due)})",
+                f"Cases due within {DUE_SOON_HOURS} hours ({r.shown(len(due), size)}), "
+                "soonest first",
             )
         )
     if console.may(s, "approveDecision"):

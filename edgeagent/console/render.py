@@ -143,6 +143,11 @@ def _count(n: int) -> str:
     return f"{NAV_CAP}+" if n > NAV_CAP else str(n)
 
 
+def shown(n: int, limit: int) -> str:
+    """How many a list of at most ``limit`` rows holds: ``50+`` when it is full."""
+    return f"{n}+" if n >= limit else str(n)
+
+
 def bare_page(title: str, body: str) -> str:
     """A page outside a session (sign-in, signed out)."""
     return asset("bare.html").format(title=inert(title), body=body)
