@@ -204,7 +204,11 @@ async def queue(console: Console, request: web.Request, s: Session, f: Mapping[s
 
 
 async def _intake_section(console: Console, s: Session) -> str:
-    items = await h.read(console.ctx.store.list_intake_items, state=IntakeState.PENDING, limit=100)
+    items = await h.read(
+        console.ctx.store.list_intake_items,
+        state=IntakeState.PENDING,
+        limit=console.settings.page_size,
+    )
     rows = []
     for item in items:
         c = item.content
@@ -230,7 +234,7 @@ async def _intake_section(console: Console, s: Session) -> str:
     return r.table(
         ("Reference", "Channel", "URLs", "Text", "Received", "Outcome"),
         rows,
-        f"Intake waiting ({len(items)})",
+        f"Intake waiting ({r.shown(len(items), console.settings.page_size)})",
     )
 
 
