@@ -34,7 +34,15 @@ from edgeagent.console.render import asset
 from edgeagent.console.reveals import RevealCounter
 from edgeagent.console.sessions import COOKIE_NAME, CSRF_FIELD, Session, Sessions
 from edgeagent.console.settings import ConsoleSettings
-from edgeagent.errors import EdgeAgentError
+from edgeagent.decisions import FourEyesRequired
+from edgeagent.errors import (
+    EdgeAgentError,
+    GuardrailViolation,
+    InvalidRequest,
+    InvalidTarget,
+    NotFound,
+    StoreUnavailable,
+)
 from edgeagent.feeds.runner import FeedRunner
 from edgeagent.takedown.report import TakedownReport
 from edgeagent.takedown.service import TakedownService
@@ -63,15 +71,6 @@ class Services:
 
     takedown: TakedownService | None = None
     feeds: FeedRunner | None = None
-
-
-class PageError(EdgeAgentError):
-    """An answer other than the page: ``status`` with ``message`` shown to the person."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 class Console:
@@ -231,13 +230,12 @@ class Console:
             REQUEST_ZONE.set(self.ctx.time_zone)  # dates without a zone: the team's
             try:
                 result = await handler(self, request, session, fields)
-            except PageError as exc:
-                return self.html(await self.frame(session, "Refused", exc.message), exc.status)
             except ApiError as exc:
                 message = f"{exc.field}: {exc.message}" if exc.field else exc.message
                 return self.html(await self.frame(session, "Refused", message), exc.status)
             except EdgeAgentError as exc:
-                return self.html(await self.frame(session, "Refused", _reason(exc)), 409)
+                status, message = _refusal(exc)
+                return self.html(await self.frame(session, "Refused", message), status)
             if isinstance(result, web.Response):
                 result.headers.update(HEADERS)
                 return result
@@ -253,9 +251,19 @@ class Console:
         return await pages.nav_counts(self, session)
 
 
-def _reason(exc: EdgeAgentError) -> str:
-    reason = getattr(exc, "reason", None)
-    return reason if isinstance(reason, str) else str(exc)
+def _refusal(exc: EdgeAgentError) -> tuple[int, str]:
+    """The status and message of a domain refusal, as the API answers it."""
+    if isinstance(exc, NotFound):
+        return 404, f"{exc.kind} not found"
+    if isinstance(exc, InvalidRequest):
+        return 400, f"{exc.field}: {exc.reason}"
+    if isinstance(exc, InvalidTarget | GuardrailViolation):
+        return 400, f"target: {exc.reason}"
+    if isinstance(exc, FourEyesRequired):
+        return 403, str(exc)
+    if isinstance(exc, StoreUnavailable):
+        return 503, str(exc)
+    return 409, str(exc)
 
 
 async def _fields(request: web.Request) -> dict[str, str]:

@@ -60,10 +60,6 @@ _SCOPES = tuple(s.value for s in Scope)
 DUE_SOON_HOURS = 24
 
 
-class PageRefused(Exception):
-    """Raised by a handler for a plain refusal (shown with the status)."""
-
-
 def _body(model: type[BaseModel], data: Mapping[str, Any]) -> Any:
     """Validate form data with the API's request model (the same rules, the same fields)."""
     return parse_body(json.dumps(data).encode(), model)
@@ -535,7 +531,8 @@ async def _decide(console: Console, s: Session, decision_id: int, verb: str, rea
 
 
 def _reveal_reason(f: Mapping[str, str]) -> str:
-    body = _body(DecisionRevoke, {"reason": f.get("reason", "")})  # a non-empty reason
+    """The reason a reveal gives: required, checked as every audited reason is."""
+    body = _body(TicketReason, {"reason": f.get("reason", "")})
     reason: str = body.reason
     return reason
 

@@ -360,3 +360,18 @@ async def test_intake_handled_in_the_console(case_desk: tuple[Desk, Any]) -> Non
     await desk.sign_in("supervisor")
     page = await desk.post(f"/console/intake/{appeal.id}/uphold", reason="the block stays")
     assert f"{appeal.reference}: upheld" in page
+
+
+async def test_four_eyes_enforced_and_missing_items(desk: Desk) -> None:
+    await desk.sign_in("supervisor")
+    await desk.post(
+        "/console/decisions/notice", reference="CASE-4", source="public", reason="r",
+        targets="http://bad.example/own",
+    )  # fmt: skip
+    [d] = desk.store.list_decisions()
+    page = await desk.page(f"/console/decisions/{d.id}")
+    assert "You filed it, so you cannot approve it." in page
+    refused = await desk.post(f"/console/decisions/{d.id}/approve", 403, reason="")
+    assert "the creator cannot approve their own decision" in refused
+    assert desk.store.get_decision(d.id).status.value == "pending-approval"
+    assert "decision not found" in await desk.page("/console/decisions/999", 404)
