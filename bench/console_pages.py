@@ -203,7 +203,8 @@ def rows(quick: bool) -> list[Row]:
     ]
     out.append(
         Row(
-            "  /console/reports, first load (reads every ticket of 30 days; then kept a minute)",
+            "  /console/reports, first load (reads every ticket of 30 days; then kept, refreshed "
+            "in the background)",
             first["max_ms"],
             "ms",
             "",

@@ -93,6 +93,8 @@ class Console:
         self.clock = clock
         # Reports read every ticket of their period: one per period length and minute.
         self.reports: dict[int, tuple[float, TakedownReport]] = {}
+        self.refreshing: set[int] = set()
+        self.tasks: set[asyncio.Task[TakedownReport]] = set()
 
     @property
     def ctx(self) -> Any:

@@ -10,6 +10,7 @@ appears only on the page that answers a reveal, which is audited first.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -877,17 +878,29 @@ REPORT_SECONDS = 60.0
 
 
 async def _report(console: Console, f: Mapping[str, str]) -> TakedownReport:
-    """The takedown report of the last ``days`` (default 30), at most a minute old."""
+    """The takedown report of the last ``days`` (default 30). It reads every ticket of
+    the period, so it is computed once and then kept: older than a minute, the kept one
+    is shown (with its time) while a fresh one is computed in the background."""
     takedown = _takedown(console)
     text = f.get("days", "30")
     days = int(text) if text.isdigit() and 0 < int(text) < 3660 else 30
+
+    async def fresh() -> TakedownReport:
+        end = _now()
+        report: TakedownReport = await takedown.report(end - timedelta(days=days), end)
+        console.reports[days] = (console.clock(), report)
+        return report
+
     cached = console.reports.get(days)
-    if cached is not None and console.clock() - cached[0] < REPORT_SECONDS:
-        return cached[1]
-    end = _now()
-    report: TakedownReport = await takedown.report(end - timedelta(days=days), end)
-    console.reports[days] = (console.clock(), report)
-    return report
+    if cached is None:
+        return await fresh()
+    if console.clock() - cached[0] >= REPORT_SECONDS and days not in console.refreshing:
+        console.refreshing.add(days)
+        task = asyncio.create_task(fresh())
+        task.add_done_callback(lambda _: console.refreshing.discard(days))
+        console.tasks.add(task)
+        task.add_done_callback(console.tasks.discard)
+    return cached[1]
 
 
 _BUCKETS = (30, 60, 120, 240, 480, 1440)
