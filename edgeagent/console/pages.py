@@ -847,28 +847,46 @@ async def lookup(console: Console, request: web.Request, s: Session, f: Mapping[
 
 async def fleet(console: Console, request: web.Request, s: Session, f: Mapping[str, str]) -> str:
     data = await h.read(console.ctx.fleet)
-    members = data.get("members", data.get("resolvers", []))
-    rows = []
-    if isinstance(members, list):
-        for m in members:
-            rows.append([inert(str(m.get(k, "-"))) for k in _FLEET_KEYS])
-    extra = {k: v for k, v in data.items() if not isinstance(v, list)}
-    body = r.table(_FLEET_KEYS, rows, "Resolvers and proxies") + (
-        "<pre>" + inert(json.dumps(extra, indent=1, default=str)) + "</pre>" if extra else ""
-    )
+    members = [
+        [
+            inert(str(m.get("name", ""))),
+            inert(f"{m.get('enforcer', '')} / {m.get('kind', '')}"),
+            inert(str(m.get("region") or "-")),
+            inert(str(m.get("confirmed", "-"))),
+            _lag(m.get("lag")),
+            _yes_no(m.get("canary_ok")),
+            _yes_no(m.get("reachable")),
+            r.when(_unix(m.get("checked_at"))),
+        ]
+        for m in data.get("members", [])
+    ]
+    enforcers = [
+        [inert(name), inert(str(e.get("pending_version") or "-")), inert(str(e.get("retries", 0)))]
+        for name, e in sorted(data.get("enforcers", {}).items())
+        if isinstance(e, Mapping)
+    ]
+    body = r.table(
+        ("Name", "Enforcer / kind", "Region", "Confirmed", "Lag", "Canary", "Reachable", "Checked"),
+        members,
+        "Resolvers and proxies",
+    ) + r.table(("Enforcer", "Version still to publish", "Retries"), enforcers, "Enforcers")
     return await _page(console, s, "Fleet", body, "fleet")
 
 
-_FLEET_KEYS = (
-    "name",
-    "kind",
-    "region",
-    "version",
-    "confirmed_serial",
-    "lag",
-    "canary_ok",
-    "last_canary_at",
-)
+def _lag(value: object) -> str:
+    if value is None:
+        return "unknown"
+    return f'<span class="late">{value}</span>' if value else "0"
+
+
+def _yes_no(value: object) -> str:
+    if value is None:
+        return "not yet"
+    return "yes" if value else '<span class="late">NO</span>'
+
+
+def _unix(value: object) -> datetime | None:
+    return datetime.fromtimestamp(value, UTC) if isinstance(value, int | float) else None
 
 
 # --- reports

@@ -76,11 +76,13 @@ async def desk(tmp_path: Path) -> AsyncIterator[Desk]:
 
 
 @asynccontextmanager
-async def running_desk(tmp_path: Path, settings: ConsoleSettings) -> AsyncIterator[Desk]:
+async def running_desk(
+    tmp_path: Path, settings: ConsoleSettings, **context: Any
+) -> AsyncIterator[Desk]:
     store = SqliteStore(tmp_path / "store.db")
     tokens = add_tokens(store)
     clock = FakeClock()
-    ctx = make_context(store, make_guard(tmp_path / "guard"))
+    ctx = make_context(store, make_guard(tmp_path / "guard"), **context)
     app = create_app(ctx)
     add_console(app, settings, ROUTES, Services(), clock)
     client = TestClient(TestServer(app))
@@ -375,3 +377,20 @@ async def test_four_eyes_enforced_and_missing_items(desk: Desk) -> None:
     assert "the creator cannot approve their own decision" in refused
     assert desk.store.get_decision(d.id).status.value == "pending-approval"
     assert "decision not found" in await desk.page("/console/decisions/999", 404)
+
+
+async def test_fleet_page(tmp_path: Path) -> None:
+    member = {
+        "name": "unbound-<1>", "enforcer": "rpz", "kind": "unbound", "region": "",
+        "confirmed": 7, "lag": 2, "canary_ok": False, "reachable": True,
+        "checked_at": 1_700_000_000.0,
+    }  # fmt: skip
+    fleet = {"members": [member], "enforcers": {"rpz": {"pending_version": 9, "retries": 3}}}
+    async with running_desk(tmp_path, ConsoleSettings(), fleet=lambda: fleet) as d:
+        await d.sign_in("noc")
+        page = await d.page("/console/fleet")
+    assert "<td>unbound-&lt;1&gt;</td><td>rpz / unbound</td><td>-</td><td>7</td>" in page
+    assert '<span class="late">2</span>' in page
+    assert '<span class="late">NO</span>' in page
+    assert "2023-11-14 22:13 UTC" in page
+    assert "<td>rpz</td><td>9</td><td>3</td>" in page
