@@ -464,17 +464,6 @@ async def _decision_page(
     body = [
         "<dl>" + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in rows) + "</dl>",
     ]
-    body.append(_reveal(s, f"/console/decisions/{d.id}/reveal", revealed))
-    body.append(
-        r.table(
-            ("When", "Who", "Status", "Reason"),
-            (
-                [r.when(e.at), inert(e.actor), inert(e.status.value), inert(e.reason)]
-                for e in d.history
-            ),
-            "History",
-        )
-    )
     if d.status is DecisionStatus.PENDING_APPROVAL:
         own = d.actor == s.who.name
         rule = f"Four-eyes: filed by {d.actor}; a second person (a supervisor) must approve it."
@@ -491,6 +480,22 @@ async def _decision_page(
         body.append(
             "<h2>Revoke</h2>" + r.form(s, f"/console/decisions/{d.id}/revoke", fields, "Revoke")
         )
+    body.append(
+        r.table(
+            ("When", "Who", "Status", "Reason"),
+            (
+                [r.when(e.at), inert(e.actor), inert(e.status.value), inert(e.reason)]
+                for e in d.history
+            ),
+            "History",
+        )
+    )
+    reveal = _reveal(s, f"/console/decisions/{d.id}/reveal", revealed)
+    # The answer to a reveal right under the facts; the form to ask for one last.
+    if revealed is not None:
+        body.insert(1, reveal)
+    else:
+        body.append(reveal)
     return await _page(console, s, f"Decision #{d.id}", "".join(body), "decisions", flash=flash)
 
 

@@ -23,6 +23,8 @@ from typing import Any
 import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support.expected_conditions import staleness_of
+from selenium.webdriver.support.wait import WebDriverWait
 
 from edgeagent.console.app import HEADERS
 from edgeagent.lab.resolvers import unbound_server
@@ -110,8 +112,21 @@ def sign_in(driver: Any, console: Console, who: str) -> None:
     driver.get(f"{console.base}/signin")
     driver.find_element(By.TAG_NAME, "body").send_keys(Keys.TAB)
     assert driver.switch_to.active_element.get_attribute("id") == "token"
+    old = driver.find_element(By.TAG_NAME, "html")
     driver.switch_to.active_element.send_keys(console.tokens[who] + Keys.ENTER)
+    WebDriverWait(driver, 60).until(staleness_of(old))
     assert driver.find_element(By.ID, "who").text == who
+
+
+def submit(driver: Any, element_id: str, text: str = "") -> None:
+    """Type ``text`` into the field and send its form; return once the answer page has
+    replaced this one (the old page's elements would otherwise still be found)."""
+    old = driver.find_element(By.TAG_NAME, "html")
+    field = driver.find_element(By.ID, element_id)
+    if text:
+        field.send_keys(text)
+    field.submit()
+    WebDriverWait(driver, 60).until(staleness_of(old))
 
 
 def check_log(driver: Any) -> None:
@@ -142,7 +157,7 @@ def test_a_notice_from_filing_to_case(console: Console, tmp_path: Path) -> None:
         ana.find_element(By.ID, "source").send_keys("public")
         ana.find_element(By.ID, "notice-reason").send_keys("public report <b>checked</b>")
         ana.find_element(By.ID, "targets").send_keys("\n".join(URLS))
-        ana.find_element(By.ID, "targets").submit()
+        submit(ana, "targets")
         assert "Notice PUB-2026-7: 3 target(s) filed" in ana.page_source
         text = ana.find_element(By.TAG_NAME, "main").text
         assert text.count("pending") == 3
@@ -164,7 +179,7 @@ def test_a_notice_from_filing_to_case(console: Console, tmp_path: Path) -> None:
             assert "a second person" in sam.find_element(By.ID, "four-eyes").text
             if n == 0:
                 console.shot(sam, "decision")
-            sam.find_element(By.ID, "approve-reason").send_keys("checked" + Keys.ENTER)
+            submit(sam, "approve-reason", "checked")
             assert sam.find_element(By.ID, "status").text == "active"
         sam.get(f"{console.base}/decisions?reference=PUB-2026-7")
         console.shot(sam, "decisions")
@@ -187,15 +202,15 @@ def test_a_notice_from_filing_to_case(console: Console, tmp_path: Path) -> None:
             assert offered
             assert f"Move to {state}" in [b.text for b in offered]
             assert "Move to evidence-issued" not in [b.text for b in offered]
-            ana.find_element(By.ID, f"to-{state}").send_keys("checked" + Keys.ENTER)
+            submit(ana, f"to-{state}", "checked")
             assert ana.find_element(By.ID, "state").text == state
         ana.find_element(By.ID, "comment").send_keys("customer called <script>x</script>")
-        ana.find_element(By.ID, "comment").submit()
+        submit(ana, "comment")
         assert "customer called <script>x</script>" in ana.find_element(By.TAG_NAME, "main").text
         console.shot(ana, "case")
 
         # A reveal, with its reason: shown once, audited, counted.
-        ana.find_element(By.ID, "reveal-reason").send_keys("compare with the notice" + Keys.ENTER)
+        submit(ana, "reveal-reason", "compare with the notice")
         assert ana.find_element(By.ID, "revealed").text.count("secret") == 3
         assert ana.find_element(By.ID, "reveal-count").text == "reveals today: 1"
         assert ana.find_elements(By.CSS_SELECTOR, f'a[href*="{LISTED_HOST}"]') == []
@@ -223,7 +238,7 @@ def test_a_notice_from_filing_to_case(console: Console, tmp_path: Path) -> None:
             assert sam.find_element(By.TAG_NAME, "h1").text
             console.shot(sam, page)
         sam.get(f"{console.base}/lookup")
-        sam.find_element(By.ID, "target").send_keys(URLS[0] + Keys.ENTER)
+        submit(sam, "target", URLS[0])
         assert "proxy stop-page" in sam.find_element(By.ID, "verdict").text
         assert "secret" not in sam.page_source
         console.shot(sam, "lookup-result")
@@ -252,12 +267,14 @@ def test_a_noc_user_cannot_act_as_supervisor(console: Console, tmp_path: Path) -
         assert "role noc below required analyst" in nico.find_element(By.TAG_NAME, "main").text
         for action in ("revoke", "approve"):
             # The session's own sign-out form, pointed elsewhere: a crafted POST.
+            old = nico.find_element(By.TAG_NAME, "html")
             nico.execute_script(
                 "const f = document.querySelector('form[action=\"/console/signout\"]');"
                 "const r = document.createElement('input');"
                 "r.name = 'reason'; r.value = 'crafted'; f.appendChild(r);"
                 f"f.action = '/console/decisions/{decision_id}/{action}'; f.submit();"
             )
+            WebDriverWait(nico, 60).until(staleness_of(old))
             main = nico.find_element(By.TAG_NAME, "main").text
             assert "role noc below required supervisor" in main
     status, after = http_json(
