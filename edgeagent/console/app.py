@@ -26,7 +26,7 @@ from aiohttp import hdrs, web
 
 from edgeagent.api import handlers as h
 from edgeagent.api.auth import AUTHENTICATOR, Denied, Principal, Role
-from edgeagent.api.context import CONTEXT
+from edgeagent.api.context import CONTEXT, ApiContext
 from edgeagent.api.routes import Route
 from edgeagent.api.validation import REQUEST_ZONE, ApiError
 from edgeagent.console import pages
@@ -97,7 +97,7 @@ class Console:
         self.tasks: set[asyncio.Task[TakedownReport]] = set()
 
     @property
-    def ctx(self) -> Any:
+    def ctx(self) -> ApiContext:
         return self.app[CONTEXT]
 
     def role_of(self, operation_id: str) -> Role:

@@ -51,6 +51,7 @@ from edgeagent.intake.base import IntakeChannel, IntakeState
 from edgeagent.model import Decision, DecisionStatus, NoticeSource, Scope
 from edgeagent.takedown.records import Outcome, OutcomeKind
 from edgeagent.takedown.report import TakedownReport, report_csv
+from edgeagent.takedown.service import TakedownService
 from edgeagent.takedown.tickets import Ticket, TicketState, allowed_next
 from edgeagent.tokens import list_tokens, revoke_token
 
@@ -591,7 +592,7 @@ async def tickets(console: Console, request: web.Request, s: Session, f: Mapping
     return await _page(console, s, "Cases", body, "tickets")
 
 
-def _takedown(console: Console) -> Any:
+def _takedown(console: Console) -> TakedownService:
     takedown = console.services.takedown
     if takedown is None:
         raise ApiError(404, "not-found", "takedown is not enabled")
