@@ -227,6 +227,13 @@ def _leader_failover(quick: bool) -> list[Row]:
     return as_rows(leader_failover.rows(quick))
 
 
+def _console_pages(quick: bool) -> list[Row]:
+    """Every console page against a 1,000,000-entry policy and 10,000 tickets."""
+    from bench import console_pages
+
+    return console_pages.rows(quick)
+
+
 REGISTRY: dict[str, Benchmark] = {
     "store_ingest": _store_ingest,
     "store_ingest_postgresql": _store_ingest_postgresql,
@@ -243,5 +250,6 @@ REGISTRY: dict[str, Benchmark] = {
     "bulk_notice": _bulk_notice,
     "mail_notices": _mail_notices,
     "leader_failover": _leader_failover,
+    "console_pages": _console_pages,
 }
 """Benchmark name -> runner, in the order BENCHMARKS.md lists them."""

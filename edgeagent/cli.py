@@ -1003,6 +1003,7 @@ def cmd_lab(args: argparse.Namespace) -> int:
         info = lab.info
         print(f"edgeagent lab ready in {info['dir']}")
         print(f"  API      {info.get('api')}")
+        print(f"  console  {info.get('console')}  (sign in with a token from lab.json)")
         print(f"  metrics  {info.get('metrics')}")
         for key in ("resolvers", "proxy", "origin", "stop_page", "hosted_example"):
             if key in info:

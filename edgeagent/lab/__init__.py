@@ -19,7 +19,7 @@ starts, each in the foreground in the lab's process group:
 - then the daemon itself, in this process. Once it is ready, ``lab.json`` (0600) says
   where everything is::
 
-    {"dir", "config", "api", "metrics", "tokens": {"noc", "analyst", "supervisor",
+    {"dir", "config", "api", "console", "metrics", "tokens": {"noc", "analyst", "supervisor",
      "admin"}, "resolvers": [{"name", "host", "port"}], "sites", "origin", "stop_page",
      "rpz_zone_file", "proxy": {"host", "port"}, "hosted_example": {"host", "customer"},
      "smtp_sink", "webhook_sink", "authoritative": {"host", "port"}, "web_port",
@@ -601,6 +601,7 @@ class Lab:
             await asyncio.sleep(1)
         self.info["api"] = daemon.api_url
         self.info["metrics"] = daemon.metrics_url
+        self.info["console"] = daemon.console_url
         _write_private(self.plan.info_path, json.dumps(self.info, indent=2) + "\n")
         if self.announce is not None:
             self.announce(self)

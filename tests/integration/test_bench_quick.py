@@ -34,6 +34,7 @@ BENCHMARKS = (
     "bulk_notice",
     "mail_notices",
     "leader_failover",
+    "console_pages",
 )
 
 

@@ -160,8 +160,9 @@ def stop_page(status: int, location: str) -> tuple[int, str]:
 
 def test_lab_json_has_every_key(lab: Lab) -> None:
     info = lab.info
-    for key in ("api", "metrics", "tokens", "resolvers", "sites", "origin", "stop_page"):
+    for key in ("api", "console", "metrics", "tokens", "resolvers", "sites", "origin", "stop_page"):
         assert info[key], key
+    assert info["console"] == info["api"] + "/console/"
     assert {r["name"] for r in info["resolvers"]} == {"bind-secondary", "unbound"}
     assert set(info["tokens"]) == {"noc", "analyst", "supervisor", "admin"}
     assert Path(info["rpz_zone_file"]).is_file()
