@@ -62,7 +62,7 @@ from edgeagent.overrides import ExternalLists
 from edgeagent.reloading import ReloadReport
 from edgeagent.sdnotify import SystemdNotifier, watchdog_interval
 from edgeagent.store import open_store, open_ticket_store
-from edgeagent.store.base import Store
+from edgeagent.store.base import DatabaseStatus, Store
 from edgeagent.takedown.intake import CaseOrigin, TakedownIntake
 from edgeagent.takedown.service import TakedownService
 
@@ -70,6 +70,9 @@ log = logging.getLogger("edgeagent.service")
 # How often the store's policy version is compared with the enforced one (changes made
 # by another process, e.g. `edgeagent feed approve`, announce themselves no other way).
 POLICY_POLL_SECONDS = 5
+DATABASE_CHECK_SECONDS = 2.0
+"""How often the store's database is checked (``/readyz``, ``/v1/status``, metrics)."""
+DATABASE_CHECK_TIMEOUT = 2.0
 
 
 def build_guard(settings: Settings) -> Guard:
@@ -234,6 +237,7 @@ class Daemon:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.started_at = time.time()
         self.enforced_version: int | None = None
+        self.database = DatabaseStatus(agent.settings.store.backend)
         self._enforcer_jobs: dict[str, set[str]] = {}
         self._started_with = agent.settings  # what restart-only keys still run with
         self._reloading = asyncio.Lock()
@@ -266,6 +270,7 @@ class Daemon:
             extra=fields(version=snap.state.version, blocks=len(snap.state.blocks)),
         )
         raise_open_files_limit()
+        await self._check_database()
         await self._start_listeners(settings)
         await self._enforce(snap)
         self._install_signals()
@@ -299,6 +304,20 @@ class Daemon:
         if version != self.enforced_version:
             self._policy_changed.set()
 
+    async def _check_database(self) -> None:
+        """Reach the store's database; keep the answer for readiness, status and metrics,
+        and log when it is lost, found again, or has a new primary."""
+        before = self.database
+        now = await asyncio.to_thread(self.agent.store.database_status, DATABASE_CHECK_TIMEOUT)
+        self.database = now
+        self.agent.metrics.observe_database(now)
+        if before.reachable and not now.reachable:
+            log.warning("database unreachable", extra=fields(error=now.error))
+        elif now.reachable and not before.reachable:
+            log.info("database reachable again", extra=fields(primary=now.primary))
+        elif now.primary != before.primary and before.primary:
+            log.info("database primary changed", extra=fields(primary=now.primary))
+
     async def _start_listeners(self, settings: Settings) -> None:
         from edgeagent.api.app import create_app, create_metrics_app
         from edgeagent.api.context import ApiContext
@@ -319,6 +338,7 @@ class Daemon:
                 reload=self._reload_status,
                 plan=self.agent.plan,
                 readiness=self.readiness,
+                database=self._database_status,
                 on_change=self.policy_changed,
                 max_body_bytes=settings.api.max_body_bytes,
                 lookup_rate_per_minute=settings.api.lookup_rate_per_minute,
@@ -378,6 +398,7 @@ class Daemon:
         self.agent.feeds.schedule(self.scheduler)
         self._every(60, "decisions:expire", self._expire_decisions)
         self._every(POLICY_POLL_SECONDS, "policy:poll", self._check_policy_version)
+        self._every(DATABASE_CHECK_SECONDS, "database:check", self._check_database)
         for kind in ENFORCERS:
             self._schedule_enforcer(kind.KIND)
         svc = self.agent.takedown
@@ -613,7 +634,12 @@ class Daemon:
         reasons.extend(f"feed {name} is stale" for name in self.agent.feeds.stale())
         reasons.extend(self.agent.enforcers.readiness())
         reasons.extend(diskspace.full_reasons([self.agent.state_dir]))
+        if not self.database.reachable:
+            reasons.append(f"database unreachable: {self.database.error}")
         return reasons
+
+    def _database_status(self) -> dict[str, Any]:
+        return self.database.to_dict()
 
     def _reload_status(self) -> dict[str, Any]:
         return self.last_reload.to_dict()

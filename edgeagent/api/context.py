@@ -59,6 +59,7 @@ class ApiContext:
     - ``plan``: held generations and other pending work for ``GET /v1/plan``;
       ``plan(True)`` adds the entries each held generation would add or remove.
     - ``readiness``: reasons the agent is not ready; empty means ready (``/readyz``).
+    - ``database``: the store's database as last checked (``GET /v1/status`` ``database``).
     - ``on_change``: called (from a worker thread) after every successful decision
       write, so the daemon can rebuild and republish the policy at once.
     - ``max_body_bytes``: request body cap; larger bodies get 413.
@@ -85,6 +86,7 @@ class ApiContext:
     reload: Callable[[], Mapping[str, Any]] = _empty
     plan: Callable[[bool], Mapping[str, Any]] = _no_plan
     readiness: Callable[[], Sequence[str]] = _ready
+    database: Callable[[], Mapping[str, Any]] = _empty
     on_change: Callable[[], None] = _nothing
     max_body_bytes: int = 64 * 1024
     lookup_rate_per_minute: int = 60

@@ -58,6 +58,9 @@ class Database:
             kwargs["connect_timeout"] = max(2, math.ceil(self.connect_timeout))
         if "application_name" not in given:
             kwargs["application_name"] = "edgeagent"
+        if "target_session_attrs" not in given:
+            # Of several hosts, only the primary will do: the agent writes.
+            kwargs["target_session_attrs"] = "read-write"
         password = self.password()
         if password is not None:
             kwargs["password"] = password
@@ -117,17 +120,17 @@ class Pool:
             self._pool.close()
 
     @contextmanager
-    def connection(self, what: str) -> Iterator[Connection]:
+    def connection(self, what: str, timeout: float | None = None) -> Iterator[Connection]:
         """A connection for the block; the pool rolls back whatever it left open.
-        ``what`` (e.g. "reading a decision") names the work in error messages."""
+        ``what`` (e.g. "reading a decision") names the work in error messages;
+        ``timeout`` (default: the pool's) bounds the wait for a connection."""
         if self.closed:
             raise StoreError("store is closed")
+        wait = self._timeout if timeout is None else timeout
         try:
-            conn = self._pool.getconn(timeout=self._timeout)
+            conn = self._pool.getconn(timeout=wait)
         except PoolTimeout:
-            raise StoreUnavailable(
-                f"{DSN_KEY}: no database connection within {self._timeout:g} s"
-            ) from None
+            raise StoreUnavailable(f"{DSN_KEY}: no database connection within {wait:g} s") from None
         try:
             yield conn
         except psycopg.Error as exc:
