@@ -32,6 +32,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -205,25 +206,30 @@ def start_pg_cluster(
     account = server_user()
     root = private_dir(workdir or Path(tempfile.mkdtemp(prefix="edgeagent-pgha-")), account)
     cluster = PgCluster(root, _new_node(root, "monitor", account), tuned=tuned)
+    primary, standby = (_new_node(root, name, account) for name in ("node1", "node2"))
+    cluster.nodes += [primary, standby]
     try:
-        _init_data(cluster.monitor, account, TUNED_MONITOR if tuned else None)
+        # The two initdb runs overlap (the standby is copied from the primary later).
+        with ThreadPoolExecutor(2) as pool:
+            inits = [
+                pool.submit(_init_data, cluster.monitor, account, TUNED_MONITOR if tuned else None),
+                pool.submit(_init_data, primary, account, NODE_SETTINGS),
+            ]
+            for init in inits:
+                init.result()
         _start(
             cluster.monitor,
             account,
             [pg_autoctl, "create", "monitor", "--pgdata", str(cluster.monitor.data)],
         )
         _wait(lambda: _monitor_ready(cluster), timeout, "no monitor", cluster.monitor)
-        for name in ("node1", "node2"):
-            node = _new_node(root, name, account)
-            cluster.nodes.append(node)
-            if name == "node1":  # the standby is copied from it by its keeper
-                _init_data(node, account, NODE_SETTINGS)
+        for node in (primary, standby):
             argv = [pg_autoctl, "create", "postgres", "--pgdata", str(node.data)]
-            argv += ["--name", name, "--dbname", NODE_DB, "--monitor", cluster.monitor_uri()]
+            argv += ["--name", node.name, "--dbname", NODE_DB, "--monitor", cluster.monitor_uri()]
             _start(node, account, argv)
-            if name == "node1":
+            if node is primary:
                 _wait(lambda: _reported(cluster, "node1") == "single", timeout, "no primary", node)
-        _wait(lambda: _in_sync(cluster), timeout, "the standby never caught up", cluster.nodes[1])
+        _wait(lambda: _in_sync(cluster), timeout, "the standby never caught up", standby)
     except BaseException:
         cluster.remove()
         raise
