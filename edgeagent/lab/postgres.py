@@ -225,3 +225,16 @@ def start_postgres(
             server.remove()
         raise
     return server
+
+
+def store_section(dsn: str, password: str, secrets_dir: Path, **extra: float) -> str:
+    """The ``[store]`` section of an agent on ``dsn``; the password goes into a 0600 file
+    in ``secrets_dir`` (``pg.password``), which the section names. ``extra`` adds keys
+    (e.g. ``connect_timeout_seconds=2``)."""
+    secret = secrets_dir / "pg.password"
+    fd = os.open(secret, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(password + "\n")
+    lines = ["[store]", 'backend = "postgresql"', f'dsn = "{dsn}"', f'password_file = "{secret}"']
+    lines += [f"{key} = {value}" for key, value in extra.items()]
+    return "\n".join(lines) + "\n"

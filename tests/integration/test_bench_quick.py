@@ -25,6 +25,7 @@ BENCHMARKS = (
     "feed_ingest",
     "takedown_locate",
     "api_throughput",
+    "api_throughput_postgresql",
     "intake_pages",
     "rpz",
     "proxy_helper",
