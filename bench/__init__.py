@@ -220,6 +220,31 @@ def _api_throughput_postgresql(quick: bool) -> list[Row]:
     ]
 
 
+def _pg_failover(quick: bool) -> list[Row]:
+    """kill -9 of the database primary -> writes accepted again (pg_auto_failover)."""
+    from bench import pg_failover
+
+    rows: list[Row] = []
+    anchor = "goal: <= 30 s with the engine's defaults; RPO 0"
+    for tuned in (True,) if quick else (False, True):
+        result = pg_failover.run(tuned)
+        how = "tuned monitor (config/postgresql/monitor.tuned.conf)" if tuned else "defaults"
+        goal = "" if tuned else "<= 30 s"
+        rows.append(
+            Row(
+                f"DB primary kill -9 -> writes accepted, {how}",
+                result["seconds"],
+                "s",
+                goal,
+                anchor,
+            )
+        )
+        rows.append(
+            Row(f"  acknowledged decisions lost ({how})", result["lost"], "", "<= 0", anchor)
+        )
+    return rows
+
+
 def _proxy_helper(quick: bool) -> list[Row]:
     """Squid helper canonicalise + look up, one core, 1,000,000-entry index."""
     from bench import proxy_helper
@@ -256,6 +281,7 @@ REGISTRY: dict[str, Benchmark] = {
     "takedown_locate": _takedown_locate,
     "api_throughput": _api_throughput,
     "api_throughput_postgresql": _api_throughput_postgresql,
+    "pg_failover": _pg_failover,
     "intake_pages": _intake_pages,
     "rpz": _rpz,
     "proxy_helper": _proxy_helper,

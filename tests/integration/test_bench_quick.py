@@ -26,6 +26,7 @@ BENCHMARKS = (
     "takedown_locate",
     "api_throughput",
     "api_throughput_postgresql",
+    "pg_failover",
     "intake_pages",
     "rpz",
     "proxy_helper",
