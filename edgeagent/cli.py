@@ -1008,7 +1008,7 @@ def cmd_lab(args: argparse.Namespace) -> int:
         print("  try:  TOKEN=$(jq -r .tokens.analyst " + str(lab.plan.info_path) + ")")
         print("Ctrl-C stops the lab and removes its directory.", flush=True)
 
-    run_lab(Path(args.dir) if args.dir else None, args.keep, announce)
+    run_lab(Path(args.dir) if args.dir else None, args.keep, announce, ha=args.ha)
     return EXIT_OK
 
 
@@ -1215,6 +1215,11 @@ def build_parser() -> argparse.ArgumentParser:
     lab = sub.add_parser("lab", help="run the agent and its peers on loopback for trying it out")
     lab.add_argument("--dir", help="lab directory (default: a new temporary directory)")
     lab.add_argument("--keep", action="store_true", help="keep the lab directory on exit")
+    lab.add_argument(
+        "--ha",
+        action="store_true",
+        help="store in a PostgreSQL primary + synchronous standby (pg_auto_failover), two agents",
+    )
     lab.set_defaults(func=cmd_lab)
 
     audit = group("audit", "audit log commands")

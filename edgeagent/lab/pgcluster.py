@@ -55,7 +55,7 @@ CONFIG_DIR = bundled_path("config", "postgresql")
 NODE_SETTINGS = "postgresql.edgeagent.conf"
 TUNED_MONITOR = "monitor.tuned.conf"
 MONITOR_DB = "pg_auto_failover"
-NODE_DB = "edgeagent"  # the database pg_autoctl creates on the nodes (unused by agents)
+NODE_DB = "postgres"  # the database pg_autoctl wants on the nodes: leave the names to the agents
 
 Account = pwd.struct_passwd | None
 
