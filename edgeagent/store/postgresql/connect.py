@@ -89,6 +89,12 @@ class Database:
             # each one as it is handed out, so callers get a live one or a clear error.
             check=ConnectionPool.check_connection,
             timeout=self.connect_timeout,
+            # The pool retries a lost connection with a doubling delay (1, 2, 4, 8 ... s)
+            # and no cap, so after a 50 s failover the next try could come half a minute
+            # late. Giving up after connect_timeout instead lets the next request that
+            # waits start a fresh attempt at once: the agents find the new primary
+            # within seconds of its promotion.
+            reconnect_timeout=self.connect_timeout,
             name=name,
         )
         try:
