@@ -319,6 +319,33 @@ def test_cli_on_a_postgresql_store(pg_database: PgDatabase, tmp_path: Path) -> N
     assert "wrong-Pa55word" not in refused.stderr + refused.stdout
 
 
+@pytest.mark.parametrize(
+    ("fault", "expected"),
+    [
+        ("newer", "store.dsn: database schema version 999 is newer than this edgeagent"),
+        ("password", "store.dsn: the database refused the login"),
+        ("unreachable", "store.dsn: cannot reach the database"),
+    ],
+)
+def test_agent_refuses_to_start_naming_the_key(
+    fault: str, expected: str, pg_database: PgDatabase, tmp_path: Path
+) -> None:
+    password = "wrong-Pa55word" if fault == "password" else pg_database.password
+    config = _config(pg_database, tmp_path, password)
+    if fault == "newer":
+        PostgresStore(pg_database.database()).close()
+        with _raw(pg_database) as raw:
+            raw.execute("UPDATE schema_version SET version = 999")
+    if fault == "unreachable":
+        dead = f"port={free_tcp_port()}"
+        config.write_text(config.read_text().replace(f"port={pg_database.server.port}", dead))
+    run = _cli(config, "run")
+    assert run.returncode != 0
+    assert expected in run.stderr, run.stderr[-2000:]
+    assert "wrong-Pa55word" not in run.stderr + run.stdout
+    assert pg_database.password not in run.stderr + run.stdout
+
+
 # --- several agents on one database ---------------------------------------------------
 
 
