@@ -1001,7 +1001,15 @@ def cmd_lab(args: argparse.Namespace) -> int:
         print(f"edgeagent lab ready in {info['dir']}")
         print(f"  API      {info.get('api')}")
         print(f"  metrics  {info.get('metrics')}")
-        for key in ("resolvers", "proxy", "origin", "stop_page", "hosted_example"):
+        for key in (
+            "apis",
+            "database",
+            "resolvers",
+            "proxy",
+            "origin",
+            "stop_page",
+            "hosted_example",
+        ):
             if key in info:
                 print(f"  {key:<8} {json.dumps(info[key])}")
         print(f"  tokens and URLs: {lab.plan.info_path}")
