@@ -30,6 +30,8 @@ EXPECTED_ALERTS = {
     "EdgeagentTakedownSlaBreached",
     "EdgeagentTakedownOverdue",
     "EdgeagentIntakeDailyCap",
+    "EdgeagentDatabaseUnreachable",
+    "EdgeagentDatabaseReplicationLag",
 }
 
 _CONTRACT_LINE = re.compile(r"^#\s+(edgeagent_[a-z_]+)\{([a-z_, ]*)\}\s+(gauge|counter)\b")
