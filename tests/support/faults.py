@@ -90,9 +90,7 @@ class AgentFiles:
     index: Path
 
 
-def zonefile_agent(
-    directory: Path, rpz: str = "", proxy: str = "", store: str = ""
-) -> AgentFiles:
+def zonefile_agent(directory: Path, rpz: str = "", proxy: str = "", store: str = "") -> AgentFiles:
     """The config of a daemon writing its zone files and proxy index under ``directory``;
     ``rpz``, ``proxy`` and ``store`` are extra lines of those sections."""
     api_port, metrics_port = free_port(udp=False), free_port(udp=False)
