@@ -69,8 +69,6 @@ host    all           pgautofailover_monitor     {HOST}/32  trust
 host    all           all                        {HOST}/32  scram-sha-256
 """
 
-_WRITABLE_STATES = ("single", "wait_primary", "primary")
-
 
 @dataclass
 class PgNode:
@@ -264,7 +262,9 @@ def _start(node: PgNode, account: Account, argv: list[str]) -> None:
         "--run",
     ]
     env = {
-        "PATH": os.pathsep.join([*(str(d) for d in BIN_DIRS), os.environ.get("PATH", "")]),
+        # pg_ctl and friends first; not our PATH, whose directories the server's account
+        # may not be allowed to read.
+        "PATH": os.pathsep.join([*(str(d) for d in BIN_DIRS), "/usr/local/bin:/usr/bin:/bin"]),
         "LANG": "C.UTF-8",
         # pg_autoctl keeps its config and state files under the XDG directories.
         "XDG_CONFIG_HOME": str(node.workdir / "config"),
