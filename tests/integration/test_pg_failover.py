@@ -58,7 +58,7 @@ class Posting:
     apis: list[str]
     token: str
     accepted: list[str] = field(default_factory=list)
-    refused: list[tuple[int, str, str | None]] = field(default_factory=list)
+    refused: list[Refusal] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
 
     def run(self) -> None:
@@ -66,12 +66,26 @@ class Posting:
             if self.stop.is_set():
                 return
             name = f"f{i}.example"
+            sent = time.monotonic()
             status, body, retry_after = _post(self.apis[i % len(self.apis)], self.token, name)
             if status == 201:
                 self.accepted.append(name)
             else:
-                self.refused.append((status, json.dumps(body), retry_after))
+                self.refused.append(Refusal(sent, status, json.dumps(body), retry_after))
                 time.sleep(0.1)
+
+    def refused_since(self, moment: float) -> list[Refusal]:
+        return [r for r in self.refused if r.sent >= moment]
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A decision not answered 201: when it was sent and what came back."""
+
+    sent: float
+    status: int
+    body: str
+    retry_after: str | None
 
 
 def _post(api: str, token: str, name: str) -> tuple[int, object, str | None]:
@@ -140,18 +154,20 @@ def test_primary_killed_standby_promoted_nothing_acknowledged_lost(
             wait_for("decisions accepted", lambda: len(posting.accepted) >= 20, 30)
             wait_for("the first zone", lambda: all(a.zone.exists() for a in agents), 30)
             acknowledged_before_kill = len(posting.accepted)
-            cluster.nodes[0].kill()
             killed_at = time.monotonic()
+            cluster.nodes[0].kill()
+            assert not posting.refused, posting.refused  # all was well before the kill
 
             # No server takes writes yet: 503 with Retry-After, not ready, and the
             # enforcement in place stays as it was.
-            wait_for("a 503 while the database is away", lambda: posting.refused, 30)
-            status, body, retry_after = posting.refused[0]
-            assert status == 503, posting.refused[0]
-            assert "store.dsn" in body, body
-            assert "store-unavailable" in body, body
-            assert retry_after is not None
-            assert int(retry_after) > 0
+            refusals = wait_for("a refusal", lambda: posting.refused_since(killed_at), 30)
+            # Every one, the request cut off by the kill included.
+            assert all(r.status == 503 for r in posting.refused), posting.refused
+            first = refusals[0]
+            assert "store.dsn" in first.body, first
+            assert "store-unavailable" in first.body, first
+            assert first.retry_after is not None
+            assert int(first.retry_after) > 0
             reasons = wait_for("/readyz not ready", lambda: _not_ready_reasons(agents[0]), 15)
             assert any(r.startswith("database unreachable: store.dsn") for r in reasons), reasons
             for agent in agents:

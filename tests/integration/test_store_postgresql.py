@@ -413,6 +413,24 @@ def test_server_detail_never_reaches_the_message(
     assert "23505" in message
 
 
+def test_server_going_away_is_unavailable_not_a_statement_error(pg_database: PgDatabase) -> None:
+    """A backend terminated under its client (as a dying postmaster does to its backends:
+    SQLSTATE class 57) and a server that turned read-only (a demoted primary: 25006) are
+    the database's failure, not the request's: 503 and retry, not 500."""
+    with _raw(pg_database) as victim, _raw(pg_database) as killer:
+        killer.execute("SELECT pg_terminate_backend(%s)", (victim.info.backend_pid,))
+        with pytest.raises(psycopg.OperationalError) as terminated:
+            victim.execute("SELECT 1")
+    with _raw(pg_database) as raw:
+        raw.execute("SET default_transaction_read_only = on")
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction) as read_only:
+            raw.execute("CREATE TABLE t (i int)")
+    for exc in (terminated.value, read_only.value):
+        error = query_error(exc, "recording a decision")
+        assert isinstance(error, StoreUnavailable), (exc.sqlstate, error)
+        assert str(error).startswith("store.dsn: lost the database while recording a decision")
+
+
 # --- large generations ----------------------------------------------------------------
 
 

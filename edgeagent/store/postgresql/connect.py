@@ -189,15 +189,30 @@ def connect_error(exc: psycopg.Error, password: str | None = None) -> StoreError
     return StoreUnavailable(f"{DSN_KEY}: cannot reach the database: {text}")
 
 
+_UNAVAILABLE_CLASSES = ("08", "57")
+"""SQLSTATE classes that say the server, not the statement, failed: connection exceptions,
+and operator intervention (shutdown, a postmaster that died under its backends, a server
+still starting, a cancelled statement). The same request may succeed later."""
+_UNAVAILABLE_STATES = ("25006",)
+"""read_only_sql_transaction: the server was the primary and is not any more."""
+
+
 def query_error(exc: psycopg.Error, what: str) -> StoreError:
-    """A failed statement as a ``StoreError``.
+    """A failed statement as a ``StoreError``; ``StoreUnavailable`` (503, retry later) when
+    the connection or the server failed rather than the statement.
 
     Only the SQLSTATE and the primary message are kept: the server's DETAIL line quotes
     the offending row (a list entry, say), which must not reach a log.
     """
+    primary = exc.diag.message_primary or type(exc).__name__
     if isinstance(exc, psycopg.OperationalError) and exc.sqlstate is None:
         return StoreUnavailable(
             f"{DSN_KEY}: lost the database while {what}: {_clean(str(exc), None)}"
         )
-    primary = exc.diag.message_primary or type(exc).__name__
+    if exc.sqlstate is not None and (
+        exc.sqlstate[:2] in _UNAVAILABLE_CLASSES or exc.sqlstate in _UNAVAILABLE_STATES
+    ):
+        return StoreUnavailable(
+            f"{DSN_KEY}: lost the database while {what}: {primary} (SQLSTATE {exc.sqlstate})"
+        )
     return StoreError(f"{what} failed: {primary} (SQLSTATE {exc.sqlstate})")
