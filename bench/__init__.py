@@ -176,6 +176,70 @@ def _api_throughput(quick: bool) -> list[Row]:
     return as_rows(api_throughput.rows(quick))
 
 
+def _api_throughput_postgresql(quick: bool) -> list[Row]:
+    """POST /v1/decisions with the store in PostgreSQL beside SQLite, one run."""
+    from bench import api_throughput_postgresql
+
+    n_policy, n_posts = (20_000, 100) if quick else (100_000, 2_000)
+    result = api_throughput_postgresql.run(n_policy, n_posts)
+    pg, lite = result["postgresql"], result["sqlite"]
+    for backend in (pg, lite):
+        if backend["statuses"] != {201: 2 * n_posts}:
+            raise RuntimeError(f"unexpected statuses {backend['statuses']}")
+    rate = f"SQLite, same run: {lite['decisions_per_second']:.0f}/s"
+    p99 = f"SQLite, same run: {lite['at_rate_p99_ms']:.1f} ms"
+    return [
+        Row(
+            f"POST /v1/decisions on PostgreSQL, {n_policy:,}-entry policy, 50 clients",
+            pg["decisions_per_second"],
+            "decisions/s",
+            ">= 500/s",
+            rate,
+        ),
+        Row(
+            "  p99 latency at 500/s offered (PostgreSQL)",
+            pg["at_rate_p99_ms"],
+            "ms",
+            "<= 50 ms",
+            p99,
+        ),
+        Row(
+            "  server CPU per decision (PostgreSQL)", pg["server_cpu_ms_per_decision"], "ms", "", ""
+        ),
+        Row(
+            "POST /v1/decisions on SQLite (anchor)",
+            lite["decisions_per_second"],
+            "decisions/s",
+            ">= 500/s",
+            "",
+        ),
+        Row(
+            "  p99 latency at 500/s offered (SQLite)", lite["at_rate_p99_ms"], "ms", "<= 50 ms", ""
+        ),
+        Row("1-minute load average before the run", result["machine"]["load_average"], "", ""),
+    ]
+
+
+def _pg_failover(quick: bool) -> list[Row]:
+    """kill -9 of the database primary -> writes accepted again (pg_auto_failover)."""
+    from bench import pg_failover
+
+    rows: list[Row] = []
+    rpo = "RPO 0: every decision answered 201, before or after the kill, is stored"
+    for tuned in (True,) if quick else (False, True):
+        result = pg_failover.run(tuned)
+        if tuned:
+            how, goal = "tuned monitor", ""
+            anchor = "config/postgresql/monitor.tuned.conf: unhealthy after 3 s, 5 s to demote"
+        else:
+            how, goal = "engine defaults", "<= 30 s"
+            anchor = "pg_auto_failover defaults: unhealthy after 20 s, then 30 s to demote"
+        figure = f"DB primary kill -9 -> writes accepted, {how}"
+        rows.append(Row(figure, result["seconds"], "s", goal, anchor))
+        rows.append(Row(f"  acknowledged decisions lost ({how})", result["lost"], "", "<= 0", rpo))
+    return rows
+
+
 def _proxy_helper(quick: bool) -> list[Row]:
     """Squid helper canonicalise + look up, one core, 1,000,000-entry index."""
     from bench import proxy_helper
@@ -241,6 +305,8 @@ REGISTRY: dict[str, Benchmark] = {
     "feed_ingest": _feed_ingest,
     "takedown_locate": _takedown_locate,
     "api_throughput": _api_throughput,
+    "api_throughput_postgresql": _api_throughput_postgresql,
+    "pg_failover": _pg_failover,
     "intake_pages": _intake_pages,
     "rpz": _rpz,
     "proxy_helper": _proxy_helper,

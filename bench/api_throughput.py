@@ -12,11 +12,13 @@ Goal: >= 500 decisions/s, p99 <= 50 ms on this machine.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +27,7 @@ import aiohttp
 from edgeagent.lab.api_server import start_api_server
 from edgeagent.model import Action, Entry, Indicator, Scope
 from edgeagent.store import SqliteStore
-from edgeagent.store.base import GenerationStatus
+from edgeagent.store.base import GenerationStatus, Store
 from edgeagent.tokens import new_token
 
 ANCHOR = "goal: >= 500 decisions/s, p99 <= 50 ms with a 100,000-entry policy"
@@ -96,12 +98,23 @@ async def post_many(
     return latencies, statuses
 
 
+@contextlib.contextmanager
+def sqlite_store(directory: Path) -> Iterator[tuple[Store, Path]]:
+    """A fresh SQLite store in ``directory`` and the path the API server opens."""
+    path = directory / "store.db"
+    yield SqliteStore(path), path
+
+
+StoreMaker = Callable[[Path], AbstractContextManager[tuple[Store, Path]]]
+
+
 def run(
     n_policy: int = 100_000,
     n_posts: int = 2_000,
     concurrency: int = 50,
     rebuild_every: float = -1.0,
     rate: float = 500.0,
+    store_maker: StoreMaker = sqlite_store,
 ) -> dict[str, Any]:
     """Measure; return decisions/s, p50/p99/max latency (ms) and the status counts.
 
@@ -109,16 +122,15 @@ def run(
     ``p50_ms``/``p99_ms`` under saturation) and open loop at ``rate`` decisions/s
     (``at_rate_p50_ms``/``at_rate_p99_ms``: the latency a client sees at the goal rate).
     ``rebuild_every`` >= 0 makes the server rebuild the policy after writes, as the daemon
-    does (the default measures the API and store alone).
+    does (the default measures the API and store alone). ``store_maker`` makes the empty
+    store (default: SQLite) and says what the server opens (:mod:`edgeagent.lab.api_server`).
     """
-    with tempfile.TemporaryDirectory() as tmp:
-        store_path = Path(tmp) / "store.db"
-        store = SqliteStore(store_path)
+    with tempfile.TemporaryDirectory() as tmp, store_maker(Path(tmp)) as (store, store_arg):
         store.add_generation("bench", _feed(n_policy), status=GenerationStatus.LIVE)
         secret, digest = new_token()
         store.add_token("bench", "analyst", digest)
         store.close()
-        server = start_api_server(store_path, Path(tmp) / "protected", rebuild_every=rebuild_every)
+        server = start_api_server(store_arg, Path(tmp) / "protected", rebuild_every=rebuild_every)
         proc = server.proc
         try:
             base = server.url

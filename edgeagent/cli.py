@@ -1005,7 +1005,15 @@ def cmd_lab(args: argparse.Namespace) -> int:
         print(f"  API      {info.get('api')}")
         print(f"  console  {info.get('console')}  (sign in with a token from lab.json)")
         print(f"  metrics  {info.get('metrics')}")
-        for key in ("resolvers", "proxy", "origin", "stop_page", "hosted_example"):
+        for key in (
+            "apis",
+            "database",
+            "resolvers",
+            "proxy",
+            "origin",
+            "stop_page",
+            "hosted_example",
+        ):
             if key in info:
                 print(f"  {key:<8} {json.dumps(info[key])}")
         fleet = info.get("fleet", {})
@@ -1020,7 +1028,7 @@ def cmd_lab(args: argparse.Namespace) -> int:
     if args.fleet and (args.resolvers or DEFAULT_FLEET_RESOLVERS) < 1:
         raise UsageError("--resolvers: at least 1")
     fleet = (args.resolvers or DEFAULT_FLEET_RESOLVERS) if args.fleet else 0
-    run_lab(Path(args.dir) if args.dir else None, args.keep, announce, fleet)
+    run_lab(Path(args.dir) if args.dir else None, args.keep, announce, fleet, ha=args.ha)
     return EXIT_OK
 
 
@@ -1245,6 +1253,11 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         metavar="N",
         help=f"the fleet's resolvers (default {DEFAULT_FLEET_RESOLVERS})",
+    )
+    lab.add_argument(
+        "--ha",
+        action="store_true",
+        help="store in a PostgreSQL primary + synchronous standby (pg_auto_failover), two agents",
     )
     lab.set_defaults(func=cmd_lab)
 

@@ -1,8 +1,8 @@
 """Every Prometheus collector edgeagent exports, defined once.
 
 Labels are limited to ``feed``, ``publisher``, ``resolver``, ``region``, ``enforcer``,
-``proxy``, ``source``, ``scope``, ``reason``, ``route``, ``status``, ``channel`` and
-``outcome`` — fixed,
+``proxy``, ``source``, ``scope``, ``reason``, ``route``, ``status``, ``channel``,
+``outcome``, ``standby`` and ``address`` (the database's) — fixed,
 low-cardinality values chosen by the operator or the code. A list entry never becomes a label value.
 
 Each ``Metrics`` owns its own ``CollectorRegistry`` so tests and the lab can run several
@@ -12,10 +12,14 @@ agents in one process; the daemon makes exactly one.
 from __future__ import annotations
 
 import contextlib
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 from edgeagent import __version__
+
+if TYPE_CHECKING:
+    from edgeagent.store.base import DatabaseStatus
 
 
 class Metrics:
@@ -309,6 +313,36 @@ class Metrics:
             registry=r,
         )
 
+        # the database under the store (edgeagent.store.base.DatabaseStatus)
+        self.database_up = Gauge(
+            "edgeagent_database_up",
+            "1 when the last check reached the store's database, else 0",
+            registry=r,
+        )
+        self.database_primary = Gauge(
+            "edgeagent_database_primary",
+            "1 for the address (host:port) of the database server the agent writes to",
+            ["address"],
+            registry=r,
+        )
+        self.database_synchronous = Gauge(
+            "edgeagent_database_synchronous",
+            "1 when a commit waits for at least one synchronous standby, else 0",
+            registry=r,
+        )
+        self.database_replication_lag = Gauge(
+            "edgeagent_database_replication_lag_seconds",
+            "How far each standby's replay is behind the primary",
+            ["standby"],
+            registry=r,
+        )
+        self.database_replication_lag_bytes = Gauge(
+            "edgeagent_database_replication_lag_bytes",
+            "WAL bytes each standby has yet to replay",
+            ["standby"],
+            registry=r,
+        )
+
         # API
         # intake: reports, quarantined notices, appeals (never a label about a sender)
         self.intake_received = Counter(
@@ -366,6 +400,28 @@ class Metrics:
             ["route", "status"],
             registry=r,
         )
+
+    def observe_database(self, status: DatabaseStatus) -> None:
+        """Set the ``edgeagent_database_*`` gauges from one check; standbys and primaries
+        no longer seen are dropped."""
+        self.database_up.set(1 if status.reachable else 0)
+        if not status.reachable:
+            return  # the last known primary and lags stay until it is reached again
+        self.database_primary.clear()
+        if status.primary:
+            self.database_primary.labels(address=status.primary).set(1)
+        self.database_synchronous.set(1 if status.synchronous else 0)
+        self.database_replication_lag.clear()
+        self.database_replication_lag_bytes.clear()
+        for standby in status.standbys:
+            if standby.replay_lag_seconds is not None:
+                self.database_replication_lag.labels(standby=standby.name).set(
+                    standby.replay_lag_seconds
+                )
+            if standby.replay_lag_bytes is not None:
+                self.database_replication_lag_bytes.labels(standby=standby.name).set(
+                    standby.replay_lag_bytes
+                )
 
     def forget_feed(self, feed: str) -> None:
         """Drop every series of ``feed`` (it left the configuration): a feed that is gone

@@ -71,7 +71,7 @@ from edgeagent.overrides import ExternalLists
 from edgeagent.reloading import ReloadReport
 from edgeagent.sdnotify import SystemdNotifier, watchdog_interval
 from edgeagent.store import open_leadership, open_store, open_ticket_store
-from edgeagent.store.base import Store
+from edgeagent.store.base import DatabaseStatus, Store
 from edgeagent.takedown.intake import CaseOrigin, TakedownIntake
 from edgeagent.takedown.service import TakedownService
 
@@ -80,6 +80,9 @@ log = logging.getLogger("edgeagent.service")
 # by another process, e.g. `edgeagent feed approve`, announce themselves no other way).
 POLICY_POLL_SECONDS = 5
 ROLE_EXPORT_SECONDS = 2  # how often the leadership gauges are refreshed
+DATABASE_CHECK_SECONDS = 2.0
+"""How often the store's database is checked (``/readyz``, ``/v1/status``, metrics)."""
+DATABASE_CHECK_TIMEOUT = 2.0
 
 
 def build_guard(settings: Settings) -> Guard:
@@ -275,6 +278,7 @@ class Daemon:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.started_at = time.time()
         self.enforced_version: int | None = None
+        self.database = DatabaseStatus(agent.settings.store.backend)
         self._enforcer_jobs: dict[str, set[str]] = {}
         self._started_with = agent.settings  # what restart-only keys still run with
         self._reloading = asyncio.Lock()
@@ -310,6 +314,7 @@ class Daemon:
             extra=fields(version=snap.state.version, blocks=len(snap.state.blocks)),
         )
         raise_open_files_limit()
+        await self._check_database()
         await self._start_listeners(settings)
         leadership = self.agent.leadership
         if leadership.is_leader:
@@ -329,6 +334,7 @@ class Daemon:
             )
         )
         self._tasks.append(asyncio.create_task(self._export_roles(), name="roles"))
+        self._tasks.append(asyncio.create_task(self._watch_database(), name="database"))
         interval = watchdog_interval()
         if interval:
             self._tasks.append(asyncio.create_task(self._watchdog(interval), name="watchdog"))
@@ -402,6 +408,30 @@ class Daemon:
         if version != self.enforced_version:
             self._policy_changed.set()
 
+    async def _check_database(self) -> None:
+        """Reach the store's database; keep the answer for readiness, status and metrics,
+        and log when it is lost, found again, or has a new primary."""
+        before = self.database
+        now = await asyncio.to_thread(self.agent.store.database_status, DATABASE_CHECK_TIMEOUT)
+        self.database = now
+        self.agent.metrics.observe_database(now)
+        if before.reachable and not now.reachable:
+            log.warning("database unreachable", extra=fields(error=now.error))
+        elif now.reachable and not before.reachable:
+            log.info("database reachable again", extra=fields(primary=now.primary))
+        elif now.primary != before.primary and before.primary:
+            log.info("database primary changed", extra=fields(primary=now.primary))
+
+    async def _watch_database(self) -> None:
+        """Every agent, leader or standby, keeps its view of the database current (a
+        task, not a scheduler job: a standby's scheduler is paused)."""
+        while True:
+            await asyncio.sleep(DATABASE_CHECK_SECONDS)
+            try:
+                await self._check_database()
+            except Exception:  # a bug must not end the watch
+                log.exception("database check failed")
+
     def api_app(self, settings: Settings, triage: Triage) -> web.Application:
         """The control API application (and the console on it) as the daemon serves it."""
         from edgeagent.api.app import create_app
@@ -421,6 +451,7 @@ class Daemon:
             plan=self.agent.plan,
             readiness=self.readiness,
             leader=self.leader_status,
+            database=self._database_status,
             on_change=self.policy_changed,
             max_body_bytes=settings.api.max_body_bytes,
             lookup_rate_per_minute=settings.api.lookup_rate_per_minute,
@@ -763,6 +794,8 @@ class Daemon:
             reasons.extend(f"feed {name} is stale" for name in self.agent.feeds.stale())
             reasons.extend(self.agent.enforcers.readiness())
         reasons.extend(diskspace.full_reasons([self.agent.state_dir]))
+        if not self.database.reachable:
+            reasons.append(f"database unreachable: {self.database.error}")
         return reasons
 
     def leader_status(self) -> dict[str, Any]:
@@ -780,6 +813,9 @@ class Daemon:
             "leader": self.leading,
             "ha": {**ha, "role": "leader" if self.leading else "standby"},
         }
+
+    def _database_status(self) -> dict[str, Any]:
+        return self.database.to_dict()
 
     def _reload_status(self) -> dict[str, Any]:
         return self.last_reload.to_dict()

@@ -66,6 +66,7 @@ class ApiContext:
     - ``readiness``: reasons the agent is not ready; empty means ready (``/readyz``).
     - ``leader``: ``{"leader": bool, "ha": {...}}``: whether this agent leads the agents
       sharing its store, its role and theirs (``/v1/status``, ``/readyz``).
+    - ``database``: the store's database as last checked (``GET /v1/status`` ``database``).
     - ``on_change``: called (from a worker thread) after every successful decision
       write, so the daemon can rebuild and republish the policy at once.
     - ``max_body_bytes``: request body cap; larger bodies get 413.
@@ -93,6 +94,7 @@ class ApiContext:
     plan: Callable[[bool], Mapping[str, Any]] = _no_plan
     readiness: Callable[[], Sequence[str]] = _ready
     leader: Callable[[], Mapping[str, Any]] = sole_leader
+    database: Callable[[], Mapping[str, Any]] = _empty
     on_change: Callable[[], None] = _nothing
     max_body_bytes: int = 64 * 1024
     lookup_rate_per_minute: int = 60

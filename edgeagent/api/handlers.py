@@ -371,6 +371,7 @@ def _status_sync(ctx: ApiContext, counts: EntryCounts) -> dict[str, Any]:
         "feeds": dict(ctx.feeds()),
         "publishers": dict(ctx.publishers()),
         "reload": dict(ctx.reload()),
+        "database": dict(ctx.database()),
     }
 
 

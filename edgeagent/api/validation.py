@@ -315,6 +315,12 @@ class StatusOut(_Out):
         default_factory=dict,
         description="last config reload: at (Unix time), applied and needs_restart (keys)",
     )
+    database: dict[str, Any] = Field(
+        default_factory=dict,
+        description="the store's database as last checked: backend, reachable, error, "
+        "primary (host:port written to), synchronous (a commit waits for a standby), "
+        "synchronous_commit, standbys (name, state, synchronous, replay lag)",
+    )
 
 
 class FleetMemberOut(_Out):

@@ -35,6 +35,14 @@ distribution secondary per region, and N resolvers of mixed kinds (BIND, Unbound
 PowerDNS Recursor, Knot Resolver). ``fleet`` lists every resolver the agent verifies and
 every proxy (the lab's Squid, its forward-proxy port).
 
+``--ha`` (``Lab(ha=True)``) puts the store in PostgreSQL: a primary with a synchronous
+standby failed over by pg_auto_failover (:mod:`edgeagent.lab.pgcluster`, in
+``postgresql/``), and starts a second agent (``agent2/``, its own API and metrics ports)
+on the same database. The second agent writes its zone into its own directory rather than
+to the lab's resolvers: one agent publishes to them. ``lab.json`` then also has
+``"apis": [url, ...]`` (each agent's API, the first is ``"api"``) and ``"database":
+{"primary": "host:port", "standby": "host:port"}``.
+
 Addresses: one 127.0.N.0/24 block per lab (origin .10, Squid and sniproxy .80, stop page
 .81, unfiltered DNS .53). As root the web ports are 80/443 and the unfiltered DNS is on
 port 53, as in production; otherwise the web ports are one shared free high port, Squid
@@ -57,16 +65,21 @@ import secrets
 import shutil
 import signal
 import socket
+import sys
 import tempfile
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from edgeagent.config import BUNDLED_LISTS_DIR, load_config
-from edgeagent.lab.daemons import DaemonError, ProcessGroup, free_port, free_tcp_port
+from edgeagent.lab.daemons import DaemonError, ProcessGroup, free_port, free_tcp_port, spawn
 from edgeagent.lab.fleet import loopback_inventory, resolver_kinds, start_fleet
 from edgeagent.lab.intake import LabIntake, prepare_appeal_key, start_lab_intake
+from edgeagent.lab.pgcluster import PgCluster, start_pg_cluster
+from edgeagent.lab.postgres import store_section
 from edgeagent.lab.proxy import start_sniproxy, start_squid
 from edgeagent.lab.resolvers import (
     UPDATE_KEY,
@@ -368,7 +381,12 @@ class Lab:
     announce: Callable[[Lab], None] | None = None
 
     def __init__(
-        self, directory: Path | None = None, *, keep: bool = False, fleet_resolvers: int = 0
+        self,
+        directory: Path | None = None,
+        *,
+        keep: bool = False,
+        fleet_resolvers: int = 0,
+        ha: bool = False,
     ) -> None:
         # Remove on exit only what the lab created: a new directory, or one that was empty.
         self.owned = directory is None or not directory.exists() or not any(directory.iterdir())
@@ -384,6 +402,9 @@ class Lab:
         self.failure = ""  # why the lab never became ready
         self._announcing: asyncio.Task[None] | None = None
         self._intake: LabIntake | None = None
+        self.ha = ha
+        self.cluster: PgCluster | None = None
+        self.second: SecondAgent | None = None
 
     # -- preparation -------------------------------------------------------------------
     def _write_secrets(self) -> bytes:
@@ -590,6 +611,8 @@ class Lab:
             if not exited:
                 await daemon.agent.enforcers.verify()
                 reasons = daemon.readiness()
+                if self.second is not None:
+                    reasons += await asyncio.to_thread(self.second.not_ready)
                 if not reasons:
                     break
             # A dead peer does not come back: fail now; a canary may still turn.
@@ -602,6 +625,8 @@ class Lab:
         self.info["api"] = daemon.api_url
         self.info["metrics"] = daemon.metrics_url
         self.info["console"] = daemon.console_url
+        if self.second is not None:
+            self.info["apis"] = [daemon.api_url, self.second.api]
         _write_private(self.plan.info_path, json.dumps(self.info, indent=2) + "\n")
         if self.announce is not None:
             self.announce(self)
@@ -618,7 +643,10 @@ class Lab:
         agent: Agent | None = None
         try:
             extra = await self._start_peers()
-            agent = self.prepare(extra)
+            store = await self._start_database() if self.ha else ""
+            agent = self.prepare(extra + store)
+            if self.ha:
+                self.second = self._start_second_agent(store)
             self.daemon = Daemon(agent, self.plan.config_path)
             await self.daemon.run(on_ready=self._on_ready)
         except asyncio.CancelledError:
@@ -628,10 +656,37 @@ class Lab:
         if self.failure:
             raise DaemonError(f"the lab never became ready: {self.failure}")
 
+    async def _start_database(self) -> str:
+        """The PostgreSQL pair and its monitor; return the agents' ``[store]`` section."""
+        cluster = self.cluster = await asyncio.to_thread(
+            start_pg_cluster, self.directory / "postgresql"
+        )
+        password = secrets.token_urlsafe(24)
+        dsn = await asyncio.to_thread(cluster.create_database, "edgeagent", "edgeagent", password)
+        primary, standby = cluster.nodes
+        self.info["database"] = {"primary": primary.address, "standby": standby.address}
+        return "\n" + store_section(dsn, password, self.plan.secrets_dir)
+
+    def _start_second_agent(self, store: str) -> SecondAgent:
+        """``edgeagent run`` on the same database, with ports and a state of its own."""
+        directory = self._mkdir("agent2")
+        plan = LabPlan(directory)
+        zones = directory / "zones"
+        zones.mkdir(mode=0o700, exist_ok=True)
+        publisher = f'\n[publishers.files]\nkind = "zonefile"\ndirectory = "{zones}"\n'
+        _write_private(plan.config_path, lab_config_text(plan, publisher + store))
+        argv = [sys.executable, "-m", "edgeagent.cli", "run", "-c", str(plan.config_path)]
+        spawn("agent2", argv, directory, self.group)
+        return SecondAgent(
+            f"http://127.0.0.1:{plan.api_port}", f"http://127.0.0.1:{plan.metrics_port}"
+        )
+
     async def _stop_all(self, agent: Agent | None) -> None:
         self.group.stop_all()
         if self._intake is not None:
             self._intake.stop()
+        if self.cluster is not None:
+            await asyncio.to_thread(self.cluster.stop)
         for server in reversed(self._servers):
             with contextlib.suppress(Exception):
                 await server.close()
@@ -651,13 +706,35 @@ def _bootstrap_rpz() -> RpzSettings:
     return compiler_settings(RpzConfig(zone=RPZ_ZONE, exception_zone=RPZ_EXCEPTION_ZONE), {})
 
 
+@dataclass(frozen=True)
+class SecondAgent:
+    """The ``--ha`` lab's second agent: where its API and its probes answer."""
+
+    api: str
+    metrics: str
+
+    def not_ready(self) -> list[str]:
+        """Its ``/readyz`` reasons (one saying it does not answer yet, if so)."""
+        try:
+            # An http:// URL this lab built, never one from input.
+            with urllib.request.urlopen(f"{self.metrics}/readyz", timeout=2) as resp:  # noqa: S310
+                body = json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            body = json.loads(exc.read())
+        except OSError:
+            return ["agent2 does not answer yet"]
+        return [f"agent2: {reason}" for reason in body.get("reasons", [])]
+
+
 def run_lab(
     directory: Path | None,
     keep: bool,
     announce: Callable[[Lab], None],
     fleet_resolvers: int = 0,
+    *,
+    ha: bool = False,
 ) -> None:
     """Run a lab until Ctrl-C/SIGTERM (the CLI's ``edgeagent lab``)."""
-    lab = Lab(directory, keep=keep, fleet_resolvers=fleet_resolvers)
+    lab = Lab(directory, keep=keep, fleet_resolvers=fleet_resolvers, ha=ha)
     lab.announce = announce
     asyncio.run(lab.run())

@@ -1,6 +1,6 @@
 """The control API alone, over an existing store, in its own process.
 
-For load tests and the API benchmark: the real app, SQLite store, guard and policy engine,
+For load tests and the API benchmark: the real app, store, guard and policy engine,
 and a policy rebuild after decision writes as the daemon does (at most once every
 ``rebuild_every`` seconds, in a worker thread; a negative value turns it off), but no
 feeds, publishers or scheduler, so what is measured is the API. Being a process of its
@@ -9,7 +9,9 @@ own, it can be killed with SIGKILL exactly as the daemon can.
 :func:`start_api_server` runs ``python -m edgeagent.lab.api_server STORE PORT
 PROTECTED_DIR REBUILD_EVERY`` on 127.0.0.1 and returns once it accepts connections;
 SIGTERM or SIGINT stops it. ``PROTECTED_DIR`` is the guard's protected-names directory
-(created empty when missing). Decisions need no approval (public reports included).
+(created empty when missing). ``STORE`` is a SQLite store file, or an edgeagent config
+file (``*.toml``) whose ``[store]`` section names the store (e.g. a PostgreSQL database).
+Decisions need no approval (public reports included).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgeagent.api import ApiContext, create_app, start_site
-from edgeagent.config import default_settings
+from edgeagent.config import Settings, default_settings, load_config
 from edgeagent.connlimits import DEFAULT_LIMITS
 from edgeagent.decisions import DecisionService
 from edgeagent.engine import PolicyEngine
@@ -36,7 +38,8 @@ from edgeagent.lab.daemons import (
     stop_process,
     wait_listening,
 )
-from edgeagent.store import SqliteStore
+from edgeagent.store import SqliteStore, open_store
+from edgeagent.store.base import Store
 
 
 @dataclass
@@ -86,10 +89,10 @@ async def serve(
     store_path: Path, host: str, port: int, *, protected_dir: Path, rebuild_every: float
 ) -> None:
     """Serve the API over the store at ``store_path`` until SIGTERM/SIGINT."""
-    store = SqliteStore(store_path)
+    store, settings = _open(store_path)
     protected_dir.mkdir(parents=True, exist_ok=True)
-    # The agent's own names as the daemon on its embedded defaults reserves them.
-    reserved = default_settings(store_path.parent).reserved_names()
+    # The agent's own names as the daemon reserves them.
+    reserved = settings.reserved_names()
     guard = Guard.load(protected_dir, reserved=reserved)
     engine = PolicyEngine(store, guard)
     changed = asyncio.Event()
@@ -129,6 +132,14 @@ async def serve(
             rebuilder.cancel()
         await runner.cleanup()
         store.close()
+
+
+def _open(store_path: Path) -> tuple[Store, Settings]:
+    """A config file's store and settings, or a SQLite file on the embedded defaults."""
+    if store_path.suffix == ".toml":
+        settings = load_config(store_path)
+        return open_store(settings.store, settings.agent.state_dir), settings
+    return SqliteStore(store_path), default_settings(store_path.parent)
 
 
 def main(argv: list[str]) -> None:

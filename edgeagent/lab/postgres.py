@@ -37,7 +37,7 @@ SUPERUSER = "postgres"
 _SERVER_USER = "postgres"  # the system user the server runs as when we are root
 
 
-def _binary(name: str) -> str:
+def binary(name: str) -> str:
     for directory in BIN_DIRS:
         if (directory / name).is_file():
             return str(directory / name)
@@ -47,7 +47,7 @@ def _binary(name: str) -> str:
     return found
 
 
-def _server_user() -> pwd.struct_passwd | None:
+def server_user() -> pwd.struct_passwd | None:
     """The account to run the server as: ``postgres`` when we are root, else ourselves."""
     if os.geteuid() != 0:
         return None
@@ -57,10 +57,65 @@ def _server_user() -> pwd.struct_passwd | None:
         raise DaemonError("no 'postgres' user: install the Debian package postgresql-15") from None
 
 
-def _run_as(account: pwd.struct_passwd | None) -> dict[str, Any]:
+def run_as(account: pwd.struct_passwd | None) -> dict[str, Any]:
     if account is None:
         return {}
     return {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []}
+
+
+def private_dir(directory: Path, account: pwd.struct_passwd | None) -> Path:
+    """``directory``, created, mode 0700 and owned by the server's account."""
+    directory.mkdir(parents=True, exist_ok=True)
+    if account is not None:
+        os.chown(directory, account.pw_uid, account.pw_gid)
+    directory.chmod(0o700)
+    return directory
+
+
+def initdb(data: Path, account: pwd.struct_passwd | None) -> None:
+    """A new cluster in ``data``: the superuser over the unix socket without a password,
+    every TCP login with one (``scram-sha-256``)."""
+    init = subprocess.run(
+        [
+            binary("initdb"),
+            "--pgdata",
+            str(data),
+            "--username",
+            SUPERUSER,
+            "--auth-local=trust",
+            "--auth-host=scram-sha-256",
+            "--encoding=UTF8",
+            "--locale=C.UTF-8",
+            "--no-sync",  # a throwaway cluster: its creation need not survive a power cut
+        ],
+        capture_output=True,
+        check=False,
+        cwd=data.parent,
+        **run_as(account),
+    )
+    if init.returncode != 0:
+        text = (init.stdout + init.stderr).decode(errors="replace")[-3000:]
+        raise DaemonError(f"initdb failed:\n{text}")
+
+
+def run_admin(conninfo: str, *statements: sql.Composed) -> None:
+    """Run statements on ``conninfo``, each on its own (CREATE DATABASE cannot run in a
+    transaction block)."""
+    import psycopg  # the postgresql extra: only needed once a server runs
+
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        for statement in statements:
+            conn.execute(statement)
+
+
+def database_statements(name: str, owner: str, password: str) -> list[sql.Composed]:
+    """A new login role with ``password`` and a new empty database ``name`` it owns."""
+    from psycopg.sql import SQL, Identifier, Literal
+
+    return [
+        SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(Identifier(owner), Literal(password)),
+        SQL("CREATE DATABASE {} OWNER {}").format(Identifier(name), Identifier(owner)),
+    ]
 
 
 @dataclass
@@ -85,22 +140,12 @@ class PostgresServer:
         return f"host={self.host} port={self.port} dbname={dbname} user={user}"
 
     def admin(self, *statements: sql.Composed) -> None:
-        """Run statements as the superuser, each on its own (CREATE DATABASE cannot run in
-        a transaction block)."""
-        import psycopg  # the postgresql extra: only needed once a server runs
-
-        with psycopg.connect(self.admin_conninfo(), autocommit=True) as conn:
-            for statement in statements:
-                conn.execute(statement)
+        """Run statements as the superuser (see :func:`run_admin`)."""
+        run_admin(self.admin_conninfo(), *statements)
 
     def create_database(self, name: str, owner: str, password: str) -> str:
         """A new empty database owned by a new login role; return its TCP dsn."""
-        from psycopg.sql import SQL, Identifier, Literal
-
-        self.admin(
-            SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(Identifier(owner), Literal(password)),
-            SQL("CREATE DATABASE {} OWNER {}").format(Identifier(name), Identifier(owner)),
-        )
+        self.admin(*database_statements(name, owner, password))
         return self.dsn(name, owner)
 
     def drop_database(self, name: str, owner: str) -> None:
@@ -151,49 +196,25 @@ def start_postgres(
 ) -> PostgresServer:
     """``initdb`` into ``workdir`` (default: a new directory under the system temp dir)
     and start the server on a free loopback port; ``settings`` are extra ``-c`` options."""
-    account = _server_user()
-    workdir = Path(workdir or tempfile.mkdtemp(prefix="edgeagent-pg-"))
-    workdir.mkdir(parents=True, exist_ok=True)
-    if account is not None:
-        os.chown(workdir, account.pw_uid, account.pw_gid)
-    workdir.chmod(0o700)
+    account = server_user()
+    workdir = private_dir(workdir or Path(tempfile.mkdtemp(prefix="edgeagent-pg-")), account)
     data = workdir / "data"
     log = workdir / "postgres.log"
-    init = subprocess.run(
-        [
-            _binary("initdb"),
-            "--pgdata",
-            str(data),
-            "--username",
-            SUPERUSER,
-            "--auth-local=trust",
-            "--auth-host=scram-sha-256",
-            "--encoding=UTF8",
-            "--locale=C.UTF-8",
-            "--no-sync",  # a throwaway cluster: its creation need not survive a power cut
-        ],
-        capture_output=True,
-        check=False,
-        cwd=workdir,
-        **_run_as(account),
-    )
-    if init.returncode != 0:
-        text = (init.stdout + init.stderr).decode(errors="replace")[-3000:]
-        raise DaemonError(f"initdb failed:\n{text}")
+    initdb(data, account)
     port = free_tcp_port()
     options = {
         "listen_addresses": HOST,
         "unix_socket_directories": str(workdir),
         **(settings or {}),
     }
-    argv = [_binary("postgres"), "-D", str(data), "-p", str(port)]
+    argv = [binary("postgres"), "-D", str(data), "-p", str(port)]
     for key, value in options.items():
         argv += ["-c", f"{key}={value}"]
     with log.open("wb") as fh:
         if account is not None:
             os.fchown(fh.fileno(), account.pw_uid, account.pw_gid)
         proc = subprocess.Popen(
-            argv, stdout=fh, stderr=subprocess.STDOUT, cwd=workdir, **_run_as(account)
+            argv, stdout=fh, stderr=subprocess.STDOUT, cwd=workdir, **run_as(account)
         )
     server = PostgresServer(workdir, port, proc)
     try:
@@ -204,3 +225,16 @@ def start_postgres(
             server.remove()
         raise
     return server
+
+
+def store_section(dsn: str, password: str, secrets_dir: Path, **extra: float) -> str:
+    """The ``[store]`` section of an agent on ``dsn``; the password goes into a 0600 file
+    in ``secrets_dir`` (``pg.password``), which the section names. ``extra`` adds keys
+    (e.g. ``connect_timeout_seconds=2``)."""
+    secret = secrets_dir / "pg.password"
+    fd = os.open(secret, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(password + "\n")
+    lines = ["[store]", 'backend = "postgresql"', f'dsn = "{dsn}"', f'password_file = "{secret}"']
+    lines += [f"{key} = {value}" for key, value in extra.items()]
+    return "\n".join(lines) + "\n"

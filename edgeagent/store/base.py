@@ -176,6 +176,64 @@ class Token:
     revoked: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class StandbyStatus:
+    """One standby streaming from the primary, as the primary reports it.
+
+    ``synchronous``: a commit waits for it (``sync_state`` ``sync`` or ``quorum``);
+    ``replay_lag_seconds`` / ``replay_lag_bytes``: how far its replay is behind
+    (``None`` when the server does not say, e.g. no traffic yet or no permission)."""
+
+    name: str
+    state: str
+    synchronous: bool
+    replay_lag_seconds: float | None = None
+    replay_lag_bytes: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "state": self.state,
+            "synchronous": self.synchronous,
+            "replay_lag_seconds": self.replay_lag_seconds,
+            "replay_lag_bytes": self.replay_lag_bytes,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseStatus:
+    """Where the store's data is and whether it can be reached (``/v1/status``
+    ``database``, ``/readyz``, the ``edgeagent_database_*`` metrics).
+
+    ``primary`` is the ``host:port`` the agent writes to ("" for an embedded store);
+    ``error`` says why it cannot be reached (naming the config key, never a password)."""
+
+    backend: str
+    reachable: bool = True
+    error: str = ""
+    primary: str = ""
+    synchronous_commit: str = ""
+    standbys: tuple[StandbyStatus, ...] = ()
+
+    @property
+    def synchronous(self) -> bool:
+        """Whether a commit waits for at least one standby."""
+        return self.synchronous_commit not in ("", "off", "local") and any(
+            s.synchronous for s in self.standbys
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "backend": self.backend,
+            "reachable": self.reachable,
+            "error": self.error or None,
+            "primary": self.primary or None,
+            "synchronous": self.synchronous,
+            "synchronous_commit": self.synchronous_commit or None,
+            "standbys": [s.to_dict() for s in self.standbys],
+        }
+
+
 class Store(Protocol):
     # --- lifecycle
     def close(self) -> None: ...
@@ -183,6 +241,11 @@ class Store(Protocol):
     def schema_version(self) -> int: ...
 
     def policy_version(self) -> int: ...
+
+    def database_status(self, timeout: float) -> DatabaseStatus:
+        """Reach the database within ``timeout`` seconds and say how it is. Never raises
+        for an unreachable database: that is a status (``reachable=False``)."""
+        ...
 
     # --- feed generations
     def add_generation(

@@ -63,6 +63,7 @@ from edgeagent.store.base import (
     AuditNote,
     AuditRecord,
     AuditVerification,
+    DatabaseStatus,
     Generation,
     GenerationStatus,
     NewDecision,
@@ -320,6 +321,10 @@ class SqliteStore(StoreBackend[SqliteStoreConfig]):
         """The schema version of the open database (``migrations.CURRENT_VERSION``)."""
         with self._read() as c:
             return migrations.user_version(c)
+
+    def database_status(self, timeout: float) -> DatabaseStatus:
+        """An embedded file: reachable while the store is open."""
+        return DatabaseStatus(self.KIND)
 
     def policy_version(self) -> int:
         """Counter bumped with every change of desired state."""

@@ -25,6 +25,8 @@ BENCHMARKS = (
     "feed_ingest",
     "takedown_locate",
     "api_throughput",
+    "api_throughput_postgresql",
+    "pg_failover",
     "intake_pages",
     "rpz",
     "proxy_helper",

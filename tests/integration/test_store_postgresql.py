@@ -319,6 +319,33 @@ def test_cli_on_a_postgresql_store(pg_database: PgDatabase, tmp_path: Path) -> N
     assert "wrong-Pa55word" not in refused.stderr + refused.stdout
 
 
+@pytest.mark.parametrize(
+    ("fault", "expected"),
+    [
+        ("newer", "store.dsn: database schema version 999 is newer than this edgeagent"),
+        ("password", "store.dsn: the database refused the login"),
+        ("unreachable", "store.dsn: cannot reach the database"),
+    ],
+)
+def test_agent_refuses_to_start_naming_the_key(
+    fault: str, expected: str, pg_database: PgDatabase, tmp_path: Path
+) -> None:
+    password = "wrong-Pa55word" if fault == "password" else pg_database.password
+    config = _config(pg_database, tmp_path, password)
+    if fault == "newer":
+        PostgresStore(pg_database.database()).close()
+        with _raw(pg_database) as raw:
+            raw.execute("UPDATE schema_version SET version = 999")
+    if fault == "unreachable":
+        dead = f"port={free_tcp_port()}"
+        config.write_text(config.read_text().replace(f"port={pg_database.server.port}", dead))
+    run = _cli(config, "run")
+    assert run.returncode != 0
+    assert expected in run.stderr, run.stderr[-2000:]
+    assert "wrong-Pa55word" not in run.stderr + run.stdout
+    assert pg_database.password not in run.stderr + run.stdout
+
+
 # --- several agents on one database ---------------------------------------------------
 
 
@@ -384,6 +411,24 @@ def test_server_detail_never_reaches_the_message(
     assert "bad.example.com" not in message
     assert "decisions_one_open" in message
     assert "23505" in message
+
+
+def test_server_going_away_is_unavailable_not_a_statement_error(pg_database: PgDatabase) -> None:
+    """A backend terminated under its client (as a dying postmaster does to its backends:
+    SQLSTATE class 57) and a server that turned read-only (a demoted primary: 25006) are
+    the database's failure, not the request's: 503 and retry, not 500."""
+    with _raw(pg_database) as victim, _raw(pg_database) as killer:
+        killer.execute("SELECT pg_terminate_backend(%s)", (victim.info.backend_pid,))
+        with pytest.raises(psycopg.OperationalError) as terminated:
+            victim.execute("SELECT 1")
+    with _raw(pg_database) as raw:
+        raw.execute("SET default_transaction_read_only = on")
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction) as read_only:
+            raw.execute("CREATE TABLE t (i int)")
+    for exc in (terminated.value, read_only.value):
+        error = query_error(exc, "recording a decision")
+        assert isinstance(error, StoreUnavailable), (exc.sqlstate, error)
+        assert str(error).startswith("store.dsn: lost the database while recording a decision")
 
 
 # --- large generations ----------------------------------------------------------------

@@ -31,6 +31,8 @@ EXPECTED_ALERTS = {
     "EdgeagentTakedownOverdue",
     "EdgeagentIntakeDailyCap",
     "EdgeagentIntakeMailFailing",
+    "EdgeagentDatabaseUnreachable",
+    "EdgeagentDatabaseReplicationLag",
 }
 
 _CONTRACT_LINE = re.compile(r"^#\s+(edgeagent_[a-z_]+)\{([a-z_, ]*)\}\s+(gauge|counter)\b")

@@ -90,9 +90,9 @@ class AgentFiles:
     index: Path
 
 
-def zonefile_agent(directory: Path, rpz: str = "", proxy: str = "") -> AgentFiles:
+def zonefile_agent(directory: Path, rpz: str = "", proxy: str = "", store: str = "") -> AgentFiles:
     """The config of a daemon writing its zone files and proxy index under ``directory``;
-    ``rpz`` and ``proxy`` are extra lines of those sections."""
+    ``rpz``, ``proxy`` and ``store`` are extra lines of those sections."""
     api_port, metrics_port = free_port(udp=False), free_port(udp=False)
     zones, index = directory / "zones", directory / "proxy" / "index.bin"
     zones.mkdir(parents=True)
@@ -103,6 +103,7 @@ def zonefile_agent(directory: Path, rpz: str = "", proxy: str = "") -> AgentFile
         f'[publishers.files]\nkind = "zonefile"\ndirectory = "{zones}"\n'
         f'[proxy]\nenabled = true\nindex_path = "{index}"\n'
         f"stop_page_listen_port = {free_port(udp=False)}\n{proxy}"
+        + (f"[store]\n{store}" if store else "")
     )
     return AgentFiles(
         config, f"http://127.0.0.1:{api_port}", metrics_port, zones / f"{ZONE}.zone", index

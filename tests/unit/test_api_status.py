@@ -21,7 +21,7 @@ from edgeagent.api.validation import (
 from edgeagent.metrics import Metrics
 from edgeagent.model import Action, Entry, Indicator, Scope
 from edgeagent.store import SqliteStore
-from edgeagent.store.base import GenerationStatus, Store
+from edgeagent.store.base import DatabaseStatus, GenerationStatus, Store
 from tests.support.api import (
     ApiHarness,
     FakeClock,
@@ -49,6 +49,7 @@ def api_settings() -> dict[str, Any]:
         "plan": lambda entries: {
             "held_generations": [{"feed": "interpol", "reason": "shrank 60%"}]
         },
+        "database": lambda: DatabaseStatus("sqlite").to_dict(),
         "lookup_rate_per_minute": 3,
         "clock": FakeClock(),
         "metrics": Metrics(),
@@ -76,6 +77,9 @@ async def test_status_counts_without_entries(api: ApiHarness) -> None:
     assert out.decisions == {"pending-approval": 1}
     assert out.feeds == {"iwf": {"state": "ok", "age_seconds": 3}}
     assert out.publishers == {"bind": {"state": "verified"}}
+    assert out.database["backend"] == "sqlite"
+    assert out.database["reachable"] is True
+    assert out.database["synchronous"] is False
     text = repr(body)
     for entry in ("listed.example", "d1.example", "d2.example", "pages.example"):
         assert entry not in text

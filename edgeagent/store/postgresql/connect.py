@@ -59,6 +59,9 @@ class Database:
             kwargs["connect_timeout"] = max(2, math.ceil(self.connect_timeout))
         if "application_name" not in given:
             kwargs["application_name"] = "edgeagent"
+        if "target_session_attrs" not in given:
+            # Of several hosts, only the primary will do: the agent writes.
+            kwargs["target_session_attrs"] = "read-write"
         password = self.password()
         if password is not None:
             kwargs["password"] = password
@@ -98,6 +101,12 @@ class Database:
             # each one as it is handed out, so callers get a live one or a clear error.
             check=ConnectionPool.check_connection,
             timeout=self.connect_timeout,
+            # The pool retries a lost connection with a doubling delay (1, 2, 4, 8 ... s)
+            # and no cap, so after a 50 s failover the next try could come half a minute
+            # late. Giving up after connect_timeout instead lets the next request that
+            # waits start a fresh attempt at once: the agents find the new primary
+            # within seconds of its promotion.
+            reconnect_timeout=self.connect_timeout,
             name=name,
         )
         try:
@@ -129,17 +138,17 @@ class Pool:
             self._pool.close()
 
     @contextmanager
-    def connection(self, what: str) -> Iterator[Connection]:
+    def connection(self, what: str, timeout: float | None = None) -> Iterator[Connection]:
         """A connection for the block; the pool rolls back whatever it left open.
-        ``what`` (e.g. "reading a decision") names the work in error messages."""
+        ``what`` (e.g. "reading a decision") names the work in error messages;
+        ``timeout`` (default: the pool's) bounds the wait for a connection."""
         if self.closed:
             raise StoreError("store is closed")
+        wait = self._timeout if timeout is None else timeout
         try:
-            conn = self._pool.getconn(timeout=self._timeout)
+            conn = self._pool.getconn(timeout=wait)
         except PoolTimeout:
-            raise StoreUnavailable(
-                f"{DSN_KEY}: no database connection within {self._timeout:g} s"
-            ) from None
+            raise StoreUnavailable(f"{DSN_KEY}: no database connection within {wait:g} s") from None
         try:
             yield conn
         except psycopg.Error as exc:
@@ -192,15 +201,30 @@ def connect_error(exc: psycopg.Error, password: str | None = None) -> StoreError
     return StoreUnavailable(f"{DSN_KEY}: cannot reach the database: {text}")
 
 
+_UNAVAILABLE_CLASSES = ("08", "57")
+"""SQLSTATE classes that say the server, not the statement, failed: connection exceptions,
+and operator intervention (shutdown, a postmaster that died under its backends, a server
+still starting, a cancelled statement). The same request may succeed later."""
+_UNAVAILABLE_STATES = ("25006",)
+"""read_only_sql_transaction: the server was the primary and is not any more."""
+
+
 def query_error(exc: psycopg.Error, what: str) -> StoreError:
-    """A failed statement as a ``StoreError``.
+    """A failed statement as a ``StoreError``; ``StoreUnavailable`` (503, retry later) when
+    the connection or the server failed rather than the statement.
 
     Only the SQLSTATE and the primary message are kept: the server's DETAIL line quotes
     the offending row (a list entry, say), which must not reach a log.
     """
+    primary = exc.diag.message_primary or type(exc).__name__
     if isinstance(exc, psycopg.OperationalError) and exc.sqlstate is None:
         return StoreUnavailable(
             f"{DSN_KEY}: lost the database while {what}: {_clean(str(exc), None)}"
         )
-    primary = exc.diag.message_primary or type(exc).__name__
+    if exc.sqlstate is not None and (
+        exc.sqlstate[:2] in _UNAVAILABLE_CLASSES or exc.sqlstate in _UNAVAILABLE_STATES
+    ):
+        return StoreUnavailable(
+            f"{DSN_KEY}: lost the database while {what}: {primary} (SQLSTATE {exc.sqlstate})"
+        )
     return StoreError(f"{what} failed: {primary} (SQLSTATE {exc.sqlstate})")

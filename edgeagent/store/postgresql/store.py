@@ -62,6 +62,7 @@ from edgeagent.store.base import (
     AuditNote,
     AuditRecord,
     AuditVerification,
+    DatabaseStatus,
     Generation,
     GenerationStatus,
     NewDecision,
@@ -258,6 +259,12 @@ class PostgresStore(StoreBackend[PostgresStoreConfig]):
 
     def _now(self) -> datetime:
         return require_aware(self._clock())
+
+    def database_status(self, timeout: float) -> DatabaseStatus:
+        """The primary written to, its standbys and their lag (:mod:`.status`)."""
+        from edgeagent.store.postgresql.status import database_status
+
+        return database_status(self._pool, timeout)
 
     def schema_version(self) -> int:
         """The schema version of the database (``schema.CURRENT_VERSION``)."""
