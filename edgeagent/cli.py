@@ -518,6 +518,10 @@ def cmd_decision_add(args: argparse.Namespace) -> int:
         notice["notice_received_at"] = args.received
     if args.expires:
         notice["expires_at"] = args.expires
+    if args.jurisdiction:
+        notice["jurisdiction"] = args.jurisdiction
+    if args.hold is not None:
+        notice["hold"] = args.hold
 
     def send(work: Casework) -> list[dict[str, Any]]:
         results: list[dict[str, Any]] = []
@@ -689,14 +693,15 @@ def cmd_intake_outcome(args: argparse.Namespace) -> int:
 
 
 def _when(agent: Agent, text: str | None, option: str) -> datetime | None:
-    """``text`` as an aware time; without a zone, in ``[agent] time_zone``."""
+    """``text`` as a UTC time (as the API stores it); without a zone, ``text`` is in
+    ``[agent] time_zone``."""
     from edgeagent.dates import parse_when
 
     if text is None:
         return None
     try:
-        return parse_when(text, agent.settings.agent.zone)
-    except ValueError:
+        return parse_when(text, agent.settings.agent.zone).astimezone(UTC)
+    except (ValueError, OverflowError):
         raise UsageError(
             f"{option} takes an ISO 8601 date or date-time (2026-01-01, 2026-01-01T09:30, "
             "2026-01-01T09:30Z)"
@@ -1122,6 +1127,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     da.add_argument("--expires", metavar="WHEN", help="when the decisions end (ISO 8601)")
     da.add_argument("--category", default="", help="category label")
+    da.add_argument(
+        "--jurisdiction", metavar="CODE", help="ISO 3166 code of the law governing the case"
+    )
+    da.add_argument(
+        "--hold",
+        action=argparse.BooleanOptionalAction,
+        help="law-enforcement hold: takedown notices reach the hosting team only (default: "
+        "on for the sources [takedown] hold_for names)",
+    )
 
     dl = action(
         decision, "list", cmd_decision_list, "list and search decisions (analyst)", remote, json_out
