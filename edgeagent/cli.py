@@ -807,6 +807,27 @@ def cmd_ticket_show(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_ticket_evidence(args: argparse.Namespace) -> int:
+    """The evidence bundle of a ticket (metadata only, with its manifest hash), as the
+    API exports it: the export is audited under the checked identity."""
+    from edgeagent.atomic import write_atomic
+
+    agent = _agent(args)
+    try:
+        service = _takedown(agent)
+        actor = _ticket_actor(args, agent)
+        bundle = asyncio.run(service.evidence(args.id, actor))
+    finally:
+        agent.close()
+    text = json.dumps(bundle, indent=2, ensure_ascii=False) + "\n"
+    if args.output:
+        write_atomic(Path(args.output), text.encode(), 0o600)  # it names the URLs
+        print(f"ticket {args.id}: evidence {bundle['manifest_sha256']} written to {args.output}")
+    else:
+        print(text, end="")
+    return EXIT_OK
+
+
 def _records(agent: Agent, args: argparse.Namespace) -> dict[str, Any]:
     """The authorisation, referral and preservation records the options give."""
     from edgeagent.takedown.records import Authorisation, Preservation, Referral
@@ -893,6 +914,7 @@ def _ticket_roles() -> dict[str, Role]:
         "hold": supervisor,
         "release": supervisor,
         "legal-hold": supervisor,
+        "evidence": supervisor,
     }
 
 
@@ -978,6 +1000,9 @@ def _add_ticket_commands(
     tas.add_argument("--reason", default="", help="why (audited)")
     tc = change("comment", "add a comment (audited by hash)")
     tc.add_argument("text")
+    te = change("evidence", "export the evidence bundle (metadata only; audited)")
+    te.add_argument("-o", "--output", metavar="FILE", help="write it here (0600), not stdout")
+    te.set_defaults(func=cmd_ticket_evidence)
     to = change("outcome", "record a measure on the customer's account")
     to.add_argument("kind", choices=[k.value for k in OutcomeKind])
     to.add_argument("--reason", required=True, help="why (audited)")
