@@ -521,6 +521,10 @@ def cmd_decision_add(args: argparse.Namespace) -> int:
         notice["notice_received_at"] = args.received
     if args.expires:
         notice["expires_at"] = args.expires
+    if args.jurisdiction:
+        notice["jurisdiction"] = args.jurisdiction
+    if args.hold is not None:
+        notice["hold"] = args.hold
 
     def send(work: Casework) -> list[dict[str, Any]]:
         results: list[dict[str, Any]] = []
@@ -692,14 +696,15 @@ def cmd_intake_outcome(args: argparse.Namespace) -> int:
 
 
 def _when(agent: Agent, text: str | None, option: str) -> datetime | None:
-    """``text`` as an aware time; without a zone, in ``[agent] time_zone``."""
+    """``text`` as a UTC time (as the API stores it); without a zone, ``text`` is in
+    ``[agent] time_zone``."""
     from edgeagent.dates import parse_when
 
     if text is None:
         return None
     try:
-        return parse_when(text, agent.settings.agent.zone)
-    except ValueError:
+        return parse_when(text, agent.settings.agent.zone).astimezone(UTC)
+    except (ValueError, OverflowError):
         raise UsageError(
             f"{option} takes an ISO 8601 date or date-time (2026-01-01, 2026-01-01T09:30, "
             "2026-01-01T09:30Z)"
@@ -805,6 +810,27 @@ def cmd_ticket_show(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_ticket_evidence(args: argparse.Namespace) -> int:
+    """The evidence bundle of a ticket (metadata only, with its manifest hash), as the
+    API exports it: the export is audited under the checked identity."""
+    from edgeagent.atomic import write_atomic
+
+    agent = _agent(args)
+    try:
+        service = _takedown(agent)
+        actor = _ticket_actor(args, agent)
+        bundle = asyncio.run(service.evidence(args.id, actor))
+    finally:
+        agent.close()
+    text = json.dumps(bundle, indent=2, ensure_ascii=False) + "\n"
+    if args.output:
+        write_atomic(Path(args.output), text.encode(), 0o600)  # it names the URLs
+        print(f"ticket {args.id}: evidence {bundle['manifest_sha256']} written to {args.output}")
+    else:
+        print(text, end="")
+    return EXIT_OK
+
+
 def _records(agent: Agent, args: argparse.Namespace) -> dict[str, Any]:
     """The authorisation, referral and preservation records the options give."""
     from edgeagent.takedown.records import Authorisation, Preservation, Referral
@@ -891,6 +917,7 @@ def _ticket_roles() -> dict[str, Role]:
         "hold": supervisor,
         "release": supervisor,
         "legal-hold": supervisor,
+        "evidence": supervisor,
     }
 
 
@@ -976,6 +1003,9 @@ def _add_ticket_commands(
     tas.add_argument("--reason", default="", help="why (audited)")
     tc = change("comment", "add a comment (audited by hash)")
     tc.add_argument("text")
+    te = change("evidence", "export the evidence bundle (metadata only; audited)")
+    te.add_argument("-o", "--output", metavar="FILE", help="write it here (0600), not stdout")
+    te.set_defaults(func=cmd_ticket_evidence)
     to = change("outcome", "record a measure on the customer's account")
     to.add_argument("kind", choices=[k.value for k in OutcomeKind])
     to.add_argument("--reason", required=True, help="why (audited)")
@@ -1142,6 +1172,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     da.add_argument("--expires", metavar="WHEN", help="when the decisions end (ISO 8601)")
     da.add_argument("--category", default="", help="category label")
+    da.add_argument(
+        "--jurisdiction", metavar="CODE", help="ISO 3166 code of the law governing the case"
+    )
+    da.add_argument(
+        "--hold",
+        action=argparse.BooleanOptionalAction,
+        help="law-enforcement hold: takedown notices reach the hosting team only (default: "
+        "on for the sources [takedown] hold_for names)",
+    )
 
     dl = action(
         decision, "list", cmd_decision_list, "list and search decisions (analyst)", remote, json_out

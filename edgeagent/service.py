@@ -72,7 +72,7 @@ from edgeagent.reloading import ReloadReport
 from edgeagent.sdnotify import SystemdNotifier, watchdog_interval
 from edgeagent.store import open_leadership, open_store, open_ticket_store
 from edgeagent.store.base import DatabaseStatus, Store
-from edgeagent.takedown.intake import CaseOrigin, TakedownIntake
+from edgeagent.takedown.cases import CaseCollector, CaseOrigin
 from edgeagent.takedown.service import TakedownService
 
 log = logging.getLogger("edgeagent.service")
@@ -159,7 +159,7 @@ class Agent:
     state_dir: Path  # as built: a changed [agent] state_dir needs a restart
     leadership: Leadership
     takedown: TakedownService | None = None
-    intake: TakedownIntake | None = None
+    cases: CaseCollector | None = None
 
     @classmethod
     def build(cls, settings: Settings) -> Agent:
@@ -176,7 +176,7 @@ class Agent:
             public_needs_approval=settings.api.public_reports_need_approval,
             hold_for=frozenset(settings.takedown.hold_for),
         )
-        takedown = intake = None
+        takedown = cases = None
         if settings.takedown.enabled:
             takedown = TakedownService.from_settings(
                 settings.takedown,
@@ -187,7 +187,7 @@ class Agent:
                 decisions=decisions,
             )
             takedown.claim_notice = _counted_claim(leadership, metrics)
-            intake = TakedownIntake(store.get_decision, lambda feed: _feed_origin(settings, feed))
+            cases = CaseCollector(store.get_decision, lambda feed: _feed_origin(settings, feed))
         context = enforcer_context(settings, state_dir, metrics, guard, leadership)
         enforcers = Enforcers.build(ENFORCERS, settings.sections, context)
         agent = cls(
@@ -202,7 +202,7 @@ class Agent:
             state_dir=state_dir,
             leadership=leadership,
             takedown=takedown,
-            intake=intake,
+            cases=cases,
         )
         agent.decisions.overrides = ExternalLists(
             lambda: agent.policy().index, agent.feed_source, store.get_decision
@@ -572,16 +572,16 @@ class Daemon:
         )
 
     async def _relocate_all(self) -> None:
-        if self.agent.intake is not None:
-            self.agent.intake.forget()
-        await self._takedown_intake(await asyncio.to_thread(self.agent.policy))
+        if self.agent.cases is not None:
+            self.agent.cases.forget()
+        await self._open_tickets(await asyncio.to_thread(self.agent.policy))
 
-    async def _takedown_intake(self, snap: PolicySnapshot) -> None:
-        """Locate new url/host entries and open or extend hosting tickets."""
-        svc, intake = self.agent.takedown, self.agent.intake
-        if svc is None or intake is None:
+    async def _open_tickets(self, snap: PolicySnapshot) -> None:
+        """Locate new block entries and open or extend hosting tickets, case by case."""
+        svc, collector = self.agent.takedown, self.agent.cases
+        if svc is None or collector is None:
             return
-        cases = await asyncio.to_thread(intake.new_cases, snap.state)
+        cases = await asyncio.to_thread(collector.new_cases, snap.state)
         for case in cases:
             try:
                 out = await svc.on_entries(
@@ -593,8 +593,8 @@ class Daemon:
                     hold=case.origin.hold,
                 )
             except Exception:
-                log.exception("takedown intake failed for a case; it is retried on the next pass")
-                intake.forget()
+                log.exception("takedown failed for a case; it is retried on the next pass")
+                collector.forget()
                 continue
             if out.tickets:
                 log.info(
@@ -631,7 +631,7 @@ class Daemon:
                 await self.agent.takedown.send_first_notices()
             except Exception:
                 log.exception("first notices of earlier tickets failed; retried later")
-            await self._takedown_intake(await asyncio.to_thread(self.agent.policy))
+            await self._open_tickets(await asyncio.to_thread(self.agent.policy))
         try:
             await self.agent.feeds.sync_all()
         except Exception:
@@ -759,7 +759,7 @@ class Daemon:
                 continue  # a standby keeps its policy current for the API only
             # Tickets do not wait for the publishers: locating a notice's hosts is mostly
             # waiting for DNS, which overlaps with compiling and writing the zone and index.
-            await asyncio.gather(self._enforce(snap), self._takedown_intake(snap))
+            await asyncio.gather(self._enforce(snap), self._open_tickets(snap))
 
     async def _shutdown(self) -> None:
         self.notifier.stopping()

@@ -23,7 +23,6 @@ import textwrap
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from email import message_from_bytes
 from email.message import Message
 from pathlib import Path
 from typing import Any
@@ -45,7 +44,7 @@ from tests.support.binaries import require_binary
 from tests.support.polling import wait_for
 from tests.support.ports import free_port
 from tests.support.resolvers import stop_all
-from tests.support.segment_peers import running
+from tests.support.segment_peers import received_hooks, received_mails, running
 
 pytestmark = pytest.mark.integration
 
@@ -112,21 +111,10 @@ class Ntd:
 
     def mails(self) -> list[tuple[list[str], Message, str]]:
         """Every message the SMTP sink received: (recipients, message, raw text)."""
-        out = []
-        for path in sorted((self.directory / "peers" / "mail").glob("*.eml")):
-            raw = path.read_bytes()
-            msg = message_from_bytes(raw)
-            rcpts = [a.strip() for a in str(msg["X-Lab-Rcpt-To"]).split(",")]
-            out.append((rcpts, msg, raw.decode()))
-        return out
+        return [(m.recipients, m.message, m.raw) for m in received_mails(self.directory / "peers")]
 
     def hooks(self) -> list[dict[str, Any]]:
-        out = []
-        for path in sorted((self.directory / "peers" / "hooks").glob("*.json")):
-            record = json.loads(path.read_text())
-            assert record["signature_valid"], path.name
-            out.append(dict(record["payload"]))
-        return out
+        return received_hooks(self.directory / "peers")
 
     def ask(self, name: str) -> dns.message.Message:
         q = dns.message.make_query(name, "A")

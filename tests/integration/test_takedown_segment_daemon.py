@@ -17,7 +17,6 @@ import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from email import message_from_bytes
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +38,7 @@ from tests.support.segment_netns import (
     ns_env,
     topology,
 )
-from tests.support.segment_peers import running
+from tests.support.segment_peers import received_hooks, received_mails, running
 
 pytestmark = [pytest.mark.integration, pytest.mark.netns]
 
@@ -96,19 +95,10 @@ class Agent:
 
     def mails(self) -> dict[int, Any]:
         """The messages the SMTP sink received, by ticket id."""
-        found = {}
-        for path in sorted((self.directory / "peers" / "mail").glob("*.eml")):
-            msg = message_from_bytes(path.read_bytes())
-            found[int(msg["X-EdgeAgent-Ticket"])] = msg
-        return found
+        return {int(m.ticket): m.message for m in received_mails(self.directory / "peers")}
 
     def hooks(self) -> dict[int, Any]:
-        found = {}
-        for path in sorted((self.directory / "peers" / "hooks").glob("*.json")):
-            record = json.loads(path.read_text())
-            assert record["signature_valid"], path.name
-            found[int(record["payload"]["ticket_id"])] = record["payload"]
-        return found
+        return {int(h["ticket_id"]): h for h in received_hooks(self.directory / "peers")}
 
 
 def _config(tmp: Path, peers: dict[str, Any], secret_file: Path) -> Path:

@@ -6,7 +6,8 @@ starts a real Unbound serving ``RECORDS_JSON`` (``[[name, type, value], ...]``),
 sink (aiosmtpd; one ``DIR/mail/<n>.eml`` per message) and a webhook sink checking the
 HMAC (``DIR/hooks/<n>.json``), all on 127.0.0.1 of that namespace. It prints one JSON
 line ``{"dns_port", "smtp_port", "webhook_url"}`` when ready and stops when its stdin
-closes. :func:`running` does all that from a test (``prefix`` runs it in a namespace).
+closes. :func:`running` does all that from a test (``prefix`` runs it in a namespace);
+:func:`received_mails` and :func:`received_hooks` read what the sinks received.
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from email import message_from_bytes
+from email.message import Message
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +75,40 @@ def running(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@dataclass(frozen=True)
+class ReceivedMail:
+    """One message the SMTP sink received: its envelope recipients, parsed and raw."""
+
+    recipients: list[str]
+    message: Message
+    raw: str
+
+    @property
+    def ticket(self) -> str:
+        return str(self.message["X-EdgeAgent-Ticket"])
+
+
+def received_mails(directory: Path) -> list[ReceivedMail]:
+    """Every message in ``directory/mail``, in the order received."""
+    out = []
+    for path in sorted((directory / "mail").glob("*.eml")):
+        raw = path.read_bytes()
+        msg = message_from_bytes(raw)
+        rcpts = [a.strip() for a in str(msg["X-Lab-Rcpt-To"]).split(",")]
+        out.append(ReceivedMail(rcpts, msg, raw.decode()))
+    return out
+
+
+def received_hooks(directory: Path) -> list[dict[str, Any]]:
+    """Every webhook payload in ``directory/hooks``, each with a valid signature."""
+    out = []
+    for path in sorted((directory / "hooks").glob("*.json")):
+        record = json.loads(path.read_text())
+        assert record["signature_valid"], path.name
+        out.append(dict(record["payload"]))
+    return out
 
 
 def main() -> None:

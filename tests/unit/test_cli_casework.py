@@ -7,6 +7,7 @@ the integration test of the NTD desk (``test_ntd_cli_flow``).
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 
@@ -83,6 +84,23 @@ def test_a_notice_from_a_file_gets_a_result_per_line(cfg: Path, tmp_path: Path) 
     code, out, _ = ea(cfg, "decision", "show", "2", "--actor", "ana", "--json")
     assert '"notice_received_at": "2026-01-05T08:30:00+00:00"' in out  # Berlin time
     assert ("decision.notice", "ana", "notice:POL-7") in audit(cfg)
+
+
+def test_a_notice_names_its_jurisdiction_and_may_override_the_hold(cfg: Path) -> None:
+    add = ("decision", "add", "--source", "law-enforcement", "--reason", "police notice")
+    add += ("--jurisdiction", "DE", "--actor", "ana")
+    code, _, err = ea(cfg, *add, "http://a.hosted.test/1.html", "--reference", "POL-8")
+    assert code == 0, err
+    code, _, err = ea(cfg, *add, "http://b.hosted.test/2.html", "--reference", "POL-9", "--no-hold")
+    assert code == 0, err
+    code, out, _ = ea(
+        cfg, "decision", "list", "--source", "law-enforcement", "--json", "--actor", "ana"
+    )
+    found = {d["reference"]: (d["jurisdiction"], d["hold"]) for d in json.loads(out)["items"]}
+    assert found == {"POL-8": ("DE", True), "POL-9": ("DE", False)}  # held by default
+    code, _, err = ea(cfg, *add, "http://c.hosted.test/", "--reference", "P", "--jurisdiction", "x")
+    assert code == 2
+    assert "jurisdiction" in err
 
 
 def test_approve_and_revoke_with_four_eyes(cfg: Path) -> None:

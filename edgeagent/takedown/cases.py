@@ -1,6 +1,6 @@
-"""Hands new block entries from the policy to the takedown service, case by case.
+"""Collects new block entries of the policy into takedown cases (one per notice).
 
-After every policy rebuild the daemon calls :meth:`TakedownIntake.new_cases` with the
+After every policy rebuild the daemon calls :meth:`CaseCollector.new_cases` with the
 desired state; entries already handed over are skipped, so a decision reaches the
 locator once on arrival. :meth:`forget` clears that memory for the periodic full pass
 (content moves; the service only notifies for URLs a ticket does not have yet).
@@ -43,7 +43,7 @@ class Case:
     origin: CaseOrigin
 
 
-class TakedownIntake:
+class CaseCollector:
     """See the module docstring. ``feed_origin`` gives a feed's :class:`CaseOrigin`."""
 
     def __init__(

@@ -1,4 +1,4 @@
-"""Takedown intake: a notice with many decisions is one case; each entry goes over once."""
+"""Takedown cases: a notice with many decisions is one case; each entry goes over once."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from edgeagent.model import (
     NoticeSource,
     Scope,
 )
-from edgeagent.takedown.intake import CaseOrigin, TakedownIntake
+from edgeagent.takedown.cases import CaseCollector, CaseOrigin
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 
@@ -52,8 +52,8 @@ def test_the_decisions_of_one_notice_are_one_case() -> None:
         first_seen=T0,
     )
     state = DesiredState(1, tuple([d.as_entry() for d in decisions.values()] + [feed_entry]), ())
-    intake = TakedownIntake(decisions.__getitem__, lambda feed: CaseOrigin("hotline"))
-    cases = {(c.origin.source, c.reference): c for c in intake.new_cases(state)}
+    collector = CaseCollector(decisions.__getitem__, lambda feed: CaseOrigin("hotline"))
+    cases = {(c.origin.source, c.reference): c for c in collector.new_cases(state)}
     assert set(cases) == {
         ("law-enforcement", "POL-1"),
         ("hotline", "POL-1"),
@@ -65,4 +65,4 @@ def test_the_decisions_of_one_notice_are_one_case() -> None:
     assert first.notice_received_at == T0  # the clock starts with the earliest
     assert first.origin == CaseOrigin("law-enforcement", "NL", True)
     assert cases[("law-enforcement", "POL-2")].origin == CaseOrigin("law-enforcement")
-    assert intake.new_cases(state) == []  # handed over once
+    assert collector.new_cases(state) == []  # handed over once
