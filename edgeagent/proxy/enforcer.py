@@ -53,7 +53,8 @@ from edgeagent.logs import fields
 from edgeagent.model import Action, DesiredState, Entry, Indicator, Scope
 from edgeagent.plugins import own_config
 from edgeagent.proxy.canary import proxy_canary
-from edgeagent.proxy.index import source_label, write_index
+from edgeagent.proxy.index import source_label
+from edgeagent.proxy.indexwriter import write_index
 from edgeagent.proxy.pathfilter import filter_path, write_path_filter
 from edgeagent.proxy.squid_helper import read_stats
 from edgeagent.proxy.stoppage import (

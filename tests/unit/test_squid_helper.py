@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from edgeagent.model import Action, DesiredState, Entry, Indicator
-from edgeagent.proxy.index import write_index
+from edgeagent.proxy.indexwriter import write_index
 from edgeagent.proxy.squid_helper import Helper, read_stats
 
 LISTED = "http://mixed.site.test/gallery/listed.html"
