@@ -101,6 +101,7 @@ def enforcer_context(
         settings.feeds,
         tuple(sorted(guard.protected)),
         settings.listeners.limits(),
+        settings.agent.role,
     )
 
 

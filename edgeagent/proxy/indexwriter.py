@@ -396,6 +396,18 @@ def _le(values: array.array[int]) -> bytes:
     return values.tobytes()
 
 
+def needs_layout(data: bytes) -> bool:
+    """True when an index kept by change has outgrown its slot table or filter: their
+    widths are more than one bit off what a whole build would choose for its count (a
+    bit either way is still within the format's bounds, and avoids relaying out an index
+    whose count wavers around a power of two)."""
+    f = _HEADER.unpack_from(data)
+    count: int = f[3]
+    bits: int = f[2]
+    fbits: int = f[11]
+    return abs(_prefix_bits(count) - bits) > 1 or abs(_filter_bits(count) - fbits) > 1
+
+
 def index_digest(data: bytes) -> str:
     """The name of an index file's content: SHA-256 of its header, which holds the
     SHA-256 of everything after it (so it covers the whole file)."""
