@@ -317,6 +317,7 @@ class Daemon:
                 feeds=self._feed_status,
                 publishers=self._publisher_status,
                 fleet=self.agent.enforcers.fleet,
+                edge_feed=self.agent.enforcers.edge_feed,
                 reload=self._reload_status,
                 plan=self.agent.plan,
                 readiness=self.readiness,
