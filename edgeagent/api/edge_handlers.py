@@ -1,8 +1,8 @@
 """``/v1/policy/index``: the proxy index for edge agents, and their reports.
 
-``GET /v1/policy/index?since=<version>&wait=<seconds>`` answers the signed artefact an
-edge at ``since`` needs (:mod:`edgeagent.proxy.distribution`): a delta or the full index,
-with the signed fields in headers and an ``ETag``. When the edge is current it waits up
+``GET /v1/policy/index?since=<version>&digest=<hex>&wait=<seconds>`` answers the signed
+artefact an edge holding that index needs (:mod:`edgeagent.proxy.distribution`): a delta
+or the full index, with the signed fields in headers and an ``ETag``. When the edge is current it waits up
 to ``wait`` seconds for the next version (long poll) and otherwise answers 304, as it
 does for an ``If-None-Match`` naming the current index.
 ``POST /v1/policy/index/report`` records what an edge installed (``GET /v1/fleet``).
@@ -28,6 +28,7 @@ MAX_WAIT_SECONDS = 300
 
 class IndexQuery(_Query):
     since: Annotated[int, Field(ge=0, description="the version the edge holds")] | None = None
+    digest: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$", description="of that index")] = ""
     wait: Annotated[int, Field(ge=0, le=MAX_WAIT_SECONDS)] = 0
 
 
@@ -49,10 +50,11 @@ def _feed(request: web.Request) -> EdgeFeed:
 async def policy_index(request: web.Request, who: Principal) -> web.StreamResponse:
     feed = _feed(request)
     q = parse_query(list(request.query.items()), IndexQuery)
-    if q.since is not None and q.wait:
-        await feed.wait(q.since, q.wait)
     try:
-        artefact = await asyncio.to_thread(feed.artefact, q.since)
+        artefact = await asyncio.to_thread(feed.artefact, q.since, q.digest)
+        if artefact is None and q.since is not None and q.wait:
+            await feed.wait(q.since, q.wait)
+            artefact = await asyncio.to_thread(feed.artefact, q.since, q.digest)
     except LookupError:
         raise ApiError(503, "unavailable", "no index published yet") from None
     if artefact is None:

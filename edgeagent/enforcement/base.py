@@ -189,9 +189,9 @@ class FleetMember:
 class EdgeFeed(Protocol):
     """What an enforcer serves to the edge agents following it (``/v1/policy/index``)."""
 
-    def artefact(self, since: int | None) -> Artefact | None:
-        """What an edge at version ``since`` needs (``None``: it is current). Blocking;
-        raises ``LookupError`` before the first publish."""
+    def artefact(self, since: int | None, digest: str = "") -> Artefact | None:
+        """What an edge holding the index ``since``/``digest`` needs (``None``: it is
+        current). Blocking; raises ``LookupError`` before the first publish."""
 
     async def wait(self, since: int, seconds: float) -> None:
         """Return when a version other than ``since`` is served, or after ``seconds``."""

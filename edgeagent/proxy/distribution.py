@@ -4,9 +4,11 @@
 digest) and the edits that led to it from earlier versions (at most ``keep``). For an
 edge at version ``since`` it answers (:meth:`IndexPublication.artefact`):
 
-- nothing, when ``since`` is the current version (HTTP 304);
+- nothing, when ``since`` and the edge's ``digest`` name the current index (HTTP 304);
 - a ``delta``: the edits since ``since`` composed into one, when the chain reaches back
-  that far and the delta is smaller than half the index;
+  that far from the very index the edge holds (its digest: after a restart the centre
+  lays its index out afresh, and an edit applies only to the bytes it was made from),
+  and the delta is smaller than half the index;
 - the ``full`` index otherwise (an unknown or too old version, a fresh layout after a
   restart, a feed generation that changed most of the index).
 
@@ -45,8 +47,8 @@ class IndexPublication:
         self.data = b""
         self.version = -1
         self.digest = ""
-        self._edits: deque[IndexEdit] = deque(maxlen=keep)
-        self._cache: dict[int, Artefact | None] = {}  # since -> answer, current version
+        self._edits: deque[tuple[str, IndexEdit]] = deque(maxlen=keep)  # base digest, edit
+        self._cache: dict[tuple[int, str], Artefact | None] = {}  # for the current version
         self._event: asyncio.Event | None = None
         self.reports: dict[str, EdgeReport] = {}
         self.stale_after = stale_after
@@ -65,8 +67,8 @@ class IndexPublication:
         with self._lock:
             if edit.base != self.version:
                 raise ValueError(f"edit from {edit.base}, publication at {self.version}")
+            self._edits.append((self.digest, edit))
             self.data, self.version, self.digest = data, edit.version, index_digest(data)
-            self._edits.append(edit)
             self._cache = {}
 
     def announce(self) -> None:
@@ -89,37 +91,37 @@ class IndexPublication:
 
     # -- answers
 
-    def artefact(self, since: int | None) -> Artefact | None:
-        """What an edge at ``since`` (``None``: holds nothing) needs; ``None``: nothing.
-
-        Blocking (hashing and signing): call from a worker thread."""
+    def artefact(self, since: int | None, digest: str = "") -> Artefact | None:
+        """What an edge holding the index ``since``/``digest`` (``None``: none) needs;
+        ``None``: it holds the current one. Blocking (hashing and signing): call from a
+        worker thread."""
         with self._lock:
             if self.version < 0:
                 raise LookupError("no index published yet")
-            key = -1 if since is None else since
+            key = (-1 if since is None else since, digest)
             if key in self._cache:
                 return self._cache[key]
             answer: Artefact | None = None
-            if since != self.version:
-                answer = self._delta(since) or self._full()
+            if since != self.version or digest != self.digest:
+                answer = self._delta(since, digest) or self._full()
             self._cache[key] = answer
             return answer
 
-    def _delta(self, since: int | None) -> Artefact | None:
+    def _delta(self, since: int | None, digest: str) -> Artefact | None:
         chain = list(self._edits)
-        start = next((i for i, e in enumerate(chain) if e.base == since), None)
+        start = next((i for i, (d, e) in enumerate(chain) if e.base == since and d == digest), None)
         if since is None or start is None:
             return None
-        body = encode_edit(compose(chain[start:]))
+        body = encode_edit(compose([e for _, e in chain[start:]]))
         if 2 * len(body) >= len(self.data):
             return None
         return sign(Artefact("delta", since, self.version, self.digest, body), self._key)
 
     def _full(self) -> Artefact:
-        full = self._cache.get(-2)
+        full = self._cache.get((-2, ""))
         if full is None:
             full = sign(Artefact("full", 0, self.version, self.digest, self.data), self._key)
-            self._cache[-2] = full
+            self._cache[(-2, "")] = full
         return full
 
     # -- edges

@@ -1,7 +1,7 @@
 """The edge's side: follow the centre's proxy index over HTTP and install it here.
 
-:class:`IndexFollower` long-polls ``GET /v1/policy/index?since=<version>&wait=<s>`` (with
-``If-None-Match``) on the centre. An answer is installed only when the centre's key
+:class:`IndexFollower` long-polls the centre's
+``GET /v1/policy/index?since=<version>&digest=<hex>&wait=<s>`` (with ``If-None-Match``). An answer is installed only when the centre's key
 signed it, it fits (a delta from the version held here) and the index it yields has the
 signed digest; then it is written temp -> check -> fsync -> rename
 (:func:`edgeagent.proxy.indexwriter.install_index`) and the Squid helpers pick it up.
@@ -10,7 +10,8 @@ Anything else is refused, counted and logged, and the last good index stays.
 Fail static: when the centre cannot be reached, the index on disk keeps being enforced
 for as long as it takes; the follower retries with backoff, and the time of the last
 contact is exported (``edgeagent_edge_last_contact_timestamp_seconds``) for the
-staleness alert. A restarted edge starts from the index on disk and asks for a delta
+staleness alert (an answer counts when it is "current" or installs; an error or a
+refused artefact does not). A restarted edge starts from the index on disk and asks for a delta
 from its version.
 
 After each install and each canary check the follower reports to the centre
@@ -147,19 +148,21 @@ class IndexFollower:
         headers = self._headers()
         if self.state.version >= 0:
             params["since"] = str(self.state.version)
+            params["digest"] = self.state.digest
             headers["If-None-Match"] = f'"{self.state.version}-{self.state.digest[:32]}"'
         timeout = aiohttp.ClientTimeout(total=wait + s.timeout_seconds)
         async with self._http().get(
             s.central_url.rstrip("/") + INDEX_PATH, params=params, headers=headers, timeout=timeout
         ) as resp:
             body = await resp.read()
-            self._contact()
             if resp.status == 304:
+                self._contact()
                 return False
             if resp.status != 200:
                 raise ArtefactError(f"centre answered {resp.status} for the index")
             artefact = Artefact.from_headers(dict(resp.headers), body)
         await asyncio.to_thread(self.install, artefact)
+        self._contact()
         await self.report(None)
         return True
 

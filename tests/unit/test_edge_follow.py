@@ -122,7 +122,7 @@ async def test_tampered_artefacts_are_refused_and_the_last_good_index_stays(
         await edge.poll(0)
         good = edge.index_path.read_bytes()
         centre.decide(Entry(Indicator.parse("url", PAGE), Action.BLOCK, "decision:1"))
-        delta = publication.artefact(1)
+        delta = publication.artefact(1, edge.state.digest)
         assert delta is not None
         assert delta.kind == "delta"
         # Signed by someone else.
@@ -173,7 +173,9 @@ async def test_answers_304_when_current_and_full_when_the_chain_is_gone(
     api: ApiHarness, publication: IndexPublication
 ) -> None:
     centre = Centre(publication)
-    status, _ = await api.call("GET", "/v1/policy/index", "noc", params={"since": "1"})
+    first = publication.digest
+    current = {"since": "1", "digest": first}
+    status, _ = await api.call("GET", "/v1/policy/index", "noc", params=current)
     assert status == 304
     full = publication.artefact(None)
     assert full is not None
@@ -182,13 +184,17 @@ async def test_answers_304_when_current_and_full_when_the_chain_is_gone(
     )
     assert status == 304
     centre.decide(Entry(Indicator.parse("url", PAGE), Action.BLOCK, "decision:1"))
-    delta = publication.artefact(1)
+    delta = publication.artefact(1, first)
     assert delta is not None
     assert delta.kind == "delta"
     assert len(delta.body) < 2048 < len(publication.data)
-    unknown = publication.artefact(7)  # a version the centre has no edits from
+    unknown = publication.artefact(7, first)  # a version the centre has no edits from
     assert unknown is not None
     assert unknown.kind == "full"
+    # Another index at version 1 (a centre laid out afresh): its edits do not apply.
+    other = publication.artefact(1, "0" * 64)
+    assert other is not None
+    assert other.kind == "full"
     assert len(encode_edit(centre.model.change(replace(centre.state, version=9)))) < 200
     status, body = await api.call("GET", "/v1/policy/index", "noc", params={"wait": "999"})
     assert status == 400
