@@ -1,10 +1,10 @@
 """``/v1/policy/index``: the proxy index for edge agents, and their reports.
 
 ``GET /v1/policy/index?since=<version>&digest=<hex>&wait=<seconds>`` answers the signed
-artefact an edge holding that index needs (:mod:`edgeagent.proxy.distribution`): a delta
-or the full index, with the signed fields in headers and an ``ETag``. When the edge is current it waits up
-to ``wait`` seconds for the next version (long poll) and otherwise answers 304, as it
-does for an ``If-None-Match`` naming the current index.
+artefact an edge holding that index needs (:mod:`edgeagent.proxy.distribution`): a
+delta or the full index, with the signed fields in headers and an ``ETag``. When the
+edge is current it waits up to ``wait`` seconds for the next version (long poll) and
+otherwise answers 304, as it does for an ``If-None-Match`` naming the current index.
 ``POST /v1/policy/index/report`` records what an edge installed (``GET /v1/fleet``).
 """
 

@@ -1,9 +1,10 @@
 """The edge's side: follow the centre's proxy index over HTTP and install it here.
 
 :class:`IndexFollower` long-polls the centre's
-``GET /v1/policy/index?since=<version>&digest=<hex>&wait=<s>`` (with ``If-None-Match``). An answer is installed only when the centre's key
-signed it, it fits (a delta from the version held here) and the index it yields has the
-signed digest; then it is written temp -> check -> fsync -> rename
+``GET /v1/policy/index?since=<version>&digest=<hex>&wait=<s>`` (with
+``If-None-Match``). An answer is installed only when the centre's key signed it, it fits
+(a delta from the index held here) and the index it yields has the signed digest; then
+it is written temp -> check -> fsync -> rename
 (:func:`edgeagent.proxy.indexwriter.install_index`) and the Squid helpers pick it up.
 Anything else is refused, counted and logged, and the last good index stays.
 
