@@ -204,6 +204,14 @@ def _bulk_notice(quick: bool) -> list[Row]:
     return bulk_notice.rows(quick)
 
 
+def _edge_fleet(quick: bool) -> list[Row]:
+    """The edge role: one change to a 1,000,000-entry proxy index, bytes per change,
+    decision -> refused at three real proxies with edge agents."""
+    from bench import edge_fleet
+
+    return edge_fleet.rows(quick)
+
+
 REGISTRY: dict[str, Benchmark] = {
     "store_ingest": _store_ingest,
     "store_ingest_postgresql": _store_ingest_postgresql,
@@ -217,5 +225,6 @@ REGISTRY: dict[str, Benchmark] = {
     "squid_e2e": _squid_e2e,
     "fleet_verify": _fleet_verify,
     "bulk_notice": _bulk_notice,
+    "edge_fleet": _edge_fleet,
 }
 """Benchmark name -> runner, in the order BENCHMARKS.md lists them."""

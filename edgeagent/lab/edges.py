@@ -107,8 +107,8 @@ class EdgeFleet:
             f"stop_page_listen_port = {free_tcp_port(HOST)}\n"
         )
         self.centre_api = f"http://{HOST}:{api}"
-        self.analyst = _token(self.centre_config, "analyst", "analyst")
-        self.noc = _token(self.centre_config, "noc", "edges")
+        self.analyst = create_token(self.centre_config, "analyst", "analyst")
+        self.noc = create_token(self.centre_config, "noc", "edges")
         _secret(self.root / "central-token", self.noc.encode())
         self.run("centre", self.centre_config)
         wait_for("the centre", lambda: answers(self.centre_metrics), 30)
@@ -244,7 +244,8 @@ def wait_for(what: str, check: Callable[[], bool], seconds: float = 20.0) -> flo
     raise DaemonError(f"timed out waiting for {what}")
 
 
-def _token(config: Path, role: str, name: str) -> str:
+def create_token(config: Path, role: str, name: str) -> str:
+    """``edgeagent token create`` on ``config``; the new token's secret."""
     out = subprocess.run(
         [AGENT, "token", "create", "--role", role, "--name", name, "-c", str(config)],
         capture_output=True,
