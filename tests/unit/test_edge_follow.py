@@ -199,3 +199,18 @@ async def test_answers_304_when_current_and_full_when_the_chain_is_gone(
     status, body = await api.call("GET", "/v1/policy/index", "noc", params={"wait": "999"})
     assert status == 400
     assert "wait" in str(body)
+
+
+def test_keygen_writes_a_pair_the_centre_and_edges_load(tmp_path: Path) -> None:
+    from edgeagent.cli import main
+    from edgeagent.proxy.artefact import load_private_key, load_public_key, verify
+
+    private, public = tmp_path / "index.key", tmp_path / "index.pub"
+    args = ["edge", "keygen", "--private", str(private), "--public", str(public)]
+    assert main(args) == 0
+    assert private.stat().st_mode & 0o777 == 0o600
+    signed = sign(Artefact("full", 0, 1, "0" * 64, b"index"), load_private_key(private))
+    verify(signed, load_public_key(public))
+    assert main(args) == 2  # never overwrites a key
+    with pytest.raises(ArtefactError, match="not an Ed25519 public key|not a PEM key"):
+        load_public_key(private)
