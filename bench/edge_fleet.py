@@ -83,7 +83,7 @@ def index_rows(n: int, changes: int = 20) -> list[Row]:
             edge_data = apply_edit(edge_data, decode_edit(body))
             if index_digest(edge_data) != digest:
                 raise AssertionError("edge and centre disagree")
-            install_index(edge_data, path)
+            install_index(edge_data, path, body_hashed=True)
             edge_cpu_ms.append(1000 * (time.process_time() - c0))
             edge_wall_ms.append(1000 * (time.perf_counter() - w0))
     label = f"{n:,}-entry index"

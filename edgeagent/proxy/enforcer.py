@@ -267,7 +267,7 @@ class ProxyEnforcer(Enforcer):
             # an older one could hide a new block until the next look (0.25 s).
             write_path_filter(with_canary, filter_path(self.index_path), group=group)
             data = self._next_index(with_canary)
-            install_index(data, self.index_path, group=group)
+            install_index(data, self.index_path, group=group, body_hashed=True)
             self.written.record(filter_path(self.index_path), self.index_path)
         except Exception as exc:
             self.model = None  # start again from a whole build

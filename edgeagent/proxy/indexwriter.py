@@ -456,10 +456,7 @@ def apply_edit(data: bytes, edit: IndexEdit) -> bytes:
     d0 = t0 + 4 * ((1 << bits) + 1)
     g0 = d0 + 32 * count
     b0 = g0 + 2 * count
-    table = array.array("I")
-    table.frombytes(data[t0:d0])
-    if struct.pack("=H", 1) != struct.pack("<H", 1):  # pragma: no cover - big-endian hosts
-        table.byteswap()
+    pair = struct.Struct("<II")
 
     def slot(digest: bytes) -> int:
         return int.from_bytes(digest[:4], "big") >> shift
@@ -467,7 +464,7 @@ def apply_edit(data: bytes, edit: IndexEdit) -> bytes:
     def position(digest: bytes) -> tuple[int, bool]:
         """(index of the first digest >= ``digest``, whether it is ``digest``)."""
         s = slot(digest)
-        lo, hi = table[s], table[s + 1]
+        lo, hi = pair.unpack_from(data, t0 + 4 * s)
         i = lo
         while i < hi and data[d0 + 32 * i : d0 + 32 * i + 32] < digest:
             i += 1
@@ -508,8 +505,8 @@ def apply_edit(data: bytes, edit: IndexEdit) -> bytes:
     tag_parts.append(tags_view[2 * at :])
     new_count = count - len(edit.removes) + len(edit.adds)
     table = _shift_table(
-        table,
-        sorted((slot(d), -1) for d in edit.removes) + sorted((slot(d), 1) for d, _ in edit.adds),
+        data[t0:d0],
+        [(slot(d), -1) for d in edit.removes] + [(slot(d), 1) for d, _ in edit.adds],
     )
     fmask = (1 << fbits) - 1
     bloom = bytearray(data[b0 : b0 + (1 << (fbits - 3))])
@@ -518,31 +515,45 @@ def apply_edit(data: bytes, edit: IndexEdit) -> bytes:
         bloom[h >> 3] |= 1 << (h & 7)
     source_blob = "\n".join(edit.sources).encode("utf-8")
     sha = hashlib.sha256()
-    for part in (_le(table), *digest_parts, *tag_parts, bloom, source_blob):
+    for part in (table, *digest_parts, *tag_parts, bloom, source_blob):
         sha.update(part)
     head = _header(
         _Shape(bits, fbits, new_count), edit.version, edit.counts, source_blob, sha.digest()
     )
-    out = b"".join((head, _le(table), *digest_parts, *tag_parts, bloom, source_blob))
+    out = b"".join((head, table, *digest_parts, *tag_parts, bloom, source_blob))
     digests_view.release()
     tags_view.release()
     return out
 
 
-def _shift_table(table: array.array[int], moves: list[tuple[int, int]]) -> array.array[int]:
-    """The slot table after digests were added (+1) or removed (-1) in the given slots:
-    every later slot starts that much further on (runs of slots shifted in C)."""
+def _shift_table(table: bytes, moves: list[tuple[int, int]]) -> bytes:
+    """The slot table (little-endian u32s) after digests were added (+1) or removed (-1)
+    in the given slots: every later slot starts that much further on.
+
+    A run of slots moved by ``d`` is read as one little-endian integer and ``d`` times
+    0x...000000010000000100000001 is added to it: each 32-bit lane gets ``d`` and, as
+    every result fits its lane (a table entry never goes below 0 or past the count),
+    nothing carries or borrows between lanes. Linear and in C, whatever the width.
+    """
     moves.sort()
-    out = array.array("I")
+    parts: list[bytes] = []
     done = 0  # slots before ``done`` are final
     delta = 0
     for s, step in moves:
         if s + 1 > done:  # slots up to ``s`` move by the digests before ``s`` only
-            out.extend(map(delta.__add__, table[done : s + 1]))
+            parts.append(_add_to_lanes(table[4 * done : 4 * (s + 1)], delta))
             done = s + 1
         delta += step
-    out.extend(map(delta.__add__, table[done:]))
-    return out
+    parts.append(_add_to_lanes(table[4 * done :], delta))
+    return b"".join(parts)
+
+
+def _add_to_lanes(run: bytes, delta: int) -> bytes:
+    if delta == 0 or not run:
+        return run
+    lanes = len(run) // 4
+    ones = int.from_bytes(b"\x01\x00\x00\x00" * lanes, "little")
+    return (int.from_bytes(run, "little") + delta * ones).to_bytes(len(run), "little")
 
 
 def compose(edits: list[IndexEdit]) -> IndexEdit:
@@ -654,16 +665,29 @@ def build_index(
 
 
 def install_index(
-    data: bytes, path: str | os.PathLike[str], *, group: str | int | None = None
+    data: bytes,
+    path: str | os.PathLike[str],
+    *,
+    group: str | int | None = None,
+    body_hashed: bool = False,
 ) -> None:
-    """Swap ``data`` in at ``path``: temp file (0640, ``group``), verify, fsync, rename.
+    """Swap ``data`` in at ``path``: temp file (0640, ``group``), check, fsync, rename.
 
-    The temporary file is re-opened with :class:`IndexReader` (checksum and layout) before
-    the rename, so a reader never sees a file it would refuse.
+    The check re-opens the temporary file with :class:`IndexReader` (layout and body
+    checksum), so a reader never sees a file it would refuse. With ``body_hashed`` (the
+    caller computed the header's body checksum itself: :func:`apply_edit`) it reads back
+    the header and size only, sparing a second pass over a large file.
     """
 
     def check(tmp: Path) -> None:
-        IndexReader.open(tmp).close()
+        if not body_hashed:
+            IndexReader.open(tmp).close()
+            return
+        with tmp.open("rb") as f:
+            head = f.read(HEADER_SIZE)
+            size = os.fstat(f.fileno()).st_size
+        if head != data[:HEADER_SIZE] or size != len(data):
+            raise IndexFileError(str(tmp), "written file differs from the index")
 
     write_atomic(path, data, INDEX_MODE, group=group, check=check)
 
