@@ -214,3 +214,32 @@ def test_keygen_writes_a_pair_the_centre_and_edges_load(tmp_path: Path) -> None:
     assert main(args) == 2  # never overwrites a key
     with pytest.raises(ArtefactError, match=r"not (an Ed25519 public key|a PEM key)"):
         load_public_key(private)
+
+
+def test_an_edge_config_names_what_it_lacks_and_loads_when_complete(tmp_path: Path) -> None:
+    from edgeagent.config import load_config, summary
+    from edgeagent.errors import ConfigError
+    from edgeagent.proxy.artefact import new_key_pair
+
+    config = tmp_path / "edge.toml"
+    base = f'[agent]\nrole = "edge"\nstate_dir = "{tmp_path / "state"}"\n'
+    config.write_text(base)
+    with pytest.raises(ConfigError) as info:
+        load_config(config)
+    assert {p.path for p in info.value.problems} == {
+        "edge.central_url",
+        "edge.name",
+        "edge.public_key_file",
+        "edge.token_file",
+        "proxy.enabled",
+    }
+    _, public = new_key_pair()
+    (tmp_path / "centre.pub").write_bytes(public)
+    (tmp_path / "token").write_text("secret")
+    config.write_text(
+        base + '[proxy]\nenabled = true\n[edge]\ncentral_url = "https://central.example:8640"\n'
+        f'name = "proxy-1"\npublic_key_file = "{tmp_path / "centre.pub"}"\n'
+        f'token_file = "{tmp_path / "token"}"\n'
+    )
+    settings = load_config(config)
+    assert "edge        proxy-1 follows https://central.example:8640" in summary(settings)
