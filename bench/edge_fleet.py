@@ -11,8 +11,9 @@ Index figures (in process, the real functions): the centre keeps the index by ch
 (:class:`~edgeagent.proxy.indexwriter.IndexModel`), one URL decision is the change; the
 edge's time is what its agent does with the delta: decode, splice
 (:func:`~edgeagent.proxy.indexwriter.apply_edit`, which also hashes the new body for the
-header), check the digest and install (temp, check, fsync, rename). Its CPU time is
-measured apart from the wall time (the fsync waits for the disk, not the CPU).
+header), check the digest and install (temp, check, fsync, rename): the follower's own
+``install``. Its CPU time is measured apart from the wall time (the fsync waits for the
+disk, not the CPU).
 
 Fleet figures: :class:`edgeagent.lab.edges.EdgeFleet` (a central agent, three Squid
 proxies each with an edge agent, loopback); each decision is timed from the POST until
@@ -33,7 +34,6 @@ from edgeagent.model import Action, DesiredState, Entry, Indicator, Scope
 from edgeagent.proxy.indexwriter import (
     IndexModel,
     apply_edit,
-    decode_edit,
     encode_edit,
     index_digest,
     install_index,
@@ -54,6 +54,13 @@ def _state(n: int) -> DesiredState:
 
 
 def index_rows(n: int, changes: int = 20) -> list[Row]:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from edgeagent.metrics import Metrics
+    from edgeagent.proxy.artefact import Artefact, sign
+    from edgeagent.proxy.follower import FollowSettings, IndexFollower
+
+    key = Ed25519PrivateKey.generate()
     state = _state(n)
     model = IndexModel.of(state)
     data = model.render()
@@ -63,29 +70,31 @@ def index_rows(n: int, changes: int = 20) -> list[Row]:
     delta_bytes: list[int] = []
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "index.bin"
-        install_index(data, path)
-        edge_data = data
+        install_index(data, path, body_hashed=True)
+        # The edge agent's own code path: verify, splice, check the digest, install.
+        settings = FollowSettings("http://127.0.0.1:9", "-", key.public_key(), "bench")
+        edge = IndexFollower(settings, path, Metrics())
         for k in range(changes):
             page = Entry(
                 Indicator(Scope.URL, f"http://new{k}.site.test/x.html"),
                 Action.BLOCK,
                 f"decision:{k}",
             )
-            state = replace(state, version=state.version + 1, blocks=(*state.blocks, page))
+            base = state.version
+            state = replace(state, version=base + 1, blocks=(*state.blocks, page))
             t0 = time.perf_counter()
             edit = model.change(state)
             data = apply_edit(data, edit)
             centre_ms.append(1000 * (time.perf_counter() - t0))
             body = encode_edit(edit)
             delta_bytes.append(len(body))
-            digest = index_digest(data)
+            artefact = sign(Artefact("delta", base, state.version, index_digest(data), body), key)
             w0, c0 = time.perf_counter(), time.process_time()
-            edge_data = apply_edit(edge_data, decode_edit(body))
-            if index_digest(edge_data) != digest:
-                raise AssertionError("edge and centre disagree")
-            install_index(edge_data, path, body_hashed=True)
+            edge.install(artefact)
             edge_cpu_ms.append(1000 * (time.process_time() - c0))
             edge_wall_ms.append(1000 * (time.perf_counter() - w0))
+        if edge.state.digest != index_digest(data):
+            raise AssertionError("edge and centre disagree")
     label = f"{n:,}-entry index"
     return [
         Row(

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import mmap
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +37,14 @@ from edgeagent.logs import fields
 from edgeagent.metrics import Metrics
 from edgeagent.proxy.artefact import Artefact, ArtefactError, verify
 from edgeagent.proxy.index import IndexFileError, IndexReader
-from edgeagent.proxy.indexwriter import apply_edit, decode_edit, index_digest, install_index
+from edgeagent.proxy.indexwriter import (
+    IndexBytes,
+    decode_edit,
+    index_digest,
+    install_index,
+    map_index,
+    splice_edit,
+)
 
 log = logging.getLogger("edgeagent.proxy.edge")
 
@@ -61,7 +69,7 @@ class FollowSettings:
 class FollowState:
     """What the edge holds and how its last exchanges with the centre went."""
 
-    data: bytes = b""
+    data: IndexBytes = b""  # the installed index, mapped from its file
     version: int = -1
     digest: str = ""
     last_contact: float | None = None  # Unix time of the last answer from the centre
@@ -96,7 +104,7 @@ class IndexFollower:
         try:
             with IndexReader.open(self.index_path) as reader:
                 version = reader.policy_version
-            data = self.index_path.read_bytes()
+            data = map_index(self.index_path)
         except (IndexFileError, OSError):
             return
         self.state.data, self.state.version, self.state.digest = data, version, index_digest(data)
@@ -116,6 +124,9 @@ class IndexFollower:
         if self._session is not None:
             await self._session.close()
             self._session = None
+        if isinstance(self.state.data, mmap.mmap):
+            self.state.data.close()
+            self.state.data = b""
 
     async def run(self) -> None:
         """Poll until cancelled; errors are logged and retried with backoff."""
@@ -180,15 +191,23 @@ class IndexFollower:
                 raise ArtefactError(
                     f"delta from version {artefact.base}, edge at {self.state.version}"
                 )
-            data = apply_edit(self.state.data, decode_edit(artefact.body))
+            # Spliced from the mapped index and written piece by piece: no copy of the
+            # whole index in memory; its body checksum was computed while splicing.
+            spliced = splice_edit(self.state.data, decode_edit(artefact.body))
+            digest = index_digest(spliced.header)
+            if digest != artefact.digest:
+                raise ArtefactError(f"index for version {artefact.version}: digest mismatch")
+            install_index(spliced, self.index_path, group=self.group, body_hashed=True)
+            del spliced  # views into the old mapping
         else:
-            data = artefact.body
-        digest = index_digest(data)
-        if digest != artefact.digest:
-            raise ArtefactError(f"index for version {artefact.version}: digest mismatch")
-        # A delta's body checksum was computed here (apply_edit); a full index is checked.
-        delta = artefact.kind == "delta"
-        install_index(data, self.index_path, group=self.group, body_hashed=delta)
+            digest = index_digest(artefact.body)
+            if digest != artefact.digest:
+                raise ArtefactError(f"index for version {artefact.version}: digest mismatch")
+            install_index(artefact.body, self.index_path, group=self.group)
+        data = map_index(self.index_path)
+        old = self.state.data
+        if isinstance(old, mmap.mmap):
+            old.close()
         st = self.state
         st.data, st.version, st.digest = data, artefact.version, digest
         st.last_install, st.last_error = time.time(), ""

@@ -24,6 +24,7 @@ from __future__ import annotations
 import array
 import hashlib
 import itertools
+import mmap
 import operator
 import os
 import struct
@@ -55,6 +56,7 @@ from edgeagent.proxy.index import (
     source_label,
 )
 
+IndexBytes = bytes | mmap.mmap  # an index file's content, in memory or mapped
 _MARKER_NAME = len(_COUNT_NAMES)  # the name number of marker records (not counted)
 _NAME_SHIFT = 16  # a record is tag | name number << 16
 
@@ -429,7 +431,7 @@ def needs_layout(data: bytes) -> bool:
     return abs(_prefix_bits(count) - bits) > 1 or abs(_filter_bits(count) - fbits) > 1
 
 
-def index_digest(data: bytes) -> str:
+def index_digest(data: IndexBytes) -> str:
     """The name of an index file's content: SHA-256 of its header, which holds the
     SHA-256 of everything after it (so it covers the whole file)."""
     return hashlib.sha256(data[:HEADER_SIZE]).hexdigest()
@@ -438,8 +440,29 @@ def index_digest(data: bytes) -> str:
 # --------------------------------------------------------------------------- edits
 
 
-def apply_edit(data: bytes, edit: IndexEdit) -> bytes:
-    """The index ``edit`` makes of ``data`` (the index at ``edit.base``).
+def apply_edit(data: IndexBytes, edit: IndexEdit) -> bytes:
+    """The index ``edit`` makes of ``data`` (the index at ``edit.base``), as bytes."""
+    spliced = splice_edit(data, edit)
+    return b"".join(spliced.parts)
+
+
+@dataclass(frozen=True, slots=True)
+class Spliced:
+    """An index made by :func:`splice_edit`: its pieces in file order (the first is the
+    header), views into the old index among them, so the old one must stay mapped until
+    the pieces are written."""
+
+    parts: tuple[bytes | memoryview, ...]
+
+    @property
+    def header(self) -> bytes:
+        return bytes(self.parts[0])
+
+
+def splice_edit(data: IndexBytes, edit: IndexEdit) -> Spliced:
+    """The pieces of the index ``edit`` makes of ``data`` (the index at ``edit.base``):
+    written out as they are (:func:`install_index`), the new file costs one pass over the
+    old bytes (the checksum) and no copy in memory.
 
     Raises :class:`IndexFileError` when ``data`` is not at ``edit.base`` or the edit does
     not fit it (a digest to remove is missing, one to add is present).
@@ -520,10 +543,7 @@ def apply_edit(data: bytes, edit: IndexEdit) -> bytes:
     head = _header(
         _Shape(bits, fbits, new_count), edit.version, edit.counts, source_blob, sha.digest()
     )
-    out = b"".join((head, table, *digest_parts, *tag_parts, bloom, source_blob))
-    digests_view.release()
-    tags_view.release()
-    return out
+    return Spliced((head, table, *digest_parts, *tag_parts, bytes(bloom), source_blob))
 
 
 def _shift_table(table: bytes, moves: list[tuple[int, int]]) -> bytes:
@@ -665,7 +685,7 @@ def build_index(
 
 
 def install_index(
-    data: bytes,
+    data: bytes | Spliced,
     path: str | os.PathLike[str],
     *,
     group: str | int | None = None,
@@ -675,9 +695,13 @@ def install_index(
 
     The check re-opens the temporary file with :class:`IndexReader` (layout and body
     checksum), so a reader never sees a file it would refuse. With ``body_hashed`` (the
-    caller computed the header's body checksum itself: :func:`apply_edit`) it reads back
-    the header and size only, sparing a second pass over a large file.
+    caller computed the header's body checksum itself: :func:`layout`,
+    :func:`splice_edit`) it reads back the header and size only, sparing a second pass
+    over a large file. A :class:`Spliced` index is written piece by piece.
     """
+    parts = data.parts if isinstance(data, Spliced) else (data,)
+    header = bytes(parts[0][:HEADER_SIZE])
+    size = sum(len(p) for p in parts)
 
     def check(tmp: Path) -> None:
         if not body_hashed:
@@ -685,11 +709,17 @@ def install_index(
             return
         with tmp.open("rb") as f:
             head = f.read(HEADER_SIZE)
-            size = os.fstat(f.fileno()).st_size
-        if head != data[:HEADER_SIZE] or size != len(data):
+            on_disk = os.fstat(f.fileno()).st_size
+        if head != header or on_disk != size:
             raise IndexFileError(str(tmp), "written file differs from the index")
 
-    write_atomic(path, data, INDEX_MODE, group=group, check=check)
+    write_atomic(path, parts, INDEX_MODE, group=group, check=check)
+
+
+def map_index(path: str | os.PathLike[str]) -> mmap.mmap:
+    """The index file at ``path``, mapped read-only (for the next :func:`splice_edit`)."""
+    with open(path, "rb") as f:
+        return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
 
 
 def write_index(
