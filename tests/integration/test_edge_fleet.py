@@ -19,8 +19,9 @@ from aiohttp import ClientSession, web
 
 from edgeagent.lab.daemons import HOST
 from edgeagent.lab.edges import EdgeFleet, EdgeProxy, answers, metric, refused, wait_for
+from tests.support.agent import http_json
 from tests.support.binaries import require_binary
-from tests.support.squid import Servers
+from tests.support.squid import Servers, raw_get
 from tests.support.webapps import BackgroundApps
 
 pytestmark = pytest.mark.integration
@@ -115,6 +116,12 @@ def test_a_decision_is_refused_at_every_proxy_within_seconds(world: World) -> No
     world.all_refuse("first.html", 3.0)
     assert time.monotonic() - started < 3.0
     assert not world.refused(fleet.edges[0], "sibling.html")
+    # Each proxy host's own edge agent serves the stop page its Squid redirects to.
+    for edge in fleet.edges:
+        _, headers, _ = raw_get(edge.squid.proxy_port, world.url("first.html"))
+        status, page = http_json("GET", headers["location"])
+        assert status == 451, page
+        assert "first.html" not in page
     # Each edge reports the version it installed, and its canary saw that version.
     version = fleet.policy_version()
 
