@@ -205,8 +205,7 @@ def _bulk_notice(quick: bool) -> list[Row]:
 
 
 def _edge_fleet(quick: bool) -> list[Row]:
-    """The edge role: one change to a 1,000,000-entry proxy index, bytes per change,
-    decision -> refused at three real proxies with edge agents."""
+    """Edge role: a change to a 1,000,000-entry proxy index, its bytes, decision -> refused."""
     from bench import edge_fleet
 
     return edge_fleet.rows(quick)
