@@ -204,6 +204,20 @@ def _bulk_notice(quick: bool) -> list[Row]:
     return bulk_notice.rows(quick)
 
 
+def _mail_notices(quick: bool) -> list[Row]:
+    """1,000 DKIM-signed e-mailed notices of 10 URLs from a real mailbox (Dovecot)."""
+    from bench import mail_notices
+
+    return mail_notices.rows(quick)
+
+
+def _leader_failover(quick: bool) -> list[Row]:
+    """Leader kill -9 -> the new leader has published (two agents, PostgreSQL, BIND)."""
+    from bench import leader_failover
+
+    return as_rows(leader_failover.rows(quick))
+
+
 def _edge_fleet(quick: bool) -> list[Row]:
     """Edge role: a change to a 1,000,000-entry proxy index, its bytes, decision -> refused."""
     from bench import edge_fleet
@@ -224,6 +238,8 @@ REGISTRY: dict[str, Benchmark] = {
     "squid_e2e": _squid_e2e,
     "fleet_verify": _fleet_verify,
     "bulk_notice": _bulk_notice,
+    "mail_notices": _mail_notices,
+    "leader_failover": _leader_failover,
     "edge_fleet": _edge_fleet,
 }
 """Benchmark name -> runner, in the order BENCHMARKS.md lists them."""

@@ -165,3 +165,13 @@ class PublishError(EdgeAgentError):
         self.publisher = publisher
         self.reason = reason
         super().__init__(f"publisher {publisher}: {reason}")
+
+
+class Fenced(EdgeAgentError):
+    """This agent is not the leader the database knows (a standby, or a deposed leader
+    that has not noticed yet): the write that would have enforced or notified is refused."""
+
+    def __init__(self, what: str, reason: str) -> None:
+        super().__init__(f"{what} refused: {reason}")
+        self.what = what
+        self.reason = reason

@@ -40,6 +40,34 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        # leadership among the agents sharing a store (edgeagent.leadership)
+        self.leader = Gauge(
+            "edgeagent_leader",
+            "1 while this agent is the leader (runs sync, publishing, takedown), else 0",
+            registry=r,
+        )
+        self.leader_epoch = Gauge(
+            "edgeagent_leader_epoch",
+            "Leader epoch this agent last saw in the database (its own while it leads)",
+            registry=r,
+        )
+        self.leader_changes = Counter(
+            "edgeagent_leader_changes_total",
+            "Times this agent became leader or stopped being it",
+            registry=r,
+        )
+        self.ha_agents = Gauge(
+            "edgeagent_ha_agents",
+            "Agents on the shared store heard from recently, by role (leader, standby)",
+            ["status"],
+            registry=r,
+        )
+        self.fenced = Counter(
+            "edgeagent_fenced_total",
+            "Writes refused because this agent is not the leader the database knows",
+            ["reason"],
+            registry=r,
+        )
         self.decisions = Counter(
             "edgeagent_decisions_total",
             "Decision lifecycle events",
@@ -329,6 +357,18 @@ class Metrics:
             "edgeagent_intake_refused_total",
             "Report and appeal submissions refused before queueing, by reason",
             ["reason"],
+            registry=r,
+        )
+        self.intake_mail_messages = Counter(
+            "edgeagent_intake_mail_messages_total",
+            "Mailbox messages taken, by outcome (trusted: became decisions; quarantined: "
+            "queued for a person; already-done: stored before, only marked)",
+            ["outcome"],
+            registry=r,
+        )
+        self.intake_mail_polls_failed = Counter(
+            "edgeagent_intake_mail_polls_failed_total",
+            "Mailbox polls that ended early (connection, login or mark failed)",
             registry=r,
         )
         self.intake_daily_cap_reached = Gauge(

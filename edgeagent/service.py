@@ -19,6 +19,14 @@ signals:
 - ``SIGTERM``/``SIGINT``: stop accepting, drain in-flight requests, stop jobs, close the
   store, ``STOPPING=1``.
 
+Leadership (:mod:`edgeagent.leadership`): every agent serves the API and keeps its policy
+current; only the leader publishes, verifies, syncs feeds, expires decisions and runs the
+takedown scheduler. The scheduler runs only while this agent leads (paused otherwise);
+becoming leader publishes the current policy at once and syncs every feed; losing it
+pauses the scheduler and stops the work under way at once (whatever still tries to write
+is refused by the fence). With the embedded store the agent always leads, and the order
+of startup is as before (publish and verify before ``READY=1``).
+
 The daemon names no enforcer: it starts the active ones, hands each policy version to all
 of them at once, schedules the periodic work they declare, and asks them for readiness
 and status (the contract is :mod:`edgeagent.enforcement.base`).
@@ -49,19 +57,20 @@ from edgeagent.enforcement.base import EnforcerContext, owned_sections
 from edgeagent.enforcement.kinds import ENFORCERS
 from edgeagent.enforcement.running import Enforcers
 from edgeagent.engine import PolicyEngine, PolicySnapshot
-from edgeagent.errors import ConfigError, ConfigProblem, EdgeAgentError
+from edgeagent.errors import ConfigError, ConfigProblem, EdgeAgentError, Fenced
 from edgeagent.expiry import ExpiryTimer
 from edgeagent.feeds.base import FeedSpec
 from edgeagent.feeds.runner import FeedRunner, feed_specs
 from edgeagent.guard import ChangeLimits, Guard, ProtectedNames, PublicSuffixes
 from edgeagent.intake.triage import Triage
+from edgeagent.leadership import Leadership
 from edgeagent.logs import fields
 from edgeagent.metrics import Metrics
 from edgeagent.model import NoticeSource
 from edgeagent.overrides import ExternalLists
 from edgeagent.reloading import ReloadReport
 from edgeagent.sdnotify import SystemdNotifier, watchdog_interval
-from edgeagent.store import open_store, open_ticket_store
+from edgeagent.store import open_leadership, open_store, open_ticket_store
 from edgeagent.store.base import Store
 from edgeagent.takedown.intake import CaseOrigin, TakedownIntake
 from edgeagent.takedown.service import TakedownService
@@ -70,6 +79,7 @@ log = logging.getLogger("edgeagent.service")
 # How often the store's policy version is compared with the enforced one (changes made
 # by another process, e.g. `edgeagent feed approve`, announce themselves no other way).
 POLICY_POLL_SECONDS = 5
+ROLE_EXPORT_SECONDS = 2  # how often the leadership gauges are refreshed
 
 
 def build_guard(settings: Settings) -> Guard:
@@ -92,7 +102,7 @@ def build_guard(settings: Settings) -> Guard:
 
 
 def enforcer_context(
-    settings: Settings, state_dir: Path, metrics: Metrics, guard: Guard
+    settings: Settings, state_dir: Path, metrics: Metrics, guard: Guard, leadership: Leadership
 ) -> EnforcerContext:
     """What enforcers are built from besides their own sections."""
     return EnforcerContext(
@@ -102,7 +112,34 @@ def enforcer_context(
         tuple(sorted(guard.protected)),
         settings.listeners.limits(),
         settings.agent.role,
+        fence=_counted_fence(leadership, metrics),
     )
+
+
+def _counted_fence(leadership: Leadership, metrics: Metrics) -> Callable[[str], None]:
+    """The leadership's fence check, each refusal counted (``edgeagent_fenced_total``)."""
+
+    def check(what: str) -> None:
+        try:
+            leadership.check(what)
+        except Fenced:
+            metrics.fenced.labels(reason=what).inc()
+            raise
+
+    return check
+
+
+def _counted_claim(leadership: Leadership, metrics: Metrics) -> Callable[[str], bool]:
+    """The leadership's notice claim, each refusal counted (``edgeagent_fenced_total``)."""
+
+    def claim(key: str) -> bool:
+        try:
+            return leadership.claim(key)
+        except Fenced:
+            metrics.fenced.labels(reason="a takedown notice").inc()
+            raise
+
+    return claim
 
 
 @dataclass
@@ -118,6 +155,7 @@ class Agent:
     metrics: Metrics
     enforcers: Enforcers
     state_dir: Path  # as built: a changed [agent] state_dir needs a restart
+    leadership: Leadership
     takedown: TakedownService | None = None
     intake: TakedownIntake | None = None
 
@@ -128,6 +166,7 @@ class Agent:
         state_dir = settings.agent.state_dir
         state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)  # caches, serial, index
         store = open_store(settings.store, state_dir)
+        leadership = open_leadership(settings.store, state_dir)
         metrics = Metrics()
         decisions = DecisionService(
             store,
@@ -145,8 +184,9 @@ class Agent:
                 time_zone=settings.agent.zone,
                 decisions=decisions,
             )
+            takedown.claim_notice = _counted_claim(leadership, metrics)
             intake = TakedownIntake(store.get_decision, lambda feed: _feed_origin(settings, feed))
-        context = enforcer_context(settings, state_dir, metrics, guard)
+        context = enforcer_context(settings, state_dir, metrics, guard, leadership)
         enforcers = Enforcers.build(ENFORCERS, settings.sections, context)
         agent = cls(
             settings=settings,
@@ -158,6 +198,7 @@ class Agent:
             metrics=metrics,
             enforcers=enforcers,
             state_dir=state_dir,
+            leadership=leadership,
             takedown=takedown,
             intake=intake,
         )
@@ -242,6 +283,8 @@ class Daemon:
         self.api_url = ""
         self.metrics_url = ""
         self.intake_url = ""
+        self.leading = False
+        self._leader_work: list[asyncio.Task[Any]] = []
 
     # -- lifecycle
     def request_stop(self) -> None:
@@ -268,12 +311,24 @@ class Daemon:
         )
         raise_open_files_limit()
         await self._start_listeners(settings)
-        await self._enforce(snap)
+        leadership = self.agent.leadership
+        if leadership.is_leader:
+            # The sole agent of an embedded store: publish and prove it before READY=1.
+            self._set_leading(True)
+            await self._enforce(snap)
         self._install_signals()
-        # Readiness from the first answer on says whether every canary answers.
-        await self.agent.enforcers.verify()
+        if self.leading:
+            # Readiness from the first answer on says whether every canary answers.
+            await self.agent.enforcers.verify()
         self._tasks.append(asyncio.create_task(self._reconciler(), name="reconciler"))
         self._start_scheduler()
+        self._tasks.append(
+            asyncio.create_task(
+                leadership.run(self._on_role, self._policy_changed.set, self.api_url),
+                name="leadership",
+            )
+        )
+        self._tasks.append(asyncio.create_task(self._export_roles(), name="roles"))
         interval = watchdog_interval()
         if interval:
             self._tasks.append(asyncio.create_task(self._watchdog(interval), name="watchdog"))
@@ -281,12 +336,58 @@ class Daemon:
         log.info("ready", extra=fields(api=self.api_url, metrics=self.metrics_url))
         if on_ready is not None:
             on_ready(self)
-        # First sync right away (the schedule's first run is one interval later).
-        self._tasks.append(asyncio.create_task(self._initial_sync(), name="initial-sync"))
+        if self.leading:
+            # First sync right away (the schedule's first run is one interval later).
+            self._leader_task(self._initial_sync(), "initial-sync")
         try:
             await self._stop.wait()
         finally:
             await self._shutdown()
+
+    # -- leadership
+    def _set_leading(self, leading: bool) -> None:
+        if leading != self.leading:
+            self.agent.metrics.leader_changes.inc()
+        self.leading = leading
+        self.agent.metrics.leader.set(1 if leading else 0)
+
+    def _on_role(self, leading: bool) -> None:
+        """The leadership's news (in the event loop): start or stop leader work."""
+        if leading == self.leading:
+            return
+        self._set_leading(leading)
+        scheduler = getattr(self, "scheduler", None)
+        if not leading:
+            if scheduler is not None:
+                scheduler.pause()
+            for task in self._leader_work:
+                task.cancel()
+            self._leader_work.clear()
+            log.warning("not the leader: publishing, sync and takedown work stopped")
+            return
+        if scheduler is not None:
+            scheduler.resume()
+        self._leader_task(self._take_over(), "take-over")
+
+    def _leader_task(self, work: Awaitable[None], name: str) -> None:
+        """Leader work that stops (is cancelled) the moment the leadership is lost."""
+        task = asyncio.ensure_future(work)
+        task.set_name(name)
+        self._leader_work.append(task)
+        self._tasks.append(task)
+        task.add_done_callback(
+            lambda t: self._leader_work.remove(t) if t in self._leader_work else None
+        )
+
+    async def _take_over(self) -> None:
+        """A new leader publishes the current policy at once (a standby published none,
+        and the old leader may have died between a commit and its publish), proves it,
+        then syncs the feeds and takes up the takedown work."""
+        snap = await asyncio.to_thread(self.agent.policy)
+        log.info("leader: publishing", extra=fields(version=snap.state.version))
+        await self._enforce(snap)
+        await self.agent.enforcers.verify()
+        await self._initial_sync()  # customers, first notices, tickets, then feeds
 
     async def _enforce(self, snap: PolicySnapshot) -> None:
         self.enforced_version = snap.state.version
@@ -295,7 +396,8 @@ class Daemon:
 
     async def _check_policy_version(self) -> None:
         """Pick up policy changes made by another process on the same store (e.g.
-        ``edgeagent feed approve``), which no in-process event announces."""
+        ``edgeagent feed approve``), which no in-process event announces (scheduled only
+        where the leadership announces none: the embedded store)."""
         version = await asyncio.to_thread(self.agent.store.policy_version)
         if version != self.enforced_version:
             self._policy_changed.set()
@@ -321,6 +423,7 @@ class Daemon:
                 reload=self._reload_status,
                 plan=self.agent.plan,
                 readiness=self.readiness,
+                leader=self.leader_status,
                 on_change=self.policy_changed,
                 max_body_bytes=settings.api.max_body_bytes,
                 lookup_rate_per_minute=settings.api.lookup_rate_per_minute,
@@ -338,7 +441,9 @@ class Daemon:
             self.api_url = f"{scheme}://{_url_host(settings.api.host)}:{port}"
         await self.agent.enforcers.start()
         if settings.metrics.enabled:
-            app = create_metrics_app(self.agent.metrics.registry, self.readiness)
+            app = create_metrics_app(
+                self.agent.metrics.registry, self.readiness, self.leader_status
+            )
             port = await self._serve(
                 app, settings.metrics.host, settings.metrics.port, settings, None
             )
@@ -346,14 +451,18 @@ class Daemon:
         await self._start_intake_pages(triage)
 
     # -- intake hook: the public report and appeal pages (edgeagent.intake.listener). Its
-    #    runner joins self._runners, so it stops with the other listeners.
+    #    runner joins self._runners, so it stops with the other listeners; the mail
+    #    channel joins self._tasks.
     async def _start_intake_pages(self, triage: Triage) -> None:
-        from edgeagent.intake.listener import start_intake_pages
+        from edgeagent.intake.listener import mail_channel_for, start_intake_pages
 
         started = await start_intake_pages(self.agent, triage)
         if started is not None:
             self._runners.append(started[0])
             self.intake_url = started[1]
+        mail = mail_channel_for(self.agent, triage, self.policy_changed)
+        if mail is not None:
+            self._tasks.append(asyncio.create_task(mail.run(), name="mail-intake"))
 
     async def _serve(
         self,
@@ -379,7 +488,8 @@ class Daemon:
         self.scheduler = AsyncIOScheduler(timezone=UTC)
         self.agent.feeds.schedule(self.scheduler)
         self._every(60, "decisions:expire", self._expire_decisions)
-        self._every(POLICY_POLL_SECONDS, "policy:poll", self._check_policy_version)
+        if not self.agent.leadership.notifies:
+            self._every(POLICY_POLL_SECONDS, "policy:poll", self._check_policy_version)
         for kind in ENFORCERS:
             self._schedule_enforcer(kind.KIND)
         svc = self.agent.takedown
@@ -388,7 +498,8 @@ class Daemon:
             self._every(3600, "takedown:customers", svc.refresh_customers)
             self._every(900, "takedown:relocate", self._relocate_all)
             self._every(3600, "takedown:purge", self._purge_tickets)
-        self.scheduler.start()
+        # Every job here is leader work: a standby's scheduler waits, paused.
+        self.scheduler.start(paused=not self.leading)
 
     def _schedule_enforcer(self, kind: str) -> None:
         """(Re)schedule the periodic work the enforcer of ``kind`` declares."""
@@ -459,6 +570,8 @@ class Daemon:
             )
 
     async def _expire_decisions(self) -> None:
+        if not self.leading:
+            return  # the leader expires them; this agent hears of it by NOTIFY
         expired = await asyncio.to_thread(self.agent.decisions.expire_due)
         if expired:
             log.info("decisions expired", extra=fields(count=len(expired)))
@@ -470,6 +583,10 @@ class Daemon:
                 await self.agent.takedown.refresh_customers()
             except Exception:
                 log.exception("customer data could not be loaded; the previous data stays")
+            try:
+                await self.agent.takedown.send_first_notices()
+            except Exception:
+                log.exception("first notices of earlier tickets failed; retried later")
             await self._takedown_intake(await asyncio.to_thread(self.agent.policy))
         try:
             await self.agent.feeds.sync_all()
@@ -515,7 +632,11 @@ class Daemon:
             if specs is not None:
                 self._reload_feeds(specs)
             context = enforcer_context(
-                new, self.agent.state_dir, self.agent.metrics, self.agent.guard
+                new,
+                self.agent.state_dir,
+                self.agent.metrics,
+                self.agent.guard,
+                self.agent.leadership,
             )
             enforcers = await self.agent.enforcers.reload(new.sections, context)
             for kind in enforcers.replaced:
@@ -567,6 +688,12 @@ class Daemon:
         except Exception:
             log.exception("sync of a reloaded feed failed", extra=fields(feed=name))
 
+    async def _export_roles(self) -> None:
+        """Keep the leadership gauges current for a scrape (cheap: no database call)."""
+        while True:
+            self.leader_status()
+            await asyncio.sleep(ROLE_EXPORT_SECONDS)
+
     async def _watchdog(self, interval: float) -> None:
         while True:
             self.notifier.watchdog()
@@ -584,6 +711,8 @@ class Daemon:
             except Exception:
                 log.exception("policy rebuild failed; the last good state stays")
                 continue
+            if not self.leading:
+                continue  # a standby keeps its policy current for the API only
             # Tickets do not wait for the publishers: locating a notice's hosts is mostly
             # waiting for DNS, which overlaps with compiling and writing the zone and index.
             await asyncio.gather(self._enforce(snap), self._takedown_intake(snap))
@@ -595,6 +724,8 @@ class Daemon:
         if scheduler is not None and scheduler.running:
             scheduler.shutdown(wait=False)
         await self._expiry.close()
+        with contextlib.suppress(Exception):
+            await self.agent.leadership.close()  # a standby takes over at once
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -609,13 +740,33 @@ class Daemon:
 
     # -- status callables for the API
     def readiness(self) -> list[str]:
+        """Why the agent is not ready. A standby serves the API, so it is ready without
+        fresh feeds or verified enforcement (the leader's work); ``/readyz`` says which
+        it is (:meth:`leader_status`)."""
         reasons: list[str] = []
         if not self.agent.engine.loaded:
             reasons.append("policy not loaded")
-        reasons.extend(f"feed {name} is stale" for name in self.agent.feeds.stale())
-        reasons.extend(self.agent.enforcers.readiness())
+        if self.leading:
+            reasons.extend(f"feed {name} is stale" for name in self.agent.feeds.stale())
+            reasons.extend(self.agent.enforcers.readiness())
         reasons.extend(diskspace.full_reasons([self.agent.state_dir]))
         return reasons
+
+    def leader_status(self) -> dict[str, Any]:
+        """``leader`` (does this agent lead) and ``ha`` (role, epoch, every agent)."""
+        ha = self.agent.leadership.status()
+        m = self.agent.metrics
+        if ha.get("epoch") is not None:
+            m.leader_epoch.set(ha["epoch"])
+        agents = ha.get("agents")
+        if isinstance(agents, list):
+            leaders = sum(1 for a in agents if a.get("leader"))
+            m.ha_agents.labels(status="leader").set(leaders)
+            m.ha_agents.labels(status="standby").set(len(agents) - leaders)
+        return {
+            "leader": self.leading,
+            "ha": {**ha, "role": "leader" if self.leading else "standby"},
+        }
 
     def _reload_status(self) -> dict[str, Any]:
         return self.last_reload.to_dict()

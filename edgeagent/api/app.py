@@ -21,8 +21,9 @@ import contextlib
 import logging
 import math
 import ssl
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
@@ -41,7 +42,7 @@ from edgeagent.api.auth import (
     authorize,
     bearer_secret,
 )
-from edgeagent.api.context import CONTEXT, OPENAPI_DOCUMENT, STORE_WRITER, ApiContext
+from edgeagent.api.context import CONTEXT, OPENAPI_DOCUMENT, STORE_WRITER, ApiContext, sole_leader
 from edgeagent.api.denials import DenialKind, DenialLedger, SourceBudget
 from edgeagent.api.openapi import build_document
 from edgeagent.api.routes import ROUTES, Route
@@ -284,6 +285,7 @@ def _count(request: web.Request, status: int) -> None:
 def create_metrics_app(
     registry: CollectorRegistry,
     readiness: Callable[[], Sequence[str]] | None = None,
+    leader: Callable[[], Mapping[str, Any]] = sole_leader,
 ) -> web.Application:
     """``/metrics`` (Prometheus text), ``/healthz`` and ``/readyz``; no token, no body.
 
@@ -299,7 +301,7 @@ def create_metrics_app(
         return web.json_response({"status": "ok"})
 
     async def readyz(request: web.Request) -> web.StreamResponse:
-        return await handlers.ready_response(check)
+        return await handlers.ready_response(check, leader)
 
     app = web.Application(client_max_size=1024)
     app.router.add_get("/metrics", make_aiohttp_handler(registry), allow_head=False)

@@ -40,6 +40,11 @@ def _ready() -> Sequence[str]:
     return ()
 
 
+def sole_leader() -> Mapping[str, Any]:
+    """What an agent without a leadership reports: it leads (an embedded store)."""
+    return {"leader": True, "ha": {"role": "leader"}}
+
+
 def _nothing() -> None:
     return None
 
@@ -65,6 +70,8 @@ class ApiContext:
     - ``plan``: held generations and other pending work for ``GET /v1/plan``;
       ``plan(True)`` adds the entries each held generation would add or remove.
     - ``readiness``: reasons the agent is not ready; empty means ready (``/readyz``).
+    - ``leader``: ``{"leader": bool, "ha": {...}}``: whether this agent leads the agents
+      sharing its store, its role and theirs (``/v1/status``, ``/readyz``).
     - ``on_change``: called (from a worker thread) after every successful decision
       write, so the daemon can rebuild and republish the policy at once.
     - ``max_body_bytes``: request body cap; larger bodies get 413.
@@ -92,6 +99,7 @@ class ApiContext:
     reload: Callable[[], Mapping[str, Any]] = _empty
     plan: Callable[[bool], Mapping[str, Any]] = _no_plan
     readiness: Callable[[], Sequence[str]] = _ready
+    leader: Callable[[], Mapping[str, Any]] = sole_leader
     on_change: Callable[[], None] = _nothing
     max_body_bytes: int = 64 * 1024
     lookup_rate_per_minute: int = 60

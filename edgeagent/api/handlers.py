@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from edgeagent.api.auth import AUTHENTICATOR, LOOKUP_LIMITER, Principal, Role
-from edgeagent.api.context import CONTEXT, OPENAPI_DOCUMENT, STORE_WRITER, ApiContext
+from edgeagent.api.context import CONTEXT, OPENAPI_DOCUMENT, STORE_WRITER, ApiContext, sole_leader
 from edgeagent.api.validation import (
     ApiError,
     AuditQuery,
@@ -360,7 +360,10 @@ def pending_count(store: Store) -> int:
 
 def _status_sync(ctx: ApiContext, counts: EntryCounts) -> dict[str, Any]:
     index = ctx.policy()
+    roles = ctx.leader()
     return {
+        "leader": bool(roles["leader"]),
+        "ha": dict(roles["ha"]),
         "policy_version": index.state.version if index else ctx.store.policy_version(),
         "policy_loaded": index is not None,
         "entries": counts.of(index.state) if index else {},
@@ -522,10 +525,21 @@ async def healthz(request: web.Request, who: Principal) -> web.Response:
 
 
 async def readyz(request: web.Request, who: Principal) -> web.Response:
-    return await ready_response(request.app[CONTEXT].readiness)
+    ctx = request.app[CONTEXT]
+    return await ready_response(ctx.readiness, ctx.leader)
 
 
-async def ready_response(readiness: Callable[[], Any]) -> web.Response:
-    """200 ``{"ready": true}`` or 503 with the reasons ``readiness()`` gives."""
+async def ready_response(
+    readiness: Callable[[], Any], leader: Callable[[], Mapping[str, Any]] = sole_leader
+) -> web.Response:
+    """200 ``{"ready": true}`` or 503 with the reasons ``readiness()`` gives; ``leader``
+    and ``role`` say whether this agent leads (a standby is ready: it serves the API)."""
     reasons = [str(r) for r in await read(readiness)]
-    return _json({"ready": not reasons, "reasons": reasons}, 200 if not reasons else 503)
+    roles = leader()
+    body = {
+        "ready": not reasons,
+        "reasons": reasons,
+        "leader": bool(roles["leader"]),
+        "role": roles["ha"].get("role", "leader"),
+    }
+    return _json(body, 200 if not reasons else 503)

@@ -301,6 +301,10 @@ class DecisionListOut(_Out):
 
 
 class StatusOut(_Out):
+    leader: bool = Field(description="whether this agent leads the agents sharing its store")
+    ha: dict[str, Any] = Field(
+        description="role (leader or standby), epoch, the leader's name and every agent's role"
+    )
     policy_version: int
     policy_loaded: bool
     entries: dict[str, Any] = Field(description="counts: total, by_scope, by_source, allows")
@@ -432,6 +436,8 @@ class HealthOut(_Out):
 class ReadyOut(_Out):
     ready: bool
     reasons: list[str]
+    leader: bool = Field(description="false on a standby (ready: it serves the API)")
+    role: str = Field(description="leader or standby")
 
 
 # --- parsing

@@ -20,6 +20,7 @@ withdraws the old ones only after the new ones are in place.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 from collections.abc import Mapping
@@ -192,6 +193,8 @@ class DiversionEnforcer(Enforcer):
             addresses = {h: [a.address for a in answers[h][0]] for h in hosts}
             protected = [a.address for n in self.protected_names for a in answers[n][0]]
             plan = plan_routes(addresses, self.route_settings, protected_addresses=protected)
+            # Another agent may lead now: its routes, not ours, are the ones to install.
+            await asyncio.to_thread(self.context.fence, "diversion routes")
             result = await self.reconciler.reconcile(plan)
         except (EdgeAgentError, OSError) as exc:
             self.last_error = f"{type(exc).__name__}: {exc}"

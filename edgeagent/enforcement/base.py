@@ -27,7 +27,9 @@ for one enforcer:
 * ``start()`` -- open what it serves itself (listeners); raises on failure.
 * ``publish(state) -> Enforced`` -- make ``state`` the enforced version: done when the
   source the targets take it from accepted it (a hidden primary, a zone file, an index),
-  never waiting for every target (that is ``verify``'s job). **Never raises**: on failure
+  never waiting for every target (that is ``verify``'s job). What other agents on the
+  same store could also write is *fenced*: ``context.fence(what)`` right before the
+  commit, so a deposed leader never overwrites a newer policy. **Never raises**: on failure
   the last good state stays in force and the result says so (and so do status and
   metrics); the daemon then publishes the newest state again, with backoff, until it
   takes, without waiting for a new decision.
@@ -96,9 +98,19 @@ class FeedFacts(Protocol):
     def authority(self) -> str: ...
 
 
+def unfenced(what: str) -> None:
+    """The fence of an agent that always leads: nothing to refuse."""
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class EnforcerContext:
-    """What an enforcer is built from besides its own sections."""
+    """What an enforcer is built from besides its own sections.
+
+    ``fence(what)`` raises :class:`~edgeagent.errors.Fenced` unless this agent is the
+    leader the database knows (:mod:`edgeagent.leadership`); an enforcer calls it right
+    before it commits what it publishes (an index renamed into place, routes changed).
+    """
 
     state_dir: Path
     metrics: Metrics
@@ -106,6 +118,7 @@ class EnforcerContext:
     protected_names: tuple[str, ...] = ()
     limits: ConnectionLimits = DEFAULT_LIMITS  # for the listeners it serves
     role: Literal["standalone", "edge"] = "standalone"  # [agent] role
+    fence: Callable[[str], None] = unfenced
 
 
 class EnforcerConfig(PluginConfig):

@@ -267,7 +267,9 @@ class ProxyEnforcer(Enforcer):
             # an older one could hide a new block until the next look (0.25 s).
             write_path_filter(with_canary, filter_path(self.index_path), group=group)
             data = self._next_index(with_canary)
-            install_index(data, self.index_path, group=group, body_hashed=True)
+            install_index(
+                data, self.index_path, group=group, body_hashed=True, fence=self.context.fence
+            )
             self.written.record(filter_path(self.index_path), self.index_path)
         except Exception as exc:
             self.model = None  # start again from a whole build
@@ -377,7 +379,13 @@ class ProxyEnforcer(Enforcer):
                     filter_path(self.index_path),
                     group=self.proxy.group,
                 )
-            install_index(self.index_data, self.index_path, group=self.proxy.group)
+            install_index(
+                self.index_data,
+                self.index_path,
+                group=self.proxy.group,
+                body_hashed=True,
+                fence=self.context.fence,
+            )
         except Exception as exc:
             log.error("proxy index not repaired", extra=fields(error=str(exc)))
             return False

@@ -29,7 +29,7 @@ import operator
 import os
 import struct
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -690,6 +690,7 @@ def install_index(
     *,
     group: str | int | None = None,
     body_hashed: bool = False,
+    fence: Callable[[str], None] | None = None,
 ) -> None:
     """Swap ``data`` in at ``path``: temp file (0640, ``group``), check, fsync, rename.
 
@@ -698,6 +699,8 @@ def install_index(
     caller computed the header's body checksum itself: :func:`layout`,
     :func:`splice_edit`) it reads back the header and size only, sparing a second pass
     over a large file. A :class:`Spliced` index is written piece by piece.
+    ``fence("the proxy index")``, last before the rename, may refuse it (``Fenced``: a
+    deposed leader).
     """
     parts = data.parts if isinstance(data, Spliced) else (data,)
     header = bytes(parts[0][:HEADER_SIZE])
@@ -706,12 +709,14 @@ def install_index(
     def check(tmp: Path) -> None:
         if not body_hashed:
             IndexReader.open(tmp).close()
-            return
-        with tmp.open("rb") as f:
-            head = f.read(HEADER_SIZE)
-            on_disk = os.fstat(f.fileno()).st_size
-        if head != header or on_disk != size:
-            raise IndexFileError(str(tmp), "written file differs from the index")
+        else:
+            with tmp.open("rb") as f:
+                head = f.read(HEADER_SIZE)
+                on_disk = os.fstat(f.fileno()).st_size
+            if head != header or on_disk != size:
+                raise IndexFileError(str(tmp), "written file differs from the index")
+        if fence is not None:
+            fence("the proxy index")
 
     write_atomic(path, parts, INDEX_MODE, group=group, check=check)
 
@@ -728,10 +733,11 @@ def write_index(
     *,
     group: str | int | None = None,
     hashed: Iterable[tuple[bytes, str]] = (),
+    fence: Callable[[str], None] | None = None,
 ) -> IndexStats:
     """Build the index for ``state`` and install it (:func:`install_index`)."""
     data, counts = build_index(state, hashed)
-    install_index(data, path, group=group)
+    install_index(data, path, group=group, fence=fence)
     count = _HEADER.unpack_from(data)[3]
     return IndexStats(Path(path), count, state.version, counts, len(data))
 

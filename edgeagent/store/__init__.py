@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from edgeagent.leadership import Leadership
 from edgeagent.store.base import Store, StoreConfig
 from edgeagent.store.kinds import STORE_BACKENDS
 from edgeagent.store.sqlite import SqliteStore
@@ -28,4 +29,9 @@ def open_ticket_store(config: StoreConfig, state_dir: Path) -> TicketStorage:
     return STORE_BACKENDS.plugin(config).open_ticket_store(config, state_dir)
 
 
-__all__ = ["SqliteStore", "Store", "open_store", "open_ticket_store"]
+def open_leadership(config: StoreConfig, state_dir: Path) -> Leadership:
+    """How the agents on the store ``config`` names choose their one leader."""
+    return STORE_BACKENDS.plugin(config).open_leadership(config, state_dir)
+
+
+__all__ = ["SqliteStore", "Store", "open_leadership", "open_store", "open_ticket_store"]

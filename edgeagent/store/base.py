@@ -9,7 +9,10 @@ A *store backend* is a :class:`StoreBackend` subclass registered in
 and returns an object that implements :class:`Store`, and
 ``open_ticket_store(config, state_dir)`` opens the takedown tickets that go with that
 store: the backend decides where they live (SQLite: a file of their own in the state
-directory; PostgreSQL: the store's database, shared by every agent on it). Adding a
+directory; PostgreSQL: the store's database, shared by every agent on it), and
+``open_leadership(config, state_dir)`` how the agents sharing the store choose their one
+leader (:mod:`edgeagent.leadership`; by default the agent is the store's only one, and
+leads). Adding a
 backend is one module and one line in ``kinds.py``; everything else reaches the store
 through :func:`edgeagent.store.open_store` and :func:`edgeagent.store.open_ticket_store`.
 
@@ -24,7 +27,9 @@ A backend must:
   (``prev_hash``) and its own ``row_hash`` over its content and ``prev_hash``;
   :meth:`Store.verify_audit` recomputes the chain and names the first row that fails.
 - bump ``policy_version`` on every change that alters the desired state (a decision
-  activated/revoked/expired, a generation made live), atomically with that change.
+  activated/revoked/expired, a generation made live), atomically with that change; a
+  store several agents share announces each bump to them when it commits (the
+  leadership's ``on_policy``).
 - move decisions only along :data:`DECISION_TRANSITIONS` (:func:`check_decision_transition`).
 - be safe to call from several threads; writes are serialised by the backend.
 - create its files with mode 0600 and never log entry values.
@@ -46,6 +51,7 @@ from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 from edgeagent.errors import Conflict, InvalidTransition, StoreError
 from edgeagent.intake.base import IntakeChannel, IntakeItem, IntakeState, NewIntakeItem
+from edgeagent.leadership import Leadership, SoleLeader
 from edgeagent.model import Action, Decision, DecisionStatus, Entry, Indicator, NoticeSource
 from edgeagent.plugins import PluginConfig
 from edgeagent.takedown.ticketstore import TicketStorage
@@ -360,3 +366,9 @@ class StoreBackend(ABC, Generic[ConfigT]):
     @abstractmethod
     def open_ticket_store(cls, config: ConfigT, state_dir: Path) -> TicketStorage:
         """Open the takedown ticket store that goes with the configured store."""
+
+    @classmethod
+    def open_leadership(cls, config: ConfigT, state_dir: Path) -> Leadership:
+        """How the agents on this store choose their one leader
+        (:mod:`edgeagent.leadership`); by default the store has one agent, which leads."""
+        return SoleLeader()

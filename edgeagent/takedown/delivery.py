@@ -1,7 +1,13 @@
 """One notice for a ticket, sent through every notifier; each attempt recorded on the ticket.
 
 A notifier makes one attempt per ``send``; here each gets ``attempts`` tries with a
-growing pause between them. Every attempt, failed or delivered, becomes a ticket event
+growing pause between them. Before the first try the notice's idempotency key (ticket,
+ticket version, kind, channel: :func:`notice_key`) is *claimed*: recorded in the database
+by the leader. A key claimed before means this very notice went out already (a leader
+that died before saving the ticket); it is not sent again. A deposed leader's claim is
+refused (``Fenced``), so it sends nothing.
+
+Every attempt, failed or delivered, becomes a ticket event
 (``notify``, with the channel, the attempt number and the notice kind), so the ticket
 shows exactly what reached whom. Persisting and auditing stay with the caller.
 """
@@ -9,12 +15,22 @@ shows exactly what reached whom. Persisting and auditing stay with the caller.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from edgeagent.takedown.notifiers.base import Notice, Notifier, NotifyError
 from edgeagent.takedown.tickets import Ticket, TicketEvent, add_event
+
+
+def notice_key(t: Ticket, kind: str, channel: str, on_call: bool) -> str:
+    """The idempotency key of the notice of ``kind`` for ``t`` as it is now, on ``channel``."""
+    rota = ":on-call" if on_call else ""
+    return f"ticket:{t.id}:v{t.version}:{kind}:{channel}{rota}"
+
+
+async def _always(key: str) -> bool:
+    return True
 
 
 def notice_for(
@@ -67,13 +83,23 @@ async def deliver(
     attempts: int,
     backoff_seconds: float,
     clock: Callable[[], datetime],
+    claim: Callable[[str], Awaitable[bool]] = _always,
 ) -> Delivery:
     """Send the notice of ``kind`` for ``t`` through every notifier, then every on-call
     notifier (see the module doc)."""
     outcomes: list[tuple[Notifier, bool]] = []
     channels = [(n, False) for n in notifiers] + [(n, True) for n in on_call]
+    keyed = t  # keys name the ticket as it was read, before this delivery's events
     for notifier, rota in channels:
-        notice = notice_for(t, kind, instruction, hosting_team=notifier.hosting_team, on_call=rota)
+        key = notice_key(keyed, kind, notifier.name, rota)
+        if not await claim(key):
+            t = add_event(t, _attempt(clock(), "sent before (same key)", notifier, 0, kind))
+            outcomes.append((notifier, True))
+            continue
+        notice = replace(
+            notice_for(t, kind, instruction, hosting_team=notifier.hosting_team, on_call=rota),
+            idempotency_key=key,
+        )
         ok = False
         for attempt in range(1, attempts + 1):
             try:

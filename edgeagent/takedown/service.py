@@ -93,6 +93,15 @@ from edgeagent.takedown.ticketstore import TicketStorage
 log = logging.getLogger(__name__)
 
 
+def _never_notified(t: Ticket) -> bool:
+    return t.last_notified_at is None and t.notify_failures == 0 and not t.closed
+
+
+def _first_time(key: str) -> bool:
+    """The claim of an agent that always leads and shares its tickets with nobody."""
+    return True
+
+
 def _utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -146,6 +155,9 @@ class TakedownService(TicketActions):
         # calls on_policy_change (the daemon's reconciler) so the resolvers follow.
         self.decisions = decisions
         self.on_policy_change: Callable[[], None] | None = None
+        # Records a notice's idempotency key before it is sent (the leadership's claim,
+        # edgeagent.leadership): False means sent before; Fenced means not the leader.
+        self.claim_notice: Callable[[str], bool] = _first_time
         self.tickets = tickets
         self.locator = locator
         self.notifiers = tuple(notifiers)
@@ -323,7 +335,7 @@ class TakedownService(TicketActions):
                 actor=actor,
             )
             if fresh:
-                ticket = await self._notify_locked(ticket.id, "notice", recheck=False)
+                ticket = await self._notify_locked(ticket.id, "notice", recheck=False, first=True)
             touched.append(ticket)
         return IntakeResult(tuple(touched), outside, unresolved, unassigned)
 
@@ -584,9 +596,26 @@ class TakedownService(TicketActions):
     def _lock(self, ticket_id: int) -> asyncio.Lock:
         return self._locks.setdefault(ticket_id, asyncio.Lock())
 
-    async def _notify_locked(self, ticket_id: int, kind: str, *, recheck: bool) -> Ticket:
+    async def send_first_notices(self) -> list[Ticket]:
+        """Send the first notice of every open ticket that never had one: a leader that
+        died between opening a ticket and notifying it left it so (a notice it had
+        already claimed is not sent again: see :mod:`edgeagent.takedown.delivery`)."""
+        waiting = await asyncio.to_thread(self.tickets.open_tickets)
+        sent = []
+        for t in waiting:
+            if _never_notified(t):
+                sent.append(await self._notify_locked(t.id, "notice", recheck=False, first=True))
+        return sent
+
+    async def _notify_locked(
+        self, ticket_id: int, kind: str, *, recheck: bool, first: bool = False
+    ) -> Ticket:
+        """Notify under the ticket's lock; ``first``: only if it was never notified (two
+        paths may reach a new ticket's first notice; one sends it)."""
         async with self._lock(ticket_id):
             t = await asyncio.to_thread(self.tickets.get, ticket_id)
+            if first and not _never_notified(t):
+                return t
             if recheck:
                 t = await self._recheck(ticket_id, "system")
             return await self._notify(t, kind)
@@ -612,6 +641,7 @@ class TakedownService(TicketActions):
             attempts=self.policy.notify_attempts,
             backoff_seconds=self.policy.retry_backoff_seconds,
             clock=self.clock,
+            claim=self._claim,
         )
         t = sent.ticket
         for notifier, ok in sent.delivered:
@@ -630,6 +660,9 @@ class TakedownService(TicketActions):
         if sent.failures < len(self.notifiers) + len(on_call):
             changes["last_notified_at"] = self.clock()
         return await asyncio.to_thread(self.tickets.update, replace(t, **changes))
+
+    async def _claim(self, key: str) -> bool:
+        return await asyncio.to_thread(self.claim_notice, key)
 
     def _on_call(self, t: Ticket, kind: str) -> tuple[Notifier, ...]:
         """For an escalation out of business hours: the on-call notifiers of the ticket's

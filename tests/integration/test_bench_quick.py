@@ -31,6 +31,8 @@ BENCHMARKS = (
     "squid_e2e",
     "fleet_verify",
     "bulk_notice",
+    "mail_notices",
+    "leader_failover",
     "edge_fleet",
 )
 

@@ -309,6 +309,29 @@ def test_update_refused_is_retried_with_backoff(fleet: Fleet) -> None:
     assert_policy_answers(fleet.secondary)
 
 
+def test_update_made_against_a_stale_soa_is_refused_by_the_primary(fleet: Fleet) -> None:
+    """The fence at BIND: a writer that read the zone before another changed it (a paused
+    leader, woken after the standby took over) has its UPDATE refused by the primary
+    (its SOA prerequisite fails), and the newer zone stays whole."""
+    fleet.publish(policy())
+    stale = fleet.bind_publisher()
+    plan = stale.prepare(fleet.release(policy(host_block=False)))  # reads the SOA now
+    newer = fleet.publish(policy(extra=(entry(Scope.HOST, "late.test", "decision:3"),)))
+    before = stale.attempts
+    with pytest.raises(PublishError, match=r"refused by the primary \(NXRRSET\)"):
+        stale.apply(plan)
+    stale.cleanup(plan)
+    assert stale.prerequisite_refusals == 1
+    assert stale.attempts == before + 1  # refused at once, not retried
+    assert query_canary(target(fleet.secondary), SETTINGS.canary).serial == newer.serial
+    assert_policy_answers(fleet.secondary)  # the host block the stale plan removes stays
+    assert cnames(ask(fleet.secondary, "late.test")) == {"stop.edgeagent.test."}
+    # Its next publish starts from what the primary really holds and is accepted.
+    stale.publish(fleet.release(policy(host_block=False)))
+    assert_policy_answers(fleet.secondary, host_block=False)
+    fleet.bind_pub = stale
+
+
 def test_primary_down_fails_after_retries(fleet: Fleet) -> None:
     rel = fleet.publish(policy())
     down = fleet.bind_publisher(port=free_port(), retries=2, timeout=0.5)

@@ -157,7 +157,8 @@ async def test_role_boundary(api: ApiHarness, route: Route) -> None:
 async def test_probes_need_no_token(api: ApiHarness, path: str) -> None:
     status, out = await api.call("GET", path, None)
     assert status == 200
-    assert out in ({"status": "ok"}, {"ready": True, "reasons": []})
+    ready = {"ready": True, "reasons": [], "leader": True, "role": "leader"}
+    assert out in ({"status": "ok"}, ready)
 
 
 async def test_revocation_applies_within_token_cache_ttl(tmp_path: Path) -> None:

@@ -205,7 +205,26 @@ async def test_readyz_reports_reasons(tmp_path: Path) -> None:
         assert ReadyOut.model_validate(body).reasons == reasons
         reasons.clear()
         status, body = await api.call("GET", "/readyz", None)
-        assert (status, body) == (200, {"ready": True, "reasons": []})
+        ready = {"ready": True, "reasons": [], "leader": True, "role": "leader"}
+        assert (status, body) == (200, ready)
+    store.close()
+
+
+async def test_standby_is_ready_and_says_it_does_not_lead(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "s.db")
+    tokens = add_tokens(store)
+    ha = {"role": "standby", "epoch": 4, "leader": "central-2:77"}
+    ctx = make_context(
+        store, make_guard(tmp_path / "p"), leader=lambda: {"leader": False, "ha": ha}
+    )
+    async with ApiHarness(store, ctx, tokens) as api:
+        status, body = await api.call("GET", "/readyz", None)
+        assert (status, body) == (200, ReadyOut.model_validate(body).model_dump())
+        assert (body["ready"], body["leader"], body["role"]) == (True, False, "standby")
+        status, out = await api.call("GET", "/v1/status", "noc")
+        assert status == 200
+        assert out["leader"] is False
+        assert out["ha"] == ha
     store.close()
 
 

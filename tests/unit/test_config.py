@@ -499,6 +499,15 @@ def test_reasons_never_echo_values(tmp_path: Path) -> None:
             "pool_min_size = 5\npool_max_size = 4",
             ConfigProblem("store", "pool_min_size must not exceed pool_max_size"),
         ),
+        (
+            '[store]\nbackend = "postgresql"\ndsn = "host=db.example"\n'
+            "leader_poll_seconds = 2\nleader_session_timeout_seconds = 5",
+            ConfigProblem(
+                "store",
+                "leader_session_timeout_seconds must be at least 3 x leader_poll_seconds "
+                "(or a live leader loses its session between two polls)",
+            ),
+        ),
     ],
 )
 def test_rule_reported_at_its_key(tmp_path: Path, text: str, expected: ConfigProblem) -> None:

@@ -23,6 +23,10 @@ serves them to any number of secondary resolvers by IXFR + NOTIFY. Per
   release serial; a diff of ``k`` messages uses ``serial .. serial+k-1`` (see
   :attr:`live_serial`), and the canary -- whose TXT names the release serial -- changes
   in the last message only, so no resolver reports the new version before it is whole.
+  Every message also carries a *prerequisite*: the zone's SOA must be exactly the one the
+  plan was made against (the SOA read from the primary, then the one the previous message
+  set). An UPDATE from a writer whose view is stale (a deposed leader, say) is refused by
+  the primary itself (NXRRSET), not retried, and the next publish resyncs from an AXFR.
   A refused or failed message (REFUSED, NOTAUTH, bad TSIG, timeout, primary down) is
   retried with exponential backoff; after the last retry ``PublishError`` is raised. An
   UPDATE is atomic at the primary, so a failed single-message publish leaves the old zone
@@ -58,6 +62,7 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.tsig
 import dns.update
+from dns.rdtypes.ANY.SOA import SOA
 from pydantic import model_validator
 
 from edgeagent.configtypes import (
@@ -91,6 +96,11 @@ from edgeagent.rpz.zonetext import MAX_TEXT_NAME, NAME_PATTERN, serial_gt
 MAX_MESSAGE_BYTES = 60_000
 _RECORD_OVERHEAD = 20  # type, class, TTL, rdlength, compression pointer, slack
 ALLOWED_TYPES = frozenset({"CNAME", "A", "AAAA", "TXT"})
+_PREREQUISITE_RCODES = frozenset(
+    {dns.rcode.NXRRSET, dns.rcode.YXRRSET, dns.rcode.NXDOMAIN, dns.rcode.YXDOMAIN}
+)
+"""What a primary answers when an UPDATE's prerequisite (the expected SOA) fails."""
+
 _RETRY_RCODES = {
     dns.rcode.REFUSED: "REFUSED",
     dns.rcode.NOTAUTH: "NOTAUTH",
@@ -217,6 +227,7 @@ class BindUpdatePublisher(Publisher[UpdatePlan]):
         self.resyncs = 0
         self.full_diffs = 0  # diffs over full record sets (the O(change) path declined)
         self._seen_serial: int | None = None
+        self.prerequisite_refusals = 0  # UPDATEs the primary refused on the SOA check
 
     @classmethod
     def from_config(cls, name: str, config: PublisherConfig, context: PublisherContext) -> Self:
@@ -294,7 +305,8 @@ class BindUpdatePublisher(Publisher[UpdatePlan]):
     ) -> ZonePlan | None:
         origin = dns.name.from_text(zone)
         live = self._live.get(zone)
-        primary_serial = self._primary_serial(origin)
+        primary_soa = self._primary_soa(origin)
+        primary_serial = int(primary_soa.serial)
         resynced = live is None or live.serial != primary_serial
         live_serial = primary_serial  # equal to live.serial unless resynced
         if not serial_gt(release.serial, live_serial):
@@ -324,6 +336,7 @@ class BindUpdatePublisher(Publisher[UpdatePlan]):
             settings=release.settings,
             serial=release.serial,
             canary=canary,
+            expected=primary_soa,
         )
         return ZonePlan(
             zone,
@@ -359,6 +372,7 @@ class BindUpdatePublisher(Publisher[UpdatePlan]):
         settings: RpzSettings,
         serial: int,
         canary: str | None,
+        expected: dns.rdata.Rdata,
     ) -> tuple[dns.update.UpdateMessage, ...]:
         by_owner: dict[str, tuple[list[Record], list[Record]]] = defaultdict(lambda: ([], []))
         for r in removed:
@@ -382,12 +396,16 @@ class BindUpdatePublisher(Publisher[UpdatePlan]):
         out: list[dns.update.UpdateMessage] = []
         for i, batch in enumerate(batches):
             m = dns.update.UpdateMessage(origin, keyring=self.keyring, keyname=self.key_name)
+            # The fence at the primary: applied only while the zone's SOA is the one this
+            # plan was made against (the one read, then the previous message's).
+            m.present(origin, expected)
             soa = dns.rdata.from_text(
                 dns.rdataclass.IN,
                 dns.rdatatype.SOA,
                 _soa_text(settings, serial + i),
             )
             m.add(origin, settings.ttl, soa)
+            expected = soa
             for owner in batch:
                 dels, adds = by_owner[owner]
                 name = dns.name.from_text(owner, origin)
@@ -431,6 +449,16 @@ class BindUpdatePublisher(Publisher[UpdatePlan]):
             rcode = r.rcode()
             if rcode == dns.rcode.NOERROR:
                 return
+            if rcode in _PREREQUISITE_RCODES:
+                # Not retried: someone else changed the zone since it was read (another
+                # agent leads now, or a person); the next publish starts from an AXFR.
+                self.prerequisite_refusals += 1
+                raise PublishError(
+                    self.name,
+                    f"UPDATE of zone {zone} refused by the primary "
+                    f"({dns.rcode.to_text(rcode)}): its SOA is not the one this update "
+                    "expects (another writer changed the zone)",
+                )
             last = _RETRY_RCODES.get(rcode, dns.rcode.to_text(rcode))
         raise PublishError(
             self.name,
@@ -449,8 +477,8 @@ class BindUpdatePublisher(Publisher[UpdatePlan]):
         )
 
     # -- talking to the primary -----------------------------------------------------------
-    def _primary_serial(self, origin: dns.name.Name) -> int:
-        """The SOA serial the primary serves for ``origin`` (TSIG-signed query, retried)."""
+    def _primary_soa(self, origin: dns.name.Name) -> SOA:
+        """The SOA the primary serves for ``origin`` (TSIG-signed query, retried)."""
         q = dns.message.make_query(origin, dns.rdatatype.SOA)
         q.use_tsig(self.keyring, keyname=self.key_name)
         last = "no attempt"
@@ -467,11 +495,13 @@ class BindUpdatePublisher(Publisher[UpdatePlan]):
                 continue
             for rrset in r.answer:
                 if rrset.rdtype == dns.rdatatype.SOA and rrset.name == origin:
-                    serial = int(rrset[0].serial)
+                    soa = rrset[0]
+                    assert isinstance(soa, SOA)
+                    serial = int(soa.serial)
                     seen = self._seen_serial
                     if seen is None or serial_gt(serial, seen):
                         self._seen_serial = serial
-                    return serial
+                    return soa
             last = "no SOA in answer"
         raise PublishError(
             self.name, f"cannot read the SOA of zone {origin.to_text()} at the primary: {last}"

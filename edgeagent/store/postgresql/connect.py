@@ -26,6 +26,7 @@ DSN_KEY = "store.dsn"
 
 Connection = psycopg.Connection[tuple[Any, ...]]
 Cursor = psycopg.Cursor[tuple[Any, ...]]
+AsyncConnection = psycopg.AsyncConnection[tuple[Any, ...]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +70,17 @@ class Database:
         try:
             conn = psycopg.connect(self.conninfo, **kwargs)
             _configure(conn)
+        except psycopg.Error as exc:
+            raise connect_error(exc, kwargs.get("password")) from None
+        return conn
+
+    async def connect_async(self) -> AsyncConnection:
+        """One asyncio connection outside the pool (a session of its own, e.g. the
+        leader's); ``StoreError`` naming ``store.dsn`` if refused."""
+        kwargs = self._kwargs()
+        try:
+            conn = await psycopg.AsyncConnection.connect(self.conninfo, **kwargs)
+            await conn.execute("SET TIME ZONE 'UTC'")
         except psycopg.Error as exc:
             raise connect_error(exc, kwargs.get("password")) from None
         return conn

@@ -196,7 +196,33 @@ _V3: tuple[str, ...] = (
     "CREATE INDEX tickets_due ON tickets (closed, deadline)",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3)
+_V4: tuple[str, ...] = (
+    # The leader epoch: bumped by the agent that takes the leader lock; a write that must
+    # come from the leader checks it (the fence), so a deposed leader is refused.
+    """CREATE TABLE leader (
+        id smallint PRIMARY KEY CHECK (id = 1),
+        epoch bigint NOT NULL,
+        holder text NOT NULL,
+        since timestamptz
+    )""",
+    "INSERT INTO leader (id, epoch, holder) VALUES (1, 0, '')",
+    # Every agent on the database and its role as it last said (for /v1/status).
+    """CREATE TABLE agents (
+        name text PRIMARY KEY,
+        leader boolean NOT NULL,
+        api text NOT NULL DEFAULT '',
+        seen_at timestamptz NOT NULL
+    )""",
+    # Takedown notices' idempotency keys, recorded by the leader before it sends: a notice
+    # whose key is here was sent (or tried) already and is not sent again.
+    """CREATE TABLE notice_keys (
+        key text PRIMARY KEY,
+        epoch bigint NOT NULL,
+        recorded_at timestamptz NOT NULL
+    )""",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4)
 """``MIGRATIONS[i]`` upgrades version ``i`` to ``i + 1``."""
 
 CURRENT_VERSION = len(MIGRATIONS)

@@ -45,6 +45,7 @@ from edgeagent.intake.base import (
     NewIntakeItem,
     check_outcome,
 )
+from edgeagent.leadership import Leadership
 from edgeagent.model import (
     Action,
     Decision,
@@ -104,6 +105,8 @@ _COPY_TYPES = [
     "timestamptz",
     "timestamptz",
 ]
+POLICY_CHANNEL = "edgeagent_policy"
+"""The NOTIFY channel of committed policy changes (the payload is the new version)."""
 _MAX_ENTRIES = (1 << 31) - 1  # position is an int4
 _STREAM_ROWS = 10_000  # rows per round trip of a streaming read
 
@@ -148,12 +151,22 @@ class PostgresStoreConfig(StoreConfig):
     pool_min_size: Annotated[int, Field(ge=1)] = 1
     pool_max_size: Annotated[int, Field(ge=2)] = 10
     connect_timeout_seconds: Seconds = 10.0
+    # How often a standby tries the leader lock (and the leader checks it still holds it).
+    leader_poll_seconds: Annotated[float, Field(gt=0, le=60)] = 1.0
+    # The server ends a leader session silent this long (a paused or hung agent), which
+    # releases the lock for a standby.
+    leader_session_timeout_seconds: Annotated[float, Field(ge=1, le=3600)] = 5.0
 
     @model_validator(mode="after")
     def _consistent(self) -> PostgresStoreConfig:
         one_secret(self, "password", required=False)
         if self.pool_min_size > self.pool_max_size:
             raise ValueError("pool_min_size must not exceed pool_max_size")
+        if self.leader_session_timeout_seconds < 3 * self.leader_poll_seconds:
+            raise ValueError(
+                "leader_session_timeout_seconds must be at least 3 x leader_poll_seconds "
+                "(or a live leader loses its session between two polls)"
+            )
         return self
 
     def password(self) -> str | None:
@@ -201,6 +214,18 @@ class PostgresStore(StoreBackend[PostgresStoreConfig]):
         from edgeagent.store.postgresql.tickets import PostgresTicketStore
 
         return PostgresTicketStore.from_config(config)
+
+    @classmethod
+    def open_leadership(cls, config: PostgresStoreConfig, state_dir: Path) -> Leadership:
+        """The advisory-lock leadership on the same database (several agents share it)."""
+        from edgeagent.store.postgresql.connect import Database
+        from edgeagent.store.postgresql.leader import LockLeadership
+
+        return LockLeadership(
+            Database.from_config(config),
+            poll_seconds=config.leader_poll_seconds,
+            session_timeout_seconds=config.leader_session_timeout_seconds,
+        )
 
     def __init__(self, database: Database, *, clock: Callable[[], datetime] = _utcnow) -> None:
         from edgeagent.store.postgresql.schema import open_pool
@@ -253,7 +278,13 @@ class PostgresStore(StoreBackend[PostgresStoreConfig]):
 
     @staticmethod
     def _bump_policy(cur: Cursor) -> None:
-        cur.execute("UPDATE policy SET version = version + 1 WHERE id = 1")
+        # The NOTIFY is delivered when (and only if) the transaction commits: every agent
+        # LISTENing learns of the new version at once (edgeagent.store.postgresql.leader).
+        cur.execute(
+            "WITH bumped AS (UPDATE policy SET version = version + 1 WHERE id = 1 "
+            "RETURNING version) SELECT pg_notify(%s, version::text) FROM bumped",
+            (POLICY_CHANNEL,),
+        )
 
     # --- feed generations ---------------------------------------------------------------
 

@@ -73,6 +73,8 @@ class Notice:
     ``reference`` is empty when withheld from this channel (see the module docstring).
     ``addresses`` pairs each URL with the addresses it resolved to, in URL order;
     ``segments`` says where those addresses sit (interface, next hop, MAC), if known.
+    ``idempotency_key`` names this notice on this channel; the same key means the same
+    notice (a receiver may drop a repeat; the agent records it before sending).
     """
 
     ticket_id: int
@@ -89,6 +91,7 @@ class Notice:
     hold: bool
     instruction: str
     segments: tuple[SegmentDetail, ...] = ()
+    idempotency_key: str = ""
 
 
 class NotifyError(EdgeAgentError):

@@ -63,6 +63,7 @@ def notice_json(n: Notice) -> dict[str, Any]:
         "deadline": n.deadline.isoformat(),
         "instruction": n.instruction,
         "segments": [d.to_json() for d in n.segments],
+        "idempotency_key": n.idempotency_key,
     }
 
 
@@ -116,6 +117,7 @@ class WebhookNotifier(Notifier):
             "Content-Type": "application/json",
             TIMESTAMP_HEADER: ts,
             SIGNATURE_HEADER: sign(self.secret, ts, body),
+            "Idempotency-Key": notice.idempotency_key,
         }
         try:
             async with asyncio.timeout(self.timeout):
