@@ -197,6 +197,15 @@ def _fleet_verify(quick: bool) -> list[Row]:
     return fleet_verify.run(live=30, dead=5) if quick else fleet_verify.run()
 
 
+def _fleet_fanout(quick: bool) -> list[Row]:
+    """Decision -> blocked at every resolver of a rendered fleet (32 mixed; 10-100 BIND)."""
+    from bench import fleet_fanout
+
+    if quick:
+        return fleet_fanout.run(resolvers=6, sizes=(10,), decisions=3)
+    return fleet_fanout.run()
+
+
 def _bulk_notice(quick: bool) -> list[Row]:
     """A 10,000-URL police notice through the daemon: stored, enforced, tickets opened."""
     from bench import bulk_notice
@@ -218,6 +227,13 @@ def _leader_failover(quick: bool) -> list[Row]:
     return as_rows(leader_failover.rows(quick))
 
 
+def _console_pages(quick: bool) -> list[Row]:
+    """Every console page against a 1,000,000-entry policy and 10,000 tickets."""
+    from bench import console_pages
+
+    return console_pages.rows(quick)
+
+
 def _edge_fleet(quick: bool) -> list[Row]:
     """Edge role: a change to a 1,000,000-entry proxy index, its bytes, decision -> refused."""
     from bench import edge_fleet
@@ -237,9 +253,11 @@ REGISTRY: dict[str, Benchmark] = {
     "proxy_helper": _proxy_helper,
     "squid_e2e": _squid_e2e,
     "fleet_verify": _fleet_verify,
+    "fleet_fanout": _fleet_fanout,
     "bulk_notice": _bulk_notice,
     "mail_notices": _mail_notices,
     "leader_failover": _leader_failover,
+    "console_pages": _console_pages,
     "edge_fleet": _edge_fleet,
 }
 """Benchmark name -> runner, in the order BENCHMARKS.md lists them."""

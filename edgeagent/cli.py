@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from edgeagent.takedown.tickets import Ticket
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_REFUSED = 0, 1, 2, 3
+DEFAULT_FLEET_RESOLVERS = 6  # `edgeagent lab --fleet`: one of each kind and more BIND
 
 
 class UsageError(Exception):
@@ -186,6 +187,18 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         print(f"  warning: {warning}")
     for line in summary(settings):
         print(f"  {line}")
+    return EXIT_OK
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from edgeagent.render.inventory import load_inventory
+    from edgeagent.render.writing import rendering, write_rendering
+
+    path, _ = resolve_config(args.config)
+    settings = load_config(path)
+    inventory = load_inventory(Path(args.inventory))
+    written = write_rendering(Path(args.out), rendering(inventory, settings))
+    print(f"rendered {len(written)} files into {args.out}")
     return EXIT_OK
 
 
@@ -1009,15 +1022,24 @@ def cmd_lab(args: argparse.Namespace) -> int:
         info = lab.info
         print(f"edgeagent lab ready in {info['dir']}")
         print(f"  API      {info.get('api')}")
+        print(f"  console  {info.get('console')}  (sign in with a token from lab.json)")
         print(f"  metrics  {info.get('metrics')}")
         for key in ("resolvers", "proxy", "origin", "stop_page", "hosted_example"):
             if key in info:
                 print(f"  {key:<8} {json.dumps(info[key])}")
+        fleet = info.get("fleet", {})
+        kinds = sorted({r["kind"] for r in fleet.get("resolvers", [])})
+        print(f"  fleet    {len(fleet.get('resolvers', []))} resolvers ({', '.join(kinds)})")
         print(f"  tokens and URLs: {lab.plan.info_path}")
         print("  try:  TOKEN=$(jq -r .tokens.analyst " + str(lab.plan.info_path) + ")")
         print("Ctrl-C stops the lab and removes its directory.", flush=True)
 
-    run_lab(Path(args.dir) if args.dir else None, args.keep, announce)
+    if args.resolvers is not None and not args.fleet:
+        raise UsageError("--resolvers needs --fleet")
+    if args.fleet and (args.resolvers or DEFAULT_FLEET_RESOLVERS) < 1:
+        raise UsageError("--resolvers: at least 1")
+    fleet = (args.resolvers or DEFAULT_FLEET_RESOLVERS) if args.fleet else 0
+    run_lab(Path(args.dir) if args.dir else None, args.keep, announce, fleet)
     return EXIT_OK
 
 
@@ -1226,9 +1248,31 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_ticket_commands(sub, common, ident)
 
+    rn = sub.add_parser(
+        "render",
+        parents=[common],
+        help="write every fleet snippet (BIND, Unbound, PowerDNS, Knot, Squid, sniproxy, "
+        "tmpfiles, the agent's resolvers) from an inventory and this config",
+    )
+    rn.add_argument("--inventory", required=True, help="the fleet inventory (TOML)")
+    rn.add_argument("--out", required=True, help="directory to write into")
+    rn.set_defaults(func=cmd_render)
+
     lab = sub.add_parser("lab", help="run the agent and its peers on loopback for trying it out")
     lab.add_argument("--dir", help="lab directory (default: a new temporary directory)")
     lab.add_argument("--keep", action="store_true", help="keep the lab directory on exit")
+    lab.add_argument(
+        "--fleet",
+        action="store_true",
+        help="also a rendered fleet: two hidden primaries, a distribution secondary per "
+        "region, resolvers of every kind (BIND, Unbound, PowerDNS, Knot)",
+    )
+    lab.add_argument(
+        "--resolvers",
+        type=int,
+        metavar="N",
+        help=f"the fleet's resolvers (default {DEFAULT_FLEET_RESOLVERS})",
+    )
     lab.set_defaults(func=cmd_lab)
 
     audit = group("audit", "audit log commands")

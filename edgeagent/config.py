@@ -53,6 +53,7 @@ from edgeagent.configtypes import (
     toml_type,
 )
 from edgeagent.connlimits import ConnectionLimits
+from edgeagent.console.settings import ConsoleSettings
 from edgeagent.dates import time_zone
 from edgeagent.enforcement.base import owned_sections
 from edgeagent.enforcement.kinds import ENFORCERS
@@ -211,6 +212,7 @@ class Settings(ConfigModel):
     )
     takedown: TakedownSettings = TakedownSettings()
     intake: IntakeSettings = IntakeSettings()
+    console: ConsoleSettings = ConsoleSettings()
 
     _warnings: tuple[ConfigProblem, ...] = PrivateAttr(default=())
 

@@ -283,6 +283,7 @@ class Daemon:
         self.api_url = ""
         self.metrics_url = ""
         self.intake_url = ""
+        self.console_url = ""
         self.leading = False
         self._leader_work: list[asyncio.Task[Any]] = []
 
@@ -402,43 +403,57 @@ class Daemon:
         if version != self.enforced_version:
             self._policy_changed.set()
 
-    async def _start_listeners(self, settings: Settings) -> None:
-        from edgeagent.api.app import create_app, create_metrics_app
+    def api_app(self, settings: Settings, triage: Triage) -> web.Application:
+        """The control API application (and the console on it) as the daemon serves it."""
+        from edgeagent.api.app import create_app
         from edgeagent.api.context import ApiContext
         from edgeagent.api.feed_routes import feed_routes
         from edgeagent.api.routes import ROUTES
         from edgeagent.api.takedown_routes import takedown_routes
+
+        ctx = ApiContext(
+            store=self.agent.store,
+            decisions=self.agent.decisions,
+            policy=lambda: self.agent.policy().index,
+            feeds=self._feed_status,
+            publishers=self._publisher_status,
+            fleet=self.agent.enforcers.fleet,
+            edge_feed=self.agent.enforcers.edge_feed,
+            reload=self._reload_status,
+            plan=self.agent.plan,
+            readiness=self.readiness,
+            leader=self.leader_status,
+            on_change=self.policy_changed,
+            max_body_bytes=settings.api.max_body_bytes,
+            lookup_rate_per_minute=settings.api.lookup_rate_per_minute,
+            time_zone=settings.agent.zone,
+            metrics=self.agent.metrics,
+            triage=triage,
+        )
+        routes = (*ROUTES, *feed_routes(self.agent.feeds))
+        if self.agent.takedown is not None:
+            routes = (*routes, *takedown_routes(self.agent.takedown))
+        app = create_app(ctx, routes=routes)
+        if settings.console.enabled:
+            from edgeagent.console.app import Services, add_console
+
+            services = Services(takedown=self.agent.takedown, feeds=self.agent.feeds)
+            add_console(app, settings.console, routes, services)
+        return app
+
+    async def _start_listeners(self, settings: Settings) -> None:
+        from edgeagent.api.app import create_metrics_app
         from edgeagent.intake.listener import triage_for
 
         triage = triage_for(self.agent)
         if settings.api.enabled:
-            ctx = ApiContext(
-                store=self.agent.store,
-                decisions=self.agent.decisions,
-                policy=lambda: self.agent.policy().index,
-                feeds=self._feed_status,
-                publishers=self._publisher_status,
-                fleet=self.agent.enforcers.fleet,
-                edge_feed=self.agent.enforcers.edge_feed,
-                reload=self._reload_status,
-                plan=self.agent.plan,
-                readiness=self.readiness,
-                leader=self.leader_status,
-                on_change=self.policy_changed,
-                max_body_bytes=settings.api.max_body_bytes,
-                lookup_rate_per_minute=settings.api.lookup_rate_per_minute,
-                time_zone=settings.agent.zone,
-                metrics=self.agent.metrics,
-                triage=triage,
-            )
             ssl_ctx = _api_ssl_context(settings)
-            routes = (*ROUTES, *feed_routes(self.agent.feeds))
-            if self.agent.takedown is not None:
-                routes = (*routes, *takedown_routes(self.agent.takedown))
-            app = create_app(ctx, routes=routes)
+            app = self.api_app(settings, triage)
             port = await self._serve(app, settings.api.host, settings.api.port, settings, ssl_ctx)
             scheme = "https" if ssl_ctx else "http"
             self.api_url = f"{scheme}://{_url_host(settings.api.host)}:{port}"
+            if settings.console.enabled:
+                self.console_url = f"{self.api_url}/console/"
         await self.agent.enforcers.start()
         if settings.metrics.enabled:
             app = create_metrics_app(

@@ -210,7 +210,7 @@ def _query(request: web.Request, model: type[Any]) -> Any:
     return parse_query(list(request.query.items()), model)
 
 
-def _then_notify(ctx: ApiContext, fn: Callable[[], Decision]) -> Decision:
+def then_notify(ctx: ApiContext, fn: Callable[[], Decision]) -> Decision:
     """Run a decision write, then tell the daemon the policy may have changed."""
     decision = fn()
     ctx.on_change()
@@ -234,12 +234,12 @@ async def create_decision(request: web.Request, who: Principal) -> web.Response:
         raise bad_input("target", f"not a valid {scope.value} target") from None
     req = decision_request(body, body.target, scope)
     decision = await write(
-        request.app, _then_notify, ctx, partial(ctx.decisions.create, req, who.name)
+        request.app, then_notify, ctx, partial(ctx.decisions.create, req, who.name)
     )
     return _json(decision_json(decision), 201, Location=f"/v1/decisions/{decision.id}")
 
 
-def _notice_then_notify(
+def notice_then_notify(
     ctx: ApiContext, notice: DecisionRequest, targets: list[NoticeTarget], actor: str
 ) -> list[NoticeResult]:
     results = ctx.decisions.create_notice(notice, targets, actor)
@@ -254,7 +254,7 @@ async def create_notice(request: web.Request, who: Principal) -> web.Response:
     targets = [NoticeTarget(t.target, Scope(t.scope)) for t in body.targets]
     # The notice's own target and scope are placeholders: each target brings its own.
     notice = decision_request(body, "", Scope.URL)
-    results = await write(request.app, _notice_then_notify, ctx, notice, targets, who.name)
+    results = await write(request.app, notice_then_notify, ctx, notice, targets, who.name)
     return _json(notice_json(body.reference, results))
 
 
@@ -294,7 +294,7 @@ async def revoke_decision(request: web.Request, who: Principal) -> web.Response:
     body = parse_body(await request.read(), DecisionRevoke)
     decision = await write(
         request.app,
-        _then_notify,
+        then_notify,
         ctx,
         partial(ctx.decisions.revoke, decision_id, who.name, body.reason),
     )
@@ -308,7 +308,7 @@ async def approve_decision(request: web.Request, who: Principal) -> web.Response
     body = parse_body(raw, DecisionApprove) if raw.strip() else DecisionApprove()
     decision = await write(
         request.app,
-        _then_notify,
+        then_notify,
         ctx,
         partial(ctx.decisions.approve, decision_id, who.name, body.reason),
     )
@@ -382,8 +382,10 @@ async def fleet(request: web.Request, who: Principal) -> web.Response:
     return _json(dict(request.app[CONTEXT].fleet()))
 
 
-def _plan_sync(ctx: ApiContext, role: Role) -> dict[str, Any]:
-    pending = ctx.store.list_decisions(status=DecisionStatus.PENDING_APPROVAL, limit=PENDING_SHOWN)
+def plan_view(ctx: ApiContext, role: Role, shown: int = PENDING_SHOWN) -> dict[str, Any]:
+    """What ``GET /v1/plan`` answers a caller of ``role``, listing at most ``shown``
+    pending decisions (blocking: store reads)."""
+    pending = ctx.store.list_decisions(status=DecisionStatus.PENDING_APPROVAL, limit=shown)
     return {
         # Counted, not the length of the list: the list stops at PENDING_SHOWN.
         "pending_decisions": pending_count(ctx.store),
@@ -396,42 +398,48 @@ async def plan(request: web.Request, who: Principal) -> web.Response:
     ctx = request.app[CONTEXT]
     # List entries only for roles that may see them: the NOC gets short hashes and counts,
     # analysts the pending targets, supervisors also what each held generation changes.
-    return _json(await read(_plan_sync, ctx, who.role))
+    return _json(await read(plan_view, ctx, who.role))
 
 
 # --- lookup
 
 
 async def lookup(request: web.Request, who: Principal) -> web.Response:
-    ctx = request.app[CONTEXT]
-    wait = request.app[LOOKUP_LIMITER].take(who.token_id)
+    q: LookupQuery = _query(request, LookupQuery)
+    return _json(await explain_target(request.app, who, q.target))
+
+
+async def explain_target(app: web.Application, who: Principal, target: str) -> dict[str, Any]:
+    """How ``target`` is treated and why: rate-limited per token and audited (by short
+    hash), for the API's lookup and the console's alike."""
+    ctx = app[CONTEXT]
+    wait = app[LOOKUP_LIMITER].take(who.token_id)
     if wait > 0:
-        await write(request.app, ctx.store.append_audit, who.name, "lookup.limited", "lookup", {})
+        await write(app, ctx.store.append_audit, who.name, "lookup.limited", "lookup", {})
         raise ApiError(
             429,
             "rate-limited",
             "lookup rate limit reached; retry later",
             headers={"Retry-After": str(max(1, math.ceil(wait)))},
         )
-    q: LookupQuery = _query(request, LookupQuery)
     index: PolicyIndex | None = await read(ctx.policy)
     if index is None:
         raise ApiError(503, "policy-not-loaded", "no policy loaded yet")
     try:
-        treatment = index.explain(q.target)
+        treatment = index.explain(target)
     except ValueError as exc:
         await write(
-            request.app,
+            app,
             ctx.store.append_audit,
             who.name,
             "lookup",
-            f"target:{short_hash(q.target)}",
+            f"target:{short_hash(target)}",
             {"result": "invalid"},
         )
         reason = exc.reason if isinstance(exc, InvalidTarget) else "not a URL, name or address"
         raise bad_input("target", reason) from None
     await write(
-        request.app,
+        app,
         ctx.store.append_audit,
         who.name,
         "lookup",
@@ -444,28 +452,26 @@ async def lookup(request: web.Request, who: Principal) -> web.Response:
             "policy_version": index.state.version,
         },
     )
-    return _json(
-        {
-            "target_kind": treatment.target_kind,
-            "canonical": treatment.canonical,
-            "policy_version": index.state.version,
-            "dns": treatment.dns,
-            "proxy": treatment.proxy,
-            "matches": [
-                {
-                    "layer": m.layer,
-                    "effect": m.effect,
-                    "scope": m.entry.indicator.scope.value,
-                    "target": m.entry.indicator.value,
-                    "action": m.entry.action.value,
-                    "source": m.entry.source,
-                    "reference": m.entry.reference,
-                    "category": m.entry.category,
-                }
-                for m in treatment.matches
-            ],
-        }
-    )
+    return {
+        "target_kind": treatment.target_kind,
+        "canonical": treatment.canonical,
+        "policy_version": index.state.version,
+        "dns": treatment.dns,
+        "proxy": treatment.proxy,
+        "matches": [
+            {
+                "layer": m.layer,
+                "effect": m.effect,
+                "scope": m.entry.indicator.scope.value,
+                "target": m.entry.indicator.value,
+                "action": m.entry.action.value,
+                "source": m.entry.source,
+                "reference": m.entry.reference,
+                "category": m.entry.category,
+            }
+            for m in treatment.matches
+        ],
+    }
 
 
 # --- audit

@@ -119,9 +119,18 @@ async def get_intake(request: web.Request, who: Principal) -> web.Response:
 
 
 async def _outcome(request: web.Request, who: Principal, state: IntakeState) -> web.Response:
-    ctx = request.app[CONTEXT]
     item_id = _item_id(request)
     body = parse_body(await request.read(), IntakeOutcome)
+    result = await decide_item(request.app, state, item_id, who.name, body.reason)
+    return web.json_response(result_json(result))
+
+
+async def decide_item(
+    app: web.Application, state: IntakeState, item_id: int, actor: str, reason: str
+) -> TriageResult:
+    """Give a pending item its outcome (the triage rules apply) on the store-writer
+    thread; the daemon is told when decisions were made."""
+    ctx = app[CONTEXT]
     triage = triage_of(ctx)
     action = {
         IntakeState.ACCEPTED: triage.accept,
@@ -131,12 +140,12 @@ async def _outcome(request: web.Request, who: Principal, state: IntakeState) -> 
     }[state]
 
     def run() -> TriageResult:
-        result = action(item_id, who.name, body.reason)
+        result = action(item_id, actor, reason)
         if result.decisions:
             ctx.on_change()
         return result
 
-    return web.json_response(result_json(await write(request.app, run)))
+    return await write(app, run)
 
 
 async def accept_intake(request: web.Request, who: Principal) -> web.Response:

@@ -19,12 +19,21 @@ starts, each in the foreground in the lab's process group:
 - then the daemon itself, in this process. Once it is ready, ``lab.json`` (0600) says
   where everything is::
 
-    {"dir", "config", "api", "metrics", "tokens": {"noc", "analyst", "supervisor",
+    {"dir", "config", "api", "console", "metrics", "tokens": {"noc", "analyst", "supervisor",
      "admin"}, "resolvers": [{"name", "host", "port"}], "sites", "origin", "stop_page",
      "rpz_zone_file", "proxy": {"host", "port"}, "hosted_example": {"host", "customer"},
      "smtp_sink", "webhook_sink", "authoritative": {"host", "port"}, "web_port",
      "report_page", "appeal_page", "mailbox": {"imap", "user", "password",
-     "tls_certificate", "trusted_sender", "reference_pattern", "dkim_key", "dkim_selector"}}
+     "tls_certificate", "trusted_sender", "reference_pattern", "dkim_key", "dkim_selector"},
+     "fleet": {"resolvers": [{"name", "kind", "region", "host", "port"}],
+               "proxies": [{"name", "host", "port"}]}}
+
+With ``fleet_resolvers`` (``edgeagent lab --fleet [--resolvers N]``) a small national
+fleet runs beside them, every daemon from its ``edgeagent render`` snippet
+(:mod:`edgeagent.lab.fleet`): two hidden primaries the agent publishes to, a BIND
+distribution secondary per region, and N resolvers of mixed kinds (BIND, Unbound,
+PowerDNS Recursor, Knot Resolver). ``fleet`` lists every resolver the agent verifies and
+every proxy (the lab's Squid, its forward-proxy port).
 
 Addresses: one 127.0.N.0/24 block per lab (origin .10, Squid and sniproxy .80, stop page
 .81, unfiltered DNS .53). As root the web ports are 80/443 and the unfiltered DNS is on
@@ -56,6 +65,7 @@ from typing import Any
 
 from edgeagent.config import BUNDLED_LISTS_DIR, load_config
 from edgeagent.lab.daemons import DaemonError, ProcessGroup, free_port, free_tcp_port
+from edgeagent.lab.fleet import loopback_inventory, resolver_kinds, start_fleet
 from edgeagent.lab.intake import LabIntake, prepare_appeal_key, start_lab_intake
 from edgeagent.lab.proxy import start_sniproxy, start_squid
 from edgeagent.lab.resolvers import (
@@ -71,6 +81,7 @@ from edgeagent.lab.sinks import SmtpSink, WebhookSink
 from edgeagent.lab.sites import HOSTED, SITES, STOP_HOST, ZONE, Origin, lab_zone
 from edgeagent.logs import fields
 from edgeagent.model import DesiredState
+from edgeagent.render.writing import shipped_templates
 from edgeagent.rpz.compiler import RpzSettings
 from edgeagent.rpz.enforcer import RpzConfig, compiler_settings
 from edgeagent.rpz.publishers.base import ZoneRelease
@@ -356,10 +367,13 @@ class Lab:
 
     announce: Callable[[Lab], None] | None = None
 
-    def __init__(self, directory: Path | None = None, *, keep: bool = False) -> None:
+    def __init__(
+        self, directory: Path | None = None, *, keep: bool = False, fleet_resolvers: int = 0
+    ) -> None:
         # Remove on exit only what the lab created: a new directory, or one that was empty.
         self.owned = directory is None or not directory.exists() or not any(directory.iterdir())
         self.keep = keep
+        self.fleet_resolvers = fleet_resolvers
         self.directory = (directory or Path(tempfile.mkdtemp(prefix="edgeagent-lab-"))).resolve()
         self.plan = LabPlan(self.directory)
         self.info: dict[str, Any] = {}
@@ -498,12 +512,23 @@ class Lab:
                 group=self.group,
             )
 
+        fleet_config, fleet_resolvers = self._start_fleet()
+        lab_resolvers = [
+            {
+                "name": "bind-secondary",
+                "kind": "bind",
+                "host": secondary.host,
+                "port": secondary.port,
+            },
+            {"name": "unbound", "kind": "unbound", "host": unbound.host, "port": unbound.port},
+        ]
         self.info.update(
             {
-                "resolvers": [
-                    {"name": "bind-secondary", "host": secondary.host, "port": secondary.port},
-                    {"name": "unbound", "host": unbound.host, "port": unbound.port},
-                ],
+                "resolvers": [{k: v for k, v in r.items() if k != "kind"} for r in lab_resolvers],
+                "fleet": {
+                    "resolvers": [{**r, "region": "lab"} for r in lab_resolvers] + fleet_resolvers,
+                    "proxies": [{"name": "squid", "host": addr.proxy, "port": squid.proxy_port}],
+                },
                 "sites": list(SITES),
                 "origin": origin.url,
                 "stop_page": f"{stop_base}/blocked",
@@ -526,7 +551,21 @@ class Lab:
             squid.proxy_port,
             appeal_url=f"{intake.pages}/appeal",
         )
-        return peers + intake.config_text(auth.port, "hosting-mail")
+        return peers + intake.config_text(auth.port, "hosting-mail") + fleet_config
+
+    def _start_fleet(self) -> tuple[str, list[dict[str, Any]]]:
+        """The rendered fleet, when asked for: the agent's config fragment (its publishers
+        and resolvers, as rendered) and the resolvers for ``lab.json``."""
+        if not self.fleet_resolvers:
+            return "", []
+        base = self._mkdir("fleet")
+        inventory = loopback_inventory(base, resolver_kinds(self.fleet_resolvers))
+        start_fleet(base, inventory, _bootstrap_rpz(), shipped_templates(), group=self.group)
+        resolvers = [
+            {"name": r.name, "kind": r.kind, "region": r.region, "host": r.address, "port": r.port}
+            for r in inventory.resolvers
+        ]
+        return (base / "agent" / "fleet.toml").read_text(encoding="utf-8"), resolvers
 
     def _mkdir(self, name: str) -> Path:
         path = self.directory / name
@@ -562,6 +601,7 @@ class Lab:
             await asyncio.sleep(1)
         self.info["api"] = daemon.api_url
         self.info["metrics"] = daemon.metrics_url
+        self.info["console"] = daemon.console_url
         _write_private(self.plan.info_path, json.dumps(self.info, indent=2) + "\n")
         if self.announce is not None:
             self.announce(self)
@@ -611,8 +651,13 @@ def _bootstrap_rpz() -> RpzSettings:
     return compiler_settings(RpzConfig(zone=RPZ_ZONE, exception_zone=RPZ_EXCEPTION_ZONE), {})
 
 
-def run_lab(directory: Path | None, keep: bool, announce: Callable[[Lab], None]) -> None:
+def run_lab(
+    directory: Path | None,
+    keep: bool,
+    announce: Callable[[Lab], None],
+    fleet_resolvers: int = 0,
+) -> None:
     """Run a lab until Ctrl-C/SIGTERM (the CLI's ``edgeagent lab``)."""
-    lab = Lab(directory, keep=keep)
+    lab = Lab(directory, keep=keep, fleet_resolvers=fleet_resolvers)
     lab.announce = announce
     asyncio.run(lab.run())

@@ -7,7 +7,8 @@ Owns three config sections:
   ``divert``, and each feed's ``action``: :func:`compiler_settings`);
 * ``[publishers.NAME]`` -> one publisher per enabled entry, of the kind its ``kind`` names
   (:mod:`edgeagent.rpz.publishers.kinds`);
-* ``[[resolvers]]`` (:class:`ResolverConfig`) -> the
+* ``[[resolvers]]`` (:class:`ResolverConfig`), and every resolver of the fleet inventory
+  ``rpz.inventory`` names (:mod:`edgeagent.render.inventory`), -> the
   :class:`~edgeagent.rpz.verify.Verifier`'s targets. Each publisher is told the resolvers
   it reaches most directly (:func:`verified_by`): ``http-notify`` those it notifies,
   ``bind-update`` the ``kind = "bind"`` ones (plus, without a ``zonefile`` publisher, the
@@ -27,11 +28,12 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import Field, Strict, model_validator
+from pydantic import AfterValidator, Field, PrivateAttr, Strict, model_validator
 
-from edgeagent.configtypes import ConfigModel, DnsName, Host, Items, Name, Port
+from edgeagent.configtypes import ConfigModel, DnsName, Host, InputFile, Items, Name, Port
 from edgeagent.enforcement.base import (
     Enforced,
     Enforcer,
@@ -41,9 +43,10 @@ from edgeagent.enforcement.base import (
     FleetMember,
     PeriodicJob,
 )
-from edgeagent.errors import ConfigProblem
+from edgeagent.errors import ConfigError, ConfigProblem
 from edgeagent.model import DesiredState
 from edgeagent.plugins import PluginField, own_config
+from edgeagent.render.inventory import Inventory, load_inventory
 from edgeagent.rpz.compiler import RpzAction, RpzSettings
 from edgeagent.rpz.publishers.base import (
     Publisher,
@@ -61,6 +64,18 @@ VERIFY_TIMEOUT = 0.0
 # A resolver behind for longer than this at a verify is sent a NOTIFY of its own: the
 # primary's transfer normally takes well under a second.
 LAG_NUDGE_SECONDS = 5.0
+
+
+def _readable_inventory(path: Path) -> Path:
+    _inventory(path)
+    return path
+
+
+def _inventory(path: Path) -> Inventory:
+    try:
+        return load_inventory(path)
+    except ConfigError as exc:
+        raise ValueError("; ".join(str(p) for p in exc.problems)) from None
 
 
 class RpzConfig(ConfigModel):
@@ -86,12 +101,37 @@ class RpzConfig(ConfigModel):
     verify_interval_seconds: Annotated[int, Field(ge=5)] = 60
     serial_grace_seconds: Annotated[int, Field(ge=0)] = 120
     region_quorum: Annotated[float, Field(gt=0, le=1)] = 0.5
+    # The fleet inventory `edgeagent render` reads: its resolvers are verified as if each
+    # had its own [[resolvers]] block.
+    inventory: Annotated[InputFile, AfterValidator(_readable_inventory)] | None = None
+
+    _fleet: tuple[ResolverConfig, ...] = PrivateAttr(default=())
 
     @model_validator(mode="after")
     def _zones_differ(self) -> RpzConfig:
         if self.zone == self.exception_zone:
             raise ValueError("zone and exception_zone must differ")
         return self
+
+    @model_validator(mode="after")
+    def _fleet_resolvers(self) -> RpzConfig:
+        if self.inventory is not None:
+            self._fleet = tuple(
+                ResolverConfig(
+                    name=r.name,
+                    host=r.address,
+                    port=r.port,
+                    kind=r.kind if r.kind in ("bind", "unbound") else "other",
+                    region=r.region,
+                )
+                for r in _inventory(self.inventory).resolvers
+            )
+        return self
+
+    @property
+    def fleet_resolvers(self) -> tuple[ResolverConfig, ...]:
+        """The inventory's resolvers (none without ``inventory``)."""
+        return self._fleet
 
     @property
     def can_divert(self) -> bool:
@@ -122,6 +162,10 @@ class RpzEnforcerConfig(EnforcerConfig):
     )
     resolvers: Items[ResolverConfig] = ()
 
+    def verified_resolvers(self) -> tuple[ResolverConfig, ...]:
+        """``[[resolvers]]`` and the inventory's resolvers: every one the agent checks."""
+        return (*self.resolvers, *self.rpz.fleet_resolvers)
+
     def enabled_publishers(self) -> dict[str, PublisherConfig]:
         return {name: p for name, p in sorted(self.publishers.items()) if p.enabled}
 
@@ -144,6 +188,13 @@ class RpzEnforcerConfig(EnforcerConfig):
             if resolver.name in seen:
                 problems.append(ConfigProblem(f"resolvers[{i}].name", "duplicate resolver name"))
             seen.add(resolver.name)
+        for resolver in self.rpz.fleet_resolvers:
+            if resolver.name in seen:
+                problems.append(
+                    ConfigProblem(
+                        "rpz.inventory", f"resolver {resolver.name} also in [[resolvers]]"
+                    )
+                )
         return problems
 
     def summary_lines(self) -> list[str]:
@@ -156,8 +207,9 @@ class RpzEnforcerConfig(EnforcerConfig):
         for name, pub in sorted(self.publishers.items()):
             state = "" if pub.enabled else " (disabled)"
             lines.append(f"  {name:<16} {pub.kind}{state}")
-        lines.append(f"resolvers   {len(self.resolvers)}")
-        lines.extend(f"  {r.name:<16} {r.kind:<8} {r.host}:{r.port}" for r in self.resolvers)
+        resolvers = self.verified_resolvers()
+        lines.append(f"resolvers   {len(resolvers)}")
+        lines.extend(f"  {r.name:<16} {r.kind:<8} {r.host}:{r.port}" for r in resolvers)
         return lines
 
     def default_feed_action(self) -> Literal["nxdomain", "nodata", "stop-page"]:
@@ -216,7 +268,8 @@ def build_publishing(config: RpzEnforcerConfig, context: EnforcerContext) -> Rpz
     """Publishers, verifier and serial store for ``config`` (reads the publishers' secrets)."""
     rpz = compiler_settings(config.rpz, context.feeds)
     enabled = config.enabled_publishers()
-    targets = verified_by(enabled, [r.target() for r in config.resolvers])
+    resolvers = config.verified_resolvers()
+    targets = verified_by(enabled, [r.target() for r in resolvers])
     publishers: list[Publisher[Any]] = [
         PUBLISHER_KINDS.plugin(cfg).from_config(
             name,
@@ -235,7 +288,7 @@ def build_publishing(config: RpzEnforcerConfig, context: EnforcerContext) -> Rpz
     verifier = Verifier(
         [
             ResolverCheck(r.target(), counts_for_readiness=r.serial_check != "none")
-            for r in config.resolvers
+            for r in resolvers
         ],
         rpz.canary,
         grace_seconds=config.rpz.serial_grace_seconds,
@@ -264,7 +317,7 @@ class RpzEnforcer(Enforcer):
     @classmethod
     def from_config(cls, config: EnforcerConfig, context: EnforcerContext) -> Self:
         cfg = own_config(config, RpzEnforcerConfig)
-        active = bool(cfg.enabled_publishers() or cfg.resolvers)
+        active = bool(cfg.enabled_publishers() or cfg.verified_resolvers())
         return cls(cfg, context, build_publishing(cfg, context) if active else None)
 
     @property
@@ -314,7 +367,7 @@ class RpzEnforcer(Enforcer):
             return ()
         seen = {r.name: r for r in self.publishing.verification.resolvers}
         members = []
-        for cfg in self.sections.resolvers:
+        for cfg in self.sections.verified_resolvers():
             r = seen.get(cfg.name)
             members.append(
                 FleetMember(
@@ -344,7 +397,8 @@ class RpzEnforcer(Enforcer):
         metrics = self.context.metrics
         for name in set(self.sections.enabled_publishers()) - set(kept.enabled_publishers()):
             metrics.forget_publisher(name)
-        for name in {r.name for r in self.sections.resolvers} - {r.name for r in kept.resolvers}:
+        before = {r.name for r in self.sections.verified_resolvers()}
+        for name in before - {r.name for r in kept.verified_resolvers()}:
             metrics.forget_resolver(name)
 
     async def close(self) -> None:

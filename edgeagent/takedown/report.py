@@ -36,6 +36,8 @@ class TakedownReport:
     start: datetime
     end: datetime
     rows: tuple[ReportRow, ...]
+    # Minutes from notice to removal of each removed ticket (the distribution's data).
+    minutes: tuple[float, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -88,7 +90,8 @@ def build_report(tickets: Iterable[Ticket], start: datetime, end: datetime) -> T
     for t in items:
         by_source.setdefault(t.source, []).append(t)
     rows = [_row("all", items)] + [_row(s, by_source[s]) for s in sorted(by_source)]
-    return TakedownReport(start, end, tuple(rows))
+    minutes = tuple(m for t in items if (m := t.minutes_to_removal) is not None)
+    return TakedownReport(start, end, tuple(rows), minutes)
 
 
 CSV_COLUMNS = (

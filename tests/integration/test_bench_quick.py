@@ -30,9 +30,11 @@ BENCHMARKS = (
     "proxy_helper",
     "squid_e2e",
     "fleet_verify",
+    "fleet_fanout",
     "bulk_notice",
     "mail_notices",
     "leader_failover",
+    "console_pages",
     "edge_fleet",
 )
 

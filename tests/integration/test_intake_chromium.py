@@ -8,7 +8,6 @@ reached through the stop page's appeal link, which carries the opaque entry refe
 from __future__ import annotations
 
 import asyncio
-import shutil
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,7 +16,6 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from selenium import webdriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 
@@ -27,7 +25,7 @@ from edgeagent.intake.settings import IntakeSettings
 from edgeagent.intake.triage import Triage
 from edgeagent.store import SqliteStore
 from tests.support.api import make_guard
-from tests.support.binaries import require_binary
+from tests.support.chromium import chromium_driver
 
 pytestmark = pytest.mark.integration
 
@@ -73,36 +71,8 @@ def store(tmp_path: Path) -> Iterator[SqliteStore]:
 @contextmanager
 def _driver(tmp_path: Path) -> Iterator[Any]:
     """Headless Chromium with JavaScript off, a fresh profile, no background traffic."""
-    chromium = require_binary("chromium")
-    driver_bin = shutil.which("chromedriver")
-    if driver_bin is None:
-        pytest.fail("chromedriver not installed (Debian chromium-driver; ./dev installs it)")
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = chromium
-    for flag in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={tmp_path / 'profile'}",
-        "--blink-settings=scriptEnabled=false",
-    ):
-        opts.add_argument(flag)
-    opts.add_experimental_option(
-        "prefs", {"profile.managed_default_content_settings.javascript": 2}
-    )
-    service = webdriver.ChromeService(executable_path=driver_bin)
-    driver = webdriver.Chrome(options=opts, service=service)
-    driver.set_page_load_timeout(60)
-    driver.implicitly_wait(20)  # a submitted form's answer page may take a moment to load
-    try:
+    with chromium_driver(tmp_path / "profile") as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 def tab_to(driver: Any, element_id: str, *, limit: int = 40) -> None:

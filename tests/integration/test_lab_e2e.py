@@ -3,8 +3,9 @@
 The lab runs as a subprocess (its own session, so its process group is ours to signal);
 everything is real: named (hidden primary, secondary resolver, authoritative lab.test),
 Unbound fed over HTTP, Squid with the helper, sniproxy, the origin, SMTP and webhook
-sinks, and the daemon. The tests run in file order and share the lab; the last one stops
-it with SIGTERM and checks that nothing is left behind.
+sinks, the daemon, and (``--fleet``) six rendered resolvers of every kind behind two
+hidden primaries and regional distribution secondaries. The tests run in file order and
+share the lab; the last one stops it with SIGTERM and checks that nothing is left behind.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import dkim
+import dns.exception
 import dns.message
 import dns.query
 import dns.rcode
@@ -89,7 +91,7 @@ def lab() -> Iterator[Lab]:
     directory = base / "lab"
     out = (base / "lab.out").open("wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "edgeagent.cli", "lab", "--dir", str(directory)],
+        [sys.executable, "-m", "edgeagent.cli", "lab", "--dir", str(directory), "--fleet"],
         stdout=out,
         stderr=subprocess.STDOUT,
         start_new_session=True,  # its own process group, signalled as a whole below
@@ -158,8 +160,9 @@ def stop_page(status: int, location: str) -> tuple[int, str]:
 
 def test_lab_json_has_every_key(lab: Lab) -> None:
     info = lab.info
-    for key in ("api", "metrics", "tokens", "resolvers", "sites", "origin", "stop_page"):
+    for key in ("api", "console", "metrics", "tokens", "resolvers", "sites", "origin", "stop_page"):
         assert info[key], key
+    assert info["console"] == info["api"] + "/console/"
     assert {r["name"] for r in info["resolvers"]} == {"bind-secondary", "unbound"}
     assert set(info["tokens"]) == {"noc", "analyst", "supervisor", "admin"}
     assert Path(info["rpz_zone_file"]).is_file()
@@ -172,6 +175,12 @@ def test_lab_json_has_every_key(lab: Lab) -> None:
         assert mailbox[key], key
     with urllib.request.urlopen(info["report_page"], timeout=5) as resp:
         assert resp.status == 200
+    # --fleet: the lab's resolvers and six rendered ones of every kind, the lab's proxy.
+    fleet = info["fleet"]
+    assert len(fleet["resolvers"]) == 2 + 6
+    assert {r["kind"] for r in fleet["resolvers"]} == {"bind", "unbound", "powerdns", "knot"}
+    assert all({"name", "kind", "region", "host", "port"} <= set(r) for r in fleet["resolvers"])
+    assert fleet["proxies"] == [{"name": "squid", **info["proxy"]}]
     # The sites start unblocked: they resolve to the origin at both resolvers.
     origin = urlsplit(info["origin"]).hostname
     for r in info["resolvers"]:
@@ -231,13 +240,20 @@ def test_domain_decision_blocks_then_revoke_restores(lab: Lab) -> None:
     decision = lab.decide(site, "domain", "LAB-E2E-DOMAIN")
 
     def nxdomain(r: dict[str, Any]) -> Callable[[], bool]:
-        return lambda: ask(r, site).rcode() == dns.rcode.NXDOMAIN
+        def blocked() -> bool:
+            # Until the policy arrives a fleet resolver (no forwarders) recurses, in vain.
+            try:
+                return ask(r, site).rcode() == dns.rcode.NXDOMAIN
+            except dns.exception.Timeout:
+                return False
+
+        return blocked
 
     def resolves(r: dict[str, Any]) -> Callable[[], bool]:
         return lambda: addresses(ask(r, site)) == {origin}
 
-    for r in info["resolvers"]:
-        wait_for(f"NXDOMAIN for {site} at {r['name']}", nxdomain(r), 5)
+    for r in info["fleet"]["resolvers"]:  # the lab's two and the rendered fleet's
+        wait_for(f"NXDOMAIN for {site} at {r['name']}", nxdomain(r), 10)
     lab.api("POST", f"/v1/decisions/{decision['id']}/revoke", {"reason": "test over"}, "supervisor")
     for r in info["resolvers"]:
         wait_for(f"{site} resolving again at {r['name']}", resolves(r), 5)
@@ -341,7 +357,7 @@ def test_status_metrics_and_readiness(lab: Lab) -> None:
         lines = [ln for ln in text.splitlines() if ln.startswith("edgeagent_rpz_canary_ok{")]
         proxy = [ln for ln in text.splitlines() if ln.startswith("edgeagent_proxy_canary_ok{")]
         ok = all(ln.endswith(" 1.0") for ln in lines + proxy)
-        return ok and len(lines) == len(info["resolvers"]) and len(proxy) == 1
+        return ok and len(lines) == len(info["fleet"]["resolvers"]) and len(proxy) == 1
 
     wait_for("canary ok at every resolver and the proxy", canaries_ok, 20)
     with urllib.request.urlopen(base + "/readyz", timeout=5) as resp:

@@ -35,7 +35,13 @@ from edgeagent.lab.resolvers import (
 from edgeagent.model import DesiredState
 from edgeagent.rpz.compiler import RpzSettings
 from edgeagent.rpz.publishers.base import ResolverTarget, ZoneRelease, query_all
-from tests.support.agent import AGENT, create_token, http_json, running_agent
+from tests.support.agent import (
+    AGENT,
+    agent_listeners_toml,
+    create_token,
+    http_json,
+    running_agent,
+)
 from tests.support.api import decision_body
 from tests.support.polling import wait_for
 from tests.support.ports import free_port
@@ -98,18 +104,7 @@ def config_text(
         f'kind = "{name.split("-")[0]}"\nregion = "{"north" if i % 2 else "south"}"\n'
         for i, (name, port) in enumerate(sorted(ports.items()))
     )
-    return f"""
-[agent]
-state_dir = "{base / "state"}"
-
-[api]
-host = "{HOST}"
-port = {api}
-
-[metrics]
-host = "{HOST}"
-port = {met}
-
+    return f"""{agent_listeners_toml(base / "state", api, met)}
 [rpz]
 zone = "{RPZ_ZONE}"
 exception_zone = "{RPZ_EXCEPTION_ZONE}"

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import struct
 import subprocess
-import zlib
 from pathlib import Path
 
 import pytest
@@ -13,21 +11,9 @@ from aiohttp import web
 
 from edgeagent.proxy.stoppage import StopPageSettings, StopPageSource, create_stop_page_app
 from tests.support.binaries import require_binary
+from tests.support.chromium import png_pixel_spread
 
 pytestmark = pytest.mark.integration
-
-
-def png_pixel_spread(data: bytes) -> int:
-    """Number of distinct byte values in the decoded PNG rows (tiny zlib-based decoder)."""
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    pos, idat = 8, b""
-    while pos < len(data):
-        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
-        if kind == b"IDAT":
-            idat += data[pos + 8 : pos + 8 + length]
-        pos += 12 + length
-    raw = zlib.decompress(idat)
-    return len(set(raw[::7]))
 
 
 async def test_chromium_renders_the_stop_page(tmp_path: Path) -> None:

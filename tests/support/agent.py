@@ -21,7 +21,7 @@ from typing import Any
 
 from edgeagent.lab.edges import AGENT, create_token
 
-__all__ = ["AGENT", "create_token", "http_json", "running_agent"]
+__all__ = ["AGENT", "agent_listeners_toml", "create_token", "http_json", "running_agent"]
 
 
 def http_json(method: str, url: str, token: str | None = None, body: Any = None) -> tuple[int, Any]:
@@ -47,6 +47,15 @@ def _wait_answering(url: str, deadline: float) -> None:
         except OSError:
             time.sleep(0.1)
     raise AssertionError(f"{url} never answered")
+
+
+def agent_listeners_toml(state_dir: Path, api_port: int, metrics_port: int) -> str:
+    """The ``[agent]``, ``[api]`` and ``[metrics]`` sections of a test agent on loopback."""
+    return (
+        f'[agent]\nstate_dir = "{state_dir}"\n\n'
+        f'[api]\nhost = "127.0.0.1"\nport = {api_port}\n\n'
+        f'[metrics]\nhost = "127.0.0.1"\nport = {metrics_port}\n'
+    )
 
 
 @contextlib.contextmanager

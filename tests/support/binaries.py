@@ -25,6 +25,8 @@ _PACKAGES = {
     "squid": "squid",
     "pdns_recursor": "pdns-recursor",
     "kresd": "knot-resolver",
+    "knotc": "knot",
+    "knotd": "knot",
     "promtool": "prometheus",
     "prometheus": "prometheus",
     "sniproxy": "sniproxy",

@@ -22,6 +22,8 @@ from edgeagent.api import create_app
 from edgeagent.api.feed_routes import feed_routes
 from edgeagent.api.routes import ROUTES, Route
 from edgeagent.api.takedown_routes import takedown_routes
+from edgeagent.console.app import Services, add_console
+from edgeagent.console.settings import ConsoleSettings
 from edgeagent.feeds.base import FeedFormat, FeedKind, FeedSpec
 from edgeagent.feeds.runner import FeedRunner
 from edgeagent.metrics import Metrics
@@ -41,6 +43,7 @@ class FullApi:
     store: SqliteStore
     tokens: dict[str, str]
     routes: tuple[Route, ...]
+    takedown: TakedownService | None = None
 
     async def call(
         self,
@@ -90,8 +93,11 @@ def concrete_path(template: str) -> str:
 
 
 @asynccontextmanager
-async def full_api(directory: Path, **settings: Any) -> AsyncIterator[FullApi]:
-    """See the module docstring; ``settings`` go to the ``ApiContext``."""
+async def full_api(
+    directory: Path, console: ConsoleSettings | None = None, **settings: Any
+) -> AsyncIterator[FullApi]:
+    """See the module docstring; ``settings`` go to the ``ApiContext``; with ``console``,
+    the NTD console is served too (over the same takedown service and feed runner)."""
     store = SqliteStore(directory / "store.sqlite3")
     guard = make_guard(directory / "protected")
     tokens = add_tokens(store)
@@ -114,10 +120,12 @@ async def full_api(directory: Path, **settings: Any) -> AsyncIterator[FullApi]:
     service = TakedownService(store, tickets, locator, [])
     routes = (*ROUTES, *feed_routes(runner), *takedown_routes(service))
     app = create_app(make_context(store, guard, **settings), routes)
+    if console is not None:
+        add_console(app, console, routes, Services(takedown=service, feeds=runner))
     client = TestClient(TestServer(app))
     await client.start_server()
     try:
-        yield FullApi(client, store, tokens, routes)
+        yield FullApi(client, store, tokens, routes, service)
     finally:
         await client.close()
         await runner.close()

@@ -18,10 +18,11 @@ from edgeagent.errors import ConfigError
 from edgeagent.intake.mail.ack import reply_message
 from edgeagent.intake.mail.classify import Quarantined, TrustedNotice, classify
 from edgeagent.intake.mail.message import find_urls, parse_message
-from edgeagent.intake.mail.notices import Acknowledgement
+from edgeagent.intake.mail.notices import Acknowledgement, MailIntake
 from edgeagent.intake.mail.settings import MailIntakeSettings, MailSenderSettings
 from edgeagent.intake.mail.signature import DkimVerdict, verify_sender
 from edgeagent.lab.mailbox import DkimKey, dkim_key
+from edgeagent.metrics import Metrics
 from edgeagent.proxy.squid_helper import read_appeal_key
 from tests.support.mail import HOTLINE, SENDERS, notice, urls_body
 
@@ -223,22 +224,28 @@ def test_the_squid_helper_goes_on_without_an_unreadable_appeal_key(tmp_path: Pat
     assert read_appeal_key(tmp_path / "good.key") == b"k" * 32
 
 
-async def test_the_poller_counts_failures_and_keeps_polling(tmp_path: Path) -> None:
-    from edgeagent.intake.mail.imap import ImapMailbox, MailboxError
+def _unreachable_mailbox_intake(tmp_path: Path, metrics: Metrics | None = None) -> MailIntake:
+    """An intake whose store is never reached: its mailbox fails first."""
     from edgeagent.intake.mail.ledger import MailLedger
-    from edgeagent.intake.mail.notices import MailIntake, MailPoller
-    from edgeagent.metrics import Metrics
+    from edgeagent.intake.mail.notices import MailIntake
 
-    metrics = Metrics()
-    settings = MailIntakeSettings.model_validate({"poll_seconds": 0.01})
-    intake = MailIntake(
-        settings,
-        None,  # type: ignore[arg-type]  # never reached: the mailbox fails first
+    return MailIntake(
+        MailIntakeSettings.model_validate({"poll_seconds": 0.01}),
+        None,  # type: ignore[arg-type]
         lambda channel, content: None,  # type: ignore[arg-type,return-value]
         MailLedger.in_state_dir(tmp_path),
         LOOKUP,
         metrics=metrics,
     )
+
+
+async def test_the_poller_counts_failures_and_keeps_polling(tmp_path: Path) -> None:
+    from edgeagent.intake.mail.imap import ImapMailbox, MailboxError
+    from edgeagent.intake.mail.notices import MailPoller
+    from edgeagent.metrics import Metrics
+
+    metrics = Metrics()
+    intake = _unreachable_mailbox_intake(tmp_path, metrics)
     attempts: list[int] = []
 
     def broken() -> ImapMailbox:
@@ -261,17 +268,9 @@ async def test_the_poller_counts_failures_and_keeps_polling(tmp_path: Path) -> N
 
 async def test_only_the_leader_reads_the_mailbox(tmp_path: Path) -> None:
     from edgeagent.intake.mail.imap import ImapMailbox, MailboxError
-    from edgeagent.intake.mail.ledger import MailLedger
-    from edgeagent.intake.mail.notices import MailIntake, MailPoller
+    from edgeagent.intake.mail.notices import MailPoller
 
-    settings = MailIntakeSettings.model_validate({"poll_seconds": 0.01})
-    intake = MailIntake(
-        settings,
-        None,  # type: ignore[arg-type]  # never reached: the mailbox fails first
-        lambda channel, content: None,  # type: ignore[arg-type,return-value]
-        MailLedger.in_state_dir(tmp_path),
-        LOOKUP,
-    )
+    intake = _unreachable_mailbox_intake(tmp_path)
     leading = [False]
     opened: list[bool] = []
 
