@@ -129,7 +129,7 @@ def index_rows(n: int, changes: int = 20) -> list[Row]:
     ]
 
 
-def fleet_rows(decisions: int) -> list[Row]:
+def fleet_rows(decisions: int, proxies: int = 3) -> list[Row]:
     from edgeagent.lab.daemons import HOST
     from edgeagent.lab.edges import EdgeFleet, refused, wait_for
 
@@ -138,7 +138,7 @@ def fleet_rows(decisions: int) -> list[Row]:
     fleet = EdgeFleet(root, {"news.site.test": HOST, "canary.edgeagent.example": HOST})
     seconds: list[float] = []
     try:
-        fleet.start(3)
+        fleet.start(proxies)
         version = fleet.policy_version()
         for edge in fleet.edges:
             wait_for(edge.name, lambda e=edge: e.version() == version, 30)
@@ -155,7 +155,7 @@ def fleet_rows(decisions: int) -> list[Row]:
         shutil.rmtree(root, ignore_errors=True)
     seconds.sort()
     p99 = seconds[min(len(seconds) - 1, round(0.99 * (len(seconds) - 1)))]
-    n = f"3 proxies, {decisions} decisions"
+    n = f"{proxies} proxies, {decisions} decisions"
     return [
         Row(
             f"decision -> refused at every proxy p50 ({n})",
@@ -184,5 +184,5 @@ def _closed_port() -> int:
 def rows(quick: bool) -> list[Row]:
     return [
         *index_rows(100_000 if quick else 1_000_000, 5 if quick else 20),
-        *fleet_rows(5 if quick else 40),
+        *(fleet_rows(3, proxies=1) if quick else fleet_rows(40)),
     ]
