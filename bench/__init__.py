@@ -298,6 +298,13 @@ def _console_pages(quick: bool) -> list[Row]:
     return console_pages.rows(quick)
 
 
+def _edge_fleet(quick: bool) -> list[Row]:
+    """Edge role: a change to a 1,000,000-entry proxy index, its bytes, decision -> refused."""
+    from bench import edge_fleet
+
+    return edge_fleet.rows(quick)
+
+
 REGISTRY: dict[str, Benchmark] = {
     "store_ingest": _store_ingest,
     "store_ingest_postgresql": _store_ingest_postgresql,
@@ -317,5 +324,6 @@ REGISTRY: dict[str, Benchmark] = {
     "mail_notices": _mail_notices,
     "leader_failover": _leader_failover,
     "console_pages": _console_pages,
+    "edge_fleet": _edge_fleet,
 }
 """Benchmark name -> runner, in the order BENCHMARKS.md lists them."""

@@ -55,7 +55,7 @@ def _prefilter_rate(filter_file: Path, paths: list[str]) -> tuple[float, float]:
 
 
 def run(n: int, requests: int = 200_000) -> list[Row]:
-    from edgeagent.proxy.index import write_index
+    from edgeagent.proxy.indexwriter import write_index
     from edgeagent.proxy.pathfilter import filter_path, write_path_filter
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -233,7 +233,7 @@ def rows(quick: bool) -> list[Row]:
 def run(seconds: int, rounds: int) -> list[Row]:
     """``rounds`` interleaved rounds of ``seconds`` per variant; best rate of each."""
     from edgeagent.lab.proxy import render_squid_conf
-    from edgeagent.proxy.index import write_index
+    from edgeagent.proxy.indexwriter import write_index
     from edgeagent.proxy.pathfilter import filter_path, write_path_filter
 
     if shutil.which("wrk") is None:

@@ -63,14 +63,15 @@ class StagedFile:
 
 def stage_file(
     path: str | os.PathLike[str],
-    data: bytes | str | Iterable[bytes | str],
+    data: bytes | str | Iterable[bytes | memoryview | str],
     mode: int,
     group: str | int | None = None,
     check: Check | None = None,
 ) -> StagedFile:
     """Steps 1 and 2 of the contract: write, fsync and check a temporary file next to ``path``.
 
-    ``data`` is bytes, text (UTF-8) or an iterable of either (streamed, never joined).
+    ``data`` is bytes, text (UTF-8) or an iterable of those or memoryviews (streamed,
+    never joined).
     The caller commits or discards the result; use this to stage several files and switch
     them together only when all of them passed their checks.
     """
@@ -85,7 +86,9 @@ def stage_file(
             os.fchown(fd, -1, _gid(group))
         with os.fdopen(fd, "wb", buffering=1 << 20) as fh:
             fd = -1  # owned by fh now
-            chunks: Iterable[bytes | str] = [data] if isinstance(data, bytes | str) else data
+            chunks: Iterable[bytes | memoryview | str] = (
+                [data] if isinstance(data, bytes | str) else data
+            )
             for chunk in chunks:
                 fh.write(chunk.encode("utf-8") if isinstance(chunk, str) else chunk)
             fh.flush()
@@ -103,7 +106,7 @@ def stage_file(
 
 def write_atomic(
     path: str | os.PathLike[str],
-    data: bytes | str | Iterable[bytes | str],
+    data: bytes | str | Iterable[bytes | memoryview | str],
     mode: int,
     group: str | int | None = None,
     check: Check | None = None,

@@ -299,6 +299,25 @@ def cmd_lookup(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_edge_keygen(args: argparse.Namespace) -> int:
+    """Write an Ed25519 key pair for signing the proxy index served to edge agents."""
+    from edgeagent.proxy.artefact import new_key_pair
+
+    private_path, public_path = Path(args.private), Path(args.public)
+    for path in (private_path, public_path):
+        if path.exists():
+            _err(f"{path} exists; not overwritten")
+            return 2
+    private, public = new_key_pair()
+    fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(private)
+    public_path.write_bytes(public)
+    print(f"private key {private_path} (0600: [proxy] signing_key_file on the centre)")
+    print(f"public key  {public_path} ([edge] public_key_file on every edge)")
+    return 0
+
+
 def cmd_fleet_status(args: argparse.Namespace) -> int:
     """Ask the running daemon's API for ``GET /v1/fleet`` and print one line per target."""
     from edgeagent.apiclient import ApiCallFailed
@@ -1252,6 +1271,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="every resolver and proxy: confirmed serial, lag, last canary (exit 1: one down)",
     )
     fs.set_defaults(func=cmd_fleet_status)
+    edge = sub.add_parser("edge", help="the edge role: proxy hosts following a central agent")
+    edge_sub = edge.add_subparsers(dest="edge_command", required=True, metavar="ACTION")
+    kg = edge_sub.add_parser(
+        "keygen", help="write the Ed25519 key pair that signs the index served to edges"
+    )
+    kg.add_argument("--private", required=True, help="private key file to create (0600)")
+    kg.add_argument("--public", required=True, help="public key file to create")
+    kg.set_defaults(func=cmd_edge_keygen)
 
     report = group("report", "reports")
     rt = action(

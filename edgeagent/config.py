@@ -102,6 +102,9 @@ class AgentSettings(ConfigModel):
     # Where the NTD team works: dates and times given without a zone are read in it, and
     # the takedown business hours are in it.
     time_zone: TimeZoneName = "UTC"
+    # "edge": the proxy index follows a central agent over HTTP ([edge]) instead of this
+    # agent's own feeds and decisions.
+    role: Literal["standalone", "edge"] = "standalone"
 
     @property
     def zone(self) -> ZoneInfo:
@@ -271,6 +274,7 @@ def _cross_checks(s: Settings) -> list[ConfigProblem]:
     problems: list[ConfigProblem] = []
     for enforcer in ENFORCERS:
         problems.extend(s.sections(enforcer.Config).cross_checks(s.feeds))
+        problems.extend(s.sections(enforcer.Config).role_checks(s.agent.role))
     problems.extend(s.takedown.cross_checks())
     for key, via in (
         ("intake.notify_via", s.intake.notify_via),

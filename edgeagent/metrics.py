@@ -225,6 +225,23 @@ class Metrics:
             ["proxy"],
             registry=r,
         )
+        self.proxy_index_version = Gauge(
+            "edgeagent_proxy_index_version",
+            "Policy version of the proxy index: installed by the agent, or loaded by the "
+            "Squid helpers (the lowest any helper reports)",
+            ["where"],
+            registry=r,
+        )
+        self.edge_last_contact = Gauge(
+            "edgeagent_edge_last_contact_timestamp_seconds",
+            "Unix time an edge agent last heard from the centre (0: never)",
+            registry=r,
+        )
+        self.edge_index_refused = Counter(
+            "edgeagent_edge_index_refused_total",
+            "Index artefacts from the centre an edge refused (signature, digest, shape)",
+            registry=r,
+        )
         self.proxy_https_unenforceable = Counter(
             "edgeagent_proxy_https_unenforceable_total",
             "CONNECT requests to hosts with only URL-level entries (passed)",

@@ -114,6 +114,7 @@ def enforcer_context(
         settings.feeds,
         tuple(sorted(guard.protected)),
         settings.listeners.limits(),
+        settings.agent.role,
         fence=_counted_fence(leadership, metrics),
     )
 
@@ -447,6 +448,7 @@ class Daemon:
             feeds=self._feed_status,
             publishers=self._publisher_status,
             fleet=self.agent.enforcers.fleet,
+            edge_feed=self.agent.enforcers.edge_feed,
             reload=self._reload_status,
             plan=self.agent.plan,
             readiness=self.readiness,

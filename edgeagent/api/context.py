@@ -21,6 +21,7 @@ from typing import Any
 from aiohttp import web
 
 from edgeagent.decisions import DecisionService
+from edgeagent.enforcement.base import EdgeFeed
 from edgeagent.intake.triage import Triage
 from edgeagent.metrics import Metrics
 from edgeagent.policy import PolicyIndex
@@ -48,6 +49,10 @@ def _nothing() -> None:
     return None
 
 
+def _no_edge_feed() -> EdgeFeed | None:
+    return None
+
+
 def _no_policy() -> PolicyIndex | None:
     return None
 
@@ -60,6 +65,7 @@ class ApiContext:
     - ``policy``: the :class:`PolicyIndex` in force, or ``None`` while none is loaded.
     - ``feeds``, ``publishers``: per-feed / per-publisher state for ``GET /v1/status``.
     - ``fleet``: every resolver and proxy the enforcers verify, for ``GET /v1/fleet``.
+    - ``edge_feed``: the index served to edge agents (``/v1/policy/index``), if any.
     - ``reload``: what the last config reload applied and what needs a restart (ditto).
     - ``plan``: held generations and other pending work for ``GET /v1/plan``;
       ``plan(True)`` adds the entries each held generation would add or remove.
@@ -90,6 +96,7 @@ class ApiContext:
     feeds: Callable[[], Mapping[str, Any]] = _empty
     publishers: Callable[[], Mapping[str, Any]] = _empty
     fleet: Callable[[], Mapping[str, Any]] = _empty
+    edge_feed: Callable[[], EdgeFeed | None] = _no_edge_feed
     reload: Callable[[], Mapping[str, Any]] = _empty
     plan: Callable[[bool], Mapping[str, Any]] = _no_plan
     readiness: Callable[[], Sequence[str]] = _ready

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from aiohttp import web
 from pydantic import BaseModel
 
+from edgeagent.api import edge_handlers as eh
 from edgeagent.api import handlers as h
 from edgeagent.api import intake_handlers as ih
 from edgeagent.api import validation as v
@@ -130,6 +131,29 @@ ROUTES: tuple[Route, ...] = (
         "getFleet",
         "Every resolver and proxy: confirmed version, lag, last canary",
         response=v.FleetOut,
+    ),
+    Route(
+        "GET",
+        "/v1/policy/index",
+        Role.NOC,
+        eh.policy_index,
+        "getPolicyIndex",
+        "The proxy index for an edge agent as a signed artefact: a delta from ?since= or "
+        "the full index, headers X-Edgeagent-Index-* and ETag; ?wait= long-polls for the "
+        "next version; 304 when current",
+        query=eh.IndexQuery,
+        errors=(400, 404, 503),
+    ),
+    Route(
+        "POST",
+        "/v1/policy/index/report",
+        Role.NOC,
+        eh.policy_report,
+        "reportPolicyIndex",
+        "An edge agent reports the index version it installed and its canary (GET /v1/fleet)",
+        body=eh.EdgeReportIn,
+        status=204,
+        errors=(400, 404),
     ),
     Route(
         "GET",

@@ -43,6 +43,10 @@ for one enforcer:
 * ``status()`` -- entries for the ``publishers`` part of ``/v1/status`` (no list data).
 * ``fleet()`` -- every target it enforces at (resolvers, proxies) as
   :class:`FleetMember` values, from the last verify (``GET /v1/fleet``); none by default.
+* ``edge_feed()`` -- what it serves to edge agents that follow this one over HTTP
+  (``GET /v1/policy/index``, :class:`EdgeFeed`); ``None`` by default. With
+  ``context.role == "edge"`` an enforcer follows a centre instead of enforcing the local
+  desired state.
 * ``periodic()`` -- work it wants scheduled, declared as data (:class:`PeriodicJob`); the
   daemon schedules it, and again after a reload.
 * ``reload(config, context, state) -> Reloaded`` -- take new sections. When neither its
@@ -66,7 +70,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, Self
 
 from pydantic.fields import FieldInfo
 
@@ -77,6 +81,9 @@ from edgeagent.logs import fields
 from edgeagent.metrics import Metrics
 from edgeagent.model import DesiredState
 from edgeagent.plugins import PluginConfig
+
+if TYPE_CHECKING:
+    from edgeagent.proxy.artefact import Artefact, EdgeReport
 
 log = logging.getLogger("edgeagent.enforcement")
 
@@ -110,6 +117,7 @@ class EnforcerContext:
     feeds: Mapping[str, FeedFacts] = field(default_factory=dict)
     protected_names: tuple[str, ...] = ()
     limits: ConnectionLimits = DEFAULT_LIMITS  # for the listeners it serves
+    role: Literal["standalone", "edge"] = "standalone"  # [agent] role
     fence: Callable[[str], None] = unfenced
 
 
@@ -122,6 +130,10 @@ class EnforcerConfig(PluginConfig):
 
     def summary_lines(self) -> list[str]:
         """These sections' lines of ``edgeagent check-config`` (no secrets, no entries)."""
+        return []
+
+    def role_checks(self, role: str) -> list[ConfigProblem]:
+        """What these sections must hold for the agent's ``[agent] role``."""
         return []
 
     def default_feed_action(self) -> DnsAction | None:
@@ -185,6 +197,20 @@ class FleetMember:
             "reachable": self.reachable,
             "checked_at": self.checked_at,
         }
+
+
+class EdgeFeed(Protocol):
+    """What an enforcer serves to the edge agents following it (``/v1/policy/index``)."""
+
+    def artefact(self, since: int | None, digest: str = "") -> Artefact | None:
+        """What an edge holding the index ``since``/``digest`` needs (``None``: it is
+        current). Blocking; raises ``LookupError`` before the first publish."""
+
+    async def wait(self, since: int, seconds: float) -> None:
+        """Return when a version other than ``since`` is served, or after ``seconds``."""
+
+    def report(self, report: EdgeReport) -> None:
+        """Record what an edge says it installed."""
 
 
 class ReloadOutcome(StrEnum):
@@ -252,6 +278,10 @@ class Enforcer(ABC):
     def periodic(self) -> tuple[PeriodicJob, ...]:
         """Work to schedule while active."""
         return ()
+
+    def edge_feed(self) -> EdgeFeed | None:
+        """What it serves to edge agents, if anything."""
+        return None
 
     def inputs(self, context: EnforcerContext) -> object:
         """What this enforcer uses of ``context``: a change to it means a rebuild."""

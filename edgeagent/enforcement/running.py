@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from edgeagent.enforcement.base import (
+    EdgeFeed,
     Enforced,
     Enforcer,
     EnforcerConfig,
@@ -253,6 +254,10 @@ class Enforcers:
         for enforcer in self:
             out.update(enforcer.status())
         return out
+
+    def edge_feed(self) -> EdgeFeed | None:
+        """For ``/v1/policy/index``: the feed the first active enforcer serving one serves."""
+        return next((f for e in self.active() if (f := e.edge_feed()) is not None), None)
 
     def fleet(self) -> dict[str, Any]:
         """For ``GET /v1/fleet``: every target of every active enforcer, and what each

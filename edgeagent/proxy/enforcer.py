@@ -14,33 +14,50 @@ Owns the ``[proxy]`` config section (:class:`ProxyConfig`); active when ``enable
   the metrics. Before that, an index or path filter changed behind the agent's back
   (its digest differs from what was written) is written again from the last state, and
   ``edgeagent_drift_repairs_total{artefact="proxy-index"}`` counts it.
+- The index is kept by change (:class:`~edgeagent.proxy.indexwriter.IndexModel`): a new
+  policy version costs its changed entries, not a rebuild.
+- The edge role. With ``[proxy] signing_key_file`` the agent is a centre: it serves its
+  index to edge agents as signed artefacts (:mod:`edgeagent.proxy.distribution`) and
+  shows their reports in ``GET /v1/fleet``. With ``[agent] role = "edge"`` it follows a
+  centre (``[edge]``, :mod:`edgeagent.proxy.follower`) and ignores its local policy; the
+  canary then also checks that the helpers serve the version installed, and the result
+  goes back to the centre.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import logging
 import time
 from collections.abc import Mapping
 from dataclasses import replace
+from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from edgeagent import listeners
 from edgeagent.configtypes import (
     ConfigModel,
     Endpoint,
+    EnvName,
     HttpUrl,
+    InputFile,
     InputPath,
     Items,
     ListenHost,
     ListenPort,
+    Name,
     OutputPath,
+    SecretFile,
+    one_secret,
+    read_secret,
 )
 from edgeagent.drift import WrittenFiles
 from edgeagent.enforcement.base import (
+    EdgeFeed,
     Enforced,
     Enforcer,
     EnforcerConfig,
@@ -49,11 +66,22 @@ from edgeagent.enforcement.base import (
     FleetMember,
     PeriodicJob,
 )
+from edgeagent.errors import ConfigError, ConfigProblem
 from edgeagent.logs import fields
 from edgeagent.model import Action, DesiredState, Entry, Indicator, Scope
 from edgeagent.plugins import own_config
-from edgeagent.proxy.canary import proxy_canary
-from edgeagent.proxy.index import source_label, write_index
+from edgeagent.proxy.artefact import load_private_key, load_public_key
+from edgeagent.proxy.canary import CANARY_SOURCE, canary_version
+from edgeagent.proxy.distribution import IndexPublication
+from edgeagent.proxy.follower import FollowSettings, IndexFollower
+from edgeagent.proxy.index import source_label
+from edgeagent.proxy.indexwriter import (
+    IndexModel,
+    apply_edit,
+    install_index,
+    needs_layout,
+    stats_of,
+)
 from edgeagent.proxy.pathfilter import filter_path, write_path_filter
 from edgeagent.proxy.squid_helper import read_stats
 from edgeagent.proxy.stoppage import (
@@ -64,7 +92,6 @@ from edgeagent.proxy.stoppage import (
 )
 
 log = logging.getLogger("edgeagent.proxy")
-CANARY_SOURCE = "canary"
 INDEX_FILE_NAME = "proxy-index.bin"  # under the state directory unless index_path is set
 PUBLISHER_LABEL = "proxy-index"  # its name in metrics and /v1/status
 
@@ -85,12 +112,57 @@ class ProxyConfig(ConfigModel):
     appeal_url: HttpUrl | None = None
     help_url: HttpUrl | None = None
     templates_dir: InputPath | None = None
+    # Ed25519 private key (PEM): serve the index to edge agents (GET /v1/policy/index).
+    signing_key_file: SecretFile | None = None
+
+
+class EdgeConfig(ConfigModel):
+    """``[edge]``: the centre an edge agent (``[agent] role = "edge"``) follows."""
+
+    central_url: HttpUrl | None = None
+    name: Name | None = None  # this edge in the centre's GET /v1/fleet
+    public_key_file: InputFile | None = None  # the centre's Ed25519 public key (PEM)
+    token_file: SecretFile | None = None  # an API token of the centre (role noc)
+    token_env: EnvName | None = None
+    wait_seconds: Annotated[int, Field(ge=1, le=300)] = 30  # long-poll length
+
+    @model_validator(mode="after")
+    def _one_token(self) -> Self:
+        one_secret(self, "token", required=False)
+        return self
 
 
 class ProxyEnforcerConfig(EnforcerConfig):
-    """The proxy enforcer's section: ``[proxy]``."""
+    """The proxy enforcer's sections: ``[proxy]`` and ``[edge]``."""
 
     proxy: ProxyConfig = ProxyConfig()
+    edge: EdgeConfig = EdgeConfig()
+
+    def role_checks(self, role: str) -> list[ConfigProblem]:
+        if role != "edge":
+            return []
+        e = self.edge
+        problems = [
+            ConfigProblem(f"edge.{key}", 'required with [agent] role = "edge"')
+            for key, value in (
+                ("central_url", e.central_url),
+                ("name", e.name),
+                ("public_key_file", e.public_key_file),
+            )
+            if value is None
+        ]
+        if e.token_file is None and e.token_env is None:
+            problems.append(
+                ConfigProblem(
+                    "edge.token_file",
+                    'token_file or token_env is required with [agent] role = "edge"',
+                )
+            )
+        if not self.proxy.enabled:
+            problems.append(
+                ConfigProblem("proxy.enabled", 'must be true with [agent] role = "edge"')
+            )
+        return problems
 
     def reserved_names(self) -> set[str]:
         # The proxy canary's host: an allow of it would make the proxy canary fail.
@@ -102,7 +174,12 @@ class ProxyEnforcerConfig(EnforcerConfig):
     def summary_lines(self) -> list[str]:
         p = self.proxy
         on = f"on, stop page {p.status}, fail-{p.fail_mode}" if p.enabled else "off"
-        return [f"proxy       {on}"]
+        if p.enabled and p.signing_key_file is not None:
+            on += ", serves edges"
+        lines = [f"proxy       {on}"]
+        if self.edge.central_url is not None:
+            lines.append(f"edge        {self.edge.name} follows {self.edge.central_url}")
+        return lines
 
 
 def stop_page_settings(proxy: ProxyConfig, feeds: Mapping[str, FeedFacts]) -> StopPageSettings:
@@ -120,7 +197,8 @@ def stop_page_settings(proxy: ProxyConfig, feeds: Mapping[str, FeedFacts]) -> St
 
 
 class ProxyEnforcer(Enforcer):
-    """Writes the proxy index, serves the stop page, fetches the canary through proxies."""
+    """Writes the proxy index, serves the stop page, fetches the canary through proxies;
+    serves edges (centre) or follows a centre (edge)."""
 
     KIND = "proxy"
     Config = ProxyEnforcerConfig
@@ -135,6 +213,8 @@ class ProxyEnforcer(Enforcer):
         )
         self.published_version: int | None = None
         self.published_state: DesiredState | None = None
+        self.model: IndexModel | None = None
+        self.index_data = b""  # the index file as last written
         self.written = WrittenFiles()
         self.last_error = ""
         self.last_success: float | None = None
@@ -143,6 +223,13 @@ class ProxyEnforcer(Enforcer):
         self._listener: listeners.Listener | None = None
         self._unenforceable_seen = 0
         self.stop_page_url = ""
+        self.publication: IndexPublication | None = None
+        if self.proxy.enabled and self.proxy.signing_key_file is not None:
+            self.publication = IndexPublication(load_private_key(self.proxy.signing_key_file))
+        self.follower: IndexFollower | None = None
+        self._follow_task: asyncio.Task[None] | None = None
+        if self.proxy.enabled and context.role == "edge":
+            self.follower = _follower(config.edge, self.index_path, self.proxy, context)
 
     @classmethod
     def from_config(cls, config: EnforcerConfig, context: EnforcerContext) -> Self:
@@ -154,11 +241,18 @@ class ProxyEnforcer(Enforcer):
 
     def inputs(self, context: EnforcerContext) -> object:
         authorities = {name: f.authority for name, f in context.feeds.items() if f.authority}
-        return context.state_dir, authorities
+        return context.state_dir, authorities, context.role
+
+    def edge_feed(self) -> EdgeFeed | None:
+        return self.publication
 
     # -- index
     async def publish(self, state: DesiredState) -> Enforced:
+        if self.follower is not None:  # an edge enforces the centre's index, not its own
+            return Enforced(self.KIND, state.version, True, "edge: follows the centre")
         ok = await asyncio.to_thread(self.write_index, state)
+        if ok and self.publication is not None:
+            self.publication.announce()
         return Enforced(self.KIND, state.version, ok, "" if ok else self.last_error)
 
     def write_index(self, state: DesiredState) -> bool:
@@ -172,26 +266,50 @@ class ProxyEnforcer(Enforcer):
             # The path filter first: a newer filter only sends more requests to the helper,
             # an older one could hide a new block until the next look (0.25 s).
             write_path_filter(with_canary, filter_path(self.index_path), group=group)
-            stats = write_index(with_canary, self.index_path, group=group, fence=self.context.fence)
+            data = self._next_index(with_canary)
+            install_index(
+                data, self.index_path, group=group, body_hashed=True, fence=self.context.fence
+            )
             self.written.record(filter_path(self.index_path), self.index_path)
         except Exception as exc:
+            self.model = None  # start again from a whole build
             self.last_error = f"{type(exc).__name__}: {exc}"
             self.metrics.publisher_up.labels(publisher=PUBLISHER_LABEL).set(0)
             self.metrics.publish_failures.labels(publisher=PUBLISHER_LABEL).inc()
             log.error("proxy index not written; the old one stays", extra=fields(error=str(exc)))
             return False
+        self.index_data = data
         self.published_version = state.version
         self.published_state = state
         self.last_error = ""
         self.last_success = time.time()
         self.metrics.publisher_up.labels(publisher=PUBLISHER_LABEL).set(1)
+        self.metrics.proxy_index_version.labels(where="installed").set(state.version)
+        stats = stats_of(data, self.index_path)
         log.info(
             "proxy index written",
             extra=fields(version=state.version, digests=stats.count, bytes=stats.size_bytes),
         )
         return True
 
-    # -- stop page
+    def _next_index(self, state: DesiredState) -> bytes:
+        """The index for ``state``: by change from the last one, or whole when there is
+        none yet or the layout no longer fits the count."""
+        model = self.model
+        if model is not None and model.state is not None and self.index_data:
+            edit = model.change(state)
+            data = apply_edit(self.index_data, edit)
+            if not needs_layout(data):
+                if self.publication is not None:
+                    self.publication.advance(edit, data)
+                return data
+        model = self.model = IndexModel.of(state)
+        data = model.render()
+        if self.publication is not None:
+            self.publication.replace(data, state.version)
+        return data
+
+    # -- stop page, following
     async def start(self) -> None:
         p = self.proxy
         app = create_stop_page_app(stop_page_settings(p, self.context.feeds), self._hit)
@@ -201,8 +319,17 @@ class ProxyEnforcer(Enforcer):
         host = p.stop_page_listen_host
         host = f"[{host}]" if ":" in host else host
         self.stop_page_url = f"http://{host}:{p.stop_page_listen_port}"
+        if self.follower is not None:
+            self._follow_task = asyncio.create_task(self.follower.run(), name="edge-follow")
 
     async def close(self) -> None:
+        if self._follow_task is not None:
+            self._follow_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._follow_task
+            self._follow_task = None
+        if self.follower is not None:
+            await self.follower.close()
         if self._listener is not None:
             await listeners.stop(self._listener)
             self._listener = None
@@ -221,14 +348,18 @@ class ProxyEnforcer(Enforcer):
     # -- verification
     async def verify(self) -> tuple[str, ...]:
         await asyncio.to_thread(self.repair_drift)
-        await asyncio.to_thread(self.check_canaries)
+        results = await asyncio.to_thread(self.check_canaries)
+        if self.follower is not None:
+            await self.follower.report(all(results.values()) if results else None)
         return self.readiness()
 
     def readiness(self) -> tuple[str, ...]:
         unchecked = sorted({_proxy_label(ep) for ep in self.proxy.proxies} - set(self.canaries))
+        no_index = self.follower is not None and self.follower.state.version < 0
         return (
             *(f"proxy canary failing at {name}" for name in self.failing()),
             *(f"proxy canary not yet checked at {name}" for name in unchecked),
+            *(["edge: no index from the centre yet"] if no_index else []),
         )
 
     def periodic(self) -> tuple[PeriodicJob, ...]:
@@ -236,43 +367,82 @@ class ProxyEnforcer(Enforcer):
 
     def repair_drift(self) -> bool:
         """Blocking: write the index again if it was changed behind the agent's back."""
-        state = self.published_state
-        if state is None or not self.written.drifted():
+        if self.follower is not None or not self.index_data or not self.written.drifted():
             return False
         log.warning("proxy index changed behind the agent; writing it again")
         self.metrics.drift_repairs.labels(artefact=PUBLISHER_LABEL).inc()
-        self.published_version = None
-        return self.write_index(state)
+        state = self.published_state
+        try:
+            if state is not None:
+                write_path_filter(
+                    replace(state, blocks=(*state.blocks, self.canary)),
+                    filter_path(self.index_path),
+                    group=self.proxy.group,
+                )
+            install_index(
+                self.index_data,
+                self.index_path,
+                group=self.proxy.group,
+                body_hashed=True,
+                fence=self.context.fence,
+            )
+        except Exception as exc:
+            log.error("proxy index not repaired", extra=fields(error=str(exc)))
+            return False
+        self.written.record(filter_path(self.index_path), self.index_path)
+        return True
+
+    def expected_version(self) -> int | None:
+        """The version the helpers must serve: installed here (edge) or published."""
+        if self.follower is not None:
+            v = self.follower.state.version
+            return v if v >= 0 else None
+        return self.published_version
 
     def check_canaries(self) -> dict[str, bool]:
-        """Blocking: fetch the canary through every proxy; update metrics."""
+        """Blocking: fetch the canary through every proxy; it must be refused by the index
+        of the expected version (the helpers reload within a second: asked up to three
+        times). Updates metrics."""
         url = str(self.proxy.canary_url)
+        want = self.expected_version()
         results: dict[str, bool] = {}
         for ep in self.proxy.proxies:
             name = _proxy_label(ep)
-            ok = proxy_canary(ep.host, ep.port, url)
+            for attempt in range(3):
+                refused, seen = canary_version(ep.host, ep.port, url)
+                ok = refused and (want is None or seen is None or seen == want)
+                if ok or not refused or attempt == 2:
+                    break
+                time.sleep(0.7)
             results[name] = ok
             self.metrics.proxy_canary_ok.labels(proxy=name).set(1 if ok else 0)
         self.canaries, self.canaries_at = results, time.time()
         stats = read_stats(sorted(self.index_path.parent.glob("helper-stats*.json")))
-        seen = int(stats.get("https_unenforceable", 0))
-        if seen > self._unenforceable_seen:
-            self.metrics.proxy_https_unenforceable.inc(seen - self._unenforceable_seen)
-        self._unenforceable_seen = max(seen, self._unenforceable_seen)
+        if stats.get("policy_version", -1) >= 0:
+            self.metrics.proxy_index_version.labels(where="helpers").set(stats["policy_version"])
+        seen_unenforceable = int(stats.get("https_unenforceable", 0))
+        if seen_unenforceable > self._unenforceable_seen:
+            self.metrics.proxy_https_unenforceable.inc(
+                seen_unenforceable - self._unenforceable_seen
+            )
+        self._unenforceable_seen = max(seen_unenforceable, self._unenforceable_seen)
         return results
 
     def fleet(self) -> tuple[FleetMember, ...]:
-        # The canary proves blocking through each proxy, not which index version it holds.
-        return tuple(
+        want = self.expected_version()
+        proxies = tuple(
             FleetMember(
                 name=_proxy_label(ep),
                 enforcer=self.KIND,
                 kind="proxy",
+                confirmed=want if self.canaries.get(_proxy_label(ep)) else None,
                 canary_ok=self.canaries.get(_proxy_label(ep)),
                 checked_at=self.canaries_at if _proxy_label(ep) in self.canaries else None,
             )
             for ep in self.proxy.proxies
         )
+        edges = self.publication.members() if self.publication is not None else ()
+        return (*proxies, *edges)
 
     def failing(self) -> list[str]:
         return sorted(name for name, ok in self.canaries.items() if not ok)
@@ -280,17 +450,43 @@ class ProxyEnforcer(Enforcer):
     def status(self) -> Mapping[str, Any]:
         if not self.active:
             return {}
-        return {
-            PUBLISHER_LABEL: {
-                "index": str(self.index_path),
-                "published_version": self.published_version,
-                "last_error": self.last_error,
-                "last_success": self.last_success,
-                "canaries": dict(self.canaries),
-                "stop_page": self.stop_page_url,
-                "status": self.proxy.status,
-            }
+        out: dict[str, Any] = {
+            "index": str(self.index_path),
+            "published_version": self.published_version,
+            "last_error": self.last_error,
+            "last_success": self.last_success,
+            "canaries": dict(self.canaries),
+            "stop_page": self.stop_page_url,
+            "status": self.proxy.status,
         }
+        if self.publication is not None:
+            out["edges"] = len(self.publication.reports)
+        if self.follower is not None:
+            st = self.follower.state
+            out.update(
+                published_version=st.version if st.version >= 0 else None,
+                last_error=st.last_error,
+                last_success=st.last_install,
+                centre=self.follower.settings.central_url,
+                last_contact=st.last_contact,
+                refused=st.refused,
+            )
+        return {PUBLISHER_LABEL: out}
+
+
+def _follower(
+    edge: EdgeConfig, index_path: Path, proxy: ProxyConfig, context: EnforcerContext
+) -> IndexFollower:
+    if edge.central_url is None or edge.public_key_file is None or edge.name is None:
+        raise ConfigError("edge", [ConfigProblem("edge.central_url", "edge role without [edge]")])
+    settings = FollowSettings(
+        central_url=edge.central_url,
+        token=read_secret(edge.token_file, edge.token_env),
+        public_key=load_public_key(edge.public_key_file),
+        name=edge.name,
+        wait_seconds=edge.wait_seconds,
+    )
+    return IndexFollower(settings, index_path, context.metrics, group=proxy.group)
 
 
 def _is_ip_literal(host: str) -> bool:

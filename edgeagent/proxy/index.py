@@ -1,7 +1,7 @@
 """The proxy's hashed index: digests of list entries, never the entries themselves.
 
-Built from a :class:`~edgeagent.model.DesiredState` by :func:`write_index` and read by the
-Squid helper through :class:`IndexReader`. The proxy host only ever holds this file: one
+Written by :mod:`edgeagent.proxy.indexwriter` (whole, or by change) and read by the Squid
+helper through :class:`IndexReader`. The proxy host only ever holds this file: one
 SHA-256 digest per entry, so a stolen index does not reveal the list.
 
 What is hashed (``scope`` tag, a NUL, then the canonical expression)::
@@ -65,14 +65,12 @@ import os
 import re
 import struct
 import zlib
-from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from edgeagent import canon
-from edgeagent.atomic import write_atomic
 from edgeagent.errors import EdgeAgentError, InvalidTarget
-from edgeagent.model import DesiredState, Entry, Scope
+from edgeagent.model import Scope
 
 MAGIC = b"EAPXIDX1"
 VERSION = 2
@@ -117,17 +115,6 @@ class IndexHit:
     scope: str  # "url", "url-prefix", "host", "domain" or "hashed"
     source: str
     digest: bytes = b""  # the matched entry's digest (empty for marker hits)
-
-
-@dataclass(frozen=True, slots=True)
-class IndexStats:
-    """What :func:`write_index` wrote: counts only, nothing identifying an entry."""
-
-    path: Path
-    count: int
-    policy_version: int
-    counts: dict[str, int]
-    size_bytes: int
 
 
 # --------------------------------------------------------------------------- expressions
@@ -226,157 +213,6 @@ def _query_markers(expr: str) -> list[bytes]:
         return []
     base = path.encode("utf-8")
     return [_T_URLQ + base] + [_T_URLP + base + b"?" + p.encode() for p in query.split("&")]
-
-
-# --------------------------------------------------------------------------- writer
-
-
-def _records(
-    state: DesiredState, hashed: Iterable[tuple[bytes, str]], sources: dict[str, int]
-) -> Iterator[tuple[bytes, bytes | None, int, str]]:
-    """(digest, tagged key or None, tag, count name) for every indexed entry."""
-
-    def number(label: str) -> int:
-        n = sources.get(label)
-        if n is None:
-            if len(sources) >= MAX_SOURCES:
-                raise IndexFileError("<build>", f"more than {MAX_SOURCES} sources")
-            n = sources[label] = len(sources)
-        return n
-
-    by_source: dict[tuple[str, int], int] = {}  # (entry source, kind) -> tag
-
-    def tag(entry: Entry, kind: int) -> int:
-        # Millions of entries share a handful of sources: label each source once.
-        key = (entry.source, kind)
-        found = by_source.get(key)
-        if found is None:
-            found = by_source[key] = (kind << _KIND_SHIFT) | number(source_label(entry.source))
-        return found
-
-    hashed_entries: list[tuple[bytes, str]] = []
-    for entry in state.blocks:
-        ind = entry.indicator
-        if ind.scope.is_address:
-            continue
-        if ind.scope is Scope.URL_HASH:  # already a digest of a lookup expression
-            hashed_entries.append((bytes.fromhex(ind.value), entry.source))
-            continue
-        key = entry_key(ind.scope, ind.value)
-        yield hashlib.sha256(key).digest(), key, tag(entry, KIND_BLOCK), ind.scope.value
-        if ind.scope.is_url:
-            expr = key[key.index(b"\0") + 1 :].decode("utf-8")
-            markers = [_key(_T_URLHOST, expr.split("/", 1)[0])]
-            if ind.scope is Scope.URL:
-                markers.extend(_query_markers(expr))
-            for key in markers:
-                yield hashlib.sha256(key).digest(), key, tag(entry, KIND_MARKER), ""
-    for entry in state.allows:
-        ind = entry.indicator
-        if ind.scope.is_address or ind.scope is Scope.URL_HASH:
-            continue
-        key = entry_key(ind.scope, ind.value)
-        yield hashlib.sha256(key).digest(), key, tag(entry, KIND_ALLOW), "allow"
-    for digest, source in itertools.chain(hashed_entries, hashed):
-        if len(digest) != 32:
-            raise IndexFileError("<build>", "hashed entry is not a 32-byte SHA-256 digest")
-        yield digest, None, (KIND_BLOCK << _KIND_SHIFT) | number(source_label(source)), "hashed"
-
-
-def _prefix_bits(count: int) -> int:
-    """Table width: four to eight digests per slot (one C-level search), 8 to 22 bits."""
-    return max(8, min(22, count.bit_length() - 3))
-
-
-def _filter_bits(count: int) -> int:
-    """Filter width: 4 to 8 bits per entry (power of two), 2**16 to 2**28 bits."""
-    return max(16, min(28, (8 * count).bit_length() - 1))
-
-
-def build_index(
-    state: DesiredState, hashed: Iterable[tuple[bytes, str]] = ()
-) -> tuple[bytes, dict[str, int]]:
-    """Serialise the index for ``state`` (plus optional hashed SB digests) to bytes.
-
-    Returns the file content and per-kind counts. A digest present as both block and allow
-    is kept once, as allow; duplicate blocks are kept once (first source wins).
-    """
-    sources: dict[str, int] = {}
-    counts = dict.fromkeys(_COUNT_NAMES, 0)
-    chosen: dict[bytes, int] = {}
-    keys: list[bytes] = []
-    for digest, key, tag, name in _records(state, hashed, sources):
-        old = chosen.get(digest)
-        if old is None or (tag >> _KIND_SHIFT == KIND_ALLOW and old >> _KIND_SHIFT != KIND_ALLOW):
-            chosen[digest] = tag
-        if old is None:
-            if name:
-                counts[name] += 1
-            if key is not None:
-                keys.append(key)
-    digests = sorted(chosen)
-    count = len(digests)
-    bits = _prefix_bits(count)
-    shift = 32 - bits
-    slots = 1 << bits
-    # starts[s] = first index whose slot >= s.
-    slot_of = [int.from_bytes(d[:4], "big") >> shift for d in digests]
-    table = bytearray(4 * (slots + 1))
-    pos = 0
-    for slot in range(slots + 1):
-        while pos < count and slot_of[pos] < slot:
-            pos += 1
-        struct.pack_into("<I", table, 4 * slot, pos)
-    tags = bytearray(2 * count)
-    for i, d in enumerate(digests):
-        _TAG.pack_into(tags, 2 * i, chosen[d])
-    fbits = _filter_bits(count)
-    fmask = (1 << fbits) - 1
-    bloom = bytearray(1 << (fbits - 3))
-    for key in keys:
-        h = zlib.crc32(key) & fmask
-        bloom[h >> 3] |= 1 << (h & 7)
-    names = sorted(sources, key=sources.__getitem__)
-    source_blob = "\n".join(names).encode("utf-8")
-    body = b"".join((bytes(table), b"".join(digests), bytes(tags), bytes(bloom), source_blob))
-    header = _HEADER.pack(
-        MAGIC,
-        VERSION,
-        bits,
-        count,
-        state.version,
-        *(counts[n] for n in _COUNT_NAMES),
-        fbits,
-        len(source_blob),
-        hashlib.sha256(body).digest(),
-    )
-    return header + body, counts
-
-
-def write_index(
-    state: DesiredState,
-    path: str | os.PathLike[str],
-    *,
-    group: str | int | None = None,
-    hashed: Iterable[tuple[bytes, str]] = (),
-    fence: Callable[[str], None] | None = None,
-) -> IndexStats:
-    """Build the index and swap it in atomically: temp file (0640, ``group``), verify, rename.
-
-    The temporary file is re-opened with :class:`IndexReader` (checksum and layout) before
-    the rename, so a reader never sees a file it would refuse. ``fence("the proxy
-    index")``, last before the rename, may refuse it (``Fenced``: a deposed leader).
-    """
-    data, counts = build_index(state, hashed)
-
-    def check(tmp: Path) -> None:
-        IndexReader.open(tmp).close()
-        if fence is not None:
-            fence("the proxy index")
-
-    write_atomic(path, data, INDEX_MODE, group=group, check=check)
-    count = _HEADER.unpack_from(data)[3]
-    return IndexStats(Path(path), count, state.version, counts, len(data))
 
 
 # --------------------------------------------------------------------------- reader

@@ -57,6 +57,7 @@ from pathlib import Path
 from edgeagent.atomic import write_atomic
 from edgeagent.errors import InvalidTarget
 from edgeagent.intake.entryref import ref_of_digest
+from edgeagent.proxy.canary import CANARY_SOURCE
 from edgeagent.proxy.index import IndexFileError, IndexHit, IndexReader
 
 log = logging.getLogger("edgeagent.squid_helper")
@@ -235,7 +236,10 @@ class Helper:
 
     def _message(self, m: IndexHit) -> bytes:
         """``<source>`` or, with an appeal key, ``<source>.<opaque entry reference>``: the
-        stop page puts the reference in its appeal link (never the URL)."""
+        stop page puts the reference in its appeal link (never the URL). The canary is
+        answered ``canary.v<index version>`` (:mod:`edgeagent.proxy.canary`)."""
+        if m.source == CANARY_SOURCE and self.reader is not None:
+            return f"{CANARY_SOURCE}.v{self.reader.policy_version}".encode()
         if self.appeal_key is None or not m.digest:
             return m.source.encode()
         return f"{m.source}.{ref_of_digest(self.appeal_key, m.digest)}".encode()

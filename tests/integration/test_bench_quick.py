@@ -37,6 +37,7 @@ BENCHMARKS = (
     "mail_notices",
     "leader_failover",
     "console_pages",
+    "edge_fleet",
 )
 
 

@@ -28,7 +28,8 @@ from edgeagent.model import (
     NoticeSource,
     Scope,
 )
-from edgeagent.proxy.index import IndexReader, write_index
+from edgeagent.proxy.index import IndexReader
+from edgeagent.proxy.indexwriter import write_index
 from edgeagent.store.base import AuditNote, NewDecision
 from edgeagent.store.postgresql.leader import LockLeadership
 from edgeagent.store.postgresql.store import PostgresStore

@@ -17,7 +17,7 @@ import pytest
 
 from edgeagent.lab.proxy import PREFILTER_DIR
 from edgeagent.model import Action, DesiredState, Entry, Indicator
-from edgeagent.proxy.index import build_index
+from edgeagent.proxy.indexwriter import build_index
 from edgeagent.proxy.pathfilter import PathFilter, probe_keys, write_path_filter
 
 pytestmark = pytest.mark.integration

@@ -46,7 +46,7 @@ from edgeagent.lab.resolvers import (
     start_unfiltered_resolver,
 )
 from edgeagent.model import Action, DesiredState, Entry, Indicator
-from edgeagent.proxy.index import write_index
+from edgeagent.proxy.indexwriter import write_index
 from edgeagent.proxy.pathfilter import filter_path, write_path_filter
 from edgeagent.proxy.stoppage import StopPageSettings, StopPageSource, create_stop_page_app
 from edgeagent.rpz.compiler import RpzSettings

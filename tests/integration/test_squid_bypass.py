@@ -25,7 +25,7 @@ from aiohttp import web
 from edgeagent.lab.daemons import HOST
 from edgeagent.lab.proxy import RunningSquid
 from edgeagent.model import Action, DesiredState, Entry, Indicator
-from edgeagent.proxy.index import write_index
+from edgeagent.proxy.indexwriter import write_index
 from edgeagent.proxy.pathfilter import filter_path, write_path_filter
 from edgeagent.proxy.stoppage import StopPageSettings, StopPageSource, create_stop_page_app
 from tests.support.binaries import require_binary

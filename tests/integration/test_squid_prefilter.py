@@ -20,7 +20,7 @@ import pytest
 from edgeagent.lab.daemons import HOST
 from edgeagent.lab.proxy import RunningSquid
 from edgeagent.model import Action, DesiredState, Entry, Indicator
-from edgeagent.proxy.index import write_index
+from edgeagent.proxy.indexwriter import write_index
 from edgeagent.proxy.pathfilter import filter_path, write_path_filter
 from tests.support.binaries import require_binary
 from tests.support.squid import Servers, raw_get, start_squid

@@ -16,7 +16,7 @@ from edgeagent.lab.daemons import HOST
 from edgeagent.lab.proxy import RunningSquid, render_squid_conf
 from edgeagent.model import Action, DesiredState, Entry, Indicator
 from edgeagent.proxy.canary import proxy_canary
-from edgeagent.proxy.index import write_index
+from edgeagent.proxy.indexwriter import write_index
 from edgeagent.proxy.pathfilter import filter_path, write_path_filter
 from tests.support.binaries import require_binary
 from tests.support.squid import Servers, raw_get, start_squid

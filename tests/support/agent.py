@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -20,8 +19,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-# The console script installed beside the interpreter running the tests.
-AGENT = str(Path(sys.executable).parent / "edgeagent")
+from edgeagent.lab.edges import AGENT, create_token
+
+__all__ = ["AGENT", "agent_listeners_toml", "create_token", "http_json", "running_agent"]
 
 
 def http_json(method: str, url: str, token: str | None = None, body: Any = None) -> tuple[int, Any]:
@@ -47,16 +47,6 @@ def _wait_answering(url: str, deadline: float) -> None:
         except OSError:
             time.sleep(0.1)
     raise AssertionError(f"{url} never answered")
-
-
-def create_token(config: Path, role: str, name: str) -> str:
-    out = subprocess.run(
-        [AGENT, "token", "create", "--role", role, "--name", name, "-c", str(config)],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return out.stdout.split()[-1]
 
 
 def agent_listeners_toml(state_dir: Path, api_port: int, metrics_port: int) -> str:

@@ -27,6 +27,7 @@ EXPECTED_ALERTS = {
     "EdgeagentResolverUnreachable",
     "EdgeagentResolverPolicyStale",
     "EdgeagentProxyCanaryFailing",
+    "EdgeagentEdgeIndexStale",
     "EdgeagentTakedownSlaBreached",
     "EdgeagentTakedownOverdue",
     "EdgeagentIntakeDailyCap",

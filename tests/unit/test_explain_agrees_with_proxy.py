@@ -13,7 +13,8 @@ import pytest
 
 from edgeagent.model import Action, DesiredState, Entry, Indicator
 from edgeagent.policy import PolicyIndex
-from edgeagent.proxy.index import IndexReader, write_index
+from edgeagent.proxy.index import IndexReader
+from edgeagent.proxy.indexwriter import write_index
 
 BLOCKS = (
     ("url", "http://site.test/listed/Page.html"),

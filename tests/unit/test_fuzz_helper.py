@@ -18,7 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from edgeagent.model import Action, DesiredState, Entry, Indicator
-from edgeagent.proxy.index import write_index
+from edgeagent.proxy.indexwriter import write_index
 from edgeagent.proxy.squid_helper import Helper, serve
 from tests.support.fuzzing import EXAMPLES, fuzz_settings, hostile_names, hostile_urls
 

@@ -36,7 +36,7 @@ from edgeagent.errors import ConfigError, FeedError, InvalidTarget
 from edgeagent.feeds import domainlist, hashedlist, urllist
 from edgeagent.feeds.base import Accepted, FeedFormat, FeedKind, FeedSpec, Rejected
 from edgeagent.model import Action, DesiredState, Entry, Indicator, Scope
-from edgeagent.proxy.index import write_index
+from edgeagent.proxy.indexwriter import write_index
 from edgeagent.proxy.squid_helper import Helper
 from edgeagent.rpz.compiler import RpzSettings, StatsCounter, policy_zone_text
 from tests.support.full_api import FullApi, full_api

@@ -11,7 +11,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from edgeagent.intake.entryref import KEY_FILE_NAME, EntryRefs, is_ref, load_key
 from edgeagent.model import Action, DesiredState, Entry, Indicator, Scope
-from edgeagent.proxy.index import write_index
+from edgeagent.proxy.indexwriter import write_index
 from edgeagent.proxy.squid_helper import Helper
 from edgeagent.proxy.stoppage import StopPageSettings, StopPageSource, create_stop_page_app
 

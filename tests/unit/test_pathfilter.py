@@ -20,7 +20,8 @@ from hypothesis import strategies as st
 from edgeagent import canon
 from edgeagent.errors import InvalidTarget
 from edgeagent.model import Action, DesiredState, Entry, Indicator, Scope
-from edgeagent.proxy.index import IndexReader, build_index
+from edgeagent.proxy.index import IndexReader
+from edgeagent.proxy.indexwriter import build_index
 from edgeagent.proxy.pathfilter import (
     PathFilter,
     PathFilterError,

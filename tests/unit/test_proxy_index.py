@@ -21,8 +21,8 @@ from edgeagent.proxy.index import (
     entry_digest,
     fast_request_urls,
     source_label,
-    write_index,
 )
+from edgeagent.proxy.indexwriter import write_index
 
 LISTED = "http://mixed.site.test/gallery/listed.html"
 
@@ -370,7 +370,8 @@ def test_fast_path_agrees_with_request_urls(scheme: str, host: str, rest: str) -
 def test_hashed_list_entries_in_the_policy_reach_the_index(tmp_path: Path) -> None:
     from edgeagent import canon
     from edgeagent.model import Action, DesiredState, Entry, Indicator, Scope
-    from edgeagent.proxy.index import IndexReader, write_index
+    from edgeagent.proxy.index import IndexReader
+    from edgeagent.proxy.indexwriter import write_index
 
     digest = canon.expression_hash("hashed.example/secret/").hex()
     state = DesiredState(

@@ -74,7 +74,7 @@ def test_enforcers_report_their_own_keys(tmp_path: Path) -> None:
     started = load(tmp_path, BASE, "started.toml")
     new = load(tmp_path, BASE.replace("ttl = 60", "ttl = 30"), "new.toml")
     owned = owned_sections(ENFORCERS)
-    assert set(owned) == {"rpz", "publishers", "resolvers", "proxy", "routes"}
+    assert set(owned) == {"rpz", "publishers", "resolvers", "proxy", "edge", "routes"}
     done = report(
         1.0,
         started=started,

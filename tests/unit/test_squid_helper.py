@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from edgeagent.model import Action, DesiredState, Entry, Indicator
-from edgeagent.proxy.index import write_index
+from edgeagent.proxy.indexwriter import write_index
 from edgeagent.proxy.squid_helper import Helper, read_stats
 
 LISTED = "http://mixed.site.test/gallery/listed.html"
@@ -268,3 +268,36 @@ def test_host_mode_fail_closed_before_any_index(tmp_path: Path) -> None:
     assert helper.answer(b"0 a.site.test block") == b"0 OK message=unavailable"
     assert helper.answer(b"1 a.site.test check") == b"1 ERR"
     assert Helper(tmp_path / "missing.bin", host_mode=True).answer(b"2 a.test block") == b"2 ERR"
+
+
+def test_the_canary_is_answered_with_the_version_of_the_index(tmp_path: Path) -> None:
+    canary = "http://canary.edgeagent.example/edgeagent-canary"
+    index = tmp_path / "index.bin"
+    for version in (7, 8):
+        state = DesiredState(
+            version,
+            (
+                Entry(Indicator.parse("url", canary), Action.BLOCK, "canary"),
+                Entry(Indicator.parse("url", LISTED), Action.BLOCK, "iwf"),
+            ),
+            (),
+        )
+        write_index(state, index)
+        helper = Helper(index)
+        assert (
+            helper.answer(f"0 {canary} GET".encode()) == f"0 OK message=canary.v{version}".encode()
+        )
+        assert helper.answer(f"1 {LISTED} GET".encode()) == b"1 OK message=iwf"
+
+
+def test_the_canary_reader_takes_the_version_from_the_redirect() -> None:
+    from edgeagent.proxy.canary import _SEEN_VERSION
+
+    def seen(location: str) -> int | None:
+        m = _SEEN_VERSION.search(location)
+        return int(m.group(1)) if m else None
+
+    assert seen("http://stop.test/blocked?source=canary.v42") == 42
+    assert seen("http://stop.test/blocked?source=canary.v42&x=1") == 42
+    assert seen("http://stop.test/blocked?source=canary") is None
+    assert seen("http://stop.test/blocked?source=iwf.v42") is None
