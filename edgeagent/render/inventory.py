@@ -55,6 +55,8 @@ class InventoryPaths(ConfigModel):
     sniproxy_dir: str = "/var/lib/sniproxy"
     # On the agent's host: the update key's base64 secret, "<key name>.secret".
     agent_secrets_dir: str = "/etc/edgeagent/secrets"
+    # The agent's state directory on a proxy host: the stop page's appeal-reference key.
+    agent_state_dir: str = "/var/lib/edgeagent"
 
 
 class InventoryRegion(ConfigModel):

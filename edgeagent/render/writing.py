@@ -38,7 +38,7 @@ def proxy_names(inventory: Inventory, settings: Settings) -> ProxyNames:
         index_path=f"{inventory.paths.publish_dir}/proxy/{INDEX_FILE_NAME}",
         fail_mode=proxy.fail_mode,
         stop_url=stop_url,
-        appeal_key_path=str(settings.agent.state_dir / KEY_FILE_NAME),
+        appeal_key_path=f"{inventory.paths.agent_state_dir}/{KEY_FILE_NAME}",
     )
 
 
