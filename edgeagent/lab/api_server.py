@@ -89,8 +89,10 @@ async def serve(
     store = SqliteStore(store_path)
     protected_dir.mkdir(parents=True, exist_ok=True)
     # The agent's own names as the daemon on its embedded defaults reserves them.
-    reserved = default_settings(store_path.parent).reserved_names()
-    guard = Guard.load(protected_dir, reserved=reserved)
+    defaults = default_settings(store_path.parent)
+    guard = Guard.load(
+        protected_dir, reserved=defaults.reserved_names(), policy_zones=defaults.policy_zones()
+    )
     engine = PolicyEngine(store, guard)
     changed = asyncio.Event()
     loop = asyncio.get_running_loop()
