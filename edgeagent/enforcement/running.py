@@ -174,6 +174,12 @@ class Enforcers:
     async def _retry(self, kind: str) -> None:
         """Publish the newest state to ``kind`` again until it takes (or a later publish
         does), backing off between attempts."""
+        try:
+            await self._retry_until_done(kind)
+        finally:
+            self._set_delay(kind, None)  # no retry is due any more
+
+    async def _retry_until_done(self, kind: str) -> None:
         attempt = 0
         while kind in self.pending or self._lagging(kind):
             attempt += 1
