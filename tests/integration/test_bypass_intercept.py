@@ -302,4 +302,4 @@ def test_siblings_pass(env: Env) -> None:
         replies = _replies(raw)
         assert [r.status for r in replies] == [200], f"{target} -> {raw[:200]!r}"
         assert replies[0].body == f"origin {SITE} {target}"
-        TALLY.add("siblings passed")
+        TALLY.add("siblings_passed")

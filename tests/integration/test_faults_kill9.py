@@ -23,6 +23,7 @@ from edgeagent.config import load_config
 from edgeagent.store import open_store
 from tests.support.agent import AGENT, create_token, http_json, running_agent
 from tests.support.faults import decision, index_ok, zone_serial, zonefile_agent
+from tests.support.figures import record
 from tests.support.polling import wait_for
 
 pytestmark = pytest.mark.integration
@@ -79,6 +80,11 @@ def test_kill_9_at_random_points_loses_nothing_and_leaves_old_or_new(tmp_path: P
     finally:
         store.close()
     lost = [n for n in accepted if stored[f"CASE-{n}"] != 1]
+    record(
+        "faults",
+        "kill9",
+        {"cycles": CYCLES, "survived": survived, "decisions": len(accepted), "lost": len(lost)},
+    )
     assert not lost, lost
 
     with running_agent(config, metrics_port, tmp_path / "daemon.log"):

@@ -276,7 +276,7 @@ def test_diverted_prefix_siblings_pass(env: Env) -> None:
         )
         assert reply.status == 200, target
         assert reply.body == f"origin {SITE} {target}"
-        TALLY.add("siblings passed")
+        TALLY.add("siblings_passed")
 
 
 @pytest.mark.parametrize("resolver", RESOLVERS)

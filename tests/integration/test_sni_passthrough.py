@@ -263,7 +263,7 @@ def test_diverted_https_passes_through_to_the_origin_untouched(env: Env) -> None
     assert text.startswith("HTTP/1.1 200")
     assert text.endswith(f"origin {SITE} /gallery/sibling.html")
     assert env.origin.hits[-1] == "/gallery/sibling.html"
-    TALLY.add("siblings passed")
+    TALLY.add("siblings_passed")
 
 
 def test_listed_page_over_https_is_not_enforceable_at_url_level(env: Env) -> None:
@@ -275,7 +275,7 @@ def test_listed_page_over_https_is_not_enforceable_at_url_level(env: Env) -> Non
     der, _, text = https_get(env, PROXY_ADDR, LISTED_PATH)
     assert der == env.cert_der
     assert text.endswith(f"origin {SITE} {LISTED_PATH}")
-    TALLY.add("listed page over TLS, not enforceable")
+    TALLY.add("not_enforceable")
 
 
 def test_client_hello_without_sni_is_closed(env: Env) -> None:

@@ -101,7 +101,7 @@ class Env:
         reply = self.request(via, target, host)
         assert reply.status == 200, f"{via} {target} Host: {host} -> {reply.status}"
         assert reply.body.startswith(f"origin {host.split(':', maxsplit=1)[0]} ")
-        tally.add("siblings passed")
+        tally.add("siblings_passed")
 
 
 bypass_figures = recorded_at_module_end(*BYPASS.values())
