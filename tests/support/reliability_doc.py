@@ -48,7 +48,8 @@ def _hostile_by_class(f: Figure) -> str:
 FORMATS: dict[str, Callable[[Figure], str]] = {
     "faults/kill9": lambda f: (
         f"{f['survived']} of {f['cycles']} cycles survived, {f['decisions']} decisions kept, "
-        f"{f['lost']} lost or doubled"
+        f"{f['lost']} lost or doubled; the resolver served {f['resolver_serials']} "
+        "serials, each from a complete zone"
     ),
     "faults/disk-full": lambda f: (
         f"503 after {f['writes_until_503']} write(s) once the disk filled; ready again "
