@@ -13,6 +13,9 @@ secondary and one Unbound resolver it feeds, and ``edgeagent run``.
 - A resolver hangs: publishing is not held up, the resolver is reported unreachable
   (``/v1/fleet``, the metrics, ``/readyz`` past the grace period); when it answers again
   it serves the current serial and readiness clears.
+- Squid (the shipped config, helper over the agent's index) hangs: the proxy canary
+  fails (``edgeagent_proxy_canary_ok``, ``/readyz``), the API keeps its pace; when Squid
+  answers again the canary passes and readiness clears.
 
 Each test records how long recovery took into ``var/reliability/faults.json``.
 """
@@ -21,18 +24,24 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import statistics
+import tempfile
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from edgeagent.lab.daemons import HOST, RunningDaemon
+from edgeagent.lab.daemons import HOST, free_tcp_port
+from edgeagent.lab.proxy import start_squid
 from edgeagent.rpz.publishers.base import ResolverTarget, query_all
-from tests.support.agent import http_json
+from tests.support.agent import create_token, http_json, running_agent
 from tests.support.api import decision_body
+from tests.support.binaries import require_binary
+from tests.support.faults import zonefile_agent
 from tests.support.figures import record
 from tests.support.polling import wait_for
 from tests.support.resolvers import AgentFleet, agent_fleet
@@ -41,7 +50,7 @@ pytestmark = pytest.mark.integration
 
 CANARY = "canary.edgeagent.example"
 GRACE = 5  # rpz serial_grace_seconds and verify_interval_seconds (agent_fleet)
-HANG_SECONDS = 15
+HANG_SECONDS = 12
 
 
 class Env(AgentFleet):
@@ -80,22 +89,22 @@ class Env(AgentFleet):
 
 
 @contextlib.contextmanager
-def hung(daemon: RunningDaemon) -> Iterator[None]:
-    """``daemon`` stopped (SIGSTOP) inside the block, continued (SIGCONT) after it."""
-    os.kill(daemon.proc.pid, signal.SIGSTOP)
+def hung(pid: int) -> Iterator[None]:
+    """Process ``pid`` stopped (SIGSTOP) inside the block, continued (SIGCONT) after it."""
+    os.kill(pid, signal.SIGSTOP)
     try:
         yield
     finally:
-        os.kill(daemon.proc.pid, signal.SIGCONT)
+        os.kill(pid, signal.SIGCONT)
 
 
-def api_latencies(env: Env, seconds: float) -> list[float]:
+def api_latencies(api: str, token: str, seconds: float) -> list[float]:
     """Status calls one after another for ``seconds``; each one's latency."""
     out: list[float] = []
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         started = time.monotonic()
-        code, _ = env.call("GET", "/v1/status")
+        code, _ = http_json("GET", f"{api}/v1/status", token)
         out.append(time.monotonic() - started)
         assert code == 200
     return out
@@ -120,8 +129,8 @@ def test_a_hanging_primary_is_retried_and_the_decision_published_when_it_answers
     env: Env,
 ) -> None:
     before = env.primary_serial()
-    baseline = api_latencies(env, 2)
-    with hung(env.primary):
+    baseline = api_latencies(env.api, env.noc, 2)
+    with hung(env.primary.proc.pid):
         started = time.monotonic()
         code, body = env.call("POST", "/v1/decisions", decision_body("hang-one.example"))
         answered = time.monotonic() - started
@@ -132,7 +141,7 @@ def test_a_hanging_primary_is_retried_and_the_decision_published_when_it_answers
             lambda: env.fleet()["enforcers"]["rpz"]["pending_version"],
             15,
         )
-        during = api_latencies(env, HANG_SECONDS)
+        during = api_latencies(env.api, env.noc, HANG_SECONDS)
         convergence = env.fleet()["enforcers"]["rpz"]
         assert convergence["retries"] >= 2, convergence
         assert convergence["next_retry_seconds"] is not None, convergence
@@ -177,8 +186,8 @@ def test_a_hanging_primary_is_retried_and_the_decision_published_when_it_answers
 def test_a_hanging_resolver_is_reported_and_catches_up_when_it_answers(env: Env) -> None:
     resolver = env.resolvers["bind-00"]
     before = env.primary_serial()
-    baseline = api_latencies(env, 2)
-    with hung(resolver):
+    baseline = api_latencies(env.api, env.noc, 2)
+    with hung(resolver.proc.pid):
         started = time.monotonic()
         code, body = env.call("POST", "/v1/decisions", decision_body("hang-two.example"))
         assert code == 201, body
@@ -200,7 +209,7 @@ def test_a_hanging_resolver_is_reported_and_catches_up_when_it_answers(env: Env)
         assert members["bind-00"]["reachable"] is False
         assert members["unbound-00"]["reachable"] is True
         assert env.metric('edgeagent_rpz_resolver_reachable{resolver="bind-00"}') == 0
-        during = api_latencies(env, 5)
+        during = api_latencies(env.api, env.noc, 5)
         continued = time.monotonic()
     wait_for("the resolver at the current serial", lambda: env.serials() == {serial}, 30)
     wait_for("ready again", lambda: env.readyz()[0] == 200, 4 * GRACE)
@@ -217,3 +226,64 @@ def test_a_hanging_resolver_is_reported_and_catches_up_when_it_answers(env: Env)
             "recovery_seconds": round(recovery, 1),
         },
     )
+
+
+def test_a_hanging_squid_fails_the_proxy_canary_and_passes_it_when_it_answers() -> None:
+    require_binary("squid")
+    base = Path(tempfile.mkdtemp(prefix="edgeagent-hang-squid-"))
+    os.chmod(base, 0o755)  # Squid's helper (user proxy) reads the index below
+    (base / "proxy").mkdir(mode=0o755)
+    try:
+        proxy_port = free_tcp_port(HOST)
+        agent = zonefile_agent(
+            base,
+            proxy=f'group = "proxy"\nverify_interval_seconds = {GRACE}\n'
+            f'proxies = [{{ host = "{HOST}", port = {proxy_port} }}]\n',
+        )
+        noc = create_token(agent.config, "noc", "hang-noc")
+        readyz = f"http://{HOST}:{agent.metrics_port}/readyz"
+
+        def reasons() -> list[str]:
+            code, body = http_json("GET", readyz)
+            return [] if code == 200 else list(body["reasons"])
+
+        with running_agent(agent.config, agent.metrics_port, base / "agent.log"):
+            wait_for("the index", agent.index.exists, 20)
+            squid = start_squid(
+                base / "squid",
+                agent.index,
+                f"http://{HOST}:{agent.stop_page_port}",
+                proxy_port=proxy_port,
+            )
+            try:
+                wait_for("the proxy canary to pass", lambda: not reasons(), 6 * GRACE)
+                baseline = api_latencies(agent.api, noc, 1)
+                with hung(squid.proc.pid):
+                    stopped = time.monotonic()
+                    failing = wait_for(
+                        "/readyz to name the hung proxy",
+                        lambda: [r for r in reasons() if r.startswith("proxy canary failing")],
+                        6 * GRACE,
+                    )
+                    detected = time.monotonic() - stopped
+                    during = api_latencies(agent.api, noc, 2)
+                    continued = time.monotonic()
+                wait_for("the proxy canary to pass again", lambda: not reasons(), 6 * GRACE)
+                recovery = time.monotonic() - continued
+            finally:
+                squid.stop()
+        assert failing == [f"proxy canary failing at {HOST}:{proxy_port}"], failing
+        assert p99(during) < max(0.5, 5 * p99(baseline)), (p99(baseline), p99(during))
+        record(
+            "faults",
+            "hang-squid",
+            {
+                "detected_seconds": round(detected, 1),
+                "api_p99_ms_before": round(p99(baseline) * 1000, 1),
+                "api_p99_ms_during": round(p99(during) * 1000, 1),
+                "recovery_seconds": round(recovery, 1),
+                "interval_seconds": GRACE,
+            },
+        )
+    finally:
+        shutil.rmtree(base, ignore_errors=True)

@@ -88,6 +88,7 @@ class AgentFiles:
     metrics_port: int
     zone: Path
     index: Path
+    stop_page_port: int
 
 
 def zonefile_agent(
@@ -97,6 +98,7 @@ def zonefile_agent(
     ``rpz``, ``proxy`` and ``publisher`` are extra lines of those sections (``zone``: the
     policy zone ``rpz`` names, if not the default)."""
     api_port, metrics_port = free_port(udp=False), free_port(udp=False)
+    stop_page_port = free_port(udp=False)
     zones, index = directory / "zones", directory / "proxy" / "index.bin"
     zones.mkdir(parents=True, exist_ok=True)
     config = directory / "edgeagent.toml"
@@ -105,10 +107,15 @@ def zonefile_agent(
         f"[api]\nport = {api_port}\n[metrics]\nport = {metrics_port}\n[rpz]\n{rpz}"
         f'[publishers.files]\nkind = "zonefile"\ndirectory = "{zones}"\n{publisher}'
         f'[proxy]\nenabled = true\nindex_path = "{index}"\n'
-        f"stop_page_listen_port = {free_port(udp=False)}\n{proxy}"
+        f"stop_page_listen_port = {stop_page_port}\n{proxy}"
     )
     return AgentFiles(
-        config, f"http://127.0.0.1:{api_port}", metrics_port, zones / f"{zone}.zone", index
+        config,
+        f"http://127.0.0.1:{api_port}",
+        metrics_port,
+        zones / f"{zone}.zone",
+        index,
+        stop_page_port,
     )
 
 

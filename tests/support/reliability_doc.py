@@ -76,6 +76,12 @@ FORMATS: dict[str, Callable[[Figure], str]] = {
         f"{f['api_p99_ms_during']} ms during (before {f['api_p99_ms_before']} ms); current "
         f"serial served and ready again {f['recovery_seconds']:.1f} s after it answered"
     ),
+    "faults/hang-squid": lambda f: (
+        f"canary failing {f['detected_seconds']:.1f} s after Squid hung (interval "
+        f"{f['interval_seconds']} s); API p99 {f['api_p99_ms_during']} ms during (before "
+        f"{f['api_p99_ms_before']} ms); canary passing {f['recovery_seconds']:.1f} s after it "
+        "answered again"
+    ),
     "limits/slow-clients": lambda f: (
         f"{f['hostile_connections']:,} hostile connections opened in {f['attack_seconds']} s; "
         f"{f['answered_as_before']} of {f['served']} normal requests answered as before; "
