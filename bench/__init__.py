@@ -204,6 +204,13 @@ def _bulk_notice(quick: bool) -> list[Row]:
     return bulk_notice.rows(quick)
 
 
+def _mail_notices(quick: bool) -> list[Row]:
+    """1,000 DKIM-signed e-mailed notices of 10 URLs from a real mailbox (Dovecot)."""
+    from bench import mail_notices
+
+    return mail_notices.rows(quick)
+
+
 REGISTRY: dict[str, Benchmark] = {
     "store_ingest": _store_ingest,
     "store_ingest_postgresql": _store_ingest_postgresql,
@@ -217,5 +224,6 @@ REGISTRY: dict[str, Benchmark] = {
     "squid_e2e": _squid_e2e,
     "fleet_verify": _fleet_verify,
     "bulk_notice": _bulk_notice,
+    "mail_notices": _mail_notices,
 }
 """Benchmark name -> runner, in the order BENCHMARKS.md lists them."""

@@ -34,6 +34,7 @@ from edgeagent.identity import IdentityMissing
 
 if TYPE_CHECKING:
     from edgeagent.api.auth import Role
+    from edgeagent.apiclient import ApiClient
     from edgeagent.casework import Casework
     from edgeagent.identity import Credentials, Identity
     from edgeagent.service import Agent
@@ -136,13 +137,7 @@ def _casework(args: argparse.Namespace) -> tuple[Casework, Agent | None]:
 
     offered = _offered(args)
     if offered.secret is not None:
-        from edgeagent.apiclient import ApiClient, chosen_api_url, configured_api_url
-
-        url = chosen_api_url(args.api)
-        if url is None:
-            api = _settings(args)[0].api
-            url = configured_api_url(api.host, api.port, api.tls_cert_file is not None)
-        return RemoteCasework(ApiClient(url, offered.secret)), None
+        return RemoteCasework(_api_client(args, offered.secret)), None
     if offered.actor is None:
         from edgeagent.identity import missing
 
@@ -152,6 +147,17 @@ def _casework(args: argparse.Namespace) -> tuple[Casework, Agent | None]:
 
     REQUEST_ZONE.set(agent.settings.agent.zone)
     return LocalCasework(agent, offered), agent
+
+
+def _api_client(args: argparse.Namespace, secret: str) -> ApiClient:
+    """A client of the API ``--api``, ``$EDGEAGENT_API`` or the ``[api]`` section names."""
+    from edgeagent.apiclient import ApiClient, chosen_api_url, configured_api_url
+
+    url = chosen_api_url(args.api)
+    if url is None:
+        api = _settings(args)[0].api
+        url = configured_api_url(api.host, api.port, api.tls_cert_file is not None)
+    return ApiClient(url, secret)
 
 
 def _with_casework(
@@ -282,31 +288,15 @@ def cmd_lookup(args: argparse.Namespace) -> int:
 
 def cmd_fleet_status(args: argparse.Namespace) -> int:
     """Ask the running daemon's API for ``GET /v1/fleet`` and print one line per target."""
-    import urllib.error
-    import urllib.request
+    from edgeagent.apiclient import ApiCallFailed
 
-    token = os.environ.get("EDGEAGENT_TOKEN", "")
-    if args.token_file:
-        token = Path(args.token_file).read_text(encoding="utf-8").strip()
-    if not token:
+    offered = _offered(args)
+    if offered.secret is None:
         raise UsageError("give a noc token: --token-file FILE or $EDGEAGENT_TOKEN")
-    url = args.url
-    if url is None:
-        settings, _ = _settings(args)
-        api = settings.api
-        scheme = "https" if api.tls_cert_file is not None else "http"
-        host = f"[{api.host}]" if ":" in api.host else api.host
-        url = f"{scheme}://{host}:{api.port}"
-    if not url.startswith(("http://", "https://")):
-        raise UsageError(f"--url must be http:// or https://, not {url!r}")
-    request = urllib.request.Request(  # noqa: S310 - the scheme is checked above
-        url.rstrip("/") + "/v1/fleet", headers={"Authorization": f"Bearer {token}"}
-    )
     try:
-        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
-            fleet = json.load(response)
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        _err(f"cannot read {url}/v1/fleet: {exc}")
+        fleet = _api_client(args, offered.secret).call("GET", "/v1/fleet")
+    except ApiCallFailed as exc:
+        _err(str(exc))
         return EXIT_FAILED
     if args.json:
         print(json.dumps(fleet, indent=2))
@@ -1189,12 +1179,9 @@ def build_parser() -> argparse.ArgumentParser:
     fleet_sub = fleet.add_subparsers(dest="fleet_command", required=True, metavar="ACTION")
     fs = fleet_sub.add_parser(
         "status",
-        parents=[common],
+        parents=[common, remote, json_out],
         help="every resolver and proxy: confirmed serial, lag, last canary (exit 1: one down)",
     )
-    fs.add_argument("--url", help="the daemon's API (default: [api] host and port)")
-    fs.add_argument("--token-file", help="file holding a noc token (default: $EDGEAGENT_TOKEN)")
-    fs.add_argument("--json", action="store_true", help="machine-readable output")
     fs.set_defaults(func=cmd_fleet_status)
 
     report = group("report", "reports")

@@ -278,11 +278,12 @@ def _cross_checks(s: Settings) -> list[ConfigProblem]:
     for enforcer in ENFORCERS:
         problems.extend(s.sections(enforcer.Config).cross_checks(s.feeds))
     problems.extend(s.takedown.cross_checks())
-    via = s.intake.notify_via
-    if via is not None and not isinstance(s.takedown.notifiers.get(via), SmtpNotifierConfig):
-        problems.append(
-            ConfigProblem("intake.notify_via", "must name a takedown notifier of kind smtp")
-        )
+    for key, via in (
+        ("intake.notify_via", s.intake.notify_via),
+        ("intake.mail.ack_via", s.intake.mail.ack_via),
+    ):
+        if via is not None and not isinstance(s.takedown.notifiers.get(via), SmtpNotifierConfig):
+            problems.append(ConfigProblem(key, "must name a takedown notifier of kind smtp"))
     return problems
 
 

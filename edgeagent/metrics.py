@@ -320,6 +320,18 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.intake_mail_messages = Counter(
+            "edgeagent_intake_mail_messages_total",
+            "Mailbox messages taken, by outcome (trusted: became decisions; quarantined: "
+            "queued for a person; already-done: stored before, only marked)",
+            ["outcome"],
+            registry=r,
+        )
+        self.intake_mail_polls_failed = Counter(
+            "edgeagent_intake_mail_polls_failed_total",
+            "Mailbox polls that ended early (connection, login or mark failed)",
+            registry=r,
+        )
         self.intake_daily_cap_reached = Gauge(
             "edgeagent_intake_daily_cap_reached",
             "1 while the report page's per-day cap is reached (new reports are refused)",

@@ -110,8 +110,10 @@ class PolicyIndex:
         self.state = state
         self._domains: dict[str, list[Entry]] = {}
         self._hosts: dict[str, list[Entry]] = {}
-        self._urls: dict[str, list[Entry]] = {}  # url expression -> entries
-        self._prefixes: dict[str, list[Entry]] = {}  # host -> url-prefix entries
+        # host + path -> (the entry's query parameters, entry), as the proxy index probes
+        self._urls: dict[str, list[tuple[frozenset[str], Entry]]] = {}
+        # host -> (host + path without trailing "/", entry) of url-prefix entries
+        self._prefixes: dict[str, list[tuple[str, Entry]]] = {}
         self._url_hosts: dict[str, list[Entry]] = {}  # host -> url/url-prefix entries
         self._nets: list[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, Entry]] = []
         self._allow_names: dict[str, list[Entry]] = {}
@@ -134,9 +136,11 @@ class PolicyIndex:
             host = canon.url_host(ind.value)
             self._url_hosts.setdefault(host, []).append(e)
             if ind.scope is Scope.URL:
-                self._urls.setdefault(_expression(ind.value), []).append(e)
+                base, params = _split_expression(ind.value)
+                self._urls.setdefault(base, []).append((params, e))
             else:
-                self._prefixes.setdefault(host, []).append(e)
+                prefix = canon.url_prefix_expression(ind.value).rstrip("/")
+                self._prefixes.setdefault(host, []).append((prefix, e))
         else:
             self._nets.append((ipaddress.ip_network(ind.value), e))
 
@@ -153,7 +157,7 @@ class PolicyIndex:
         if "/" in text or "://" in text:
             url = canon.canonical_url(text)
             host = canon.url_host(url)
-            proxy_hits = self._url_matches(url, host)
+            proxy_hits = self._url_matches(url)
             name_hits = self._name_matches(host)
             return self._treat("url", url, name_hits, proxy_hits, host)
         try:
@@ -228,31 +232,35 @@ class PolicyIndex:
             hits.extend(AppliedEntry(e, "dns", "block") for e in self._domains.get(name, ()))
         return tuple(hits)
 
-    def _url_matches(self, url: str, host: str) -> tuple[AppliedEntry, ...]:
-        hits = [AppliedEntry(e, "proxy", "stop-page") for e in self._urls.get(_expression(url), ())]
-        if self._hashes:
-            for expr in canon.lookup_expressions(url):
-                digest = canon.expression_hash(expr).hex()
-                hits.extend(
-                    AppliedEntry(e, "proxy", "stop-page") for e in self._hashes.get(digest, ())
-                )
-        prefixes = self._prefixes.get(host)
-        if prefixes:
-            request = _expression(url)
-            hits.extend(
-                AppliedEntry(e, "proxy", "stop-page")
-                for e in prefixes
-                if request.startswith(_prefix_expression(e.indicator.value))
-            )
-        return tuple(hits)
+    def _url_matches(self, url: str) -> tuple[AppliedEntry, ...]:
+        """URL-level entries the proxy would match for ``url``, with its rules.
+
+        Every reading of the request counts (:func:`edgeagent.canon.request_urls`: cut at a
+        fragment, path parameters removed), a url entry matches when its parameters are
+        among the request's (none: any query), a url-prefix entry when the path is the
+        prefix or lies under it at a ``/`` boundary.
+        """
+        found: dict[int, Entry] = {}
+        for reading in canon.request_urls(url):
+            base, params = _split_expression(reading)
+            for wanted, e in self._urls.get(base, ()):
+                if wanted <= params:
+                    found.setdefault(id(e), e)
+            for prefix, e in self._prefixes.get(canon.url_host(reading), ()):
+                if base == prefix or base.startswith(prefix + "/"):
+                    found.setdefault(id(e), e)
+            if self._hashes:
+                for expr in canon.lookup_expressions(reading):
+                    digest = canon.expression_hash(expr).hex()
+                    for e in self._hashes.get(digest, ()):
+                        found.setdefault(id(e), e)
+        return tuple(AppliedEntry(e, "proxy", "stop-page") for e in found.values())
 
 
-def _expression(url: str) -> str:
-    return canon.url_expression(url)
-
-
-def _prefix_expression(url: str) -> str:
-    return canon.url_prefix_expression(url)
+def _split_expression(url: str) -> tuple[str, frozenset[str]]:
+    """Host + path of canonical ``url`` and its canonical query parameters."""
+    base, _, query = canon.url_expression(url).partition("?")
+    return base, frozenset(query.split("&")) if query else frozenset()
 
 
 def _suffixes(name: str) -> Iterator[str]:

@@ -345,14 +345,18 @@ class Daemon:
         await self._start_intake_pages(triage)
 
     # -- intake hook: the public report and appeal pages (edgeagent.intake.listener). Its
-    #    runner joins self._runners, so it stops with the other listeners.
+    #    runner joins self._runners, so it stops with the other listeners; the mail
+    #    channel joins self._tasks.
     async def _start_intake_pages(self, triage: Triage) -> None:
-        from edgeagent.intake.listener import start_intake_pages
+        from edgeagent.intake.listener import mail_channel_for, start_intake_pages
 
         started = await start_intake_pages(self.agent, triage)
         if started is not None:
             self._runners.append(started[0])
             self.intake_url = started[1]
+        mail = mail_channel_for(self.agent, triage, self.policy_changed)
+        if mail is not None:
+            self._tasks.append(asyncio.create_task(mail.run(), name="mail-intake"))
 
     async def _serve(
         self,

@@ -66,6 +66,8 @@ def intake_json(item: IntakeItem) -> dict[str, Any]:
             "contact": c.contact,
             "subject": c.subject,
             "notice_source": c.notice_source,
+            "quarantine_reason": c.quarantine_reason,
+            "attachments": list(c.attachments),
         },
     }
 

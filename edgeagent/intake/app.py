@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from edgeagent.intake import page
-from edgeagent.intake.base import IntakeChannel, IntakeContent, IntakeItem
+from edgeagent.intake.base import IntakeChannel, IntakeContent, Submit
 from edgeagent.intake.csrf import COOKIE_NAME, FIELD_NAME, CsrfTokens
 from edgeagent.intake.form import (
     FormInvalid,
@@ -36,7 +36,6 @@ from edgeagent.intake.settings import IntakeSettings
 from edgeagent.logs import redact_aiohttp_server_logs
 from edgeagent.metrics import Metrics
 
-Submit = Callable[[IntakeChannel, IntakeContent], IntakeItem]
 Parse = Callable[[Mapping[str, str], IntakeSettings], IntakeContent]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Render = Callable[[Mapping[str, str] | None, tuple[FormProblem, ...], str], str]

@@ -23,12 +23,17 @@ the methods beside it). Nothing that enters here acts by itself:
   :mod:`edgeagent.intake.entryref`), never by its URL.
 
 Outcome texts shown to appellants never quote the list entry either.
+
+Channels: the public pages (:mod:`.app`) queue reports, appeals and challenges; the
+mailbox (:mod:`.mail`) turns a notice from an allow-listed, DKIM-signed sender into
+decisions directly (the sender is the authority, as for ``POST /v1/decisions/bulk``) and
+queues every other message as ``mail-quarantine``, never acting on it.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -83,7 +88,9 @@ class IntakeContent:
     - ``contact``: how to reach the person (only when they chose to give it);
     - ``subject``: what an appeal is about: the opaque entry reference, or for a
       challenge the takedown ticket's case reference;
-    - ``notice_source``: for a quarantined notice, the source it claims (a person checks).
+    - ``notice_source``: for a quarantined notice, the source it claims (a person checks);
+    - ``quarantine_reason``: why a machine did not act on an e-mailed notice;
+    - ``attachments``: attachments of a notice discarded unopened (``type, size`` each).
     """
 
     urls: tuple[str, ...] = ()
@@ -96,6 +103,8 @@ class IntakeContent:
     contact: str = ""
     subject: str = ""
     notice_source: str = ""
+    quarantine_reason: str = ""
+    attachments: tuple[str, ...] = ()
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
@@ -105,6 +114,7 @@ class IntakeContent:
         try:
             data: dict[str, Any] = json.loads(text)
             data["urls"] = tuple(data.get("urls", ()))
+            data["attachments"] = tuple(data.get("attachments", ()))
             return cls(**data)
         except (ValueError, TypeError) as exc:
             raise StoreError(f"intake item body is not valid: {type(exc).__name__}") from None
@@ -131,3 +141,7 @@ class IntakeItem:
     decided_by: str = ""
     reason: str = ""
     decision_ids: tuple[int, ...] = field(default_factory=tuple)
+
+
+Submit = Callable[[IntakeChannel, IntakeContent], IntakeItem]
+"""Queues what came in on a channel (:meth:`edgeagent.intake.triage.Triage.submit`)."""

@@ -3,18 +3,29 @@
 :func:`triage_for` gives the daemon's API and the CLI the same :class:`Triage` (appeal
 reference key from the state directory, appellant mail through ``[intake] notify_via``).
 :func:`start_intake_pages` starts the public pages when ``[intake] enabled``; the daemon
-stops the returned runner with its other listeners.
+stops the returned runner with its other listeners. :func:`mail_channel_for` gives the
+daemon the mail channel when ``[intake.mail] enabled`` (its task stops with the others).
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from edgeagent.configtypes import read_secret
 from edgeagent.intake.app import PublicPages, create_public_pages_app, start_public_pages
 from edgeagent.intake.appellant import AppellantMail
 from edgeagent.intake.entryref import EntryRefs
+from edgeagent.intake.mail.ack import MailAcknowledger
+from edgeagent.intake.mail.imap import ImapMailbox, tls_context
+from edgeagent.intake.mail.ledger import MailLedger
+from edgeagent.intake.mail.lmtp import LmtpDelivery, serve_lmtp
+from edgeagent.intake.mail.notices import MailIntake, MailPoller
+from edgeagent.intake.mail.signature import KeyLookup
 from edgeagent.intake.triage import Notify, Triage
 from edgeagent.model import Entry
 from edgeagent.proxy.enforcer import ProxyEnforcerConfig
@@ -25,13 +36,86 @@ if TYPE_CHECKING:
     from edgeagent.service import Agent
 
 
-def _appellant_mail(agent: Agent) -> Notify | None:
-    settings = agent.settings
-    name = settings.intake.notify_via
-    config = settings.takedown.notifiers.get(name) if name else None
+def _smtp_notifier(agent: Agent, name: str | None) -> SmtpNotifier | None:
+    """The takedown notifier ``name`` if it is of kind smtp (config checks that it is)."""
+    config = agent.settings.takedown.notifiers.get(name) if name else None
     if name is None or not isinstance(config, SmtpNotifierConfig):
         return None
-    return AppellantMail(SmtpNotifier.from_config(config, name=name), settings.intake.operator)
+    return SmtpNotifier.from_config(config, name=name)
+
+
+def _appellant_mail(agent: Agent) -> Notify | None:
+    notifier = _smtp_notifier(agent, agent.settings.intake.notify_via)
+    return None if notifier is None else AppellantMail(notifier, agent.settings.intake.operator)
+
+
+@dataclass(frozen=True, slots=True)
+class MailChannel:
+    """The mail channel of ``[intake.mail]``: its IMAP poller (when ``user`` is set)
+    and its LMTP listener address (when ``lmtp_host`` is set)."""
+
+    intake: MailIntake
+    poller: MailPoller | None
+    lmtp: tuple[str, int] | None
+    on_change: Callable[[], None] | None = None
+
+    async def run(self) -> None:
+        """Poll and listen until cancelled (the daemon's task)."""
+        server = None
+        if self.lmtp is not None:
+            delivery = LmtpDelivery(self.intake, self.on_change)
+            server = await serve_lmtp(delivery, *self.lmtp)
+        try:
+            if self.poller is not None:
+                await self.poller.run()
+            else:
+                await asyncio.Event().wait()
+        finally:
+            if server is not None:
+                server.close()
+                await server.wait_closed()
+
+
+def mail_channel_for(
+    agent: Agent, triage: Triage, on_change: Callable[[], None] | None = None
+) -> MailChannel | None:
+    """The mail channel when ``[intake.mail] enabled`` (``on_change``: decisions were
+    stored), else ``None``."""
+    settings = agent.settings.intake.mail
+    if not settings.enabled:
+        return None
+    notifier = _smtp_notifier(agent, settings.ack_via)
+    intake = MailIntake(
+        settings,
+        agent.decisions,
+        triage.submit,
+        MailLedger.in_state_dir(agent.settings.agent.state_dir),
+        KeyLookup(settings.dkim_resolvers, settings.timeout_seconds),
+        acknowledge=None
+        if notifier is None
+        else MailAcknowledger(notifier, agent.settings.intake.operator),
+        on_change=on_change,
+        metrics=agent.metrics,
+    )
+    poller = None
+    if settings.user:
+        password = read_secret(settings.password_file, settings.password_env)
+        context = tls_context(settings.ca_file)
+
+        def open_mailbox() -> ImapMailbox:
+            return ImapMailbox(
+                settings.host,
+                settings.port,
+                settings.user,
+                password,
+                folder=settings.folder,
+                context=context,
+                timeout=settings.timeout_seconds,
+            )
+
+        poller = MailPoller(intake, open_mailbox)
+    lmtp = None if settings.lmtp_host is None else (settings.lmtp_host, settings.lmtp_port)
+    return MailChannel(intake, poller, lmtp, on_change)
 
 
 def triage_for(agent: Agent) -> Triage:

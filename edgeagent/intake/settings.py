@@ -12,6 +12,7 @@ from typing import Annotated
 from pydantic import Field
 
 from edgeagent.configtypes import ConfigModel, HttpUrl, Items, ListenHost, ListenPort, Name
+from edgeagent.intake.mail.settings import MailIntakeSettings
 
 _Short = Annotated[str, Field(min_length=1, max_length=200)]
 _Long = Annotated[str, Field(min_length=1, max_length=2000)]
@@ -51,3 +52,4 @@ class IntakeSettings(ConfigModel):
     rate_window_seconds: Annotated[int, Field(ge=10, le=86_400)] = 600
     daily_cap: Annotated[int, Field(ge=1)] = 2000
     notify_via: Name | None = None  # a [takedown.notifiers.NAME] of kind smtp: tells appellants
+    mail: MailIntakeSettings = MailIntakeSettings()  # e-mailed notices (edgeagent.intake.mail)

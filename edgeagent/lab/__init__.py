@@ -12,14 +12,19 @@ starts, each in the foreground in the lab's process group:
 - the origin web server, Squid with the helper and sniproxy (:mod:`edgeagent.lab.proxy`,
   the shipped configs) on their own loopback addresses, resolving through an Unbound
   without the policy;
-- an SMTP sink and a webhook sink (:mod:`edgeagent.lab.sinks`) for takedown notices;
+- an SMTP sink and a webhook sink (:mod:`edgeagent.lab.sinks`) for takedown notices,
+  appeal outcomes and acknowledgements of e-mailed notices;
+- the report and appeal pages and a Dovecot mailbox for e-mailed notices, with a trusted
+  sender whose DKIM key the authoritative ``named`` publishes (:mod:`edgeagent.lab.intake`);
 - then the daemon itself, in this process. Once it is ready, ``lab.json`` (0600) says
   where everything is::
 
     {"dir", "config", "api", "metrics", "tokens": {"noc", "analyst", "supervisor",
      "admin"}, "resolvers": [{"name", "host", "port"}], "sites", "origin", "stop_page",
      "rpz_zone_file", "proxy": {"host", "port"}, "hosted_example": {"host", "customer"},
-     "smtp_sink", "webhook_sink", "authoritative": {"host", "port"}, "web_port"}
+     "smtp_sink", "webhook_sink", "authoritative": {"host", "port"}, "web_port",
+     "report_page", "appeal_page", "mailbox": {"imap", "user", "password",
+     "tls_certificate", "trusted_sender", "reference_pattern", "dkim_key", "dkim_selector"}}
 
 Addresses: one 127.0.N.0/24 block per lab (origin .10, Squid and sniproxy .80, stop page
 .81, unfiltered DNS .53). As root the web ports are 80/443 and the unfiltered DNS is on
@@ -51,6 +56,7 @@ from typing import Any
 
 from edgeagent.config import BUNDLED_LISTS_DIR, load_config
 from edgeagent.lab.daemons import DaemonError, ProcessGroup, free_port, free_tcp_port
+from edgeagent.lab.intake import LabIntake, prepare_appeal_key, start_lab_intake
 from edgeagent.lab.proxy import start_sniproxy, start_squid
 from edgeagent.lab.resolvers import (
     UPDATE_KEY,
@@ -223,7 +229,13 @@ interval_seconds = 300
 
 
 def peers_config_text(
-    plan: LabPlan, addr: LabAddresses, smtp_port: int, webhook_url: str, proxy_port: int
+    plan: LabPlan,
+    addr: LabAddresses,
+    smtp_port: int,
+    webhook_url: str,
+    proxy_port: int,
+    *,
+    appeal_url: str,
 ) -> str:
     """RPZ publishing, resolvers, proxy and takedown sections for the lab's peers."""
     return f"""
@@ -272,6 +284,7 @@ stop_page_listen_host = "{addr.stop_page}"
 stop_page_listen_port = {addr.web_port}
 proxies = [{{ host = "{addr.proxy}", port = {proxy_port} }}]
 verify_interval_seconds = 5
+appeal_url = "{appeal_url}"
 
 [takedown]
 enabled = true
@@ -356,6 +369,7 @@ class Lab:
         self.notes: list[str] = []
         self.failure = ""  # why the lab never became ready
         self._announcing: asyncio.Task[None] | None = None
+        self._intake: LabIntake | None = None
 
     # -- preparation -------------------------------------------------------------------
     def _write_secrets(self) -> bytes:
@@ -388,6 +402,9 @@ class Lab:
         os.chmod(self.directory, 0o711)  # noqa: S103 - traverse only, no listing
         _check_traversable(self.directory)
         webhook_secret = self._write_secrets()
+        proxy_group = "proxy" if _has_group("proxy") else None
+        appeal_key = prepare_appeal_key(plan.state_dir, proxy_group)
+        intake = self._intake = start_lab_intake(self.directory, plan.secrets_dir, self.group)
         (plan.directory / "customers.csv").write_text(CUSTOMERS_CSV, encoding="utf-8")
 
         origin = Origin(
@@ -406,7 +423,7 @@ class Lab:
         # once they return (and then stops everything that did start).
         auth = start_authoritative(
             self._mkdir("authoritative"),
-            {ZONE: lab_zone(addr.origin, HOSTED_ADDRESS, addr.stop_page)},
+            {ZONE: lab_zone(addr.origin, HOSTED_ADDRESS, addr.stop_page) + intake.key.txt_record()},
             port=plan.auth_port,
             group=self.group,
         )
@@ -470,6 +487,7 @@ class Lab:
             hosts=None if dns_for_proxy else dict.fromkeys((*SITES, HOSTED), addr.origin),
             stats_file=index_dir / "helper-stats-%p.json",
             group=self.group,
+            appeal_key=appeal_key,
         )
         if addr.https_port is not None and dns_for_proxy is not None:
             start_sniproxy(
@@ -497,9 +515,18 @@ class Lab:
                 "authoritative": {"host": auth.host, "port": auth.port},
                 "web_port": addr.web_port,
                 "notes": self.notes,
+                **intake.info(),
             }
         )
-        return peers_config_text(plan, addr, smtp.port, webhook.url, squid.proxy_port)
+        peers = peers_config_text(
+            plan,
+            addr,
+            smtp.port,
+            webhook.url,
+            squid.proxy_port,
+            appeal_url=f"{intake.pages}/appeal",
+        )
+        return peers + intake.config_text(auth.port, "hosting-mail")
 
     def _mkdir(self, name: str) -> Path:
         path = self.directory / name
@@ -563,6 +590,8 @@ class Lab:
 
     async def _stop_all(self, agent: Agent | None) -> None:
         self.group.stop_all()
+        if self._intake is not None:
+            self._intake.stop()
         for server in reversed(self._servers):
             with contextlib.suppress(Exception):
                 await server.close()

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgeagent.bundled import IMPORT_ROOT
+from edgeagent.intake.entryref import KEY_FILE_NAME
 from edgeagent.lab.daemons import (
     HOST,
     SNIPPETS_DIR,
@@ -116,9 +117,13 @@ def render_squid_conf(
     hosts: dict[str, str] | None = None,
     fail_mode: str = "open",
     stats_file: Path | None = None,
+    appeal_key: Path | None = None,
     intercept_port: int | None = None,
 ) -> tuple[Path, int, int]:
     """Write ``squid.conf`` (+ hosts file) into ``workdir``; return (conf, proxy, accel port).
+
+    ``appeal_key``: the agent's appeal key file (default: ``workdir/appeal-ref.key``,
+    which the helper goes on without when it does not exist).
 
     ``resolver``: a DNS server WITHOUT the diversion policy (port 53); ``hosts`` answers
     first (and alone without ``resolver``). ``intercept_port``: turn on the shipped
@@ -143,6 +148,7 @@ def render_squid_conf(
                 "INDEX": str(index),
                 "FAIL_MODE": fail_mode,
                 "STATS_FILE": str(stats_file or workdir / "helper-%p.json"),
+                "APPEAL_KEY": str(appeal_key or workdir / KEY_FILE_NAME),
                 "STOP_URL": stop_url,
                 "RESOLVER_CONF": f"hosts_file {hosts_file}\ndns_nameservers {resolver or HOST}",
                 "WORK_DIR": str(workdir),
@@ -172,6 +178,7 @@ def start_squid(
     fail_mode: str = "open",
     stats_file: Path | None = None,
     group: ProcessGroup | None = None,
+    appeal_key: Path | None = None,
 ) -> RunningSquid:
     """Run the shipped Squid config in the foreground until both ports accept."""
     workdir.mkdir(parents=True, exist_ok=True)
@@ -188,6 +195,7 @@ def start_squid(
         hosts=hosts,
         fail_mode=fail_mode,
         stats_file=stats_file,
+        appeal_key=appeal_key,
     )
     check_config(["squid", "-k", "parse", "-f", str(conf)])
     proc, _out = spawn("squid", ["squid", "-N", "-f", str(conf)], workdir, group, "squid.out")

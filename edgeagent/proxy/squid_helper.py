@@ -353,6 +353,20 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def read_appeal_key(path: Path) -> bytes | None:
+    """The appeal key, or ``None`` (answers without a reference) when it cannot be read:
+    a stop page without an appeal reference beats a proxy whose helpers die."""
+    try:
+        key = path.read_bytes()
+    except OSError as exc:
+        log.warning("%s: appeal key not read (%s): no appeal references", path, exc.strerror)
+        return None
+    if len(key) != 32:
+        log.warning("%s: appeal key is %d bytes, not 32: no appeal references", path, len(key))
+        return None
+    return key
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point. Logs to stderr, which Squid puts in cache.log."""
     args = build_parser().parse_args(argv)
@@ -364,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
         fail_closed=args.fail_mode == "closed",
         check_interval=args.check_interval,
         host_mode=args.mode == "host",
-        appeal_key=Path(args.appeal_key).read_bytes() if args.appeal_key else None,
+        appeal_key=read_appeal_key(Path(args.appeal_key)) if args.appeal_key else None,
     )
     stats_file = stats_path(args.stats_file) if args.stats_file else None
     try:

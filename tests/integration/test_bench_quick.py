@@ -31,6 +31,7 @@ BENCHMARKS = (
     "squid_e2e",
     "fleet_verify",
     "bulk_notice",
+    "mail_notices",
 )
 
 

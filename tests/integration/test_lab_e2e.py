@@ -9,26 +9,34 @@ it with SIGTERM and checks that nothing is left behind.
 
 from __future__ import annotations
 
+import html
 import http.client
+import imaplib
 import json
 import os
+import re
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import tempfile
 import urllib.request
 from collections.abc import Callable, Iterator
+from email.message import EmailMessage
+from email.utils import make_msgid
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import dkim
 import dns.message
 import dns.query
 import dns.rcode
 import dns.rdatatype
 import pytest
 
+from edgeagent.intake.entryref import is_ref
 from edgeagent.takedown.notifiers.webhook import verify_webhook_signature
 from tests.support.binaries import require_binary
 from tests.support.polling import wait_for
@@ -131,13 +139,18 @@ def get(host: str, port: int, path: str, host_header: str | None = None) -> tupl
 
 def follow_to_stop_page(status: int, location: str) -> int:
     """Squid refuses a listed URL with a redirect to the agent's stop page: follow it."""
+    return stop_page(status, location)[0]
+
+
+def stop_page(status: int, location: str) -> tuple[int, str]:
+    """``(status, body)`` of the stop page Squid redirected to."""
     assert status == 302, status
     assert "/blocked" in location
     parts = urlsplit(location)
     assert parts.hostname is not None
     stop_status, _, body = get(parts.hostname, parts.port or 80, f"{parts.path}?{parts.query}")
     assert "blocked" in body.lower()
-    return stop_status
+    return stop_status, body
 
 
 # -------------------------------------------------------------------------------- tests
@@ -152,6 +165,13 @@ def test_lab_json_has_every_key(lab: Lab) -> None:
     assert Path(info["rpz_zone_file"]).is_file()
     assert info["proxy"]["port"] > 0
     assert info["hosted_example"]["customer"]
+    assert info["report_page"].endswith("/report")
+    assert info["appeal_page"].endswith("/appeal")
+    mailbox = info["mailbox"]
+    for key in ("imap", "user", "password", "trusted_sender", "dkim_key", "dkim_selector"):
+        assert mailbox[key], key
+    with urllib.request.urlopen(info["report_page"], timeout=5) as resp:
+        assert resp.status == 200
     # The sites start unblocked: they resolve to the origin at both resolvers.
     origin = urlsplit(info["origin"]).hostname
     for r in info["resolvers"]:
@@ -181,7 +201,18 @@ def test_url_decision_diverts_the_site_and_blocks_only_that_page(lab: Lab) -> No
         return got if got[0] == 302 else None
 
     status, location, _ = wait_for("the stop page redirect", redirected, 15)
-    assert follow_to_stop_page(status, location) == 451
+    stop_status, body = stop_page(status, location)
+    assert stop_status == 451
+    # The appeal link names the blocking entry by its opaque reference (Squid's helper
+    # reads the agent's appeal key), never by the URL, and opens the lab's appeal page.
+    link = re.search(r'id="appeal" href="([^"]+)"', body)
+    assert link is not None, body
+    appeal = html.unescape(link.group(1))
+    assert appeal.startswith(info["appeal_page"] + "?ref="), appeal
+    assert is_ref(appeal.rpartition("=")[2])
+    assert "listed" not in appeal
+    with urllib.request.urlopen(appeal, timeout=5) as resp:
+        assert appeal.rpartition("=")[2] in resp.read().decode()
     status, _, body = get(address, port, "/gallery/sibling.html", site)
     assert status == 200
     assert "Origin content for /gallery/sibling.html" in body
@@ -239,6 +270,61 @@ def test_hosted_url_opens_a_ticket_with_mail_and_signed_webhook(lab: Lab) -> Non
     )
     assert record["payload"]["customer_id"] == hosted["customer"]
     assert not list(Path(info["webhook_sink"]).glob("rejected-*.json"))
+
+
+def _notice(lab: Lab, reference: str, url: str, *, signed: bool) -> bytes:
+    """A notice as a newcomer writes and signs it, from what ``lab.json`` says."""
+    box = lab.info["mailbox"]
+    msg = EmailMessage()
+    msg["From"] = box["trusted_sender"]
+    msg["To"] = box["user"]
+    msg["Subject"] = f"Notice {reference}"
+    msg["Message-ID"] = make_msgid(domain="hotline.lab.test")
+    msg.set_content(f"Please block:\n{url}\n")
+    raw = msg.as_bytes().replace(b"\n", b"\r\n")
+    if not signed:
+        return raw
+    key = Path(box["dkim_key"]).read_bytes()
+    domain = box["trusted_sender"].rpartition("@")[2]
+    return dkim.sign(raw, box["dkim_selector"].encode(), domain.encode(), key) + raw
+
+
+def test_mailed_notices_one_accepted_one_quarantined(lab: Lab) -> None:
+    box = lab.info["mailbox"]
+    host, port = box["imap"].rsplit(":", 1)
+    tls = ssl.create_default_context(cafile=box["tls_certificate"])
+    site = lab.info["sites"][2]
+    with imaplib.IMAP4_SSL(host, int(port), ssl_context=tls) as imap:
+        imap.login(box["user"], box["password"])
+        for raw in (
+            _notice(lab, "LAB-77", f"http://{site}/mailed.html", signed=True),
+            _notice(lab, "LAB-78", f"http://{site}/unsigned.html", signed=False),
+        ):
+            assert imap.append("INBOX", None, None, raw)[0] == "OK"
+
+    def decided() -> list[Any] | None:
+        found = lab.api("GET", "/v1/decisions?reference=LAB-77")["items"]
+        return found or None
+
+    [decision] = wait_for("the signed notice's decision", decided, 20)
+    assert (decision["source"], decision["status"]) == ("hotline", "active")
+
+    def quarantined() -> list[Any] | None:
+        items = lab.api("GET", "/v1/intake?channel=mail-quarantine")["items"]
+        return items or None
+
+    [item] = wait_for("the unsigned notice in quarantine", quarantined, 20)
+    assert item["content"]["quarantine_reason"] == "DKIM: not signed"
+    assert lab.api("GET", "/v1/decisions?reference=LAB-78")["items"] == []
+
+    # The hotline's acknowledgement reached the SMTP sink; the quarantined one got none.
+    def acknowledged() -> list[str] | None:
+        mails = [p.read_text() for p in Path(lab.info["smtp_sink"]).glob("*.eml")]
+        return [m for m in mails if "Case reference: LAB-77" in m] or None
+
+    [ack] = wait_for("the acknowledgement", acknowledged, 10)
+    assert site not in ack
+    assert not [p for p in Path(lab.info["smtp_sink"]).glob("*.eml") if "LAB-78" in p.read_text()]
 
 
 def test_status_metrics_and_readiness(lab: Lab) -> None:

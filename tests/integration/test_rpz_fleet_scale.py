@@ -12,6 +12,8 @@ serves the current serial.
 
 from __future__ import annotations
 
+import os
+import subprocess
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -20,7 +22,7 @@ import pytest
 
 from edgeagent.lab.daemons import HOST, restart
 from edgeagent.rpz.publishers.base import ResolverTarget, query_all
-from tests.support.agent import http_json
+from tests.support.agent import AGENT, http_json
 from tests.support.api import decision_body
 from tests.support.polling import wait_for
 from tests.support.resolvers import AgentFleet, agent_fleet
@@ -128,6 +130,19 @@ def test_dead_resolvers_neither_delay_publishing_nor_hide(fleet: Fleet) -> None:
     assert members["unbound-00"]["kind"] == "unbound"
     assert members["bind-03"]["confirmed"] is not None  # seen before it died
     assert body["enforcers"]["rpz"]["pending_version"] is None
+    # The operator's view of the same: one line per target, the dead ones DOWN, exit 1.
+    shown = subprocess.run(
+        [AGENT, "fleet", "status", "--api", fleet.api],
+        env={**os.environ, "EDGEAGENT_TOKEN": fleet.noc},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert shown.returncode == 1, shown.stderr
+    rows = {line.split()[0]: line.split() for line in shown.stdout.splitlines()[1:]}
+    assert {n for n, row in rows.items() if "DOWN" in row} == set(KILLED), shown.stdout
+    assert rows["bind-04"][1:4] == ["rpz", "bind", "south"], shown.stdout
     for name in KILLED:
         assert metric(fleet, "edgeagent_rpz_resolver_reachable", name) == 0
     assert metric(fleet, "edgeagent_rpz_resolver_reachable", "bind-04") == 1

@@ -30,6 +30,7 @@ EXPECTED_ALERTS = {
     "EdgeagentTakedownSlaBreached",
     "EdgeagentTakedownOverdue",
     "EdgeagentIntakeDailyCap",
+    "EdgeagentIntakeMailFailing",
 }
 
 _CONTRACT_LINE = re.compile(r"^#\s+(edgeagent_[a-z_]+)\{([a-z_, ]*)\}\s+(gauge|counter)\b")

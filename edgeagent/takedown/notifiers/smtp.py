@@ -154,6 +154,12 @@ class SmtpNotifier(Notifier):
 
     def deliver(self, msg: EmailMessage, to: Sequence[str]) -> None:
         """Send ``msg`` to ``to`` over this notifier's server (blocking); ``NotifyError``."""
+        self.deliver_all([(msg, to)])
+
+    def deliver_all(self, batch: Sequence[tuple[EmailMessage, Sequence[str]]]) -> None:
+        """Send every ``(msg, to)`` of ``batch`` in one SMTP session (blocking); the first
+        failure raises ``NotifyError`` (the messages before it are sent)."""
+        refused = 0
         try:
             with smtplib.SMTP(self.host, self.port, timeout=self.timeout) as smtp:
                 smtp.ehlo()
@@ -164,10 +170,11 @@ class SmtpNotifier(Notifier):
                     smtp.ehlo()
                 if self.username:
                     smtp.login(self.username, self.password or "")
-                refused = smtp.send_message(msg, from_addr=self.sender, to_addrs=to)
+                for msg, to in batch:
+                    refused += len(smtp.send_message(msg, from_addr=self.sender, to_addrs=to))
         except NotifyError:
             raise
         except (smtplib.SMTPException, OSError, ssl.SSLError) as exc:
             raise NotifyError(self.name, type(exc).__name__) from None
         if refused:
-            raise NotifyError(self.name, f"{len(refused)} recipient(s) refused")
+            raise NotifyError(self.name, f"{refused} recipient(s) refused")

@@ -1,0 +1,1 @@
+"""E-mailed notices: a mailbox polled over IMAP with TLS (see :mod:`.notices`)."""
