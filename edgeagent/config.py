@@ -256,6 +256,14 @@ class Settings(ConfigModel):
             names |= self.sections(enforcer.Config).reserved_names()
         return tuple(sorted(names))
 
+    def policy_zones(self) -> tuple[str, ...]:
+        """The DNS zones entries are written under (:meth:`EnforcerConfig.policy_zones`):
+        no name too long to be an owner in them is accepted."""
+        zones: set[str] = set()
+        for enforcer in ENFORCERS:
+            zones |= self.sections(enforcer.Config).policy_zones()
+        return tuple(sorted(zones))
+
     def feed_action(self, name: str) -> DnsAction:
         """The DNS action for name-level entries of feed ``name``: its own ``action``, else
         the default of the enforcer that decides it (``[rpz] default_action``)."""

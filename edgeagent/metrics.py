@@ -206,6 +206,12 @@ class Metrics:
             ["enforcer"],
             registry=r,
         )
+        self.enforcer_retry_delay = Gauge(
+            "edgeagent_enforcer_retry_delay_seconds",
+            "Wait before an enforcer's next publish retry, backoff with jitter (0: none)",
+            ["enforcer"],
+            registry=r,
+        )
         self.rpz_canary_ok = Gauge(
             "edgeagent_rpz_canary_ok",
             "1 if the resolver blocked the canary at the last check",

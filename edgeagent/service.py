@@ -101,6 +101,7 @@ def build_guard(settings: Settings) -> Guard:
         limits,
         settings.guard.cidr_min_prefix_v4,
         settings.guard.cidr_min_prefix_v6,
+        settings.policy_zones(),
     )
 
 

@@ -18,7 +18,7 @@ RUN_SLOW = "--run-slow"
 
 # Fuzz example counts and other figures of the hostile-input tests, printed at the end and
 # kept in var/reliability/hostile-inputs.json (see the module).
-pytest_plugins = ("tests.support.fuzzing",)
+pytest_plugins = ("tests.support.fuzzing", "tests.support.figures")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

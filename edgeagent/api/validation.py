@@ -338,7 +338,8 @@ class FleetMemberOut(_Out):
 class FleetOut(_Out):
     members: list[FleetMemberOut]
     enforcers: dict[str, Any] = Field(
-        description="per enforcer: pending_version (null when enforced) and retries"
+        description="per enforcer: pending_version (null when enforced), retries and "
+        "next_retry_seconds (null when none is due)"
     )
 
 

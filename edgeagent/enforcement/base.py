@@ -145,6 +145,11 @@ class EnforcerConfig(PluginConfig):
         (the guard refuses them)."""
         return set()
 
+    def policy_zones(self) -> set[str]:
+        """The DNS zones these sections write entries under (the guard refuses a name too
+        long to be an owner in the longest of them)."""
+        return set()
+
 
 @dataclass(frozen=True, slots=True)
 class Enforced:

@@ -12,7 +12,8 @@ state, after an exponential backoff with jitter (:func:`retry_delay`), until it 
 a later publish does; so is a publish after which a verify still finds reachable targets
 behind (:meth:`~edgeagent.enforcement.base.Enforcer.lagging`), until none is. The
 version still waiting is exported per enforcer (``edgeagent_enforcer_pending_version``),
-and so are the retries.
+and so are the retries and the wait before the next one
+(``edgeagent_enforcer_retry_delay_seconds``); while a version waits, readiness names it.
 """
 
 from __future__ import annotations
@@ -87,6 +88,7 @@ class Enforcers:
         self.retry_max = retry_max
         self.pending: dict[str, int] = {}  # kind -> version it has not enforced yet
         self.retries: dict[str, int] = {}  # kind -> retries since its last success
+        self.next_delay: dict[str, float] = {}  # kind -> wait before its next retry
         self._retrying: dict[str, asyncio.Task[None]] = {}
 
     @classmethod
@@ -145,12 +147,21 @@ class Enforcers:
         if ok:
             self.pending.pop(kind, None)
             self.retries.pop(kind, None)
+            self._set_delay(kind, None)
         else:
             self.pending[kind] = state.version
             self._retry_later(kind)
         if self.metrics is not None:
             gauge = self.metrics.enforcer_pending_version.labels(enforcer=kind)
             gauge.set(self.pending.get(kind, 0))
+
+    def _set_delay(self, kind: str, seconds: float | None) -> None:
+        if seconds is None:
+            self.next_delay.pop(kind, None)
+        else:
+            self.next_delay[kind] = seconds
+        if self.metrics is not None:
+            self.metrics.enforcer_retry_delay.labels(enforcer=kind).set(seconds or 0)
 
     def _lagging(self, kind: str) -> bool:
         enforcer = self._by_kind[kind]
@@ -164,10 +175,18 @@ class Enforcers:
     async def _retry(self, kind: str) -> None:
         """Publish the newest state to ``kind`` again until it takes (or a later publish
         does), backing off between attempts."""
+        try:
+            await self._retry_until_done(kind)
+        finally:
+            self._set_delay(kind, None)  # no retry is due any more
+
+    async def _retry_until_done(self, kind: str) -> None:
         attempt = 0
         while kind in self.pending or self._lagging(kind):
             attempt += 1
-            await asyncio.sleep(retry_delay(attempt, self.retry_first, self.retry_max))
+            delay = retry_delay(attempt, self.retry_first, self.retry_max)
+            self._set_delay(kind, delay)
+            await asyncio.sleep(delay)
             state = self.state
             if not (kind in self.pending or self._lagging(kind)) or state is None:
                 return
@@ -247,7 +266,18 @@ class Enforcers:
             await enforcer.close()
 
     def readiness(self) -> list[str]:
-        return [reason for e in self.active() for reason in e.readiness()]
+        """Each active enforcer's own reasons, and every policy version not enforced yet
+        (a publish that did not take and waits for its retry)."""
+        reasons = [reason for e in self.active() for reason in e.readiness()]
+        for e in self.active():
+            version = self.pending.get(e.KIND)
+            if version is not None:
+                reasons.append(
+                    f"{e.KIND}: policy version {version} not enforced yet "
+                    f"({self.retries.get(e.KIND, 0)} retries, next in "
+                    f"{self.next_delay.get(e.KIND, 0.0):.1f} s)"
+                )
+        return reasons
 
     def status(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -274,6 +304,7 @@ class Enforcers:
             e.KIND: {
                 "pending_version": self.pending.get(e.KIND),
                 "retries": self.retries.get(e.KIND, 0),
+                "next_retry_seconds": self.next_delay.get(e.KIND),
             }
             for e in self.active()
         }

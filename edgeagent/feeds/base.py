@@ -58,7 +58,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Annotated, ClassVar, Generic, Literal, NamedTuple, Protocol, TypeVar
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from edgeagent.configtypes import (
     ConfigModel,
@@ -464,6 +464,20 @@ class ClientCertAuthConfig(ConfigModel):
         return replace(spec, client_cert=cert)
 
 
+ListFormat = Literal["lines", "csv", "jsonl"]
+
+
+def list_format(content: str, format: ListFormat) -> ListFormat:
+    """``format`` if a list of kind ``content`` is parsed in it: only a ``url-list`` has
+    column formats; the others would read a CSV or JSONL file as plain lines."""
+    if format != "lines" and content != FeedKind.URL_LIST:
+        raise ValueError(
+            f'a {content} is read one entry per line: "lines" only '
+            "(csv and jsonl are url-list formats)"
+        )
+    return format
+
+
 FeedAuthConfig = Annotated[
     BasicAuthConfig | BearerAuthConfig | ClientCertAuthConfig, Field(discriminator="kind")
 ]
@@ -474,7 +488,7 @@ class FetchedListConfig(FeedConfig):
 
     url: HttpUrl | None = None
     path: OutputPath | None = None  # may appear later (e.g. dropped in by another job)
-    format: Literal["lines", "csv", "jsonl"] = "lines"
+    format: ListFormat = "lines"
     auth: FeedAuthConfig | None = None
     ca_file: InputFile | None = None
     connect_timeout_seconds: Seconds = 10.0
@@ -489,6 +503,12 @@ class FetchedListConfig(FeedConfig):
     digest_url: HttpUrl | None = None
     signature_url: HttpUrl | None = None
     public_key_file: InputFile | None = None
+
+    @field_validator("format")
+    @classmethod
+    def _format_of_kind(cls, value: ListFormat, info: ValidationInfo) -> ListFormat:
+        kind = info.data.get("kind")
+        return value if kind is None else list_format(kind, value)
 
     @model_validator(mode="after")
     def _source_consistent(self) -> FetchedListConfig:

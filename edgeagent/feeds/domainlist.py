@@ -75,7 +75,6 @@ class DomainListFeedConfig(FetchedListConfig):
     """One domain per line (comments allowed): whole-domain entries."""
 
     kind: Literal["domain-list"]
-    format: Literal["lines", "csv"] = "lines"
 
 
 class DomainListFeed(FetchedListFeed[DomainListFeedConfig]):

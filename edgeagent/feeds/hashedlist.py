@@ -83,7 +83,6 @@ class HashedUrlListFeedConfig(FetchedListConfig):
     """Hex SHA-256 of canonical lookup expressions (feeds the proxy index only)."""
 
     kind: Literal["hashed-url-list"]
-    format: Literal["lines", "csv"] = "lines"
 
 
 class HashedUrlListFeed(FetchedListFeed[HashedUrlListFeedConfig]):

@@ -16,9 +16,19 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
+from pydantic import ValidationInfo, field_validator
+
 from edgeagent.configtypes import OutputPath
 from edgeagent.errors import FeedError
-from edgeagent.feeds.base import Feed, FeedConfig, FeedFormat, FeedKind, FeedSpec
+from edgeagent.feeds.base import (
+    Feed,
+    FeedConfig,
+    FeedFormat,
+    FeedKind,
+    FeedSpec,
+    ListFormat,
+    list_format,
+)
 
 __all__ = ["LocalFileFeed", "LocalFileFeedConfig", "LocalRead", "read"]
 
@@ -82,7 +92,13 @@ class LocalFileFeedConfig(FeedConfig):
     kind: Literal["local-file"]
     path: OutputPath
     content: Literal["url-list", "hashed-url-list", "domain-list"] = "domain-list"
-    format: Literal["lines", "csv", "jsonl"] = "lines"
+    format: ListFormat = "lines"
+
+    @field_validator("format")
+    @classmethod
+    def _format_of_content(cls, value: ListFormat, info: ValidationInfo) -> ListFormat:
+        content = info.data.get("content")  # absent when it failed its own check
+        return value if content is None else list_format(content, value)
 
 
 class LocalFileFeed(Feed[LocalFileFeedConfig]):

@@ -15,6 +15,10 @@ Contract (every function here is pure; the only I/O is reading list files in the
   second person's approval (four-eyes): ``Guard.enforce`` raises
   :class:`~edgeagent.errors.ProtectedNameRefused` without one.
 - IP/CIDR blocks wider than the configured minimum prefix length are refused outright.
+- A name the policy zones cannot hold is refused outright, block or allow: with the longest
+  policy zone's name appended (and ``*.`` before a ``domain`` entry) it would be longer
+  than 253 octets. A URL block's host counts too (DNS diverts it to the proxy). Refused at
+  input, it never becomes a decision that is silently left out of every zone.
 - A feed generation that empties the list, or removes or adds more than the configured
   share (with an absolute floor so small lists and single decisions are never held), is
   held: :class:`ChangeLimits` and :meth:`Plan.raise_if_unsafe` raise
@@ -58,6 +62,7 @@ from edgeagent.guard.reasons import (
     REASON_PROTECTED,
     REASON_PUBLIC_SUFFIX,
     REASON_RESERVED,
+    REASON_TOO_LONG_FOR_ZONE,
     SYSTEM_PSL_FILE,
 )
 from edgeagent.guard.suffixes import PublicSuffixes
@@ -72,10 +77,12 @@ __all__ = [
     "REASON_PROTECTED",
     "REASON_PUBLIC_SUFFIX",
     "REASON_RESERVED",
+    "REASON_TOO_LONG_FOR_ZONE",
     "SYSTEM_PSL_FILE",
     "ChangeLimits",
     "Guard",
     "GuardVerdict",
+    "NameTooLongForZone",
     "Plan",
     "PrefixTooShort",
     "ProtectedNames",
@@ -87,6 +94,10 @@ __all__ = [
 
 class PrefixTooShort(GuardrailViolation):
     """An IP/CIDR block wider than the configured minimum prefix: refused, no override."""
+
+
+class NameTooLongForZone(GuardrailViolation):
+    """A name too long for the policy zone once its name is appended: refused, no override."""
 
 
 # --------------------------------------------------------------------------- suffixes
@@ -114,6 +125,9 @@ _COVERS: Final = GuardVerdict(True, True, REASON_COVERS_PROTECTED)
 _ADDRESS: Final = GuardVerdict(True, True, REASON_ADDRESS_BLOCK)
 _RESERVED: Final = GuardVerdict(False, False, REASON_RESERVED)
 _COVERS_RESERVED: Final = GuardVerdict(False, False, REASON_COVERS_RESERVED)
+_TOO_LONG: Final = GuardVerdict(False, False, REASON_TOO_LONG_FOR_ZONE)
+# Presentation length of a 255-octet wire name without its trailing dot.
+_MAX_NAME: Final = 253
 
 
 def _is_ip_literal(host: str) -> bool:
@@ -139,8 +153,14 @@ class Guard:
     limits: ChangeLimits = field(default_factory=ChangeLimits)
     min_prefix_v4: int = 24
     min_prefix_v6: int = 48
+    # The zones entries are written under (``Settings.policy_zones()``); none: no DNS.
+    policy_zones: tuple[str, ...] = ()
+    # Longest name the longest policy zone holds (one octet for the dot before the zone).
+    _name_room: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        longest = max((len(zone) for zone in self.policy_zones), default=0)
+        object.__setattr__(self, "_name_room", _MAX_NAME - 1 - longest)
         problems = []
         if not 0 <= self.min_prefix_v4 <= 32:
             problems.append(ConfigProblem("min_prefix_v4", "must be between 0 and 32"))
@@ -159,9 +179,11 @@ class Guard:
         min_prefix_v4: int = 24,
         min_prefix_v6: int = 48,
         reserved: Iterable[str] = (),
+        policy_zones: Iterable[str] = (),
     ) -> Guard:
         """Build from the protected-names directory and a PSL snapshot (see ``load``s);
-        ``reserved``: the agent's own names (``Settings.reserved_names()``)."""
+        ``reserved``: the agent's own names (``Settings.reserved_names()``);
+        ``policy_zones``: the zones entries are written under (``Settings.policy_zones()``)."""
         suffixes = PublicSuffixes.load(psl_file)
         protected = ProtectedNames.load_dir(
             protected_dir, public_suffixes=suffixes, reserved=reserved
@@ -172,10 +194,13 @@ class Guard:
             limits if limits is not None else ChangeLimits(),
             min_prefix_v4,
             min_prefix_v6,
+            tuple(policy_zones),
         )
 
     def check_indicator(self, indicator: Indicator, action: Action) -> GuardVerdict:
         """Judge one indicator for ``action`` (pure, a few set lookups)."""
+        if not self._fits_zone(indicator, action):
+            return _TOO_LONG
         if action is Action.BLOCK:
             return self._check_block(indicator)
         return self._check_allow(indicator)
@@ -244,6 +269,21 @@ class Guard:
             return _COVERS if covering else _PROTECTED
         return _OK
 
+    def _fits_zone(self, indicator: Indicator, action: Action) -> bool:
+        """False for a name the policy zones cannot hold as an owner (see the module
+        docstring); addresses, hashes and URL allows (proxy only) always fit."""
+        if not self.policy_zones:
+            return True
+        scope = indicator.scope
+        if scope is Scope.DOMAIN:
+            return len(indicator.value) + 2 <= self._name_room  # "*." + name
+        if scope is Scope.HOST:
+            return len(indicator.value) <= self._name_room
+        if action is Action.BLOCK and (scope is Scope.URL or scope is Scope.URL_PREFIX):
+            host = indicator.host or ""
+            return not host or _is_ip_literal(host) or len(host) <= self._name_room
+        return True
+
     def _too_wide(self, indicator: Indicator) -> bool:
         """True for a CIDR shorter than the configured minimum prefix of its family."""
         if indicator.scope is not Scope.CIDR:
@@ -260,6 +300,13 @@ class Guard:
         if reason == REASON_PUBLIC_SUFFIX:
             return PublicSuffixRefused(
                 f"{what} of a public suffix or the root is never accepted", target
+            )
+        if reason == REASON_TOO_LONG_FOR_ZONE:
+            return NameTooLongForZone(
+                f"{what} of a name the policy zone cannot hold is never accepted: with the "
+                f"zone's name appended it is longer than {_MAX_NAME} octets (at most "
+                f"{self._name_room} for a host, {self._name_room - 2} for a domain)",
+                target,
             )
         if reason == REASON_PREFIX_TOO_SHORT:
             return PrefixTooShort(

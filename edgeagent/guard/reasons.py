@@ -18,6 +18,7 @@ REASON_COVERS_PROTECTED: Final = "covers a protected name"
 REASON_ADDRESS_BLOCK: Final = "address block"
 REASON_RESERVED: Final = "reserved name"
 REASON_COVERS_RESERVED: Final = "covers a reserved name"
+REASON_TOO_LONG_FOR_ZONE: Final = "too long for the policy zone"
 
 SYSTEM_PSL_FILE: Final = Path("/usr/share/publicsuffix/public_suffix_list.dat")
 BUNDLED_PSL_FILE: Final = Path(publicsuffixlist.PSLFILE)

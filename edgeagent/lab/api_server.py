@@ -92,8 +92,9 @@ async def serve(
     store, settings = _open(store_path)
     protected_dir.mkdir(parents=True, exist_ok=True)
     # The agent's own names as the daemon reserves them.
-    reserved = settings.reserved_names()
-    guard = Guard.load(protected_dir, reserved=reserved)
+    guard = Guard.load(
+        protected_dir, reserved=settings.reserved_names(), policy_zones=settings.policy_zones()
+    )
     engine = PolicyEngine(store, guard)
     changed = asyncio.Event()
     loop = asyncio.get_running_loop()

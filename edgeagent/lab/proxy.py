@@ -118,6 +118,7 @@ def render_squid_conf(
     fail_mode: str = "open",
     stats_file: Path | None = None,
     appeal_key: Path | None = None,
+    intercept_port: int | None = None,
 ) -> tuple[Path, int, int]:
     """Write ``squid.conf`` (+ hosts file) into ``workdir``; return (conf, proxy, accel port).
 
@@ -125,7 +126,9 @@ def render_squid_conf(
     which the helper goes on without when it does not exist).
 
     ``resolver``: a DNS server WITHOUT the diversion policy (port 53); ``hosts`` answers
-    first (and alone without ``resolver``).
+    first (and alone without ``resolver``). ``intercept_port``: turn on the shipped
+    (commented) ``intercept`` port for route diversion; it needs a netfilter ``REDIRECT``
+    to it, so only a network namespace of the caller's uses it.
     """
     hosts_file = workdir / "hosts"
     hosts_file.write_text("".join(f"{a} {n}\n" for n, a in (hosts or {}).items()))
@@ -139,7 +142,7 @@ def render_squid_conf(
                 "LISTEN": listen,
                 "PROXY_PORT": str(proxy_port),
                 "ACCEL_PORT": str(accel_port),
-                "INTERCEPT_PORT": "0",
+                "INTERCEPT_PORT": str(intercept_port or 0),
                 "HELPER": helper_command(),
                 "PREFILTER": str(prefilter_module(workdir / "prefilter")),
                 "INDEX": str(index),
@@ -153,6 +156,12 @@ def render_squid_conf(
             },
         )
     )
+    if intercept_port is not None:
+        port = f"# http_port {listen}:{intercept_port} intercept"
+        text = conf.read_text()
+        if f"\n{port}" not in text:
+            raise DaemonError(f"{SQUID_CONF} has no commented intercept port to turn on")
+        conf.write_text(text.replace(f"\n{port}", f"\n{port[2:]}"))
     return conf, proxy_port, accel_port
 
 

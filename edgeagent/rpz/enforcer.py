@@ -225,6 +225,9 @@ class RpzEnforcerConfig(EnforcerConfig):
             names.add(r.stop_page_host)
         return names
 
+    def policy_zones(self) -> set[str]:
+        return {self.rpz.zone, self.rpz.exception_zone}
+
 
 def compiler_settings(rpz: RpzConfig, feeds: Mapping[str, FeedFacts]) -> RpzSettings:
     """``[rpz]`` and each feed's ``action`` as the compiler's settings."""

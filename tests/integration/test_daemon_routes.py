@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.figures import record
 from tests.support.netns import DIVERTED, OURS, Netns
 from tests.support.ports import free_port
 
@@ -232,4 +233,9 @@ def test_route_removed_behind_the_daemon_is_reinstalled(netns: Netns, tmp_path: 
         _until(lambda: netns.rules(100) == {("-4", 80)}, "the rule back", 3 * interval)
         _until(lambda: repaired() >= 2, "the second repair counted", 3 * interval)
         print(f"route drift: route back in {route_back:.1f} s")
+        record(
+            "faults",
+            "route-drift",
+            {"route_seconds": round(route_back, 1), "interval_seconds": interval},
+        )
         proc.send_signal(signal.SIGTERM)

@@ -17,6 +17,7 @@ import pytest
 
 from tests.support.agent import create_token, http_json, running_agent
 from tests.support.faults import ZONE, decision, fill, index_ok, tmpfs, zone_serial
+from tests.support.figures import record
 from tests.support.polling import wait_for
 from tests.support.ports import free_port
 
@@ -89,4 +90,9 @@ def test_disk_full_answers_503_stays_up_and_recovers(tmp_path: Path) -> None:
             assert zone_serial(zone) > live_serial
             assert index_ok(index)
             print(f"disk full: 503 after {len(answers)} writes; ready again {recovery:.1f} s")
+            record(
+                "faults",
+                "disk-full",
+                {"writes_until_503": len(answers), "recovery_seconds": round(recovery, 1)},
+            )
             assert proc.poll() is None

@@ -13,6 +13,7 @@ import pytest
 
 from tests.support.agent import create_token, http_json, running_agent
 from tests.support.faults import decision, index_ok, zone_serial, zonefile_agent
+from tests.support.figures import record
 from tests.support.polling import wait_for
 
 pytestmark = pytest.mark.integration
@@ -80,4 +81,13 @@ def test_zone_file_and_index_changed_behind_the_agent_are_repaired(tmp_path: Pat
         assert "drift.example" not in log
         assert "page.example" not in log
         print(f"drift: zone repaired in {zone_repair:.1f} s, index in {index_repair:.1f} s")
+        record(
+            "faults",
+            "drift",
+            {
+                "zone_seconds": round(zone_repair, 1),
+                "index_seconds": round(index_repair, 1),
+                "interval_seconds": INTERVAL,
+            },
+        )
         assert proc.poll() is None

@@ -18,6 +18,7 @@ import pytest
 from edgeagent.lab import Lab
 from edgeagent.lab.daemons import DaemonError
 from tests.support.binaries import require_binary
+from tests.support.figures import record
 
 pytestmark = pytest.mark.integration
 
@@ -44,6 +45,8 @@ def test_lab_with_a_helper_that_cannot_start_is_never_ready(
         assert not announced
         assert not lab.plan.info_path.exists()
         assert lab.group.procs == []  # every peer stopped
-        print(f"lab refused to be ready after {time.monotonic() - started:.1f} s")
+        refused_after = time.monotonic() - started
+        print(f"lab refused to be ready after {refused_after:.1f} s")
+        record("faults", "lab-ready", {"refused_after_seconds": round(refused_after, 1)})
     finally:
         shutil.rmtree(base, ignore_errors=True)

@@ -16,7 +16,8 @@ Real components only, on loopback addresses (any 127.0.0.0/8 address works on Li
 
 The client resolves with dnspython through a policy resolver and sends an origin-form
 request (no proxy setting) to the address it got, on the test's port (diversion is about
-the address; origin and Squid's accel port share one high port number).
+the address; origin and Squid's accel port share one high port number). Spellings tried
+and refused are counted as proxy mode ``diverted`` into ``var/reliability/bypass.json``.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ from edgeagent.rpz.compiler import RpzSettings
 from edgeagent.rpz.publishers.base import ZoneRelease
 from edgeagent.rpz.publishers.zonefile import ZonefilePublisher
 from tests.support.binaries import require_binary
+from tests.support.figures import Tally, recorded_at_module_end
 from tests.support.resolvers import stop_all
 from tests.support.spellings import page_spellings, prefix_siblings, prefix_spellings
 from tests.support.squid import raw_get, send, start_squid
@@ -92,6 +94,7 @@ STATE = DesiredState(
     (),
 )
 RPZ = RpzSettings(proxy_ipv4=PROXY_ADDR)
+TALLY = Tally("bypass", "diverted")
 
 
 class Origin(BackgroundApps):
@@ -130,6 +133,9 @@ class Env:
     squid: RunningSquid
     resolvers: dict[str, RunningDaemon]
     port: int
+
+
+bypass_figures = recorded_at_module_end(TALLY)
 
 
 @pytest.fixture(scope="module")
@@ -242,29 +248,35 @@ def test_diverted_client_gets_the_stop_page_for_the_listed_page(env: Env, resolv
     ],
 )
 def test_diverted_spellings_of_the_listed_page_are_refused(env: Env, path: str, host: str) -> None:
+    TALLY.add("tried")
     status, headers, _ = get(PROXY_ADDR, env.port, path, host=f"{host}:{env.port}")
     assert status == 302
     assert headers["location"].endswith("/blocked?source=iwf")
+    TALLY.add("refused")
 
 
 @pytest.mark.parametrize("target", page_spellings(LISTED_PATH) + prefix_spellings(PREFIX_PATH))
 def test_diverted_bypass_matrix(env: Env, target: str) -> None:
     """Raw request lines from the diverted client: a fragment, an empty or unrelated
     query, escapes, dot segments, path parameters; none reaches the origin."""
+    TALLY.add("tried")
     before = len(env.origin.hits)
     reply = send(PROXY_ADDR, env.port, f"GET {target} HTTP/1.1", f"{SITE}:{env.port}", CLIENT_ADDR)
     assert reply.status == 302, target
     assert reply.location.endswith("/blocked?source=iwf")
     assert len(env.origin.hits) == before
+    TALLY.add("refused")
 
 
 def test_diverted_prefix_siblings_pass(env: Env) -> None:
     for target in prefix_siblings(PREFIX_PATH):
+        TALLY.add("siblings")
         reply = send(
             PROXY_ADDR, env.port, f"GET {target} HTTP/1.1", f"{SITE}:{env.port}", CLIENT_ADDR
         )
         assert reply.status == 200, target
         assert reply.body == f"origin {SITE} {target}"
+        TALLY.add("siblings_passed")
 
 
 @pytest.mark.parametrize("resolver", RESOLVERS)

@@ -16,36 +16,16 @@ import os
 import subprocess
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from edgeagent.lab import RPZ_EXCEPTION_ZONE, RPZ_ZONE
-from edgeagent.lab.daemons import HOST, RunningDaemon, restart
-from edgeagent.lab.resolvers import (
-    UPDATE_KEY,
-    bootstrap_zones,
-    start_primary,
-    start_secondary,
-    start_unbound_secondary,
-)
-from edgeagent.model import DesiredState
-from edgeagent.rpz.compiler import RpzSettings
-from edgeagent.rpz.publishers.base import ResolverTarget, ZoneRelease, query_all
-from tests.support.agent import (
-    AGENT,
-    agent_listeners_toml,
-    create_token,
-    http_json,
-    running_agent,
-)
+from edgeagent.lab.daemons import HOST, restart
+from edgeagent.rpz.publishers.base import ResolverTarget, query_all
+from tests.support.agent import AGENT, http_json
 from tests.support.api import decision_body
 from tests.support.polling import wait_for
-from tests.support.ports import free_port
-from tests.support.resolvers import stop_all
+from tests.support.resolvers import AgentFleet, agent_fleet
 
 pytestmark = pytest.mark.integration
 
@@ -54,15 +34,8 @@ BIND_COUNT, UNBOUND_COUNT = 26, 6
 KILLED = ("bind-03", "bind-11", "bind-19", "unbound-02", "unbound-05")
 
 
-@dataclass
-class Fleet:
-    base: Path
-    primary: RunningDaemon
-    resolvers: dict[str, RunningDaemon]
-    api: str
-    metrics: str
-    analyst: str
-    noc: str
+class Fleet(AgentFleet):
+    """The running fleet, with what the tests ask of it."""
 
     def targets(self, names: list[str]) -> list[ResolverTarget]:
         return [ResolverTarget(n, HOST, self.resolvers[n].port) for n in names]
@@ -96,86 +69,20 @@ class Fleet:
         wait_for(f"every live resolver at serial {serial}", done, timeout)
 
 
-def config_text(
-    base: Path, primary: RunningDaemon, ports: dict[str, int], api: int, met: int
-) -> str:
-    resolvers = "".join(
-        f'[[resolvers]]\nname = "{name}"\nhost = "{HOST}"\nport = {port}\n'
-        f'kind = "{name.split("-")[0]}"\nregion = "{"north" if i % 2 else "south"}"\n'
-        for i, (name, port) in enumerate(sorted(ports.items()))
-    )
-    return f"""{agent_listeners_toml(base / "state", api, met)}
-[rpz]
-zone = "{RPZ_ZONE}"
-exception_zone = "{RPZ_EXCEPTION_ZONE}"
-canary_name = "{CANARY}"
-verify_interval_seconds = 5
-serial_grace_seconds = 5
-
-[publishers.hidden-primary]
-kind = "bind-update"
-server = "{HOST}"
-port = {primary.port}
-tsig_key_name = "{UPDATE_KEY}"
-tsig_secret_file = "{base / "update.secret"}"
-timeout_seconds = 2.0
-retries = 1
-
-{resolvers}"""
-
-
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
-    base = tmp_path_factory.mktemp("fleet-scale")
-    settings = RpzSettings(zone=RPZ_ZONE, exception_zone=RPZ_EXCEPTION_ZONE, canary=CANARY)
-    first = ZoneRelease(DesiredState(0, (), ()), settings, 1)
-    bootstrap_zones(base / "primary-zones", first)
     names = [f"bind-{i:02d}" for i in range(BIND_COUNT)]
     names += [f"unbound-{i:02d}" for i in range(UNBOUND_COUNT)]
-    ports = {name: free_port() for name in names}
-    primary = start_primary(
-        base / "primary", base / "primary-zones", list(ports.values()), unbound_clients=f"{HOST};"
-    )
-    resolvers: dict[str, RunningDaemon] = {}
-
-    def start(name: str) -> RunningDaemon:
-        workdir = base / name
-        if name.startswith("unbound"):
-            bootstrap_zones(workdir, first)
-            return start_unbound_secondary(workdir, primary, ports[name])
-        return start_secondary(workdir, primary, ports[name])
-
-    try:
-        with ThreadPoolExecutor(max_workers=4) as pool:
-            for name, daemon in zip(names, pool.map(start, names), strict=True):
-                resolvers[name] = daemon
-        (base / "update.secret").write_text(primary.extra["update_secret"] + "\n")
-        (base / "update.secret").chmod(0o600)
-        api_port, metrics_port = free_port(udp=False), free_port(udp=False)
-        config = base / "edgeagent.toml"
-        config.write_text(config_text(base, primary, ports, api_port, metrics_port))
-        analyst = create_token(config, "analyst", "fleet-test")
-        noc = create_token(config, "noc", "fleet-noc")
-        with running_agent(config, metrics_port, base / "agent.log"):
-            f = Fleet(
-                base,
-                primary,
-                resolvers,
-                f"http://{HOST}:{api_port}",
-                f"http://{HOST}:{metrics_port}",
-                analyst,
-                noc,
-            )
-            start_serial = wait_for("the first publish", f.primary_serial, 20)
-            f.all_serve(start_serial, 30)
-            wait_for(
-                "a verification that saw every resolver",
-                lambda: all(m["reachable"] for m in _fleet(f)["members"]),
-                15,
-            )
-            yield f
-    finally:
-        stop_all(*resolvers.values(), primary)
+    with agent_fleet(tmp_path_factory.mktemp("fleet-scale"), names, CANARY) as running:
+        f = Fleet(**vars(running))
+        start_serial = wait_for("the first publish", f.primary_serial, 20)
+        f.all_serve(start_serial, 30)
+        wait_for(
+            "a verification that saw every resolver",
+            lambda: all(m["reachable"] for m in _fleet(f)["members"]),
+            15,
+        )
+        yield f
 
 
 def metric(f: Fleet, name: str, resolver: str) -> float:

@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 
 from tests.support.agent import AGENT, create_token, http_json
+from tests.support.figures import record
 from tests.support.ports import free_port
 
 pytestmark = pytest.mark.integration
@@ -190,6 +191,22 @@ def test_slow_and_silent_clients_do_not_starve_the_others(tmp_path: Path) -> Non
         f"baseline {baseline * 1000:.1f} ms, p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms, "
         f"max {max(latencies) * 1000:.1f} ms, daemon peak {peak_fds} fds, "
         f"{len(logged)} log lines in {ATTACK_SECONDS:.0f} s"
+    )
+    record(
+        "limits",
+        "slow-clients",
+        {
+            "hostile_connections": opened,
+            "served": len(answers),
+            "answered_as_before": sum(1 for a, e in zip(answers, expected, strict=True) if a == e),
+            "baseline_ms": round(baseline * 1000, 1),
+            "p50_ms": round(p50 * 1000, 1),
+            "p99_ms": round(p99 * 1000, 1),
+            "peak_fds": peak_fds,
+            "fds_bound": FDS_BOUND,
+            "log_lines": len(logged),
+            "attack_seconds": int(ATTACK_SECONDS),
+        },
     )
     assert opened > 2 * (SLOW_PER_LISTENER + IDLE_PER_LISTENER)
     # Generous against the shared CI machine (the clients run on the same cores); without

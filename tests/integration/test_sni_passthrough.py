@@ -14,6 +14,12 @@ Real components on loopback addresses (any 127.0.0.0/8 address works on Linux):
 
 The pass-through listens on the same port number as the origin (443 in production, a free
 high port here): the shipped table connects to the SNI name on the listener's port.
+
+Bypass figures (proxy mode ``sni-passthrough`` in ``var/reliability/bypass.json``): what a
+client can send there other than a TLS handshake naming a site (plain HTTP in every
+spelling of the listed page, no SNI, a name the resolver does not know) is closed before
+anything reaches an origin; the sibling page passes. The listed page itself over TLS
+passes too and is counted apart: inside TLS the path is invisible (the documented limit).
 """
 
 from __future__ import annotations
@@ -47,7 +53,9 @@ from edgeagent.rpz.compiler import RpzSettings
 from edgeagent.rpz.publishers.base import ZoneRelease
 from edgeagent.rpz.publishers.zonefile import ZonefilePublisher
 from tests.support.binaries import require_binary
+from tests.support.figures import Tally, recorded_at_module_end
 from tests.support.resolvers import REPO, stop_all
+from tests.support.spellings import page_spellings
 from tests.support.webapps import BackgroundApps
 
 pytestmark = pytest.mark.integration
@@ -74,6 +82,7 @@ STATE = DesiredState(
     (),
 )
 RPZ = RpzSettings(proxy_ipv4=PROXY_ADDR)
+TALLY = Tally("bypass", "sni-passthrough")
 
 
 def throwaway_cert(workdir: Path) -> tuple[Path, Path, bytes]:
@@ -167,6 +176,9 @@ def start_sniproxy(workdir: Path, port: int) -> tuple[subprocess.Popen[bytes], P
     raise RuntimeError("sniproxy not listening")
 
 
+bypass_figures = recorded_at_module_end(TALLY)
+
+
 @pytest.fixture(scope="module")
 def env() -> Iterator[Env]:
     for program in ("named", "unbound", "sniproxy"):
@@ -243,6 +255,7 @@ CLOSED = (ssl.SSLError, ConnectionResetError, BrokenPipeError)
 def test_diverted_https_passes_through_to_the_origin_untouched(env: Env) -> None:
     addrs = resolve(env.policy, SITE)
     assert addrs == [PROXY_ADDR]  # the client is diverted ...
+    TALLY.add("siblings")
     der, _, text = https_get(env, addrs[0], "/gallery/sibling.html")
     # ... and the TLS session is the origin's own: same certificate, verified for the
     # name, no interception (the pass-through holds no key).
@@ -250,6 +263,7 @@ def test_diverted_https_passes_through_to_the_origin_untouched(env: Env) -> None
     assert text.startswith("HTTP/1.1 200")
     assert text.endswith(f"origin {SITE} /gallery/sibling.html")
     assert env.origin.hits[-1] == "/gallery/sibling.html"
+    TALLY.add("siblings_passed")
 
 
 def test_listed_page_over_https_is_not_enforceable_at_url_level(env: Env) -> None:
@@ -261,20 +275,43 @@ def test_listed_page_over_https_is_not_enforceable_at_url_level(env: Env) -> Non
     der, _, text = https_get(env, PROXY_ADDR, LISTED_PATH)
     assert der == env.cert_der
     assert text.endswith(f"origin {SITE} {LISTED_PATH}")
+    TALLY.add("not_enforceable")
 
 
 def test_client_hello_without_sni_is_closed(env: Env) -> None:
+    TALLY.add("tried")
     before = len(env.origin.hits)
     with pytest.raises(CLOSED):
-        https_get(env, PROXY_ADDR, "/", sni=None)
+        https_get(env, PROXY_ADDR, LISTED_PATH, sni=None)
     assert len(env.origin.hits) == before
+    TALLY.add("refused")
 
 
 def test_name_the_unfiltered_resolver_does_not_know_is_closed(env: Env) -> None:
+    TALLY.add("tried")
     before = len(env.origin.hits)
     with pytest.raises(CLOSED):
-        https_get(env, PROXY_ADDR, "/", sni="absent.site.test")
+        https_get(env, PROXY_ADDR, LISTED_PATH, sni="absent.site.test")
     assert len(env.origin.hits) == before
+    TALLY.add("refused")
+
+
+@pytest.mark.parametrize("target", [*page_spellings(LISTED_PATH), f"http://{SITE}{LISTED_PATH}"])
+def test_plain_http_to_the_pass_through_is_closed(env: Env, target: str) -> None:
+    """No TLS handshake, no SNI: nothing to pass through, no answer from anyone."""
+    TALLY.add("tried")
+    before = len(env.origin.hits)
+    with socket.create_connection((PROXY_ADDR, env.port), timeout=10) as sock:
+        sock.sendall(f"GET {target} HTTP/1.1\r\nHost: {SITE}\r\n\r\n".encode())
+        data = b""
+        try:
+            while chunk := sock.recv(65536):
+                data += chunk
+        except ConnectionResetError:
+            pass
+    assert not data.startswith(b"HTTP/"), data[:80]
+    assert len(env.origin.hits) == before
+    TALLY.add("refused")
 
 
 def test_no_client_addresses_or_names_in_sniproxy_logs(env: Env) -> None:

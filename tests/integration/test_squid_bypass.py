@@ -4,8 +4,11 @@ refused, explicit proxy and diverted (accel) port alike, and its siblings still 
 Requests are written to a socket byte for byte (no client library that would normalise the
 request line): a fragment in the request line, an empty or unrelated query, escapes,
 dot segments, path parameters, host case, a trailing dot, ``:80``, absolute-form on the
-diverted port and HTTP/1.0. The origin records every request that reaches it, so a
-refusal is also checked to have kept the request from the origin.
+diverted port, HTTP/1.0, pipelining, CONNECT to port 80. The origin records every request
+that reaches it, so a refusal is also checked to have kept the request from the origin.
+Spellings tried and refused are counted per proxy mode (``forward``: the explicit proxy
+port; ``accelerated``: the ``accel vhost`` port DNS-diverted clients reach) into
+``var/reliability/bypass.json``.
 :mod:`tests.support.spellings` writes the spellings; ``test_proxy_diverted.py`` sends
 the same ones as the diverted client, through the whole DNS chain.
 """
@@ -29,8 +32,9 @@ from edgeagent.proxy.indexwriter import write_index
 from edgeagent.proxy.pathfilter import filter_path, write_path_filter
 from edgeagent.proxy.stoppage import StopPageSettings, StopPageSource, create_stop_page_app
 from tests.support.binaries import require_binary
+from tests.support.figures import Tally, recorded_at_module_end
 from tests.support.spellings import page_spellings, prefix_siblings, prefix_spellings
-from tests.support.squid import Reply, send, start_squid
+from tests.support.squid import Reply, pipelined, send, start_squid
 from tests.support.webapps import BackgroundApps
 
 pytestmark = pytest.mark.integration
@@ -40,6 +44,8 @@ OTHER = "other.site.test"
 PAGE = "/listed/Page.html"
 PREFIX = "/listed/dir"  # a url-prefix entry without a trailing slash
 QUERY_PAGE = "/view.php"  # listed with ?id=1 only
+MODES = {"proxy": "forward", "accel": "accelerated", "accel-absolute": "accelerated"}
+BYPASS = {mode: Tally("bypass", mode) for mode in sorted(set(MODES.values()))}
 
 
 class Sites(BackgroundApps):
@@ -73,19 +79,32 @@ class Env:
         port = self.squid.proxy_port if via == "proxy" else self.squid.accel_port
         return send(HOST, port, f"GET http://{host}{target} {version}", host)
 
+    @property
+    def stop_location(self) -> str:
+        return f"http://{HOST}:{self.sites.stop_port}/blocked?source=iwf"
+
     def assert_refused(self, via: str, target: str, host: str, version: str = "HTTP/1.1") -> None:
+        tally = BYPASS[MODES[via]]
+        tally.add("tried")
         before = len(self.sites.hits)
         reply = self.request(via, target, host, version)
         assert (reply.status, reply.location) == (
             302,
-            f"http://{HOST}:{self.sites.stop_port}/blocked?source=iwf",
+            self.stop_location,
         ), f"{via} {target} Host: {host} {version} -> {reply.status} {reply.body[:80]}"
         assert len(self.sites.hits) == before, f"{target} reached the origin"
+        tally.add("refused")
 
     def assert_passed(self, via: str, target: str, host: str) -> None:
+        tally = BYPASS[MODES[via]]
+        tally.add("siblings")
         reply = self.request(via, target, host)
         assert reply.status == 200, f"{via} {target} Host: {host} -> {reply.status}"
         assert reply.body.startswith(f"origin {host.split(':', maxsplit=1)[0]} ")
+        tally.add("siblings_passed")
+
+
+bypass_figures = recorded_at_module_end(*BYPASS.values())
 
 
 @pytest.fixture(scope="module")
@@ -156,9 +175,41 @@ def test_http_1_0(env: Env, via: str) -> None:
 def test_http_1_0_absolute_uri_without_host_header(env: Env) -> None:
     host = f"{SITE}:{env.sites.origin_port}"
     for target in (PAGE + "#x", PAGE + "?&"):
+        BYPASS["forward"].add("tried")
         reply = send(HOST, env.squid.proxy_port, f"GET http://{host}{target} HTTP/1.0", None)
         assert reply.status == 302, target
         assert reply.location.endswith("/blocked?source=iwf")
+        BYPASS["forward"].add("refused")
+
+
+@pytest.mark.parametrize("via", VIAS)
+def test_pipelined_listed_page_after_a_sibling(env: Env, via: str) -> None:
+    """Two requests in one write: the second is judged as itself, not as the first."""
+    host = f"{SITE}:{env.sites.origin_port}"
+    prefix = "" if via == "accel" else f"http://{host}"
+    port = env.squid.proxy_port if via == "proxy" else env.squid.accel_port
+    for listed in (PAGE, PAGE + "#x", PREFIX + "?x"):
+        tally = BYPASS[MODES[via]]
+        tally.add("tried")
+        before = len(env.sites.hits)
+        first, second = pipelined(
+            HOST, port, [f"GET {prefix}/listed/Sibling.html", f"GET {prefix}{listed}"], host
+        )
+        assert first.status == 200, first
+        assert (second.status, second.location) == (302, env.stop_location), (listed, second)
+        assert env.sites.hits[before:] == ["/listed/Sibling.html"]
+        tally.add("refused")
+
+
+def test_connect_to_port_80_is_refused(env: Env) -> None:
+    """A tunnel to port 80 would carry any request past the helper: Squid refuses it."""
+    for authority in (f"{SITE}:80", f"{SITE}:{env.sites.origin_port}"):
+        BYPASS["forward"].add("tried")
+        before = len(env.sites.hits)
+        reply = send(HOST, env.squid.proxy_port, f"CONNECT {authority} HTTP/1.1", authority)
+        assert reply.status == 403, (authority, reply)
+        assert len(env.sites.hits) == before
+        BYPASS["forward"].add("refused")
 
 
 @pytest.mark.parametrize("via", VIAS)

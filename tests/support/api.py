@@ -58,7 +58,10 @@ def make_guard(directory: Path) -> Guard:
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "protected.txt").write_text("protected.example\n", encoding="utf-8")
     # The agent's own names as the daemon derives them from its (here: default) settings.
-    return Guard.load(directory, reserved=default_settings(directory).reserved_names())
+    settings = default_settings(directory)
+    return Guard.load(
+        directory, reserved=settings.reserved_names(), policy_zones=settings.policy_zones()
+    )
 
 
 def add_tokens(store: Store) -> dict[str, str]:

@@ -64,10 +64,10 @@ def fill(directory: Path) -> Path:
     return filler
 
 
-def zone_serial(path: Path) -> int:
+def zone_serial(path: Path, origin: str = ZONE) -> int:
     """The SOA serial of a complete zone file; raises on a partial or malformed one."""
-    zone = dns.zone.from_file(str(path), origin=ZONE, relativize=False, check_origin=True)
-    soa = zone.get_rdataset(ZONE + ".", dns.rdatatype.SOA)
+    zone = dns.zone.from_file(str(path), origin=origin, relativize=False, check_origin=True)
+    soa = zone.get_rdataset(origin + ".", dns.rdatatype.SOA)
     assert soa is not None, path
     return int(soa[0].serial)  # type: ignore[attr-defined]
 
@@ -88,25 +88,40 @@ class AgentFiles:
     metrics_port: int
     zone: Path
     index: Path
+    stop_page_port: int
 
 
-def zonefile_agent(directory: Path, rpz: str = "", proxy: str = "", store: str = "") -> AgentFiles:
+def zonefile_agent(
+    directory: Path,
+    rpz: str = "",
+    proxy: str = "",
+    publisher: str = "",
+    zone: str = ZONE,
+    store: str = "",
+) -> AgentFiles:
     """The config of a daemon writing its zone files and proxy index under ``directory``;
-    ``rpz``, ``proxy`` and ``store`` are extra lines of those sections."""
+    ``rpz``, ``proxy``, ``publisher`` and ``store`` are extra lines of those sections
+    (``zone``: the policy zone ``rpz`` names, if not the default)."""
     api_port, metrics_port = free_port(udp=False), free_port(udp=False)
+    stop_page_port = free_port(udp=False)
     zones, index = directory / "zones", directory / "proxy" / "index.bin"
-    zones.mkdir(parents=True)
+    zones.mkdir(parents=True, exist_ok=True)
     config = directory / "edgeagent.toml"
     config.write_text(
         f'[agent]\nstate_dir = "{directory / "state"}"\nlog_format = "json"\n'
         f"[api]\nport = {api_port}\n[metrics]\nport = {metrics_port}\n[rpz]\n{rpz}"
-        f'[publishers.files]\nkind = "zonefile"\ndirectory = "{zones}"\n'
+        f'[publishers.files]\nkind = "zonefile"\ndirectory = "{zones}"\n{publisher}'
         f'[proxy]\nenabled = true\nindex_path = "{index}"\n'
-        f"stop_page_listen_port = {free_port(udp=False)}\n{proxy}"
+        f"stop_page_listen_port = {stop_page_port}\n{proxy}"
         + (f"[store]\n{store}" if store else "")
     )
     return AgentFiles(
-        config, f"http://127.0.0.1:{api_port}", metrics_port, zones / f"{ZONE}.zone", index
+        config,
+        f"http://127.0.0.1:{api_port}",
+        metrics_port,
+        zones / f"{zone}.zone",
+        index,
+        stop_page_port,
     )
 
 

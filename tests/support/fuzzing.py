@@ -3,8 +3,8 @@
 - ``fuzz_settings(default, long)``: hypothesis settings running ``default`` examples, or
   ``long`` with ``EDGEAGENT_LONG=1``; every example has a deadline (a hang fails).
 - ``EXAMPLES.count(target)``: one example of ``target`` executed; ``FIGURES.set(name,
-  values)`` and ``FIGURES.add(name, key)``: other figures (hostile table rows,
-  authorisation matrix requests). This module is a pytest plugin (the root conftest names
+  values)`` and ``FIGURES.add(name, key)``: other figures (authorisation matrix
+  requests). This module is a pytest plugin (the root conftest names
   it in ``pytest_plugins``): at the end of the session it prints a summary and merges both
   into ``var/reliability/hostile-inputs.json`` (by target and mode, default or long, so a
   partial run keeps the others' last figures).
@@ -74,7 +74,7 @@ class ExampleLog:
 
 
 class Figures:
-    """Other figures of the hostile-input suite (table rows, matrix requests), by name."""
+    """Other figures of the hostile-input suite (matrix requests), by name."""
 
     def __init__(self) -> None:
         self.values: dict[str, dict[str, int]] = {}

@@ -26,6 +26,11 @@ def page_spellings(path: str) -> list[str]:
         f"/{first}/%{ord(last[0]):02X}{last[1:]}",  # an unreserved character escaped
         f"/%{ord(first[0]):02x}{first[1:]}/{stem}%2E{ext}",
         f"/{first}/%25{ord(last[0]):02X}{last[1:]}",  # double encoding
+        f"/{first}%2F{last}",  # reserved characters escaped: many origins decode them
+        f"/{first}%2f{last}",
+        path + "%3Fa=1",
+        path + "%23x",
+        path + "%3B",
         f"/{first}/./{last}",
         f"/x/../{first}/{last}",
         f"//{first}//{last}",

@@ -17,6 +17,7 @@ status, ``Location`` and body.
 from __future__ import annotations
 
 import http.client
+import io
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,10 +126,51 @@ def send(
         while chunk := sock.recv(65536):
             data += chunk
     header, _, body = data.partition(b"\r\n\r\n")
-    lines = header.decode("latin-1").split("\r\n")
+    status, location = _status_and_location(header.decode("latin-1"))
+    return Reply(status, location, body.decode("utf-8", "replace"))
+
+
+def _status_and_location(header: str) -> tuple[int, str]:
+    lines = header.split("\r\n")
     location = ""
     for line in lines[1:]:
         name, _, value = line.partition(":")
         if name.strip().lower() == "location":
             location = value.strip()
-    return Reply(int(lines[0].split()[1]), location, body.decode("utf-8", "replace"))
+    return int(lines[0].split()[1]), location
+
+
+class _Stream(io.BufferedReader):
+    """The connection's reader, left open by each response read from it."""
+
+    def close(self) -> None:
+        pass
+
+
+class _Connection:
+    def __init__(self, stream: _Stream) -> None:
+        self.stream = stream
+
+    def makefile(self, *args: object, **kwargs: object) -> _Stream:
+        return self.stream
+
+
+def pipelined(addr: str, port: int, request_lines: list[str], host: str) -> list[Reply]:
+    """Write every request (``Host: host``, HTTP/1.1) in one ``send``, the last one with
+    ``Connection: close``, before reading any reply; return the replies in order."""
+    heads = [
+        f"{line} HTTP/1.1\r\nHost: {host}\r\n"
+        + ("Connection: close\r\n" if i == len(request_lines) - 1 else "")
+        + "\r\n"
+        for i, line in enumerate(request_lines)
+    ]
+    with socket.create_connection((addr, port), timeout=10) as sock:
+        sock.sendall("".join(heads).encode("ascii"))
+        stream = _Stream(socket.SocketIO(sock, "rb"))
+        replies = []
+        for _ in request_lines:
+            resp = http.client.HTTPResponse(_Connection(stream))  # type: ignore[arg-type]
+            resp.begin()
+            body = resp.read().decode("utf-8", "replace")
+            replies.append(Reply(resp.status, resp.getheader("Location") or "", body))
+    return replies

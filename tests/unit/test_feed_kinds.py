@@ -279,3 +279,25 @@ def test_an_unregistered_kind_is_unknown_again(tmp_path: Path) -> None:
     problems = problems_of(path)
     assert len(problems) == 1
     assert problems.pop().startswith("feeds.w.kind: unknown kind; allowed: url-list,")
+
+
+def test_csv_and_jsonl_are_refused_for_lists_read_one_entry_per_line(tmp_path: Path) -> None:
+    # Only url-list has column formats; a domain or hash list asked for csv used to be
+    # read as plain lines (a header row and every "name,category" line refused one by one).
+    path = write(
+        tmp_path,
+        '[feeds.d]\nkind = "domain-list"\nurl = "https://feeds.example/d"\nformat = "csv"\n'
+        '[feeds.h]\nkind = "hashed-url-list"\nurl = "https://feeds.example/h"\n'
+        'format = "jsonl"\n'
+        '[feeds.l]\nkind = "local-file"\npath = "court.txt"\ncontent = "domain-list"\n'
+        'format = "csv"\n'
+        '[feeds.u]\nkind = "local-file"\npath = "court.csv"\ncontent = "url-list"\n'
+        'format = "csv"\n'
+        '[feeds.p]\nkind = "url-list"\nurl = "https://feeds.example/p"\nformat = "csv"\n',
+    )
+    lines_only = 'is read one entry per line: "lines" only (csv and jsonl are url-list formats)'
+    assert problems_of(path) == {
+        f"feeds.d.format: a domain-list {lines_only}",
+        f"feeds.h.format: a hashed-url-list {lines_only}",
+        f"feeds.l.format: a domain-list {lines_only}",
+    }

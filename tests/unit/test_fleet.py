@@ -144,6 +144,14 @@ async def test_a_failed_publish_is_retried_without_a_new_decision(tmp_path: Path
         await asyncio.sleep(0.4)
         assert enforcers.retries["rpz"] >= 2
         assert enforcers.convergence()["rpz"]["pending_version"] == 3
+        # Backoff with jitter, visible: the wait before the next retry, in [50 %, 100 %]
+        # of the doubled delay (capped at 0.2 s here), in the metrics and in readiness.
+        delay = value("edgeagent_enforcer_retry_delay_seconds", {"enforcer": "rpz"})
+        assert delay is not None
+        assert 0.025 <= delay <= 0.2
+        (reason,) = [r for r in enforcers.readiness() if r.startswith("rpz: policy version")]
+        assert reason.startswith("rpz: policy version 3 not enforced yet (")
+        assert " retries, next in 0." in reason
         flag.touch()
         for _ in range(50):
             if not enforcers.pending:
@@ -151,12 +159,16 @@ async def test_a_failed_publish_is_retried_without_a_new_decision(tmp_path: Path
             await asyncio.sleep(0.05)
         assert enforcers.pending == {}
         assert value("edgeagent_enforcer_pending_version", {"enforcer": "rpz"}) == 0
+        assert value("edgeagent_enforcer_retry_delay_seconds", {"enforcer": "rpz"}) == 0
+        assert not [r for r in enforcers.readiness() if "not enforced yet" in r]
         assert value("edgeagent_enforcer_publish_retries_total", {"enforcer": "rpz"}) >= 2
         zone = (tmp_path / "zones" / "block.rpz.invalid.zone").read_text()
         assert "serial=1" in zone  # the one release, retried: no new serial per attempt
         assert " 14515200 " in zone  # fail static: the shipped SOA expire
         fleet = enforcers.fleet()
-        assert fleet["enforcers"] == {"rpz": {"pending_version": None, "retries": 0}}
+        assert fleet["enforcers"] == {
+            "rpz": {"pending_version": None, "retries": 0, "next_retry_seconds": None}
+        }
         (member,) = fleet["members"]
         assert (member["name"], member["region"], member["checked_at"]) == (
             "north-1",

@@ -33,9 +33,11 @@ from edgeagent.guard import (
     REASON_PROTECTED,
     REASON_PUBLIC_SUFFIX,
     REASON_RESERVED,
+    REASON_TOO_LONG_FOR_ZONE,
     ChangeLimits,
     Guard,
     GuardVerdict,
+    NameTooLongForZone,
     Plan,
     PrefixTooShort,
     ProtectedNames,
@@ -295,6 +297,72 @@ def test_public_suffix_block_is_refused_without_override(
         guard.enforce(ind, Action.BLOCK, second_person="supervisor", actor="analyst")
     assert info.value.target_hash == ind.ref
     assert text.lower().rstrip(".") not in str(info.value)
+
+
+def _name_of(octets: int) -> str:
+    """A valid name of exactly ``octets`` octets under ``.example`` (labels of 60)."""
+    body = octets - len(".example")
+    labels = ["a" * 60] * (body // 61)
+    rest = body - 61 * len(labels)
+    if rest:
+        labels.append("b" * rest)
+    name = ".".join(labels) + ".example"
+    assert len(name) == octets
+    return name
+
+
+ZONES = ("block.rpz.invalid", "allow-longer.rpz.invalid")  # the longest is 24 octets
+
+
+@pytest.mark.parametrize(
+    ("scope", "action", "template", "fits"),
+    [
+        (Scope.HOST, Action.BLOCK, "{}", 253 - 1 - 24),
+        (Scope.DOMAIN, Action.BLOCK, "{}", 253 - 1 - 24 - 2),
+        (Scope.URL, Action.BLOCK, "http://{}/page.html", 253 - 1 - 24),
+        (Scope.URL_PREFIX, Action.BLOCK, "http://{}/dir/", 253 - 1 - 24),
+        (Scope.HOST, Action.ALLOW, "{}", 253 - 1 - 24),
+        (Scope.DOMAIN, Action.ALLOW, "{}", 253 - 1 - 24 - 2),
+    ],
+)
+def test_a_name_too_long_once_the_policy_zone_is_appended_is_refused(
+    scope: Scope, action: Action, template: str, fits: int
+) -> None:
+    # Valid alone, but the zone's owner (name + "." + zone, "*." before a domain) would
+    # pass 253 octets: the compiler leaves it out, so it must never be accepted at all.
+    guard = Guard.load(PROTECTED_DIR, policy_zones=ZONES)
+    longest = Indicator.parse(scope, template.format(_name_of(fits)))
+    assert guard.check_indicator(longest, action).allowed
+    over = Indicator.parse(scope, template.format(_name_of(fits + 1)))
+    verdict = guard.check_indicator(over, action)
+    assert (verdict.allowed, verdict.reason) == (False, REASON_TOO_LONG_FOR_ZONE)
+    with pytest.raises(NameTooLongForZone) as info:
+        guard.enforce(over, action, second_person="supervisor", actor="analyst")
+    assert "policy zone cannot hold" in str(info.value)
+    assert f"at most {fits if scope is not Scope.DOMAIN else fits + 2} for a host" in str(
+        info.value
+    )
+    assert info.value.target_hash == over.ref
+    assert "aaaa" not in str(info.value)
+    # Without policy zones (no DNS enforcer) only the name's own limit applies.
+    assert Guard.load(PROTECTED_DIR).check_indicator(over, action).allowed
+
+
+def test_a_feed_entry_too_long_for_the_policy_zone_holds_its_generation() -> None:
+    guard = Guard.load(PROTECTED_DIR, policy_zones=ZONES)
+    entries = [block(dom(_name_of(227))), block(dom(_name_of(226)))]
+    plan = plan_generation("police", set(), entries, guard)
+    assert dict(plan.refused) == {REASON_TOO_LONG_FOR_ZONE: 1}
+    assert plan.proposed_count == 1
+    assert "1 too long for the policy zone" in " ".join(plan.safety_problems())
+
+
+def test_url_allows_addresses_and_hashes_have_no_owner_to_fit() -> None:
+    guard = Guard.load(PROTECTED_DIR, policy_zones=ZONES)
+    url = Indicator.parse(Scope.URL, f"http://{_name_of(253)}/page.html")
+    assert guard.check_indicator(url, Action.ALLOW).allowed
+    literal = Indicator.parse(Scope.URL, "http://[2001:db8::1]/page.html")
+    assert guard.check_indicator(literal, Action.BLOCK).allowed
 
 
 def test_root_block_is_refused(guard: Guard) -> None:

@@ -39,8 +39,9 @@ from edgeagent.model import Action, DesiredState, Entry, Indicator, Scope
 from edgeagent.proxy.indexwriter import write_index
 from edgeagent.proxy.squid_helper import Helper
 from edgeagent.rpz.compiler import RpzSettings, StatsCounter, policy_zone_text
+from tests.support.figures import Tally, recorded_at_module_end
 from tests.support.full_api import FullApi, full_api
-from tests.support.fuzzing import FIGURES, outcome
+from tests.support.fuzzing import outcome
 
 # One API (store, tokens, app) for the whole table: rows use distinct targets.
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -56,6 +57,10 @@ HELPER_BLOCKS = [
     ("domain", "whole.domain.test"),
     ("host", "h.site.test"),
 ]
+# Tried, refused and accepted rows, in all and by class (var/reliability/hostile.json).
+TABLE = Tally("hostile", "hostile-table")
+BY_CLASS = Tally("hostile", "hostile-table-by-class")
+hostile_figures = recorded_at_module_end(TABLE, BY_CLASS)
 _PARSERS = {
     "url-list": urllist.parse,
     "domain-list": domainlist.parse,
@@ -233,10 +238,10 @@ async def test_hostile_input(row: dict[str, Any], table_api: FullApi, tmp_path: 
     got = feeder(row, text, table_api, tmp_path)
     result = await got if not isinstance(got, Outcome) else got
     refused = "refused" if not result.accepted else "accepted"
-    FIGURES.add("hostile-table", "tried")
-    FIGURES.add("hostile-table", refused)
-    FIGURES.add("hostile-table-by-class", f"{row['class']}.tried")
-    FIGURES.add("hostile-table-by-class", f"{row['class']}.{refused}")
+    TABLE.add("tried")
+    TABLE.add(refused)
+    BY_CLASS.add(f"{row['class']}.tried")
+    BY_CLASS.add(f"{row['class']}.{refused}")
     shown = f"{row['id']}: got {result}"
     expect = row["expect"]
     if expect == "answered":
