@@ -69,6 +69,7 @@ def agent_fleet(base: Path, names: list[str], canary: str) -> Iterator[AgentFlee
         base / "primary", base / "primary-zones", list(ports.values()), unbound_clients=f"{HOST};"
     )
     resolvers: dict[str, RunningDaemon] = {}
+    fleet: AgentFleet | None = None
 
     def start(name: str) -> RunningDaemon:
         workdir = base / name
@@ -89,18 +90,20 @@ def agent_fleet(base: Path, names: list[str], canary: str) -> Iterator[AgentFlee
         config.write_text(_agent_config(base, primary, ports, api_port, metrics_port, canary))
         analyst = create_token(config, "analyst", "fleet-test")
         noc = create_token(config, "noc", "fleet-noc")
+        fleet = AgentFleet(
+            base,
+            primary,
+            resolvers,
+            f"http://{HOST}:{api_port}",
+            f"http://{HOST}:{metrics_port}",
+            analyst,
+            noc,
+        )
         with running_agent(config, metrics_port, base / "agent.log"):
-            yield AgentFleet(
-                base,
-                primary,
-                resolvers,
-                f"http://{HOST}:{api_port}",
-                f"http://{HOST}:{metrics_port}",
-                analyst,
-                noc,
-            )
+            yield fleet
     finally:
-        stop_all(*resolvers.values(), primary)
+        # A test may have restarted the primary: stop the one running now.
+        stop_all(*resolvers.values(), primary if fleet is None else fleet.primary)
 
 
 def _agent_config(
