@@ -516,6 +516,20 @@ def summary(settings: Settings) -> list[str]:
         )
     )
     lines.append(f"intake      {_listen(s.intake.host, s.intake.port, s.intake.enabled)}")
+    mail = s.intake.mail
+    if mail.enabled:
+        channels = [f"IMAP {mail.user}@{mail.host}:{mail.port}"] * bool(mail.user)
+        if mail.lmtp_host is not None:
+            channels.append(f"LMTP {_listen(mail.lmtp_host, mail.lmtp_port, True)}")
+        lines.append(f"mail        {', '.join(channels)}, {len(mail.senders)} trusted sender(s)")
+    else:
+        lines.append("mail        off")
+    console = s.console
+    lines.append(
+        f"console     {'on /console/ of the api' if console.enabled and s.api.enabled else 'off'}"
+        + (f", idle {console.idle_minutes} min" if console.enabled and s.api.enabled else "")
+        + (f", SSO header {console.sso_header}" if console.enabled and console.sso_header else "")
+    )
     return lines
 
 

@@ -597,3 +597,29 @@ def test_enabled_routes_need_resolvers_without_the_policy(tmp_path: Path) -> Non
     path.write_text('[routes]\nenabled = true\nproxy_next_hop = "192.0.2.80"\n', "utf-8")
     problems = problems_of(path)
     assert any(p.startswith("routes") and "resolvers" in p for p in problems), problems
+
+
+def test_summary_names_the_mail_channels_and_the_console(tmp_path: Path) -> None:
+    (tmp_path / "imap.password").write_text("fake-imap-password\n", encoding="utf-8")
+    (tmp_path / "imap.password").chmod(0o600)
+    settings = load_config(
+        write(
+            tmp_path,
+            '[intake.mail]\nenabled = true\nhost = "mail.isp.example"\n'
+            'user = "notices@isp.example"\npassword_file = "imap.password"\n'
+            'lmtp_host = "127.0.0.1"\n'
+            '[intake.mail.senders.hotline]\naddress = "notices@hotline.example"\n'
+            'source = "hotline"\nreference_pattern = "HL-[0-9]+"\n'
+            '[console]\nidle_minutes = 20\nsso_header = "X-Remote-User"\n',
+        )
+    )
+    text = "\n".join(summary(settings))
+    assert (
+        "mail        IMAP notices@isp.example@mail.isp.example:993, LMTP 127.0.0.1:2424, "
+        "1 trusted sender(s)"
+    ) in text
+    assert "console     on /console/ of the api, idle 20 min, SSO header X-Remote-User" in text
+    assert "fake-imap-password" not in text
+    off = "\n".join(summary(load_config(write(tmp_path, "[console]\nenabled = false\n", "o.toml"))))
+    assert "mail        off" in off
+    assert "console     off" in off
