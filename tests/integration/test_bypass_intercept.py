@@ -42,7 +42,7 @@ import pytest
 from edgeagent.lab.daemons import stop_process
 from edgeagent.lab.proxy import render_squid_conf
 from edgeagent.model import Action, DesiredState, Entry, Indicator
-from edgeagent.proxy.index import write_index
+from edgeagent.proxy.indexwriter import write_index
 from edgeagent.proxy.pathfilter import filter_path, write_path_filter
 from tests.support.binaries import require_binary
 from tests.support.figures import Tally, recorded_at_module_end
