@@ -82,7 +82,10 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
             lambda: all(m["reachable"] for m in _fleet(f)["members"]),
             15,
         )
-        yield f
+        try:
+            yield f
+        finally:
+            running.primary = f.primary  # restarted by a test: the fleet stops this one
 
 
 def metric(f: Fleet, name: str, resolver: str) -> float:
