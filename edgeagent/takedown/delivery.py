@@ -1,11 +1,14 @@
 """One notice for a ticket, sent through every notifier; each attempt recorded on the ticket.
 
-A notifier makes one attempt per ``send``; here each gets ``attempts`` tries with a
-growing pause between them. Before the first try the notice's idempotency key (ticket,
-ticket version, kind, channel: :func:`notice_key`) is *claimed*: recorded in the database
-by the leader. A key claimed before means this very notice went out already (a leader
-that died before saving the ticket); it is not sent again. A deposed leader's claim is
-refused (``Fenced``), so it sends nothing.
+A notifier makes one attempt per ``send`` (bounded by its own timeout); here each gets
+``attempts`` tries, the pause between them doubling from ``backoff_seconds`` with jitter
+(:func:`edgeagent.enforcement.running.retry_delay`). Before the first try the notice's
+idempotency key (ticket, ticket version, kind, channel: :func:`notice_key`) is *claimed*:
+recorded in the database by the leader. A key claimed before means this very notice went
+out already (a leader that died before saving the ticket); it is not sent again. A deposed
+leader's claim is refused (``Fenced``), so it sends nothing. A notice whose last attempt
+on a channel failed is sent again under the same key (a try that timed out may have
+arrived), so a receiver that drops repeated keys acts on it once.
 
 Every attempt, failed or delivered, becomes a ticket event
 (``notify``, with the channel, the attempt number and the notice kind), so the ticket
@@ -19,6 +22,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
+from edgeagent.enforcement.running import retry_delay
 from edgeagent.takedown.notifiers.base import Notice, Notifier, NotifyError
 from edgeagent.takedown.tickets import Ticket, TicketEvent, add_event
 
@@ -63,10 +67,12 @@ def notice_for(
 
 @dataclass(frozen=True, slots=True)
 class Delivery:
-    """The ticket with one event per attempt, and per notifier whether it delivered."""
+    """The ticket with one event per attempt, per notifier whether it delivered, and per
+    channel name how many attempts failed."""
 
     ticket: Ticket
     delivered: tuple[tuple[Notifier, bool], ...]
+    failed_attempts: tuple[tuple[str, int], ...] = ()
 
     @property
     def failures(self) -> int:
@@ -88,12 +94,16 @@ async def deliver(
     """Send the notice of ``kind`` for ``t`` through every notifier, then every on-call
     notifier (see the module doc)."""
     outcomes: list[tuple[Notifier, bool]] = []
+    failed: list[tuple[str, int]] = []
     channels = [(n, False) for n in notifiers] + [(n, True) for n in on_call]
     keyed = t  # keys name the ticket as it was read, before this delivery's events
     for notifier, rota in channels:
-        key = notice_key(keyed, kind, notifier.name, rota)
-        if not await claim(key):
-            t = add_event(t, _attempt(clock(), "sent before (same key)", notifier, 0, kind))
+        pending = _failed_key(keyed, kind, notifier.name)
+        key = pending or notice_key(keyed, kind, notifier.name, rota)
+        # A retry's key was claimed by its first try: it is sent again, under that key.
+        if not await claim(key) and pending is None:
+            before = _attempt(clock(), "sent before (same key)", notifier, 0, kind, key=key)
+            t = add_event(t, before)
             outcomes.append((notifier, True))
             continue
         notice = replace(
@@ -101,23 +111,40 @@ async def deliver(
             idempotency_key=key,
         )
         ok = False
+        failures = 0
         for attempt in range(1, attempts + 1):
             try:
                 await notifier.send(notice)
             except NotifyError as exc:
                 t = add_event(
-                    t, _attempt(clock(), f"failed: {exc.reason}", notifier, attempt, kind)
+                    t, _attempt(clock(), f"failed: {exc.reason}", notifier, attempt, kind, key=key)
                 )
+                failures += 1
                 if attempt < attempts:
-                    await asyncio.sleep(backoff_seconds * attempt)
+                    await asyncio.sleep(retry_delay(attempt, backoff_seconds))
                 continue
-            t = add_event(t, _attempt(clock(), "delivered", notifier, attempt, kind))
+            t = add_event(t, _attempt(clock(), "delivered", notifier, attempt, kind, key=key))
             ok = True
             break
         outcomes.append((notifier, ok))
-    return Delivery(t, tuple(outcomes))
+        if failures:
+            failed.append((notifier.name, failures))
+    return Delivery(t, tuple(outcomes), tuple(failed))
 
 
-def _attempt(at: datetime, reason: str, notifier: Notifier, attempt: int, kind: str) -> TicketEvent:
-    detail = (("channel", notifier.name), ("attempt", str(attempt)), ("kind", kind))
+def _failed_key(t: Ticket, kind: str, channel: str) -> str | None:
+    """The key of the notice of ``kind`` on ``channel`` if its last attempt failed: a
+    retry is the same notice, so a receiver that got a timed-out try drops the repeat."""
+    for ev in reversed(t.events):
+        detail = dict(ev.detail)
+        if ev.action != "notify" or (detail.get("channel"), detail.get("kind")) != (channel, kind):
+            continue
+        return detail.get("key") if ev.reason.startswith("failed") else None
+    return None
+
+
+def _attempt(
+    at: datetime, reason: str, notifier: Notifier, attempt: int, kind: str, *, key: str
+) -> TicketEvent:
+    detail = (("channel", notifier.name), ("attempt", str(attempt)), ("kind", kind), ("key", key))
     return TicketEvent(at, "system", "notify", reason, detail=detail)

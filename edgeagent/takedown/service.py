@@ -590,6 +590,7 @@ class TakedownService(TicketActions):
             open_count, overdue = counts.get(source.value, (0, 0))
             self.metrics.takedown_open.labels(source=source.value).set(open_count)
             self.metrics.takedown_overdue.labels(source=source.value).set(overdue)
+        await self._export_pending()
 
     # -------------------------------------------------------------------- notifying
 
@@ -644,6 +645,9 @@ class TakedownService(TicketActions):
             claim=self._claim,
         )
         t = sent.ticket
+        if self.metrics is not None:
+            for channel, failed in sent.failed_attempts:
+                self.metrics.takedown_notify_failures.labels(channel=channel).inc(failed)
         for notifier, ok in sent.delivered:
             await self._audit(
                 "system",
@@ -659,7 +663,16 @@ class TakedownService(TicketActions):
         changes: dict[str, Any] = {"notify_failures": t.notify_failures + 1 if sent.failures else 0}
         if sent.failures < len(self.notifiers) + len(on_call):
             changes["last_notified_at"] = self.clock()
-        return await asyncio.to_thread(self.tickets.update, replace(t, **changes))
+        t = await asyncio.to_thread(self.tickets.update, replace(t, **changes))
+        await self._export_pending()
+        return t
+
+    async def _export_pending(self) -> None:
+        """How many open tickets wait for a notice to be retried, as a gauge."""
+        if self.metrics is None:
+            return
+        waiting = await asyncio.to_thread(self.tickets.open_tickets)
+        self.metrics.takedown_notices_pending.set(sum(1 for t in waiting if t.notify_failures))
 
     async def _claim(self, key: str) -> bool:
         return await asyncio.to_thread(self.claim_notice, key)
