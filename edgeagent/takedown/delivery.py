@@ -67,8 +67,8 @@ def notice_for(
 
 @dataclass(frozen=True, slots=True)
 class Delivery:
-    """The ticket with one event per attempt, per notifier whether it delivered, and per
-    channel name how many attempts failed."""
+    """The ticket with one event per attempt, per notifier tried whether it delivered, and
+    per channel name how many attempts failed."""
 
     ticket: Ticket
     delivered: tuple[tuple[Notifier, bool], ...]
@@ -90,15 +90,21 @@ async def deliver(
     backoff_seconds: float,
     clock: Callable[[], datetime],
     claim: Callable[[str], Awaitable[bool]] = _always,
+    retry: bool = False,
 ) -> Delivery:
     """Send the notice of ``kind`` for ``t`` through every notifier, then every on-call
-    notifier (see the module doc)."""
+    notifier (see the module doc); a ``retry`` skips the channels it reached already."""
     outcomes: list[tuple[Notifier, bool]] = []
     failed: list[tuple[str, int]] = []
     channels = [(n, False) for n in notifiers] + [(n, True) for n in on_call]
     keyed = t  # keys name the ticket as it was read, before this delivery's events
     for notifier, rota in channels:
-        pending = _failed_key(keyed, kind, notifier.name)
+        last = _last_attempt(keyed, kind, notifier.name)
+        pending = None
+        if last is not None and last.reason.startswith("failed"):
+            pending = dict(last.detail).get("key")
+        elif last is not None and retry:
+            continue  # this channel got it already
         key = pending or notice_key(keyed, kind, notifier.name, rota)
         # A retry's key was claimed by its first try: it is sent again, under that key.
         if not await claim(key) and pending is None:
@@ -132,14 +138,14 @@ async def deliver(
     return Delivery(t, tuple(outcomes), tuple(failed))
 
 
-def _failed_key(t: Ticket, kind: str, channel: str) -> str | None:
-    """The key of the notice of ``kind`` on ``channel`` if its last attempt failed: a
-    retry is the same notice, so a receiver that got a timed-out try drops the repeat."""
+def _last_attempt(t: Ticket, kind: str, channel: str) -> TicketEvent | None:
+    """The last attempt of the notice of ``kind`` on ``channel``: if it failed, a retry is
+    the same notice under its key (a receiver that got a timed-out try drops the repeat);
+    if it got through, a retry leaves the channel alone."""
     for ev in reversed(t.events):
         detail = dict(ev.detail)
-        if ev.action != "notify" or (detail.get("channel"), detail.get("kind")) != (channel, kind):
-            continue
-        return detail.get("key") if ev.reason.startswith("failed") else None
+        if ev.action == "notify" and (detail.get("channel"), detail.get("kind")) == (channel, kind):
+            return ev
     return None
 
 

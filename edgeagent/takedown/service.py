@@ -541,7 +541,8 @@ class TakedownService(TicketActions):
         if job.kind == "sla-breach":
             return await self._record_breach(job.ticket_id)
         kind = {"retry-notice": "notice"}.get(job.kind, job.kind)
-        t = await self._notify_locked(job.ticket_id, kind, recheck=True)
+        retry = job.kind == "retry-notice"
+        t = await self._notify_locked(job.ticket_id, kind, recheck=True, retry=retry)
         if job.kind in ("reminder", "escalation"):
             async with self._lock(t.id):
                 t = await asyncio.to_thread(self.tickets.get, t.id)
@@ -609,7 +610,7 @@ class TakedownService(TicketActions):
         return sent
 
     async def _notify_locked(
-        self, ticket_id: int, kind: str, *, recheck: bool, first: bool = False
+        self, ticket_id: int, kind: str, *, recheck: bool, first: bool = False, retry: bool = False
     ) -> Ticket:
         """Notify under the ticket's lock; ``first``: only if it was never notified (two
         paths may reach a new ticket's first notice; one sends it)."""
@@ -619,9 +620,9 @@ class TakedownService(TicketActions):
                 return t
             if recheck:
                 t = await self._recheck(ticket_id, "system")
-            return await self._notify(t, kind)
+            return await self._notify(t, kind, retry=retry)
 
-    async def _notify(self, t: Ticket, kind: str) -> Ticket:
+    async def _notify(self, t: Ticket, kind: str, *, retry: bool = False) -> Ticket:
         live = t.live_urls
         if not live:
             ev = TicketEvent(self.clock(), "system", "notify-skipped", "no URL still hosted here")
@@ -643,6 +644,7 @@ class TakedownService(TicketActions):
             backoff_seconds=self.policy.retry_backoff_seconds,
             clock=self.clock,
             claim=self._claim,
+            retry=retry,
         )
         t = sent.ticket
         if self.metrics is not None:
