@@ -306,6 +306,19 @@ class Metrics:
             registry=r,
         )
 
+        self.takedown_notify_failures = Counter(
+            "edgeagent_takedown_notify_failures_total",
+            "Failed attempts to deliver a takedown notice (refused, unreachable or timed "
+            "out), by channel (the notifier's name)",
+            ["channel"],
+            registry=r,
+        )
+        self.takedown_notices_pending = Gauge(
+            "edgeagent_takedown_notices_pending",
+            "Open tickets whose last notice failed on a channel, waiting for a retry",
+            registry=r,
+        )
+
         self.takedown_probes_sent = Counter(
             "edgeagent_takedown_probes_sent_total",
             "ARP/ND probes sent for the on-segment detail of a takedown ticket",

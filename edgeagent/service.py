@@ -274,6 +274,8 @@ class Daemon:
         self.notifier = SystemdNotifier()
         self._stop = asyncio.Event()
         self._policy_changed = asyncio.Event()
+        self._tickets_due = asyncio.Event()
+        self._tickets_snap: PolicySnapshot | None = None
         self._expiry = ExpiryTimer(self._expire_decisions)
         self._runners: list[web.AppRunner] = []
         self._tasks: list[asyncio.Task[Any]] = []
@@ -328,6 +330,7 @@ class Daemon:
             # Readiness from the first answer on says whether every canary answers.
             await self.agent.enforcers.verify()
         self._tasks.append(asyncio.create_task(self._reconciler(), name="reconciler"))
+        self._tasks.append(asyncio.create_task(self._ticket_opener(), name="tickets"))
         self._start_scheduler()
         self._tasks.append(
             asyncio.create_task(
@@ -541,7 +544,8 @@ class Daemon:
             self._schedule_enforcer(kind.KIND)
         svc = self.agent.takedown
         if svc is not None:
-            self._every(30, "takedown:due", svc.run_due)
+            # A failed notice is retried notify_retry_seconds after: look often enough.
+            self._every(min(30, svc.policy.retry_seconds), "takedown:due", svc.run_due)
             self._every(3600, "takedown:customers", svc.refresh_customers)
             self._every(900, "takedown:relocate", self._relocate_all)
             self._every(3600, "takedown:purge", self._purge_tickets)
@@ -760,9 +764,24 @@ class Daemon:
                 continue
             if not self.leading:
                 continue  # a standby keeps its policy current for the API only
-            # Tickets do not wait for the publishers: locating a notice's hosts is mostly
-            # waiting for DNS, which overlaps with compiling and writing the zone and index.
-            await asyncio.gather(self._enforce(snap), self._open_tickets(snap))
+            # Tickets and publishing do not wait for each other: locating a notice's hosts
+            # is mostly waiting for DNS, and a hosting team's mail server or webhook that
+            # hangs must not hold up the next decision's publish.
+            self._tickets_snap = snap
+            self._tickets_due.set()
+            await self._enforce(snap)
+
+    async def _ticket_opener(self) -> None:
+        """Open tickets for the latest policy the reconciler built, one pass at a time."""
+        while True:
+            await self._tickets_due.wait()
+            self._tickets_due.clear()
+            if self._tickets_snap is None:
+                continue
+            try:
+                await self._open_tickets(self._tickets_snap)
+            except Exception:
+                log.exception("opening tickets failed; retried on the next policy change")
 
     async def _shutdown(self) -> None:
         self.notifier.stopping()

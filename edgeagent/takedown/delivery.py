@@ -1,11 +1,14 @@
 """One notice for a ticket, sent through every notifier; each attempt recorded on the ticket.
 
-A notifier makes one attempt per ``send``; here each gets ``attempts`` tries with a
-growing pause between them. Before the first try the notice's idempotency key (ticket,
-ticket version, kind, channel: :func:`notice_key`) is *claimed*: recorded in the database
-by the leader. A key claimed before means this very notice went out already (a leader
-that died before saving the ticket); it is not sent again. A deposed leader's claim is
-refused (``Fenced``), so it sends nothing.
+A notifier makes one attempt per ``send`` (bounded by its own timeout); here each gets
+``attempts`` tries, the pause between them doubling from ``backoff_seconds`` with jitter
+(:func:`edgeagent.enforcement.running.retry_delay`). Before the first try the notice's
+idempotency key (ticket, ticket version, kind, channel: :func:`notice_key`) is *claimed*:
+recorded in the database by the leader. A key claimed before means this very notice went
+out already (a leader that died before saving the ticket); it is not sent again. A deposed
+leader's claim is refused (``Fenced``), so it sends nothing. A notice whose last attempt
+on a channel failed is sent again under the same key (a try that timed out may have
+arrived), so a receiver that drops repeated keys acts on it once.
 
 Every attempt, failed or delivered, becomes a ticket event
 (``notify``, with the channel, the attempt number and the notice kind), so the ticket
@@ -19,6 +22,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
+from edgeagent.enforcement.running import retry_delay
 from edgeagent.takedown.notifiers.base import Notice, Notifier, NotifyError
 from edgeagent.takedown.tickets import Ticket, TicketEvent, add_event
 
@@ -63,10 +67,12 @@ def notice_for(
 
 @dataclass(frozen=True, slots=True)
 class Delivery:
-    """The ticket with one event per attempt, and per notifier whether it delivered."""
+    """The ticket with one event per attempt, per notifier tried whether it delivered, and
+    per channel name how many attempts failed."""
 
     ticket: Ticket
     delivered: tuple[tuple[Notifier, bool], ...]
+    failed_attempts: tuple[tuple[str, int], ...] = ()
 
     @property
     def failures(self) -> int:
@@ -84,16 +90,26 @@ async def deliver(
     backoff_seconds: float,
     clock: Callable[[], datetime],
     claim: Callable[[str], Awaitable[bool]] = _always,
+    retry: bool = False,
 ) -> Delivery:
     """Send the notice of ``kind`` for ``t`` through every notifier, then every on-call
-    notifier (see the module doc)."""
+    notifier (see the module doc); a ``retry`` skips the channels it reached already."""
     outcomes: list[tuple[Notifier, bool]] = []
+    failed: list[tuple[str, int]] = []
     channels = [(n, False) for n in notifiers] + [(n, True) for n in on_call]
     keyed = t  # keys name the ticket as it was read, before this delivery's events
     for notifier, rota in channels:
-        key = notice_key(keyed, kind, notifier.name, rota)
-        if not await claim(key):
-            t = add_event(t, _attempt(clock(), "sent before (same key)", notifier, 0, kind))
+        last = _last_attempt(keyed, kind, notifier.name)
+        pending = None
+        if last is not None and last.reason.startswith("failed"):
+            pending = dict(last.detail).get("key")
+        elif last is not None and retry:
+            continue  # this channel got it already
+        key = pending or notice_key(keyed, kind, notifier.name, rota)
+        # A retry's key was claimed by its first try: it is sent again, under that key.
+        if not await claim(key) and pending is None:
+            before = _attempt(clock(), "sent before (same key)", notifier, 0, kind, key=key)
+            t = add_event(t, before)
             outcomes.append((notifier, True))
             continue
         notice = replace(
@@ -101,23 +117,40 @@ async def deliver(
             idempotency_key=key,
         )
         ok = False
+        failures = 0
         for attempt in range(1, attempts + 1):
             try:
                 await notifier.send(notice)
             except NotifyError as exc:
                 t = add_event(
-                    t, _attempt(clock(), f"failed: {exc.reason}", notifier, attempt, kind)
+                    t, _attempt(clock(), f"failed: {exc.reason}", notifier, attempt, kind, key=key)
                 )
+                failures += 1
                 if attempt < attempts:
-                    await asyncio.sleep(backoff_seconds * attempt)
+                    await asyncio.sleep(retry_delay(attempt, backoff_seconds))
                 continue
-            t = add_event(t, _attempt(clock(), "delivered", notifier, attempt, kind))
+            t = add_event(t, _attempt(clock(), "delivered", notifier, attempt, kind, key=key))
             ok = True
             break
         outcomes.append((notifier, ok))
-    return Delivery(t, tuple(outcomes))
+        if failures:
+            failed.append((notifier.name, failures))
+    return Delivery(t, tuple(outcomes), tuple(failed))
 
 
-def _attempt(at: datetime, reason: str, notifier: Notifier, attempt: int, kind: str) -> TicketEvent:
-    detail = (("channel", notifier.name), ("attempt", str(attempt)), ("kind", kind))
+def _last_attempt(t: Ticket, kind: str, channel: str) -> TicketEvent | None:
+    """The last attempt of the notice of ``kind`` on ``channel``: if it failed, a retry is
+    the same notice under its key (a receiver that got a timed-out try drops the repeat);
+    if it got through, a retry leaves the channel alone."""
+    for ev in reversed(t.events):
+        detail = dict(ev.detail)
+        if ev.action == "notify" and (detail.get("channel"), detail.get("kind")) == (channel, kind):
+            return ev
+    return None
+
+
+def _attempt(
+    at: datetime, reason: str, notifier: Notifier, attempt: int, kind: str, *, key: str
+) -> TicketEvent:
+    detail = (("channel", notifier.name), ("attempt", str(attempt)), ("kind", kind), ("key", key))
     return TicketEvent(at, "system", "notify", reason, detail=detail)

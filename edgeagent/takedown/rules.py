@@ -28,7 +28,7 @@ class TakedownPolicy:
     renotify_minutes: int = 240
     reminder_fraction: float = 0.5
     recheck_minutes: int = 30
-    retry_minutes: int = 5
+    retry_seconds: float = 300.0
     notify_attempts: int = 3
     retry_backoff_seconds: float = 1.0
     require_authorisation_for: frozenset[str] = frozenset()
@@ -50,6 +50,9 @@ class TakedownPolicy:
             sla_minutes=s.sla_minutes,
             sla_minutes_by_source={str(k.value): v for k, v in s.sla_minutes_by_source.items()},
             renotify_minutes=s.renotify_minutes,
+            retry_seconds=s.notify_retry_seconds,
+            notify_attempts=s.notify_attempts,
+            retry_backoff_seconds=s.notify_backoff_seconds,
             require_authorisation_for=frozenset(s.require_authorisation_for),
             referral_recipients=dict(s.referral_recipients),
             retention=RetentionPolicy(
@@ -81,7 +84,7 @@ def due_jobs(tickets: Iterable[Ticket], policy: TakedownPolicy, at: datetime) ->
         live = t.state in LIVE_STATES and t.removed_at is None and bool(t.live_urls)
         if t.notify_failures > 0:
             last = t.events[-1].at
-            due = last + timedelta(minutes=p.retry_minutes)
+            due = last + timedelta(seconds=p.retry_seconds)
             if at >= due:
                 jobs.append(Job("retry-notice", t.id, due))
         if not live:

@@ -541,7 +541,8 @@ class TakedownService(TicketActions):
         if job.kind == "sla-breach":
             return await self._record_breach(job.ticket_id)
         kind = {"retry-notice": "notice"}.get(job.kind, job.kind)
-        t = await self._notify_locked(job.ticket_id, kind, recheck=True)
+        retry = job.kind == "retry-notice"
+        t = await self._notify_locked(job.ticket_id, kind, recheck=True, retry=retry)
         if job.kind in ("reminder", "escalation"):
             async with self._lock(t.id):
                 t = await asyncio.to_thread(self.tickets.get, t.id)
@@ -590,6 +591,7 @@ class TakedownService(TicketActions):
             open_count, overdue = counts.get(source.value, (0, 0))
             self.metrics.takedown_open.labels(source=source.value).set(open_count)
             self.metrics.takedown_overdue.labels(source=source.value).set(overdue)
+        await self._export_pending()
 
     # -------------------------------------------------------------------- notifying
 
@@ -608,7 +610,7 @@ class TakedownService(TicketActions):
         return sent
 
     async def _notify_locked(
-        self, ticket_id: int, kind: str, *, recheck: bool, first: bool = False
+        self, ticket_id: int, kind: str, *, recheck: bool, first: bool = False, retry: bool = False
     ) -> Ticket:
         """Notify under the ticket's lock; ``first``: only if it was never notified (two
         paths may reach a new ticket's first notice; one sends it)."""
@@ -618,9 +620,9 @@ class TakedownService(TicketActions):
                 return t
             if recheck:
                 t = await self._recheck(ticket_id, "system")
-            return await self._notify(t, kind)
+            return await self._notify(t, kind, retry=retry)
 
-    async def _notify(self, t: Ticket, kind: str) -> Ticket:
+    async def _notify(self, t: Ticket, kind: str, *, retry: bool = False) -> Ticket:
         live = t.live_urls
         if not live:
             ev = TicketEvent(self.clock(), "system", "notify-skipped", "no URL still hosted here")
@@ -642,8 +644,12 @@ class TakedownService(TicketActions):
             backoff_seconds=self.policy.retry_backoff_seconds,
             clock=self.clock,
             claim=self._claim,
+            retry=retry,
         )
         t = sent.ticket
+        if self.metrics is not None:
+            for channel, failed in sent.failed_attempts:
+                self.metrics.takedown_notify_failures.labels(channel=channel).inc(failed)
         for notifier, ok in sent.delivered:
             await self._audit(
                 "system",
@@ -659,7 +665,16 @@ class TakedownService(TicketActions):
         changes: dict[str, Any] = {"notify_failures": t.notify_failures + 1 if sent.failures else 0}
         if sent.failures < len(self.notifiers) + len(on_call):
             changes["last_notified_at"] = self.clock()
-        return await asyncio.to_thread(self.tickets.update, replace(t, **changes))
+        t = await asyncio.to_thread(self.tickets.update, replace(t, **changes))
+        await self._export_pending()
+        return t
+
+    async def _export_pending(self) -> None:
+        """How many open tickets wait for a notice to be retried, as a gauge."""
+        if self.metrics is None:
+            return
+        waiting = await asyncio.to_thread(self.tickets.open_tickets)
+        self.metrics.takedown_notices_pending.set(sum(1 for t in waiting if t.notify_failures))
 
     async def _claim(self, key: str) -> bool:
         return await asyncio.to_thread(self.claim_notice, key)

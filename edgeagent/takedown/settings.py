@@ -89,6 +89,12 @@ class TakedownSettings(ConfigModel):
     sla_minutes: Annotated[int, Field(ge=1)] = 60
     sla_minutes_by_source: dict[Source, Annotated[int, Field(ge=1)]] = Field(default_factory=dict)
     renotify_minutes: Annotated[int, Field(ge=1)] = 240
+    # A notice is tried notify_attempts times on every channel, the pauses between tries
+    # growing from notify_backoff_seconds (doubled each time, with jitter); a notice that
+    # still failed is tried again notify_retry_seconds after, until it is delivered.
+    notify_attempts: Annotated[int, Field(ge=1, le=10)] = 3
+    notify_backoff_seconds: Annotated[float, Field(gt=0, le=300)] = 1.0
+    notify_retry_seconds: Annotated[int, Field(ge=1)] = 300
     # Sources whose cases start on law-enforcement hold unless the decision or the feed
     # says otherwise: notices reach the hosting team only, never the customer.
     hold_for: Items[Source] = (NoticeSource.LAW_ENFORCEMENT,)

@@ -22,11 +22,8 @@ Each test records how long recovery took into ``var/reliability/faults.json``.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import signal
-import statistics
 import tempfile
 import time
 from collections.abc import Iterator
@@ -41,7 +38,7 @@ from edgeagent.rpz.publishers.base import ResolverTarget, query_all
 from tests.support.agent import create_token, http_json, running_agent
 from tests.support.api import decision_body
 from tests.support.binaries import require_binary
-from tests.support.faults import zonefile_agent
+from tests.support.faults import api_latencies, hung, p99, zonefile_agent
 from tests.support.figures import record
 from tests.support.polling import wait_for
 from tests.support.resolvers import AgentFleet, agent_fleet
@@ -86,32 +83,6 @@ class Env(AgentFleet):
             if line.startswith(line_start):
                 return float(line.split()[-1])
         raise AssertionError(f"no metric {line_start}")
-
-
-@contextlib.contextmanager
-def hung(pid: int) -> Iterator[None]:
-    """Process ``pid`` stopped (SIGSTOP) inside the block, continued (SIGCONT) after it."""
-    os.kill(pid, signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        os.kill(pid, signal.SIGCONT)
-
-
-def api_latencies(api: str, token: str, seconds: float) -> list[float]:
-    """Status calls one after another for ``seconds``; each one's latency."""
-    out: list[float] = []
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        started = time.monotonic()
-        code, _ = http_json("GET", f"{api}/v1/status", token)
-        out.append(time.monotonic() - started)
-        assert code == 200
-    return out
-
-
-def p99(latencies: list[float]) -> float:
-    return statistics.quantiles(latencies, n=100)[98]
 
 
 @pytest.fixture(scope="module")

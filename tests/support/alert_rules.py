@@ -30,6 +30,7 @@ EXPECTED_ALERTS = {
     "EdgeagentEdgeIndexStale",
     "EdgeagentTakedownSlaBreached",
     "EdgeagentTakedownOverdue",
+    "EdgeagentTakedownNoticeFailing",
     "EdgeagentIntakeDailyCap",
     "EdgeagentIntakeMailFailing",
     "EdgeagentDatabaseUnreachable",

@@ -8,6 +8,8 @@
 - :func:`zonefile_agent` writes the config of a daemon with a zone file publisher and the
   proxy index (:class:`AgentFiles`: where it listens and writes).
 - :func:`decision` is the body of a block decision for a reserved name.
+- :func:`hung` stops a peer (SIGSTOP: the kernel still takes its connections, nobody
+  answers) for a block; :func:`api_latencies` and :func:`p99` measure the API meanwhile.
 """
 
 from __future__ import annotations
@@ -15,7 +17,10 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import signal
+import statistics
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +31,7 @@ import dns.zone
 import pytest
 
 from edgeagent.proxy.index import IndexReader
+from tests.support.agent import http_json
 from tests.support.ports import free_port
 
 ZONE = "block.rpz.invalid"
@@ -135,3 +141,29 @@ def decision(name: str, scope: str = "domain") -> dict[str, Any]:
         "reference": f"CASE-{name}",
         "source": "hotline",
     }
+
+
+@contextlib.contextmanager
+def hung(pid: int) -> Iterator[None]:
+    """Process ``pid`` stopped (SIGSTOP) inside the block, continued (SIGCONT) after it."""
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
+def api_latencies(api: str, token: str, seconds: float) -> list[float]:
+    """Status calls one after another for ``seconds``; each one's latency."""
+    out: list[float] = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        started = time.monotonic()
+        code, _ = http_json("GET", f"{api}/v1/status", token)
+        out.append(time.monotonic() - started)
+        assert code == 200
+    return out
+
+
+def p99(latencies: list[float]) -> float:
+    return statistics.quantiles(latencies, n=100)[98]

@@ -82,6 +82,19 @@ FORMATS: dict[str, Callable[[Figure], str]] = {
         f"{f['api_p99_ms_before']} ms); canary passing {f['recovery_seconds']:.1f} s after it "
         "answered again"
     ),
+    "faults/hang-smtp": lambda f: (
+        f"hung {f['hang_seconds']:.1f} s: {f['failed_tries']} tries timed out after "
+        f"{f['timeout_seconds']} s each; API p99 {f['api_p99_ms_during']} ms during (before "
+        f"{f['api_p99_ms_before']} ms); {f['mails']} mail delivered "
+        f"{f['recovery_seconds']:.1f} s after it answered again"
+    ),
+    "faults/hang-webhook": lambda f: (
+        f"hung {f['hang_seconds']:.1f} s: {f['failed_tries']} tries timed out after "
+        f"{f['timeout_seconds']} s each; API p99 {f['api_p99_ms_during']} ms during (before "
+        f"{f['api_p99_ms_before']} ms); delivered {f['recovery_seconds']:.1f} s after it "
+        f"answered again, {f['receipts']} receipts (timed-out tries arriving late) under "
+        f"{f['keys']} idempotency key"
+    ),
     "limits/slow-clients": lambda f: (
         f"{f['hostile_connections']:,} hostile connections opened in {f['attack_seconds']} s; "
         f"{f['answered_as_before']} of {f['served']} normal requests answered as before; "

@@ -53,8 +53,9 @@ def running(
     env: Mapping[str, str] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """The peers in a subprocess (``prefix``, e.g. ``ip netns exec NS``, runs it
-    elsewhere) until the block ends; yields their ``dns_port``, ``smtp_port`` and
-    ``webhook_url``."""
+    elsewhere) until the block ends; yields their ``dns_port``, ``smtp_port``,
+    ``webhook_url`` and the ``pid`` of the process serving SMTP and the webhook (the
+    resolver is a child process of its own)."""
     repo = Path(__file__).resolve().parents[2]
     argv = [*prefix, sys.executable, "-m", "tests.support.segment_peers", str(directory)]
     proc = subprocess.Popen(
@@ -66,7 +67,7 @@ def running(
         assert proc.stdout is not None
         line = proc.stdout.readline()
         assert line, proc.stderr.read() if proc.stderr else "peers exited"
-        yield json.loads(line)
+        yield {**json.loads(line), "pid": proc.pid}
     finally:
         if proc.stdin is not None:
             proc.stdin.close()

@@ -34,7 +34,7 @@ def test_rule_unit_tests_cover_stale_feed_and_canaries() -> None:
 
 def test_metric_contract_matches_the_rules() -> None:
     contract = metric_contract()
-    assert len(contract) == 17, contract
+    assert len(contract) == 18, contract
     for name, (kind, labels) in contract.items():
         assert labels <= ALLOWED_LABELS, (name, labels)
         # Prometheus naming: counters and only counters end in _total.

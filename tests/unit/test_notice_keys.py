@@ -8,14 +8,16 @@ that died before saving the ticket), and a refused claim (a deposed leader) send
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 from typing import ClassVar
 
 import pytest
 
 from edgeagent.errors import Fenced
-from edgeagent.takedown.delivery import deliver, notice_key
-from edgeagent.takedown.notifiers.base import Notice, Notifier, NotifierConfig
+from edgeagent.takedown.delivery import Delivery, deliver, notice_key
+from edgeagent.takedown.notifiers.base import Notice, Notifier, NotifierConfig, NotifyError
+from edgeagent.takedown.tickets import Ticket
 from tests.support.tickets import T0, make_ticket
 
 
@@ -109,3 +111,41 @@ def test_keys_name_ticket_version_kind_and_channel() -> None:
     }
     assert len(keys) == 5
     assert all("shop.hosted.test" not in k for k in keys)  # no list data in a key
+
+
+class FailingOnce(Recording):
+    """A channel whose first try times out."""
+
+    async def send(self, notice: Notice) -> None:
+        if not self.failed:
+            self.failed = True
+            raise NotifyError(self.name, "timed out")
+        await super().send(notice)
+
+    failed = False
+
+
+async def test_a_retry_resends_only_the_failed_channel_under_its_first_key() -> None:
+    mail, hook, claims = Recording("hosting-mail"), FailingOnce("ticket-hook"), Claims()
+
+    async def send(t: Ticket, *, retry: bool) -> Delivery:
+        return await deliver(
+            t,
+            "notice",
+            [mail, hook],
+            instruction="remove it",
+            attempts=1,
+            backoff_seconds=0,
+            clock=lambda: T0 + timedelta(minutes=2),
+            claim=claims.claim,
+            retry=retry,
+        )
+
+    first = await send(make_ticket(id=7, version=0), retry=False)
+    assert [ok for _, ok in first.delivered] == [True, False]
+    assert first.failed_attempts == (("ticket-hook", 1),)
+    # The ticket saved with the failure (a new version), then the retry job.
+    again = await send(replace(first.ticket, version=1), retry=True)
+    assert [(n.name, ok) for n, ok in again.delivered] == [("ticket-hook", True)]
+    assert len(mail.sent) == 1
+    assert [n.idempotency_key for n in hook.sent] == ["ticket:7:v0:notice:ticket-hook"]
