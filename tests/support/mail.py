@@ -13,7 +13,7 @@ import secrets
 import select
 import socket
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
@@ -58,6 +58,21 @@ def zone(domain: str, key: DkimKey) -> str:
         f"@ SOA ns.{domain}. hostmaster.{domain}. 1 3600 600 86400 300\n"
         f"@ NS ns.{domain}.\nns A 127.0.0.1\n" + key.txt_record()
     )
+
+
+def dict_lookup(keys: dict[str, DkimKey]) -> Callable[..., bytes | None]:
+    """A DKIM key lookup answered from ``keys`` instead of DNS (unit tests)."""
+    records = {
+        f"{k.record_name}.": k.txt_record().split("( ")[1].rsplit(" )")[0].replace('" "', "")
+        for k in keys.values()
+    }
+
+    def lookup(name: bytes | str, timeout: float = 5.0) -> bytes | None:
+        key = name.decode() if isinstance(name, bytes) else name
+        value = records.get(key if key.endswith(".") else key + ".")
+        return value.strip('"').encode() if value else None
+
+    return lookup
 
 
 def start_dns(workdir: Path, keys: dict[str, DkimKey]) -> RunningDaemon:

@@ -1,6 +1,7 @@
 """A throwaway PKI for tests: a CA, server and client certificates (ECDSA P-256).
 
-``issue(subject, issuer, ca=..., server=...)`` returns ``(certificate, key)``;
+``issue(subject, issuer, ca=..., server=..., email=...)`` returns ``(certificate, key)``
+(``email``: an S/MIME signer's certificate for that address, in its subjectAltName);
 ``write_pair(path_stem, cert, key)`` writes ``stem.crt`` and ``stem.key`` (0600).
 """
 
@@ -26,6 +27,7 @@ def issue(
     *,
     ca: bool = False,
     server: bool = False,
+    email: str | None = None,
 ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     key = ec.generate_private_key(ec.SECP256R1())
     issuer_name, issuer_key = issuer if issuer else (_name(subject), key)
@@ -55,6 +57,10 @@ def issue(
             ),
             critical=True,
         )
+    elif email is not None:
+        builder = builder.add_extension(
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), critical=False
+        ).add_extension(x509.SubjectAlternativeName([x509.RFC822Name(email)]), critical=False)
     else:
         usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
         builder = builder.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -21,31 +20,17 @@ from edgeagent.intake.mail.message import find_urls, parse_message
 from edgeagent.intake.mail.notices import Acknowledgement, MailIntake
 from edgeagent.intake.mail.settings import MailIntakeSettings, MailSenderSettings
 from edgeagent.intake.mail.signature import DkimVerdict, verify_sender
-from edgeagent.lab.mailbox import DkimKey, dkim_key
+from edgeagent.lab.mailbox import dkim_key
 from edgeagent.metrics import Metrics
 from edgeagent.proxy.squid_helper import read_appeal_key
-from tests.support.mail import HOTLINE, SENDERS, notice, urls_body
+from tests.support.mail import HOTLINE, SENDERS, dict_lookup, notice, urls_body
 
 KEYS = {d: dkim_key(d, "s1") for d in ("hotline.test", "forger.test")}
 SENDER_SETTINGS = {n: MailSenderSettings.model_validate(s) for n, s in SENDERS.items()}
 URLS = ["http://bad.example/a.html", "https://bad.example/b?x=1"]
 
 
-def _lookup(keys: dict[str, DkimKey]) -> Callable[..., bytes | None]:
-    records = {
-        f"{k.record_name}.": k.txt_record().split("( ")[1].rsplit(" )")[0].replace('" "', "")
-        for k in keys.values()
-    }
-
-    def lookup(name: bytes | str, timeout: float = 5.0) -> bytes | None:
-        key = name.decode() if isinstance(name, bytes) else name
-        value = records.get(key if key.endswith(".") else key + ".")
-        return value.strip('"').encode() if value else None
-
-    return lookup
-
-
-LOOKUP = _lookup(KEYS)
+LOOKUP = dict_lookup(KEYS)
 
 
 def test_urls_come_from_the_body_and_attached_lists_in_order_once() -> None:
@@ -131,7 +116,7 @@ def test_dkim_passes_only_for_the_senders_own_domain() -> None:
     changed = _signed(raw).replace(b"bad.example/a", b"bad.example/z")
     assert "changed after signing" in verify_sender(changed, "hotline.test", LOOKUP).reason
     # No key published: fails, with a reason.
-    assert not verify_sender(_signed(raw), "hotline.test", _lookup({})).passed
+    assert not verify_sender(_signed(raw), "hotline.test", dict_lookup({})).passed
     # A second signature does not hide a good one, in either order.
     both = KEYS["forger.test"].sign(_signed(raw))
     assert verify_sender(both, "hotline.test", LOOKUP).passed

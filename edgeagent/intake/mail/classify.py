@@ -6,7 +6,8 @@ in this order; the first that fails is the quarantine reason a person sees:
 1. it parsed without defects and has exactly one From address;
 2. nothing was set aside (an image, archive or other attachment that is not a list);
 3. the From address is an allow-listed sender's;
-4. it carries a DKIM signature of that address's domain (:mod:`.signature`);
+4. it carries a DKIM signature of that address's domain (:mod:`.signature`) or, for a
+   sender with ``smime_ca_file``, an S/MIME signature by that address (:mod:`.smime`);
 5. it names at least one URL and at most ``max_urls``;
 6. the sender's reference pattern finds the case reference (subject first, then body).
 
@@ -59,7 +60,8 @@ def classify(
     *,
     max_urls: int,
 ) -> TrustedNotice | Quarantined:
-    """Apply the rule of the module docstring to a parsed message and its DKIM verdict."""
+    """Apply the rule of the module docstring to a parsed message and the verdict on its
+    signature (DKIM, or S/MIME where the sender's config asks for it)."""
     known = sender_of(message, senders)
     claimed = known[1].source.value if known else ""
     reason = _untrusted(message, dkim, known, max_urls)

@@ -3,8 +3,11 @@
 Per message, in this order (:meth:`MailIntake.poll`):
 
 1. skip it if the ledger has it (stored before; only its mark was lost);
-2. parse it, check DKIM (only for allow-listed senders: an unknown sender's domain is
-   never looked up), classify it (:mod:`.classify`);
+2. parse it, check its signature (only for allow-listed senders: an unknown sender's
+   domain is never looked up): S/MIME (:mod:`.smime`) when the sender has
+   ``smime_ca_file`` and the message is S/MIME-signed - a verified signature puts the
+   signed content in the message's place - else, or when that fails, DKIM; classify it
+   (:mod:`.classify`);
 3. store: a trusted notice becomes one decision per URL through
    :meth:`edgeagent.decisions.DecisionService.create_notice` (the sender's source,
    reference and jurisdiction; law-enforcement notices held by the service's rule),
@@ -38,6 +41,7 @@ from edgeagent.intake.mail.ledger import MailLedger, message_key
 from edgeagent.intake.mail.message import MailMessage, parse_message
 from edgeagent.intake.mail.settings import MailIntakeSettings
 from edgeagent.intake.mail.signature import DkimVerdict, verify_sender
+from edgeagent.intake.mail.smime import is_signed, signed_message, verify_signer
 from edgeagent.metrics import Metrics
 from edgeagent.model import Action, Scope
 
@@ -126,10 +130,7 @@ class MailIntake:
         key = message_key(raw)
         if self.ledger.done(key):
             return self._counted(MailOutcome.ALREADY_DONE), None
-        message = parse_message(raw)
-        verdict = DkimVerdict(False)
-        if not message.problems and sender_of(message, self.settings.senders) is not None:
-            verdict = verify_sender(raw, message.sender_domain, self.lookup)
+        message, verdict = self._verified(raw, parse_message(raw))
         found = classify(message, verdict, self.settings.senders, max_urls=self.settings.max_urls)
         if isinstance(found, Quarantined):
             self.submit(IntakeChannel.MAIL_QUARANTINE, found.content)
@@ -139,6 +140,23 @@ class MailIntake:
         self.ledger.record(key)
         ack = Acknowledgement(message, found, tuple(results))
         return self._counted(MailOutcome.TRUSTED), ack
+
+    def _verified(self, raw: bytes, message: MailMessage) -> tuple[MailMessage, DkimVerdict]:
+        """The message to classify and the verdict on its signature (step 2)."""
+        known = None if message.problems else sender_of(message, self.settings.senders)
+        if known is None:
+            return message, DkimVerdict(False)
+        ca_file = known[1].smime_ca_file
+        if ca_file is None or not is_signed(raw):
+            return message, verify_sender(raw, message.sender_domain, self.lookup)
+        smime = verify_signer(raw, message.sender, ca_file, self.settings.timeout_seconds)
+        if smime.content:
+            # The signed content, not its wrapping: the signature part is no attachment.
+            message = parse_message(signed_message(raw, smime.content))
+        if smime.passed:
+            return message, DkimVerdict(True)
+        dkim = verify_sender(raw, message.sender_domain, self.lookup)
+        return message, dkim if dkim.passed else DkimVerdict(False, smime.reason)
 
     def _decide(self, notice: TrustedNotice) -> list[NoticeResult]:
         sender = notice.sender

@@ -6,7 +6,9 @@ the ISP's mail server over LMTP (:mod:`.lmtp`) when ``lmtp_host`` is set; either
 both. A sender is trusted only when its address is one of
 ``[intake.mail.senders.NAME] address`` AND the message carries a DKIM signature that
 verifies for the address's own domain, with the key looked up through ``dkim_resolvers``
-(the ISP's validating resolvers; default: the system's).
+(the ISP's validating resolvers; default: the system's) - or, for a sender whose
+``smime_ca_file`` is set, an S/MIME signature under that CA bundle by a certificate for
+the sender's address (:mod:`.smime`).
 """
 
 from __future__ import annotations
@@ -43,7 +45,9 @@ class MailSenderSettings(ConfigModel):
     ``reference_pattern`` finds the case reference in the subject, else in the body (its
     first group if it has one, else the whole match). ``source`` is the decisions'
     notice source (``law-enforcement`` notices are held as the NTD workflow holds them);
-    ``jurisdiction`` the authority whose law governs the case.
+    ``jurisdiction`` the authority whose law governs the case. ``smime_ca_file`` (a PEM
+    CA bundle) makes an S/MIME signature under that CA, by a certificate for
+    ``address``, count as well as DKIM.
     """
 
     address: Email
@@ -51,6 +55,7 @@ class MailSenderSettings(ConfigModel):
     reference_pattern: Annotated[str, Field(min_length=1, max_length=200)]
     jurisdiction: Jurisdiction = ""
     reason: Annotated[str, Field(min_length=1, max_length=200)] = "e-mailed notice"
+    smime_ca_file: InputFile | None = None
 
     @field_validator("source")
     @classmethod
