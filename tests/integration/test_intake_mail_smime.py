@@ -24,6 +24,8 @@ from tests.support.binaries import require_binary
 from tests.support.mail import HOTLINE, POLICE, SENDERS, dict_lookup, notice, urls_body
 from tests.support.pki import issue, write_pair
 
+pytestmark = pytest.mark.integration
+
 HOTLINE_DKIM = dkim_key("hotline.test", "s1")
 URLS = ["http://bad.example/a.html", "https://bad.example/b?x=1"]
 
