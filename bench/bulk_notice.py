@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import Row
+from bench.central import AGENT, analyst_token, write_config
 from edgeagent.apiclient import ApiClient
 from edgeagent.lab.daemons import free_tcp_port, spawn, stop_process, wait_listening
 from edgeagent.lab.resolvers import unbound_server
@@ -35,7 +35,6 @@ from edgeagent.lab.resolvers import unbound_server
 ANCHOR = "goal: a 10,000-URL notice stored, enforced and its tickets opened in <= 10 s"
 PREFIXES = ("198.51.100", "203.0.113")
 CUSTOMER_BLOCK = 16  # a /28 per customer: 32 customers
-AGENT = [sys.executable, "-m", "edgeagent.cli"]
 
 
 def _address(i: int) -> str:
@@ -53,26 +52,7 @@ def _customers() -> str:
 
 def _config(tmp: Path, dns_port: int, api: int, metrics: int, stop: int) -> Path:
     (tmp / "customers.csv").write_text(_customers(), encoding="utf-8")
-    config = tmp / "edgeagent.toml"
-    config.write_text(
-        f"""
-[agent]
-state_dir = "{tmp / "state"}"
-log_format = "json"
-[api]
-port = {api}
-max_body_bytes = 4194304
-[metrics]
-port = {metrics}
-[rpz]
-proxy_ipv4 = "192.0.2.80"
-[publishers.zones]
-kind = "zonefile"
-directory = "{tmp / "zones"}"
-[proxy]
-enabled = true
-index_path = "{tmp / "proxy" / "proxy-index.bin"}"
-stop_page_listen_port = {stop}
+    takedown = f"""
 [takedown]
 enabled = true
 own_prefixes = ["198.51.100.0/24", "203.0.113.0/24"]
@@ -80,11 +60,8 @@ resolvers = [{{ host = "127.0.0.1", port = {dns_port} }}]
 [[takedown.customers]]
 kind = "csv"
 path = "{tmp / "customers.csv"}"
-""",
-        encoding="utf-8",
-    )
-    (tmp / "proxy").mkdir()
-    return config
+"""
+    return write_config(tmp, api, metrics, stop, takedown)
 
 
 def _log_time(log: Path, message: str, after: float) -> float | None:
@@ -109,13 +86,7 @@ def measure(n_urls: int = 10_000) -> dict[str, Any]:
         tmp = Path(name)
         api, metrics, stop = free_tcp_port(), free_tcp_port(), free_tcp_port()
         config = _config(tmp, dns_port, api, metrics, stop)
-        made = subprocess.run(
-            [*AGENT, "token", "create", "--role", "analyst", "--name", "ana", "-c", str(config)],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        client = ApiClient(f"http://127.0.0.1:{api}", made.stdout.split()[-1])
+        client = ApiClient(f"http://127.0.0.1:{api}", analyst_token(config))
         body = {
             "targets": [
                 {"target": f"http://h{i:05d}.hosted.test/listed/{i}.html", "scope": "url"}

@@ -6,7 +6,7 @@
     from ``zonefile:``);
 (b) decision -> blocked answer at a real BIND secondary and a real Unbound, both fed by
     the recommended path (bind-update -> hidden primary -> NOTIFY + IXFR; Unbound from
-    ``resolvers/unbound/unbound-rpz-primary.conf``), p50/p99 over ``decisions`` decisions
+    ``unbound-rpz-primary.conf``), p50/p99 over ``decisions`` decisions
     with an ``n_policy``-entry policy loaded; the same for Unbound fed by ``http-notify``
     (full HTTP fetch per version) over fewer decisions, for comparison;
 (c) one changed entry in the ``n_full`` policy: records and bytes in the UPDATE and the
@@ -36,16 +36,7 @@ import dns.rdatatype
 
 from bench import Row
 from edgeagent.atomic import write_atomic
-from edgeagent.lab.daemons import (
-    HOST,
-    SNIPPETS_DIR,
-    ProcessGroup,
-    RunningDaemon,
-    free_port,
-    render,
-    spawn,
-    wait_answering,
-)
+from edgeagent.lab.daemons import HOST, ProcessGroup, RunningDaemon, free_port
 from edgeagent.lab.resolvers import (
     bootstrap_zones,
     start_authoritative,
@@ -53,11 +44,17 @@ from edgeagent.lab.resolvers import (
     start_secondary,
     start_unbound,
     start_unbound_http,
+    start_unbound_secondary,
     update_publisher,
 )
 from edgeagent.model import Action, DesiredState, Entry, Indicator, Scope
 from edgeagent.rpz.compiler import RpzAction, RpzSettings
-from edgeagent.rpz.publishers.base import ResolverTarget, ZoneRelease, query_canary
+from edgeagent.rpz.publishers.base import (
+    ResolverTarget,
+    ZoneRelease,
+    query_canary,
+    zone_file_name,
+)
 from edgeagent.rpz.publishers.http_notify import (
     HttpNotifyPublisher,
     NotifyTarget,
@@ -65,7 +62,6 @@ from edgeagent.rpz.publishers.http_notify import (
 )
 from edgeagent.rpz.publishing import compile_release
 
-UNBOUND_PRIMARY_SNIPPET = SNIPPETS_DIR / "unbound" / "unbound-rpz-primary.conf"
 # The synthetic `test.` zone the resolvers send other names to. The decision names are not
 # in it: they get NXDOMAIN at once (no recursion to the internet) until the policy
 # rewrites them.
@@ -84,42 +80,6 @@ def _with(base: DesiredState, version: int, *extra: Entry) -> DesiredState:
     return DesiredState(
         version, tuple(sorted((*base.blocks, *extra), key=lambda e: e.indicator)), ()
     )
-
-
-def _start_unbound_from_primary(
-    workdir: Path, port: int, primary: RunningDaemon, stubs: dict[str, int], group: ProcessGroup
-) -> RunningDaemon:
-    """Unbound from ``unbound-rpz-primary.conf``, transferring from ``primary``."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    local = workdir / "local.conf"
-    local.write_text(
-        "server:\n    do-not-query-localhost: no\n"
-        + "".join(
-            f'stub-zone:\n    name: "{z}"\n    stub-addr: {HOST}@{p}\n' for z, p in stubs.items()
-        )
-    )
-    conf = workdir / "unbound.conf"
-    conf.write_text(
-        render(
-            UNBOUND_PRIMARY_SNIPPET,
-            {
-                "LISTEN": HOST,
-                "PORT": str(port),
-                "WORK_DIR": str(workdir),
-                "USERNAME": "",
-                "CONTROL_SOCKET": str(workdir / "unbound.ctl"),
-                "ZONE_DIR": str(workdir),
-                "PRIMARY": f"{HOST}@{primary.port}",
-                "PRIMARY_ADDR": HOST,
-                "LOCAL_CONF": str(local),
-            },
-        )
-    )
-    subprocess.run(["unbound-checkconf", str(conf)], check=True, capture_output=True)
-    proc, log = spawn("unbound", ["unbound", "-d", "-c", str(conf)], workdir, group)
-    d = RunningDaemon("unbound", proc, port, workdir, log, extra={"conf": str(conf)})
-    wait_answering(d)
-    return d
 
 
 def _state(n: int, version: int = 1, extra: tuple[Entry, ...] = ()) -> DesiredState:
@@ -161,21 +121,21 @@ def _pct(values: list[float], p: float) -> float:
 def _compile(n: int, work: Path) -> tuple[list[Row], ZoneRelease]:
     st = _state(n)
     rel = ZoneRelease(st, SETTINGS, 100)
-    path = work / "rpz.zone"
+    path = work / zone_file_name(SETTINGS.zone)
     gc.collect()
     started = time.perf_counter()
     write_atomic(path, rel.policy_text(), 0o640)
     seconds = time.perf_counter() - started
     gc.collect()
     tracemalloc.start()
-    write_atomic(work / "rpz.zone.mem", rel.policy_text(), 0o640)
+    write_atomic(work / "policy.mem", rel.policy_text(), 0o640)
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.reset_peak()
     compile_release(st, SETTINGS, 100)
     _, peak_cached = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    (work / "rpz.zone.mem").unlink()
-    (work / "rpz-exceptions.zone").write_text("".join(rel.exception_text()))
+    (work / "policy.mem").unlink()
+    (work / zone_file_name(SETTINGS.exception_zone)).write_text("".join(rel.exception_text()))
     started = time.perf_counter()
     subprocess.run(["named-checkzone", "-q", "-i", "none", SETTINGS.zone, str(path)], check=True)
     checkzone = time.perf_counter() - started
@@ -205,7 +165,7 @@ def _anchors_and_one_change(n: int, work: Path, rel: ZoneRelease) -> list[Row]:
     rows: list[Row] = []
     # BIND: the hidden primary loading the compiled zone (dynamic zone, real named).
     started = time.perf_counter()
-    primary = start_primary(work / "primary", work, [])
+    primary = start_primary(work / "primary", work, [], rpz=SETTINGS)
     try:
         q = dns.message.make_query(SETTINGS.zone, "SOA")
         pub = update_publisher(primary, name="bench", timeout=30)
@@ -270,7 +230,7 @@ def _anchors_and_one_change(n: int, work: Path, rel: ZoneRelease) -> list[Row]:
         primary.stop()
     # Unbound loading the same file from zonefile: (the zonefile snippet).
     started = time.perf_counter()
-    unbound = start_unbound(work / "unbound", work)
+    unbound = start_unbound(work / "unbound", work, rpz=SETTINGS)
     try:
         # named wrote the updated zone back on stop: any serial proves the load.
         _wait_canary(HOST, unbound.port, None, 300)
@@ -336,12 +296,13 @@ def _decision_latency(n: int, decisions: int, work: Path) -> dict[str, list[floa
             [sec_port, unb_port],
             unbound_clients=f"{HOST};",
             group=group,
+            rpz=SETTINGS,
         )
         secondary = start_secondary(
-            work / "secondary", primary, sec_port, {"test": auth.port}, group=group
+            work / "secondary", primary, sec_port, {"test": auth.port}, group=group, rpz=SETTINGS
         )
-        unbound = _start_unbound_from_primary(
-            work / "unbound", unb_port, primary, {"test": auth.port}, group
+        unbound = start_unbound_secondary(
+            work / "unbound", primary, unb_port, {"test": auth.port}, group=group, rpz=SETTINGS
         )
         _wait_canary(HOST, secondary.port, 1, 120)
         _wait_canary(HOST, unbound.port, 1, 120)
@@ -378,7 +339,7 @@ def _http_latency(n: int, decisions: int, work: Path) -> dict[str, list[float]]:
     try:
         auth = start_authoritative(work / "auth", {"test": TEST_ZONE}, group=group)
         unbound = start_unbound_http(
-            work / "unbound", server.base_url, {"test": auth.port}, group=group
+            work / "unbound", server.base_url, {"test": auth.port}, group=group, rpz=SETTINGS
         )
         http_pub.notify_targets = (NotifyTarget(unbound.host, unbound.port),)
         _wait_canary(HOST, unbound.port, 1, 120)

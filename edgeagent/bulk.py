@@ -3,8 +3,23 @@
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator
+import time
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from typing import TypeVar
+
+T = TypeVar("T")
+
+PACE_CHUNK = 2000
+"""Items between two looks at the clock in :func:`paced` (a few milliseconds of work)."""
+_pace = {"share": 1.0}  # the daemon lowers it while its event loop answers requests
+
+
+def set_pace(share: float) -> float:
+    """Let paced bulk loops work ``share`` (0 < share <= 1) of the time from now on (1:
+    no pauses, as one-shot commands want); returns the share before."""
+    before, _pace["share"] = _pace["share"], min(1.0, max(0.05, share))
+    return before
 
 
 @contextmanager
@@ -22,3 +37,37 @@ def paused_gc() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
+
+
+class Pacer:
+    """Sleeps at the points a bulk loop calls :meth:`pause` so that the loop works at most
+    ``share`` of the time (by default the one :func:`set_pace` set).
+
+    Bulk work on a million entries runs in a worker thread and holds the GIL while it
+    computes; the event loop then answers requests only at the switch interval, and on a
+    busy machine hardly at all for long stretches. Sleeping releases the GIL and the CPU:
+    the API keeps its latency, the bulk work takes longer. The time measured is wall
+    time, so work already slowed down by the event loop sleeps less.
+    """
+
+    def __init__(self, share: float | None = None) -> None:
+        share = _pace["share"] if share is None else share
+        self._rest = (1 - share) / share
+        self._since = time.perf_counter()
+
+    def pause(self) -> None:
+        """Sleep in proportion to the work since the last pause (call it between chunks
+        of a few milliseconds of work, never while holding a lock others wait for)."""
+        if self._rest > 0:
+            time.sleep((time.perf_counter() - self._since) * self._rest)
+            self._since = time.perf_counter()
+
+
+def paced(items: Iterable[T], share: float | None = None, chunk: int = PACE_CHUNK) -> Iterator[T]:
+    """``items``, with a :class:`Pacer` pause after every ``chunk`` of them (the work of
+    the consumer between them included)."""
+    pacer = Pacer(share)
+    for n, item in enumerate(items, 1):
+        yield item
+        if n % chunk == 0:
+            pacer.pause()

@@ -31,9 +31,9 @@ from edgeagent.apiclient import ApiCallFailed
 from edgeagent.config import DEFAULT_CONFIG_PATH, Settings, load_config, summary
 from edgeagent.errors import ConfigError, EdgeAgentError, InvalidTarget
 from edgeagent.identity import IdentityMissing
+from edgeagent.roles import Role
 
 if TYPE_CHECKING:
-    from edgeagent.api.auth import Role
     from edgeagent.apiclient import ApiClient
     from edgeagent.casework import Casework
     from edgeagent.identity import Credentials, Identity
@@ -126,7 +126,6 @@ def _identity(agent: Agent, offered: Credentials, needed: Role) -> Identity:
 
 def _optional_identity(agent: Agent, offered: Credentials) -> Identity | None:
     """The identity, if one was offered (read-only commands)."""
-    from edgeagent.api.auth import Role
 
     return _identity(agent, offered, Role.NOC) if offered.given else None
 
@@ -219,7 +218,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_plan(args: argparse.Namespace) -> int:
     """Held generations (with what each changes) and pending decisions, like ``/v1/plan``:
     targets for an analyst's identity, the changed entries for a supervisor's."""
-    from edgeagent.api.auth import Role
     from edgeagent.api.handlers import PENDING_SHOWN, pending_count, pending_json
     from edgeagent.model import DecisionStatus
 
@@ -382,7 +380,6 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 
 def cmd_token_create(args: argparse.Namespace) -> int:
     """An admin's job; the service user may create tokens until an admin token exists."""
-    from edgeagent.api.auth import Role
     from edgeagent.identity import bootstrap_actor
     from edgeagent.tokens import create_token
 
@@ -420,7 +417,6 @@ def cmd_token_revoke(args: argparse.Namespace) -> int:
 
 def cmd_sync(args: argparse.Namespace) -> int:
     """One sync now, per feed; a progress line on stderr for long parses."""
-    from edgeagent.api.auth import Role
 
     agent = _agent(args)
     try:
@@ -733,7 +729,14 @@ def _when(agent: Agent, text: str | None, option: str) -> datetime | None:
 def _takedown(agent: Agent) -> TakedownService:
     if agent.takedown is None:
         raise UsageError("takedown is not enabled in this config ([takedown] enabled = true)")
+    # Only the leading agent sends notices: a change made here records the notice it calls
+    # for as owed, and the leader's scheduler sends it within seconds.
+    agent.takedown.may_send = _never
     return agent.takedown
+
+
+def _never() -> bool:
+    return False
 
 
 # -- reports
@@ -924,7 +927,6 @@ def cmd_ticket_change(args: argparse.Namespace) -> int:
 
 # The lowest role for each ticket change, as in the control API.
 def _ticket_roles() -> dict[str, Role]:
-    from edgeagent.api.auth import Role
 
     analyst, supervisor = Role.ANALYST, Role.SUPERVISOR
     return {
@@ -1077,7 +1079,20 @@ def cmd_lab(args: argparse.Namespace) -> int:
     if args.fleet and (args.resolvers or DEFAULT_FLEET_RESOLVERS) < 1:
         raise UsageError("--resolvers: at least 1")
     fleet = (args.resolvers or DEFAULT_FLEET_RESOLVERS) if args.fleet else 0
-    run_lab(Path(args.dir) if args.dir else None, args.keep, announce, fleet, ha=args.ha)
+    from edgeagent.lab.pgha import DEFAULT_ENGINE, ENGINES
+
+    if args.ha_engine is not None and not args.ha:
+        raise UsageError("--ha-engine needs --ha")
+    if args.ha_engine not in (None, *ENGINES):
+        raise UsageError(f"--ha-engine: one of {', '.join(ENGINES)}")
+    run_lab(
+        Path(args.dir) if args.dir else None,
+        args.keep,
+        announce,
+        fleet,
+        ha=args.ha,
+        ha_engine=args.ha_engine or DEFAULT_ENGINE,
+    )
     return EXIT_OK
 
 
@@ -1323,7 +1338,12 @@ def build_parser() -> argparse.ArgumentParser:
     lab.add_argument(
         "--ha",
         action="store_true",
-        help="store in a PostgreSQL primary + synchronous standby (pg_auto_failover), two agents",
+        help="store in a PostgreSQL primary + synchronous standby, two agents",
+    )
+    lab.add_argument(
+        "--ha-engine",
+        metavar="ENGINE",
+        help="the failover engine of --ha: pg_auto_failover (default) or patroni (on etcd)",
     )
     lab.set_defaults(func=cmd_lab)
 

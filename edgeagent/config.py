@@ -52,7 +52,6 @@ from edgeagent.configtypes import (
     TimeZoneName,
     toml_type,
 )
-from edgeagent.connlimits import ConnectionLimits
 from edgeagent.console.settings import ConsoleSettings
 from edgeagent.dates import time_zone
 from edgeagent.enforcement.base import owned_sections
@@ -61,6 +60,7 @@ from edgeagent.errors import ConfigError, ConfigProblem, StoreError
 from edgeagent.feeds.base import FeedConfig
 from edgeagent.feeds.kinds import FEED_KINDS
 from edgeagent.intake.settings import IntakeSettings
+from edgeagent.limits import ConnectionLimits
 from edgeagent.plugins import PluginField, concrete_model, rename_old_kinds
 from edgeagent.store.base import StoreConfig
 from edgeagent.store.kinds import STORE_BACKENDS
@@ -143,8 +143,9 @@ class MetricsSettings(ConfigModel):
 
 
 class ListenerSettings(ConfigModel):
-    """``[listeners]``: limits every HTTP listener enforces (control API, metrics, stop
-    page, zone server), each on its own connections."""
+    """``[listeners]``: limits every listener enforces (control API, metrics, stop page,
+    zone server, public report and appeal pages, the LMTP listener of mailed notices),
+    each on its own connections."""
 
     header_timeout_seconds: Seconds = 10.0
     idle_timeout_seconds: Seconds = 30.0

@@ -27,24 +27,14 @@ import resource
 import socket
 import ssl
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import cast
 
 from aiohttp import web
 
+from edgeagent.limits import ConnectionLimits
+from edgeagent.logs import redact_aiohttp_server_logs
+
 _HEADER_END = b"\r\n\r\n"
-
-
-@dataclass(frozen=True, slots=True)
-class ConnectionLimits:
-    """The limits one listener enforces (``[listeners]`` in the config)."""
-
-    header_timeout: float = 10.0
-    idle_timeout: float = 30.0
-    max_connections: int = 256
-
-
-DEFAULT_LIMITS = ConnectionLimits()
 
 
 def raise_open_files_limit() -> int:
@@ -215,14 +205,42 @@ class GuardedSite(web.BaseSite):
             )
 
 
-def make_runner(
-    app: web.Application, limits: ConnectionLimits, shutdown_timeout: float = 10.0
+def limited(
+    factory: Callable[[], asyncio.Protocol], limits: ConnectionLimits
+) -> Callable[[], asyncio.Protocol]:
+    """``factory``'s protocols under the header timeout and the cap of ``limits``, for a
+    listener that is not an aiohttp site (the LMTP one: its first message header must end
+    within the header timeout); the idle timeout is the protocol's own to apply."""
+    connections = _Connections(limits)
+    return lambda: _GuardedProtocol(factory(), connections)
+
+
+async def serve(
+    app: web.Application,
+    limits: ConnectionLimits,
+    *,
+    sock: socket.socket | None = None,
+    address: tuple[str, int] | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+    shutdown_timeout: float = 10.0,
 ) -> web.AppRunner:
-    """A runner with no access log (it would record client addresses) whose keep-alive
-    timeout is the idle timeout of ``limits``."""
-    return web.AppRunner(
+    """Serve ``app`` on ``sock`` or ``address`` under ``limits``: how every listener of the
+    daemon starts (API, metrics, stop page, zone server, public pages), so none can be
+    opened without them. No access log (it would record client addresses), aiohttp's
+    error records redacted (they would quote the request line) and its keep-alive timeout
+    the idle timeout. ``await runner.cleanup()`` drains and stops it."""
+    redact_aiohttp_server_logs()
+    runner = web.AppRunner(
         app,
         access_log=None,
         shutdown_timeout=shutdown_timeout,
         keepalive_timeout=limits.idle_timeout,
     )
+    await runner.setup()
+    try:
+        site = GuardedSite(runner, limits, sock=sock, address=address, ssl_context=ssl_context)
+        await site.start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    return runner

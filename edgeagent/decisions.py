@@ -21,7 +21,7 @@ pending or is refused with its reason, and the stored ones share one transaction
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -31,6 +31,7 @@ from edgeagent import canon
 from edgeagent.bulk import paused_gc
 from edgeagent.errors import (
     Conflict,
+    EdgeAgentError,
     GuardrailViolation,
     InvalidTarget,
     InvalidTransition,
@@ -106,12 +107,19 @@ class FourEyesRequired(Conflict):
     """The approver is the creator: a second person must approve."""
 
 
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
 class DecisionService:
     """Applies the lifecycle rules on top of a store and the guardrails.
 
     ``overrides`` answers which external-list blocks an allow would lift; without it
     (tests of other rules) no allow waits for that reason. ``hold_for``: the notice
     sources whose decisions are on law-enforcement hold unless they say otherwise.
+    ``clock`` gives the time a notice counts as received when it does not say, and the
+    default time of :meth:`expire_due`: the daemon's deadline clock
+    (:mod:`edgeagent.deadline_clock`), so a ticket's SLA is not cut short by a step back.
     """
 
     def __init__(
@@ -122,25 +130,53 @@ class DecisionService:
         public_needs_approval: bool,
         overrides: ExternalOverrides | None = None,
         hold_for: frozenset[NoticeSource] = frozenset({NoticeSource.LAW_ENFORCEMENT}),
+        clock: Callable[[], datetime] = _utcnow,
     ) -> None:
         self.store = store
+        self.clock = clock
         self.gate = gate
         self.public_needs_approval = public_needs_approval
         self.overrides = overrides
         self.hold_for = hold_for
 
     def create(self, request: DecisionRequest, actor: str) -> Decision:
-        indicator = Indicator.parse(request.scope, request.target)
-        verdict = self.gate.check_indicator(indicator, request.action)
-        if not verdict.allowed:
-            self.store.append_audit(
-                actor,
-                "decision.refused",
-                f"target:{indicator.ref}",
-                {"reason": verdict.reason, "scope": indicator.scope.value},
-            )
-            raise self.gate.refusal(verdict.reason, indicator, request.action)
-        return self.store.add_decision(*self._new(request, indicator, verdict, actor))
+        (outcome,) = self.create_many([(request, actor)])
+        if isinstance(outcome, EdgeAgentError):
+            raise outcome
+        return outcome
+
+    def create_many(
+        self, requests: Sequence[tuple[DecisionRequest, str]]
+    ) -> list[Decision | EdgeAgentError]:
+        """Several ``(request, actor)`` decisions stored in one transaction (one commit):
+        each answered in its place as :meth:`create` alone answers it, by the stored
+        decision or by the error it raises (an invalid target, a guardrail refusal, a
+        duplicate). An error that is no one request's own (the store failing, say)
+        stores none of them and is raised."""
+        outcomes: dict[int, Decision | EdgeAgentError] = {}
+        batch: list[tuple[NewDecision, AuditNote]] = []
+        slots: list[int] = []
+        for i, (request, actor) in enumerate(requests):
+            try:
+                indicator = Indicator.parse(request.scope, request.target)
+            except InvalidTarget as exc:
+                outcomes[i] = exc
+                continue
+            verdict = self.gate.check_indicator(indicator, request.action)
+            if not verdict.allowed:
+                self.store.append_audit(
+                    actor,
+                    "decision.refused",
+                    f"target:{indicator.ref}",
+                    {"reason": verdict.reason, "scope": indicator.scope.value},
+                )
+                outcomes[i] = self.gate.refusal(verdict.reason, indicator, request.action)
+                continue
+            batch.append(self._new(request, indicator, verdict, actor))
+            slots.append(i)
+        if batch:
+            outcomes.update(zip(slots, self.store.add_decisions(batch), strict=True))
+        return [outcomes[i] for i in range(len(requests))]
 
     def create_notice(
         self, notice: DecisionRequest, targets: Sequence[NoticeTarget], actor: str
@@ -202,7 +238,7 @@ class DecisionService:
             or bool(overrides)
             or (self.public_needs_approval and request.source is NoticeSource.PUBLIC)
         )
-        now = datetime.now(UTC)
+        now = self.clock()
         hold = request.source in self.hold_for if request.hold is None else request.hold
         detail: dict[str, Any] = {
             "target": indicator.ref,
@@ -270,12 +306,8 @@ class DecisionService:
 
     def expire_due(self, now: datetime | None = None) -> list[Decision]:
         """Mark active decisions whose ``expires_at`` has passed as expired."""
-        when = now or datetime.now(UTC)
-        due = [
-            d
-            for d in self.store.active_decisions()
-            if d.expires_at is not None and d.expires_at <= when
-        ]
+        when = now or self.clock()
+        due = self.store.due_decisions(when)
         return [
             self.store.set_decision_status(
                 d.id,

@@ -5,6 +5,12 @@ its end. The daemon arms an :class:`ExpiryTimer` with the earliest expiry of eve
 it enforces (:attr:`edgeagent.engine.PolicySnapshot.next_expiry`); when the timer fires
 it runs the expire pass, the store's policy version moves, and the rebuilt policy arms
 the timer for the next expiry. The periodic pass stays as a backstop.
+
+Both read the time from the daemon's :class:`edgeagent.deadline_clock.DeadlineClock`,
+which does not follow a step back of the wall clock, not even across a restart: a
+decision that expires in N seconds is out of force after N seconds of elapsed time even
+if the wall clock was set back meanwhile, and at once if it was set forward past the end
+(early rather than late).
 """
 
 from __future__ import annotations
@@ -65,8 +71,8 @@ class ExpiryTimer:
 
     def _fire(self, when: datetime) -> None:
         self._handle = None
-        # call_later counts on the monotonic clock, expiry on the wall clock: if the wall
-        # clock is still short of ``when`` (it was stepped back), wait the rest.
+        # call_later counts on the monotonic clock, ``now`` may be the wall clock: if that
+        # is still short of ``when`` (it was stepped back), wait the rest.
         if self._now() < when:
             self._schedule(when)
             return

@@ -23,8 +23,8 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgeagent.api.auth import Denied, Role, authenticate
 from edgeagent.errors import EdgeAgentError
+from edgeagent.roles import Role
 from edgeagent.store.base import Store
 
 TOKEN_ENV = "EDGEAGENT_TOKEN"  # noqa: S105 - the variable's name, not a secret
@@ -104,6 +104,8 @@ def is_service_user(state_dir: Path) -> bool:
 
 def check(store: Store, offered: Credentials, state_dir: Path, needed: Role) -> Identity:
     """The identity ``offered`` stands for, if it holds ``needed``; else raise."""
+    from edgeagent.api.auth import Denied, authenticate  # the API package: aiohttp
+
     if offered.secret is not None:
         try:
             who = authenticate(store, offered.secret)
@@ -130,6 +132,7 @@ def missing() -> IdentityMissing:
 
 
 def _actor(store: Store, name: str, state_dir: Path) -> Identity:
+
     if not is_service_user(state_dir):
         raise IdentityRefused(
             f"--actor is for the service user (the owner of {state_dir}); use a token"
@@ -146,6 +149,7 @@ def _actor(store: Store, name: str, state_dir: Path) -> Identity:
 def bootstrap_actor(store: Store, state_dir: Path) -> str | None:
     """``service-user:<account>`` when tokens may be created without an identity (the
     service user, and no unrevoked admin token yet); else ``None``."""
+
     if not is_service_user(state_dir):
         return None
     if any(t.role == Role.ADMIN.label and not t.revoked for t in store.list_tokens()):

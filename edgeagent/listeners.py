@@ -20,11 +20,12 @@ import asyncio
 import socket
 import threading
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from aiohttp import web
+if TYPE_CHECKING:
+    from aiohttp import web
 
-from edgeagent.connlimits import ConnectionLimits, GuardedSite, make_runner
-from edgeagent.logs import redact_aiohttp_server_logs
+    from edgeagent.limits import ConnectionLimits
 
 ACCEPT_GRACE_SECONDS = 0.2
 
@@ -76,14 +77,12 @@ def _release(address: tuple[str, int]) -> None:
 async def start(app: web.Application, host: str, port: int, limits: ConnectionLimits) -> Listener:
     """Serve ``app`` on ``host:port`` (``port=0``: the kernel picks a free one) under
     ``limits`` (:mod:`edgeagent.connlimits`)."""
-    redact_aiohttp_server_logs()
+    from edgeagent import connlimits  # aiohttp: not at start-up
+
     address, shared = _socket_for(host, port)
-    runner = make_runner(app, limits)
     try:
-        await runner.setup()
-        await GuardedSite(runner, limits, sock=shared.sock.dup()).start()
+        runner = await connlimits.serve(app, limits, sock=shared.sock.dup())
     except BaseException:
-        await runner.cleanup()
         _release(address)
         raise
     return Listener(runner, address)

@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from edgeagent import __version__
 
 if TYPE_CHECKING:
+    from edgeagent.leadership import Roles
     from edgeagent.store.base import DatabaseStatus
 
 
@@ -64,6 +65,18 @@ class Metrics:
             "edgeagent_ha_agents",
             "Agents on the shared store heard from recently, by role (leader, standby)",
             ["status"],
+            registry=r,
+        )
+        self.ha_leader = Gauge(
+            "edgeagent_ha_leader_info",
+            "1 for the agent the store names as leader (its agent id, host:pid)",
+            ["agent"],
+            registry=r,
+        )
+        self.ha_agent_role = Gauge(
+            "edgeagent_ha_agent_role",
+            "1 for each agent on the shared store heard from recently, by agent id and role",
+            ["agent", "role"],
             registry=r,
         )
         self.fenced = Counter(
@@ -253,6 +266,27 @@ class Metrics:
             "CONNECT requests to hosts with only URL-level entries (passed)",
             registry=r,
         )
+        self.proxy_ip_aliases = Gauge(
+            "edgeagent_proxy_ip_aliases",
+            "IP-literal alias entries in the proxy index (addresses of hosts with URL-level "
+            "blocks)",
+            registry=r,
+        )
+        self.proxy_alias_hosts_unresolved = Gauge(
+            "edgeagent_proxy_alias_hosts_unresolved",
+            "Hosts with URL-level blocks not yet asked for their addresses (alias progress)",
+            registry=r,
+        )
+        self.proxy_alias_resolutions = Counter(
+            "edgeagent_proxy_alias_resolutions_total",
+            "Host resolutions made for IP-literal aliases",
+            registry=r,
+        )
+        self.proxy_alias_resolve_failures = Counter(
+            "edgeagent_proxy_alias_resolve_failures_total",
+            "Host resolutions for IP-literal aliases that failed (last addresses kept)",
+            registry=r,
+        )
         self.stop_page_hits = Counter(
             "edgeagent_stop_page_hits_total",
             "Stop pages served, by list source (no client data)",
@@ -436,6 +470,20 @@ class Metrics:
             ["route", "status"],
             registry=r,
         )
+
+    def observe_roles(self, roles: Roles) -> None:
+        """Set the leadership gauges from the store's view of the agents; agents no longer
+        heard from are dropped."""
+        self.ha_leader.clear()
+        if roles.leader:
+            self.ha_leader.labels(agent=roles.leader).set(1)
+        self.ha_agent_role.clear()
+        for agent in roles.agents:
+            role = "leader" if agent.leader else "standby"
+            self.ha_agent_role.labels(agent=agent.name, role=role).set(1)
+        leaders = sum(1 for a in roles.agents if a.leader)
+        self.ha_agents.labels(status="leader").set(leaders)
+        self.ha_agents.labels(status="standby").set(len(roles.agents) - leaders)
 
     def observe_database(self, status: DatabaseStatus) -> None:
         """Set the ``edgeagent_database_*`` gauges from one check; standbys and primaries

@@ -22,6 +22,13 @@ registered config models, so a kind registered at run time (a test's) is picked 
 pydantic's errors keep the full key path (``publishers.main.server``). Old spellings of a
 kind (``aliases``) are rewritten before validation by :func:`rename_old_kinds`, which
 returns a deprecation warning per use, naming the key.
+
+Every command imports the config, so every family's kinds and every plug-in module: keep
+command start-up cheap by importing at module level only what the config model and the
+registration need. A library used only at run time (aiohttp, dnspython, cryptography) is
+imported inside the functions that use it, with an ``if TYPE_CHECKING:`` import for
+annotations, or the run-time part is a module of its own (:mod:`edgeagent.feeds.rpz_transfer`).
+``tests/unit/test_startup_imports.py`` checks it.
 """
 
 from __future__ import annotations

@@ -39,21 +39,24 @@ import contextlib
 import gc
 import logging
 import signal
+import socket
 import ssl
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from edgeagent import diskspace, logs, reloading
+from edgeagent.bulk import set_pace
 from edgeagent.config import Settings, load_config
 from edgeagent.connlimits import raise_open_files_limit
+from edgeagent.deadline_clock import MARK_SECONDS, DeadlineClock, boot_id
 from edgeagent.decisions import DecisionService
-from edgeagent.enforcement.base import EnforcerContext, owned_sections
+from edgeagent.enforcement.base import EnforcerContext, SerialRecord, owned_sections
 from edgeagent.enforcement.kinds import ENFORCERS
 from edgeagent.enforcement.running import Enforcers
 from edgeagent.engine import PolicyEngine, PolicySnapshot
@@ -68,11 +71,13 @@ from edgeagent.logs import fields
 from edgeagent.metrics import Metrics
 from edgeagent.model import NoticeSource
 from edgeagent.overrides import ExternalLists
+from edgeagent.periodic import PeriodicJobs
 from edgeagent.reloading import ReloadReport
 from edgeagent.sdnotify import SystemdNotifier, watchdog_interval
 from edgeagent.store import open_leadership, open_store, open_ticket_store
 from edgeagent.store.base import DatabaseStatus, Store
 from edgeagent.takedown.cases import CaseCollector, CaseOrigin
+from edgeagent.takedown.segment import load_route_reader
 from edgeagent.takedown.service import TakedownService
 
 log = logging.getLogger("edgeagent.service")
@@ -80,9 +85,25 @@ log = logging.getLogger("edgeagent.service")
 # by another process, e.g. `edgeagent feed approve`, announce themselves no other way).
 POLICY_POLL_SECONDS = 5
 ROLE_EXPORT_SECONDS = 2  # how often the leadership gauges are refreshed
+# How often the leader sends the notices other processes recorded as owed (the CLI, an
+# agent that does not lead): the NTD desk waits for them.
+OWED_NOTICE_SECONDS = 3
 DATABASE_CHECK_SECONDS = 2.0
 """How often the store's database is checked (``/readyz``, ``/v1/status``, metrics)."""
 DATABASE_CHECK_TIMEOUT = 2.0
+REBUILD_SPACING_SECONDS = (0.25, 2.0)
+"""Least and most time from one policy rebuild's start to the next one's (a burst of
+decisions is enforced in batches, not one rebuild each); in between, a multiple of the
+last rebuild's duration (:data:`REBUILD_DUTY`). A change after a quiet spell is rebuilt
+at once, and so is an expiry (it must not wait for a batch)."""
+REBUILD_DUTY = 0.2
+"""The share of the time rebuilds and publishes may take under a stream of changes."""
+GIL_SWITCH_SECONDS = 0.001
+BULK_SHARE = 0.5
+"""The share of the time million-entry work (a feed generation's parse, plan, store,
+policy update and index) may take in the daemon: it pauses between chunks for the rest,
+so the API keeps answering (:class:`edgeagent.bulk.Pacer`)."""
+"""How long a thread may keep the GIL from one that waits for it (CPython: 5 ms)."""
 
 
 def build_guard(settings: Settings) -> Guard:
@@ -106,7 +127,13 @@ def build_guard(settings: Settings) -> Guard:
 
 
 def enforcer_context(
-    settings: Settings, state_dir: Path, metrics: Metrics, guard: Guard, leadership: Leadership
+    settings: Settings,
+    state_dir: Path,
+    metrics: Metrics,
+    guard: Guard,
+    leadership: Leadership,
+    *,
+    serials: SerialRecord | None = None,
 ) -> EnforcerContext:
     """What enforcers are built from besides their own sections."""
     return EnforcerContext(
@@ -117,6 +144,7 @@ def enforcer_context(
         settings.listeners.limits(),
         settings.agent.role,
         fence=_counted_fence(leadership, metrics),
+        serials=serials,
     )
 
 
@@ -160,6 +188,8 @@ class Agent:
     enforcers: Enforcers
     state_dir: Path  # as built: a changed [agent] state_dir needs a restart
     leadership: Leadership
+    # Every deadline and expiry is compared with it (edgeagent.deadline_clock).
+    deadline_clock: DeadlineClock
     takedown: TakedownService | None = None
     cases: CaseCollector | None = None
 
@@ -171,12 +201,15 @@ class Agent:
         state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)  # caches, serial, index
         store = open_store(settings.store, state_dir)
         leadership = open_leadership(settings.store, state_dir)
+        host = socket.gethostname()
+        deadline_clock = DeadlineClock(host, store.clock_mark(host), boot=boot_id())
         metrics = Metrics()
         decisions = DecisionService(
             store,
             guard,
             public_needs_approval=settings.api.public_reports_need_approval,
             hold_for=frozenset(settings.takedown.hold_for),
+            clock=deadline_clock,
         )
         takedown = cases = None
         if settings.takedown.enabled:
@@ -187,22 +220,26 @@ class Agent:
                 metrics=metrics,
                 time_zone=settings.agent.zone,
                 decisions=decisions,
+                clock=deadline_clock,
             )
             takedown.claim_notice = _counted_claim(leadership, metrics)
+            takedown.confirm_notice = leadership.confirm
+            takedown.may_send = lambda: leadership.is_leader
             cases = CaseCollector(store.get_decision, lambda feed: _feed_origin(settings, feed))
-        context = enforcer_context(settings, state_dir, metrics, guard, leadership)
+        context = enforcer_context(settings, state_dir, metrics, guard, leadership, serials=store)
         enforcers = Enforcers.build(ENFORCERS, settings.sections, context)
         agent = cls(
             settings=settings,
             store=store,
             guard=guard,
-            engine=PolicyEngine(store, guard, frozenset(settings.feeds)),
+            engine=PolicyEngine(store, guard, frozenset(settings.feeds), deadline_clock),
             decisions=decisions,
             feeds=FeedRunner(specs, store, guard, metrics),
             metrics=metrics,
             enforcers=enforcers,
             state_dir=state_dir,
             leadership=leadership,
+            deadline_clock=deadline_clock,
             takedown=takedown,
             cases=cases,
         )
@@ -224,7 +261,7 @@ class Agent:
     def _export_policy_metrics(self, snap: PolicySnapshot) -> None:
         m = self.metrics
         m.policy_version.set(snap.state.version)
-        counts = snap.state.count_by_scope()
+        counts = snap.tally.by_scope
         for scope in ("domain", "host", "url", "url-prefix", "ip", "cidr"):
             m.policy_entries.labels(scope=scope).set(counts.get(scope, 0))
         for reason, n in snap.state.refused.items():
@@ -274,9 +311,11 @@ class Daemon:
         self.notifier = SystemdNotifier()
         self._stop = asyncio.Event()
         self._policy_changed = asyncio.Event()
+        self._urgent_change = asyncio.Event()  # rebuild now, not with the next batch
         self._tickets_due = asyncio.Event()
         self._tickets_snap: PolicySnapshot | None = None
-        self._expiry = ExpiryTimer(self._expire_decisions)
+        # Decisions expire by the clock a step back does not delay (edgeagent.expiry).
+        self._expiry = ExpiryTimer(self._expire_decisions, agent.deadline_clock)
         self._runners: list[web.AppRunner] = []
         self._tasks: list[asyncio.Task[Any]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -298,14 +337,23 @@ class Daemon:
     def request_stop(self) -> None:
         self._stop.set()
 
-    def policy_changed(self) -> None:
-        """Thread-safe: called after a decision write; wakes the reconciler."""
+    def policy_changed(self, *, urgent: bool = False) -> None:
+        """Thread-safe: called after a decision write; wakes the reconciler (``urgent``:
+        without waiting for the next batch)."""
         loop = self._loop
         if loop is not None:
             loop.call_soon_threadsafe(self._policy_changed.set)
+            if urgent:
+                loop.call_soon_threadsafe(self._urgent_change.set)
 
     async def run(self, on_ready: Callable[[Daemon], None] | None = None) -> None:
         self._loop = asyncio.get_running_loop()
+        # A worker thread busy with a large policy (a feed generation, a rebuild, an
+        # index) holds the GIL; the event loop gives it up at every blocking call and
+        # waits up to the switch interval to get it back, several times per request.
+        switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(GIL_SWITCH_SECONDS)
+        bulk_share = set_pace(BULK_SHARE)
         settings = self.agent.settings
         for warning in settings.warnings:
             log.warning("config: %s", warning)
@@ -325,6 +373,10 @@ class Daemon:
             # The sole agent of an embedded store: publish and prove it before READY=1.
             self._set_leading(True)
             await self._enforce(snap)
+        if self.agent.takedown is not None:
+            # pyroute2 costs a second of CPU to import: at start, not inside the first
+            # route lookup's timeout (the CLI builds the same agent and never needs it).
+            await asyncio.to_thread(load_route_reader)
         self._install_signals()
         if self.leading:
             # Readiness from the first answer on says whether every canary answers.
@@ -340,6 +392,7 @@ class Daemon:
         )
         self._tasks.append(asyncio.create_task(self._export_roles(), name="roles"))
         self._tasks.append(asyncio.create_task(self._watch_database(), name="database"))
+        self._tasks.append(asyncio.create_task(self._keep_clock_mark(), name="clock-mark"))
         interval = watchdog_interval()
         if interval:
             self._tasks.append(asyncio.create_task(self._watchdog(interval), name="watchdog"))
@@ -354,6 +407,8 @@ class Daemon:
             await self._stop.wait()
         finally:
             await self._shutdown()
+            sys.setswitchinterval(switch_interval)
+            set_pace(bulk_share)
 
     # -- leadership
     def _set_leading(self, leading: bool) -> None:
@@ -437,6 +492,20 @@ class Daemon:
             except Exception:  # a bug must not end the watch
                 log.exception("database check failed")
 
+    async def _keep_clock_mark(self) -> None:
+        """Every agent keeps its host's deadline-clock mark in the store, from the start
+        (a task, not a scheduler job: a standby's scheduler is paused)."""
+        while True:
+            await self._save_clock_mark()
+            await asyncio.sleep(MARK_SECONDS)
+
+    async def _save_clock_mark(self) -> None:
+        mark = self.agent.deadline_clock.mark()
+        try:
+            await asyncio.to_thread(self.agent.store.save_clock_mark, mark)
+        except Exception as exc:  # never fatal: kept in memory, saved at the next try
+            log.warning("clock mark not saved", extra=fields(error=str(exc)))
+
     def api_app(self, settings: Settings, triage: Triage) -> web.Application:
         """The control API application (and the console on it) as the daemon serves it."""
         from edgeagent.api.app import create_app
@@ -449,6 +518,7 @@ class Daemon:
             store=self.agent.store,
             decisions=self.agent.decisions,
             policy=lambda: self.agent.policy().index,
+            tally=lambda: self.agent.policy().tally,
             feeds=self._feed_status,
             publishers=self._publisher_status,
             fleet=self.agent.enforcers.fleet,
@@ -530,12 +600,12 @@ class Daemon:
         return bound_port(runner)
 
     def _start_scheduler(self) -> None:
-        from apscheduler.schedulers.asyncio import AsyncIOScheduler
-
         self.agent.feeds.on_change = self.policy_changed
         if self.agent.takedown is not None:
             self.agent.takedown.on_policy_change = self.policy_changed
-        self.scheduler = AsyncIOScheduler(timezone=UTC)
+        # Every job here is leader work: a standby's jobs wait, paused. They are timed by
+        # the monotonic clock: a wall clock stepped back does not hold them up.
+        self.scheduler = PeriodicJobs(paused=not self.leading)
         self.agent.feeds.schedule(self.scheduler)
         self._every(60, "decisions:expire", self._expire_decisions)
         if not self.agent.leadership.notifies:
@@ -546,37 +616,23 @@ class Daemon:
         if svc is not None:
             # A failed notice is retried notify_retry_seconds after: look often enough.
             self._every(min(30, svc.policy.retry_seconds), "takedown:due", svc.run_due)
+            self._every(OWED_NOTICE_SECONDS, "takedown:owed", svc.send_owed)
             self._every(3600, "takedown:customers", svc.refresh_customers)
             self._every(900, "takedown:relocate", self._relocate_all)
             self._every(3600, "takedown:purge", self._purge_tickets)
-        # Every job here is leader work: a standby's scheduler waits, paused.
-        self.scheduler.start(paused=not self.leading)
 
     def _schedule_enforcer(self, kind: str) -> None:
         """(Re)schedule the periodic work the enforcer of ``kind`` declares."""
-        from apscheduler.jobstores.base import JobLookupError
-
         wanted = self.agent.enforcers.periodic(kind)
         for job_id in self._enforcer_jobs.get(kind, set()) - set(wanted):
-            with contextlib.suppress(JobLookupError):
-                self.scheduler.remove_job(job_id)
+            self.scheduler.remove(job_id)
         for job_id, (seconds, run) in wanted.items():
             self._every(seconds, job_id, run)
         self._enforcer_jobs[kind] = set(wanted)
 
     def _every(self, seconds: float, job_id: str, func: Callable[[], Awaitable[object]]) -> None:
-        """A periodic job: one run at a time, missed runs collapsed, an explicit misfire
-        grace (APScheduler's default of 1 s skips runs after any loop stall)."""
-        self.scheduler.add_job(
-            func,
-            "interval",
-            seconds=seconds,
-            id=job_id,
-            max_instances=1,
-            coalesce=True,
-            misfire_grace_time=60,
-            replace_existing=True,
-        )
+        """A periodic job: one run at a time, missed runs collapsed (edgeagent.periodic)."""
+        self.scheduler.every(job_id, seconds, func)
 
     async def _relocate_all(self) -> None:
         if self.agent.cases is not None:
@@ -588,7 +644,7 @@ class Daemon:
         svc, collector = self.agent.takedown, self.agent.cases
         if svc is None or collector is None:
             return
-        cases = await asyncio.to_thread(collector.new_cases, snap.state)
+        cases = await asyncio.to_thread(collector.new_cases, snap.state, svc.clock())
         for case in cases:
             try:
                 out = await svc.on_entries(
@@ -623,10 +679,10 @@ class Daemon:
     async def _expire_decisions(self) -> None:
         if not self.leading:
             return  # the leader expires them; this agent hears of it by NOTIFY
-        expired = await asyncio.to_thread(self.agent.decisions.expire_due)
+        expired = await asyncio.to_thread(self.agent.decisions.expire_due)  # deadline clock
         if expired:
             log.info("decisions expired", extra=fields(count=len(expired)))
-            self.policy_changed()
+            self.policy_changed(urgent=True)
 
     async def _initial_sync(self) -> None:
         if self.agent.takedown is not None:
@@ -688,6 +744,7 @@ class Daemon:
                 self.agent.metrics,
                 self.agent.guard,
                 self.agent.leadership,
+                serials=self.agent.store,
             )
             enforcers = await self.agent.enforcers.reload(new.sections, context)
             for kind in enforcers.replaced:
@@ -713,6 +770,7 @@ class Daemon:
                 ),
             )
             self._policy_changed.set()
+            self._urgent_change.set()  # new enforcer sections publish at once
             self.notifier.ready("reloaded")
 
     def _reload_feeds(self, specs: list[FeedSpec]) -> None:
@@ -721,11 +779,8 @@ class Daemon:
         changed, removed = feeds.replace_specs(specs)
         scheduler = getattr(self, "scheduler", None)
         if scheduler is not None:
-            from apscheduler.jobstores.base import JobLookupError
-
             for name in [*removed, *(n for n in changed if not feeds.specs[n].enabled)]:
-                with contextlib.suppress(JobLookupError):
-                    scheduler.remove_job(f"feed:{name}")
+                scheduler.remove(f"feed:{name}")
             feeds.schedule(scheduler, [n for n in changed if feeds.specs[n].enabled])
         for name in changed:
             if feeds.specs[name].enabled:
@@ -751,25 +806,40 @@ class Daemon:
             await asyncio.sleep(interval)
 
     async def _reconciler(self) -> None:
-        """Rebuild the policy whenever a decision or a feed changed it."""
+        """Rebuild the policy whenever a decision or a feed changed it, in batches under a
+        stream of changes (:data:`REBUILD_SPACING_SECONDS`)."""
+        loop = asyncio.get_running_loop()
+        next_at = loop.time()
         while True:
             await self._policy_changed.wait()
+            if not self._urgent_change.is_set():
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout_at(next_at):
+                        await self._urgent_change.wait()
             self._policy_changed.clear()
-            try:
-                snap = await asyncio.to_thread(self.agent.policy)
-                gc.freeze()
-                log.info("policy rebuilt", extra=fields(version=snap.state.version))
-            except Exception:
-                log.exception("policy rebuild failed; the last good state stays")
-                continue
-            if not self.leading:
-                continue  # a standby keeps its policy current for the API only
-            # Tickets and publishing do not wait for each other: locating a notice's hosts
-            # is mostly waiting for DNS, and a hosting team's mail server or webhook that
-            # hangs must not hold up the next decision's publish.
-            self._tickets_snap = snap
-            self._tickets_due.set()
-            await self._enforce(snap)
+            self._urgent_change.clear()
+            started = loop.time()
+            await self._rebuild_and_enforce()
+            least, most = REBUILD_SPACING_SECONDS
+            took = loop.time() - started
+            next_at = started + min(most, max(least, took / REBUILD_DUTY))
+
+    async def _rebuild_and_enforce(self) -> None:
+        try:
+            snap = await asyncio.to_thread(self.agent.policy)
+            gc.freeze()
+            log.info("policy rebuilt", extra=fields(version=snap.state.version))
+        except Exception:
+            log.exception("policy rebuild failed; the last good state stays")
+            return
+        if not self.leading:
+            return  # a standby keeps its policy current for the API only
+        # Tickets and publishing do not wait for each other: locating a notice's hosts
+        # is mostly waiting for DNS, and a hosting team's mail server or webhook that
+        # hangs must not hold up the next decision's publish.
+        self._tickets_snap = snap
+        self._tickets_due.set()
+        await self._enforce(snap)
 
     async def _ticket_opener(self) -> None:
         """Open tickets for the latest policy the reconciler built, one pass at a time."""
@@ -787,8 +857,8 @@ class Daemon:
         self.notifier.stopping()
         log.info("stopping: draining requests")
         scheduler = getattr(self, "scheduler", None)
-        if scheduler is not None and scheduler.running:
-            scheduler.shutdown(wait=False)
+        if scheduler is not None:
+            await scheduler.close()
         await self._expiry.close()
         with contextlib.suppress(Exception):
             await self.agent.leadership.close()  # a standby takes over at once
@@ -797,6 +867,7 @@ class Daemon:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await self._save_clock_mark()  # a restart goes on from the latest reading
         for runner in reversed(self._runners):
             await runner.cleanup()
         self._runners.clear()
@@ -822,15 +893,12 @@ class Daemon:
 
     def leader_status(self) -> dict[str, Any]:
         """``leader`` (does this agent lead) and ``ha`` (role, epoch, every agent)."""
-        ha = self.agent.leadership.status()
+        leadership = self.agent.leadership
+        ha = leadership.status()
         m = self.agent.metrics
         if ha.get("epoch") is not None:
             m.leader_epoch.set(ha["epoch"])
-        agents = ha.get("agents")
-        if isinstance(agents, list):
-            leaders = sum(1 for a in agents if a.get("leader"))
-            m.ha_agents.labels(status="leader").set(leaders)
-            m.ha_agents.labels(status="standby").set(len(agents) - leaders)
+        m.observe_roles(leadership.roles())
         return {
             "leader": self.leading,
             "ha": {**ha, "role": "leader" if self.leading else "standby"},

@@ -17,8 +17,9 @@ from edgeagent.guard import Guard, ProtectedNames, PublicSuffixes
 RUN_SLOW = "--run-slow"
 
 # Fuzz example counts and other figures of the hostile-input tests, printed at the end and
-# kept in var/reliability/hostile-inputs.json (see the module).
-pytest_plugins = ("tests.support.fuzzing", "tests.support.figures")
+# kept in var/reliability/hostile-inputs.json (see the module); bytecode of the code the
+# tests start as processes, compiled once (see the module).
+pytest_plugins = ("tests.support.fuzzing", "tests.support.figures", "tests.support.bytecode")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

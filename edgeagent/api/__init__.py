@@ -6,9 +6,10 @@ Public entry points::
 """
 
 from edgeagent.api.app import bound_port, create_app, create_metrics_app, start_site
-from edgeagent.api.auth import Principal, Role
+from edgeagent.api.auth import Principal
 from edgeagent.api.context import ApiContext
 from edgeagent.api.tls import make_ssl_context
+from edgeagent.roles import Role
 
 __all__ = [
     "ApiContext",

@@ -30,6 +30,7 @@ from aiohttp.typedefs import Handler
 from prometheus_client import CollectorRegistry
 from prometheus_client.aiohttp import make_aiohttp_handler
 
+from edgeagent import connlimits
 from edgeagent.api import handlers
 from edgeagent.api.auth import (
     ANONYMOUS,
@@ -38,18 +39,18 @@ from edgeagent.api.auth import (
     Authenticator,
     Denied,
     RateLimiter,
-    Role,
     authorize,
     bearer_secret,
 )
 from edgeagent.api.context import CONTEXT, OPENAPI_DOCUMENT, STORE_WRITER, ApiContext, sole_leader
 from edgeagent.api.denials import DenialKind, DenialLedger, SourceBudget
+from edgeagent.api.edge_handlers import release_long_polls
+from edgeagent.api.groupcommit import GROUP_COMMIT, DecisionGroupCommit, Outcome
 from edgeagent.api.openapi import build_document
 from edgeagent.api.routes import ROUTES, Route
 from edgeagent.api.tls import make_ssl_context
 from edgeagent.api.validation import REQUEST_ZONE, ApiError, bad_input
-from edgeagent.connlimits import ConnectionLimits, GuardedSite, make_runner
-from edgeagent.decisions import FourEyesRequired
+from edgeagent.decisions import DecisionRequest, FourEyesRequired
 from edgeagent.errors import (
     Conflict,
     GuardrailViolation,
@@ -61,7 +62,9 @@ from edgeagent.errors import (
     StoreError,
     StoreUnavailable,
 )
-from edgeagent.logs import fields, redact_aiohttp_server_logs
+from edgeagent.limits import ConnectionLimits
+from edgeagent.logs import fields
+from edgeagent.roles import Role
 
 __all__ = [
     "bound_port",
@@ -101,6 +104,8 @@ def create_app(ctx: ApiContext, routes: Sequence[Route] = ROUTES) -> web.Applica
     app.cleanup_ctx.append(_store_writer)
     # After the writer: cleaned up before it, so the last counts are still written.
     app.cleanup_ctx.append(_denial_flusher)
+    app.cleanup_ctx.append(_decision_group_commit)  # cleaned up before the writer too
+    app.on_shutdown.append(release_long_polls)
     for route in routes:
         app.router.add_route(route.method, route.path, _guarded(route), name=route.operation_id)
     return app
@@ -113,6 +118,19 @@ async def _store_writer(app: web.Application) -> AsyncIterator[None]:
     yield
     # Let writes already accepted finish: their callers may still get an answer.
     executor.shutdown(wait=True, cancel_futures=False)
+
+
+async def _decision_group_commit(app: web.Application) -> AsyncIterator[None]:
+    """``POST /v1/decisions`` gathered into shared transactions on the writer thread."""
+    ctx = app[CONTEXT]
+
+    async def commit(requests: Sequence[tuple[DecisionRequest, str]]) -> list[Outcome]:
+        return await handlers.write(app, handlers.create_then_notify, ctx, requests)
+
+    group = DecisionGroupCommit(commit)
+    app[GROUP_COMMIT] = group
+    yield
+    await group.close()
 
 
 async def _denial_flusher(app: web.Application) -> AsyncIterator[None]:
@@ -329,11 +347,13 @@ async def start_site(
     Returns the runner; ``await runner.cleanup()`` drains and stops it. ``port=0`` picks a
     free port: read it back with :func:`bound_port`.
     """
-    redact_aiohttp_server_logs()
-    runner = make_runner(app, limits, shutdown_timeout)
-    await runner.setup()
-    await GuardedSite(runner, limits, address=(host, port), ssl_context=ssl_context).start()
-    return runner
+    return await connlimits.serve(
+        app,
+        limits,
+        address=(host, port),
+        ssl_context=ssl_context,
+        shutdown_timeout=shutdown_timeout,
+    )
 
 
 def bound_port(runner: web.AppRunner) -> int:

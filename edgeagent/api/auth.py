@@ -19,49 +19,14 @@ import hmac
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import IntEnum
-from typing import Self
 
 from aiohttp import hdrs, web
 
+from edgeagent.roles import Role
 from edgeagent.store.base import Store
 from edgeagent.tokens import hash_token
 
 _MAX_TOKEN_CHARS = 512  # anything longer is not one of ours; don't even hash it
-
-
-class Role(IntEnum):
-    """API roles, ordered: a higher role may do everything a lower one may.
-
-    ``PUBLIC`` is not a token role: it marks routes that need no token (health probes)
-    and is the role of the anonymous principal.
-    """
-
-    PUBLIC = 0
-    NOC = 1
-    ANALYST = 2
-    SUPERVISOR = 3
-    ADMIN = 4
-
-    @property
-    def label(self) -> str:
-        return self.name.lower()
-
-    @classmethod
-    def parse(cls, text: str) -> Self:
-        """``"analyst"`` -> ``Role.ANALYST``; ``ValueError`` for anything else.
-
-        ``public`` is refused: no token can hold it.
-        """
-        role = cls.__members__.get(text.strip().upper())
-        if role is None or role == 0:
-            raise ValueError(f"unknown role {text!r}")
-        return role
-
-    @classmethod
-    def token_roles(cls) -> tuple[str, ...]:
-        """The role names a token may hold, lowest first."""
-        return tuple(r.label for r in cls if r)
 
 
 @dataclass(frozen=True, slots=True)

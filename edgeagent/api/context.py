@@ -26,6 +26,7 @@ from edgeagent.intake.triage import Triage
 from edgeagent.metrics import Metrics
 from edgeagent.policy import PolicyIndex
 from edgeagent.store.base import Store
+from edgeagent.tally import EntryTally
 
 
 def _empty() -> Mapping[str, Any]:
@@ -63,6 +64,9 @@ class ApiContext:
 
     - ``store``, ``decisions``: the store and the lifecycle rules on top of it.
     - ``policy``: the :class:`PolicyIndex` in force, or ``None`` while none is loaded.
+    - ``tally``: the entry counts of the policy in force (the daemon keeps them by
+      change: building a million-entry index to count it costs seconds); ``None``: they
+      are counted from ``policy``.
     - ``feeds``, ``publishers``: per-feed / per-publisher state for ``GET /v1/status``.
     - ``fleet``: every resolver and proxy the enforcers verify, for ``GET /v1/fleet``.
     - ``edge_feed``: the index served to edge agents (``/v1/policy/index``), if any.
@@ -93,6 +97,7 @@ class ApiContext:
     store: Store
     decisions: DecisionService
     policy: Callable[[], PolicyIndex | None] = _no_policy
+    tally: Callable[[], EntryTally | None] | None = None
     feeds: Callable[[], Mapping[str, Any]] = _empty
     publishers: Callable[[], Mapping[str, Any]] = _empty
     fleet: Callable[[], Mapping[str, Any]] = _empty

@@ -47,13 +47,21 @@ def _feed(request: web.Request) -> EdgeFeed:
     return feed
 
 
+async def release_long_polls(app: web.Application) -> None:
+    """On shutdown, which aiohttp runs before it waits for the requests in flight: the
+    long polls answer now (304) instead of holding the agent's stop for their ``wait``."""
+    feed = app[CONTEXT].edge_feed()
+    if feed is not None:
+        feed.release()
+
+
 async def policy_index(request: web.Request, who: Principal) -> web.StreamResponse:
     feed = _feed(request)
     q = parse_query(list(request.query.items()), IndexQuery)
     try:
         artefact = await asyncio.to_thread(feed.artefact, q.since, q.digest)
         if artefact is None and q.since is not None and q.wait:
-            await feed.wait(q.since, q.wait)
+            await feed.wait(q.since, q.wait, q.digest)
             artefact = await asyncio.to_thread(feed.artefact, q.since, q.digest)
     except LookupError:
         raise ApiError(503, "unavailable", "no index published yet") from None

@@ -14,11 +14,12 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from edgeagent.api.auth import Principal, Role
+from edgeagent.api.auth import Principal
 from edgeagent.api.routes import Route
 from edgeagent.api.validation import ApiError, Text, parse_body
 from edgeagent.feeds.base import SyncResult
 from edgeagent.feeds.runner import FeedRunner
+from edgeagent.roles import Role
 from edgeagent.store.base import Generation
 
 _NAME = r"{name:[A-Za-z0-9_.-]{1,64}}"

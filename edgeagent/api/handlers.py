@@ -15,15 +15,16 @@ from __future__ import annotations
 import asyncio
 import math
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from functools import partial
 from typing import Any, TypeVar
 
 from aiohttp import web
 
-from edgeagent.api.auth import AUTHENTICATOR, LOOKUP_LIMITER, Principal, Role
+from edgeagent.api.auth import AUTHENTICATOR, LOOKUP_LIMITER, Principal
 from edgeagent.api.context import CONTEXT, OPENAPI_DOCUMENT, STORE_WRITER, ApiContext, sole_leader
+from edgeagent.api.groupcommit import GROUP_COMMIT, Outcome
 from edgeagent.api.validation import (
     ApiError,
     AuditQuery,
@@ -50,7 +51,9 @@ from edgeagent.decisions import (
 from edgeagent.errors import EdgeAgentError, InvalidTarget, short_hash
 from edgeagent.model import Decision, DecisionStatus, DesiredState, Indicator, Scope
 from edgeagent.policy import PolicyIndex
+from edgeagent.roles import Role
 from edgeagent.store.base import AuditRecord, Store, Token
+from edgeagent.tally import EntryTally
 from edgeagent.tokens import list_tokens as list_token_records
 from edgeagent.tokens import revoke_token as revoke_token_record
 
@@ -217,11 +220,21 @@ def then_notify(ctx: ApiContext, fn: Callable[[], Decision]) -> Decision:
     return decision
 
 
+def create_then_notify(
+    ctx: ApiContext, requests: Sequence[tuple[DecisionRequest, str]]
+) -> list[Outcome]:
+    """Store decisions in one transaction (:mod:`edgeagent.api.groupcommit`), then tell
+    the daemon the policy may have changed if any was stored."""
+    outcomes = ctx.decisions.create_many(requests)
+    if any(isinstance(o, Decision) for o in outcomes):
+        ctx.on_change()
+    return outcomes
+
+
 # --- decisions
 
 
 async def create_decision(request: web.Request, who: Principal) -> web.Response:
-    ctx = request.app[CONTEXT]
     body = parse_body(await request.read(), DecisionCreate)
     scope = Scope(body.scope)
     try:
@@ -233,9 +246,7 @@ async def create_decision(request: web.Request, who: Principal) -> web.Response:
             raise
         raise bad_input("target", f"not a valid {scope.value} target") from None
     req = decision_request(body, body.target, scope)
-    decision = await write(
-        request.app, then_notify, ctx, partial(ctx.decisions.create, req, who.name)
-    )
+    decision = await request.app[GROUP_COMMIT].create(req, who.name)
     return _json(decision_json(decision), 201, Location=f"/v1/decisions/{decision.id}")
 
 
@@ -323,34 +334,26 @@ class EntryCounts:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._tally: EntryTally | None = None
         self._state: DesiredState | None = None
-        self._counts: dict[str, Any] = {}
 
-    def of(self, state: DesiredState) -> dict[str, Any]:
+    def of(self, state: DesiredState) -> EntryTally:
         with self._lock:
-            if self._state is not state:
-                self._counts = _count(state)
+            if self._state is not state or self._tally is None:
+                self._tally = EntryTally.of(state)
                 self._state = state
-            return self._counts
+            return self._tally
 
 
 ENTRY_COUNTS = web.AppKey("edgeagent_api_entry_counts", EntryCounts)
 
 
-def _count(state: DesiredState) -> dict[str, Any]:
-    by_source: dict[str, int] = {}
-    for e in state.blocks:
-        for src in state.sources.get(e.indicator, (e.source,)):
-            # Decisions are counted together: one label per decision id would grow forever.
-            key = "decisions" if src.startswith("decision:") else src
-            by_source[key] = by_source.get(key, 0) + 1
-    return {
-        "total": len(state.blocks),
-        "allows": len(state.allows),
-        "by_scope": state.count_by_scope(),
-        "by_source": dict(sorted(by_source.items())),
-        "refused": dict(state.refused),
-    }
+def policy_tally(ctx: ApiContext, counts: EntryCounts) -> EntryTally | None:
+    """The entry counts of the policy in force; ``None`` while none is loaded."""
+    if ctx.tally is not None:
+        return ctx.tally()
+    index = ctx.policy()
+    return counts.of(index.state) if index is not None else None
 
 
 def pending_count(store: Store) -> int:
@@ -359,14 +362,14 @@ def pending_count(store: Store) -> int:
 
 
 def _status_sync(ctx: ApiContext, counts: EntryCounts) -> dict[str, Any]:
-    index = ctx.policy()
+    tally = policy_tally(ctx, counts)
     roles = ctx.leader()
     return {
         "leader": bool(roles["leader"]),
         "ha": dict(roles["ha"]),
-        "policy_version": index.state.version if index else ctx.store.policy_version(),
-        "policy_loaded": index is not None,
-        "entries": counts.of(index.state) if index else {},
+        "policy_version": tally.version if tally else ctx.store.policy_version(),
+        "policy_loaded": tally is not None,
+        "entries": tally.to_json() if tally else {},
         "decisions": {DecisionStatus.PENDING_APPROVAL.value: pending_count(ctx.store)},
         "feeds": dict(ctx.feeds()),
         "publishers": dict(ctx.publishers()),

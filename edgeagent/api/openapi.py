@@ -15,9 +15,9 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from edgeagent import __version__
-from edgeagent.api.auth import Role
 from edgeagent.api.routes import Route
 from edgeagent.api.validation import ErrorOut
+from edgeagent.roles import Role
 
 _REF = "#/components/schemas/{model}"
 _DIGITS = r"\d+"

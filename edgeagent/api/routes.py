@@ -18,7 +18,8 @@ from edgeagent.api import edge_handlers as eh
 from edgeagent.api import handlers as h
 from edgeagent.api import intake_handlers as ih
 from edgeagent.api import validation as v
-from edgeagent.api.auth import Principal, Role
+from edgeagent.api.auth import Principal
+from edgeagent.roles import Role
 
 RouteHandler = Callable[[web.Request, Principal], Awaitable[web.StreamResponse]]
 

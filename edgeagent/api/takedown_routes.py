@@ -21,7 +21,7 @@ from typing import Annotated
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, IPvAnyAddress, StringConstraints
 
-from edgeagent.api.auth import Principal, Role
+from edgeagent.api.auth import Principal
 from edgeagent.api.routes import Route
 from edgeagent.api.validation import (
     ApiError,
@@ -33,6 +33,7 @@ from edgeagent.api.validation import (
     parse_body,
     parse_query,
 )
+from edgeagent.roles import Role
 from edgeagent.takedown.records import (
     Authorisation,
     Outcome,

@@ -25,11 +25,12 @@ from typing import Any
 from aiohttp import hdrs, web
 
 from edgeagent.api import handlers as h
-from edgeagent.api.auth import AUTHENTICATOR, Denied, Principal, Role
+from edgeagent.api.auth import AUTHENTICATOR, Denied, Principal
 from edgeagent.api.context import CONTEXT, ApiContext
 from edgeagent.api.routes import Route
 from edgeagent.api.validation import REQUEST_ZONE, ApiError
 from edgeagent.console import pages
+from edgeagent.console.chaincheck import ChainCheck
 from edgeagent.console.render import asset
 from edgeagent.console.reveals import RevealCounter
 from edgeagent.console.sessions import COOKIE_NAME, CSRF_FIELD, Session, Sessions
@@ -44,7 +45,7 @@ from edgeagent.errors import (
     StoreUnavailable,
 )
 from edgeagent.feeds.runner import FeedRunner
-from edgeagent.takedown.report import TakedownReport
+from edgeagent.roles import Role
 from edgeagent.takedown.service import TakedownService
 
 HEADERS = {
@@ -90,11 +91,8 @@ class Console:
         self.roles = {r.operation_id: r.role for r in routes}
         self.sessions = Sessions(settings.idle_minutes * 60.0, settings.max_hours * 3600.0, clock)
         self.reveals = RevealCounter(app[CONTEXT].store, app[CONTEXT].time_zone)
+        self.chain = ChainCheck(app[CONTEXT].store.verify_audit)
         self.clock = clock
-        # Reports read every ticket of their period: one per period length and minute.
-        self.reports: dict[int, tuple[float, TakedownReport]] = {}
-        self.refreshing: set[int] = set()
-        self.tasks: set[asyncio.Task[TakedownReport]] = set()
 
     @property
     def ctx(self) -> ApiContext:

@@ -10,7 +10,6 @@ appears only on the page that answers a reveal, which is audited first.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -22,7 +21,7 @@ from pydantic import BaseModel
 
 from edgeagent.api import handlers as h
 from edgeagent.api.feed_routes import HeldDecision
-from edgeagent.api.intake_handlers import IntakeOutcome, decide_item
+from edgeagent.api.intake_handlers import IntakeOutcome, decide_item, triage_of
 from edgeagent.api.takedown_routes import (
     AssignBody,
     AuthorisationBody,
@@ -47,10 +46,10 @@ from edgeagent.console.exposure import inert
 from edgeagent.console.sessions import Session
 from edgeagent.decisions import NoticeTarget
 from edgeagent.errors import short_hash
-from edgeagent.intake.base import IntakeChannel, IntakeState
+from edgeagent.intake.base import IntakeChannel, IntakeItem, IntakeState
 from edgeagent.model import Decision, DecisionStatus, NoticeSource, Scope
 from edgeagent.takedown.records import Outcome, OutcomeKind
-from edgeagent.takedown.report import TakedownReport, report_csv
+from edgeagent.takedown.report import DISTRIBUTION_MINUTES, TakedownReport, report_csv
 from edgeagent.takedown.service import TakedownService
 from edgeagent.takedown.tickets import Ticket, TicketState, allowed_next
 from edgeagent.tokens import list_tokens, revoke_token
@@ -99,13 +98,10 @@ async def nav_counts(console: Console, session: Session) -> dict[str, int]:
         queue += len(intake)
     takedown = console.services.takedown
     if takedown is not None and console.may(session, "listTickets"):
-        due = await takedown.list_tickets(
-            open_only=True,
-            due_before=_now() + timedelta(hours=DUE_SOON_HOURS),
-            limit=r.NAV_CAP + 1,
-        )
-        counts["due"] = len(due)
-        queue += len(due)
+        soon = takedown.clock() + timedelta(hours=DUE_SOON_HOURS)
+        due = await takedown.count_due(soon, r.NAV_CAP + 1)
+        counts["due"] = due
+        queue += due
     counts["queue"] = queue
     return counts
 
@@ -178,13 +174,14 @@ async def queue(console: Console, request: web.Request, s: Session, f: Mapping[s
     parts.append(_held_section(console, s, plan["plan"].get("held_generations", [])))
     takedown = console.services.takedown
     if takedown is not None and console.may(s, "listTickets"):
+        now = takedown.clock()
         due = await takedown.list_tickets(
-            open_only=True, due_before=_now() + timedelta(hours=DUE_SOON_HOURS), limit=size
+            open_only=True, due_before=now + timedelta(hours=DUE_SOON_HOURS), limit=size
         )
         parts.append(
             r.table(
                 ("Case", "Reference", "State", "Due"),
-                (_ticket_row(t) for t in due),
+                (_ticket_row(t, now) for t in due),
                 f"Cases due within {DUE_SOON_HOURS} hours ({r.shown(len(due), size)}), "
                 "soonest first",
             )
@@ -221,7 +218,7 @@ async def _intake_section(console: Console, s: Session) -> str:
                 )
         rows.append(
             [
-                inert(item.reference),
+                f'<a href="/console/intake/{item.id}">{inert(item.reference)}</a>',
                 inert(item.channel.value),
                 what or "-",
                 text or "-",
@@ -300,7 +297,78 @@ async def intake_outcome(
         f"{result.item.reference}: {result.item.state.value}; {len(result.decisions)} "
         f"decision(s), {len(result.refused)} refused"
     )
-    return await _page(console, s, "Queue", "", "queue", flash=r.notice("ok", message))
+    refused = [[f"<code>{inert(x.target_ref)}</code>", inert(x.reason)] for x in result.refused]
+    extra = r.table(("URL (short hash)", "Why"), refused, "Refused") if refused else ""
+    return await _intake_page(console, s, result.item, extra, r.notice("ok", message))
+
+
+async def intake_item(
+    console: Console, request: web.Request, s: Session, f: Mapping[str, str]
+) -> str:
+    item = await h.read(console.ctx.store.get_intake_item, _id(request))
+    return await _intake_page(console, s, item, "", "")
+
+
+async def _intake_page(
+    console: Console, s: Session, item: IntakeItem, extra: str, flash: str
+) -> str:
+    """One report, notice or appeal: what the person gave (URLs masked), its outcome,
+    the decisions it made, and the outcomes this person may give while it waits."""
+    c = item.content
+    live = {True: "yes", False: "no", None: "-"}[c.live_video]
+    given = [
+        ("Category", c.category),
+        ("Came across", c.came_across),
+        ("Discovered", c.discovered_at),
+        ("Description", c.description),
+        ("Statement", c.statement),
+        ("About (entry reference)", c.subject),
+        ("Contact", c.contact),
+        ("Claimed source", c.notice_source),
+        ("Why quarantined", c.quarantine_reason),
+    ]
+    facts = [
+        ("Reference", f'<span id="intake-reference">{inert(item.reference)}</span>'),
+        ("Channel", inert(item.channel.value)),
+        ("State", f'<span id="intake-state">{inert(item.state.value)}</span>'),
+        ("Received", r.when(item.created_at)),
+        ("URLs", "<br>".join(r.target_cell(u, short_hash(u)) for u in c.urls) or "-"),
+        *((label, inert(text)) for label, text in given if text),
+        ("Live video", live),
+    ]
+    if item.decided_at is not None:
+        facts.append(("Decided", r.when(item.decided_at) + inert(f" by {item.decided_by}")))
+        facts.append(("Outcome reason", inert(item.reason)))
+    body = ["<dl>" + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in facts) + "</dl>", extra]
+    if item.state is IntakeState.PENDING and item.channel is IntakeChannel.APPEAL:
+        appealed = await h.read(triage_of(console.ctx).appealed, item)
+        body.append(
+            r.table(
+                ("Decision", "Target", "Status", "Case", "Source"),
+                (
+                    [
+                        f'<a href="/console/decisions/{d.id}">#{d.id}</a>',
+                        r.target_cell(d.indicator.value, d.indicator.ref),
+                        inert(d.status.value),
+                        inert(d.reference),
+                        inert(d.notice_source.value),
+                    ]
+                    for d in appealed
+                ),
+                "The block appealed (none: a list's entry, or nothing blocked any more)",
+            )
+        )
+    links = [f'<a href="/console/decisions/{d}">#{d}</a>' for d in item.decision_ids]
+    body.append(r.table(("Decision",), ([x] for x in links), "Decisions of this item"))
+    if item.state is IntakeState.PENDING:
+        for state, op in _INTAKE_ACTIONS[item.channel]:
+            if console.may(s, op):
+                fields = r.reason_input(f"intake-{state}", "Reason (audited)")
+                body.append(
+                    r.form(s, f"/console/intake/{item.id}/{state}", fields, state.capitalize())
+                )
+    title = f"Intake {item.reference}"
+    return await _page(console, s, title, "".join(body), "queue", flash=flash)
 
 
 async def held_generation(
@@ -382,6 +450,18 @@ def _notice_form(s: Session) -> str:
         '<textarea id="targets" name="targets" required spellcheck="false"></textarea>'
         '<label for="action">Action</label><select id="action" name="action">'
         '<option value="block">block</option><option value="allow">allow</option></select>'
+        + r.text_input(
+            "notice-received",
+            "Notice received (YYYY-MM-DD HH:MM; empty: now)",
+            name="received",
+            required=False,
+        )
+        + r.text_input(
+            "jurisdiction", "Jurisdiction (ISO 3166 code, e.g. DE; optional)", required=False
+        )
+        + '<label for="hold">Law-enforcement hold (notices to the hosting team only)</label>'
+        '<select id="hold" name="hold"><option value="">as the source asks (police: on)</option>'
+        '<option value="on">on</option><option value="off">off</option></select>'
     )
     return '<h2 id="add">Add a decision or a notice</h2>' + r.form(
         s, "/console/decisions/notice", fields, "File the notice"
@@ -404,6 +484,18 @@ def notice_targets(text: str) -> list[dict[str, str]]:
     return found
 
 
+def _notice_options(f: Mapping[str, str]) -> dict[str, Any]:
+    """The notice's optional fields as the API's body has them (empty: not given)."""
+    options: dict[str, Any] = {}
+    if f.get("received", "").strip():
+        options["notice_received_at"] = f["received"].strip()
+    if f.get("jurisdiction", "").strip():
+        options["jurisdiction"] = f["jurisdiction"].strip()
+    if f.get("hold") in ("on", "off"):
+        options["hold"] = f["hold"] == "on"
+    return options
+
+
 async def file_notice(
     console: Console, request: web.Request, s: Session, f: Mapping[str, str]
 ) -> str:
@@ -417,6 +509,7 @@ async def file_notice(
             "reference": f.get("reference", ""),
             "source": f.get("source", ""),
             "targets": targets,
+            **_notice_options(f),
         },
     )
     wanted = [NoticeTarget(t.target, Scope(t.scope)) for t in body.targets]
@@ -560,19 +653,21 @@ async def reveal_decision(
 # --- tickets
 
 
-def _ticket_row(t: Ticket) -> list[str]:
+def _ticket_row(t: Ticket, now: datetime) -> list[str]:
     return [
         f'<a href="/console/tickets/{t.id}">#{t.id}</a>',
         inert(t.reference),
         inert(t.state.value),
-        _countdown(t),
+        _countdown(t, now),
     ]
 
 
-def _countdown(t: Ticket) -> str:
+def _countdown(t: Ticket, now: datetime) -> str:
+    """Time left to the deadline by ``now``, the takedown service's clock (the one its
+    timers use: a step back of the wall clock does not add to it)."""
     if t.closed or t.removed_at is not None:
         return "removed" if t.removed_at else "closed"
-    left = (t.deadline - _now()).total_seconds() / 60
+    left = (t.deadline - now).total_seconds() / 60
     if left < 0:
         return f'<span class="late">{math.ceil(-left)} min late</span>'
     return f'<span class="due">{math.floor(left)} min left</span> ({r.when(t.deadline)})'
@@ -585,7 +680,7 @@ async def tickets(console: Console, request: web.Request, s: Session, f: Mapping
     found = await takedown.list_tickets(limit=size + 1, offset=offset)
     table = r.table(
         ("Case", "Reference", "State", "Deadline"),
-        (_ticket_row(t) for t in found[:size]),
+        (_ticket_row(t, takedown.clock()) for t in found[:size]),
         "Takedown cases, newest first",
     )
     body = table + r.pager("/console/tickets", {}, offset, size, len(found) > size)
@@ -614,12 +709,23 @@ async def _ticket_page(
         ("Customer", inert(t.customer_id)),
         ("Service", inert(t.service_id)),
         ("Assigned to", inert(t.assignee or "nobody")),
-        ("Law-enforcement hold", "yes" if t.hold else "no"),
+        ("Jurisdiction", inert(t.jurisdiction or "-")),
+        ("Law-enforcement hold", _hold(t)),
         ("Legal hold", "yes" if t.legal_hold else "no"),
         ("Notice received", r.when(t.notice_received_at)),
-        ("SLA", _countdown(t)),
+        ("SLA", _countdown(t, _takedown(console).clock())),
+        *_records(t),
     ]
     body = ["<dl>" + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in facts) + "</dl>"]
+    proposer = t.found_legal_proposed_by
+    if proposer:
+        rule = (
+            f"Found legal: proposed by {proposer}; a second person must confirm it "
+            "(confirming revokes the case's blocks)."
+        )
+        if proposer == s.who.name:
+            rule += " You proposed it, so you cannot confirm it."
+        body.append(f'<p class="rule" id="found-legal">{inert(rule)}</p>')
     body.append(
         r.table(
             ("Target", "Status", "Addresses"),
@@ -651,6 +757,8 @@ async def _ticket_page(
     if console.may(s, "transitionTicket"):
         body.append("<h2>Next step</h2>")
         for nxt in allowed_next(t.state):
+            if nxt is TicketState.FOUND_LEGAL and proposer == s.who.name:
+                continue  # the rule above says why: the proposer cannot confirm
             fields = f'<input type="hidden" name="to" value="{nxt.value}">'
             fields += r.reason_input(f"to-{nxt.value}", "Reason")
             fields += "".join(
@@ -710,7 +818,44 @@ async def _ticket_page(
         if offered and console.may(s, op):
             fields = r.reason_input(f"{path}-reason", "Reason")
             body.append(r.form(s, f"/console/tickets/{t.id}/{path}", fields, label))
+    if console.may(s, "getTicketEvidence"):
+        body.append(
+            "<h2>Evidence</h2><p>The case's evidence bundle (metadata and its audit rows, "
+            "with a SHA-256 manifest) as a file; the export is audited.</p>"
+            + r.form(s, f"/console/tickets/{t.id}/evidence", "", "Export evidence bundle")
+        )
     return await _page(console, s, f"Case #{t.id}", "".join(body), "tickets", flash=flash)
+
+
+def _hold(t: Ticket) -> str:
+    if not t.hold:
+        return "no"
+    return (
+        '<strong id="hold">yes: notices go to the hosting team only, never to the customer</strong>'
+    )
+
+
+def _records(t: Ticket) -> list[tuple[str, str]]:
+    """What was recorded on the case: authorisation, referral, preservation, measures."""
+    found = []
+    if t.authorisation is not None:
+        a = t.authorisation
+        found.append(("Authorisation", inert(f"{a.by}, ref {a.reference}, ") + r.when(a.at)))
+    if t.referral is not None:
+        f = t.referral
+        found.append(("Referred to", inert(f"{f.recipient}, ref {f.reference}, ") + r.when(f.at)))
+    if t.preservation is not None:
+        p = t.preservation
+        found.append(
+            (
+                "Preserved",
+                inert(f"at {p.location} by {p.preserved_by}, ")
+                + r.when(p.at)
+                + f"; sha256 <code>{inert(' '.join(p.content_sha256))}</code>",
+            )
+        )
+    found += [("Measure", inert(f"{o.kind.value}: {o.reason}")) for o in t.outcomes]
+    return found
 
 
 # The record a move needs (referred, removed-and-preserved): its fields on the form.
@@ -818,6 +963,19 @@ async def reveal_ticket(
     return await _ticket_page(console, s, t, revealed="\n".join(u.url for u in t.urls), flash=flash)
 
 
+async def ticket_evidence(
+    console: Console, request: web.Request, s: Session, f: Mapping[str, str]
+) -> web.Response:
+    """The evidence bundle as a download (a POST: the export is an audited act)."""
+    ticket_id = _id(request)
+    bundle = await _takedown(console).evidence(ticket_id, s.who.name)
+    return web.Response(
+        text=json.dumps(bundle, indent=2, sort_keys=True),
+        content_type="application/json",
+        headers={"Content-Disposition": f'attachment; filename="evidence-ticket-{ticket_id}.json"'},
+    )
+
+
 # --- lookup, fleet
 
 
@@ -898,45 +1056,19 @@ def _unix(value: object) -> datetime | None:
 # --- reports
 
 
-REPORT_SECONDS = 60.0
-
-
 async def _report(console: Console, f: Mapping[str, str]) -> TakedownReport:
-    """The takedown report of the last ``days`` (default 30). It reads every ticket of
-    the period, so it is computed once and then kept: older than a minute, the kept one
-    is shown (with its time) while a fresh one is computed in the background."""
-    takedown = _takedown(console)
+    """The takedown report of the last ``days`` (default 30), aggregated by the store."""
     text = f.get("days", "30")
     days = int(text) if text.isdigit() and 0 < int(text) < 3660 else 30
-
-    async def fresh() -> TakedownReport:
-        end = _now()
-        report: TakedownReport = await takedown.report(end - timedelta(days=days), end)
-        console.reports[days] = (console.clock(), report)
-        return report
-
-    cached = console.reports.get(days)
-    if cached is None:
-        return await fresh()
-    if console.clock() - cached[0] >= REPORT_SECONDS and days not in console.refreshing:
-        console.refreshing.add(days)
-        task = asyncio.create_task(fresh())
-        task.add_done_callback(lambda _: console.refreshing.discard(days))
-        console.tasks.add(task)
-        task.add_done_callback(console.tasks.discard)
-    return cached[1]
+    end = _now()
+    return await _takedown(console).report(end - timedelta(days=days), end)
 
 
-_BUCKETS = (30, 60, 120, 240, 480, 1440)
-
-
-def distribution_svg(minutes: Sequence[float]) -> str:
-    """Time to takedown as an inline bar chart (markup only: no script, no style)."""
-    labels = [f"<= {b} min" for b in _BUCKETS] + [f"> {_BUCKETS[-1]} min"]
-    counts = [0] * len(labels)
-    for m in minutes:
-        i = next((n for n, b in enumerate(_BUCKETS) if m <= b), len(_BUCKETS))
-        counts[i] += 1
+def distribution_svg(counts: Sequence[int]) -> str:
+    """Time to takedown as an inline bar chart (markup only: no script, no style):
+    ``counts`` of removed tickets per bucket of :data:`DISTRIBUTION_MINUTES`."""
+    bounds = DISTRIBUTION_MINUTES
+    labels = [f"<= {b} min" for b in bounds] + [f"> {bounds[-1]} min"]
     top = max(counts) or 1
     bar_w, gap, height = 60, 14, 160
     width = len(counts) * (bar_w + gap) + gap
@@ -997,7 +1129,7 @@ async def reports(console: Console, request: web.Request, s: Session, f: Mapping
     body = (
         _period_form(f.get("days", "30"))
         + f"<p>Notices received from {r.when(data['from'])} to {r.when(data['to'])}.</p>"
-        + distribution_svg(rep.minutes)
+        + distribution_svg(rep.distribution)
         + r.table(
             ("Source", "Tickets", "Removed", "Median (min)", "Within 60 min", "Within 120 min"),
             rows,
@@ -1059,14 +1191,31 @@ async def audit(console: Console, request: web.Request, s: Session, f: Mapping[s
     return await _page(console, s, "Audit log", body, "audit")
 
 
+# How long the page waits for the chain check before it says the check goes on.
+CHAIN_WAIT_SECONDS = 0.05
+
+
 async def audit_verify(
     console: Console, request: web.Request, s: Session, f: Mapping[str, str]
 ) -> str:
-    result = await h.read(console.ctx.store.verify_audit)
+    answer = await console.chain.ask(CHAIN_WAIT_SECONDS)
+    result = answer.result
+    if result is None:
+        flash = r.notice(
+            "ok", f"Checking the whole chain (since {answer.started_at:%H:%M:%S} UTC)."
+        )
+        body = (
+            '<p id="chain">checking</p><p>The check goes on in the background: '
+            '<a href="/console/audit/verify">see its result</a>.</p>'
+        )
+        return await _page(console, s, "Audit log", body, "audit", flash=flash)
+    checked = f"checked from {answer.started_at:%H:%M:%S} UTC"
     if result.ok:
-        flash = r.notice("ok", f"The chain is intact: {result.rows} rows.")
+        flash = r.notice("ok", f"The chain is intact: {result.rows} rows ({checked}).")
     else:
-        flash = r.notice("error", f"Broken at row {result.first_bad_row}: {result.reason}")
+        flash = r.notice(
+            "error", f"Broken at row {result.first_bad_row}: {result.reason} ({checked})."
+        )
     return await _page(
         console,
         s,
@@ -1123,6 +1272,7 @@ _ID = r"{id:\d+}"
 PAGES: tuple[tuple[str, str, str, Any], ...] = (
     ("GET", "/console/queue", "getPlan", queue),
     ("GET", "/console/screen", "getPlan", screen),
+    ("GET", "/console/intake/" + _ID, "getIntakeItem", intake_item),
     ("POST", "/console/intake/" + _ID + "/{action:accept}", "acceptIntakeItem", intake_outcome),
     ("POST", "/console/intake/" + _ID + "/{action:reject}", "rejectIntakeItem", intake_outcome),
     ("POST", "/console/intake/" + _ID + "/{action:uphold}", "upholdIntakeAppeal", intake_outcome),
@@ -1162,6 +1312,7 @@ PAGES: tuple[tuple[str, str, str, Any], ...] = (
         ticket_flag,
     ),
     ("POST", f"/console/tickets/{_ID}/reveal", "getTicket", reveal_ticket),
+    ("POST", f"/console/tickets/{_ID}/evidence", "getTicketEvidence", ticket_evidence),
     ("GET", "/console/lookup", "lookupTarget", lookup),
     ("POST", "/console/lookup", "lookupTarget", lookup),
     ("GET", "/console/fleet", "getFleet", fleet),

@@ -75,14 +75,14 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, Self
 from pydantic.fields import FieldInfo
 
 from edgeagent.configtypes import DnsAction
-from edgeagent.connlimits import DEFAULT_LIMITS, ConnectionLimits
 from edgeagent.errors import ConfigProblem, EdgeAgentError
+from edgeagent.limits import DEFAULT_LIMITS, ConnectionLimits
 from edgeagent.logs import fields
-from edgeagent.metrics import Metrics
 from edgeagent.model import DesiredState
 from edgeagent.plugins import PluginConfig
 
 if TYPE_CHECKING:
+    from edgeagent.metrics import Metrics
     from edgeagent.proxy.artefact import Artefact, EdgeReport
 
 log = logging.getLogger("edgeagent.enforcement")
@@ -103,13 +103,23 @@ def unfenced(what: str) -> None:
     return None
 
 
+class SerialRecord(Protocol):
+    """Where the last RPZ SOA serial handed out is kept: the store (central state every
+    agent on it shares, so a new leader continues above the old leader's serial)."""
+
+    def rpz_serial(self) -> int | None: ...
+
+    def save_rpz_serial(self, serial: int) -> None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class EnforcerContext:
     """What an enforcer is built from besides its own sections.
 
-    ``fence(what)`` raises :class:`~edgeagent.errors.Fenced` unless this agent is the
-    leader the database knows (:mod:`edgeagent.leadership`); an enforcer calls it right
-    before it commits what it publishes (an index renamed into place, routes changed).
+    ``serials`` keeps the last RPZ serial (the store). ``fence(what)`` raises
+    :class:`~edgeagent.errors.Fenced` unless this agent is the leader the database knows
+    (:mod:`edgeagent.leadership`); an enforcer calls it right before it commits what it
+    publishes (an index renamed into place, routes changed, a zone's UPDATE applied).
     """
 
     state_dir: Path
@@ -119,6 +129,7 @@ class EnforcerContext:
     limits: ConnectionLimits = DEFAULT_LIMITS  # for the listeners it serves
     role: Literal["standalone", "edge"] = "standalone"  # [agent] role
     fence: Callable[[str], None] = unfenced
+    serials: SerialRecord | None = None  # None: a file in state_dir (tools, tests)
 
 
 class EnforcerConfig(PluginConfig):
@@ -211,8 +222,12 @@ class EdgeFeed(Protocol):
         """What an edge holding the index ``since``/``digest`` needs (``None``: it is
         current). Blocking; raises ``LookupError`` before the first publish."""
 
-    async def wait(self, since: int, seconds: float) -> None:
-        """Return when a version other than ``since`` is served, or after ``seconds``."""
+    async def wait(self, since: int, seconds: float, digest: str = "") -> None:
+        """Return when a version other than ``since`` (or, given ``digest``, another
+        index at that version) is served, or after ``seconds``."""
+
+    def release(self) -> None:
+        """The agent is stopping: every wait returns now, and any later one at once."""
 
     def report(self, report: EdgeReport) -> None:
         """Record what an edge says it installed."""

@@ -15,6 +15,8 @@ from edgeagent.plugins import Registry
 
 __all__ = ["FEED_KINDS"]
 
+# Every command imports these modules through the config (command start-up): they import
+# aiohttp, dnspython, cryptography only where they run (see edgeagent.plugins).
 FEED_KINDS: Registry[Feed[Any]] = Registry("feed")
 FEED_KINDS.register(UrlListFeed)
 FEED_KINDS.register(HashedUrlListFeed, aliases=("hashed-list",))

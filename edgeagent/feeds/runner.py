@@ -32,6 +32,7 @@ from edgeagent.feeds.transport import make_session
 from edgeagent.guard import Guard
 from edgeagent.logs import fields
 from edgeagent.metrics import Metrics
+from edgeagent.periodic import PeriodicJobs
 from edgeagent.store.base import Generation, Store
 
 log = logging.getLogger("edgeagent.feeds")
@@ -125,14 +126,14 @@ class FeedRunner:
             if spec.enabled
         ]
 
-    def schedule(self, scheduler: Any, names: Iterable[str] | None = None) -> list[Any]:
+    def schedule(self, jobs: PeriodicJobs, names: Iterable[str] | None = None) -> list[str]:
         """Schedule every feed, or only ``names`` (jobs ``feed:<name>`` are replaced)."""
 
         async def run(spec: FeedSpec) -> None:
             await self.sync(spec.name)
 
         wanted = self.specs.values() if names is None else [self.specs[n] for n in names]
-        return schedule_feeds(scheduler, list(wanted), run)
+        return schedule_feeds(jobs, list(wanted), run)
 
     def approve(
         self, name: str, actor: str, reason: str = "", generation_id: int | None = None

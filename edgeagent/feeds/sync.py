@@ -16,8 +16,8 @@ Contract of :func:`sync_feed`:
 - Logs carry counts, reasons and short hashes only.
 
 :func:`approve_held` / :func:`discard_held` are the supervisor's answers to a held
-generation; both are audited. :func:`schedule_feeds` puts every enabled feed on an
-APScheduler 3.x ``AsyncIOScheduler``.
+generation; both are audited. :func:`schedule_feeds` puts every enabled feed on the
+daemon's periodic jobs (:mod:`edgeagent.periodic`).
 """
 
 from __future__ import annotations
@@ -35,9 +35,17 @@ from typing import Any
 
 import aiohttp
 
-from edgeagent.bulk import paused_gc
+from edgeagent.bulk import paced, paused_gc
 from edgeagent.errors import EdgeAgentError, FeedError, NotFound
-from edgeagent.feeds import domainlist, hashedlist, integrity, localfile, rpz_axfr, urllist
+from edgeagent.feeds import (
+    domainlist,
+    hashedlist,
+    integrity,
+    localfile,
+    rpz_axfr,
+    rpz_transfer,
+    urllist,
+)
 from edgeagent.feeds.base import (
     Accepted,
     FeedKind,
@@ -53,6 +61,7 @@ from edgeagent.feeds.base import (
 from edgeagent.feeds.transport import fetch, make_session
 from edgeagent.guard import ChangeLimits, Guard, plan_generation
 from edgeagent.model import Action, Entry, Indicator, Scope
+from edgeagent.periodic import JobTiming, PeriodicJobs
 from edgeagent.store.base import Generation, GenerationStatus, Store
 
 __all__ = [
@@ -174,7 +183,7 @@ def _entries(
     feed = run.spec.name
     hash_scope = _hash_scope()
     n = 0
-    for item in items:
+    for item in paced(items):
         n += 1
         if progress is not None and n % PROGRESS_EVERY == 0:
             progress(feed, n)
@@ -241,7 +250,7 @@ def _verify(spec: FeedSpec, body: bytes, digest: bytes | None, signature: bytes 
 def _previous(store: Store, live: Generation | None) -> set[Indicator]:
     if live is None:
         return set()
-    return {e.indicator for e in store.generation_entries(live.id)}
+    return {e.indicator for e in paced(store.generation_entries(live.id))}
 
 
 @dataclass(frozen=True, slots=True)
@@ -401,7 +410,9 @@ async def _run_sync(ctx: _Ctx, run: _Run) -> SyncResult:
         return _finish(run, SyncOutcome.UNCHANGED, "feed disabled", live, board)
     if spec.kind is FeedKind.RPZ_AXFR:
         base = await asyncio.to_thread(rpz_axfr.base_from_store, store, live)
-        transfer = await rpz_axfr.transfer(spec, base, previous_serial=live.serial if live else "")
+        transfer = await rpz_transfer.transfer(
+            spec, base, previous_serial=live.serial if live else ""
+        )
         run.serial, run.incremental = transfer.serial, transfer.incremental
         if transfer.records is None:
             return _finish(run, SyncOutcome.UNCHANGED, "zone serial unchanged", live, board)
@@ -471,7 +482,7 @@ async def sync_feed(
         reason = exc.reason
     except EdgeAgentError as exc:  # store or guard trouble: message is entry-free by contract
         reason = f"{exc.__class__.__name__}: {exc}"
-    except Exception as exc:  # never let one feed take the scheduler down
+    except Exception as exc:  # never let one feed take the periodic jobs down
         log.exception("feed %s: internal error", spec.name)
         reason = f"internal error: {exc.__class__.__name__}"
     try:
@@ -560,7 +571,7 @@ def _job(
     async def job() -> None:
         try:
             await run_sync(spec)
-        except Exception:  # one failing feed never stops another or the scheduler
+        except Exception:  # one failing feed never stops another or its job
             log.exception("feed %s: scheduled sync raised", spec.name)
 
     job.__name__ = f"sync_{spec.name}"
@@ -568,47 +579,32 @@ def _job(
 
 
 def schedule_feeds(
-    scheduler: Any,
+    jobs: PeriodicJobs,
     specs: Sequence[FeedSpec],
     run_sync: Callable[[FeedSpec], Awaitable[object]],
-) -> list[Any]:
-    """Add one job per enabled feed to an APScheduler 3.x ``AsyncIOScheduler``.
+) -> list[str]:
+    """Add one job per enabled feed to ``jobs`` (:mod:`edgeagent.periodic`).
 
-    Interval (``spec.interval`` seconds) or cron (``spec.cron``, crontab syntax) with
-    ``spec.jitter`` seconds of jitter; ``max_instances=1`` (one run per feed at a time in
-    this process), ``coalesce=True`` (missed runs collapse into one) and an explicit
-    ``misfire_grace_time`` (APScheduler's default of 1 s would skip runs after any loop
-    stall). Job ids are ``feed:<name>``; existing jobs are replaced. Returns the jobs.
+    Interval (``spec.interval`` seconds, on the monotonic clock) or cron (``spec.cron``,
+    crontab syntax, on the wall clock) with ``spec.jitter`` seconds of jitter and
+    ``spec.misfire_grace_time`` (a run the loop delays longer is skipped); one run per
+    feed at a time in this process, missed runs collapsed into one. Job ids are
+    ``feed:<name>``; existing jobs are replaced. Returns the job ids.
     """
-    from apscheduler.triggers.cron import CronTrigger
-    from apscheduler.triggers.interval import IntervalTrigger
-
-    jobs = []
+    ids = []
     for spec in specs:
         if not spec.enabled:
             continue
-        jitter = int(spec.jitter) or None
-        trigger: Any
+        job_id = f"feed:{spec.name}"
+        timing = JobTiming(jitter=spec.jitter, grace=max(1.0, spec.misfire_grace_time))
         if spec.cron:
-            trigger = CronTrigger.from_crontab(spec.cron, timezone=UTC)
-            trigger.jitter = jitter
+            jobs.cron(job_id, spec.cron, _job(spec, run_sync), timing)
         elif spec.interval:
-            trigger = IntervalTrigger(seconds=spec.interval, jitter=jitter, timezone=UTC)
+            jobs.every(job_id, spec.interval, _job(spec, run_sync), timing)
         else:
             raise FeedError(spec.name, "neither interval nor cron configured")
-        jobs.append(
-            scheduler.add_job(
-                _job(spec, run_sync),
-                trigger,
-                id=f"feed:{spec.name}",
-                name=f"feed sync {spec.name}",
-                max_instances=1,
-                coalesce=True,
-                misfire_grace_time=max(1, int(spec.misfire_grace_time)),
-                replace_existing=True,
-            )
-        )
-    return jobs
+        ids.append(job_id)
+    return ids
 
 
 def status_dict(status: FeedStatus, now: datetime | None = None) -> Mapping[str, Any]:

@@ -180,11 +180,14 @@ class Guard:
         min_prefix_v6: int = 48,
         reserved: Iterable[str] = (),
         policy_zones: Iterable[str] = (),
+        suffixes: PublicSuffixes | None = None,
     ) -> Guard:
         """Build from the protected-names directory and a PSL snapshot (see ``load``s);
         ``reserved``: the agent's own names (``Settings.reserved_names()``);
-        ``policy_zones``: the zones entries are written under (``Settings.policy_zones()``)."""
-        suffixes = PublicSuffixes.load(psl_file)
+        ``policy_zones``: the zones entries are written under (``Settings.policy_zones()``);
+        ``suffixes``: a snapshot already loaded (it never changes), instead of ``psl_file``."""
+        if suffixes is None:
+            suffixes = PublicSuffixes.load(psl_file)
         protected = ProtectedNames.load_dir(
             protected_dir, public_suffixes=suffixes, reserved=reserved
         )

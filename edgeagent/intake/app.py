@@ -4,8 +4,9 @@ Privacy contract (see :mod:`edgeagent.intake.base`): handlers read the form, the
 cookie and, for the rate limit only, the peer address, which is turned into a keyed
 hash held in memory for at most the limiter's window (:mod:`.ratelimit`). Nothing else
 about the visitor is read, stored, logged or counted; the access log is off and aiohttp's
-error records are redacted (:func:`start_public_pages`). Pages carry no script and load
-nothing from elsewhere, so they work the same with JavaScript off.
+error records are redacted (the daemon serves the pages by
+:func:`edgeagent.connlimits.serve`, under the ``[listeners]`` limits). Pages carry no
+script and load nothing from elsewhere, so they work the same with JavaScript off.
 
 Order of checks on a submission: size (413), per-source rate (429), CSRF (403), the
 fields (400, the form shown again with every problem), the day's cap (503), then the
@@ -33,7 +34,6 @@ from edgeagent.intake.form import (
 )
 from edgeagent.intake.ratelimit import DailyCap, SourceLimiter
 from edgeagent.intake.settings import IntakeSettings
-from edgeagent.logs import redact_aiohttp_server_logs
 from edgeagent.metrics import Metrics
 
 Parse = Callable[[Mapping[str, str], IntakeSettings], IntakeContent]
@@ -222,13 +222,3 @@ def create_public_pages_app(pages: PublicPages) -> web.Application:
     app = web.Application(client_max_size=pages.settings.max_form_bytes)
     app.add_routes(pages.routes())
     return app
-
-
-async def start_public_pages(app: web.Application, host: str, port: int) -> web.AppRunner:
-    """Start ``app`` with the access log off and aiohttp's error records redacted (both
-    would record client addresses and request lines)."""
-    redact_aiohttp_server_logs()
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, host, port).start()
-    return runner

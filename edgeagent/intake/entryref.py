@@ -7,7 +7,7 @@ entry_digest`) is what the proxy's helper matched, so the helper can compute the
 reference from its match without ever holding the entry; the agent finds the entry
 again by computing the reference of each entry in force (:meth:`EntryRefs.find`).
 
-The key is 32 random bytes in ``<state_dir>/appeal-ref.key`` (created on first use,
+The key is 32 random bytes in ``appeal-ref.key`` beside the proxy index (created on first use,
 written atomically; 0600, or 0640 with the proxy helper's group when one is configured,
 ``[proxy] group``, so that helper may read it). Without the key a
 reference reveals nothing, not even whether two people appealed the same page across
@@ -38,12 +38,21 @@ def ref_of_digest(key: bytes, digest: bytes) -> str:
     return base64.b32encode(mac).decode("ascii").lower()
 
 
-def load_key(state_dir: Path, group: str | None = None) -> bytes:
-    """The key in ``state_dir`` (created if missing); ``EdgeAgentError`` if unreadable."""
-    path = state_dir / KEY_FILE_NAME
+def load_key(directory: Path, group: str | None = None, former: Path | None = None) -> bytes:
+    """The key in ``directory`` (created if missing: the key in ``former``, the directory
+    it was kept in before, when there is one, so that earlier references still resolve;
+    else a new one); ``EdgeAgentError`` if unreadable."""
+    path = directory / KEY_FILE_NAME
     if not path.exists():
+        # The proxy index's directory may not exist before the first index is written.
+        directory.mkdir(parents=True, exist_ok=True)
         mode = 0o600 if group is None else 0o640
-        write_atomic(path, secrets.token_bytes(32), mode, group=group)
+        earlier = None if former is None else former / KEY_FILE_NAME
+        if earlier is not None and earlier != path and earlier.is_file():
+            key = earlier.read_bytes()
+        else:
+            key = secrets.token_bytes(32)
+        write_atomic(path, key, mode, group=group)
     try:
         key = path.read_bytes()
     except OSError as exc:
@@ -60,8 +69,10 @@ class EntryRefs:
         self._key = bytes(key)
 
     @classmethod
-    def load(cls, state_dir: Path, group: str | None = None) -> EntryRefs:
-        return cls(load_key(state_dir, group))
+    def load(
+        cls, directory: Path, group: str | None = None, former: Path | None = None
+    ) -> EntryRefs:
+        return cls(load_key(directory, group, former))
 
     def of(self, indicator: Indicator) -> str:
         """The reference of ``indicator``; address entries (which the proxy does not

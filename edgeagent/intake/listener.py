@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from edgeagent.configtypes import read_secret
-from edgeagent.intake.app import PublicPages, create_public_pages_app, start_public_pages
+from edgeagent.connlimits import serve
+from edgeagent.intake.app import PublicPages, create_public_pages_app
 from edgeagent.intake.appellant import AppellantMail
 from edgeagent.intake.entryref import EntryRefs
 from edgeagent.intake.mail.ack import MailAcknowledger
@@ -27,6 +28,7 @@ from edgeagent.intake.mail.lmtp import LmtpDelivery, serve_lmtp
 from edgeagent.intake.mail.notices import MailIntake, MailPoller
 from edgeagent.intake.mail.signature import KeyLookup
 from edgeagent.intake.triage import Notify, Triage
+from edgeagent.limits import DEFAULT_LIMITS, ConnectionLimits
 from edgeagent.model import Entry
 from edgeagent.proxy.enforcer import ProxyEnforcerConfig
 from edgeagent.takedown.notifiers.smtp import SmtpNotifier, SmtpNotifierConfig
@@ -58,13 +60,14 @@ class MailChannel:
     poller: MailPoller | None
     lmtp: tuple[str, int] | None
     on_change: Callable[[], None] | None = None
+    limits: ConnectionLimits = DEFAULT_LIMITS  # of the LMTP listener ([listeners])
 
     async def run(self) -> None:
         """Poll and listen until cancelled (the daemon's task)."""
         server = None
         if self.lmtp is not None:
             delivery = LmtpDelivery(self.intake, self.on_change)
-            server = await serve_lmtp(delivery, *self.lmtp)
+            server = await serve_lmtp(delivery, *self.lmtp, self.limits)
         try:
             if self.poller is not None:
                 await self.poller.run()
@@ -115,7 +118,8 @@ def mail_channel_for(
 
         poller = MailPoller(intake, open_mailbox, lambda: agent.leadership.is_leader)
     lmtp = None if settings.lmtp_host is None else (settings.lmtp_host, settings.lmtp_port)
-    return MailChannel(intake, poller, lmtp, on_change)
+    limits = agent.settings.listeners.limits()
+    return MailChannel(intake, poller, lmtp, on_change, limits)
 
 
 def triage_for(agent: Agent) -> Triage:
@@ -127,15 +131,19 @@ def triage_for(agent: Agent) -> Triage:
     return Triage(
         agent.decisions,
         entries=entries,
-        refs=EntryRefs.load(agent.settings.agent.state_dir, _proxy_group(agent.settings)),
+        refs=entry_refs(agent.settings),
         notify=_appellant_mail(agent),
         metrics=agent.metrics,
     )
 
 
-def _proxy_group(settings: Settings) -> str | None:
-    """The proxy's group: the Squid helper reads the appeal key to sign its references."""
-    return settings.sections(ProxyEnforcerConfig).proxy.group
+def entry_refs(settings: Settings) -> EntryRefs:
+    """The appeal key sits beside the proxy index, with the proxy's group: the Squid
+    helper reads it to sign its references. A key kept in the state directory before is
+    carried over."""
+    proxy = settings.sections(ProxyEnforcerConfig).proxy
+    state_dir = settings.agent.state_dir
+    return EntryRefs.load(proxy.artefacts_dir(state_dir), proxy.group, former=state_dir)
 
 
 async def start_intake_pages(agent: Agent, triage: Triage) -> tuple[web.AppRunner, str] | None:
@@ -145,7 +153,10 @@ async def start_intake_pages(agent: Agent, triage: Triage) -> tuple[web.AppRunne
         return None
     triage.export_pending()
     pages = PublicPages(settings, triage.submit, metrics=agent.metrics)
-    runner = await start_public_pages(create_public_pages_app(pages), settings.host, settings.port)
+    # Public, so as exposed to slow and silent clients as the stop page: the same limits.
+    limits = agent.settings.listeners.limits()
+    app = create_public_pages_app(pages)
+    runner = await serve(app, limits, address=(settings.host, settings.port))
     port = runner.addresses[0][1]
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     return runner, f"http://{host}:{port}"

@@ -167,6 +167,17 @@ class Triage:
         self._tell(done)
         return TriageResult(done, tuple(changed))
 
+    def appealed(self, item: IntakeItem) -> list[Decision]:
+        """The open block decisions a pending appeal names (by its opaque entry
+        reference), for the person deciding it; empty when it names none of them (a list
+        entry, or nothing still blocked). A read: the same match :meth:`revoke` makes."""
+        ref = item.content.subject
+        if item.channel is not IntakeChannel.APPEAL or self._refs is None or not ref:
+            return []
+        blocks = self._open_blocks()
+        hits = set(self._refs.find(ref, {d.indicator for d in blocks}))
+        return [d for d in blocks if d.indicator in hits]
+
     # --- helpers
 
     def _pending(self, item_id: int, outcome: IntakeState) -> IntakeItem:

@@ -36,12 +36,14 @@ PowerDNS Recursor, Knot Resolver). ``fleet`` lists every resolver the agent veri
 every proxy (the lab's Squid, its forward-proxy port).
 
 ``--ha`` (``Lab(ha=True)``) puts the store in PostgreSQL: a primary with a synchronous
-standby failed over by pg_auto_failover (:mod:`edgeagent.lab.pgcluster`, in
+standby failed over by pg_auto_failover, or by Patroni on etcd with ``--ha-engine
+patroni`` (:mod:`edgeagent.lab.pgha`, in
 ``postgresql/``), and starts a second agent (``agent2/``, its own API and metrics ports)
-on the same database. The second agent writes its zone into its own directory rather than
-to the lab's resolvers: one agent publishes to them. ``lab.json`` then also has
+on the same database. Both publish to the same hidden primary and proxy index, fenced
+as in production (only the leader's UPDATEs and index get through); the lab's Unbound
+transfers from the first agent's HTTP zone server. ``lab.json`` then also has
 ``"apis": [url, ...]`` (each agent's API, the first is ``"api"``) and ``"database":
-{"primary": "host:port", "standby": "host:port"}``.
+{"engine": ..., "primary": "host:port", "standby": "host:port"}``.
 
 Addresses: one 127.0.N.0/24 block per lab (origin .10, Squid and sniproxy .80, stop page
 .81, unfiltered DNS .53). As root the web ports are 80/443 and the unfiltered DNS is on
@@ -57,6 +59,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import grp
 import json
 import logging
@@ -71,6 +74,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +82,7 @@ from edgeagent.config import BUNDLED_LISTS_DIR, load_config
 from edgeagent.lab.daemons import DaemonError, ProcessGroup, free_port, free_tcp_port, spawn
 from edgeagent.lab.fleet import loopback_inventory, resolver_kinds, start_fleet
 from edgeagent.lab.intake import LabIntake, prepare_appeal_key, start_lab_intake
-from edgeagent.lab.pgcluster import PgCluster, start_pg_cluster
+from edgeagent.lab.pgha import DEFAULT_ENGINE, PgCluster, start_pg_cluster
 from edgeagent.lab.postgres import store_section
 from edgeagent.lab.proxy import start_sniproxy, start_squid
 from edgeagent.lab.resolvers import (
@@ -97,7 +101,7 @@ from edgeagent.model import DesiredState
 from edgeagent.render.writing import shipped_templates
 from edgeagent.rpz.compiler import RpzSettings
 from edgeagent.rpz.enforcer import RpzConfig, compiler_settings
-from edgeagent.rpz.publishers.base import ZoneRelease
+from edgeagent.rpz.publishers.base import ZoneRelease, zone_file_name
 from edgeagent.rpz.publishers.http_notify import HTTP_DIR
 from edgeagent.service import Agent, Daemon
 from edgeagent.tokens import new_token
@@ -109,8 +113,9 @@ log = logging.getLogger("edgeagent.lab")
 ROLES = ("noc", "analyst", "supervisor", "admin")
 # How long the resolvers and the proxy get to answer their canaries once the agent runs.
 READY_TIMEOUT = 60.0
-RPZ_ZONE = "rpz.edgeagent.invalid"  # the names the shipped snippets use
-RPZ_EXCEPTION_ZONE = "rpz-exceptions.edgeagent.invalid"
+# The agent's own defaults: the lab names its zones as a deployment on the defaults does.
+RPZ_ZONE = RpzConfig().zone
+RPZ_EXCEPTION_ZONE = RpzConfig().exception_zone
 OWN_PREFIX = "203.0.113.0/24"
 HOSTED_ADDRESS = "203.0.113.10"
 CUSTOMER = "lab-hosting-1"
@@ -215,7 +220,7 @@ class LabPlan:
 
     @property
     def rpz_zone_file(self) -> Path:
-        return self.state_dir / HTTP_DIR / HTTP_PUBLISHER / f"{RPZ_ZONE}.zone"
+        return self.state_dir / HTTP_DIR / HTTP_PUBLISHER / zone_file_name(RPZ_ZONE)
 
 
 def lab_config_text(plan: LabPlan, extra: str = "") -> str:
@@ -260,8 +265,27 @@ def peers_config_text(
     proxy_port: int,
     *,
     appeal_url: str,
+    second: LabPlan | None = None,
 ) -> str:
-    """RPZ publishing, resolvers, proxy and takedown sections for the lab's peers."""
+    """RPZ publishing, resolvers, proxy and takedown sections for the lab's peers.
+
+    With ``second`` (the ``--ha`` lab's second agent: its own ports) the same peers as
+    the first agent's, as a second central agent in production has: the same hidden
+    primary (its UPDATEs fenced by the SOA prerequisite), proxy index (fenced by the
+    policy version) and takedown channels; not the first agent's HTTP zone server, which
+    the lab's Unbound transfers from, and its stop page on a port of its own.
+    """
+    zone_server = f"""
+[publishers.{HTTP_PUBLISHER}]
+kind = "http-notify"
+host = "127.0.0.1"
+port = {plan.http_notify_port}
+notify = [{{ host = "127.0.0.1", port = {plan.unbound_port} }}]
+retries = 3
+{_resolver_toml("unbound", plan.unbound_port)}"""
+    stop_page_port = addr.web_port
+    if second is not None:
+        zone_server, stop_page_port = "", free_tcp_port(addr.stop_page)
     return f"""
 [rpz]
 zone = "{RPZ_ZONE}"
@@ -280,35 +304,18 @@ tsig_key_name = "{UPDATE_KEY}"
 tsig_secret_file = "{plan.secrets_dir / "update-tsig"}"
 timeout_seconds = 5.0
 retries = 3
-
-[publishers.{HTTP_PUBLISHER}]
-kind = "http-notify"
-host = "127.0.0.1"
-port = {plan.http_notify_port}
-notify = [{{ host = "127.0.0.1", port = {plan.unbound_port} }}]
-retries = 3
-
-[[resolvers]]
-name = "bind-secondary"
-host = "127.0.0.1"
-port = {plan.secondary_port}
-kind = "bind"
-
-[[resolvers]]
-name = "unbound"
-host = "127.0.0.1"
-port = {plan.unbound_port}
-kind = "unbound"
-
+{_resolver_toml("bind-secondary", plan.secondary_port, "bind")}{zone_server}
 [proxy]
 enabled = true
 index_path = "{plan.index_path}"
 {'group = "proxy"' if _has_group("proxy") else ""}
 stop_page_listen_host = "{addr.stop_page}"
-stop_page_listen_port = {addr.web_port}
+stop_page_listen_port = {stop_page_port}
 proxies = [{{ host = "{addr.proxy}", port = {proxy_port} }}]
 verify_interval_seconds = 5
 appeal_url = "{appeal_url}"
+# The lab's names from their authoritative server (no policy): IP-literal aliases.
+alias_resolvers = [{{ host = "127.0.0.1", port = {plan.auth_port} }}]
 
 [takedown]
 enabled = true
@@ -334,6 +341,17 @@ kind = "webhook"
 url = "{webhook_url}"
 secret_file = "{plan.secrets_dir / "webhook-hmac"}"
 timeout_seconds = 10.0
+"""
+
+
+def _resolver_toml(name: str, port: int, kind: str = "") -> str:
+    """One ``[[resolvers]]`` block on loopback (``kind``: the resolver's, default its name)."""
+    return f"""
+[[resolvers]]
+name = "{name}"
+host = "127.0.0.1"
+port = {port}
+kind = "{kind or name}"
 """
 
 
@@ -387,6 +405,7 @@ class Lab:
         keep: bool = False,
         fleet_resolvers: int = 0,
         ha: bool = False,
+        ha_engine: str = DEFAULT_ENGINE,
     ) -> None:
         # Remove on exit only what the lab created: a new directory, or one that was empty.
         self.owned = directory is None or not directory.exists() or not any(directory.iterdir())
@@ -403,8 +422,11 @@ class Lab:
         self._announcing: asyncio.Task[None] | None = None
         self._intake: LabIntake | None = None
         self.ha = ha
+        self.ha_engine = ha_engine
         self.cluster: PgCluster | None = None
         self.second: SecondAgent | None = None
+        # The peers' config sections, for the second agent too (``second=its plan``).
+        self._peers_text: Callable[..., str] = peers_config_text
 
     # -- preparation -------------------------------------------------------------------
     def _write_secrets(self) -> bytes:
@@ -438,7 +460,17 @@ class Lab:
         _check_traversable(self.directory)
         webhook_secret = self._write_secrets()
         proxy_group = "proxy" if _has_group("proxy") else None
-        appeal_key = prepare_appeal_key(plan.state_dir, proxy_group)
+        index_dir = plan.index_path.parent
+        index_dir.mkdir(mode=0o770, parents=True, exist_ok=True)
+        if proxy_group is not None:
+            shutil.chown(index_dir, group=proxy_group)
+            # The helpers (group proxy) write their stats files here.
+            os.chmod(index_dir, 0o2770)  # noqa: S103 - group proxy only
+        else:
+            os.chmod(index_dir, 0o777)  # noqa: S103 - throwaway lab; no proxy group here
+        # Beside the index, where the agent keeps it: Squid's helpers never enter the
+        # agent's state directory.
+        appeal_key = prepare_appeal_key(index_dir, proxy_group)
         intake = self._intake = start_lab_intake(self.directory, plan.secrets_dir, self.group)
         (plan.directory / "customers.csv").write_text(CUSTOMERS_CSV, encoding="utf-8")
 
@@ -475,7 +507,8 @@ class Lab:
             )
 
         # Resolvers start from an empty policy at serial 0 (the agent's first is 1).
-        empty = ZoneRelease(DesiredState(0, (), ()), _bootstrap_rpz(), 0)
+        rpz = _bootstrap_rpz()
+        empty = ZoneRelease(DesiredState(0, (), ()), rpz, 0)
         bootstrap_zones(self._mkdir("primary-zones"), empty)
         primary = start_primary(
             self._mkdir("primary"),
@@ -483,6 +516,7 @@ class Lab:
             [plan.secondary_port],
             port=plan.primary_port,
             group=self.group,
+            rpz=rpz,
         )
         _write_private(plan.secrets_dir / "update-tsig", primary.extra["update_secret"] + "\n")
         secondary = start_secondary(
@@ -491,6 +525,7 @@ class Lab:
             plan.secondary_port,
             {ZONE: auth.port},
             group=self.group,
+            rpz=rpz,
         )
         unbound_dir = self._mkdir("unbound")
         bootstrap_zones(unbound_dir, empty)
@@ -500,16 +535,9 @@ class Lab:
             {ZONE: auth.port},
             port=plan.unbound_port,
             group=self.group,
+            rpz=rpz,
         )
 
-        index_dir = plan.index_path.parent
-        index_dir.mkdir(mode=0o770, parents=True, exist_ok=True)
-        if _has_group("proxy"):
-            shutil.chown(index_dir, group="proxy")
-            # The helpers (group proxy) write their stats files here.
-            os.chmod(index_dir, 0o2770)  # noqa: S103 - group proxy only
-        else:
-            os.chmod(index_dir, 0o777)  # noqa: S103 - throwaway lab; no proxy group here
         web = "" if addr.web_port == 80 else f":{addr.web_port}"
         stop_base = f"http://{addr.stop_page}{web}"
         squid = start_squid(
@@ -564,7 +592,8 @@ class Lab:
                 **intake.info(),
             }
         )
-        peers = peers_config_text(
+        self._peers_text = partial(
+            peers_config_text,
             plan,
             addr,
             smtp.port,
@@ -572,6 +601,7 @@ class Lab:
             squid.proxy_port,
             appeal_url=f"{intake.pages}/appeal",
         )
+        peers = self._peers_text()
         return peers + intake.config_text(auth.port, "hosting-mail") + fleet_config
 
     def _start_fleet(self) -> tuple[str, list[dict[str, Any]]]:
@@ -659,22 +689,26 @@ class Lab:
     async def _start_database(self) -> str:
         """The PostgreSQL pair and its monitor; return the agents' ``[store]`` section."""
         cluster = self.cluster = await asyncio.to_thread(
-            start_pg_cluster, self.directory / "postgresql"
+            functools.partial(
+                start_pg_cluster, self.directory / "postgresql", engine=self.ha_engine
+            )
         )
         password = secrets.token_urlsafe(24)
         dsn = await asyncio.to_thread(cluster.create_database, "edgeagent", "edgeagent", password)
         primary, standby = cluster.nodes
-        self.info["database"] = {"primary": primary.address, "standby": standby.address}
+        self.info["database"] = {
+            "engine": cluster.engine,
+            "primary": primary.address,
+            "standby": standby.address,
+        }
         return "\n" + store_section(dsn, password, self.plan.secrets_dir)
 
     def _start_second_agent(self, store: str) -> SecondAgent:
         """``edgeagent run`` on the same database, with ports and a state of its own."""
         directory = self._mkdir("agent2")
         plan = LabPlan(directory)
-        zones = directory / "zones"
-        zones.mkdir(mode=0o700, exist_ok=True)
-        publisher = f'\n[publishers.files]\nkind = "zonefile"\ndirectory = "{zones}"\n'
-        _write_private(plan.config_path, lab_config_text(plan, publisher + store))
+        peers = self._peers_text(second=plan)
+        _write_private(plan.config_path, lab_config_text(plan, peers + store))
         argv = [sys.executable, "-m", "edgeagent.cli", "run", "-c", str(plan.config_path)]
         spawn("agent2", argv, directory, self.group)
         return SecondAgent(
@@ -702,7 +736,8 @@ class Lab:
 
 
 def _bootstrap_rpz() -> RpzSettings:
-    """Compiler settings for the bootstrap zones: only the zone names matter."""
+    """Compiler settings for the bootstrap zones and the daemons' templates: the zone
+    names and the canary matter."""
     return compiler_settings(RpzConfig(zone=RPZ_ZONE, exception_zone=RPZ_EXCEPTION_ZONE), {})
 
 
@@ -733,8 +768,9 @@ def run_lab(
     fleet_resolvers: int = 0,
     *,
     ha: bool = False,
+    ha_engine: str = DEFAULT_ENGINE,
 ) -> None:
     """Run a lab until Ctrl-C/SIGTERM (the CLI's ``edgeagent lab``)."""
-    lab = Lab(directory, keep=keep, fleet_resolvers=fleet_resolvers, ha=ha)
+    lab = Lab(directory, keep=keep, fleet_resolvers=fleet_resolvers, ha=ha, ha_engine=ha_engine)
     lab.announce = announce
     asyncio.run(lab.run())

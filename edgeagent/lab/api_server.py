@@ -26,7 +26,6 @@ from pathlib import Path
 
 from edgeagent.api import ApiContext, create_app, start_site
 from edgeagent.config import Settings, default_settings, load_config
-from edgeagent.connlimits import DEFAULT_LIMITS
 from edgeagent.decisions import DecisionService
 from edgeagent.engine import PolicyEngine
 from edgeagent.guard import Guard
@@ -38,6 +37,7 @@ from edgeagent.lab.daemons import (
     stop_process,
     wait_listening,
 )
+from edgeagent.limits import DEFAULT_LIMITS
 from edgeagent.store import SqliteStore, open_store
 from edgeagent.store.base import Store
 

@@ -10,10 +10,10 @@ newest first, on shutdown and on any start-up failure.
 from __future__ import annotations
 
 import contextlib
-import re
 import socket
 import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -24,12 +24,9 @@ import dns.rcode
 import dns.rdataclass
 import dns.rdatatype
 
-from edgeagent.bundled import bundled_path
 from edgeagent.errors import EdgeAgentError
 
 HOST = "127.0.0.1"
-# The shipped resolver and proxy snippets.
-SNIPPETS_DIR = bundled_path("resolvers")
 
 
 class DaemonError(EdgeAgentError, RuntimeError):
@@ -68,17 +65,6 @@ def free_tcp_port(*hosts: str) -> int:
     raise DaemonError(f"no TCP port free on all of {addrs}")
 
 
-def render(template: Path, values: dict[str, str]) -> str:
-    """``template``'s text with every ``@KEY@`` filled; an unfilled placeholder is an error."""
-    text = template.read_text(encoding="utf-8")
-    for key, value in values.items():
-        text = text.replace(f"@{key}@", value)
-    left = set(re.findall(r"@([A-Z_]+)@", text)) - {"NAME"}
-    if left:
-        raise ValueError(f"unfilled placeholders in {template.name}: {sorted(left)}")
-    return text
-
-
 @dataclass
 class RunningDaemon:
     """A started daemon; :meth:`stop` ends it (idempotent)."""
@@ -109,13 +95,22 @@ class RunningDaemon:
 
 def stop_process(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
     """SIGTERM, wait up to ``timeout`` seconds, then SIGKILL (idempotent)."""
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+    stop_processes([proc], timeout)
+
+
+def stop_processes(procs: Sequence[subprocess.Popen[bytes]], timeout: float = 10.0) -> None:
+    """:func:`stop_process` for each of ``procs``, all signalled first: they shut down
+    side by side, so the wait is the slowest one's, not the sum."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+    for proc in procs:
+        if proc.poll() is None:
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
 
 
 class ProcessGroup:

@@ -27,7 +27,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from edgeagent.lab.daemons import HOST, DaemonError, free_tcp_port, stop_process
+from edgeagent.lab.daemons import HOST, DaemonError, free_tcp_port, stop_processes
 from edgeagent.lab.proxy import RunningSquid, start_squid
 from edgeagent.proxy.artefact import new_key_pair
 from edgeagent.proxy.index import IndexFileError, IndexReader
@@ -149,10 +149,8 @@ class EdgeFleet:
         return EdgeProxy(name, d, config, metrics, squid)
 
     def stop(self) -> None:
-        for name in reversed(list(self.procs)):
-            stop_process(self.procs.pop(name))
-        for edge in reversed(self.edges):
-            edge.squid.stop()
+        stop_processes([self.procs.pop(name) for name in reversed(list(self.procs))])
+        stop_processes([edge.squid.proc for edge in reversed(self.edges)], timeout=15)
 
     def remove(self) -> None:
         self.stop()

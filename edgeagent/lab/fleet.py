@@ -30,6 +30,7 @@ from edgeagent.lab.daemons import (
     spawn,
     wait_answering,
 )
+from edgeagent.proxy.enforcer import HELPER_STATS_FILE_NAME, INDEX_FILE_NAME
 from edgeagent.render.inventory import Inventory, ResolverKind, parse_inventory
 from edgeagent.render.snippets import (
     ProxyNames,
@@ -206,11 +207,13 @@ def start_fleet(
 ) -> RunningFleet:
     """Render ``inventory`` under ``base``, write keys, start every daemon; the primaries
     hold the initial zones (serial 1) until the agent's first UPDATE."""
+    artefacts = base / "publish" / "proxy"
     proxy = ProxyNames(
-        str(base / "publish" / "proxy" / "index.bin"),
+        str(artefacts / INDEX_FILE_NAME),
         "open",
         "http://stop.test",
-        str(base / "state" / KEY_FILE_NAME),
+        str(artefacts / KEY_FILE_NAME),
+        str(artefacts / HELPER_STATS_FILE_NAME),
     )
     files = render_fleet(inventory, rpz, proxy, templates)
     # One directory per server under base ("{name}" in the paths): drop the kind level.

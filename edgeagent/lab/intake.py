@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import secrets
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,15 +29,11 @@ MAILBOX_USER = "notices@isp.lab.test"
 REFERENCE_PATTERN = r"\b(LAB-[0-9]+)\b"
 
 
-def prepare_appeal_key(state_dir: Path, group: str | None) -> Path:
-    """Create the agent's appeal key before Squid starts, readable by its helper: the
-    state directory is made traverse-only for ``group`` (the key file is 0640)."""
-    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if group is not None:
-        shutil.chown(state_dir, group=group)
-        state_dir.chmod(0o710)
-    load_key(state_dir, group)
-    return state_dir / KEY_FILE_NAME
+def prepare_appeal_key(index_dir: Path, group: str | None) -> Path:
+    """Create the agent's appeal key before Squid starts, beside the proxy index in
+    ``index_dir`` (which Squid's helpers reach), 0640 with ``group``."""
+    load_key(index_dir, group)
+    return index_dir / KEY_FILE_NAME
 
 
 @dataclass

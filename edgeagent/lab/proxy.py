@@ -1,11 +1,11 @@
-"""Squid with the edgeagent helper, and sniproxy, from the SHIPPED configs.
+"""Squid with the edgeagent helper, and sniproxy, from the render module's templates.
 
-- :func:`start_squid` renders ``resolvers/squid/squid.conf``, checks it with
+- :func:`start_squid` fills ``squid.conf`` (:mod:`edgeagent.render.filling`), checks it with
   ``squid -k parse`` and runs ``squid -N`` until both its explicit-proxy port and its
   ``accel vhost`` port (what DNS-diverted clients reach) accept connections. Squid drops
   to the ``proxy`` user: ``workdir`` is made writable for it and the index must be
   readable by it (the agent writes it with ``[proxy] group = "proxy"``).
-- :func:`start_sniproxy` renders ``resolvers/sniproxy/sniproxy.conf`` and runs
+- :func:`start_sniproxy` fills ``sniproxy.conf`` and runs
   ``sniproxy -f`` (diverted HTTPS is passed through by SNI, untouched).
 
 Both resolve names WITHOUT the diversion policy: Squid through ``resolver`` (an address,
@@ -21,23 +21,25 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgeagent.bundled import IMPORT_ROOT
+from edgeagent.bundled import IMPORT_ROOT, bundled_path
 from edgeagent.intake.entryref import KEY_FILE_NAME
 from edgeagent.lab.daemons import (
     HOST,
-    SNIPPETS_DIR,
     DaemonError,
     ProcessGroup,
     check_config,
     free_tcp_port,
-    render,
     spawn,
     stop_process,
     wait_listening,
 )
+from edgeagent.proxy.enforcer import HELPER_STATS_FILE_NAME
+from edgeagent.render.filling import fill, template_text
+from edgeagent.render.inventory import InventoryPaths, InventoryProxy
+from edgeagent.render.snippets import ProxyNames, sniproxy_values, squid_values
 
-SQUID_CONF = SNIPPETS_DIR / "squid" / "squid.conf"
-SNIPROXY_CONF = SNIPPETS_DIR / "sniproxy" / "sniproxy.conf"
+SQUID_TEMPLATE = "squid.conf"
+SNIPROXY_TEMPLATE = "sniproxy.conf"
 
 
 @dataclass
@@ -74,7 +76,7 @@ def helper_command() -> str:
 
 
 # The prefilter's sources and Makefile; ``make -C`` builds into ``build/`` beside them.
-PREFILTER_DIR = SNIPPETS_DIR / "squid" / "ecap"
+PREFILTER_DIR = bundled_path("prefilter")
 PREFILTER_MODULE = "edgeagent-prefilter.so"
 PREFILTER_PACKAGES = "Debian packages g++ make libecap3-dev libssl-dev"
 
@@ -132,37 +134,38 @@ def render_squid_conf(
     """
     hosts_file = workdir / "hosts"
     hosts_file.write_text("".join(f"{a} {n}\n" for n, a in (hosts or {}).items()))
-    proxy_port = proxy_port or free_tcp_port(listen)
-    accel_port = accel_port or free_tcp_port(listen)
-    conf = workdir / "squid.conf"
-    conf.write_text(
-        render(
-            SQUID_CONF,
-            {
-                "LISTEN": listen,
-                "PROXY_PORT": str(proxy_port),
-                "ACCEL_PORT": str(accel_port),
-                "INTERCEPT_PORT": str(intercept_port or 0),
-                "HELPER": helper_command(),
-                "PREFILTER": str(prefilter_module(workdir / "prefilter")),
-                "INDEX": str(index),
-                "FAIL_MODE": fail_mode,
-                "STATS_FILE": str(stats_file or workdir / "helper-%p.json"),
-                "APPEAL_KEY": str(appeal_key or workdir / KEY_FILE_NAME),
-                "STOP_URL": stop_url,
-                "RESOLVER_CONF": f"hosts_file {hosts_file}\ndns_nameservers {resolver or HOST}",
-                "WORK_DIR": str(workdir),
-                "EFFECTIVE_USER": "proxy",
-            },
-        )
+    proxy = InventoryProxy(
+        name="squid",
+        address=listen,
+        region="lab",
+        proxy_port=proxy_port or free_tcp_port(listen),
+        accel_port=accel_port or free_tcp_port(listen),
+        intercept_port=intercept_port or 3129,
+        unfiltered_resolver=resolver or HOST,
     )
+    paths = InventoryPaths(
+        squid_dir=str(workdir),
+        squid_helper=helper_command(),
+        squid_prefilter=str(prefilter_module(workdir / "prefilter")),
+        squid_hosts_file=str(hosts_file),
+    )
+    names = ProxyNames(
+        index_path=str(index),
+        fail_mode=fail_mode,
+        stop_url=stop_url,
+        appeal_key_path=str(appeal_key or workdir / KEY_FILE_NAME),
+        stats_file=str(stats_file or workdir / HELPER_STATS_FILE_NAME),
+    )
+    conf = workdir / "squid.conf"
+    values = squid_values(proxy, paths, names)
+    conf.write_text(fill(template_text(SQUID_TEMPLATE), values, SQUID_TEMPLATE))
     if intercept_port is not None:
         port = f"# http_port {listen}:{intercept_port} intercept"
         text = conf.read_text()
         if f"\n{port}" not in text:
-            raise DaemonError(f"{SQUID_CONF} has no commented intercept port to turn on")
+            raise DaemonError(f"{SQUID_TEMPLATE} has no commented intercept port to turn on")
         conf.write_text(text.replace(f"\n{port}", f"\n{port[2:]}"))
-    return conf, proxy_port, accel_port
+    return conf, proxy.proxy_port, proxy.accel_port
 
 
 def start_squid(
@@ -228,18 +231,11 @@ def start_sniproxy(
     """Run the shipped sniproxy config (``-f``) on ``listen:port`` until it accepts."""
     workdir.mkdir(parents=True, exist_ok=True)
     conf = workdir / "sniproxy.conf"
-    conf.write_text(
-        render(
-            SNIPROXY_CONF,
-            {
-                "LISTEN": listen,
-                "PORT": str(port),
-                "RESOLVER": resolver,
-                "WORK_DIR": str(workdir),
-                "USER": "daemon",
-            },
-        )
+    proxy = InventoryProxy(
+        name="sniproxy", address=listen, region="lab", tls_port=port, unfiltered_resolver=resolver
     )
+    values = sniproxy_values(proxy, InventoryPaths(sniproxy_dir=str(workdir)))
+    conf.write_text(fill(template_text(SNIPROXY_TEMPLATE), values, SNIPROXY_TEMPLATE))
     proc, out = spawn("sniproxy", ["sniproxy", "-f", "-c", str(conf)], workdir, group)
     wait_listening(proc, "sniproxy", [(listen, port)], out, timeout=15)
     return RunningSniproxy(proc, listen, port, workdir)

@@ -1,22 +1,25 @@
-"""Real ``named`` and ``unbound`` from the SHIPPED snippets in ``resolvers/``.
+"""Real ``named`` and ``unbound`` from the render module's templates
+(:mod:`edgeagent.render.filling`).
 
 Used by ``edgeagent lab`` and by the integration tests (one piece of code for both):
 
 - :func:`start_authoritative`: a non-recursive ``named`` serving synthetic zones;
-- :func:`start_primary`: ``resolvers/bind/named.conf.rpz-primary`` (hidden primary that
-  takes the ``bind-update`` publisher's UPDATEs; :func:`update_publisher` is one);
-- :func:`start_secondary`: ``resolvers/bind/named.conf.rpz-secondary`` (a resolver that
-  transfers the policy zones from the primary);
-- :func:`start_unbound_http`: ``resolvers/unbound/unbound-rpz-http.conf`` (fetches the
-  zones from the ``http-notify`` publisher);
-- :func:`start_named`/:func:`start_unbound`: the zone-file resolver snippets;
+- :func:`start_primary`: ``named.conf.rpz-primary`` (hidden primary that takes the
+  ``bind-update`` publisher's UPDATEs; :func:`update_publisher` is one);
+- :func:`start_secondary`: ``named.conf.rpz-secondary`` (a resolver that transfers the
+  policy zones from the primary);
+- :func:`start_unbound_http`: ``unbound-rpz-http.conf`` (fetches the zones from the
+  ``http-notify`` publisher);
+- :func:`start_named`/:func:`start_unbound`: the zone-file resolver templates;
 - :func:`start_unfiltered_resolver`: an Unbound WITHOUT the policy on port 53 of a
   loopback address (what Squid and sniproxy resolve through; they take no port);
 - :func:`unbound_server`: an Unbound answering fixed records (``local-data``), for the
   takedown locator's lookups in the tests and the benchmark.
 
-The snippets' ``@PLACEHOLDERS@`` are filled and nothing else changes; the site-local
-include carries only lab plumbing (forward/stub zones to the authoritative server).
+The templates are filled by :func:`~edgeagent.render.filling.render_template` with the
+zone names and zone file names of ``rpz`` (the compiler's defaults unless given) and
+nothing else changes; the site-local include carries only lab plumbing (forward/stub zones
+to the authoritative server).
 Daemons listen on 127.0.0.1 unless told otherwise and run in the foreground.
 """
 
@@ -36,28 +39,29 @@ import dns.tsig
 
 from edgeagent.lab.daemons import (
     HOST,
-    SNIPPETS_DIR,
     ProcessGroup,
     RunningDaemon,
     check_config,
     free_port,
-    render,
     spawn,
     wait_answering,
 )
-from edgeagent.rpz.publishers.base import ZoneRelease
+from edgeagent.render.filling import render_template, unbound_nodefault
+from edgeagent.rpz.compiler import RpzSettings
+from edgeagent.rpz.publishers.base import ZoneRelease, zone_file_name
 from edgeagent.rpz.publishers.bind_update import BindUpdatePublisher
 
-BIND_RESOLVER_SNIPPET = SNIPPETS_DIR / "bind" / "named.conf.rpz-resolver"
-PRIMARY_SNIPPET = SNIPPETS_DIR / "bind" / "named.conf.rpz-primary"
-PRIMARY_UNBOUND_SNIPPET = SNIPPETS_DIR / "bind" / "named.conf.rpz-primary-unbound"
-SECONDARY_SNIPPET = SNIPPETS_DIR / "bind" / "named.conf.rpz-secondary"
-UNBOUND_SNIPPET = SNIPPETS_DIR / "unbound" / "unbound-rpz.conf"
-UNBOUND_HTTP_SNIPPET = SNIPPETS_DIR / "unbound" / "unbound-rpz-http.conf"
-UNBOUND_PRIMARY_SNIPPET = SNIPPETS_DIR / "unbound" / "unbound-rpz-primary.conf"
+BIND_RESOLVER_TEMPLATE = "named.conf.rpz-resolver"
+PRIMARY_TEMPLATE = "named.conf.rpz-primary"
+PRIMARY_UNBOUND_TEMPLATE = "named.conf.rpz-primary-unbound"
+SECONDARY_TEMPLATE = "named.conf.rpz-secondary"
+UNBOUND_TEMPLATE = "unbound-rpz.conf"
+UNBOUND_HTTP_TEMPLATE = "unbound-rpz-http.conf"
+UNBOUND_PRIMARY_TEMPLATE = "unbound-rpz-primary.conf"
 UPDATE_KEY = "edgeagent-update"
 TRANSFER_KEY = "edgeagent-transfer"
-PRIMARY_PROBE_ZONE = "rpz.edgeagent.invalid."  # a zone the shipped primary snippet serves
+# The zone names the daemons here serve unless a caller passes its own settings.
+DEFAULT_RPZ = RpzSettings()
 
 
 def tsig_key(path: Path, name: str) -> str:
@@ -76,11 +80,14 @@ def rndc_key(path: Path) -> None:
 
 
 def bootstrap_zones(zone_dir: Path, release: ZoneRelease) -> None:
-    """Initial ``rpz.zone`` and ``rpz-exceptions.zone`` (named needs them to load the zones;
-    Unbound's ``zonefile:`` starts from them until the agent's first NOTIFY)."""
+    """Initial ``<zone>.zone`` files of ``release``'s zones (named needs them to load the
+    zones; Unbound's ``zonefile:`` starts from them until the agent's first NOTIFY)."""
     zone_dir.mkdir(parents=True, exist_ok=True)
-    (zone_dir / "rpz.zone").write_text("".join(release.policy_text()), encoding="utf-8")
-    (zone_dir / "rpz-exceptions.zone").write_text(
+    settings = release.settings
+    (zone_dir / zone_file_name(settings.zone)).write_text(
+        "".join(release.policy_text()), encoding="utf-8"
+    )
+    (zone_dir / zone_file_name(settings.exception_zone)).write_text(
         "".join(release.exception_text()), encoding="utf-8"
     )
 
@@ -93,10 +100,15 @@ def _forward_conf(forwards: dict[str, int] | None, target: str = HOST) -> str:
 
 
 def _stub_conf(stubs: dict[str, int] | None, target: str = HOST) -> str:
-    # Lab plumbing: the stub servers live on loopback.
-    return "server:\n    do-not-query-localhost: no\n" + "".join(
-        f'stub-zone:\n    name: "{z}"\n    stub-addr: {target}@{p}\n'
-        for z, p in (stubs or {}).items()
+    # Lab plumbing: the stub servers live on loopback, some under special-use names.
+    nodefault = "".join(sorted({unbound_nodefault(z) for z in stubs or {}}))
+    return (
+        "server:\n    do-not-query-localhost: no\n"
+        + nodefault
+        + "".join(
+            f'stub-zone:\n    name: "{z}"\n    stub-addr: {target}@{p}\n'
+            for z, p in (stubs or {}).items()
+        )
     )
 
 
@@ -161,11 +173,13 @@ def start_named(
     forwards: dict[str, int] | None = None,
     *,
     group: ProcessGroup | None = None,
+    rpz: RpzSettings = DEFAULT_RPZ,
 ) -> RunningDaemon:
-    """The shipped zone-file BIND resolver, forwarding each zone in ``forwards`` to a port."""
+    """The zone-file BIND resolver, forwarding each zone in ``forwards`` to a port."""
     port = free_port()
+    values = {"ZONE_DIR": str(zone_dir)}
     conf, control, key = _bind_resolver_conf(
-        workdir, BIND_RESOLVER_SNIPPET, port, forwards, {"ZONE_DIR": str(zone_dir)}
+        workdir, BIND_RESOLVER_TEMPLATE, port, forwards, values, rpz=rpz
     )
     reload_argv = ("rndc", "-s", HOST, "-p", str(control), "-k", str(key), "reload", "{zone}")
     return _named(
@@ -175,12 +189,14 @@ def start_named(
 
 def _bind_resolver_conf(
     workdir: Path,
-    snippet: Path,
+    template: str,
     port: int,
     forwards: dict[str, int] | None,
     values: dict[str, str],
+    *,
+    rpz: RpzSettings,
 ) -> tuple[Path, int, Path]:
-    """Render a shipped BIND resolver snippet with its own rndc key and control port and
+    """Render a BIND resolver template with its own rndc key and control port and
     the site-local forwards; returns (config path, control port, rndc key path)."""
     workdir.mkdir(parents=True, exist_ok=True)
     control = free_port()
@@ -198,7 +214,7 @@ def _bind_resolver_conf(
         "DNSSEC_VALIDATION": "no",
         "LOCAL_CONF": str(local),
     }
-    conf.write_text(render(snippet, {**common, **values}), encoding="utf-8")
+    conf.write_text(render_template(template, {**common, **values}, rpz), encoding="utf-8")
     return conf, control, key
 
 
@@ -211,13 +227,14 @@ def start_primary(
     group: ProcessGroup | None = None,
     unbound_clients: str | None = None,
     log_file: Path | None = None,
+    rpz: RpzSettings = DEFAULT_RPZ,
 ) -> RunningDaemon:
-    """The shipped hidden-primary snippet, with fresh update and transfer keys.
+    """The hidden-primary template, with fresh update and transfer keys.
 
     ``extra`` holds ``update_secret``, ``update_key`` (path), ``transfer_key`` (path) and
     ``transfer_secret``. ``zone_dir`` must hold the bootstrap zones (:func:`bootstrap_zones`).
-    ``unbound_clients`` (``;``-terminated addresses): the ``-unbound`` snippet, which lets
-    those read the zones without a key. ``log_file``: the snippet's ``logging`` statement
+    ``unbound_clients`` (``;``-terminated addresses): the ``-unbound`` template, which lets
+    those read the zones without a key. ``log_file``: the template's ``logging`` statement
     holds (``named -f``) and the ``default`` category, syslog in production, goes to
     ``log_file``; without it ``named -g`` logs everything to the daemon's log.
     """
@@ -235,10 +252,10 @@ def start_primary(
         "ZONE_DIR": str(zone_dir),
         "SECONDARIES": notify,
     }
-    snippet = PRIMARY_SNIPPET
+    template = PRIMARY_TEMPLATE
     if unbound_clients is not None:
-        snippet, values["UNBOUND_CLIENTS"] = PRIMARY_UNBOUND_SNIPPET, unbound_clients
-    text = render(snippet, values)
+        template, values["UNBOUND_CLIENTS"] = PRIMARY_UNBOUND_TEMPLATE, unbound_clients
+    text = render_template(template, values, rpz)
     if log_file is not None:
         text = _default_category_to(text, log_file)
     conf = workdir / "named.conf"
@@ -250,7 +267,7 @@ def start_primary(
         "transfer_secret": transfer_secret,
     }
     # It answers signed requests only: the probe is the SOA of its policy zone, signed.
-    probe = dns.message.make_query(PRIMARY_PROBE_ZONE, dns.rdatatype.SOA)
+    probe = dns.message.make_query(rpz.zone, dns.rdatatype.SOA)
     probe.use_tsig(dns.tsig.Key(UPDATE_KEY, update_secret, dns.tsig.HMAC_SHA256))
     return _named(
         "primary",
@@ -307,13 +324,14 @@ def start_secondary(
     forwards: dict[str, int] | None = None,
     *,
     group: ProcessGroup | None = None,
+    rpz: RpzSettings = DEFAULT_RPZ,
 ) -> RunningDaemon:
-    """The shipped secondary-resolver snippet, transferring from ``primary``."""
+    """The secondary-resolver template, transferring from ``primary``."""
     values = {
         "TRANSFER_KEY": primary.extra["transfer_key"],
         "PRIMARY": f"{HOST} port {primary.port}",
     }
-    conf, _, _ = _bind_resolver_conf(workdir, SECONDARY_SNIPPET, port, forwards, values)
+    conf, _, _ = _bind_resolver_conf(workdir, SECONDARY_TEMPLATE, port, forwards, values, rpz=rpz)
     return _named("secondary", conf, workdir, port, group, extra={"conf": str(conf)})
 
 
@@ -329,12 +347,14 @@ def _unbound(
 
 def _unbound_conf(
     workdir: Path,
-    snippet: Path,
+    template: str,
     port: int,
     stubs: dict[str, int] | None,
     values: dict[str, str],
+    *,
+    rpz: RpzSettings,
 ) -> Path:
-    """Render a shipped Unbound snippet with a stub zone per entry of ``stubs``."""
+    """Render an Unbound template with a stub zone per entry of ``stubs``."""
     workdir.mkdir(parents=True, exist_ok=True)
     local = workdir / "local.conf"
     local.write_text(_stub_conf(stubs), encoding="utf-8")
@@ -347,7 +367,7 @@ def _unbound_conf(
         "CONTROL_SOCKET": str(workdir / "unbound.ctl"),
         "LOCAL_CONF": str(local),
     }
-    conf.write_text(render(snippet, {**common, **values}), encoding="utf-8")
+    conf.write_text(render_template(template, {**common, **values}, rpz), encoding="utf-8")
     return conf
 
 
@@ -357,10 +377,12 @@ def start_unbound(
     stubs: dict[str, int] | None = None,
     *,
     group: ProcessGroup | None = None,
+    rpz: RpzSettings = DEFAULT_RPZ,
 ) -> RunningDaemon:
-    """The shipped zone-file Unbound snippet, with a stub zone per entry of ``stubs``."""
+    """The zone-file Unbound template, with a stub zone per entry of ``stubs``."""
     port = free_port()
-    conf = _unbound_conf(workdir, UNBOUND_SNIPPET, port, stubs, {"ZONE_DIR": str(zone_dir)})
+    values = {"ZONE_DIR": str(zone_dir)}
+    conf = _unbound_conf(workdir, UNBOUND_TEMPLATE, port, stubs, values, rpz=rpz)
     reload_argv = ("unbound-control", "-c", str(conf), "auth_zone_reload", "{zone}")
     return _unbound(conf, workdir, port, group, reload_argv=reload_argv, extra={"conf": str(conf)})
 
@@ -372,15 +394,16 @@ def start_unbound_secondary(
     stubs: dict[str, int] | None = None,
     *,
     group: ProcessGroup | None = None,
+    rpz: RpzSettings = DEFAULT_RPZ,
 ) -> RunningDaemon:
-    """The shipped Unbound snippet that transfers the zones from ``primary`` (started with
+    """The Unbound template that transfers the zones from ``primary`` (started with
     ``unbound_clients`` naming loopback) by IXFR after its NOTIFY."""
     values = {
         "ZONE_DIR": str(workdir),
         "PRIMARY": f"{HOST}@{primary.port}",
         "PRIMARY_ADDR": HOST,
     }
-    conf = _unbound_conf(workdir, UNBOUND_PRIMARY_SNIPPET, port, stubs, values)
+    conf = _unbound_conf(workdir, UNBOUND_PRIMARY_TEMPLATE, port, stubs, values, rpz=rpz)
     return _unbound(conf, workdir, port, group, extra={"conf": str(conf)})
 
 
@@ -391,15 +414,16 @@ def start_unbound_http(
     *,
     port: int | None = None,
     group: ProcessGroup | None = None,
+    rpz: RpzSettings = DEFAULT_RPZ,
 ) -> RunningDaemon:
-    """The shipped Unbound HTTP snippet, fetching the zones from ``agent_url`` (loopback).
+    """The Unbound HTTP template, fetching the zones from ``agent_url`` (loopback).
 
     Its ``zonefile:`` copies live in ``workdir``: bootstrap them there
     (:func:`bootstrap_zones`) to start before the agent serves anything.
     """
     port = port or free_port()
     values = {"ZONE_DIR": str(workdir), "AGENT_URL": agent_url, "AGENT_ADDR": HOST}
-    conf = _unbound_conf(workdir, UNBOUND_HTTP_SNIPPET, port, stubs, values)
+    conf = _unbound_conf(workdir, UNBOUND_HTTP_TEMPLATE, port, stubs, values, rpz=rpz)
     return _unbound(conf, workdir, port, group, extra={"conf": str(conf)})
 
 

@@ -19,13 +19,15 @@ import base64
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
-
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from typing import TYPE_CHECKING, Literal
 
 from edgeagent.errors import EdgeAgentError
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+        Ed25519PrivateKey,
+        Ed25519PublicKey,
+    )
 
 Kind = Literal["full", "delta"]
 MEDIA_TYPE = "application/vnd.edgeagent.proxy-index"
@@ -123,6 +125,8 @@ def sign(artefact: Artefact, key: Ed25519PrivateKey) -> Artefact:
 
 def verify(artefact: Artefact, key: Ed25519PublicKey) -> None:
     """Raise :class:`ArtefactError` unless the centre's key signed this artefact."""
+    from cryptography.exceptions import InvalidSignature
+
     try:
         key.verify(artefact.signature, artefact.statement())
     except InvalidSignature:
@@ -131,6 +135,10 @@ def verify(artefact: Artefact, key: Ed25519PublicKey) -> None:
 
 def load_private_key(path: Path) -> Ed25519PrivateKey:
     """An Ed25519 private key from a PEM file (PKCS#8, unencrypted)."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+        Ed25519PrivateKey,
+    )
+
     key = _load(path, private=True)
     if not isinstance(key, Ed25519PrivateKey):
         raise ArtefactError(f"{path}: not an Ed25519 private key")
@@ -139,6 +147,10 @@ def load_private_key(path: Path) -> Ed25519PrivateKey:
 
 def load_public_key(path: Path) -> Ed25519PublicKey:
     """An Ed25519 public key from a PEM file (SubjectPublicKeyInfo)."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+        Ed25519PublicKey,
+    )
+
     key = _load(path, private=False)
     if not isinstance(key, Ed25519PublicKey):
         raise ArtefactError(f"{path}: not an Ed25519 public key")
@@ -146,6 +158,8 @@ def load_public_key(path: Path) -> Ed25519PublicKey:
 
 
 def _load(path: Path, *, private: bool) -> object:
+    from cryptography.hazmat.primitives import serialization
+
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -160,6 +174,11 @@ def _load(path: Path, *, private: bool) -> object:
 
 def new_key_pair() -> tuple[bytes, bytes]:
     """A fresh Ed25519 key pair as PEM: (private, public)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+        Ed25519PrivateKey,
+    )
+
     key = Ed25519PrivateKey.generate()
     private = key.private_bytes(
         serialization.Encoding.PEM,

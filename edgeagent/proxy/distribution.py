@@ -26,12 +26,14 @@ import asyncio
 import threading
 import time
 from collections import deque
-
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from typing import TYPE_CHECKING
 
 from edgeagent.enforcement.base import FleetMember
 from edgeagent.proxy.artefact import Artefact, EdgeReport, sign
 from edgeagent.proxy.indexwriter import IndexEdit, compose, encode_edit, index_digest
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 ENFORCER = "proxy"
 EDGE_KIND = "edge"
@@ -50,6 +52,7 @@ class IndexPublication:
         self._edits: deque[tuple[str, IndexEdit]] = deque(maxlen=keep)  # base digest, edit
         self._cache: dict[tuple[int, str], Artefact | None] = {}  # for the current version
         self._event: asyncio.Event | None = None
+        self._released = False
         self.reports: dict[str, EdgeReport] = {}
         self.stale_after = stale_after
 
@@ -77,9 +80,18 @@ class IndexPublication:
         if event is not None:
             event.set()
 
-    async def wait(self, since: int, seconds: float) -> None:
-        """Return when a version other than ``since`` is published, or after ``seconds``."""
-        if self.version != since or seconds <= 0:
+    def release(self) -> None:
+        """The agent is stopping: wake every long poll, and hold none from now on (a
+        held poll would keep the stop waiting for its request to finish)."""
+        self._released = True
+        self.announce()
+
+    async def wait(self, since: int, seconds: float, digest: str = "") -> None:
+        """Return when a version other than ``since`` (or, given ``digest``, another
+        index at that version: new IP-literal aliases) is published, or after ``seconds``."""
+        if self._released or seconds <= 0:
+            return
+        if self.version != since or (digest and digest != self.digest):
             return
         if self._event is None:
             self._event = asyncio.Event()

@@ -16,6 +16,14 @@ Owns the ``[proxy]`` config section (:class:`ProxyConfig`); active when ``enable
   ``edgeagent_drift_repairs_total{artefact="proxy-index"}`` counts it.
 - The index is kept by change (:class:`~edgeagent.proxy.indexwriter.IndexModel`): a new
   policy version costs its changed entries, not a rebuild.
+- IP-literal aliases (:mod:`edgeagent.proxy.aliases`), with ``[proxy] alias_resolvers``:
+  a background task resolves the hosts of url-level blocks (new ones first, then each
+  when its TTL runs out; at most ``alias_concurrency`` queries in flight) and never holds
+  up a publish; the ``ip-aliases`` job (every 2 s) writes what it learnt as an edit of
+  the index at the same policy version. Counted in ``edgeagent_proxy_ip_aliases``,
+  ``edgeagent_proxy_alias_hosts_unresolved``, ``edgeagent_proxy_alias_resolutions_total``
+  and ``edgeagent_proxy_alias_resolve_failures_total``; a failure keeps the last addresses,
+  and a reload hands what is known to the successor.
 - The edge role. With ``[proxy] signing_key_file`` the agent is a centre: it serves its
   index to edge agents as signed artefacts (:mod:`edgeagent.proxy.distribution`) and
   shows their reports in ``GET /v1/fleet``. With ``[agent] role = "edge"`` it follows a
@@ -70,6 +78,7 @@ from edgeagent.errors import ConfigError, ConfigProblem
 from edgeagent.logs import fields
 from edgeagent.model import Action, DesiredState, Entry, Indicator, Scope
 from edgeagent.plugins import own_config
+from edgeagent.proxy.aliases import AliasBook, resolved_of
 from edgeagent.proxy.artefact import load_private_key, load_public_key
 from edgeagent.proxy.canary import CANARY_SOURCE, canary_version
 from edgeagent.proxy.distribution import IndexPublication
@@ -82,7 +91,7 @@ from edgeagent.proxy.indexwriter import (
     needs_layout,
     stats_of,
 )
-from edgeagent.proxy.pathfilter import filter_path, write_path_filter
+from edgeagent.proxy.pathfilter import PathFilterModel, filter_path, write_path_filter
 from edgeagent.proxy.squid_helper import read_stats
 from edgeagent.proxy.stoppage import (
     StopPageSettings,
@@ -90,10 +99,15 @@ from edgeagent.proxy.stoppage import (
     create_stop_page_app,
     start_stop_page,
 )
+from edgeagent.takedown.locate import HostResolver
 
 log = logging.getLogger("edgeagent.proxy")
 INDEX_FILE_NAME = "proxy-index.bin"  # under the state directory unless index_path is set
+# Each Squid helper's counters, beside the index (``%p``: the helper's pid).
+HELPER_STATS_FILE_NAME = "helper-stats-%p.json"
 PUBLISHER_LABEL = "proxy-index"  # its name in metrics and /v1/status
+ALIAS_BATCH = 1024  # hosts resolved per round of the alias task
+ALIAS_TICK_SECONDS = 2.0  # how often learnt aliases are written, and due hosts looked for
 
 
 class ProxyConfig(ConfigModel):
@@ -110,10 +124,33 @@ class ProxyConfig(ConfigModel):
     proxies: Items[Endpoint] = ()
     verify_interval_seconds: Annotated[int, Field(ge=5)] = 60
     appeal_url: HttpUrl | None = None
+
+    def artefacts_dir(self, state_dir: Path) -> Path:
+        """Where the files Squid's helpers read live (the index, its path filter, the
+        appeal key): the index's directory, the state directory by default. The shipped
+        unit's state directory is 0700, so a deployed proxy sets ``index_path`` under the
+        shared setgid-proxy directory tmpfiles.d creates."""
+        return self.index_path_in(state_dir).parent
+
+    def index_path_in(self, state_dir: Path) -> Path:
+        return self.index_path or state_dir / INDEX_FILE_NAME
+
     help_url: HttpUrl | None = None
     templates_dir: InputPath | None = None
     # Ed25519 private key (PEM): serve the index to edge agents (GET /v1/policy/index).
     signing_key_file: SecretFile | None = None
+    # Resolvers WITHOUT the blocking policy: each address of a host with url/url-prefix
+    # blocks lists http://<address>/<same path> too (edgeagent.proxy.aliases). None: off.
+    alias_resolvers: Items[Endpoint] = ()
+    alias_min_ttl_seconds: Annotated[int, Field(ge=1)] = 60
+    alias_max_ttl_seconds: Annotated[int, Field(ge=1)] = 3600
+    alias_concurrency: Annotated[int, Field(ge=1, le=1024)] = 64
+
+    @model_validator(mode="after")
+    def _alias_ttls(self) -> Self:
+        if self.alias_min_ttl_seconds > self.alias_max_ttl_seconds:
+            raise ValueError("alias_min_ttl_seconds is above alias_max_ttl_seconds")
+        return self
 
 
 class EdgeConfig(ConfigModel):
@@ -176,6 +213,8 @@ class ProxyEnforcerConfig(EnforcerConfig):
         on = f"on, stop page {p.status}, fail-{p.fail_mode}" if p.enabled else "off"
         if p.enabled and p.signing_key_file is not None:
             on += ", serves edges"
+        if p.enabled and p.alias_resolvers:
+            on += ", IP-literal aliases"
         lines = [f"proxy       {on}"]
         if self.edge.central_url is not None:
             lines.append(f"edge        {self.edge.name} follows {self.edge.central_url}")
@@ -207,13 +246,14 @@ class ProxyEnforcer(Enforcer):
         super().__init__(config, context)
         self.proxy = config.proxy
         self.metrics = context.metrics
-        self.index_path = self.proxy.index_path or context.state_dir / INDEX_FILE_NAME
+        self.index_path = self.proxy.index_path_in(context.state_dir)
         self.canary = Entry(
             Indicator.parse(Scope.URL, str(self.proxy.canary_url)), Action.BLOCK, CANARY_SOURCE
         )
         self.published_version: int | None = None
         self.published_state: DesiredState | None = None
         self.model: IndexModel | None = None
+        self.paths: PathFilterModel | None = None  # the path filter, kept by change
         self.index_data = b""  # the index file as last written
         self.written = WrittenFiles()
         self.last_error = ""
@@ -230,6 +270,20 @@ class ProxyEnforcer(Enforcer):
         self._follow_task: asyncio.Task[None] | None = None
         if self.proxy.enabled and context.role == "edge":
             self.follower = _follower(config.edge, self.index_path, self.proxy, context)
+        self.aliases: AliasBook | None = None
+        self.alias_resolver: HostResolver | None = None
+        if self.proxy.enabled and self.proxy.alias_resolvers and self.follower is None:
+            p = self.proxy
+            self.aliases = AliasBook(
+                min_ttl=p.alias_min_ttl_seconds,
+                max_ttl=p.alias_max_ttl_seconds,
+                retry_seconds=p.alias_min_ttl_seconds,
+            )
+            self.alias_resolver = HostResolver(
+                [(e.host, e.port) for e in p.alias_resolvers], concurrency=p.alias_concurrency
+            )
+        self._alias_wake = asyncio.Event()
+        self._alias_task: asyncio.Task[None] | None = None
 
     @classmethod
     def from_config(cls, config: EnforcerConfig, context: EnforcerContext) -> Self:
@@ -253,26 +307,53 @@ class ProxyEnforcer(Enforcer):
         ok = await asyncio.to_thread(self.write_index, state)
         if ok and self.publication is not None:
             self.publication.announce()
+        if self.aliases is not None:
+            self._alias_wake.set()  # resolve the new hosts now
         return Enforced(self.KIND, state.version, ok, "" if ok else self.last_error)
 
     def write_index(self, state: DesiredState) -> bool:
         """Write the index for ``state`` (never raises: the old index stays on error)."""
         if state.version == self.published_version:
             return True
-        with_canary = replace(state, blocks=(*state.blocks, self.canary))
+        if self.aliases is not None:
+            self.aliases.track(state.blocks)
+        if not self._install(replace(state, blocks=(*state.blocks, self.canary)), paths=True):
+            return False
+        self.published_state = state
+        return True
+
+    def write_aliases(self) -> bool:
+        """Blocking: write the alias changes learnt since the last write, as an edit at
+        the same policy version (never raises: the old index stays on error)."""
+        state = self.published_state
+        if self.aliases is None or state is None:
+            return True
+        if self.model is not None and not self.aliases.pending():
+            return True  # nothing learnt (after a failed write the index is built whole)
+        return self._install(replace(state, blocks=(*state.blocks, self.canary)), paths=False)
+
+    def _install(self, state: DesiredState, *, paths: bool) -> bool:
+        """Write the index (and, with ``paths``, the path filter first) for ``state``,
+        the canary included."""
         try:
             self.index_path.parent.mkdir(parents=True, exist_ok=True)
             group = self.proxy.group
-            # The path filter first: a newer filter only sends more requests to the helper,
-            # an older one could hide a new block until the next look (0.25 s).
-            write_path_filter(with_canary, filter_path(self.index_path), group=group)
-            data = self._next_index(with_canary)
+            if paths:
+                # The path filter first: a newer filter only sends more requests to the
+                # helper, an older one could hide a new block until the next look (0.25 s).
+                # Aliases have the paths of their entries: they need no filter of their own.
+                if self.paths is None:
+                    self.paths = PathFilterModel.of(state)
+                else:
+                    self.paths.change(state)
+                write_path_filter(self.paths, filter_path(self.index_path), group=group)
+            data = self._next_index(state)
             install_index(
                 data, self.index_path, group=group, body_hashed=True, fence=self.context.fence
             )
             self.written.record(filter_path(self.index_path), self.index_path)
         except Exception as exc:
-            self.model = None  # start again from a whole build
+            self.model = self.paths = None  # start again from a whole build
             self.last_error = f"{type(exc).__name__}: {exc}"
             self.metrics.publisher_up.labels(publisher=PUBLISHER_LABEL).set(0)
             self.metrics.publish_failures.labels(publisher=PUBLISHER_LABEL).inc()
@@ -280,7 +361,6 @@ class ProxyEnforcer(Enforcer):
             return False
         self.index_data = data
         self.published_version = state.version
-        self.published_state = state
         self.last_error = ""
         self.last_success = time.time()
         self.metrics.publisher_up.labels(publisher=PUBLISHER_LABEL).set(1)
@@ -290,20 +370,79 @@ class ProxyEnforcer(Enforcer):
             "proxy index written",
             extra=fields(version=state.version, digests=stats.count, bytes=stats.size_bytes),
         )
+        if self.aliases is not None:
+            self.metrics.proxy_ip_aliases.set(self.aliases.counts().aliases)
         return True
+
+    # -- IP-literal aliases
+    async def resolve_aliases(self) -> int:
+        """One round: resolve the hosts due (at most :data:`ALIAS_BATCH`) and learn the
+        answers; the number of hosts asked. Never raises for a resolver's failure."""
+        book, resolver = self.aliases, self.alias_resolver
+        if book is None or resolver is None:
+            return 0
+        hosts = await asyncio.to_thread(book.due, time.monotonic(), ALIAS_BATCH)
+        if not hosts:
+            return 0
+        results = await resolver.resolve_many(hosts)
+        answers = {
+            host: resolved_of(((a.address, a.ttl) for a in found), error)
+            for host, (found, error) in results.items()
+        }
+        before = book.failures
+        await asyncio.to_thread(book.learn, answers, time.monotonic())
+        failed = book.failures - before
+        counts = book.counts()
+        self.metrics.proxy_alias_resolutions.inc(len(hosts))
+        self.metrics.proxy_alias_hosts_unresolved.set(counts.unresolved)
+        if failed:
+            self.metrics.proxy_alias_resolve_failures.inc(failed)
+            log.warning(
+                "IP-literal aliases: hosts not resolved; their last addresses stay",
+                extra=fields(failed=failed, asked=len(hosts)),
+            )
+        return len(hosts)
+
+    async def apply_aliases(self) -> None:
+        """The ``ip-aliases`` job: write what the resolution learnt, if anything."""
+        if self.aliases is None:
+            return
+        ok = await asyncio.to_thread(self.write_aliases)
+        if ok and self.publication is not None:
+            self.publication.announce()
+
+    async def _resolve_aliases_forever(self) -> None:
+        while True:
+            try:
+                asked = await self.resolve_aliases()
+            except Exception as exc:  # the task must outlive any one round (no socket, ...)
+                log.error(
+                    "IP-literal aliases: resolution failed",
+                    extra=fields(error=type(exc).__name__),
+                )
+                asked = 0
+            if asked < ALIAS_BATCH:
+                # asyncio.timeout, not wait_for: on 3.11 wait_for loses a cancel that
+                # arrives as the event is set, and close() would wait for ever.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(ALIAS_TICK_SECONDS):
+                        await self._alias_wake.wait()
+                self._alias_wake.clear()
 
     def _next_index(self, state: DesiredState) -> bytes:
         """The index for ``state``: by change from the last one, or whole when there is
         none yet or the layout no longer fits the count."""
         model = self.model
+        book = self.aliases
         if model is not None and model.state is not None and self.index_data:
-            edit = model.change(state)
+            edit = model.change(state, book.take() if book is not None else ((), ()))
             data = apply_edit(self.index_data, edit)
             if not needs_layout(data):
                 if self.publication is not None:
                     self.publication.advance(edit, data)
                 return data
-        model = self.model = IndexModel.of(state)
+        aliases = book.current() if book is not None else ()
+        model = self.model = IndexModel.of(state, aliases=aliases)
         data = model.render()
         if self.publication is not None:
             self.publication.replace(data, state.version)
@@ -321,18 +460,34 @@ class ProxyEnforcer(Enforcer):
         self.stop_page_url = f"http://{host}:{p.stop_page_listen_port}"
         if self.follower is not None:
             self._follow_task = asyncio.create_task(self.follower.run(), name="edge-follow")
+        if self.aliases is not None:
+            self._alias_task = asyncio.create_task(
+                self._resolve_aliases_forever(), name="proxy-aliases"
+            )
 
     async def close(self) -> None:
-        if self._follow_task is not None:
-            self._follow_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._follow_task
-            self._follow_task = None
+        for task in (self._follow_task, self._alias_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._follow_task = self._alias_task = None
         if self.follower is not None:
             await self.follower.close()
         if self._listener is not None:
             await listeners.stop(self._listener)
             self._listener = None
+
+    def rebuild(self, config: EnforcerConfig, context: EnforcerContext) -> Enforcer:
+        successor = ProxyEnforcer(own_config(config, ProxyEnforcerConfig), context)
+        book, new = self.aliases, successor.aliases
+        if book is not None and new is not None:
+            # What the hosts resolved to carries over, under the new TTL bounds: the
+            # successor's first index keeps every alias instead of waiting for DNS.
+            book.min_ttl, book.max_ttl = new.min_ttl, new.max_ttl
+            book.retry_seconds = new.retry_seconds
+            successor.aliases = book
+        return successor
 
     async def hand_over(self, successor: Enforcer, state: DesiredState | None) -> None:
         await self.close()
@@ -363,7 +518,10 @@ class ProxyEnforcer(Enforcer):
         )
 
     def periodic(self) -> tuple[PeriodicJob, ...]:
-        return (PeriodicJob("verify", self.proxy.verify_interval_seconds, self.verify),)
+        verify = PeriodicJob("verify", self.proxy.verify_interval_seconds, self.verify)
+        if self.aliases is None:
+            return (verify,)
+        return (verify, PeriodicJob("ip-aliases", ALIAS_TICK_SECONDS, self.apply_aliases))
 
     def repair_drift(self) -> bool:
         """Blocking: write the index again if it was changed behind the agent's back."""
@@ -374,11 +532,10 @@ class ProxyEnforcer(Enforcer):
         state = self.published_state
         try:
             if state is not None:
-                write_path_filter(
-                    replace(state, blocks=(*state.blocks, self.canary)),
-                    filter_path(self.index_path),
-                    group=self.proxy.group,
-                )
+                paths = self.paths
+                if paths is None or paths.state.version != state.version:
+                    paths = PathFilterModel.of(replace(state, blocks=(*state.blocks, self.canary)))
+                write_path_filter(paths, filter_path(self.index_path), group=self.proxy.group)
             install_index(
                 self.index_data,
                 self.index_path,
@@ -417,7 +574,8 @@ class ProxyEnforcer(Enforcer):
             results[name] = ok
             self.metrics.proxy_canary_ok.labels(proxy=name).set(1 if ok else 0)
         self.canaries, self.canaries_at = results, time.time()
-        stats = read_stats(sorted(self.index_path.parent.glob("helper-stats*.json")))
+        stats_files = self.index_path.parent.glob(HELPER_STATS_FILE_NAME.replace("%p", "*"))
+        stats = read_stats(sorted(stats_files))
         if stats.get("policy_version", -1) >= 0:
             self.metrics.proxy_index_version.labels(where="helpers").set(stats["policy_version"])
         seen_unenforceable = int(stats.get("https_unenforceable", 0))
@@ -461,6 +619,15 @@ class ProxyEnforcer(Enforcer):
         }
         if self.publication is not None:
             out["edges"] = len(self.publication.reports)
+        if self.aliases is not None:
+            counts = self.aliases.counts()
+            out["ip_aliases"] = {
+                "hosts": counts.hosts,
+                "unresolved": counts.unresolved,
+                "addresses": counts.addresses,
+                "aliases": counts.aliases,
+                "resolve_failures": self.aliases.failures,
+            }
         if self.follower is not None:
             st = self.follower.state
             out.update(

@@ -29,12 +29,9 @@ import mmap
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import aiohttp
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from typing import TYPE_CHECKING
 
 from edgeagent.logs import fields
-from edgeagent.metrics import Metrics
 from edgeagent.proxy.artefact import Artefact, ArtefactError, verify
 from edgeagent.proxy.index import IndexFileError, IndexReader
 from edgeagent.proxy.indexwriter import (
@@ -45,6 +42,12 @@ from edgeagent.proxy.indexwriter import (
     map_index,
     splice_edit,
 )
+
+if TYPE_CHECKING:
+    import aiohttp
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    from edgeagent.metrics import Metrics
 
 log = logging.getLogger("edgeagent.proxy.edge")
 
@@ -114,6 +117,8 @@ class IndexFollower:
         return {"Authorization": f"Bearer {self.settings.token}"}
 
     def _http(self) -> aiohttp.ClientSession:
+        import aiohttp
+
         if self._session is None:
             self._session = aiohttp.ClientSession(
                 cookie_jar=aiohttp.DummyCookieJar(), trust_env=False
@@ -130,6 +135,8 @@ class IndexFollower:
 
     async def run(self) -> None:
         """Poll until cancelled; errors are logged and retried with backoff."""
+        import aiohttp
+
         attempt = 0
         while True:
             try:
@@ -155,6 +162,8 @@ class IndexFollower:
 
     async def poll(self, wait: float) -> bool:
         """One long poll; True when a new index was installed."""
+        import aiohttp
+
         s = self.settings
         params = {"wait": str(int(wait))}
         headers = self._headers()
@@ -220,6 +229,8 @@ class IndexFollower:
 
     async def report(self, canary_ok: bool | None) -> None:
         """Tell the centre what is installed here (errors are logged, never raised)."""
+        import aiohttp
+
         st = self.state
         body = {
             "edge": self.settings.name,

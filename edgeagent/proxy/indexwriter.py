@@ -23,9 +23,7 @@ from __future__ import annotations
 
 import array
 import hashlib
-import itertools
 import mmap
-import operator
 import os
 import struct
 import zlib
@@ -34,6 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgeagent.atomic import write_atomic
+from edgeagent.bulk import paced
+from edgeagent.entrydiff import changed
 from edgeagent.model import DesiredState, Entry, Scope
 from edgeagent.proxy.index import (
     _COUNT_NAMES,
@@ -128,43 +128,6 @@ def _record_kind(entry_kind: int, name: int) -> int:
     return KIND_MARKER if name == _MARKER_NAME else entry_kind
 
 
-def _window(old: tuple[Entry, ...], new: tuple[Entry, ...]) -> tuple[int, int, int]:
-    """``(start, old_end, new_end)``: outside ``old[start:old_end]`` and
-    ``new[start:new_end]`` the two tuples hold the very same objects, in the same order.
-
-    Pointer comparisons in C (``map(operator.is_)``), stopping at the first difference
-    from each end: a few milliseconds for a million entries.
-    """
-    n = min(len(old), len(new))
-    differs = itertools.compress(itertools.count(), map(operator.is_not, old, new))
-    start = next(differs, n)
-    differs_at_end = itertools.compress(
-        itertools.count(), map(operator.is_not, reversed(old), reversed(new))
-    )
-    tail = min(next(differs_at_end, n), n - start)
-    return start, len(old) - tail, len(new) - tail
-
-
-def _changed(old: tuple[Entry, ...], new: tuple[Entry, ...]) -> tuple[list[Entry], list[Entry]]:
-    """(entries gone, entries come) between two entry tuples.
-
-    Entries kept from one policy version to the next are the same objects, in the same
-    (sorted) order: the differences lie in one window (:func:`_window`). Inside it,
-    identity narrows the comparison further (C-level set operations), and the few left
-    are compared by value (a new feed generation brings equal entries as new objects).
-    """
-    start, old_end, new_end = _window(old, new)
-    old, new = old[start:old_end], new[start:new_end]
-    old_ids, new_ids = set(map(id, old)), set(map(id, new))
-    gone_ids, came_ids = old_ids - new_ids, new_ids - old_ids
-    gone = list(itertools.compress(old, map(gone_ids.__contains__, map(id, old))))
-    came = list(itertools.compress(new, map(came_ids.__contains__, map(id, new))))
-    if not gone or not came:
-        return gone, came
-    gone_set, came_set = set(gone), set(came)
-    return [e for e in gone if e not in came_set], [e for e in came if e not in gone_set]
-
-
 # --------------------------------------------------------------------------- model
 
 
@@ -183,11 +146,21 @@ class IndexModel:
     state: DesiredState | None = None
 
     @classmethod
-    def of(cls, state: DesiredState, hashed: Iterable[tuple[bytes, str]] = ()) -> IndexModel:
-        """The model of ``state`` plus optional hashed SB digests (digest, source)."""
+    def of(
+        cls,
+        state: DesiredState,
+        hashed: Iterable[tuple[bytes, str]] = (),
+        aliases: Iterable[Entry] = (),
+    ) -> IndexModel:
+        """The model of ``state`` plus optional hashed SB digests (digest, source) and
+        IP-literal alias blocks (:mod:`edgeagent.proxy.aliases`; no two equal)."""
         model = cls(version=state.version)
         touched: dict[bytes, tuple[int, int]] = {}
-        for kind, entries in ((KIND_BLOCK, state.blocks), (KIND_ALLOW, state.allows)):
+        for kind, entries in (
+            (KIND_BLOCK, state.blocks),
+            (KIND_ALLOW, state.allows),
+            (KIND_BLOCK, aliases),
+        ):
             model._add(entries, kind, touched, model.crcs)
         hashed_name = _COUNT_NAMES.index("hashed")
         for digest, source in hashed:
@@ -292,8 +265,17 @@ class IndexModel:
     def _name_bits(self, digest: bytes) -> int:
         return sum(1 << n for n in self._names(digest))
 
-    def change(self, state: DesiredState) -> IndexEdit:
-        """Move the model to ``state`` and return the edit from the previous version."""
+    def change(
+        self,
+        state: DesiredState,
+        aliases: tuple[Iterable[Entry], Iterable[Entry]] = ((), ()),
+    ) -> IndexEdit:
+        """Move the model to ``state`` and return the edit from the previous version.
+
+        ``aliases`` are the alias blocks gone and come meanwhile
+        (:meth:`edgeagent.proxy.aliases.AliasBook.take`). ``state`` may be the current
+        state itself: an edit of aliases only, from and to the same version.
+        """
         old = self.state
         if old is None:
             raise IndexFileError("<model>", "no state to change from")
@@ -303,9 +285,11 @@ class IndexModel:
             (KIND_BLOCK, old.blocks, state.blocks),
             (KIND_ALLOW, old.allows, state.allows),
         ):
-            gone, came = _changed(before, after)
-            self._remove(gone, kind, touched)
-            self._add(came, kind, touched, bloom)
+            gone, came = changed(before, after)
+            self._remove(paced(gone), kind, touched)
+            self._add(paced(came), kind, touched, bloom)
+        self._remove(aliases[0], KIND_BLOCK, touched)
+        self._add(aliases[1], KIND_BLOCK, touched, bloom)
         removes: list[bytes] = []
         adds: list[tuple[bytes, int]] = []
         for digest, (old_tag, old_names) in touched.items():

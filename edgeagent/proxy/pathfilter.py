@@ -3,7 +3,7 @@
 Why it exists: Squid's per-request ``external_acl_type`` round trip costs Squid itself
 about as much CPU as proxying an unfiltered request (``python -m bench squid_e2e``), so
 asking the helper about every URL on a diverted host halves Squid's capacity. The eCAP
-adapter in ``resolvers/squid/ecap/`` answers Squid's ``wantsUrl(path)`` question in
+adapter in ``prefilter/`` answers Squid's ``wantsUrl(path)`` question in
 process from this file, and only requests it cannot rule out go to the helper, which stays
 the one place that canonicalises URLs and decides. The filter never decides "listed"; a
 wrong "maybe" costs one helper round trip, and a missing or unreadable filter makes the
@@ -63,13 +63,15 @@ import hashlib
 import mmap
 import os
 import struct
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgeagent import canon
 from edgeagent.atomic import write_atomic
+from edgeagent.entrydiff import changed
 from edgeagent.errors import EdgeAgentError
-from edgeagent.model import DesiredState, Scope
+from edgeagent.model import DesiredState, Entry, Scope
 
 MAGIC = b"EAPXPTH1"
 VERSION = 2
@@ -174,44 +176,84 @@ class PathFilterStats:
     size_bytes: int
 
 
-def build_path_filter(state: DesiredState, *, any_hashed: bool = False) -> tuple[bytes, bool]:
-    """File content for ``state``'s blocks; ``(data, match_all)``.
+@dataclass(slots=True)
+class PathFilterModel:
+    """The filter's keys for a state, kept by change: a new policy version costs its
+    changed entries (:func:`edgeagent.entrydiff.changed`), not a walk of every block.
 
-    ``match_all`` when the policy has hashed entries (from the state or ``any_hashed``):
-    their paths are unknown, so every request must go to the helper.
+    ``keys[key]`` counts the entries that hold ``key`` (two URLs differing only in their
+    query share one); ``hashed`` counts the hashed entries (any of them: match all).
     """
-    match_all = any_hashed
-    keys: set[int] = set()
-    for entry in state.blocks:
-        scope = entry.indicator.scope
-        if scope is Scope.URL_HASH:
-            match_all = True
-        elif scope.is_url:
-            key = entry_filter_key(scope, entry.indicator.value)
-            if key is not None:
-                keys.add(key)
-    ordered = sorted(keys)
-    body = struct.pack(f"<{len(ordered)}Q", *ordered)
-    header = _HEADER.pack(
-        MAGIC,
-        VERSION,
-        FLAG_MATCH_ALL if match_all else 0,
-        len(ordered),
-        state.version,
-        hashlib.sha256(body).digest(),
-    )
-    return header + body, match_all
+
+    state: DesiredState
+    keys: dict[int, int] = field(default_factory=dict)
+    hashed: int = 0
+
+    @classmethod
+    def of(cls, state: DesiredState) -> PathFilterModel:
+        model = cls(state)
+        model._count(state.blocks, 1)
+        return model
+
+    def change(self, state: DesiredState) -> None:
+        """Move the model to ``state``."""
+        gone, came = changed(self.state.blocks, state.blocks)
+        self._count(gone, -1)
+        self._count(came, 1)
+        self.state = state
+
+    def _count(self, entries: Iterable[Entry], sign: int) -> None:
+        keys = self.keys
+        for entry in entries:
+            scope = entry.indicator.scope
+            if scope is Scope.URL_HASH:
+                self.hashed += sign
+            elif scope.is_url:
+                key = entry_filter_key(scope, entry.indicator.value)
+                if key is not None:
+                    left = keys.get(key, 0) + sign
+                    if left:
+                        keys[key] = left
+                    else:
+                        del keys[key]
+
+    def render(self, *, any_hashed: bool = False) -> tuple[bytes, bool]:
+        """File content; ``(data, match_all)``.
+
+        ``match_all`` when the policy has hashed entries (from the state or
+        ``any_hashed``): their paths are unknown, so every request must go to the helper.
+        """
+        match_all = any_hashed or self.hashed > 0
+        ordered = sorted(self.keys)
+        body = struct.pack(f"<{len(ordered)}Q", *ordered)
+        header = _HEADER.pack(
+            MAGIC,
+            VERSION,
+            FLAG_MATCH_ALL if match_all else 0,
+            len(ordered),
+            self.state.version,
+            hashlib.sha256(body).digest(),
+        )
+        return header + body, match_all
+
+
+def build_path_filter(state: DesiredState, *, any_hashed: bool = False) -> tuple[bytes, bool]:
+    """File content for ``state``'s blocks; ``(data, match_all)`` (see
+    :meth:`PathFilterModel.render`)."""
+    return PathFilterModel.of(state).render(any_hashed=any_hashed)
 
 
 def write_path_filter(
-    state: DesiredState,
+    state: DesiredState | PathFilterModel,
     path: str | os.PathLike[str],
     *,
     group: str | int | None = None,
     any_hashed: bool = False,
 ) -> PathFilterStats:
-    """Build the filter and swap it in atomically (temp file 0640, verified, renamed)."""
-    data, match_all = build_path_filter(state, any_hashed=any_hashed)
+    """Build the filter (of a state, or from a model kept by change) and swap it in
+    atomically (temp file 0640, verified, renamed)."""
+    model = state if isinstance(state, PathFilterModel) else PathFilterModel.of(state)
+    data, match_all = model.render(any_hashed=any_hashed)
 
     def check(tmp: Path) -> None:
         PathFilter.open(tmp)

@@ -1,6 +1,7 @@
 """``edgeagent-squid-helper``: Squid ``external_acl_type`` helper over the hashed index.
 
-Protocol (Squid ``concurrency=N``, format ``%URI %METHOD``; see resolvers/squid/squid.conf)::
+Protocol (Squid ``concurrency=N``, format ``%URI %METHOD``; see the ``squid.conf`` template in
+edgeagent/render/templates)::
 
     request:  <channel-id> <url> [<method>]\\n
     answer:   <channel-id> OK message=<source>\\n   listed: Squid denies, deny_info uses %o
@@ -351,7 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stats-interval", type=float, default=10.0)
     p.add_argument(
         "--appeal-key",
-        help="the agent's appeal key file (appeal-ref.key in its state directory): listed "
+        help="the agent's appeal key file (appeal-ref.key beside the index): listed "
         "answers then carry an opaque entry reference for the stop page's appeal link",
     )
     return p

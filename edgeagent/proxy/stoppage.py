@@ -26,12 +26,14 @@ import html
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from string import Template
-
-from aiohttp import web
+from typing import TYPE_CHECKING
 
 from edgeagent import listeners
-from edgeagent.connlimits import ConnectionLimits
 from edgeagent.intake.entryref import is_ref
+from edgeagent.limits import ConnectionLimits
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 OnHit = Callable[[str], None]
 
@@ -205,6 +207,8 @@ def create_stop_page_app(
     ``settings.sources``; any other value is shown with ``default_source`` and counted as
     ``unknown``.
     """
+    from aiohttp import web
+
     cfg = settings or StopPageSettings()
 
     async def handle(request: web.Request) -> web.Response:

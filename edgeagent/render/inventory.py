@@ -52,11 +52,11 @@ class InventoryPaths(ConfigModel):
     squid_dir: str = "/var/spool/squid"
     squid_helper: str = "/usr/bin/edgeagent-squid-helper"
     squid_prefilter: str = "/usr/lib/edgeagent/edgeagent-prefilter.so"
+    # Names Squid answers before asking its resolver (Squid's own default).
+    squid_hosts_file: str = "/etc/hosts"
     sniproxy_dir: str = "/var/lib/sniproxy"
     # On the agent's host: the update key's base64 secret, "<key name>.secret".
     agent_secrets_dir: str = "/etc/edgeagent/secrets"
-    # The agent's state directory on a proxy host: the stop page's appeal-reference key.
-    agent_state_dir: str = "/var/lib/edgeagent"
 
 
 class InventoryRegion(ConfigModel):
@@ -97,6 +97,8 @@ class InventoryProxy(ConfigModel):
     proxy_port: Port = 3128
     accel_port: Port = 80
     tls_port: Port = 443
+    # Route diversion's port (iptables REDIRECT); the rendered line stays commented.
+    intercept_port: Port = 3129
     # The resolver WITHOUT the diversion policy that Squid and sniproxy resolve through.
     unfiltered_resolver: IpAddress
 

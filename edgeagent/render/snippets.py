@@ -27,21 +27,25 @@ PowerDNS ``seedFile``/``dumpFile``, Knot DNS storage) and the SOA expire is the 
 from __future__ import annotations
 
 import math
-import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from edgeagent.model import DesiredState
+from edgeagent.render.filling import fill, unbound_nodefault
 from edgeagent.render.inventory import (
     Inventory,
+    InventoryPaths,
     InventoryProxy,
     InventoryResolver,
     InventorySecondary,
     InventoryServer,
 )
 from edgeagent.rpz.compiler import RpzSettings
-from edgeagent.rpz.publishers.base import ZoneRelease
+from edgeagent.rpz.publishers.base import ZoneRelease, zone_file_name
 
+# The subdirectories of [paths] publish_dir, one per reading daemon (tmpfiles.d makes them).
+RPZ_SUBDIR = "rpz"
+PROXY_SUBDIR = "proxy"
 HEADER = "rendered by `edgeagent render` from the fleet inventory: re-render, do not edit"
 ZONE_COUNT = 2  # the policy zone and the exception zone change together
 # BIND's rate limiters send at most 10 messages per tick, one tick every 10/rate s: at
@@ -49,9 +53,6 @@ ZONE_COUNT = 2  # the policy zone and the exception zone change together
 # tick every 10 ms at least, and every NOTIFY of one change out within 0.1 s.
 MIN_RATE = 1000
 NOTIFY_SPREAD_SECONDS = 0.1
-# Unbound serves these names itself unless told not to: a canary under one of them would
-# be answered before the policy.
-UNBOUND_LOCAL_TLDS = frozenset({"test", "invalid", "example", "localhost", "onion", "local"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +98,7 @@ class ProxyNames:
     fail_mode: str
     stop_url: str
     appeal_key_path: str  # the agent's key for the stop page's appeal references
+    stats_file: str  # each helper's counters (%p: its pid), where the agent reads them
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,17 +107,6 @@ class Templates:
 
     squid: str
     sniproxy: str
-
-
-def fill(template: str, values: Mapping[str, str], what: str) -> str:
-    """``template`` with every ``@KEY@`` replaced; an unfilled placeholder is an error."""
-    text = template
-    for key, value in values.items():
-        text = text.replace(f"@{key}@", value)
-    left = set(re.findall(r"@([A-Z_]+)@", text)) - {"NAME"}
-    if left:
-        raise ValueError(f"unfilled placeholders in {what}: {sorted(left)}")
-    return text
 
 
 def bind_key_text(name: str, secret: str, algorithm: str = "hmac-sha256") -> str:
@@ -130,10 +121,6 @@ def knot_key_text(name: str, secret: str, algorithm: str = "hmac-sha256") -> str
 
 def _path(template: str, server: str) -> str:
     return template.replace("{name}", server)
-
-
-def _zone_file(zone: str) -> str:
-    return f"{zone}.zone"
 
 
 def _addr(server: InventoryServer) -> str:
@@ -241,7 +228,7 @@ class FleetRenderer:
             text += (
                 f'zone "{zone}" {{\n'
                 "    type primary;\n"
-                f'    file "{_zone_file(zone)}";\n'
+                f'    file "{zone_file_name(zone)}";\n'
                 f'    allow-update {{ key "{update}"; }};\n'
                 f"    allow-query {{ {readers} }};\n"
                 f"    allow-transfer {{ {readers} }};\n"
@@ -251,12 +238,11 @@ class FleetRenderer:
             )
         # The initial zones (SOA, NS, canary at serial 1): the agent's first UPDATE fills them.
         first = ZoneRelease(DesiredState(0, (), ()), self.rpz, 1)
+        base = f"primaries/{server.name}"
         return {
-            f"primaries/{server.name}/named.conf": text.rstrip("\n") + "\n",
-            f"primaries/{server.name}/{_zone_file(self.rpz.zone)}": "".join(first.policy_text()),
-            f"primaries/{server.name}/{_zone_file(self.rpz.exception_zone)}": "".join(
-                first.exception_text()
-            ),
+            f"{base}/named.conf": text.rstrip("\n") + "\n",
+            f"{base}/{zone_file_name(self.rpz.zone)}": "".join(first.policy_text()),
+            f"{base}/{zone_file_name(self.rpz.exception_zone)}": "".join(first.exception_text()),
         }
 
     def secondary(self, server: InventorySecondary) -> str:
@@ -288,7 +274,7 @@ class FleetRenderer:
                 f'zone "{zone}" {{\n'
                 "    type secondary;\n"
                 f"    primaries {{ {primaries} }};\n"
-                f'    file "{_zone_file(zone)}";\n'
+                f'    file "{zone_file_name(zone)}";\n'
                 f"    allow-query {{ {readers} }};\n"
                 f"    allow-transfer {{ {readers} }};\n"
                 "    notify explicit;\n"
@@ -354,7 +340,7 @@ class FleetRenderer:
                 f'zone "{zone}" {{\n'
                 "    type secondary;\n"
                 f"    primaries {{ {primaries} }};\n"
-                f'    file "{_zone_file(zone)}";\n'
+                f'    file "{zone_file_name(zone)}";\n'
                 "    allow-query { localhost; };\n"
                 "    allow-transfer { none; };\n"
                 "    notify no;\n"
@@ -369,8 +355,7 @@ class FleetRenderer:
         clients = "".join(
             f"    access-control: {n} allow\n" for n in self.inv.fleet.client_networks
         )
-        tld = self.rpz.canary.rstrip(".").rsplit(".", 1)[-1]
-        nodefault = f'    local-zone: "{tld}." nodefault\n' if tld in UNBOUND_LOCAL_TLDS else ""
+        nodefault = unbound_nodefault(self.rpz.canary)
         text = (
             f'# edgeagent: Unbound resolver "{server.name}" of region {server.region}; {HEADER}.\n'
         )
@@ -401,7 +386,7 @@ class FleetRenderer:
             text += f'\nrpz:\n    name: "{zone}"\n'
             text += "".join(f"    primary: {s.address}@{s.port}\n" for s in sources)
             text += "".join(f"    allow-notify: {s.address}\n" for s in sources)
-            text += f'    zonefile: "{_zone_file(zone)}"\n'
+            text += f'    zonefile: "{zone_file_name(zone)}"\n'
             if zone == self.rpz.exception_zone:
                 text += "    rpz-action-override: passthru\n"
             text += "    rpz-log: no\n"
@@ -455,8 +440,8 @@ class FleetRenderer:
                 # Its packet cache would answer an old canary (and an old block or allow)
                 # for the records' whole TTL after a change: policy answers are not cached.
                 "    maxTTL = 0,\n"
-                f'    dumpFile = "{work}/{_zone_file(zone)}",\n'
-                f'    seedFile = "{work}/{_zone_file(zone)}",\n'
+                f'    dumpFile = "{work}/{zone_file_name(zone)}",\n'
+                f'    seedFile = "{work}/{zone_file_name(zone)}",\n'
                 "})\n"
             )
         return text
@@ -494,14 +479,14 @@ class FleetRenderer:
         )
         text += "".join(
             f"  - domain: {zone}\n    master: [{ids}]\n    acl: edgeagent-notify\n"
-            f'    file: "{_zone_file(zone)}"\n'
+            f'    file: "{zone_file_name(zone)}"\n'
             for zone in self.zones
         )
         return text
 
     def kresd_conf(self, server: InventoryResolver) -> str:
         storage = _path(self.paths.knot_dir, server.name)
-        exc, pol = (f"{storage}/{_zone_file(z)}" for z in self.zones)
+        exc, pol = (f"{storage}/{zone_file_name(z)}" for z in self.zones)
         return (
             f'-- edgeagent: Knot Resolver "{server.name}" of region {server.region}; {HEADER}.\n'
             "-- RPZ from the files the Knot DNS secondary beside it writes (knot.conf); the\n"
@@ -515,40 +500,17 @@ class FleetRenderer:
 
     # -- proxies --------------------------------------------------------------------
     def proxy_files(self, proxy: InventoryProxy) -> dict[str, str]:
-        work = _path(self.paths.squid_dir, proxy.name)
         base = f"proxies/{proxy.name}"
-        squid = fill(
-            self.templates.squid,
-            {
-                "LISTEN": proxy.address,
-                "PROXY_PORT": str(proxy.proxy_port),
-                "ACCEL_PORT": str(proxy.accel_port),
-                "INTERCEPT_PORT": "3129",
-                "HELPER": _path(self.paths.squid_helper, proxy.name),
-                "PREFILTER": _path(self.paths.squid_prefilter, proxy.name),
-                "INDEX": self.proxy.index_path,
-                "FAIL_MODE": self.proxy.fail_mode,
-                "APPEAL_KEY": self.proxy.appeal_key_path,
-                "STATS_FILE": f"{work}/helper-%p.json",
-                "STOP_URL": self.proxy.stop_url,
-                "RESOLVER_CONF": f"dns_nameservers {proxy.unfiltered_resolver}",
-                "WORK_DIR": work,
-                "EFFECTIVE_USER": "proxy",
-            },
-            f"{base}/squid.conf",
-        )
-        sni = fill(
-            self.templates.sniproxy,
-            {
-                "LISTEN": proxy.address,
-                "PORT": str(proxy.tls_port),
-                "RESOLVER": proxy.unfiltered_resolver,
-                "WORK_DIR": _path(self.paths.sniproxy_dir, proxy.name),
-                "USER": "daemon",
-            },
-            f"{base}/sniproxy.conf",
-        )
-        return {f"{base}/squid.conf": squid, f"{base}/sniproxy.conf": sni}
+        return {
+            f"{base}/squid.conf": fill(
+                self.templates.squid,
+                squid_values(proxy, self.paths, self.proxy),
+                f"{base}/squid.conf",
+            ),
+            f"{base}/sniproxy.conf": fill(
+                self.templates.sniproxy, sniproxy_values(proxy, self.paths), f"{base}/sniproxy.conf"
+            ),
+        }
 
     # -- the agent ------------------------------------------------------------------
     def agent_fragment(self) -> str:
@@ -580,18 +542,55 @@ class FleetRenderer:
 
     def tmpfiles(self) -> str:
         publish = self.paths.publish_dir
-        index_dir = self.proxy.index_path.rsplit("/", 1)[0]
         text = (
             f"# tmpfiles.d(5) for the agent's host; {HEADER}.\n"
             "# Artefacts other daemons read, outside the agent's 0700 state directory; setgid\n"
-            "# directories so each file inherits its reader's group.\n"
+            "# directories so each file (0640) inherits its reader's group.\n"
+            f"# {RPZ_SUBDIR}/: the zonefile publisher's zones. {PROXY_SUBDIR}/: the proxy index,\n"
+            "# its path filter and the appeal key, read by Squid's helpers, and the helpers'\n"
+            "# counters, read by the agent.\n"
             "#Type Path                              Mode User      Group     Age\n"
             f"d     {publish:<35} 0751 edgeagent edgeagent -\n"
         )
-        rpz_dir = f"{publish}/rpz"
-        text += f"d     {rpz_dir:<35} 2750 edgeagent bind      -\n"
-        text += f"d     {index_dir:<35} 2750 edgeagent proxy     -\n"
+        # proxy/ is also the helpers' (their counters): sticky, so that they cannot
+        # replace or remove the agent's files.
+        for subdir, mode, group in ((RPZ_SUBDIR, 2750, "bind"), (PROXY_SUBDIR, 3770, "proxy")):
+            text += f"d     {publish + '/' + subdir:<35} {mode} edgeagent {group:<9} -\n"
         return text
+
+
+def squid_values(proxy: InventoryProxy, paths: InventoryPaths, names: ProxyNames) -> dict[str, str]:
+    """The Squid template's placeholders for ``proxy``."""
+    work = _path(paths.squid_dir, proxy.name)
+    return {
+        "LISTEN": proxy.address,
+        "PROXY_PORT": str(proxy.proxy_port),
+        "ACCEL_PORT": str(proxy.accel_port),
+        "INTERCEPT_PORT": str(proxy.intercept_port),
+        "HELPER": _path(paths.squid_helper, proxy.name),
+        "PREFILTER": _path(paths.squid_prefilter, proxy.name),
+        "INDEX": names.index_path,
+        "FAIL_MODE": names.fail_mode,
+        "APPEAL_KEY": names.appeal_key_path,
+        "STATS_FILE": names.stats_file,
+        "STOP_URL": names.stop_url,
+        "RESOLVER_CONF": (
+            f"hosts_file {paths.squid_hosts_file}\ndns_nameservers {proxy.unfiltered_resolver}"
+        ),
+        "WORK_DIR": work,
+        "EFFECTIVE_USER": "proxy",
+    }
+
+
+def sniproxy_values(proxy: InventoryProxy, paths: InventoryPaths) -> dict[str, str]:
+    """The sniproxy template's placeholders for ``proxy``."""
+    return {
+        "LISTEN": proxy.address,
+        "PORT": str(proxy.tls_port),
+        "RESOLVER": proxy.unfiltered_resolver,
+        "WORK_DIR": _path(paths.sniproxy_dir, proxy.name),
+        "USER": "daemon",
+    }
 
 
 def render_fleet(

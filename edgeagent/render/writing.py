@@ -6,12 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from edgeagent.atomic import write_atomic
-from edgeagent.bundled import bundled_path
 from edgeagent.config import Settings
 from edgeagent.intake.entryref import KEY_FILE_NAME
-from edgeagent.proxy.enforcer import INDEX_FILE_NAME, ProxyEnforcerConfig
+from edgeagent.proxy.enforcer import HELPER_STATS_FILE_NAME, INDEX_FILE_NAME, ProxyEnforcerConfig
+from edgeagent.render.filling import template_text
 from edgeagent.render.inventory import Inventory
-from edgeagent.render.snippets import ProxyNames, Templates, render_fleet
+from edgeagent.render.snippets import PROXY_SUBDIR, ProxyNames, Templates, render_fleet
 from edgeagent.rpz.enforcer import RpzEnforcerConfig, compiler_settings
 
 # The snippets hold addresses and key file names, never secrets: readable by the
@@ -20,11 +20,7 @@ SNIPPET_MODE = 0o644
 
 
 def shipped_templates() -> Templates:
-    snippets = bundled_path("resolvers")
-    return Templates(
-        squid=(snippets / "squid" / "squid.conf").read_text(encoding="utf-8"),
-        sniproxy=(snippets / "sniproxy" / "sniproxy.conf").read_text(encoding="utf-8"),
-    )
+    return Templates(squid=template_text("squid.conf"), sniproxy=template_text("sniproxy.conf"))
 
 
 def proxy_names(inventory: Inventory, settings: Settings) -> ProxyNames:
@@ -34,11 +30,15 @@ def proxy_names(inventory: Inventory, settings: Settings) -> ProxyNames:
         stop_url = f"http://{rpz.stop_page_host}"
     else:
         stop_url = f"http://{proxy.stop_page_listen_host}:{proxy.stop_page_listen_port}"
+    # The proxy's artefacts (index, path filter, appeal key) in the setgid-proxy directory
+    # the rendered tmpfiles.d creates: Squid's helpers cannot enter the agent's state dir.
+    artefacts = f"{inventory.paths.publish_dir}/{PROXY_SUBDIR}"
     return ProxyNames(
-        index_path=f"{inventory.paths.publish_dir}/proxy/{INDEX_FILE_NAME}",
+        index_path=f"{artefacts}/{INDEX_FILE_NAME}",
         fail_mode=proxy.fail_mode,
         stop_url=stop_url,
-        appeal_key_path=f"{inventory.paths.agent_state_dir}/{KEY_FILE_NAME}",
+        appeal_key_path=f"{artefacts}/{KEY_FILE_NAME}",
+        stats_file=f"{artefacts}/{HELPER_STATS_FILE_NAME}",
     )
 
 

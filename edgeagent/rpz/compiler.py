@@ -48,6 +48,7 @@ from types import MappingProxyType
 
 from edgeagent.canon import url_host as canon_url_host
 from edgeagent.model import DesiredState, Scope
+from edgeagent.rpz import defaults
 from edgeagent.rpz.zonetext import (
     MAX_TEXT_NAME,
     NAME_PATTERN,
@@ -82,17 +83,22 @@ class RpzSettings:
     ``default_action``.
     """
 
-    zone: str = "rpz.edgeagent.invalid"
-    exception_zone: str = "rpz-exceptions.edgeagent.invalid"
-    mname: str = "localhost"
-    rname: str = "hostmaster.edgeagent.invalid"
-    ns: str = "localhost"
-    ttl: int = 60
-    timers: tuple[int, int, int, int] = (300, 60, 14515200, 60)  # refresh retry expire minimum
-    stop_page_host: str = "stop.edgeagent.test"
+    zone: str = defaults.ZONE
+    exception_zone: str = defaults.EXCEPTION_ZONE
+    mname: str = defaults.SOA_MNAME
+    rname: str = defaults.SOA_RNAME
+    ns: str = defaults.SOA_MNAME
+    ttl: int = defaults.TTL
+    timers: tuple[int, int, int, int] = (  # refresh retry expire minimum
+        defaults.SOA_REFRESH,
+        defaults.SOA_RETRY,
+        defaults.SOA_EXPIRE,
+        defaults.SOA_MINIMUM,
+    )
+    stop_page_host: str | None = None  # needed by the action stop-page
     proxy_ipv4: str | None = None
     proxy_ipv6: str | None = None
-    canary: str = "blocked-canary.edgeagent.test"
+    canary: str = defaults.CANARY
     canary_ipv4: str = "192.0.2.1"
     default_action: RpzAction = RpzAction.NXDOMAIN
     source_actions: Mapping[str, RpzAction] = field(default_factory=dict)
@@ -113,7 +119,7 @@ class RpzSettings:
             ("stop_page_host", self.stop_page_host),
             ("canary", self.canary),
         ):
-            if safe_owner(name, "") is None:
+            if name is not None and safe_owner(name, "") is None:
                 raise ValueError(f"rpz.{label}: not a valid lower-case host name")
         if self.zone == self.exception_zone:
             raise ValueError("rpz.exception_zone: must differ from rpz.zone")
@@ -129,6 +135,11 @@ class RpzSettings:
         )
         if uses_divert and not self.has_proxy:
             raise ValueError("rpz: action 'divert' needs proxy_ipv4 or proxy_ipv6")
+        if self.stop_page_host is None and RpzAction.STOP_PAGE in (
+            self.default_action,
+            *self.source_actions.values(),
+        ):
+            raise ValueError("rpz: action 'stop-page' needs stop_page_host")
         if not 0 <= self.min_prefix_v4 <= 32 or not 0 <= self.min_prefix_v6 <= 128:
             raise ValueError("rpz.min_prefix_v4/v6: out of range")
 

@@ -43,10 +43,11 @@ from edgeagent.enforcement.base import (
     FleetMember,
     PeriodicJob,
 )
-from edgeagent.errors import ConfigError, ConfigProblem
+from edgeagent.errors import ConfigError, ConfigProblem, EdgeAgentError
 from edgeagent.model import DesiredState
 from edgeagent.plugins import PluginField, own_config
 from edgeagent.render.inventory import Inventory, load_inventory
+from edgeagent.rpz import defaults
 from edgeagent.rpz.compiler import RpzAction, RpzSettings
 from edgeagent.rpz.publishers.base import (
     Publisher,
@@ -81,23 +82,21 @@ def _inventory(path: Path) -> Inventory:
 class RpzConfig(ConfigModel):
     """``[rpz]``: the policy zones the agent compiles and how resolvers are checked."""
 
-    zone: DnsName = "block.rpz.invalid"
-    exception_zone: DnsName = "allow.rpz.invalid"
+    # Every default here is the compiler's too (edgeagent.rpz.defaults).
+    zone: DnsName = defaults.ZONE
+    exception_zone: DnsName = defaults.EXCEPTION_ZONE
     default_action: Literal["nxdomain", "nodata", "stop-page"] = "nxdomain"
     stop_page_host: DnsName | None = None
     proxy_ipv4: Annotated[ipaddress.IPv4Address, Strict(False)] | None = None
     proxy_ipv6: Annotated[ipaddress.IPv6Address, Strict(False)] | None = None
-    canary_name: DnsName = "canary.edgeagent.example"
-    ttl: Annotated[int, Field(ge=0)] = 60
-    soa_mname: DnsName = "localhost"
-    soa_rname: DnsName = "hostmaster.edgeagent.invalid"
-    soa_refresh: Annotated[int, Field(ge=1)] = 300
-    soa_retry: Annotated[int, Field(ge=1)] = 60
-    # Fail static: a secondary keeps enforcing the last zone for this long with the
-    # centre unreachable. 24 weeks, the most BIND accepts, far beyond any outage; the
-    # staleness alert fires long before.
-    soa_expire: Annotated[int, Field(ge=1)] = 14_515_200
-    soa_minimum: Annotated[int, Field(ge=0)] = 60
+    canary_name: DnsName = defaults.CANARY
+    ttl: Annotated[int, Field(ge=0)] = defaults.TTL
+    soa_mname: DnsName = defaults.SOA_MNAME
+    soa_rname: DnsName = defaults.SOA_RNAME
+    soa_refresh: Annotated[int, Field(ge=1)] = defaults.SOA_REFRESH
+    soa_retry: Annotated[int, Field(ge=1)] = defaults.SOA_RETRY
+    soa_expire: Annotated[int, Field(ge=1)] = defaults.SOA_EXPIRE  # fail static (see defaults)
+    soa_minimum: Annotated[int, Field(ge=0)] = defaults.SOA_MINIMUM
     verify_interval_seconds: Annotated[int, Field(ge=5)] = 60
     serial_grace_seconds: Annotated[int, Field(ge=0)] = 120
     region_quorum: Annotated[float, Field(gt=0, le=1)] = 0.5
@@ -232,9 +231,6 @@ class RpzEnforcerConfig(EnforcerConfig):
 def compiler_settings(rpz: RpzConfig, feeds: Mapping[str, FeedFacts]) -> RpzSettings:
     """``[rpz]`` and each feed's ``action`` as the compiler's settings."""
     source_actions = {name: RpzAction(f.action) for name, f in feeds.items() if f.action}
-    kwargs: dict[str, Any] = {}
-    if rpz.stop_page_host is not None:
-        kwargs["stop_page_host"] = rpz.stop_page_host
     return RpzSettings(
         zone=rpz.zone,
         exception_zone=rpz.exception_zone,
@@ -248,7 +244,7 @@ def compiler_settings(rpz: RpzConfig, feeds: Mapping[str, FeedFacts]) -> RpzSett
         canary=rpz.canary_name,
         default_action=RpzAction(rpz.default_action),
         source_actions=source_actions,
-        **kwargs,
+        stop_page_host=rpz.stop_page_host,
     )
 
 
@@ -298,7 +294,15 @@ def build_publishing(config: RpzEnforcerConfig, context: EnforcerContext) -> Rpz
         quorum=config.rpz.region_quorum,
         metrics=context.metrics,
     )
-    return RpzPublishing(rpz, publishers, verifier, context.state_dir, context.metrics)
+    return RpzPublishing(
+        rpz,
+        publishers,
+        verifier,
+        context.state_dir,
+        context.metrics,
+        serials=context.serials,
+        fence=context.fence,
+    )
 
 
 class RpzEnforcer(Enforcer):
@@ -337,7 +341,10 @@ class RpzEnforcer(Enforcer):
 
     async def publish(self, state: DesiredState) -> Enforced:
         publishing = self._running()
-        await asyncio.to_thread(publishing.publish, state)
+        try:
+            await asyncio.to_thread(publishing.publish, state)
+        except EdgeAgentError as exc:  # the serial could not be recorded (store down)
+            return Enforced(self.KIND, state.version, False, f"no serial: {exc}")
         missing = publishing.missing()
         if missing:
             return Enforced(

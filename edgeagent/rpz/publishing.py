@@ -4,8 +4,10 @@
 the compiler's settings, the publishers and the resolver verifier.
 
 :meth:`RpzPublishing.publish` (called from a worker thread on every policy change) takes
-the next serial, persists it (0600 file in the state directory, written atomically before
-anything is published, so a restart always continues upward), compiles the zone text
+the next serial, persists it before anything is published (in the store, central state
+every agent on it shares: a restart, or a new leader whatever its clock says, continues
+upward from the last serial any agent handed out; without a store, a 0600 file in the
+state directory), compiles the zone text
 once, and hands the same release to every publisher *in parallel*: each verifies against
 its own resolvers, and a failing publisher never stops the others. A state whose version
 was already published everywhere is not published again (cheap when nothing changed);
@@ -23,15 +25,15 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgeagent.atomic import write_atomic
+from edgeagent.enforcement.base import SerialRecord
 from edgeagent.errors import EdgeAgentError, PublishError
-from edgeagent.metrics import Metrics
 from edgeagent.model import DesiredState
 from edgeagent.rpz.compiler import CompileStats, RpzSettings, StatsCounter
 from edgeagent.rpz.publishers.base import (
@@ -42,6 +44,9 @@ from edgeagent.rpz.publishers.base import (
 )
 from edgeagent.rpz.verify import VerificationState, Verifier
 from edgeagent.rpz.zonetext import next_serial, serial_gt
+
+if TYPE_CHECKING:
+    from edgeagent.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -110,12 +115,14 @@ class _Current:
 
 
 class SerialStore:
-    """The last serial handed out, in a small 0600 JSON file written atomically."""
+    """The last serial handed out, in a small 0600 JSON file written atomically: where it
+    is kept without a store (a :class:`~edgeagent.enforcement.base.SerialRecord`), and
+    where agents before the store kept it (read once to continue above it)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
 
-    def load(self) -> int | None:
+    def rpz_serial(self) -> int | None:
         try:
             data = json.loads(self.path.read_text(encoding="utf-8"))
         except FileNotFoundError:
@@ -127,9 +134,16 @@ class SerialStore:
             raise PublishError("rpz", "serial file holds no valid serial")
         return serial
 
-    def save(self, serial: int) -> None:
+    def save_rpz_serial(self, serial: int) -> None:
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         write_atomic(self.path, json.dumps({"serial": serial}) + "\n", 0o600)
+
+
+def _newest(a: int | None, b: int | None) -> int | None:
+    """The newer of two serials (RFC 1982); ``None`` stands for none."""
+    if a is None or (b is not None and serial_gt(b, a)):
+        return b
+    return a
 
 
 class RpzPublishing:
@@ -142,15 +156,22 @@ class RpzPublishing:
         verifier: Verifier,
         state_dir: Path,
         metrics: Metrics | None = None,
+        *,
+        serials: SerialRecord | None = None,
+        fence: Callable[[str], None] | None = None,
     ) -> None:
         self.rpz = rpz
         self.publishers = list(publishers)
+        # Checked by each publisher right before it applies (the leader epoch, as for
+        # the proxy index and the routes): see Publisher.publish.
+        self.fence = fence
         self.verifier = verifier
         self.metrics = metrics
-        self.serials = SerialStore(state_dir / SERIAL_FILE)
+        legacy = SerialStore(state_dir / SERIAL_FILE)
+        self.serials: SerialRecord = legacy if serials is None else serials
         self._lock = threading.Lock()
         self._current: _Current | None = None
-        self._last_serial = self.serials.load()
+        self._last_serial = _newest(self.serials.rpz_serial(), legacy.rpz_serial())
         self._status = {p.name: PublisherStatus(p.KIND) for p in self.publishers}
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -174,8 +195,8 @@ class RpzPublishing:
 
         Failures are recorded (status, metrics, log) and retried with the same release
         on the next call; they never stop the other publishers. If a publisher finds its
-        target already at or past the release's serial (a lost serial file, another
-        writer), the state is re-released once with a serial above it.
+        target already at or past the release's serial (a store restored from an old
+        backup, another writer), the state is re-released once with a serial above it.
         """
         with self._lock:
             return self._publish_locked(state)
@@ -240,12 +261,12 @@ class RpzPublishing:
         return best
 
     def _new_release(self, state: DesiredState, floor: int | None = None) -> _Current:
-        base = self._last_serial
-        if floor is not None and (base is None or serial_gt(floor, base)):
-            base = floor
+        # Above every serial handed out: ours, the store's (another agent may have led
+        # since we last published) and what a target already has.
+        base = _newest(_newest(self._last_serial, self.serials.rpz_serial()), floor)
         serial = next_serial(base)
         # Persist before anything is published: a restart must never reuse a serial.
-        self.serials.save(serial)
+        self.serials.save_rpz_serial(serial)
         self._last_serial = serial
         release, stats = compile_release(state, self.rpz, serial)
         if self.metrics is not None:
@@ -258,7 +279,7 @@ class RpzPublishing:
         st = self._status[p.name]
         started = time.monotonic()
         try:
-            result = p.publish(release)
+            result = p.publish(release, self.fence)
         except EdgeAgentError as exc:
             reason = exc.reason if isinstance(exc, PublishError) else type(exc).__name__
             return self._failed(p, st, reason)
@@ -292,7 +313,7 @@ class RpzPublishing:
                 self._last_serial is None or serial_gt(live, self._last_serial)
             ):
                 self._last_serial = live
-                self.serials.save(live)
+                self.serials.save_rpz_serial(live)
 
     def nudge(self, names: Sequence[str]) -> int:
         """NOTIFY the named resolvers of both zones (they are behind and may have missed

@@ -33,9 +33,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from edgeagent.metrics import Metrics
 from edgeagent.rpz.publishers.base import (
     CanaryQuery,
     CanaryResult,
@@ -44,6 +43,9 @@ from edgeagent.rpz.publishers.base import (
     query_canary,
 )
 from edgeagent.rpz.zonetext import serial_lag
+
+if TYPE_CHECKING:
+    from edgeagent.metrics import Metrics
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,6 +33,11 @@ A backend must:
 - move decisions only along :data:`DECISION_TRANSITIONS` (:func:`check_decision_transition`).
 - be safe to call from several threads; writes are serialised by the backend.
 - create its files with mode 0600 and never log entry values.
+- keep the last RPZ SOA serial handed out (:meth:`Store.save_rpz_serial`), central state
+  like the policy: it only ever moves forward (RFC 1982), so whichever agent publishes
+  next continues above it.
+- keep each host's deadline-clock mark (:meth:`Store.save_clock_mark`): the latest
+  reading only, never an earlier one (:mod:`edgeagent.deadline_clock`).
 - bring its schema to the version the code knows when it opens, and refuse a database
   whose schema is newer (:mod:`edgeagent.store.migrations`).
 
@@ -47,8 +52,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, ClassVar, Generic, Protocol, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, TypeVar, cast
 
+from edgeagent.deadline_clock import ClockMark
 from edgeagent.errors import Conflict, InvalidTransition, StoreError
 from edgeagent.intake.base import IntakeChannel, IntakeItem, IntakeState, NewIntakeItem
 from edgeagent.leadership import Leadership, SoleLeader
@@ -92,6 +98,27 @@ class GenerationStatus(StrEnum):
     HELD = "held"
     SUPERSEDED = "superseded"
     DISCARDED = "discarded"
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationChanges:
+    """What differs between two generations of one feed: the entries only the old one
+    holds (``removed``) and those only the new one holds (``added``). An entry whose
+    fields changed is in both: its old value removed, its new value added."""
+
+    removed: tuple[Entry, ...]
+    added: tuple[Entry, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionChanges:
+    """The decisions whose status changed after a mark (:meth:`Store.decision_changes`):
+    those now ``active`` (without their history) and the ids of the others, as of
+    ``mark``, the mark to ask from next time."""
+
+    mark: int
+    active: tuple[Decision, ...]
+    inactive: tuple[int, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,6 +295,11 @@ class Store(Protocol):
 
     def generation_entries(self, generation_id: int) -> Iterator[Entry]: ...
 
+    def generation_changes(self, old_id: int, new_id: int) -> GenerationChanges:
+        """The entries that differ between generations ``old_id`` and ``new_id`` of one
+        feed (``NotFound`` for an unknown one)."""
+        ...
+
     def promote_generation(self, generation_id: int) -> Generation:
         """Make a held generation live (the old live one becomes superseded)."""
         ...
@@ -331,6 +363,17 @@ class Store(Protocol):
     ) -> Decision: ...
 
     def active_decisions(self) -> Iterator[Decision]: ...
+
+    def due_decisions(self, now: datetime) -> list[Decision]:
+        """The active decisions (with history) whose ``expires_at`` is at or before
+        ``now``, by id: the expire pass reads these only, not every active decision."""
+        ...
+
+    def decision_changes(self, after: int) -> DecisionChanges | None:
+        """What changed among the decisions after mark ``after`` (0: from the start), at
+        the cost of the change; ``None`` when this store cannot say (read every active
+        decision instead)."""
+        ...
 
     def expire_due_decisions(
         self, now: datetime | None = None, *, actor: str = "system"
@@ -399,6 +442,24 @@ class Store(Protocol):
 
     def revoke_token(self, token_id: int) -> Token: ...
 
+    # --- the RPZ serial (:class:`edgeagent.enforcement.base.SerialRecord`)
+    def rpz_serial(self) -> int | None:
+        """The last RPZ SOA serial handed out by any agent on the store (``None``: none)."""
+        ...
+
+    def save_rpz_serial(self, serial: int) -> None:
+        """Record ``serial`` unless the recorded one is as new or newer (RFC 1982)."""
+        ...
+
+    # --- the deadline clock's mark, per host (:mod:`edgeagent.deadline_clock`)
+    def clock_mark(self, host: str) -> ClockMark | None:
+        """The latest deadline-clock reading ``host`` recorded (``None``: none yet)."""
+        ...
+
+    def save_clock_mark(self, mark: ClockMark) -> None:
+        """Record ``mark`` unless the one recorded for its host is as late or later."""
+        ...
+
 
 class StoreConfig(PluginConfig):
     """``[store]``: the keys of one backend, selected by ``backend``."""
@@ -430,8 +491,31 @@ class StoreBackend(ABC, Generic[ConfigT]):
     def open_ticket_store(cls, config: ConfigT, state_dir: Path) -> TicketStorage:
         """Open the takedown ticket store that goes with the configured store."""
 
+    def generation_changes(self, old_id: int, new_id: int) -> GenerationChanges:
+        """By default both generations are streamed and compared in memory; a backend
+        that can compare them in its database does so instead."""
+        return changes_in_memory(cast(Store, self), old_id, new_id)
+
+    def decision_changes(self, after: int) -> DecisionChanges | None:
+        """By default a backend cannot say what changed since a mark."""
+        return None
+
+    def due_decisions(self, now: datetime) -> list[Decision]:
+        """By default every active decision is read and the due ones kept."""
+        return [
+            d
+            for d in cast(Store, self).active_decisions()
+            if d.expires_at is not None and d.expires_at <= now
+        ]
+
     @classmethod
     def open_leadership(cls, config: ConfigT, state_dir: Path) -> Leadership:
         """How the agents on this store choose their one leader
         (:mod:`edgeagent.leadership`); by default the store has one agent, which leads."""
         return SoleLeader()
+
+
+def changes_in_memory(store: Store, old_id: int, new_id: int) -> GenerationChanges:
+    """:meth:`Store.generation_changes` from the two generations' entry streams."""
+    old, new = set(store.generation_entries(old_id)), set(store.generation_entries(new_id))
+    return GenerationChanges(removed=tuple(old - new), added=tuple(new - old))

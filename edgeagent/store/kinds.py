@@ -12,6 +12,8 @@ from edgeagent.store.sqlite import SqliteStore
 
 __all__ = ["STORE_BACKENDS"]
 
+# Every command imports these modules through the config (command start-up): they import
+# aiohttp, dnspython, cryptography only where they run (see edgeagent.plugins).
 STORE_BACKENDS: Registry[StoreBackend[Any]] = Registry("store backend", key="backend")
 STORE_BACKENDS.register(SqliteStore)
 STORE_BACKENDS.register(PostgresStore)

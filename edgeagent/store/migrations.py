@@ -6,7 +6,8 @@ The shape, the same for every backend (SQLite here, PostgreSQL in
 to ``i + 1`` (0 = empty database), ``CURRENT_VERSION = len(MIGRATIONS)``, a function that
 reads the version a database records, and ``migrate(conn, target)``, which runs every
 pending step and the version bump in one transaction (a crash half-way leaves the database
-at its old version, untouched) after :func:`pending_versions` has refused a database newer
+at its old version, untouched) after
+:func:`edgeagent.schemaversions.pending_versions` has refused a database newer
 than the code. Each store runs ``migrate`` when it opens.
 
 For SQLite the version lives in ``PRAGMA user_version``; the steps are single statements,
@@ -24,7 +25,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from edgeagent.errors import StoreError
+from edgeagent.schemaversions import pending_versions
 
 _V1: tuple[str, ...] = (
     # Single-row counter bumped with every change of desired state.
@@ -170,7 +171,27 @@ _V4: tuple[str, ...] = (
     "ALTER TABLE decisions ADD COLUMN jurisdiction TEXT NOT NULL DEFAULT ''",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4)
+_V5: tuple[str, ...] = (
+    # The last RPZ SOA serial handed out, central state like the policy it publishes: a
+    # restarted agent continues upward from it.
+    """CREATE TABLE rpz_serial (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        serial INTEGER NOT NULL CHECK (serial BETWEEN 0 AND 4294967295)
+    )""",
+)
+
+_V6: tuple[str, ...] = (
+    # The latest reading of each host's deadline clock (edgeagent.deadline_clock): a
+    # restart after the wall clock was stepped back goes on from it, not from the step.
+    """CREATE TABLE clock_marks (
+        host TEXT PRIMARY KEY,
+        at INTEGER NOT NULL,
+        boot TEXT NOT NULL,
+        monotonic REAL NOT NULL
+    )""",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5, _V6)
 """``MIGRATIONS[i]`` upgrades version ``i`` to ``i + 1``."""
 
 CURRENT_VERSION = len(MIGRATIONS)
@@ -182,33 +203,16 @@ def user_version(conn: sqlite3.Connection) -> int:
     return int(row[0])
 
 
-def pending_versions(found: int, target: int, known: int, *, where: str = "") -> range:
-    """The versions whose steps take a database from ``found`` to ``target``.
-
-    ``known`` is the newest version the code has. Raise ``StoreError`` (prefixed with
-    ``where``, e.g. the config key of the database) if ``target`` is unknown or the
-    database is newer than ``target``: it was written by a newer edgeagent, and refusing is
-    the only safe choice, since this code does not know what the extra schema means.
-    """
-    if not 0 <= target <= known:
-        raise StoreError(f"{where}unknown schema version {target} (this code knows 0..{known})")
-    if found > target:
-        raise StoreError(
-            f"{where}database schema version {found} is newer than this edgeagent supports "
-            f"({target}); upgrade edgeagent or restore a matching backup"
-        )
-    return range(found, target)
-
-
-def migrate(conn: sqlite3.Connection, target: int = CURRENT_VERSION) -> int:
+def migrate(conn: sqlite3.Connection, target: int = CURRENT_VERSION, *, where: str = "") -> int:
     """Bring the database to ``target`` in one transaction; return the version reached.
 
     ``conn`` must be in autocommit mode (``isolation_level=None``). Raise ``StoreError``
-    if the database is newer than ``target`` (:func:`pending_versions`).
+    (prefixed with ``where``) if the database is newer than ``target``
+    (:func:`pending_versions`).
     """
     conn.execute("BEGIN IMMEDIATE")
     try:
-        for version in pending_versions(user_version(conn), target, CURRENT_VERSION):
+        for version in pending_versions(user_version(conn), target, CURRENT_VERSION, where=where):
             for statement in MIGRATIONS[version]:
                 conn.execute(statement)
         # PRAGMA user_version is transactional: it commits or rolls back with the steps.

@@ -15,6 +15,7 @@ from enum import Enum
 from types import MappingProxyType
 from typing import Any
 
+from edgeagent.deadline_clock import ClockMark
 from edgeagent.errors import StoreError
 from edgeagent.intake.base import IntakeChannel, IntakeContent, IntakeItem, IntakeState
 from edgeagent.model import (
@@ -27,6 +28,27 @@ from edgeagent.model import (
     Scope,
 )
 from edgeagent.store.base import Generation, GenerationStatus, TargetSearch, Token
+
+SAVE_RPZ_SERIAL = (
+    "INSERT INTO rpz_serial (id, serial) VALUES (1, %s) ON CONFLICT (id) DO UPDATE "
+    "SET serial = excluded.serial WHERE "
+    # RFC 1982: only a serial newer than the recorded one replaces it (across the wrap).
+    "(excluded.serial > rpz_serial.serial "
+    "AND excluded.serial - rpz_serial.serial < 2147483648) "
+    "OR (excluded.serial < rpz_serial.serial "
+    "AND rpz_serial.serial - excluded.serial > 2147483648)"
+)
+"""Record a serial unless the recorded one is as new (a deposed leader never lowers it)."""
+
+SAVE_CLOCK_MARK = (
+    "INSERT INTO clock_marks (host, at, boot, monotonic) VALUES (%s, %s, %s, %s) "
+    "ON CONFLICT (host) DO UPDATE SET at = excluded.at, boot = excluded.boot, "
+    "monotonic = excluded.monotonic WHERE excluded.at > clock_marks.at"
+)
+"""Record a host's clock mark unless the recorded one is as late (it never goes back)."""
+
+CLOCK_MARK = "SELECT host, at, boot, monotonic FROM clock_marks WHERE host = %s"
+
 
 When = Callable[[Any], datetime]
 """A stored timestamp -> an aware UTC datetime."""
@@ -145,6 +167,11 @@ def token(row: Sequence[Any], when: When) -> Token:
     return Token(
         id=int(row[0]), name=row[1], role=row[2], created_at=when(row[3]), revoked=bool(row[4])
     )
+
+
+def clock_mark(row: Sequence[Any], when: When) -> ClockMark:
+    """A :class:`ClockMark` from a :data:`CLOCK_MARK` row."""
+    return ClockMark(str(row[0]), when(row[1]), str(row[2]), float(row[3]))
 
 
 def intake_item(row: Sequence[Any], when: When) -> IntakeItem:

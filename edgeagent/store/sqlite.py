@@ -10,10 +10,13 @@ Durability and safety choices, and why:
 - Long reads (streaming a generation's entries, active decisions, verifying the audit chain)
   use a private read-only connection: WAL gives them a stable snapshot and they never hold
   the writer lock while the caller consumes rows at its own pace.
-- Ingest of a generation runs in batches of ``batch_size`` rows, each its own transaction,
-  into a generation in the internal ``_loading`` state that no reader sees; a last short
-  transaction makes it live or held. Other writers (decisions, audit) interleave between
-  batches instead of waiting for a million-row insert. A crash leaves only an invisible
+- Ingest of a generation runs in batches of ``batch_size`` rows (a few milliseconds
+  each), each its own transaction, into a generation in the internal ``_loading`` state
+  that no reader sees; a last short transaction makes it live or held. Other writers
+  (decisions, audit) interleave between batches instead of waiting for a million-row
+  insert: the loader lets every writer already waiting go first. The batches commit
+  without an fsync (no reader sees their rows); the last transaction fsyncs the WAL, and
+  with it every batch before. A crash leaves only an invisible
   ``_loading`` generation, removed later by :meth:`SqliteStore.prune_generations`.
 - Files are 0600: the database is created with ``os.open(..., 0o600)`` before SQLite sees it,
   the umask is 0o077 while connecting, and the -wal/-shm files are chmodded (SQLite also
@@ -31,6 +34,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -38,7 +42,9 @@ from itertools import islice
 from pathlib import Path
 from typing import Any, Literal
 
+from edgeagent.bulk import Pacer
 from edgeagent.configtypes import OutputPath
+from edgeagent.deadline_clock import ClockMark
 from edgeagent.errors import Conflict, InvalidTransition, NotFound, StorageFull, StoreError
 from edgeagent.intake.base import (
     IntakeChannel,
@@ -64,7 +70,9 @@ from edgeagent.store.base import (
     AuditRecord,
     AuditVerification,
     DatabaseStatus,
+    DecisionChanges,
     Generation,
+    GenerationChanges,
     GenerationStatus,
     NewDecision,
     StoreBackend,
@@ -88,6 +96,9 @@ from edgeagent.takedown.ticketstore import TicketStore
 STORE_FILE_NAME = "edgeagent.sqlite3"
 """The database file in the state directory when ``[store] path`` is not set."""
 
+PATH_KEY = "store.path"
+"""The config key errors about the database file name (as ``store.dsn`` for PostgreSQL)."""
+
 TICKET_STORE_FILE_NAME = "takedown.sqlite3"
 """The takedown tickets' own file in the state directory (the store file has no tickets)."""
 
@@ -96,16 +107,27 @@ _US = timedelta(microseconds=1)
 _OPEN_STATUSES = tuple(s.value for s in OPEN_DECISION_STATUSES)
 _SCOPES = {s.value: s for s in Scope}
 _ACTIONS = {a.value: a for a in Action}
+_ENTRY_SELECT = (
+    "SELECT scope, value, action, category, reference, first_seen, last_seen, expires_at "
+    "FROM generation_entries"
+)
 _ENTRY_INSERT = (
     "INSERT INTO generation_entries (id, scope, value, action, category, reference, "
     "first_seen, last_seen, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _GEN_SHIFT = 32  # entry rowid = (generation id << 32) + position: one range per generation
 _MAX_ENTRIES = (1 << _GEN_SHIFT) - 1
+_YIELD_STEP_SECONDS = 0.0002
+_YIELD_MAX_SECONDS = 0.05  # a writer that keeps coming back cannot stall an ingest
 _IN_CHUNK = 500  # ids per "IN (...)" query; well under SQLite's variable limit
 
 
 # --- value conversions ----------------------------------------------------------------
+
+
+def _id_range(gen_id: int) -> tuple[int, int]:
+    """Entry rowids of generation ``gen_id`` lie in ``(low, high]``."""
+    return gen_id << _GEN_SHIFT, (gen_id << _GEN_SHIFT) + _MAX_ENTRIES
 
 
 def _to_us(dt: datetime) -> int:
@@ -167,13 +189,17 @@ class SqliteStore(StoreBackend[SqliteStoreConfig]):
         *,
         clock: Callable[[], datetime] = _utcnow,
         busy_timeout_ms: int = 10_000,
-        batch_size: int = 50_000,
+        batch_size: int = 2_000,
     ) -> None:
         self._path = Path(path).absolute()
         self._clock = clock
         self._busy_timeout_ms = int(busy_timeout_ms)
         self._batch_size = max(1, int(batch_size))
         self._lock = threading.RLock()
+        # Writers waiting for the lock: a generation's ingest lets them in between its
+        # batches (the lock is not fair, and the loader would win it back at once).
+        self._waiting = 0
+        self._waiting_lock = threading.Lock()
         self._closed = False
         self._conn = self._connect()
 
@@ -205,7 +231,7 @@ class SqliteStore(StoreBackend[SqliteStoreConfig]):
                 mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
                 if str(mode).lower() != "wal":
                     raise StoreError(f"store {path}: WAL journal mode unavailable (got {mode})")
-                migrations.migrate(conn)
+                migrations.migrate(conn, where=f"{PATH_KEY}: ")
             except BaseException:
                 conn.close()
                 raise
@@ -264,12 +290,26 @@ class SqliteStore(StoreBackend[SqliteStoreConfig]):
         self.close()
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """One serialised write transaction; rolls back on any exception."""
-        with self._lock:
+    def _write(self, *, durable: bool = True) -> Iterator[sqlite3.Connection]:
+        """One serialised write transaction; rolls back on any exception.
+
+        ``durable=False`` commits without waiting for the disk (``synchronous = NORMAL``):
+        only for rows no reader sees until a later durable commit, which fsyncs the WAL
+        and with it every frame written before.
+        """
+        with self._waiting_lock:
+            self._waiting += 1
+        try:
+            self._lock.acquire()
+        finally:
+            with self._waiting_lock:
+                self._waiting -= 1
+        try:
             if self._closed:
                 raise StoreError("store is closed")
             conn = self._conn
+            if not durable:
+                conn.execute("PRAGMA synchronous = NORMAL")
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 try:
@@ -287,7 +327,18 @@ class SqliteStore(StoreBackend[SqliteStoreConfig]):
                         f"store write failed: disk full at {self._path.parent}"
                     ) from None
                 raise StoreError(f"store write failed: {exc}") from None
+            finally:
+                if not durable:
+                    conn.execute("PRAGMA synchronous = FULL")
             self._chmod_sidecars_once()
+        finally:
+            self._lock.release()
+
+    def _let_writers_in(self) -> None:
+        """Wait (briefly) until every writer already waiting for the lock has had it."""
+        deadline = time.monotonic() + _YIELD_MAX_SECONDS
+        while self._waiting and time.monotonic() < deadline:
+            time.sleep(_YIELD_STEP_SECONDS)
 
     _sidecars_checked = False
 
@@ -376,11 +427,14 @@ class SqliteStore(StoreBackend[SqliteStoreConfig]):
             gen_id = int(cur.lastrowid or 0)
         counter = [0]
         values = self._entry_rows(gen_id, entries, counter)
+        pacer = Pacer()  # between batches: the write lock is free then
         try:
             while True:
                 before = counter[0]
-                with self._write() as c:
+                with self._write(durable=False) as c:
                     c.executemany(_ENTRY_INSERT, islice(values, self._batch_size))
+                self._let_writers_in()
+                pacer.pause()
                 if counter[0] - before < self._batch_size:
                     break
             with self._write() as c:
@@ -509,46 +563,75 @@ class SqliteStore(StoreBackend[SqliteStoreConfig]):
         gen = self.get_generation(generation_id)
         return self._stream_entries(gen.id, gen.feed)
 
+    def generation_changes(self, old_id: int, new_id: int) -> GenerationChanges:
+        """Compared inside SQLite (``EXCEPT`` over both generations' rows, on a private
+        read connection): C code that leaves the GIL to the event loop, and only the
+        changed rows become Python objects."""
+        old, new = self.get_generation(old_id), self.get_generation(new_id)
+        return GenerationChanges(
+            removed=tuple(self._entries_except(old, new)),
+            added=tuple(self._entries_except(new, old)),
+        )
+
+    def _entries_except(self, gen: Generation, other: Generation) -> Iterator[Entry]:
+        """The entries of ``gen`` that ``other`` does not hold with the same fields."""
+        conn = self._reader()
+        try:
+            cur = conn.execute(
+                f"{_ENTRY_SELECT} WHERE id > ? AND id <= ? EXCEPT {_ENTRY_SELECT} "
+                "WHERE id > ? AND id <= ?",
+                (*_id_range(gen.id), *_id_range(other.id)),
+            )
+            yield from self._as_entries(cur, gen.feed)
+        except sqlite3.Error as exc:
+            what = f"generations {gen.id} and {other.id}"
+            raise StoreError(f"comparing {what} failed: {exc}") from None
+        finally:
+            conn.close()
+
     def _stream_entries(self, gen_id: int, feed: str) -> Iterator[Entry]:
         conn = self._reader()
         try:
             cur = conn.execute(
-                "SELECT scope, value, action, category, reference, first_seen, last_seen, "
-                "expires_at FROM generation_entries WHERE id > ? AND id <= ? ORDER BY id",
-                (gen_id << _GEN_SHIFT, (gen_id << _GEN_SHIFT) + _MAX_ENTRIES),
+                f"{_ENTRY_SELECT} WHERE id > ? AND id <= ? ORDER BY id", _id_range(gen_id)
             )
-            scopes, actions = _SCOPES, _ACTIONS
-            memo: dict[int, datetime] = {}
-
-            def conv(value: int | None) -> datetime | None:
-                # Entries of one feed share few distinct timestamps: build each once.
-                if value is None:
-                    return None
-                dt = memo.get(value)
-                if dt is None:
-                    if len(memo) > 1024:
-                        memo.clear()
-                    dt = memo[value] = _from_us(value)
-                return dt
-
-            # A feed's entries share a handful of categories: one string object each, not
-            # one per entry (about 50 bytes an entry in a million-entry policy).
-            categories: dict[str, str] = {}
-            for scope, value, action, category, reference, fs, ls, ex in cur:
-                yield Entry(
-                    Indicator(scopes[scope], value),
-                    actions[action],
-                    feed,
-                    categories.setdefault(category, category),
-                    reference,
-                    conv(fs),
-                    conv(ls),
-                    conv(ex),
-                )
+            yield from self._as_entries(cur, feed)
         except sqlite3.Error as exc:
             raise StoreError(f"reading generation {gen_id} failed: {exc}") from None
         finally:
             conn.close()
+
+    @staticmethod
+    def _as_entries(cur: sqlite3.Cursor, feed: str) -> Iterator[Entry]:
+        """Rows of :data:`_ENTRY_SELECT` as the entries of ``feed``."""
+        scopes, actions = _SCOPES, _ACTIONS
+        memo: dict[int, datetime] = {}
+
+        def conv(value: int | None) -> datetime | None:
+            # Entries of one feed share few distinct timestamps: build each once.
+            if value is None:
+                return None
+            dt = memo.get(value)
+            if dt is None:
+                if len(memo) > 1024:
+                    memo.clear()
+                dt = memo[value] = _from_us(value)
+            return dt
+
+        # A feed's entries share a handful of categories: one string object each, not
+        # one per entry (about 50 bytes an entry in a million-entry policy).
+        categories: dict[str, str] = {}
+        for scope, value, action, category, reference, fs, ls, ex in cur:
+            yield Entry(
+                Indicator(scopes[scope], value),
+                actions[action],
+                feed,
+                categories.setdefault(category, category),
+                reference,
+                conv(fs),
+                conv(ls),
+                conv(ex),
+            )
 
     def promote_generation(self, generation_id: int) -> Generation:
         """Make a held generation live; the old live one becomes superseded."""
@@ -917,6 +1000,34 @@ class SqliteStore(StoreBackend[SqliteStoreConfig]):
         finally:
             conn.close()
 
+    def due_decisions(self, now: datetime) -> list[Decision]:
+        with self._read() as c:
+            found = c.execute(
+                f"SELECT {DECISION_COLUMNS} FROM decisions WHERE status = ? "
+                "AND expires_at IS NOT NULL AND expires_at <= ? ORDER BY id",
+                (DecisionStatus.ACTIVE.value, _to_us(require_aware(now))),
+            ).fetchall()
+            return self._load_decisions(c, found)
+
+    def decision_changes(self, after: int) -> DecisionChanges:
+        """The decisions with an event after event id ``after``: the mark is the last
+        event id (SQLite has one writer at a time, so ids are committed in order)."""
+        with self._read() as c:
+            mark = int(c.execute("SELECT COALESCE(MAX(id), 0) FROM decision_events").fetchone()[0])
+            if mark <= after:
+                return DecisionChanges(after, (), ())
+            found = c.execute(
+                f"SELECT {DECISION_COLUMNS} FROM decisions WHERE id IN (SELECT decision_id "
+                "FROM decision_events WHERE id > ? AND id <= ?) ORDER BY id",
+                (after, mark),
+            ).fetchall()
+        decisions = [rows.decision(r, [], _from_us) for r in found]
+        return DecisionChanges(
+            mark,
+            tuple(d for d in decisions if d.status is DecisionStatus.ACTIVE),
+            tuple(d.id for d in decisions if d.status is not DecisionStatus.ACTIVE),
+        )
+
     # --- audit --------------------------------------------------------------------------
 
     def append_audit(
@@ -954,12 +1065,15 @@ class SqliteStore(StoreBackend[SqliteStoreConfig]):
         return audit_record(row)
 
     def audit_since(self, since: datetime | None = None, limit: int = 1000) -> list[AuditRecord]:
-        """Audit rows at or after ``since`` (all if ``None``), oldest first, at most ``limit``."""
+        """Audit rows from the first one written at or after ``since`` on (all if
+        ``None``), in the order written, at most ``limit``. The order decides, not the
+        timestamps: a row written after a step back of the clock is still returned."""
         if limit < 0:
             raise StoreError("limit must be >= 0")
         with self._read() as c:
             found = c.execute(
-                f"SELECT {AUDIT_COLUMNS} FROM audit WHERE at >= ? ORDER BY id LIMIT ?",
+                f"SELECT {AUDIT_COLUMNS} FROM audit WHERE id >= (SELECT id FROM audit "
+                f"WHERE at >= ? ORDER BY id LIMIT 1) ORDER BY id LIMIT ?",
                 ("" if since is None else utc_text(since), limit),
             ).fetchall()
         return [audit_record(r) for r in found]
@@ -1127,3 +1241,30 @@ class SqliteStore(StoreBackend[SqliteStoreConfig]):
             if row is None:
                 raise NotFound("token", str(token_id))
         return rows.token(row, _from_us)
+
+    # -- RPZ serial -------------------------------------------------------------------------
+
+    def rpz_serial(self) -> int | None:
+        """The last RPZ SOA serial handed out (``None``: none yet)."""
+        with self._read() as c:
+            row = c.execute("SELECT serial FROM rpz_serial WHERE id = 1").fetchone()
+        return None if row is None else int(row[0])
+
+    def save_rpz_serial(self, serial: int) -> None:
+        """Record ``serial`` if it is newer (RFC 1982) than the one recorded."""
+        with self._write() as c:
+            c.execute(rows.SAVE_RPZ_SERIAL.replace("%s", "?", 1), (serial,))
+
+    # -- deadline clock ---------------------------------------------------------------------
+
+    def clock_mark(self, host: str) -> ClockMark | None:
+        """The latest deadline-clock reading ``host`` recorded (``None``: none yet)."""
+        with self._read() as c:
+            row = c.execute(rows.CLOCK_MARK.replace("%s", "?"), (host,)).fetchone()
+        return None if row is None else rows.clock_mark(row, _from_us)
+
+    def save_clock_mark(self, mark: ClockMark) -> None:
+        """Record ``mark`` unless its host's recorded one is as late."""
+        values = (mark.host, _to_us(mark.at), mark.boot, mark.monotonic)
+        with self._write() as c:
+            c.execute(rows.SAVE_CLOCK_MARK.replace("%s", "?"), values)

@@ -4,11 +4,13 @@ A notifier makes one attempt per ``send`` (bounded by its own timeout); here eac
 ``attempts`` tries, the pause between them doubling from ``backoff_seconds`` with jitter
 (:func:`edgeagent.enforcement.running.retry_delay`). Before the first try the notice's
 idempotency key (ticket, ticket version, kind, channel: :func:`notice_key`) is *claimed*:
-recorded in the database by the leader. A key claimed before means this very notice went
-out already (a leader that died before saving the ticket); it is not sent again. A deposed
-leader's claim is refused (``Fenced``), so it sends nothing. A notice whose last attempt
-on a channel failed is sent again under the same key (a try that timed out may have
-arrived), so a receiver that drops repeated keys acts on it once.
+recorded in the database by the leader; once the channel took it the key is *confirmed*.
+A claim refused means this very notice was confirmed sent already (a leader that died
+before saving the ticket); it is not sent again. A key claimed but never confirmed (a
+leader killed mid-send) is claimed again and the notice sent under that same key. A
+deposed leader's claim is refused (``Fenced``), so it sends nothing. A notice whose last
+attempt on a channel failed is sent again under the same key (a try that timed out may
+have arrived). Either way a receiver that drops repeated keys acts on it once.
 
 Every attempt, failed or delivered, becomes a ticket event
 (``notify``, with the channel, the attempt number and the notice kind), so the ticket
@@ -90,6 +92,7 @@ async def deliver(
     backoff_seconds: float,
     clock: Callable[[], datetime],
     claim: Callable[[str], Awaitable[bool]] = _always,
+    confirm: Callable[[str], Awaitable[None]] | None = None,
     retry: bool = False,
 ) -> Delivery:
     """Send the notice of ``kind`` for ``t`` through every notifier, then every on-call
@@ -130,6 +133,8 @@ async def deliver(
                     await asyncio.sleep(retry_delay(attempt, backoff_seconds))
                 continue
             t = add_event(t, _attempt(clock(), "delivered", notifier, attempt, kind, key=key))
+            if confirm is not None:
+                await confirm(key)
             ok = True
             break
         outcomes.append((notifier, ok))

@@ -38,15 +38,8 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
-import dns.asyncquery
-import dns.exception
-import dns.flags
-import dns.message
-import dns.name
-import dns.rcode
-import dns.rdatatype
 import netaddr
 
 from edgeagent import canon
@@ -54,6 +47,15 @@ from edgeagent.model import Indicator, Scope
 from edgeagent.takedown.customers.base import Assignment
 from edgeagent.takedown.customers.directory import CustomerDirectory
 from edgeagent.takedown.space import OwnSpace, parse_address
+
+if TYPE_CHECKING:
+    import dns.asyncquery
+    import dns.exception
+    import dns.flags
+    import dns.message
+    import dns.name
+    import dns.rcode
+    import dns.rdatatype
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +156,9 @@ class HostResolver:
             return await self._resolve(host, muxes)
 
     async def _resolve(self, host: str, muxes: Sequence[_Mux]) -> tuple[tuple[Answer, ...], str]:
+        import dns.name
+        import dns.rdatatype
+
         literal = _literal(host)
         if literal is not None:
             return (Answer(literal, "literal", 0, datetime.now(UTC), ""),), ""
@@ -169,6 +174,10 @@ class HostResolver:
     async def _query(
         self, qname: dns.name.Name, rdtype: dns.rdatatype.RdataType, muxes: Sequence[_Mux]
     ) -> tuple[tuple[Answer, ...], str]:
+        import dns.exception
+        import dns.rcode
+        import dns.rdatatype
+
         error = "no resolver answered"
         async with self._sem:
             for mux in muxes:
@@ -426,6 +435,9 @@ def _skip_name(data: bytes, pos: int) -> int:
 async def _tcp_query(
     mux: _Mux, qname: dns.name.Name, rdtype: dns.rdatatype.RdataType, timeout: float
 ) -> tuple[int, list[tuple[str, int]]]:
+    import dns.asyncquery
+    import dns.message
+
     q = dns.message.make_query(qname, rdtype)
     r = await dns.asyncquery.tcp(q, mux.address, timeout=timeout, port=mux.port)
     records = [

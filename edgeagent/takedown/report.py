@@ -4,20 +4,29 @@ Figures per group (all tickets, then each notice source): tickets received in th
 how many were removed, median and 90th percentile of minutes from ``notice_received_at``
 to removal (removed tickets only), and the share of *all* tickets in the group removed
 within 60 and 120 minutes (hotlines count pages gone within those marks, so tickets still
-live count against the share).
+live count against the share). The distribution counts removed tickets per bucket of
+:data:`DISTRIBUTION_MINUTES`.
+
+The ticket store aggregates (counts and bucket counts by SQL ``GROUP BY``) and sorts the
+removal minutes (:mod:`edgeagent.takedown.reportquery`); :func:`assemble_report` turns
+its rows into the report, so no ticket is read whole for it.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from edgeagent.takedown.tickets import Ticket
+PERCENTILES = (50, 90)
+"""The percentiles the report shows (median, 90th)."""
+
+DISTRIBUTION_MINUTES = (30, 60, 120, 240, 480, 1440)
+"""Upper bounds (inclusive, minutes) of the distribution's buckets; one more bucket holds
+the removals slower than the last bound."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,8 +45,8 @@ class TakedownReport:
     start: datetime
     end: datetime
     rows: tuple[ReportRow, ...]
-    # Minutes from notice to removal of each removed ticket (the distribution's data).
-    minutes: tuple[float, ...] = ()
+    # Removed tickets per bucket of DISTRIBUTION_MINUTES (the last: slower than all).
+    distribution: tuple[int, ...] = (0,) * (len(DISTRIBUTION_MINUTES) + 1)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -59,39 +68,87 @@ def _row_json(r: ReportRow) -> dict[str, Any]:
     }
 
 
-def percentile(values: Sequence[float], q: float) -> float | None:
-    """Linear-interpolated percentile (``q`` in 0..100) of ``values``; None if empty."""
-    if not values:
+def percentile_ranks(n: int, q: int) -> tuple[int, int]:
+    """The 0-based ranks (in ascending order of ``n`` values) between which the ``q``-th
+    percentile (0..100) interpolates: floor and ceiling of ``(n - 1) * q / 100``."""
+    scaled = (n - 1) * q
+    return scaled // 100, (scaled + 99) // 100
+
+
+def interpolate(n: int, q: int, at_rank: Mapping[int, float]) -> float | None:
+    """The linear-interpolated ``q``-th percentile of ``n`` values, given the values at
+    :func:`percentile_ranks`; None if there are none."""
+    if n == 0:
         return None
-    data = sorted(values)
-    pos = (len(data) - 1) * q / 100.0
-    lo, hi = math.floor(pos), math.ceil(pos)
-    return data[lo] + (data[hi] - data[lo]) * (pos - lo)
+    lo, hi = percentile_ranks(n, q)
+    return at_rank[lo] + (at_rank[hi] - at_rank[lo]) * ((n - 1) * q / 100.0 - lo)
 
 
-def _row(group: str, tickets: Sequence[Ticket]) -> ReportRow:
-    minutes = [m for t in tickets if (m := t.minutes_to_removal) is not None]
-    n = len(tickets)
-    return ReportRow(
-        group=group,
-        count=n,
-        removed=len(minutes),
-        median_minutes=percentile(minutes, 50),
-        p90_minutes=percentile(minutes, 90),
-        within_60=sum(1 for m in minutes if m <= 60) / n if n else None,
-        within_120=sum(1 for m in minutes if m <= 120) / n if n else None,
+@dataclass(frozen=True, slots=True)
+class GroupCounts:
+    """One source's counts as the store aggregates them."""
+
+    source: str
+    count: int
+    removed: int
+    within_60: int
+    within_120: int
+
+
+def assemble_report(
+    start: datetime,
+    end: datetime,
+    groups: Iterable[GroupCounts],
+    ascending: Iterable[tuple[str, float]],
+    buckets: Iterable[tuple[int, int]],
+) -> TakedownReport:
+    """The report from the store's rows: ``groups``, one per source; ``ascending``,
+    ``(source, minutes)`` of every removed ticket in ascending order of minutes (only the
+    values at the ranks :func:`percentile_ranks` names are kept as they go by: no list
+    of them is built); ``buckets``, ``(bucket index, removed tickets)``."""
+    by_source = sorted(groups, key=lambda g: g.source)
+    total = GroupCounts(
+        "all",
+        sum(g.count for g in by_source),
+        sum(g.removed for g in by_source),
+        sum(g.within_60 for g in by_source),
+        sum(g.within_120 for g in by_source),
     )
+    wanted = {g.source: _wanted(g.removed) for g in by_source}
+    wanted_all = _wanted(total.removed)
+    at_rank: dict[str, dict[int, float]] = {g.source: {} for g in by_source}
+    at_rank_all: dict[int, float] = {}
+    seen = dict.fromkeys(wanted, 0)
+    for i, (source, minutes) in enumerate(ascending):
+        if i in wanted_all:
+            at_rank_all[i] = minutes
+        k = seen.get(source, 0)
+        seen[source] = k + 1
+        if k in wanted.get(source, ()):
+            at_rank[source][k] = minutes
+    rows = [_row(total, at_rank_all)]
+    rows += [_row(g, at_rank[g.source]) for g in by_source]
+    distribution = [0] * (len(DISTRIBUTION_MINUTES) + 1)
+    for index, n in buckets:
+        distribution[index] = n
+    return TakedownReport(start, end, tuple(rows), tuple(distribution))
 
 
-def build_report(tickets: Iterable[Ticket], start: datetime, end: datetime) -> TakedownReport:
-    """The report over ``tickets`` (already chosen by notice time in ``[start, end)``)."""
-    items = list(tickets)
-    by_source: dict[str, list[Ticket]] = {}
-    for t in items:
-        by_source.setdefault(t.source, []).append(t)
-    rows = [_row("all", items)] + [_row(s, by_source[s]) for s in sorted(by_source)]
-    minutes = tuple(m for t in items if (m := t.minutes_to_removal) is not None)
-    return TakedownReport(start, end, tuple(rows), minutes)
+def _wanted(n: int) -> frozenset[int]:
+    return frozenset(rank for q in PERCENTILES for rank in percentile_ranks(n, q))
+
+
+def _row(g: GroupCounts, at_rank: Mapping[int, float]) -> ReportRow:
+    median, p90 = (interpolate(g.removed, q, at_rank) for q in PERCENTILES)
+    return ReportRow(
+        group=g.source,
+        count=g.count,
+        removed=g.removed,
+        median_minutes=median,
+        p90_minutes=p90,
+        within_60=g.within_60 / g.count if g.count else None,
+        within_120=g.within_120 / g.count if g.count else None,
+    )
 
 
 CSV_COLUMNS = (

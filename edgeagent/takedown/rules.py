@@ -74,6 +74,24 @@ class Job:
     due_at: datetime
 
 
+OWED = "notify-owed"
+"""The ticket event an agent that may not send records instead of a notice (the leader's
+scheduler sends it: :func:`owed_notices`)."""
+
+
+def owed_notices(t: Ticket) -> tuple[str, ...]:
+    """The notice kinds recorded as owed on ``t`` and not tried since (a ``notify`` or
+    ``notify-skipped`` event of that kind settles one)."""
+    owed: list[str] = []
+    for ev in t.events:
+        kind = dict(ev.detail).get("kind", "")
+        if ev.action == OWED and kind not in owed:
+            owed.append(kind)
+        elif ev.action in ("notify", "notify-skipped") and kind in owed:
+            owed.remove(kind)
+    return tuple(owed)
+
+
 def due_jobs(tickets: Iterable[Ticket], policy: TakedownPolicy, at: datetime) -> list[Job]:
     """The jobs due at ``at`` for ``tickets`` (the open ones)."""
     jobs: list[Job] = []

@@ -135,6 +135,14 @@ class SegmentDetail:
         )
 
 
+def load_route_reader() -> None:
+    """Import what :func:`read_route` needs now (the daemon, at start): pyroute2 takes a
+    second or more of CPU to import, which would otherwise come out of the first lookup's
+    timeout, in a worker thread competing with the event loop for the GIL."""
+    import pyroute2
+    import pyroute2.netlink.exceptions  # noqa: F401
+
+
 def read_route(address: str) -> SegmentDetail:
     """The kernel's route to ``address`` and, on a connected segment, its neighbour entry.
 

@@ -27,7 +27,12 @@ from datetime import UTC, datetime
 from edgeagent.api.auth import RateLimiter
 from edgeagent.logs import fields
 from edgeagent.metrics import Metrics
-from edgeagent.takedown.segment import ProbeMode, SegmentDetail, probe_mac, read_route
+from edgeagent.takedown.segment import (
+    ProbeMode,
+    SegmentDetail,
+    probe_mac,
+    read_route,
+)
 from edgeagent.takedown.space import OwnSpace
 
 log = logging.getLogger(__name__)

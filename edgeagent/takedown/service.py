@@ -18,6 +18,11 @@ How the daemon uses it (all methods are coroutines on the daemon's event loop):
 * ``await svc.transition(id, to, actor, reason)`` and the other actions of people (the
   API, the CLI): :mod:`edgeagent.takedown.ticket_actions`.
 
+Only the leader sends (:mod:`edgeagent.leadership`): where ``may_send()`` is false (the
+CLI, an agent that does not lead) a notice an action calls for is recorded on the ticket
+as owed (a ``notify-owed`` event), and the leader's ``await svc.send_owed()``, run every
+few seconds, sends it.
+
 Where the rules require a law-enforcement authorisation before isolation (by source or
 jurisdiction), every notice tells the hosting team to preserve the content unaltered and
 await instruction, until the authorisation is recorded.
@@ -34,6 +39,10 @@ first, the URLs are re-resolved: URLs that moved to another customer are taken o
 ticket (and open one for the new customer), URLs that left own space are marked moved.
 Notifier failures are retried ``notify_attempts`` times, recorded on the ticket (each
 attempt) and retried later by ``due_jobs``; the SLA clock is not affected by them.
+
+Every time the service stamps or compares comes from its ``clock``: the daemon gives it
+the deadline clock (:mod:`edgeagent.deadline_clock`), so a step back of the wall clock,
+even one followed by a restart, delays no reminder, escalation or SLA breach.
 """
 
 from __future__ import annotations
@@ -47,7 +56,7 @@ from functools import partial
 from typing import Any
 
 from edgeagent.decisions import DecisionService
-from edgeagent.errors import ConfigError, ConfigProblem, NotFound, short_hash
+from edgeagent.errors import ConfigError, ConfigProblem, EdgeAgentError, NotFound, short_hash
 from edgeagent.metrics import Metrics
 from edgeagent.model import (
     Action,
@@ -71,9 +80,9 @@ from edgeagent.takedown.notifiers.base import (
     Notifier,
 )
 from edgeagent.takedown.notifiers.kinds import NOTIFIER_KINDS
-from edgeagent.takedown.report import TakedownReport, build_report
+from edgeagent.takedown.report import TakedownReport
 from edgeagent.takedown.retention import PURGED_RECORD_CLASS, may_delete, retain_until
-from edgeagent.takedown.rules import Job, TakedownPolicy, due_jobs
+from edgeagent.takedown.rules import OWED, Job, TakedownPolicy, due_jobs, owed_notices
 from edgeagent.takedown.segment import SegmentDetail
 from edgeagent.takedown.segment_locator import SegmentLocator
 from edgeagent.takedown.settings import TakedownSettings
@@ -100,6 +109,15 @@ def _never_notified(t: Ticket) -> bool:
 def _first_time(key: str) -> bool:
     """The claim of an agent that always leads and shares its tickets with nobody."""
     return True
+
+
+def _always_leads() -> bool:
+    return True
+
+
+def _sent(key: str) -> None:
+    """The confirmation of an agent that shares its tickets with nobody: nothing to record."""
+    return None
 
 
 def _utcnow() -> datetime:
@@ -158,6 +176,10 @@ class TakedownService(TicketActions):
         # Records a notice's idempotency key before it is sent (the leadership's claim,
         # edgeagent.leadership): False means sent before; Fenced means not the leader.
         self.claim_notice: Callable[[str], bool] = _first_time
+        # Records that a channel took the notice of a claimed key (never sent again).
+        self.confirm_notice: Callable[[str], None] = _sent
+        # Whether this process may send now (the leader); otherwise notices are owed.
+        self.may_send: Callable[[], bool] = _always_leads
         self.tickets = tickets
         self.locator = locator
         self.notifiers = tuple(notifiers)
@@ -182,11 +204,13 @@ class TakedownService(TicketActions):
         metrics: Metrics | None = None,
         time_zone: tzinfo = UTC,
         decisions: DecisionService | None = None,
+        clock: Callable[[], datetime] = _utcnow,
     ) -> TakedownService:
         """Build the service from ``[takedown]`` over ``tickets``
         (:func:`edgeagent.store.open_ticket_store` opens the one beside the store);
         ``time_zone`` is the NTD team's (``[agent] time_zone``); ``decisions`` revokes a
-        case's blocks when it is found legal.
+        case's blocks when it is found legal; ``clock`` is the one every deadline is
+        compared with (the daemon's :class:`edgeagent.deadline_clock.DeadlineClock`).
 
         Customer sources and notifiers come from their registries; their secrets are read
         now. Call ``await svc.refresh_customers()`` before the first ``on_entries``.
@@ -239,6 +263,7 @@ class TakedownService(TicketActions):
             notifiers,
             policy,
             segments=segments,
+            clock=clock,
             time_zone=time_zone,
             decisions=decisions,
             metrics=metrics,
@@ -475,6 +500,10 @@ class TakedownService(TicketActions):
     async def get(self, ticket_id: int) -> Ticket:
         return await asyncio.to_thread(self.tickets.get, ticket_id)
 
+    async def count_due(self, before: datetime, limit: int) -> int:
+        """See :meth:`TicketStore.count_due`."""
+        return await asyncio.to_thread(self.tickets.count_due, before, limit)
+
     async def list_tickets(
         self,
         *,
@@ -500,10 +529,7 @@ class TakedownService(TicketActions):
 
     async def report(self, start: datetime, end: datetime) -> TakedownReport:
         """Time-to-takedown over tickets whose notice arrived in ``[start, end)``."""
-        tickets = await asyncio.to_thread(
-            self.tickets.received_between, start.astimezone(UTC), end.astimezone(UTC)
-        )
-        return build_report(tickets, start, end)
+        return await asyncio.to_thread(self.tickets.report, start, end)
 
     async def evidence(self, ticket_id: int, actor: str) -> dict[str, Any]:
         """The evidence bundle; the export itself is audited with the manifest hash."""
@@ -622,10 +648,34 @@ class TakedownService(TicketActions):
                 t = await self._recheck(ticket_id, "system")
             return await self._notify(t, kind, retry=retry)
 
+    async def send_owed(self) -> list[Ticket]:
+        """Send every notice recorded as owed (see the module docstring); the leader's."""
+        if not self.may_send():
+            return []
+        waiting = await asyncio.to_thread(self.tickets.open_tickets)
+        sent = []
+        for t in waiting:
+            for kind in owed_notices(t):
+                async with self._lock(t.id):
+                    current = await asyncio.to_thread(self.tickets.get, t.id)
+                    if kind in owed_notices(current):  # not sent by another path meanwhile
+                        sent.append(await self._notify(current, kind))
+        return sent
+
     async def _notify(self, t: Ticket, kind: str, *, retry: bool = False) -> Ticket:
+        if not self.may_send():
+            reason = "the leading agent sends it"
+            ev = TicketEvent(self.clock(), "system", OWED, reason, detail=(("kind", kind),))
+            return await asyncio.to_thread(self.tickets.update, add_event(t, ev))
         live = t.live_urls
         if not live:
-            ev = TicketEvent(self.clock(), "system", "notify-skipped", "no URL still hosted here")
+            ev = TicketEvent(
+                self.clock(),
+                "system",
+                "notify-skipped",
+                "no URL still hosted here",
+                detail=(("kind", kind),),
+            )
             return await asyncio.to_thread(self.tickets.update, add_event(t, ev))
         if kind == "found-legal":
             instruction = FOUND_LEGAL_INSTRUCTION
@@ -644,6 +694,7 @@ class TakedownService(TicketActions):
             backoff_seconds=self.policy.retry_backoff_seconds,
             clock=self.clock,
             claim=self._claim,
+            confirm=self._confirm,
             retry=retry,
         )
         t = sent.ticket
@@ -678,6 +729,13 @@ class TakedownService(TicketActions):
 
     async def _claim(self, key: str) -> bool:
         return await asyncio.to_thread(self.claim_notice, key)
+
+    async def _confirm(self, key: str) -> None:
+        try:
+            await asyncio.to_thread(self.confirm_notice, key)
+        except EdgeAgentError as exc:
+            # Sent all the same; a later leader may send it again under the same key.
+            log.warning("a delivered notice was not confirmed: %s", type(exc).__name__)
 
     def _on_call(self, t: Ticket, kind: str) -> tuple[Notifier, ...]:
         """For an escalation out of business hours: the on-call notifiers of the ticket's

@@ -31,7 +31,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
-from edgeagent.errors import Conflict, NotFound, StoreError
+from edgeagent.errors import Conflict, NotFound
+from edgeagent.schemaversions import pending_versions
+from edgeagent.takedown.report import TakedownReport
+from edgeagent.takedown.reportquery import report_from_rows, report_queries
 from edgeagent.takedown.tickets import (
     CLOSED_STATES,
     LIVE_STATES,
@@ -72,14 +75,24 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             legal_hold = json_extract(body, '$.legal_hold')""",
         "CREATE INDEX tickets_due ON tickets (closed, deadline)",
     ),
+    (
+        # Minutes from notice to removal, for the report's aggregates (reportquery.py),
+        # read from an index that covers them; filled from the stored JSON.
+        "ALTER TABLE tickets ADD COLUMN removal_minutes REAL",
+        "UPDATE tickets SET removal_minutes = json_extract(body, '$.minutes_to_removal')",
+        "CREATE INDEX tickets_report ON tickets (notice_received_at, source, removal_minutes)",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
+STATE_DIR_KEY = "agent.state_dir"
+
 TICKET_COLUMNS = (
     "reference, customer_id, source, state, closed, notice_received_at, deadline, removed, "
-    "assignee, legal_hold"
+    "assignee, legal_hold, removal_minutes"
 )
 """The indexed columns of every ticket store besides id, version and body."""
+TICKET_COLUMN_COUNT = len(TICKET_COLUMNS.split(","))
 
 
 def ticket_columns(t: Ticket) -> tuple[object, ...]:
@@ -95,6 +108,7 @@ def ticket_columns(t: Ticket) -> tuple[object, ...]:
         t.removed_at is not None,
         t.assignee,
         t.legal_hold,
+        t.minutes_to_removal,
     )
 
 
@@ -143,6 +157,11 @@ class TicketStorage(Protocol):
         those assigned to that identity (``""``: unassigned ones)."""
         ...
 
+    def count_due(self, before: datetime, limit: int) -> int:
+        """How many tickets ``list_tickets(due_before=before)`` lists, counting at most
+        ``limit`` (the navigation's capped count, without reading a ticket)."""
+        ...
+
     def sla_counts(self, now: datetime) -> dict[str, tuple[int, int]]:
         """Per notice source: ``(open tickets, open and overdue)``. Overdue: the content
         is still public (received or under review, not removed) past the deadline."""
@@ -152,13 +171,20 @@ class TicketStorage(Protocol):
         """Closed tickets with or without legal hold, oldest first."""
         ...
 
-    def received_between(self, start: datetime, end: datetime) -> list[Ticket]:
-        """Tickets whose notice arrived in ``[start, end)``, oldest first, for reports."""
+    def report(self, start: datetime, end: datetime) -> TakedownReport:
+        """The time-to-takedown report over tickets whose notice arrived in ``[start,
+        end)``, aggregated by the store (:mod:`edgeagent.takedown.reportquery`), from one
+        consistent view of the tickets."""
         ...
 
     def open_tickets(self) -> list[Ticket]:
         """Every open ticket, oldest first."""
         ...
+
+
+_LIVE = tuple(s.value for s in LIVE_STATES)
+# Content still public (received or under review, not removed) with a deadline before ?.
+_DUE = f"removed=0 AND state IN ({','.join('?' * len(_LIVE))}) AND deadline < ?"
 
 
 class TicketStore:
@@ -186,13 +212,14 @@ class TicketStore:
     def _migrate(self) -> None:
         with self._lock:
             version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
-            if version > SCHEMA_VERSION:
-                raise StoreError(f"ticket store schema {version} is newer than this agent")
-            if version < SCHEMA_VERSION:
+            # The file has no key of its own: it sits in the state directory.
+            where = f"{STATE_DIR_KEY} ({self.path.name}): "
+            steps = pending_versions(version, SCHEMA_VERSION, SCHEMA_VERSION, where=where)
+            if steps:
                 self._db.execute("BEGIN IMMEDIATE")
                 try:
-                    for step in MIGRATIONS[version:]:
-                        for stmt in step:
+                    for step in steps:
+                        for stmt in MIGRATIONS[step]:
                             self._db.execute(stmt)
                     self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
                     self._db.execute("COMMIT")
@@ -213,7 +240,7 @@ class TicketStore:
             try:
                 cur = self._db.execute(
                     f"INSERT INTO tickets ({TICKET_COLUMNS}, version, body)"
-                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                    f" VALUES ({','.join('?' * (TICKET_COLUMN_COUNT + 2))})",
                     (*_columns(ticket), 0, "{}"),
                 )
                 new_id = int(cur.lastrowid or 0)
@@ -305,9 +332,8 @@ class TicketStore:
             args.append(assignee)
         order = "id DESC"
         if due_before is not None:
-            live = tuple(s.value for s in LIVE_STATES)
-            sql += f" AND removed=0 AND state IN ({','.join('?' * len(live))}) AND deadline < ?"
-            args += [*live, due_before.astimezone(UTC).isoformat()]
+            sql += f" AND {_DUE}"
+            args += [*_LIVE, due_before.astimezone(UTC).isoformat()]
             order = "deadline, id"
         sql += f" ORDER BY {order} LIMIT ? OFFSET ?"
         args += [limit, offset]
@@ -315,29 +341,37 @@ class TicketStore:
             rows = self._db.execute(sql, args).fetchall()
         return [ticket_from_json(json.loads(r[0])) for r in rows]
 
-    def received_between(self, start: datetime, end: datetime) -> list[Ticket]:
-        """Tickets whose notice arrived in ``[start, end)``, for reports.
-
-        Compared as ISO text: every time is stored as UTC with the same offset form.
-        """
+    def report(self, start: datetime, end: datetime) -> TakedownReport:
+        """See :meth:`TicketStorage.report`. Times compared as ISO text: every time is
+        stored as UTC with the same offset form."""
+        q = report_queries("?")
+        window = (start.astimezone(UTC).isoformat(), end.astimezone(UTC).isoformat())
         with self._lock:
-            rows = self._db.execute(
-                "SELECT body FROM tickets WHERE notice_received_at >= ? AND"
-                " notice_received_at < ? ORDER BY id",
-                (start.isoformat(), end.isoformat()),
-            ).fetchall()
-        return [ticket_from_json(json.loads(r[0])) for r in rows]
+            self._db.execute("BEGIN")  # the three queries see one snapshot
+            try:
+                found = [self._db.execute(sql, window).fetchall() for sql in q]
+            finally:
+                self._db.execute("COMMIT")
+        return report_from_rows(start, end, *found)
+
+    def count_due(self, before: datetime, limit: int) -> int:
+        """See :meth:`TicketStorage.count_due`."""
+        with self._lock:
+            row = self._db.execute(
+                f"SELECT COUNT(*) FROM (SELECT 1 FROM tickets WHERE {_DUE} LIMIT ?)",
+                (*_LIVE, before.astimezone(UTC).isoformat(), limit),
+            ).fetchone()
+        return int(row[0])
 
     def sla_counts(self, now: datetime) -> dict[str, tuple[int, int]]:
         """Per notice source: ``(open tickets, open and overdue)``. Overdue: the content
         is still public (received or under review, not removed) past the deadline."""
-        live = tuple(s.value for s in LIVE_STATES)
-        marks = ",".join("?" * len(live))
+        marks = ",".join("?" * len(_LIVE))
         with self._lock:
             rows = self._db.execute(
                 f"SELECT source, COUNT(*), SUM(removed=0 AND state IN ({marks}) AND deadline <= ?)"
                 " FROM tickets WHERE closed=0 GROUP BY source",
-                (*live, now.astimezone(UTC).isoformat()),
+                (*_LIVE, now.astimezone(UTC).isoformat()),
             ).fetchall()
         return {str(r[0]): (int(r[1]), int(r[2] or 0)) for r in rows}
 

@@ -38,6 +38,7 @@ BENCHMARKS = (
     "leader_failover",
     "console_pages",
     "edge_fleet",
+    "feed_apply",
 )
 
 

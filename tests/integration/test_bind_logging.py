@@ -24,9 +24,7 @@ from edgeagent.rpz.publishers.base import ZoneRelease
 
 pytestmark = pytest.mark.integration
 
-SETTINGS = RpzSettings(
-    zone="rpz.edgeagent.invalid", exception_zone="rpz-exceptions.edgeagent.invalid"
-)
+SETTINGS = RpzSettings()  # the zone names the shipped hidden-primary snippet serves
 BLOCKED = "blocked-marker.example"
 ALLOWED = "allowed-marker.example"
 
@@ -44,6 +42,7 @@ def test_updates_are_not_logged_with_owner_names(
         [],
         unbound_clients=unbound_clients,
         log_file=log_file,
+        rpz=SETTINGS,
     )
     try:
         pub = update_publisher(primary, first)

@@ -43,9 +43,9 @@ from tests.support.resolvers import stop_all
 
 pytestmark = pytest.mark.integration
 
-ZONE = "rpz.edgeagent.invalid."
 SERIAL = 7
 SETTINGS = RpzSettings(proxy_ipv4="192.0.2.80", stop_page_host="stop.edgeagent.test")
+ZONE = SETTINGS.zone + "."
 
 
 def _key(name: str, secret: str | None = None) -> dns.tsig.Key:

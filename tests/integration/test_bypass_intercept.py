@@ -2,24 +2,29 @@
 
 In production the policy routes bring a diverted client's port-80 traffic to the proxy
 host, where a netfilter ``REDIRECT`` hands it to Squid's ``intercept`` port: the client
-believes it talks to the origin. Here, in a network namespace the test creates (needs
-root, ``iptables``):
+believes it talks to the origin. Here, in two network namespaces the test creates and
+joins with a veth pair (needs root, ``iptables``), as in production:
 
-- the site's address ``203.0.113.10`` on the namespace's loopback, where the origin (a
-  small Python server that records the raw request target) listens on port 80;
-- ``iptables -t nat -A OUTPUT ... --dport 80 -m owner ! --uid-owner proxy -j REDIRECT``
-  to Squid's intercept port: every client connection to the site goes to Squid, Squid's
-  own (user ``proxy``) goes to the origin;
-- the shipped Squid config with its commented intercept port turned on, helper and
-  prefilter over an index written from a ``DesiredState`` with one ``url`` and one
-  ``url-prefix`` (no trailing slash) entry.
+- the proxy host's namespace: its address ``198.51.100.80`` on its end of the link, the
+  site's address ``203.0.113.10`` on its loopback, where the origin (a small Python server
+  that records the raw request target) listens on port 80, and
+  ``iptables -t nat -A PREROUTING -i LINK -d 203.0.113.10 -p tcp --dport 80 -j REDIRECT``
+  to Squid's intercept port, so the routed connections reach Squid at the link's address
+  and Squid's own connections go to the origin;
+- the client's namespace, ``198.51.100.2``, with the policy route: the site's address
+  via the proxy host;
+- the Squid config as ``edgeagent render`` writes it for a proxy at ``198.51.100.80``
+  (every port on that address) with only its commented intercept line turned on, helper
+  and prefilter over the index the proxy enforcer writes for a ``DesiredState`` with one
+  ``url`` and one ``url-prefix`` (no trailing slash) entry, with the IP-literal aliases of
+  the site's address (resolved through a real Unbound, :mod:`edgeagent.proxy.aliases`).
 
-The client writes each request to ``203.0.113.10:80`` byte for byte, from inside the
+The client writes each request to ``203.0.113.10:80`` byte for byte, from its own
 namespace. Every spelling of the listed page is refused (302 to the stop page, nothing at
-the origin; a request naming no host, or the site's address as host, gets Squid's 403:
-the helper matches names, and an address is diverted because a listed site lives there)
-and the siblings pass; tried and refused are counted as mode ``intercepted``
-into ``var/reliability/bypass.json``.
+the origin; a request naming no host, or the site's address as host in any spelling,
+gets Squid's 403 whole: the route diverted that address because a listed site lives
+there) and the siblings pass; tried and refused are counted as mode ``intercepted`` into
+``var/reliability/bypass.json``.
 """
 
 from __future__ import annotations
@@ -41,9 +46,9 @@ import pytest
 
 from edgeagent.lab.daemons import stop_process
 from edgeagent.lab.proxy import render_squid_conf
+from edgeagent.lab.resolvers import unbound_server
 from edgeagent.model import Action, DesiredState, Entry, Indicator
-from edgeagent.proxy.indexwriter import write_index
-from edgeagent.proxy.pathfilter import filter_path, write_path_filter
+from tests.support.aliases import publish_with_aliases
 from tests.support.binaries import require_binary
 from tests.support.figures import Tally, recorded_at_module_end
 from tests.support.spellings import page_spellings, prefix_siblings, prefix_spellings
@@ -53,6 +58,8 @@ pytestmark = pytest.mark.integration
 
 SITE = "bypass.site.test"
 SITE_ADDR = "203.0.113.10"
+PROXY_ADDR = "198.51.100.80"  # the proxy host: every port of the rendered config on it
+CLIENT_ADDR = "198.51.100.2"
 PAGE = "/listed/Page.html"
 PREFIX = "/listed/dir"
 INTERCEPT_PORT = 3129
@@ -106,14 +113,14 @@ def _netns(name: str, *args: str) -> list[str]:
 
 @dataclass
 class Env:
-    ns: str
+    client_ns: str
     hits: Path
 
     def exchange(self, raw_requests: list[str]) -> list[str]:
         """Each raw request (text) on its own connection to the site; the raw replies."""
         encoded = [base64.b64encode(r.encode("latin-1")).decode() for r in raw_requests]
         out = subprocess.run(
-            _netns(self.ns, sys.executable, "-c", _CLIENT, SITE_ADDR),
+            _netns(self.client_ns, sys.executable, "-c", _CLIENT, SITE_ADDR),
             input=json.dumps(encoded),
             capture_output=True,
             text=True,
@@ -153,11 +160,13 @@ bypass_figures = recorded_at_module_end(TALLY)
 
 @pytest.fixture(scope="module")
 def env() -> Iterator[Env]:
-    for program in ("squid", "iptables"):
+    for program in ("squid", "iptables", "unbound"):
         require_binary(program)
     if os.geteuid() != 0:
         pytest.fail("the intercept test needs root (network namespace, iptables)")
-    ns = f"ea-icpt-{uuid.uuid4().hex[:8]}"
+    tag = uuid.uuid4().hex[:8]
+    ns, client_ns = f"ea-icpt-{tag}", f"ea-icpc-{tag}"
+    link, client_link = f"eap{tag}", f"eac{tag}"
     work = Path(tempfile.mkdtemp(prefix="edgeagent-intercept-"))
     os.chmod(work, 0o755)  # Squid's helper (user proxy) reads the index here
     index = work / "proxy-index.bin"
@@ -169,8 +178,8 @@ def env() -> Iterator[Env]:
         ),
         (),
     )
-    write_path_filter(state, filter_path(index), group="proxy")
-    write_index(state, index, group="proxy")
+    with unbound_server([(SITE, "A", SITE_ADDR)], zones=("site.test",)) as dns:
+        assert publish_with_aliases(state, index, dns) == 2
     squid_dir = work / "squid"
     squid_dir.mkdir()
     os.chmod(squid_dir, 0o777)  # a throwaway work directory Squid's user writes in
@@ -178,28 +187,38 @@ def env() -> Iterator[Env]:
         squid_dir,
         index,
         STOP_URL,
+        listen=PROXY_ADDR,
         proxy_port=3128,
         accel_port=3130,
         hosts={SITE: SITE_ADDR},
         intercept_port=INTERCEPT_PORT,
     )
+    assert f"\nhttp_port {PROXY_ADDR}:{INTERCEPT_PORT} intercept " in conf.read_text()
     hits = work / "hits.log"
     hits.touch()
     procs: list[subprocess.Popen[bytes]] = []
-    subprocess.run(["ip", "netns", "add", ns], check=True, timeout=10)
+    namespaces: list[str] = []
     try:
-        for args in (
-            ["link", "set", "lo", "up"],
-            ["addr", "add", f"{SITE_ADDR}/32", "dev", "lo"],
+        for name in (ns, client_ns):
+            subprocess.run(["ip", "netns", "add", name], check=True, timeout=10)
+            namespaces.append(name)
+        veth = f"ip link add {link} netns {ns} type veth peer name {client_link} netns {client_ns}"
+        subprocess.run(veth.split(), check=True, timeout=10)
+        redirect = f"iptables -t nat -A PREROUTING -i {link} -d {SITE_ADDR} -p tcp --dport 80 "
+        redirect += f"-j REDIRECT --to-ports {INTERCEPT_PORT}"
+        for where, args in (
+            (ns, "link set lo up"),
+            (ns, f"addr add {SITE_ADDR}/32 dev lo"),
+            (ns, f"addr add {PROXY_ADDR}/24 dev {link}"),
+            (ns, f"link set {link} up"),
+            (client_ns, "link set lo up"),
+            (client_ns, f"addr add {CLIENT_ADDR}/24 dev {client_link}"),
+            (client_ns, f"link set {client_link} up"),
+            # The policy route: the listed site's address goes to the proxy host.
+            (client_ns, f"route add {SITE_ADDR}/32 via {PROXY_ADDR}"),
         ):
-            subprocess.run(["ip", "-n", ns, *args], check=True, timeout=10)
-        redirect = f"iptables -t nat -A OUTPUT -d {SITE_ADDR} -p tcp --dport 80 -m owner "
-        redirect += f"! --uid-owner proxy -j REDIRECT --to-ports {INTERCEPT_PORT}"
-        subprocess.run(
-            _netns(ns, *redirect.split()),
-            check=True,
-            timeout=10,
-        )
+            subprocess.run(["ip", "-n", where, *args.split()], check=True, timeout=10)
+        subprocess.run(_netns(ns, *redirect.split()), check=True, timeout=10)
         procs.append(
             subprocess.Popen(_netns(ns, sys.executable, "-c", _ORIGIN, str(hits), SITE_ADDR))
         )
@@ -212,13 +231,14 @@ def env() -> Iterator[Env]:
                     stderr=subprocess.STDOUT,
                 )
             )
-        env = Env(ns, hits)
+        env = Env(client_ns, hits)
         _wait_for_squid(env, procs[-1], squid_dir)
         yield env
     finally:
         for proc in reversed(procs):
             stop_process(proc)
-        subprocess.run(["ip", "netns", "del", ns], check=False, timeout=10)
+        for name in namespaces:  # the veth pair goes with them
+            subprocess.run(["ip", "netns", "del", name], check=False, timeout=10)
         shutil.rmtree(work, ignore_errors=True)
 
 
@@ -278,6 +298,10 @@ def test_a_request_naming_no_host_is_refused(env: Env) -> None:
     requests = [_request(t, None, "HTTP/1.0") for t in (PAGE, PAGE + "?", "/listed/Sibling.html")]
     requests += [_request(PAGE, host) for host in (SITE_ADDR, f"{SITE_ADDR}:80")]
     requests += [_request(f"http://{SITE_ADDR}{PAGE}", SITE)]
+    # The address spelled with letters (hex parts, one hex number): no name either, Squid
+    # reads it as the address it connected to (and the helper would refuse its alias).
+    requests += [_request(t, "0xcb.0x0.0x71.0xa") for t in (PAGE, PREFIX, "/listed/Sibling.html")]
+    requests += [_request(f"http://0xcb00710a{PAGE}", SITE)]
     assert_refused(env, requests, "no host name", UNNAMED)
 
 

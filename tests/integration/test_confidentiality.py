@@ -271,6 +271,10 @@ def test_no_entry_leaves_the_store_and_the_artefacts(tmp_path: Path) -> None:
     assert {p.name for p in store} >= {"edgeagent.sqlite3", "edgeagent.sqlite3-wal"}
     assert all(mode == 0o600 for mode in running_files.values()), running_files
     artefacts = _files(tmp_path / "artefacts")
+    # The appeal key sits beside the index for the helper: with no [proxy] group here
+    # nobody else is to read it, so it is 0600 like the store (0640 with a group).
+    key = [p for p in artefacts if p.name == "appeal-ref.key"]
+    assert [artefacts.pop(p) for p in key] == [0o600]
     assert len(artefacts) >= 4  # two zones, the index, the path filter
     assert all(mode == 0o640 for mode in artefacts.values()), artefacts
     inputs = {config, *(tmp_path / "lists").iterdir()}

@@ -13,8 +13,6 @@ host.
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,14 +21,13 @@ from typing import Any
 import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
-from selenium.webdriver.support.expected_conditions import staleness_of
 from selenium.webdriver.support.wait import WebDriverWait
 
-from edgeagent.console.app import HEADERS
 from edgeagent.lab.resolvers import unbound_server
-from tests.support.agent import create_token, http_json, running_agent
+from tests.support.agent import create_tokens, http_json, running_agent
 from tests.support.binaries import require_binary
-from tests.support.chromium import chromium_driver, network_events, png_pixel_spread
+from tests.support.chromium import chromium_driver
+from tests.support.console_browser import Shots, absent, check_log, replaced, sign_in, submit
 from tests.support.polling import wait_for
 from tests.support.ports import free_port
 
@@ -47,15 +44,13 @@ class Console:
     base: str
     api: str
     tokens: dict[str, str]
-    shots: list[Path]
-    out: Path
+    shots: Shots
 
     def shot(self, driver: Any, name: str) -> None:
-        path = self.out / f"console-{name}.png"
-        data = driver.get_screenshot_as_png()
-        assert png_pixel_spread(data) > 3, f"{name}: blank page"
-        path.write_bytes(data)
-        self.shots.append(path)
+        self.shots.shot(driver, name)
+
+    def sign_in(self, driver: Any, who: str) -> None:
+        sign_in(driver, self.base, who, self.tokens[who])
 
 
 @pytest.fixture(scope="module")
@@ -87,62 +82,18 @@ path = "{tmp / "customers.csv"}"
 """,
             encoding="utf-8",
         )
-        tokens = {}
         # The service user may create tokens until an admin token exists: the admin last.
-        for role, name in (
-            ("analyst", "ana"),
-            ("supervisor", "sam"),
-            ("noc", "nico"),
-            ("admin", "ada"),
-        ):
-            tokens[name] = create_token(config, role, name)
+        people = {"ana": "analyst", "sam": "supervisor", "nico": "noc", "ada": "admin"}
+        tokens = create_tokens(config, people)
         out = tmp / "shots"
         out.mkdir()
         with running_agent(config, metrics, tmp / "daemon.log"):
             base = f"http://127.0.0.1:{api}"
-            yield Console(f"{base}/console", base, tokens, [], out)
+            yield Console(f"{base}/console", base, tokens, Shots(out))
         log = (tmp / "daemon.log").read_text(encoding="utf-8")
         assert LISTED_HOST not in log
         for secret in tokens.values():
             assert secret not in log
-
-
-def sign_in(driver: Any, console: Console, who: str) -> None:
-    """Sign in with the keyboard only: Tab to the token field, type, Enter."""
-    driver.get(f"{console.base}/signin")
-    driver.find_element(By.TAG_NAME, "body").send_keys(Keys.TAB)
-    assert driver.switch_to.active_element.get_attribute("id") == "token"
-    old = driver.find_element(By.TAG_NAME, "html")
-    driver.switch_to.active_element.send_keys(console.tokens[who] + Keys.ENTER)
-    WebDriverWait(driver, 60).until(staleness_of(old))
-    assert driver.find_element(By.ID, "who").text == who
-
-
-def submit(driver: Any, element_id: str, text: str = "") -> None:
-    """Type ``text`` into the field and send its form; return once the answer page has
-    replaced this one (the old page's elements would otherwise still be found)."""
-    old = driver.find_element(By.TAG_NAME, "html")
-    field = driver.find_element(By.ID, element_id)
-    if text:
-        field.send_keys(text)
-    field.submit()
-    WebDriverWait(driver, 60).until(staleness_of(old))
-
-
-def check_log(driver: Any) -> None:
-    """Every console document came with the CSP; no request ever left for the listed host."""
-    documents = 0
-    for event in network_events(driver):
-        params = event["params"]
-        url = params.get("request", params.get("response", {})).get("url", "")
-        assert LISTED_HOST not in url, "a request for a listed location"
-        if event["method"] == "Network.responseReceived" and params.get("type") == "Document":
-            headers = {k.lower(): v for k, v in params["response"]["headers"].items()}
-            if "/console/" in url and params["response"]["status"] != 303:
-                documents += 1
-                csp = headers.get("content-security-policy")
-                assert csp == HEADERS["Content-Security-Policy"], url
-    assert documents > 0
 
 
 def test_a_notice_from_filing_to_case(console: Console, tmp_path: Path) -> None:
@@ -150,7 +101,7 @@ def test_a_notice_from_filing_to_case(console: Console, tmp_path: Path) -> None:
         chromium_driver(tmp_path / "a", javascript=True, network_log=True) as ana,
         chromium_driver(tmp_path / "s", javascript=True, network_log=True) as sam,
     ):
-        sign_in(ana, console, "ana")
+        console.sign_in(ana, "ana")
         console.shot(ana, "queue")
         ana.get(f"{console.base}/decisions")
         ana.find_element(By.ID, "notice-reference").send_keys("PUB-2026-7")
@@ -163,7 +114,7 @@ def test_a_notice_from_filing_to_case(console: Console, tmp_path: Path) -> None:
         assert text.count("pending") == 3
         assert "secret" not in ana.page_source
         assert "hxxp://shop[.]hosted[.]test/[path #" in text
-        assert ana.find_elements(By.CSS_SELECTOR, f'a[href*="{LISTED_HOST}"]') == []
+        assert absent(ana, f'a[href*="{LISTED_HOST}"]')
         console.shot(ana, "notice")
         ids = [
             a.get_attribute("href").rsplit("/", 1)[1]
@@ -172,7 +123,7 @@ def test_a_notice_from_filing_to_case(console: Console, tmp_path: Path) -> None:
         assert len(ids) == 3
 
         # A second person, in a second browser, approves each: the rule is shown.
-        sign_in(sam, console, "sam")
+        console.sign_in(sam, "sam")
         assert sam.find_element(By.CSS_SELECTOR, 'a[href="/console/decisions"] .count').text == "3"
         for n, decision_id in enumerate(ids):
             sam.get(f"{console.base}/decisions/{decision_id}")
@@ -213,7 +164,7 @@ def test_a_notice_from_filing_to_case(console: Console, tmp_path: Path) -> None:
         submit(ana, "reveal-reason", "compare with the notice")
         assert ana.find_element(By.ID, "revealed").text.count("secret") == 3
         assert ana.find_element(By.ID, "reveal-count").text == "reveals today: 1"
-        assert ana.find_elements(By.CSS_SELECTOR, f'a[href*="{LISTED_HOST}"]') == []
+        assert absent(ana, f'a[href*="{LISTED_HOST}"]')
         status, audit = http_json("GET", f"{console.api}/v1/audit", console.tokens["sam"])
         assert status == 200
         reveals = [r for r in audit["items"] if r["action"] == "console.reveal"]
@@ -244,15 +195,12 @@ def test_a_notice_from_filing_to_case(console: Console, tmp_path: Path) -> None:
         console.shot(sam, "lookup-result")
         sam.get(f"{console.base}/audit/verify")
         assert sam.find_element(By.ID, "chain").text == "intact"
-        sign_in(sam, console, "ada")
+        console.sign_in(sam, "ada")
         sam.get(f"{console.base}/tokens")
         console.shot(sam, "tokens")
-        check_log(ana)
-        check_log(sam)
-    target = os.environ.get("EDGEAGENT_CONSOLE_SHOTS")
-    if target:
-        for shot in console.shots:
-            shutil.copy(shot, Path(target) / shot.name)
+        check_log(ana, [LISTED_HOST])
+        check_log(sam, [LISTED_HOST])
+    console.shots.publish()
 
 
 def test_a_noc_user_cannot_act_as_supervisor(console: Console, tmp_path: Path) -> None:
@@ -262,7 +210,7 @@ def test_a_noc_user_cannot_act_as_supervisor(console: Console, tmp_path: Path) -
     assert status == 200
     decision_id = found["items"][0]["id"]
     with chromium_driver(tmp_path / "n", javascript=True) as nico:
-        sign_in(nico, console, "nico")
+        console.sign_in(nico, "nico")
         nico.get(f"{console.base}/decisions")
         assert "role noc below required analyst" in nico.find_element(By.TAG_NAME, "main").text
         for action in ("revoke", "approve"):
@@ -274,7 +222,7 @@ def test_a_noc_user_cannot_act_as_supervisor(console: Console, tmp_path: Path) -
                 "r.name = 'reason'; r.value = 'crafted'; f.appendChild(r);"
                 f"f.action = '/console/decisions/{decision_id}/{action}'; f.submit();"
             )
-            WebDriverWait(nico, 60).until(staleness_of(old))
+            WebDriverWait(nico, 60).until(replaced(old))
             main = nico.find_element(By.TAG_NAME, "main").text
             assert "role noc below required supervisor" in main
     status, after = http_json(

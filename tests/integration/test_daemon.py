@@ -60,6 +60,12 @@ def test_newcomer_flow_reload_and_stop(tmp_path: Path) -> None:
         assert st["entries"]["by_scope"]["url"] == 1
         _, metrics = http_json("GET", f"http://127.0.0.1:{metrics_port}/metrics")
         assert 'edgeagent_policy_entries{scope="url"} 1.0' in metrics
+        # The sole agent of an embedded store: named as the leader, by its agent id.
+        me = st["ha"]["name"]
+        assert st["ha"]["leader"] == me
+        assert [a["name"] for a in st["ha"]["agents"]] == [me]
+        assert f'edgeagent_ha_leader_info{{agent="{me}"}} 1.0' in metrics
+        assert f'edgeagent_ha_agent_role{{agent="{me}",role="leader"}} 1.0' in metrics
         assert "mixed.example" not in metrics  # never an entry in a label
 
         status, _ = http_json(

@@ -32,13 +32,18 @@ from typing import Any
 
 import pytest
 
-from edgeagent.lab.daemons import HOST, free_tcp_port
-from edgeagent.lab.proxy import start_squid
+from edgeagent.lab.daemons import HOST
 from edgeagent.rpz.publishers.base import ResolverTarget, query_all
 from tests.support.agent import create_token, http_json, running_agent
 from tests.support.api import decision_body
 from tests.support.binaries import require_binary
-from tests.support.faults import api_latencies, hung, p99, zonefile_agent
+from tests.support.faults import (
+    api_latencies,
+    hung,
+    p99,
+    squid_canary_agent,
+    start_agent_squid,
+)
 from tests.support.figures import record
 from tests.support.polling import wait_for
 from tests.support.resolvers import AgentFleet, agent_fleet
@@ -205,12 +210,7 @@ def test_a_hanging_squid_fails_the_proxy_canary_and_passes_it_when_it_answers() 
     os.chmod(base, 0o755)  # Squid's helper (user proxy) reads the index below
     (base / "proxy").mkdir(mode=0o755)
     try:
-        proxy_port = free_tcp_port(HOST)
-        agent = zonefile_agent(
-            base,
-            proxy=f'group = "proxy"\nverify_interval_seconds = {GRACE}\n'
-            f'proxies = [{{ host = "{HOST}", port = {proxy_port} }}]\n',
-        )
+        agent, proxy_port = squid_canary_agent(base, GRACE)
         noc = create_token(agent.config, "noc", "hang-noc")
         readyz = f"http://{HOST}:{agent.metrics_port}/readyz"
 
@@ -219,13 +219,7 @@ def test_a_hanging_squid_fails_the_proxy_canary_and_passes_it_when_it_answers() 
             return [] if code == 200 else list(body["reasons"])
 
         with running_agent(agent.config, agent.metrics_port, base / "agent.log"):
-            wait_for("the index", agent.index.exists, 20)
-            squid = start_squid(
-                base / "squid",
-                agent.index,
-                f"http://{HOST}:{agent.stop_page_port}",
-                proxy_port=proxy_port,
-            )
+            squid = start_agent_squid(base, agent, proxy_port)
             try:
                 wait_for("the proxy canary to pass", lambda: not reasons(), 6 * GRACE)
                 baseline = api_latencies(agent.api, noc, 1)

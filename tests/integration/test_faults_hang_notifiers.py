@@ -31,7 +31,7 @@ from tests.support.api import decision_body
 from tests.support.faults import api_latencies, hung, p99, zone_serial, zonefile_agent
 from tests.support.figures import record
 from tests.support.polling import wait_for
-from tests.support.segment_peers import received_hooks, received_mails, running
+from tests.support.segment_peers import received_hooks, received_mails, running, takedown_toml
 
 pytestmark = pytest.mark.integration
 
@@ -42,38 +42,18 @@ CHANNELS = ("hosting-mail", "ticket-hook")
 
 
 def takedown_config(directory: Path, peers: dict[str, Any], secret_file: Path) -> str:
-    customers = directory / "customers.csv"
-    customers.write_text(
-        "prefix,customer_id,service_id,contact\n192.0.2.0/26,cust-a,web-1,noc@cust-a.example\n"
-    )
-    return f"""
-[takedown]
-enabled = true
-own_prefixes = ["192.0.2.0/24"]
-resolvers = [{{ host = "127.0.0.1", port = {peers["dns_port"]} }}]
-notify_attempts = 2
-notify_backoff_seconds = 0.5
-notify_retry_seconds = 2
-
-[[takedown.customers]]
-kind = "csv"
-path = "{customers}"
-
-[takedown.notifiers.hosting-mail]
-kind = "smtp"
-host = "127.0.0.1"
-port = {peers["smtp_port"]}
-starttls = false  # the sink is plain SMTP on loopback
-sender = "ntd@isp.example"
-recipients = ["hosting@isp.example"]
-timeout_seconds = {TIMEOUT}
-
+    keys = "notify_attempts = 2\nnotify_backoff_seconds = 0.5\nnotify_retry_seconds = 2\n"
+    timeout = f"timeout_seconds = {TIMEOUT}\n"
+    return (
+        takedown_toml(directory, peers, keys=keys, mail_keys=timeout)
+        + f"""
 [takedown.notifiers.ticket-hook]
 kind = "webhook"
 url = "{peers["webhook_url"]}"
 secret_file = "{secret_file}"
 timeout_seconds = {TIMEOUT}
 """
+    )
 
 
 def metric(metrics: str, line_start: str) -> float:

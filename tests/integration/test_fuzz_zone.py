@@ -35,6 +35,7 @@ pytestmark = pytest.mark.integration
 SETTINGS = RpzSettings(
     proxy_ipv4="192.0.2.10",
     proxy_ipv6="2001:db8::10",
+    stop_page_host="stop.example",
     source_actions={"nx": "nxdomain", "nodata": "nodata", "stop": "stop-page", "divert": "divert"},
 )
 SOURCES = ("nx", "nodata", "stop", "divert")

@@ -11,6 +11,7 @@ import base64
 import email
 import imaplib
 import smtplib
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from edgeagent.intake.mail.lmtp import LmtpDelivery, serve_lmtp
 from edgeagent.intake.mail.notices import MailPoller
 from edgeagent.intake.mail.signature import KeyLookupFailed
 from edgeagent.lab.sinks import SmtpSink
+from edgeagent.limits import DEFAULT_LIMITS, ConnectionLimits
 from edgeagent.model import DecisionStatus, NoticeSource
 from edgeagent.store import SqliteStore
 from edgeagent.takedown.notifiers.smtp import SmtpNotifier
@@ -285,7 +287,7 @@ async def test_lmtp_answers_only_after_the_store_commit(
     poller, store = world.intake(tmp_path, world.new_user())
     intake = poller.intake
     port = free_port(udp=False)
-    server = await serve_lmtp(LmtpDelivery(intake), "127.0.0.1", port)
+    server = await serve_lmtp(LmtpDelivery(intake), "127.0.0.1", port, DEFAULT_LIMITS)
     signed = world.sign(
         notice(HOTLINE, "HL-2026-77", urls_body(URLS, "HL-2026-77")), "hotline.test"
     )
@@ -318,6 +320,55 @@ async def test_lmtp_answers_only_after_the_store_commit(
         assert await asyncio.to_thread(send, unsigned, ["notices@isp.test"]) == {}
         [item] = _quarantined(store)
         assert item.content.quarantine_reason == "DKIM: not signed"
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_lmtp_sessions_are_held_to_the_listener_limits(
+    world: MailWorld, tmp_path: Path
+) -> None:
+    """The LMTP listener under ``[listeners]`` as every HTTP one: a session whose first
+    message header has not ended within the header timeout is closed, silent sessions
+    over the cap make room for a real delivery, an idle session ends at the idle timeout."""
+    poller, store = world.intake(tmp_path, world.new_user())
+    port = free_port(udp=False)
+    limits = ConnectionLimits(header_timeout=0.5, idle_timeout=1.0, max_connections=16)
+    server = await serve_lmtp(LmtpDelivery(poller.intake), "127.0.0.1", port, limits)
+    signed = world.sign(
+        notice(HOTLINE, "HL-2026-90", urls_body(URLS, "HL-2026-90")), "hotline.test"
+    )
+
+    async def closed_after(greet: bytes = b"") -> float:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        began = time.monotonic()
+        writer.write(greet)
+        while await reader.read(4096):
+            pass
+        writer.close()
+        return time.monotonic() - began
+
+    def deliver() -> dict[str, tuple[int, bytes]]:
+        with smtplib.LMTP("127.0.0.1", port) as lmtp:
+            return dict(lmtp.sendmail(HOTLINE, ["notices@isp.test"], signed))
+
+    try:
+        for greet in (b"", b"LHLO mta.isp.test\r\nMAIL FROM:<a@hotline.test>\r\n"):
+            assert 0.4 < await asyncio.wait_for(closed_after(greet), 5) < 1.5
+        silent = [await asyncio.open_connection("127.0.0.1", port) for _ in range(40)]
+        assert await asyncio.to_thread(deliver) == {}
+        assert len(store.list_decisions()) == 3
+        for _, writer in silent:
+            writer.close()
+        # A session past its first header is held by the idle timeout alone.
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"LHLO mta.isp.test\r\n")
+        began = time.monotonic()
+        while await asyncio.wait_for(reader.read(4096), 5):
+            if time.monotonic() - began < 0.3:  # a header end: the header timer stops
+                writer.write(b"NOOP\r\n\r\n")
+        assert 0.9 < time.monotonic() - began < 3.0
+        writer.close()
     finally:
         server.close()
         await server.wait_closed()

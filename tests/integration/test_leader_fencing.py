@@ -4,8 +4,9 @@ Two :class:`LockLeadership` objects on one database stand for two agents. The fi
 the lock; it then stops talking (as a paused process does) until the server ends its
 session, and the second takes over. The first still *believes* it leads until its next
 poll: the fence refuses its epoch check, its proxy index (the old file stays) and its
-takedown notices, while the new leader's pass. A committed policy change reaches the
-other agent by NOTIFY, not by polling.
+takedown notices, while the new leader's pass; a notice the old leader claimed but never
+confirmed is the new leader's to send, one it confirmed is not sent again. A committed
+policy change reaches the other agent by NOTIFY, not by polling.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from edgeagent.errors import Fenced
+from edgeagent.metrics import Metrics
 from edgeagent.model import (
     Action,
     DecisionStatus,
@@ -71,6 +73,9 @@ async def test_a_paused_leader_is_fenced_and_the_standby_takes_over(
     first, second = leadership(pg_database, "central-1"), leadership(pg_database, "central-2")
     roles1, roles2 = Roles(), Roles()
     try:
+        # The first's session last speaks inside this poll (the clock read before it, so
+        # a slow machine cannot make the silence look shorter than it was).
+        silent_since = time.monotonic()
         await first.poll_once(roles1.on_role)
         await second.poll_once(roles2.on_role)
         assert (first.is_leader, second.is_leader) == (True, False)
@@ -80,16 +85,19 @@ async def test_a_paused_leader_is_fenced_and_the_standby_takes_over(
         index = tmp_path / "proxy.idx"
         write_index(state(1, "http://a.example/x"), index, fence=first.check)
         assert first.claim("ticket:1:v3:notice:hosting")
+        first.confirm("ticket:1:v3:notice:hosting")  # the channel took it
+        assert first.claim("ticket:1:v2:notice:hosting")  # its send never confirmed
 
         # The leader stops talking (SIGSTOP, a hung loop): the server ends its session,
         # and the standby, polling meanwhile, takes the lock.
-        started = time.monotonic()
         while not second.is_leader:
             await asyncio.sleep(0.2)
             await second.poll_once(roles2.on_role)
-        assert time.monotonic() - started >= SESSION_TIMEOUT * 0.9
+        assert time.monotonic() - silent_since >= SESSION_TIMEOUT * 0.9
         assert roles2.changes == [True]
         assert first.is_leader  # not told yet: this is the window the fence closes
+        # The store names the new leader only, whatever the old one's own row still says.
+        assert [a.name for a in second.roles().agents if a.leader] == ["central-2"]
 
         with pytest.raises(Fenced, match="stale"):
             first.check("the proxy index")
@@ -99,11 +107,14 @@ async def test_a_paused_leader_is_fenced_and_the_standby_takes_over(
         with pytest.raises(Fenced, match="stale"):
             first.claim("ticket:1:v4:notice:hosting")
 
-        # The new leader: its index goes in; the notice the old one sent is not repeated.
+        # The new leader: its index goes in; the notice the old one sent is not repeated,
+        # the one it claimed but never confirmed goes out again (under the same key).
         write_index(state(3, "http://b.example/y"), index, fence=second.check)
         assert _index_version(index) == 3
         assert not second.claim("ticket:1:v3:notice:hosting")
+        assert second.claim("ticket:1:v2:notice:hosting")
         assert second.claim("ticket:1:v4:notice:hosting")
+        second.confirm("ticket:1:v4:notice:hosting")
         assert not second.claim("ticket:1:v4:notice:hosting")
 
         # The old leader's next poll finds its session gone: it steps down at once.
@@ -140,6 +151,7 @@ async def test_the_lock_goes_with_a_closed_session_and_policy_news_arrive_by_not
         assert agents["central-1"]["leader"]
         assert not agents["central-2"]["leader"]
         assert agents["central-2"]["api"] == "http://127.0.0.1:2"
+        _assert_roles_exported(second, "central-1", {"central-1": "leader", "central-2": "standby"})
 
         # A decision committed anywhere is news to every listening agent.
         before = roles2.policy_news
@@ -157,12 +169,30 @@ async def test_the_lock_goes_with_a_closed_session_and_policy_news_arrive_by_not
         assert time.monotonic() - started < 2.0
         second.check("diversion routes")
         assert second.status()["epoch"] == 2
+        await _until(lambda: [a.name for a in second.roles().agents] == ["central-2"], 20)
+        _assert_roles_exported(second, "central-2", {"central-2": "leader"})
     finally:
         for task in runs:
             task.cancel()
         await first.close()
         await second.close()
         store.close()
+
+
+def _assert_roles_exported(seen_by: LockLeadership, leader: str, roles: dict[str, str]) -> None:
+    """The metrics name ``leader`` and each agent's role, as ``seen_by`` read them."""
+    metrics = Metrics()
+    metrics.observe_roles(seen_by.roles())
+    exported = {
+        (s.labels["agent"], s.labels["role"])
+        for family in metrics.registry.collect()
+        if family.name == "edgeagent_ha_agent_role"
+        for s in family.samples
+        if s.value == 1.0
+    }
+    assert exported == set(roles.items())
+    sample = metrics.registry.get_sample_value
+    assert sample("edgeagent_ha_leader_info", {"agent": leader}) == 1.0
 
 
 def _index_version(path: Path) -> int:

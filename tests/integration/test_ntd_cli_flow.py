@@ -36,13 +36,17 @@ import pytest
 
 from edgeagent.takedown.evidence import verify_bundle
 from tests.support.agent import AGENT, http_json, running_agent
+from tests.support.desk_config import HOSTING, OWN, desk_config
 from tests.support.ports import free_port
-from tests.support.segment_peers import ReceivedMail, received_hooks, received_mails, running
+from tests.support.segment_peers import (
+    ReceivedMail,
+    assert_hosting_only,
+    received_mails,
+    running,
+)
 
 pytestmark = pytest.mark.integration
 
-OWN = "198.51.100"  # the ISP's own space here; customers below
-HOSTING = "hosting@isp.example"
 SHOP_CONTACT = "noc@cust-shop.example"
 APPELLANT = "owner@away.example"
 POLICE_REF = "POL-2026-0042"
@@ -177,7 +181,7 @@ class Desk:
         """The opaque reference the stop page's appeal link carries for ``url``, as the
         Squid helper answers it from the daemon's proxy index (once the index has it)."""
         helper = [sys.executable, "-m", "edgeagent.proxy.squid_helper", "--index", str(self.index)]
-        helper += ["--appeal-key", str(self.state / "appeal-ref.key")]
+        helper += ["--appeal-key", str(self.index.parent / "appeal-ref.key")]
 
         def answer() -> str | None:
             done = subprocess.run(
@@ -194,63 +198,6 @@ class Desk:
         return str(self.wait(answer, "the URL in the proxy index"))
 
 
-def _config(tmp: Path, peers: dict[str, Any], ports: dict[str, int], secret: Path) -> Path:
-    (tmp / "customers.csv").write_text(CUSTOMERS, encoding="utf-8")
-    (tmp / "police-list.txt").write_text("worst.example\n", encoding="utf-8")
-    config = tmp / "edgeagent.toml"
-    config.write_text(
-        f"""
-[agent]
-state_dir = "{tmp / "state"}"
-log_format = "json"
-time_zone = "Europe/Berlin"
-[api]
-port = {ports["api"]}
-[metrics]
-port = {ports["metrics"]}
-[guard]
-change_floor = 0
-[feeds.police]
-kind = "domain-list"
-path = "{tmp / "police-list.txt"}"
-source = "law-enforcement"
-[rpz]
-proxy_ipv4 = "192.0.2.80"
-[proxy]
-enabled = true
-index_path = "{tmp / "proxy" / "proxy-index.bin"}"
-stop_page_listen_port = {ports["stop"]}
-[intake]
-enabled = true
-port = {ports["pages"]}
-notify_via = "hosting-mail"
-[takedown]
-enabled = true
-own_prefixes = ["{OWN}.0/24"]
-resolvers = [{{ host = "127.0.0.1", port = {peers["dns_port"]} }}]
-require_authorisation_for = ["DE"]
-referral_recipients = {{ example-hotline = "Example Hotline", example-agency = "Example Agency" }}
-[[takedown.customers]]
-kind = "csv"
-path = "{tmp / "customers.csv"}"
-[takedown.notifiers.hosting-mail]
-kind = "smtp"
-host = "127.0.0.1"
-port = {peers["smtp_port"]}
-starttls = false  # the sink is plain SMTP on loopback
-sender = "ntd@isp.example"
-recipients = ["{HOSTING}"]
-[takedown.notifiers.ticket-hook]
-kind = "webhook"
-hosting_team = false  # a ticket system other teams read
-url = "{peers["webhook_url"]}"
-secret_file = "{secret}"
-""",
-        encoding="utf-8",
-    )
-    return config
-
-
 @pytest.fixture(scope="module")
 def desk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Desk]:
     tmp = tmp_path_factory.mktemp("ntd-desk")
@@ -259,7 +206,7 @@ def desk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Desk]:
     secret_file.write_text(secret, encoding="utf-8")
     with running(tmp / "peers", RECORDS, secret.encode()) as peers:
         ports = {name: free_port(udp=False) for name in ("api", "metrics", "stop", "pages")}
-        config = _config(tmp, peers, ports, secret_file)
+        config = desk_config(tmp, peers, ports, secret_file, CUSTOMERS)
         desk = Desk(
             config,
             f"http://127.0.0.1:{ports['api']}",
@@ -400,25 +347,7 @@ def test_a_police_notice_from_notice_to_evidence(desk: Desk, tmp_path: Path) -> 
     assert "referred to     example-hotline, ref HL-REF-77" in shown
     assert "preserved       at hosting evidence store, shelf 4 by host admin K" in shown
     assert "outcome         account-suspended: terms of service" in shown
-    _nothing_reached_the_customer(desk, tid, POLICE_REF)
-
-
-def _nothing_reached_the_customer(desk: Desk, tid: int, reference: str) -> None:
-    """No message went to the customer's contact, the reference reached the hosting
-    team's address alone, and the ticket system outside the team never saw it."""
-    mails = desk.mails(tid)
-    assert mails
-    for mail in mails:
-        assert mail.recipients == [HOSTING]
-        assert SHOP_CONTACT not in mail.raw
-    for mail in desk.mails():
-        if reference in mail.raw:
-            assert mail.recipients == [HOSTING], mail.message["Subject"]
-    hooks = [h for h in received_hooks(desk.peers) if h["ticket_id"] == tid]
-    assert hooks
-    for hook in hooks:
-        assert (hook["forward_to_customer"], hook["customer_contact"]) == (False, "")
-    assert reference not in json.dumps(received_hooks(desk.peers))
+    assert_hosting_only(desk.peers, tid, POLICE_REF, HOSTING, SHOP_CONTACT)
 
 
 def test_a_hotline_notice_with_a_second_person(desk: Desk) -> None:
@@ -586,7 +515,7 @@ def test_a_notice_of_1000_urls_in_one_call(desk: Desk, tmp_path: Path) -> None:
         )
     )
     assert (len(page["items"]), page["next_offset"]) == (BULK, None)
-    _nothing_reached_the_customer(desk, tickets[0]["id"], "POL-BULK-1")
+    assert_hosting_only(desk.peers, tickets[0]["id"], "POL-BULK-1", HOSTING, SHOP_CONTACT)
 
 
 def test_tokens_and_the_audit_chain(desk: Desk) -> None:

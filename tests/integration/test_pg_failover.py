@@ -1,12 +1,23 @@
-"""kill -9 of the database primary under two agents: pg_auto_failover promotes the
-synchronous standby, the agents reconnect through their multi-host connection string and
-writes resume; no decision answered 201 is lost (RPO 0), none is stored twice, the audit
-chain verifies. While no server accepts writes the API answers 503 with Retry-After and
-an error naming ``store.dsn``, ``/readyz`` is not ready and says why, and each agent keeps
-enforcing its last good state (its zone file stays complete and in place).
+"""kill -9 of the database primary under two agents, for each failover engine
+(pg_auto_failover, Patroni on etcd): the engine promotes the synchronous standby, the
+agents reconnect through their multi-host connection string and writes resume; no
+decision answered 201 is lost (RPO 0), none is stored twice, the audit chain verifies.
+While no server accepts writes the API answers 503 with Retry-After and an error naming
+``store.dsn``, ``/readyz`` is not ready and says why, and each agent keeps enforcing its
+last good state (its zone file stays complete and in place).
 
-The default run tunes the monitor (config/postgresql/monitor.tuned.conf);
-``EDGEAGENT_LONG=1`` adds the same run with pg_auto_failover's own defaults.
+The kill is the loss of the primary's machine: its supervisor (``pg_autoctl`` keeper or
+Patroni) and its PostgreSQL are SIGKILLed together; with PostgreSQL alone killed the
+supervisor would restart it in place.
+
+Then the old primary rejoins (its supervisor started again on its data: rewound,
+following the new primary) while writes go on, and becomes the synchronous standby
+again; and with the coordinator lost (pg_auto_failover's monitor, or etcd) the pair keeps
+accepting writes, synchronously.
+
+The default run uses each engine's tuned timers (config/postgresql/monitor.tuned.conf,
+config/postgresql/patroni.tuned.yml); ``EDGEAGENT_LONG=1`` adds the same runs with the
+engines' own defaults.
 """
 
 from __future__ import annotations
@@ -14,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
-import os
 import secrets
 import threading
 import time
@@ -27,24 +37,35 @@ from pathlib import Path
 
 import pytest
 
-from edgeagent.lab.pgcluster import PgCluster, start_pg_cluster
+from edgeagent.lab.pgha import ENGINES, PgCluster, start_pg_cluster
 from edgeagent.store.postgresql.connect import Database
 from edgeagent.store.postgresql.store import PostgresStore
 from tests.support.agent import create_token, http_json, running_agent
 from tests.support.faults import AgentFiles, decision, zone_serial, zonefile_agent
+from tests.support.fuzzing import LONG
 from tests.support.polling import wait_for
 
 pytestmark = pytest.mark.integration
 
-TUNINGS = [True, False] if os.environ.get("EDGEAGENT_LONG") == "1" else [True]
-# Within this the agents write again after the kill (pg_auto_failover's defaults take
-# about 50 s: a node is unhealthy after 20 s, then the lost primary gets 30 s to demote).
-RECOVERY_SECONDS = {True: 60.0, False: 150.0}
+TIMERS = [True, False] if LONG else [True]
+# Within this the agents write again after the kill. pg_auto_failover's defaults take
+# about 50 s (a node is unhealthy after 20 s, then the lost primary gets 30 s to demote);
+# Patroni's at most ttl 30 s plus the promotion.
+RECOVERY_SECONDS = {
+    ("pg_auto_failover", True): 60.0,
+    ("pg_auto_failover", False): 150.0,
+    ("patroni", True): 60.0,
+    ("patroni", False): 90.0,
+}
 
 
-@pytest.fixture(params=TUNINGS, ids=lambda tuned: "tuned" if tuned else "defaults")
+@pytest.fixture(
+    params=[(engine, tuned) for engine in ENGINES for tuned in TIMERS],
+    ids=lambda p: f"{p[0]}-{'tuned' if p[1] else 'defaults'}",
+)
 def cluster(request: pytest.FixtureRequest) -> Iterator[PgCluster]:
-    c = start_pg_cluster(tuned=request.param)
+    engine, tuned = request.param
+    c = start_pg_cluster(engine=engine, tuned=tuned)
     try:
         yield c
     finally:
@@ -57,6 +78,7 @@ class Posting:
 
     apis: list[str]
     token: str
+    prefix: str = "f"  # of the names posted
     accepted: list[str] = field(default_factory=list)
     refused: list[Refusal] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
@@ -65,14 +87,19 @@ class Posting:
         for i in itertools.count():
             if self.stop.is_set():
                 return
-            name = f"f{i}.example"
-            sent = time.monotonic()
-            status, body, retry_after = _post(self.apis[i % len(self.apis)], self.token, name)
-            if status == 201:
-                self.accepted.append(name)
-            else:
-                self.refused.append(Refusal(sent, status, json.dumps(body), retry_after))
+            if not self.post(i):
                 time.sleep(0.1)
+
+    def post(self, i: int) -> bool:
+        """Post the ``i``-th decision (to the agents in turn); whether it got a 201."""
+        name = f"{self.prefix}{i}.example"
+        sent = time.monotonic()
+        status, body, retry_after = _post(self.apis[i % len(self.apis)], self.token, name)
+        if status == 201:
+            self.accepted.append(name)
+            return True
+        self.refused.append(Refusal(sent, status, json.dumps(body), retry_after))
+        return False
 
     def refused_since(self, moment: float) -> list[Refusal]:
         return [r for r in self.refused if r.sent >= moment]
@@ -121,6 +148,13 @@ def _status(agent: AgentFiles, token: str) -> dict[str, object]:
     return database
 
 
+def _synchronous_standby(database: dict[str, object]) -> bool:
+    """A standby streams and commits wait for it."""
+    standbys = database["standbys"]
+    assert isinstance(standbys, list)
+    return database["synchronous"] is True and any(s["synchronous"] for s in standbys)
+
+
 def _not_ready_reasons(agent: AgentFiles) -> list[str] | None:
     status, body = http_json("GET", f"http://127.0.0.1:{agent.metrics_port}/readyz")
     return body["reasons"] if status == 503 else None
@@ -155,9 +189,12 @@ def test_primary_killed_standby_promoted_nothing_acknowledged_lost(
             # Only the leader publishes (each agent has a zone directory of its own here).
             wait_for("the first zone", lambda: any(a.zone.exists() for a in agents), 30)
             acknowledged_before_kill = len(posting.accepted)
+            # All was well before the kill (read before it: kill() returns once the port
+            # is closed, and the request it cut off may be refused by then).
+            refused_before_kill = list(posting.refused)
             killed_at = time.monotonic()
             cluster.nodes[0].kill()
-            assert not posting.refused, posting.refused  # all was well before the kill
+            assert not refused_before_kill, refused_before_kill
 
             # No server takes writes yet: 503 with Retry-After, not ready, and the
             # enforcement in place stays as it was.
@@ -180,9 +217,10 @@ def test_primary_killed_standby_promoted_nothing_acknowledged_lost(
             wait_for(
                 "writes accepted again",
                 lambda: len(posting.accepted) > resumed + 10,
-                RECOVERY_SECONDS[cluster.tuned],
+                RECOVERY_SECONDS[cluster.engine, cluster.tuned],
             )
-            print(f"writes resumed {time.monotonic() - killed_at:.1f} s after kill -9")
+            resumed_after = time.monotonic() - killed_at
+            print(f"{cluster.engine}: writes resumed {resumed_after:.1f} s after kill -9")
         finally:
             posting.stop.set()
             poster.join(timeout=60)
@@ -202,12 +240,47 @@ def test_primary_killed_standby_promoted_nothing_acknowledged_lost(
             30,
         )
 
+        # The old primary rejoins as the standby; writes keep working meanwhile.
+        rejoining = Posting([a.api for a in agents], token, prefix="r")
+        poster = threading.Thread(target=rejoining.run)
+        poster.start()
+        rejoined_from = time.monotonic()
+        try:
+            cluster.rejoin(old_primary)
+            wait_for(
+                "the old primary the synchronous standby",
+                lambda: _synchronous_standby(_status(agents[0], noc)),
+                60,
+            )
+        finally:
+            rejoining.stop.set()
+            poster.join(timeout=60)
+        print(f"old primary the synchronous standby {time.monotonic() - rejoined_from:.1f} s on")
+        assert rejoining.accepted, "no write while the old primary rejoined"
+        assert not rejoining.refused, rejoining.refused
+        assert cluster.primary() is new_primary
+
+        # The coordinator lost: no failover possible, but the pair goes on, synchronously.
+        cluster.coordinator.kill()
+        cluster.wait_headless()
+        headless = Posting([a.api for a in agents], token, prefix="m")
+        for i in range(10):
+            headless.post(i)
+        assert len(headless.accepted) == 10, headless.refused
+        for agent in agents:  # each agent's view of the database is refreshed in turn
+            wait_for(
+                "every agent to see the synchronous standby",
+                lambda agent=agent: _synchronous_standby(_status(agent, noc)),
+                15,
+            )
+
     store = PostgresStore(Database(dsn, lambda: password))
     try:
         stored = Counter(d.reference for d in store.list_decisions(limit=100_000))
         assert store.verify_audit().ok
     finally:
         store.close()
-    lost = [n for n in posting.accepted if stored[f"CASE-{n}"] != 1]
+    acknowledged = posting.accepted + rejoining.accepted + headless.accepted
+    lost = [n for n in acknowledged if stored[f"CASE-{n}"] != 1]
     assert not lost, lost
     assert acknowledged_before_kill >= 20

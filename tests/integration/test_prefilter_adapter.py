@@ -1,7 +1,7 @@
 """The C++ side of the proxy path filter: Squid's eCAP adapter computes the Python keys.
 
 The conformance tests feed raw paths to the adapter's test driver (``probe-main``, built
-by ``make -C resolvers/squid/ecap``) and compare its keys and answers with the Python
+by ``make -C prefilter``) and compare its keys and answers with the Python
 reference (:mod:`edgeagent.proxy.pathfilter`) byte for byte; a second build runs under
 AddressSanitizer and UBSan on arbitrary bytes.
 """

@@ -5,24 +5,28 @@ Real components only, on loopback addresses (any 127.0.0.0/8 address works on Li
 - an authoritative ``named`` for ``test.`` (127.0.0.1, high port);
 - ``127.0.6.53:53`` a resolver WITHOUT the diversion policy (Unbound, stub to it): what
   Squid resolves through (``dns_nameservers``, which takes no port);
-- the shipped BIND and Unbound resolver snippets (``resolvers/``), forwarding ``test.`` to
-  the authoritative server and loading the RPZ compiled by ``edgeagent.rpz.compiler``
-  from a ``DesiredState`` with one ``url`` entry: its host is diverted by local data to
-  the proxy address;
-- ``127.0.6.80`` the shipped Squid config with the helper and the index written from the
-  same ``DesiredState`` (``accel vhost`` port for origin-form requests, explicit port);
+- the zone-file BIND and Unbound resolver templates (``edgeagent/render/templates``),
+  forwarding ``test.`` to the authoritative server and loading the RPZ compiled by
+  ``edgeagent.rpz.compiler`` from a ``DesiredState`` with one ``url`` entry: its host is
+  diverted by local data to the proxy address;
+- ``127.0.6.80`` the shipped Squid config with the helper and the index written by the
+  proxy enforcer from the same ``DesiredState`` (``accel vhost`` port for origin-form
+  requests, explicit port), with the IP-literal aliases of the listed host it resolved
+  through the unfiltered resolver (:mod:`edgeagent.proxy.aliases`);
 - ``127.0.6.10`` the origin (aiohttp), serving both pages of ``mixed.site.test`` and the
   unlisted host; the stop page (aiohttp) on 127.0.0.1.
 
 The client resolves with dnspython through a policy resolver and sends an origin-form
 request (no proxy setting) to the address it got, on the test's port (diversion is about
 the address; origin and Squid's accel port share one high port number). Spellings tried
-and refused are counted as proxy mode ``diverted`` into ``var/reliability/bypass.json``.
+and refused are counted as proxy mode ``diverted`` into ``var/reliability/bypass.json``;
+so are the requests that name the origin's address (in any spelling) instead of the host.
 """
 
 from __future__ import annotations
 
 import http.client
+import ipaddress
 import os
 import shutil
 import tempfile
@@ -47,12 +51,11 @@ from edgeagent.lab.resolvers import (
     start_unfiltered_resolver,
 )
 from edgeagent.model import Action, DesiredState, Entry, Indicator
-from edgeagent.proxy.indexwriter import write_index
-from edgeagent.proxy.pathfilter import filter_path, write_path_filter
 from edgeagent.proxy.stoppage import StopPageSettings, StopPageSource, create_stop_page_app
 from edgeagent.rpz.compiler import RpzSettings
-from edgeagent.rpz.publishers.base import ZoneRelease
+from edgeagent.rpz.publishers.base import ZoneRelease, zone_file_name
 from edgeagent.rpz.publishers.zonefile import ZonefilePublisher
+from tests.support.aliases import publish_with_aliases
 from tests.support.binaries import require_binary
 from tests.support.figures import Tally, recorded_at_module_end
 from tests.support.resolvers import stop_all
@@ -148,12 +151,10 @@ def env() -> Iterator[Env]:
     zone_dir.mkdir()
     ZonefilePublisher(
         "zonefile",
-        policy_path=zone_dir / "rpz.zone",
-        exception_path=zone_dir / "rpz-exceptions.zone",
+        policy_path=zone_dir / zone_file_name(RPZ.zone),
+        exception_path=zone_dir / zone_file_name(RPZ.exception_zone),
     ).publish(ZoneRelease(STATE, RPZ, 1))
     index = base / "proxy-index.bin"
-    write_path_filter(STATE, filter_path(index), group="proxy")
-    write_index(STATE, index, group="proxy")
 
     port = free_tcp_port(PROXY_ADDR, ORIGIN_ADDR)
     origin = Origin(port)
@@ -162,8 +163,10 @@ def env() -> Iterator[Env]:
     try:
         auth = start_authoritative(base / "auth", {"test": ZONE})
         plain = start_unfiltered_resolver(base / "plain", DNS_ADDR, {"test": auth.port})
-        named = start_named(base / "named", zone_dir, forwards={"test": auth.port})
-        unbound = start_unbound(base / "unbound", zone_dir, stubs={"test": auth.port})
+        # The agent resolves the listed host WITHOUT the policy: the origin's address.
+        assert publish_with_aliases(STATE, index, (DNS_ADDR, 53)) == 2
+        named = start_named(base / "named", zone_dir, forwards={"test": auth.port}, rpz=RPZ)
+        unbound = start_unbound(base / "unbound", zone_dir, stubs={"test": auth.port}, rpz=RPZ)
         squid = start_squid(
             base / "squid",
             index,
@@ -322,3 +325,47 @@ def test_squid_config_resolves_through_the_unfiltered_server(env: Env) -> None:
     assert f"dns_nameservers {DNS_ADDR}" in conf
     assert f"http_port {PROXY_ADDR}:{env.port} accel vhost" in conf
     assert (env.squid.workdir / "hosts").read_text() == ""
+
+
+_ORIGIN_IP = ipaddress.IPv4Address(ORIGIN_ADDR)
+# The origin's address as a client may write it: dotted, hex, octal, three parts (the
+# last one 16 bits), one decimal number, IPv4-mapped IPv6.
+ADDRESS_SPELLINGS = [
+    ORIGIN_ADDR,
+    ".".join(f"0x{b:x}" for b in _ORIGIN_IP.packed),
+    ".".join(f"0{b:o}" for b in _ORIGIN_IP.packed),
+    "{}.{}.{}".format(*_ORIGIN_IP.packed[:2], int.from_bytes(_ORIGIN_IP.packed[2:], "big")),
+    str(int(_ORIGIN_IP)),
+    f"[::ffff:{ORIGIN_ADDR}]",
+]
+
+
+@pytest.mark.parametrize("host", ADDRESS_SPELLINGS)
+def test_diverted_origin_address_in_place_of_the_name_is_refused(env: Env, host: str) -> None:
+    """The diverted port asked for the origin's address (Host, or absolute-form) instead
+    of the listed name: refused through the address's aliases, nothing at the origin."""
+    for target in (LISTED_PATH, LISTED_PATH + "#x", PREFIX_PATH + "/x"):
+        for line in (f"GET {target}", f"GET http://{host}:{env.port}{target}"):
+            TALLY.add("tried")
+            before = len(env.origin.hits)
+            reply = send(
+                PROXY_ADDR, env.port, f"{line} HTTP/1.1", f"{host}:{env.port}", CLIENT_ADDR
+            )
+            assert reply.status == 302, (host, line, reply)
+            assert reply.location.endswith("/blocked?source=iwf")
+            assert len(env.origin.hits) == before
+            TALLY.add("refused")
+
+
+def test_diverted_sibling_on_the_origin_address_passes(env: Env) -> None:
+    TALLY.add("siblings")
+    reply = send(
+        PROXY_ADDR,
+        env.port,
+        f"GET {SIBLING_PATH} HTTP/1.1",
+        f"{ORIGIN_ADDR}:{env.port}",
+        CLIENT_ADDR,
+    )
+    assert reply.status == 200, reply
+    assert reply.body == f"origin {ORIGIN_ADDR} {SIBLING_PATH}"
+    TALLY.add("siblings_passed")

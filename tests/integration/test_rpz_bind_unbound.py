@@ -27,7 +27,7 @@ from edgeagent.lab.daemons import RunningDaemon
 from edgeagent.lab.resolvers import start_authoritative, start_named, start_unbound
 from edgeagent.model import Action, DesiredState, Entry, Indicator, Scope
 from edgeagent.rpz.compiler import RpzSettings, StatsCounter
-from edgeagent.rpz.publishers.base import ResolverTarget, ZoneRelease
+from edgeagent.rpz.publishers.base import ResolverTarget, ZoneRelease, zone_file_name
 from edgeagent.rpz.publishers.zonefile import ZonefilePublisher
 from tests.support.resolvers import stop_all
 
@@ -57,6 +57,9 @@ SETTINGS = RpzSettings(
     stop_page_host="stop.edgeagent.test",
     source_actions={"decision": "stop-page", "interpol": "nxdomain"},
 )
+# The files the zonefile publisher writes and the resolver templates load.
+POLICY_FILE = zone_file_name(SETTINGS.zone)
+EXCEPTION_FILE = zone_file_name(SETTINGS.exception_zone)
 
 
 def entry(scope: Scope, value: str, source: str, action: Action = Action.BLOCK) -> Entry:
@@ -103,19 +106,19 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     # The first version goes out before the resolvers start: they need the files to load.
     bootstrap = ZonefilePublisher(
         "bootstrap",
-        policy_path=zone_dir / "rpz.zone",
-        exception_path=zone_dir / "rpz-exceptions.zone",
+        policy_path=zone_dir / POLICY_FILE,
+        exception_path=zone_dir / EXCEPTION_FILE,
     )
     bootstrap.publish(ZoneRelease(DesiredState(0, (), ()), SETTINGS, 1))
     auth = named = unbound = None
     try:
         auth = start_authoritative(base / "auth", {"test": TEST_ZONE})
-        named = start_named(base / "named", zone_dir, forwards={"test": auth.port})
-        unbound = start_unbound(base / "unbound", zone_dir, stubs={"test": auth.port})
+        named = start_named(base / "named", zone_dir, forwards={"test": auth.port}, rpz=SETTINGS)
+        unbound = start_unbound(base / "unbound", zone_dir, stubs={"test": auth.port}, rpz=SETTINGS)
         publisher = ZonefilePublisher(
             "zonefile",
-            policy_path=zone_dir / "rpz.zone",
-            exception_path=zone_dir / "rpz-exceptions.zone",
+            policy_path=zone_dir / POLICY_FILE,
+            exception_path=zone_dir / EXCEPTION_FILE,
             reload_commands=[named.reload_argv, unbound.reload_argv],
             targets=[
                 ResolverTarget("named", named.host, named.port),
@@ -228,12 +231,12 @@ class BrokenRelease(ZoneRelease):
 def test_broken_zone_never_reaches_resolvers(env: Env, bad_line: str) -> None:
     good = env.release(policy(1))
     env.publisher.publish(good)
-    before = (env.zone_dir / "rpz.zone").read_bytes()
+    before = (env.zone_dir / POLICY_FILE).read_bytes()
     env.serial += 1
     broken = BrokenRelease(policy(2, with_host_block=False), SETTINGS, env.serial, bad_line)
     with pytest.raises(PublishError):
         env.publisher.publish(broken)
-    assert (env.zone_dir / "rpz.zone").read_bytes() == before
+    assert (env.zone_dir / POLICY_FILE).read_bytes() == before
     assert not list(env.zone_dir.glob(".*tmp-*"))
     for d in (env.named, env.unbound):
         assert_v1_answers(d)
@@ -242,18 +245,18 @@ def test_broken_zone_never_reaches_resolvers(env: Env, bad_line: str) -> None:
 
 def test_verify_failure_restores_previous_file(env: Env, tmp_path: Path) -> None:
     env.publisher.publish(env.release(policy(1)))
-    before = (env.zone_dir / "rpz.zone").read_bytes()
+    before = (env.zone_dir / POLICY_FILE).read_bytes()
     failing = ZonefilePublisher(
         "zonefile-failing",
-        policy_path=env.zone_dir / "rpz.zone",
-        exception_path=env.zone_dir / "rpz-exceptions.zone",
+        policy_path=env.zone_dir / POLICY_FILE,
+        exception_path=env.zone_dir / EXCEPTION_FILE,
         reload_commands=[["false"]],  # the resolver "refuses" the reload
         targets=[ResolverTarget("named", env.named.host, env.named.port)],
     )
     with pytest.raises(PublishError, match="exited 1"):
         failing.publish(env.release(policy(2, with_host_block=False)))
-    assert (env.zone_dir / "rpz.zone").read_bytes() == before
-    assert not (env.zone_dir / "rpz.zone.prev").exists()
+    assert (env.zone_dir / POLICY_FILE).read_bytes() == before
+    assert not (env.zone_dir / f"{POLICY_FILE}.prev").exists()
 
 
 WRITER = textwrap.dedent(

@@ -1,9 +1,9 @@
 """The fleet paths against real daemons: bind-update and http-notify.
 
-A real hidden primary ``named`` (``resolvers/bind/named.conf.rpz-primary``) takes UPDATEs
+A real hidden primary ``named`` (template ``named.conf.rpz-primary``) takes UPDATEs
 from the ``bind-update`` publisher and serves a real secondary resolver ``named``
 (``named.conf.rpz-secondary``) by IXFR + NOTIFY; a real ``unbound``
-(``resolvers/unbound/unbound-rpz-http.conf``) fetches the zones from the agent's HTTP
+(template ``unbound-rpz-http.conf``) fetches the zones from the agent's HTTP
 server after the ``http-notify`` publisher's NOTIFY. Test names live in a synthetic
 ``test.`` zone served by a separate authoritative ``named``.
 """
@@ -30,7 +30,7 @@ import dns.tsig
 import pytest
 
 from edgeagent.errors import PublishError
-from edgeagent.lab.daemons import HOST, RunningDaemon, render, spawn, wait_answering
+from edgeagent.lab.daemons import HOST, RunningDaemon, spawn, wait_answering
 from edgeagent.lab.resolvers import (
     TRANSFER_KEY,
     UPDATE_KEY,
@@ -42,8 +42,14 @@ from edgeagent.lab.resolvers import (
     update_publisher,
 )
 from edgeagent.model import Action, DesiredState, Entry, Indicator, Scope
+from edgeagent.render.filling import render_template
 from edgeagent.rpz.compiler import RpzAction, RpzSettings
-from edgeagent.rpz.publishers.base import ResolverTarget, ZoneRelease, query_canary
+from edgeagent.rpz.publishers.base import (
+    ResolverTarget,
+    ZoneRelease,
+    query_canary,
+    zone_file_name,
+)
 from edgeagent.rpz.publishers.bind_update import BindUpdatePublisher
 from edgeagent.rpz.publishers.http_notify import (
     HttpNotifyPublisher,
@@ -53,7 +59,7 @@ from edgeagent.rpz.publishers.http_notify import (
 )
 from edgeagent.rpz.verify import ResolverCheck, Verifier
 from tests.support.ports import free_port
-from tests.support.resolvers import REPO, stop_all
+from tests.support.resolvers import stop_all
 
 pytestmark = pytest.mark.integration
 
@@ -453,24 +459,25 @@ def test_verification_reports_lag_of_a_stopped_feed(fleet: Fleet) -> None:
 def _spawn_checked(name: str, argv: list[str], workdir: Path, port: int) -> RunningDaemon:
     proc, log = spawn(name, argv, workdir)
     d = RunningDaemon(name, proc, port, workdir, log)
-    wait_answering(d, "blocked-canary.edgeagent.test.")
+    wait_answering(d, f"{SETTINGS.canary}.")
     return d
 
 
 def test_powerdns_recursor_transfers_from_the_primary(fleet: Fleet, tmp_path: Path) -> None:
-    """The shipped rpz.lua (rpzPrimary with TSIG) against the real hidden primary."""
+    """The PowerDNS Recursor template (rpzPrimary with TSIG) against the real hidden primary."""
     rel = fleet.publish(policy())
     port = free_port()
     lua = tmp_path / "rpz.lua"
     lua.write_text(
-        render(
-            REPO / "resolvers" / "powerdns" / "rpz.lua",
+        render_template(
+            "recursor-rpz.lua",
             {
                 "PRIMARY": f"{HOST}:{fleet.primary.port}",
                 "TRANSFER_SECRET": fleet.primary.extra["transfer_secret"],
                 "WORK_DIR": str(tmp_path),
                 "ZONE_DIR": str(tmp_path),
             },
+            SETTINGS,
         )
     )
     (tmp_path / "recursor.conf").write_text(
@@ -486,17 +493,19 @@ def test_powerdns_recursor_transfers_from_the_primary(fleet: Fleet, tmp_path: Pa
 
 
 def test_knot_resolver_watches_the_zone_files(tmp_path: Path) -> None:
-    """The shipped kresd fragment: zonefile publisher output, reloaded by file watch."""
+    """The kresd template: zonefile publisher output, reloaded by file watch."""
     from edgeagent.rpz.publishers.zonefile import ZonefilePublisher
 
     zones = tmp_path / "zones"
     zones.mkdir()
     pub = ZonefilePublisher(
-        "zonefile", policy_path=zones / "rpz.zone", exception_path=zones / "rpz-exceptions.zone"
+        "zonefile",
+        policy_path=zones / zone_file_name(SETTINGS.zone),
+        exception_path=zones / zone_file_name(SETTINGS.exception_zone),
     )
     pub.publish(ZoneRelease(policy(), SETTINGS, 5))
     frag = tmp_path / "rpz.lua"
-    frag.write_text(render(REPO / "resolvers" / "knot" / "rpz.lua", {"ZONE_DIR": str(zones)}))
+    frag.write_text(render_template("kresd-rpz.lua", {"ZONE_DIR": str(zones)}, SETTINGS))
     port = free_port()
     conf = tmp_path / "kresd.conf"
     conf.write_text(

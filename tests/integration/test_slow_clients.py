@@ -1,6 +1,8 @@
-"""Slow and silent clients against the real daemon: 1,100 slowloris connections (a partial
+"""Slow and silent clients against the real daemon: 750 slowloris connections (a partial
 request header, one more header line every few seconds, a new connection when the server
-drops one) and 300 silent connections on each of the control API and the stop page.
+drops one) and 200 silent connections on each of the daemon's public-facing listeners: the
+control API, the stop page and the public report and appeal pages (2,850 in all, each
+listener several times over its cap).
 
 Meanwhile a well-behaved client keeps being served with normal latency, ``/readyz`` keeps
 answering, the daemon's open descriptors stay bounded by the listeners' caps (it starts
@@ -31,22 +33,26 @@ from tests.support.ports import free_port
 
 pytestmark = pytest.mark.integration
 
-SLOW_PER_LISTENER = 1_100
-IDLE_PER_LISTENER = 300
+# The attackers run in this process, on the cores the daemon has: the total is what two
+# listeners had at 1,100 + 300 each, spread over three.
+SLOW_PER_LISTENER = 750
+IDLE_PER_LISTENER = 200
 ATTACK_SECONDS = 25.0  # longer than the header timeout: evicted and timed-out clients return
 DAEMON_NOFILE = "1024:16384"  # soft:hard
-# Two attacked listeners at their cap (256), a batch of accepted sockets each (up to the
+ATTACKED = 3  # the API, the stop page, the public pages
+# The attacked listeners at their cap (256), a batch of accepted sockets each (up to the
 # backlog, 128) before the cap drops them, and the daemon's own files.
-FDS_BOUND = 2 * (256 + 128) + 250
+FDS_BOUND = ATTACKED * (256 + 128) + 250
 
 
-def _config(tmp_path: Path, api: int, metrics: int, page: int) -> Path:
+def _config(tmp_path: Path, api: int, metrics: int, page: int, intake: int) -> Path:
     config = tmp_path / "edgeagent.toml"
     config.write_text(
         f'[agent]\nstate_dir = "{tmp_path / "state"}"\nlog_format = "json"\n'
         f"[api]\nport = {api}\n[metrics]\nport = {metrics}\n"
         f'[proxy]\nenabled = true\nindex_path = "{tmp_path / "proxy" / "index.bin"}"\n'
         f"stop_page_listen_port = {page}\n"
+        f"[intake]\nenabled = true\nport = {intake}\n"
     )
     return config
 
@@ -121,7 +127,7 @@ def _open_fds(pid: int) -> int:
 
 
 async def _served_during_attack(
-    urls: list[tuple[str, str | None]], ports: tuple[int, int], pid: int
+    urls: list[tuple[str, str | None]], ports: tuple[int, ...], pid: int
 ) -> tuple[list[float], list[int | str], int, int]:
     """Run the attack; meanwhile request ``urls`` in turn. Returns the latencies, the
     answers, the connections the attackers opened and the daemon's peak open files."""
@@ -152,30 +158,31 @@ async def _served_during_attack(
 
 def test_slow_and_silent_clients_do_not_starve_the_others(tmp_path: Path) -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    needed = 2 * (SLOW_PER_LISTENER + IDLE_PER_LISTENER) + 200
+    needed = ATTACKED * (SLOW_PER_LISTENER + IDLE_PER_LISTENER) + 200
     if hard < needed:
         pytest.fail(f"the test opens {needed} sockets; the hard RLIMIT_NOFILE is {hard}")
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, needed), hard))
-    api, metrics, page = (free_port(udp=False) for _ in range(3))
-    config = _config(tmp_path, api, metrics, page)
+    api, metrics, page, intake = (free_port(udp=False) for _ in range(4))
+    config = _config(tmp_path, api, metrics, page, intake)
     token = create_token(config, "noc", "noc")
     log = tmp_path / "daemon.log"
     urls = [
         (f"http://127.0.0.1:{api}/v1/status", token),
         (f"http://127.0.0.1:{page}/blocked?source=canary", None),
+        (f"http://127.0.0.1:{intake}/appeal", None),
         (f"http://127.0.0.1:{metrics}/readyz", None),
     ]
     try:
         with _daemon(config, log, metrics) as proc:
             before = [_status(url, tok) for url, tok in urls]
-            assert before[:2] == [200, 451], before
+            assert before[:3] == [200, 451, 200], before
             quiet = [time.monotonic()]
             for _ in range(20):
                 _status(*urls[0])
             baseline = (time.monotonic() - quiet[0]) / 20
             log_before = len(log.read_bytes())
             latencies, answers, opened, peak_fds = asyncio.run(
-                _served_during_attack(urls, (api, page), proc.pid)
+                _served_during_attack(urls, (api, page, intake), proc.pid)
             )
             logged = log.read_bytes()[log_before:].decode(errors="replace").splitlines()
             after = [_status(url, tok) for url, tok in urls]
@@ -208,7 +215,7 @@ def test_slow_and_silent_clients_do_not_starve_the_others(tmp_path: Path) -> Non
             "attack_seconds": int(ATTACK_SECONDS),
         },
     )
-    assert opened > 2 * (SLOW_PER_LISTENER + IDLE_PER_LISTENER)
+    assert opened > ATTACKED * (SLOW_PER_LISTENER + IDLE_PER_LISTENER)
     # Generous against the shared CI machine (the clients run on the same cores); without
     # the limits nothing is served at all once the descriptors are gone.
     assert p50 < 0.5

@@ -5,9 +5,9 @@ Real components on loopback addresses (any 127.0.0.0/8 address works on Linux):
 - an authoritative ``named`` for ``test.`` (127.0.0.1, high port);
 - ``127.0.7.53:53`` an Unbound WITHOUT the diversion policy: sniproxy's resolver (udns
   takes an address only, so port 53);
-- the shipped BIND resolver snippet loading the RPZ compiled from a ``DesiredState`` with
+- the zone-file BIND resolver template loading the RPZ compiled from a ``DesiredState`` with
   one ``url`` entry: ``mixed.site.test`` is diverted to ``127.0.7.80``;
-- ``127.0.7.80`` Debian's ``sniproxy`` run from ``resolvers/sniproxy/sniproxy.conf``
+- ``127.0.7.80`` Debian's ``sniproxy`` run from the ``sniproxy.conf`` template
   (placeholders filled, nothing else changed);
 - ``127.0.7.10`` a TLS origin (aiohttp) with a throwaway certificate for
   ``mixed.site.test``.
@@ -46,21 +46,23 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from edgeagent.lab.daemons import RunningDaemon, free_tcp_port, render
+from edgeagent.lab.daemons import RunningDaemon, free_tcp_port
 from edgeagent.lab.resolvers import start_authoritative, start_named, start_unfiltered_resolver
 from edgeagent.model import Action, DesiredState, Entry, Indicator
+from edgeagent.render.filling import fill, template_text
+from edgeagent.render.inventory import InventoryPaths, InventoryProxy
+from edgeagent.render.snippets import sniproxy_values
 from edgeagent.rpz.compiler import RpzSettings
-from edgeagent.rpz.publishers.base import ZoneRelease
+from edgeagent.rpz.publishers.base import ZoneRelease, zone_file_name
 from edgeagent.rpz.publishers.zonefile import ZonefilePublisher
 from tests.support.binaries import require_binary
 from tests.support.figures import Tally, recorded_at_module_end
-from tests.support.resolvers import REPO, stop_all
+from tests.support.resolvers import stop_all
 from tests.support.spellings import page_spellings
 from tests.support.webapps import BackgroundApps
 
 pytestmark = pytest.mark.integration
 
-SNIPROXY_CONF = REPO / "resolvers" / "sniproxy" / "sniproxy.conf"
 PROXY_ADDR = "127.0.7.80"
 ORIGIN_ADDR = "127.0.7.10"
 DNS_ADDR = "127.0.7.53"
@@ -145,18 +147,22 @@ class Env:
 
 
 def start_sniproxy(workdir: Path, port: int) -> tuple[subprocess.Popen[bytes], Path]:
-    """Render the shipped config and run ``sniproxy -f`` until it accepts connections."""
+    """Fill the sniproxy template and run ``sniproxy -f`` until it accepts connections."""
     conf = workdir / "sniproxy.conf"
     conf.write_text(
-        render(
-            SNIPROXY_CONF,
-            {
-                "LISTEN": PROXY_ADDR,
-                "PORT": str(port),
-                "RESOLVER": DNS_ADDR,
-                "WORK_DIR": str(workdir),
-                "USER": "daemon",
-            },
+        fill(
+            template_text("sniproxy.conf"),
+            sniproxy_values(
+                InventoryProxy(
+                    name="sniproxy",
+                    address=PROXY_ADDR,
+                    region="test",
+                    tls_port=port,
+                    unfiltered_resolver=DNS_ADDR,
+                ),
+                InventoryPaths(sniproxy_dir=str(workdir)),
+            ),
+            "sniproxy.conf",
         )
     )
     with (workdir / "sniproxy.out").open("wb") as out:
@@ -188,8 +194,8 @@ def env() -> Iterator[Env]:
     zone_dir.mkdir()
     ZonefilePublisher(
         "zonefile",
-        policy_path=zone_dir / "rpz.zone",
-        exception_path=zone_dir / "rpz-exceptions.zone",
+        policy_path=zone_dir / zone_file_name(RPZ.zone),
+        exception_path=zone_dir / zone_file_name(RPZ.exception_zone),
     ).publish(ZoneRelease(STATE, RPZ, 1))
     cert_file, key_file, der = throwaway_cert(base)
     port = free_tcp_port(PROXY_ADDR, ORIGIN_ADDR)
@@ -199,7 +205,7 @@ def env() -> Iterator[Env]:
     try:
         auth = start_authoritative(base / "auth", {"test": ZONE})
         plain = start_unfiltered_resolver(base / "plain", DNS_ADDR, {"test": auth.port})
-        policy = start_named(base / "named", zone_dir, forwards={"test": auth.port})
+        policy = start_named(base / "named", zone_dir, forwards={"test": auth.port}, rpz=RPZ)
         sni_dir = base / "sniproxy"
         sni_dir.mkdir()
         sni, conf = start_sniproxy(sni_dir, port)

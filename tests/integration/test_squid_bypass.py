@@ -4,8 +4,11 @@ refused, explicit proxy and diverted (accel) port alike, and its siblings still 
 Requests are written to a socket byte for byte (no client library that would normalise the
 request line): a fragment in the request line, an empty or unrelated query, escapes,
 dot segments, path parameters, host case, a trailing dot, ``:80``, absolute-form on the
-diverted port, HTTP/1.0, pipelining, CONNECT to port 80. The origin records every request
-that reaches it, so a refusal is also checked to have kept the request from the origin.
+diverted port, HTTP/1.0, pipelining, CONNECT to port 80, and the origin's address in
+place of the name (in every spelling of it: the agent resolved the listed host through a
+real Unbound and listed its IP-literal aliases, :mod:`edgeagent.proxy.aliases`). The
+origin records every request that reaches it, so a refusal is also checked to have kept the
+request from the origin.
 Spellings tried and refused are counted per proxy mode (``forward``: the explicit proxy
 port; ``accelerated``: the ``accel vhost`` port DNS-diverted clients reach) into
 ``var/reliability/bypass.json``.
@@ -27,10 +30,10 @@ from aiohttp import web
 
 from edgeagent.lab.daemons import HOST
 from edgeagent.lab.proxy import RunningSquid
+from edgeagent.lab.resolvers import unbound_server
 from edgeagent.model import Action, DesiredState, Entry, Indicator
-from edgeagent.proxy.indexwriter import write_index
-from edgeagent.proxy.pathfilter import filter_path, write_path_filter
 from edgeagent.proxy.stoppage import StopPageSettings, StopPageSource, create_stop_page_app
+from tests.support.aliases import publish_with_aliases
 from tests.support.binaries import require_binary
 from tests.support.figures import Tally, recorded_at_module_end
 from tests.support.spellings import page_spellings, prefix_siblings, prefix_spellings
@@ -110,6 +113,7 @@ bypass_figures = recorded_at_module_end(*BYPASS.values())
 @pytest.fixture(scope="module")
 def env() -> Iterator[Env]:
     require_binary("squid")
+    require_binary("unbound")
     sites = Sites()
     work = Path(tempfile.mkdtemp(prefix="edgeagent-bypass-"))
     os.chmod(work, 0o755)
@@ -126,8 +130,10 @@ def env() -> Iterator[Env]:
         ),
         (),
     )
-    write_path_filter(state, filter_path(index), group="proxy")
-    write_index(state, index, group="proxy")
+    # The listed host resolves to the origin's loopback address (as OTHER does).
+    with unbound_server([(SITE, "A", HOST), (OTHER, "A", HOST)], zones=("site.test",)) as dns:
+        # Three entries on one host, one address: three aliases.
+        assert publish_with_aliases(state, index, dns) == 3
     squid = start_squid(
         work / "squid", index, f"http://{HOST}:{sites.stop_port}", {SITE: HOST, OTHER: HOST}
     )
@@ -245,3 +251,29 @@ def test_siblings_and_other_hosts_pass(env: Env, via: str) -> None:
     # What the origin got for a fragment in the request line: the raw "#" (it drops it),
     # which is why the proxy must refuse it on the listed host.
     assert "/listed/Page.html#x" in env.sites.hits
+
+
+# The origin's address as the client may spell it: dotted, octal, hex, one decimal number,
+# IPv4-mapped IPv6. Squid reads some of them as names it cannot resolve: refused first.
+ADDRESS_SPELLINGS = [
+    "{ip}:{port}",
+    "{ip}",
+    "0177.0.0.1:{port}",
+    "0x7f.0.0.1:{port}",
+    "2130706433:{port}",
+    "[::ffff:{ip}]:{port}",
+]
+
+
+@pytest.mark.parametrize("via", ["proxy", "accel", "accel-absolute"])
+@pytest.mark.parametrize("host", ADDRESS_SPELLINGS)
+def test_the_origin_address_in_place_of_the_name_is_refused(env: Env, via: str, host: str) -> None:
+    spelled = host.format(ip=HOST, port=env.sites.origin_port)
+    for target in (PAGE, PAGE + "#x", "/listed/%50age.html", PREFIX + "/x", QUERY_PAGE + "?id=1"):
+        env.assert_refused(via, target, spelled)
+
+
+@pytest.mark.parametrize("via", ["proxy", "accel", "accel-absolute"])
+def test_siblings_on_the_origin_address_pass(env: Env, via: str) -> None:
+    for target in ("/listed/Sibling.html", PREFIX + "x", QUERY_PAGE + "?id=2"):
+        env.assert_passed(via, target, f"{HOST}:{env.sites.origin_port}")

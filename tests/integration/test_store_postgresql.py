@@ -175,8 +175,10 @@ def test_version_1_decisions_and_tickets_gain_the_ntd_columns(pg_database: PgDat
     assert tickets.sla_counts(old.deadline) == {"hotline": (1, 0)}
     tickets.close()
     with _raw(pg_database) as raw:
-        row = raw.execute("SELECT deadline, removed, assignee, legal_hold FROM tickets").fetchone()
-    assert row == (old.deadline, True, "", True)
+        row = raw.execute(
+            "SELECT deadline, removed, assignee, legal_hold, removal_minutes FROM tickets"
+        ).fetchone()
+    assert row == (old.deadline, True, "", True, old.minutes_to_removal)
 
 
 def test_failed_migration_leaves_database_untouched(

@@ -29,6 +29,8 @@ ROOT = Path(__file__).resolve().parents[2]
 UNIT = ROOT / "systemd" / "edgeagent.service"
 SYSUSERS = ROOT / "systemd" / "edgeagent.sysusers.conf"
 TMPFILES = ROOT / "systemd" / "edgeagent.tmpfiles.conf"
+# The same directories, as `edgeagent render` writes them for the example inventory.
+RENDERED_TMPFILES = ROOT / "resolvers" / "fleet" / "agent" / "edgeagent.tmpfiles.conf"
 
 # Exposure score limit (0 = fully sandboxed, 10 = unprotected). The unit scores 2.2 on
 # systemd 252; the three network capabilities and AF_PACKET are what keep it above ~1.5.
@@ -157,7 +159,10 @@ def test_sysusers_creates_the_service_account(tmp_path: Path) -> None:
     assert any(line.startswith("edgeagent:") for line in (root / "etc" / "group").open())
 
 
-def test_tmpfiles_creates_setgid_shared_directories(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "tmpfiles_conf", [TMPFILES, RENDERED_TMPFILES], ids=["shipped", "rendered"]
+)
+def test_tmpfiles_creates_setgid_shared_directories(tmp_path: Path, tmpfiles_conf: Path) -> None:
     if os.geteuid() != 0:
         pytest.fail("needs root: systemd-tmpfiles must chown the directories it creates")
     sysusers = require_binary("systemd-sysusers")
@@ -165,7 +170,7 @@ def test_tmpfiles_creates_setgid_shared_directories(tmp_path: Path) -> None:
     root = _fake_root(tmp_path)
     subprocess.run([sysusers, f"--root={root}", str(SYSUSERS)], check=True, timeout=60)
     result = subprocess.run(
-        [tmpfiles, "--create", f"--root={root}", str(TMPFILES)],
+        [tmpfiles, "--create", f"--root={root}", str(tmpfiles_conf)],
         capture_output=True,
         text=True,
         timeout=60,
@@ -175,9 +180,10 @@ def test_tmpfiles_creates_setgid_shared_directories(tmp_path: Path) -> None:
     publish = root / "var" / "lib" / "edgeagent-publish"
     top = publish.stat()
     assert stat.S_IMODE(top.st_mode) == 0o751
-    for name, gid in (("rpz", 108), ("proxy", 13)):
+    # proxy/ is the helpers' too (their counters): group-writable, sticky.
+    for name, gid, mode in (("rpz", 108, 0o2750), ("proxy", 13, 0o3770)):
         info = (publish / name).stat()
-        assert stat.S_IMODE(info.st_mode) == 0o2750, name
+        assert stat.S_IMODE(info.st_mode) == mode, name
         assert info.st_gid == gid, name
         assert info.st_uid == top.st_uid != 0, name
 

@@ -51,7 +51,7 @@ from edgeagent.takedown.notifiers.webhook import (
     verify_webhook_signature,
 )
 from edgeagent.takedown.records import Authorisation, Outcome, OutcomeKind, Preservation, Referral
-from edgeagent.takedown.rules import Job, TakedownPolicy
+from edgeagent.takedown.rules import Job, TakedownPolicy, owed_notices
 from edgeagent.takedown.service import TakedownService
 from edgeagent.takedown.space import OwnSpace
 from edgeagent.takedown.tickets import AuthorisationRequired
@@ -442,6 +442,28 @@ async def test_authorisation_first_preserve_then_isolate(env: Env) -> None:
     assert authorise.detail["by"] == "Officer C, Example Police"
     assert authorise.detail["authorised_at"] == at.isoformat()
     assert "POL-AUTH-1" not in audit_text(env.store)
+
+
+async def test_a_process_that_may_not_send_records_the_notice_as_owed(env: Env) -> None:
+    """The CLI (or an agent that does not lead) records the notice an action calls for;
+    the leader sends it once."""
+    now = dt.datetime.now(UTC) - dt.timedelta(minutes=40)
+    out = await env.service.on_entries(
+        [url_entry("http://shop.hosted.test/owed")], now, "LE-11", "law-enforcement", hold=True
+    )
+    sent = len(env.mail.messages)
+    env.service.may_send = lambda: False
+    given = Authorisation("Officer C, Example Police", "POL-AUTH-2", now)
+    t = await env.service.record_authorisation(out.tickets[0].id, "sam", given)
+    assert len(env.mail.messages) == sent
+    assert owed_notices(t) == ("isolate",)
+    assert await env.service.send_owed() == []  # still not the leader: nothing goes out
+    env.service.may_send = lambda: True
+    (t,) = await env.service.send_owed()
+    assert len(env.mail.messages) == sent + 1
+    assert env.hook.received[-1]["kind"] == "isolate"
+    assert owed_notices(t) == ()
+    assert await env.service.send_owed() == []  # sent once
 
 
 async def test_recheck_moves_urls_to_the_new_customer(env: Env) -> None:

@@ -158,9 +158,9 @@ def test_the_package_and_its_bundled_files_come_from_the_venv(installed: Install
     assert [Path(p) for p in out[1:]] == [
         bundled,
         bundled / "blocklists",
-        bundled / "resolvers" / "squid" / "ecap",
+        bundled / "prefilter",
     ]
-    for shipped in ("blocklists/samples", "blocklists/protected", "resolvers"):
+    for shipped in ("blocklists/samples", "blocklists/protected", "resolvers", "prefilter"):
         mine = sorted(p.relative_to(REPO) for p in (REPO / shipped).rglob("*") if p.is_file())
         theirs = sorted(
             p.relative_to(bundled) for p in (bundled / shipped).rglob("*") if p.is_file()

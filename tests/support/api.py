@@ -17,6 +17,7 @@ The API in a process of its own (load and crash tests) is
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -28,7 +29,7 @@ from edgeagent.api import ApiContext, create_app
 from edgeagent.config import default_settings
 from edgeagent.decisions import DecisionService
 from edgeagent.engine import PolicyEngine
-from edgeagent.guard import Guard
+from edgeagent.guard import Guard, PublicSuffixes
 from edgeagent.model import NoticeSource
 from edgeagent.overrides import ExternalLists
 from edgeagent.store.base import Store
@@ -54,13 +55,23 @@ class FakeClock:
         return self.now
 
 
+@functools.cache
+def bundled_suffixes() -> PublicSuffixes:
+    """The PSL snapshot the daemon loads, parsed once per test session (0.1 s of CPU each
+    time; every API test builds a guard)."""
+    return PublicSuffixes.load()
+
+
 def make_guard(directory: Path) -> Guard:
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "protected.txt").write_text("protected.example\n", encoding="utf-8")
     # The agent's own names as the daemon derives them from its (here: default) settings.
     settings = default_settings(directory)
     return Guard.load(
-        directory, reserved=settings.reserved_names(), policy_zones=settings.policy_zones()
+        directory,
+        reserved=settings.reserved_names(),
+        policy_zones=settings.policy_zones(),
+        suffixes=bundled_suffixes(),
     )
 
 

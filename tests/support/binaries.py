@@ -34,6 +34,7 @@ _PACKAGES = {
     "systemd-analyze": "systemd",
     "systemd-sysusers": "systemd",
     "systemd-tmpfiles": "systemd",
+    "gcc": "gcc",
 }
 
 # Daemons live in sbin, which a non-root PATH often lacks.

@@ -2,7 +2,8 @@
 
 - :func:`chromium_driver`: a fresh profile, no background traffic; JavaScript off unless
   asked for; with ``network_log`` the browser's performance log (every request and
-  response, headers included) is kept for :func:`network_events`.
+  response, headers included) is kept for :func:`network_events`; with ``downloads``
+  a file the server sends as an attachment is saved there.
 - :func:`png_pixel_spread`: how many distinct byte values a screenshot's pixels hold (a
   blank page has one or two).
 """
@@ -26,7 +27,11 @@ from tests.support.binaries import require_binary
 
 @contextmanager
 def chromium_driver(
-    profile: Path, *, javascript: bool = False, network_log: bool = False
+    profile: Path,
+    *,
+    javascript: bool = False,
+    network_log: bool = False,
+    downloads: Path | None = None,
 ) -> Iterator[Any]:
     chromium = require_binary("chromium")
     driver_bin = shutil.which("chromedriver")
@@ -46,11 +51,15 @@ def chromium_driver(
         "--window-size=1200,900",
         f"--user-data-dir={profile}",
     ]
+    prefs: dict[str, Any] = {}
     if not javascript:
         flags.append("--blink-settings=scriptEnabled=false")
-        opts.add_experimental_option(
-            "prefs", {"profile.managed_default_content_settings.javascript": 2}
-        )
+        prefs["profile.managed_default_content_settings.javascript"] = 2
+    if downloads is not None:
+        prefs["download.default_directory"] = str(downloads)
+        prefs["download.prompt_for_download"] = False
+    if prefs:
+        opts.add_experimental_option("prefs", prefs)
     for flag in flags:
         opts.add_argument(flag)
     if network_log:

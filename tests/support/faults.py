@@ -8,6 +8,10 @@
 - :func:`zonefile_agent` writes the config of a daemon with a zone file publisher and the
   proxy index (:class:`AgentFiles`: where it listens and writes).
 - :func:`decision` is the body of a block decision for a reserved name.
+- :func:`start_snippet_resolver` runs a BIND resolver from the shipped resolver snippet on
+  zone files a daemon writes (``zonefile_agent(..., rpz=SNIPPET_RPZ,
+  publisher=reload_command(named.reload_argv), zone=SNIPPET_POLICY)``); :func:`resolver_serial` is
+  the serial it answers the canary from.
 - :func:`hung` stops a peer (SIGSTOP: the kernel still takes its connections, nobody
   answers) for a block; :func:`api_latencies` and :func:`p99` measure the API meanwhile.
 """
@@ -21,7 +25,7 @@ import signal
 import statistics
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,11 +34,23 @@ import dns.rdatatype
 import dns.zone
 import pytest
 
+from edgeagent.lab.daemons import HOST, RunningDaemon, free_tcp_port
+from edgeagent.lab.proxy import RunningSquid, start_squid
+from edgeagent.lab.resolvers import bootstrap_zones, start_named
+from edgeagent.model import DesiredState
 from edgeagent.proxy.index import IndexReader
+from edgeagent.rpz.compiler import RpzSettings
+from edgeagent.rpz.publishers.base import ResolverTarget, ZoneRelease, query_canary
 from tests.support.agent import http_json
+from tests.support.binaries import require_binary
+from tests.support.polling import wait_for
 from tests.support.ports import free_port
 
 ZONE = "block.rpz.invalid"
+# The zones and files of the shipped resolver snippet (named.conf.rpz-resolver).
+SNIPPET_POLICY, SNIPPET_EXCEPTIONS = "rpz.edgeagent.invalid", "rpz-exceptions.edgeagent.invalid"
+SNIPPET_RPZ = f'zone = "{SNIPPET_POLICY}"\nexception_zone = "{SNIPPET_EXCEPTIONS}"\n'
+CANARY = "canary.edgeagent.example"
 
 
 @contextlib.contextmanager
@@ -131,6 +147,30 @@ def zonefile_agent(
     )
 
 
+def squid_canary_agent(directory: Path, interval: int) -> tuple[AgentFiles, int]:
+    """A :func:`zonefile_agent` whose proxy canary asks a Squid at ``HOST`` on the port
+    returned (start it with :func:`start_agent_squid` once the daemon runs), verifying
+    every ``interval`` seconds; ``directory`` must be reachable by Squid's helper."""
+    proxy_port = free_tcp_port(HOST)
+    agent = zonefile_agent(
+        directory,
+        proxy=f'group = "proxy"\nverify_interval_seconds = {interval}\n'
+        f'proxies = [{{ host = "{HOST}", port = {proxy_port} }}]\n',
+    )
+    return agent, proxy_port
+
+
+def start_agent_squid(directory: Path, agent: AgentFiles, proxy_port: int) -> RunningSquid:
+    """The shipped Squid over the running daemon's index (waits for the index)."""
+    wait_for("the index", agent.index.exists, 20)
+    return start_squid(
+        directory / "squid",
+        agent.index,
+        f"http://{HOST}:{agent.stop_page_port}",
+        proxy_port=proxy_port,
+    )
+
+
 def decision(name: str, scope: str = "domain") -> dict[str, Any]:
     target = f"http://{name}/listed.html" if scope == "url" else name
     return {
@@ -167,3 +207,29 @@ def api_latencies(api: str, token: str, seconds: float) -> list[float]:
 
 def p99(latencies: list[float]) -> float:
     return statistics.quantiles(latencies, n=100)[98]
+
+
+def start_snippet_resolver(directory: Path) -> RunningDaemon:
+    """BIND from the shipped resolver snippet, loading ``directory/zones`` (see the module
+    docstring); the caller stops it."""
+    require_binary("named")
+    zones = directory / "zones"
+    zones.mkdir(parents=True, exist_ok=True)
+    # The resolver loads the files the publisher writes (<zone>.zone), no renaming.
+    settings = RpzSettings(zone=SNIPPET_POLICY, exception_zone=SNIPPET_EXCEPTIONS, canary=CANARY)
+    bootstrap_zones(zones, ZoneRelease(DesiredState(0, (), ()), settings, 1))
+    return start_named(directory / "named", zones, rpz=settings)
+
+
+def reload_command(argv: Sequence[str]) -> str:
+    """The ``[publishers.files]`` line running ``argv`` after each zone file (a resolver's
+    ``reload_argv``)."""
+    return f"reload_command = [{', '.join(f'{a!r}' for a in argv)}]\n"
+
+
+def resolver_serial(port: int) -> int:
+    """The canary's serial as the resolver answers it (it must answer)."""
+    answer = query_canary(ResolverTarget("named", HOST, port), CANARY)
+    assert answer.answered, "the resolver did not answer the canary"
+    assert answer.serial is not None, answer
+    return answer.serial

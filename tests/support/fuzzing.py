@@ -5,9 +5,9 @@
 - ``EXAMPLES.count(target)``: one example of ``target`` executed; ``FIGURES.set(name,
   values)`` and ``FIGURES.add(name, key)``: other figures (authorisation matrix
   requests). This module is a pytest plugin (the root conftest names
-  it in ``pytest_plugins``): at the end of the session it prints a summary and merges both
+  it in ``pytest_plugins``): after each test and at the end of the session it merges both
   into ``var/reliability/hostile-inputs.json`` (by target and mode, default or long, so a
-  partial run keeps the others' last figures).
+  partial run keeps the others' last figures), and prints a summary at the end.
 - Strategies for hostile text: names, URLs and lines built from the characters that
   matter to zone files, URL parsers and line protocols. Only reserved names
   (``.test``/``.example``/``.invalid``, ``example.com``) and documentation addresses.
@@ -91,9 +91,27 @@ EXAMPLES = ExampleLog()
 FIGURES = Figures()
 
 
+_SAVED: list[Any] = [None]  # what was last written, to write only what changed
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    # After every test, not only at the session's end: a long run stopped by a time
+    # limit keeps the counts of the targets it finished.
+    if report.when == "teardown":
+        _save()
+
+
 def pytest_sessionfinish(session: pytest.Session) -> None:
+    _save()
+
+
+def _save() -> None:
     if not EXAMPLES.counts and not FIGURES.values:
         return
+    now = (dict(EXAMPLES.counts), {k: dict(v) for k, v in FIGURES.values.items()})
+    if now == _SAVED[0]:
+        return
+    _SAVED[0] = now
     try:
         known = json.loads(FIGURES_FILE.read_text(encoding="utf-8"))
     except (OSError, ValueError):

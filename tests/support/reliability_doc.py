@@ -49,7 +49,25 @@ FORMATS: dict[str, Callable[[Figure], str]] = {
     "faults/kill9": lambda f: (
         f"{f['survived']} of {f['cycles']} cycles survived, {f['decisions']} decisions kept, "
         f"{f['lost']} lost or doubled; the resolver served {f['resolver_serials']} "
-        "serials, each from a complete zone"
+        f"serials, each from a complete zone; the live Squid helper answered "
+        f"{f['helper_lookups']} lookups after the kills, each as the index in place says"
+    ),
+    "faults/clock-steps": lambda f: (
+        f"stepped +{f['forward_seconds'] // 3600} h, then back {f['back_seconds'] // 3600} h: "
+        f"the resolver followed {f['serials']} serials, each higher; a decision expiring in "
+        f"{f['expires_in']} s left the zone {f['forward_expiry_seconds']:.1f} s (step forward) "
+        f"and {f['back_expiry_seconds']:.1f} s (step back) after it was made; after the step "
+        f"back an edited zone file was repaired {f['repair_seconds']:.1f} s later (interval "
+        f"{f['interval_seconds']} s); `since` returned the {f['audit_rows_after_step']} rows "
+        "written across the step, in order; the chain verifies"
+    ),
+    "faults/clock-steps-takedown": lambda f: (
+        f"set back {f['back_seconds'] // 3600} h with two tickets open (SLA "
+        f"{f['sla_seconds']} s, takedown pass every {f['pass_seconds']} s): the first "
+        f"ticket's SLA breach recorded {f['step_late_seconds']:.1f} s after "
+        f"its deadline; after a kill -9 and a restart ({f['restart_down_seconds']:.1f} s "
+        f"down), still set back, the second ticket's {f['restart_late_seconds']:.1f} s after "
+        "its deadline"
     ),
     "faults/disk-full": lambda f: (
         f"503 after {f['writes_until_503']} write(s) once the disk filled; ready again "
@@ -62,6 +80,11 @@ FORMATS: dict[str, Callable[[Figure], str]] = {
     "faults/drift": lambda f: (
         f"zone repaired {f['zone_seconds']:.1f} s after the edit, index "
         f"{f['index_seconds']:.1f} s (interval {f['interval_seconds']} s)"
+    ),
+    "faults/drift-squid": lambda f: (
+        f"canary failing {f['detected_seconds']:.1f} s after the edited config was loaded "
+        f"(interval {f['interval_seconds']} s); passing {f['recovery_seconds']:.1f} s after "
+        "it was put back"
     ),
     "faults/route-drift": lambda f: (
         f"route back {f['route_seconds']:.1f} s after deletion (interval {f['interval_seconds']} s)"

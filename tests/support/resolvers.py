@@ -2,7 +2,7 @@
 
 The launchers themselves (``start_authoritative``, ``start_named``, ``start_unbound``,
 ``start_primary``, ...) are the lab's, so that ``edgeagent lab``, the tests and the
-benchmarks run the shipped snippets the same way; import them from
+benchmarks fill the render module's templates the same way; import them from
 :mod:`edgeagent.lab.resolvers` and the process plumbing from :mod:`edgeagent.lab.daemons`.
 Here is only what tests add around them.
 """
@@ -30,7 +30,7 @@ from edgeagent.rpz.publishers.base import ZoneRelease
 from tests.support.agent import agent_listeners_toml, create_token, running_agent
 from tests.support.ports import free_port
 
-# The source checkout: the shipped snippets live in its resolvers/ directory.
+# The source checkout.
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -57,7 +57,7 @@ class AgentFleet:
 
 @contextlib.contextmanager
 def agent_fleet(base: Path, names: list[str], canary: str) -> Iterator[AgentFleet]:
-    """The shipped hidden primary (``named.conf.rpz-primary-unbound``), one secondary per
+    """The hidden primary template (``named.conf.rpz-primary-unbound``), one secondary per
     name (``bind-NN``: BIND, ``unbound-NN``: Unbound, in regions south and north by
     turns) and ``edgeagent run`` UPDATEing the primary (publisher ``hidden-primary``,
     verify and grace 5 s); everything stopped on the way out."""
@@ -66,7 +66,11 @@ def agent_fleet(base: Path, names: list[str], canary: str) -> Iterator[AgentFlee
     bootstrap_zones(base / "primary-zones", first)
     ports = {name: free_port() for name in names}
     primary = start_primary(
-        base / "primary", base / "primary-zones", list(ports.values()), unbound_clients=f"{HOST};"
+        base / "primary",
+        base / "primary-zones",
+        list(ports.values()),
+        unbound_clients=f"{HOST};",
+        rpz=settings,
     )
     resolvers: dict[str, RunningDaemon] = {}
     fleet: AgentFleet | None = None
@@ -75,8 +79,8 @@ def agent_fleet(base: Path, names: list[str], canary: str) -> Iterator[AgentFlee
         workdir = base / name
         if name.startswith("unbound"):
             bootstrap_zones(workdir, first)
-            return start_unbound_secondary(workdir, primary, ports[name])
-        return start_secondary(workdir, primary, ports[name])
+            return start_unbound_secondary(workdir, primary, ports[name], rpz=settings)
+        return start_secondary(workdir, primary, ports[name], rpz=settings)
 
     try:
         with ThreadPoolExecutor(max_workers=4) as pool:

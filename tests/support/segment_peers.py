@@ -7,7 +7,9 @@ sink (aiosmtpd; one ``DIR/mail/<n>.eml`` per message) and a webhook sink checkin
 HMAC (``DIR/hooks/<n>.json``), all on 127.0.0.1 of that namespace. It prints one JSON
 line ``{"dns_port", "smtp_port", "webhook_url"}`` when ready and stops when its stdin
 closes. :func:`running` does all that from a test (``prefix`` runs it in a namespace);
-:func:`received_mails` and :func:`received_hooks` read what the sinks received.
+:func:`received_mails` and :func:`received_hooks` read what the sinks received;
+:func:`assert_hosting_only` checks a held case's messages; :func:`takedown_toml` is the
+``[takedown]`` of a daemon that uses the peers.
 """
 
 from __future__ import annotations
@@ -110,6 +112,58 @@ def received_hooks(directory: Path) -> list[dict[str, Any]]:
         assert record["signature_valid"], path.name
         out.append(dict(record["payload"]))
     return out
+
+
+def assert_hosting_only(
+    directory: Path, ticket_id: int, reference: str, hosting: str, contact: str
+) -> None:
+    """A case on law-enforcement hold: no message of ``ticket_id`` went to the
+    customer's ``contact``, the ``reference`` reached the ``hosting`` team's address
+    alone, and the ticket system outside the team never saw it."""
+    mails = [m for m in received_mails(directory) if m.ticket == str(ticket_id)]
+    assert mails
+    for mail in mails:
+        assert mail.recipients == [hosting]
+        assert contact not in mail.raw
+    for mail in received_mails(directory):
+        if reference in mail.raw:
+            assert mail.recipients == [hosting], mail.message["Subject"]
+    hooks = [h for h in received_hooks(directory) if h["ticket_id"] == ticket_id]
+    assert hooks
+    for hook in hooks:
+        assert (hook["forward_to_customer"], hook["customer_contact"]) == (False, "")
+    assert reference not in json.dumps(received_hooks(directory))
+
+
+def takedown_toml(
+    directory: Path, peers: Mapping[str, Any], *, keys: str = "", mail_keys: str = ""
+) -> str:
+    """``[takedown]`` on 192.0.2.0/24 with one customer on 192.0.2.0/26 (a CSV export
+    written to ``directory``), the peers' Unbound as its resolver and notices to the
+    peers' SMTP sink as the hosting team's mail; ``keys`` and ``mail_keys`` are more
+    lines of ``[takedown]`` and of that notifier."""
+    customers = directory / "customers.csv"
+    customers.write_text(
+        "prefix,customer_id,service_id,contact\n192.0.2.0/26,cust-a,web-1,noc@cust-a.example\n"
+    )
+    return f"""
+[takedown]
+enabled = true
+own_prefixes = ["192.0.2.0/24"]
+resolvers = [{{ host = "127.0.0.1", port = {peers["dns_port"]} }}]
+{keys}
+[[takedown.customers]]
+kind = "csv"
+path = "{customers}"
+
+[takedown.notifiers.hosting-mail]
+kind = "smtp"
+host = "127.0.0.1"
+port = {peers["smtp_port"]}
+starttls = false  # the sink is plain SMTP on loopback
+sender = "ntd@isp.example"
+recipients = ["hosting@isp.example"]
+{mail_keys}"""
 
 
 def main() -> None:

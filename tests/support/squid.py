@@ -2,7 +2,8 @@
 
 :func:`start_squid` wraps :func:`edgeagent.lab.proxy.start_squid` (shared with
 ``edgeagent lab``) in the tests' call shape ``(workdir, index, stop_url, hosts)``: the
-shipped ``resolvers/squid/squid.conf`` rendered, checked with ``squid -k parse`` and run
+``squid.conf`` template (:mod:`edgeagent.render.filling`) filled, checked with
+``squid -k parse`` and run
 with ``squid -N`` in the foreground. Names are resolved from a ``hosts_file``, or, with
 ``resolver=ADDR``, through the DNS server at ``ADDR`` port 53
 (:func:`edgeagent.lab.resolvers.start_unfiltered_resolver` starts one). ``listen``/

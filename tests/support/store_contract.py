@@ -18,6 +18,7 @@ from typing import Protocol
 
 import pytest
 
+from edgeagent.deadline_clock import ClockMark
 from edgeagent.errors import Conflict, InvalidTransition, NotFound, StoreError
 from edgeagent.intake.base import IntakeChannel, IntakeContent, IntakeState, NewIntakeItem
 from edgeagent.model import Action, DecisionStatus, Entry, Indicator, NoticeSource, Scope
@@ -284,6 +285,33 @@ class StoreContract:
             stream.close()
         assert store.policy_version() == 1
 
+    def test_generation_changes_name_removed_and_added_entries(self, store: Store) -> None:
+        old = store.add_generation("feedA", entries(6), status=GenerationStatus.LIVE)
+        kept = list(entries(6))[2:]
+        moved = replace(kept[0], reference="ref-moved")  # one field changed: out and in
+        fresh = list(entries(2, prefix="n"))
+        new = store.add_generation(
+            "feedA", [moved, *kept[1:], *fresh], status=GenerationStatus.LIVE
+        )
+        changes = store.generation_changes(old.id, new.id)
+        removed = [*list(entries(6))[:2], kept[0]]
+        assert sorted(changes.removed, key=repr) == sorted(removed, key=repr)
+        assert sorted(changes.added, key=repr) == sorted([moved, *fresh], key=repr)
+        same = store.generation_changes(new.id, new.id)
+        assert (same.removed, same.added) == ((), ())
+        with pytest.raises(NotFound):
+            store.generation_changes(old.id, new.id + 1000)
+
+    # --- database status ----------------------------------------------------------------
+
+    def test_database_status_of_an_open_store(self, store: Store) -> None:
+        status = store.database_status(timeout=2.0)
+        assert (status.reachable, status.error) == (True, "")
+        assert not status.synchronous  # no standby behind a contract database
+        assert status.standbys == ()
+        assert status.to_dict()["backend"] == status.backend != ""
+        assert store.database_status(timeout=2.0) == status  # asking changes nothing
+
     # --- decisions and policy_version ---------------------------------------------------
 
     def test_add_and_get_decision(self, store: Store) -> None:
@@ -438,6 +466,26 @@ class StoreContract:
         assert store.verify_audit().ok
         assert store.add_decisions([]) == []
 
+    def test_add_decisions_answers_what_is_stored(self, store: Store) -> None:
+        """A large batch: each answer equals the decision read back, ids follow the batch,
+        one audit row each in batch order, and the chain verifies."""
+        batch = [
+            (
+                replace(new_decision(f"b{i}.example"), hold=i % 2 == 0, jurisdiction="EX"),
+                AuditNote("decision.create", {"n": i}),
+            )
+            for i in range(300)
+        ]
+        out = store.add_decisions(batch)
+        assert all(not isinstance(d, Conflict) for d in out)
+        assert [store.get_decision(d.id) for d in out if not isinstance(d, Conflict)] == out
+        ids = [d.id for d in out if not isinstance(d, Conflict)]
+        assert ids == sorted(ids)
+        audit = store.audit_since()
+        assert [r.subject for r in audit] == [f"decision:{i}" for i in ids]
+        assert [r.detail["n"] for r in audit] == list(range(300))
+        assert store.verify_audit().ok
+
     def test_failed_batch_stores_nothing(self, store: Store) -> None:
         naive = replace(new_decision("n3.example"), notice_received_at=datetime(2026, 1, 1))
         with pytest.raises(StoreError):
@@ -449,6 +497,37 @@ class StoreContract:
     def test_active_decisions_stream_many(self, store: Store) -> None:
         made = [store.add_decision(new_decision(f"h{i}.example")) for i in range(600)]
         assert [d.id for d in store.active_decisions()] == [d.id for d in made]
+
+    def test_due_decisions_are_the_active_ones_past_their_end(self, store: Store) -> None:
+        due = store.add_decision(new_decision("due.example"))  # expires T0 + 30 days
+        store.add_decision(new_decision("pending.example", status=DecisionStatus.PENDING_APPROVAL))
+        later = replace(new_decision("later.example"), expires_at=T0 + timedelta(days=60))
+        store.add_decision(later)
+        assert store.due_decisions(T0) == []
+        found = store.due_decisions(T0 + timedelta(days=30))
+        assert [d.id for d in found] == [due.id]
+        assert found[0].history  # as get_decision gives it
+        assert found == [store.get_decision(due.id)]
+
+    def test_decision_changes_since_a_mark(self, store: Store) -> None:
+        """A backend that keeps marks names every decision that entered or left
+        ``active`` after one; one that cannot say answers ``None``."""
+        first = store.decision_changes(0)
+        if first is None:
+            return
+        assert (first.active, first.inactive) == ((), ())
+        kept = store.add_decision(new_decision("kept.example"))
+        gone = store.add_decision(new_decision("gone.example"))
+        since = store.decision_changes(first.mark)
+        assert since is not None
+        assert [d.id for d in since.active] == [kept.id, gone.id]
+        store.set_decision_status(gone.id, DecisionStatus.REVOKED, actor="bob", reason="x")
+        store.add_decision(new_decision("pending.example", status=DecisionStatus.PENDING_APPROVAL))
+        later = store.decision_changes(since.mark)
+        assert later is not None
+        assert later.active == ()
+        assert gone.id in later.inactive
+        assert store.decision_changes(later.mark) == replace(later, active=(), inactive=())
 
     def test_expire_due_decisions(self, harness: StoreHarness) -> None:
         clock = [T0]
@@ -540,6 +619,22 @@ class StoreContract:
         assert store.audit_since(limit=1) == [first]
         assert store.verify_audit().ok
 
+    def test_audit_since_follows_the_order_written_across_a_clock_step_back(
+        self, harness: StoreHarness
+    ) -> None:
+        now = [T0]
+        store = harness.open(clock=lambda: now[0])
+        try:
+            rows = []
+            for n, at in enumerate([T0, T0 + timedelta(hours=1), T0 - timedelta(hours=1)]):
+                now[0] = at  # +1 h, then -2 h
+                rows.append(store.append_audit("alice", "decision.create", f"decision:{n}"))
+            assert store.audit_since(T0 + timedelta(minutes=30)) == rows[1:]
+            assert store.audit_since(T0) == rows
+            assert store.verify_audit().ok
+        finally:
+            store.close()
+
     # --- tokens -----------------------------------------------------------------------
 
     def test_tokens(self, store: Store) -> None:
@@ -565,6 +660,50 @@ class StoreContract:
         store.add_token("noc", "reader", hashlib.sha256(b"new").digest())
         with pytest.raises(NotFound):
             store.revoke_token(999)
+
+    def test_rpz_serial_only_moves_forward(self, harness: StoreHarness) -> None:
+        store = harness.open()
+        try:
+            assert store.rpz_serial() is None
+            store.save_rpz_serial(7)
+            store.save_rpz_serial(5)  # a deposed leader's older serial is ignored
+            assert store.rpz_serial() == 7
+            store.save_rpz_serial(4294967290)  # more than half the space ahead: older
+            assert store.rpz_serial() == 7
+            for serial in (2_000_000_000, 4_000_000_000, 4294967295):
+                store.save_rpz_serial(serial)
+            assert store.rpz_serial() == 4294967295
+            store.save_rpz_serial(3)  # across the wrap (RFC 1982): newer
+            assert store.rpz_serial() == 3
+        finally:
+            store.close()
+        reopened = harness.open()  # central state: another agent on the store sees it
+        try:
+            assert reopened.rpz_serial() == 3
+        finally:
+            reopened.close()
+
+    def test_clock_mark_is_kept_per_host_and_never_goes_back(self, harness: StoreHarness) -> None:
+        mark = ClockMark("a.example", T0, "boot-1", 100.5)
+        other = ClockMark("b.example", T0 - timedelta(days=1), "boot-9", 1.0)
+        later = ClockMark("a.example", T0 + timedelta(seconds=60), "boot-2", 2.25)
+        store = harness.open()
+        try:
+            assert store.clock_mark("a.example") is None
+            store.save_clock_mark(mark)
+            assert store.clock_mark("a.example") == mark
+            store.save_clock_mark(replace(mark, at=T0 - timedelta(hours=1), monotonic=9.0))
+            assert store.clock_mark("a.example") == mark  # an earlier reading is ignored
+            store.save_clock_mark(other)  # another host's clock is its own
+            store.save_clock_mark(later)  # a later one replaces it, boot and all
+        finally:
+            store.close()
+        reopened = harness.open()  # what the next process on the host resumes from
+        try:
+            assert reopened.clock_mark("a.example") == later
+            assert reopened.clock_mark("b.example") == other
+        finally:
+            reopened.close()
 
     # --- the intake triage queue
 

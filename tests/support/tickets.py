@@ -7,13 +7,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+import random
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from edgeagent.errors import Conflict, NotFound
+from edgeagent.takedown.report import DISTRIBUTION_MINUTES, report_csv
 from edgeagent.takedown.tickets import (
     Ticket,
     TicketEvent,
@@ -82,7 +85,7 @@ class TicketStoreContract:
         assert [x.id for x in store.list_tickets(state="under-review")] == [1]
         assert [x.id for x in store.list_tickets()] == [other.id, 1]
         assert [x.id for x in store.list_tickets(limit=1, offset=1)] == [1]
-        assert store.received_between(T0, T0 + timedelta(seconds=1)) == [t2]
+        assert store.report(T0, T0 + timedelta(seconds=1)).rows[0].count == 1
         closed = store.update(walk(t2, S.FOUND_LEGAL, S.RESTORED))
         assert closed.closed
         assert store.find_open("cust-a", "HL-1") is None
@@ -128,6 +131,95 @@ class TicketStoreContract:
         due = store.list_tickets(due_before=T0 + timedelta(hours=4))
         assert [t.id for t in due] == [late.id, mine.id]  # soonest first; removed is not due
         assert [t.id for t in store.list_tickets(due_before=now)] == [late.id]
+        assert store.count_due(T0 + timedelta(hours=4), 10) == 2
+        assert store.count_due(T0 + timedelta(hours=4), 1) == 1  # capped
+        assert store.count_due(now, 10) == 1
         assert [t.id for t in store.list_tickets(assignee="ana")] == [mine.id]
         assert {t.id for t in store.list_tickets(assignee="")} == {late.id, removed.id}
         store.close()
+
+    def test_report_figures_distribution_and_csv(
+        self, open_tickets: Callable[[], TicketStorage]
+    ) -> None:
+        store = open_tickets()
+        for _ in range(3):  # removed after 20 minutes each
+            store.create(walk(make_ticket("hotline"), S.UNDER_REVIEW, S.TEMPORARILY_REMOVED))
+        slow = walk(make_ticket("public"), S.UNDER_REVIEW)
+        late = T0 + timedelta(minutes=90)
+        store.create(apply_transition(slow, S.TEMPORARILY_REMOVED, "bob", "late", late))
+        store.create(make_ticket("public"))  # still live
+        outside = make_ticket("police", notice_received_at=T0 + timedelta(days=1))
+        store.create(walk(outside, S.UNDER_REVIEW, S.TEMPORARILY_REMOVED))
+        rep = store.report(T0, T0 + timedelta(days=1))
+        store.close()
+        total, hotline, public = rep.rows
+        assert (total.count, total.removed) == (5, 4)
+        assert total.median_minutes == 20
+        assert total.within_60 == 3 / 5
+        assert total.within_120 == 4 / 5
+        assert hotline.group == "hotline"
+        assert hotline.within_60 == 1.0
+        assert public.group == "public"
+        assert public.within_60 == 0.0
+        assert public.within_120 == 0.5
+        assert public.p90_minutes == 90
+        assert rep.distribution == (3, 0, 1, 0, 0, 0, 0)  # <= 30 min: 3, <= 120 min: 1
+        text = report_csv(rep)
+        assert text.splitlines()[0].startswith("group,count,removed,median_minutes")
+        assert text.splitlines()[1] == "all,5,4,20.000,69.000,0.600,0.800"
+        js = rep.to_json()
+        assert js["total"]["count"] == 5
+        assert set(js["by_source"]) == {"hotline", "public"}
+
+    def test_report_matches_the_figures_computed_from_every_ticket(
+        self, open_tickets: Callable[[], TicketStorage]
+    ) -> None:
+        """The store's aggregates against the definition, over random tickets: each
+        percentile interpolated between ranks, shares of all tickets, bucket counts."""
+        rng = random.Random(17)
+        store = open_tickets()
+        made = []
+        for i in range(120):
+            t = make_ticket(
+                rng.choice(("hotline", "police", "public")),
+                reference=f"R-{i}",
+                notice_received_at=T0 + timedelta(minutes=rng.randrange(0, 3000)),
+            )
+            if rng.random() < 0.8:  # removed after 1 s .. 2 days
+                after = timedelta(seconds=rng.randrange(1, 2 * 86400))
+                t = replace(t, removed_at=t.notice_received_at + after)
+            made.append(store.create(t))
+        start, end = T0 + timedelta(minutes=100), T0 + timedelta(minutes=2900)
+        rep = store.report(start, end)
+        store.close()
+        chosen = [t for t in made if start <= t.notice_received_at < end]
+        groups = {"all": chosen} | {
+            s: [t for t in chosen if t.source == s] for s in sorted({t.source for t in chosen})
+        }
+        assert [r.group for r in rep.rows] == list(groups)
+        for row, tickets in zip(rep.rows, groups.values(), strict=True):
+            minutes = sorted(m for t in tickets if (m := t.minutes_to_removal) is not None)
+            assert (row.count, row.removed) == (len(tickets), len(minutes))
+            assert row.median_minutes == _percentile(minutes, 50)
+            assert row.p90_minutes == _percentile(minutes, 90)
+            assert row.within_60 == sum(m <= 60 for m in minutes) / len(tickets)
+            assert row.within_120 == sum(m <= 120 for m in minutes) / len(tickets)
+        every = [m for t in chosen if (m := t.minutes_to_removal) is not None]
+        bounds = (*DISTRIBUTION_MINUTES, math.inf)
+        expected = [0] * len(bounds)
+        for m in every:
+            expected[next(i for i, b in enumerate(bounds) if m <= b)] += 1
+        assert rep.distribution == tuple(expected)
+        empty = open_tickets().report(T0 - timedelta(days=9), T0 - timedelta(days=8))
+        assert [(r.group, r.count, r.median_minutes, r.within_60) for r in empty.rows] == [
+            ("all", 0, None, None)
+        ]
+
+
+def _percentile(data: Sequence[float], q: int) -> float | None:
+    """The linear-interpolated percentile, as its definition reads."""
+    if not data:
+        return None
+    pos = (len(data) - 1) * q / 100.0
+    lo, hi = math.floor(pos), math.ceil(pos)
+    return data[lo] + (data[hi] - data[lo]) * (pos - lo)

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from edgeagent.api.auth import Role, authenticate
+from edgeagent.api.auth import authenticate
 from edgeagent.api.routes import ROUTES, Route
+from edgeagent.roles import Role
 from edgeagent.store import SqliteStore
 from edgeagent.tokens import hash_token, new_token
 from tests.support.api import ApiHarness, add_tokens, make_context, make_guard

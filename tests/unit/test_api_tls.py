@@ -9,7 +9,7 @@ import aiohttp
 import pytest
 
 from edgeagent.api import bound_port, create_app, make_ssl_context, start_site
-from edgeagent.connlimits import DEFAULT_LIMITS
+from edgeagent.limits import DEFAULT_LIMITS
 from edgeagent.store import SqliteStore
 from tests.support.api import add_tokens, make_context, make_guard
 from tests.support.pki import issue, write_pair

@@ -18,8 +18,8 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 
-from edgeagent.api.auth import Role
 from edgeagent.api.routes import Route
+from edgeagent.roles import Role
 from tests.support.full_api import FullApi, concrete_path, full_api
 from tests.support.fuzzing import FIGURES
 

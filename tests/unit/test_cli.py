@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.agent import create_tokens
 from tests.support.cli import edgeagent
 
 REPO = Path(__file__).resolve().parents[2]
@@ -207,9 +208,7 @@ def test_feed_approve_and_discard_a_held_generation(tmp_path: Path) -> None:
         f'[feeds.police]\nkind = "domain-list"\npath = "{lst}"\n',
         encoding="utf-8",
     )
-    for role, name in (("analyst", "ana"), ("supervisor", "sam")):
-        created = edgeagent("token", "create", "--role", role, "--name", name, "-c", str(cfg))
-        assert created.returncode == 0, created.stderr
+    create_tokens(cfg, {"ana": "analyst", "sam": "supervisor"})  # in this process: set-up
     lst.write_text("".join(f"s{i}.listed.example\n" for i in range(200)), encoding="utf-8")
     assert " live " in edgeagent("sync", "--actor", "ana", "-c", str(cfg)).stdout
     lst.write_text("s1.listed.example\n", encoding="utf-8")  # a 99.5 % shrink: held

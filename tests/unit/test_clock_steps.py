@@ -1,11 +1,10 @@
-"""The wall clock stepped +1 h, then -2 h, with an injected clock (libfaketime cannot
-step only the wall clock under this Python: with ``FAKETIME_DONT_FAKE_MONOTONIC=1``,
-libfaketime 0.9.10 makes every ``time.sleep`` fail with EINVAL, and faking the monotonic
-clock too is no clock a host ever has).
+"""The wall clock stepped +1 h, then -2 h, with an injected clock (the running daemon
+under libfaketime: ``tests/integration/test_faults_clock.py``).
 
 Across the steps: SOA serials only go up (a counter in the state directory, never the
 time), the audit chain verifies and keeps the order the events happened in (row ids,
-not timestamps), and a decision expires when the wall clock reaches its ``expires_at``.
+not timestamps), and the store expires a decision once the clock it is given reaches
+its ``expires_at``.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ import pytest
 from aiohttp import web
 
 from edgeagent.api.app import bound_port, start_site
-from edgeagent.connlimits import ConnectionLimits
+from edgeagent.limits import ConnectionLimits
 
 LIMITS = ConnectionLimits(header_timeout=0.5, idle_timeout=1.0, max_connections=16)
 REQUEST = b"GET / HTTP/1.1\r\nHost: limits.example\r\n\r\n"

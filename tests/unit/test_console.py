@@ -8,6 +8,7 @@ security headers on every page, pagination. The browser itself is
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -29,6 +30,8 @@ from edgeagent.errors import short_hash
 from edgeagent.intake.base import IntakeChannel, IntakeContent
 from edgeagent.intake.triage import Triage
 from edgeagent.store import SqliteStore
+from edgeagent.takedown.evidence import verify_bundle
+from edgeagent.takedown.tickets import TicketState
 from tests.support.api import FakeClock, add_tokens, make_context, make_guard
 from tests.support.full_api import full_api
 from tests.support.tickets import make_ticket
@@ -339,7 +342,13 @@ async def test_a_case_worked_in_the_console(case_desk: tuple[Desk, Any]) -> None
     assert "<svg" in reports
     csv_resp = await desk.client.get("/console/reports.csv?days=400")
     assert csv_resp.status == 200
-    assert (await csv_resp.text()).startswith("group,count,removed")
+    lines = (await csv_resp.text()).splitlines()
+    assert lines[0].startswith("group,count,removed")
+    # The export holds the page's figures: each group, its tickets and removals.
+    assert len(lines) >= 3  # all, then the ticket's source
+    for line in lines[1:]:
+        group, count, removed, *_ = line.split(",")
+        assert f"<td>{group}</td><td>{count}</td><td>{removed}</td>" in reports
 
 
 async def test_intake_handled_in_the_console(case_desk: tuple[Desk, Any]) -> None:
@@ -394,3 +403,103 @@ async def test_fleet_page(tmp_path: Path) -> None:
     assert '<span class="late">NO</span>' in page
     assert "2023-11-14 22:13 UTC" in page
     assert "<td>rpz</td><td>9</td><td>3</td>" in page
+
+
+async def test_an_intake_item_page(case_desk: tuple[Desk, Any]) -> None:
+    """What the person gave, inert, its URLs masked; outcomes offered by role; after an
+    outcome, the item with the decisions it made."""
+    desk, _ = case_desk
+    triage = Triage(desk.client.app[CONTEXT].decisions)
+    report = triage.submit(
+        IntakeChannel.PUBLIC_REPORT,
+        IntakeContent(
+            urls=(LISTED,), description=HOSTILE.replace("\u0000", ""), contact="<b>me</b>"
+        ),
+    )
+    appeal = triage.submit(IntakeChannel.APPEAL, IntakeContent(statement="my <i>bakery</i>"))
+    await desk.sign_in("noc")
+    await desk.page(f"/console/intake/{report.id}", 403)
+    await desk.sign_in("analyst")
+    page = await desk.page(f"/console/intake/{report.id}")
+    assert masked(LISTED).replace("[", "").split("/")[2] in page.replace("[", "")
+    assert "secret" not in page
+    assert "&lt;script&gt;" in page
+    assert "&lt;U+202E&gt;" in page
+    assert "&lt;b&gt;me&lt;/b&gt;" in page
+    assert 'id="intake-accept"' in page
+    assert 'id="intake-revoke"' not in await desk.page(f"/console/intake/{appeal.id}")
+    page = await desk.post(f"/console/intake/{report.id}/accept", reason="confirmed")
+    assert '<span id="intake-state">accepted</span>' in page
+    [d] = desk.store.list_decisions()
+    assert f'href="/console/decisions/{d.id}"' in page
+    assert 'id="intake-accept"' not in page  # decided: nothing more to offer
+    await desk.sign_in("supervisor")
+    page = await desk.page(f"/console/intake/{appeal.id}")
+    assert "my &lt;i&gt;bakery&lt;/i&gt;" in page
+    assert 'id="intake-revoke"' in page
+    await desk.page("/console/intake/999", 404)
+
+
+async def test_a_notice_with_its_time_jurisdiction_and_hold(desk: Desk) -> None:
+    await desk.sign_in("analyst")
+    fields = {"reference": "POL-1", "source": "hotline", "reason": "r", "targets": "x.example"}
+    refused = await desk.post("/console/decisions/notice", 400, jurisdiction="Germany", **fields)
+    assert "jurisdiction" in refused
+    await desk.post(
+        "/console/decisions/notice", received="2026-03-02 08:15", jurisdiction="DE", hold="on",
+        **fields,
+    )  # fmt: skip
+    [d] = desk.store.list_decisions()
+    assert (d.hold, d.jurisdiction) == (True, "DE")
+    assert d.notice_received_at is not None
+    assert d.notice_received_at.isoformat() == "2026-03-02T08:15:00+00:00"  # the team's zone
+
+
+async def test_found_legal_shown_as_a_two_person_rule(case_desk: tuple[Desk, Any]) -> None:
+    desk, takedown = case_desk
+    ticket = takedown.tickets.create(make_ticket(state=TicketState.UNDER_REVIEW))
+    await desk.sign_in("analyst")
+    page = await desk.post(
+        f"/console/tickets/{ticket.id}/transition", to="found-legal", reason="a bakery"
+    )
+    assert "Proposed found-legal: a second person confirms." in page
+    assert "proposed by analyst; a second person must confirm it" in page
+    assert "You proposed it, so you cannot confirm it." in page
+    assert 'id="to-found-legal"' not in page
+    await desk.sign_in("analyst2")
+    page = await desk.page(f"/console/tickets/{ticket.id}")
+    assert "proposed by analyst" in page
+    assert "You proposed it" not in page
+    page = await desk.post(
+        f"/console/tickets/{ticket.id}/transition", to="found-legal", reason="agreed"
+    )
+    assert '<span id="state">found-legal</span>' in page
+
+
+async def test_a_case_shows_its_records_and_exports_evidence(
+    case_desk: tuple[Desk, Any],
+) -> None:
+    desk, takedown = case_desk
+    ticket = takedown.tickets.create(
+        make_ticket(hold=True, jurisdiction="DE", state=TicketState.UNDER_REVIEW)
+    )
+    await desk.sign_in("analyst")
+    page = await desk.page(f"/console/tickets/{ticket.id}")
+    assert "never to the customer" in page
+    assert "<dd>DE</dd>" in page
+    assert "Export evidence bundle" not in page  # a supervisor's
+    await desk.post(f"/console/tickets/{ticket.id}/evidence", 403)
+    page = await desk.post(
+        f"/console/tickets/{ticket.id}/authorisation", by="Officer <b>", reference="LE-1",
+        at="2026-03-02 08:15",
+    )  # fmt: skip
+    assert "Officer &lt;b&gt;, ref LE-1, 2026-03-02 08:15 UTC" in page
+    await desk.sign_in("supervisor")
+    assert "Export evidence bundle" in await desk.page(f"/console/tickets/{ticket.id}")
+    resp = await desk.client.post(f"/console/tickets/{ticket.id}/evidence", data={"x": "1"})
+    assert resp.status == 403  # no CSRF token
+    body = await desk.post(f"/console/tickets/{ticket.id}/evidence")
+    bundle = json.loads(body)
+    assert verify_bundle(bundle) == []
+    exports = [r.subject for r in desk.store.audit_since() if r.action == "evidence.export"]
+    assert exports == [f"ticket:{ticket.id}"]

@@ -243,3 +243,22 @@ def test_an_edge_config_names_what_it_lacks_and_loads_when_complete(tmp_path: Pa
     )
     settings = load_config(config)
     assert "edge        proxy-1 follows https://central.example:8640" in summary(settings)
+
+
+async def test_a_stopping_centre_answers_its_long_polls_at_once(
+    api: ApiHarness, publication: IndexPublication
+) -> None:
+    Centre(publication)
+    current = {"since": "1", "digest": publication.digest, "wait": "60"}
+    held = asyncio.create_task(api.call("GET", "/v1/policy/index", "noc", params=current))
+    await asyncio.sleep(0.3)
+    assert not held.done()  # a current edge is held by its long poll
+    assert api.client is not None
+    # What aiohttp runs first when the daemon stops, before it waits for requests in flight.
+    await api.client.server.app.shutdown()
+    status, _ = await asyncio.wait_for(held, 5)
+    assert status == 304
+    started = time.monotonic()
+    status, _ = await api.call("GET", "/v1/policy/index", "noc", params=current)
+    assert status == 304
+    assert time.monotonic() - started < 5  # a poll arriving while it stops is not held

@@ -11,8 +11,8 @@ from pathlib import Path
 import aiohttp
 
 from edgeagent import listeners
-from edgeagent.connlimits import DEFAULT_LIMITS
 from edgeagent.enforcement.base import EnforcerContext, ReloadOutcome
+from edgeagent.limits import DEFAULT_LIMITS
 from edgeagent.metrics import Metrics
 from edgeagent.model import DesiredState
 from edgeagent.proxy.enforcer import ProxyConfig, ProxyEnforcer, ProxyEnforcerConfig

@@ -1,7 +1,10 @@
-"""PolicyEngine over a real store: versions, cached feed merge, configured feeds only."""
+"""PolicyEngine over a real store: versions, cached feed merge, configured feeds only,
+entries expired by the clock it is given."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from edgeagent.config import BUNDLED_LISTS_DIR
@@ -37,4 +40,93 @@ def test_only_configured_feeds_count_and_rebuilds_follow_the_version(tmp_path: P
 
     engine.set_feeds(None)  # every feed in the store
     assert len(engine.current().state.blocks) == 3
+    store.close()
+
+
+def test_entries_expire_by_the_clock_the_engine_is_given(tmp_path: Path) -> None:
+    """The daemon gives it the deadline clock: after a step back of the wall clock, a
+    feed entry past its end by that clock stays out of force."""
+    now = datetime.now(UTC)
+    ahead = now + timedelta(hours=1)  # the deadline clock, the wall clock set back an hour
+    store = SqliteStore(tmp_path / "s.sqlite3")
+    guard = Guard.load(Path(BUNDLED_LISTS_DIR) / "protected")
+    ended = replace(_gen("a", "ended.example")[0], expires_at=now + timedelta(minutes=30))
+    store.add_generation("a", [ended, *_gen("a", "on.example")], status=GenerationStatus.LIVE)
+    by_wall = PolicyEngine(store, guard).current()
+    by_deadline = PolicyEngine(store, guard, clock=lambda: ahead).current()
+    assert [e.indicator.value for e in by_wall.state.blocks] == ["ended.example", "on.example"]
+    assert [e.indicator.value for e in by_deadline.state.blocks] == ["on.example"]
+    store.close()
+
+
+def _decide(
+    store: SqliteStore, target: str, action: Action = Action.BLOCK, *, status: str = "active"
+) -> int:
+    from datetime import UTC, datetime
+
+    from edgeagent.model import DecisionStatus, NoticeSource
+    from edgeagent.store.base import NewDecision
+
+    made = store.add_decision(
+        NewDecision(
+            Indicator.parse(Scope.HOST, target),
+            action,
+            "ana",
+            "report",
+            "CASE-1",
+            NoticeSource.HOTLINE,
+            datetime.now(UTC),
+            DecisionStatus(status),
+        )
+    )
+    return made.id
+
+
+def test_decisions_move_the_policy_by_change_to_the_state_a_full_rebuild_gives(
+    tmp_path: Path,
+) -> None:
+    """Each version below is built from the last by its changed decisions (or, where the
+    shortcut cannot prove the result, by a full overlay); a fresh engine, which reads
+    everything, must agree on the blocks, allows, sources, refusals and counts."""
+    from edgeagent.model import DecisionStatus
+    from edgeagent.tally import EntryTally
+
+    store = SqliteStore(tmp_path / "s.sqlite3")
+    guard = Guard.load(Path(BUNDLED_LISTS_DIR) / "protected")
+    store.add_generation(
+        "a", _gen("a", "one.example", "both.example"), status=GenerationStatus.LIVE
+    )
+    engine = PolicyEngine(store, guard)
+
+    def agrees() -> None:
+        kept = engine.current()
+        fresh = PolicyEngine(store, guard).current()
+        assert kept.state == fresh.state
+        assert kept.state.sources == fresh.state.sources
+        assert kept.state.refused == fresh.state.refused
+        assert kept.tally == EntryTally.of(fresh.state) == fresh.tally
+
+    agrees()
+    first = engine.current()
+    kept_id = _decide(store, "two.example")
+    agrees()
+    assert engine.current().state.blocks[0] is first.state.blocks[0]  # same objects
+    gone_id = _decide(store, "three.example")
+    _decide(store, "both.example")  # also listed by feed a: two sources
+    _decide(store, "both.example", Action.ALLOW)  # lifts both blocks
+    _decide(store, "pending.example", status="pending-approval")  # not in force
+    agrees()
+    store.set_decision_status(gone_id, DecisionStatus.REVOKED, actor="ana", reason="wrong")
+    agrees()
+    assert [e.indicator.value for e in engine.current().state.blocks] == [
+        "one.example",
+        "two.example",
+    ]
+    assert engine.current().tally.by_source == {"a": 1, "decisions": 1}
+    store.add_generation(
+        "a", _gen("a", "one.example", "four.example"), status=GenerationStatus.LIVE
+    )
+    agrees()
+    store.set_decision_status(kept_id, DecisionStatus.REVOKED, actor="ana", reason="done")
+    agrees()
     store.close()

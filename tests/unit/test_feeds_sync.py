@@ -7,7 +7,6 @@ import hashlib
 from pathlib import Path
 
 import pytest
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
@@ -23,6 +22,7 @@ from edgeagent.feeds.sync import (
 )
 from edgeagent.guard import Guard, ProtectedNames, PublicSuffixes
 from edgeagent.model import Scope
+from edgeagent.periodic import PeriodicJobs
 from edgeagent.store import SqliteStore
 from edgeagent.store.base import GenerationStatus, Store
 
@@ -207,17 +207,13 @@ async def test_schedule_one_failure_does_not_stop_others(tmp_path: Path) -> None
         FeedSpec(name="cron", kind=FeedKind.DOMAIN_LIST, cron="*/5 * * * *", jitter=30),
         FeedSpec(name="off", kind=FeedKind.DOMAIN_LIST, enabled=False),
     ]
-    scheduler = AsyncIOScheduler()
-    jobs = schedule_feeds(scheduler, specs, run_sync)
-    assert [j.id for j in jobs] == ["feed:bad", "feed:good", "feed:cron"]
-    for job in jobs:
-        assert job.max_instances == 1
-        assert job.coalesce is True
-        assert job.misfire_grace_time == 300
-    scheduler.start()
+    jobs = PeriodicJobs()
+    ids = schedule_feeds(jobs, specs, run_sync)
+    assert ids == ["feed:bad", "feed:good", "feed:cron"]
+    assert jobs.job_ids() == sorted(ids)
     try:
         await asyncio.sleep(0.7)
     finally:
-        scheduler.shutdown(wait=False)
+        await jobs.close()
     assert ran.count("bad") >= 2
     assert ran.count("good") >= 2

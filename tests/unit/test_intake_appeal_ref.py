@@ -9,8 +9,11 @@ from pathlib import Path
 
 from aiohttp.test_utils import TestClient, TestServer
 
+from edgeagent.config import load_config
 from edgeagent.intake.entryref import KEY_FILE_NAME, EntryRefs, is_ref, load_key
+from edgeagent.intake.listener import entry_refs
 from edgeagent.model import Action, DesiredState, Entry, Indicator, Scope
+from edgeagent.proxy.enforcer import ProxyEnforcerConfig
 from edgeagent.proxy.indexwriter import write_index
 from edgeagent.proxy.squid_helper import Helper
 from edgeagent.proxy.stoppage import StopPageSettings, StopPageSource, create_stop_page_app
@@ -73,3 +76,34 @@ def test_key_file_is_made_once_and_kept_private(tmp_path: Path) -> None:
     assert load_key(tmp_path) == key
     assert len(key) == 32
     assert os.stat(tmp_path / KEY_FILE_NAME).st_mode & 0o777 == 0o600
+
+
+def test_a_key_kept_in_the_state_directory_before_moves_beside_the_index(
+    tmp_path: Path,
+) -> None:
+    state, shared = tmp_path / "state", tmp_path / "publish"  # shared: not made yet
+    state.mkdir()
+    earlier = load_key(state)
+    assert load_key(shared, former=state) == earlier  # old references still resolve
+    assert (shared / KEY_FILE_NAME).read_bytes() == earlier
+    assert load_key(tmp_path / "publish", former=tmp_path / "none") == earlier
+
+
+def test_the_agent_keeps_the_key_where_squids_helpers_read_it(tmp_path: Path) -> None:
+    """Beside the proxy index (the setgid-proxy directory of the shipped unit), never in
+    the 0700 state directory, which the helpers cannot enter."""
+    shared = tmp_path / "publish" / "proxy"
+    shared.mkdir(parents=True)
+    config = tmp_path / "edgeagent.toml"
+    config.write_text(
+        f'[agent]\nstate_dir = "{tmp_path / "state"}"\n\n'
+        f'[proxy]\nenabled = true\nindex_path = "{shared / "proxy-index.bin"}"\n'
+    )
+    settings = load_config(config)
+    proxy = settings.sections(ProxyEnforcerConfig).proxy
+    assert proxy.artefacts_dir(settings.agent.state_dir) == shared
+    refs = entry_refs(settings)
+    assert (shared / KEY_FILE_NAME).read_bytes() == load_key(shared)
+    assert not (tmp_path / "state" / KEY_FILE_NAME).exists()
+    indicator = Indicator.parse(Scope.URL, "http://listed.example/page.html")
+    assert refs.of(indicator) == EntryRefs(load_key(shared)).of(indicator)

@@ -105,6 +105,12 @@ async def test_appeal_revoke_needs_a_supervisor_and_revokes_the_blocking_decisio
         IntakeChannel.APPEAL,
         IntakeContent(statement="my own page", contact="owner@site.example", subject=ref),
     )
+    # The person deciding sees which block is appealed (the match revoke makes).
+    assert [d.id for d in _triage(api).appealed(item)] == [made["id"]]
+    other = _triage(api).submit(
+        IntakeChannel.APPEAL, IntakeContent(statement="x", subject="a" * len(ref))
+    )
+    assert _triage(api).appealed(other) == []
     body = {"reason": "not abuse material"}
     assert (await api.call("POST", f"/v1/intake/{item.id}/revoke", "analyst", json=body))[0] == 403
     assert (await api.call("POST", f"/v1/intake/{item.id}/accept", "analyst", json=body))[0] == 409

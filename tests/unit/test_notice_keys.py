@@ -2,8 +2,10 @@
 
 The claim is the leadership's (recorded in the database by the leader; tested on a real
 PostgreSQL in tests/integration/test_leader_fencing.py); here a set stands for that table,
-so the delivery rules are what is under test: a claimed key is not sent again (a leader
-that died before saving the ticket), and a refused claim (a deposed leader) sends nothing.
+so the delivery rules are what is under test: a confirmed key is not sent again (a leader
+that died before saving the ticket), a claimed key never confirmed (a leader killed
+mid-send) goes out again under the same key, and a refused claim (a deposed leader) sends
+nothing.
 """
 
 from __future__ import annotations
@@ -41,16 +43,18 @@ class Recording(Notifier):
 
 
 class Claims:
-    """The notice-key table: a key is recorded once."""
+    """The notice-key table: a key is recorded once, and confirmed once a channel took it."""
 
     def __init__(self) -> None:
         self.keys: set[str] = set()
+        self.confirmed: set[str] = set()
 
     async def claim(self, key: str) -> bool:
-        if key in self.keys:
-            return False
         self.keys.add(key)
-        return True
+        return key not in self.confirmed
+
+    async def confirm(self, key: str) -> None:
+        self.confirmed.add(key)
 
 
 async def _deliver(notifier: Notifier, claims: Claims, version: int = 0) -> tuple[int, bool]:
@@ -64,6 +68,7 @@ async def _deliver(notifier: Notifier, claims: Claims, version: int = 0) -> tupl
         backoff_seconds=0,
         clock=lambda: T0 + timedelta(minutes=2),
         claim=claims.claim,
+        confirm=claims.confirm,
     )
     return len(out.ticket.events) - len(t.events), out.delivered[0][1]
 
@@ -78,6 +83,15 @@ async def test_a_claimed_notice_is_sent_once_with_its_key() -> None:
     # The ticket saved since (a later notice of the same kind) is a new notice.
     await _deliver(mail, claims, version=1)
     assert [n.idempotency_key for n in mail.sent][-1] == "ticket:7:v1:notice:hosting-mail"
+
+
+async def test_a_claimed_notice_never_confirmed_is_sent_again_under_its_key() -> None:
+    mail, claims = Recording("hosting-mail"), Claims()
+    # The old leader claimed the key and was killed before the channel took the notice.
+    assert await claims.claim("ticket:7:v0:notice:hosting-mail")
+    assert await _deliver(mail, claims) == (1, True)
+    assert [n.idempotency_key for n in mail.sent] == ["ticket:7:v0:notice:hosting-mail"]
+    assert claims.confirmed == {"ticket:7:v0:notice:hosting-mail"}
 
 
 async def test_a_refused_claim_sends_nothing() -> None:
@@ -138,6 +152,7 @@ async def test_a_retry_resends_only_the_failed_channel_under_its_first_key() -> 
             backoff_seconds=0,
             clock=lambda: T0 + timedelta(minutes=2),
             claim=claims.claim,
+            confirm=claims.confirm,
             retry=retry,
         )
 

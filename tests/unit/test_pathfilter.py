@@ -25,6 +25,7 @@ from edgeagent.proxy.indexwriter import build_index
 from edgeagent.proxy.pathfilter import (
     PathFilter,
     PathFilterError,
+    PathFilterModel,
     build_path_filter,
     entry_filter_key,
     filter_path,
@@ -152,6 +153,27 @@ def test_host_level_and_hashed_entries(tmp_path: Path) -> None:
     _data, match_all = build_path_filter(_state(("url-hash", digest)))
     assert match_all
     assert build_path_filter(DesiredState(1, (), ()), any_hashed=True)[1]
+
+
+def test_a_filter_kept_by_change_is_the_one_built_afresh() -> None:
+    """Entries come and go (two URLs sharing a key, a url-prefix, a hashed entry, a
+    host entry the filter ignores); the model moved by each change writes the very bytes
+    a whole build of that state does."""
+    url_a, url_b = f"http://{HOST}/a?x=1", f"http://{HOST}/a?y=2"  # one key
+    versions = [
+        [("url", url_a), ("host", HOST)],
+        [("url", url_a), ("url", url_b), ("url-prefix", f"http://{HOST}/p/")],
+        [("url", url_b), ("url-prefix", f"http://{HOST}/p/"), ("url-hash", "cd" * 32)],
+        [("url-prefix", f"http://{HOST}/p/")],
+        [],
+    ]
+    states = [DesiredState(n, _state(*sorted(v)).blocks, ()) for n, v in enumerate(versions)]
+    model = PathFilterModel.of(states[0])
+    for state in states:
+        model.change(state)
+        assert model.render() == build_path_filter(state)
+    assert not model.keys
+    assert not model.hashed
 
 
 def test_file_checks(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@ inventory, every name agrees with the agent's config, and the limits grow with t
 
 from __future__ import annotations
 
+import fnmatch
 import math
 import re
 import tomllib
@@ -10,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from edgeagent.config import load_config
+from edgeagent.config import default_settings, load_config
 from edgeagent.errors import ConfigError
+from edgeagent.intake.entryref import KEY_FILE_NAME
+from edgeagent.proxy.enforcer import HELPER_STATS_FILE_NAME, ProxyConfig
 from edgeagent.render.inventory import load_inventory, parse_inventory
 from edgeagent.render.snippets import Sizing
 from edgeagent.render.writing import rendering, write_rendering
@@ -159,3 +162,46 @@ def test_a_bad_inventory_is_a_config_error_at_its_key(tmp_path: Path) -> None:
         load_config(config)
     assert "rpz.inventory" in str(err.value)
     assert "primaries" in str(err.value)
+
+
+def _tmpfiles_entries(text: str) -> list[list[str]]:
+    return [line.split() for line in text.splitlines() if line and not line.startswith("#")]
+
+
+def test_names_agree_between_defaults_example_config_snippets_and_tmpfiles(
+    files: dict[str, str], tmp_path: Path
+) -> None:
+    """An operator deploys the shipped snippets under an agent on its embedded defaults or
+    on the example config, with the shipped tmpfiles.d, and renames nothing."""
+    inventory = load_inventory(EXAMPLE_INVENTORY)
+    # The embedded defaults name what the example config names: the same rendering.
+    assert rendering(inventory, default_settings(tmp_path / "state")) == files
+    example = load_config(EXAMPLE_CONFIG).sections(RpzEnforcerConfig).rpz
+    defaults = RpzEnforcerConfig().rpz
+    for key in ("zone", "exception_zone", "canary_name"):
+        assert getattr(example, key) == getattr(defaults, key), key
+    # The shipped tmpfiles.d is the rendered one.
+    rendered_tmpfiles = files["agent/edgeagent.tmpfiles.conf"]
+    shipped_tmpfiles = (REPO / "systemd" / "edgeagent.tmpfiles.conf").read_text()
+    assert _tmpfiles_entries(shipped_tmpfiles) == _tmpfiles_entries(rendered_tmpfiles)
+    dirs = {e[1]: (e[2], e[4]) for e in _tmpfiles_entries(rendered_tmpfiles)}
+    proxy_dir = f"{inventory.paths.publish_dir}/proxy"
+    rpz_dir = f"{inventory.paths.publish_dir}/rpz"
+    assert dirs[proxy_dir] == ("3770", "proxy")
+    assert dirs[rpz_dir] == ("2750", "bind")
+    # Squid's helpers read the index, its filter and the appeal key, and write their
+    # counters, in that directory; the example config recommends the same index path.
+    squid = files["proxies/proxy-north-1/squid.conf"]
+    index = re.findall(r"--index (\S+)", squid)
+    key = re.findall(r"--appeal-key (\S+)", squid)
+    stats = re.findall(r"--stats-file (\S+)", squid)
+    assert {Path(p).parent for p in (*index, *key, *stats)} == {Path(proxy_dir)}
+    assert f"filter={index[0]}.paths" in squid
+    assert f'index_path = "{index[0]}"' in EXAMPLE_CONFIG.read_text()
+    assert f'"{rpz_dir}"' in EXAMPLE_CONFIG.read_text()  # the zonefile publisher's directory
+    # An agent with that index_path keeps its appeal key and reads the counters there.
+    proxy = ProxyConfig(enabled=True, index_path=Path(index[0]), group="proxy")
+    assert proxy.artefacts_dir(Path("/var/lib/edgeagent")) / KEY_FILE_NAME == Path(key[0])
+    assert fnmatch.fnmatch(
+        Path(stats[0].replace("%p", "4242")).name, HELPER_STATS_FILE_NAME.replace("%p", "*")
+    )

@@ -26,9 +26,11 @@ from edgeagent.rpz.compiler import (
     policy_records,
     policy_zone_text,
 )
+from edgeagent.rpz.enforcer import RpzConfig, compiler_settings
 from edgeagent.rpz.zonetext import next_serial, rpz_ip_owner, safe_owner, serial_gt, serial_lag
 
 PROXY = RpzSettings(proxy_ipv4="192.0.2.80", proxy_ipv6="2001:db8::80")
+CANARY = RpzSettings().canary
 
 
 def block(scope: Scope, value: str, source: str = "feed") -> Entry:
@@ -45,7 +47,7 @@ def state(*blocks: Entry, allows: tuple[Entry, ...] = ()) -> DesiredState:
 
 def records(s: DesiredState, cfg: RpzSettings = PROXY, serial: int = 7) -> set[Record]:
     out = set(policy_records(s, cfg, serial))
-    return {r for r in out if not r[0].startswith("blocked-canary")}
+    return {r for r in out if r[0] != CANARY}
 
 
 def parse(text: str, origin: str) -> dns.zone.Zone:
@@ -196,7 +198,7 @@ def test_canary_carries_serial_and_zone_parses() -> None:
     text = "".join(policy_zone_text(s, PROXY, 42, counter))
     zone = parse(text, PROXY.zone)
     assert zone.get_soa().serial == 42
-    txt = zone.find_rdataset("blocked-canary.edgeagent.test", "TXT")
+    txt = zone.find_rdataset(CANARY, "TXT")
     assert [r.to_text() for r in txt] == ['"edgeagent-canary serial=42"']
     # every record of the text is in the record stream, and the count matches
     parsed = {
@@ -259,11 +261,11 @@ def test_diff_records_is_proportional_to_change() -> None:
     removed, added = diff_records(policy_records(old, PROXY, 1), policy_records(new, PROXY, 2))
     assert removed == {
         ("h0.example", "CNAME", "."),
-        ("blocked-canary.edgeagent.test", "TXT", '"edgeagent-canary serial=1"'),
+        (CANARY, "TXT", '"edgeagent-canary serial=1"'),
     }
     assert added == {
         ("h1000.example", "CNAME", "."),
-        ("blocked-canary.edgeagent.test", "TXT", '"edgeagent-canary serial=2"'),
+        (CANARY, "TXT", '"edgeagent-canary serial=2"'),
     }
 
 
@@ -287,8 +289,16 @@ def test_settings_are_validated() -> None:
     with pytest.raises(ValueError, match="proxy_ipv4"):
         RpzSettings(proxy_ipv4="2001:db8::1")
     with pytest.raises(ValueError, match="exception_zone"):
-        RpzSettings(exception_zone="rpz.edgeagent.invalid")
+        RpzSettings(exception_zone=RpzSettings().zone)
+    with pytest.raises(ValueError, match="stop_page_host"):
+        RpzSettings(source_actions={"decision": "stop-page"})
     assert safe_owner("a.example", "z.invalid", wildcard=True) == "*.a.example"
+
+
+def test_the_compiler_has_the_defaults_of_the_rpz_section() -> None:
+    """One set of defaults: zone names, canary, SOA timers, TTL are those of ``[rpz]``
+    (which ``edgeagent render`` writes the snippets from), whoever builds the settings."""
+    assert RpzSettings() == compiler_settings(RpzConfig(), {})
 
 
 def test_write_atomic_mode_and_check(tmp_path: Path) -> None:

@@ -19,9 +19,10 @@ from edgeagent.rpz.delta import changed_indicators, exception_delta, policy_delt
 
 PROXY = RpzSettings(
     proxy_ipv4="192.0.2.80",
+    stop_page_host="stop.example",
     source_actions={"decision": RpzAction.STOP_PAGE, "iwf": RpzAction.DIVERT},
 )
-PLAIN = RpzSettings(source_actions={"decision": RpzAction.STOP_PAGE})
+PLAIN = RpzSettings(stop_page_host="stop.example", source_actions={"decision": RpzAction.STOP_PAGE})
 
 # A small universe so that random policies collide: domains shadowing hosts and URL
 # hosts, ip/cidr twins, a name equal to the canary's parent, a refused cidr.

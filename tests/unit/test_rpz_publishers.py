@@ -21,8 +21,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from edgeagent.config import Settings, load_config
 from edgeagent.configtypes import Endpoint
-from edgeagent.enforcement.base import EnforcerContext
-from edgeagent.errors import PublishError
+from edgeagent.enforcement.base import EnforcerContext, SerialRecord
+from edgeagent.errors import Fenced, PublishError
 from edgeagent.metrics import Metrics
 from edgeagent.model import Action, DesiredState, Entry, Indicator, Scope
 from edgeagent.rpz.compiler import RpzAction, RpzSettings, StatsCounter
@@ -51,6 +51,7 @@ from edgeagent.rpz.publishers.http_notify import (
 from edgeagent.rpz.publishers.zonefile import ZonefileConfig
 from edgeagent.rpz.publishing import SERIAL_FILE, RpzPublishing, compile_release
 from edgeagent.rpz.verify import ResolverCheck, Verifier
+from edgeagent.store.sqlite import SqliteStore
 
 
 def state(version: int, *hosts: str) -> DesiredState:
@@ -75,13 +76,16 @@ def settings(tmp_path: Path, extra: str = "") -> Settings:
 
 
 def publishing(
-    s: Settings, publishers: list[Publisher[ZoneRelease]], metrics: Metrics | None = None
+    s: Settings,
+    publishers: list[Publisher[ZoneRelease]],
+    metrics: Metrics | None = None,
+    serials: SerialRecord | None = None,
 ) -> RpzPublishing:
     """Publishing to ``publishers`` (no resolvers) under ``s``'s ``[rpz]``."""
     cfg = s.sections(RpzEnforcerConfig).rpz
     rpz = compiler_settings(cfg, s.feeds)
     verifier = Verifier([], rpz.canary, grace_seconds=cfg.serial_grace_seconds, metrics=metrics)
-    return RpzPublishing(rpz, publishers, verifier, s.agent.state_dir, metrics)
+    return RpzPublishing(rpz, publishers, verifier, s.agent.state_dir, metrics, serials=serials)
 
 
 def enforcer(s: Settings) -> RpzEnforcer:
@@ -117,6 +121,28 @@ class FakePublisher(Publisher[ZoneRelease]):
 
     def verify(self, release: ZoneRelease) -> tuple[CanaryResult, ...]:
         return ()
+
+
+def test_a_publish_is_fenced_between_its_plan_and_its_apply(tmp_path: Path) -> None:
+    """A deposed leader's publish plans against the zone it reads afresh (no SOA
+    prerequisite can refuse that), then meets the leader-epoch fence: nothing applied."""
+    s = settings(tmp_path)
+    pub = FakePublisher("primary")
+    leading = [False]
+
+    def fence(what: str) -> None:
+        if not leading[0]:
+            raise Fenced(what, "leader epoch 3 is stale (the database has 4)")
+
+    rpz = compiler_settings(s.sections(RpzEnforcerConfig).rpz, s.feeds)
+    verifier = Verifier([], rpz.canary, grace_seconds=30)
+    fenced = RpzPublishing(rpz, [pub], verifier, s.agent.state_dir, fence=fence)
+    assert fenced.publish(state(1, "a.example.com")) == []
+    assert (len(pub.texts), pub.serials) == (1, [])  # planned, never applied
+    assert fenced.status()["publishers"]["primary"]["last_error"] == "Fenced"
+    leading[0] = True
+    (result,) = fenced.publish(state(1, "a.example.com"))
+    assert pub.serials == [result.serial]
 
 
 def test_compiler_settings_from_config(tmp_path: Path) -> None:
@@ -170,6 +196,38 @@ def test_serial_persists_across_restarts_with_mode_0600(tmp_path: Path) -> None:
     again = FakePublisher("p")
     publishing(s, [again]).publish(state(1, "a.example.com"))
     assert again.serials == [3]  # a restart continues upward, even for an old version
+
+
+def test_serial_continues_from_the_store_whoever_published_last(tmp_path: Path) -> None:
+    # Two agents on one store, both built at start; the second leads after the first.
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    store = SqliteStore(tmp_path / "store.sqlite3")
+    try:
+        first, second = FakePublisher("p"), FakePublisher("p")
+        old_leader = publishing(settings(tmp_path / "a"), [first], serials=store)
+        new_leader = publishing(settings(tmp_path / "b"), [second], serials=store)
+        old_leader.publish(state(1, "a.example.com"))
+        old_leader.publish(state(2, "b.example.com"))
+        new_leader.publish(state(2, "b.example.com"))
+        assert (first.serials, second.serials) == ([1, 2], [3])
+        assert store.rpz_serial() == 3
+        assert not (tmp_path / "b" / "state" / SERIAL_FILE).exists()  # no file of its own
+    finally:
+        store.close()
+
+
+def test_a_serial_file_of_an_older_agent_is_continued_from(tmp_path: Path) -> None:
+    s = settings(tmp_path)
+    publishing(s, [FakePublisher("p")]).publish(state(1, "a.example.com"))  # file: 1
+    store = SqliteStore(tmp_path / "store.sqlite3")
+    try:
+        upgraded = FakePublisher("p")
+        publishing(s, [upgraded], serials=store).publish(state(2, "b.example.com"))
+        assert upgraded.serials == [2]
+        assert store.rpz_serial() == 2
+    finally:
+        store.close()
 
 
 def test_corrupt_serial_file_is_an_error(tmp_path: Path) -> None:
@@ -337,16 +395,16 @@ def test_http_notify_never_serves_a_broken_zone(tmp_path: Path) -> None:
     good = ZoneRelease(state(1, "a.example.com"), RpzSettings(), 1)
     result = pub.publish(good)
     assert isinstance(result, PublishResult)
-    served = tmp_path / "served" / "rpz.edgeagent.invalid.zone"
+    served = tmp_path / "served" / f"{RpzSettings().zone}.zone"
     before = served.read_bytes()
     assert stat.S_IMODE(served.stat().st_mode) == 0o600
     with pytest.raises(PublishError, match="absolute"):
         pub.publish(AbsoluteOwner(state(2, "b.example.com"), RpzSettings(), 2))
     assert served.read_bytes() == before
-    assert sorted(p.name for p in (tmp_path / "served").iterdir()) == [
-        "rpz-exceptions.edgeagent.invalid.zone",
-        "rpz.edgeagent.invalid.zone",
-    ]
+    zones = (RpzSettings().zone, RpzSettings().exception_zone)
+    assert sorted(p.name for p in (tmp_path / "served").iterdir()) == sorted(
+        f"{zone}.zone" for zone in zones
+    )
 
 
 def test_each_resolver_is_verified_by_the_publishers_that_reach_it_most_directly(

@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry
 
 from edgeagent import logs
 from edgeagent.api.app import bound_port, create_metrics_app, start_site
-from edgeagent.connlimits import DEFAULT_LIMITS
+from edgeagent.limits import DEFAULT_LIMITS
 
 MARKER = "leak-marker.example"
 

@@ -9,7 +9,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from edgeagent import listeners
-from edgeagent.connlimits import DEFAULT_LIMITS
+from edgeagent.limits import DEFAULT_LIMITS
 from edgeagent.proxy.stoppage import (
     StopPageSettings,
     StopPageSource,

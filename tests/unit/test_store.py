@@ -10,6 +10,8 @@ import sqlite3
 import stat
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from edgeagent.errors import StoreError
-from edgeagent.model import DecisionStatus
+from edgeagent.model import DecisionStatus, Entry
 from edgeagent.store import SqliteStore, migrations, open_store
 from edgeagent.store.base import GenerationStatus
 from edgeagent.store.sqlite import SqliteStoreConfig
@@ -170,6 +172,37 @@ def test_ingest_spans_several_batches(db: Path) -> None:
         gen = s.add_generation(f"f{n}", entries(n), status=GenerationStatus.LIVE)
         assert gen.entry_count == n
         assert sum(1 for _ in s.generation_entries(gen.id)) == n
+    s.close()
+
+
+def test_a_write_during_an_ingest_goes_in_between_its_batches(db: Path) -> None:
+    """A decision or audit row never waits for a whole generation: the loader lets a
+    writer that waits for the lock go first at its next batch boundary."""
+    s = SqliteStore(db, batch_size=5)
+    written = threading.Event()
+    seen_at: list[int] = []  # entries handed to the loader when the write was done
+
+    def write() -> None:
+        s.append_audit("ana", "test.write", "x")
+        written.set()
+
+    writer = threading.Thread(target=write)
+
+    def watched_entries() -> Iterator[Entry]:
+        for i, entry in enumerate(entries(2_000)):
+            if i == 12:
+                writer.start()  # the loader holds the lock now, inside its third batch
+                time.sleep(0.05)  # until the writer waits for the lock
+            if written.is_set() and not seen_at:
+                seen_at.append(i)
+            yield entry
+
+    gen = s.add_generation("f", watched_entries(), status=GenerationStatus.LIVE)
+    writer.join()
+    assert seen_at, "the write waited for the whole generation"
+    assert seen_at[0] <= 15 + 5  # the batch under way, then the write
+    assert gen.entry_count == 2_000
+    assert [r.action for r in s.audit_since()][-1:] == ["test.write"]
     s.close()
 
 

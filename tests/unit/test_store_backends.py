@@ -3,6 +3,8 @@ store through the registry; a backend registered elsewhere is picked up."""
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -15,10 +17,11 @@ from edgeagent.config import ConfigError, default_settings, load_config, summary
 from edgeagent.configtypes import Name
 from edgeagent.errors import StoreError
 from edgeagent.service import Agent
-from edgeagent.store import SqliteStore, open_store, open_ticket_store
+from edgeagent.store import SqliteStore, migrations, open_store, open_ticket_store
 from edgeagent.store.base import StoreBackend, StoreConfig
 from edgeagent.store.kinds import STORE_BACKENDS
 from edgeagent.store.sqlite import SqliteStoreConfig
+from edgeagent.takedown.ticketstore import SCHEMA_VERSION as TICKET_SCHEMA_VERSION
 from edgeagent.takedown.ticketstore import TicketStore
 
 
@@ -74,6 +77,33 @@ def test_sqlite_config_mistakes_name_the_key(tmp_path: Path) -> None:
     }
     path = write(tmp_path, '[store]\nbackend = "postgres"\n')
     assert problems_of(path) == {"store.backend: unknown backend; allowed: sqlite, postgresql"}
+
+
+def test_sqlite_databases_newer_than_the_code_name_the_key(tmp_path: Path) -> None:
+    """Said as the PostgreSQL backend says it (``store.dsn: database schema version ...``)."""
+    settings = load_config(write(tmp_path, '[store]\npath = "db/agent.sqlite3"\n'))
+    state_dir = settings.agent.state_dir
+    open_store(settings.store, state_dir).close()
+    open_ticket_store(settings.store, state_dir).close()
+    for path, current in (
+        (tmp_path / "db" / "agent.sqlite3", migrations.CURRENT_VERSION),
+        (state_dir / "takedown.sqlite3", TICKET_SCHEMA_VERSION),
+    ):
+        with contextlib.closing(sqlite3.connect(path)) as raw:
+            raw.execute(f"PRAGMA user_version = {current + 1}")
+            raw.commit()
+    newer = "database schema version {} is newer than this edgeagent supports ({}); "
+    newer += "upgrade edgeagent or restore a matching backup"
+    with pytest.raises(StoreError) as info:
+        open_store(settings.store, state_dir)
+    current = migrations.CURRENT_VERSION
+    assert str(info.value) == "store.path: " + newer.format(current + 1, current)
+    with pytest.raises(StoreError) as info:
+        open_ticket_store(settings.store, state_dir)
+    current = TICKET_SCHEMA_VERSION
+    assert str(info.value) == "agent.state_dir (takedown.sqlite3): " + newer.format(
+        current + 1, current
+    )
 
 
 # ----------------------------------------------------- a backend from elsewhere

@@ -16,7 +16,6 @@ import pytest
 from edgeagent.errors import InvalidTransition
 from edgeagent.takedown.evidence import build_bundle, verify_bundle
 from edgeagent.takedown.records import Authorisation
-from edgeagent.takedown.report import build_report, percentile, report_csv
 from edgeagent.takedown.retention import RetentionPolicy, may_delete, retain_until
 from edgeagent.takedown.tickets import (
     AuthorisationRequired,
@@ -24,7 +23,6 @@ from edgeagent.takedown.tickets import (
     TicketState,
     TicketUrl,
     add_urls,
-    apply_transition,
     check_transition,
     ticket_from_json,
     ticket_to_json,
@@ -153,9 +151,11 @@ def test_a_version_1_ticket_file_gains_its_columns(tmp_path: Path) -> None:
     store = TicketStore(path)
     assert store.get(1) == old
     db = sqlite3.connect(path)
-    row = db.execute("SELECT deadline, removed, assignee, legal_hold FROM tickets").fetchone()
-    assert row == (old.deadline.isoformat(), 1, "", 1)
-    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    row = db.execute(
+        "SELECT deadline, removed, assignee, legal_hold, removal_minutes FROM tickets"
+    ).fetchone()
+    assert row == (old.deadline.isoformat(), 1, "", 1, old.minutes_to_removal)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
     db.close()
     store.close()
 
@@ -193,33 +193,3 @@ def test_retention_and_legal_hold() -> None:
     assert policy.days(police) == 1000
     assert policy.days(replace(police, jurisdiction="XX")) == 730
     assert policy.days(replace(police, jurisdiction="YY")) == 1000
-
-
-def test_report_figures_and_csv() -> None:
-    tickets = [
-        walk(replace(make_ticket("hotline"), id=i), S.UNDER_REVIEW, S.TEMPORARILY_REMOVED)
-        for i in range(3)
-    ]  # removed after 20 minutes each
-    slow = walk(replace(make_ticket("public"), id=9), S.UNDER_REVIEW)
-    slow = apply_transition(slow, S.TEMPORARILY_REMOVED, "bob", "late", T0 + timedelta(minutes=90))
-    live = replace(make_ticket("public"), id=10)
-    rep = build_report([*tickets, slow, live], T0, T0 + timedelta(days=1))
-    total, hotline, public = rep.rows
-    assert (total.count, total.removed) == (5, 4)
-    assert total.median_minutes == 20
-    assert total.within_60 == 3 / 5
-    assert total.within_120 == 4 / 5
-    assert hotline.group == "hotline"
-    assert hotline.within_60 == 1.0
-    assert public.group == "public"
-    assert public.within_60 == 0.0
-    assert public.within_120 == 0.5
-    assert public.p90_minutes == 90
-    text = report_csv(rep)
-    assert text.splitlines()[0].startswith("group,count,removed,median_minutes")
-    assert text.splitlines()[1] == "all,5,4,20.000,69.000,0.600,0.800"
-    js = rep.to_json()
-    assert js["total"]["count"] == 5
-    assert set(js["by_source"]) == {"hotline", "public"}
-    assert percentile([], 50) is None
-    assert percentile([1.0, 3.0], 50) == 2.0

@@ -20,8 +20,10 @@ from collections.abc import Callable
 from aiosmtpd.lmtp import LMTP
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from edgeagent.connlimits import limited
 from edgeagent.errors import EdgeAgentError
 from edgeagent.intake.mail.notices import MailIntake, MailOutcome
+from edgeagent.limits import ConnectionLimits
 
 log = logging.getLogger("edgeagent.intake.mail")
 
@@ -64,12 +66,21 @@ class LmtpDelivery:
         return "250 2.0.0 stored"
 
 
-async def serve_lmtp(delivery: LmtpDelivery, host: str, port: int) -> asyncio.Server:
-    """Start the LMTP listener (messages over ``max_message_bytes`` are refused)."""
+async def serve_lmtp(
+    delivery: LmtpDelivery, host: str, port: int, limits: ConnectionLimits
+) -> asyncio.Server:
+    """Start the LMTP listener (messages over ``max_message_bytes`` are refused) under the
+    ``[listeners]`` limits: a session is closed when its first message header has not
+    ended within the header timeout, or after the idle timeout without a command; at the
+    cap a new session takes the place of the oldest one that has not got that far."""
     # aiosmtpd logs each peer's address at INFO: the agent's logs name no peers.
     logging.getLogger("mail.log").setLevel(logging.WARNING)
-    limit = delivery.intake.settings.max_message_bytes
+    size = delivery.intake.settings.max_message_bytes
+
+    def session() -> LMTP:
+        return LMTP(
+            delivery, data_size_limit=size, hostname="edgeagent", timeout=limits.idle_timeout
+        )
+
     loop = asyncio.get_running_loop()
-    return await loop.create_server(
-        lambda: LMTP(delivery, data_size_limit=limit, hostname="edgeagent"), host, port
-    )
+    return await loop.create_server(limited(session, limits), host, port)

@@ -62,19 +62,9 @@ from enum import IntEnum
 from pathlib import Path
 from typing import ClassVar, Generic, Self, TypeVar
 
-import dns.exception
-import dns.flags
-import dns.message
-import dns.name
-import dns.opcode
-import dns.query
-import dns.rcode
-import dns.rdataclass
-import dns.rdatatype
-
 from edgeagent.configtypes import Count
-from edgeagent.connlimits import DEFAULT_LIMITS, ConnectionLimits
 from edgeagent.errors import PublishError
+from edgeagent.limits import DEFAULT_LIMITS, ConnectionLimits
 from edgeagent.model import DesiredState
 from edgeagent.plugins import PluginConfig
 from edgeagent.rpz.compiler import (
@@ -86,6 +76,12 @@ from edgeagent.rpz.compiler import (
     policy_records,
     policy_zone_text,
 )
+
+
+def zone_file_name(zone: str) -> str:
+    """The file name of ``zone`` wherever it is written or served: ``<zone>.zone`` (the
+    ``zonefile`` and ``http-notify`` publishers, and every rendered resolver config)."""
+    return f"{zone}.zone"
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,11 +213,19 @@ class Publisher(ABC, Generic[P]):
         the caller then publishes the current state to it again. False by default."""
         return False
 
-    def publish(self, release: ZoneRelease) -> PublishResult:
-        """validate -> apply -> verify; on failure keep (or restore) the old version."""
+    def publish(
+        self, release: ZoneRelease, fence: Callable[[str], None] | None = None
+    ) -> PublishResult:
+        """validate -> apply -> verify; on failure keep (or restore) the old version.
+
+        ``fence(what)`` runs between the plan and its apply: it raises
+        :class:`~edgeagent.errors.Fenced` when this agent no longer leads, and nothing is
+        applied (a plan made against a zone read afresh is no fence of its own)."""
         started = time.monotonic()
         prepared = self.prepare(release)
         try:
+            if fence is not None:
+                fence(f"the RPZ zones of publisher {self.name}")
             try:
                 self.apply(prepared)
                 canaries = self.verify(release)
@@ -263,6 +267,12 @@ def query_canary(target: ResolverTarget, canary: str, timeout: float = 2.0) -> C
     The compiler gives the canary a TXT ``edgeagent-canary serial=N``; seeing it proves the
     policy zone is applied and says which version. Any other answer is ``blocked=False``.
     """
+    import dns.exception
+    import dns.message
+    import dns.query
+    import dns.rcode
+    import dns.rdatatype
+
     started = time.monotonic()
     q = dns.message.make_query(canary, dns.rdatatype.TXT)
     serial: int | None = None
@@ -288,6 +298,16 @@ def send_notify(zone: str, host: str, port: int, timeout: float = 1.0) -> bool:
     It accepts a NOTIFY only from an address it allows (its primaries', Unbound's
     ``allow-notify``).
     """
+    import dns.exception
+    import dns.flags
+    import dns.message
+    import dns.name
+    import dns.opcode
+    import dns.query
+    import dns.rcode
+    import dns.rdataclass
+    import dns.rdatatype
+
     m = dns.message.Message()
     # The opcode lives inside ``flags``: set the flags first, then the opcode.
     m.flags = dns.flags.AA

@@ -50,19 +50,8 @@ import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Self
+from typing import TYPE_CHECKING, Literal, Self
 
-import dns.exception
-import dns.message
-import dns.name
-import dns.query
-import dns.rcode
-import dns.rdata
-import dns.rdataclass
-import dns.rdatatype
-import dns.tsig
-import dns.update
-from dns.rdtypes.ANY.SOA import SOA
 from pydantic import model_validator
 
 from edgeagent.configtypes import (
@@ -91,28 +80,26 @@ from edgeagent.rpz.publishers.base import (
 )
 from edgeagent.rpz.zonetext import MAX_TEXT_NAME, NAME_PATTERN, serial_gt
 
+if TYPE_CHECKING:
+    import dns.exception
+    import dns.message
+    import dns.name
+    import dns.query
+    import dns.rcode
+    import dns.rdata
+    import dns.rdataclass
+    import dns.rdatatype
+    import dns.tsig
+    import dns.update
+    from dns.rdtypes.ANY.SOA import SOA
+
 # A DNS message is at most 65,535 octets; stay well below it, leaving room for the SOA,
 # the TSIG record and the conservative per-record estimate below.
 MAX_MESSAGE_BYTES = 60_000
 _RECORD_OVERHEAD = 20  # type, class, TTL, rdlength, compression pointer, slack
 ALLOWED_TYPES = frozenset({"CNAME", "A", "AAAA", "TXT"})
-_PREREQUISITE_RCODES = frozenset(
-    {dns.rcode.NXRRSET, dns.rcode.YXRRSET, dns.rcode.NXDOMAIN, dns.rcode.YXDOMAIN}
-)
-"""What a primary answers when an UPDATE's prerequisite (the expected SOA) fails."""
-
-_RETRY_RCODES = {
-    dns.rcode.REFUSED: "REFUSED",
-    dns.rcode.NOTAUTH: "NOTAUTH",
-    dns.rcode.SERVFAIL: "SERVFAIL",
-    dns.rcode.NOTZONE: "NOTZONE",
-}
-
-TSIG_ALGORITHMS = {
-    "hmac-sha256": dns.tsig.HMAC_SHA256,
-    "hmac-sha384": dns.tsig.HMAC_SHA384,
-    "hmac-sha512": dns.tsig.HMAC_SHA512,
-}
+# TSIG algorithm names, as dnspython spells them (``dns.tsig.HMAC_SHA256`` is this name).
+TSIG_ALGORITHMS = frozenset({"hmac-sha256", "hmac-sha384", "hmac-sha512"})
 
 
 class BindUpdateConfig(PublisherConfig):
@@ -134,7 +121,7 @@ class BindUpdateConfig(PublisherConfig):
 
     def reach(self, resolver: ResolverTarget) -> Reach:
         # The primary's BIND secondaries; Unbound resolvers may transfer from it too
-        # (resolvers/unbound/unbound-rpz-primary.conf) when nothing else feeds them.
+        # (the unbound-rpz-primary.conf template) when nothing else feeds them.
         if resolver.kind == "bind":
             return Reach.DIRECT
         return Reach.FALLBACK if resolver.kind == "unbound" else Reach.NONE
@@ -206,6 +193,9 @@ class BindUpdatePublisher(Publisher[UpdatePlan]):
         verify_timeout: float = 10.0,
         max_message_bytes: int = MAX_MESSAGE_BYTES,
     ) -> None:
+        import dns.name
+        import dns.tsig
+
         super().__init__(name)
         if algorithm not in TSIG_ALGORITHMS:
             raise ValueError(f"unsupported TSIG algorithm {algorithm}")
@@ -213,7 +203,7 @@ class BindUpdatePublisher(Publisher[UpdatePlan]):
         self.port = port
         self.key_name = dns.name.from_text(key_name)
         self.keyring = {
-            self.key_name: dns.tsig.Key(self.key_name, secret, TSIG_ALGORITHMS[algorithm])
+            self.key_name: dns.tsig.Key(self.key_name, secret, dns.name.from_text(algorithm))
         }
         self.targets = tuple(targets)
         self.timeout = timeout
@@ -278,6 +268,8 @@ class BindUpdatePublisher(Publisher[UpdatePlan]):
 
     # -- validate -----------------------------------------------------------------------
     def prepare(self, release: ZoneRelease) -> UpdatePlan:
+        import dns.exception
+
         s = release.settings
         plan = UpdatePlan(release.serial)
         try:
@@ -303,6 +295,8 @@ class BindUpdatePublisher(Publisher[UpdatePlan]):
         release: ZoneRelease,
         canary: str | None,
     ) -> ZonePlan | None:
+        import dns.name
+
         origin = dns.name.from_text(zone)
         live = self._live.get(zone)
         primary_soa = self._primary_soa(origin)
@@ -349,6 +343,9 @@ class BindUpdatePublisher(Publisher[UpdatePlan]):
         )
 
     def _validate(self, zone: str, origin: dns.name.Name, added: Iterable[Record]) -> None:
+        import dns.rdata
+        import dns.rdataclass
+
         cname_owners: set[str] = set()
         for owner, rtype, rdata in added:
             if not _owner_ok(owner, zone):
@@ -374,6 +371,12 @@ class BindUpdatePublisher(Publisher[UpdatePlan]):
         canary: str | None,
         expected: dns.rdata.Rdata,
     ) -> tuple[dns.update.UpdateMessage, ...]:
+        import dns.name
+        import dns.rdata
+        import dns.rdataclass
+        import dns.rdatatype
+        import dns.update
+
         by_owner: dict[str, tuple[list[Record], list[Record]]] = defaultdict(lambda: ([], []))
         for r in removed:
             by_owner[r[0]][0].append(r)
@@ -436,6 +439,17 @@ class BindUpdatePublisher(Publisher[UpdatePlan]):
             prepared.applied.append(zp.zone)
 
     def _send(self, m: dns.update.UpdateMessage, zone: str) -> None:
+        import dns.exception
+        import dns.query
+        import dns.rcode
+
+        # What a primary answers when an UPDATE's prerequisite (the expected SOA) fails.
+        prerequisite_rcodes = {
+            dns.rcode.NXRRSET,
+            dns.rcode.YXRRSET,
+            dns.rcode.NXDOMAIN,
+            dns.rcode.YXDOMAIN,
+        }
         last = "no attempt"
         for attempt in range(self.retries + 1):
             if attempt:
@@ -449,7 +463,7 @@ class BindUpdatePublisher(Publisher[UpdatePlan]):
             rcode = r.rcode()
             if rcode == dns.rcode.NOERROR:
                 return
-            if rcode in _PREREQUISITE_RCODES:
+            if rcode in prerequisite_rcodes:
                 # Not retried: someone else changed the zone since it was read (another
                 # agent leads now, or a person); the next publish starts from an AXFR.
                 self.prerequisite_refusals += 1
@@ -459,7 +473,7 @@ class BindUpdatePublisher(Publisher[UpdatePlan]):
                     f"({dns.rcode.to_text(rcode)}): its SOA is not the one this update "
                     "expects (another writer changed the zone)",
                 )
-            last = _RETRY_RCODES.get(rcode, dns.rcode.to_text(rcode))
+            last = dns.rcode.to_text(rcode)
         raise PublishError(
             self.name,
             f"UPDATE of zone {zone} failed after {self.retries + 1} attempt(s): {last}",
@@ -479,6 +493,13 @@ class BindUpdatePublisher(Publisher[UpdatePlan]):
     # -- talking to the primary -----------------------------------------------------------
     def _primary_soa(self, origin: dns.name.Name) -> SOA:
         """The SOA the primary serves for ``origin`` (TSIG-signed query, retried)."""
+        import dns.exception
+        import dns.message
+        import dns.query
+        import dns.rcode
+        import dns.rdatatype
+        from dns.rdtypes.ANY.SOA import SOA
+
         q = dns.message.make_query(origin, dns.rdatatype.SOA)
         q.use_tsig(self.keyring, keyname=self.key_name)
         last = "no attempt"
@@ -509,6 +530,10 @@ class BindUpdatePublisher(Publisher[UpdatePlan]):
 
     def _axfr(self, origin: dns.name.Name) -> frozenset[Record]:
         """The live zone's records (apex SOA/NS excluded) in the compiler's text form."""
+        import dns.exception
+        import dns.query
+        import dns.rdatatype
+
         out: set[Record] = set()
         try:
             for msg in dns.query.xfr(

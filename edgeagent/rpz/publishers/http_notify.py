@@ -34,15 +34,13 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Self
-
-from aiohttp import web
+from typing import TYPE_CHECKING, Literal, Self
 
 from edgeagent import listeners
 from edgeagent.atomic import StagedFile, remove_stale_temps, stage_file
 from edgeagent.configtypes import Endpoint, IpNetwork, Items, ListenHost, ListenPort
-from edgeagent.connlimits import DEFAULT_LIMITS, ConnectionLimits
 from edgeagent.errors import PublishError
+from edgeagent.limits import DEFAULT_LIMITS, ConnectionLimits
 from edgeagent.plugins import own_config
 from edgeagent.rpz.publishers.base import (
     CanaryResult,
@@ -54,8 +52,12 @@ from edgeagent.rpz.publishers.base import (
     ZoneRelease,
     send_notify,
     wait_for_serial,
+    zone_file_name,
 )
 from edgeagent.rpz.publishers.zonefile import check_zone_file
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 SERVED_MODE = 0o600
 HTTP_DIR = "rpz-http"  # under the state directory: one serving directory per publisher
@@ -83,12 +85,12 @@ class HttpNotifyConfig(PublisherConfig):
 
 def zone_path(directory: Path, zone: str) -> Path:
     """Where the served copy of ``zone`` lives (also the URL's last segment)."""
-    return directory / f"{zone}.zone"
+    return directory / zone_file_name(zone)
 
 
 def zone_url_path(zone: str) -> str:
     """The URL path of ``zone`` on the agent's HTTP server."""
-    return f"/zones/{zone}.zone"
+    return f"/zones/{zone_file_name(zone)}"
 
 
 class ZoneServer:
@@ -119,6 +121,8 @@ class ZoneServer:
         self.refused = 0
 
     def app(self) -> web.Application:
+        from aiohttp import web
+
         app = web.Application()
         app.router.add_get("/zones/{file}", self._zone)
         return app
@@ -135,6 +139,8 @@ class ZoneServer:
         return any(addr.version == n.version and addr in n for n in self.allowed)
 
     async def _zone(self, request: web.Request) -> web.StreamResponse:
+        from aiohttp import web
+
         self.requests += 1
         if not self.allows(request.remote):
             self.refused += 1

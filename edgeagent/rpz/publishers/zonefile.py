@@ -32,9 +32,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Self
 
-import dns.exception
-import dns.zone
-
 from edgeagent.atomic import StagedFile, fsync_dir, stage_file
 from edgeagent.configtypes import FileMode, Items, OutputPath
 from edgeagent.drift import WrittenFiles
@@ -49,6 +46,7 @@ from edgeagent.rpz.publishers.base import (
     ResolverTarget,
     ZoneRelease,
     wait_for_serial,
+    zone_file_name,
 )
 
 ZONE_MODE = 0o640
@@ -120,8 +118,8 @@ class ZonefilePublisher(Publisher[_Prepared]):
         cfg = own_config(config, ZonefileConfig)
         return cls(
             name,
-            policy_path=cfg.directory / f"{context.policy_zone}.zone",
-            exception_path=cfg.directory / f"{context.exception_zone}.zone",
+            policy_path=cfg.directory / zone_file_name(context.policy_zone),
+            exception_path=cfg.directory / zone_file_name(context.exception_zone),
             reload_commands=[cfg.reload_command] if cfg.reload_command else [],
             targets=context.targets,
             group=cfg.group,
@@ -249,6 +247,9 @@ def check_zone_file(path: Path, zone: str, checkzone: str | None, publisher: str
 
     Messages carry line numbers only, never zone content (it is list data).
     """
+    import dns.exception
+    import dns.zone
+
     try:
         check_owners(path, publisher)
     except UnicodeDecodeError as exc:

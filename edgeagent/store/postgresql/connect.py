@@ -9,6 +9,7 @@ libpq does not quote it, and :func:`connect_error` masks it anyway in case it do
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,6 +24,9 @@ from edgeagent.store.postgresql.store import PostgresStoreConfig
 
 DSN_KEY = "store.dsn"
 """The config key that errors about reaching the database name."""
+
+RECONNECT_SECONDS = 0.5
+"""How long the pool retries a lost connection before the next ask starts afresh."""
 
 Connection = psycopg.Connection[tuple[Any, ...]]
 Cursor = psycopg.Cursor[tuple[Any, ...]]
@@ -103,10 +107,11 @@ class Database:
             timeout=self.connect_timeout,
             # The pool retries a lost connection with a doubling delay (1, 2, 4, 8 ... s)
             # and no cap, so after a 50 s failover the next try could come half a minute
-            # late. Giving up after connect_timeout instead lets the next request that
-            # waits start a fresh attempt at once: the agents find the new primary
-            # within seconds of its promotion.
-            reconnect_timeout=self.connect_timeout,
+            # late. Giving up after RECONNECT_SECONDS instead lets the next ask for a
+            # connection (Pool.connection asks again every RECONNECT_SECONDS while the
+            # pool is short of connections) start a fresh attempt: the agents find the
+            # new primary within about a second of it accepting writes.
+            reconnect_timeout=min(self.connect_timeout, RECONNECT_SECONDS),
             name=name,
         )
         try:
@@ -146,7 +151,7 @@ class Pool:
             raise StoreError("store is closed")
         wait = self._timeout if timeout is None else timeout
         try:
-            conn = self._pool.getconn(timeout=wait)
+            conn = self._getconn(wait)
         except PoolTimeout:
             raise StoreUnavailable(f"{DSN_KEY}: no database connection within {wait:g} s") from None
         try:
@@ -155,6 +160,26 @@ class Pool:
             raise query_error(exc, what) from None
         finally:
             self._pool.putconn(conn)
+
+    def _getconn(self, wait: float) -> Connection:
+        """A connection within ``wait`` seconds, or ``PoolTimeout``.
+
+        A pool below its size has lost connections (the database went away): an ask
+        starts a connection attempt only if none is under way, and one that gave up
+        leaves the clients already waiting with none. So ask again every
+        RECONNECT_SECONDS until ``wait`` is over. A full pool is busy, not broken: wait
+        in line once (asking again would lose the place).
+        """
+        deadline = time.monotonic() + wait
+        while True:
+            left = deadline - time.monotonic()
+            stats = self._pool.get_stats()
+            short = stats.get("pool_size", 0) < self._pool.max_size
+            try:
+                return self._pool.getconn(timeout=min(left, RECONNECT_SECONDS) if short else left)
+            except PoolTimeout:
+                if time.monotonic() >= deadline - 0.001:
+                    raise
 
     @contextmanager
     def transaction(self, what: str) -> Iterator[Cursor]:

@@ -15,7 +15,9 @@ The contract is :mod:`edgeagent.leadership`. How it is kept here:
   ``on_role(False)`` at once, then a fresh session as a standby.
 - The fence asks the database over a small pool of its own: :meth:`check` compares the
   epoch, :meth:`claim` records a notice key in a transaction that first takes the
-  leader row ``FOR SHARE`` (so a new leader's epoch bump waits for it to commit).
+  leader row ``FOR SHARE`` (so a new leader's epoch bump waits for it to commit); a key
+  already there is claimed again (under this epoch) unless :meth:`confirm` set its
+  ``sent_at``.
 """
 
 from __future__ import annotations
@@ -23,8 +25,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import socket
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -32,7 +32,7 @@ from typing import Any
 import psycopg
 
 from edgeagent.errors import EdgeAgentError, Fenced
-from edgeagent.leadership import AgentRole, Leadership
+from edgeagent.leadership import AgentRole, Leadership, Roles, agent_name
 from edgeagent.logs import fields
 from edgeagent.store.postgresql.connect import AsyncConnection, Database, Pool
 from edgeagent.store.postgresql.schema import open_pool
@@ -42,11 +42,6 @@ log = logging.getLogger("edgeagent.leader")
 
 LEADER_LOCK = 0x6564_6765_0002
 """Advisory lock key of the leadership (session-scoped, held by the leader's session)."""
-
-
-def agent_name() -> str:
-    """This agent among the others: host and process id."""
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 class LockLeadership(Leadership):
@@ -143,18 +138,18 @@ class LockLeadership(Leadership):
         horizon = 3 * self.session_timeout_seconds
         found = await (
             await conn.execute(
-                "SELECT name, leader, api, seen_at FROM agents "
+                "SELECT name, api, seen_at FROM agents "
                 "WHERE seen_at > now() - make_interval(secs => %s) ORDER BY name",
                 (horizon,),
             )
         ).fetchall()
+        holder = str(lead[1]) if lead else ""
+        # An agent's role is whether the leader row names it: a deposed leader's own row
+        # says it leads until its next poll.
         self._seen = {
             "epoch": int(lead[0]) if lead else None,
-            "leader": str(lead[1]) if lead else "",
-            "agents": [
-                AgentRole(str(n), bool(is_leader), str(api), _unix(at))
-                for n, is_leader, api, at in found
-            ],
+            "leader": holder,
+            "agents": [AgentRole(str(n), n == holder, str(api), _unix(at)) for n, api, at in found],
         }
 
     async def _wait_notifications(
@@ -225,25 +220,35 @@ class LockLeadership(Leadership):
                     "a takedown notice",
                     f"leader epoch {mine} is stale (the database has {current})",
                 )
-            added = cur.execute(
+            # A key claimed before but never confirmed: its sender died mid-send (or
+            # every try failed); it goes out again under the same key.
+            claimed = cur.execute(
                 "INSERT INTO notice_keys (key, epoch, recorded_at) VALUES (%s, %s, now()) "
-                "ON CONFLICT (key) DO NOTHING RETURNING key",
+                "ON CONFLICT (key) DO UPDATE SET epoch = EXCLUDED.epoch, "
+                "recorded_at = EXCLUDED.recorded_at WHERE notice_keys.sent_at IS NULL "
+                "RETURNING key",
                 (key, mine),
             ).fetchone()
-        return added is not None
+        return claimed is not None
+
+    def confirm(self, key: str) -> None:
+        # Not fenced: it records a fact (a channel took the notice), whoever sent it.
+        with self._pool().transaction("confirming a notice key") as cur:
+            cur.execute("UPDATE notice_keys SET sent_at = now() WHERE key = %s", (key,))
 
     # --- status --------------------------------------------------------------------------
 
+    def roles(self) -> Roles:
+        seen = self._seen
+        return Roles(seen["leader"], tuple(seen["agents"]))
+
     def status(self) -> dict[str, Any]:
         seen = self._seen
-        agents: list[AgentRole] = seen["agents"]
         return {
-            "role": "leader" if self.is_leader else "standby",
+            **super().status(),
             "name": self.name,
             "epoch": self._epoch if self._epoch is not None else seen["epoch"],
-            "leader": seen["leader"],
             "election": "postgresql advisory lock",
-            "agents": [a.to_dict() for a in agents],
         }
 
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import psycopg
 
-from edgeagent.store.migrations import pending_versions
+from edgeagent.schemaversions import pending_versions
 from edgeagent.store.postgresql.connect import DSN_KEY, Connection, Database, Pool, query_error
 
 MIGRATION_LOCK = 0x6564_6765_0001
@@ -222,7 +222,41 @@ _V4: tuple[str, ...] = (
     )""",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4)
+_V5: tuple[str, ...] = (
+    # The last RPZ SOA serial handed out: a new leader continues upward from the one the
+    # old leader set, whatever either's clock says.
+    """CREATE TABLE rpz_serial (
+        id smallint PRIMARY KEY CHECK (id = 1),
+        serial bigint NOT NULL CHECK (serial BETWEEN 0 AND 4294967295)
+    )""",
+    # A notice key is confirmed (sent_at) once a channel took the notice: a key claimed
+    # but never confirmed (the leader died mid-send) is sent again under the same key by
+    # the next leader. Keys recorded before this column were sent or tried: confirmed.
+    "ALTER TABLE notice_keys ADD COLUMN sent_at timestamptz",
+    "UPDATE notice_keys SET sent_at = recorded_at",
+)
+
+_V6: tuple[str, ...] = (
+    # Minutes from notice to removal, for the report's aggregates (reportquery.py), read
+    # from an index that covers them; filled from the stored JSON.
+    "ALTER TABLE tickets ADD COLUMN removal_minutes double precision",
+    "UPDATE tickets SET removal_minutes = (body::jsonb ->> 'minutes_to_removal')::double precision",
+    "CREATE INDEX tickets_report ON tickets (notice_received_at, source, removal_minutes)",
+)
+
+_V7: tuple[str, ...] = (
+    # The latest reading of each host's deadline clock (edgeagent.deadline_clock): a
+    # restart after the wall clock was stepped back goes on from it, not from the step.
+    # Per host: agents sharing the database each have their own clock.
+    """CREATE TABLE clock_marks (
+        host text PRIMARY KEY,
+        at timestamptz NOT NULL,
+        boot text NOT NULL,
+        monotonic double precision NOT NULL
+    )""",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7)
 """``MIGRATIONS[i]`` upgrades version ``i`` to ``i + 1``."""
 
 CURRENT_VERSION = len(MIGRATIONS)

@@ -9,6 +9,10 @@ what must be serialised:
   writers cannot deadlock.
 - Every audit append locks the one row of ``audit_head``, takes the next id and hash from
   it and writes row and head together: agents on one database extend one gapless chain.
+- Decisions are written in batches (:meth:`PostgresStore.add_decisions`: two round trips
+  and one commit for the whole batch, in pipeline mode), since a writer holding the policy
+  lock waits on round trips and the commit, not on rows; the control API gathers the
+  ``POST /v1/decisions`` that arrive together into one batch (:mod:`edgeagent.api.groupcommit`).
 - Generations are written with binary ``COPY`` into a generation in the internal
   ``_loading`` state that no reader sees, in one transaction of its own; a last short
   transaction makes it live or held. Decisions and audit rows go on meanwhile. A crash
@@ -37,6 +41,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import AfterValidator, Field, model_validator
 
 from edgeagent.configtypes import EnvName, Seconds, SecretFile, one_secret, read_secret
+from edgeagent.deadline_clock import ClockMark
 from edgeagent.errors import Conflict, InvalidTransition, NotFound, StoreError
 from edgeagent.intake.base import (
     IntakeChannel,
@@ -75,6 +80,7 @@ from edgeagent.store.base import (
 )
 from edgeagent.store.chain import (
     AUDIT_COLUMNS,
+    AuditRow,
     audit_record,
     canonical_json,
     next_row,
@@ -106,6 +112,32 @@ _COPY_TYPES = [
     "timestamptz",
     "timestamptz",
 ]
+_NEW_DECISION_COLUMNS = (
+    "scope, value, action, actor, reason, reference, notice_source, notice_received_at, "
+    "created_at, status, expires_at, category, hold, jurisdiction"
+)
+# A batch of decisions in one statement, one array per column. A row that an open
+# decision is in the way of (the unique index decisions_one_open) is skipped, not an
+# error: the caller answers it with a Conflict and the transaction goes on. The arrays
+# go in binary (%b): quoting text arrays element by element costs more CPU than the rest.
+_INSERT_DECISIONS = (
+    f"INSERT INTO decisions ({_NEW_DECISION_COLUMNS}) SELECT * FROM unnest("
+    "%b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[], "
+    "%b::timestamptz[], %b::timestamptz[], %b::text[], %b::timestamptz[], %b::text[], "
+    "%b::boolean[], %b::text[]) "
+    "ON CONFLICT (scope, value, action) WHERE status IN ('active', 'pending-approval') "
+    f"DO NOTHING RETURNING {DECISION_COLUMNS}"
+)
+_INSERT_EVENTS = (
+    f"INSERT INTO decision_events ({rows.EVENT_COLUMNS}) SELECT * FROM "
+    "unnest(%b::bigint[], %b::timestamptz[], %b::text[], %b::text[], %b::text[])"
+)
+_LOCK_AUDIT_HEAD = "SELECT last_id, last_hash FROM audit_head WHERE id = 1 FOR UPDATE"
+_APPEND_AUDIT = (
+    f"WITH appended AS (INSERT INTO audit ({AUDIT_COLUMNS}) SELECT * FROM unnest("
+    "%b::bigint[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[], "
+    "%b::text[])) UPDATE audit_head SET last_id = %s, last_hash = %s WHERE id = 1"
+)
 POLICY_CHANNEL = "edgeagent_policy"
 """The NOTIFY channel of committed policy changes (the payload is the new version)."""
 _MAX_ENTRIES = (1 << 31) - 1  # position is an int4
@@ -604,89 +636,94 @@ class PostgresStore(StoreBackend[PostgresStoreConfig]):
         action (a unique partial index enforces it for every writer). An active decision
         bumps ``policy_version`` in the same transaction; ``audit`` is written in it too.
         """
-        with self._tx("recording a decision") as cur:
-            self._lock_policy(cur)
-            did = self._insert_decision(cur, new, audit)
-            if new.status is DecisionStatus.ACTIVE:
-                self._bump_policy(cur)
-            return self._get_decision(cur, did)
+        (stored,) = self.add_decisions([(new, audit)])
+        if isinstance(stored, Conflict):
+            raise stored
+        return stored
 
     def add_decisions(
         self, batch: Sequence[tuple[NewDecision, AuditNote | None]]
     ) -> list[Decision | Conflict]:
         """Record every decision of ``batch`` in one transaction; a duplicate is answered
-        by its ``Conflict`` in its place, any other error stores none of them."""
-        done: list[int | Conflict] = []
-        with self._tx("recording decisions") as cur:
+        by its ``Conflict`` in its place, any other error stores none of them.
+
+        Two round trips whatever the batch size (pipeline mode; rows go as arrays through
+        ``unnest``): one brings back what the rows must know (their ids, the audit chain's
+        head), the other carries the rest and the commit. A writer holds the policy lock
+        for round trips and a commit, not for rows, so many decisions cost about what one
+        does. A duplicate costs one more round trip, to name the decision in its way.
+        """
+        for new, _ in batch:  # refuse bad input before anything is written
+            if new.status not in OPEN_DECISION_STATUSES:
+                raise InvalidTransition("new", new.status.value, _OPEN_STATUSES)
+            require_aware(new.notice_received_at)
+            if new.expires_at is not None:
+                require_aware(new.expires_at)
+        if not batch:
+            return []
+        # A later duplicate of an earlier row of the batch is a Conflict, like a row that
+        # is stored already: only first occurrences are offered to the database.
+        first: dict[tuple[str, str, str], int] = {}
+        for i, (new, _) in enumerate(batch):
+            first.setdefault(_open_key(new), i)
+        offered = [batch[i][0] for i in sorted(first.values())]
+        now = self._now().astimezone(UTC)
+        with (
+            self._pool.connection("recording decisions") as conn,
+            conn.pipeline(),
+            conn.transaction(),
+            conn.cursor() as cur,
+        ):
             self._lock_policy(cur)
-            for new, audit in batch:
-                try:
-                    done.append(self._insert_decision(cur, new, audit))
-                except Conflict as exc:  # its savepoint undid what it wrote
-                    done.append(exc)
-            ids = [d for d in done if isinstance(d, int)]
-            found = cur.execute(
-                f"SELECT {DECISION_COLUMNS} FROM decisions WHERE id = ANY(%s) ORDER BY id",
-                (ids,),
-            ).fetchall()
-            stored = {d.id: d for d in self._load_decisions(cur, found)}
+            inserted = conn.execute(_INSERT_DECISIONS, _decision_columns(offered, now))
+            head = conn.execute(_LOCK_AUDIT_HEAD)
+            stored: dict[tuple[str, str, str], Decision] = {}
+            for row in inserted.fetchall():  # the first sync
+                event = DecisionEvent(now, row[4], DecisionStatus(row[10]), row[5])
+                made = rows.decision(row, [event], _as_is)
+                stored[_open_key(made)] = made
+            last_id, last_hash = _one(head)
+            # What each Conflict names: the batch's own decision, else the stored one.
+            in_the_way = {key: (d.id, d.status.value) for key, d in stored.items()}
+            missing = [new for new, _ in batch if _open_key(new) not in stored]
+            if missing:
+                in_the_way |= self._open_decisions(cur, missing)
+            done: list[Decision | Conflict] = []
+            notes: list[AuditNoteOf] = []
+            for i, (new, audit) in enumerate(batch):
+                key = _open_key(new)
+                decision = stored.get(key)
+                if decision is None or first[key] != i:
+                    done.append(_duplicate(new, in_the_way.get(key)))
+                    continue
+                done.append(decision)
+                if audit is not None:  # same transaction: no decision without its audit row
+                    notes.append((new.actor, audit.action, f"decision:{decision.id}", audit.detail))
+            if stored:
+                cur.execute(_INSERT_EVENTS, _event_columns(stored.values()))
+            if notes:
+                cur.execute(_APPEND_AUDIT, _append_params(_chain(last_id, last_hash, now, notes)))
             if any(d.status is DecisionStatus.ACTIVE for d in stored.values()):
                 self._bump_policy(cur)
-        return [stored[d] if isinstance(d, int) else d for d in done]
+        return done
 
-    def _insert_decision(self, cur: Cursor, new: NewDecision, audit: AuditNote | None) -> int:
-        """Insert ``new``, its first event and its audit row in ``cur``'s transaction; its
-        id. The caller bumps the policy version for active ones. ``Conflict`` for a
-        duplicate, with nothing of it written."""
-        if new.status not in OPEN_DECISION_STATUSES:
-            raise InvalidTransition("new", new.status.value, _OPEN_STATUSES)
-        ind = new.indicator
-        received = require_aware(new.notice_received_at)
-        expires = None if new.expires_at is None else require_aware(new.expires_at)
-        now = self._now()
-        try:
-            with self._pool.savepoint(cur):  # on a duplicate, the lookup below may run
-                row = cur.execute(
-                    "INSERT INTO decisions (scope, value, action, actor, reason, "
-                    "reference, notice_source, notice_received_at, created_at, status, "
-                    "expires_at, category, hold, jurisdiction) VALUES "
-                    "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
-                    (
-                        ind.scope.value,
-                        ind.value,
-                        new.action.value,
-                        new.actor,
-                        new.reason,
-                        new.reference,
-                        new.notice_source.value,
-                        received,
-                        now,
-                        new.status.value,
-                        expires,
-                        new.category,
-                        new.hold,
-                        new.jurisdiction,
-                    ),
-                ).fetchone()
-        except Conflict:
-            found = cur.execute(
-                "SELECT id, status FROM decisions WHERE scope = %s AND value = %s AND "
-                "action = %s AND status = ANY(%s)",
-                (ind.scope.value, ind.value, new.action.value, _OPEN_STATUSES),
-            ).fetchone()
-            which = f"decision {found[0]} ({found[1]})" if found else "an open decision"
-            raise Conflict(
-                f"{which} already has action {new.action.value} for indicator {ind.ref}"
-            ) from None
-        did = int(_one_row(row)[0])
-        cur.execute(
-            "INSERT INTO decision_events (decision_id, at, actor, status, reason) "
-            "VALUES (%s, %s, %s, %s, %s)",
-            (did, now, new.actor, new.status.value, new.reason),
-        )
-        if audit is not None:  # same transaction: no decision without its audit row
-            self._audit_in(cur, new.actor, audit.action, f"decision:{did}", audit.detail)
-        return did
+    @staticmethod
+    def _open_decisions(
+        cur: Cursor, wanted: Sequence[NewDecision]
+    ) -> dict[tuple[str, str, str], tuple[int, str]]:
+        """``(id, status)`` of the open decision with each key of ``wanted``, where one is."""
+        found = cur.execute(
+            "SELECT scope, value, action, id, status FROM decisions "
+            "WHERE status = ANY(%s) AND (scope, value, action) IN "
+            "(SELECT * FROM unnest(%s::text[], %s::text[], %s::text[]))",
+            (
+                _OPEN_STATUSES,
+                [n.indicator.scope.value for n in wanted],
+                [n.indicator.value for n in wanted],
+                [n.action.value for n in wanted],
+            ),
+        ).fetchall()
+        return {(r[0], r[1], r[2]): (int(r[3]), str(r[4])) for r in found}
 
     def get_decision(self, decision_id: int) -> Decision:
         """One decision with its full history; ``NotFound`` if unknown."""
@@ -819,6 +856,15 @@ class PostgresStore(StoreBackend[PostgresStoreConfig]):
             ).fetchall()
             return self._load_decisions(cur, found)
 
+    def due_decisions(self, now: datetime) -> list[Decision]:
+        with self._tx("reading due decisions") as cur:
+            found = cur.execute(
+                f"SELECT {DECISION_COLUMNS} FROM decisions WHERE status = %s "
+                "AND expires_at <= %s ORDER BY id",
+                (DecisionStatus.ACTIVE.value, require_aware(now)),
+            ).fetchall()
+            return self._load_decisions(cur, found)
+
     def active_decisions(self) -> Iterator[Decision]:
         """Stream every active decision (with history) from one read snapshot."""
         if self._pool.closed:
@@ -858,35 +904,28 @@ class PostgresStore(StoreBackend[PostgresStoreConfig]):
         subject: str,
         detail: Mapping[str, Any] | None,
     ) -> AuditRecord:
-        """Append an audit row inside the caller's transaction, under the head row's lock:
-        every agent on the database extends the same chain, one row at a time."""
-        last_id, last_hash = _one(
-            cur.execute("SELECT last_id, last_hash FROM audit_head WHERE id = 1 FOR UPDATE")
-        )
-        row = next_row(
-            int(last_id),
-            str(last_hash),
-            self._now(),
-            actor=actor,
-            action=action,
-            subject=subject,
-            detail=detail,
-        )
-        cur.execute(
-            f"INSERT INTO audit ({AUDIT_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)", row
-        )
-        cur.execute(
-            "UPDATE audit_head SET last_id = %s, last_hash = %s WHERE id = 1", (row[0], row[7])
-        )
-        return audit_record(row)
+        """Append one audit row inside the caller's transaction (:meth:`_audit_many`)."""
+        return self._audit_many(cur, [(actor, action, subject, detail)])[0]
+
+    def _audit_many(self, cur: Cursor, notes: Sequence[AuditNoteOf]) -> list[AuditRecord]:
+        """Append ``(actor, action, subject, detail)`` rows inside the caller's transaction,
+        in order, under the head row's lock: every agent on the database extends the same
+        chain. The rows and the new head go in one statement."""
+        last_id, last_hash = _one(cur.execute(_LOCK_AUDIT_HEAD))
+        made = _chain(last_id, last_hash, self._now(), notes)
+        cur.execute(_APPEND_AUDIT, _append_params(made))
+        return [audit_record(r) for r in made]
 
     def audit_since(self, since: datetime | None = None, limit: int = 1000) -> list[AuditRecord]:
-        """Audit rows at or after ``since`` (all if ``None``), oldest first, at most ``limit``."""
+        """Audit rows from the first one written at or after ``since`` on (all if
+        ``None``), in the order written, at most ``limit``. The order decides, not the
+        timestamps: a row written after a step back of the clock is still returned."""
         if limit < 0:
             raise StoreError("limit must be >= 0")
         with self._tx("reading the audit log") as cur:
             found = cur.execute(
-                f"SELECT {AUDIT_COLUMNS} FROM audit WHERE at >= %s ORDER BY id LIMIT %s",
+                f"SELECT {AUDIT_COLUMNS} FROM audit WHERE id >= (SELECT id FROM audit "
+                f"WHERE at >= %s ORDER BY id LIMIT 1) ORDER BY id LIMIT %s",
                 ("" if since is None else utc_text(since), limit),
             ).fetchall()
         return [audit_record(r) for r in found]
@@ -1054,6 +1093,108 @@ class PostgresStore(StoreBackend[PostgresStoreConfig]):
         if row is None:
             raise NotFound("token", str(token_id))
         return rows.token(row, _as_is)
+
+    # -- RPZ serial -------------------------------------------------------------------------
+
+    def rpz_serial(self) -> int | None:
+        """The last RPZ SOA serial any agent handed out (``None``: none yet)."""
+        with self._tx("reading the RPZ serial") as cur:
+            row = cur.execute("SELECT serial FROM rpz_serial WHERE id = 1").fetchone()
+        return None if row is None else int(row[0])
+
+    def save_rpz_serial(self, serial: int) -> None:
+        """Record ``serial`` if it is newer (RFC 1982) than the one recorded."""
+        with self._tx("recording the RPZ serial") as cur:
+            cur.execute(rows.SAVE_RPZ_SERIAL, (serial,))
+
+    # -- deadline clock ---------------------------------------------------------------------
+
+    def clock_mark(self, host: str) -> ClockMark | None:
+        """The latest deadline-clock reading ``host`` recorded (``None``: none yet)."""
+        with self._tx("reading the clock mark") as cur:
+            row = cur.execute(rows.CLOCK_MARK, (host,)).fetchone()
+        return None if row is None else rows.clock_mark(row, _as_is)
+
+    def save_clock_mark(self, mark: ClockMark) -> None:
+        """Record ``mark`` unless its host's recorded one is as late."""
+        with self._tx("recording the clock mark") as cur:
+            cur.execute(rows.SAVE_CLOCK_MARK, (mark.host, mark.at, mark.boot, mark.monotonic))
+
+
+AuditNoteOf = tuple[str, str, str, Mapping[str, Any] | None]
+"""An audit row to append: ``(actor, action, subject, detail)``."""
+
+
+def _decision_columns(offered: Sequence[NewDecision], now: datetime) -> list[list[Any]]:
+    """The arrays of :data:`_INSERT_DECISIONS`, one per column."""
+    return [
+        [n.indicator.scope.value for n in offered],
+        [n.indicator.value for n in offered],
+        [n.action.value for n in offered],
+        [n.actor for n in offered],
+        [n.reason for n in offered],
+        [n.reference for n in offered],
+        [n.notice_source.value for n in offered],
+        [n.notice_received_at for n in offered],
+        [now] * len(offered),
+        [n.status.value for n in offered],
+        [n.expires_at for n in offered],
+        [n.category for n in offered],
+        [n.hold for n in offered],
+        [n.jurisdiction for n in offered],
+    ]
+
+
+def _event_columns(made: Iterable[Decision]) -> list[list[Any]]:
+    """The arrays of :data:`_INSERT_EVENTS`: each new decision's first event."""
+    firsts = [(d.id, d.history[0]) for d in made]
+    return [
+        [did for did, _ in firsts],
+        [ev.at for _, ev in firsts],
+        [ev.actor for _, ev in firsts],
+        [ev.status.value for _, ev in firsts],
+        [ev.reason for _, ev in firsts],
+    ]
+
+
+def _chain(
+    last_id: int, last_hash: str, at: datetime, notes: Sequence[AuditNoteOf]
+) -> list[AuditRow]:
+    """The audit rows of ``notes``, in order, after the head ``(last_id, last_hash)``."""
+    made: list[AuditRow] = []
+    for actor, action, subject, detail in notes:
+        row = next_row(
+            int(last_id),
+            str(last_hash),
+            at,
+            actor=actor,
+            action=action,
+            subject=subject,
+            detail=detail,
+        )
+        made.append(row)
+        last_id, last_hash = row[0], row[7]
+    return made
+
+
+def _append_params(made: Sequence[AuditRow]) -> list[Any]:
+    """The parameters of :data:`_APPEND_AUDIT`: a column array each, then the new head."""
+    return [*([*column] for column in zip(*made, strict=True)), made[-1][0], made[-1][7]]
+
+
+def _open_key(new: NewDecision | Decision) -> tuple[str, str, str]:
+    """What at most one open decision may have: scope, value and action."""
+    return (new.indicator.scope.value, new.indicator.value, new.action.value)
+
+
+def _duplicate(new: NewDecision, in_the_way: tuple[int, str] | None) -> Conflict:
+    """The ``Conflict`` for ``new``, naming the open decision in its way (by id)."""
+    which = "an open decision"
+    if in_the_way is not None:
+        which = f"decision {in_the_way[0]} ({in_the_way[1]})"
+    return Conflict(
+        f"{which} already has action {new.action.value} for indicator {new.indicator.ref}"
+    )
 
 
 def _one(cur: Cursor) -> tuple[Any, ...]:

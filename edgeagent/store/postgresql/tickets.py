@@ -17,13 +17,15 @@ from edgeagent.errors import Conflict, NotFound
 from edgeagent.store.postgresql import schema
 from edgeagent.store.postgresql.connect import Database
 from edgeagent.store.postgresql.store import PostgresStoreConfig
+from edgeagent.takedown.report import TakedownReport
+from edgeagent.takedown.reportquery import report_from_rows, report_queries
 from edgeagent.takedown.tickets import (
     LIVE_STATES,
     Ticket,
     ticket_from_json,
     ticket_to_json,
 )
-from edgeagent.takedown.ticketstore import TICKET_COLUMNS, ticket_columns
+from edgeagent.takedown.ticketstore import TICKET_COLUMN_COUNT, TICKET_COLUMNS, ticket_columns
 
 _POOL_SIZE = 4  # tickets change a few times an hour; the store's pool carries the load
 _LIVE = [s.value for s in LIVE_STATES]  # content still public: overdue and due-soon views
@@ -52,7 +54,7 @@ class PostgresTicketStore:
             stored = replace(ticket, id=int(row[0]), version=0)
             cur.execute(
                 f"INSERT INTO tickets (id, {TICKET_COLUMNS}, version, body) "
-                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                f"VALUES ({', '.join(['%s'] * (TICKET_COLUMN_COUNT + 3))})",
                 (stored.id, *ticket_columns(stored), 0, json.dumps(ticket_to_json(stored))),
             )
         return stored
@@ -143,6 +145,17 @@ class PostgresTicketStore:
             ),
         )
 
+    def count_due(self, before: datetime, limit: int) -> int:
+        """See :meth:`edgeagent.takedown.ticketstore.TicketStorage.count_due`."""
+        with self._pool.transaction("counting tickets") as cur:
+            row = cur.execute(
+                "SELECT count(*) FROM (SELECT 1 FROM tickets WHERE NOT removed "
+                "AND state = ANY(%s) AND deadline < %s LIMIT %s) AS due",
+                (_LIVE, before, limit),
+            ).fetchone()
+        assert row is not None
+        return int(row[0])
+
     def sla_counts(self, now: datetime) -> dict[str, tuple[int, int]]:
         """Per notice source: ``(open tickets, open and overdue)``."""
         with self._pool.transaction("counting tickets") as cur:
@@ -160,13 +173,13 @@ class PostgresTicketStore:
             "SELECT body FROM tickets WHERE closed AND legal_hold = %s ORDER BY id", (legal_hold,)
         )
 
-    def received_between(self, start: datetime, end: datetime) -> list[Ticket]:
-        """Tickets whose notice arrived in ``[start, end)``, for reports."""
-        return self._bodies(
-            "SELECT body FROM tickets WHERE notice_received_at >= %s "
-            "AND notice_received_at < %s ORDER BY id",
-            (start, end),
-        )
+    def report(self, start: datetime, end: datetime) -> TakedownReport:
+        """See :meth:`edgeagent.takedown.ticketstore.TicketStorage.report`."""
+        with self._pool.transaction("reporting on tickets") as cur:
+            # The three queries see one snapshot.
+            cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            found = [cur.execute(sql, (start, end)).fetchall() for sql in report_queries("%s")]
+        return report_from_rows(start, end, *found)
 
     def open_tickets(self) -> list[Ticket]:
         return self._bodies("SELECT body FROM tickets WHERE NOT closed ORDER BY id", ())

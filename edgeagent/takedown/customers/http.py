@@ -6,7 +6,6 @@ import asyncio
 from dataclasses import dataclass
 from typing import Literal
 
-import aiohttp
 from pydantic import model_validator
 
 from edgeagent.configtypes import EnvName, HttpUrl, SecretFile, one_secret, read_secret
@@ -59,6 +58,8 @@ class HttpIpam(CustomerSource):
         return cls(config.url, token, name=name)
 
     async def load(self) -> list[Assignment]:
+        import aiohttp
+
         headers = {"Accept": "application/json"}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"

@@ -9,6 +9,8 @@ from edgeagent.takedown.customers.http import HttpIpam
 from edgeagent.takedown.customers.json import JsonExport
 from edgeagent.takedown.customers.ripe import RipeExport
 
+# Every command imports these modules through the config (command start-up): they import
+# aiohttp, dnspython, cryptography only where they run (see edgeagent.plugins).
 CUSTOMER_SOURCE_KINDS: Registry[CustomerSource] = Registry("customer source")
 CUSTOMER_SOURCE_KINDS.register(CsvExport)
 CUSTOMER_SOURCE_KINDS.register(JsonExport)

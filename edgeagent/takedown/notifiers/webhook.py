@@ -18,7 +18,6 @@ import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import aiohttp
 from pydantic import model_validator
 
 from edgeagent.configtypes import EnvName, HttpUrl, Seconds, SecretFile, one_secret, read_secret
@@ -111,6 +110,8 @@ class WebhookNotifier(Notifier):
         )
 
     async def send(self, notice: Notice) -> None:
+        import aiohttp
+
         body = json.dumps(notice_json(notice), separators=(",", ":"), sort_keys=True).encode()
         ts = str(int(time.time()))
         headers = {
