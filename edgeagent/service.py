@@ -616,6 +616,8 @@ class Daemon:
         if svc is not None:
             # A failed notice is retried notify_retry_seconds after: look often enough.
             self._every(min(30, svc.policy.retry_seconds), "takedown:due", svc.run_due)
+            # Breaches on their own: a pass of run_due may wait on a slow notice.
+            self._every(min(30, svc.policy.retry_seconds), "takedown:breach", svc.record_breaches)
             self._every(OWED_NOTICE_SECONDS, "takedown:owed", svc.send_owed)
             self._every(3600, "takedown:customers", svc.refresh_customers)
             self._every(900, "takedown:relocate", self._relocate_all)

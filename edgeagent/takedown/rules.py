@@ -92,13 +92,24 @@ def owed_notices(t: Ticket) -> tuple[str, ...]:
     return tuple(owed)
 
 
+def due_breaches(tickets: Iterable[Ticket], at: datetime) -> list[Job]:
+    """The ``sla-breach`` jobs due at ``at``: open tickets past their deadline whose
+    breach is not yet recorded."""
+    return [
+        Job("sla-breach", t.id, t.deadline)
+        for t in tickets
+        if not t.breached and sla_breached(t, at)
+    ]
+
+
 def due_jobs(tickets: Iterable[Ticket], policy: TakedownPolicy, at: datetime) -> list[Job]:
-    """The jobs due at ``at`` for ``tickets`` (the open ones)."""
-    jobs: list[Job] = []
+    """The jobs due at ``at`` for ``tickets`` (the open ones): every SLA breach first
+    (a store write, recorded at its deadline), then the notices and re-checks, any of
+    which may wait on a slow mail server or name lookup."""
+    tickets = list(tickets)
+    jobs = due_breaches(tickets, at)
     p = policy
     for t in tickets:
-        if not t.breached and sla_breached(t, at):
-            jobs.append(Job("sla-breach", t.id, t.deadline))
         live = t.state in LIVE_STATES and t.removed_at is None and bool(t.live_urls)
         if t.notify_failures > 0:
             last = t.events[-1].at

@@ -14,7 +14,9 @@ How the daemon uses it (all methods are coroutines on the daemon's event loop):
   is live, retries of failed notices, periodic re-check of where URLs resolve, and the
   SLA breach recorded once per ticket. ``run_due`` then sets the
   ``edgeagent_takedown_*`` gauges (open, overdue, by source) from the ticket store; the
-  breach counter counts each recorded breach.
+  breach counter counts each recorded breach. The daemon also runs
+  ``await svc.record_breaches()`` on its own, so a breach is recorded at its deadline
+  while a pass of ``run_due`` waits on a slow notice.
 * ``await svc.transition(id, to, actor, reason)`` and the other actions of people (the
   API, the CLI): :mod:`edgeagent.takedown.ticket_actions`.
 
@@ -82,7 +84,14 @@ from edgeagent.takedown.notifiers.base import (
 from edgeagent.takedown.notifiers.kinds import NOTIFIER_KINDS
 from edgeagent.takedown.report import TakedownReport
 from edgeagent.takedown.retention import PURGED_RECORD_CLASS, may_delete, retain_until
-from edgeagent.takedown.rules import OWED, Job, TakedownPolicy, due_jobs, owed_notices
+from edgeagent.takedown.rules import (
+    OWED,
+    Job,
+    TakedownPolicy,
+    due_breaches,
+    due_jobs,
+    owed_notices,
+)
 from edgeagent.takedown.segment import SegmentDetail
 from edgeagent.takedown.segment_locator import SegmentLocator
 from edgeagent.takedown.settings import TakedownSettings
@@ -589,6 +598,19 @@ class TakedownService(TicketActions):
             except Exception:
                 log.exception("takedown job %s on ticket %d failed", job.kind, job.ticket_id)
         await self.export_metrics(now)
+        return jobs
+
+    async def record_breaches(self, now: datetime | None = None) -> list[Job]:
+        """Record every SLA breach now due, and nothing else: the daemon runs this on its
+        own schedule so that a breach is recorded at its deadline even while a pass of
+        :meth:`run_due` waits on a slow notice."""
+        at = now or self.clock()
+        jobs = await asyncio.to_thread(lambda: due_breaches(self.tickets.open_tickets(), at))
+        for job in jobs:
+            try:
+                await self._record_breach(job.ticket_id)
+            except Exception:
+                log.exception("recording the SLA breach of ticket %d failed", job.ticket_id)
         return jobs
 
     async def _record_breach(self, ticket_id: int) -> Ticket:

@@ -321,7 +321,9 @@ def test_takedown_deadlines_fire_on_time_across_a_step_back_and_a_restart(
     # would make it a day late, not seconds.
     limit = PASS_SECONDS + 9
     assert across_step < limit, across_step
-    assert across_restart < limit, across_restart
+    # Down at the deadline, a daemon records the breach at its first pass after start.
+    ready_after = ready - tickets.deadlines[second]
+    assert across_restart - max(0.0, ready_after) < limit, (across_restart, ready_after, down)
     record(
         "faults",
         "clock-steps-takedown",

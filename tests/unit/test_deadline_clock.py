@@ -10,7 +10,7 @@ from pathlib import Path
 
 from edgeagent.deadline_clock import ClockMark, DeadlineClock, boot_id
 from edgeagent.store.sqlite import SqliteStore
-from edgeagent.takedown.rules import TakedownPolicy, due_jobs
+from edgeagent.takedown.rules import Job, TakedownPolicy, due_breaches, due_jobs
 from edgeagent.takedown.tickets import Ticket, sla_breached
 from tests.support.tickets import T0, make_ticket
 
@@ -137,3 +137,16 @@ def deadline_jobs(ticket: Ticket, clock: DeadlineClock) -> list[str]:
     """The ticket's jobs due by ``clock`` that its deadline sets."""
     due = due_jobs([ticket], TakedownPolicy(), clock())
     return sorted(j.kind for j in due if j.kind in ("reminder", "escalation", "sla-breach"))
+
+
+def test_breaches_come_before_every_notice_and_recheck() -> None:
+    # The first ticket's reminder and re-check would each wait on a mail server or a name
+    # lookup; the second ticket's breach, a store write, is listed (and run) before them.
+    reminding = make_ticket(id=1, deadline=T0 + timedelta(minutes=120))
+    overdue = make_ticket(id=2)
+    at = T0 + timedelta(minutes=61)
+    kinds = [(j.kind, j.ticket_id) for j in due_jobs([reminding, overdue], TakedownPolicy(), at)]
+    assert kinds[0] == ("sla-breach", 2)
+    assert ("reminder", 1) in kinds
+    assert ("escalation", 2) in kinds
+    assert due_breaches([reminding, overdue], at) == [Job("sla-breach", 2, overdue.deadline)]
