@@ -325,6 +325,10 @@ class Daemon:
         self._enforcer_jobs: dict[str, set[str]] = {}
         self._started_with = agent.settings  # what restart-only keys still run with
         self._reloading = asyncio.Lock()
+        # SIGHUP before the start is done (listeners answer early) waits for it: the
+        # default action would kill the daemon, a reload mid-start would race it.
+        self._started = False
+        self._reload_pending = False
         self.last_reload = ReloadReport()
         self.api_url = ""
         self.metrics_url = ""
@@ -366,6 +370,7 @@ class Daemon:
             extra=fields(version=snap.state.version, blocks=len(snap.state.blocks)),
         )
         raise_open_files_limit()
+        self._install_signals()
         await self._check_database()
         await self._start_listeners(settings)
         leadership = self.agent.leadership
@@ -377,7 +382,6 @@ class Daemon:
             # pyroute2 costs a second of CPU to import: at start, not inside the first
             # route lookup's timeout (the CLI builds the same agent and never needs it).
             await asyncio.to_thread(load_route_reader)
-        self._install_signals()
         if self.leading:
             # Readiness from the first answer on says whether every canary answers.
             await self.agent.enforcers.verify()
@@ -393,6 +397,9 @@ class Daemon:
         self._tasks.append(asyncio.create_task(self._export_roles(), name="roles"))
         self._tasks.append(asyncio.create_task(self._watch_database(), name="database"))
         self._tasks.append(asyncio.create_task(self._keep_clock_mark(), name="clock-mark"))
+        self._started = True
+        if self._reload_pending:
+            self.reload()
         interval = watchdog_interval()
         if interval:
             self._tasks.append(asyncio.create_task(self._watchdog(interval), name="watchdog"))
@@ -711,7 +718,11 @@ class Daemon:
             loop.add_signal_handler(signal.SIGHUP, self.reload)
 
     def reload(self) -> None:
-        """SIGHUP: reload the config (one reload at a time, in the event loop)."""
+        """SIGHUP: reload the config (one reload at a time, in the event loop; one asked
+        for during the start runs once the start is done)."""
+        if not self._started:
+            self._reload_pending = True
+            return
         self._tasks.append(asyncio.get_running_loop().create_task(self._reload(), name="reload"))
 
     async def _reload(self) -> None:
