@@ -4,6 +4,11 @@ exactly as ``python -m bench --quick NAME``, and must finish and report its rows
 The results go to a temporary file (the full runs regenerate BENCHMARKS.md, not the test
 suite). The names are listed here, not imported (the tests use nothing of ``bench/``), and
 checked against ``python -m bench --list``: a new benchmark must be added here too.
+
+The quick forms that take a quarter of a minute or more, and whose machinery other
+integration tests already drive (Squid under load, a database failover, the resolver
+fleet), are marked ``slow``: they run with ``--run-slow``, which keeps the default suite
+within its time.
 """
 
 from __future__ import annotations
@@ -59,7 +64,13 @@ def test_every_benchmark_is_listed_here() -> None:
     assert tuple(line.split()[0] for line in listed.stdout.splitlines()) == BENCHMARKS
 
 
-@pytest.mark.parametrize("name", BENCHMARKS)
+SLOW = frozenset({"squid_e2e", "pg_failover", "fleet_fanout", "fleet_verify"})
+"""Quick forms of 10 s or more (the failover alone waits for the engine's timers)."""
+
+
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in BENCHMARKS]
+)
 def test_quick_benchmark_runs_and_reports_its_rows(name: str, tmp_path: Path) -> None:
     results, report = tmp_path / "results.json", tmp_path / "BENCHMARKS.md"
     run = _bench("--quick", "--results", str(results), "--report", str(report), name)
