@@ -448,3 +448,21 @@ def test_sighup_names_what_needs_a_restart(tmp_path: Path) -> None:
         assert record["applied"] == ["api.public_reports_need_approval"]
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
+
+
+def test_sighup_the_moment_the_listeners_answer_reloads_once_started(tmp_path: Path) -> None:
+    """The listeners answer before the first publish is done; a reload asked for then
+    (an operator's ``systemctl reload`` racing the start) neither kills the daemon nor
+    runs mid-start: it runs once the start is done."""
+    api_port, metrics_port = free_port(udp=False), free_port(udp=False)
+    config = tmp_path / "edgeagent.toml"
+    files = f'[publishers.files]\nkind = "zonefile"\ndirectory = "{tmp_path / "zones"}"\n'
+    (tmp_path / "zones").mkdir()
+    config.write_text(_base_config(tmp_path, api_port, metrics_port) + files)
+    with running_agent(config, metrics_port, tmp_path / "daemon.log") as proc:
+        proc.send_signal(signal.SIGHUP)  # /healthz has just answered
+        reload = _reloaded(tmp_path / "daemon.log", 1)
+        assert proc.poll() is None
+        ready = [r for r in _records(tmp_path / "daemon.log") if r["msg"] == "ready"]
+        assert ready, "the daemon never said it was ready"
+        assert ready[0]["ts"] <= reload["ts"]
