@@ -80,6 +80,7 @@ class PolicyEngine:
         self.feeds = feeds
         self._lock = threading.Lock()
         self._snapshot: PolicySnapshot | None = None
+        self._latest: PolicySnapshot | None = None  # the last one built (not reset on reload)
         self._feed_key: tuple[tuple[str, int], ...] | None = None
         self._feed_part: BasePolicy | None = None
         self._decisions = ActiveDecisions()
@@ -104,8 +105,14 @@ class PolicyEngine:
             if snap is not None and snap.state.version == version:
                 return snap
             snap = self._rebuild(version)
-            self._snapshot = snap
+            self._snapshot = self._latest = snap
             return snap
+
+    def latest(self) -> PolicySnapshot | None:
+        """The last snapshot built, never waiting for a rebuild in progress (views that
+        may show the previous version for a moment: ``/v1/status``); ``None`` before the
+        first one."""
+        return self._latest
 
     def _rebuild(self, version: int) -> PolicySnapshot:
         live: dict[str, int] = {}

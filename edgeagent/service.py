@@ -258,6 +258,12 @@ class Agent:
         self._export_policy_metrics(snap)
         return snap
 
+    def latest_policy(self) -> PolicySnapshot:
+        """The last policy snapshot built, without waiting for a rebuild in progress
+        (:meth:`policy` before the first one)."""
+        snap = self.engine.latest()
+        return snap if snap is not None else self.policy()
+
     def _export_policy_metrics(self, snap: PolicySnapshot) -> None:
         m = self.metrics
         m.policy_version.set(snap.state.version)
@@ -525,7 +531,8 @@ class Daemon:
             store=self.agent.store,
             decisions=self.agent.decisions,
             policy=lambda: self.agent.policy().index,
-            tally=lambda: self.agent.policy().tally,
+            # Counts may lag a rebuild in progress: status never waits for one.
+            tally=lambda: self.agent.latest_policy().tally,
             feeds=self._feed_status,
             publishers=self._publisher_status,
             fleet=self.agent.enforcers.fleet,

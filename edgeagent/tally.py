@@ -84,6 +84,7 @@ class EntryTally:
     def to_json(self) -> dict[str, Any]:
         """The ``entries`` object of ``/v1/status``."""
         return {
+            "version": self.version,
             "total": self.total,
             "allows": self.allows,
             "by_scope": dict(self.by_scope),

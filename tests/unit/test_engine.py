@@ -130,3 +130,22 @@ def test_decisions_move_the_policy_by_change_to_the_state_a_full_rebuild_gives(
     store.set_decision_status(kept_id, DecisionStatus.REVOKED, actor="ana", reason="done")
     agrees()
     store.close()
+
+
+def test_latest_never_waits_for_a_rebuild(tmp_path: Path) -> None:
+    """``/v1/status`` reads the last snapshot built: a rebuild in progress (holding the
+    engine's lock) does not hold it up."""
+    store = SqliteStore(tmp_path / "s.sqlite3")
+    guard = Guard.load(Path(BUNDLED_LISTS_DIR) / "protected")
+    store.add_generation("a", _gen("a", "one.example"), status=GenerationStatus.LIVE)
+    engine = PolicyEngine(store, guard)
+    assert engine.latest() is None
+    first = engine.current()
+    _decide(store, "new.example")  # a new version, not built yet
+    with engine._lock:  # a rebuild in progress
+        assert engine.latest() is first
+    engine.set_feeds(None)
+    assert engine.latest() is first  # a reload does not forget it
+    assert engine.current().state.version > first.state.version
+    assert engine.latest() is engine.current()
+    store.close()
