@@ -356,18 +356,23 @@ def _spliced(entries: tuple[Entry, ...], drop: set[int], add: list[Entry]) -> tu
         (bisect.bisect_left(entries, _entry_key(e), key=_entry_key), 0, i)
         for i, e in enumerate(add)
     )
+    if not events:
+        return entries
     events.sort()
-    out: list[Entry] = []
+    # Slices and the added entries, made one tuple at the end: each kept entry is copied
+    # twice (its slice, the result), not four times through a list.
+    pieces: list[tuple[Entry, ...]] = []
     start = 0
     for pos, kind, i in events:
-        out.extend(entries[start:pos])
+        if pos > start:
+            pieces.append(entries[start:pos])
         if kind == 1:
             start = pos + 1
         else:
-            out.append(add[i])
+            pieces.append((add[i],))
             start = pos
-    out.extend(entries[start:])
-    return tuple(out)
+    pieces.append(entries[start:])
+    return tuple(itertools.chain.from_iterable(pieces))
 
 
 def overlay(

@@ -151,13 +151,17 @@ class IndexModel:
         state: DesiredState,
         hashed: Iterable[tuple[bytes, str]] = (),
         aliases: Iterable[Entry] = (),
+        extra: tuple[Entry, ...] = (),
     ) -> IndexModel:
-        """The model of ``state`` plus optional hashed SB digests (digest, source) and
-        IP-literal alias blocks (:mod:`edgeagent.proxy.aliases`; no two equal)."""
+        """The model of ``state`` plus optional hashed SB digests (digest, source),
+        IP-literal alias blocks (:mod:`edgeagent.proxy.aliases`; no two equal) and
+        ``extra`` blocks listed in every version (the canary: :meth:`change` keeps them,
+        so a million-entry state is never copied to add one)."""
         model = cls(version=state.version)
         touched: dict[bytes, tuple[int, int]] = {}
         for kind, entries in (
             (KIND_BLOCK, state.blocks),
+            (KIND_BLOCK, extra),
             (KIND_ALLOW, state.allows),
             (KIND_BLOCK, aliases),
         ):
@@ -419,6 +423,18 @@ def index_digest(data: IndexBytes) -> str:
     """The name of an index file's content: SHA-256 of its header, which holds the
     SHA-256 of everything after it (so it covers the whole file)."""
     return hashlib.sha256(data[:HEADER_SIZE]).hexdigest()
+
+
+def index_file_digest(path: Path) -> str | None:
+    """:func:`index_digest` of the index file at ``path`` when the file is whole (layout
+    and body checksum verified), ``""`` when it is not, ``None`` when there is none: the
+    drift check of an index recorded with the digest of the bytes written
+    (:meth:`edgeagent.drift.WrittenFiles.record_as`)."""
+    try:
+        with IndexReader.open(path) as reader:
+            return reader.content_digest
+    except IndexFileError:
+        return "" if path.exists() else None
 
 
 # --------------------------------------------------------------------------- edits

@@ -190,9 +190,12 @@ class PathFilterModel:
     hashed: int = 0
 
     @classmethod
-    def of(cls, state: DesiredState) -> PathFilterModel:
+    def of(cls, state: DesiredState, extra: tuple[Entry, ...] = ()) -> PathFilterModel:
+        """The model of ``state``'s blocks and of ``extra`` blocks listed in every
+        version (the canary: :meth:`change` keeps them)."""
         model = cls(state)
         model._count(state.blocks, 1)
+        model._count(extra, 1)
         return model
 
     def change(self, state: DesiredState) -> None:
