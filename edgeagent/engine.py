@@ -29,7 +29,7 @@ from functools import cached_property
 
 from edgeagent.bulk import paced, paused_gc
 from edgeagent.errors import NotFound
-from edgeagent.model import Decision, DesiredState, Entry
+from edgeagent.model import BlockDelta, Decision, DesiredState, Entry
 from edgeagent.policy import (
     BasePolicy,
     BlockGate,
@@ -83,6 +83,7 @@ class PolicyEngine:
         self._latest: PolicySnapshot | None = None  # the last one built (not reset on reload)
         self._feed_key: tuple[tuple[str, int], ...] | None = None
         self._feed_part: BasePolicy | None = None
+        self._built_on: BasePolicy | None = None  # the feed part of ``_snapshot``
         self._decisions = ActiveDecisions()
 
     @property
@@ -106,6 +107,7 @@ class PolicyEngine:
                 return snap
             snap = self._rebuild(version)
             self._snapshot = self._latest = snap
+            self._built_on = self._feed_part
             return snap
 
     def latest(self) -> PolicySnapshot | None:
@@ -127,6 +129,9 @@ class PolicyEngine:
                 held.append(feed)
         key = tuple(sorted(live.items()))
         last = prev = self._snapshot
+        feeds_before = (
+            self._feed_part if last is not None and self._built_on is self._feed_part else None
+        )
         if self._feed_part is None or key != self._feed_key:
             with paused_gc():
                 self._feed_part = self._changed_feeds(key) or self._merge_feeds(key)
@@ -142,7 +147,15 @@ class PolicyEngine:
             tally = prev.tally.moved(prev.state, state, (ended, kept))
         else:
             state = overlay(self._feed_part, decisions.entries.values(), self.gate, 0, now=now)
+            if last is not None and feeds_before is not None and ended == [] and began == []:
+                delta = _feeds_delta(
+                    feeds_before, self._feed_part, last, state, decisions=decisions, now=now
+                )
+                state = replace(state, delta=delta)
             tally = last.tally.moved(last.state, state) if last else EntryTally.of(state)
+        part = self._feed_part
+        if part.state.delta is not None:  # told once: holding it would keep the old tuple
+            self._feed_part = BasePolicy(replace(part.state, delta=None))
         state = replace(state, version=version)
         tally = replace(tally, version=version)
         self._decisions = decisions
@@ -235,6 +248,36 @@ class ActiveDecisions:
     def next_expiry(self) -> datetime | None:
         """The earliest ``expires_at`` in force (past ones included: they are due now)."""
         return min(self.expiring.values(), default=None)
+
+
+def _feeds_delta(
+    before: BasePolicy,
+    after: BasePolicy,
+    last: PolicySnapshot,
+    state: DesiredState,
+    *,
+    decisions: ActiveDecisions,
+    now: datetime,
+) -> BlockDelta | None:
+    """How ``state`` (the same decisions over the feeds ``after``) differs from the last
+    one (over ``before``), when the feeds moved by a known change (``after.state.delta``,
+    :func:`apply_changes`): that change, less the entries a decision stands in for in
+    both. ``None`` when it cannot be told that way (a merge in full, a decision past its
+    end since the last state, counts that do not add up)."""
+    delta = after.state.delta
+    if delta is None or delta.base is not before.state.blocks:
+        return None
+    if last.next_expiry is not None and last.next_expiry <= now:
+        return None  # the overlay left out a decision the last state still held
+    old = last.state
+    # The same decisions, the same objects: a feed entry is in a state unless a decision
+    # on its indicator took its place (then the state itself says).
+    decided = {e.indicator for e in decisions.entries.values()}
+    gone = tuple(e for e in delta.gone if e.indicator not in decided or _holds(old, e))
+    came = tuple(e for e in delta.came if e.indicator not in decided or _holds(state, e))
+    if len(state.blocks) != len(old.blocks) - len(gone) + len(came):
+        return None
+    return BlockDelta(old.blocks, gone, came)
 
 
 def _holds(state: DesiredState, entry: Entry) -> bool:

@@ -28,7 +28,7 @@ from typing import Protocol
 from edgeagent import canon
 from edgeagent.errors import InvalidTarget
 from edgeagent.guard import GuardVerdict
-from edgeagent.model import Action, DesiredState, Entry, Indicator, Scope
+from edgeagent.model import Action, BlockDelta, DesiredState, Entry, Indicator, Scope
 
 
 class BlockGate(Protocol):
@@ -311,8 +311,9 @@ def apply_changes(
     (:class:`edgeagent.store.base.GenerationChanges`). The result is the one a
     :func:`merge` of every live generation gives when each changed entry is a block that
     no other source lists and no allow covers, the common case; otherwise ``None`` and
-    the caller merges in full. Unchanged entries stay the very same objects, so the
-    enforcers' own diffs (which compare by identity first) cost the change too.
+    the caller merges in full. Unchanged entries stay the very same objects, and the
+    result's ``delta`` names the blocks gone and come (:class:`~edgeagent.model.BlockDelta`),
+    so the enforcers move by the change instead of comparing.
     """
     base = base_policy.state
     when = now or datetime.now(UTC)
@@ -343,8 +344,12 @@ def apply_changes(
         if (pos is not None and pos not in drop) or base_policy.allow_position(ind) is not None:
             return None
         new[ind] = entry
-    blocks = _spliced(base.blocks, drop, sorted(new.values(), key=_entry_key))
-    return BasePolicy(DesiredState(base.version, blocks, base.allows, base.sources, refused))
+    came = sorted(new.values(), key=_entry_key)
+    blocks = _spliced(base.blocks, drop, came)
+    delta = BlockDelta(base.blocks, tuple(base.blocks[p] for p in sorted(drop)), tuple(came))
+    return BasePolicy(
+        DesiredState(base.version, blocks, base.allows, base.sources, refused, delta=delta)
+    )
 
 
 def _spliced(entries: tuple[Entry, ...], drop: set[int], add: list[Entry]) -> tuple[Entry, ...]:

@@ -4,7 +4,7 @@
 every policy version; counting a million-entry policy afresh costs a walk over every
 entry (about a tenth of a second of GIL per version, at hundreds of versions a minute
 under decision load). :meth:`EntryTally.moved` counts only what changed from the previous
-version (:func:`edgeagent.entrydiff.changed`), and gives the same figures as
+version (:func:`edgeagent.entrydiff.blocks_changed`), and gives the same figures as
 :meth:`EntryTally.of`.
 """
 
@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from edgeagent.entrydiff import changed
+from edgeagent.entrydiff import blocks_changed
 from edgeagent.model import DesiredState, Entry, Indicator
 from edgeagent.policy import entry_position
 
@@ -56,7 +56,7 @@ class EntryTally:
         """The tally of ``new``, from this one (of ``old``) and what changed: ``blocks``
         (gone, came) when the caller knows it, else found by identity."""
         by_scope, by_source = dict(self.by_scope), dict(self.by_source)
-        gone, came = blocks if blocks is not None else changed(old.blocks, new.blocks)
+        gone, came = blocks if blocks is not None else blocks_changed(old, new)
         _count(old, gone, -1, by_scope, by_source)
         _count(new, came, 1, by_scope, by_source)
         if old.sources is not new.sources:

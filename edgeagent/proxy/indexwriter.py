@@ -33,7 +33,7 @@ from pathlib import Path
 
 from edgeagent.atomic import write_atomic
 from edgeagent.bulk import paced
-from edgeagent.entrydiff import changed
+from edgeagent.entrydiff import blocks_changed, changed
 from edgeagent.model import DesiredState, Entry, Scope
 from edgeagent.proxy.index import (
     _COUNT_NAMES,
@@ -285,11 +285,10 @@ class IndexModel:
             raise IndexFileError("<model>", "no state to change from")
         touched: dict[bytes, tuple[int, int]] = {}
         bloom: list[int] = []
-        for kind, before, after in (
-            (KIND_BLOCK, old.blocks, state.blocks),
-            (KIND_ALLOW, old.allows, state.allows),
+        for kind, (gone, came) in (
+            (KIND_BLOCK, blocks_changed(old, state)),
+            (KIND_ALLOW, changed(old.allows, state.allows)),
         ):
-            gone, came = changed(before, after)
             self._remove(paced(gone), kind, touched)
             self._add(paced(came), kind, touched, bloom)
         self._remove(aliases[0], KIND_BLOCK, touched)

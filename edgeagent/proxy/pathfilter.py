@@ -69,7 +69,7 @@ from pathlib import Path
 
 from edgeagent import canon
 from edgeagent.atomic import write_atomic
-from edgeagent.entrydiff import changed
+from edgeagent.entrydiff import blocks_changed
 from edgeagent.errors import EdgeAgentError
 from edgeagent.model import DesiredState, Entry, Scope
 
@@ -200,7 +200,7 @@ class PathFilterModel:
 
     def change(self, state: DesiredState) -> None:
         """Move the model to ``state``."""
-        gone, came = changed(self.state.blocks, state.blocks)
+        gone, came = blocks_changed(self.state, state)
         self._count(gone, -1)
         self._count(came, 1)
         self.state = state

@@ -132,6 +132,60 @@ def test_decisions_move_the_policy_by_change_to_the_state_a_full_rebuild_gives(
     store.close()
 
 
+def test_a_new_generation_hands_its_change_over_with_the_state(tmp_path: Path) -> None:
+    """The state after a feed's new generation names what changed from the last one
+    (``delta``): the generation's change, less what a decision stands in for in both;
+    the tally moved by it agrees with a count from scratch."""
+    from edgeagent.entrydiff import changed
+    from edgeagent.tally import EntryTally
+
+    store = SqliteStore(tmp_path / "s.sqlite3")
+    guard = Guard.load(Path(BUNDLED_LISTS_DIR) / "protected")
+    hosts = ("one.example", "two.example", "three.example", "cover.example")
+    store.add_generation("a", _gen("a", *hosts), status=GenerationStatus.LIVE)
+    engine = PolicyEngine(store, guard)
+    _decide(store, "cover.example")  # a decision on a feed entry: it takes its place
+    _decide(store, "mine.example")
+    first = engine.current()
+    store.add_generation(
+        "a",
+        _gen("a", "one.example", "three.example", "four.example", "five.example"),
+        status=GenerationStatus.LIVE,
+    )
+    second = engine.current()
+    delta = second.state.delta
+    assert delta is not None
+    assert delta.base is first.state.blocks
+    assert [e.indicator.value for e in delta.gone] == ["two.example"]
+    assert sorted(e.indicator.value for e in delta.came) == ["five.example", "four.example"]
+    gone, came = changed(first.state.blocks, second.state.blocks)
+    assert {id(e) for e in delta.gone} == {id(e) for e in gone}
+    assert {id(e) for e in delta.came} == {id(e) for e in came}
+    assert second.tally == EntryTally.of(second.state)
+    # A decision also in that version: the feeds' change alone no longer says it.
+    _decide(store, "late.example")
+    store.add_generation("a", _gen("a", "one.example"), status=GenerationStatus.LIVE)
+    assert engine.current().state.delta is None
+    assert engine.current().tally == EntryTally.of(engine.current().state)
+    store.close()
+
+
+def test_a_decision_s_version_hands_its_change_over_with_the_state(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "s.sqlite3")
+    guard = Guard.load(Path(BUNDLED_LISTS_DIR) / "protected")
+    store.add_generation("a", _gen("a", "one.example"), status=GenerationStatus.LIVE)
+    engine = PolicyEngine(store, guard)
+    _decide(store, "first.example")
+    first = engine.current()
+    _decide(store, "second.example")
+    second = engine.current()
+    delta = second.state.delta
+    assert delta is not None
+    assert delta.base is first.state.blocks
+    assert (delta.gone, [e.indicator.value for e in delta.came]) == ((), ["second.example"])
+    store.close()
+
+
 def test_latest_never_waits_for_a_rebuild(tmp_path: Path) -> None:
     """``/v1/status`` reads the last snapshot built: a rebuild in progress (holding the
     engine's lock) does not hold it up."""
