@@ -293,8 +293,13 @@ class BasePolicy:
 
 def entry_position(entries: tuple[Entry, ...], ind: Indicator) -> int | None:
     """Where ``ind`` is in ``entries`` (sorted, one entry per indicator), if it is."""
-    i = bisect.bisect_left(entries, sort_key(ind), key=_entry_key)
+    i = _insertion(entries, ind)
     return i if i < len(entries) and entries[i].indicator == ind else None
+
+
+def _insertion(entries: tuple[Entry, ...], ind: Indicator) -> int:
+    """Where ``ind`` is or would go in ``entries`` (sorted)."""
+    return bisect.bisect_left(entries, sort_key(ind), key=_entry_key)
 
 
 def apply_changes(
@@ -330,6 +335,7 @@ def apply_changes(
         drop.add(pos)
     refused = dict(base.refused)
     new: dict[Indicator, Entry] = {}
+    at: dict[Indicator, int] = {}  # where each goes: one search per entry, not two
     for entry in added:
         ind = entry.indicator
         if entry.action is not Action.BLOCK or ind in new:
@@ -340,27 +346,33 @@ def apply_changes(
         if not verdict.allowed:
             refused[verdict.reason] = refused.get(verdict.reason, 0) + 1
             continue
-        pos = base_policy.block_position(ind)
-        if (pos is not None and pos not in drop) or base_policy.allow_position(ind) is not None:
+        i = _insertion(base.blocks, ind)
+        held = i < len(base.blocks) and base.blocks[i].indicator == ind
+        if (held and i not in drop) or base_policy.allow_position(ind) is not None:
             return None
-        new[ind] = entry
+        new[ind], at[ind] = entry, i
     came = sorted(new.values(), key=_entry_key)
-    blocks = _spliced(base.blocks, drop, came)
+    blocks = _spliced(base.blocks, drop, came, [at[e.indicator] for e in came])
     delta = BlockDelta(base.blocks, tuple(base.blocks[p] for p in sorted(drop)), tuple(came))
     return BasePolicy(
         DesiredState(base.version, blocks, base.allows, base.sources, refused, delta=delta)
     )
 
 
-def _spliced(entries: tuple[Entry, ...], drop: set[int], add: list[Entry]) -> tuple[Entry, ...]:
+def _spliced(
+    entries: tuple[Entry, ...],
+    drop: set[int],
+    add: list[Entry],
+    at: list[int] | None = None,
+) -> tuple[Entry, ...]:
     """``entries`` (sorted) without the positions in ``drop``, with ``add`` (sorted, none
-    of them already kept) in place: slices of the old tuple, not a walk over it."""
+    of them already kept) in place: slices of the old tuple, not a walk over it. ``at``:
+    where each of ``add`` goes (:func:`_insertion`), when the caller knows it."""
+    if at is None:
+        at = [_insertion(entries, e.indicator) for e in add]
     # (position in entries, 0 = insert before it / 1 = drop it, order among inserts)
     events: list[tuple[int, int, int]] = [(p, 1, 0) for p in drop]
-    events.extend(
-        (bisect.bisect_left(entries, _entry_key(e), key=_entry_key), 0, i)
-        for i, e in enumerate(add)
-    )
+    events.extend((p, 0, i) for i, p in enumerate(at))
     if not events:
         return entries
     events.sort()
