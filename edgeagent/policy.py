@@ -457,9 +457,12 @@ def overlay(
 def sort_key(ind: Indicator) -> tuple[str, str]:
     """The indicators' own order (scope, then value) as a plain tuple: sorting 1M
     indicators by it takes C-level tuple comparisons instead of the dataclass's Python
-    ``__lt__`` (seconds, not minutes)."""
-    return (ind.scope.value, ind.value)
+    ``__lt__`` (seconds, not minutes). The scope member itself, not its ``value``: a
+    ``StrEnum`` member is its text and compares as it, and the ``value`` property is a
+    Python call per key (every probe of a binary search takes one)."""
+    return (ind.scope, ind.value)
 
 
 def _entry_key(e: Entry) -> tuple[str, str]:
-    return sort_key(e.indicator)
+    ind = e.indicator
+    return (ind.scope, ind.value)
