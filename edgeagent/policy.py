@@ -371,7 +371,9 @@ def _spliced(
     if at is None:
         at = [_insertion(entries, e.indicator) for e in add]
     # (position in entries, 0 = insert before it / 1 = drop it, order among inserts)
-    events: list[tuple[int, int, int]] = [(p, 1, 0) for p in drop]
+    # Both runs in order already: the sort below merges them, without a full sort under
+    # the GIL (a new generation drops and adds tens of thousands).
+    events: list[tuple[int, int, int]] = [(p, 1, 0) for p in sorted(drop)]
     events.extend((p, 0, i) for i, p in enumerate(at))
     if not events:
         return entries
