@@ -86,11 +86,12 @@ from edgeagent.proxy.follower import FollowSettings, IndexFollower
 from edgeagent.proxy.index import source_label
 from edgeagent.proxy.indexwriter import (
     IndexModel,
-    apply_edit,
+    assembled,
     index_digest,
     index_file_digest,
     install_index,
     needs_layout,
+    splice_edit,
     stats_of,
 )
 from edgeagent.proxy.pathfilter import PathFilterModel, filter_path, write_path_filter
@@ -256,7 +257,7 @@ class ProxyEnforcer(Enforcer):
         self.published_state: DesiredState | None = None
         self.model: IndexModel | None = None
         self.paths: PathFilterModel | None = None  # the path filter, kept by change
-        self.index_data = b""  # the index file as last written
+        self.index_data: bytes | bytearray = b""  # the index file as last written
         self.written = WrittenFiles()
         self.last_error = ""
         self.last_success: float | None = None
@@ -431,24 +432,24 @@ class ProxyEnforcer(Enforcer):
                         await self._alias_wake.wait()
                 self._alias_wake.clear()
 
-    def _next_index(self, state: DesiredState) -> bytes:
+    def _next_index(self, state: DesiredState) -> bytes | bytearray:
         """The index for ``state``: by change from the last one, or whole when there is
         none yet or the layout no longer fits the count."""
         model = self.model
         book = self.aliases
         if model is not None and model.state is not None and self.index_data:
             edit = model.change(state, book.take() if book is not None else ((), ()))
-            data = apply_edit(self.index_data, edit)
+            data = assembled(splice_edit(self.index_data, edit))
             if not needs_layout(data):
                 if self.publication is not None:
-                    self.publication.advance(edit, data)
+                    self.publication.advance(edit, bytes(data))
                 return data
         aliases = book.current() if book is not None else ()
         model = self.model = IndexModel.of(state, aliases=aliases, extra=(self.canary,))
-        data = model.render()
+        whole = model.render()
         if self.publication is not None:
-            self.publication.replace(data, state.version)
-        return data
+            self.publication.replace(whole, state.version)
+        return whole
 
     # -- stop page, following
     async def start(self) -> None:
@@ -551,7 +552,7 @@ class ProxyEnforcer(Enforcer):
         self._record_written(self.index_data)
         return True
 
-    def _record_written(self, data: bytes) -> None:
+    def _record_written(self, data: bytes | bytearray) -> None:
         """Remember the files just written, for :meth:`repair_drift`: the index by the
         digest of ``data`` (reading 40 MB back and hashing it again would cost as much as
         the verify that checks it later)."""

@@ -56,7 +56,8 @@ from edgeagent.proxy.index import (
     source_label,
 )
 
-IndexBytes = bytes | mmap.mmap  # an index file's content, in memory or mapped
+IndexBytes = bytes | bytearray | mmap.mmap  # an index file's content, in memory or mapped
+_COPY_CHUNK = 1 << 22  # bytes :func:`assembled` copies at once (about a millisecond)
 _MARKER_NAME = len(_COUNT_NAMES)  # the name number of marker records (not counted)
 _NAME_SHIFT = 16  # a record is tag | name number << 16
 
@@ -406,7 +407,7 @@ def _le(values: array.array[int]) -> bytes:
     return values.tobytes()
 
 
-def needs_layout(data: bytes) -> bool:
+def needs_layout(data: IndexBytes) -> bool:
     """True when an index kept by change has outgrown its slot table or filter: their
     widths are more than one bit off what a whole build would choose for its count (a
     bit either way is still within the format's bounds, and avoids relaying out an index
@@ -443,6 +444,39 @@ def apply_edit(data: IndexBytes, edit: IndexEdit) -> bytes:
     """The index ``edit`` makes of ``data`` (the index at ``edit.base``), as bytes."""
     spliced = splice_edit(data, edit)
     return b"".join(spliced.parts)
+
+
+def assembled(spliced: Spliced) -> bytearray:
+    """The index a splice makes, in one buffer (what :func:`apply_edit` joins), copied a
+    few MiB at a time: a join of a 40 MB index holds the GIL for the whole copy and its
+    page faults (its pieces are views, which keep ``bytes.join`` from releasing it), and
+    the event loop would wait that long once per policy version."""
+    parts = spliced.parts
+    out = bytearray(sum(len(p) for p in parts))
+    with memoryview(out) as view:
+        at = 0
+        group: list[bytes | memoryview] = []  # small pieces, joined a few MiB at a time
+        grouped = 0
+        for part in parts:
+            n = len(part)
+            if n < _COPY_CHUNK:
+                group.append(part)
+                grouped += n
+                if grouped >= _COPY_CHUNK:
+                    view[at : at + grouped] = b"".join(group)
+                    at, group, grouped = at + grouped, [], 0
+                continue
+            if group:
+                view[at : at + grouped] = b"".join(group)
+                at, group, grouped = at + grouped, [], 0
+            with memoryview(part) as whole:
+                for i in range(0, n, _COPY_CHUNK):
+                    piece = whole[i : i + _COPY_CHUNK]
+                    view[at + i : at + i + len(piece)] = piece
+            at += n
+        if group:
+            view[at : at + grouped] = b"".join(group)
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -545,7 +579,7 @@ def splice_edit(data: IndexBytes, edit: IndexEdit) -> Spliced:
     return Spliced((head, table, *digest_parts, *tag_parts, bytes(bloom), source_blob))
 
 
-def _shift_table(table: bytes, moves: list[tuple[int, int]]) -> bytes:
+def _shift_table(table: bytes | bytearray, moves: list[tuple[int, int]]) -> bytes:
     """The slot table (little-endian u32s) after digests were added (+1) or removed (-1)
     in the given slots: every later slot starts that much further on.
 
@@ -555,7 +589,7 @@ def _shift_table(table: bytes, moves: list[tuple[int, int]]) -> bytes:
     nothing carries or borrows between lanes. Linear and in C, whatever the width.
     """
     moves.sort()
-    parts: list[bytes] = []
+    parts: list[bytes | bytearray] = []
     done = 0  # slots before ``done`` are final
     delta = 0
     for s, step in moves:
@@ -567,7 +601,7 @@ def _shift_table(table: bytes, moves: list[tuple[int, int]]) -> bytes:
     return b"".join(parts)
 
 
-def _add_to_lanes(run: bytes, delta: int) -> bytes:
+def _add_to_lanes(run: bytes | bytearray, delta: int) -> bytes | bytearray:
     if delta == 0 or not run:
         return run
     lanes = len(run) // 4
@@ -684,7 +718,7 @@ def build_index(
 
 
 def install_index(
-    data: bytes | Spliced,
+    data: bytes | bytearray | Spliced,
     path: str | os.PathLike[str],
     *,
     group: str | int | None = None,
@@ -701,7 +735,11 @@ def install_index(
     ``fence("the proxy index")``, last before the rename, may refuse it (``Fenced``: a
     deposed leader).
     """
-    parts = data.parts if isinstance(data, Spliced) else (data,)
+    parts = (
+        data.parts
+        if isinstance(data, Spliced)
+        else (data if isinstance(data, bytes) else memoryview(data),)
+    )
     header = bytes(parts[0][:HEADER_SIZE])
     size = sum(len(p) for p in parts)
 
@@ -741,7 +779,7 @@ def write_index(
     return IndexStats(Path(path), count, state.version, counts, len(data))
 
 
-def stats_of(data: bytes, path: str | os.PathLike[str]) -> IndexStats:
+def stats_of(data: bytes | bytearray, path: str | os.PathLike[str]) -> IndexStats:
     """The counts an index file's header holds."""
     f = _HEADER.unpack_from(data)
     return IndexStats(
