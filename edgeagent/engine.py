@@ -29,7 +29,7 @@ from functools import cached_property
 
 from edgeagent.bulk import paced, paused_gc
 from edgeagent.errors import NotFound
-from edgeagent.model import BlockDelta, Decision, DesiredState, Entry
+from edgeagent.model import BlockDelta, Decision, DesiredState, Entry, Indicator
 from edgeagent.policy import (
     BasePolicy,
     BlockGate,
@@ -147,9 +147,15 @@ class PolicyEngine:
             tally = prev.tally.moved(prev.state, state, (ended, kept))
         else:
             state = overlay(self._feed_part, decisions.entries.values(), self.gate, 0, now=now)
-            if last is not None and feeds_before is not None and ended == [] and began == []:
-                delta = _feeds_delta(
-                    feeds_before, self._feed_part, last, state, decisions=decisions, now=now
+            if (
+                last is not None
+                and feeds_before is not None
+                and ended is not None
+                and began is not None
+            ):
+                moved = _Moved(self._decisions, decisions, ended, began)
+                delta = _overlay_delta(
+                    feeds_before, self._feed_part, last, state, decisions=moved, now=now
                 )
                 state = replace(state, delta=delta)
             tally = last.tally.moved(last.state, state) if last else EntryTally.of(state)
@@ -250,34 +256,73 @@ class ActiveDecisions:
         return min(self.expiring.values(), default=None)
 
 
-def _feeds_delta(
+@dataclass(frozen=True)
+class _Moved:
+    """The active decisions before and after a rebuild, and those that ended and began."""
+
+    before: ActiveDecisions
+    after: ActiveDecisions
+    ended: list[Entry]
+    began: list[Entry]
+
+
+def _overlay_delta(
     before: BasePolicy,
     after: BasePolicy,
     last: PolicySnapshot,
     state: DesiredState,
     *,
-    decisions: ActiveDecisions,
+    decisions: _Moved,
     now: datetime,
 ) -> BlockDelta | None:
-    """How ``state`` (the same decisions over the feeds ``after``) differs from the last
-    one (over ``before``), when the feeds moved by a known change (``after.state.delta``,
-    :func:`apply_changes`): that change, less the entries a decision stands in for in
-    both. ``None`` when it cannot be told that way (a merge in full, a decision past its
-    end since the last state, counts that do not add up)."""
-    delta = after.state.delta
-    if delta is None or delta.base is not before.state.blocks:
-        return None
+    """How ``state`` (the decisions now over the feeds ``after``) differs from the last
+    one (the decisions then over ``before``), at the cost of what changed: the feeds'
+    known change (``after.state.delta``, :func:`apply_changes`; none when the feeds are
+    the same) and the decisions that ended and began.
+
+    An entry is in one state and not the other only if it is one of those changes or
+    shares its indicator with a decision: every other entry is the same object in both,
+    kept by both overlays alike (a decision kept is the same object, judged the same,
+    unless one is past its end: then ``None``). So the feeds' entries on no decision's
+    indicator move as the feeds did, and on every other indicator concerned the two
+    states' own entries are compared. ``None`` also when the counts do not add up."""
+    if after is before:
+        gone_in_feeds: tuple[Entry, ...] = ()
+        came_in_feeds: tuple[Entry, ...] = ()
+    else:
+        delta = after.state.delta
+        if delta is None or delta.base is not before.state.blocks:
+            return None
+        gone_in_feeds, came_in_feeds = delta.gone, delta.came
     if last.next_expiry is not None and last.next_expiry <= now:
         return None  # the overlay left out a decision the last state still held
     old = last.state
-    # The same decisions, the same objects: a feed entry is in a state unless a decision
-    # on its indicator took its place (then the state itself says).
-    decided = {e.indicator for e in decisions.entries.values()}
-    gone = tuple(e for e in delta.gone if e.indicator not in decided or _holds(old, e))
-    came = tuple(e for e in delta.came if e.indicator not in decided or _holds(state, e))
+    decided = {e.indicator for e in decisions.before.entries.values()}
+    decided.update(e.indicator for e in decisions.after.entries.values())
+    compare = {e.indicator for e in itertools.chain(decisions.ended, decisions.began)}
+    gone: list[Entry] = []
+    came: list[Entry] = []
+    for entries, moved in ((gone_in_feeds, gone), (came_in_feeds, came)):
+        for e in entries:
+            if e.indicator in decided:
+                compare.add(e.indicator)
+            else:
+                moved.append(e)
+    for ind in compare:
+        was, now_is = _entry_at(old, ind), _entry_at(state, ind)
+        if was is not now_is:
+            if was is not None:
+                gone.append(was)
+            if now_is is not None:
+                came.append(now_is)
     if len(state.blocks) != len(old.blocks) - len(gone) + len(came):
         return None
-    return BlockDelta(old.blocks, gone, came)
+    return BlockDelta(old.blocks, tuple(gone), tuple(came))
+
+
+def _entry_at(state: DesiredState, ind: Indicator) -> Entry | None:
+    pos = entry_position(state.blocks, ind)
+    return None if pos is None else state.blocks[pos]
 
 
 def _holds(state: DesiredState, entry: Entry) -> bool:
