@@ -136,3 +136,14 @@ def test_a_generation_s_indicators_are_those_of_its_entries(tmp_path: Path) -> N
     with pytest.raises(NotFound):
         store.generation_indicators(gen.id + 1)
     store.close()
+
+
+def test_the_splice_copies_in_runs_to_the_same_result(
+    guard: Guard, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``_spliced`` copies the kept entries a run at a time (the GIL is free between
+    runs); with runs far shorter than the policy the result is the same."""
+    from edgeagent import policy
+
+    monkeypatch.setattr(policy, "_RUN", 3)
+    test_random_generations_move_the_merge_exactly(guard)
