@@ -447,35 +447,31 @@ def apply_edit(data: IndexBytes, edit: IndexEdit) -> bytes:
 
 
 def assembled(spliced: Spliced) -> bytearray:
-    """The index a splice makes, in one buffer (what :func:`apply_edit` joins), copied a
+    """The index a splice makes, in one buffer (what :func:`apply_edit` joins), built a
     few MiB at a time: a join of a 40 MB index holds the GIL for the whole copy and its
     page faults (its pieces are views, which keep ``bytes.join`` from releasing it), and
-    the event loop would wait that long once per policy version."""
-    parts = spliced.parts
-    out = bytearray(sum(len(p) for p in parts))
-    with memoryview(out) as view:
-        at = 0
-        group: list[bytes | memoryview] = []  # small pieces, joined a few MiB at a time
-        grouped = 0
-        for part in parts:
-            n = len(part)
-            if n < _COPY_CHUNK:
-                group.append(part)
-                grouped += n
-                if grouped >= _COPY_CHUNK:
-                    view[at : at + grouped] = b"".join(group)
-                    at, group, grouped = at + grouped, [], 0
-                continue
-            if group:
-                view[at : at + grouped] = b"".join(group)
-                at, group, grouped = at + grouped, [], 0
-            with memoryview(part) as whole:
-                for i in range(0, n, _COPY_CHUNK):
-                    piece = whole[i : i + _COPY_CHUNK]
-                    view[at + i : at + i + len(piece)] = piece
-            at += n
+    so would a buffer allocated whole (zeroed under the GIL); the event loop would wait
+    that long once per policy version. Appending grows the buffer in place."""
+    out = bytearray()
+    group: list[bytes | memoryview] = []  # small pieces, joined a few MiB at a time
+    grouped = 0
+    for part in spliced.parts:
+        n = len(part)
+        if n < _COPY_CHUNK:
+            group.append(part)
+            grouped += n
+            if grouped >= _COPY_CHUNK:
+                out += b"".join(group)
+                group, grouped = [], 0
+            continue
         if group:
-            view[at : at + grouped] = b"".join(group)
+            out += b"".join(group)
+            group, grouped = [], 0
+        with memoryview(part) as whole:
+            for i in range(0, n, _COPY_CHUNK):
+                out += whole[i : i + _COPY_CHUNK]
+    if group:
+        out += b"".join(group)
     return out
 
 
