@@ -146,7 +146,8 @@ class PolicyEngine:
             kept = [e for e in began if _holds(state, e)]  # not refused, not past its end
             tally = prev.tally.moved(prev.state, state, (ended, kept))
         else:
-            state = overlay(self._feed_part, decisions.entries.values(), self.gate, 0, now=now)
+            decided = paced(decisions.entries.values())
+            state = overlay(self._feed_part, decided, self.gate, 0, now=now)
             if (
                 last is not None
                 and feeds_before is not None

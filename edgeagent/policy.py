@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from edgeagent import canon
+from edgeagent.bulk import paced
 from edgeagent.errors import InvalidTarget
 from edgeagent.guard import GuardVerdict
 from edgeagent.model import Action, BlockDelta, DesiredState, Entry, Indicator, Scope
@@ -431,7 +432,7 @@ def overlay(
                 known.append(src)
 
     drop_blocks: set[int] = set()
-    for ind in itertools.chain(top_blocks, top_allows):
+    for ind in paced(itertools.chain(top_blocks, top_allows)):
         pos = block_pos(ind)
         if pos is not None:
             drop_blocks.add(pos)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from edgeagent.bulk import paced
 from edgeagent.entrydiff import blocks_changed
 from edgeagent.model import DesiredState, Entry, Indicator
 from edgeagent.policy import entry_position
@@ -57,8 +58,8 @@ class EntryTally:
         (gone, came) when the caller knows it, else found by identity."""
         by_scope, by_source = dict(self.by_scope), dict(self.by_source)
         gone, came = blocks if blocks is not None else blocks_changed(old, new)
-        _count(old, gone, -1, by_scope, by_source)
-        _count(new, came, 1, by_scope, by_source)
+        _count(old, paced(gone), -1, by_scope, by_source)
+        _count(new, paced(came), 1, by_scope, by_source)
         if old.sources is not new.sources:
             # A block kept as the same object whose sources changed is counted again.
             moved = {ind for ind, _ in old.sources.items() ^ new.sources.items()}

@@ -296,7 +296,7 @@ class IndexModel:
         self._add(aliases[1], KIND_BLOCK, touched, bloom)
         removes: list[bytes] = []
         adds: list[tuple[bytes, int]] = []
-        for digest, (old_tag, old_names) in touched.items():
+        for digest, (old_tag, old_names) in paced(touched.items()):
             new_tag = self.tag(digest) if digest in self.records else -1
             new_names = self._name_bits(digest)
             for n in range(len(_COUNT_NAMES)):
@@ -524,13 +524,14 @@ def splice_edit(data: IndexBytes, edit: IndexEdit) -> Spliced:
 
     # (position, order, digest, tag): removes sort before adds at one position.
     edits: list[tuple[int, int, bytes, int]] = []
-    for digest in edit.removes:
+    # Paced (edgeagent.bulk): a new feed generation edits by a hundred thousand digests.
+    for digest in paced(edit.removes):
         i, found = position(digest)
         if not found:
             raise IndexFileError("<edit>", "a digest to remove is not in the index")
         edits.append((i, 0, digest, -1))
     removed = set(edit.removes)
-    for digest, tag in edit.adds:
+    for digest, tag in paced(edit.adds):
         i, found = position(digest)
         if found and digest not in removed:
             raise IndexFileError("<edit>", "a digest to add is already in the index")
@@ -541,7 +542,7 @@ def splice_edit(data: IndexBytes, edit: IndexEdit) -> Spliced:
     digest_parts: list[bytes | memoryview] = []
     tag_parts: list[bytes | memoryview] = []
     at = 0
-    for i, order, digest, tag in edits:
+    for i, order, digest, tag in paced(edits):
         if order == 0:
             digest_parts.append(digests_view[32 * at : 32 * i])
             tag_parts.append(tags_view[2 * at : 2 * i])
@@ -567,7 +568,7 @@ def splice_edit(data: IndexBytes, edit: IndexEdit) -> Spliced:
         bloom[h >> 3] |= 1 << (h & 7)
     source_blob = "\n".join(edit.sources).encode("utf-8")
     sha = hashlib.sha256()
-    for part in (table, *digest_parts, *tag_parts, bloom, source_blob):
+    for part in paced((table, *digest_parts, *tag_parts, bloom, source_blob)):
         sha.update(part)
     head = _header(
         _Shape(bits, fbits, new_count), edit.version, edit.counts, source_blob, sha.digest()

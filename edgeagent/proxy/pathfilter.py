@@ -69,6 +69,7 @@ from pathlib import Path
 
 from edgeagent import canon
 from edgeagent.atomic import write_atomic
+from edgeagent.bulk import paced
 from edgeagent.entrydiff import blocks_changed
 from edgeagent.errors import EdgeAgentError
 from edgeagent.model import DesiredState, Entry, Scope
@@ -201,8 +202,8 @@ class PathFilterModel:
     def change(self, state: DesiredState) -> None:
         """Move the model to ``state``."""
         gone, came = blocks_changed(self.state, state)
-        self._count(gone, -1)
-        self._count(came, 1)
+        self._count(paced(gone), -1)
+        self._count(paced(came), 1)
         self.state = state
 
     def _count(self, entries: Iterable[Entry], sign: int) -> None:
