@@ -10,6 +10,7 @@ drifted, and the enforcer writes it again from the current state. Hashing, not
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
 
 _CHUNK = 1 << 20
@@ -31,13 +32,22 @@ class WrittenFiles:
     """The digests of the files an enforcer made live, to find them changed later."""
 
     def __init__(self) -> None:
-        self._digests: dict[Path, str | None] = {}
+        # path -> (digest as written, how to take the digest of the file now)
+        self._digests: dict[Path, tuple[str | None, Callable[[Path], str | None]]] = {}
 
     def record(self, *paths: Path) -> None:
         """Remember what ``paths`` hold now (call right after writing them)."""
         for path in paths:
-            self._digests[path] = file_digest(path)
+            self._digests[path] = (file_digest(path), file_digest)
+
+    def record_as(self, path: Path, digest: str, digest_of: Callable[[Path], str | None]) -> None:
+        """Remember that ``path`` was written with content whose ``digest_of`` is
+        ``digest``, known without reading the file back (a format whose header holds the
+        checksum of its body: the check then costs one pass, at verify time only).
+        ``digest_of`` must give ``None`` for a missing file and never ``digest`` for one
+        that differs from what was written."""
+        self._digests[path] = (digest, digest_of)
 
     def drifted(self) -> tuple[Path, ...]:
         """The recorded files whose content is no longer what was written."""
-        return tuple(p for p, d in self._digests.items() if file_digest(p) != d)
+        return tuple(p for p, (d, digest_of) in self._digests.items() if digest_of(p) != d)

@@ -29,7 +29,7 @@ from functools import cached_property
 
 from edgeagent.bulk import paced, paused_gc
 from edgeagent.errors import NotFound
-from edgeagent.model import Decision, DesiredState, Entry
+from edgeagent.model import BlockDelta, Decision, DesiredState, Entry, Indicator
 from edgeagent.policy import (
     BasePolicy,
     BlockGate,
@@ -80,8 +80,10 @@ class PolicyEngine:
         self.feeds = feeds
         self._lock = threading.Lock()
         self._snapshot: PolicySnapshot | None = None
+        self._latest: PolicySnapshot | None = None  # the last one built (not reset on reload)
         self._feed_key: tuple[tuple[str, int], ...] | None = None
         self._feed_part: BasePolicy | None = None
+        self._built_on: BasePolicy | None = None  # the feed part of ``_snapshot``
         self._decisions = ActiveDecisions()
 
     @property
@@ -104,8 +106,15 @@ class PolicyEngine:
             if snap is not None and snap.state.version == version:
                 return snap
             snap = self._rebuild(version)
-            self._snapshot = snap
+            self._snapshot = self._latest = snap
+            self._built_on = self._feed_part
             return snap
+
+    def latest(self) -> PolicySnapshot | None:
+        """The last snapshot built, never waiting for a rebuild in progress (views that
+        may show the previous version for a moment: ``/v1/status``); ``None`` before the
+        first one."""
+        return self._latest
 
     def _rebuild(self, version: int) -> PolicySnapshot:
         live: dict[str, int] = {}
@@ -120,6 +129,9 @@ class PolicyEngine:
                 held.append(feed)
         key = tuple(sorted(live.items()))
         last = prev = self._snapshot
+        feeds_before = (
+            self._feed_part if last is not None and self._built_on is self._feed_part else None
+        )
         if self._feed_part is None or key != self._feed_key:
             with paused_gc():
                 self._feed_part = self._changed_feeds(key) or self._merge_feeds(key)
@@ -134,8 +146,23 @@ class PolicyEngine:
             kept = [e for e in began if _holds(state, e)]  # not refused, not past its end
             tally = prev.tally.moved(prev.state, state, (ended, kept))
         else:
-            state = overlay(self._feed_part, decisions.entries.values(), self.gate, 0, now=now)
+            decided = paced(decisions.entries.values())
+            state = overlay(self._feed_part, decided, self.gate, 0, now=now)
+            if (
+                last is not None
+                and feeds_before is not None
+                and ended is not None
+                and began is not None
+            ):
+                moved = _Moved(self._decisions, decisions, ended, began)
+                delta = _overlay_delta(
+                    feeds_before, self._feed_part, last, state, decisions=moved, now=now
+                )
+                state = replace(state, delta=delta)
             tally = last.tally.moved(last.state, state) if last else EntryTally.of(state)
+        part = self._feed_part
+        if part.state.delta is not None:  # told once: holding it would keep the old tuple
+            self._feed_part = BasePolicy(replace(part.state, delta=None))
         state = replace(state, version=version)
         tally = replace(tally, version=version)
         self._decisions = decisions
@@ -228,6 +255,75 @@ class ActiveDecisions:
     def next_expiry(self) -> datetime | None:
         """The earliest ``expires_at`` in force (past ones included: they are due now)."""
         return min(self.expiring.values(), default=None)
+
+
+@dataclass(frozen=True)
+class _Moved:
+    """The active decisions before and after a rebuild, and those that ended and began."""
+
+    before: ActiveDecisions
+    after: ActiveDecisions
+    ended: list[Entry]
+    began: list[Entry]
+
+
+def _overlay_delta(
+    before: BasePolicy,
+    after: BasePolicy,
+    last: PolicySnapshot,
+    state: DesiredState,
+    *,
+    decisions: _Moved,
+    now: datetime,
+) -> BlockDelta | None:
+    """How ``state`` (the decisions now over the feeds ``after``) differs from the last
+    one (the decisions then over ``before``), at the cost of what changed: the feeds'
+    known change (``after.state.delta``, :func:`apply_changes`; none when the feeds are
+    the same) and the decisions that ended and began.
+
+    An entry is in one state and not the other only if it is one of those changes or
+    shares its indicator with a decision: every other entry is the same object in both,
+    kept by both overlays alike (a decision kept is the same object, judged the same,
+    unless one is past its end: then ``None``). So the feeds' entries on no decision's
+    indicator move as the feeds did, and on every other indicator concerned the two
+    states' own entries are compared. ``None`` also when the counts do not add up."""
+    if after is before:
+        gone_in_feeds: tuple[Entry, ...] = ()
+        came_in_feeds: tuple[Entry, ...] = ()
+    else:
+        delta = after.state.delta
+        if delta is None or delta.base is not before.state.blocks:
+            return None
+        gone_in_feeds, came_in_feeds = delta.gone, delta.came
+    if last.next_expiry is not None and last.next_expiry <= now:
+        return None  # the overlay left out a decision the last state still held
+    old = last.state
+    decided = {e.indicator for e in decisions.before.entries.values()}
+    decided.update(e.indicator for e in decisions.after.entries.values())
+    compare = {e.indicator for e in itertools.chain(decisions.ended, decisions.began)}
+    gone: list[Entry] = []
+    came: list[Entry] = []
+    for entries, moved in ((gone_in_feeds, gone), (came_in_feeds, came)):
+        for e in entries:
+            if e.indicator in decided:
+                compare.add(e.indicator)
+            else:
+                moved.append(e)
+    for ind in compare:
+        was, now_is = _entry_at(old, ind), _entry_at(state, ind)
+        if was is not now_is:
+            if was is not None:
+                gone.append(was)
+            if now_is is not None:
+                came.append(now_is)
+    if len(state.blocks) != len(old.blocks) - len(gone) + len(came):
+        return None
+    return BlockDelta(old.blocks, tuple(gone), tuple(came))
+
+
+def _entry_at(state: DesiredState, ind: Indicator) -> Entry | None:
+    pos = entry_position(state.blocks, ind)
+    return None if pos is None else state.blocks[pos]
 
 
 def _holds(state: DesiredState, entry: Entry) -> bool:

@@ -13,7 +13,7 @@ import itertools
 import operator
 
 from edgeagent.bulk import Pacer
-from edgeagent.model import Entry
+from edgeagent.model import DesiredState, Entry
 
 _CHUNK = 4096  # entries compared at once by tuple equality, before the fine scan
 _BIG_CHUNK = 65536  # entries a C call takes at once in a wide window (a few milliseconds)
@@ -70,6 +70,16 @@ def changed(old: tuple[Entry, ...], new: tuple[Entry, ...]) -> tuple[list[Entry]
         return gone, came
     gone_set, came_set = set(gone), set(came)
     return [e for e in gone if e not in came_set], [e for e in came if e not in gone_set]
+
+
+def blocks_changed(old: DesiredState, new: DesiredState) -> tuple[list[Entry], list[Entry]]:
+    """(blocks gone, blocks come) from ``old`` to ``new``: the change the engine handed
+    over with ``new`` when it was made from ``old``'s blocks (``new.delta``), at the cost
+    of the change; else compared (:func:`changed`)."""
+    delta = new.delta
+    if delta is not None and delta.base is old.blocks:
+        return list(delta.gone), list(delta.came)
+    return changed(old.blocks, new.blocks)
 
 
 def _ids(entries: tuple[Entry, ...], pacer: Pacer) -> set[int]:

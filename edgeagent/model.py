@@ -182,6 +182,20 @@ class Decision:
 
 
 @dataclass(frozen=True, slots=True)
+class BlockDelta:
+    """How a state's blocks were made from ``base`` (another state's blocks tuple): the
+    entries of ``base`` that left (``gone``) and the new ones (``came``); every other
+    entry is the same object in both. Set by the policy engine when it knows the change
+    (:func:`edgeagent.policy.apply_changes`), so the enforcers and the tally move by it
+    instead of comparing a million-entry window (:func:`edgeagent.entrydiff.blocks_changed`).
+    Holding ``base`` keeps the previous tuple alive as long as the state."""
+
+    base: tuple[Entry, ...]
+    gone: tuple[Entry, ...]
+    came: tuple[Entry, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class DesiredState:
     """What every enforcer must show at ``version``: blocks and allows after policy merge.
 
@@ -196,6 +210,8 @@ class DesiredState:
     allows: tuple[Entry, ...]
     sources: dict[Indicator, tuple[str, ...]] = field(default_factory=dict, compare=False)
     refused: dict[str, int] = field(default_factory=dict, compare=False)
+    # What changed from the blocks of the state before, when known (``BlockDelta``).
+    delta: BlockDelta | None = field(default=None, compare=False, repr=False)
 
     def sources_of(self, entry: Entry) -> tuple[str, ...]:
         return self.sources.get(entry.indicator, (entry.source,))

@@ -26,9 +26,10 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from edgeagent import canon
+from edgeagent.bulk import paced
 from edgeagent.errors import InvalidTarget
 from edgeagent.guard import GuardVerdict
-from edgeagent.model import Action, DesiredState, Entry, Indicator, Scope
+from edgeagent.model import Action, BlockDelta, DesiredState, Entry, Indicator, Scope
 
 
 class BlockGate(Protocol):
@@ -293,8 +294,13 @@ class BasePolicy:
 
 def entry_position(entries: tuple[Entry, ...], ind: Indicator) -> int | None:
     """Where ``ind`` is in ``entries`` (sorted, one entry per indicator), if it is."""
-    i = bisect.bisect_left(entries, sort_key(ind), key=_entry_key)
+    i = _insertion(entries, ind)
     return i if i < len(entries) and entries[i].indicator == ind else None
+
+
+def _insertion(entries: tuple[Entry, ...], ind: Indicator) -> int:
+    """Where ``ind`` is or would go in ``entries`` (sorted)."""
+    return bisect.bisect_left(entries, sort_key(ind), key=_entry_key)
 
 
 def apply_changes(
@@ -311,8 +317,9 @@ def apply_changes(
     (:class:`edgeagent.store.base.GenerationChanges`). The result is the one a
     :func:`merge` of every live generation gives when each changed entry is a block that
     no other source lists and no allow covers, the common case; otherwise ``None`` and
-    the caller merges in full. Unchanged entries stay the very same objects, so the
-    enforcers' own diffs (which compare by identity first) cost the change too.
+    the caller merges in full. Unchanged entries stay the very same objects, and the
+    result's ``delta`` names the blocks gone and come (:class:`~edgeagent.model.BlockDelta`),
+    so the enforcers move by the change instead of comparing.
     """
     base = base_policy.state
     when = now or datetime.now(UTC)
@@ -329,6 +336,7 @@ def apply_changes(
         drop.add(pos)
     refused = dict(base.refused)
     new: dict[Indicator, Entry] = {}
+    at: dict[Indicator, int] = {}  # where each goes: one search per entry, not two
     for entry in added:
         ind = entry.indicator
         if entry.action is not Action.BLOCK or ind in new:
@@ -339,35 +347,59 @@ def apply_changes(
         if not verdict.allowed:
             refused[verdict.reason] = refused.get(verdict.reason, 0) + 1
             continue
-        pos = base_policy.block_position(ind)
-        if (pos is not None and pos not in drop) or base_policy.allow_position(ind) is not None:
+        i = _insertion(base.blocks, ind)
+        held = i < len(base.blocks) and base.blocks[i].indicator == ind
+        if (held and i not in drop) or base_policy.allow_position(ind) is not None:
             return None
-        new[ind] = entry
-    blocks = _spliced(base.blocks, drop, sorted(new.values(), key=_entry_key))
-    return BasePolicy(DesiredState(base.version, blocks, base.allows, base.sources, refused))
-
-
-def _spliced(entries: tuple[Entry, ...], drop: set[int], add: list[Entry]) -> tuple[Entry, ...]:
-    """``entries`` (sorted) without the positions in ``drop``, with ``add`` (sorted, none
-    of them already kept) in place: slices of the old tuple, not a walk over it."""
-    # (position in entries, 0 = insert before it / 1 = drop it, order among inserts)
-    events: list[tuple[int, int, int]] = [(p, 1, 0) for p in drop]
-    events.extend(
-        (bisect.bisect_left(entries, _entry_key(e), key=_entry_key), 0, i)
-        for i, e in enumerate(add)
+        new[ind], at[ind] = entry, i
+    came = sorted(new.values(), key=_entry_key)
+    blocks = _spliced(base.blocks, drop, came, [at[e.indicator] for e in came])
+    delta = BlockDelta(base.blocks, tuple(base.blocks[p] for p in sorted(drop)), tuple(came))
+    return BasePolicy(
+        DesiredState(base.version, blocks, base.allows, base.sources, refused, delta=delta)
     )
+
+
+def _spliced(
+    entries: tuple[Entry, ...],
+    drop: set[int],
+    add: list[Entry],
+    at: list[int] | None = None,
+) -> tuple[Entry, ...]:
+    """``entries`` (sorted) without the positions in ``drop``, with ``add`` (sorted, none
+    of them already kept) in place: slices of the old tuple, not a walk over it. ``at``:
+    where each of ``add`` goes (:func:`_insertion`), when the caller knows it."""
+    if at is None:
+        at = [_insertion(entries, e.indicator) for e in add]
+    # (position in entries, 0 = insert before it / 1 = drop it, order among inserts)
+    # Both runs in order already: the sort below merges them, without a full sort under
+    # the GIL (a new generation drops and adds tens of thousands).
+    events: list[tuple[int, int, int]] = [(p, 1, 0) for p in sorted(drop)]
+    events.extend((p, 0, i) for i, p in enumerate(at))
+    if not events:
+        return entries
     events.sort()
     out: list[Entry] = []
     start = 0
     for pos, kind, i in events:
-        out.extend(entries[start:pos])
+        _extend(out, entries, start, pos)
         if kind == 1:
             start = pos + 1
         else:
             out.append(add[i])
             start = pos
-    out.extend(entries[start:])
+    _extend(out, entries, start, len(entries))
     return tuple(out)
+
+
+_RUN = 65536
+"""Entries :func:`_spliced` copies at once: a C call of well under a millisecond, so the
+event loop gets the GIL between them (a million-entry slice would hold it throughout)."""
+
+
+def _extend(out: list[Entry], entries: tuple[Entry, ...], start: int, stop: int) -> None:
+    for at in range(start, stop, _RUN):
+        out.extend(entries[at : min(stop, at + _RUN)])
 
 
 def overlay(
@@ -400,7 +432,7 @@ def overlay(
                 known.append(src)
 
     drop_blocks: set[int] = set()
-    for ind in itertools.chain(top_blocks, top_allows):
+    for ind in paced(itertools.chain(top_blocks, top_allows)):
         pos = block_pos(ind)
         if pos is not None:
             drop_blocks.add(pos)
@@ -435,9 +467,12 @@ def overlay(
 def sort_key(ind: Indicator) -> tuple[str, str]:
     """The indicators' own order (scope, then value) as a plain tuple: sorting 1M
     indicators by it takes C-level tuple comparisons instead of the dataclass's Python
-    ``__lt__`` (seconds, not minutes)."""
-    return (ind.scope.value, ind.value)
+    ``__lt__`` (seconds, not minutes). The scope member itself, not its ``value``: a
+    ``StrEnum`` member is its text and compares as it, and the ``value`` property is a
+    Python call per key (every probe of a binary search takes one)."""
+    return (ind.scope, ind.value)
 
 
 def _entry_key(e: Entry) -> tuple[str, str]:
-    return sort_key(e.indicator)
+    ind = e.indicator
+    return (ind.scope, ind.value)

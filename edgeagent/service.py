@@ -101,8 +101,9 @@ REBUILD_DUTY = 0.2
 GIL_SWITCH_SECONDS = 0.001
 BULK_SHARE = 0.5
 """The share of the time million-entry work (a feed generation's parse, plan, store,
-policy update and index) may take in the daemon: it pauses between chunks for the rest,
-so the API keeps answering (:class:`edgeagent.bulk.Pacer`)."""
+policy update and index) may take in the daemon while API requests are in flight: it
+pauses between chunks for the rest, so the API keeps answering; with none in flight it
+works on (:class:`edgeagent.bulk.Pacer`)."""
 """How long a thread may keep the GIL from one that waits for it (CPython: 5 ms)."""
 
 
@@ -257,6 +258,12 @@ class Agent:
         snap = self.engine.current()
         self._export_policy_metrics(snap)
         return snap
+
+    def latest_policy(self) -> PolicySnapshot:
+        """The last policy snapshot built, without waiting for a rebuild in progress
+        (:meth:`policy` before the first one)."""
+        snap = self.engine.latest()
+        return snap if snap is not None else self.policy()
 
     def _export_policy_metrics(self, snap: PolicySnapshot) -> None:
         m = self.metrics
@@ -525,7 +532,8 @@ class Daemon:
             store=self.agent.store,
             decisions=self.agent.decisions,
             policy=lambda: self.agent.policy().index,
-            tally=lambda: self.agent.policy().tally,
+            # Counts may lag a rebuild in progress: status never waits for one.
+            tally=lambda: self.agent.latest_policy().tally,
             feeds=self._feed_status,
             publishers=self._publisher_status,
             fleet=self.agent.enforcers.fleet,

@@ -4,7 +4,7 @@
 every policy version; counting a million-entry policy afresh costs a walk over every
 entry (about a tenth of a second of GIL per version, at hundreds of versions a minute
 under decision load). :meth:`EntryTally.moved` counts only what changed from the previous
-version (:func:`edgeagent.entrydiff.changed`), and gives the same figures as
+version (:func:`edgeagent.entrydiff.blocks_changed`), and gives the same figures as
 :meth:`EntryTally.of`.
 """
 
@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from edgeagent.entrydiff import changed
+from edgeagent.bulk import paced
+from edgeagent.entrydiff import blocks_changed
 from edgeagent.model import DesiredState, Entry, Indicator
 from edgeagent.policy import entry_position
 
@@ -56,9 +57,9 @@ class EntryTally:
         """The tally of ``new``, from this one (of ``old``) and what changed: ``blocks``
         (gone, came) when the caller knows it, else found by identity."""
         by_scope, by_source = dict(self.by_scope), dict(self.by_source)
-        gone, came = blocks if blocks is not None else changed(old.blocks, new.blocks)
-        _count(old, gone, -1, by_scope, by_source)
-        _count(new, came, 1, by_scope, by_source)
+        gone, came = blocks if blocks is not None else blocks_changed(old, new)
+        _count(old, paced(gone), -1, by_scope, by_source)
+        _count(new, paced(came), 1, by_scope, by_source)
         if old.sources is not new.sources:
             # A block kept as the same object whose sources changed is counted again.
             moved = {ind for ind, _ in old.sources.items() ^ new.sources.items()}
@@ -84,6 +85,7 @@ class EntryTally:
     def to_json(self) -> dict[str, Any]:
         """The ``entries`` object of ``/v1/status``."""
         return {
+            "version": self.version,
             "total": self.total,
             "allows": self.allows,
             "by_scope": dict(self.by_scope),

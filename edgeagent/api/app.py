@@ -30,7 +30,7 @@ from aiohttp.typedefs import Handler
 from prometheus_client import CollectorRegistry
 from prometheus_client.aiohttp import make_aiohttp_handler
 
-from edgeagent import connlimits
+from edgeagent import bulk, connlimits
 from edgeagent.api import handlers
 from edgeagent.api.auth import (
     ANONYMOUS,
@@ -92,7 +92,7 @@ def create_app(ctx: ApiContext, routes: Sequence[Route] = ROUTES) -> web.Applica
     """The control API application for ``ctx``. Serve with ``access_log=None``."""
     app = web.Application(
         client_max_size=ctx.max_body_bytes,
-        middlewares=[_error_middleware],
+        middlewares=[_in_flight_middleware, _error_middleware],
     )
     app[CONTEXT] = ctx
     app[LOOKUP_LIMITER] = RateLimiter(ctx.lookup_rate_per_minute, ctx.clock)
@@ -225,6 +225,13 @@ def _guarded(route: Route) -> Handler:
 
     handler.__name__ = route.handler.__name__
     return handler
+
+
+@web.middleware
+async def _in_flight_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    # Bulk work in worker threads (a feed generation) pauses only while requests wait.
+    with bulk.request_in_flight():
+        return await handler(request)
 
 
 @web.middleware

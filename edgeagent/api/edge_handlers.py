@@ -17,6 +17,7 @@ from typing import Annotated
 from aiohttp import web
 from pydantic import Field
 
+from edgeagent import bulk
 from edgeagent.api.auth import Principal
 from edgeagent.api.context import CONTEXT
 from edgeagent.api.validation import ApiError, _Body, _Query, parse_body, parse_query
@@ -61,7 +62,8 @@ async def policy_index(request: web.Request, who: Principal) -> web.StreamRespon
     try:
         artefact = await asyncio.to_thread(feed.artefact, q.since, q.digest)
         if artefact is None and q.since is not None and q.wait:
-            await feed.wait(q.since, q.wait, q.digest)
+            with bulk.request_aside():  # a long poll: no one waits for the GIL here
+                await feed.wait(q.since, q.wait, q.digest)
             artefact = await asyncio.to_thread(feed.artefact, q.since, q.digest)
     except LookupError:
         raise ApiError(503, "unavailable", "no index published yet") from None

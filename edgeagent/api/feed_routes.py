@@ -14,6 +14,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
+from edgeagent import bulk
 from edgeagent.api.auth import Principal
 from edgeagent.api.routes import Route
 from edgeagent.api.validation import ApiError, Text, parse_body
@@ -90,7 +91,8 @@ def feed_routes(runner: FeedRunner) -> tuple[Route, ...]:
         return web.json_response(status)
 
     async def sync(request: web.Request, who: Principal) -> web.StreamResponse:
-        result = await runner.sync(name_of(request))
+        with bulk.request_aside():  # the sync's own bulk work must not pause for it
+            result = await runner.sync(name_of(request))
         await asyncio.to_thread(
             runner.store.append_audit,
             who.name,

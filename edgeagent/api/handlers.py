@@ -367,7 +367,9 @@ def _status_sync(ctx: ApiContext, counts: EntryCounts) -> dict[str, Any]:
     return {
         "leader": bool(roles["leader"]),
         "ha": dict(roles["ha"]),
-        "policy_version": tally.version if tally else ctx.store.policy_version(),
+        # The store's: the version being enforced, even while ``entries`` (the counts
+        # of the last policy built, ``entries.version``) still shows the one before.
+        "policy_version": ctx.store.policy_version(),
         "policy_loaded": tally is not None,
         "entries": tally.to_json() if tally else {},
         "decisions": {DecisionStatus.PENDING_APPROVAL.value: pending_count(ctx.store)},

@@ -307,7 +307,10 @@ class StatusOut(_Out):
     )
     policy_version: int
     policy_loaded: bool
-    entries: dict[str, Any] = Field(description="counts: total, by_scope, by_source, allows")
+    entries: dict[str, Any] = Field(
+        description="counts of the last policy built (version; during a rebuild, the one "
+        "before policy_version): total, by_scope, by_source, allows, refused"
+    )
     decisions: dict[str, int] = Field(description="decision counts by status")
     feeds: dict[str, Any]
     publishers: dict[str, Any]

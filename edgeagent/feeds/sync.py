@@ -250,7 +250,7 @@ def _verify(spec: FeedSpec, body: bytes, digest: bytes | None, signature: bytes 
 def _previous(store: Store, live: Generation | None) -> set[Indicator]:
     if live is None:
         return set()
-    return {e.indicator for e in paced(store.generation_entries(live.id))}
+    return set(paced(store.generation_indicators(live.id)))
 
 
 @dataclass(frozen=True, slots=True)

@@ -86,9 +86,12 @@ from edgeagent.proxy.follower import FollowSettings, IndexFollower
 from edgeagent.proxy.index import source_label
 from edgeagent.proxy.indexwriter import (
     IndexModel,
-    apply_edit,
+    assembled,
+    index_digest,
+    index_file_digest,
     install_index,
     needs_layout,
+    splice_edit,
     stats_of,
 )
 from edgeagent.proxy.pathfilter import PathFilterModel, filter_path, write_path_filter
@@ -254,7 +257,7 @@ class ProxyEnforcer(Enforcer):
         self.published_state: DesiredState | None = None
         self.model: IndexModel | None = None
         self.paths: PathFilterModel | None = None  # the path filter, kept by change
-        self.index_data = b""  # the index file as last written
+        self.index_data: bytes | bytearray = b""  # the index file as last written
         self.written = WrittenFiles()
         self.last_error = ""
         self.last_success: float | None = None
@@ -317,7 +320,7 @@ class ProxyEnforcer(Enforcer):
             return True
         if self.aliases is not None:
             self.aliases.track(state.blocks)
-        if not self._install(replace(state, blocks=(*state.blocks, self.canary)), paths=True):
+        if not self._install(state, paths=True):
             return False
         self.published_state = state
         return True
@@ -330,11 +333,11 @@ class ProxyEnforcer(Enforcer):
             return True
         if self.model is not None and not self.aliases.pending():
             return True  # nothing learnt (after a failed write the index is built whole)
-        return self._install(replace(state, blocks=(*state.blocks, self.canary)), paths=False)
+        return self._install(state, paths=False)
 
     def _install(self, state: DesiredState, *, paths: bool) -> bool:
         """Write the index (and, with ``paths``, the path filter first) for ``state``,
-        the canary included."""
+        the canary included (kept by the models, never added to a copy of the state)."""
         try:
             self.index_path.parent.mkdir(parents=True, exist_ok=True)
             group = self.proxy.group
@@ -343,7 +346,7 @@ class ProxyEnforcer(Enforcer):
                 # helper, an older one could hide a new block until the next look (0.25 s).
                 # Aliases have the paths of their entries: they need no filter of their own.
                 if self.paths is None:
-                    self.paths = PathFilterModel.of(state)
+                    self.paths = PathFilterModel.of(state, extra=(self.canary,))
                 else:
                     self.paths.change(state)
                 write_path_filter(self.paths, filter_path(self.index_path), group=group)
@@ -351,7 +354,7 @@ class ProxyEnforcer(Enforcer):
             install_index(
                 data, self.index_path, group=group, body_hashed=True, fence=self.context.fence
             )
-            self.written.record(filter_path(self.index_path), self.index_path)
+            self._record_written(data)
         except Exception as exc:
             self.model = self.paths = None  # start again from a whole build
             self.last_error = f"{type(exc).__name__}: {exc}"
@@ -429,24 +432,24 @@ class ProxyEnforcer(Enforcer):
                         await self._alias_wake.wait()
                 self._alias_wake.clear()
 
-    def _next_index(self, state: DesiredState) -> bytes:
+    def _next_index(self, state: DesiredState) -> bytes | bytearray:
         """The index for ``state``: by change from the last one, or whole when there is
         none yet or the layout no longer fits the count."""
         model = self.model
         book = self.aliases
         if model is not None and model.state is not None and self.index_data:
             edit = model.change(state, book.take() if book is not None else ((), ()))
-            data = apply_edit(self.index_data, edit)
+            data = assembled(splice_edit(self.index_data, edit))
             if not needs_layout(data):
                 if self.publication is not None:
-                    self.publication.advance(edit, data)
+                    self.publication.advance(edit, bytes(data))
                 return data
         aliases = book.current() if book is not None else ()
-        model = self.model = IndexModel.of(state, aliases=aliases)
-        data = model.render()
+        model = self.model = IndexModel.of(state, aliases=aliases, extra=(self.canary,))
+        whole = model.render()
         if self.publication is not None:
-            self.publication.replace(data, state.version)
-        return data
+            self.publication.replace(whole, state.version)
+        return whole
 
     # -- stop page, following
     async def start(self) -> None:
@@ -534,7 +537,7 @@ class ProxyEnforcer(Enforcer):
             if state is not None:
                 paths = self.paths
                 if paths is None or paths.state.version != state.version:
-                    paths = PathFilterModel.of(replace(state, blocks=(*state.blocks, self.canary)))
+                    paths = PathFilterModel.of(state, extra=(self.canary,))
                 write_path_filter(paths, filter_path(self.index_path), group=self.proxy.group)
             install_index(
                 self.index_data,
@@ -546,8 +549,15 @@ class ProxyEnforcer(Enforcer):
         except Exception as exc:
             log.error("proxy index not repaired", extra=fields(error=str(exc)))
             return False
-        self.written.record(filter_path(self.index_path), self.index_path)
+        self._record_written(self.index_data)
         return True
+
+    def _record_written(self, data: bytes | bytearray) -> None:
+        """Remember the files just written, for :meth:`repair_drift`: the index by the
+        digest of ``data`` (reading 40 MB back and hashing it again would cost as much as
+        the verify that checks it later)."""
+        self.written.record(filter_path(self.index_path))
+        self.written.record_as(self.index_path, index_digest(data), index_file_digest)
 
     def expected_version(self) -> int | None:
         """The version the helpers must serve: installed here (edge) or published."""

@@ -300,6 +300,12 @@ class IndexReader:
     def close(self) -> None:
         self._mm.close()
 
+    @property
+    def content_digest(self) -> str:
+        """SHA-256 (hex) of the header, which holds the checksum of the body verified at
+        :meth:`open`: it names the whole file's content (``indexwriter.index_digest``)."""
+        return hashlib.sha256(self._mm[:HEADER_SIZE]).hexdigest()
+
     def __enter__(self) -> IndexReader:
         return self
 

@@ -33,7 +33,7 @@ from pathlib import Path
 
 from edgeagent.atomic import write_atomic
 from edgeagent.bulk import paced
-from edgeagent.entrydiff import changed
+from edgeagent.entrydiff import blocks_changed, changed
 from edgeagent.model import DesiredState, Entry, Scope
 from edgeagent.proxy.index import (
     _COUNT_NAMES,
@@ -56,7 +56,8 @@ from edgeagent.proxy.index import (
     source_label,
 )
 
-IndexBytes = bytes | mmap.mmap  # an index file's content, in memory or mapped
+IndexBytes = bytes | bytearray | mmap.mmap  # an index file's content, in memory or mapped
+_COPY_CHUNK = 1 << 22  # bytes :func:`assembled` copies at once (about a millisecond)
 _MARKER_NAME = len(_COUNT_NAMES)  # the name number of marker records (not counted)
 _NAME_SHIFT = 16  # a record is tag | name number << 16
 
@@ -151,13 +152,17 @@ class IndexModel:
         state: DesiredState,
         hashed: Iterable[tuple[bytes, str]] = (),
         aliases: Iterable[Entry] = (),
+        extra: tuple[Entry, ...] = (),
     ) -> IndexModel:
-        """The model of ``state`` plus optional hashed SB digests (digest, source) and
-        IP-literal alias blocks (:mod:`edgeagent.proxy.aliases`; no two equal)."""
+        """The model of ``state`` plus optional hashed SB digests (digest, source),
+        IP-literal alias blocks (:mod:`edgeagent.proxy.aliases`; no two equal) and
+        ``extra`` blocks listed in every version (the canary: :meth:`change` keeps them,
+        so a million-entry state is never copied to add one)."""
         model = cls(version=state.version)
         touched: dict[bytes, tuple[int, int]] = {}
         for kind, entries in (
             (KIND_BLOCK, state.blocks),
+            (KIND_BLOCK, extra),
             (KIND_ALLOW, state.allows),
             (KIND_BLOCK, aliases),
         ):
@@ -281,18 +286,17 @@ class IndexModel:
             raise IndexFileError("<model>", "no state to change from")
         touched: dict[bytes, tuple[int, int]] = {}
         bloom: list[int] = []
-        for kind, before, after in (
-            (KIND_BLOCK, old.blocks, state.blocks),
-            (KIND_ALLOW, old.allows, state.allows),
+        for kind, (gone, came) in (
+            (KIND_BLOCK, blocks_changed(old, state)),
+            (KIND_ALLOW, changed(old.allows, state.allows)),
         ):
-            gone, came = changed(before, after)
             self._remove(paced(gone), kind, touched)
             self._add(paced(came), kind, touched, bloom)
         self._remove(aliases[0], KIND_BLOCK, touched)
         self._add(aliases[1], KIND_BLOCK, touched, bloom)
         removes: list[bytes] = []
         adds: list[tuple[bytes, int]] = []
-        for digest, (old_tag, old_names) in touched.items():
+        for digest, (old_tag, old_names) in paced(touched.items()):
             new_tag = self.tag(digest) if digest in self.records else -1
             new_names = self._name_bits(digest)
             for n in range(len(_COUNT_NAMES)):
@@ -403,7 +407,7 @@ def _le(values: array.array[int]) -> bytes:
     return values.tobytes()
 
 
-def needs_layout(data: bytes) -> bool:
+def needs_layout(data: IndexBytes) -> bool:
     """True when an index kept by change has outgrown its slot table or filter: their
     widths are more than one bit off what a whole build would choose for its count (a
     bit either way is still within the format's bounds, and avoids relaying out an index
@@ -421,6 +425,18 @@ def index_digest(data: IndexBytes) -> str:
     return hashlib.sha256(data[:HEADER_SIZE]).hexdigest()
 
 
+def index_file_digest(path: Path) -> str | None:
+    """:func:`index_digest` of the index file at ``path`` when the file is whole (layout
+    and body checksum verified), ``""`` when it is not, ``None`` when there is none: the
+    drift check of an index recorded with the digest of the bytes written
+    (:meth:`edgeagent.drift.WrittenFiles.record_as`)."""
+    try:
+        with IndexReader.open(path) as reader:
+            return reader.content_digest
+    except IndexFileError:
+        return "" if path.exists() else None
+
+
 # --------------------------------------------------------------------------- edits
 
 
@@ -428,6 +444,35 @@ def apply_edit(data: IndexBytes, edit: IndexEdit) -> bytes:
     """The index ``edit`` makes of ``data`` (the index at ``edit.base``), as bytes."""
     spliced = splice_edit(data, edit)
     return b"".join(spliced.parts)
+
+
+def assembled(spliced: Spliced) -> bytearray:
+    """The index a splice makes, in one buffer (what :func:`apply_edit` joins), built a
+    few MiB at a time: a join of a 40 MB index holds the GIL for the whole copy and its
+    page faults (its pieces are views, which keep ``bytes.join`` from releasing it), and
+    so would a buffer allocated whole (zeroed under the GIL); the event loop would wait
+    that long once per policy version. Appending grows the buffer in place."""
+    out = bytearray()
+    group: list[bytes | memoryview] = []  # small pieces, joined a few MiB at a time
+    grouped = 0
+    for part in spliced.parts:
+        n = len(part)
+        if n < _COPY_CHUNK:
+            group.append(part)
+            grouped += n
+            if grouped >= _COPY_CHUNK:
+                out += b"".join(group)
+                group, grouped = [], 0
+            continue
+        if group:
+            out += b"".join(group)
+            group, grouped = [], 0
+        with memoryview(part) as whole:
+            for i in range(0, n, _COPY_CHUNK):
+                out += whole[i : i + _COPY_CHUNK]
+    if group:
+        out += b"".join(group)
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -479,13 +524,14 @@ def splice_edit(data: IndexBytes, edit: IndexEdit) -> Spliced:
 
     # (position, order, digest, tag): removes sort before adds at one position.
     edits: list[tuple[int, int, bytes, int]] = []
-    for digest in edit.removes:
+    # Paced (edgeagent.bulk): a new feed generation edits by a hundred thousand digests.
+    for digest in paced(edit.removes):
         i, found = position(digest)
         if not found:
             raise IndexFileError("<edit>", "a digest to remove is not in the index")
         edits.append((i, 0, digest, -1))
     removed = set(edit.removes)
-    for digest, tag in edit.adds:
+    for digest, tag in paced(edit.adds):
         i, found = position(digest)
         if found and digest not in removed:
             raise IndexFileError("<edit>", "a digest to add is already in the index")
@@ -496,7 +542,7 @@ def splice_edit(data: IndexBytes, edit: IndexEdit) -> Spliced:
     digest_parts: list[bytes | memoryview] = []
     tag_parts: list[bytes | memoryview] = []
     at = 0
-    for i, order, digest, tag in edits:
+    for i, order, digest, tag in paced(edits):
         if order == 0:
             digest_parts.append(digests_view[32 * at : 32 * i])
             tag_parts.append(tags_view[2 * at : 2 * i])
@@ -522,7 +568,7 @@ def splice_edit(data: IndexBytes, edit: IndexEdit) -> Spliced:
         bloom[h >> 3] |= 1 << (h & 7)
     source_blob = "\n".join(edit.sources).encode("utf-8")
     sha = hashlib.sha256()
-    for part in (table, *digest_parts, *tag_parts, bloom, source_blob):
+    for part in paced((table, *digest_parts, *tag_parts, bloom, source_blob)):
         sha.update(part)
     head = _header(
         _Shape(bits, fbits, new_count), edit.version, edit.counts, source_blob, sha.digest()
@@ -530,7 +576,7 @@ def splice_edit(data: IndexBytes, edit: IndexEdit) -> Spliced:
     return Spliced((head, table, *digest_parts, *tag_parts, bytes(bloom), source_blob))
 
 
-def _shift_table(table: bytes, moves: list[tuple[int, int]]) -> bytes:
+def _shift_table(table: bytes | bytearray, moves: list[tuple[int, int]]) -> bytes:
     """The slot table (little-endian u32s) after digests were added (+1) or removed (-1)
     in the given slots: every later slot starts that much further on.
 
@@ -540,7 +586,7 @@ def _shift_table(table: bytes, moves: list[tuple[int, int]]) -> bytes:
     nothing carries or borrows between lanes. Linear and in C, whatever the width.
     """
     moves.sort()
-    parts: list[bytes] = []
+    parts: list[bytes | bytearray] = []
     done = 0  # slots before ``done`` are final
     delta = 0
     for s, step in moves:
@@ -552,7 +598,7 @@ def _shift_table(table: bytes, moves: list[tuple[int, int]]) -> bytes:
     return b"".join(parts)
 
 
-def _add_to_lanes(run: bytes, delta: int) -> bytes:
+def _add_to_lanes(run: bytes | bytearray, delta: int) -> bytes | bytearray:
     if delta == 0 or not run:
         return run
     lanes = len(run) // 4
@@ -669,7 +715,7 @@ def build_index(
 
 
 def install_index(
-    data: bytes | Spliced,
+    data: bytes | bytearray | Spliced,
     path: str | os.PathLike[str],
     *,
     group: str | int | None = None,
@@ -686,7 +732,11 @@ def install_index(
     ``fence("the proxy index")``, last before the rename, may refuse it (``Fenced``: a
     deposed leader).
     """
-    parts = data.parts if isinstance(data, Spliced) else (data,)
+    parts = (
+        data.parts
+        if isinstance(data, Spliced)
+        else (data if isinstance(data, bytes) else memoryview(data),)
+    )
     header = bytes(parts[0][:HEADER_SIZE])
     size = sum(len(p) for p in parts)
 
@@ -726,7 +776,7 @@ def write_index(
     return IndexStats(Path(path), count, state.version, counts, len(data))
 
 
-def stats_of(data: bytes, path: str | os.PathLike[str]) -> IndexStats:
+def stats_of(data: bytes | bytearray, path: str | os.PathLike[str]) -> IndexStats:
     """The counts an index file's header holds."""
     f = _HEADER.unpack_from(data)
     return IndexStats(

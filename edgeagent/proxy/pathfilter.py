@@ -69,7 +69,8 @@ from pathlib import Path
 
 from edgeagent import canon
 from edgeagent.atomic import write_atomic
-from edgeagent.entrydiff import changed
+from edgeagent.bulk import paced
+from edgeagent.entrydiff import blocks_changed
 from edgeagent.errors import EdgeAgentError
 from edgeagent.model import DesiredState, Entry, Scope
 
@@ -190,16 +191,19 @@ class PathFilterModel:
     hashed: int = 0
 
     @classmethod
-    def of(cls, state: DesiredState) -> PathFilterModel:
+    def of(cls, state: DesiredState, extra: tuple[Entry, ...] = ()) -> PathFilterModel:
+        """The model of ``state``'s blocks and of ``extra`` blocks listed in every
+        version (the canary: :meth:`change` keeps them)."""
         model = cls(state)
         model._count(state.blocks, 1)
+        model._count(extra, 1)
         return model
 
     def change(self, state: DesiredState) -> None:
         """Move the model to ``state``."""
-        gone, came = changed(self.state.blocks, state.blocks)
-        self._count(gone, -1)
-        self._count(came, 1)
+        gone, came = blocks_changed(self.state, state)
+        self._count(paced(gone), -1)
+        self._count(paced(came), 1)
         self.state = state
 
     def _count(self, entries: Iterable[Entry], sign: int) -> None:

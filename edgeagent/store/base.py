@@ -295,6 +295,10 @@ class Store(Protocol):
 
     def generation_entries(self, generation_id: int) -> Iterator[Entry]: ...
 
+    def generation_indicators(self, generation_id: int) -> Iterator[Indicator]:
+        """The indicators of a generation's entries (``NotFound`` for an unknown one)."""
+        ...
+
     def generation_changes(self, old_id: int, new_id: int) -> GenerationChanges:
         """The entries that differ between generations ``old_id`` and ``new_id`` of one
         feed (``NotFound`` for an unknown one)."""
@@ -490,6 +494,10 @@ class StoreBackend(ABC, Generic[ConfigT]):
     @abstractmethod
     def open_ticket_store(cls, config: ConfigT, state_dir: Path) -> TicketStorage:
         """Open the takedown ticket store that goes with the configured store."""
+
+    def generation_indicators(self, generation_id: int) -> Iterator[Indicator]:
+        """By default from the entries; a backend can read the indicators alone."""
+        return (e.indicator for e in cast(Store, self).generation_entries(generation_id))
 
     def generation_changes(self, old_id: int, new_id: int) -> GenerationChanges:
         """By default both generations are streamed and compared in memory; a backend

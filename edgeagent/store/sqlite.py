@@ -563,6 +563,27 @@ class SqliteStore(StoreBackend[SqliteStoreConfig]):
         gen = self.get_generation(generation_id)
         return self._stream_entries(gen.id, gen.feed)
 
+    def generation_indicators(self, generation_id: int) -> Iterator[Indicator]:
+        """A generation's indicators only, streamed like :meth:`generation_entries` (a new
+        generation's plan needs no more of the live one: a third of the cost)."""
+        gen = self.get_generation(generation_id)
+        return self._stream_indicators(gen.id)
+
+    def _stream_indicators(self, gen_id: int) -> Iterator[Indicator]:
+        conn = self._reader()
+        try:
+            cur = conn.execute(
+                "SELECT scope, value FROM generation_entries WHERE id > ? AND id <= ? ORDER BY id",
+                _id_range(gen_id),
+            )
+            scopes = _SCOPES
+            for scope, value in cur:
+                yield Indicator(scopes[scope], value)
+        except sqlite3.Error as exc:
+            raise StoreError(f"reading generation {gen_id} failed: {exc}") from None
+        finally:
+            conn.close()
+
     def generation_changes(self, old_id: int, new_id: int) -> GenerationChanges:
         """Compared inside SQLite (``EXCEPT`` over both generations' rows, on a private
         read connection): C code that leaves the GIL to the event loop, and only the

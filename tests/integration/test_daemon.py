@@ -241,8 +241,11 @@ def test_a_decision_stops_being_enforced_within_a_second_of_its_expiry(tmp_path:
         return int(made["id"]), expires
 
     def hosts() -> int:
-        _, st = http_json("GET", f"{api}/v1/status", token)
-        return int(st["entries"].get("by_scope", {}).get("host", 0))
+        while True:  # status shows the last policy built: wait for the store's version
+            _, st = http_json("GET", f"{api}/v1/status", token)
+            if st["entries"].get("version") == st["policy_version"]:
+                return int(st["entries"].get("by_scope", {}).get("host", 0))
+            time.sleep(0.02)
 
     with running_agent(config, metrics_port):
         first, first_end = create("soon.expiry.test", 2.0)

@@ -266,3 +266,27 @@ async def test_metrics_app_serves_metrics_and_probes() -> None:
         state["reasons"] = []
         assert (await client.get("/readyz")).status == 200
         assert (await client.post("/metrics")).status == 405
+
+
+async def test_status_shows_the_store_s_version_while_the_counts_lag_a_rebuild(
+    tmp_path: Path,
+) -> None:
+    """The daemon hands status the last policy built (it never waits for a rebuild): the
+    version is the store's all the same, and the counts say which version they are of."""
+    from edgeagent.model import DesiredState
+    from edgeagent.tally import EntryTally
+
+    store = SqliteStore(tmp_path / "s.db")
+    tokens = add_tokens(store)
+    _feed(store)
+    built = EntryTally.of(DesiredState(0, (), ()))  # the one before the feed's version
+    ctx = make_context(store, make_guard(tmp_path / "p"), tally=lambda: built)
+    async with ApiHarness(store, ctx, tokens) as api:
+        status, body = await api.call("GET", "/v1/status", "noc")
+    version = store.policy_version()
+    store.close()
+    assert status == 200
+    out = StatusOut.model_validate(body)
+    assert version > 0
+    assert out.policy_version == version
+    assert (out.entries["version"], out.entries["total"]) == (0, 0)

@@ -154,3 +154,32 @@ def build_digest(data: bytes) -> bytes:
     bits = int.from_bytes(data[12:16], "little")
     start = HEADER_SIZE + 4 * ((1 << bits) + 1)
     return data[start : start + 32]
+
+
+@pytest.mark.parametrize("chunk", [64, 1000, 1 << 22])
+def test_an_index_assembled_piece_by_piece_is_the_joined_one(
+    chunk: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The enforcer copies a splice into one buffer a few MiB at a time (so the event
+    loop gets the GIL in between); the bytes are those apply_edit joins, whatever the
+    pieces' sizes against the copy size."""
+    from edgeagent.proxy import indexwriter
+
+    monkeypatch.setattr(indexwriter, "_COPY_CHUNK", chunk)
+    feed = [
+        Entry(Indicator.parse("url", f"http://s{i}.site.test/p{i}.html"), Action.BLOCK, "iwf")
+        for i in range(3000)
+    ]
+    state = DesiredState(1, tuple(feed), ())
+    model = IndexModel.of(state)
+    data = model.render()
+    moved = DesiredState(2, (*feed[:1000:7], *feed[1000:2000], *POOL[:3]), ())
+    moved = replace(moved, blocks=tuple(sorted(moved.blocks, key=lambda e: e.indicator)))
+    edit = model.change(moved)
+    assert edit.changes > 100
+    joined = apply_edit(data, edit)
+    built = indexwriter.assembled(indexwriter.splice_edit(data, edit))
+    assert isinstance(built, bytearray)
+    assert built == joined
+    again = apply_edit(built, model.change(replace(moved, version=3)))  # a buffer splices too
+    assert again[HEADER_SIZE:] == joined[HEADER_SIZE:]

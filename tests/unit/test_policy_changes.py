@@ -118,3 +118,32 @@ def test_the_engine_moves_its_cache_and_agrees_with_a_fresh_merge(
     assert store.prune_generations("a", keep=0) == 2
     assert engine.current().state == PolicyEngine(store, guard).current().state
     store.close()
+
+
+def test_a_generation_s_indicators_are_those_of_its_entries(tmp_path: Path) -> None:
+    """What a new generation's plan reads of the live one (``generation_indicators``):
+    in SQLite the indicators alone, the same as the default from the entries."""
+    from edgeagent.errors import NotFound
+    from edgeagent.store.base import StoreBackend
+
+    store = SqliteStore(tmp_path / "s.sqlite3", batch_size=7)
+    entries = [_block("a", f"h{i}.example") for i in range(30)]
+    gen = store.add_generation("a", entries, status=GenerationStatus.LIVE)
+    lean = list(store.generation_indicators(gen.id))
+    assert lean == [e.indicator for e in store.generation_entries(gen.id)]
+    assert sorted(lean) == sorted(e.indicator for e in entries)
+    assert list(StoreBackend.generation_indicators(store, gen.id)) == lean
+    with pytest.raises(NotFound):
+        store.generation_indicators(gen.id + 1)
+    store.close()
+
+
+def test_the_splice_copies_in_runs_to_the_same_result(
+    guard: Guard, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``_spliced`` copies the kept entries a run at a time (the GIL is free between
+    runs); with runs far shorter than the policy the result is the same."""
+    from edgeagent import policy
+
+    monkeypatch.setattr(policy, "_RUN", 3)
+    test_random_generations_move_the_merge_exactly(guard)
