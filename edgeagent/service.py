@@ -99,12 +99,12 @@ at once, and so is an expiry (it must not wait for a batch)."""
 REBUILD_DUTY = 0.2
 """The share of the time rebuilds and publishes may take under a stream of changes."""
 GIL_SWITCH_SECONDS = 0.001
+"""How long a thread may keep the GIL from one that waits for it (CPython: 5 ms)."""
 BULK_SHARE = 0.5
 """The share of the time million-entry work (a feed generation's parse, plan, store,
 policy update and index) may take in the daemon while API requests are in flight: it
 pauses between chunks for the rest, so the API keeps answering; with none in flight it
 works on (:class:`edgeagent.bulk.Pacer`)."""
-"""How long a thread may keep the GIL from one that waits for it (CPython: 5 ms)."""
 
 
 def build_guard(settings: Settings) -> Guard:

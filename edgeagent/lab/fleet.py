@@ -166,6 +166,36 @@ def _daemon(
     return RunningDaemon(name, proc, port, workdir, log)
 
 
+LOOPBACK_ROOT = (
+    ".                       3600000 NS root.loopback.invalid.\n"
+    "root.loopback.invalid.  3600000 A  127.0.0.1\n"
+)
+"""Root hints naming one server on loopback: the lab's resolvers recurse nowhere else."""
+
+
+def keep_on_loopback(work: Path, kind: ResolverKind) -> None:
+    """Lab plumbing added to a rendered resolver's config (the shipped rendering has none):
+    the root of BIND, Unbound and Knot Resolver is on loopback, so a name the policy does
+    not rewrite fails there instead of being looked up on the internet; PowerDNS makes no
+    security-status lookups."""
+    hints = work / "loopback-root.hints"
+    hints.write_text(LOOPBACK_ROOT, encoding="utf-8")
+    if kind == "bind":
+        extra, conf = f'zone "." {{ type hint; file "{hints}"; }};\n', "named.conf"
+    elif kind == "unbound":
+        extra, conf = f'server:\n    root-hints: "{hints}"\n', "unbound.conf"
+    elif kind == "powerdns":
+        # With a root on loopback the Recursor blocked no name here (not investigated):
+        # only its security-status lookups are turned off.
+        extra, conf = "security-poll-suffix=\n", "recursor.conf"
+    else:
+        root = "hints.root({['root.loopback.invalid.'] = '127.0.0.1'})"
+        extra, conf = f"modules.load('hints > iterate')\n{root}\n", "kresd.conf"
+    comment = "--" if kind == "knot" else "#"  # kresd.conf is Lua
+    with (work / conf).open("a", encoding="utf-8") as f:
+        f.write(f"{comment} lab: the root on loopback (edgeagent.lab.fleet)\n{extra}")
+
+
 def start_resolver(
     fleet: RunningFleet, name: str, group: ProcessGroup | None = None
 ) -> list[RunningDaemon]:
@@ -222,6 +252,8 @@ def start_fleet(
         for rel, text in files.items()
     }
     write_rendering(base, flat)
+    for r in inventory.resolvers:
+        keep_on_loopback(base / r.name, r.kind)
     update, transfer = _write_keys(inventory, base)
     fleet = RunningFleet(base, inventory, inventory.fleet.update_key, update, transfer)
     try:

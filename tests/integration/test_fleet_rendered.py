@@ -132,9 +132,16 @@ class Env:
 
     def blocked_everywhere(self, name: str, timeout: float) -> float:
         started = time.monotonic()
-        wait_for(
-            f"{name} blocked at every live resolver", lambda: not self.not_blocking(name), timeout
-        )
+        missing: list[str] = []
+
+        def probe() -> bool:
+            missing[:] = self.not_blocking(name)
+            return not missing
+
+        try:
+            wait_for(f"{name} blocked at every live resolver", probe, timeout)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; not blocking: {missing}") from None
         return time.monotonic() - started
 
 
