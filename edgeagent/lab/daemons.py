@@ -10,6 +10,7 @@ newest first, on shutdown and on any start-up failure.
 from __future__ import annotations
 
 import contextlib
+import random
 import socket
 import subprocess
 import time
@@ -33,17 +34,39 @@ class DaemonError(EdgeAgentError, RuntimeError):
     """A daemon did not start (exited, or never answered); the message carries its log tail."""
 
 
+EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+FIRST_PORT = 10_000
+_handed_out: set[int] = set()
+
+
+def _candidate_ports() -> list[int]:
+    """Ports below the kernel's ephemeral range, in random order, none handed out before by
+    this process. A port the kernel picks for ``bind(0)`` is an ephemeral one: closed
+    again, it may be taken by any outgoing connection (a zone transfer, a NOTIFY) before
+    the server that was to bind it starts."""
+    try:
+        low = int(EPHEMERAL_RANGE.read_text(encoding="ascii").split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32_768
+    ports = [p for p in range(FIRST_PORT, max(FIRST_PORT + 1000, low)) if p not in _handed_out]
+    random.shuffle(ports)
+    return ports[:200]
+
+
+def _bindable(kind: int, host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, kind) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
 def free_port(host: str = HOST) -> int:
     """A port free for both UDP and TCP on ``host`` right now (DNS daemons bind both)."""
-    for _ in range(100):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-            tcp.bind((host, 0))
-            port = int(tcp.getsockname()[1])
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-                try:
-                    udp.bind((host, port))
-                except OSError:
-                    continue
+    for port in _candidate_ports():
+        if _bindable(socket.SOCK_STREAM, host, port) and _bindable(socket.SOCK_DGRAM, host, port):
+            _handed_out.add(port)
             return port
     raise DaemonError(f"no free port on {host}")
 
@@ -51,16 +74,9 @@ def free_port(host: str = HOST) -> int:
 def free_tcp_port(*hosts: str) -> int:
     """A TCP port free on every one of ``hosts`` (default 127.0.0.1) right now."""
     addrs = hosts or (HOST,)
-    for _ in range(100):
-        with socket.socket() as first:
-            first.bind((addrs[0], 0))
-            port = int(first.getsockname()[1])
-            try:
-                for addr in addrs[1:]:
-                    with socket.socket() as other:
-                        other.bind((addr, port))
-            except OSError:
-                continue
+    for port in _candidate_ports():
+        if all(_bindable(socket.SOCK_STREAM, addr, port) for addr in addrs):
+            _handed_out.add(port)
             return port
     raise DaemonError(f"no TCP port free on all of {addrs}")
 

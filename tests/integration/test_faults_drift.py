@@ -57,9 +57,12 @@ def test_zone_file_and_index_changed_behind_the_agent_are_repaired(tmp_path: Pat
             assert status == 201
 
         def settled() -> bool:
-            publishers = http_json("GET", f"{api}/v1/status", token)[1]["publishers"]
+            # Both artefacts at the store's latest version: a publish still to come would
+            # rewrite the zone below as an update, not a repair.
+            status = http_json("GET", f"{api}/v1/status", token)[1]
+            publishers, latest = status["publishers"], status["policy_version"]
             version = publishers["proxy-index"]["published_version"]
-            return version is not None and version == publishers["rpz"]["policy_version"]
+            return version == latest and publishers["rpz"]["policy_version"] == latest
 
         wait_for("the zone", lambda: zone.exists() and "drift.example" in zone.read_text(), 20)
         wait_for("the index of the same version", settled, 20)
