@@ -31,13 +31,13 @@ import random
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Self
 
 from edgeagent import listeners
-from edgeagent.atomic import StagedFile, remove_stale_temps, stage_file
+from edgeagent.atomic import StagedFile
 from edgeagent.configtypes import Endpoint, IpNetwork, Items, ListenHost, ListenPort
 from edgeagent.errors import PublishError
 from edgeagent.limits import DEFAULT_LIMITS, ConnectionLimits
@@ -54,7 +54,7 @@ from edgeagent.rpz.publishers.base import (
     wait_for_serial,
     zone_file_name,
 )
-from edgeagent.rpz.publishers.zonefile import check_zone_file
+from edgeagent.rpz.publishers.zonefile import ZoneJob, stage_zone_files
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -296,30 +296,14 @@ class HttpNotifyPublisher(Publisher[_Staged]):
         s = release.settings
         # The exception zone first (renamed and notified first): the policy zone carries
         # the canary, so a resolver showing the new serial has this version's allows.
-        jobs: list[tuple[str, Callable[[], Iterator[str]]]] = [
-            (s.exception_zone, release.exception_text),
-            (s.zone, release.policy_text),
+        jobs: list[ZoneJob] = [
+            (zone, zone_path(self.directory, zone), text)
+            for zone, text in (
+                (s.exception_zone, release.exception_text),
+                (s.zone, release.policy_text),
+            )
         ]
-        staged = _Staged()
-        try:
-            for zone, text in jobs:
-                path = zone_path(self.directory, zone)
-                remove_stale_temps(path)
-                f = stage_file(path, text(), SERVED_MODE, check=self._checker(zone))
-                staged.files.append((zone, f))
-        except PublishError:
-            self.cleanup(staged)
-            raise
-        except Exception as exc:
-            self.cleanup(staged)
-            raise PublishError(self.name, f"cannot stage zone: {type(exc).__name__}") from exc
-        return staged
-
-    def _checker(self, zone: str) -> Callable[[Path], None]:
-        def check(path: Path) -> None:
-            check_zone_file(path, zone, self.checkzone, self.name)
-
-        return check
+        return _Staged(stage_zone_files(self.name, jobs, self.checkzone, SERVED_MODE))
 
     # -- apply --------------------------------------------------------------------------
     def apply(self, prepared: _Staged) -> None:

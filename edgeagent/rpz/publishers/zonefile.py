@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Self
 
-from edgeagent.atomic import StagedFile, fsync_dir, stage_file
+from edgeagent.atomic import StagedFile, fsync_dir, remove_stale_temps, stage_file
 from edgeagent.configtypes import FileMode, Items, OutputPath
 from edgeagent.drift import WrittenFiles
 from edgeagent.errors import PublishError
@@ -131,30 +131,17 @@ class ZonefilePublisher(Publisher[_Prepared]):
     # -- validate ---------------------------------------------------------------------
     def prepare(self, release: ZoneRelease) -> _Prepared:
         s = release.settings
-        jobs: list[tuple[str, Path, Callable[[], Iterator[str]]]] = [
-            (s.zone, self.policy_path, release.policy_text),
-            (s.exception_zone, self.exception_path, release.exception_text),
-        ]
-        prepared = _Prepared(files=[])
-        try:
-            for zone, path, text in jobs:
-                staged = stage_file(
-                    path, text(), self.mode, group=self.group, check=self._checker(zone)
-                )
-                prepared.files.append(_ZoneFile(zone, staged, None))
-        except PublishError:
-            self.cleanup(prepared)
-            raise
-        except Exception as exc:
-            self.cleanup(prepared)
-            raise PublishError(self.name, f"cannot stage zone: {type(exc).__name__}") from exc
-        return prepared
-
-    def _checker(self, zone: str) -> Callable[[Path], None]:
-        def check(path: Path) -> None:
-            check_zone_file(path, zone, self.checkzone, self.name)
-
-        return check
+        staged = stage_zone_files(
+            self.name,
+            [
+                (s.zone, self.policy_path, release.policy_text),
+                (s.exception_zone, self.exception_path, release.exception_text),
+            ],
+            self.checkzone,
+            self.mode,
+            self.group,
+        )
+        return _Prepared(files=[_ZoneFile(zone, f, None) for zone, f in staged])
 
     # -- apply ------------------------------------------------------------------------
     def apply(self, prepared: _Prepared) -> None:
@@ -221,6 +208,38 @@ class ZonefilePublisher(Publisher[_Prepared]):
             if zf.backup is not None:
                 with contextlib.suppress(FileNotFoundError):
                     zf.backup.unlink()
+
+
+ZoneJob = tuple[str, Path, Callable[[], Iterator[str]]]
+"""A zone to stage: its name, its destination file, and its text (streamed)."""
+
+
+def stage_zone_files(
+    publisher: str,
+    jobs: Sequence[ZoneJob],
+    checkzone: str | None,
+    mode: int,
+    group: str | int | None = None,
+) -> list[tuple[str, StagedFile]]:
+    """Stage each zone in a temporary file next to its destination and check it there
+    (:func:`check_zone_file`), in order. Any failure discards every file staged so far and
+    raises ``PublishError``: the live files are never touched."""
+    staged: list[tuple[str, StagedFile]] = []
+    try:
+        for zone, path, text in jobs:
+            remove_stale_temps(path)  # left by a writer killed mid-publish
+
+            def check(tmp: Path, zone: str = zone) -> None:
+                check_zone_file(tmp, zone, checkzone, publisher)
+
+            staged.append((zone, stage_file(path, text(), mode, group=group, check=check)))
+    except Exception as exc:
+        for _, f in staged:
+            f.discard()
+        if isinstance(exc, PublishError):
+            raise
+        raise PublishError(publisher, f"cannot stage zone: {type(exc).__name__}") from exc
+    return staged
 
 
 def check_owners(path: Path, publisher: str) -> None:
