@@ -44,7 +44,12 @@ from tests.support.binaries import require_binary
 from tests.support.polling import wait_for
 from tests.support.ports import free_port
 from tests.support.resolvers import stop_all
-from tests.support.segment_peers import received_hooks, received_mails, running
+from tests.support.segment_peers import (
+    received_hooks,
+    received_mails,
+    running,
+    smtp_notifier_toml,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -122,7 +127,7 @@ class Ntd:
 
 
 def _config(tmp: Path, peers: dict[str, Any], ports: dict[str, int], secret_file: Path) -> str:
-    return textwrap.dedent(
+    head = textwrap.dedent(
         f"""
         [agent]
         state_dir = "{tmp / "state"}"
@@ -175,23 +180,17 @@ def _config(tmp: Path, peers: dict[str, Any], ports: dict[str, int], secret_file
         kind = "csv"
         path = "{tmp / "customers.csv"}"
 
-        [takedown.notifiers.hosting-mail]
-        kind = "smtp"
-        host = "127.0.0.1"
-        port = {peers["smtp_port"]}
-        starttls = false  # the sink is plain SMTP on loopback
-        sender = "ntd@isp.example"
-        recipients = ["{HOSTING}"]
-
-        [takedown.notifiers.noc-on-call]
-        kind = "smtp"
-        hosting_team = false  # the NOC's on-call rota, outside the hosting team
-        host = "127.0.0.1"
-        port = {peers["smtp_port"]}
-        starttls = false
-        sender = "ntd@isp.example"
-        recipients = ["{ON_CALL}"]
-
+        """
+    )
+    # The NOC's on-call rota is outside the hosting team.
+    mail = smtp_notifier_toml("hosting-mail", peers, HOSTING) + smtp_notifier_toml(
+        "noc-on-call", peers, ON_CALL, hosting_team=False
+    )
+    return (
+        head
+        + mail
+        + textwrap.dedent(
+            f"""
         [takedown.on_call]
         business_days = []  # no business hours: every escalation also goes on call
         notifiers = {{ internal = ["noc-on-call"] }}
@@ -202,6 +201,7 @@ def _config(tmp: Path, peers: dict[str, Any], ports: dict[str, int], secret_file
         url = "{peers["webhook_url"]}"
         secret_file = "{secret_file}"
         """
+        )
     )
 
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from tests.support.segment_peers import smtp_notifier_toml
+
 OWN = "198.51.100"  # the ISP's own space in these tests; customers are in it
 HOSTING = "hosting@isp.example"  # the hosting team: the only address a hold lets through
 
@@ -70,14 +72,7 @@ referral_recipients = {{ example-hotline = "Example Hotline", example-agency = "
 [[takedown.customers]]
 kind = "csv"
 path = "{tmp / "customers.csv"}"
-[takedown.notifiers.hosting-mail]
-kind = "smtp"
-host = "127.0.0.1"
-port = {peers["smtp_port"]}
-starttls = false  # the sink is plain SMTP on loopback
-sender = "ntd@isp.example"
-recipients = ["{HOSTING}"]
-[takedown.notifiers.ticket-hook]
+{smtp_notifier_toml("hosting-mail", peers, HOSTING)}[takedown.notifiers.ticket-hook]
 kind = "webhook"
 hosting_team = false  # a ticket system other teams read
 url = "{peers["webhook_url"]}"

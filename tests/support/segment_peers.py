@@ -156,14 +156,24 @@ resolvers = [{{ host = "127.0.0.1", port = {peers["dns_port"]} }}]
 kind = "csv"
 path = "{customers}"
 
-[takedown.notifiers.hosting-mail]
+{smtp_notifier_toml("hosting-mail", peers, "hosting@isp.example")}{mail_keys}"""
+
+
+def smtp_notifier_toml(
+    name: str, peers: Mapping[str, Any], recipient: str, *, hosting_team: bool = True
+) -> str:
+    """A ``[takedown.notifiers.NAME]`` table mailing ``recipient`` through the peers' SMTP
+    sink; ``hosting_team=False`` for a team outside hosting (no held case reaches it)."""
+    team = "" if hosting_team else "hosting_team = false\n"
+    return f"""
+[takedown.notifiers.{name}]
 kind = "smtp"
-host = "127.0.0.1"
+{team}host = "127.0.0.1"
 port = {peers["smtp_port"]}
 starttls = false  # the sink is plain SMTP on loopback
 sender = "ntd@isp.example"
-recipients = ["hosting@isp.example"]
-{mail_keys}"""
+recipients = ["{recipient}"]
+"""
 
 
 def main() -> None:
