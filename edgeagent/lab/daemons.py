@@ -62,10 +62,16 @@ def _bindable(kind: int, host: str, port: int) -> bool:
     return True
 
 
+def dns_port_free(host: str, port: int) -> bool:
+    """Whether ``port`` on ``host`` is free for both UDP and TCP right now (DNS daemons
+    bind both)."""
+    return _bindable(socket.SOCK_STREAM, host, port) and _bindable(socket.SOCK_DGRAM, host, port)
+
+
 def free_port(host: str = HOST) -> int:
     """A port free for both UDP and TCP on ``host`` right now (DNS daemons bind both)."""
     for port in _candidate_ports():
-        if _bindable(socket.SOCK_STREAM, host, port) and _bindable(socket.SOCK_DGRAM, host, port):
+        if dns_port_free(host, port):
             _handed_out.add(port)
             return port
     raise DaemonError(f"no free port on {host}")
@@ -185,11 +191,11 @@ def wait_answering(
     """Block until ``d`` answers a UDP query (any rcode); raise with its log if it died.
 
     The default probe is a CHAOS-class query for ``qname``: a resolver answers it from
-    memory at once, where an ordinary name would send it to the root servers (unreachable
-    here) for seconds. A server that refuses unsigned queries (the hidden primary) needs
-    ``probe``, a query it answers: a refusal would be rate-limited by BIND and the probe
-    would then time out. A ``probe`` counts only when answered NOERROR (a zone still
-    loading answers SERVFAIL).
+    memory at once, where an ordinary name would go to its root first (the lab's, on
+    loopback: :mod:`edgeagent.lab.root`). A server that refuses unsigned queries (the
+    hidden primary) needs ``probe``, a query it answers: a refusal would be rate-limited
+    by BIND and the probe would then time out. A ``probe`` counts only when answered
+    NOERROR (a zone still loading answers SERVFAIL).
     """
     deadline = time.monotonic() + timeout
     q = probe or dns.message.make_query(qname, dns.rdatatype.TXT, dns.rdataclass.CH)

@@ -30,6 +30,7 @@ from edgeagent.lab.daemons import (
     spawn,
     wait_answering,
 )
+from edgeagent.lab.root import keep_on_loopback
 from edgeagent.proxy.enforcer import HELPER_STATS_FILE_NAME, INDEX_FILE_NAME
 from edgeagent.render.inventory import Inventory, ResolverKind, parse_inventory
 from edgeagent.render.snippets import (
@@ -164,36 +165,6 @@ def _daemon(
 ) -> RunningDaemon:
     proc, log = spawn(name, argv, workdir, group)
     return RunningDaemon(name, proc, port, workdir, log)
-
-
-LOOPBACK_ROOT = (
-    ".                       3600000 NS root.loopback.invalid.\n"
-    "root.loopback.invalid.  3600000 A  127.0.0.1\n"
-)
-"""Root hints naming one server on loopback: the lab's resolvers recurse nowhere else."""
-
-
-def keep_on_loopback(work: Path, kind: ResolverKind) -> None:
-    """Lab plumbing added to a rendered resolver's config (the shipped rendering has none):
-    the root of BIND, Unbound and Knot Resolver is on loopback, so a name the policy does
-    not rewrite fails there instead of being looked up on the internet; PowerDNS makes no
-    security-status lookups."""
-    hints = work / "loopback-root.hints"
-    hints.write_text(LOOPBACK_ROOT, encoding="utf-8")
-    if kind == "bind":
-        extra, conf = f'zone "." {{ type hint; file "{hints}"; }};\n', "named.conf"
-    elif kind == "unbound":
-        extra, conf = f'server:\n    root-hints: "{hints}"\n', "unbound.conf"
-    elif kind == "powerdns":
-        # With a root on loopback the Recursor blocked no name here (not investigated):
-        # only its security-status lookups are turned off.
-        extra, conf = "security-poll-suffix=\n", "recursor.conf"
-    else:
-        root = "hints.root({['root.loopback.invalid.'] = '127.0.0.1'})"
-        extra, conf = f"modules.load('hints > iterate')\n{root}\n", "kresd.conf"
-    comment = "--" if kind == "knot" else "#"  # kresd.conf is Lua
-    with (work / conf).open("a", encoding="utf-8") as f:
-        f.write(f"{comment} lab: the root on loopback (edgeagent.lab.fleet)\n{extra}")
 
 
 def start_resolver(

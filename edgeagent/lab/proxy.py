@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -158,7 +159,11 @@ def render_squid_conf(
     )
     conf = workdir / "squid.conf"
     values = squid_values(proxy, paths, names)
-    conf.write_text(fill(template_text(SQUID_TEMPLATE), values, SQUID_TEMPLATE))
+    # Lab plumbing: without a visible_hostname Squid looks up the name of its first
+    # port's address through the system's resolver (off the machine; 10 s to fail for a
+    # lab address), then takes the host name, as here.
+    text = fill(template_text(SQUID_TEMPLATE), values, SQUID_TEMPLATE)
+    conf.write_text(f"{text}\nvisible_hostname {socket.gethostname()}\n")
     if intercept_port is not None:
         port = f"# http_port {listen}:{intercept_port} intercept"
         text = conf.read_text()

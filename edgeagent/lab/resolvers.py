@@ -19,7 +19,9 @@ Used by ``edgeagent lab`` and by the integration tests (one piece of code for bo
 The templates are filled by :func:`~edgeagent.render.filling.render_template` with the
 zone names and zone file names of ``rpz`` (the compiler's defaults unless given) and
 nothing else changes; the site-local include carries only lab plumbing (forward/stub zones
-to the authoritative server).
+to the authoritative server). Every resolver's root is the lab's loopback root
+(:func:`edgeagent.lab.root.keep_on_loopback`): a name outside those zones never leaves the
+machine.
 Daemons listen on 127.0.0.1 unless told otherwise and run in the foreground.
 """
 
@@ -46,6 +48,7 @@ from edgeagent.lab.daemons import (
     spawn,
     wait_answering,
 )
+from edgeagent.lab.root import keep_on_loopback
 from edgeagent.render.filling import render_template, unbound_nodefault
 from edgeagent.rpz.compiler import RpzSettings
 from edgeagent.rpz.publishers.base import ZoneRelease, zone_file_name
@@ -215,6 +218,7 @@ def _bind_resolver_conf(
         "LOCAL_CONF": str(local),
     }
     conf.write_text(render_template(template, {**common, **values}, rpz), encoding="utf-8")
+    keep_on_loopback(workdir, "bind")
     return conf, control, key
 
 
@@ -368,6 +372,7 @@ def _unbound_conf(
         "LOCAL_CONF": str(local),
     }
     conf.write_text(render_template(template, {**common, **values}, rpz), encoding="utf-8")
+    keep_on_loopback(workdir, "unbound")
     return conf
 
 
@@ -461,6 +466,7 @@ def start_unfiltered_resolver(
         ),
         encoding="utf-8",
     )
+    keep_on_loopback(workdir, "unbound")
     check_config(["unbound-checkconf", str(conf)])
     proc, log = spawn("unfiltered-unbound", ["unbound", "-d", "-c", str(conf)], workdir, group)
     d = RunningDaemon("unfiltered-unbound", proc, port, workdir, log)
@@ -507,6 +513,7 @@ def unbound_server(
         lines += ["remote-control:", "  control-enable: no", ""]
         conf = workdir / "unbound.conf"
         conf.write_text("\n".join(lines), encoding="utf-8")
+        keep_on_loopback(workdir, "unbound")
         proc, log = spawn("unbound", ["unbound", "-d", "-c", str(conf)], workdir)
         d = RunningDaemon("unbound", proc, port, workdir, log)
         try:

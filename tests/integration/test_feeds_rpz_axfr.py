@@ -94,6 +94,8 @@ options {{
     listen-on port {port} {{ 127.0.0.1; }};
     listen-on-v6 {{ none; }};
     recursion no;
+    // Else it fetches the root's trust anchor from the internet's root servers at start.
+    dnssec-validation no;
     notify no;
     allow-query {{ 127.0.0.1; }};
     allow-transfer {{ none; }};

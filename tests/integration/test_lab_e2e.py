@@ -241,7 +241,8 @@ def test_domain_decision_blocks_then_revoke_restores(lab: Lab) -> None:
 
     def nxdomain(r: dict[str, Any]) -> Callable[[], bool]:
         def blocked() -> bool:
-            # Until the policy arrives a fleet resolver (no forwarders) recurses, in vain.
+            # Until the policy arrives a fleet resolver (no forwarders) asks the lab's
+            # loopback root, which refuses the name: SERVFAIL.
             try:
                 return ask(r, site).rcode() == dns.rcode.NXDOMAIN
             except dns.exception.Timeout:

@@ -41,6 +41,7 @@ from edgeagent.lab.resolvers import (
     start_unbound_http,
     update_publisher,
 )
+from edgeagent.lab.root import keep_on_loopback
 from edgeagent.model import Action, DesiredState, Entry, Indicator, Scope
 from edgeagent.render.filling import render_template
 from edgeagent.rpz.compiler import RpzAction, RpzSettings
@@ -484,6 +485,7 @@ def test_powerdns_recursor_transfers_from_the_primary(fleet: Fleet, tmp_path: Pa
         f"local-address={HOST}\nlocal-port={port}\nlua-config-file={lua}\n"
         f"socket-dir={tmp_path}\ndaemon=no\nwrite-pid=no\nquiet=yes\n"
     )
+    keep_on_loopback(tmp_path, "powerdns")
     d = _spawn_checked("pdns", ["pdns_recursor", f"--config-dir={tmp_path}"], tmp_path, port)
     try:
         wait_serial(d, SETTINGS.canary, rel.serial)
@@ -512,6 +514,7 @@ def test_knot_resolver_watches_the_zone_files(tmp_path: Path) -> None:
         f"net.listen('{HOST}', {port}, {{ kind = 'dns' }})\n"
         f"modules.load('policy')\ndofile('{frag}')\n"
     )
+    keep_on_loopback(tmp_path, "knot")
     cache = tmp_path / "cache"
     cache.mkdir()
     d = _spawn_checked("kresd", ["kresd", "-n", "-c", str(conf), str(cache)], tmp_path, port)

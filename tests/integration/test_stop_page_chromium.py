@@ -11,7 +11,7 @@ from aiohttp import web
 
 from edgeagent.proxy.stoppage import StopPageSettings, StopPageSource, create_stop_page_app
 from tests.support.binaries import require_binary
-from tests.support.chromium import png_pixel_spread
+from tests.support.chromium import QUIET_FLAGS, png_pixel_spread
 
 pytestmark = pytest.mark.integration
 
@@ -25,17 +25,7 @@ async def test_chromium_renders_the_stop_page(tmp_path: Path) -> None:
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     url = f"http://127.0.0.1:{port}/blocked?source=iwf"
-    base = [
-        chromium,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        f"--user-data-dir={tmp_path / 'profile'}",
-    ]
+    base = [chromium, *QUIET_FLAGS, f"--user-data-dir={tmp_path / 'profile'}"]
     try:
         dom = await asyncio.to_thread(
             subprocess.run,

@@ -35,6 +35,7 @@ _PACKAGES = {
     "systemd-sysusers": "systemd",
     "systemd-tmpfiles": "systemd",
     "gcc": "gcc",
+    "unshare": "util-linux",
 }
 
 # Daemons live in sbin, which a non-root PATH often lacks.

@@ -1,9 +1,9 @@
 """Headless Chromium through Selenium and Debian's chromedriver, for the page tests.
 
-- :func:`chromium_driver`: a fresh profile, no background traffic; JavaScript off unless
-  asked for; with ``network_log`` the browser's performance log (every request and
-  response, headers included) is kept for :func:`network_events`; with ``downloads``
-  a file the server sends as an attachment is saved there.
+- :func:`chromium_driver`: a fresh profile, no background traffic, no name resolved;
+  JavaScript off unless asked for; with ``network_log`` the browser's performance log
+  (every request and response, headers included) is kept for :func:`network_events`;
+  with ``downloads`` a file the server sends as an attachment is saved there.
 - :func:`png_pixel_spread`: how many distinct byte values a screenshot's pixels hold (a
   blank page has one or two).
 """
@@ -24,6 +24,22 @@ from selenium import webdriver
 
 from tests.support.binaries import require_binary
 
+QUIET_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    # It resolves no name: its own services' (update, sign-in, autofill, the search
+    # engine) would otherwise be looked up through the system's resolver, off the machine,
+    # whatever the flags above say. The pages under test are on loopback addresses.
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.*, EXCLUDE localhost",
+)
+"""Headless Chromium with no traffic of its own."""
+
 
 @contextmanager
 def chromium_driver(
@@ -39,18 +55,7 @@ def chromium_driver(
         pytest.fail("chromedriver not installed (Debian chromium-driver; ./dev installs it)")
     opts = webdriver.ChromeOptions()
     opts.binary_location = chromium
-    flags = [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--window-size=1200,900",
-        f"--user-data-dir={profile}",
-    ]
+    flags = [*QUIET_FLAGS, "--window-size=1200,900", f"--user-data-dir={profile}"]
     prefs: dict[str, Any] = {}
     if not javascript:
         flags.append("--blink-settings=scriptEnabled=false")
