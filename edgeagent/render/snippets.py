@@ -402,6 +402,11 @@ class FleetRenderer:
             f"local-port={server.port}\n"
             f"allow-from={', '.join(self.inv.fleet.client_networks)}\n"
             f"lua-config-file={conf}/edgeagent-rpz.lua\n"
+            # 4.8 keeps serving a packet-cache answer given before its name was blocked
+            # (a new RPZ does not wipe that cache): bound it by the RPZ refresh, so a
+            # block reaches every client within about two refreshes. The record cache
+            # still spares the upstream queries.
+            f"packetcache-ttl={self.inv.fleet.powerdns_refresh_seconds}\n"
             f"socket-dir={work}\n"
             "quiet=yes\n"
             "log-common-errors=no\n"

@@ -85,6 +85,18 @@ def test_secondaries_admit_unbound_by_address_and_notify_their_region(
     assert f"{knot.address} port {knot.knot_port};" in files["secondaries/dist-south-1/named.conf"]
 
 
+def test_powerdns_answers_no_older_than_its_rpz_refresh(files: dict[str, str]) -> None:
+    """PowerDNS 4.8 keeps a packet-cache answer given before its name was blocked; the
+    rendering bounds that cache by the RPZ refresh, and policy answers are never cached."""
+    refresh = load_inventory(EXAMPLE_INVENTORY).fleet.powerdns_refresh_seconds
+    recursors = {rel: t for rel, t in files.items() if rel.endswith("/recursor.conf")}
+    assert recursors
+    for rel, text in recursors.items():
+        assert f"\npacketcache-ttl={refresh}\n" in text, rel
+        lua = files[rel.replace("recursor.conf", "edgeagent-rpz.lua")]
+        assert lua.count("maxTTL = 0,") == 2, rel
+
+
 def test_limits_grow_with_the_fleet() -> None:
     small, big = Sizing.for_fanout(2, 2), Sizing.for_fanout(250, 2)
     # BIND sends 10 messages per tick of its rate limiters: a tick every 10 ms at least.
