@@ -284,7 +284,7 @@ class Pool:
             if snapshot:
                 await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         except BaseException as exc:
-            await stack.__aexit__(type(exc), exc, exc.__traceback__)
+            await _leave(stack, exc)
             raise
         return conn, stack
 
