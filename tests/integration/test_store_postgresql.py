@@ -4,6 +4,7 @@ own: migrations at start, a newer database refused, login and reachability error
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg_pool import AsyncConnectionPool
 
 from edgeagent.config import load_config
 from edgeagent.errors import StoreError, StoreUnavailable
@@ -46,15 +48,18 @@ class PostgresHarness:
     def open(self, clock: Clock | None = None) -> PostgresStore:
         return PostgresStore(self.db) if clock is None else PostgresStore(self.db, clock=clock)
 
+    def _raw(self) -> psycopg.Connection[tuple[object, ...]]:
+        return psycopg.connect(self.db.conninfo, password=self.db.password(), autocommit=True)
+
     def count_rows(self, table: str) -> int:
-        with self.db.connect() as conn:
+        with self._raw() as conn:
             row = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
         assert row is not None
         return int(row[0])
 
     def insert_stale_loading(self, feed: str) -> None:
         epoch = datetime(1970, 1, 1, tzinfo=UTC)
-        with self.db.connect() as conn:
+        with self._raw() as conn:
             conn.execute(
                 "INSERT INTO generations (feed, status, created_at, status_changed_at) "
                 "VALUES (%s, '_loading', %s, %s)",
@@ -85,12 +90,21 @@ def _raw(pg: PgDatabase) -> psycopg.Connection[tuple[object, ...]]:
     return psycopg.connect(pg.dsn, password=pg.password, autocommit=True)
 
 
+def _schema_version(pg: PgDatabase) -> int:
+    """What :func:`schema.schema_version` reads, over a connection of the test's own."""
+
+    async def read() -> int:
+        async with await pg.database().connect() as conn:
+            return await schema.schema_version(conn)
+
+    return asyncio.run(read())
+
+
 # --- schema migrations ----------------------------------------------------------------
 
 
 def test_migrations_applied_at_start(pg_database: PgDatabase) -> None:
-    with _raw(pg_database) as raw:
-        assert schema.schema_version(raw) == 0  # an empty database
+    assert _schema_version(pg_database) == 0  # an empty database
     s = PostgresStore(pg_database.database())
     assert s.schema_version() == schema.CURRENT_VERSION
     s.close()
@@ -151,8 +165,12 @@ def test_version_1_decisions_and_tickets_gain_the_ntd_columns(pg_database: PgDat
     from edgeagent.takedown.tickets import ticket_to_json
     from tests.support.tickets import S, make_ticket, walk
 
+    async def to_version_1() -> None:
+        async with await pg_database.database().connect() as conn:
+            await schema.migrate(conn, target=1)
+
+    asyncio.run(to_version_1())
     with _raw(pg_database) as raw:
-        schema.migrate(raw, target=1)
         raw.execute(
             "INSERT INTO decisions (scope, value, action, actor, reason, reference, "
             "notice_source, notice_received_at, created_at, status) VALUES ('host', "
@@ -190,7 +208,7 @@ def test_failed_migration_leaves_database_untouched(
     with pytest.raises(StoreError, match="migrating the schema failed"):
         PostgresStore(pg_database.database())
     with _raw(pg_database) as raw:
-        assert schema.schema_version(raw) == schema.CURRENT_VERSION
+        assert _schema_version(pg_database) == schema.CURRENT_VERSION
         assert raw.execute("SELECT to_regclass('later_feature')").fetchone() == (None,)
 
 
@@ -262,6 +280,103 @@ def test_store_recovers_when_its_connections_are_cut(
         )
     assert store.policy_version() == 1
     assert store.list_decisions()[0].indicator.value == "bad.example.com"
+
+
+# --- the pool on the database's own event loop ------------------------------------------
+
+
+def _sessions(pg: PgDatabase) -> int:
+    """The agent's sessions on the server (the test's own connection is not one)."""
+    with _raw(pg) as raw:
+        row = raw.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = %s "
+            "AND application_name = 'edgeagent'",
+            (pg.name,),
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_the_pool_is_asyncio_on_a_loop_thread_that_close_ends(pg_database: PgDatabase) -> None:
+    before = set(threading.enumerate())
+    store = PostgresStore(pg_database.database())
+    tickets = PostgresTicketStore(pg_database.database())
+    assert isinstance(store._pool._pool, AsyncConnectionPool)
+    assert isinstance(tickets._pool._pool, AsyncConnectionPool)
+    started = {t.name: t.daemon for t in set(threading.enumerate()) - before}
+    assert started == {"edgeagent-store-loop": True, "edgeagent-tickets-loop": True}
+    # A stream left half read when the store closes: close() ends its connection too.
+    gen = store.add_generation("big", _domains(25_000), status=GenerationStatus.LIVE)
+    stream = store.generation_entries(gen.id)
+    assert next(stream).indicator.value == "d0000000.example"
+    assert len(store._pool._held) == 1  # lent to the stream
+    assert _sessions(pg_database) >= 2
+    store.close()
+    tickets.close()
+    store.close()  # idempotent
+    tickets.close()
+    assert set(threading.enumerate()) <= before  # no thread left behind
+    assert _sessions(pg_database) == 0
+    stream.close()  # nothing left to release, and no error
+    with pytest.raises(StoreError, match="store is closed"):
+        store.policy_version()
+    with pytest.raises(StoreError, match="store is closed"):
+        next(store.active_decisions())
+    with pytest.raises(StoreError, match="store is closed"):
+        tickets.open_tickets()
+
+
+def test_the_store_refuses_calls_from_its_own_loop(store: PostgresStore) -> None:
+    """A coroutine on the database's loop that called the synchronous store would wait
+    for the loop it blocks: refused at once, naming what it called."""
+
+    async def on_the_loop() -> int:
+        return store.policy_version()
+
+    with pytest.raises(RuntimeError, match="called from its database's own event loop") as info:
+        store._pool.run(on_the_loop())
+    assert "PostgresStore.policy_version" in str(info.value)
+    assert store.policy_version() == 0  # the store itself is unharmed
+
+
+def test_a_stream_dropped_on_the_loop_gives_its_connection_back(store: PostgresStore) -> None:
+    """The garbage collector may finalize a half-read stream on the loop's own thread,
+    where it cannot wait for its cleanup: the cleanup is scheduled there instead."""
+    gen = store.add_generation("big", _domains(25_000), status=GenerationStatus.LIVE)
+    stream = store.generation_entries(gen.id)
+    next(stream)
+    assert len(store._pool._held) == 1
+
+    async def drop() -> None:
+        stream.close()
+
+    store._pool.run(drop())
+    deadline = time.monotonic() + 10
+    while store._pool._held and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not store._pool._held
+    assert store.get_generation(gen.id).entry_count == 25_000
+
+
+def test_streams_and_copies_leave_the_loop_free(store: PostgresStore) -> None:
+    """Between two batches of a stream or a COPY the loop serves other calls, and the
+    caller's iterator runs in the caller's thread (here: it reads the store itself)."""
+    first = store.add_generation("big", _domains(30_000), status=GenerationStatus.LIVE)
+    loop_thread = threading.current_thread()
+    threads: set[threading.Thread] = set()
+
+    def copied_from_the_live_one() -> Iterator[Entry]:
+        for i, entry in enumerate(store.generation_entries(first.id)):
+            threads.add(threading.current_thread())
+            if i % 10_000 == 0:
+                store.append_audit("test", "store.test", f"feed:{i}")
+            yield entry
+
+    second = store.add_generation("big", copied_from_the_live_one(), status=GenerationStatus.LIVE)
+    assert threads == {loop_thread}
+    assert second.entry_count == 30_000
+    assert store.verify_audit().rows == 3
+    assert list(store.generation_entries(second.id))[-1].indicator.value == "d0029999.example"
 
 
 def _config(pg: PgDatabase, tmp_path: Path, password: str) -> Path:

@@ -1,4 +1,12 @@
-"""Reaching the database: one-off connections, the pool, and errors that name ``store.dsn``.
+"""Reaching the database: one-off connections, the pool on the database's event loop, and
+errors that name ``store.dsn``.
+
+The driver is psycopg 3's asyncio API; the pool is a :class:`psycopg_pool.AsyncConnectionPool`.
+Each :class:`Pool` runs on an event loop of its own, in a daemon thread
+(:class:`.bridge.LoopThread`, "the database's loop"), so that the synchronous store contract
+can sit on top: a store method runs its SQL as one coroutine there (:meth:`Pool.run`) and
+its caller's thread waits for the result. Many callers' coroutines share the loop and the
+pool; a long read or a COPY holds one connection across several such calls (:meth:`Pool.hold`).
 
 Every connection is in autocommit mode (callers open transactions explicitly with
 ``conn.transaction()``) and runs with ``TimeZone = UTC``, so timestamps come back as UTC.
@@ -10,16 +18,23 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
+from contextlib import (
+    AbstractAsyncContextManager,
+    AsyncExitStack,
+    asynccontextmanager,
+    contextmanager,
+    suppress,
+)
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
-from psycopg_pool import ConnectionPool, PoolTimeout
+from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 
 from edgeagent.errors import Conflict, StoreError, StoreUnavailable
+from edgeagent.store.postgresql.bridge import LoopThread
 from edgeagent.store.postgresql.store import PostgresStoreConfig
 
 DSN_KEY = "store.dsn"
@@ -28,9 +43,11 @@ DSN_KEY = "store.dsn"
 RECONNECT_SECONDS = 0.5
 """How long the pool retries a lost connection before the next ask starts afresh."""
 
-Connection = psycopg.Connection[tuple[Any, ...]]
-Cursor = psycopg.Cursor[tuple[Any, ...]]
-AsyncConnection = psycopg.AsyncConnection[tuple[Any, ...]]
+Row = tuple[Any, ...]
+Connection = psycopg.AsyncConnection[Row]
+Cursor = psycopg.AsyncCursor[Row]
+ServerCursor = psycopg.AsyncServerCursor[Row]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,30 +88,46 @@ class Database:
             kwargs["password"] = password
         return kwargs
 
-    def connect(self) -> Connection:
-        """One connection outside the pool; ``StoreError`` naming ``store.dsn`` if refused."""
-        kwargs = self._kwargs()
-        try:
-            conn = psycopg.connect(self.conninfo, **kwargs)
-            _configure(conn)
-        except psycopg.Error as exc:
-            raise connect_error(exc, kwargs.get("password")) from None
-        return conn
-
-    async def connect_async(self) -> AsyncConnection:
-        """One asyncio connection outside the pool (a session of its own, e.g. the
-        leader's); ``StoreError`` naming ``store.dsn`` if refused."""
+    async def connect(self) -> Connection:
+        """One connection outside the pool (a session of its own, e.g. the leader's, or
+        the migration's); ``StoreError`` naming ``store.dsn`` if refused."""
         kwargs = self._kwargs()
         try:
             conn = await psycopg.AsyncConnection.connect(self.conninfo, **kwargs)
-            await conn.execute("SET TIME ZONE 'UTC'")
+            await _configure(conn)
         except psycopg.Error as exc:
             raise connect_error(exc, kwargs.get("password")) from None
         return conn
 
-    def open_pool(self, name: str, *, max_size: int | None = None) -> Pool:
-        """A pool of at least ``pool_min_size`` connections, opened and ready."""
-        pool: ConnectionPool[Connection] = ConnectionPool(
+    def open_pool(
+        self,
+        name: str,
+        *,
+        max_size: int | None = None,
+        first: Callable[[Connection], Awaitable[None]] | None = None,
+    ) -> Pool:
+        """A pool of at least ``pool_min_size`` connections, opened and ready, on a loop
+        of its own (a thread named after the pool). ``first`` runs before, over a
+        connection of its own (the schema migration)."""
+        loop = LoopThread(f"{name}-loop")
+        try:
+            pool = loop.run(self._open_pool(name, max_size, first))
+        except BaseException:
+            loop.close()
+            raise
+        return Pool(pool, loop, self.connect_timeout)
+
+    async def _open_pool(
+        self,
+        name: str,
+        max_size: int | None,
+        first: Callable[[Connection], Awaitable[None]] | None,
+    ) -> AsyncConnectionPool[Connection]:
+        if first is not None:
+            async with await self.connect() as conn:
+                await first(conn)
+        # Made on the loop that will run it: the pool's maintenance tasks live there.
+        pool: AsyncConnectionPool[Connection] = AsyncConnectionPool(
             self.conninfo,
             kwargs=self._kwargs,
             min_size=min(self.pool_min_size, max_size or self.pool_min_size),
@@ -103,7 +136,7 @@ class Database:
             configure=_configure,
             # A connection left over from before a failover fails its first query: check
             # each one as it is handed out, so callers get a live one or a clear error.
-            check=ConnectionPool.check_connection,
+            check=AsyncConnectionPool.check_connection,
             timeout=self.connect_timeout,
             # The pool retries a lost connection with a doubling delay (1, 2, 4, 8 ... s)
             # and no cap, so after a 50 s failover the next try could come half a minute
@@ -115,53 +148,77 @@ class Database:
             name=name,
         )
         try:
-            pool.open(wait=True, timeout=self.connect_timeout)
+            await pool.open(wait=True, timeout=self.connect_timeout)
         except PoolTimeout:
-            pool.close()
+            await pool.close()
             raise StoreUnavailable(
                 f"{DSN_KEY}: no database connection within {self.connect_timeout:g} s"
             ) from None
-        return Pool(pool, self.connect_timeout)
+        return pool
 
 
 class Pool:
-    """Open pooled connections; each block borrows one and gets errors as ``StoreError``.
+    """Pooled connections on the database's loop; each block borrows one and gets errors
+    as ``StoreError``.
 
-    A pool that cannot hand out a connection within ``timeout`` (database down, every
-    connection busy) raises ``StoreUnavailable``; so does a connection lost mid-statement.
+    The async context managers (:meth:`connection`, :meth:`transaction`) are for
+    coroutines on the loop; other threads hand those coroutines to :meth:`run`. A pool
+    that cannot hand out a connection within ``timeout`` (database down, every connection
+    busy) raises ``StoreUnavailable``; so does a connection lost mid-statement.
     """
 
-    def __init__(self, pool: ConnectionPool[Connection], timeout: float) -> None:
+    def __init__(
+        self, pool: AsyncConnectionPool[Connection], loop: LoopThread, timeout: float
+    ) -> None:
         self._pool = pool
+        self._loop = loop
         self._timeout = timeout
-        self.closed = False
+        # Connections lent out across several run() calls (streams, COPY): close() ends
+        # them itself, as the pool only closes a connection when it comes back.
+        self._held: set[Connection] = set()
+
+    @property
+    def closed(self) -> bool:
+        return self._loop.closed
+
+    def run(self, work: Coroutine[Any, Any, T]) -> T:
+        """Run ``work`` on the database's loop and wait for its result
+        (:meth:`.bridge.LoopThread.run`: ``StoreError`` once closed, ``RuntimeError`` if
+        called from the loop itself)."""
+        return self._loop.run(work)
 
     def close(self) -> None:
-        """Close every connection; later blocks raise ``StoreError``. Idempotent."""
-        if not self.closed:
-            self.closed = True
-            self._pool.close()
+        """Close every connection and stop the loop's thread; later calls raise
+        ``StoreError``. Idempotent."""
+        self._loop.close(self._close)
 
-    @contextmanager
-    def connection(self, what: str, timeout: float | None = None) -> Iterator[Connection]:
+    async def _close(self) -> None:
+        for conn in list(self._held):
+            await conn.close()
+        await self._pool.close()
+
+    @asynccontextmanager
+    async def connection(
+        self, what: str, timeout: float | None = None
+    ) -> AsyncIterator[Connection]:
         """A connection for the block; the pool rolls back whatever it left open.
         ``what`` (e.g. "reading a decision") names the work in error messages;
         ``timeout`` (default: the pool's) bounds the wait for a connection."""
-        if self.closed:
-            raise StoreError("store is closed")
         wait = self._timeout if timeout is None else timeout
         try:
-            conn = self._getconn(wait)
+            conn = await self._getconn(wait)
         except PoolTimeout:
             raise StoreUnavailable(f"{DSN_KEY}: no database connection within {wait:g} s") from None
+        except PoolClosed:
+            raise StoreError("store is closed") from None
         try:
             yield conn
         except psycopg.Error as exc:
             raise query_error(exc, what) from None
         finally:
-            self._pool.putconn(conn)
+            await self._pool.putconn(conn)
 
-    def _getconn(self, wait: float) -> Connection:
+    async def _getconn(self, wait: float) -> Connection:
         """A connection within ``wait`` seconds, or ``PoolTimeout``.
 
         A pool below its size has lost connections (the database went away): an ask
@@ -176,32 +233,104 @@ class Pool:
             stats = self._pool.get_stats()
             short = stats.get("pool_size", 0) < self._pool.max_size
             try:
-                return self._pool.getconn(timeout=min(left, RECONNECT_SECONDS) if short else left)
+                return await self._pool.getconn(
+                    timeout=min(left, RECONNECT_SECONDS) if short else left
+                )
             except PoolTimeout:
                 if time.monotonic() >= deadline - 0.001:
                     raise
 
-    @contextmanager
-    def transaction(self, what: str) -> Iterator[Cursor]:
+    @asynccontextmanager
+    async def transaction(self, what: str) -> AsyncIterator[Cursor]:
         """One transaction for the block: committed at its end, rolled back if it raises."""
-        with self.connection(what) as conn, conn.transaction(), conn.cursor() as cur:
+        async with self.connection(what) as conn, conn.transaction(), conn.cursor() as cur:
             yield cur
 
     @staticmethod
-    @contextmanager
-    def savepoint(cur: Cursor) -> Iterator[None]:
+    @asynccontextmanager
+    async def savepoint(cur: Cursor) -> AsyncIterator[None]:
         """A savepoint in ``cur``'s transaction for the block: a unique key violated in it
         is undone (the transaction goes on, e.g. to look up the row in the way) and
         raised as ``Conflict``."""
         try:
-            with cur.connection.transaction():
+            async with cur.connection.transaction():
                 yield
         except psycopg.errors.UniqueViolation:
             raise Conflict("a unique key is violated") from None
 
+    @contextmanager
+    def hold(self, what: str, *, snapshot: bool = False) -> Iterator[Held]:
+        """A connection held for the block, in one transaction, for work that takes
+        several :meth:`Held.run` calls (a stream read batch by batch, a COPY fed from the
+        caller's iterator). Committed at the end of the block, rolled back if it raises.
+        ``snapshot``: a read-only transaction that sees one snapshot throughout."""
+        conn, stack = self.run(self._enter_held(what, snapshot))
+        try:
+            yield Held(self, conn, stack, what)
+        except BaseException as exc:
+            # The database may have gone away too: the first error is the one to report.
+            with suppress(StoreError):
+                self._loop.finish(_leave(stack, exc))
+            raise
+        self.run(stack.aclose())
 
-def _configure(conn: Connection) -> None:
-    conn.execute("SET TIME ZONE 'UTC'")
+    async def _enter_held(self, what: str, snapshot: bool) -> tuple[Connection, AsyncExitStack]:
+        stack = AsyncExitStack()
+        try:
+            conn = await stack.enter_async_context(self.connection(what))
+            self._held.add(conn)
+            stack.callback(self._held.discard, conn)
+            await stack.enter_async_context(conn.transaction())
+            if snapshot:
+                await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        except BaseException as exc:
+            await _leave(stack, exc)
+            raise
+        return conn, stack
+
+
+async def _leave(stack: AsyncExitStack, exc: BaseException) -> None:
+    """Leave a held connection's contexts after ``exc`` (rolled back, given back)."""
+    await stack.__aexit__(type(exc), exc, exc.__traceback__)
+
+
+class Held:
+    """A pooled connection held across several calls from one thread (:meth:`Pool.hold`).
+
+    Each :meth:`run` is one trip to the database's loop, so the caller's own work (an
+    iterator it consumes, rows it builds) happens in its thread between trips, never on
+    the loop, and memory stays bounded by one batch.
+    """
+
+    def __init__(self, pool: Pool, conn: Connection, stack: AsyncExitStack, what: str) -> None:
+        self.conn = conn
+        self._pool = pool
+        self._stack = stack
+        self._what = what
+
+    def run(self, work: Awaitable[T]) -> T:
+        """Run ``work`` (on :attr:`conn`) on the loop; driver errors as ``StoreError``."""
+        return self._pool.run(self._mapped(work))
+
+    async def _mapped(self, work: Awaitable[T]) -> T:
+        try:
+            return await work
+        except psycopg.Error as exc:
+            raise query_error(exc, self._what) from None
+
+    def enter(self, context: AbstractAsyncContextManager[T]) -> T:
+        """Enter ``context`` (a cursor, a COPY) until the held connection is let go; it is
+        left before the transaction ends."""
+        return self.run(self._stack.enter_async_context(context))
+
+    def batches(self, cur: ServerCursor, size: int) -> Iterator[list[Row]]:
+        """The rows of ``cur``'s query, ``size`` at a time, one trip to the loop each."""
+        while batch := self.run(cur.fetchmany(size)):
+            yield batch
+
+
+async def _configure(conn: Connection) -> None:
+    await conn.execute("SET TIME ZONE 'UTC'")
 
 
 def _clean(message: str, password: str | None) -> str:

@@ -34,7 +34,7 @@ import psycopg
 from edgeagent.errors import EdgeAgentError, Fenced
 from edgeagent.leadership import AgentRole, Leadership, Roles, agent_name
 from edgeagent.logs import fields
-from edgeagent.store.postgresql.connect import AsyncConnection, Database, Pool
+from edgeagent.store.postgresql.connect import Connection, Database, Pool
 from edgeagent.store.postgresql.schema import open_pool
 from edgeagent.store.postgresql.store import POLICY_CHANNEL
 
@@ -60,7 +60,7 @@ class LockLeadership(Leadership):
         self.session_timeout_seconds = session_timeout_seconds
         self.name = name or agent_name()
         self._epoch: int | None = None  # set while this agent believes it leads
-        self._session: AsyncConnection | None = None
+        self._session: Connection | None = None
         self._fence_pool: Pool | None = None
         self._seen: dict[str, Any] = {"epoch": None, "leader": "", "agents": []}
         self._api = ""
@@ -89,9 +89,9 @@ class LockLeadership(Leadership):
                 await self._lost(on_role, exc)
                 await asyncio.sleep(self.poll_seconds)
 
-    async def _open_session(self) -> AsyncConnection:
+    async def _open_session(self) -> Connection:
         await asyncio.to_thread(self._pool)  # the fence's pool; opening it migrates the schema
-        conn = await self.database.connect_async()
+        conn = await self.database.connect()
         timeout_ms = int(self.session_timeout_seconds * 1000)
         await conn.execute(f"SET idle_session_timeout = {timeout_ms}")
         await conn.execute(f"LISTEN {POLICY_CHANNEL}")
@@ -130,7 +130,7 @@ class LockLeadership(Leadership):
         )
         await self._read_roles(conn)
 
-    async def _read_roles(self, conn: AsyncConnection) -> None:
+    async def _read_roles(self, conn: Connection) -> None:
         lead = await (
             await conn.execute("SELECT epoch, holder FROM leader WHERE id = 1")
         ).fetchone()
@@ -152,9 +152,7 @@ class LockLeadership(Leadership):
             "agents": [AgentRole(str(n), n == holder, str(api), _unix(at)) for n, api, at in found],
         }
 
-    async def _wait_notifications(
-        self, conn: AsyncConnection, on_policy: Callable[[], None]
-    ) -> None:
+    async def _wait_notifications(self, conn: Connection, on_policy: Callable[[], None]) -> None:
         changed = False
         async for _ in conn.notifies(timeout=self.poll_seconds):
             changed = True
@@ -198,13 +196,15 @@ class LockLeadership(Leadership):
             self._fence_pool = open_pool(self.database, "edgeagent-fence", max_size=2)
         return self._fence_pool
 
+    # The fence's pool runs on a loop of its own (like the store's): these synchronous
+    # calls come from worker threads, and each runs its SQL there as one coroutine.
+
     def check(self, what: str) -> None:
         mine = self._epoch
         if mine is None:
             raise Fenced(what, "this agent is not the leader")
-        with self._pool().connection(f"checking the leader epoch for {what}") as conn:
-            row = conn.execute("SELECT epoch FROM leader WHERE id = 1").fetchone()
-        current = int(row[0]) if row else None
+        pool = self._pool()
+        current = pool.run(_epoch(pool, f"checking the leader epoch for {what}"))
         if current != mine:
             raise Fenced(what, f"leader epoch {mine} is stale (the database has {current})")
 
@@ -212,29 +212,13 @@ class LockLeadership(Leadership):
         mine = self._epoch
         if mine is None:
             raise Fenced("a takedown notice", "this agent is not the leader")
-        with self._pool().transaction("recording a notice key") as cur:
-            row = cur.execute("SELECT epoch FROM leader WHERE id = 1 FOR SHARE").fetchone()
-            current = int(row[0]) if row else None
-            if current != mine:
-                raise Fenced(
-                    "a takedown notice",
-                    f"leader epoch {mine} is stale (the database has {current})",
-                )
-            # A key claimed before but never confirmed: its sender died mid-send (or
-            # every try failed); it goes out again under the same key.
-            claimed = cur.execute(
-                "INSERT INTO notice_keys (key, epoch, recorded_at) VALUES (%s, %s, now()) "
-                "ON CONFLICT (key) DO UPDATE SET epoch = EXCLUDED.epoch, "
-                "recorded_at = EXCLUDED.recorded_at WHERE notice_keys.sent_at IS NULL "
-                "RETURNING key",
-                (key, mine),
-            ).fetchone()
-        return claimed is not None
+        pool = self._pool()
+        return pool.run(_claim(pool, key, mine))
 
     def confirm(self, key: str) -> None:
         # Not fenced: it records a fact (a channel took the notice), whoever sent it.
-        with self._pool().transaction("confirming a notice key") as cur:
-            cur.execute("UPDATE notice_keys SET sent_at = now() WHERE key = %s", (key,))
+        pool = self._pool()
+        pool.run(_confirm(pool, key))
 
     # --- status --------------------------------------------------------------------------
 
@@ -252,8 +236,44 @@ class LockLeadership(Leadership):
         }
 
 
+async def _epoch(pool: Pool, what: str) -> int | None:
+    async with pool.connection(what) as conn:
+        row = await _row(conn, "SELECT epoch FROM leader WHERE id = 1")
+    return int(row[0]) if row else None
+
+
+async def _claim(pool: Pool, key: str, mine: int) -> bool:
+    async with pool.transaction("recording a notice key") as cur:
+        row = await (
+            await cur.execute("SELECT epoch FROM leader WHERE id = 1 FOR SHARE")
+        ).fetchone()
+        current = int(row[0]) if row else None
+        if current != mine:
+            raise Fenced(
+                "a takedown notice",
+                f"leader epoch {mine} is stale (the database has {current})",
+            )
+        # A key claimed before but never confirmed: its sender died mid-send (or every
+        # try failed); it goes out again under the same key.
+        claimed = await (
+            await cur.execute(
+                "INSERT INTO notice_keys (key, epoch, recorded_at) VALUES (%s, %s, now()) "
+                "ON CONFLICT (key) DO UPDATE SET epoch = EXCLUDED.epoch, "
+                "recorded_at = EXCLUDED.recorded_at WHERE notice_keys.sent_at IS NULL "
+                "RETURNING key",
+                (key, mine),
+            )
+        ).fetchone()
+    return claimed is not None
+
+
+async def _confirm(pool: Pool, key: str) -> None:
+    async with pool.transaction("confirming a notice key") as cur:
+        await cur.execute("UPDATE notice_keys SET sent_at = now() WHERE key = %s", (key,))
+
+
 async def _row(
-    conn: AsyncConnection, query: str, params: tuple[Any, ...] = ()
+    conn: Connection, query: str, params: tuple[Any, ...] = ()
 ) -> tuple[Any, ...] | None:
     """The first row ``query`` returns (autocommit: one statement, one transaction)."""
     return await (await conn.execute(query, params)).fetchone()

@@ -262,36 +262,36 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7)
 CURRENT_VERSION = len(MIGRATIONS)
 
 
-def schema_version(conn: Connection) -> int:
+async def schema_version(conn: Connection) -> int:
     """The schema version the database records (0 if it holds no edgeagent schema)."""
-    row = conn.execute("SELECT to_regclass('schema_version') IS NOT NULL").fetchone()
+    row = await (await conn.execute("SELECT to_regclass('schema_version') IS NOT NULL")).fetchone()
     if row is None or not row[0]:
         return 0
-    found = conn.execute("SELECT version FROM schema_version WHERE id = 1").fetchone()
+    found = await (await conn.execute("SELECT version FROM schema_version WHERE id = 1")).fetchone()
     return 0 if found is None else int(found[0])
 
 
-def migrate(conn: Connection, target: int | None = None) -> int:
+async def migrate(conn: Connection, target: int | None = None) -> int:
     """Bring the database to ``target`` (default: the newest version) in one transaction;
     return the version reached. ``StoreError`` naming ``store.dsn`` if the database is
     newer than ``target``."""
     known = len(MIGRATIONS)
     target = known if target is None else target
-    with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
-        found = schema_version(conn)
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+        found = await schema_version(conn)
         steps = pending_versions(found, target, known, where=f"{DSN_KEY}: ")
         if not steps:
             return target
         if found == 0:
-            conn.execute(
+            await conn.execute(
                 "CREATE TABLE IF NOT EXISTS schema_version ("
                 "id smallint PRIMARY KEY CHECK (id = 1), version integer NOT NULL)"
             )
         for version in steps:
             for statement in MIGRATIONS[version]:
-                conn.execute(statement)
-        conn.execute(
+                await conn.execute(statement)
+        await conn.execute(
             "INSERT INTO schema_version (id, version) VALUES (1, %s) "
             "ON CONFLICT (id) DO UPDATE SET version = EXCLUDED.version",
             (target,),
@@ -302,9 +302,11 @@ def migrate(conn: Connection, target: int | None = None) -> int:
 def open_pool(database: Database, name: str, *, max_size: int | None = None) -> Pool:
     """Migrate the database over a first connection (where a wrong password or an
     unreachable host is reported), then open a pool on it."""
-    with database.connect() as conn:
-        try:
-            migrate(conn)
-        except psycopg.Error as exc:
-            raise query_error(exc, "migrating the schema") from None
-    return database.open_pool(name, max_size=max_size)
+    return database.open_pool(name, max_size=max_size, first=_migrate)
+
+
+async def _migrate(conn: Connection) -> None:
+    try:
+        await migrate(conn)
+    except psycopg.Error as exc:
+        raise query_error(exc, "migrating the schema") from None

@@ -25,15 +25,20 @@ _STANDBYS = """
 def database_status(pool: Pool, timeout: float) -> DatabaseStatus:
     """The status through one pooled connection; unreachable if none comes in ``timeout``."""
     try:
-        with pool.connection("reading the replication status", timeout) as conn:
-            return _read(conn)
+        return pool.run(_status(pool, timeout))
     except StoreError as exc:
         return DatabaseStatus(BACKEND, reachable=False, error=str(exc))
 
 
-def _read(conn: Connection) -> DatabaseStatus:
-    row = conn.execute("SELECT current_setting('synchronous_commit')").fetchone()
+async def _status(pool: Pool, timeout: float) -> DatabaseStatus:
+    async with pool.connection("reading the replication status", timeout) as conn:
+        return await _read(conn)
+
+
+async def _read(conn: Connection) -> DatabaseStatus:
+    row = await (await conn.execute("SELECT current_setting('synchronous_commit')")).fetchone()
     synchronous_commit = str(row[0]) if row else ""
+    found = await (await conn.execute(_STANDBYS)).fetchall()
     standbys = tuple(
         StandbyStatus(
             name=str(name),
@@ -42,7 +47,7 @@ def _read(conn: Connection) -> DatabaseStatus:
             replay_lag_seconds=None if lag_s is None else float(lag_s),
             replay_lag_bytes=None if lag_b is None else int(lag_b),
         )
-        for name, state, sync_state, lag_s, lag_b in conn.execute(_STANDBYS).fetchall()
+        for name, state, sync_state, lag_s, lag_b in found
     )
     return DatabaseStatus(
         BACKEND,

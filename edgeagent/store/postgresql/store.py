@@ -20,8 +20,13 @@ what must be serialised:
 - Long reads (streaming a generation, active decisions, verifying the chain) hold a
   pooled connection of their own for as long as the caller iterates, inside one snapshot.
 
-Connections come from a psycopg pool; each public call borrows one. A database that
-cannot be reached raises :class:`edgeagent.errors.StoreUnavailable` naming ``store.dsn``.
+The driver is psycopg 3's asyncio API, behind the synchronous store contract: the pool
+(:class:`psycopg_pool.AsyncConnectionPool`) lives on an event loop of its own, in a daemon
+thread (:mod:`.bridge`, :mod:`.connect`). Each public call runs its SQL there as one
+coroutine, borrowing a pooled connection, while the caller's thread waits for the result;
+a stream or a COPY holds its connection across several such trips, one batch each, so the
+caller's own work happens in the caller's thread. A database that cannot be reached
+raises :class:`edgeagent.errors.StoreUnavailable` naming ``store.dsn``.
 Entry values never appear in exception messages: indicators are named by ``Indicator.ref``,
 and server messages are cut to their primary text (the DETAIL line quotes rows).
 
@@ -32,8 +37,9 @@ is an optional extra: this module imports the driver modules (:mod:`.connect`,
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractAsyncContextManager, suppress
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -87,11 +93,14 @@ from edgeagent.store.chain import (
     utc_text,
     verify_chain,
 )
+from edgeagent.store.postgresql.bridge import bridged
 from edgeagent.store.rows import DECISION_COLUMNS, GENERATION_COLUMNS, INTAKE_COLUMNS, LOADING
 from edgeagent.takedown.ticketstore import TicketStorage
 
 if TYPE_CHECKING:
-    from edgeagent.store.postgresql.connect import Connection, Cursor, Database
+    from psycopg import AsyncCopy
+
+    from edgeagent.store.postgresql.connect import Cursor, Database, Pool, Row
 
 _OPEN_STATUSES = [s.value for s in OPEN_DECISION_STATUSES]
 _SCOPES = {s.value: s for s in Scope}
@@ -132,7 +141,8 @@ _INSERT_EVENTS = (
     f"INSERT INTO decision_events ({rows.EVENT_COLUMNS}) SELECT * FROM "
     "unnest(%b::bigint[], %b::timestamptz[], %b::text[], %b::text[], %b::text[])"
 )
-_LOCK_AUDIT_HEAD = "SELECT last_id, last_hash FROM audit_head WHERE id = 1 FOR UPDATE"
+_AUDIT_HEAD = "SELECT last_id, last_hash FROM audit_head WHERE id = 1"
+_LOCK_AUDIT_HEAD = f"{_AUDIT_HEAD} FOR UPDATE"
 _APPEND_AUDIT = (
     f"WITH appended AS (INSERT INTO audit ({AUDIT_COLUMNS}) SELECT * FROM unnest("
     "%b::bigint[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[], "
@@ -142,6 +152,9 @@ POLICY_CHANNEL = "edgeagent_policy"
 """The NOTIFY channel of committed policy changes (the payload is the new version)."""
 _MAX_ENTRIES = (1 << 31) - 1  # position is an int4
 _STREAM_ROWS = 10_000  # rows per round trip of a streaming read
+# Rows per trip of a COPY to the loop: each trip keeps the loop busy formatting them, so
+# few enough that other calls queued on the loop wait a few milliseconds at most.
+_COPY_ROWS = 2_000
 
 
 def _dsn(value: str) -> str:
@@ -228,6 +241,10 @@ class PostgresStore(StoreBackend[PostgresStoreConfig]):
     Opening migrates the schema (:mod:`.schema`) over a first connection, which is also
     where a wrong password or an unreachable host is reported, then opens the pool.
     ``clock`` supplies "now" (tests inject a fixed clock).
+
+    The methods are synchronous (the contract), their SQL asynchronous: a ``@bridged``
+    method is a coroutine that runs on the pool's event loop, its caller's thread waiting
+    for the result; the ``async`` helpers it awaits take the transaction's cursor.
     """
 
     KIND = "postgresql"
@@ -264,12 +281,12 @@ class PostgresStore(StoreBackend[PostgresStoreConfig]):
         from edgeagent.store.postgresql.schema import open_pool
 
         self._clock = clock
-        self._pool = open_pool(database, "edgeagent-store")
+        self._pool: Pool = open_pool(database, "edgeagent-store")
 
     # --- lifecycle ----------------------------------------------------------------------
 
     def close(self) -> None:
-        """Close the pool; later calls raise ``StoreError``. Idempotent."""
+        """Close the pool and stop its loop; later calls raise ``StoreError``. Idempotent."""
         self._pool.close()
 
     def __enter__(self) -> PostgresStore:
@@ -278,16 +295,9 @@ class PostgresStore(StoreBackend[PostgresStoreConfig]):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _tx(self, what: str) -> AbstractContextManager[Cursor]:
+    def _tx(self, what: str) -> AbstractAsyncContextManager[Cursor]:
         """One transaction on a pooled connection; rolls back on any exception."""
         return self._pool.transaction(what)
-
-    @contextmanager
-    def _snapshot(self, what: str) -> Iterator[Connection]:
-        """A read-only transaction that sees one snapshot for all its statements."""
-        with self._pool.connection(what) as conn, conn.transaction():
-            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            yield conn
 
     def _now(self) -> datetime:
         return require_aware(self._clock())
@@ -298,28 +308,30 @@ class PostgresStore(StoreBackend[PostgresStoreConfig]):
 
         return database_status(self._pool, timeout)
 
-    def schema_version(self) -> int:
+    @bridged
+    async def schema_version(self) -> int:
         """The schema version of the database (``schema.CURRENT_VERSION``)."""
         from edgeagent.store.postgresql.schema import schema_version
 
-        with self._pool.connection("reading the schema version") as conn:
-            return schema_version(conn)
+        async with self._pool.connection("reading the schema version") as conn:
+            return await schema_version(conn)
 
-    def policy_version(self) -> int:
+    @bridged
+    async def policy_version(self) -> int:
         """Counter bumped with every change of desired state."""
-        with self._tx("reading the policy version") as cur:
-            return int(_one(cur.execute("SELECT version FROM policy WHERE id = 1"))[0])
+        async with self._tx("reading the policy version") as cur:
+            return int((await _one(cur, "SELECT version FROM policy WHERE id = 1"))[0])
 
     @staticmethod
-    def _lock_policy(cur: Cursor) -> None:
+    async def _lock_policy(cur: Cursor) -> None:
         """Serialise changes of desired state; taken first in every such transaction."""
-        cur.execute("SELECT version FROM policy WHERE id = 1 FOR UPDATE")
+        await cur.execute("SELECT version FROM policy WHERE id = 1 FOR UPDATE")
 
     @staticmethod
-    def _bump_policy(cur: Cursor) -> None:
+    async def _bump_policy(cur: Cursor) -> None:
         # The NOTIFY is delivered when (and only if) the transaction commits: every agent
         # LISTENing learns of the new version at once (edgeagent.store.postgresql.leader).
-        cur.execute(
+        await cur.execute(
             "WITH bumped AS (UPDATE policy SET version = version + 1 WHERE id = 1 "
             "RETURNING version) SELECT pg_notify(%s, version::text) FROM bumped",
             (POLICY_CHANNEL,),
@@ -327,12 +339,14 @@ class PostgresStore(StoreBackend[PostgresStoreConfig]):
 
     # --- feed generations ---------------------------------------------------------------
 
-    def _get_generation(self, cur: Cursor, generation_id: int, *, lock: bool = False) -> Generation:
-        row = cur.execute(
+    @staticmethod
+    async def _get_generation(cur: Cursor, generation_id: int, *, lock: bool = False) -> Generation:
+        row = await _fetchone(
+            cur,
             f"SELECT {GENERATION_COLUMNS} FROM generations WHERE id = %s AND status != %s"
             + (" FOR UPDATE" if lock else ""),
             (generation_id, LOADING),
-        ).fetchone()
+        )
         if row is None:
             raise NotFound("generation", str(generation_id))
         return rows.generation(row, _as_is)
@@ -356,45 +370,60 @@ class PostgresStore(StoreBackend[PostgresStoreConfig]):
         """
         status = rows.new_generation_status(status)
         meta_json = canonical_json(meta or {})
-        now = self._now()
-        with self._tx("creating a generation") as cur:
-            gen_id = int(
-                _one(
-                    cur.execute(
-                        "INSERT INTO generations (feed, status, created_at, status_changed_at, "
-                        "serial, hold_reason, meta) VALUES (%s, %s, %s, %s, %s, %s, %s) "
-                        "RETURNING id",
-                        (feed, LOADING, now, now, serial, hold_reason, meta_json),
-                    )
-                )[0]
-            )
+        gen_id = self._pool.run(self._new_loading(feed, serial, hold_reason, meta_json))
         try:
             count = self._copy_entries(gen_id, entries)
-            with self._tx("finishing a generation") as cur:
-                self._lock_policy(cur)
-                changed = self._now()
-                self._clear_slot(cur, feed, GenerationStatus.HELD, changed)
-                if status is GenerationStatus.LIVE:
-                    self._clear_slot(cur, feed, GenerationStatus.LIVE, changed)
-                cur.execute(
-                    "UPDATE generations SET status = %s, entry_count = %s, "
-                    "status_changed_at = %s WHERE id = %s AND status = %s",
-                    (status.value, count, changed, gen_id, LOADING),
-                )
-                if cur.rowcount != 1:
-                    raise StoreError(f"generation {gen_id} of feed {feed} vanished while loading")
-                if status is GenerationStatus.LIVE:
-                    self._bump_policy(cur)
-                return self._get_generation(cur, gen_id)
+            return self._pool.run(self._finish_generation(feed, gen_id, status, count))
         except BaseException:
             self._drop_loading(gen_id)
             raise
 
+    async def _new_loading(self, feed: str, serial: str, hold_reason: str, meta_json: str) -> int:
+        """A new generation in the ``_loading`` state, which no reader sees."""
+        now = self._now()
+        async with self._tx("creating a generation") as cur:
+            row = await _one(
+                cur,
+                "INSERT INTO generations (feed, status, created_at, status_changed_at, "
+                "serial, hold_reason, meta) VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id",
+                (feed, LOADING, now, now, serial, hold_reason, meta_json),
+            )
+        return int(row[0])
+
+    async def _finish_generation(
+        self, feed: str, gen_id: int, status: GenerationStatus, count: int
+    ) -> Generation:
+        """Make the loaded generation ``status``, moving the feed's slots out of its way."""
+        async with self._tx("finishing a generation") as cur:
+            await self._lock_policy(cur)
+            changed = self._now()
+            await self._clear_slot(cur, feed, GenerationStatus.HELD, changed)
+            if status is GenerationStatus.LIVE:
+                await self._clear_slot(cur, feed, GenerationStatus.LIVE, changed)
+            await cur.execute(
+                "UPDATE generations SET status = %s, entry_count = %s, "
+                "status_changed_at = %s WHERE id = %s AND status = %s",
+                (status.value, count, changed, gen_id, LOADING),
+            )
+            if cur.rowcount != 1:
+                raise StoreError(f"generation {gen_id} of feed {feed} vanished while loading")
+            if status is GenerationStatus.LIVE:
+                await self._bump_policy(cur)
+            return await self._get_generation(cur, gen_id)
+
     def _copy_entries(self, gen_id: int, entries: Iterable[Entry]) -> int:
-        """COPY the entries into ``gen_id`` in one transaction; return how many."""
+        """COPY the entries into ``gen_id`` in one transaction; return how many.
+
+        ``entries`` is consumed in the caller's thread (it may read a file, or the store),
+        the rows go to the loop in batches of ``_COPY_ROWS``: the COPY holds one
+        connection, while other calls go on beside it on the loop between batches.
+        """
         n = 0
-        with self._tx("copying generation entries") as cur, cur.copy(_COPY_ENTRIES) as copy:
+        with self._pool.hold("copying generation entries") as held:
+            cur = held.enter(held.conn.cursor())
+            copy = held.enter(cur.copy(_COPY_ENTRIES))
             copy.set_types(_COPY_TYPES)
+            batch: list[tuple[Any, ...]] = []
             checked: datetime | None = None  # feeds stamp every entry with one object
             for n, e in enumerate(entries, 1):
                 if n > _MAX_ENTRIES:
@@ -407,7 +436,7 @@ class PostgresStore(StoreBackend[PostgresStoreConfig]):
                     checked = require_aware(last)
                 if expires is not None and expires is not checked:
                     checked = require_aware(expires)
-                copy.write_row(
+                batch.append(
                     (
                         gen_id,
                         n,
@@ -421,25 +450,33 @@ class PostgresStore(StoreBackend[PostgresStoreConfig]):
                         expires,
                     )
                 )
+                if len(batch) == _COPY_ROWS:
+                    held.run(_write_rows(copy, batch))
+                    batch = []
+            if batch:
+                held.run(_write_rows(copy, batch))
         return n
 
     def _drop_loading(self, gen_id: int) -> None:
         """Best-effort removal of a generation whose ingest failed (else pruned later)."""
-        try:
-            with self._tx("dropping a failed generation") as cur:
-                self._delete_generation(cur, gen_id)
-        except StoreError:
-            pass
+        with suppress(StoreError):
+            self._pool.run(self._drop_generation(gen_id))
+
+    async def _drop_generation(self, gen_id: int) -> None:
+        async with self._tx("dropping a failed generation") as cur:
+            await self._delete_generation(cur, gen_id)
 
     @staticmethod
-    def _delete_generation(cur: Cursor, gen_id: int) -> None:
-        cur.execute("DELETE FROM generation_entries WHERE generation_id = %s", (gen_id,))
-        cur.execute("DELETE FROM generations WHERE id = %s", (gen_id,))
+    async def _delete_generation(cur: Cursor, gen_id: int) -> None:
+        await cur.execute("DELETE FROM generation_entries WHERE generation_id = %s", (gen_id,))
+        await cur.execute("DELETE FROM generations WHERE id = %s", (gen_id,))
 
     @staticmethod
-    def _clear_slot(cur: Cursor, feed: str, slot: GenerationStatus, changed: datetime) -> None:
+    async def _clear_slot(
+        cur: Cursor, feed: str, slot: GenerationStatus, changed: datetime
+    ) -> None:
         """Move the feed's live generation to superseded, or its held one to discarded."""
-        cur.execute(
+        await cur.execute(
             "UPDATE generations SET status = %s, status_changed_at = %s "
             "WHERE feed = %s AND status = %s",
             (rows.SLOT_SUCCESSOR[slot].value, changed, feed, slot.value),
@@ -453,27 +490,32 @@ class PostgresStore(StoreBackend[PostgresStoreConfig]):
         """The feed's generation waiting for a supervisor, if any."""
         return self._slot(feed, GenerationStatus.HELD)
 
-    def _slot(self, feed: str, status: GenerationStatus) -> Generation | None:
-        with self._tx("reading a generation") as cur:
-            row = cur.execute(
+    @bridged
+    async def _slot(self, feed: str, status: GenerationStatus) -> Generation | None:
+        async with self._tx("reading a generation") as cur:
+            row = await _fetchone(
+                cur,
                 f"SELECT {GENERATION_COLUMNS} FROM generations WHERE feed = %s AND status = %s",
                 (feed, status.value),
-            ).fetchone()
+            )
         return None if row is None else rows.generation(row, _as_is)
 
-    def get_generation(self, generation_id: int) -> Generation:
+    @bridged
+    async def get_generation(self, generation_id: int) -> Generation:
         """One generation by id; ``NotFound`` if unknown, pruned or still loading."""
-        with self._tx("reading a generation") as cur:
-            return self._get_generation(cur, generation_id)
+        async with self._tx("reading a generation") as cur:
+            return await self._get_generation(cur, generation_id)
 
-    def generations(self, feed: str) -> list[Generation]:
+    @bridged
+    async def generations(self, feed: str) -> list[Generation]:
         """Every visible generation of ``feed``, newest first."""
-        with self._tx("listing generations") as cur:
-            found = cur.execute(
+        async with self._tx("listing generations") as cur:
+            found = await _fetchall(
+                cur,
                 f"SELECT {GENERATION_COLUMNS} FROM generations WHERE feed = %s AND status != %s "
                 "ORDER BY id DESC",
                 (feed, LOADING),
-            ).fetchall()
+            )
         return [rows.generation(r, _as_is) for r in found]
 
     def generation_entries(self, generation_id: int) -> Iterator[Entry]:
@@ -481,7 +523,7 @@ class PostgresStore(StoreBackend[PostgresStoreConfig]):
 
         Raises ``NotFound`` at once for an unknown generation. Rows come through a
         server-side cursor on a connection the stream holds until it is exhausted or
-        discarded, never all in memory.
+        discarded, ``_STREAM_ROWS`` per trip to the loop, never all in memory.
         """
         gen = self.get_generation(generation_id)
         return self._stream_entries(gen.id, gen.feed)
@@ -490,18 +532,17 @@ class PostgresStore(StoreBackend[PostgresStoreConfig]):
         scopes, actions = _SCOPES, _ACTIONS
         # A feed's entries share a handful of categories: one string object each.
         categories: dict[str, str] = {}
-        with (
-            self._pool.connection(f"reading generation {gen_id}") as conn,
-            conn.transaction(),
+        with self._pool.hold(f"reading generation {gen_id}") as held:
             # Binary rows: timestamps arrive as integers, not text to parse (~20% faster).
-            conn.cursor(name=f"generation_{gen_id}", binary=True) as cur,
-        ):
-            cur.execute(
-                f"SELECT {rows.ENTRY_COLUMNS} FROM generation_entries WHERE generation_id = %s "
-                "ORDER BY position",
-                (gen_id,),
+            cur = held.enter(held.conn.cursor(name=f"generation_{gen_id}", binary=True))
+            held.run(
+                cur.execute(
+                    f"SELECT {rows.ENTRY_COLUMNS} FROM generation_entries "
+                    "WHERE generation_id = %s ORDER BY position",
+                    (gen_id,),
+                )
             )
-            while batch := cur.fetchmany(_STREAM_ROWS):
+            for batch in held.batches(cur, _STREAM_ROWS):
                 for scope, value, action, category, reference, first, last, expires in batch:
                     yield Entry(
                         Indicator(scopes[scope], value),
@@ -514,39 +555,42 @@ class PostgresStore(StoreBackend[PostgresStoreConfig]):
                         expires,
                     )
 
-    def promote_generation(self, generation_id: int) -> Generation:
+    @bridged
+    async def promote_generation(self, generation_id: int) -> Generation:
         """Make a held generation live; the old live one becomes superseded."""
-        with self._tx("promoting a generation") as cur:
-            self._lock_policy(cur)
-            gen = self._get_generation(cur, generation_id, lock=True)
+        async with self._tx("promoting a generation") as cur:
+            await self._lock_policy(cur)
+            gen = await self._get_generation(cur, generation_id, lock=True)
             if gen.status is not GenerationStatus.HELD:
                 allowed = ["discarded"] if gen.status is GenerationStatus.SUPERSEDED else []
                 raise InvalidTransition(gen.status.value, GenerationStatus.LIVE.value, allowed)
             changed = self._now()
-            self._clear_slot(cur, gen.feed, GenerationStatus.LIVE, changed)
-            cur.execute(
+            await self._clear_slot(cur, gen.feed, GenerationStatus.LIVE, changed)
+            await cur.execute(
                 "UPDATE generations SET status = %s, status_changed_at = %s WHERE id = %s",
                 (GenerationStatus.LIVE.value, changed, generation_id),
             )
-            self._bump_policy(cur)
-            return self._get_generation(cur, generation_id)
+            await self._bump_policy(cur)
+            return await self._get_generation(cur, generation_id)
 
-    def discard_generation(self, generation_id: int) -> Generation:
+    @bridged
+    async def discard_generation(self, generation_id: int) -> Generation:
         """Discard a held (or superseded) generation. The live one cannot be discarded:
         the last good snapshot stays until a newer one replaces it. Idempotent."""
-        with self._tx("discarding a generation") as cur:
-            gen = self._get_generation(cur, generation_id, lock=True)
+        async with self._tx("discarding a generation") as cur:
+            gen = await self._get_generation(cur, generation_id, lock=True)
             if gen.status is GenerationStatus.DISCARDED:
                 return gen
             if gen.status is GenerationStatus.LIVE:
                 raise InvalidTransition(gen.status.value, GenerationStatus.DISCARDED.value, [])
-            cur.execute(
+            await cur.execute(
                 "UPDATE generations SET status = %s, status_changed_at = %s WHERE id = %s",
                 (GenerationStatus.DISCARDED.value, self._now(), generation_id),
             )
-            return self._get_generation(cur, generation_id)
+            return await self._get_generation(cur, generation_id)
 
-    def prune_generations(
+    @bridged
+    async def prune_generations(
         self, feed: str, keep: int, *, stale_loading_after: timedelta = timedelta(hours=1)
     ) -> int:
         """Delete all but the ``keep`` newest superseded/discarded generations of ``feed``
@@ -558,61 +602,54 @@ class PostgresStore(StoreBackend[PostgresStoreConfig]):
         if keep < 0:
             raise StoreError("keep must be >= 0")
         stale_before = self._now() - stale_loading_after
-        with self._tx("listing generations to prune") as cur:
-            old = [
-                int(r[0])
-                for r in cur.execute(
-                    "SELECT id FROM generations WHERE feed = %s AND status IN (%s, %s) "
-                    "ORDER BY id DESC OFFSET %s",
-                    (
-                        feed,
-                        GenerationStatus.SUPERSEDED.value,
-                        GenerationStatus.DISCARDED.value,
-                        keep,
-                    ),
-                )
-            ]
-            old += [
-                int(r[0])
-                for r in cur.execute(
-                    "SELECT id FROM generations WHERE feed = %s AND status = %s "
-                    "AND created_at < %s",
-                    (feed, LOADING, stale_before),
-                )
-            ]
+        async with self._tx("listing generations to prune") as cur:
+            superseded = await _fetchall(
+                cur,
+                "SELECT id FROM generations WHERE feed = %s AND status IN (%s, %s) "
+                "ORDER BY id DESC OFFSET %s",
+                (feed, GenerationStatus.SUPERSEDED.value, GenerationStatus.DISCARDED.value, keep),
+            )
+            stale = await _fetchall(
+                cur,
+                "SELECT id FROM generations WHERE feed = %s AND status = %s AND created_at < %s",
+                (feed, LOADING, stale_before),
+            )
         deleted = 0
-        for gen_id in old:
-            with self._tx("pruning a generation") as cur:
+        for (gen_id,) in superseded + stale:
+            async with self._tx("pruning a generation") as cur:
                 # Re-check under the row lock: never delete something made live since.
-                row = cur.execute(
-                    "SELECT status FROM generations WHERE id = %s FOR UPDATE", (gen_id,)
-                ).fetchone()
+                row = await _fetchone(
+                    cur, "SELECT status FROM generations WHERE id = %s FOR UPDATE", (gen_id,)
+                )
                 if row is None or row[0] in (
                     GenerationStatus.LIVE.value,
                     GenerationStatus.HELD.value,
                 ):
                     continue
-                self._delete_generation(cur, gen_id)
+                await self._delete_generation(cur, int(gen_id))
                 deleted += 1
         return deleted
 
-    def feeds(self) -> list[str]:
+    @bridged
+    async def feeds(self) -> list[str]:
         """Names of every feed with at least one visible generation, sorted."""
-        with self._tx("listing feeds") as cur:
-            found = cur.execute(
+        async with self._tx("listing feeds") as cur:
+            found = await _fetchall(
+                cur,
                 "SELECT DISTINCT feed FROM generations WHERE status != %s ORDER BY feed",
                 (LOADING,),
-            ).fetchall()
+            )
         return [str(r[0]) for r in found]
 
     # --- decisions ----------------------------------------------------------------------
 
     @staticmethod
-    def _load_decisions(cur: Cursor, found: Sequence[Sequence[Any]]) -> list[Decision]:
+    async def _load_decisions(cur: Cursor, found: Sequence[Sequence[Any]]) -> list[Decision]:
         """Build decisions (with their histories) from ``DECISION_COLUMNS`` rows."""
         history: dict[int, list[DecisionEvent]] = {int(r[0]): [] for r in found}
         if history:
-            for row in cur.execute(
+            for row in await _fetchall(
+                cur,
                 f"SELECT {rows.EVENT_COLUMNS} FROM decision_events "
                 "WHERE decision_id = ANY(%s) ORDER BY id",
                 (list(history),),
@@ -621,13 +658,13 @@ class PostgresStore(StoreBackend[PostgresStoreConfig]):
                 history[did].append(ev)
         return [rows.decision(r, history[int(r[0])], _as_is) for r in found]
 
-    def _get_decision(self, cur: Cursor, decision_id: int) -> Decision:
-        row = cur.execute(
-            f"SELECT {DECISION_COLUMNS} FROM decisions WHERE id = %s", (decision_id,)
-        ).fetchone()
+    async def _get_decision(self, cur: Cursor, decision_id: int) -> Decision:
+        row = await _fetchone(
+            cur, f"SELECT {DECISION_COLUMNS} FROM decisions WHERE id = %s", (decision_id,)
+        )
         if row is None:
             raise NotFound("decision", str(decision_id))
-        return self._load_decisions(cur, [row])[0]
+        return (await self._load_decisions(cur, [row]))[0]
 
     def add_decision(self, new: NewDecision, audit: AuditNote | None = None) -> Decision:
         """Record a decision (``active`` or ``pending-approval``) and its first event.
@@ -641,7 +678,8 @@ class PostgresStore(StoreBackend[PostgresStoreConfig]):
             raise stored
         return stored
 
-    def add_decisions(
+    @bridged
+    async def add_decisions(
         self, batch: Sequence[tuple[NewDecision, AuditNote | None]]
     ) -> list[Decision | Conflict]:
         """Record every decision of ``batch`` in one transaction; a duplicate is answered
@@ -668,26 +706,26 @@ class PostgresStore(StoreBackend[PostgresStoreConfig]):
             first.setdefault(_open_key(new), i)
         offered = [batch[i][0] for i in sorted(first.values())]
         now = self._now().astimezone(UTC)
-        with (
+        async with (
             self._pool.connection("recording decisions") as conn,
             conn.pipeline(),
             conn.transaction(),
             conn.cursor() as cur,
         ):
-            self._lock_policy(cur)
-            inserted = conn.execute(_INSERT_DECISIONS, _decision_columns(offered, now))
-            head = conn.execute(_LOCK_AUDIT_HEAD)
+            await self._lock_policy(cur)
+            inserted = await conn.execute(_INSERT_DECISIONS, _decision_columns(offered, now))
+            head = await conn.execute(_LOCK_AUDIT_HEAD)
             stored: dict[tuple[str, str, str], Decision] = {}
-            for row in inserted.fetchall():  # the first sync
+            for row in await inserted.fetchall():  # the first sync
                 event = DecisionEvent(now, row[4], DecisionStatus(row[10]), row[5])
                 made = rows.decision(row, [event], _as_is)
                 stored[_open_key(made)] = made
-            last_id, last_hash = _one(head)
+            last_id, last_hash = _one_row(await head.fetchone())
             # What each Conflict names: the batch's own decision, else the stored one.
             in_the_way = {key: (d.id, d.status.value) for key, d in stored.items()}
             missing = [new for new, _ in batch if _open_key(new) not in stored]
             if missing:
-                in_the_way |= self._open_decisions(cur, missing)
+                in_the_way |= await self._open_decisions(cur, missing)
             done: list[Decision | Conflict] = []
             notes: list[AuditNoteOf] = []
             for i, (new, audit) in enumerate(batch):
@@ -700,19 +738,22 @@ class PostgresStore(StoreBackend[PostgresStoreConfig]):
                 if audit is not None:  # same transaction: no decision without its audit row
                     notes.append((new.actor, audit.action, f"decision:{decision.id}", audit.detail))
             if stored:
-                cur.execute(_INSERT_EVENTS, _event_columns(stored.values()))
+                await cur.execute(_INSERT_EVENTS, _event_columns(stored.values()))
             if notes:
-                cur.execute(_APPEND_AUDIT, _append_params(_chain(last_id, last_hash, now, notes)))
+                await cur.execute(
+                    _APPEND_AUDIT, _append_params(_chain(last_id, last_hash, now, notes))
+                )
             if any(d.status is DecisionStatus.ACTIVE for d in stored.values()):
-                self._bump_policy(cur)
+                await self._bump_policy(cur)
         return done
 
     @staticmethod
-    def _open_decisions(
+    async def _open_decisions(
         cur: Cursor, wanted: Sequence[NewDecision]
     ) -> dict[tuple[str, str, str], tuple[int, str]]:
         """``(id, status)`` of the open decision with each key of ``wanted``, where one is."""
-        found = cur.execute(
+        found = await _fetchall(
+            cur,
             "SELECT scope, value, action, id, status FROM decisions "
             "WHERE status = ANY(%s) AND (scope, value, action) IN "
             "(SELECT * FROM unnest(%s::text[], %s::text[], %s::text[]))",
@@ -722,15 +763,17 @@ class PostgresStore(StoreBackend[PostgresStoreConfig]):
                 [n.indicator.value for n in wanted],
                 [n.action.value for n in wanted],
             ),
-        ).fetchall()
+        )
         return {(r[0], r[1], r[2]): (int(r[3]), str(r[4])) for r in found}
 
-    def get_decision(self, decision_id: int) -> Decision:
+    @bridged
+    async def get_decision(self, decision_id: int) -> Decision:
         """One decision with its full history; ``NotFound`` if unknown."""
-        with self._tx("reading a decision") as cur:
-            return self._get_decision(cur, decision_id)
+        async with self._tx("reading a decision") as cur:
+            return await self._get_decision(cur, decision_id)
 
-    def list_decisions(
+    @bridged
+    async def list_decisions(
         self,
         *,
         status: DecisionStatus | None = None,
@@ -751,26 +794,31 @@ class PostgresStore(StoreBackend[PostgresStoreConfig]):
             condition, values = rows.target_condition(target, "%s")
             terms.append(condition)
             params += values
-        with self._tx("listing decisions") as cur:
-            found = cur.execute(
+        async with self._tx("listing decisions") as cur:
+            found = await _fetchall(
+                cur,
                 f"SELECT {DECISION_COLUMNS} FROM decisions WHERE {' AND '.join(terms) or 'true'} "
                 "ORDER BY id LIMIT %s OFFSET %s",
                 (*params, limit, offset),
-            ).fetchall()
-            return self._load_decisions(cur, found)
+            )
+            return await self._load_decisions(cur, found)
 
-    def count_decisions(self, *, status: DecisionStatus | None = None) -> int:
+    @bridged
+    async def count_decisions(self, *, status: DecisionStatus | None = None) -> int:
         """How many decisions have ``status`` (all of them if ``None``)."""
-        with self._tx("counting decisions") as cur:
+        async with self._tx("counting decisions") as cur:
             if status is None:
-                return int(_one(cur.execute("SELECT count(*) FROM decisions"))[0])
+                return int((await _one(cur, "SELECT count(*) FROM decisions"))[0])
             return int(
-                _one(
-                    cur.execute("SELECT count(*) FROM decisions WHERE status = %s", (status.value,))
+                (
+                    await _one(
+                        cur, "SELECT count(*) FROM decisions WHERE status = %s", (status.value,)
+                    )
                 )[0]
             )
 
-    def set_decision_status(
+    @bridged
+    async def set_decision_status(
         self,
         decision_id: int,
         status: DecisionStatus,
@@ -787,26 +835,28 @@ class PostgresStore(StoreBackend[PostgresStoreConfig]):
         ``policy_version``. ``approved_by`` is recorded when given.
         """
         status = DecisionStatus(status)
-        with self._tx("changing a decision") as cur:
-            self._lock_policy(cur)
-            row = cur.execute(
-                "SELECT status FROM decisions WHERE id = %s FOR UPDATE", (decision_id,)
-            ).fetchone()
+        async with self._tx("changing a decision") as cur:
+            await self._lock_policy(cur)
+            row = await _fetchone(
+                cur, "SELECT status FROM decisions WHERE id = %s FOR UPDATE", (decision_id,)
+            )
             if row is None:
                 raise NotFound("decision", str(decision_id))
-            self._transition(
+            await self._transition(
                 cur, decision_id, DecisionStatus(row[0]), status, actor=actor, reason=reason
             )
             if approved_by is not None:
-                cur.execute(
+                await cur.execute(
                     "UPDATE decisions SET approved_by = %s WHERE id = %s",
                     (approved_by, decision_id),
                 )
             if audit is not None:
-                self._audit_in(cur, actor, audit.action, f"decision:{decision_id}", audit.detail)
-            return self._get_decision(cur, decision_id)
+                await self._audit_in(
+                    cur, actor, audit.action, f"decision:{decision_id}", audit.detail
+                )
+            return await self._get_decision(cur, decision_id)
 
-    def _transition(
+    async def _transition(
         self,
         cur: Cursor,
         decision_id: int,
@@ -817,33 +867,35 @@ class PostgresStore(StoreBackend[PostgresStoreConfig]):
         reason: str,
     ) -> None:
         changes_policy = check_decision_transition(current, status)
-        cur.execute("UPDATE decisions SET status = %s WHERE id = %s", (status.value, decision_id))
-        cur.execute(
+        await cur.execute(
+            "UPDATE decisions SET status = %s WHERE id = %s", (status.value, decision_id)
+        )
+        await cur.execute(
             "INSERT INTO decision_events (decision_id, at, actor, status, reason) "
             "VALUES (%s, %s, %s, %s, %s)",
             (decision_id, self._now(), actor, status.value, reason),
         )
         if changes_policy:
-            self._bump_policy(cur)
+            await self._bump_policy(cur)
 
-    def expire_due_decisions(
+    @bridged
+    async def expire_due_decisions(
         self, now: datetime | None = None, *, actor: str = "system"
     ) -> list[Decision]:
         """Mark active decisions whose ``expires_at`` is at or before ``now`` as expired
         (one transaction, one event each); return them."""
         cutoff = require_aware(now) if now is not None else self._now()
-        with self._tx("expiring decisions") as cur:
-            self._lock_policy(cur)
-            ids = [
-                int(r[0])
-                for r in cur.execute(
-                    "SELECT id FROM decisions WHERE status = %s AND expires_at <= %s "
-                    "ORDER BY id FOR UPDATE",
-                    (DecisionStatus.ACTIVE.value, cutoff),
-                )
-            ]
+        async with self._tx("expiring decisions") as cur:
+            await self._lock_policy(cur)
+            due = await _fetchall(
+                cur,
+                "SELECT id FROM decisions WHERE status = %s AND expires_at <= %s "
+                "ORDER BY id FOR UPDATE",
+                (DecisionStatus.ACTIVE.value, cutoff),
+            )
+            ids = [int(r[0]) for r in due]
             for did in ids:
-                self._transition(
+                await self._transition(
                     cur,
                     did,
                     DecisionStatus.ACTIVE,
@@ -851,19 +903,23 @@ class PostgresStore(StoreBackend[PostgresStoreConfig]):
                     actor=actor,
                     reason="expired",
                 )
-            found = cur.execute(
-                f"SELECT {DECISION_COLUMNS} FROM decisions WHERE id = ANY(%s) ORDER BY id", (ids,)
-            ).fetchall()
-            return self._load_decisions(cur, found)
+            found = await _fetchall(
+                cur,
+                f"SELECT {DECISION_COLUMNS} FROM decisions WHERE id = ANY(%s) ORDER BY id",
+                (ids,),
+            )
+            return await self._load_decisions(cur, found)
 
-    def due_decisions(self, now: datetime) -> list[Decision]:
-        with self._tx("reading due decisions") as cur:
-            found = cur.execute(
+    @bridged
+    async def due_decisions(self, now: datetime) -> list[Decision]:
+        async with self._tx("reading due decisions") as cur:
+            found = await _fetchall(
+                cur,
                 f"SELECT {DECISION_COLUMNS} FROM decisions WHERE status = %s "
                 "AND expires_at <= %s ORDER BY id",
                 (DecisionStatus.ACTIVE.value, require_aware(now)),
-            ).fetchall()
-            return self._load_decisions(cur, found)
+            )
+            return await self._load_decisions(cur, found)
 
     def active_decisions(self) -> Iterator[Decision]:
         """Stream every active decision (with history) from one read snapshot."""
@@ -872,31 +928,32 @@ class PostgresStore(StoreBackend[PostgresStoreConfig]):
         return self._stream_active()
 
     def _stream_active(self) -> Iterator[Decision]:
-        with (
-            self._snapshot("reading active decisions") as conn,
-            conn.cursor(name="active_decisions") as decisions,
-            conn.cursor() as events,
-        ):
-            decisions.execute(
-                f"SELECT {DECISION_COLUMNS} FROM decisions WHERE status = %s ORDER BY id",
-                (DecisionStatus.ACTIVE.value,),
+        with self._pool.hold("reading active decisions", snapshot=True) as held:
+            decisions = held.enter(held.conn.cursor(name="active_decisions"))
+            events = held.enter(held.conn.cursor())
+            held.run(
+                decisions.execute(
+                    f"SELECT {DECISION_COLUMNS} FROM decisions WHERE status = %s ORDER BY id",
+                    (DecisionStatus.ACTIVE.value,),
+                )
             )
-            while chunk := decisions.fetchmany(500):
-                yield from self._load_decisions(events, chunk)
+            for chunk in held.batches(decisions, 500):
+                yield from held.run(self._load_decisions(events, chunk))
 
     # --- audit --------------------------------------------------------------------------
 
-    def append_audit(
+    @bridged
+    async def append_audit(
         self, actor: str, action: str, subject: str, detail: Mapping[str, Any] | None = None
     ) -> AuditRecord:
         """Append one row to the hash chain (durable when this returns).
 
         ``subject`` names an object (``decision:12``, ``feed:iwf``), never a plain entry.
         """
-        with self._tx("appending to the audit log") as cur:
-            return self._audit_in(cur, actor, action, subject, detail)
+        async with self._tx("appending to the audit log") as cur:
+            return await self._audit_in(cur, actor, action, subject, detail)
 
-    def _audit_in(
+    async def _audit_in(
         self,
         cur: Cursor,
         actor: str,
@@ -905,57 +962,64 @@ class PostgresStore(StoreBackend[PostgresStoreConfig]):
         detail: Mapping[str, Any] | None,
     ) -> AuditRecord:
         """Append one audit row inside the caller's transaction (:meth:`_audit_many`)."""
-        return self._audit_many(cur, [(actor, action, subject, detail)])[0]
+        return (await self._audit_many(cur, [(actor, action, subject, detail)]))[0]
 
-    def _audit_many(self, cur: Cursor, notes: Sequence[AuditNoteOf]) -> list[AuditRecord]:
+    async def _audit_many(self, cur: Cursor, notes: Sequence[AuditNoteOf]) -> list[AuditRecord]:
         """Append ``(actor, action, subject, detail)`` rows inside the caller's transaction,
         in order, under the head row's lock: every agent on the database extends the same
         chain. The rows and the new head go in one statement."""
-        last_id, last_hash = _one(cur.execute(_LOCK_AUDIT_HEAD))
+        last_id, last_hash = await _one(cur, _LOCK_AUDIT_HEAD)
         made = _chain(last_id, last_hash, self._now(), notes)
-        cur.execute(_APPEND_AUDIT, _append_params(made))
+        await cur.execute(_APPEND_AUDIT, _append_params(made))
         return [audit_record(r) for r in made]
 
-    def audit_since(self, since: datetime | None = None, limit: int = 1000) -> list[AuditRecord]:
+    @bridged
+    async def audit_since(
+        self, since: datetime | None = None, limit: int = 1000
+    ) -> list[AuditRecord]:
         """Audit rows from the first one written at or after ``since`` on (all if
         ``None``), in the order written, at most ``limit``. The order decides, not the
         timestamps: a row written after a step back of the clock is still returned."""
         if limit < 0:
             raise StoreError("limit must be >= 0")
-        with self._tx("reading the audit log") as cur:
-            found = cur.execute(
+        async with self._tx("reading the audit log") as cur:
+            found = await _fetchall(
+                cur,
                 f"SELECT {AUDIT_COLUMNS} FROM audit WHERE id >= (SELECT id FROM audit "
                 f"WHERE at >= %s ORDER BY id LIMIT 1) ORDER BY id LIMIT %s",
                 ("" if since is None else utc_text(since), limit),
-            ).fetchall()
+            )
         return [audit_record(r) for r in found]
 
     def verify_audit(self) -> AuditVerification:
         """Recompute the whole chain from one snapshot (:func:`chain.verify_chain`); name
-        the first row that fails. Every agent on the database gives the same answer."""
-        with (
-            self._snapshot("reading the audit log") as conn,
-            conn.cursor(name="verify_audit") as cur,
-        ):
-            head = conn.execute("SELECT last_id, last_hash FROM audit_head WHERE id = 1").fetchone()
-            cur.itersize = _STREAM_ROWS
-            cur.execute(f"SELECT {AUDIT_COLUMNS} FROM audit ORDER BY id")
-            return verify_chain(cur, head)
+        the first row that fails. Every agent on the database gives the same answer. The
+        rows come ``_STREAM_ROWS`` per trip to the loop and are checked in this thread."""
+        with self._pool.hold("reading the audit log", snapshot=True) as held:
+            head = held.run(_fetchone(held.enter(held.conn.cursor()), _AUDIT_HEAD))
+            cur = held.enter(held.conn.cursor(name="verify_audit"))
+            held.run(cur.execute(f"SELECT {AUDIT_COLUMNS} FROM audit ORDER BY id"))
+            return verify_chain(
+                itertools.chain.from_iterable(held.batches(cur, _STREAM_ROWS)), head
+            )
 
-    def audit_head(self) -> tuple[int, str]:
+    @bridged
+    async def audit_head(self) -> tuple[int, str]:
         """``(last_id, last_hash)`` of the chain: publish it elsewhere as an anchor."""
-        with self._tx("reading the audit head") as cur:
-            row = cur.execute("SELECT last_id, last_hash FROM audit_head WHERE id = 1").fetchone()
+        async with self._tx("reading the audit head") as cur:
+            row = await _fetchone(cur, _AUDIT_HEAD)
         return (0, "") if row is None else (int(row[0]), str(row[1]))
 
     # --- the intake triage queue ---------------------------------------------------------
 
-    def add_intake_item(self, new: NewIntakeItem, audit: AuditNote) -> IntakeItem:
+    @bridged
+    async def add_intake_item(self, new: NewIntakeItem, audit: AuditNote) -> IntakeItem:
         """Queue ``new`` as pending with its audit row; ``Conflict`` on a reused reference."""
-        with self._tx("queueing an intake item") as cur:
+        async with self._tx("queueing an intake item") as cur:
             try:
-                with self._pool.savepoint(cur):
-                    row = cur.execute(
+                async with self._pool.savepoint(cur):
+                    row = await _fetchone(
+                        cur,
                         "INSERT INTO intake_items (reference, channel, state, created_at, body) "
                         f"VALUES (%s, %s, %s, %s, %s) RETURNING {INTAKE_COLUMNS}",
                         (
@@ -965,30 +1029,35 @@ class PostgresStore(StoreBackend[PostgresStoreConfig]):
                             self._now(),
                             new.content.to_json(),
                         ),
-                    ).fetchone()
+                    )
             except Conflict:
                 raise Conflict("an intake item with this reference exists") from None
             item = rows.intake_item(_one_row(row), _as_is)
-            self._audit_in(cur, "intake", audit.action, rows.intake_subject(item.id), audit.detail)
+            await self._audit_in(
+                cur, "intake", audit.action, rows.intake_subject(item.id), audit.detail
+            )
         return item
 
     @staticmethod
-    def _get_intake(cur: Cursor, item_id: int, *, lock: bool = False) -> IntakeItem:
-        row = cur.execute(
+    async def _get_intake(cur: Cursor, item_id: int, *, lock: bool = False) -> IntakeItem:
+        row = await _fetchone(
+            cur,
             f"SELECT {INTAKE_COLUMNS} FROM intake_items WHERE id = %s"
             + (" FOR UPDATE" if lock else ""),
             (item_id,),
-        ).fetchone()
+        )
         if row is None:
             raise NotFound("intake item", str(item_id))
         return rows.intake_item(row, _as_is)
 
-    def get_intake_item(self, item_id: int) -> IntakeItem:
+    @bridged
+    async def get_intake_item(self, item_id: int) -> IntakeItem:
         """One item; ``NotFound`` if unknown."""
-        with self._tx("reading an intake item") as cur:
-            return self._get_intake(cur, item_id)
+        async with self._tx("reading an intake item") as cur:
+            return await self._get_intake(cur, item_id)
 
-    def list_intake_items(
+    @bridged
+    async def list_intake_items(
         self,
         *,
         state: IntakeState | None = None,
@@ -1001,15 +1070,17 @@ class PostgresStore(StoreBackend[PostgresStoreConfig]):
             raise StoreError("limit and offset must be >= 0")
         filters = rows.intake_filters(state, channel)
         clause = " AND ".join(f"{column} = %s" for column, _ in filters)
-        with self._tx("listing intake items") as cur:
-            found = cur.execute(
+        async with self._tx("listing intake items") as cur:
+            found = await _fetchall(
+                cur,
                 f"SELECT {INTAKE_COLUMNS} FROM intake_items WHERE {clause or 'true'} "
                 "ORDER BY id DESC LIMIT %s OFFSET %s",
                 (*(value for _, value in filters), limit, offset),
-            ).fetchall()
+            )
         return [rows.intake_item(r, _as_is) for r in found]
 
-    def decide_intake_item(
+    @bridged
+    async def decide_intake_item(
         self,
         item_id: int,
         state: IntakeState,
@@ -1021,10 +1092,11 @@ class PostgresStore(StoreBackend[PostgresStoreConfig]):
     ) -> IntakeItem:
         """Move a pending item to its outcome, once (the row is locked while checking);
         the audit row in the same transaction."""
-        with self._tx("deciding an intake item") as cur:
-            item = self._get_intake(cur, item_id, lock=True)
+        async with self._tx("deciding an intake item") as cur:
+            item = await self._get_intake(cur, item_id, lock=True)
             check_outcome(item.channel, item.state, state)
-            row = cur.execute(
+            row = await _fetchone(
+                cur,
                 "UPDATE intake_items SET state = %s, decided_at = %s, decided_by = %s, "
                 f"reason = %s, decision_ids = %s WHERE id = %s RETURNING {INTAKE_COLUMNS}",
                 (
@@ -1035,90 +1107,104 @@ class PostgresStore(StoreBackend[PostgresStoreConfig]):
                     rows.decision_ids_json(decision_ids),
                     item_id,
                 ),
-            ).fetchone()
-            self._audit_in(cur, actor, audit.action, rows.intake_subject(item_id), audit.detail)
+            )
+            await self._audit_in(
+                cur, actor, audit.action, rows.intake_subject(item_id), audit.detail
+            )
         return rows.intake_item(_one_row(row), _as_is)
 
-    def count_intake_items(self) -> dict[tuple[IntakeChannel, IntakeState], int]:
+    @bridged
+    async def count_intake_items(self) -> dict[tuple[IntakeChannel, IntakeState], int]:
         """Items per (channel, state)."""
-        with self._tx("counting intake items") as cur:
-            found = cur.execute(
-                "SELECT channel, state, count(*) FROM intake_items GROUP BY channel, state"
-            ).fetchall()
+        async with self._tx("counting intake items") as cur:
+            found = await _fetchall(
+                cur, "SELECT channel, state, count(*) FROM intake_items GROUP BY channel, state"
+            )
         return {(IntakeChannel(ch), IntakeState(st)): int(n) for ch, st, n in found}
 
     # --- API tokens ---------------------------------------------------------------------
 
-    def add_token(self, name: str, role: str, token_hash: bytes) -> Token:
+    @bridged
+    async def add_token(self, name: str, role: str, token_hash: bytes) -> Token:
         """Record a token by the SHA-256 (32 bytes) of its secret; the secret is never stored.
 
         ``Conflict`` if the hash exists or an unrevoked token has the same name.
         """
         if len(token_hash) != 32:
             raise StoreError("token_hash must be a 32-byte SHA-256 digest")
-        with self._tx("recording a token") as cur:
+        async with self._tx("recording a token") as cur:
             try:
-                with self._pool.savepoint(cur):
-                    row = cur.execute(
+                async with self._pool.savepoint(cur):
+                    row = await _fetchone(
+                        cur,
                         f"INSERT INTO tokens (name, role, token_hash, created_at) "
                         f"VALUES (%s, %s, %s, %s) RETURNING {rows.TOKEN_COLUMNS}",
                         (name, role, bytes(token_hash), self._now()),
-                    ).fetchone()
+                    )
             except Conflict:
                 raise Conflict(f"a token named {name!r} or with this secret exists") from None
         return rows.token(_one_row(row), _as_is)
 
-    def token_by_hash(self, token_hash: bytes) -> Token | None:
+    @bridged
+    async def token_by_hash(self, token_hash: bytes) -> Token | None:
         """The token with this secret hash, revoked ones included (check ``revoked``)."""
-        with self._tx("looking up a token") as cur:
-            row = cur.execute(
+        async with self._tx("looking up a token") as cur:
+            row = await _fetchone(
+                cur,
                 f"SELECT {rows.TOKEN_COLUMNS} FROM tokens WHERE token_hash = %s",
                 (bytes(token_hash),),
-            ).fetchone()
+            )
         return None if row is None else rows.token(row, _as_is)
 
-    def list_tokens(self) -> list[Token]:
+    @bridged
+    async def list_tokens(self) -> list[Token]:
         """Every token (no hashes), oldest first."""
-        with self._tx("listing tokens") as cur:
-            found = cur.execute(f"SELECT {rows.TOKEN_COLUMNS} FROM tokens ORDER BY id").fetchall()
+        async with self._tx("listing tokens") as cur:
+            found = await _fetchall(cur, f"SELECT {rows.TOKEN_COLUMNS} FROM tokens ORDER BY id")
         return [rows.token(r, _as_is) for r in found]
 
-    def revoke_token(self, token_id: int) -> Token:
+    @bridged
+    async def revoke_token(self, token_id: int) -> Token:
         """Revoke a token (kept for the record); ``NotFound`` if unknown. Idempotent."""
-        with self._tx("revoking a token") as cur:
-            row = cur.execute(
+        async with self._tx("revoking a token") as cur:
+            row = await _fetchone(
+                cur,
                 f"UPDATE tokens SET revoked = true WHERE id = %s RETURNING {rows.TOKEN_COLUMNS}",
                 (token_id,),
-            ).fetchone()
+            )
         if row is None:
             raise NotFound("token", str(token_id))
         return rows.token(row, _as_is)
 
     # -- RPZ serial -------------------------------------------------------------------------
 
-    def rpz_serial(self) -> int | None:
+    @bridged
+    async def rpz_serial(self) -> int | None:
         """The last RPZ SOA serial any agent handed out (``None``: none yet)."""
-        with self._tx("reading the RPZ serial") as cur:
-            row = cur.execute("SELECT serial FROM rpz_serial WHERE id = 1").fetchone()
+        async with self._tx("reading the RPZ serial") as cur:
+            row = await _fetchone(cur, "SELECT serial FROM rpz_serial WHERE id = 1")
         return None if row is None else int(row[0])
 
-    def save_rpz_serial(self, serial: int) -> None:
+    @bridged
+    async def save_rpz_serial(self, serial: int) -> None:
         """Record ``serial`` if it is newer (RFC 1982) than the one recorded."""
-        with self._tx("recording the RPZ serial") as cur:
-            cur.execute(rows.SAVE_RPZ_SERIAL, (serial,))
+        async with self._tx("recording the RPZ serial") as cur:
+            await cur.execute(rows.SAVE_RPZ_SERIAL, (serial,))
 
     # -- deadline clock ---------------------------------------------------------------------
 
-    def clock_mark(self, host: str) -> ClockMark | None:
+    @bridged
+    async def clock_mark(self, host: str) -> ClockMark | None:
         """The latest deadline-clock reading ``host`` recorded (``None``: none yet)."""
-        with self._tx("reading the clock mark") as cur:
-            row = cur.execute(rows.CLOCK_MARK, (host,)).fetchone()
+        async with self._tx("reading the clock mark") as cur:
+            row = await _fetchone(cur, rows.CLOCK_MARK, (host,))
         return None if row is None else rows.clock_mark(row, _as_is)
 
-    def save_clock_mark(self, mark: ClockMark) -> None:
+    @bridged
+    async def save_clock_mark(self, mark: ClockMark) -> None:
         """Record ``mark`` unless its host's recorded one is as late."""
-        with self._tx("recording the clock mark") as cur:
-            cur.execute(rows.SAVE_CLOCK_MARK, (mark.host, mark.at, mark.boot, mark.monotonic))
+        async with self._tx("recording the clock mark") as cur:
+            await cur.execute(rows.SAVE_CLOCK_MARK, (mark.host, mark.at, mark.boot, mark.monotonic))
 
 
 AuditNoteOf = tuple[str, str, str, Mapping[str, Any] | None]
@@ -1197,9 +1283,23 @@ def _duplicate(new: NewDecision, in_the_way: tuple[int, str] | None) -> Conflict
     )
 
 
-def _one(cur: Cursor) -> tuple[Any, ...]:
+async def _fetchone(cur: Cursor, query: str, params: Sequence[Any] | None = None) -> Row | None:
+    """The first row ``query`` returns, if any."""
+    return await (await cur.execute(query, params)).fetchone()
+
+
+async def _fetchall(cur: Cursor, query: str, params: Sequence[Any] | None = None) -> list[Row]:
+    return await (await cur.execute(query, params)).fetchall()
+
+
+async def _one(cur: Cursor, query: str, params: Sequence[Any] | None = None) -> Row:
     """The single row a statement must return."""
-    return _one_row(cur.fetchone())
+    return _one_row(await _fetchone(cur, query, params))
+
+
+async def _write_rows(copy: AsyncCopy, batch: Sequence[tuple[Any, ...]]) -> None:
+    for row in batch:
+        await copy.write_row(row)
 
 
 def _one_row(row: tuple[Any, ...] | None) -> tuple[Any, ...]:
